@@ -1,0 +1,19 @@
+#!/bin/sh
+# Compile the bundled MNIST CNN for every installed first-party target, then emulate it on the bundled test
+# images and print accuracy. Run from the repository root (`make demo` does, with the environment on PATH).
+set -eu
+here=examples/mnist
+out=demo-out
+steps=${STEPS:-64}
+installed=$(neurodeploy targets | awk 'NR > 1 {print $1}')
+for target in reference loihi speck spinnaker brainscales2; do
+    echo "$installed" | grep -qx "$target" || continue
+    echo "== $target"
+    neurodeploy compile "$here/mnist_cnn.onnx" --target "$target" --calibration "$here/calibration.npz" \
+        -o "$out/$target"
+    if [ "$target" = reference ]; then
+        neurodeploy emulate "$out/$target" --input "$here/test_images.npz" --mode ann
+    fi
+    neurodeploy emulate "$out/$target" --input "$here/test_images.npz" --steps "$steps" \
+        --output "$out/$target-outputs.npz"
+done

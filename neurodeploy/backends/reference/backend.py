@@ -1,0 +1,94 @@
+"""The reference backend: float32 ANN and IF-neuron SNN, no hardware limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, LayerUsage, ResourceReport, TargetSpec
+from neurodeploy.backends.reference.simulate import simulate
+from neurodeploy.errors import DataError
+from neurodeploy.ir import interpret
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.ops import Conv2d, Dense
+from neurodeploy.ir.serialize import load_graph, save_graph
+
+
+def layer_usage(graph: Graph) -> list[LayerUsage]:
+    """Neurons and synapses of every weighted layer (fan-in per neuron; fan-out per input neuron, interior)."""
+    types = graph.types()
+    layers = []
+    for op in graph.ops:
+        if isinstance(op, Conv2d):
+            out_ch, per_group, kh, kw = op.weight.shape
+            fan_in = per_group * kh * kw
+            fan_out = (out_ch // op.groups) * -(-kh // op.stride[0]) * -(-kw // op.stride[1])
+        elif isinstance(op, Dense):
+            fan_in, fan_out = op.weight.shape[1], op.weight.shape[0]
+        else:
+            continue
+        neurons = types[op.output].size
+        layers.append(LayerUsage(op.name, op.op_type, neurons, neurons * fan_in, int(fan_in), int(fan_out)))
+    return layers
+
+
+class ReferenceBackend(Backend):
+    """Emulates the ANN (mode ``ann``) and the converted SNN (mode ``snn``: IF neurons, reset by subtraction,
+    direct input encoding) in float32. The readout of the SNN is the mean of its output over the time steps."""
+
+    name = "reference"
+    version = "0.1.0"
+    fidelity = "float"
+    modes = ("snn", "ann")
+    spec = TargetSpec(name="reference", description="float32 numpy model of the ANN and the converted SNN; no limits")
+
+    def pipeline(self, options: dict[str, Any]) -> str:
+        return "convert-to-snn"
+
+    def resources(self, graph: Graph) -> ResourceReport:
+        return ResourceReport(self.target, layer_usage(graph), notes=["reference target: no hardware limits"])
+
+    def emit(self, model: CompiledModel, folder: Path) -> list[str]:
+        files = save_graph(model.snn, folder, "snn") + save_graph(model.ann, folder, "ann")
+        return [p.name for p in files]
+
+    def emulate(
+        self,
+        artifact: Any,
+        inputs: np.ndarray,
+        *,
+        steps: int,
+        mode: str | None = None,
+        checkpoints: tuple[int, ...] = (),
+        batch_size: int = 256,
+    ) -> EmulationResult:
+        mode = mode or self.modes[0]
+        if mode not in self.modes:
+            raise DataError(f"target {self.target!r} has emulation modes {', '.join(self.modes)}; got {mode!r}")
+        graph = load_graph(artifact.root, mode)
+        out_name = graph.outputs[0]
+        x = interpret.check_inputs(graph, inputs)
+        input_name = next(iter(graph.inputs))
+        n = len(x[input_name])
+        if mode == "ann":
+            outputs = interpret.run_batched(graph, x[input_name], batch_size) if n else np.zeros((0,))
+            return EmulationResult(outputs=outputs, steps=0, mode=mode)
+        chunks, spikes, marks = [], {}, {}
+        for start in range(0, n, batch_size):
+            sim = simulate(graph, {k: v[start : start + batch_size] for k, v in x.items()}, steps, checkpoints)
+            chunks.append(sim.outputs[out_name])
+            for layer, count in sim.spikes.items():
+                spikes.setdefault(layer, []).append(count)
+            for t, outs in sim.checkpoints.items():
+                marks.setdefault(t, []).append(outs[out_name])
+        types = graph.types()
+        return EmulationResult(
+            outputs=np.concatenate(chunks),
+            steps=steps,
+            mode=mode,
+            spikes={k: np.concatenate(v) for k, v in spikes.items()},
+            neurons={op.name: types[op.output].size for op in graph.ops if op.is_stateful},
+            checkpoints={t: np.concatenate(v) for t, v in marks.items()},
+        )

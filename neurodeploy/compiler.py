@@ -1,0 +1,161 @@
+"""The compile driver: ONNX in, artifact folder out.
+
+import -> canonicalize -> (snapshot the ANN) -> convert and lower (the target's passes) -> resources -> emit
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from neurodeploy._version import __version__
+from neurodeploy.artifact import (
+    ARTIFACT_FORMAT,
+    Artifact,
+    check_destination,
+    load_artifact,
+    sha256_file,
+    write_artifact,
+)
+from neurodeploy.backends.base import CompiledModel
+from neurodeploy.backends.registry import get_backend
+from neurodeploy.data.calibration import Calibration
+from neurodeploy.errors import DataError
+from neurodeploy.frontend.onnx import import_onnx
+from neurodeploy.ir import interpret
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.serialize import dumps_json
+from neurodeploy.passes import CANONICALIZE, Pass, PassContext, PassManager, build_pipeline, format_pipeline
+
+log = logging.getLogger(__name__)
+
+
+def default_output_dir(model: Path, target: str) -> Path:
+    return Path(f"{model.stem}-{target}")
+
+
+def _io_description(graph: Graph) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    types = graph.types()
+    inputs = [
+        {"name": k, "shape": list(t.shape), "dtype": t.dtype, "encoding": "direct"} for k, t in graph.inputs.items()
+    ]
+    outputs = [
+        {"name": v, "shape": list(types[v].shape), "readout": "mean over time steps", "decision": "argmax"}
+        for v in graph.outputs
+    ]
+    return inputs, outputs
+
+
+def run_pipeline(
+    graph: Graph, passes: list[Pass], ctx: PassContext, after_pass: Callable[[Pass, Graph], None] | None = None
+) -> tuple[Graph, Graph]:
+    """Run ``passes`` on ``graph``; return (the ANN after the leading semantics-preserving passes, the result)."""
+    split = next((i for i, p in enumerate(passes) if not p.preserves_semantics), len(passes))
+    manager = PassManager(passes[:split], after_pass=after_pass)
+    manager.run(graph, ctx)
+    ann = graph.copy()
+    PassManager(passes[split:], after_pass=after_pass).run(graph, ctx)
+    return ann, graph
+
+
+def compile_model(
+    model: str | Path,
+    target: str,
+    out_dir: str | Path | None = None,
+    *,
+    calibration: Calibration | None = None,
+    input_shapes=None,
+    pipeline: str | None = None,
+    after_pass: Callable[[Pass, Graph], None] | None = None,
+) -> Artifact:
+    """Compile an ONNX model for ``target`` into an artifact folder and return it.
+
+    ``pipeline`` replaces the whole default pipeline (canonicalization plus the target's passes).
+    """
+    model = Path(model)
+    backend = get_backend(target)
+    out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model, target)
+    check_destination(out_dir)
+    graph = import_onnx(model, input_shapes=input_shapes)
+    if after_pass is not None:
+        after_pass(None, graph)
+    options: dict[str, Any] = {
+        "calibration": calibration.describe() if calibration is not None else None,
+        "input_shapes": _shapes_option(input_shapes),
+    }
+    passes = build_pipeline(pipeline if pipeline is not None else f"{CANONICALIZE},{backend.pipeline(options)}")
+    ctx = PassContext()
+    if calibration is not None:
+        try:
+            ctx.calibration = interpret.check_inputs(graph, calibration.x)[next(iter(graph.inputs))]
+        except DataError as exc:
+            raise DataError(f"calibration data ({calibration.source}) does not fit the model: {exc}") from None
+    ann, snn = run_pipeline(graph, passes, ctx, after_pass)
+    report = backend.resources(snn)
+    compiled = CompiledModel(
+        ann=ann, snn=snn, pipeline=format_pipeline(passes), options=options, warnings=list(ctx.warnings)
+    )
+    inputs, outputs = _io_description(snn)
+
+    def fill(folder: Path) -> dict[str, Any]:
+        backend.emit(compiled, folder)
+        (folder / "report.json").write_bytes(
+            dumps_json({"resources": report.to_dict(), "conversion": ctx.records, "warnings": compiled.warnings})
+        )
+        return {
+            "neurodeploy": {"version": __version__, "artifact_format": ARTIFACT_FORMAT},
+            "target": {
+                "name": backend.target,
+                "backend": f"{type(backend).__module__}.{type(backend).__name__}",
+                "backend_version": backend.version,
+                "fidelity": backend.fidelity,
+                "modes": list(backend.modes),
+                "default_steps": backend.default_steps,
+            },
+            "source": {
+                "file": model.name,
+                "sha256": sha256_file(model),
+                "format": "onnx",
+                "opset": graph.meta.get("source", {}).get("opset"),
+            },
+            "pipeline": compiled.pipeline,
+            "options": options,
+            "inputs": inputs,
+            "outputs": outputs,
+            "versions": {"python": platform.python_version(), "numpy": np.__version__, "onnx": onnx.__version__},
+            "warnings": compiled.warnings,
+        }
+
+    write_artifact(out_dir, fill)
+    log.info("wrote %s", out_dir)
+    return load_artifact(out_dir)
+
+
+def _shapes_option(input_shapes) -> Any:
+    if input_shapes is None:
+        return None
+    if isinstance(input_shapes, dict):
+        return {k: list(v) for k, v in sorted(input_shapes.items())}
+    return list(input_shapes)
+
+
+def emulate_artifact(
+    artifact: Artifact | str | Path,
+    inputs: np.ndarray,
+    *,
+    steps: int | None = None,
+    mode: str | None = None,
+    checkpoints: tuple[int, ...] = (),
+):
+    """Run an artifact with the emulator of the target it was compiled for."""
+    if not isinstance(artifact, Artifact):
+        artifact = load_artifact(artifact)
+    backend = get_backend(artifact.target)
+    steps = steps if steps is not None else artifact.manifest["target"].get("default_steps", backend.default_steps)
+    return backend.emulate(artifact, inputs, steps=steps, mode=mode, checkpoints=checkpoints)

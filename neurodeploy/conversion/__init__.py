@@ -1,0 +1,1 @@
+"""ANN-to-SNN conversion: activation statistics (threshold balancing) and the methods built on them."""

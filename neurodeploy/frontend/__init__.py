@@ -1,0 +1,1 @@
+"""Model importers: ONNX files in, IR graphs out."""

@@ -1,0 +1,66 @@
+"""Relu, Clip (bounds as attributes before opset 11, as inputs since), and Softmax (only as the last op)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
+from neurodeploy.frontend.onnx.registry import onnx_op
+from neurodeploy.ir.ops import Clip, Relu, Softmax
+
+
+def _runtime_input(ctx: ImportContext, node: Node) -> str:
+    x = node.input(0)
+    if not ctx.is_runtime(x):
+        raise UnsupportedVariant(f"{node.op_type} '{node.name}': input must be a runtime value")
+    return x
+
+
+@onnx_op("Relu", 6, 13, 14)
+def relu(ctx: ImportContext, node: Node) -> None:
+    if ctx.is_const(node.input(0)):
+        ctx.set_const(node.outputs[0], np.maximum(ctx.const(node.input(0)), 0))
+        return
+    ctx.emit(node, Relu, [_runtime_input(ctx, node)])
+
+
+def _bound(ctx: ImportContext, node: Node, index: int) -> float | None:
+    name = node.input(index)
+    if name is None:
+        return None
+    if not ctx.is_const(name):
+        raise UnsupportedVariant(f"Clip '{node.name}': bound input {name!r} must be a constant")
+    value = ctx.const(name)
+    if value.size != 1:
+        raise UnsupportedVariant(f"Clip '{node.name}': bound {name!r} must be a scalar, got shape {value.shape}")
+    return float(value.reshape(()))
+
+
+@onnx_op("Clip", 6)
+def clip_attributes(ctx: ImportContext, node: Node) -> None:
+    _clip(ctx, node, node.attr("min"), node.attr("max"))
+
+
+@onnx_op("Clip", 11, 12, 13)
+def clip_inputs(ctx: ImportContext, node: Node) -> None:
+    _clip(ctx, node, _bound(ctx, node, 1), _bound(ctx, node, 2))
+
+
+def _clip(ctx: ImportContext, node: Node, low: float | None, high: float | None) -> None:
+    low = None if low is None else float(low)
+    high = None if high is None else float(high)
+    if ctx.is_const(node.input(0)):
+        ctx.set_const(node.outputs[0], np.clip(ctx.const(node.input(0)), low, high))
+        return
+    ctx.emit(node, Clip, [_runtime_input(ctx, node)], low=low, high=high)
+
+
+@onnx_op("Softmax", 11, 13)
+def softmax(ctx: ImportContext, node: Node) -> None:
+    x = _runtime_input(ctx, node)
+    rank = ctx.type_of(x).rank + 1
+    axis = int(node.attr("axis", 1 if node.opset < 13 else -1))
+    axis = axis + rank if axis < 0 else axis
+    if not 1 <= axis < rank:
+        raise UnsupportedVariant(f"Softmax '{node.name}': axis {axis} would mix samples of the batch")
+    ctx.emit(node, Softmax, [x], axis=axis - 1, coerce_2d=node.opset < 13)

@@ -1,0 +1,50 @@
+"""Add (of runtime values, or of a runtime value and a constant) and Concat."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
+from neurodeploy.frontend.onnx.registry import onnx_op
+from neurodeploy.ir.ops import Add, Bias, Concat
+
+
+@onnx_op("Add", 7, 13, 14)
+def add(ctx: ImportContext, node: Node) -> None:
+    a, b = node.input(0), node.input(1)
+    if ctx.is_const(a) and ctx.is_const(b):
+        ctx.set_const(node.outputs[0], ctx.const(a) + ctx.const(b))
+        return
+    if ctx.is_runtime(a) and ctx.is_runtime(b):
+        if ctx.type_of(a).rank != ctx.type_of(b).rank:
+            raise UnsupportedVariant(
+                f"Add '{node.name}': runtime inputs {ctx.full_shape(a)} and {ctx.full_shape(b)} differ in rank"
+            )
+        ctx.emit(node, Add, [a, b])
+        return
+    x, c = (a, b) if ctx.is_runtime(a) else (b, a)
+    value = ctx.const(c)
+    rank = ctx.type_of(x).rank
+    if value.ndim == rank + 1:
+        if value.shape[0] != 1:
+            raise UnsupportedVariant(f"Add '{node.name}': constant of shape {value.shape} varies along the batch")
+        value = value[0]
+    elif value.ndim > rank + 1:
+        raise UnsupportedVariant(f"Add '{node.name}': constant of shape {value.shape} has a higher rank than the input")
+    ctx.emit(node, Bias, [x], value=np.asarray(value, np.float32))
+
+
+@onnx_op("Concat", 11, 13)
+def concat(ctx: ImportContext, node: Node) -> None:
+    names = [n for n in node.inputs if n]
+    axis = int(node.attr("axis"))
+    if all(ctx.is_const(n) for n in names):
+        ctx.set_const(node.outputs[0], np.concatenate([ctx.const(n) for n in names], axis=axis))
+        return
+    if not all(ctx.is_runtime(n) for n in names):
+        raise UnsupportedVariant(f"Concat '{node.name}': mixes constant and runtime inputs")
+    rank = ctx.type_of(names[0]).rank + 1
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0:
+        raise UnsupportedVariant(f"Concat '{node.name}': concatenates along the batch axis")
+    ctx.emit(node, Concat, names, axis=axis - 1)

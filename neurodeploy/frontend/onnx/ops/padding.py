@@ -1,0 +1,51 @@
+"""Attribute decoding shared by Conv and the pooling ops: kernel, strides, dilations and explicit pads."""
+
+from __future__ import annotations
+
+from neurodeploy.frontend.onnx.context import Node, UnsupportedVariant
+
+
+def window_attrs(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+    """Strides, dilations and (top, left, bottom, right) padding of a 2-D window op, with ``auto_pad`` resolved
+    against the static input size."""
+    strides = tuple(node.attr("strides", [1, 1]))
+    dilations = tuple(node.attr("dilations", [1, 1]))
+    if len(strides) != 2 or len(dilations) != 2:
+        raise UnsupportedVariant(f"{node.op_type} '{node.name}': strides {strides} / dilations {dilations} are not 2-D")
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    if auto_pad == "NOTSET":
+        pads = tuple(node.attr("pads", [0, 0, 0, 0]))
+        if len(pads) != 4:
+            raise UnsupportedVariant(f"{node.op_type} '{node.name}': pads {pads} are not 2-D")
+        # ONNX orders pads as (x1_begin, x2_begin, x1_end, x2_end) = (top, left, bottom, right).
+        padding = (pads[0], pads[1], pads[2], pads[3])
+    elif auto_pad == "VALID":
+        padding = (0, 0, 0, 0)
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        begins, ends = [], []
+        for size, k, s, d in zip(in_hw, kernel, strides, dilations):
+            out = -(-size // s)
+            total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+            small, large = total // 2, total - total // 2
+            # SAME_UPPER puts the odd cell at the end, SAME_LOWER at the beginning.
+            begin, end = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+            begins.append(begin)
+            ends.append(end)
+        padding = (begins[0], begins[1], ends[0], ends[1])
+    else:
+        raise UnsupportedVariant(f"{node.op_type} '{node.name}': unknown auto_pad {auto_pad!r}")
+    return {"stride": strides, "dilation": dilations, "padding": padding}
+
+
+def spatial_input(ctx, node: Node, what: str = "input") -> tuple[int, int, int]:
+    """The (C, H, W) type of a 2-D op's runtime input, or an UnsupportedVariant naming the rank."""
+    x = node.input(0)
+    if not ctx.is_runtime(x):
+        raise UnsupportedVariant(f"{node.op_type} '{node.name}': its {what} must come from the model input")
+    shape = ctx.type_of(x).shape
+    if len(shape) != 3:
+        raise UnsupportedVariant(
+            f"{node.op_type} '{node.name}' has {len(shape) - 1} spatial dimension(s); only 2-D "
+            f"(N, C, H, W) is supported"
+        )
+    return shape

@@ -1,0 +1,47 @@
+"""The intermediate representation: values, ops, graphs, and their text and file forms."""
+
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.neurons import IF
+from neurodeploy.ir.op import OP_TYPES, Op, StatefulOp
+from neurodeploy.ir.ops import (
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Bias,
+    Clip,
+    Concat,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    MaxPool2d,
+    Relu,
+    Reshape,
+    Scale,
+    Softmax,
+)
+from neurodeploy.ir.printer import format_graph
+from neurodeploy.ir.types import TensorType
+
+__all__ = [
+    "IF",
+    "OP_TYPES",
+    "Add",
+    "AvgPool2d",
+    "BatchNorm",
+    "Bias",
+    "Clip",
+    "Concat",
+    "Conv2d",
+    "Dense",
+    "GlobalAvgPool",
+    "Graph",
+    "MaxPool2d",
+    "Op",
+    "Relu",
+    "Reshape",
+    "Scale",
+    "Softmax",
+    "StatefulOp",
+    "TensorType",
+    "format_graph",
+]

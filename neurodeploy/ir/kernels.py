@@ -1,0 +1,107 @@
+"""Batched float32 numpy kernels for the spatial ops (convolution and pooling).
+
+Layout is NCHW throughout. Padding is explicit ``(top, left, bottom, right)``; ``auto_pad`` is resolved by the
+frontend. All kernels return float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+Pair = tuple[int, int]
+Pads = tuple[int, int, int, int]
+
+
+def pool_output_size(
+    size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int, ceil_mode: bool
+) -> int:
+    """Output length of a convolution or pooling window along one axis (ONNX and PyTorch agree on this).
+
+    With ``ceil_mode`` a last, partial window is kept unless it would start inside the end padding.
+    """
+    span = size + pad_begin + pad_end - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_begin:
+        out -= 1
+    return out
+
+
+def _windows(x: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> np.ndarray:
+    """View of shape (N, C, OH, OW, kh, kw) over an already padded input."""
+    kh, kw = kernel
+    eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    win = sliding_window_view(x, (eh, ew), axis=(2, 3))
+    win = win[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+    return win[:, :, : out_hw[0], : out_hw[1]]
+
+
+def _pad(x: np.ndarray, pads: Pads, extra: Pair = (0, 0), value: float = 0.0) -> np.ndarray:
+    top, left, bottom, right = pads
+    if not any(pads) and not any(extra):
+        return x
+    widths = ((0, 0), (0, 0), (top, bottom + extra[0]), (left, right + extra[1]))
+    return np.pad(x, widths, mode="constant", constant_values=value)
+
+
+def conv2d(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair, padding: Pads, dilation: Pair, groups: int
+) -> np.ndarray:
+    """2-D cross-correlation, as ONNX Conv and torch.nn.Conv2d compute it."""
+    n, _, h, w = x.shape
+    o, cg, kh, kw = weight.shape
+    oh = pool_output_size(h, kh, stride[0], padding[0], padding[2], dilation[0], False)
+    ow = pool_output_size(w, kw, stride[1], padding[1], padding[3], dilation[1], False)
+    win = _windows(_pad(x, padding), (kh, kw), stride, dilation, (oh, ow))
+    if groups == 1:
+        # (N, C, OH, OW, kh, kw) x (O, C, kh, kw) -> (N, OH, OW, O)
+        out = np.tensordot(win, weight, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    else:
+        og = o // groups
+        win_g = win.reshape(n, groups, cg, oh, ow, kh, kw)
+        w_g = weight.reshape(groups, og, cg, kh, kw)
+        out = np.einsum("ngchwij,gocij->ngohw", win_g, w_g, optimize=True).reshape(n, o, oh, ow)
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    if bias is not None:
+        out += bias.reshape(1, -1, 1, 1)
+    return out
+
+
+def _pool_geometry(
+    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool
+) -> tuple[Pair, Pair]:
+    h, w = x.shape[2:]
+    oh = pool_output_size(h, kernel[0], stride[0], padding[0], padding[2], dilation[0], ceil_mode)
+    ow = pool_output_size(w, kernel[1], stride[1], padding[1], padding[3], dilation[1], ceil_mode)
+    # ceil_mode can need cells past the end padding; they hold no data and are never counted.
+    need_h = (oh - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1
+    need_w = (ow - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 1
+    extra = (max(0, need_h - (h + padding[0] + padding[2])), max(0, need_w - (w + padding[1] + padding[3])))
+    return (oh, ow), extra
+
+
+def avg_pool2d(
+    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool, count_include_pad: bool
+) -> np.ndarray:
+    """Average pooling. The divisor counts the input cells in the window, plus the explicit padding cells
+    when ``count_include_pad``; cells added only by ``ceil_mode`` never count."""
+    (oh, ow), extra = _pool_geometry(x, kernel, stride, padding, dilation, ceil_mode)
+    sums = _windows(_pad(x, padding, extra), kernel, stride, dilation, (oh, ow)).sum(axis=(4, 5), dtype=np.float32)
+    h, w = x.shape[2:]
+    mask = np.ones((1, 1, h, w), np.float32)
+    if count_include_pad:
+        mask = _pad(mask, padding, value=1.0)
+        mask = _pad(mask, (0, 0, 0, 0), extra)
+    else:
+        mask = _pad(mask, padding, extra)
+    counts = _windows(mask, kernel, stride, dilation, (oh, ow)).sum(axis=(4, 5), dtype=np.float32)
+    return np.ascontiguousarray(sums / counts, dtype=np.float32)
+
+
+def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool) -> np.ndarray:
+    """Max pooling; padding cells are -inf so they never win."""
+    (oh, ow), extra = _pool_geometry(x, kernel, stride, padding, dilation, ceil_mode)
+    win = _windows(_pad(x, padding, extra, value=-np.inf), kernel, stride, dilation, (oh, ow))
+    return np.ascontiguousarray(win.max(axis=(4, 5)), dtype=np.float32)

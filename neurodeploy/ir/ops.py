@@ -1,0 +1,430 @@
+"""ANN ops: what a trained network is made of before conversion.
+
+Shapes in docstrings are per sample (no batch dimension); ``forward`` works on batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurodeploy.ir import kernels
+from neurodeploy.ir.op import Op, as_f32
+from neurodeploy.ir.types import TensorType
+
+
+def _pair(value: tuple[int, ...], what: str, op: Op, minimum: int) -> None:
+    if len(value) != 2 or any(not isinstance(v, int) or v < minimum for v in value):
+        raise ValueError(f"{op.op_type} '{op.name}': {what} must be two ints >= {minimum}, got {value}")
+
+
+def _pads(value: tuple[int, ...], op: Op) -> None:
+    if len(value) != 4 or any(not isinstance(v, int) or v < 0 for v in value):
+        raise ValueError(
+            f"{op.op_type} '{op.name}': padding must be four ints >= 0 (top, left, bottom, right), got {value}"
+        )
+
+
+def _expect_rank(op: Op, t: TensorType, rank: int) -> None:
+    if t.rank != rank:
+        raise ValueError(f"{op.op_type} '{op.name}' expects a rank-{rank} input per sample, got {t}")
+
+
+@dataclass(eq=False, kw_only=True)
+class Conv2d(Op):
+    """2-D convolution (cross-correlation). Input (C, H, W) -> (O, OH, OW).
+
+    ``weight`` is (O, C // groups, kH, kW); ``bias`` (O,) or None; ``padding`` is (top, left, bottom, right).
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.weight = as_f32(self.weight)
+        self.bias = None if self.bias is None else as_f32(self.bias)
+        self.stride, self.padding, self.dilation = tuple(self.stride), tuple(self.padding), tuple(self.dilation)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    def verify(self) -> None:
+        super().verify()
+        if self.weight.ndim != 4:
+            raise ValueError(f"Conv2d '{self.name}': weight must be 4-D (O, C/groups, kH, kW), got {self.weight.shape}")
+        if self.groups < 1 or self.weight.shape[0] % self.groups:
+            raise ValueError(
+                f"Conv2d '{self.name}': {self.weight.shape[0]} output channels not divisible by groups={self.groups}"
+            )
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"Conv2d '{self.name}': bias shape {self.bias.shape} != ({self.weight.shape[0]},)")
+        _pair(self.stride, "stride", self, 1)
+        _pair(self.dilation, "dilation", self, 1)
+        _pads(self.padding, self)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        _expect_rank(self, t, 3)
+        c, h, w = t.shape
+        o, cg, kh, kw = self.weight.shape
+        if c != cg * self.groups:
+            raise ValueError(
+                f"Conv2d '{self.name}': input has {c} channels, weight expects {cg} x {self.groups} groups"
+            )
+        oh = kernels.pool_output_size(h, kh, self.stride[0], self.padding[0], self.padding[2], self.dilation[0], False)
+        ow = kernels.pool_output_size(w, kw, self.stride[1], self.padding[1], self.padding[3], self.dilation[1], False)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"Conv2d '{self.name}': a {kh}x{kw} kernel does not fit the {h}x{w} input")
+        return TensorType((o, oh, ow))
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return kernels.conv2d(xs[0], self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+@dataclass(eq=False, kw_only=True)
+class Dense(Op):
+    """Fully connected layer on the last axis: (..., K) -> (..., O), y = x @ weight.T + bias.
+
+    ``weight`` is (O, K), as in torch.nn.Linear.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.weight = as_f32(self.weight)
+        self.bias = None if self.bias is None else as_f32(self.bias)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    def verify(self) -> None:
+        super().verify()
+        if self.weight.ndim != 2:
+            raise ValueError(f"Dense '{self.name}': weight must be 2-D (O, K), got {self.weight.shape}")
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"Dense '{self.name}': bias shape {self.bias.shape} != ({self.weight.shape[0]},)")
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        if t.rank < 1 or t.shape[-1] != self.weight.shape[1]:
+            raise ValueError(f"Dense '{self.name}': input {t} does not end in {self.weight.shape[1]} features")
+        return TensorType((*t.shape[:-1], self.weight.shape[0]))
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        y = np.matmul(xs[0], self.weight.T)
+        if self.bias is not None:
+            y = y + self.bias
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _channel_view(v: np.ndarray, rank: int) -> np.ndarray:
+    """A per-channel vector shaped to broadcast over a batch of rank-``rank`` samples (channel axis first)."""
+    return v.reshape((1, -1) + (1,) * (rank - 1))
+
+
+@dataclass(eq=False, kw_only=True)
+class BatchNorm(Op):
+    """Inference batch normalization over the channel axis (axis 0 per sample):
+    y = (x - mean) / sqrt(var + epsilon) * scale + shift."""
+
+    scale: np.ndarray
+    shift: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    epsilon: float = 1e-5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.scale, self.shift = as_f32(self.scale), as_f32(self.shift)
+        self.mean, self.var = as_f32(self.mean), as_f32(self.var)
+        self.epsilon = float(self.epsilon)
+
+    def verify(self) -> None:
+        super().verify()
+        shapes = {a.shape for a in (self.scale, self.shift, self.mean, self.var)}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+            raise ValueError(f"BatchNorm '{self.name}': scale, shift, mean, var must be equal 1-D, got {shapes}")
+
+    def folded(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-channel affine map (a, b) with y = a * x + b."""
+        a = self.scale / np.sqrt(self.var + np.float32(self.epsilon))
+        return as_f32(a), as_f32(self.shift - self.mean * a)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        if t.rank < 1 or t.shape[0] != self.scale.shape[0]:
+            raise ValueError(f"BatchNorm '{self.name}': input {t} does not have {self.scale.shape[0]} channels")
+        return t
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        rank = x.ndim - 1
+        inv = np.float32(1.0) / np.sqrt(_channel_view(self.var, rank) + np.float32(self.epsilon))
+        y = (x - _channel_view(self.mean, rank)) * inv * _channel_view(self.scale, rank) + _channel_view(
+            self.shift, rank
+        )
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class Relu(Op):
+    """y = max(x, 0)."""
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return in_types[0]
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return np.maximum(xs[0], np.float32(0))
+
+
+@dataclass(eq=False, kw_only=True)
+class Clip(Op):
+    """y = min(max(x, low), high); a missing bound is None. Clip(0, a) is a clipped ReLU."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def verify(self) -> None:
+        super().verify()
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"Clip '{self.name}': low {self.low} > high {self.high}")
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return in_types[0]
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        y = xs[0]
+        if self.low is not None:
+            y = np.maximum(y, np.float32(self.low))
+        if self.high is not None:
+            y = np.minimum(y, np.float32(self.high))
+        return np.asarray(y, dtype=np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class _Pool2d(Op, abstract=True):
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.kernel, self.stride = tuple(self.kernel), tuple(self.stride)
+        self.padding, self.dilation = tuple(self.padding), tuple(self.dilation)
+        self.ceil_mode = bool(self.ceil_mode)
+
+    def verify(self) -> None:
+        super().verify()
+        _pair(self.kernel, "kernel", self, 1)
+        _pair(self.stride, "stride", self, 1)
+        _pair(self.dilation, "dilation", self, 1)
+        _pads(self.padding, self)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        _expect_rank(self, t, 3)
+        c, h, w = t.shape
+        oh = kernels.pool_output_size(
+            h, self.kernel[0], self.stride[0], self.padding[0], self.padding[2], self.dilation[0], self.ceil_mode
+        )
+        ow = kernels.pool_output_size(
+            w, self.kernel[1], self.stride[1], self.padding[1], self.padding[3], self.dilation[1], self.ceil_mode
+        )
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self.op_type} '{self.name}': a {self.kernel} window does not fit the {h}x{w} input")
+        return TensorType((c, oh, ow))
+
+    @property
+    def is_trivial(self) -> bool:
+        """A 1x1 window with stride 1 and no padding: the identity."""
+        return self.kernel == (1, 1) and self.stride == (1, 1) and not any(self.padding)
+
+
+@dataclass(eq=False, kw_only=True)
+class AvgPool2d(_Pool2d):
+    """Average pooling over (H, W) windows. The divisor counts input cells in the window, plus explicit padding
+    cells when ``count_include_pad``."""
+
+    count_include_pad: bool = False
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return kernels.avg_pool2d(
+            xs[0], self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode, bool(self.count_include_pad)
+        )
+
+
+@dataclass(eq=False, kw_only=True)
+class MaxPool2d(_Pool2d):
+    """Max pooling over (H, W) windows; padding never wins."""
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return kernels.max_pool2d(xs[0], self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+
+@dataclass(eq=False, kw_only=True)
+class GlobalAvgPool(Op):
+    """Mean over every axis after the channel axis: (C, ...) -> (C, 1, ..., 1)."""
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        if t.rank < 2:
+            raise ValueError(f"GlobalAvgPool '{self.name}' needs a (C, spatial...) input, got {t}")
+        return TensorType((t.shape[0],) + (1,) * (t.rank - 1))
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class Reshape(Op):
+    """Reshape each sample, in C order, to ``shape`` (fully static). A rank-1 ``shape`` is a flatten."""
+
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.shape = tuple(int(d) for d in self.shape)
+
+    def verify(self) -> None:
+        super().verify()
+        if not self.shape or any(d < 1 for d in self.shape):
+            raise ValueError(f"Reshape '{self.name}': target shape must be positive ints, got {self.shape}")
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        out = TensorType(self.shape)
+        if out.size != t.size:
+            raise ValueError(f"Reshape '{self.name}': cannot reshape {t} ({t.size} values) to {out}")
+        return out
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return xs[0].reshape((xs[0].shape[0], *self.shape))
+
+
+@dataclass(eq=False, kw_only=True)
+class Add(Op):
+    """Elementwise sum of two or more runtime values of equal rank, numpy broadcasting per sample."""
+
+    num_inputs = None
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        ranks = {t.rank for t in in_types}
+        if len(ranks) != 1:
+            raise ValueError(f"Add '{self.name}': inputs {[str(t) for t in in_types]} differ in rank")
+        try:
+            shape = np.broadcast_shapes(*(t.shape for t in in_types))
+        except ValueError:
+            raise ValueError(f"Add '{self.name}': shapes {[str(t) for t in in_types]} do not broadcast") from None
+        return TensorType(tuple(int(d) for d in shape))
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        y = xs[0]
+        for x in xs[1:]:
+            y = y + x
+        return np.asarray(y, dtype=np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class Bias(Op):
+    """Add a constant: y = x + value, ``value`` broadcast against each sample without growing it."""
+
+    value: np.ndarray
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.value = as_f32(self.value)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        if self.value.ndim > t.rank or np.broadcast_shapes(self.value.shape, t.shape) != t.shape:
+            raise ValueError(f"Bias '{self.name}': constant of shape {self.value.shape} does not broadcast to {t}")
+        return t
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(xs[0] + self.value, dtype=np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class Scale(Op):
+    """Multiply by a constant: y = x * value, ``value`` broadcast against each sample without growing it.
+    Conversion inserts it where two branches meeting at an Add carry different scales."""
+
+    value: np.ndarray
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.value = as_f32(self.value)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        if self.value.ndim > t.rank or np.broadcast_shapes(self.value.shape, t.shape) != t.shape:
+            raise ValueError(f"Scale '{self.name}': constant of shape {self.value.shape} does not broadcast to {t}")
+        return t
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(xs[0] * self.value, dtype=np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class Concat(Op):
+    """Concatenation along ``axis`` of each sample (0 is the channel axis)."""
+
+    axis: int
+    num_inputs = None
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        first = in_types[0]
+        if not 0 <= self.axis < first.rank:
+            raise ValueError(f"Concat '{self.name}': axis {self.axis} out of range for {first}")
+        for t in in_types[1:]:
+            if t.rank != first.rank or any(
+                a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != self.axis
+            ):
+                raise ValueError(f"Concat '{self.name}': {t} and {first} differ outside axis {self.axis}")
+        shape = list(first.shape)
+        shape[self.axis] = sum(t.shape[self.axis] for t in in_types)
+        return TensorType(tuple(shape))
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(xs, axis=self.axis + 1)
+
+
+@dataclass(eq=False, kw_only=True)
+class Softmax(Op):
+    """Softmax along ``axis`` of each sample. With ``coerce_2d`` (ONNX opset < 13) the sample is flattened from
+    ``axis`` on and the softmax is taken over that whole block."""
+
+    axis: int
+    coerce_2d: bool = False
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        if not 0 <= self.axis < t.rank:
+            raise ValueError(f"Softmax '{self.name}': axis {self.axis} out of range for {t}")
+        return t
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        if self.coerce_2d:
+            lead = x.shape[: self.axis + 1]
+            flat = x.reshape((*lead, -1))
+            return self._softmax(flat, -1).reshape(x.shape)
+        return self._softmax(x, self.axis + 1)
+
+    @staticmethod
+    def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return np.asarray(e / e.sum(axis=axis, keepdims=True), dtype=np.float32)

@@ -1,0 +1,22 @@
+"""drop-softmax: remove a Softmax that produces a model output. Softmax is monotonic, so the class decision
+(argmax) is unchanged; the readout becomes the argmax of the scores before it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.ops import Softmax
+from neurodeploy.passes.base import Pass, PassContext
+
+
+@dataclass(frozen=True)
+class DropSoftmax(Pass):
+    name = "drop-softmax"
+    preserves_semantics = False
+
+    def run(self, graph: Graph, ctx: PassContext) -> None:
+        for op in graph:
+            if isinstance(op, Softmax) and op.output in graph.outputs and not graph.consumers(op.output):
+                graph.bypass(op)
+                graph.meta.setdefault("dropped_softmax", []).append(op.output)
