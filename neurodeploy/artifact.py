@@ -59,12 +59,12 @@ def write_artifact(out_dir: Path, fill: Callable[[Path], dict[str, Any]]) -> Pat
     check_destination(out_dir)
     created: list[Path] = []
     parent = out_dir.parent
-    for folder in reversed([parent, *parent.parents]):
-        if not folder.exists():
-            folder.mkdir()
-            created.append(folder)
     tmp = parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
+        for folder in reversed([parent, *parent.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                created.append(folder)
         tmp.mkdir()
         body = fill(tmp)
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
@@ -73,14 +73,20 @@ def write_artifact(out_dir: Path, fill: Callable[[Path], dict[str, Any]]) -> Pat
         if out_dir.exists():
             old = parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
             out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
+            try:
+                tmp.rename(out_dir)
+            except BaseException:
+                old.rename(out_dir)  # put the previous artifact back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(out_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ArtifactError(f"cannot write artifact {out_dir}: {exc}") from exc
         raise
     return out_dir
 

@@ -24,6 +24,8 @@ log = logging.getLogger("neurodeploy")
 def _parse_shape(text: str) -> tuple[str | None, tuple[int | None, ...]]:
     """``NAME:1,3,32,32`` or ``1,3,32,32``; ``N`` or ``?`` leaves the batch dimension as the model has it."""
     name, sep, dims = text.rpartition(":")
+    if not dims.strip():
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: no dimensions; write e.g. 1,3,32,32 or input:1,3,32,32")
     try:
         shape = tuple(None if d.strip() in ("N", "?", "") else int(d) for d in dims.split(","))
     except ValueError:
@@ -83,10 +85,14 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     artifact = load_artifact(args.artifact)
     x, labels = _load_inputs(args.input)
     if args.labels:
-        labels = np.load(args.labels, allow_pickle=False)
+        labels, _ = _load_inputs(args.labels)
     if args.limit is not None:
+        if args.limit < 1:
+            raise DataError(f"--limit must be at least 1, got {args.limit}")
         x = x[: args.limit]
         labels = None if labels is None else labels[: args.limit]
+    if x.ndim > 0 and len(x) == 0:
+        raise DataError(f"{args.input} holds no inputs (array of shape {x.shape}); give at least one sample")
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps must be at least 1, got {args.steps}")
     result = emulate_artifact(artifact, x, steps=args.steps, mode=args.mode)

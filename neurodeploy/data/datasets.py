@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +39,17 @@ def data_root() -> Path:
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format), gzipped or not: big-endian header, then raw unsigned bytes."""
     try:
-        raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    except OSError as exc:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip: EOFError when truncated, zlib.error when corrupt
         raise DataError(f"Cannot read {path}: {exc}") from exc
     if len(raw) < 4:
         raise DataError(f"{path} is too short to be an IDX file.")
     zero, code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or code != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (header {raw[:4].hex()}).")
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path} is too short for its header ({ndim} dimensions).")
     shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     body = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):

@@ -97,11 +97,14 @@ def avg_pool2d(
     else:
         mask = _pad(mask, padding, extra)
     counts = _windows(mask, kernel, stride, dilation, (oh, ow)).sum(axis=(4, 5), dtype=np.float32)
-    return np.ascontiguousarray(sums / counts, dtype=np.float32)
+    # A window over padding alone (possible with dilation) averages nothing: 0, as onnxruntime gives.
+    return np.ascontiguousarray(sums / np.maximum(counts, 1), dtype=np.float32)
 
 
 def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool) -> np.ndarray:
-    """Max pooling; padding cells are -inf so they never win."""
+    """Max pooling; padding cells hold the lowest float32 so they never win (a window over padding alone gives
+    that value, as onnxruntime does)."""
     (oh, ow), extra = _pool_geometry(x, kernel, stride, padding, dilation, ceil_mode)
-    win = _windows(_pad(x, padding, extra, value=-np.inf), kernel, stride, dilation, (oh, ow))
+    lowest = float(np.finfo(np.float32).min)
+    win = _windows(_pad(x, padding, extra, value=lowest), kernel, stride, dilation, (oh, ow))
     return np.ascontiguousarray(win.max(axis=(4, 5)), dtype=np.float32)

@@ -72,9 +72,10 @@ class ReferenceBackend(Backend):
         x = interpret.check_inputs(graph, inputs)
         input_name = next(iter(graph.inputs))
         n = len(x[input_name])
+        if n == 0:
+            raise DataError("no inputs to emulate (the input array has 0 samples)")
         if mode == "ann":
-            outputs = interpret.run_batched(graph, x[input_name], batch_size) if n else np.zeros((0,))
-            return EmulationResult(outputs=outputs, steps=0, mode=mode)
+            return EmulationResult(outputs=interpret.run_batched(graph, x[input_name], batch_size), steps=0, mode=mode)
         chunks, spikes, marks = [], {}, {}
         for start in range(0, n, batch_size):
             sim = simulate(graph, {k: v[start : start + batch_size] for k, v in x.items()}, steps, checkpoints)

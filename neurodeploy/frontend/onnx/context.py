@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.op import Op
@@ -110,15 +110,20 @@ class ImportContext:
         else:
             self.aliases[name] = target
 
-    def emit(self, node: Node, op_cls: type[Op], inputs: list[str], **attrs: Any) -> Op:
-        """Append an IR op computing ``node``'s first output from runtime ``inputs``; infer its type now."""
+    def emit(self, node: Node, op_cls: type[Op], inputs: list[str], output: str | None = None, **attrs: Any) -> Op:
+        """Append an IR op computing ``node``'s first output (or ``output``, for an intermediate value of a node
+        imported as several ops) from runtime ``inputs``; infer its type now."""
         name = node.name
         if name in self._op_names:
             name = f"{name}_{node.index}"
         self._op_names.add(name)
         meta = {"onnx_node": node.name, "onnx_op": f"{node.op_type}-{node.opset}"}
         op = op_cls(
-            name=name, inputs=tuple(self.resolve(v) for v in inputs), output=node.outputs[0], meta=meta, **attrs
+            name=name,
+            inputs=tuple(self.resolve(v) for v in inputs),
+            output=output or node.outputs[0],
+            meta=meta,
+            **attrs,
         )
         try:
             op.verify()
@@ -128,10 +133,3 @@ class ImportContext:
         self.graph.ops.append(op)
         self.types[op.output] = out_type
         return op
-
-
-def tensor_to_array(tensor: onnx.TensorProto) -> np.ndarray:
-    """A numpy copy of an ONNX tensor; the tensor's raw bytes are then released to keep memory low."""
-    array = numpy_helper.to_array(tensor)
-    tensor.ClearField("raw_data")
-    return array

@@ -6,10 +6,11 @@ import logging
 from pathlib import Path
 
 import onnx
+from onnx import numpy_helper
 
 from neurodeploy.errors import ModelLoadError, ShapeError, UnsupportedOpError
 from neurodeploy.frontend.onnx import ops as _ops  # noqa: F401  (registers the handlers)
-from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant, tensor_to_array
+from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
 from neurodeploy.frontend.onnx.loader import load_model
 from neurodeploy.frontend.onnx.registry import (
     MAX_OPSET,
@@ -116,7 +117,7 @@ def _supported_summary() -> str:
 
 
 def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, name: str = "model") -> Graph:
-    """Import a loaded ONNX model. Raises UnsupportedOpError listing every op it cannot import."""
+    """Import a loaded ONNX model (left unchanged). Raises UnsupportedOpError listing every op it cannot import."""
     opset = _default_opset(model)
     where = f"{name} (opset {opset})"
     initializer_names = {t.name for t in model.graph.initializer}
@@ -124,7 +125,7 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
     graph = Graph(model.graph.name or name, inputs, [], meta={"source": {"format": "onnx", "opset": opset}})
     ctx = ImportContext(graph, batch)
     for tensor in model.graph.initializer:
-        ctx.set_const(tensor.name, tensor_to_array(tensor))
+        ctx.set_const(tensor.name, numpy_helper.to_array(tensor))
 
     problems: list[str] = []
     poisoned: set[str] = set()
@@ -168,14 +169,19 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
             f"{where} uses {len(problems)} op(s) neurodeploy cannot import:\n{listing}\n{_supported_summary()}{hint}"
         )
 
+    output_names = {o.name for o in model.graph.output}
+    renamed: dict[str, str] = {}
     for out in model.graph.output:
         resolved = ctx.resolve(out.name)
         if ctx.is_const(resolved):
             raise UnsupportedOpError(f"{where}: output {out.name!r} is a constant, independent of the input")
-        if resolved != out.name and resolved not in inputs:
+        resolved = renamed.get(resolved, resolved)
+        # An alias (Identity) of a value takes the value's place, unless another output already names that value.
+        if resolved != out.name and resolved not in inputs and resolved not in output_names:
             producer = graph.producer(resolved)
             graph.replace_uses(resolved, out.name)
             producer.output = out.name
+            renamed[resolved] = out.name
             resolved = out.name
         graph.outputs.append(resolved)
     graph.verify()

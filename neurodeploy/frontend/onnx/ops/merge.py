@@ -26,7 +26,8 @@ def add(ctx: ImportContext, node: Node) -> None:
     value = ctx.const(c)
     rank = ctx.type_of(x).rank
     if value.ndim == rank + 1:
-        if value.shape[0] != 1:
+        # A batch-sized constant (exporters fold e.g. ones_like(x) at a static batch) is fine if every row agrees.
+        if value.shape[0] != 1 and not (value == value[:1]).all():
             raise UnsupportedVariant(f"Add '{node.name}': constant of shape {value.shape} varies along the batch")
         value = value[0]
     elif value.ndim > rank + 1:

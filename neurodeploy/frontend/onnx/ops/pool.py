@@ -1,11 +1,11 @@
-"""AveragePool, MaxPool and GlobalAveragePool."""
+"""AveragePool, MaxPool, GlobalAveragePool, and ReduceMean over the spatial axes."""
 
 from __future__ import annotations
 
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
 from neurodeploy.frontend.onnx.ops.padding import spatial_input, window_attrs
 from neurodeploy.frontend.onnx.registry import onnx_op
-from neurodeploy.ir.ops import AvgPool2d, GlobalAvgPool, MaxPool2d
+from neurodeploy.ir.ops import AvgPool2d, GlobalAvgPool, MaxPool2d, Reshape
 
 
 def _kernel(node: Node) -> tuple[int, int]:
@@ -52,3 +52,38 @@ def global_average_pool(ctx: ImportContext, node: Node) -> None:
     if not ctx.is_runtime(x) or ctx.type_of(x).rank < 2:
         raise UnsupportedVariant(f"GlobalAveragePool '{node.name}': needs a runtime (N, C, spatial...) input")
     ctx.emit(node, GlobalAvgPool, [x])
+
+
+@onnx_op("ReduceMean", 11, 13, 18)
+def reduce_mean(ctx: ImportContext, node: Node) -> None:
+    """The mean over the spatial axes is a global average pool (the dynamo exporter writes
+    ``adaptive_avg_pool2d(x, 1)`` this way); other reductions are not supported."""
+    x = node.input(0)
+    if node.opset >= 18:
+        axes_name = node.input(1)
+        if axes_name is not None and not ctx.is_const(axes_name):
+            raise UnsupportedVariant(f"ReduceMean '{node.name}': axes must be constant")
+        axes = None if axes_name is None else [int(a) for a in ctx.const(axes_name).reshape(-1)]
+        if axes is None and node.attr("noop_with_empty_axes", 0):
+            ctx.alias(node.outputs[0], x)
+            return
+    else:
+        axes = node.attr("axes")
+    keepdims = bool(node.attr("keepdims", 1))
+    if ctx.is_const(x):
+        data = ctx.const(x)
+        ctx.set_const(node.outputs[0], data.mean(axis=None if axes is None else tuple(axes), keepdims=keepdims))
+        return
+    rank = ctx.type_of(x).rank + 1
+    axes = sorted(a + rank if a < 0 else a for a in (axes if axes is not None else range(rank)))
+    if rank < 3 or axes != list(range(2, rank)):
+        raise UnsupportedVariant(
+            f"ReduceMean '{node.name}': only the mean over every spatial axis (a global average pool) is supported, "
+            f"not axes {axes} of a rank-{rank} input"
+        )
+    if keepdims:
+        ctx.emit(node, GlobalAvgPool, [x])
+        return
+    pooled = f"{node.outputs[0]}__pooled"
+    pool = ctx.emit(node, GlobalAvgPool, [x], output=pooled)
+    ctx.emit(node, Reshape, [pool.output], shape=(ctx.type_of(x).shape[0],))

@@ -1,0 +1,155 @@
+"""Helpers for the CLI, bad-input and artifact tests: the bundled MNIST model, tiny ONNX models built with
+onnx.helper, and ways to run the command line (in-process and as the installed console script)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from neurodeploy.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "mnist"
+BUNDLED_MODEL = EXAMPLE / "mnist_cnn.onnx"
+CALIBRATION = EXAMPLE / "calibration.npz"
+TEST_IMAGES = EXAMPLE / "test_images.npz"
+TINY_CLASSES = 3
+
+
+def tiny_model(
+    batch: int | str | None = "N",
+    height: int | str | None = 28,
+    width: int | str | None = 28,
+    *,
+    name: str = "input",
+    classes: int = TINY_CLASSES,
+    seed: int = 0,
+    reshape: list[int] | None = None,
+) -> onnx.ModelProto:
+    """Conv(1->4, 3x3, pad 1) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(4->classes), opset 17.
+
+    A dimension given as a string is dynamic (a ``dim_param``); ``None`` leaves it dynamic and unnamed. ``reshape``
+    replaces the Flatten with a Reshape to that constant shape (as exporters write ``x.view(1, -1)``).
+    """
+    rng = np.random.default_rng(seed)
+    weights = {
+        "conv.w": rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32),
+        "conv.b": rng.normal(0, 0.1, (4,)).astype(np.float32),
+        "fc.w": rng.normal(0, 0.5, (classes, 4)).astype(np.float32),
+        "fc.b": rng.normal(0, 0.1, (classes,)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", [name, "conv.w", "conv.b"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1] * 4),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten", axis=1)
+        if reshape is None
+        else helper.make_node("Reshape", ["p", "shape"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, 1, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in weights.items()]
+        + ([] if reshape is None else [numpy_helper.from_array(np.array(reshape, np.int64), "shape")]),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="neurodeploy-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def copy_bundled(folder: Path, name: str = "model.onnx") -> Path:
+    """A copy of the bundled MNIST CNN in ``folder`` (created if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    shutil.copyfile(BUNDLED_MODEL, path)
+    return path
+
+
+def save_tiny(folder: Path, name: str = "tiny.onnx", **kwargs) -> Path:
+    """``tiny_model(**kwargs)`` saved in ``folder`` (created if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    onnx.save(tiny_model(**kwargs), path)
+    return path
+
+
+def load_test_images() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(TEST_IMAGES) as data:
+        return data["x"], data["y"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | os.PathLike) -> Result:
+    """Run ``neurodeploy.cli.main`` in-process; usage errors (argparse's SystemExit) give their exit code.
+
+    ``main`` reconfigures the root logger onto the captured stderr; the previous configuration is restored after.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def console_script() -> str:
+    """The installed ``neurodeploy`` script of the interpreter running the tests."""
+    found = shutil.which("neurodeploy", path=str(Path(sys.executable).parent))
+    assert found is not None, f"no neurodeploy script next to {sys.executable}"
+    return found
+
+
+def run_script(args: Sequence[str | os.PathLike], cwd: Path | None = None) -> Result:
+    proc = subprocess.run(
+        [console_script(), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> str:
+    """Exit code 1, no traceback, exactly one ``error: `` line (and nothing else but warnings); return it."""
+    assert result.code == 1, result
+    assert "Traceback" not in result.err
+    lines = result.err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.err
+    assert all(line.startswith(("error: ", "warning: ")) for line in lines), result.err
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def listing(folder: Path) -> list[str]:
+    """Every entry of ``folder`` (hidden ones included), sorted."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}

@@ -1,0 +1,1 @@
+"""Tests of the ONNX frontend: one file per op family (mirrors neurodeploy/frontend/onnx/ops/)."""

@@ -1,0 +1,102 @@
+"""Small IR graphs built directly (no ONNX), shared by the IR, pass and backend tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurodeploy.ir import (
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Bias,
+    Clip,
+    Concat,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    MaxPool2d,
+    Relu,
+    Reshape,
+    Softmax,
+    TensorType,
+)
+
+
+def _w(rng, *shape, scale=0.5):
+    return (rng.normal(size=shape) * scale / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+
+def conv_net(seed: int = 0, softmax: bool = False, maxpool: bool = False) -> Graph:
+    """conv-bn-relu-pool, conv-relu-gap, flatten, dense (optionally softmax)."""
+    rng = np.random.default_rng(seed)
+    c1 = rng.uniform(0.5, 1.5, 4).astype(np.float32)
+    pool = MaxPool2d if maxpool else AvgPool2d
+    ops = [
+        Conv2d(name="conv1", inputs=("x",), output="c1", weight=_w(rng, 4, 2, 3, 3, scale=2), padding=(1, 1, 1, 1)),
+        BatchNorm(
+            name="bn1",
+            inputs=("c1",),
+            output="b1",
+            scale=c1,
+            shift=rng.normal(size=4).astype(np.float32) * 0.1,
+            mean=rng.normal(size=4).astype(np.float32) * 0.1,
+            var=c1,
+        ),
+        Relu(name="relu1", inputs=("b1",), output="r1"),
+        pool(name="pool1", inputs=("r1",), output="p1", kernel=(2, 2), stride=(2, 2)),
+        Conv2d(
+            name="conv2",
+            inputs=("p1",),
+            output="c2",
+            weight=_w(rng, 6, 4, 3, 3, scale=2),
+            bias=rng.normal(size=6).astype(np.float32) * 0.1,
+            padding=(1, 1, 1, 1),
+        ),
+        Relu(name="relu2", inputs=("c2",), output="r2"),
+        GlobalAvgPool(name="gap", inputs=("r2",), output="g"),
+        Reshape(name="flat", inputs=("g",), output="f", shape=(6,)),
+        Dense(
+            name="fc",
+            inputs=("f",),
+            output="logits",
+            weight=_w(rng, 5, 6, scale=3),
+            bias=rng.normal(size=5).astype(np.float32) * 0.1,
+        ),
+    ]
+    outputs = ["logits"]
+    if softmax:
+        ops.append(Softmax(name="softmax", inputs=("logits",), output="probs", axis=0))
+        outputs = ["probs"]
+    return Graph("conv_net", {"x": TensorType((2, 8, 8))}, outputs, ops)
+
+
+def residual_net(seed: int = 0) -> Graph:
+    """A residual block (conv-relu-conv + skip, Add, ReLU), a Concat of two branches, clipped ReLU, dense."""
+    rng = np.random.default_rng(seed)
+    ops = [
+        Conv2d(name="stem", inputs=("x",), output="s", weight=_w(rng, 4, 1, 3, 3, scale=2), padding=(1, 1, 1, 1)),
+        Relu(name="stem_relu", inputs=("s",), output="sr"),
+        Conv2d(name="b1", inputs=("sr",), output="b1o", weight=_w(rng, 4, 4, 3, 3), padding=(1, 1, 1, 1)),
+        Relu(name="b1_relu", inputs=("b1o",), output="b1r"),
+        Conv2d(name="b2", inputs=("b1r",), output="b2o", weight=_w(rng, 4, 4, 3, 3), padding=(1, 1, 1, 1)),
+        Add(name="add", inputs=("b2o", "sr"), output="a"),
+        Relu(name="add_relu", inputs=("a",), output="ar"),
+        Conv2d(name="left", inputs=("ar",), output="l", weight=_w(rng, 3, 4, 1, 1)),
+        Clip(name="left_clip", inputs=("l",), output="lc", low=0.0, high=0.4),
+        Conv2d(name="right", inputs=("ar",), output="rt", weight=_w(rng, 2, 2, 3, 3), padding=(1, 1, 1, 1), groups=2),
+        Relu(name="right_relu", inputs=("rt",), output="rr"),
+        Concat(name="cat", inputs=("lc", "rr"), output="cat_o", axis=0),
+        AvgPool2d(name="pool", inputs=("cat_o",), output="p", kernel=(2, 2), stride=(2, 2)),
+        Reshape(name="flat", inputs=("p",), output="f", shape=(5 * 3 * 3,)),
+        Dense(name="fc", inputs=("f",), output="h", weight=_w(rng, 8, 45, scale=2)),
+        Bias(name="fc_bias", inputs=("h",), output="hb", value=rng.normal(size=8).astype(np.float32) * 0.1),
+        Relu(name="fc_relu", inputs=("hb",), output="hr"),
+        Dense(name="out", inputs=("hr",), output="logits", weight=_w(rng, 4, 8, scale=2)),
+    ]
+    return Graph("residual_net", {"x": TensorType((1, 6, 6))}, ["logits"], ops)
+
+
+def inputs_for(graph: Graph, batch: int = 16, seed: int = 1) -> np.ndarray:
+    (t,) = graph.inputs.values()
+    return np.random.default_rng(seed).uniform(0, 1, size=(batch, *t.shape)).astype(np.float32)

@@ -1,0 +1,108 @@
+"""convert-to-snn: scale bookkeeping is exact in the rate limit, the SNN approaches the ANN as T grows, and
+what cannot convert is refused by name."""
+
+import numpy as np
+import pytest
+from ir_graphs import conv_net, inputs_for, residual_net
+
+from neurodeploy.backends.reference.simulate import simulate
+from neurodeploy.conversion.statistics import weight_bounds
+from neurodeploy.errors import ConversionError
+from neurodeploy.ir import IF, AvgPool2d, Clip, Dense, Graph, MaxPool2d, Relu, Scale, TensorType, interpret
+from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
+
+
+def convert(graph: Graph, calibration, options: str = "") -> tuple[Graph, Graph, PassContext]:
+    PassManager(build_pipeline(CANONICALIZE)).run(graph, PassContext())
+    ann = graph.copy()
+    ctx = PassContext(calibration=calibration)
+    PassManager(build_pipeline(f"convert-to-snn{options}")).run(graph, ctx)
+    return ann, graph, ctx
+
+
+@pytest.mark.parametrize("make", [conv_net, residual_net])
+def test_rate_limit_equals_the_ann_on_calibration_data(make):
+    # With max normalization nothing clips on the calibration inputs, so the IF rate limit clip(x/theta, 0, 1)
+    # reproduces every ReLU exactly: any error in weight, threshold or branch scaling shows up here.
+    x = inputs_for(make(), batch=32)
+    ann, snn, _ = convert(make(), x)
+    assert any(isinstance(op, IF) for op in snn.ops)
+    assert not any(isinstance(op, Relu) for op in snn.ops)
+    np.testing.assert_allclose(interpret.run(snn, x)["logits"], interpret.run(ann, x)["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_thresholds_are_one_when_layers_absorb_the_scale_and_lambdas_are_recorded():
+    x = inputs_for(conv_net())
+    ann, snn, ctx = convert(conv_net(), x)
+    neurons = [op for op in snn.ops if isinstance(op, IF)]
+    assert [float(n.threshold) for n in neurons] == [1.0, 1.0]
+    assert all(n.reset == "subtract" and n.initial == 0.5 for n in neurons)
+    activations = interpret.run(ann, x, keep=["r1", "r2"])
+    lambdas = ctx.records["convert-to-snn"]["lambda"]
+    assert lambdas["relu1"] == pytest.approx(float(activations["r1"].max()), rel=1e-6)
+    assert lambdas["relu2"] == pytest.approx(float(activations["r2"].max()), rel=1e-6)
+
+
+def test_clipped_relu_threshold_is_its_clip_value_and_skip_branch_gets_a_scale():
+    x = inputs_for(residual_net())
+    _, snn, ctx = convert(residual_net(), x)
+    assert ctx.records["convert-to-snn"]["lambda"]["left_clip"] == pytest.approx(0.4)
+    scales = [op for op in snn.ops if isinstance(op, Scale)]
+    assert [op.inputs for op in scales] == [("sr",)]  # the identity branch of the residual Add
+
+
+def test_snn_approaches_the_ann_as_steps_grow():
+    x = inputs_for(conv_net(), batch=32)
+    ann, snn, _ = convert(conv_net(), x)
+    expected = interpret.run(ann, x)["logits"]
+    errors = [np.abs(simulate(snn, {"x": x}, steps).outputs["logits"] - expected).mean() for steps in (16, 128, 1024)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.01 * np.abs(expected).mean() + 1e-3
+
+
+def test_without_calibration_weight_bounds_are_used_and_never_clip():
+    graph = conv_net()
+    PassManager(build_pipeline(CANONICALIZE)).run(graph, PassContext())
+    ann = graph.copy()
+    ctx = PassContext()
+    PassManager(build_pipeline("convert-to-snn")).run(graph, ctx)
+    assert any("No calibration data" in w for w in ctx.warnings)
+    assert graph.meta["snn"]["norm"] == "weights"
+    x = np.random.default_rng(5).uniform(-1, 1, size=(64, 2, 8, 8)).astype(np.float32)
+    bounds = weight_bounds(ann, ["r1", "r2"])
+    observed = interpret.run(ann, x, keep=["r1", "r2"])
+    assert all(observed[v].max() <= bounds[v] for v in ("r1", "r2"))
+    np.testing.assert_allclose(interpret.run(graph, x)["logits"], interpret.run(ann, x)["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_maxpool_becomes_avgpool_with_a_warning_or_is_refused():
+    x = inputs_for(conv_net())
+    _, snn, ctx = convert(conv_net(maxpool=True), x)
+    assert isinstance(snn.op("pool1"), AvgPool2d)
+    assert not any(isinstance(op, MaxPool2d) for op in snn.ops)
+    assert any("MaxPool replaced by AvgPool" in w and "pool1" in w for w in ctx.warnings)
+    with pytest.raises(ConversionError, match="MaxPool2d 'pool1' cannot be rate-coded"):
+        convert(conv_net(maxpool=True), x, "{maxpool=error}")
+
+
+def test_unconvertible_ops_are_named():
+    graph = Graph(
+        "g",
+        {"x": TensorType((4,))},
+        ["y"],
+        [
+            Dense(name="fc", inputs=("x",), output="h", weight=np.eye(4, dtype=np.float32)),
+            Clip(name="hardtanh", inputs=("h",), output="y", low=-1.0, high=1.0),
+        ],
+    )
+    with pytest.raises(ConversionError, match=r"Clip 'hardtanh' with low=-1\.0 has no spiking equivalent"):
+        convert(graph, np.ones((2, 4), np.float32))
+    with pytest.raises(ConversionError, match="Softmax 'softmax' has no spiking equivalent; run drop-softmax"):
+        PassManager(build_pipeline("fold-batchnorm,convert-to-snn")).run(conv_net(softmax=True), PassContext())
+    with pytest.raises(ConversionError, match="BatchNorm 'bn1' is left over; run fold-batchnorm"):
+        PassManager(build_pipeline("convert-to-snn")).run(conv_net(), PassContext())
+
+
+def test_reset_to_zero_option_reaches_the_neurons():
+    _, snn, _ = convert(conv_net(), inputs_for(conv_net()), "{reset=zero,initial=0}")
+    assert {(op.reset, op.initial) for op in snn.ops if isinstance(op, IF)} == {("zero", 0.0)}
