@@ -11,6 +11,10 @@ Pooling and reshapes pass scales through; branches meeting at an Add are brought
 ``Scale`` op where a branch cannot absorb it); Concat keeps each branch's scale per channel. Outputs are
 scaled back to the ANN's units, so the readout (the output's mean over time steps) estimates the ANN output.
 
+A QCFS activation (Bu et al. 2022, trained with L levels) keeps its trained λ and becomes an IF neuron with
+v(0) = φ·θ (φ = 0.5), whatever ``initial`` says: with a constant input current it then reproduces the QCFS
+output exactly after T = L steps. The IF's meta and the pass record keep L (``levels``).
+
 MaxPool has no exact rate-coded equivalent: ``maxpool=avg`` replaces it with AvgPool2d (and warns),
 ``maxpool=error`` refuses.
 """
@@ -21,12 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurodeploy.conversion.statistics import ASSUMED_INPUT_RANGE, data_maxima, weight_bounds
+from neurodeploy.conversion.statistics import ASSUMED_INPUT_RANGE, activation_statistics, weight_bounds
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import (
+    QCFS,
     Add,
     AvgPool2d,
     BatchNorm,
@@ -48,8 +53,8 @@ _TRANSPARENT = (AvgPool2d, GlobalAvgPool, Reshape, Add, Concat)
 
 
 def is_activation(op: Op) -> bool:
-    """ReLU or a clipped ReLU Clip(0, a): the activations IF neurons replace."""
-    return isinstance(op, Relu) or (isinstance(op, Clip) and op.low == 0.0)
+    """ReLU, a clipped ReLU Clip(0, a) or a QCFS: the activations IF neurons replace."""
+    return isinstance(op, (Relu, QCFS)) or (isinstance(op, Clip) and op.low == 0.0)
 
 
 def _compress(scale: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -81,18 +86,27 @@ class ConvertToSNN(Pass):
     preserves_semantics = False
 
     norm: str = "max"
+    percentile: float = 99.9
+    granularity: str = "layer"
+    zeros: str = "exclude"
     reset: str = "subtract"
     initial: float = 0.5
     maxpool: str = "avg"
+    readout: str = "membrane"
 
     def __post_init__(self) -> None:
         for option, value, allowed in (
-            ("norm", self.norm, ("max", "weights")),
+            ("norm", self.norm, ("max", "percentile", "weights")),
+            ("granularity", self.granularity, ("layer", "channel")),
+            ("zeros", self.zeros, ("exclude", "include")),
             ("reset", self.reset, IF.RESETS),
             ("maxpool", self.maxpool, ("avg", "error")),
+            ("readout", self.readout, ("membrane", "spikes")),
         ):
             if value not in allowed:
                 raise ValueError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+        if not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
 
     # -- steps ------------------------------------------------------------------------------------------------
     def _check_ops(self, graph: Graph, ctx: PassContext) -> None:
@@ -135,31 +149,51 @@ class ConvertToSNN(Pass):
         if replaced:
             ctx.warn(f"MaxPool replaced by AvgPool (an approximation; accuracy may drop): {', '.join(replaced)}")
 
-    def _lambdas(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> tuple[dict[str, float], str]:
-        values = [a.output for a in activations]
-        if self.norm == "max" and ctx.calibration is not None:
-            stats, used = data_maxima(graph, values, ctx.calibration), "max"
+    def _lambdas(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> tuple[dict[str, np.ndarray], str]:
+        """λ of every activation, shaped to broadcast against its output (a scalar or one per channel)."""
+        values = [a.output for a in activations if not isinstance(a, QCFS)]  # a QCFS λ is trained, not measured
+        per_channel = self.granularity == "channel"
+        if activations and not values:
+            stats, used = {}, "trained"
+        elif self.norm in ("max", "percentile") and ctx.calibration is not None:
+            stats = activation_statistics(
+                graph,
+                values,
+                ctx.calibration,
+                statistic=self.norm,
+                percentile=self.percentile,
+                per_channel=per_channel,
+                zeros=self.zeros,
+            )
+            used = self.norm
         else:
-            if self.norm == "max":
+            if self.norm != "weights":
                 ctx.warn(
                     "No calibration data: thresholds come from weight bounds (inputs assumed in "
                     f"{list(ASSUMED_INPUT_RANGE)}), which needs many more time steps; pass --calibration "
                     "for data-based normalization"
                 )
-            stats, used = weight_bounds(graph, values), "weights"
+            if per_channel:
+                ctx.warn("Per-channel thresholds need calibration data; weight bounds give one per layer")
+            stats = {v: np.float32(b) for v, b in weight_bounds(graph, values).items()}
+            used = "weights"
+        types = graph.types()
         lambdas = {}
         for act in activations:
-            lam = stats[act.output]
+            # A QCFS saturates at its trained λ; the IF it becomes reproduces it exactly after T = L steps.
+            lam = np.float32(act.lam) if isinstance(act, QCFS) else np.asarray(stats[act.output], np.float32)
             if isinstance(act, Clip) and act.high is not None:
-                lam = act.high  # a clipped ReLU saturates exactly at its clip value
-            if not lam > 0:
-                lam = 1.0  # never active on the calibration data: any threshold works
-            lambdas[act.name] = float(lam)
+                lam = np.float32(act.high)  # a clipped ReLU saturates exactly at its clip value
+            # Never active on the calibration data: any threshold works, 1 is as good as another.
+            lam = np.where(lam > 0, lam, np.float32(1.0)).astype(np.float32)
+            rank = types[act.output].rank
+            lambdas[act.name] = lam if lam.ndim == 0 else lam.reshape((-1,) + (1,) * (rank - 1))
         return lambdas, used
 
-    def _target(self, graph: Graph, value: str, lambdas: dict[str, float]) -> float | None:
+    def _target(self, graph: Graph, value: str, lambdas: dict[str, np.ndarray]) -> np.ndarray | None:
         """The scale ``value`` should be produced at: λ of the activation it reaches through linear,
-        scale-transparent ops; 1 (the ANN's units) for a model output; None when nothing constrains it."""
+        scale-transparent ops; 1 (the ANN's units) for a model output; None when nothing constrains it.
+        A per-channel λ is not followed through ops that move channels (Reshape, Concat)."""
         while value not in graph.outputs and len(readers := graph.consumers(value)) == 1:
             reader = readers[0]
             if reader.name in lambdas:
@@ -167,10 +201,33 @@ class ConvertToSNN(Pass):
             if not isinstance(reader, _TRANSPARENT):
                 return None
             value = reader.output
-        return 1.0 if value in graph.outputs else None
+        return np.float32(1.0) if value in graph.outputs else None
+
+    def _add_readout_neurons(self, graph: Graph) -> None:
+        """readout=spikes: the output layer spikes too (its spike count is the score), so give it a ReLU to
+        convert like any other; its λ comes from the calibration logits."""
+        for value in list(graph.outputs):
+            producer = graph.producer(value)
+            if not isinstance(producer, (Conv2d, Dense)):
+                continue
+            inner = graph.fresh_name(f"{value}_current")
+            graph.replace_uses(value, inner)
+            producer.output = inner
+            graph.outputs = [value if v == inner else v for v in graph.outputs]
+            graph.insert_after(
+                producer,
+                Relu(
+                    name=graph.fresh_name(f"{producer.name}_readout"),
+                    inputs=(inner,),
+                    output=value,
+                    meta={"inserted_by": "convert-to-snn"},
+                ),
+            )
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         self._check_ops(graph, ctx)
+        if self.readout == "spikes":
+            self._add_readout_neurons(graph)
         activations = [op for op in graph.ops if is_activation(op)]
         if not activations:
             ctx.warn("The model has no ReLU activations: nothing spikes; the SNN is the ANN run every step")
@@ -182,26 +239,29 @@ class ConvertToSNN(Pass):
             s_in = [scales[v] for v in op.inputs]
             out_shape = types[op.output].shape
             if isinstance(op, (Conv2d, Dense)):
-                scales[op.output] = self._rescale_weighted(graph, op, s_in[0], shape_in[0], lambdas)
+                scales[op.output] = self._rescale_weighted(graph, op, s_in[0], shape_in[0], out_shape, lambdas)
             elif op.name in lambdas:
                 lam = lambdas[op.name]
-                axis_shape = shape_in[0]
-                theta = _compress(np.float32(lam) / np.broadcast_to(s_in[0], axis_shape), axis_shape)
+                theta = _compress(lam / np.broadcast_to(s_in[0], shape_in[0]), shape_in[0])
                 if theta.ndim > 0:
-                    theta = _channel_vector(theta, axis_shape, 0, f"{op.op_type} '{op.name}'")
+                    theta = _channel_vector(theta, shape_in[0], 0, f"{op.op_type} '{op.name}'")
+                meta = {**op.meta, "lambda": lam.reshape(-1).tolist() if lam.ndim else float(lam)}
+                if isinstance(op, QCFS):
+                    meta["levels"] = op.levels
                 graph.replace(
                     op,
                     IF(
                         name=op.name,
                         inputs=op.inputs,
                         output=op.output,
-                        meta={**op.meta, "lambda": lam},
+                        meta=meta,
                         threshold=theta,
                         reset=self.reset,
-                        initial=self.initial,
+                        # QCFS: v(0) = φ·θ (φ = 0.5 as trained), whatever ``initial`` says; exactness needs it.
+                        initial=op.shift if isinstance(op, QCFS) else self.initial,
                     ),
                 )
-                scales[op.output] = np.float32(lam)
+                scales[op.output] = lam
             elif isinstance(op, (AvgPool2d, GlobalAvgPool)):
                 scales[op.output] = _compress(s_in[0], shape_in[0])
             elif isinstance(op, Reshape):
@@ -209,12 +269,11 @@ class ConvertToSNN(Pass):
             elif isinstance(op, Add):
                 wanted = self._target(graph, op.output, lambdas)
                 # Unconstrained: keep the first branch's scale, so at most the other branches need a Scale.
-                target = np.float32(wanted) if wanted is not None else s_in[0]
+                target = _compress(wanted if wanted is not None else s_in[0], out_shape)
                 inputs = []
                 for value, s in zip(op.inputs, s_in):
-                    inputs.append(
-                        value if np.allclose(s, target, rtol=1e-6) else self._insert_scale(graph, op, value, s / target)
-                    )
+                    same = np.allclose(np.broadcast_to(s, out_shape), np.broadcast_to(target, out_shape), rtol=1e-6)
+                    inputs.append(value if same else self._insert_scale(graph, op, value, s / target))
                 op.inputs = tuple(inputs)
                 scales[op.output] = target
             elif isinstance(op, Concat):
@@ -232,31 +291,44 @@ class ConvertToSNN(Pass):
                 self._scale_output(graph, value, scales[value])
         graph.meta["snn"] = {
             "norm": used,
+            "percentile": self.percentile if used == "percentile" else None,
+            "granularity": self.granularity if used != "weights" else "layer",
             "reset": self.reset,
             "initial": self.initial,
-            "lambda": dict(sorted(lambdas.items())),
+            "readout": self.readout,
+            "lambda": {k: (v.reshape(-1).tolist() if v.ndim else float(v)) for k, v in sorted(lambdas.items())},
         }
+        if levels := {a.name: a.levels for a in activations if isinstance(a, QCFS)}:
+            graph.meta["snn"]["levels"] = levels
         ctx.records[self.name] = graph.meta["snn"]
 
     # -- rewrites ---------------------------------------------------------------------------------------------
     def _rescale_weighted(
-        self, graph: Graph, op: Conv2d | Dense, s_in: np.ndarray, shape_in: tuple[int, ...], lambdas: dict[str, float]
+        self,
+        graph: Graph,
+        op: Conv2d | Dense,
+        s_in: np.ndarray,
+        shape_in: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        lambdas: dict[str, np.ndarray],
     ) -> np.ndarray:
         wanted = self._target(graph, op.output, lambdas)
-        target = np.float32(1.0 if wanted is None else wanted)
+        target = np.float32(1.0) if wanted is None else wanted
         where = f"{op.op_type} '{op.name}'"
+        out_axis = 0 if isinstance(op, Conv2d) else len(out_shape) - 1
+        t_vec = _channel_vector(np.asarray(target, np.float32), out_shape, out_axis, where)  # one per output channel
         if isinstance(op, Conv2d):
             vec = _channel_vector(s_in, shape_in, 0, where)
             out_ch, per_group = op.weight.shape[:2]
             group_of_output = np.arange(out_ch) // (out_ch // op.groups)
             s_w = vec.reshape(op.groups, per_group)[group_of_output]  # (O, C/groups): scale of each weight's input
-            op.weight = (op.weight * s_w[:, :, None, None] / target).astype(np.float32)
+            op.weight = (op.weight * s_w[:, :, None, None] / t_vec[:, None, None, None]).astype(np.float32)
         else:
             vec = _channel_vector(s_in, shape_in, len(shape_in) - 1, where)
-            op.weight = (op.weight * vec[None, :] / target).astype(np.float32)
+            op.weight = (op.weight * vec[None, :] / t_vec[:, None]).astype(np.float32)
         if op.bias is not None:
-            op.bias = (op.bias / target).astype(np.float32)  # the bias is a constant current, in output units
-        return target
+            op.bias = (op.bias / t_vec).astype(np.float32)  # the bias is a constant current, in output units
+        return _compress(np.broadcast_to(target, out_shape), out_shape)
 
     @staticmethod
     def _insert_scale(graph: Graph, before: Op, value: str, factor: np.ndarray) -> str:

@@ -106,3 +106,52 @@ def test_unconvertible_ops_are_named():
 def test_reset_to_zero_option_reaches_the_neurons():
     _, snn, _ = convert(conv_net(), inputs_for(conv_net()), "{reset=zero,initial=0}")
     assert {(op.reset, op.initial) for op in snn.ops if isinstance(op, IF)} == {("zero", 0.0)}
+
+
+@pytest.mark.parametrize("zeros", ["exclude", "include"])
+def test_percentile_lambda_is_the_percentile_of_the_calibration_activations(zeros):
+    x = inputs_for(conv_net(), batch=32)
+    ann, _, ctx = convert(conv_net(), x, f"{{norm=percentile,percentile=90,zeros={zeros}}}")
+    r1 = interpret.run(ann, x, keep=["r1"])["r1"].ravel()
+    pool = r1[r1 > 0] if zeros == "exclude" else r1
+    assert ctx.records["convert-to-snn"]["lambda"]["relu1"] == pytest.approx(float(np.percentile(pool, 90)), rel=1e-5)
+    assert ctx.records["convert-to-snn"]["norm"] == "percentile"
+    # Robust normalization clips the top activations: the rate limit now saturates at lambda.
+    assert ctx.records["convert-to-snn"]["lambda"]["relu1"] < float(r1.max())
+
+
+def test_per_channel_lambdas_fold_into_weights_and_keep_the_rate_limit_exact():
+    x = inputs_for(residual_net(), batch=32)
+    ann, snn, ctx = convert(residual_net(), x, "{granularity=channel}")
+    lambdas = ctx.records["convert-to-snn"]["lambda"]
+    activations = interpret.run(ann, x, keep=["sr", "b1r"])
+    maxima = activations["sr"].max(axis=(0, 2, 3))
+    # A channel never active on the calibration data gets lambda 1 (any threshold would do).
+    np.testing.assert_allclose(lambdas["stem_relu"], np.where(maxima > 0, maxima, 1.0), rtol=1e-6)
+    assert len(lambdas["b1_relu"]) == 4
+    assert all(float(op.threshold) == 1.0 for op in snn.ops if isinstance(op, IF) and op.threshold.ndim == 0)
+    np.testing.assert_allclose(interpret.run(snn, x)["logits"], interpret.run(ann, x)["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_spike_count_readout_makes_the_output_layer_spike():
+    x = inputs_for(conv_net(), batch=32)
+    ann, snn, ctx = convert(conv_net(), x, "{readout=spikes}")
+    producer = snn.producer(snn.outputs[0])
+    assert isinstance(producer, Scale)
+    assert isinstance(snn.producer(producer.inputs[0]), IF)
+    logits = interpret.run(ann, x)["logits"]
+    limit = interpret.run(snn, x)["logits"]
+    # The rate limit of a spiking readout is the ReLU of the logits: positive winners keep their rank.
+    np.testing.assert_allclose(limit, np.maximum(logits, 0), rtol=1e-4, atol=1e-5)
+    winners = logits.max(axis=1) > 0
+    assert (limit.argmax(1) == logits.argmax(1))[winners].all()
+    assert ctx.records["convert-to-snn"]["readout"] == "spikes"
+
+
+def test_per_channel_without_calibration_falls_back_to_layer_bounds():
+    graph = conv_net()
+    PassManager(build_pipeline(f"{CANONICALIZE},convert-to-snn{{granularity=channel}}")).run(
+        graph, ctx := PassContext()
+    )
+    assert any("Per-channel thresholds need calibration data" in w for w in ctx.warnings)
+    assert graph.meta["snn"]["granularity"] == "layer"

@@ -26,11 +26,17 @@ def test_default_canonicalization_names_registered_passes():
     ("text", "message"),
     [
         ("fold-batchnorm,teleport", "unknown pass 'teleport'; known passes: canonicalize-flatten"),
-        ("convert-to-snn{speed=3}", "unknown option 'speed' \\(options: norm, reset, initial, maxpool\\)"),
+        (
+            "convert-to-snn{speed=3}",
+            r"unknown option 'speed' \(options: norm, percentile, granularity, zeros, reset, initial, maxpool, "
+            r"readout\)",
+        ),
         ("convert-to-snn{initial=half}", "initial='half' is not a valid float"),
-        ("convert-to-snn{norm=median}", "norm must be one of max, weights"),
+        ("convert-to-snn{norm=median}", "norm must be one of max, percentile, weights"),
         ("convert-to-snn{norm=max", "unbalanced"),
         ("convert-to-snn}", "unbalanced"),
+        ("convert-to-snn{percentile=0}", "percentile must be in"),
+        ("convert-to-snn{granularity=neuron}", "granularity must be one of layer, channel"),
     ],
 )
 def test_bad_pipelines_say_what_is_wrong(text, message):
