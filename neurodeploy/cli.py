@@ -1,4 +1,4 @@
-"""The ``neurodeploy`` command line: compile, emulate, targets, ops, passes.
+"""The ``neurodeploy`` command line: compile, emulate, evaluate, targets, ops, passes.
 
 Exit status: 0 on success, 1 when the work fails (a one-paragraph message; ``--debug`` adds the traceback),
 2 on usage errors.
@@ -7,9 +7,11 @@ Exit status: 0 on success, 1 when the work fails (a one-paragraph message; ``--d
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -65,10 +67,36 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         input_shapes=_input_shapes(args.input_shape),
         pipeline=args.pipeline,
         after_pass=dump if args.dump_ir else None,
+        encoding=_encoding(args),
     )
     files = ", ".join(sorted(artifact.manifest["files"]))
     print(f"compiled {Path(args.model).name} for {artifact.target} -> {artifact.root}/ ({files})")
     return 0
+
+
+def _encoding(args: argparse.Namespace, default=None):
+    """The encoding the options ask for: --encoding, --seed and --pad-events over ``default`` (direct if None)."""
+    from neurodeploy.encoding import Encoding
+
+    base = default if default is not None else Encoding()
+    encoding = Encoding(
+        args.encoding or base.kind,
+        seed=args.seed if args.seed is not None else base.seed,
+        pad=args.pad_events or base.pad,
+    )
+    if args.seed is not None and encoding.kind != "rate":
+        raise DataError(f"--seed applies to the rate encoding, not to {encoding.kind}; add --encoding rate")
+    if args.pad_events and encoding.kind != "events":
+        raise DataError(f"--pad-events applies to the events encoding, not to {encoding.kind}; add --encoding events")
+    return encoding
+
+
+def _describe_encoding(encoding) -> str:
+    if encoding.kind == "rate":
+        return f"rate input, seed {encoding.seed}"
+    if encoding.kind == "events":
+        return "events input" + (", zero-padded" if encoding.pad else "")
+    return "direct input"
 
 
 def _load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -79,10 +107,11 @@ def _load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from neurodeploy.artifact import load_artifact
-    from neurodeploy.compiler import emulate_artifact
+    from neurodeploy.compiler import artifact_encoding, emulate_artifact
     from neurodeploy.ir.serialize import write_npz
 
     artifact = load_artifact(args.artifact)
+    encoding = _encoding(args, artifact_encoding(artifact))
     x, labels = _load_inputs(args.input)
     if args.labels:
         labels, _ = _load_inputs(args.labels)
@@ -95,9 +124,14 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         raise DataError(f"{args.input} holds no inputs (array of shape {x.shape}); give at least one sample")
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps must be at least 1, got {args.steps}")
-    result = emulate_artifact(artifact, x, steps=args.steps, mode=args.mode)
+    result = emulate_artifact(artifact, x, steps=args.steps, mode=args.mode, encoding=encoding)
     summary = f"emulated {len(result.outputs)} sample(s) on {artifact.target} ({result.mode}"
-    summary += f", {result.steps} steps)" if result.mode != "ann" else ")"
+    if result.mode == "ann":
+        summary += ")"
+    elif encoding.kind == "direct":
+        summary += f", {result.steps} steps)"
+    else:
+        summary += f", {result.steps} steps, {_describe_encoding(encoding)})"
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(result.outputs):
@@ -122,6 +156,88 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         summary += f" -> {out}"
     print(summary)
     return 0
+
+
+def _parse_steps(text: str) -> list[int]:
+    from neurodeploy.evaluate import parse_steps
+
+    try:
+        return parse_steps(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Progress:
+    """A progress bar on stderr: redrawn in place on a terminal, a line every 10% otherwise."""
+
+    def __init__(self, what: str, enabled: bool) -> None:
+        self.what, self.enabled = what, enabled
+        self.tty = sys.stderr.isatty()
+        self.started = time.perf_counter()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        fraction = done / max(total, 1)
+        elapsed = time.perf_counter() - self.started
+        bar = "#" * int(30 * fraction)
+        line = f"{self.what} [{bar:<30}] {done}/{total} samples, {elapsed:.1f} s"
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if done >= total else ""))
+        elif int(10 * fraction) > self.shown or done >= total:
+            self.shown = int(10 * fraction)
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from neurodeploy.evaluate import evaluate, plot_accuracy, require_matplotlib
+
+    if args.plot:
+        require_matplotlib()  # before the work, not after it
+    options = {}
+    if args.bin_us is not None:
+        options["bin_us"] = args.bin_us
+    if args.window_us is not None:
+        options["window_us"] = args.window_us
+    if args.encoding is None and (args.seed is not None or args.pad_events):
+        raise DataError("--seed and --pad-events need --encoding (rate or events)")
+    encoding = _encoding(args) if args.encoding else None
+    result = evaluate(
+        args.model,
+        args.data,
+        args.steps,
+        target=args.target,
+        limit=args.limit,
+        calibration=args.calibration,
+        calibration_samples=args.calibration_samples,
+        encoding=encoding,
+        batch_size=args.batch_size,
+        pipeline=args.pipeline,
+        data_options=options,
+        workers=args.workers,
+        progress=_Progress("simulating", not args.quiet),
+    )
+    report = result.to_dict()
+    sys.stdout.write(result.format_table())
+    if args.json:
+        _write_text(Path(args.json), json.dumps(report, indent=2, allow_nan=False) + "\n")
+    if args.plot:
+        plot_accuracy(report, args.plot)
+    written = ", ".join(str(p) for p in (args.json, args.plot) if p)
+    print(f"evaluated {report['samples']} sample(s) in {result.seconds:.1f} s" + (f" -> {written}" if written else ""))
+    return 0
+
+
+def _write_text(out: Path, text: str) -> None:
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write {out}: {exc}") from exc
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
@@ -159,6 +275,16 @@ def _cmd_passes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_encoding_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--encoding", choices=("direct", "rate", "events"), help=what)
+    p.add_argument("--seed", type=int, metavar="N", help="seed of the rate encoding's spikes (default 0)")
+    p.add_argument(
+        "--pad-events",
+        action="store_true",
+        help="events encoding: feed zero input after the last frame instead of refusing to run longer",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neurodeploy", description="Deploy trained ANNs as spiking networks on neuromorphic chips."
@@ -194,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pipeline", help="replace the whole pass pipeline (see `neurodeploy passes`)")
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
+    _add_encoding_options(p, "the input encoding recorded in the artifact (default direct)")
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("emulate", parents=[common], help="run an artifact on inputs with its target's emulator")
@@ -204,7 +331,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write outputs (batch, classes) and predictions to this .npz")
     p.add_argument("--labels", help=".npy of labels; prints accuracy (an .npz input's y is used otherwise)")
     p.add_argument("--limit", type=int, help="use only the first N inputs")
+    _add_encoding_options(p, "input encoding (default: the artifact's); events inputs are (N, frames, ...)")
     p.set_defaults(func=_cmd_emulate)
+
+    p = sub.add_parser(
+        "evaluate", parents=[common], help="compile a model, then compare ANN and SNN accuracy over time steps"
+    )
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("--target", "-t", default="reference", help="target name (default reference)")
+    p.add_argument(
+        "--data",
+        "-d",
+        required=True,
+        metavar="DATA",
+        help="a data set name (mnist, cifar10, nmnist: its test split) or an .npz with x (inputs) and y (labels)",
+    )
+    p.add_argument(
+        "--steps",
+        "-T",
+        type=_parse_steps,
+        default=[1, 2, 4, 8, 16, 32, 64, 128, 256],
+        metavar="T1,T2,...",
+        help="time steps to report, simulated once up to the largest (default 1,2,4,...,256)",
+    )
+    p.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    p.add_argument("--plot", metavar="PNG", help="draw accuracy against T (needs matplotlib)")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N samples")
+    p.add_argument(
+        "--calibration",
+        metavar="DATA",
+        help="calibration inputs as for compile (default: a named data set's training split; an .npz: none)",
+    )
+    p.add_argument(
+        "--calibration-samples", type=int, default=1024, metavar="N", help="use the first N calibration inputs (1024)"
+    )
+    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="samples simulated at once (256)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes simulating batches in parallel (default: one per CPU; 1: in this process)",
+    )
+    p.add_argument("--pipeline", help="replace the whole pass pipeline (see `neurodeploy passes`)")
+    p.add_argument("--bin-us", type=int, metavar="US", help="event data: frame width in microseconds (1000)")
+    p.add_argument("--window-us", type=int, metavar="US", help="event data: window per sample in us (300000)")
+    _add_encoding_options(p, "input encoding (default: direct, events for event data)")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("targets", parents=[common], help="list installed targets")
     p.set_defaults(func=_cmd_targets)

@@ -26,6 +26,7 @@ from neurodeploy.artifact import (
 from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.calibration import Calibration
+from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.frontend.onnx import import_onnx
 from neurodeploy.ir import interpret
@@ -40,10 +41,11 @@ def default_output_dir(model: Path, target: str) -> Path:
     return Path(f"{model.stem}-{target}")
 
 
-def _io_description(graph: Graph) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _io_description(graph: Graph, encoding: Encoding) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     types = graph.types()
     inputs = [
-        {"name": k, "shape": list(t.shape), "dtype": t.dtype, "encoding": "direct"} for k, t in graph.inputs.items()
+        {"name": k, "shape": list(t.shape), "dtype": t.dtype, "encoding": encoding.manifest_value()}
+        for k, t in graph.inputs.items()
     ]
     outputs = [
         {"name": v, "shape": list(types[v].shape), "readout": "mean over time steps", "decision": "argmax"}
@@ -73,11 +75,15 @@ def compile_model(
     input_shapes=None,
     pipeline: str | None = None,
     after_pass: Callable[[Pass, Graph], None] | None = None,
+    encoding: Encoding | None = None,
 ) -> Artifact:
     """Compile an ONNX model for ``target`` into an artifact folder and return it.
 
     ``pipeline`` replaces the whole default pipeline (canonicalization plus the target's passes).
+    ``encoding`` (default direct) is recorded in the manifest as the inputs' encoding, which emulation uses
+    unless told otherwise.
     """
+    encoding = encoding if encoding is not None else Encoding()
     model = Path(model)
     backend = get_backend(target)
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model, target)
@@ -101,7 +107,7 @@ def compile_model(
     compiled = CompiledModel(
         ann=ann, snn=snn, pipeline=format_pipeline(passes), options=options, warnings=list(ctx.warnings)
     )
-    inputs, outputs = _io_description(snn)
+    inputs, outputs = _io_description(snn, encoding)
 
     def fill(folder: Path) -> dict[str, Any]:
         backend.emit(compiled, folder)
@@ -152,10 +158,23 @@ def emulate_artifact(
     steps: int | None = None,
     mode: str | None = None,
     checkpoints: tuple[int, ...] = (),
+    encoding: Encoding | None = None,
+    neuron_counts: bool = False,
 ):
-    """Run an artifact with the emulator of the target it was compiled for."""
+    """Run an artifact with the emulator of the target it was compiled for, with ``encoding`` or else the
+    encoding its manifest records."""
     if not isinstance(artifact, Artifact):
         artifact = load_artifact(artifact)
     backend = get_backend(artifact.target)
     steps = steps if steps is not None else artifact.manifest["target"].get("default_steps", backend.default_steps)
-    return backend.emulate(artifact, inputs, steps=steps, mode=mode, checkpoints=checkpoints)
+    encoding = encoding if encoding is not None else artifact_encoding(artifact)
+    extra = {"neuron_counts": True} if neuron_counts else {}  # only asked of backends when wanted
+    return backend.emulate(
+        artifact, inputs, steps=steps, mode=mode, checkpoints=checkpoints, encoding=encoding, **extra
+    )
+
+
+def artifact_encoding(artifact: Artifact) -> Encoding:
+    """The input encoding an artifact was compiled with (its first input's; direct when none is recorded)."""
+    inputs = artifact.manifest.get("inputs") or [{}]
+    return Encoding.from_manifest(inputs[0].get("encoding"))

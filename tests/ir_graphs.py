@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurodeploy.ir import (
+    QCFS,
     Add,
     AvgPool2d,
     BatchNorm,
@@ -13,11 +14,13 @@ from neurodeploy.ir import (
     Concat,
     Conv2d,
     Dense,
+    Floor,
     GlobalAvgPool,
     Graph,
     MaxPool2d,
     Relu,
     Reshape,
+    Scale,
     Softmax,
     TensorType,
 )
@@ -95,6 +98,34 @@ def residual_net(seed: int = 0) -> Graph:
         Dense(name="out", inputs=("hr",), output="logits", weight=_w(rng, 4, 8, scale=2)),
     ]
     return Graph("residual_net", {"x": TensorType((1, 6, 6))}, ["logits"], ops)
+
+
+def qcfs_chain(x: str, y: str, lam: float, levels: int, prefix: str = "q", shift: float = 0.5) -> list:
+    """What the reference QCFS code (``x / λ``, ``floor(x * L + φ) / L``, ``clamp(0, 1)``, ``* λ``) imports as:
+    Scale(1/λ) -> Scale(L) -> Bias(φ) -> Floor -> Scale(1/L) -> Clip(0, 1) -> Scale(λ), from ``x`` to ``y``."""
+    f32 = np.float32
+    return [
+        Scale(name=f"{prefix}_div_lam", inputs=(x,), output=f"{prefix}1", value=np.array([1 / f32(lam)], f32)),
+        Scale(name=f"{prefix}_mul_levels", inputs=(f"{prefix}1",), output=f"{prefix}2", value=f32(levels)),
+        Bias(name=f"{prefix}_add_shift", inputs=(f"{prefix}2",), output=f"{prefix}3", value=f32(shift)),
+        Floor(name=f"{prefix}_floor", inputs=(f"{prefix}3",), output=f"{prefix}4"),
+        Scale(name=f"{prefix}_div_levels", inputs=(f"{prefix}4",), output=f"{prefix}5", value=f32(1 / levels)),
+        Clip(name=f"{prefix}_clip", inputs=(f"{prefix}5",), output=f"{prefix}6", low=0.0, high=1.0),
+        Scale(name=f"{prefix}_mul_lam", inputs=(f"{prefix}6",), output=y, value=np.array([lam], f32)),
+    ]
+
+
+def qcfs_net(seed: int = 0) -> Graph:
+    """dense, a QCFS as exported (the op chain of ``qcfs_chain``), dense, a QCFS op, dense."""
+    rng = np.random.default_rng(seed)
+    ops = [
+        Dense(name="fc1", inputs=("x",), output="h1", weight=_w(rng, 8, 6, scale=2), bias=_w(rng, 8, 1)[:, 0]),
+        *qcfs_chain("h1", "a1", lam=0.75, levels=4, prefix="act1"),
+        Dense(name="fc2", inputs=("a1",), output="h2", weight=_w(rng, 8, 8, scale=2)),
+        QCFS(name="act2", inputs=("h2",), output="a2", lam=0.5, levels=8),
+        Dense(name="fc3", inputs=("a2",), output="logits", weight=_w(rng, 3, 8, scale=2)),
+    ]
+    return Graph("qcfs_net", {"x": TensorType((6,))}, ["logits"], ops)
 
 
 def inputs_for(graph: Graph, batch: int = 16, seed: int = 1) -> np.ndarray:

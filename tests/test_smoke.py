@@ -1,5 +1,6 @@
 """End-to-end: the bundled model compiles for the reference target and its SNN classifies test images."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,3 +20,19 @@ def test_bundled_model_compiles_and_emulates(tmp_path):
     snn = emulate_artifact(artifact, x, steps=128)
     assert (ann.predictions == y).mean() >= 0.98
     assert (snn.predictions == y).mean() >= 0.95
+
+
+def test_qcfs_example_model_converts_without_calibration_and_is_close_at_T_equal_L(tmp_path):
+    """examples/mnist_qcfs: three QCFS layers (L = 4) with their trained λ; no calibration data is needed."""
+    folder = EXAMPLE.parent / "mnist_qcfs"
+    log = json.loads((folder / "training_log.json").read_text())
+    artifact = compile_model(folder / "mnist_qcfs.onnx", "reference", tmp_path / "out")
+    record = json.loads((artifact.root / "report.json").read_text())["conversion"]["convert-to-snn"]
+    assert sorted(record["lambda"].values()) == sorted(log["lambda_trained"].values())
+    assert set(record["levels"].values()) == {log["levels"]}
+    data = np.load(EXAMPLE / "test_images.npz")
+    x, y = data["x"][:128], data["y"][:128]
+    ann = emulate_artifact(artifact, x, mode="ann")
+    snn = emulate_artifact(artifact, x, steps=log["levels"])
+    assert (ann.predictions == y).mean() >= 0.97
+    assert (snn.predictions == y).mean() >= (ann.predictions == y).mean() - 0.02

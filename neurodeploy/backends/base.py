@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy.encoding import Encoding
 from neurodeploy.ir.graph import Graph
 
 FIDELITIES = ("float", "bit-exact", "statistical")
@@ -112,6 +113,11 @@ class EmulationResult:
 
     ``outputs`` is (batch, *output_shape) of the first model output. ``spikes`` maps each spiking layer to its
     total spike count per sample (batch,). ``checkpoints`` optionally holds the readout after fewer steps.
+
+    Backends that can measure more fill the rest (empty otherwise): ``synops`` (SynOps per sample of each
+    spike source: spiking layers by name, inputs by name; see :mod:`neurodeploy.metrics`),
+    ``checkpoint_spikes`` and ``checkpoint_synops`` (the same per-sample totals after each checkpoint's steps),
+    and, when asked with ``neuron_counts=True``, ``counts`` (spikes per neuron, (batch, *shape), per layer).
     """
 
     outputs: np.ndarray
@@ -120,6 +126,12 @@ class EmulationResult:
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
     neurons: dict[str, int] = field(default_factory=dict)
     checkpoints: dict[int, np.ndarray] = field(default_factory=dict)
+    synops: dict[str, np.ndarray] = field(default_factory=dict)
+    checkpoint_spikes: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    checkpoint_synops: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    encoding: dict[str, Any] | None = None
+    """The input encoding used (:meth:`neurodeploy.encoding.Encoding.describe`); None for modes without time."""
 
     @property
     def predictions(self) -> np.ndarray:
@@ -173,5 +185,11 @@ class Backend(ABC):
         steps: int,
         mode: str | None = None,
         checkpoints: tuple[int, ...] = (),
+        encoding: Encoding | None = None,
+        neuron_counts: bool = False,
     ) -> EmulationResult:
-        """Run the artifact on ``inputs`` (batch first) for ``steps`` time steps with the target's arithmetic."""
+        """Run the artifact on ``inputs`` (batch first) for ``steps`` time steps with the target's arithmetic.
+
+        ``encoding`` says how inputs become per-step stimuli (None: direct, the analog input every step; an
+        ``events`` input is (batch, frames, *shape)). ``neuron_counts`` asks for per-neuron spike counts in
+        ``EmulationResult.counts``; a backend that cannot measure them leaves it empty."""

@@ -38,7 +38,7 @@ def load_calibration(spec: str, samples: int = DEFAULT_SAMPLES) -> Calibration:
     if samples < 1:
         raise DataError(f"calibration needs at least one sample, got {samples}")
     if spec in _LOADERS:
-        data = load_dataset(spec, "train", limit=samples)
+        data = load_dataset(spec, "train", limit=samples, analog=True)  # what the ANN takes (event data: mean)
         return Calibration(data.x, f"{spec}:train[:{len(data.x)}]")
     path = Path(spec)
     if path.suffix not in (".npy", ".npz") and not path.exists():

@@ -4,6 +4,7 @@ from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import OP_TYPES, Op, StatefulOp
 from neurodeploy.ir.ops import (
+    QCFS,
     Add,
     AvgPool2d,
     BatchNorm,
@@ -12,6 +13,7 @@ from neurodeploy.ir.ops import (
     Concat,
     Conv2d,
     Dense,
+    Floor,
     GlobalAvgPool,
     MaxPool2d,
     Relu,
@@ -25,6 +27,7 @@ from neurodeploy.ir.types import TensorType
 __all__ = [
     "IF",
     "OP_TYPES",
+    "QCFS",
     "Add",
     "AvgPool2d",
     "BatchNorm",
@@ -33,6 +36,7 @@ __all__ = [
     "Concat",
     "Conv2d",
     "Dense",
+    "Floor",
     "GlobalAvgPool",
     "Graph",
     "MaxPool2d",

@@ -82,13 +82,28 @@ def _pool_geometry(
     return (oh, ow), extra
 
 
+def _window_reduce(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair, reduce) -> np.ndarray:
+    """Reduce every window of an already padded input with ``reduce`` (np.add or np.maximum), one kernel tap at
+    a time: kh*kw strided slices, which numpy combines far faster than a reduction over small trailing axes."""
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    acc = None
+    for ky in range(kernel[0]):
+        for kx in range(kernel[1]):
+            tap = xp[:, :, ky * dh : ky * dh + (oh - 1) * sh + 1 : sh, kx * dw : kx * dw + (ow - 1) * sw + 1 : sw]
+            if acc is None:
+                acc = tap.astype(np.float32, copy=True)
+            else:
+                reduce(acc, tap, out=acc)
+    return acc
+
+
 def avg_pool2d(
     x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool, count_include_pad: bool
 ) -> np.ndarray:
     """Average pooling. The divisor counts the input cells in the window, plus the explicit padding cells
     when ``count_include_pad``; cells added only by ``ceil_mode`` never count."""
     (oh, ow), extra = _pool_geometry(x, kernel, stride, padding, dilation, ceil_mode)
-    sums = _windows(_pad(x, padding, extra), kernel, stride, dilation, (oh, ow)).sum(axis=(4, 5), dtype=np.float32)
+    sums = _window_reduce(_pad(x, padding, extra), kernel, stride, dilation, (oh, ow), np.add)
     h, w = x.shape[2:]
     mask = np.ones((1, 1, h, w), np.float32)
     if count_include_pad:
@@ -96,7 +111,7 @@ def avg_pool2d(
         mask = _pad(mask, (0, 0, 0, 0), extra)
     else:
         mask = _pad(mask, padding, extra)
-    counts = _windows(mask, kernel, stride, dilation, (oh, ow)).sum(axis=(4, 5), dtype=np.float32)
+    counts = _window_reduce(mask, kernel, stride, dilation, (oh, ow), np.add)
     # A window over padding alone (possible with dilation) averages nothing: 0, as onnxruntime gives.
     return np.ascontiguousarray(sums / np.maximum(counts, 1), dtype=np.float32)
 
@@ -106,5 +121,4 @@ def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilatio
     that value, as onnxruntime does)."""
     (oh, ow), extra = _pool_geometry(x, kernel, stride, padding, dilation, ceil_mode)
     lowest = float(np.finfo(np.float32).min)
-    win = _windows(_pad(x, padding, extra, value=lowest), kernel, stride, dilation, (oh, ow))
-    return np.ascontiguousarray(win.max(axis=(4, 5)), dtype=np.float32)
+    return _window_reduce(_pad(x, padding, extra, value=lowest), kernel, stride, dilation, (oh, ow), np.maximum)

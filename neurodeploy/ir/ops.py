@@ -212,6 +212,55 @@ class Clip(Op):
 
 
 @dataclass(eq=False, kw_only=True)
+class Floor(Op):
+    """y = floor(x), elementwise (the rounding inside a quantized activation; see :class:`QCFS`)."""
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return in_types[0]
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return np.floor(xs[0]).astype(np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class QCFS(Op):
+    r"""Quantization-clip-floor-shift activation (Bu et al., ICLR 2022), a clipped ReLU with ``levels`` steps:
+
+        y = λ · clip( floor(x · L / λ + φ) / L, 0, 1 )        (λ = ``lam``, L = ``levels``, φ = ``shift``)
+
+    so y takes the L + 1 values λ·k/L, k = 0..L. ``lam`` is one scalar for the whole layer (per-channel λ is
+    not supported). An IF neuron with threshold λ, reset by subtraction and initial membrane φ·λ reproduces it
+    exactly after T = L steps of constant input. ``forward`` evaluates it in the order the reference code does
+    (x / λ, · L, + φ, floor, / L, clip, · λ) so it matches an exported model's arithmetic bit for bit.
+    """
+
+    lam: float
+    levels: int
+    shift: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.lam, self.shift = float(self.lam), float(self.shift)
+
+    def verify(self) -> None:
+        super().verify()
+        if not (np.isfinite(self.lam) and self.lam > 0):
+            raise ValueError(f"QCFS '{self.name}': lam must be a positive finite scalar, got {self.lam}")
+        if isinstance(self.levels, bool) or not isinstance(self.levels, (int, np.integer)) or self.levels < 1:
+            raise ValueError(f"QCFS '{self.name}': levels must be an int >= 1, got {self.levels!r}")
+        if not 0.0 <= self.shift < 1.0:
+            raise ValueError(f"QCFS '{self.name}': shift must be in [0, 1), got {self.shift}")
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return in_types[0]
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        lam, levels, shift = np.float32(self.lam), np.float32(self.levels), np.float32(self.shift)
+        steps = np.floor(np.asarray(xs[0], np.float32) / lam * levels + shift)
+        return (np.clip(steps / levels, np.float32(0), np.float32(1)) * lam).astype(np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
 class _Pool2d(Op, abstract=True):
     kernel: tuple[int, int]
     stride: tuple[int, int] = (1, 1)

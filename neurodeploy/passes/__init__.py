@@ -7,6 +7,7 @@ from neurodeploy.passes.base import Pass, PassContext, PassManager, format_pipel
 from neurodeploy.passes.canonicalize_flatten import CanonicalizeFlatten
 from neurodeploy.passes.canonicalize_pooling import CanonicalizePooling
 from neurodeploy.passes.convert_to_snn import ConvertToSNN
+from neurodeploy.passes.detect_qcfs import DetectQCFS
 from neurodeploy.passes.drop_softmax import DropSoftmax
 from neurodeploy.passes.fold_batchnorm import FoldBatchNorm
 from neurodeploy.passes.fold_bias import FoldBias
@@ -18,6 +19,7 @@ PASSES: dict[str, type[Pass]] = {
         FoldBatchNorm,
         FoldBias,
         FuseActivations,
+        DetectQCFS,
         CanonicalizePooling,
         CanonicalizeFlatten,
         DropSoftmax,
@@ -25,7 +27,9 @@ PASSES: dict[str, type[Pass]] = {
     )
 }
 
-CANONICALIZE = "fold-batchnorm,fold-bias,fuse-activations,canonicalize-pooling,canonicalize-flatten,drop-softmax"
+CANONICALIZE = (
+    "fold-batchnorm,fold-bias,fuse-activations,detect-qcfs,canonicalize-pooling,canonicalize-flatten,drop-softmax"
+)
 """Target-independent clean-up every pipeline starts with."""
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from ir_graphs import conv_net, inputs_for, residual_net
+from ir_graphs import conv_net, inputs_for, qcfs_net, residual_net
 
 from neurodeploy.errors import ArtifactError
 from neurodeploy.ir import OP_TYPES, format_graph, interpret
@@ -22,6 +22,7 @@ GRAPHS = {
     "conv_net_softmax": lambda: conv_net(softmax=True, maxpool=True),
     "residual_net": residual_net,
     "converted_residual_net": lambda: converted(residual_net()),
+    "qcfs_net": qcfs_net,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +11,16 @@ import numpy as np
 
 from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, LayerUsage, ResourceReport, TargetSpec
 from neurodeploy.backends.reference.simulate import simulate
-from neurodeploy.errors import DataError
+from neurodeploy.encoding import Encoding
+from neurodeploy.errors import DataError, IRVerificationError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.ops import Conv2d, Dense
 from neurodeploy.ir.serialize import load_graph, save_graph
+from neurodeploy.metrics import fan_out_maps
+from neurodeploy.metrics import neuron_counts as neuron_counts_of
+
+log = logging.getLogger(__name__)
 
 
 def layer_usage(graph: Graph) -> list[LayerUsage]:
@@ -36,7 +43,8 @@ def layer_usage(graph: Graph) -> list[LayerUsage]:
 
 class ReferenceBackend(Backend):
     """Emulates the ANN (mode ``ann``) and the converted SNN (mode ``snn``: IF neurons, reset by subtraction,
-    direct input encoding) in float32. The readout of the SNN is the mean of its output over the time steps."""
+    direct, rate or events input encoding) in float32. The readout of the SNN is the mean of its output over
+    the time steps. The ANN of an events input is run on the mean of its frames."""
 
     name = "reference"
     version = "0.1.0"
@@ -62,34 +70,65 @@ class ReferenceBackend(Backend):
         steps: int,
         mode: str | None = None,
         checkpoints: tuple[int, ...] = (),
+        encoding: Encoding | None = None,
+        neuron_counts: bool = False,
         batch_size: int = 256,
     ) -> EmulationResult:
         mode = mode or self.modes[0]
         if mode not in self.modes:
             raise DataError(f"target {self.target!r} has emulation modes {', '.join(self.modes)}; got {mode!r}")
+        encoding = encoding if encoding is not None else Encoding()
         graph = load_graph(artifact.root, mode)
         out_name = graph.outputs[0]
-        x = interpret.check_inputs(graph, inputs)
+        x = encoding.check_inputs(graph, inputs)
         input_name = next(iter(graph.inputs))
         n = len(x[input_name])
         if n == 0:
             raise DataError("no inputs to emulate (the input array has 0 samples)")
         if mode == "ann":
-            return EmulationResult(outputs=interpret.run_batched(graph, x[input_name], batch_size), steps=0, mode=mode)
-        chunks, spikes, marks = [], {}, {}
+            analog = encoding.analog(x[input_name])
+            return EmulationResult(outputs=interpret.run_batched(graph, analog, batch_size), steps=0, mode=mode)
+        try:
+            fan_out = fan_out_maps(graph)
+        except IRVerificationError as exc:  # a metric must not stop the emulation
+            log.debug("SynOps not counted: %s", exc)
+            fan_out = {}
+        chunks, spikes, synops, counts = [], {}, {}, {}
+        marks: dict[int, list] = {}
+        spike_marks: dict[int, dict[str, list]] = {}
+        synop_marks: dict[int, dict[str, list]] = {}
         for start in range(0, n, batch_size):
-            sim = simulate(graph, {k: v[start : start + batch_size] for k, v in x.items()}, steps, checkpoints)
+            chunk_encoding = replace(encoding, offset=encoding.offset + start)
+            chunk = {k: v[start : start + batch_size] for k, v in x.items()}
+            sim = simulate(graph, chunk, steps, checkpoints, chunk_encoding, fan_out)
             chunks.append(sim.outputs[out_name])
-            for layer, count in sim.spikes.items():
-                spikes.setdefault(layer, []).append(count)
+            _extend(spikes, sim.spikes)
+            _extend(synops, sim.synops)
+            if neuron_counts:
+                _extend(counts, sim.counts)
             for t, outs in sim.checkpoints.items():
                 marks.setdefault(t, []).append(outs[out_name])
-        types = graph.types()
+                _extend(spike_marks.setdefault(t, {}), sim.checkpoint_spikes[t])
+                _extend(synop_marks.setdefault(t, {}), sim.checkpoint_synops[t])
         return EmulationResult(
             outputs=np.concatenate(chunks),
             steps=steps,
             mode=mode,
-            spikes={k: np.concatenate(v) for k, v in spikes.items()},
-            neurons={op.name: types[op.output].size for op in graph.ops if op.is_stateful},
+            spikes=_join(spikes),
+            neurons=neuron_counts_of(graph),
             checkpoints={t: np.concatenate(v) for t, v in marks.items()},
+            synops=_join(synops),
+            checkpoint_spikes={t: _join(v) for t, v in spike_marks.items()},
+            checkpoint_synops={t: _join(v) for t, v in synop_marks.items()},
+            counts=_join(counts),
+            encoding=encoding.describe(),
         )
+
+
+def _extend(lists: dict[str, list], arrays: dict[str, np.ndarray]) -> None:
+    for name, array in arrays.items():
+        lists.setdefault(name, []).append(array)
+
+
+def _join(lists: dict[str, list]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate(parts) for name, parts in lists.items()}

@@ -2,9 +2,14 @@
 
 Every step, ops run in graph order: stateful ops (IF neurons) advance their state with ``step``; all other
 ops apply their float ``forward`` to this step's values. There is no synaptic delay: a spike reaches every
-later layer in the step it is emitted. Values that cannot change over time (the direct-encoded input and
-anything computed from it alone, e.g. the first convolution) are computed once. The readout is the mean of
-each output over the steps run.
+later layer in the step it is emitted. The inputs are fed as the encoding says (:mod:`neurodeploy.encoding`):
+with direct encoding the input is the same every step, so the values that depend on it alone (the input and
+e.g. the first convolution) are computed once. The readout is the mean of each output over the steps run.
+
+Activity is counted per neuron (spikes of every stateful op) and, given fan-out maps
+(:func:`neurodeploy.metrics.fan_out_maps`), as SynOps: each spike, or each input event, times the synapses
+leaving its neuron. Convention for direct encoding: the analog input drives the first layers densely every
+step, so each input element counts as one event per step, zero or not.
 """
 
 from __future__ import annotations
@@ -13,41 +18,101 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurodeploy.encoding import Encoding
 from neurodeploy.ir.graph import Graph
 
 
 @dataclass
 class Simulation:
-    """Readouts after ``steps`` (and at each checkpoint), and total spikes per sample of every stateful op."""
+    """Readouts after ``steps`` (and at each checkpoint) and activity.
+
+    ``spikes``: total spikes per sample (batch,) of every stateful op. ``counts``: spikes per neuron,
+    (batch, *shape), of every stateful op. ``synops``: SynOps per sample of every spike source that has a
+    fan-out map: stateful ops by op name, graph inputs by value name. ``checkpoint_spikes`` and
+    ``checkpoint_synops`` hold the same per-sample totals after each checkpoint's number of steps.
+    """
 
     outputs: dict[str, np.ndarray]
     spikes: dict[str, np.ndarray]
     checkpoints: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    synops: dict[str, np.ndarray] = field(default_factory=dict)
+    checkpoint_spikes: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    checkpoint_synops: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def simulate(graph: Graph, inputs: dict[str, np.ndarray], steps: int, checkpoints: tuple[int, ...] = ()) -> Simulation:
-    """Run ``steps`` time steps with the inputs held constant (direct encoding)."""
+def _weighted(counts: np.ndarray, fan_out: np.ndarray) -> np.ndarray:
+    """Per sample: sum over positions of count x fan-out (float64)."""
+    batch = counts.shape[0]
+    return counts.reshape(batch, -1).astype(np.float64) @ fan_out.reshape(-1).astype(np.float64)
+
+
+def simulate(
+    graph: Graph,
+    inputs: dict[str, np.ndarray],
+    steps: int,
+    checkpoints: tuple[int, ...] = (),
+    encoding: Encoding | None = None,
+    fan_out: dict[str, np.ndarray] | None = None,
+) -> Simulation:
+    """Run ``steps`` time steps, feeding ``inputs`` (checked arrays, batch first) as ``encoding`` says (direct
+    when None). ``fan_out`` maps spike-source values (graph inputs, stateful op outputs) to per-element fan-out;
+    with it, SynOps are counted."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    encoding = encoding if encoding is not None else Encoding()
+    fan_out = fan_out or {}
     types = graph.types()
     batch = len(next(iter(inputs.values())))
-    static: dict[str, np.ndarray] = dict(inputs)
-    for op in graph.ops:
-        if not op.is_stateful and all(v in static for v in op.inputs):
-            static[op.output] = op.forward([static[v] for v in op.inputs])
+    stimuli = {name: encoding.stimulus(x, steps, stream=i) for i, (name, x) in enumerate(inputs.items())}
+    static: dict[str, np.ndarray] = {}
+    if encoding.time_invariant:
+        static.update(inputs)
+        for op in graph.ops:
+            if not op.is_stateful and all(v in static for v in op.inputs):
+                static[op.output] = op.forward([static[v] for v in op.inputs])
     dynamic_ops = [op for op in graph.ops if op.output not in static]
-    states = {op.name: op.init_state(batch, types[op.output].shape) for op in dynamic_ops if op.is_stateful}
-    spikes = {op.name: np.zeros(batch, np.float64) for op in dynamic_ops if op.is_stateful}
+    stateful = [op for op in graph.ops if op.is_stateful]
+    states = {op.name: op.init_state(batch, types[op.output].shape) for op in stateful}
+    counts = {op.name: np.zeros((batch, *types[op.output].shape), np.float32) for op in stateful}
+    input_events = {
+        name: np.zeros_like(x if encoding.kind != "events" else x[:, 0])
+        for name, x in inputs.items()
+        if name in fan_out and not encoding.time_invariant
+    }
     sums = {v: np.zeros((batch, *types[v].shape), np.float64) for v in graph.outputs}
     wanted = sorted({c for c in checkpoints if 1 <= c <= steps})
     recorded: dict[int, dict[str, np.ndarray]] = {}
+    spike_marks: dict[int, dict[str, np.ndarray]] = {}
+    synop_marks: dict[int, dict[str, np.ndarray]] = {}
+
+    def activity(t: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        totals = {name: c.reshape(batch, -1).sum(axis=1, dtype=np.float64) for name, c in counts.items()}
+        synops: dict[str, np.ndarray] = {}
+        for name in inputs:
+            if name not in fan_out:
+                continue
+            if encoding.time_invariant:  # dense analog input: every element, every step
+                synops[name] = np.full(batch, float(t) * float(fan_out[name].sum()))
+            else:
+                synops[name] = _weighted(input_events[name], fan_out[name])
+        for op in stateful:
+            if op.output in fan_out:
+                synops[op.name] = _weighted(counts[op.name], fan_out[op.output])
+        return totals, synops
+
     for t in range(1, steps + 1):
         values = dict(static)
+        for name, stimulus in stimuli.items():
+            if name not in static:
+                values[name] = stimulus.at(t)
+                if name in input_events:
+                    input_events[name] += stimulus.events(values[name])
         for op in dynamic_ops:
             xs = [values[v] for v in op.inputs]
             if op.is_stateful:
                 out = op.step(states[op.name], xs)
-                spikes[op.name] += out.reshape(batch, -1).sum(axis=1)
+                counts[op.name] += out
             else:
                 out = op.forward(xs)
             values[op.output] = out
@@ -55,5 +120,7 @@ def simulate(graph: Graph, inputs: dict[str, np.ndarray], steps: int, checkpoint
             sums[v] += values[v]
         if t in wanted:
             recorded[t] = {v: (sums[v] / t).astype(np.float32) for v in graph.outputs}
+            spike_marks[t], synop_marks[t] = activity(t)
     outputs = {v: (sums[v] / steps).astype(np.float32) for v in graph.outputs}
-    return Simulation(outputs, spikes, recorded)
+    spikes, synops = activity(steps)
+    return Simulation(outputs, spikes, recorded, counts, synops, spike_marks, synop_marks)

@@ -5,6 +5,7 @@ from neurodeploy.frontend.onnx.ops import (  # noqa: F401  (imported for their r
     batchnorm,
     constant_folding,
     conv,
+    elementwise,
     gemm,
     merge,
     passthrough,

@@ -1,6 +1,7 @@
 """Ops imported only when every input is a constant: they are evaluated at import (shape arithmetic that
 exporters emit around Reshape, mostly). ``Shape`` of a runtime value is also a constant, because every
-per-sample dimension is static; its batch entry is the importer's assumed batch size."""
+per-sample dimension is static; its batch entry is the importer's assumed batch size. Mul, Sub and Div, which
+also take a runtime operand, live in ``elementwise``."""
 
 from __future__ import annotations
 
@@ -56,32 +57,6 @@ def slice_(ctx: ImportContext, node: Node) -> None:
     for s, e, a, st in zip(starts, ends, axes, steps):
         index[int(a)] = slice(int(s), int(e), int(st))
     ctx.set_const(node.outputs[0], data[tuple(index)])
-
-
-def _binary(ctx: ImportContext, node: Node, fn) -> None:
-    a, b = _consts(ctx, node)
-    ctx.set_const(node.outputs[0], np.asarray(fn(a, b)).astype(np.result_type(a, b)))
-
-
-@onnx_op("Mul", 7, 13, 14, constant_only=True)
-def mul(ctx: ImportContext, node: Node) -> None:
-    _binary(ctx, node, np.multiply)
-
-
-@onnx_op("Sub", 7, 13, 14, constant_only=True)
-def sub(ctx: ImportContext, node: Node) -> None:
-    _binary(ctx, node, np.subtract)
-
-
-@onnx_op("Div", 7, 13, 14, constant_only=True)
-def div(ctx: ImportContext, node: Node) -> None:
-    def divide(a, b):
-        # Integer Div truncates toward zero in ONNX; numpy's // floors.
-        if np.issubdtype(np.result_type(a, b), np.integer):
-            return np.trunc(np.true_divide(a, b))
-        return np.true_divide(a, b)
-
-    _binary(ctx, node, divide)
 
 
 @onnx_op("Transpose", 1, 13, 21, constant_only=True)
