@@ -66,6 +66,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         calibration=calibration,
         input_shapes=_input_shapes(args.input_shape),
         pipeline=args.pipeline,
+        conversion=args.conversion,
         after_pass=dump if args.dump_ir else None,
         encoding=_encoding(args),
     )
@@ -215,6 +216,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         encoding=encoding,
         batch_size=args.batch_size,
         pipeline=args.pipeline,
+        conversion=args.conversion,
         data_options=options,
         workers=args.workers,
         progress=_Progress("simulating", not args.quiet),
@@ -319,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fix dynamic input dimensions, e.g. 1,3,32,32 (batch may be N)",
     )
     p.add_argument("--pipeline", help="replace the whole pass pipeline (see `neurodeploy passes`)")
+    p.add_argument(
+        "--conversion",
+        metavar="OPTIONS",
+        help="convert-to-snn options, e.g. norm=max or norm=percentile,percentile=99.99,granularity=channel "
+        "(see docs/conversion.md)",
+    )
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
     _add_encoding_options(p, "the input encoding recorded in the artifact (default direct)")
     p.set_defaults(func=_cmd_compile)
@@ -373,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes simulating batches in parallel (default: one per CPU; 1: in this process)",
     )
     p.add_argument("--pipeline", help="replace the whole pass pipeline (see `neurodeploy passes`)")
+    p.add_argument(
+        "--conversion",
+        metavar="OPTIONS",
+        help="convert-to-snn options, e.g. norm=max or norm=percentile,percentile=99.99,granularity=channel "
+        "(see docs/conversion.md)",
+    )
     p.add_argument("--bin-us", type=int, metavar="US", help="event data: frame width in microseconds (1000)")
     p.add_argument("--window-us", type=int, metavar="US", help="event data: window per sample in us (300000)")
     _add_encoding_options(p, "input encoding (default: direct, events for event data)")

@@ -27,12 +27,20 @@ from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.calibration import Calibration
 from neurodeploy.encoding import Encoding
-from neurodeploy.errors import DataError
+from neurodeploy.errors import DataError, PipelineError
 from neurodeploy.frontend.onnx import import_onnx
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json
-from neurodeploy.passes import CANONICALIZE, Pass, PassContext, PassManager, build_pipeline, format_pipeline
+from neurodeploy.passes import (
+    CANONICALIZE,
+    Pass,
+    PassContext,
+    PassManager,
+    build_pipeline,
+    conversion_pass,
+    format_pipeline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +84,12 @@ def compile_model(
     pipeline: str | None = None,
     after_pass: Callable[[Pass, Graph], None] | None = None,
     encoding: Encoding | None = None,
+    conversion: str | None = None,
 ) -> Artifact:
     """Compile an ONNX model for ``target`` into an artifact folder and return it.
 
     ``pipeline`` replaces the whole default pipeline (canonicalization plus the target's passes).
+    ``conversion`` sets convert-to-snn options in the target's own pipeline, e.g. ``"norm=max,granularity=channel"``.
     ``encoding`` (default direct) is recorded in the manifest as the inputs' encoding, which emulation uses
     unless told otherwise.
     """
@@ -91,9 +101,12 @@ def compile_model(
     graph = import_onnx(model, input_shapes=input_shapes)
     if after_pass is not None:
         after_pass(None, graph)
+    if pipeline is not None and conversion is not None:
+        raise PipelineError("give either a whole pipeline or conversion options, not both")
     options: dict[str, Any] = {
         "calibration": calibration.describe() if calibration is not None else None,
         "input_shapes": _shapes_option(input_shapes),
+        "conversion": conversion_pass(conversion).partition("{")[2].rstrip("}") or None,
     }
     passes = build_pipeline(pipeline if pipeline is not None else f"{CANONICALIZE},{backend.pipeline(options)}")
     ctx = PassContext()

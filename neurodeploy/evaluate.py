@@ -447,6 +447,7 @@ def evaluate(
     encoding: Encoding | None = None,
     batch_size: int = 256,
     pipeline: str | None = None,
+    conversion: str | None = None,
     data_options: dict[str, Any] | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -487,7 +488,9 @@ def evaluate(
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="neurodeploy-evaluate-") as tmp:
-        artifact = compile_model(model, target, Path(tmp) / "artifact", calibration=cal, pipeline=pipeline)
+        artifact = compile_model(
+            model, target, Path(tmp) / "artifact", calibration=cal, pipeline=pipeline, conversion=conversion
+        )
         snn, ann = load_graph(artifact.root, "snn"), load_graph(artifact.root, "ann")
         try:
             encoding.check_inputs(snn, x[:1])

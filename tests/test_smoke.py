@@ -4,9 +4,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from neurodeploy import compile_model, emulate_artifact
 from neurodeploy.data.calibration import load_calibration
+from neurodeploy.errors import PipelineError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist"
 
@@ -36,3 +38,27 @@ def test_qcfs_example_model_converts_without_calibration_and_is_close_at_T_equal
     snn = emulate_artifact(artifact, x, steps=log["levels"])
     assert (ann.predictions == y).mean() >= 0.97
     assert (snn.predictions == y).mean() >= (ann.predictions == y).mean() - 0.02
+
+
+def test_conversion_options_reach_the_pipeline_and_the_manifest(tmp_path):
+    calibration = load_calibration(str(EXAMPLE / "calibration.npz"), 64)
+    default = compile_model(EXAMPLE / "mnist_cnn.onnx", "reference", tmp_path / "a", calibration=calibration)
+    assert default.manifest["pipeline"].endswith(",convert-to-snn")  # the defaults: 99.9th percentile, per layer
+    assert default.manifest["options"]["conversion"] is None
+    report = json.loads((default.root / "report.json").read_text())
+    assert report["conversion"]["convert-to-snn"]["norm"] == "percentile"
+    assert report["conversion"]["convert-to-snn"]["percentile"] == 99.9
+    tuned = compile_model(
+        EXAMPLE / "mnist_cnn.onnx",
+        "reference",
+        tmp_path / "b",
+        calibration=calibration,
+        conversion="granularity=channel, norm=max",
+    )
+    assert tuned.manifest["pipeline"].endswith(",convert-to-snn{norm=max,granularity=channel}")
+    assert tuned.manifest["options"]["conversion"] == "norm=max,granularity=channel"
+    with pytest.raises(PipelineError, match="unknown option 'speed'"):
+        compile_model(EXAMPLE / "mnist_cnn.onnx", "reference", tmp_path / "c", conversion="speed=3")
+    with pytest.raises(PipelineError, match="not both"):
+        compile_model(EXAMPLE / "mnist_cnn.onnx", "reference", tmp_path / "c", conversion="norm=max", pipeline="")
+    assert not (tmp_path / "c").exists()

@@ -165,8 +165,11 @@ class Backend(ABC):
         """The name the backend was asked for (a backend may serve several names, e.g. loihi and loihi2)."""
 
     def pipeline(self, options: dict[str, Any]) -> str:
-        """Passes this target runs after the shared canonicalization (a pipeline string)."""
-        return "convert-to-snn"
+        """Passes this target runs after the shared canonicalization (a pipeline string). ``options["conversion"]``
+        holds the user's convert-to-snn options (a string such as ``"norm=max"``), if any."""
+        from neurodeploy.passes import conversion_pass
+
+        return conversion_pass(options.get("conversion"))
 
     @abstractmethod
     def resources(self, graph: Graph) -> ResourceReport:

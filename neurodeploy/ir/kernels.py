@@ -50,15 +50,23 @@ def conv2d(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair, padding: Pads, dilation: Pair, groups: int
 ) -> np.ndarray:
     """2-D cross-correlation, as ONNX Conv and torch.nn.Conv2d compute it."""
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
     oh = pool_output_size(h, kh, stride[0], padding[0], padding[2], dilation[0], False)
     ow = pool_output_size(w, kw, stride[1], padding[1], padding[3], dilation[1], False)
-    win = _windows(_pad(x, padding), (kh, kw), stride, dilation, (oh, ow))
     if groups == 1:
-        # (N, C, OH, OW, kh, kw) x (O, C, kh, kw) -> (N, OH, OW, O)
-        out = np.tensordot(win, weight, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+        # Channels-last im2col: the window view of an NHWC copy reshapes to (N*OH*OW, C*kh*kw) rows in memory
+        # order, so one matrix product does the work (faster than contracting NCHW windows).
+        top, left, bottom, right = padding
+        xt = np.zeros((n, h + top + bottom, w + left + right, c), np.float32)
+        xt[:, top : top + h, left : left + w, :] = x.transpose(0, 2, 3, 1)
+        eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+        win = sliding_window_view(xt, (eh, ew), axis=(1, 2))
+        win = win[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]][:, :oh, :ow]
+        cols = win.reshape(n * oh * ow, c * kh * kw)
+        out = (cols @ weight.reshape(o, -1).T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     else:
+        win = _windows(_pad(x, padding), (kh, kw), stride, dilation, (oh, ow))
         og = o // groups
         win_g = win.reshape(n, groups, cg, oh, ow, kh, kw)
         w_g = weight.reshape(groups, og, cg, kh, kw)

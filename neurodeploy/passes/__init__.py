@@ -38,4 +38,20 @@ def build_pipeline(text: str) -> list[Pass]:
     return parse_pipeline(text, PASSES)
 
 
-__all__ = ["CANONICALIZE", "PASSES", "Pass", "PassContext", "PassManager", "build_pipeline", "format_pipeline"]
+def conversion_pass(options: str | None = None) -> str:
+    """The convert-to-snn pass with user options (``"norm=max,granularity=channel"``), checked and written in
+    canonical form; defaults are left out."""
+    (convert,) = build_pipeline(f"convert-to-snn{{{options or ''}}}")
+    return convert.spec()
+
+
+__all__ = [
+    "CANONICALIZE",
+    "PASSES",
+    "Pass",
+    "PassContext",
+    "PassManager",
+    "build_pipeline",
+    "conversion_pass",
+    "format_pipeline",
+]

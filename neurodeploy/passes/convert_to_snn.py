@@ -50,6 +50,7 @@ from neurodeploy.ir.ops import (
 from neurodeploy.passes.base import Pass, PassContext
 
 _TRANSPARENT = (AvgPool2d, GlobalAvgPool, Reshape, Add, Concat)
+SPIKE_NORM_SAMPLES = 256
 
 
 def is_activation(op: Op) -> bool:
@@ -85,7 +86,7 @@ class ConvertToSNN(Pass):
     name = "convert-to-snn"
     preserves_semantics = False
 
-    norm: str = "max"
+    norm: str = "percentile"
     percentile: float = 99.9
     granularity: str = "layer"
     zeros: str = "exclude"
@@ -93,10 +94,11 @@ class ConvertToSNN(Pass):
     initial: float = 0.5
     maxpool: str = "avg"
     readout: str = "membrane"
+    spike_steps: int = 64
 
     def __post_init__(self) -> None:
         for option, value, allowed in (
-            ("norm", self.norm, ("max", "percentile", "weights")),
+            ("norm", self.norm, ("max", "percentile", "spike", "weights")),
             ("granularity", self.granularity, ("layer", "channel")),
             ("zeros", self.zeros, ("exclude", "include")),
             ("reset", self.reset, IF.RESETS),
@@ -105,6 +107,8 @@ class ConvertToSNN(Pass):
         ):
             if value not in allowed:
                 raise ValueError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.spike_steps < 1:
+            raise ValueError(f"spike-steps must be at least 1, got {self.spike_steps}")
         if not 0.0 < self.percentile <= 100.0:
             raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
 
@@ -190,6 +194,46 @@ class ConvertToSNN(Pass):
             lambdas[act.name] = lam if lam.ndim == 0 else lam.reshape((-1,) + (1,) * (rank - 1))
         return lambdas, used
 
+    def _spike_norm(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> dict[str, np.ndarray]:
+        """Spike-norm (Sengupta et al. 2019): thresholds balanced by simulation, layer by layer. Activation k's
+        λ is the largest input current its neurons receive in any step while the calibration inputs drive the
+        spiking network whose earlier layers are already balanced. Trained clip values (Clip, QCFS) are kept.
+        At most ``SPIKE_NORM_SAMPLES`` calibration inputs are used, for ``spike_steps`` steps each."""
+        from neurodeploy.backends.reference.simulate import simulate  # the float SNN simulator
+
+        x = ctx.calibration[:SPIKE_NORM_SAMPLES]
+        types = graph.types()
+        lambdas: dict[str, np.ndarray] = {}
+        for act in activations:
+            rank = types[act.output].rank
+            if isinstance(act, QCFS) or (isinstance(act, Clip) and act.high is not None):
+                lambdas[act.name] = np.float32(act.lam if isinstance(act, QCFS) else act.high)
+                continue
+            trial = graph.copy()
+            scales = self._apply(trial, {a.name: lambdas.get(a.name, np.float32(1.0)) for a in activations})
+            current = act.inputs[0]
+            peak: list[np.ndarray] = []
+
+            def observe(value: str, array: np.ndarray, current=current, peak=peak) -> None:
+                if value == current:
+                    rows = (
+                        array.max(axis=tuple(i for i in range(array.ndim) if i != 1))
+                        if self.granularity == "channel"
+                        else array.max()
+                    )
+                    peak.append(np.asarray(rows, np.float32))
+
+            simulate(trial, {next(iter(trial.inputs)): x}, self.spike_steps, observe=observe)
+            top = np.max(np.stack(peak), axis=0)
+            in_scale = np.broadcast_to(scales[current], types[current].shape)
+            if top.ndim:  # per channel: the input scale is constant within a channel
+                lam = top * _channel_vector(in_scale, types[current].shape, 0, f"{act.op_type} '{act.name}'")
+                lam = np.where(lam > 0, lam, np.float32(1.0)).astype(np.float32).reshape((-1,) + (1,) * (rank - 1))
+            else:
+                lam = np.float32(top * float(in_scale.flat[0]) if top > 0 else 1.0)
+            lambdas[act.name] = lam
+        return lambdas
+
     def _target(self, graph: Graph, value: str, lambdas: dict[str, np.ndarray]) -> np.ndarray | None:
         """The scale ``value`` should be produced at: λ of the activation it reaches through linear,
         scale-transparent ops; 1 (the ANN's units) for a model output; None when nothing constrains it.
@@ -231,7 +275,27 @@ class ConvertToSNN(Pass):
         activations = [op for op in graph.ops if is_activation(op)]
         if not activations:
             ctx.warn("The model has no ReLU activations: nothing spikes; the SNN is the ANN run every step")
-        lambdas, used = self._lambdas(graph, ctx, activations)
+        if self.norm == "spike" and ctx.calibration is not None:
+            lambdas, used = self._spike_norm(graph, ctx, activations), "spike"
+        else:
+            lambdas, used = self._lambdas(graph, ctx, activations)
+        self._apply(graph, lambdas)
+        graph.meta["snn"] = {
+            "norm": used,
+            "percentile": self.percentile if used == "percentile" else None,
+            "granularity": self.granularity if used != "weights" else "layer",
+            "reset": self.reset,
+            "initial": self.initial,
+            "readout": self.readout,
+            "lambda": {k: (v.reshape(-1).tolist() if v.ndim else float(v)) for k, v in sorted(lambdas.items())},
+        }
+        if levels := {a.name: a.levels for a in activations if isinstance(a, QCFS)}:
+            graph.meta["snn"]["levels"] = levels
+        ctx.records[self.name] = graph.meta["snn"]
+
+    def _apply(self, graph: Graph, lambdas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rewrite ``graph`` for the given λ: rescale weights, activations into IF neurons, branches and outputs
+        brought to their scales. Returns the scale of every value."""
         types = graph.types()
         scales: dict[str, np.ndarray] = {v: np.float32(1.0) for v in graph.inputs}
         for op in graph:
@@ -289,18 +353,7 @@ class ConvertToSNN(Pass):
         for value in list(graph.outputs):
             if not np.all(scales[value] == 1.0):
                 self._scale_output(graph, value, scales[value])
-        graph.meta["snn"] = {
-            "norm": used,
-            "percentile": self.percentile if used == "percentile" else None,
-            "granularity": self.granularity if used != "weights" else "layer",
-            "reset": self.reset,
-            "initial": self.initial,
-            "readout": self.readout,
-            "lambda": {k: (v.reshape(-1).tolist() if v.ndim else float(v)) for k, v in sorted(lambdas.items())},
-        }
-        if levels := {a.name: a.levels for a in activations if isinstance(a, QCFS)}:
-            graph.meta["snn"]["levels"] = levels
-        ctx.records[self.name] = graph.meta["snn"]
+        return scales
 
     # -- rewrites ---------------------------------------------------------------------------------------------
     def _rescale_weighted(

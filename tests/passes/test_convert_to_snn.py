@@ -22,10 +22,12 @@ def convert(graph: Graph, calibration, options: str = "") -> tuple[Graph, Graph,
 
 @pytest.mark.parametrize("make", [conv_net, residual_net])
 def test_rate_limit_equals_the_ann_on_calibration_data(make):
+    """The default is the 99.9th percentile (which clips the top activations on purpose); with max nothing
+    clips, so the comparison is exact."""
     # With max normalization nothing clips on the calibration inputs, so the IF rate limit clip(x/theta, 0, 1)
     # reproduces every ReLU exactly: any error in weight, threshold or branch scaling shows up here.
     x = inputs_for(make(), batch=32)
-    ann, snn, _ = convert(make(), x)
+    ann, snn, _ = convert(make(), x, "{norm=max}")
     assert any(isinstance(op, IF) for op in snn.ops)
     assert not any(isinstance(op, Relu) for op in snn.ops)
     np.testing.assert_allclose(interpret.run(snn, x)["logits"], interpret.run(ann, x)["logits"], rtol=1e-4, atol=1e-5)
@@ -33,7 +35,7 @@ def test_rate_limit_equals_the_ann_on_calibration_data(make):
 
 def test_thresholds_are_one_when_layers_absorb_the_scale_and_lambdas_are_recorded():
     x = inputs_for(conv_net())
-    ann, snn, ctx = convert(conv_net(), x)
+    ann, snn, ctx = convert(conv_net(), x, "{norm=max}")
     neurons = [op for op in snn.ops if isinstance(op, IF)]
     assert [float(n.threshold) for n in neurons] == [1.0, 1.0]
     assert all(n.reset == "subtract" and n.initial == 0.5 for n in neurons)
@@ -122,7 +124,7 @@ def test_percentile_lambda_is_the_percentile_of_the_calibration_activations(zero
 
 def test_per_channel_lambdas_fold_into_weights_and_keep_the_rate_limit_exact():
     x = inputs_for(residual_net(), batch=32)
-    ann, snn, ctx = convert(residual_net(), x, "{granularity=channel}")
+    ann, snn, ctx = convert(residual_net(), x, "{norm=max,granularity=channel}")
     lambdas = ctx.records["convert-to-snn"]["lambda"]
     activations = interpret.run(ann, x, keep=["sr", "b1r"])
     maxima = activations["sr"].max(axis=(0, 2, 3))
@@ -135,7 +137,7 @@ def test_per_channel_lambdas_fold_into_weights_and_keep_the_rate_limit_exact():
 
 def test_spike_count_readout_makes_the_output_layer_spike():
     x = inputs_for(conv_net(), batch=32)
-    ann, snn, ctx = convert(conv_net(), x, "{readout=spikes}")
+    ann, snn, ctx = convert(conv_net(), x, "{norm=max,readout=spikes}")
     producer = snn.producer(snn.outputs[0])
     assert isinstance(producer, Scale)
     assert isinstance(snn.producer(producer.inputs[0]), IF)
@@ -155,3 +157,19 @@ def test_per_channel_without_calibration_falls_back_to_layer_bounds():
     )
     assert any("Per-channel thresholds need calibration data" in w for w in ctx.warnings)
     assert graph.meta["snn"]["granularity"] == "layer"
+
+
+def test_spike_norm_balances_layer_by_layer_by_simulation():
+    x = inputs_for(conv_net(), batch=32)
+    ann, snn, ctx = convert(conv_net(), x, "{norm=spike,spike-steps=16}")
+    record = ctx.records["convert-to-snn"]
+    assert record["norm"] == "spike"
+    # The first layer sees the constant analog input: its largest current is the largest pre-activation.
+    first = interpret.run(ann, x, keep=["c1"])["c1"]
+    assert record["lambda"]["relu1"] == pytest.approx(float(first.max()), rel=1e-6)
+    # Deeper layers see binary spikes: their largest per-step current exceeds the ANN's largest activation.
+    second = interpret.run(ann, x, keep=["r2"])["r2"]
+    assert record["lambda"]["relu2"] > float(second.max())
+    expected = interpret.run(ann, x)["logits"]
+    errors = [np.abs(simulate(snn, {"x": x}, steps).outputs["logits"] - expected).mean() for steps in (32, 512)]
+    assert errors[1] < errors[0]

@@ -52,9 +52,6 @@ class ReferenceBackend(Backend):
     modes = ("snn", "ann")
     spec = TargetSpec(name="reference", description="float32 numpy model of the ANN and the converted SNN; no limits")
 
-    def pipeline(self, options: dict[str, Any]) -> str:
-        return "convert-to-snn"
-
     def resources(self, graph: Graph) -> ResourceReport:
         return ResourceReport(self.target, layer_usage(graph), notes=["reference target: no hardware limits"])
 

@@ -14,6 +14,7 @@ step, so each input element counts as one event per step, zero or not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,10 +55,12 @@ def simulate(
     checkpoints: tuple[int, ...] = (),
     encoding: Encoding | None = None,
     fan_out: dict[str, np.ndarray] | None = None,
+    observe: Callable[[str, np.ndarray], None] | None = None,
 ) -> Simulation:
     """Run ``steps`` time steps, feeding ``inputs`` (checked arrays, batch first) as ``encoding`` says (direct
     when None). ``fan_out`` maps spike-source values (graph inputs, stateful op outputs) to per-element fan-out;
-    with it, SynOps are counted."""
+    with it, SynOps are counted. ``observe(value, array)`` sees every value as it is computed: time-invariant
+    values once, the others every step."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     encoding = encoding if encoding is not None else Encoding()
@@ -72,6 +75,9 @@ def simulate(
             if not op.is_stateful and all(v in static for v in op.inputs):
                 static[op.output] = op.forward([static[v] for v in op.inputs])
     dynamic_ops = [op for op in graph.ops if op.output not in static]
+    if observe is not None:
+        for name, value in static.items():
+            observe(name, value)
     stateful = [op for op in graph.ops if op.is_stateful]
     states = {op.name: op.init_state(batch, types[op.output].shape) for op in stateful}
     counts = {op.name: np.zeros((batch, *types[op.output].shape), np.float32) for op in stateful}
@@ -116,6 +122,8 @@ def simulate(
             else:
                 out = op.forward(xs)
             values[op.output] = out
+            if observe is not None:
+                observe(op.output, out)
         for v in graph.outputs:
             sums[v] += values[v]
         if t in wanted:

@@ -1,0 +1,245 @@
+"""Conversion accuracy: how close the converted SNNs of the bundled models come to their ANNs, against T.
+
+    .venv/bin/python benchmarks/conversion_accuracy.py                      # everything (tens of minutes)
+    .venv/bin/python benchmarks/conversion_accuracy.py --limit 500 --only relu --json out.json
+
+Parts (each one call of ``neurodeploy.evaluate.evaluate`` per model or option: compile for the reference
+target, ANN accuracy with onnxruntime, one SNN simulation up to the largest T, reading the accuracy at every
+smaller T from the emulator's checkpoints):
+
+  (a) qcfs    examples/mnist_qcfs/mnist_qcfs.onnx, MNIST test set, direct encoding; thresholds are the trained
+              QCFS λ (calibration data is not used); T = 1, 2, 4, ..., 256.
+  (b) relu    examples/mnist/mnist_cnn.onnx, MNIST test set, direct encoding; thresholds from the first 1024
+              MNIST training images: the largest activation per layer, the 99.9th percentile per layer, the
+              99.9th percentile per channel (``convert-to-snn{norm=...,percentile=...,granularity=...}`` after
+              the canonicalization passes); T = 1, 2, 4, ..., 256.
+  (c) nmnist  examples/nmnist/nmnist_cnn.onnx, the 100 N-MNIST test samples as 1 ms event frames over 300 ms
+              (events encoding: frame t at step t); the ANN sees the mean frame. Thresholds from the 1000
+              training samples' mean frames: largest activation per layer, and 99.9th percentile per channel;
+              T = 1, 2, 4, ..., 256 and 300 (the full window).
+
+For each run: the ANN's accuracy (onnxruntime), the SNN's accuracy per T, and the smallest T at which the SNN
+is within 0.5 (and 0.3) points of the ANN. Accuracy differences are in percentage points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy._version import __version__
+from neurodeploy.encoding import Encoding
+from neurodeploy.evaluate import available_cpus, evaluate
+from neurodeploy.passes import CANONICALIZE
+
+ROOT = Path(__file__).resolve().parents[1]
+QCFS_MODEL = ROOT / "examples" / "mnist_qcfs" / "mnist_qcfs.onnx"
+RELU_MODEL = ROOT / "examples" / "mnist" / "mnist_cnn.onnx"
+NMNIST_MODEL = ROOT / "examples" / "nmnist" / "nmnist_cnn.onnx"
+POWERS = [2**k for k in range(9)]  # 1 .. 256
+NMNIST_OPTIONS = {"bin_us": 1000, "window_us": 300_000}  # the loader's defaults: 300 frames of 1 ms
+NMNIST_FRAMES = NMNIST_OPTIONS["window_us"] // NMNIST_OPTIONS["bin_us"]
+CALIBRATION_SAMPLES = 1024
+GOAL_POINTS, GOAL_T = 0.5, 64  # (b): the percentile-normalized SNN within 0.5 points of the ANN at T <= 64
+
+NORMS = {
+    "max, per layer": "convert-to-snn{norm=max,granularity=layer}",
+    "p99.9, per layer": "convert-to-snn{norm=percentile,percentile=99.9,granularity=layer}",
+    "p99.9, per channel": "convert-to-snn{norm=percentile,percentile=99.9,granularity=channel}",
+}
+NMNIST_NORMS = ("max, per layer", "p99.9, per channel")
+
+
+def training_seed(model: Path) -> int | None:
+    """The seed recorded in the model's training_log.json, if any."""
+    log = model.parent / "training_log.json"
+    return json.loads(log.read_text()).get("seed") if log.is_file() else None
+
+
+def smallest_t(report: dict[str, Any], points: float) -> int | None:
+    """The smallest measured T at which the SNN's accuracy is at least the ANN's minus ``points``."""
+    ann = report["ann_accuracy"]
+    return next((t for t in report["steps"] if report["snn_accuracy"][str(t)] >= ann - points / 100 - 1e-12), None)
+
+
+def run(model: Path, data: str, steps: list[int], args: argparse.Namespace, **options: Any) -> dict[str, Any]:
+    """One evaluation, reduced to what the tables show (plus the evaluation's own report)."""
+    started = time.perf_counter()
+    evaluation = evaluate(
+        model,
+        data,
+        steps,
+        limit=args.limit,
+        calibration_samples=CALIBRATION_SAMPLES,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        **options,
+    )
+    wall = time.perf_counter() - started
+    report = evaluation.to_dict()
+    return {
+        "model": str(model.relative_to(ROOT)),
+        "training_seed": training_seed(model),
+        "samples": report["samples"],
+        "encoding": report["encoding"],
+        "calibration": report["calibration"],
+        "pipeline": report["pipeline"],
+        "ann_accuracy": report["ann_accuracy"],
+        "ann_ir_accuracy": report["ann_ir_accuracy"],
+        "snn_accuracy": report["snn_accuracy"],
+        "smallest_t_within_0.5": smallest_t(report, 0.5),
+        "smallest_t_within_0.3": smallest_t(report, 0.3),
+        "wall_seconds": round(wall, 1),
+        "evaluation": report,
+    }
+
+
+def describe(name: str, result: dict[str, Any]) -> str:
+    cal = result["calibration"]
+    calibration = "none (trained thresholds)" if cal is None else f"{cal['source']} ({cal['samples']} samples)"
+    return (
+        f"  [{name}] {result['model']} (training seed {result['training_seed']}), {result['samples']} samples, "
+        f"encoding {result['encoding']['kind']}, calibration {calibration}\n"
+        f"      pipeline: {result['pipeline']}\n"
+        f"      ANN {100 * result['ann_accuracy']:.2f}% (onnxruntime; the compiled ANN graph: "
+        f"{100 * result['ann_ir_accuracy']:.2f}%), smallest T within 0.5 points: {result['smallest_t_within_0.5']}, "
+        f"within 0.3 points: {result['smallest_t_within_0.3']}; {result['wall_seconds']:.1f} s"
+        + (f"\n      note: {result['note']}" if "note" in result else "")
+    )
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """T down the side, one accuracy column (and its difference to that run's ANN) per run."""
+    steps = next(iter(results.values()))["evaluation"]["steps"]
+    header = ["T", *results]
+    rows = [header, ["ANN", *(f"{100 * r['ann_accuracy']:.2f}%" for r in results.values())]]
+    for t in steps:
+        cells = [str(t)]
+        for r in results.values():
+            acc = r["snn_accuracy"][str(t)]
+            cells.append(f"{100 * acc:6.2f}% ({100 * (acc - r['ann_accuracy']):+6.2f})")
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join("  " + line for line in lines)
+
+
+def part_qcfs(args: argparse.Namespace) -> dict[str, Any]:
+    # No calibration: a QCFS λ is trained (convert-to-snn ignores data for QCFS activations anyway).
+    pipeline = f"{CANONICALIZE},convert-to-snn"
+    result = run(QCFS_MODEL, "mnist", args.powers, args, calibration=None, pipeline=pipeline)
+    result["note"] = "calibration data unused: every threshold is a trained QCFS λ"
+    return {"runs": {"QCFS (trained λ)": result}}
+
+
+def part_relu(args: argparse.Namespace) -> dict[str, Any]:
+    results = {}
+    for name, convert in NORMS.items():
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        results[name] = run(
+            RELU_MODEL, "mnist", args.powers, args, calibration="mnist", pipeline=f"{CANONICALIZE},{convert}"
+        )
+    goals = {}
+    for name, r in results.items():
+        if name.startswith("p99.9"):
+            t = next(
+                (t for t in args.powers if r["snn_accuracy"][str(t)] >= r["ann_accuracy"] - GOAL_POINTS / 100 - 1e-12),
+                None,
+            )
+            goals[name] = {"smallest_t_within_0.5": t, "met": t is not None and t <= GOAL_T}
+    return {"runs": results, "goal": {"points": GOAL_POINTS, "max_t": GOAL_T, "by_norm": goals}}
+
+
+def part_nmnist(args: argparse.Namespace) -> dict[str, Any]:
+    results = {}
+    for name in NMNIST_NORMS:
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        results[name] = run(
+            NMNIST_MODEL,
+            "nmnist",
+            args.nmnist_steps,
+            args,
+            calibration="nmnist",
+            pipeline=f"{CANONICALIZE},{NORMS[name]}",
+            encoding=Encoding("events"),
+            data_options=dict(NMNIST_OPTIONS),
+        )
+    return {"runs": results, "data_options": dict(NMNIST_OPTIONS)}
+
+
+PARTS = {
+    "qcfs": ("(a) QCFS-trained CNN on MNIST, direct input", part_qcfs),
+    "relu": ("(b) ReLU CNN on MNIST, direct input, data-based normalization", part_relu),
+    "nmnist": ("(c) N-MNIST CNN, event input (1 ms frames, one per step)", part_nmnist),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, help="evaluate only the first N test samples (default: all)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="largest T to simulate (default: 256 for MNIST, 300 = the full window for N-MNIST); the powers of two "
+        "up to it are reported, and for N-MNIST also this T itself when it is below the full window",
+    )
+    parser.add_argument("--only", choices=sorted(PARTS), action="append", help="run only this part (repeatable)")
+    parser.add_argument("--json", type=Path, help="write the results (with each evaluation's report) here")
+    parser.add_argument("--batch-size", type=int, default=256, help="samples simulated at once (default: 256)")
+    parser.add_argument("--workers", type=int, help="simulation processes (default: one per CPU)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    limit_t = args.steps if args.steps is not None else NMNIST_FRAMES
+    args.powers = [t for t in POWERS if t <= limit_t] or [limit_t]
+    args.nmnist_steps = sorted({*args.powers, min(NMNIST_FRAMES, limit_t)})
+
+    print(
+        f"neurodeploy {__version__}, python {platform.python_version()}, numpy {np.__version__}, "
+        f"{available_cpus()} CPU(s) available ({os.cpu_count()} in the machine), target reference, "
+        f"limit {args.limit if args.limit is not None else 'none (whole test sets)'}"
+    )
+    document: dict[str, Any] = {
+        "limit": args.limit,
+        "cpus": available_cpus(),
+        "versions": {"neurodeploy": __version__, "python": platform.python_version(), "numpy": np.__version__},
+        "parts": {},
+    }
+    total = time.perf_counter()
+    for key in [k for k in PARTS if args.only is None or k in args.only]:
+        title, function = PARTS[key]
+        print(f"\n{title}", flush=True)
+        started = time.perf_counter()
+        part = function(args)
+        part["wall_seconds"] = round(time.perf_counter() - started, 1)
+        document["parts"][key] = part
+        for name, result in part["runs"].items():
+            print(describe(name, result))
+        print(table(part["runs"]))
+        for name, goal in part.get("goal", {}).get("by_norm", {}).items():
+            verdict = "goal met" if goal["met"] else "goal missed"
+            print(
+                f"  goal ({name}): within {GOAL_POINTS} points of the ANN at T <= {GOAL_T}: smallest T "
+                f"{goal['smallest_t_within_0.5']}: {verdict}"
+            )
+        print(f"  part wall time: {part['wall_seconds']:.1f} s", flush=True)
+    document["wall_seconds"] = round(time.perf_counter() - total, 1)
+    print(f"\ntotal wall time: {document['wall_seconds']:.1f} s")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
