@@ -4,18 +4,23 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PLUGINS := tests/plugins/dummy_backend
+PLUGINS := tests/plugins/dummy_backend backends/loihi
+PLUGIN_FILES := $(addsuffix /pyproject.toml,$(PLUGINS))
 # The oldest supported Python with numpy 1.x: the core's compatibility run (tests needing torch skip there).
 PY310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10; do \
 	$$p -c 'import sys' 2>/dev/null && echo $$p && break; done)
 COMPAT := .venv-py310
+# Lava (lava-nc 0.10.0: Python 3.10, numpy 1.x) with the core and the Loihi plugin: the Loihi emulator is checked
+# against Lava's bit-accurate process models there. NEURODEPLOY_REQUIRE_LAVA=1 makes those tests fail, not skip,
+# when Lava cannot be imported; elsewhere (a plain pytest in .venv) they skip.
+LAVA := .venv-lava
 
-.PHONY: env demo test test-main test-compat lint format bench clean
+.PHONY: env demo test test-main test-compat test-lava lint format bench clean
 
 env: $(STAMP)
 
 # torch==2.13.0 goes first: it is the local CPU build, and anything that pulls torch later finds it installed.
-$(STAMP): pyproject.toml $(PLUGINS)/pyproject.toml
+$(STAMP): pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' $(addprefix -e ,$(PLUGINS))
@@ -24,12 +29,12 @@ $(STAMP): pyproject.toml $(PLUGINS)/pyproject.toml
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh examples/mnist/demo.sh
 
-test: lint test-main test-compat
+test: lint test-main test-compat test-lava
 
 test-main: $(STAMP)
 	$(BIN)/python -m pytest
 
-$(COMPAT)/.installed: pyproject.toml $(PLUGINS)/pyproject.toml
+$(COMPAT)/.installed: pyproject.toml $(PLUGIN_FILES)
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found (looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }
 	test -x $(COMPAT)/bin/python || $(PY310) -m venv $(COMPAT)
 	$(COMPAT)/bin/python -m pip install --quiet --disable-pip-version-check 'numpy>=1.26,<2' onnxruntime pytest \
@@ -40,6 +45,18 @@ $(COMPAT)/.installed: pyproject.toml $(PLUGINS)/pyproject.toml
 
 test-compat: $(COMPAT)/.installed
 	$(COMPAT)/bin/python -m pytest -q -p no:cacheprovider
+
+$(LAVA)/.installed: pyproject.toml backends/loihi/pyproject.toml
+	@test -n "$(PY310)" || { echo "error: no Python 3.10 found for $(LAVA) (lava-nc 0.10.0 runs only on 3.10; looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }
+	test -x $(LAVA)/bin/python || $(PY310) -m venv $(LAVA)
+	$(LAVA)/bin/python -m pip install --quiet --disable-pip-version-check 'numpy>=1.26,<2' 'lava-nc==0.10.0' h5py \
+		pytest -e . -e 'backends/loihi[lava]'
+	$(LAVA)/bin/python -c 'import lava, numpy, sys; sys.exit(numpy.__version__ >= "2")' || \
+		{ echo "error: $(LAVA) must have lava-nc and numpy 1.x"; exit 1; }
+	touch $@
+
+test-lava: $(LAVA)/.installed
+	NEURODEPLOY_REQUIRE_LAVA=1 $(LAVA)/bin/python -m pytest -q -p no:cacheprovider backends/loihi/tests/lava
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,4 +70,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compile_time.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) demo-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) $(LAVA) demo-out .pytest_cache .ruff_cache

@@ -1,0 +1,275 @@
+"""A batched emulator of a chain of Loihi 2 layers, bit-exact to Lava's ``fixed_pt`` process models.
+
+A :class:`Network` is a sequence of :class:`Layer`\\ s; a layer is a synapse (:class:`DenseSynapse` or
+:class:`ConvSynapse`, integer weights) followed by a population of neurons (:class:`Neuron`: Lava's LIF, which
+resets v to zero, or the subtractive-reset neuron of :mod:`neurodeploy_loihi.lava_processes`). The input is
+binary spikes per step. Shapes follow Lava: a dense layer is (n,), a convolutional one (X, Y, C) = (W, H, C);
+a dense layer after a convolutional one reads its spikes flattened in C order of (X, Y, C).
+
+Each step t = 1, 2, ... runs the layers in order, as Lava's processes do within one time step:
+
+1. the layer's synapse sends what it accumulated at step t - 1 (zero at t = 1);
+2. the synapse accumulates the spikes its input emits at step t (the network input's frame t, or the layer
+   below's spikes of step t), to be sent at t + 1;
+3. the neurons update u and v with the message of (1), spike, and reset.
+
+So every layer adds one step of delay: an input spike at step t reaches layer k's neurons at step t + k.
+The arithmetic is :mod:`neurodeploy_loihi.fixed_point`.
+"""
+
+# No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
+# outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
+from dataclasses import dataclass, field
+from math import prod
+
+import numpy as np
+
+from neurodeploy_loihi import fixed_point as fp
+
+NEURON_KINDS = ("lif", "subtractive")
+"""``lif``: Lava's LIF (``PyLifModelBitAcc``), v = 0 after a spike. ``subtractive``: our SubtractiveLIF,
+v -= vth << 6 after a spike; the rest of the arithmetic is the LIF's."""
+
+
+def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+@dataclass(frozen=True, eq=False)
+class DenseSynapse:
+    """All-to-all synapses: ``weights`` (n_out, n_in), integers, as given to Lava's ``Dense(weights=...)``.
+
+    Lava clips them to 8 bits and drops the low bits per ``sign_mode`` and ``num_weight_bits``
+    (:func:`~neurodeploy_loihi.fixed_point.dense_weights`; ``sign_mode=None``: determined from the weights),
+    and scales the accumulated sum by 2**weight_exp (an arithmetic shift)."""
+
+    weights: np.ndarray
+    weight_exp: int = 0
+    num_weight_bits: int = fp.WEIGHT_BITS
+    sign_mode: fp.SignMode | None = None
+    effective_weights: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.weights)
+        if w.ndim != 2 or w.dtype.kind not in "iu":
+            raise ValueError(f"dense weights must be a 2-D integer array (n_out, n_in), got {w.dtype} {w.shape}")
+        fp.check_range("num_weight_bits", self.num_weight_bits, 1, fp.WEIGHT_BITS, "dense synapse: ")
+        if not isinstance(self.weight_exp, int | np.integer):
+            raise ValueError(f"dense synapse: weight_exp must be an int, got {self.weight_exp!r}")
+        if self.sign_mode is not None:
+            object.__setattr__(self, "sign_mode", fp.SignMode(self.sign_mode))
+        object.__setattr__(self, "weights", w.astype(np.int64))
+        object.__setattr__(
+            self, "effective_weights", fp.dense_weights(self.weights, self.sign_mode, int(self.num_weight_bits))
+        )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (int(self.weights.shape[1]),)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (int(self.weights.shape[0]),)
+
+    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
+        """(B, *any shape of n_in elements) binary -> (B, n_out) int64 (flattened in C order)."""
+        flat = spikes.reshape(len(spikes), -1)
+        return fp.dense_accumulate(flat, self.effective_weights, int(self.weight_exp))
+
+
+@dataclass(frozen=True, eq=False)
+class ConvSynapse:
+    """A 2-D convolution in Lava's layout: ``weights`` (C_out, kX, kY, C_in // groups), input (X, Y, C_in).
+
+    Lava's ``Conv`` computes a true convolution (see :func:`~neurodeploy_loihi.fixed_point.conv_accumulate`;
+    :func:`~neurodeploy_loihi.fixed_point.conv_weight_from_oihw` converts an ONNX kernel). Its ``fixed_pt``
+    model ignores ``weight_exp`` and ``num_weight_bits`` and uses the weights as given, so this synapse has
+    neither; weights are limited to the 9-bit signed range [-256, 255] of a MIXED Dense weight."""
+
+    weights: np.ndarray
+    input_shape: tuple[int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.weights)
+        if w.ndim != 4 or w.dtype.kind not in "iu":
+            raise ValueError(f"conv weights must be a 4-D integer array (C_out, kX, kY, C_in/groups), got {w.shape}")
+        fp.check_range("conv weights", w, -(1 << fp.WEIGHT_BITS), (1 << fp.WEIGHT_BITS) - 1)
+        shape = tuple(int(v) for v in self.input_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"conv input_shape must be (X, Y, C), got {self.input_shape!r}")
+        stride, padding, dilation = (_pair(getattr(self, n), n) for n in ("stride", "padding", "dilation"))
+        if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+            raise ValueError(
+                f"conv stride and dilation must be >= 1, padding >= 0; got {stride}, {dilation}, {padding}"
+            )
+        groups = int(self.groups)
+        if groups < 1 or shape[2] % groups or w.shape[0] % groups or w.shape[3] != shape[2] // groups:
+            raise ValueError(
+                f"conv with {shape[2]} input and {w.shape[0]} output channels in {groups} group(s) needs weights "
+                f"(C_out, kX, kY, {shape[2] // max(groups, 1)}) and channels divisible by groups; got {w.shape}"
+            )
+        fp.conv_output_shape(shape, w.shape[0], w.shape[1:3], stride, padding, dilation)  # raises if empty
+        normalized = {"weights": w.astype(np.int64), "input_shape": shape, "stride": stride, "padding": padding}
+        for name, value in {**normalized, "dilation": dilation, "groups": groups}.items():
+            object.__setattr__(self, name, value)  # frozen: store the normalized values
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        w = self.weights
+        return fp.conv_output_shape(
+            self.input_shape, w.shape[0], w.shape[1:3], self.stride, self.padding, self.dilation
+        )
+
+    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
+        """(B, X, Y, C_in) binary -> (B, X', Y', C_out) int64 wrapped to 24 bits."""
+        return fp.conv_accumulate(spikes, self.weights, self.stride, self.padding, self.dilation, self.groups)
+
+
+@dataclass(frozen=True, eq=False)
+class Neuron:
+    """A population's parameters, as Lava's LIF takes them.
+
+    ``du``, ``dv``: 12-bit decays (u decays by (du + 1) / 4096, v by dv / 4096 per step); ``vth``: 17-bit
+    threshold mantissa (spike when v > vth << 6); ``bias_mant`` (13-bit signed) and ``bias_exp`` (0..7): the
+    bias bias_mant << bias_exp added to v every step, a scalar or one per neuron; ``v0``: the initial v
+    (Lava's ``v=``), a scalar or one per neuron, within the 24-bit saturation range. u starts at 0."""
+
+    du: int
+    dv: int
+    vth: int
+    kind: str = "lif"
+    bias_mant: int | np.ndarray = 0
+    bias_exp: int | np.ndarray = 0
+    v0: int | np.ndarray = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in NEURON_KINDS:
+            raise ValueError(f"neuron kind must be one of {NEURON_KINDS}, got {self.kind!r}")
+        decay_max = (1 << fp.DECAY_BITS) - 1
+        fp.check_range("du", self.du, 0, decay_max, "neuron: ")
+        fp.check_range("dv", self.dv, 0, decay_max, "neuron: ")
+        fp.check_range("vth", self.vth, 0, (1 << fp.VTH_BITS) - 1, "neuron: ")
+        mant = 1 << (fp.BIAS_MANT_BITS - 1)
+        fp.check_range("bias_mant", self.bias_mant, -mant, mant - 1, "neuron: ")
+        fp.check_range("bias_exp", self.bias_exp, 0, (1 << fp.BIAS_EXP_BITS) - 1, "neuron: ")
+        fp.check_range("v0", self.v0, -fp.STATE_LIMIT + 1, fp.STATE_LIMIT - 1, "neuron: ")
+
+    @property
+    def threshold(self) -> int:
+        return fp.effective_threshold(self.vth)
+
+    def check_shape(self, shape: tuple[int, ...], where: str) -> None:
+        for name in ("bias_mant", "bias_exp", "v0"):
+            value = np.asarray(getattr(self, name))
+            if value.ndim and value.shape != shape:
+                raise ValueError(f"{where}: {name} has shape {value.shape}; expected a scalar or {shape}")
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """A synapse and the neurons it feeds (one per element of the synapse's output)."""
+
+    synapse: DenseSynapse | ConvSynapse
+    neuron: Neuron
+    name: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.synapse.output_shape)
+
+
+@dataclass
+class Trace:
+    """What :meth:`Network.run` records, one entry per layer: ``spikes`` (B, steps, *shape) bool; when asked,
+    ``u`` and ``v`` (B, steps, *shape) int32 after step t's update and reset; and, per sample (B,), how many
+    neuron-steps folded u (``u_folds``: the sum left the 24-bit range) and saturated v (``v_saturations``),
+    the quantization report's overflow statistics. (Traces read back from Lava have no fold counts.)"""
+
+    spikes: list[np.ndarray]
+    u: list[np.ndarray] = field(default_factory=list)
+    v: list[np.ndarray] = field(default_factory=list)
+    u_folds: list[np.ndarray] = field(default_factory=list)
+    v_saturations: list[np.ndarray] = field(default_factory=list)
+
+
+class Network:
+    """A chain of layers; layer k reads the spikes of layer k - 1 (the network input for k = 0)."""
+
+    def __init__(self, layers: list[Layer]) -> None:
+        if not layers:
+            raise ValueError("a network needs at least one layer")
+        self.layers = list(layers)
+        for k, layer in enumerate(self.layers):
+            where = f"layer {k}" + (f" ({layer.name})" if layer.name else "")
+            layer.neuron.check_shape(layer.shape, where)
+            if k == 0:
+                continue
+            below = self.layers[k - 1].shape
+            needed = layer.synapse.input_shape
+            if isinstance(layer.synapse, DenseSynapse):
+                if prod(below) != needed[0]:
+                    raise ValueError(f"{where}: dense synapse reads {needed[0]} inputs; layer {k - 1} has {below}")
+            elif tuple(below) != tuple(needed):
+                raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {k - 1} has {below}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.layers[0].synapse.input_shape)
+
+    def run(self, spikes: np.ndarray, steps: int | None = None, *, record_state: bool = True) -> Trace:
+        """Run ``steps`` steps (default: the number of input frames) on binary input spikes (B, T, *input_shape);
+        frame t - 1 is the input of step t, and steps beyond T get no input spikes."""
+        x = np.asarray(spikes)
+        if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
+            raise ValueError(f"input spikes must be (batch, steps, *{self.input_shape}), got {x.shape}")
+        if x.size and not np.isin(x, (0, 1)).all():
+            raise ValueError("input spikes must be binary (0 or 1)")
+        x = x.astype(bool)
+        batch, frames = x.shape[:2]
+        steps = frames if steps is None else int(steps)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        shapes = [layer.shape for layer in self.layers]
+        messages = [np.zeros((batch, *shape), np.int64) for shape in shapes]  # a_buff: what each synapse sends
+        u = [np.zeros((batch, *shape), np.int64) for shape in shapes]
+        v = [np.broadcast_to(np.asarray(layer.neuron.v0, np.int64), (batch, *layer.shape)) for layer in self.layers]
+        bias = [fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp) for layer in self.layers]
+        trace = Trace(
+            spikes=[np.zeros((batch, steps, *shape), bool) for shape in shapes],
+            u_folds=[np.zeros(batch, np.int64) for _ in shapes],
+            v_saturations=[np.zeros(batch, np.int64) for _ in shapes],
+        )
+        if record_state:
+            trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
+            trace.v = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
+        no_input = np.zeros((batch, *self.input_shape), bool)
+        for t in range(steps):
+            below = x[:, t] if t < frames else no_input
+            for k, layer in enumerate(self.layers):
+                message = messages[k]  # 1. sent now: accumulated at the previous step
+                messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])  # 2. for the next step
+                neuron = layer.neuron  # 3. the neurons
+                current = fp.current_sum(u[k], message, neuron.du)
+                u[k] = fp.fold_current(current)
+                voltage = fp.voltage_sum(v[k], u[k], bias[k], neuron.dv)
+                v_new = fp.saturate_voltage(voltage)
+                trace.u_folds[k] += np.count_nonzero((u[k] != current).reshape(batch, -1), axis=1)
+                trace.v_saturations[k] += np.count_nonzero((v_new != voltage).reshape(batch, -1), axis=1)
+                fired = fp.spikes_of(v_new, neuron.threshold)
+                if neuron.kind == "lif":
+                    v[k] = fp.reset_to_zero(v_new, fired)
+                else:
+                    v[k] = fp.reset_by_subtraction(v_new, fired, neuron.threshold)
+                trace.spikes[k][:, t] = fired
+                if record_state:
+                    trace.u[k][:, t] = u[k]
+                    trace.v[k][:, t] = v[k]
+                below = fired
+        return trace

@@ -1,0 +1,152 @@
+"""Lava processes that Lava itself lacks: the subtractive-reset LIF (the integrate-and-fire neuron of ANN-to-SNN
+conversion), and a recorder of a neuron population's spikes, u and v. The only module of the package that
+imports Lava at module level; import it only where Lava is installed (``pip install 'neurodeploy-loihi[lava]'``,
+Python 3.10).
+
+Lava's LIF resets v to 0 after a spike (``AbstractPyLifModelFixed.reset_voltage``: ``self.v[s] = 0``), which
+throws away the charge above the threshold. :class:`SubtractiveLIF` keeps it. Its bit-accurate model,
+:class:`PySubtractiveLifModelBitAcc`, *is* Lava's ``PyLifModelBitAcc`` (it subclasses
+``lava.proc.lif.models.AbstractPyLifModelFixed`` and reuses its ``scale_bias`` and ``subthr_dynamics``):
+
+* u, v: int32 holding 24-bit values; u decays by (du + 1) / 4096 and wraps (a single fold by 2**24), v decays
+  by dv / 4096, adds u and bias_mant << bias_exp, and saturates at +-(2**23 - 1) (the LIF's ``subthr_dynamics``);
+* the comparison is the LIF's: spike when v > vth << 6 (strict ``>``; vth a 17-bit mantissa);
+* the only difference is the reset: ``v -= vth << 6`` where the neuron spiked, instead of ``v = 0``. Because
+  v > vth << 6 >= 0 there, the result is in [1, 2**23 - 1]: it needs no wrap and no saturation. u is not reset.
+
+The initial v is the process's ``v`` argument, as for Lava's LIF (a scalar or one value per neuron).
+:mod:`neurodeploy_loihi.fixed_point` states the same arithmetic in numpy.
+"""
+
+from __future__ import annotations
+
+import typing as ty
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.lif.models import AbstractPyLifModelFixed
+from lava.proc.lif.process import AbstractLIF
+
+
+class SubtractiveLIF(AbstractLIF):
+    """LIF neurons that reset by subtracting the threshold (v -= vth after a spike) instead of to zero.
+
+    Same parameters as ``lava.proc.lif.process.LIF``: shape, u, v (initial values), du, dv, bias_mant, bias_exp,
+    vth (in the fixed-point model, a 17-bit mantissa compared as vth << 6)."""
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        u: float | list | np.ndarray = 0,
+        v: float | list | np.ndarray = 0,
+        du: float = 0,
+        dv: float = 0,
+        bias_mant: float | list | np.ndarray = 0,
+        bias_exp: float | list | np.ndarray = 0,
+        vth: float = 10,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
+        **kwargs: ty.Any,
+    ) -> None:
+        super().__init__(
+            shape=shape,
+            u=u,
+            v=v,
+            du=du,
+            dv=dv,
+            bias_mant=bias_mant,
+            bias_exp=bias_exp,
+            name=name,
+            log_config=log_config,
+            **kwargs,
+        )
+        self.vth = Var(shape=(1,), init=vth)
+
+
+@implements(proc=SubtractiveLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PySubtractiveLifModelBitAcc(AbstractPyLifModelFixed):
+    """Bit-accurate SubtractiveLIF: ``PyLifModelBitAcc`` with ``v -= vth << 6`` as the reset.
+
+    Types and widths as ``PyLifModelBitAcc``: a_in int16 (precision 16, not enforced: it arrives as int32),
+    u and v int32 (precision 24), du and dv uint16 (precision 12), bias_mant int16 (precision 13), bias_exp int16
+    (precision 3), vth int32 (precision 17), s_out int32 (precision 24)."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: int = LavaPyType(int, np.int32, precision=17)
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.effective_vth = 0
+
+    def scale_threshold(self) -> None:
+        """vth << 6, as ``PyLifModelBitAcc.scale_threshold`` (MSB alignment with the 24-bit v)."""
+        self.effective_vth = np.left_shift(self.vth, self.vth_shift)
+        self.isthrscaled = True
+
+    def spiking_activation(self) -> np.ndarray:
+        """Spike when v exceeds the threshold (strict ``>``, as ``PyLifModelBitAcc``)."""
+        return self.v > self.effective_vth
+
+    def reset_voltage(self, spike_vector: np.ndarray) -> None:
+        """Subtract the threshold from v where the neuron spiked (v > vth << 6 >= 0 there, so v stays in
+        [1, 2**23 - 1]); u is left alone, as in the LIF."""
+        self.v[spike_vector] -= self.effective_vth
+
+
+class Recorder(AbstractProcess):
+    """Records one neuron population every step: its spikes (from ``s_out``, in the spiking phase) and its u
+    and v (read through RefPorts in the management phase after the step, as ``lava.proc.monitor.Monitor``
+    does), into ``record`` (3, steps, *shape): spikes, u, v. One process instead of Lava's three Monitors (a
+    Monitor holds one probe), int32 instead of the Monitor's float, and one ``get`` to read it all.
+
+    ``link`` sends zeros every step. Lava runs only the processes connected to the one it is started from;
+    connecting the ``link`` of every recorder to one shared sink joins independent networks into one run."""
+
+    def __init__(self, *, shape: tuple[int, ...], steps: int, name: str | None = None) -> None:
+        super().__init__(shape=shape, steps=steps, name=name)
+        self.s_in = InPort(shape=shape)
+        self.u_ref = RefPort(shape=shape)
+        self.v_ref = RefPort(shape=shape)
+        self.link = OutPort(shape=(1,))
+        self.record = Var(shape=(3, steps, *shape), init=0)
+
+    def watch(self, neurons: AbstractLIF) -> None:
+        """Record ``neurons`` (a LIF or SubtractiveLIF of this recorder's shape)."""
+        neurons.s_out.connect(self.s_in)
+        self.u_ref.connect_var(neurons.u)
+        self.v_ref.connect_var(neurons.v)
+
+
+@implements(proc=Recorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyRecorderModel(PyLoihiProcessModel):
+    """Stores step t's spikes, u and v at ``record[:, t - 1]``."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    u_ref: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int32)
+    v_ref: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int32)
+    link: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    record: np.ndarray = LavaPyType(np.ndarray, np.int32)
+
+    def run_spk(self) -> None:
+        self.record[0, self.time_step - 1] = self.s_in.recv()
+        self.link.send(np.zeros((1,), np.int32))
+
+    def post_guard(self) -> bool:
+        return True
+
+    def run_post_mgmt(self) -> None:
+        self.record[1, self.time_step - 1] = self.u_ref.read()
+        self.record[2, self.time_step - 1] = self.v_ref.read()
