@@ -2,7 +2,7 @@
 
 Run from the repository root, with the project installed (or ``PYTHONPATH`` pointing at it)::
 
-    python examples/nmnist/train.py [--epochs 60] [--seed 0] [--out-dir examples/nmnist]
+    python examples/nmnist/train.py [--epochs 100] [--seed 0] [--out-dir examples/nmnist]
 
 Data: the shared N-MNIST subset (``nmnist-small``: the first 1000 training and 100 test recordings), read with
 ``neurodeploy.data.load_dataset("nmnist", ...)``. The events are binned into 1 ms frames over a 300 ms window
@@ -11,12 +11,19 @@ first). The ANN's input is the mean of a sample's 300 frames (``analog=True``), 
 fed the frames one per time step (``--encoding events``) integrates, over the 300 steps, exactly the ANN's
 input.
 
-Augmentation: each training input is a random shift (up to ``--max-shift`` pixels, zero fill) of a random
-convex mixture of the sample's three saccades (the sensor moves three times over the digit, about 100 ms each;
-the mixture weights are Dirichlet(``--alpha``), and the plain mean, weights 1/3 each, is their expectation). The
-saccade frames are the loader's 100 ms bins divided by 100, so their plain mean is the 1 ms-bin mean up to float
-rounding. Choosing hyperparameters: ``--val N`` holds out the last N training samples and reports accuracy on
-them (the shipped model is trained on all 1000 with ``--val 0``; the 100 test samples are never used to choose).
+Training reads each recording as 30 bins of 10 ms (the loader with ``bin_us=10000``) divided by 10: their mean
+is the 1 ms-bin mean the ANN is evaluated on, up to float rounding. Augmentation: a random shift of up to
+``--max-shift`` pixels (zero fill), and with probability ``--crop`` the mean over a random contiguous
+sub-window (at least ``--min-crop-ms``) instead of the whole recording. The crops matter for the SNN, not the
+ANN: an integrate-and-fire neuron cannot take back a spike, so with event input it responds to what arrived so
+far (one saccade, then two; the sensor moves three times over the digit, about 100 ms each), not only to the
+300 ms mean. Trained on whole recordings only, the ANN classified single saccades at 20-36% and the converted
+SNN reached about 20% at T = 300; with crops, single saccades are classified about as well as whole ones.
+
+Choosing settings: ``--val N`` holds out the last N training samples and reports the ANN's accuracy on them
+(200 held out, 100 epochs, seeds 0-2: whole recordings only 98.0 / 97.0 / 98.0 %, with crops 97.0 / 97.5 /
+96.5 %, the same within the noise of 200 samples; in an earlier 60-epoch sweep, shifts of 2 pixels did at least
+as well as 0 or 3). The shipped model is trained on all 1000 with ``--val 0``.
 
 The network uses only layers the toolchain converts to spiking form: 3x3 convolutions with BatchNorm and ReLU,
 average pooling (34 -> 17 -> 8 -> 4), flatten, dropout (identity at inference) and a linear layer producing
@@ -48,7 +55,7 @@ from neurodeploy.data import load_dataset
 
 BIN_US = 1000  # the loader's default bin: the SNN runs one 1 ms frame per time step
 WINDOW_US = 300_000  # the loader's default window: 300 frames, the whole recording (three saccades)
-SACCADE_US = 100_000  # one saccade: the augmentation mixes these three frames
+SEGMENT_US = 10_000  # training reads 10 ms bins (30 per recording), from which it crops sub-windows
 OPSET = 17
 
 
@@ -97,21 +104,26 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[batch, channel, rows, cols]
 
 
-def mix_saccades(saccades: torch.Tensor, alpha: float, generator: torch.Generator) -> torch.Tensor:
-    """A convex mixture of each sample's saccade frames (N, 3, 2, 34, 34), weights ~ Dirichlet(alpha); without
-    mixing (alpha <= 0) their plain mean, which is the ANN's test-time input."""
-    if alpha <= 0:
-        return saccades.mean(dim=1)
-    gamma = torch._standard_gamma(torch.full(saccades.shape[:2], float(alpha)), generator=generator)
-    weights = gamma / gamma.sum(dim=1, keepdim=True)
-    return (weights[:, :, None, None, None] * saccades).sum(dim=1)
+def crop_windows(segments: torch.Tensor, p: float, min_length: int, generator: torch.Generator) -> torch.Tensor:
+    """The mean of each sample's segments (N, S, 2, 34, 34): with probability ``p`` over a random contiguous
+    sub-window of at least ``min_length`` segments (length uniform, then start uniform), else over all S (the
+    ANN's test-time input)."""
+    n, count = segments.shape[:2]
+    length = torch.randint(min_length, count + 1, (n,), generator=generator)
+    cropped = torch.rand(n, generator=generator) < p
+    length = torch.where(cropped, length, torch.full_like(length, count))
+    start = (torch.rand(n, generator=generator) * (count - length + 1)).long()
+    sums = F.pad(segments.cumsum(dim=1), (0, 0, 0, 0, 0, 0, 1, 0))  # sums[:, k] = sum of the first k segments
+    rows = torch.arange(n)
+    total = sums[rows, start + length] - sums[rows, start]
+    return total / length.to(segments.dtype)[:, None, None, None]
 
 
 @torch.no_grad()
 def torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of ``model`` in eval mode."""
     model.eval()
-    return (model(x).argmax(1) == y).float().mean().item()
+    return int((model(x).argmax(1) == y).sum()) / len(y)
 
 
 def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -125,12 +137,12 @@ def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, floa
 
 def train(
     model: nn.Module,
-    saccades: torch.Tensor,
+    segments: torch.Tensor,
     y: torch.Tensor,
     args: argparse.Namespace,
     val: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> list[dict]:
-    """AdamW with a one-cycle learning-rate schedule, saccade mixing and random shifts; per-epoch stats."""
+    """AdamW with a one-cycle learning-rate schedule, random sub-windows and shifts; per-epoch stats."""
     generator = torch.Generator().manual_seed(args.seed)
     steps_per_epoch = (len(y) + args.batch_size - 1) // args.batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -145,7 +157,8 @@ def train(
         total_loss = 0.0
         for i in range(0, len(y), args.batch_size):
             index = order[i : i + args.batch_size]
-            inputs = random_shift(mix_saccades(saccades[index], args.alpha, generator), args.max_shift, generator)
+            windows = crop_windows(segments[index], args.crop, args.min_crop_ms * 1000 // SEGMENT_US, generator)
+            inputs = random_shift(windows, args.max_shift, generator)
             loss = F.cross_entropy(model(inputs), y[index], label_smoothing=args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -174,6 +187,7 @@ def export_onnx(model: nn.Module, path: Path) -> None:
     dummy = torch.zeros(1, 2, 34, 34)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="It is recommended that constant folding be turned off")
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
         torch.onnx.export(
             model,
             dummy,
@@ -191,7 +205,7 @@ def export_onnx(model: nn.Module, path: Path) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
+    parser.add_argument("--epochs", type=int, default=100, help="training epochs (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--out-dir", type=Path, default=Path(__file__).resolve().parent, help="output folder (default: this folder)"
@@ -201,9 +215,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=5e-2, help="AdamW weight decay (default: 0.05)")
     parser.add_argument("--widths", default="32,64,128", help="channels of the three stages (default: 32,64,128)")
     parser.add_argument("--dropout", type=float, default=0.3, help="dropout before the classifier (default: 0.3)")
-    parser.add_argument("--max-shift", type=int, default=3, help="random shift in pixels (default: 3)")
+    parser.add_argument("--max-shift", type=int, default=2, help="random shift in pixels (default: 2)")
     parser.add_argument(
-        "--alpha", type=float, default=1.0, help="Dirichlet concentration of the saccade mixing, 0 = off (default: 1)"
+        "--crop", type=float, default=0.5, help="probability of a random sub-window instead of the whole (0.5)"
+    )
+    parser.add_argument(
+        "--min-crop-ms", type=int, default=30, help="shortest sub-window in ms, a multiple of 10 (default: 30)"
     )
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default: 0.1)")
     parser.add_argument(
@@ -218,9 +235,9 @@ def main() -> None:
     seed_everything(args.seed)
     widths = tuple(int(w) for w in args.widths.split(","))
 
-    # The training saccades: 100 ms bins (event counts), / 100 = the mean 1 ms frame over each saccade.
-    train_set = load_dataset("nmnist", "train", bin_us=SACCADE_US, window_us=WINDOW_US)
-    saccades = torch.from_numpy(train_set.x / np.float32(SACCADE_US // BIN_US))
+    # The training segments: 10 ms bins (event counts), / 10 = the mean 1 ms frame over each segment.
+    train_set = load_dataset("nmnist", "train", bin_us=SEGMENT_US, window_us=WINDOW_US)
+    segments = torch.from_numpy(train_set.x / np.float32(SEGMENT_US // BIN_US))
     y_train = torch.from_numpy(train_set.y)
     # The test inputs exactly as the ANN sees them at evaluation: the mean of the 300 1 ms frames.
     test_set = load_dataset("nmnist", "test", analog=True, bin_us=BIN_US, window_us=WINDOW_US)
@@ -228,15 +245,15 @@ def main() -> None:
 
     val = None
     if args.val > 0:
-        x_val = saccades[-args.val :].mean(dim=1)
+        x_val = segments[-args.val :].mean(dim=1)
         val = (x_val, y_train[-args.val :])
-        saccades, y_train = saccades[: -args.val], y_train[: -args.val]
+        segments, y_train = segments[: -args.val], y_train[: -args.val]
 
     model = NmnistCnn(widths, args.dropout)
     parameter_count = sum(p.numel() for p in model.parameters())
     print(f"{parameter_count} parameters, training on {len(y_train)} samples", flush=True)
     start = time.perf_counter()
-    history = train(model, saccades, y_train, args, val)
+    history = train(model, segments, y_train, args, val)
     training_seconds = time.perf_counter() - start
     if args.no_export:
         return
@@ -267,7 +284,12 @@ def main() -> None:
             "frames": WINDOW_US // BIN_US,
             "ann_input": "mean of the 300 frames of 1 ms (event counts per pixel and polarity per ms)",
         },
-        "augmentation": {"saccade_mixing_alpha": args.alpha, "max_shift": args.max_shift},
+        "augmentation": {
+            "crop_probability": args.crop,
+            "min_crop_ms": args.min_crop_ms,
+            "segment_us": SEGMENT_US,
+            "max_shift": args.max_shift,
+        },
         "widths": list(widths),
         "dropout": args.dropout,
         "batch_size": args.batch_size,
