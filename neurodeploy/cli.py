@@ -220,6 +220,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         data_options=options,
         workers=args.workers,
         progress=_Progress("simulating", not args.quiet),
+        mode=args.mode,
     )
     report = result.to_dict()
     sys.stdout.write(result.format_table())
@@ -389,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bin-us", type=int, metavar="US", help="event data: frame width in microseconds (1000)")
     p.add_argument("--window-us", type=int, metavar="US", help="event data: window per sample in us (300000)")
+    p.add_argument("--mode", help="the target's emulation mode, e.g. binary or graded for loihi (default: its first)")
     _add_encoding_options(p, "input encoding (default: direct, events for event data)")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -118,15 +118,21 @@ def compile_model(
     ann, snn = run_pipeline(graph, passes, ctx, after_pass)
     report = backend.resources(snn)
     compiled = CompiledModel(
-        ann=ann, snn=snn, pipeline=format_pipeline(passes), options=options, warnings=list(ctx.warnings)
+        ann=ann,
+        snn=snn,
+        pipeline=format_pipeline(passes),
+        options=options,
+        warnings=list(ctx.warnings),
+        calibration=ctx.calibration,
     )
     inputs, outputs = _io_description(snn, encoding)
 
     def fill(folder: Path) -> dict[str, Any]:
         backend.emit(compiled, folder)
-        (folder / "report.json").write_bytes(
-            dumps_json({"resources": report.to_dict(), "conversion": ctx.records, "warnings": compiled.warnings})
-        )
+        sections = {"resources": report.to_dict(), "conversion": ctx.records, "warnings": compiled.warnings}
+        if "report" in compiled.target:
+            sections["target"] = compiled.target["report"]
+        (folder / "report.json").write_bytes(dumps_json(sections))
         return {
             "neurodeploy": {"version": __version__, "artifact_format": ARTIFACT_FORMAT},
             "target": {
@@ -136,6 +142,7 @@ def compile_model(
                 "fidelity": backend.fidelity,
                 "modes": list(backend.modes),
                 "default_steps": backend.default_steps,
+                **compiled.target.get("manifest", {}),
             },
             "source": {
                 "file": model.name,

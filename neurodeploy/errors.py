@@ -49,3 +49,7 @@ class ArtifactError(NeurodeployError):
 
 class DataError(NeurodeployError):
     """Input or calibration data is missing, unreadable, or has the wrong shape."""
+
+
+class ResourceError(NeurodeployError):
+    """A network does not fit the target chip; the message names the layer, the resource and the limit."""

@@ -230,6 +230,7 @@ class _Sums:
     samples: int = 0
     correct: dict[int, int] = field(default_factory=dict)
     ir_correct: int = 0
+    quantized_correct: int | None = None
     spikes: dict[int, float] = field(default_factory=dict)
     synops: dict[int, float] = field(default_factory=dict)
     synops_input: dict[int, float] = field(default_factory=dict)
@@ -241,6 +242,8 @@ class _Sums:
     def merge(self, other: _Sums) -> None:
         self.samples += other.samples
         self.ir_correct += other.ir_correct
+        if other.quantized_correct is not None:
+            self.quantized_correct = (self.quantized_correct or 0) + other.quantized_correct
         self.synops_measured = self.synops_measured and other.synops_measured
         for mine, theirs in (
             (self.correct, other.correct),
@@ -266,6 +269,7 @@ class _Job:
     labels: np.ndarray
     steps: tuple[int, ...]
     encoding: Encoding
+    mode: str | None = None
 
 
 class _Runner:
@@ -295,11 +299,17 @@ class _Runner:
             checkpoints=steps,
             encoding=replace(job.encoding, offset=start),  # rate spikes keyed by the sample's index in the data
             neuron_counts=True,
+            **({"mode": job.mode} if job.mode is not None else {}),
         )
         keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]
         ann = interpret.run(self.ann, job.encoding.analog(x), keep=keep)
         sums = _Sums(samples=n)
         sums.ir_correct = int((ann[self.ann.outputs[0]].reshape(n, -1).argmax(axis=1) == labels).sum())
+        # a mode that computes a quantized ANN exactly (e.g. loihi's graded mode) may offer that ANN's outputs
+        quantized = getattr(self.backend, "quantized_outputs", None)
+        reference = None if quantized is None else quantized(self.artifact, x, mode=job.mode, encoding=job.encoding)
+        if reference is not None:
+            sums.quantized_correct = int((reference.reshape(n, -1).argmax(axis=1) == labels).sum())
         for t in steps:
             sums.correct[t] = int((result.checkpoints[t].reshape(n, -1).argmax(axis=1) == labels).sum())
             sums.spikes[t] = sum(float(v.sum()) for v in result.checkpoint_spikes.get(t, {}).values())
@@ -402,6 +412,10 @@ class Evaluation:
             f"ANN accuracy (onnxruntime): {100 * r['ann_accuracy']:.2f}% on {r['samples']} samples; "
             f"ANN MACs per sample: {r['ann_macs']:,}"
         ]
+        if r.get("quantized_ann_accuracy") is not None:
+            lines.append(
+                f"quantized ANN accuracy ({r['mode']} mode computes it): {100 * r['quantized_ann_accuracy']:.2f}%"
+            )
         rows = [("T", "accuracy", "spikes/neuron", "SynOps", "SynOps/MAC")]
         for t in r["steps"]:
             key = str(t)
@@ -451,13 +465,14 @@ def evaluate(
     data_options: dict[str, Any] | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    mode: str | None = None,
 ) -> Evaluation:
     """Compile ``model`` for ``target`` and measure ANN and SNN accuracy at every T in ``steps`` on ``data``
     (a data set name, whose test split is used, or an .npz with x and y). See the module for the metrics.
 
     The samples are simulated ``batch_size`` at a time by ``workers`` processes (default: one per CPU; 1 runs
     them in this process); the results do not depend on either (beyond float rounding: BLAS may sum in another
-    order with another number of threads)."""
+    order with another number of threads). ``mode`` is the target's emulation mode (default: its first)."""
     model = Path(model)
     steps = sorted({int(s) for s in steps})
     if not steps or steps[0] < 1:
@@ -504,7 +519,10 @@ def evaluate(
         if workers > 1:  # workers map the inputs from a file rather than receive a copy each
             inputs = Path(tmp) / "inputs.npy"
             np.save(inputs, x)
-        job = _Job(artifact.root, inputs, dataset.y, tuple(steps), encoding)
+        modes = artifact.manifest["target"].get("modes", [])
+        if mode is not None and mode not in modes:
+            raise DataError(f"target {target!r} has emulation modes {', '.join(modes)}; got {mode!r}")
+        job = _Job(artifact.root, inputs, dataset.y, tuple(steps), encoding, mode)
         totals = _simulate_chunks(job, chunks, workers, progress)
         layers = _layers(snn, ann)
         manifest = artifact.manifest
@@ -523,6 +541,7 @@ def evaluate(
     report = {
         "model": model.name,
         "target": target,
+        "mode": mode if mode is not None else (manifest["target"].get("modes") or [None])[0],
         "pipeline": manifest["pipeline"],
         "data": dataset.describe() | {"source": data, "limit": limit},
         "samples": n,
@@ -533,6 +552,7 @@ def evaluate(
         "steps": steps,
         "ann_accuracy": ann_accuracy,
         "ann_ir_accuracy": totals.ir_correct / n,
+        "quantized_ann_accuracy": None if totals.quantized_correct is None else totals.quantized_correct / n,
         "snn_accuracy": per_t(totals.correct, n),
         "spikes_per_neuron": per_t(totals.spikes, n * max(neurons, 1)),
         "synops": per_t(totals.synops, n, measured),

@@ -147,6 +147,12 @@ class CompiledModel:
     pipeline: str
     options: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    calibration: np.ndarray | None = None
+    """The calibration inputs the conversion used (batch first), if any; a backend may measure ranges on them."""
+    target: dict[str, Any] = field(default_factory=dict)
+    """What ``emit`` adds to the artifact's description: ``target["manifest"]`` (a dict merged into the
+    manifest's ``target`` section, e.g. a pipeline delay) and ``target["report"]`` (a dict written to
+    report.json under ``target``, e.g. a quantization report)."""
 
 
 class Backend(ABC):

@@ -19,6 +19,7 @@ The arithmetic is :mod:`neurodeploy_loihi.fixed_point`.
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
 
@@ -74,10 +75,11 @@ class DenseSynapse:
     def output_shape(self) -> tuple[int, ...]:
         return (int(self.weights.shape[0]),)
 
-    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
-        """(B, *any shape of n_in elements) binary -> (B, n_out) int64 (flattened in C order)."""
+    def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
+        """(B, *any shape of n_in elements) spikes (binary, or integer payloads when ``graded``) -> (B, n_out)
+        int64 (inputs flattened in C order)."""
         flat = spikes.reshape(len(spikes), -1)
-        return fp.dense_accumulate(flat, self.effective_weights, int(self.weight_exp))
+        return fp.dense_accumulate(flat, self.effective_weights, int(self.weight_exp), graded=graded)
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +89,13 @@ class ConvSynapse:
     Lava's ``Conv`` computes a true convolution (see :func:`~neurodeploy_loihi.fixed_point.conv_accumulate`;
     :func:`~neurodeploy_loihi.fixed_point.conv_weight_from_oihw` converts an ONNX kernel). Its ``fixed_pt``
     model ignores ``weight_exp`` and ``num_weight_bits`` and uses the weights as given, so this synapse has
-    neither; weights are limited to the 9-bit signed range [-256, 255] of a MIXED Dense weight."""
+    neither; weights are limited to the 9-bit signed range [-256, 255] of a MIXED Dense weight.
+
+    ``pool`` (px, py) != (1, 1) makes it an average pooling folded into the convolution: the Lava Conv's kernel
+    is :attr:`lava_weights`, ``weights`` repeated px times along X and py times along Y (each weight covers a
+    px x py block of input neurons); stride and padding are the Lava Conv's and must be multiples of the pool,
+    dilation 1. The emulator computes it as the sum-pooled spike counts (integers 0..px*py) convolved with
+    ``weights`` at stride / pool, which gives the same integer sums (and so the same 24-bit wrap)."""
 
     weights: np.ndarray
     input_shape: tuple[int, int, int]
@@ -95,6 +103,7 @@ class ConvSynapse:
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    pool: tuple[int, int] = (1, 1)
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights)
@@ -104,10 +113,18 @@ class ConvSynapse:
         shape = tuple(int(v) for v in self.input_shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"conv input_shape must be (X, Y, C), got {self.input_shape!r}")
-        stride, padding, dilation = (_pair(getattr(self, n), n) for n in ("stride", "padding", "dilation"))
-        if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        stride, padding, dilation, pool = (
+            _pair(getattr(self, n), n) for n in ("stride", "padding", "dilation", "pool")
+        )
+        if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(pool) < 1:
             raise ValueError(
-                f"conv stride and dilation must be >= 1, padding >= 0; got {stride}, {dilation}, {padding}"
+                f"conv stride, dilation and pool must be >= 1, padding >= 0; got {stride}, {dilation}, {pool}, "
+                f"{padding}"
+            )
+        if pool != (1, 1) and (dilation != (1, 1) or any(s % p or q % p for s, q, p in zip(stride, padding, pool))):
+            raise ValueError(
+                f"a pooled conv (pool {pool}) needs dilation 1 and stride and padding that are multiples of the "
+                f"pool; got stride {stride}, padding {padding}, dilation {dilation}"
             )
         groups = int(self.groups)
         if groups < 1 or shape[2] % groups or w.shape[0] % groups or w.shape[3] != shape[2] // groups:
@@ -115,21 +132,40 @@ class ConvSynapse:
                 f"conv with {shape[2]} input and {w.shape[0]} output channels in {groups} group(s) needs weights "
                 f"(C_out, kX, kY, {shape[2] // max(groups, 1)}) and channels divisible by groups; got {w.shape}"
             )
-        fp.conv_output_shape(shape, w.shape[0], w.shape[1:3], stride, padding, dilation)  # raises if empty
+        kernel = (w.shape[1] * pool[0], w.shape[2] * pool[1])
+        fp.conv_output_shape(shape, w.shape[0], kernel, stride, padding, dilation)  # raises if empty
         normalized = {"weights": w.astype(np.int64), "input_shape": shape, "stride": stride, "padding": padding}
-        for name, value in {**normalized, "dilation": dilation, "groups": groups}.items():
+        for name, value in {**normalized, "dilation": dilation, "groups": groups, "pool": pool}.items():
             object.__setattr__(self, name, value)  # frozen: store the normalized values
+
+    @property
+    def lava_weights(self) -> np.ndarray:
+        """The kernel Lava's Conv gets: ``weights`` repeated over each pool block (the weights themselves when
+        there is no pool)."""
+        return np.repeat(np.repeat(self.weights, self.pool[0], axis=1), self.pool[1], axis=2)
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
         w = self.weights
-        return fp.conv_output_shape(
-            self.input_shape, w.shape[0], w.shape[1:3], self.stride, self.padding, self.dilation
-        )
+        kernel = (w.shape[1] * self.pool[0], w.shape[2] * self.pool[1])
+        return fp.conv_output_shape(self.input_shape, w.shape[0], kernel, self.stride, self.padding, self.dilation)
 
-    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
-        """(B, X, Y, C_in) binary -> (B, X', Y', C_out) int64 wrapped to 24 bits."""
-        return fp.conv_accumulate(spikes, self.weights, self.stride, self.padding, self.dilation, self.groups)
+    def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
+        """(B, X, Y, C_in) spikes (binary, or integer payloads when ``graded``) -> (B, X', Y', C_out) int64
+        wrapped to 24 bits."""
+        if self.pool == (1, 1):
+            return fp.conv_accumulate(
+                spikes, self.weights, self.stride, self.padding, self.dilation, self.groups, graded=graded
+            )
+        px, py = self.pool
+        s = np.asarray(spikes, np.int64) if graded else np.asarray(spikes, bool).astype(np.int64)
+        padded = fp.zero_pad(s, self.padding, np.int64)  # zeros, as Lava
+        nx, ny = padded.shape[1] // px, padded.shape[2] // py  # whole pool blocks (the rest is never read)
+        batch, channels = padded.shape[0], padded.shape[3]
+        blocks = padded[:, : nx * px, : ny * py].reshape(batch, nx, px, ny, py, channels)
+        counts = blocks.sum(axis=(2, 4))  # sum pooling: the integer each repeated weight multiplies
+        stride = (self.stride[0] // px, self.stride[1] // py)
+        return fp.conv_accumulate(counts, self.weights, stride, (0, 0), (1, 1), self.groups, graded=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,14 +210,23 @@ class Neuron:
 
 @dataclass(frozen=True, eq=False)
 class Layer:
-    """A synapse and the neurons it feeds (one per element of the synapse's output)."""
+    """A synapse and the neurons it feeds (one per element of the synapse's output).
 
-    synapse: DenseSynapse | ConvSynapse
+    The first layer of a network may have no synapse (``synapse=None``): an *input population*, driven only by
+    its bias (netx's ``Input`` block works this way), whose per-sample bias :meth:`Network.run` takes as
+    ``input_bias``; ``shape`` then gives its shape."""
+
+    synapse: DenseSynapse | ConvSynapse | None
     neuron: Neuron
     name: str = ""
+    population_shape: tuple[int, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if self.synapse is None:
+            if self.population_shape is None:
+                raise ValueError(f"layer {self.name!r} has no synapse, so it needs population_shape")
+            return tuple(int(d) for d in self.population_shape)
         return tuple(self.synapse.output_shape)
 
 
@@ -199,8 +244,49 @@ class Trace:
     v_saturations: list[np.ndarray] = field(default_factory=list)
 
 
+def _subthreshold(
+    neuron: Neuron, u: np.ndarray, v: np.ndarray, message: np.ndarray, bias: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One step of u and v (Lava's ``subthr_dynamics``): the new u, the new (saturated) v, and where u folded
+    and v saturated. An integrate-and-fire neuron (du = 4095, dv = 0) whose message is below 2**17 takes a
+    shortcut with the same result: u = message << 6 (the decayed u is 0, and nothing wraps or folds), and
+    v + u + bias cannot leave int32 (|v|, |u| < 2**23, |bias| < 2**20), so only the saturation remains."""
+    if neuron.du == IF_DU and neuron.dv == 0 and np.abs(message).max(initial=0) < SHORTCUT_LIMIT:
+        u_new = message << fp.ACT_SHIFT  # < 2**23: no int32 wrap, no 24-bit fold
+        voltage = v + u_new + bias
+        v_new = fp.saturate_voltage(voltage)
+        return u_new, v_new, np.zeros(u_new.shape, bool), v_new != voltage
+    current = fp.current_sum(u, message, neuron.du)
+    u_new = fp.fold_current(current)
+    voltage = fp.voltage_sum(v, u_new, bias, neuron.dv)
+    v_new = fp.saturate_voltage(voltage)
+    return u_new, v_new, u_new != current, v_new != voltage
+
+
+IF_DU = (1 << fp.DECAY_BITS) - 1
+"""du of an integrate-and-fire neuron: u keeps nothing from the previous step."""
+SHORTCUT_LIMIT = 1 << (fp.STATE_BITS - 1 - fp.ACT_SHIFT)
+"""2**17: a message below it, shifted by 6, stays below 2**23."""
+
+
+@dataclass
+class StepState:
+    """One layer after one step, as :meth:`Network.run` shows it to an ``observe`` callback: the step t (from
+    1), the layer index k, its spikes (B, *shape) bool, u and v (B, *shape) int64, and which neurons folded u
+    and saturated v in this step. The arrays are the emulator's own: copy what you keep."""
+
+    t: int
+    k: int
+    spikes: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    u_folded: np.ndarray
+    v_saturated: np.ndarray
+
+
 class Network:
-    """A chain of layers; layer k reads the spikes of layer k - 1 (the network input for k = 0)."""
+    """A chain of layers; layer k reads the spikes of layer k - 1 (the network input for k = 0, unless the first
+    layer is an input population without synapse)."""
 
     def __init__(self, layers: list[Layer]) -> None:
         if not layers:
@@ -208,6 +294,8 @@ class Network:
         self.layers = list(layers)
         for k, layer in enumerate(self.layers):
             where = f"layer {k}" + (f" ({layer.name})" if layer.name else "")
+            if layer.synapse is None and k > 0:
+                raise ValueError(f"{where}: only the first layer may be an input population without synapse")
             layer.neuron.check_shape(layer.shape, where)
             if k == 0:
                 continue
@@ -220,19 +308,53 @@ class Network:
                 raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {k - 1} has {below}")
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.layers[0].synapse.input_shape)
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of the input spikes, or None when the first layer is an input population."""
+        first = self.layers[0].synapse
+        return None if first is None else tuple(first.input_shape)
 
-    def run(self, spikes: np.ndarray, steps: int | None = None, *, record_state: bool = True) -> Trace:
+    def run(
+        self,
+        spikes: np.ndarray | None = None,
+        steps: int | None = None,
+        *,
+        record_state: bool = True,
+        record_spikes: bool = True,
+        input_bias: tuple[np.ndarray, np.ndarray] | None = None,
+        observe: Callable[[StepState], None] | None = None,
+    ) -> Trace:
         """Run ``steps`` steps (default: the number of input frames) on binary input spikes (B, T, *input_shape);
-        frame t - 1 is the input of step t, and steps beyond T get no input spikes."""
-        x = np.asarray(spikes)
-        if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
-            raise ValueError(f"input spikes must be (batch, steps, *{self.input_shape}), got {x.shape}")
-        if x.size and not np.isin(x, (0, 1)).all():
-            raise ValueError("input spikes must be binary (0 or 1)")
-        x = x.astype(bool)
-        batch, frames = x.shape[:2]
+        frame t - 1 is the input of step t, and steps beyond T get no input spikes.
+
+        A network whose first layer is an input population takes no spikes but ``input_bias`` = (bias_mant,
+        bias_exp), each (B, *shape) of that layer: per sample, the bias that replaces its neurons' own.
+        ``record_spikes`` / ``record_state`` keep the spikes / u and v of every step in the trace (memory grows
+        with the steps); ``observe`` sees every layer after every step instead (see :class:`StepState`)."""
+        first = self.layers[0]
+        if first.synapse is None:
+            if spikes is not None or input_bias is None:
+                raise ValueError("the first layer is an input population: pass input_bias, not spikes")
+            mant, exp = (np.asarray(a) for a in input_bias)
+            if mant.shape != exp.shape or mant.shape[1:] != first.shape:
+                raise ValueError(
+                    f"input_bias must be two arrays (batch, *{first.shape}), got {mant.shape}, {exp.shape}"
+                )
+            fp.check_range("input bias_mant", mant, -(1 << (fp.BIAS_MANT_BITS - 1)), (1 << (fp.BIAS_MANT_BITS - 1)) - 1)
+            fp.check_range("input bias_exp", exp, 0, (1 << fp.BIAS_EXP_BITS) - 1)
+            batch, frames = len(mant), 0
+            if steps is None:
+                raise ValueError("a network with an input population needs steps")
+            x = None
+        else:
+            if input_bias is not None:
+                raise ValueError("input_bias is for networks whose first layer is an input population")
+            x = np.asarray(spikes)
+            if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
+                raise ValueError(f"input spikes must be (batch, steps, *{self.input_shape}), got {x.shape}")
+            if x.size and not np.isin(x, (0, 1)).all():
+                raise ValueError("input spikes must be binary (0 or 1)")
+            x = x.astype(bool)
+            batch, frames = x.shape[:2]
         steps = frames if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
@@ -241,35 +363,38 @@ class Network:
         u = [np.zeros((batch, *shape), np.int64) for shape in shapes]
         v = [np.broadcast_to(np.asarray(layer.neuron.v0, np.int64), (batch, *layer.shape)) for layer in self.layers]
         bias = [fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp) for layer in self.layers]
+        if input_bias is not None:
+            bias[0] = fp.effective_bias(mant, exp)
         trace = Trace(
-            spikes=[np.zeros((batch, steps, *shape), bool) for shape in shapes],
+            spikes=[np.zeros((batch, steps, *shape), bool) for shape in shapes] if record_spikes else [],
             u_folds=[np.zeros(batch, np.int64) for _ in shapes],
             v_saturations=[np.zeros(batch, np.int64) for _ in shapes],
         )
         if record_state:
             trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
             trace.v = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
-        no_input = np.zeros((batch, *self.input_shape), bool)
+        no_input = None if x is None else np.zeros((batch, *self.input_shape), bool)
         for t in range(steps):
-            below = x[:, t] if t < frames else no_input
+            below = None if x is None else (x[:, t] if t < frames else no_input)
             for k, layer in enumerate(self.layers):
                 message = messages[k]  # 1. sent now: accumulated at the previous step
-                messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])  # 2. for the next step
+                if layer.synapse is not None:  # 2. accumulated now, for the next step
+                    messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
                 neuron = layer.neuron  # 3. the neurons
-                current = fp.current_sum(u[k], message, neuron.du)
-                u[k] = fp.fold_current(current)
-                voltage = fp.voltage_sum(v[k], u[k], bias[k], neuron.dv)
-                v_new = fp.saturate_voltage(voltage)
-                trace.u_folds[k] += np.count_nonzero((u[k] != current).reshape(batch, -1), axis=1)
-                trace.v_saturations[k] += np.count_nonzero((v_new != voltage).reshape(batch, -1), axis=1)
+                u[k], v_new, folded, saturated = _subthreshold(neuron, u[k], v[k], message, bias[k])
+                trace.u_folds[k] += np.count_nonzero(folded.reshape(batch, -1), axis=1)
+                trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
                 fired = fp.spikes_of(v_new, neuron.threshold)
                 if neuron.kind == "lif":
                     v[k] = fp.reset_to_zero(v_new, fired)
                 else:
                     v[k] = fp.reset_by_subtraction(v_new, fired, neuron.threshold)
-                trace.spikes[k][:, t] = fired
+                if record_spikes:
+                    trace.spikes[k][:, t] = fired
                 if record_state:
                     trace.u[k][:, t] = u[k]
                     trace.v[k][:, t] = v[k]
+                if observe is not None:
+                    observe(StepState(t + 1, k, fired, u[k], v[k], folded, saturated))
                 below = fired
         return trace

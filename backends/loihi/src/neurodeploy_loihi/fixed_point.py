@@ -86,9 +86,10 @@ class SignMode(IntEnum):
 def wrap(x: np.ndarray, bits: int) -> np.ndarray:
     """Two's-complement wrap of int64 values to ``bits`` signed bits: (x + 2^(bits-1)) mod 2^bits - 2^(bits-1).
 
-    This is ``lava/proc/conv/utils.py: signed_clamp`` and what int32 overflow does to numpy int32 arithmetic."""
+    This is ``lava/proc/conv/utils.py: signed_clamp`` and what int32 overflow does to numpy int32 arithmetic.
+    Computed with a mask, which is the same modulo for negative values in two's complement (and faster)."""
     half = np.int64(1) << (bits - 1)
-    return (np.asarray(x, np.int64) + half) % (half << 1) - half  # mod of a power of two: keeps the low bits
+    return ((np.asarray(x, np.int64) + half) & ((half << 1) - 1)) - half  # keep the low bits
 
 
 def shift(x: np.ndarray, exp: int) -> np.ndarray:
@@ -154,16 +155,27 @@ def dense_weights(weights: np.ndarray, sign_mode: SignMode | None, num_weight_bi
     return truncate_weights(clip_weights(weights, mode), mode, num_weight_bits)
 
 
-def dense_accumulate(spikes: np.ndarray, weights: np.ndarray, weight_exp: int) -> np.ndarray:
-    """One step of Dense's accumulation for binary spikes (B, n_in) with effective weights (n_out, n_in):
-    (B, n_out) int64, the message the synapse sends at the *next* step.
+def _exact_matmul(a: np.ndarray, b: np.ndarray, bound: float) -> np.ndarray:
+    """a @ b for integer-valued arrays, exactly: in float32 when every partial sum is below 2**24 in magnitude
+    (``bound`` bounds them), else in float64 (exact below 2**53). Returns int64."""
+    dtype = np.float32 if bound < float(1 << 24) else np.float64
+    return np.rint(np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False))).astype(np.int64)
 
-    Lava: ``a_accum = self.weights[:, s_in].sum(axis=1)`` (int32 weights summed into int64), then
-    ``left_shift(a_accum, weight_exp)`` if weight_exp > 0 else ``right_shift(a_accum, -weight_exp)`` (applied
-    to the sum, not to each weight, so a negative exponent floors the sum), then the int32 port."""
-    s = np.asarray(spikes, bool).astype(np.float64)
-    # float64 matmul is exact here: |sum| <= 256 * n_in is far below 2**53.
-    acc = np.rint(s @ np.asarray(weights, np.float64).T).astype(np.int64)
+
+def dense_accumulate(spikes: np.ndarray, weights: np.ndarray, weight_exp: int, graded: bool = False) -> np.ndarray:
+    """One step of Dense's accumulation for spikes (B, n_in) with effective weights (n_out, n_in): (B, n_out)
+    int64, the message the synapse sends at the *next* step.
+
+    Binary (``graded=False``): ``a_accum = self.weights[:, s_in].sum(axis=1)`` (int32 weights summed into
+    int64), spikes taken as booleans. Graded (``num_message_bits > 0``): ``a_accum = self.weights.dot(s_in)``
+    with the integer payloads. Then ``left_shift(a_accum, weight_exp)`` if weight_exp > 0 else
+    ``right_shift(a_accum, -weight_exp)`` (applied to the sum, not to each weight, so a negative exponent
+    floors the sum), then the int32 port."""
+    s = np.asarray(spikes, np.int64) if graded else np.asarray(spikes, bool)
+    w = np.asarray(weights)
+    top = float(np.abs(s).max(initial=0)) if graded else 1.0
+    bound = top * float(np.abs(w).sum(axis=1).max(initial=0))
+    acc = _exact_matmul(s, w.T, bound)  # exact: see _exact_matmul
     return wrap(shift(acc, weight_exp), PORT_BITS)  # the int32 channel wraps the int64 accumulation
 
 
@@ -195,6 +207,7 @@ def conv_accumulate(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     groups: int,
+    graded: bool = False,
 ) -> np.ndarray:
     """One step of Conv's accumulation: binary spikes (B, X, Y, C_in) and a kernel in Lava's layout
     (C_out, kX, kY, C_in // groups) give (B, X', Y', C_out) int64, wrapped to 24 bits.
@@ -203,14 +216,21 @@ def conv_accumulate(
     zero-padded input with the dilated kernel in ``'valid'`` mode, every stride-th row and column kept. That is
     a true convolution (the kernel is flipped), accumulated in float64 and cast to int32 (exact: the sums are
     integers far below 2**31), then ``signed_clamp(x, 24)``. ``weight_exp`` and ``num_weight_bits`` are *not*
-    applied by ``PyConvModelFixed``, and the weights are neither clipped nor truncated."""
-    s = np.asarray(spikes, bool)
+    applied by ``PyConvModelFixed``, and the weights are neither clipped nor truncated.
+
+    ``graded=True`` (``num_message_bits > 0``): the input holds integer payloads, which Lava convolves as they
+    are (``s_in`` is not cast to bool); the sum-pooled spike counts of a pooled synapse are such payloads."""
+    s = np.asarray(spikes, np.int64) if graded else np.asarray(spikes, bool)
     batch = s.shape[0]
     c_out, kx, ky, per_group = weight.shape
     x_out, y_out, _ = conv_output_shape(s.shape[1:], c_out, (kx, ky), stride, padding, dilation)
-    padded = np.pad(s.astype(np.float64), ((0, 0), (padding[0],) * 2, (padding[1],) * 2, (0, 0)))  # zero padding
+    top = float(np.abs(s).max(initial=0)) if graded else 1.0
+    dtype = (
+        np.float32 if top * float(np.abs(weight).sum(axis=(1, 2, 3)).max(initial=0)) < float(1 << 24) else np.float64
+    )
+    padded = zero_pad(s, padding, dtype)
     # convolve2d flips the kernel: correlate with the kernel mirrored in x and y instead.
-    flipped = np.asarray(weight, np.float64)[:, ::-1, ::-1, :]
+    flipped = np.asarray(weight, dtype)[:, ::-1, ::-1, :]
     cols = [
         padded[
             :,
@@ -227,10 +247,20 @@ def conv_accumulate(
     per_out = c_out // groups
     kernel = flipped.reshape(groups, per_out, kx * ky, per_group).transpose(0, 2, 3, 1)
     kernel = kernel.reshape(groups, kx * ky * per_group, per_out)
-    # float64 matmul is exact: |sum| <= 256 * fan-in, far below 2**53 (Lava also sums in float64).
+    # Exact: float32 when |sum| <= max|input| * sum|w| < 2**24 (every partial sum is an integer float32 holds),
+    # float64 otherwise (Lava sums in float64).
     out = np.rint(np.matmul(patches, kernel)).astype(np.int64)  # (groups, N, C_out / groups)
     out = out.transpose(1, 0, 2).reshape(batch, x_out, y_out, c_out)
     return wrap(out, CONV_BITS)  # signed_clamp(x, bits=24): a two's-complement wrap
+
+
+def zero_pad(x: np.ndarray, padding: tuple[int, int], dtype: type) -> np.ndarray:
+    """(B, X, Y, C) -> (B, X + 2 px, Y + 2 py, C) of ``dtype``, zeros around x (what ``np.pad`` with zeros gives,
+    without its per-call overhead, which dominates at small batches)."""
+    b, x_size, y_size, c = x.shape
+    padded = np.zeros((b, x_size + 2 * padding[0], y_size + 2 * padding[1], c), dtype)
+    padded[:, padding[0] : padding[0] + x_size, padding[1] : padding[1] + y_size] = x
+    return padded
 
 
 def conv_weight_from_oihw(weight: np.ndarray) -> np.ndarray:
@@ -258,8 +288,14 @@ def xyc_to_chw(x: np.ndarray) -> np.ndarray:
 
 def decay(x: np.ndarray, d: int) -> np.ndarray:
     """x * (4096 - d) / 4096, rounded toward zero: Lava's
-    ``np.sign(x * (4096 - d)) * np.right_shift(np.abs(x * (4096 - d)), 12)`` in int64."""
-    product = np.asarray(x, np.int64) * (DECAY_UNITY - d)  # |u|, |v| < 2**31 and d <= 4096: no int64 overflow
+    ``np.sign(x * (4096 - d)) * np.right_shift(np.abs(x * (4096 - d)), 12)`` in int64. The factors 0 (d = 4096,
+    an IF neuron's u) and 1 (d = 0, its v) are exact shortcuts of the same formula."""
+    x = np.asarray(x, np.int64)
+    if d == DECAY_UNITY:
+        return np.zeros_like(x)  # x * 0 >> 12
+    if d == 0:
+        return x  # x * 4096 >> 12 = x exactly (toward zero or not)
+    product = x * (DECAY_UNITY - d)  # |u|, |v| < 2**31 and d <= 4096: no int64 overflow
     return np.sign(product) * (np.abs(product) >> DECAY_BITS)  # shift the magnitude: rounds toward zero
 
 

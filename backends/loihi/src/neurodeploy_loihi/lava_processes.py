@@ -110,11 +110,15 @@ class Recorder(AbstractProcess):
     does), into ``record`` (3, steps, *shape): spikes, u, v. One process instead of Lava's three Monitors (a
     Monitor holds one probe), int32 instead of the Monitor's float, and one ``get`` to read it all.
 
+    ``path``: the model also saves ``record`` there (``np.save``) after the last step. Lava's ``Var.get`` sends an
+    array to the host one element at a time (``PyLoihiProcessModel._get_var``), minutes for the millions of
+    values of a convolutional network's trace; reading the file takes milliseconds.
+
     ``link`` sends zeros every step. Lava runs only the processes connected to the one it is started from;
     connecting the ``link`` of every recorder to one shared sink joins independent networks into one run."""
 
-    def __init__(self, *, shape: tuple[int, ...], steps: int, name: str | None = None) -> None:
-        super().__init__(shape=shape, steps=steps, name=name)
+    def __init__(self, *, shape: tuple[int, ...], steps: int, path: str | None = None, name: str | None = None) -> None:
+        super().__init__(shape=shape, steps=steps, path=path, name=name)
         self.s_in = InPort(shape=shape)
         self.u_ref = RefPort(shape=shape)
         self.v_ref = RefPort(shape=shape)
@@ -122,7 +126,7 @@ class Recorder(AbstractProcess):
         self.record = Var(shape=(3, steps, *shape), init=0)
 
     def watch(self, neurons: AbstractLIF) -> None:
-        """Record ``neurons`` (a LIF or SubtractiveLIF of this recorder's shape)."""
+        """Record ``neurons`` (a LIF, SubtractiveLIF or GradedReLU of this recorder's shape)."""
         neurons.s_out.connect(self.s_in)
         self.u_ref.connect_var(neurons.u)
         self.v_ref.connect_var(neurons.v)
@@ -150,3 +154,76 @@ class PyRecorderModel(PyLoihiProcessModel):
     def run_post_mgmt(self) -> None:
         self.record[1, self.time_step - 1] = self.u_ref.read()
         self.record[2, self.time_step - 1] = self.v_ref.read()
+        path = self.proc_params.get("path")
+        if path is not None and self.time_step == self.record.shape[1]:  # the last step: hand the record over
+            np.save(path, self.record)
+
+
+class GradedReLU(AbstractProcess):
+    """Graded-spike neurons for graded mode (:mod:`neurodeploy_loihi.graded`), memoryless from step to step:
+
+    ```
+    u = a_in                                          the synaptic message (int32)
+    v = clip(u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)      24-bit saturation, as the LIF's v
+    s_out = clip(v >> shift, 0, 2**message_bits - 1)  relu = 1: arithmetic shift (floors), ReLU, saturate
+    s_out = v                                         relu = 0: identity (a readout)
+    ```
+
+    s_out is the graded spike's payload (for a Dense or Conv with ``num_message_bits > 0``), sent every step.
+    ``bias_mant`` (13-bit signed) and ``bias_exp`` (3-bit unsigned) are scalars or one per neuron; ``shift``
+    0..23; ``message_bits`` 1..24."""
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        bias_mant: int | np.ndarray = 0,
+        bias_exp: int | np.ndarray = 0,
+        shift: int = 0,
+        message_bits: int = 8,
+        relu: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(shape=shape, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.u = Var(shape=shape, init=0)
+        self.v = Var(shape=shape, init=0)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=shape, init=bias_exp)
+        self.shift = Var(shape=(1,), init=shift)
+        self.message_bits = Var(shape=(1,), init=message_bits)
+        self.relu = Var(shape=(1,), init=int(relu))
+
+
+@implements(proc=GradedReLU, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyGradedReLUModelFixed(PyLoihiProcessModel):
+    """Bit-accurate GradedReLU. a_in int32 (a Dense message is int32, a Conv's wrapped to 24 bits), u and v int32
+    holding 24-bit values, s_out int32 with ``precision=24`` (the payload), bias_mant int16 (precision 13),
+    bias_exp int16 (precision 3), shift and message_bits int32 (precision 5), relu (precision 1)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
+    shift: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=5)
+    message_bits: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=5)
+    relu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv().astype(np.int64)  # int64: the bias is added without an int32 overflow
+        bias = np.left_shift(self.bias_mant.astype(np.int64), self.bias_exp.astype(np.int64))  # mant * 2**exp
+        limit = (1 << 23) - 1
+        v = np.clip(a_in + bias, -limit, limit)  # saturate to 24 bits
+        if self.relu.item():
+            top = (1 << int(self.message_bits.item())) - 1
+            s = np.clip(np.right_shift(v, int(self.shift.item())), 0, top)  # floor, ReLU, saturate to the payload
+        else:
+            s = v
+        self.u[:] = a_in
+        self.v[:] = v
+        self.s_out.send(s)

@@ -1,9 +1,15 @@
-"""Run :class:`~neurodeploy_loihi.emulator.Network`\\ s in Lava's ``fixed_pt`` process models (needs lava-nc).
+"""Run :class:`~neurodeploy_loihi.emulator.Network`\\ s and compiled :class:`~neurodeploy_loihi.program.Program`\\ s
+in Lava's ``fixed_pt`` process models (needs lava-nc).
 
 Each network becomes ``RingBuffer`` (input spikes) -> ``Dense`` / ``Conv`` -> ``LIF`` / ``SubtractiveLIF`` ->
 ... with a :class:`~neurodeploy_loihi.lava_processes.Recorder` on every population, and runs under
-``Loihi2SimCfg(select_tag="fixed_pt")``. Lava imports happen inside the functions; a missing Lava is an error
-that names the extra to install.
+``Loihi2SimCfg(select_tag="fixed_pt")``. A network whose first layer is an input population (a compiled
+program's: no synapse, driven by the host-computed current) starts with that population instead of the
+``RingBuffer``: a ``LIF`` / ``SubtractiveLIF`` whose ``bias_mant`` and ``bias_exp`` are the per-sample input
+bias (netx's ``Input`` block drives its neurons the same way). A pooled convolution
+(:class:`~neurodeploy_loihi.emulator.ConvSynapse` with ``pool``) is one Lava ``Conv`` with the repeated kernel
+(``lava_weights``). Lava imports happen inside the functions; a missing Lava is an error that names the extra
+to install.
 
 Lava starts one operating-system process per Lava process and pays for every one of them at start-up and at
 every step, so the runner keeps their number down:
@@ -19,13 +25,21 @@ every step, so the runner keeps their number down:
 * Lava's compiler looks for the process models of *every process instance* by executing every module in the
   folder of the process's class (``ProcGroupDiGraphs._find_proc_models``), about 35 ms a process; the runner
   remembers what it found per class while it compiles. Which model runs is still Lava's choice
-  (``_select_proc_models`` with ``select_tag="fixed_pt"``).
+  (``_select_proc_models`` with ``select_tag="fixed_pt"``);
+* the recorders save their records to files in a temporary folder after the last step, which the runner reads:
+  Lava's ``Var.get`` sends an array one element at a time, minutes for the millions of values of a
+  convolutional network's trace.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
+# outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
 
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,7 +89,16 @@ def _merged_dense(weights: np.ndarray, below: tuple[int, ...], batch: int, below
 class _Chain:
     """The Lava processes of one network for ``batch`` samples, and how to read its results back."""
 
-    def __init__(self, network: Network, spikes: np.ndarray, steps: int, sink: Any) -> None:
+    def __init__(
+        self,
+        network: Network,
+        spikes: np.ndarray | None,
+        steps: int,
+        sink: Any,
+        input_bias: tuple[np.ndarray, np.ndarray] | None = None,
+        record_all: bool = True,
+        folder: Path | None = None,
+    ) -> None:
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense
         from lava.proc.io.source import RingBuffer
@@ -85,26 +108,53 @@ class _Chain:
         from neurodeploy_loihi.lava_processes import Recorder, SubtractiveLIF
 
         self.network = network
-        self.batch = batch = len(spikes)
         self.steps = steps
-        frames = np.zeros((batch, steps, *network.input_shape), np.int32)  # steps beyond the input: no spikes
-        frames[:, : min(steps, spikes.shape[1])] = spikes[:, :steps]
-        first_conv = isinstance(network.layers[0].synapse, ConvSynapse)
-        if first_conv:  # (B, T, X, Y, C) -> (X, Y, B * C, T)
-            data = frames.transpose(2, 3, 0, 4, 1).reshape(*network.input_shape[:2], -1, steps)
-        else:  # (B, T, n) -> (B * n, T)
-            data = frames.transpose(0, 2, 1).reshape(-1, steps)
-        source = RingBuffer(data=np.ascontiguousarray(data))
-        port = source.s_out
+        self.folder = folder  # where the recorders save their records (see Recorder); None: read with get()
         self.recorders = []
-        below_shape, below_conv = network.input_shape, first_conv
-        for layer in network.layers:
+        self.recorded = list(network.layers) if record_all else [network.layers[-1]]
+        layers = list(network.layers)
+        if input_bias is not None:  # an input population: its neurons get the per-sample bias, and no input
+            first = layers.pop(0)
+            mant, exp = (np.asarray(a) for a in input_bias)
+            self.batch = batch = len(mant)
+            shape = first.shape
+            conv_shaped = len(shape) == 3
+            neuron = first.neuron
+            kind = LIF if neuron.kind == "lif" else SubtractiveLIF
+            merged = (shape[0], shape[1], batch * shape[2]) if conv_shaped else (batch * int(np.prod(shape)),)
+            neurons = kind(
+                shape=merged,
+                du=int(neuron.du),
+                dv=int(neuron.dv),
+                vth=int(neuron.vth),
+                bias_mant=self._merge(mant, conv_shaped),
+                bias_exp=self._merge(exp, conv_shaped),
+                v=_per_sample(neuron.v0, shape, batch, conv_shaped),
+            )
+            if record_all or not layers:
+                self._record(neurons, merged, sink, Recorder)
+            self.source = neurons
+            port, below_shape, below_conv = neurons.s_out, shape, conv_shaped
+        else:
+            self.batch = batch = len(spikes)
+            frames = np.zeros((batch, steps, *network.input_shape), np.int32)  # steps beyond the input: no spikes
+            frames[:, : min(steps, spikes.shape[1])] = spikes[:, :steps]
+            first_conv = isinstance(network.layers[0].synapse, ConvSynapse)
+            if first_conv:  # (B, T, X, Y, C) -> (X, Y, B * C, T)
+                data = frames.transpose(2, 3, 0, 4, 1).reshape(*network.input_shape[:2], -1, steps)
+            else:  # (B, T, n) -> (B * n, T)
+                data = frames.transpose(0, 2, 1).reshape(-1, steps)
+            source = RingBuffer(data=np.ascontiguousarray(data))
+            self.source = source
+            port = source.s_out
+            below_shape, below_conv = network.input_shape, first_conv
+        for layer in layers:
             synapse = layer.synapse
             conv = isinstance(synapse, ConvSynapse)
             if conv:
                 x, y, c = synapse.input_shape
                 process = Conv(
-                    weight=np.concatenate([synapse.weights] * batch, axis=0),
+                    weight=np.concatenate([synapse.lava_weights] * batch, axis=0),  # a pooled conv: repeated kernel
                     input_shape=(x, y, batch * c),
                     padding=synapse.padding,
                     stride=synapse.stride,
@@ -135,25 +185,37 @@ class _Chain:
                 v=_per_sample(neuron.v0, layer.shape, batch, conv),
             )
             process.a_out.connect(neurons.a_in)
-            recorder = Recorder(shape=shape, steps=steps)
-            recorder.watch(neurons)
-            recorder.link.connect(sink.a_in)
-            self.recorders.append(recorder)
+            if record_all or layer is network.layers[-1]:
+                self._record(neurons, shape, sink, Recorder)
             port, below_shape, below_conv = neurons.s_out, layer.shape, conv
-        self.source = source
+
+    def _record(self, neurons: Any, shape: tuple[int, ...], sink: Any, recorder_class: type) -> None:
+        path = None if self.folder is None else str(self.folder / f"{id(self)}-{len(self.recorders)}.npy")
+        recorder = recorder_class(shape=shape, steps=self.steps, path=path)
+        recorder.watch(neurons)
+        recorder.link.connect(sink.a_in)
+        self.recorders.append(recorder)
+
+    def _merge(self, per_sample: np.ndarray, conv_shaped: bool) -> np.ndarray:
+        """(B, *shape) per-sample values -> the merged layout: (X, Y, B * C) or (B * n,)."""
+        if conv_shaped:
+            b, x, y, c = per_sample.shape
+            return np.ascontiguousarray(per_sample.transpose(1, 2, 0, 3).reshape(x, y, b * c))
+        return per_sample.reshape(-1)
 
     def _unmerge(self, layer: Layer, data: np.ndarray) -> np.ndarray:
         """(steps, *merged shape) -> (B, steps, *shape)."""
         batch, steps = self.batch, self.steps
-        if isinstance(layer.synapse, ConvSynapse):
+        if len(layer.shape) == 3:
             x, y, c = layer.shape
             return np.moveaxis(data.reshape(steps, x, y, batch, c), 3, 0)
         return np.moveaxis(data.reshape(steps, batch, -1), 1, 0)
 
     def trace(self) -> Trace:
         spikes, u, v = [], [], []
-        for layer, recorder in zip(self.network.layers, self.recorders):
-            record = np.asarray(recorder.record.get())
+        for layer, recorder in zip(self.recorded, self.recorders):
+            path = recorder.proc_params.get("path")
+            record = np.load(path) if path is not None else np.asarray(recorder.record.get())
             spikes.append(self._unmerge(layer, record[0]).astype(bool))
             u.append(self._unmerge(layer, record[1]).astype(np.int32))
             v.append(self._unmerge(layer, record[2]).astype(np.int32))
@@ -171,6 +233,7 @@ def run_in_lava(jobs: list[tuple[Network, np.ndarray]], steps: int) -> list[Trac
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    folder = tempfile.TemporaryDirectory(prefix="neurodeploy-lava-")
     sink = Sink(shape=(1,), buffer=1)
     chains: list[list[_Chain]] = []
     for network, spikes in jobs:
@@ -179,7 +242,12 @@ def run_in_lava(jobs: list[tuple[Network, np.ndarray]], steps: int) -> list[Trac
             raise ValueError(f"input spikes must be (batch, steps, *{network.input_shape}), got {x.shape}")
         groups = max((lay.synapse.groups for lay in network.layers if isinstance(lay.synapse, ConvSynapse)), default=1)
         per_chain = max(1, CONV_GROUPS_MAX // groups)
-        chains.append([_Chain(network, x[i : i + per_chain], steps, sink) for i in range(0, len(x), per_chain)])
+        chains.append(
+            [
+                _Chain(network, x[i : i + per_chain], steps, sink, folder=Path(folder.name))
+                for i in range(0, len(x), per_chain)
+            ]
+        )
     try:
         with _models_found_once_per_class():
             sink.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
@@ -187,7 +255,82 @@ def run_in_lava(jobs: list[tuple[Network, np.ndarray]], steps: int) -> list[Trac
         parts = [[chain.trace() for chain in network_chains] for network_chains in chains]
     finally:
         sink.stop()
+        folder.cleanup()
     return [_join(p) for p in parts]
+
+
+@dataclass
+class ProgramRun:
+    """A compiled program run in Lava: ``trace`` (every population, every Loihi step: steps + delay of them) and
+    ``outputs``, read from the trace as :meth:`~neurodeploy_loihi.program.Program.run` reads the emulator's
+    (the readout's v at the last step minus its v before its first input, or the spike counts of each
+    population's own T steps, scaled)."""
+
+    trace: Trace
+    outputs: np.ndarray
+
+
+def run_program_in_lava(
+    program: Any,
+    x: np.ndarray,
+    steps: int,
+    *,
+    run_cfg: Any = None,
+    record_all: bool = True,
+    timings: dict[str, float] | None = None,
+) -> ProgramRun:
+    """Run a compiled :class:`~neurodeploy_loihi.program.Program` on analog inputs x (B, *input shape) for
+    ``steps`` graph steps (``steps + program.delay`` Loihi steps) in one Lava run: the host graph computes the
+    input population's current, which becomes its per-sample bias; the samples share one chain of processes
+    (see the module). ``run_cfg`` defaults to ``Loihi2SimCfg(select_tag="fixed_pt")``; a ``Loihi2HwCfg`` runs
+    it on a board where Lava's Loihi extension is installed. ``record_all=False`` records the readout population
+    only (the trace then holds that one population), which is all the outputs need. ``timings``, when given,
+    receives the wall seconds of building the processes (``build_s``), of Lava's compile and start-up
+    (``start_s``) and of the steps themselves (``run_s``)."""
+    _require_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    mant, exp = program.input_bias(np.asarray(x, np.float32))
+    total = steps + program.delay
+    network = program.network
+    groups = max((lay.synapse.groups for lay in network.layers if isinstance(lay.synapse, ConvSynapse)), default=1)
+    per_chain = max(1, CONV_GROUPS_MAX // groups)
+    clock = [time.perf_counter()]
+    folder = tempfile.TemporaryDirectory(prefix="neurodeploy-lava-")
+    sink = Sink(shape=(1,), buffer=1)
+    biases = [(mant[i : i + per_chain], exp[i : i + per_chain]) for i in range(0, len(mant), per_chain)]
+    chains = [_Chain(network, None, total, sink, bias, record_all, Path(folder.name)) for bias in biases]
+    clock.append(time.perf_counter())
+    try:
+        with _models_found_once_per_class():
+            sink.create_runtime(run_cfg=run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt"))
+        clock.append(time.perf_counter())
+        sink.run(condition=RunSteps(num_steps=total))
+        clock.append(time.perf_counter())
+        trace = _join([chain.trace() for chain in chains])
+    finally:
+        sink.stop()
+        folder.cleanup()
+    if timings is not None:
+        timings.update(zip(("build_s", "start_s", "run_s"), np.diff(clock).tolist()))
+    return ProgramRun(trace, _outputs(program, trace, steps))
+
+
+def _outputs(program: Any, trace: Trace, steps: int) -> np.ndarray:
+    """The program's outputs after ``steps`` graph steps from a trace of steps + delay Loihi steps (of every
+    population, or of the readout population alone)."""
+    k = program.readout["population"]
+    at = k if len(trace.v) == len(program.network.layers) else -1
+    if program.readout["kind"] == "membrane":
+        v = trace.v[at].astype(np.int64)
+        state = v[:, steps + k - 1] - (v[:, k - 1] if k > 0 else 0)  # graph step T, minus before its first input
+    else:  # population k computes graph step t at Loihi step t + k: count its steps k + 1 .. k + T
+        state = trace.spikes[at][:, k : k + steps].sum(axis=1).astype(np.int64)
+    return program._readout(state, steps)
 
 
 @contextmanager

@@ -1,0 +1,772 @@
+"""Graded mode: integer spike payloads, so an 8-bit quantized ANN runs on Loihi 2 in one step per layer.
+
+**The neuron.** Every population is a :class:`GradedNeuron`, the arithmetic of
+:class:`neurodeploy_loihi.lava_processes.GradedReLU` (our Lava process; its ``fixed_pt`` model is the
+reference). It has no memory from one step to the next; per step t and neuron:
+
+```
+u[t] = a_in[t]                                      the synapse's message (int32; Conv's wrapped to 24 bits)
+v[t] = sat24(u[t] + (bias_mant << bias_exp))        saturates at +-(2**23 - 1), as the LIF's v
+s[t] = clip(v[t] >> shift, 0, 2**message_bits - 1)  relu=True: arithmetic shift (floors), ReLU, saturate
+s[t] = v[t]                                         relu=False (the readout): identity
+```
+
+s[t] is the graded spike's payload, sent every step (0 is a payload too). The synapses are Lava's ``Dense``
+and ``Conv`` with ``num_message_bits = message_bits`` (> 0), which multiply the payloads by the weights
+(``weights.dot(s_in)``; Conv convolves the integers); ``weight_exp`` is 0. Why not Lava's ``SigmaDelta``: it
+sends the *change* of its ReLU activation, and its only rescaling, ``state_exp``, floors each change separately,
+so the receiver's sum of floored changes differs from the floor of the sum (e.g. 3 >> 1 + 3 >> 1 = 2, 6 >> 1 =
+3), and the bias-only activations sent while the pipeline fills are part of that sum; and it does not clip its
+activation to the payload's bits. Without a per-layer power-of-two rescale the 8-bit weights would carry the
+ratio of neighbouring activation scales and lose their precision. The memoryless neuron has neither problem:
+with the input held, layer k's payload is exact from Loihi step k + 1 on.
+
+**The quantized ANN it computes** (the lowered network in float units, :mod:`neurodeploy_loihi.lowering`):
+activations a_k >= 0 of population k are held as integers q_k = a_k / s_k in [0, 2**bits - 1], with s_k from
+calibration data (the largest activation, or a percentile, over the calibration inputs, divided by
+2**bits - 1; without data the converter's threshold, which is the percentile it balanced on). Then
+
+```
+q_0 = clip(round(relu(host current) / s_0), 0, 2**bits - 1)     on the host; the input population's bias
+z_k = W_k a_{k-1} + b_k  ->  q_k = clip(floor((Wq_k q_{k-1} + Bq_k) / 2**n_k), 0, 2**bits - 1)
+Wq_k = 2 * round(W_k s_{k-1} / s_k 2**n_k / 2)   8-bit weights: even integers in [-256, 254] (Lava's MIXED grid)
+Bq_k = round(b_k / s_k 2**n_k) + 2**(n_k - 1)    the half LSB turns the floor into rounding
+```
+
+with n_k the largest shift (0..23) that keeps max |Wq_k| within 254 (if even n_k = 0 does not, s_k grows until
+it does). The readout is the identity with n = 0 and s_L = s_{L-1} max|W_L| / 254: output = v s_L.
+:meth:`GradedProgram.reference` is this integer forward pass in plain numpy (graph layout, cross-correlation),
+including the chip's 24-bit saturation and Conv's 24-bit wrap, so it equals the network exactly.
+
+**Time.** Population 0 (the input) has no synapse; population k sees population k - 1's payload one step later.
+So the readout holds the result from Loihi step delay + 1 on, with delay = the number of synapses; T counts after
+the delay (T graph steps take T + delay Loihi steps) and every T >= 1 gives the same output.
+"""
+
+# No `from __future__ import annotations`: Lava executes every module of this folder when it looks for process
+# models, outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from math import floor, log2, prod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import ArtifactError, DataError, NeurodeployError
+from neurodeploy.ir import interpret
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.serialize import dumps_json, load_graph, read_npz, save_graph, write_npz
+from neurodeploy_loihi import fixed_point as fp
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
+from neurodeploy_loihi.quantize import lava_order, lava_shape, to_graph, to_lava
+
+MESSAGE_BITS = 8
+"""Default payload width: activations are unsigned 8-bit integers (0..255)."""
+MESSAGE_BITS_MAX = 24
+"""A payload is at most 24 bits wide (Lava's ports declare ``precision=24`` for graded spikes)."""
+SHIFT_MAX = fp.STATE_BITS - 1
+"""The neuron's right shift is 0..23: a 24-bit v shifted further is 0 or -1."""
+WEIGHT_TOP = 254
+"""8-bit weights on Lava's MIXED grid: even integers in [-256, 254] (``truncate_weights`` drops bit 0)."""
+WEIGHT_BOTTOM = -256
+BIAS_MANT_MAX = (1 << (fp.BIAS_MANT_BITS - 1)) - 1
+BIAS_MANT_MIN = -(1 << (fp.BIAS_MANT_BITS - 1))
+BIAS_EXP_MAX = (1 << fp.BIAS_EXP_BITS) - 1
+V_LIMIT = fp.STATE_LIMIT - 1
+"""v saturates at +-(2**23 - 1)."""
+
+DESCRIPTION = "graded.json"
+ARRAYS = "graded.npz"
+FORMAT = "neurodeploy-loihi-graded"
+FORMAT_VERSION = 1
+
+
+class GradedError(NeurodeployError):
+    """A layer's values do not fit the graded neuron's fields; the message names the layer, field and limit."""
+
+
+# -- the neuron ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GradedNeuron:
+    """A population of graded ReLU (or identity) neurons; the arithmetic is in the module docstring.
+
+    ``bias_mant`` (13-bit signed) and ``bias_exp`` (0..7), scalars or one per neuron (Lava layout); ``shift``
+    0..23; ``message_bits`` 1..24 (the payload's width, used when ``relu``)."""
+
+    relu: bool = True
+    shift: int = 0
+    message_bits: int = MESSAGE_BITS
+    bias_mant: int | np.ndarray = 0
+    bias_exp: int | np.ndarray = 0
+
+    def __post_init__(self) -> None:
+        fp.check_range("shift", self.shift, 0, SHIFT_MAX, "graded neuron: ")
+        fp.check_range("message_bits", self.message_bits, 1, MESSAGE_BITS_MAX, "graded neuron: ")
+        fp.check_range("bias_mant", self.bias_mant, BIAS_MANT_MIN, BIAS_MANT_MAX, "graded neuron: ")
+        fp.check_range("bias_exp", self.bias_exp, 0, BIAS_EXP_MAX, "graded neuron: ")
+
+    @property
+    def top(self) -> int:
+        """The largest payload: 2**message_bits - 1."""
+        return (1 << int(self.message_bits)) - 1
+
+
+def graded_step(
+    neuron: GradedNeuron, a_in: np.ndarray, bias: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One step: (u, v, payload, where v saturated) from the message a_in and the effective bias."""
+    u = np.asarray(a_in, np.int64)
+    total = u + bias  # int64: an int32 message plus a bias below 2**20 cannot overflow
+    v = np.clip(total, -V_LIMIT, V_LIMIT)  # saturate to 24 bits, as the LIF's v
+    if neuron.relu:
+        payload = np.clip(v >> int(neuron.shift), 0, neuron.top)  # arithmetic shift floors; ReLU; saturate
+    else:
+        payload = v
+    return u, v, payload, v != total
+
+
+# -- the network ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GradedLayer:
+    """A synapse (None for the input population) and the graded neurons it feeds; ``population_shape`` is the
+    input population's (Lava) shape."""
+
+    synapse: DenseSynapse | ConvSynapse | None
+    neuron: GradedNeuron
+    name: str = ""
+    population_shape: tuple[int, ...] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.synapse is None:
+            if self.population_shape is None:
+                raise ValueError(f"layer {self.name!r} has no synapse, so it needs population_shape")
+            return tuple(int(d) for d in self.population_shape)
+        return tuple(self.synapse.output_shape)
+
+
+@dataclass
+class GradedState:
+    """One layer after one step, for an ``observe`` callback: step t (from 1), layer k, payloads, u, v (B, *shape)
+    int64, and where v saturated. The arrays are the emulator's own: copy what you keep."""
+
+    t: int
+    k: int
+    payload: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    v_saturated: np.ndarray
+
+
+class GradedNetwork:
+    """A chain of graded layers. The first is an input population without synapse: its per-sample bias
+    (``inputs`` of :meth:`run`, exponent 0) is its input; every later layer has a Dense or Conv synapse."""
+
+    def __init__(self, layers: list[GradedLayer]) -> None:
+        if not layers:
+            raise ValueError("a graded network needs at least one layer")
+        self.layers = list(layers)
+        for k, layer in enumerate(self.layers):
+            where = f"layer {k}" + (f" ({layer.name})" if layer.name else "")
+            if (layer.synapse is None) != (k == 0):
+                raise ValueError(f"{where}: the first layer, and only it, is an input population without synapse")
+            for name in ("bias_mant", "bias_exp"):
+                value = np.asarray(getattr(layer.neuron, name))
+                if value.ndim and value.shape != layer.shape:
+                    raise ValueError(f"{where}: {name} has shape {value.shape}; expected a scalar or {layer.shape}")
+            if k == 0:
+                continue
+            below, needed = self.layers[k - 1].shape, layer.synapse.input_shape
+            if isinstance(layer.synapse, DenseSynapse) and prod(below) != needed[0]:
+                raise ValueError(f"{where}: dense synapse reads {needed[0]} inputs; layer {k - 1} has {below}")
+            if isinstance(layer.synapse, ConvSynapse) and tuple(below) != tuple(needed):
+                raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {k - 1} has {below}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.layers[0].shape
+
+    def run(
+        self,
+        inputs: np.ndarray,
+        steps: int,
+        *,
+        record: bool = True,
+        observe: Callable[[GradedState], None] | None = None,
+    ) -> Trace:
+        """Run ``steps`` steps with the input population's bias set to ``inputs`` (B, *input_shape), integers that
+        fit the 13-bit bias mantissa. ``record`` keeps every layer's payloads (in ``Trace.spikes``, int32), u and v
+        at every step; ``observe`` sees each layer after each step instead."""
+        x = np.asarray(inputs)
+        if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"inputs must be (batch, *{self.input_shape}), got {x.shape}")
+        fp.check_range("input bias_mant", x, BIAS_MANT_MIN, BIAS_MANT_MAX)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        batch = len(x)
+        shapes = [layer.shape for layer in self.layers]
+        messages = [np.zeros((batch, *shape), np.int64) for shape in shapes]
+        bias = [fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp) for layer in self.layers]
+        bias[0] = x.astype(np.int64)
+        trace = Trace(spikes=[], v_saturations=[np.zeros(batch, np.int64) for _ in shapes])
+        if record:
+            trace.spikes = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
+            trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
+            trace.v = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
+        below = None
+        for t in range(steps):
+            for k, layer in enumerate(self.layers):
+                message = messages[k]  # sent now: accumulated at the previous step (Lava's a_buff)
+                if layer.synapse is not None:  # accumulated now from this step's payloads, sent at t + 1
+                    messages[k] = layer.synapse.accumulate(below, graded=True).reshape(batch, *shapes[k])
+                u, v, payload, saturated = graded_step(layer.neuron, message, bias[k])
+                trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
+                if record:
+                    trace.spikes[k][:, t] = payload
+                    trace.u[k][:, t] = u
+                    trace.v[k][:, t] = v
+                if observe is not None:
+                    observe(GradedState(t + 1, k, payload, u, v, saturated))
+                below = payload
+        return trace
+
+
+# -- the integer forward pass in the graph's layout ----------------------------------------------------------
+
+
+def conv2d_nchw(
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> np.ndarray:
+    """Cross-correlation as ONNX defines it: x (B, C, H, W), w (O, C / groups, kH, kW), symmetric zero padding
+    (pH, pW); float64 (exact for integers below 2**53)."""
+    x = np.asarray(x, np.float64)
+    b, _, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    taps = [
+        xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    cols = np.stack(taps, axis=2).reshape(b, groups, cg * kh * kw, ho * wo)  # (B, g, C/g * taps, pixels)
+    kernel = np.asarray(w, np.float64).reshape(groups, o // groups, cg * kh * kw)
+    out = np.einsum("gok,bgkp->bgop", kernel, cols, optimize=True)
+    return out.reshape(b, o, ho, wo)
+
+
+def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
+    half = 1 << (bits - 1)
+    return ((x + half) % (2 * half)) - half  # two's complement
+
+
+# -- the program an artifact holds ---------------------------------------------------------------------------
+
+
+@dataclass
+class GradedRun:
+    """Outputs after ``steps`` and at checkpoints, payloads sent (nonzero messages) per population and sample,
+    and overflow statistics (v saturations per population)."""
+
+    outputs: np.ndarray
+    checkpoints: dict[int, np.ndarray]
+    spikes: dict[str, np.ndarray]
+    checkpoint_spikes: dict[int, dict[str, np.ndarray]]
+    neurons: dict[str, int]
+    v_saturations: np.ndarray
+
+
+@dataclass
+class GradedProgram:
+    """The graded network of a compiled model: the host graph (input -> the input population's float current),
+    the integer network in Lava's layout, the populations' names, roles and graph shapes, and each population's
+    activation scale (float units per payload LSB; the readout's per unit of v)."""
+
+    host: Graph
+    network: GradedNetwork
+    names: list[str]
+    roles: list[str]
+    shapes: list[tuple[int, ...]]
+    scales: list[float]
+    readout: dict[str, Any]
+    readout_scale: np.ndarray | None = None
+    message_bits: int = MESSAGE_BITS
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def delay(self) -> int:
+        """Loihi steps from the input population to the readout population: one per synapse."""
+        return int(self.readout["population"])
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def input_payload(self, x: np.ndarray) -> np.ndarray:
+        """q_0 (B, *graph shape of population 0): the host's current / s_0, rounded half to even, in [0, top]."""
+        current = interpret.run(self.host, np.asarray(x, np.float32))[self.host.outputs[0]]
+        top = (1 << self.message_bits) - 1
+        return np.clip(np.rint(current.astype(np.float64) / self.scales[0]), 0, top).astype(np.int64)
+
+    def run(self, x: np.ndarray, steps: int, *, checkpoints: tuple[int, ...] = ()) -> GradedRun:
+        """Emulate ``steps`` graph steps (``steps + delay`` Loihi steps) on analog inputs x (B, *input shape)."""
+        if steps < 1:
+            raise DataError(f"steps must be >= 1, got {steps}")
+        q0 = self.input_payload(x)
+        batch, delay = len(q0), self.delay
+        wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+        top = self.readout["population"]
+        spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
+        sent = {k: np.zeros(batch, np.int64) for k in spiking}
+        marks: dict[int, dict[str, np.ndarray]] = {c: {} for c in wanted}
+        values: dict[int, np.ndarray] = {}
+
+        def record(state: GradedState) -> None:
+            local = state.t - state.k  # the graph step this population computes now
+            if not 1 <= local <= steps:
+                return
+            if state.k in sent:
+                sent[state.k] += np.count_nonzero(state.payload.reshape(batch, -1), axis=1)
+                if local in marks:
+                    marks[local][self.names[state.k]] = sent[state.k].copy()
+            if state.k == top and local in marks:
+                readout = state.payload if self.readout["kind"] == "spikes" else state.v
+                values[local] = readout.copy()
+
+        trace = self.network.run(to_lava(q0, self.shapes[0]), steps + delay, record=False, observe=record)
+        outputs = {c: self._output(values[c]) for c in wanted}
+        return GradedRun(
+            outputs=outputs[steps],
+            checkpoints={c: outputs[c] for c in wanted if c in checkpoints},
+            spikes={self.names[k]: sent[k] for k in spiking},
+            checkpoint_spikes={c: marks[c] for c in wanted if c in checkpoints},
+            neurons={self.names[k]: int(np.prod(self.shapes[k])) for k in spiking},
+            v_saturations=np.stack(trace.v_saturations, axis=1),
+        )
+
+    def _output(self, state: np.ndarray) -> np.ndarray:
+        k = self.readout["population"]
+        values = to_graph(state, self.shapes[k]).astype(np.float64) * self.scales[k]
+        if self.readout["kind"] == "spikes":
+            values = values * self.readout_scale
+        return values.reshape(len(values), *self.readout["shape"]).astype(np.float32)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The 8-bit quantized ANN's output on x: :meth:`integer_forward`'s readout in float units."""
+        k = self.readout["population"]
+        return self._output(to_lava(self.integer_forward(x)[k], self.shapes[k]))
+
+    def integer_forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """The quantized ANN as a plain integer forward pass in the graph's layout (ONNX cross-correlation,
+        (C, H, W) activations), independent of the emulator's Lava layout: per population, its activations q_k
+        (the readout's: v). Conv sums wrap to 24 bits and Dense sums to 32, v saturates to 24 bits, as on the chip."""
+        q = self.input_payload(x)
+        out = [q]
+        for k in range(1, len(self.network.layers)):
+            layer = self.network.layers[k]
+            w, spec = _graph_weights(layer.synapse, self.shapes[k - 1], self.shapes[k])
+            if spec is None:  # dense
+                acc = _wrap(np.rint(q.reshape(len(q), -1).astype(np.float64) @ w.T.astype(np.float64)), 32)
+            else:
+                stride, padding, groups = spec
+                acc = _wrap(np.rint(conv2d_nchw(q, w, stride, padding, (1, 1), groups)), fp.CONV_BITS)
+            acc = acc.astype(np.int64).reshape(len(q), *self.shapes[k])
+            bias = to_graph(
+                np.broadcast_to(fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp), (1, *layer.shape)),
+                self.shapes[k],
+            )
+            v = np.clip(acc + bias, -V_LIMIT, V_LIMIT)
+            q = np.clip(v >> int(layer.neuron.shift), 0, layer.neuron.top) if layer.neuron.relu else v
+            out.append(q)
+        return out
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def save(self, folder: Path) -> list[str]:
+        """Write graded.json and graded.npz into ``folder`` (the host graph is the binary program's host.json)."""
+        arrays: dict[str, np.ndarray] = {}
+        layers = []
+        for k, layer in enumerate(self.network.layers):
+            n = layer.neuron
+            entry: dict[str, Any] = {
+                "name": self.names[k],
+                "role": self.roles[k],
+                "shape": list(self.shapes[k]),
+                "lava_shape": list(layer.shape),
+                "scale": self.scales[k],
+                "neuron": {"relu": bool(n.relu), "shift": int(n.shift), "message_bits": int(n.message_bits)},
+            }
+            for name in ("bias_mant", "bias_exp"):
+                value = np.asarray(getattr(n, name))
+                if value.ndim:
+                    arrays[f"{k}/{name}"] = value.astype(np.int32)
+                    entry["neuron"][name] = {"array": f"{k}/{name}"}
+                else:
+                    entry["neuron"][name] = int(value)
+            s = layer.synapse
+            if isinstance(s, DenseSynapse):
+                arrays[f"{k}/weights"] = s.weights.astype(np.int16)
+                entry["synapse"] = {
+                    "type": "dense",
+                    "weights": {"array": f"{k}/weights"},
+                    "weight_exp": int(s.weight_exp),
+                    "num_weight_bits": int(s.num_weight_bits),
+                    "sign_mode": fp.SignMode(s.sign_mode).name,
+                    "num_message_bits": int(self.message_bits),
+                }
+            elif isinstance(s, ConvSynapse):
+                arrays[f"{k}/weights"] = s.weights.astype(np.int16)
+                entry["synapse"] = {
+                    "type": "conv",
+                    "weights": {"array": f"{k}/weights"},
+                    "input_shape": list(s.input_shape),
+                    "stride": list(s.stride),
+                    "padding": list(s.padding),
+                    "dilation": list(s.dilation),
+                    "groups": int(s.groups),
+                    "pool": list(s.pool),
+                    "num_message_bits": int(self.message_bits),
+                }
+            else:
+                entry["synapse"] = None
+            layers.append(entry)
+        readout = dict(self.readout)
+        if self.readout_scale is not None:
+            arrays["readout/scale"] = np.asarray(self.readout_scale, np.float32)
+            readout["scale"] = {"array": "readout/scale"}
+        doc = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "mode": "graded",
+            "neuron": "GradedReLU (neurodeploy_loihi.lava_processes): v = sat24(a_in + bias); "
+            "payload = clip(v >> shift, 0, 2**message_bits - 1), or v for the readout",
+            "layout": "populations in Lava order: (X, Y, C) = (W, H, C) for convolutional ones, flat otherwise",
+            "delay": self.delay,
+            "message_bits": self.message_bits,
+            "input": {"host_graph": "host", "population": 0, "scale": self.scales[0]},
+            "layers": layers,
+            "readout": readout,
+        }
+        (folder / DESCRIPTION).write_bytes(dumps_json(doc))
+        write_npz(folder / ARRAYS, arrays)
+        if not (folder / "host.json").exists():
+            save_graph(self.host, folder, "host")
+            return [DESCRIPTION, ARRAYS, "host.json", "host.npz"]
+        return [DESCRIPTION, ARRAYS]
+
+    @classmethod
+    def load(cls, folder: Path) -> "GradedProgram":
+        """Read what :meth:`save` wrote; errors name the file and the problem."""
+        path = folder / DESCRIPTION
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"cannot read {path}: {exc}") from exc
+        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
+            raise ArtifactError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} description")
+        arrays = read_npz(folder / ARRAYS)
+
+        def value(v: Any) -> Any:
+            if isinstance(v, dict) and set(v) == {"array"}:
+                if v["array"] not in arrays:
+                    raise ArtifactError(f"{folder / ARRAYS} has no array {v['array']!r}")
+                return arrays[v["array"]].astype(np.int64)
+            return v
+
+        try:
+            layers = []
+            for entry in doc["layers"]:
+                n = entry["neuron"]
+                neuron = GradedNeuron(
+                    relu=bool(n["relu"]),
+                    shift=int(n["shift"]),
+                    message_bits=int(n["message_bits"]),
+                    bias_mant=value(n["bias_mant"]),
+                    bias_exp=value(n["bias_exp"]),
+                )
+                s = entry["synapse"]
+                if s is None:
+                    synapse = None
+                elif s["type"] == "dense":
+                    synapse = DenseSynapse(
+                        value(s["weights"]),
+                        weight_exp=int(s["weight_exp"]),
+                        num_weight_bits=int(s["num_weight_bits"]),
+                        sign_mode=fp.SignMode[s["sign_mode"]],
+                    )
+                else:
+                    synapse = ConvSynapse(
+                        value(s["weights"]),
+                        tuple(s["input_shape"]),
+                        stride=tuple(s["stride"]),
+                        padding=tuple(s["padding"]),
+                        dilation=tuple(s["dilation"]),
+                        groups=int(s["groups"]),
+                        pool=tuple(s["pool"]),
+                    )
+                layers.append(GradedLayer(synapse, neuron, entry["name"], tuple(entry["lava_shape"])))
+            readout = dict(doc["readout"])
+            scale = readout.pop("scale", None)
+            return cls(
+                host=load_graph(folder, doc["input"]["host_graph"]),
+                network=GradedNetwork(layers),
+                names=[e["name"] for e in doc["layers"]],
+                roles=[e["role"] for e in doc["layers"]],
+                shapes=[tuple(e["shape"]) for e in doc["layers"]],
+                scales=[float(e["scale"]) for e in doc["layers"]],
+                readout=readout,
+                readout_scale=None if scale is None else arrays[scale["array"]].astype(np.float32),
+                message_bits=int(doc["message_bits"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path} does not describe a valid graded Loihi network: {exc}") from exc
+
+
+def _graph_weights(synapse: DenseSynapse | ConvSynapse, below: tuple[int, ...], shape: tuple[int, ...]):
+    """A synapse's integer weights back in the graph's layout: Dense (n_out, n_in) in C order of the graph
+    shapes, with Lava's effective (clipped, truncated) weights; Conv (O, C / groups, kH, kW) cross-correlation,
+    the pool repeated into the kernel, with its (stride, padding, groups) in (H, W) order."""
+    if isinstance(synapse, DenseSynapse):
+        w = np.zeros(synapse.effective_weights.shape, np.int64)
+        w[np.ix_(lava_order(shape), lava_order(below))] = synapse.effective_weights
+        return w, None
+    lava = synapse.lava_weights  # (O, kX, kY, C / g), a true convolution
+    w = lava.transpose(0, 3, 2, 1)[:, :, ::-1, ::-1]  # undo conv_weight_from_oihw: (O, C / g, kH, kW) correlation
+    return np.ascontiguousarray(w), (synapse.stride[::-1], synapse.padding[::-1], synapse.groups)
+
+
+# -- quantization --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GradedOptions:
+    """``message_bits``: payload width (activations 0..2**bits - 1). ``percentile``: the activation scale's
+    calibration statistic (100: the largest activation)."""
+
+    message_bits: int = MESSAGE_BITS
+    percentile: float = 100.0
+
+
+def _float_forward(lowered: Lowered, x: np.ndarray) -> list[np.ndarray]:
+    """The lowered network's float activations (graph layout, float64): ReLU everywhere but the readout."""
+    current = interpret.run(lowered.host, np.asarray(x, np.float32))[lowered.host.outputs[0]]
+    a = np.maximum(current.astype(np.float64), 0)
+    out = [a]
+    for pop in lowered.populations[1:]:
+        spec = pop.synapse
+        if isinstance(spec, DenseSpec):
+            z = a.reshape(len(a), -1) @ spec.weight.astype(np.float64).T
+        else:
+            kernel = np.repeat(np.repeat(spec.weight.astype(np.float64), spec.pool[0], axis=2), spec.pool[1], axis=3)
+            z = conv2d_nchw(a, kernel, spec.stride, spec.padding, spec.dilation, spec.groups)
+        z = z.reshape(len(a), *pop.shape) + pop.bias.astype(np.float64)
+        a = z if pop.role == "readout" else np.maximum(z, 0)
+        out.append(a)
+    return out
+
+
+def _split_bias(total: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Integer biases as (bias_mant, bias_exp): the smallest exponent 0..7 whose mantissa round(b / 2**exp) fits 13
+    signed bits; GradedError naming the layer when even exponent 7 does not."""
+    b = np.asarray(total, np.float64)
+    exp = np.zeros(b.shape, np.int64)
+    for e in range(BIAS_EXP_MAX + 1):
+        mant = np.rint(b / 2.0**e)
+        fits = (mant <= BIAS_MANT_MAX) & (mant >= BIAS_MANT_MIN)
+        exp = np.where((exp == e) & ~fits, e + 1, exp)
+    if exp.max(initial=0) > BIAS_EXP_MAX:
+        worst = float(np.abs(b).max())
+        raise GradedError(
+            f"{where}: bias {worst:.0f} (in payload units << shift) does not fit bias_mant << bias_exp: the limit is "
+            f"{BIAS_MANT_MAX} << {BIAS_EXP_MAX} = {BIAS_MANT_MAX << BIAS_EXP_MAX}; use fewer message bits"
+        )
+    return np.rint(b / np.exp2(exp)).astype(np.int64), exp
+
+
+def _compact(values: np.ndarray) -> int | np.ndarray:
+    flat = np.asarray(values).reshape(-1)
+    return int(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values)
+
+
+def _lava_synapse(spec: ConvSpec | DenseSpec, w: np.ndarray, below: tuple[int, ...], shape: tuple[int, ...]):
+    if isinstance(spec, ConvSpec):
+        return ConvSynapse(
+            fp.conv_weight_from_oihw(w),  # (O, kW, kH, C / groups): flipped and transposed, as netx
+            lava_shape(spec.input_shape),
+            stride=spec.stride[::-1],  # (H, W) -> (X, Y)
+            padding=spec.padding[::-1],
+            dilation=spec.dilation[::-1],
+            groups=spec.groups,
+            pool=spec.pool[::-1],
+        )
+    reordered = w[lava_order(shape)][:, lava_order(below)]  # rows and columns in Lava's flat order
+    return DenseSynapse(reordered, weight_exp=0, num_weight_bits=fp.WEIGHT_BITS, sign_mode=fp.SignMode.MIXED)
+
+
+def quantize_graded(
+    lowered: Lowered, calibration: np.ndarray | None, options: GradedOptions | None = None
+) -> GradedProgram:
+    """The graded program of ``lowered`` (see the module for the mapping); activation scales from the calibration
+    inputs, or from the converter's thresholds (1 in lowered units) without them."""
+    options = options or GradedOptions()
+    bits = int(options.message_bits)
+    if not 1 <= bits <= MESSAGE_BITS_MAX:
+        raise GradedError(f"message_bits must be in 1..{MESSAGE_BITS_MAX}, got {bits}")
+    top = (1 << bits) - 1
+    if top > BIAS_MANT_MAX:
+        raise GradedError(
+            f"message_bits {bits}: the input population's payload (up to {top}) is its bias_mant, which holds at most "
+            f"{BIAS_MANT_MAX}; use at most {fp.BIAS_MANT_BITS - 1} message bits"
+        )
+    pops = lowered.populations
+    if any(isinstance(p.synapse, ConvSpec) and p.synapse.dilation != (1, 1) for p in pops):
+        raise GradedError("graded mode maps undilated convolutions only")
+    if calibration is not None and len(calibration):
+        acts = _float_forward(lowered, calibration)
+        ranges = [float(np.percentile(a, options.percentile)) if a.size else 0.0 for a in acts]
+        source = f"calibration ({len(calibration)} samples, percentile {options.percentile:g})"
+    else:
+        ranges, source = [1.0] * len(pops), "converter thresholds (no calibration data)"
+    scales = [max(r, 1e-12) / top for r in ranges]
+    layers: list[GradedLayer] = []
+    report: list[dict[str, Any]] = []
+    for k, pop in enumerate(pops):
+        where = f"layer {pop.name!r}"
+        entry: dict[str, Any] = {"name": pop.name, "role": pop.role, "range": ranges[k]}
+        if pop.role == "input":
+            neuron = GradedNeuron(relu=True, shift=0, message_bits=bits)
+            layers.append(GradedLayer(None, neuron, pop.name, lava_shape(pop.shape)))
+            entry |= {"scale": scales[0], "shift": 0}
+            report.append(entry)
+            continue
+        w = pop.synapse.weight.astype(np.float64)
+        w_abs = float(np.abs(w).max(initial=0))
+        readout = pop.role == "readout"
+        if readout:  # identity: the weights use their whole range, v = z / s_L
+            scales[k] = scales[k - 1] * w_abs / WEIGHT_TOP if w_abs else 1.0
+            shift = 0
+        else:
+            ratio_top = w_abs * scales[k - 1] / scales[k]
+            shift = SHIFT_MAX if ratio_top == 0 else floor(log2(WEIGHT_TOP / ratio_top))
+            if shift < 0:  # the activation scale is finer than 8-bit weights can reach: coarsen it
+                scales[k] = w_abs * scales[k - 1] / WEIGHT_TOP
+                shift = 0
+            shift = min(shift, SHIFT_MAX)
+        unit = scales[k - 1] / scales[k] * 2.0**shift
+        w_int = np.clip(2 * np.rint(w * unit / 2), WEIGHT_BOTTOM, WEIGHT_TOP).astype(np.int64)  # even: 8-bit
+        half = (1 << (shift - 1)) if shift > 0 else 0  # rounds the floor of >> shift to nearest
+        bias_total = np.rint(pop.bias.astype(np.float64) / scales[k] * 2.0**shift) + half
+        mant, exp = _split_bias(to_lava(bias_total[None], pop.shape)[0], where)
+        below = pops[k - 1].shape
+        synapse = _lava_synapse(pop.synapse, w_int, below, pop.shape)
+        neuron = GradedNeuron(
+            relu=not readout, shift=shift, message_bits=bits, bias_mant=_compact(mant), bias_exp=_compact(exp)
+        )
+        layers.append(GradedLayer(synapse, neuron, pop.name))
+        per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * top
+        entry |= {
+            "scale": scales[k],
+            "shift": shift,
+            "weights": {
+                "type": "conv" if isinstance(pop.synapse, ConvSpec) else "dense",
+                "max_abs": int(np.abs(w_int).max(initial=0)),
+                "zeroed": int(np.count_nonzero((w != 0) & (w_int == 0))),
+            },
+            "bias_exp_max": int(np.max(exp, initial=0)),
+            "u_worst_case": int(per_out),
+            "u_bits_to_spare": None if per_out == 0 else round(log2(fp.STATE_LIMIT / per_out), 2),
+        }
+        report.append(entry)
+    readout = {
+        "kind": lowered.readout.kind,
+        "population": lowered.readout.population,
+        "output": lowered.readout.output,
+        "shape": list(lowered.readout.shape),
+    }
+    program = GradedProgram(
+        host=lowered.host,
+        network=GradedNetwork(layers),
+        names=[p.name for p in pops],
+        roles=[p.role for p in pops],
+        shapes=[tuple(p.shape) for p in pops],
+        scales=scales,
+        readout=readout,
+        readout_scale=lowered.readout.scale,
+        message_bits=bits,
+        report={"scale_source": source, "message_bits": bits, "delay": len(pops) - 1, "layers": report},
+    )
+    return program
+
+
+# -- the backend's graded mode -------------------------------------------------------------------------------
+
+
+def emit_graded(lowered: Lowered, calibration: np.ndarray | None, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    """Write the graded program next to the binary one; return the files and the report/manifest note. A network
+    the graded mode cannot hold is no compile error (binary mode still runs): the note gives the reason."""
+    try:
+        program = quantize_graded(lowered, calibration)
+    except GradedError as exc:
+        return [], {"available": False, "reason": str(exc)}
+    files = program.save(folder)
+    note = {
+        "available": True,
+        "file": DESCRIPTION,
+        "pipeline_delay": program.delay,
+        "pipeline_delay_note": (
+            f"graded payloads pass one synapse per step: the output after T steps is read at Loihi step T + "
+            f"{program.delay}; every T >= 1 gives the 8-bit quantized ANN's output"
+        ),
+    }
+    return files, {**note, "quantization": program.report}
+
+
+def emulate_graded(artifact: Any, inputs: np.ndarray, steps: int, checkpoints: tuple[int, ...], encoding: Any):
+    """The backend's ``emulate`` in graded mode: an EmulationResult whose ``spikes`` count the nonzero payloads
+    each population sent (a zero payload is sent too, but carries nothing)."""
+    from neurodeploy.backends.base import EmulationResult
+
+    program = _load_from(artifact)
+    x = encoding.check_inputs(program.host, inputs)[next(iter(program.host.inputs))]
+    if len(x) == 0:
+        raise DataError("no inputs to emulate (the input array has 0 samples)")
+    parts = [program.run(x[i : i + 256], steps, checkpoints=tuple(checkpoints)) for i in range(0, len(x), 256)]
+    return EmulationResult(
+        outputs=np.concatenate([p.outputs for p in parts]),
+        steps=steps,
+        mode="graded",
+        spikes={k: np.concatenate([p.spikes[k] for p in parts]) for k in parts[0].spikes},
+        neurons=parts[0].neurons,
+        checkpoints={c: np.concatenate([p.checkpoints[c] for p in parts]) for c in parts[0].checkpoints},
+        checkpoint_spikes={
+            c: {k: np.concatenate([p.checkpoint_spikes[c][k] for p in parts]) for k in parts[0].checkpoint_spikes[c]}
+            for c in parts[0].checkpoint_spikes
+        },
+        encoding=encoding.describe(),
+    )
+
+
+def quantized_outputs(artifact: Any, inputs: np.ndarray, encoding: Any) -> np.ndarray:
+    """The 8-bit quantized ANN's outputs (:meth:`GradedProgram.reference`) on ``inputs``."""
+    program = _load_from(artifact)
+    x = encoding.check_inputs(program.host, inputs)[next(iter(program.host.inputs))]
+    return np.concatenate([program.reference(x[i : i + 256]) for i in range(0, len(x), 256)])
+
+
+def _load_from(artifact: Any) -> GradedProgram:
+    note = artifact.manifest.get("target", {}).get("graded", {})
+    if not note.get("available", False):
+        reason = note.get("reason", "the artifact was compiled without a graded program")
+        raise DataError(f"this artifact cannot run in graded mode: {reason}")
+    artifact.path(DESCRIPTION)  # the artifact must list its files
+    return GradedProgram.load(artifact.root)

@@ -1,0 +1,318 @@
+"""From a converted (spiking) graph to Loihi populations and synapses, still in float.
+
+A converted graph is a chain: the input, linear ops, IF neurons, linear ops, IF neurons, ..., linear ops, the
+output. On Loihi each IF op becomes a population of neurons, and the linear ops between two populations become
+the one synapse (Lava ``Dense`` or ``Conv``) that connects them:
+
+* **Input**: the ops from the (direct, analog) input to the first IF neurons run on the host, in float32, and
+  their result is the first population's *bias current*, one value per neuron and sample (netx's ``Input``
+  block is driven the same way). The first population has no synapse, so it adds no delay. Exact: the first
+  layer's float computation is what the reference target does too.
+* **Conv**: an AvgPool2d (kernel == stride, no padding, input divisible by the kernel) followed by a Conv2d is
+  one Lava ``Conv`` whose kernel is the convolution's, each weight repeated over a pool block and divided by
+  the block's size, with stride and padding multiplied by the pool (:class:`ConvSpec`). Exact: the pooled map
+  is linear in the spikes.
+* **Dense**: any other chain of linear ops ending in a Dense (AvgPool, GlobalAvgPool, Reshape/flatten, Scale)
+  is composed into one weight matrix by applying the ops to the identity (:class:`DenseSpec`); the flatten
+  order is the graph's (C, H, W) here and becomes Lava's (X, Y, C) when the layers are laid out.
+* **Readout**: the linear ops after the last IF neurons that end in a Dense/Conv become a non-spiking readout
+  population (``readout=membrane``); an output that is the last IF neurons' spikes times a constant (``Scale``,
+  ``readout=spikes``) is read from their spike counts.
+
+IF thresholds (scalar or per channel) are folded into the synapse that feeds the neurons (row o divided by
+θ_o), so every population has threshold 1 in float units and one ``vth`` on the chip. Residual Add, Concat
+and branching are refused with an error naming the op.
+"""
+
+# No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
+# outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neurodeploy.errors import ConversionError
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.neurons import IF
+from neurodeploy.ir.op import Op
+from neurodeploy.ir.ops import AvgPool2d, Bias, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
+
+LINEAR = (AvgPool2d, GlobalAvgPool, Reshape, Conv2d, Dense, Scale, Bias)
+"""Ops a synapse may be made of."""
+MAX_DENSE_ENTRIES = 1 << 26
+"""The largest weight matrix a chain of linear ops is composed into (64 Mi entries)."""
+
+
+@dataclass
+class ConvSpec:
+    """A Lava Conv in the graph's orientation: ``weight`` (O, C / groups, kH, kW) is the *base* kernel
+    (cross-correlation, as ONNX), already divided by the pool area; the synapse applies it to every
+    ``pool`` block of input neurons. ``stride``/``padding`` (H, W) are the Lava Conv's: the graph's conv
+    stride and (symmetric) padding times the pool."""
+
+    weight: np.ndarray
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    pool: tuple[int, int]
+    input_shape: tuple[int, int, int]
+
+
+@dataclass
+class DenseSpec:
+    """All-to-all synapses: ``weight`` (n_out, n_in), inputs and outputs in the graph's C order of their
+    populations' shapes."""
+
+    weight: np.ndarray
+    input_shape: tuple[int, ...]
+
+
+@dataclass
+class Population:
+    """One population of neurons in float units (threshold 1). ``bias`` is the constant current per neuron
+    (the graph's shape); ``role`` is ``input`` (driven by the host-computed current, no synapse), ``hidden``
+    (IF neurons) or ``readout`` (non-spiking, read from v)."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    synapse: ConvSpec | DenseSpec | None
+    bias: np.ndarray
+    ops: list[str]
+    reset: str = "subtract"
+    initial: float = 0.5
+    value: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Readout:
+    """How the model output is read: ``membrane`` (the readout population's v, the integral of its input) or
+    ``spikes`` (the last population's spike counts times ``scale``, in the output's shape)."""
+
+    kind: str
+    population: int
+    output: str
+    shape: tuple[int, ...]
+    scale: np.ndarray | None = None
+
+
+@dataclass
+class Lowered:
+    """The host graph (input -> the first population's current), the populations in chain order, the readout."""
+
+    host: Graph
+    populations: list[Population]
+    readout: Readout
+
+    @property
+    def delay(self) -> int:
+        """Steps from a change of the input to the readout: one per synapse (the input population has none)."""
+        return len(self.populations) - 1
+
+
+def _where(op: Op) -> str:
+    return f"{op.op_type} '{op.name}'"
+
+
+def _segment(graph: Graph, value: str, stops: set[str]) -> tuple[str, list[Op]]:
+    """The chain of ops that computes ``value`` from the nearest stop (a graph input or an IF output)."""
+    ops: list[Op] = []
+    while value not in stops:
+        op = graph.producer(value)
+        if op is None:  # pragma: no cover - graph inputs are stops
+            raise ConversionError(f"value {value!r} has no producer")
+        if len(op.inputs) != 1:
+            raise ConversionError(
+                f"{_where(op)} joins {len(op.inputs)} branches; the loihi target runs chains of layers only "
+                "(residual Add and Concat are not supported yet)"
+            )
+        if not isinstance(op, LINEAR):
+            raise ConversionError(f"{_where(op)} has no Loihi equivalent (supported: Conv, Dense, AvgPool, flatten)")
+        ops.append(op)
+        value = op.inputs[0]
+    return value, ops[::-1]
+
+
+def _apply(ops: list[Op], x: np.ndarray) -> np.ndarray:
+    for op in ops:
+        x = op.forward([x])
+    return x
+
+
+def _dense(ops: list[Op], in_shape: tuple[int, ...], where: str) -> tuple[DenseSpec, np.ndarray]:
+    """Compose linear ops into one matrix (and the constant they add) by applying them to the identity."""
+    n_in = int(np.prod(in_shape))
+    zero = _apply(ops, np.zeros((1, *in_shape), np.float32))[0]
+    if n_in * zero.size > MAX_DENSE_ENTRIES:
+        raise ConversionError(
+            f"{where}: {n_in} x {zero.size} synapses exceed the {MAX_DENSE_ENTRIES} this target composes into one "
+            "Dense; use a convolution (AvgPool then Conv folds into one Lava Conv)"
+        )
+    basis = np.eye(n_in, dtype=np.float32).reshape(n_in, *in_shape)
+    images = _apply(ops, basis).reshape(n_in, -1) - zero.reshape(1, -1)
+    return DenseSpec(np.ascontiguousarray(images.T, np.float32), tuple(in_shape)), zero.astype(np.float32)
+
+
+def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, int, int]) -> tuple[ConvSpec, np.ndarray]:
+    top, left, bottom, right = conv.padding
+    if (top, left) != (bottom, right):
+        raise ConversionError(
+            f"{_where(conv)}: padding {conv.padding} (top, left, bottom, right) is asymmetric; Lava's Conv pads "
+            "both sides equally. Pad symmetrically when training, or crop the input"
+        )
+    weight, factor = conv.weight, (1, 1)
+    if pool is not None:
+        k = pool.kernel
+        if (
+            k != pool.stride
+            or any(pool.padding)
+            or pool.dilation != (1, 1)
+            or pool.ceil_mode
+            or conv.dilation != (1, 1)
+            or in_shape[1] % k[0]
+            or in_shape[2] % k[1]
+        ):
+            raise ConversionError(
+                f"{_where(pool)} before {_where(conv)}: a pooling folds into the convolution only with kernel == "
+                f"stride, no padding, no dilation and an input divisible by the kernel (input {in_shape}, kernel "
+                f"{k}, stride {pool.stride}, padding {pool.padding}); the loihi target has no separate pooling layer"
+            )
+        weight, factor = conv.weight / np.float32(k[0] * k[1]), k
+    bias = np.zeros(conv.out_channels, np.float32) if conv.bias is None else conv.bias
+    spec = ConvSpec(
+        weight=np.ascontiguousarray(weight, np.float32),
+        stride=(conv.stride[0] * factor[0], conv.stride[1] * factor[1]),
+        padding=(top * factor[0], left * factor[1]),
+        dilation=tuple(conv.dilation),
+        groups=int(conv.groups),
+        pool=tuple(factor),
+        input_shape=tuple(in_shape),
+    )
+    return spec, bias
+
+
+def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str):
+    """The synapse a chain of linear ops becomes, and its bias current in the output's shape."""
+    weighted = [op for op in ops if isinstance(op, (Conv2d, Dense))]
+    convs = [op for op in ops if isinstance(op, Conv2d)]
+    if convs:
+        conv = convs[0]
+        before = ops[: ops.index(conv)]
+        if (
+            len(convs) > 1
+            or ops[-1] is not conv
+            or len(before) > 1
+            or any(not isinstance(o, AvgPool2d) for o in before)
+        ):
+            names = ", ".join(_where(o) for o in ops)
+            raise ConversionError(
+                f"{where}: the ops between two neuron layers ({names}) do not map to one Lava synapse; the loihi "
+                "target maps [AvgPool2d] Conv2d, or linear ops ending in a Dense"
+            )
+        spec, bias = _conv(before[0] if before else None, conv, in_shape)
+        return spec, np.broadcast_to(bias.reshape(-1, 1, 1), out_shape).astype(np.float32)
+    if not weighted:
+        raise ConversionError(f"{where}: no Conv or Dense between two neuron layers; there is no synapse to map")
+    return _dense(ops, in_shape, where)
+
+
+def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[int, ...]):
+    """Divide each neuron's input by its threshold (scalar or per channel), so that every threshold is 1."""
+    theta = np.asarray(threshold, np.float32)
+    if np.all(theta == 1):
+        return spec, bias
+    per_neuron = np.broadcast_to(theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta, shape)
+    bias = (bias / per_neuron).astype(np.float32)
+    if isinstance(spec, ConvSpec):
+        spec.weight = (spec.weight / per_neuron[:, 0, 0].reshape(-1, 1, 1, 1)).astype(np.float32)
+    elif spec is not None:
+        spec.weight = (spec.weight / per_neuron.reshape(-1, 1)).astype(np.float32)
+    return spec, bias
+
+
+def lower(graph: Graph) -> Lowered:
+    """Map a converted graph onto Loihi populations; raise ConversionError naming the op that does not map."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ConversionError(
+            f"the loihi target takes one input and one output; the graph has {len(graph.inputs)} and "
+            f"{len(graph.outputs)}"
+        )
+    types = graph.types()
+    neurons = [op for op in graph.ops if op.is_stateful]
+    for op in neurons:
+        if not isinstance(op, IF):
+            raise ConversionError(f"{_where(op)}: the loihi target runs IF neurons only")
+    if not neurons:
+        raise ConversionError("the graph has no spiking neurons (no ReLU was converted); nothing runs on the chip")
+    (input_name,) = graph.inputs
+    stops = {input_name} | {op.output for op in neurons}
+    for value in stops - {input_name}:
+        readers = graph.consumers(value)
+        if len(readers) > 1:
+            names = ", ".join(_where(o) for o in readers)
+            raise ConversionError(f"IF '{graph.producer(value).name}' feeds {names}; branching is not supported yet")
+
+    populations: list[Population] = []
+    host: Graph | None = None  # set by the first neurons, which always exist
+    previous = input_name
+    for op in neurons:
+        source, ops = _segment(graph, op.inputs[0], stops)
+        if source != previous:
+            raise ConversionError(f"{_where(op)} reads {source!r}, not the layer before it; only chains map")
+        shape = types[op.output].shape
+        common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
+        if host is None:
+            host = Graph(f"{graph.name}-host", dict(graph.inputs), [op.inputs[0]], [o.copy() for o in ops])
+            theta = np.asarray(op.threshold, np.float32)
+            if not np.all(theta == 1):
+                scale = 1 / (theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta)
+                current = graph.fresh_name(f"{op.inputs[0]}_per_threshold")
+                host.ops.append(
+                    Scale(
+                        name=f"{op.name}_threshold",
+                        inputs=(op.inputs[0],),
+                        output=current,
+                        value=scale.astype(np.float32),
+                    )
+                )
+                host.outputs = [current]
+            host.verify()
+            bias = np.zeros(shape, np.float32)
+            populations.append(Population(op.name, "input", shape, None, bias, [o.name for o in ops], **common))
+        else:
+            spec, bias = _synapse(ops, types[source].shape, shape, _where(op))
+            spec, bias = _fold_threshold(spec, np.asarray(bias, np.float32).reshape(shape), op.threshold, shape)
+            populations.append(Population(op.name, "hidden", shape, spec, bias, [o.name for o in ops], **common))
+        previous = op.output
+
+    output = graph.outputs[0]
+    source, ops = _segment(graph, output, stops)
+    if source != previous:
+        raise ConversionError(f"the output {output!r} is computed from {source!r}, not from the last neuron layer")
+    out_shape = types[output].shape
+    where = f"the output {output!r}"
+    if any(isinstance(o, (Conv2d, Dense)) for o in ops):
+        spec, bias = _synapse(ops, types[source].shape, out_shape, where)
+        name = ops[-1].name
+        populations.append(
+            Population(
+                name,
+                "readout",
+                out_shape,
+                spec,
+                np.asarray(bias, np.float32).reshape(out_shape),
+                [o.name for o in ops],
+                value=output,
+            )
+        )
+        readout = Readout("membrane", len(populations) - 1, output, out_shape)
+    else:
+        if any(not isinstance(o, Scale) for o in ops):
+            names = ", ".join(_where(o) for o in ops)
+            raise ConversionError(f"{where} is read from spikes through {names}; only a Scale can follow the neurons")
+        ones = np.ones((1, *out_shape), np.float32)
+        scale = _apply(ops, ones)[0]
+        readout = Readout("spikes", len(populations) - 1, output, out_shape, scale.astype(np.float32))
+    return Lowered(host, populations, readout)

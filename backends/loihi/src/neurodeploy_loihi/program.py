@@ -1,0 +1,317 @@
+"""The Loihi program an artifact holds, how it is written and read, and how it runs in the emulator.
+
+``loihi.json`` describes the network (populations in chain order, their synapses, neuron parameters, the
+readout, the pipeline delay); ``loihi.npz`` holds every integer array (weights in Lava's layout, per-neuron
+biases and initial voltages); ``host.json``/``host.npz`` is the float graph the host runs on each input to get
+the input population's current. Both the emulator and the Lava runner are built from these files alone.
+
+Time: the input population (index 0) has no synapse; population k receives the spikes of k - 1 one step after
+they were emitted, so it computes the graph's step t at Loihi step t + k. A run of T (graph) steps therefore
+takes T + delay Loihi steps, where delay is the readout's depth (the number of synapses), and the readout after
+T steps is read at Loihi step T + delay. Spikes of population k are counted over its Loihi steps k + 1 .. k + T.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import ArtifactError, DataError
+from neurodeploy.ir import interpret
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.serialize import dumps_json, load_graph, read_npz, save_graph, write_npz
+from neurodeploy_loihi import fixed_point as fp
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, StepState
+from neurodeploy_loihi.quantize import input_bias, to_graph
+
+FORMAT = "neurodeploy-loihi"
+FORMAT_VERSION = 1
+DESCRIPTION = "loihi.json"
+ARRAYS = "loihi.npz"
+HOST = "host"
+
+
+@dataclass
+class Program:
+    """An integer Loihi network with its host-side input stage and its readout.
+
+    ``names``/``roles``/``shapes``: per population, its name (the IF op, or the readout's producer), role
+    (``input``, ``hidden``, ``readout``) and shape in the graph's layout. ``scales``: integer units of v per
+    float unit (vth << 6 for spiking populations). ``readout``: ``{"kind": "membrane" | "spikes", "population": k,
+    "output": name, "shape": [...]}`` plus, for spikes, ``scale`` (per output element, in ``readout_scale``)."""
+
+    mode: str
+    host: Graph
+    network: Network
+    names: list[str]
+    roles: list[str]
+    shapes: list[tuple[int, ...]]
+    scales: list[float]
+    input_vth: int
+    input_clip: tuple[int, int]
+    input_bias_exp: int | None
+    readout: dict[str, Any]
+    readout_scale: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def delay(self) -> int:
+        """Loihi steps between the input population and the readout population: one per synapse."""
+        return int(self.readout["population"])
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def save(self, folder: Path) -> list[str]:
+        """Write loihi.json, loihi.npz, host.json and host.npz into ``folder``; return their names."""
+        arrays: dict[str, np.ndarray] = {}
+        layers = []
+        for k, layer in enumerate(self.network.layers):
+            neuron = layer.neuron
+            entry: dict[str, Any] = {
+                "name": self.names[k],
+                "role": self.roles[k],
+                "shape": list(self.shapes[k]),
+                "lava_shape": list(layer.shape),
+                "scale": self.scales[k],
+                "neuron": {"kind": neuron.kind, "du": int(neuron.du), "dv": int(neuron.dv), "vth": int(neuron.vth)},
+            }
+            for name in ("bias_mant", "bias_exp", "v0"):
+                value = np.asarray(getattr(neuron, name))
+                if value.ndim:
+                    arrays[f"{k}/{name}"] = value.astype(np.int32)
+                    entry["neuron"][name] = {"array": f"{k}/{name}"}
+                else:
+                    entry["neuron"][name] = int(value)
+            synapse = layer.synapse
+            if isinstance(synapse, DenseSynapse):
+                arrays[f"{k}/weights"] = synapse.weights.astype(np.int16)
+                entry["synapse"] = {
+                    "type": "dense",
+                    "weights": {"array": f"{k}/weights"},
+                    "weight_exp": int(synapse.weight_exp),
+                    "num_weight_bits": int(synapse.num_weight_bits),
+                    "sign_mode": fp.SignMode(synapse.sign_mode).name,
+                }
+            elif isinstance(synapse, ConvSynapse):
+                arrays[f"{k}/weights"] = synapse.weights.astype(np.int16)
+                entry["synapse"] = {
+                    "type": "conv",
+                    "weights": {"array": f"{k}/weights"},
+                    "input_shape": list(synapse.input_shape),
+                    "stride": list(synapse.stride),
+                    "padding": list(synapse.padding),
+                    "dilation": list(synapse.dilation),
+                    "groups": int(synapse.groups),
+                    "pool": list(synapse.pool),
+                }
+            else:
+                entry["synapse"] = None
+            layers.append(entry)
+        readout = dict(self.readout)
+        if self.readout_scale is not None:
+            arrays["readout/scale"] = np.asarray(self.readout_scale, np.float32)
+            readout["scale"] = {"array": "readout/scale"}
+        doc = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "mode": self.mode,
+            "layout": "populations in Lava order: (X, Y, C) = (W, H, C) for convolutional ones, flat otherwise",
+            "delay": self.delay,
+            "input": {
+                "host_graph": HOST,
+                "population": 0,
+                "vth": self.input_vth,
+                "current_clip": list(self.input_clip),
+                "bias_exp": self.input_bias_exp,
+            },
+            "layers": layers,
+            "readout": readout,
+            "notes": list(self.notes),
+        }
+        (folder / DESCRIPTION).write_bytes(dumps_json(doc))
+        write_npz(folder / ARRAYS, arrays)
+        save_graph(self.host, folder, HOST)
+        return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz"]
+
+    @classmethod
+    def load(cls, folder: Path) -> Program:
+        """Read what :meth:`save` wrote (an artifact's files); errors name the file and the problem."""
+        path = folder / DESCRIPTION
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"cannot read {path}: {exc}") from exc
+        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
+            raise ArtifactError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} description")
+        arrays = read_npz(folder / ARRAYS)
+
+        def value(v: Any) -> Any:
+            if isinstance(v, dict) and set(v) == {"array"}:
+                if v["array"] not in arrays:
+                    raise ArtifactError(f"{folder / ARRAYS} has no array {v['array']!r}")
+                return arrays[v["array"]].astype(np.int64)
+            return v
+
+        layers = []
+        where = "its header"
+        try:
+            for entry in doc["layers"]:
+                where = f"layer {entry.get('name')!r}" if isinstance(entry, dict) else "a layer"
+                n = entry["neuron"]
+                neuron = Neuron(
+                    du=n["du"],
+                    dv=n["dv"],
+                    vth=n["vth"],
+                    kind=n["kind"],
+                    bias_mant=value(n["bias_mant"]),
+                    bias_exp=value(n["bias_exp"]),
+                    v0=value(n["v0"]),
+                )
+                s = entry["synapse"]
+                if s is None:
+                    synapse = None
+                elif s["type"] == "dense":
+                    synapse = DenseSynapse(
+                        value(s["weights"]),
+                        weight_exp=s["weight_exp"],
+                        num_weight_bits=s["num_weight_bits"],
+                        sign_mode=fp.SignMode[s["sign_mode"]],
+                    )
+                else:
+                    synapse = ConvSynapse(
+                        value(s["weights"]),
+                        tuple(s["input_shape"]),
+                        stride=tuple(s["stride"]),
+                        padding=tuple(s["padding"]),
+                        dilation=tuple(s["dilation"]),
+                        groups=s["groups"],
+                        pool=tuple(s["pool"]),
+                    )
+                layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"])))
+            network = Network(layers)
+            readout = dict(doc["readout"])
+            scale = readout.pop("scale", None)
+            readout_scale = None if scale is None else arrays[scale["array"]].astype(np.float32)
+            inp = doc["input"]
+            return cls(
+                mode=doc["mode"],
+                host=load_graph(folder, inp["host_graph"]),
+                network=network,
+                names=[e["name"] for e in doc["layers"]],
+                roles=[e["role"] for e in doc["layers"]],
+                shapes=[tuple(e["shape"]) for e in doc["layers"]],
+                scales=[float(e["scale"]) for e in doc["layers"]],
+                input_vth=int(inp["vth"]),
+                input_clip=tuple(inp["current_clip"]),
+                input_bias_exp=inp["bias_exp"],
+                readout=readout,
+                readout_scale=readout_scale,
+                notes=list(doc.get("notes", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path} does not describe a valid Loihi network ({where}): {exc}") from exc
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def input_bias(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The input population's (bias_mant, bias_exp) per sample, Lava layout: the host graph's float32
+        current (in thresholds), scaled, rounded and clipped (:func:`neurodeploy_loihi.quantize.input_bias`)."""
+        currents = interpret.run(self.host, x)[self.host.outputs[0]]
+        return input_bias(currents, self.shapes[0], self.input_vth, self.input_clip, self.input_bias_exp)
+
+    def run(
+        self,
+        x: np.ndarray,
+        steps: int,
+        *,
+        checkpoints: tuple[int, ...] = (),
+        counts: bool = False,
+        observe: Any = None,
+    ) -> RunResult:
+        """Emulate ``steps`` graph steps (``steps + delay`` Loihi steps) on analog inputs x (B, *input shape)."""
+        if steps < 1:
+            raise DataError(f"steps must be >= 1, got {steps}")
+        mant, exp = self.input_bias(np.asarray(x, np.float32))
+        batch, delay = len(mant), self.delay
+        total = steps + delay
+        wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+        layers = self.network.layers
+        spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
+        counted = {k: np.zeros((batch, *layers[k].shape), np.int32) for k in spiking}
+        marks: dict[int, dict[str, np.ndarray]] = {c: {} for c in wanted}
+        readouts: dict[int, np.ndarray] = {}
+        baseline = [np.zeros((batch, *layers[-1].shape), np.int64)]
+        top = self.readout["population"]
+        stats = {
+            "u_folds": np.zeros(len(layers), np.int64),
+            "v_saturations": np.zeros(len(layers), np.int64),
+            "u_max": np.zeros(len(layers), np.int64),
+            "v_max": np.zeros(len(layers), np.int64),
+            "readout_spikes": 0,
+        }
+
+        def record(state: StepState) -> None:
+            k, t = state.k, state.t
+            local = t - k  # the graph's step this population computes now
+            stats["u_folds"][k] += int(np.count_nonzero(state.u_folded))
+            stats["v_saturations"][k] += int(np.count_nonzero(state.v_saturated))
+            stats["u_max"][k] = max(stats["u_max"][k], int(np.abs(state.u).max(initial=0)))
+            stats["v_max"][k] = max(stats["v_max"][k], int(np.abs(state.v).max(initial=0)))
+            if k in counted:
+                if 1 <= local <= steps:
+                    counted[k] += state.spikes
+                if local in marks:
+                    marks[local][self.names[k]] = counted[k].reshape(batch, -1).sum(axis=1)
+                if k == top and local in marks:
+                    readouts[local] = counted[k].copy()
+            else:
+                if local == 0:  # the readout's v before its first input: what the integral starts from
+                    baseline[0] = state.v.copy()
+                if 1 <= local <= steps:
+                    stats["readout_spikes"] += int(np.count_nonzero(state.spikes))
+                if local in marks:
+                    readouts[local] = state.v - baseline[0]
+            if observe is not None:
+                observe(state)
+
+        self.network.run(steps=total, input_bias=(mant, exp), record_state=False, record_spikes=False, observe=record)
+        outputs = {c: self._readout(readouts[c], c) for c in wanted}
+        return RunResult(
+            outputs=outputs[steps],
+            checkpoints={c: outputs[c] for c in wanted if c in checkpoints},
+            spikes={self.names[k]: counted[k].reshape(batch, -1).sum(axis=1) for k in spiking},
+            checkpoint_spikes={c: marks[c] for c in wanted if c in checkpoints},
+            counts={self.names[k]: to_graph(counted[k], self.shapes[k]) for k in spiking} if counts else {},
+            neurons={self.names[k]: int(np.prod(self.shapes[k])) for k in spiking},
+            stats=stats,
+        )
+
+    def _readout(self, state: np.ndarray, steps: int) -> np.ndarray:
+        """The output after ``steps`` graph steps, in the output's shape: the change of v since the readout's
+        first input step, / (scale * T), for a membrane readout (v starts at 0 there unless its delay
+        compensation was clipped, or in the netx profile, which has none); spike count / T times the output
+        scale for a spike readout."""
+        k = self.readout["population"]
+        values = to_graph(state, self.shapes[k]).astype(np.float64)
+        if self.readout["kind"] == "membrane":
+            out = values / (self.scales[k] * steps)
+        else:
+            out = values / steps * self.readout_scale
+        return out.reshape(len(out), *self.readout["shape"]).astype(np.float32)
+
+
+@dataclass
+class RunResult:
+    """Outputs after all steps and at checkpoints; per spiking population, its spikes per sample (and per
+    neuron when asked); overflow statistics per layer (``u_folds``, ``v_saturations`` neuron-steps, the largest
+    |u| and |v| seen) and how many readout spikes occurred (any means v reached the top of its range)."""
+
+    outputs: np.ndarray
+    checkpoints: dict[int, np.ndarray]
+    spikes: dict[str, np.ndarray]
+    checkpoint_spikes: dict[int, dict[str, np.ndarray]]
+    counts: dict[str, np.ndarray]
+    neurons: dict[str, int]
+    stats: dict[str, Any]

@@ -1,0 +1,377 @@
+"""Loihi 2 fixed point for lowered populations: integer weights, thresholds, biases and initial voltages.
+
+Every population has threshold 1 in float units (:mod:`neurodeploy_loihi.lowering`). On the chip its threshold
+is ``vth << 6``, so one float unit of v is ``R = vth * 64`` integer units (the population's *scale*), and
+everything that reaches v is multiplied by R:
+
+* **Weights.** A spike through weight w adds ``w_int * 2**weight_exp << 6`` to u, hence to v, so
+  ``w_int = W * vth / 2**weight_exp``. Weights are 8-bit: a Dense layer with weights of both signs is MIXED,
+  whose Lava weights are even integers in [-256, 254] (Lava's ``truncate_weights`` drops the lowest bit of a
+  MIXED weight at ``num_weight_bits=8``), one-signed layers are EXCITATORY ([0, 255]) or INHIBITORY
+  ([-255, 0]). Conv weights, which Lava's Conv uses as they are (no ``weight_exp``, no truncation), get the
+  MIXED grid too, so that the same numbers are valid on the chip and in a netx ``.net``. vth is chosen so that
+  the largest weight lands on the top of the grid: ``vth = floor(254 / max|W|)``; a Dense layer whose largest
+  weight exceeds 254 thresholds takes a positive ``weight_exp`` instead (a Conv cannot, and is refused).
+* **Bias.** ``bias_mant << bias_exp`` is added to v every step, *without* the << 6 of synaptic input:
+  ``bias = round(b * R)``, split into a 13-bit signed mantissa and the smallest exponent 0..7 that holds it.
+* **The comparison.** The graph's IF neurons spike when ``v >= θ``; Loihi's when ``v > vth << 6``. Integer
+  v >= R is v + 1 > R, so every v starts one unit higher: ``v0 = round(initial * R) + 1``. A subtractive reset
+  keeps the offset; a reset to zero loses it (the neuron then needs v > R, one unit more, after its first
+  spike).
+* **The pipeline delay.** Each synapse delays spikes by one step, so population k (the input population is 0)
+  receives its first input at step k + 1 while its bias is added from step 1. Its v0 is lowered by ``k * bias``
+  so that at step k it holds exactly v0: population k at step t computes the graph's step t - k.
+* **The input population.** Its current c (float, one value per neuron and sample, computed on the host) is
+  ``round(c * R)`` as bias. Values outside [-1, 1] thresholds per step are clipped: a neuron whose current is
+  at least one threshold fires every step and one with a negative current never fires, whatever the value,
+  so clipping costs nothing but the charge that never matters; R is as large as the bias range then allows.
+* **The readout** population integrates its input in v (du = 4095, dv = 0, no spike: vth at its maximum), so
+  its v after T steps is R times the sum of its float inputs. R is chosen so that ``readout_steps`` steps of
+  twice the largest calibration output fit in v's 24 bits; its weights then take a negative ``weight_exp``
+  (Lava floors the shifted sum) and use the full 8 bits.
+
+``netx=True`` (the conversion options ``reset=zero,initial=0``) keeps to what a netx ``.net`` can express:
+v0 = 0 everywhere (no offset, no delay compensation), bias exponents fixed at 6 (netx's ``bias_exp``) and no
+weight exponent other than 0.
+"""
+
+# No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
+# outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
+
+from dataclasses import dataclass, field
+from math import ceil, floor, log2
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import NeurodeployError
+from neurodeploy_loihi import fixed_point as fp
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
+
+VTH_MAX = (1 << fp.VTH_BITS) - 1
+"""131071: the 17-bit threshold mantissa."""
+MANT_MIN, MANT_MAX = -(1 << (fp.BIAS_MANT_BITS - 1)), (1 << (fp.BIAS_MANT_BITS - 1)) - 1
+"""bias_mant: 13-bit signed, -4096..4095."""
+EXP_MAX = (1 << fp.BIAS_EXP_BITS) - 1
+"""bias_exp: 3-bit unsigned, 0..7."""
+NETX_BIAS_EXP = 6
+"""netx gives every neuron ``bias_exp = 6`` (``hdf5.py: get_neuron_params``)."""
+MIXED_TOP = 254
+"""The largest MIXED weight Lava keeps at 8 bits: [-256, 254] in steps of 2."""
+ONE_SIGNED_TOP = (1 << fp.WEIGHT_BITS) - 1
+"""255: EXCITATORY and INHIBITORY weights keep all 8 bits of magnitude."""
+WEIGHT_EXP_RANGE = (-8, 7)
+"""The weight exponents this target uses. Lava does not bound ``weight_exp``; Loihi 1's was a 4-bit signed
+field (-8..7, Davies et al., IEEE Micro 2018), which we keep to as the published bound we know of."""
+IF_DECAY_U = (1 << fp.DECAY_BITS) - 1
+"""du = 4095: u decays by (4095 + 1) / 4096, so u holds this step's input only (an IF neuron has no current)."""
+IF_DECAY_V = 0
+"""dv = 0: v does not leak (integrate-and-fire)."""
+V_LIMIT = fp.STATE_LIMIT - 1
+"""v saturates at +-(2**23 - 1)."""
+
+
+class QuantizationError(NeurodeployError):
+    """A layer's values do not fit Loihi 2's fixed-point fields; the message names the layer, field and limit."""
+
+
+@dataclass
+class Options:
+    """``netx``: keep to what a netx .net expresses (see the module). ``readout_steps``: the number of steps the
+    readout's v must hold without saturating (twice the largest calibration output per step)."""
+
+    netx: bool = False
+    readout_steps: int = 256
+
+
+@dataclass
+class Quantized:
+    """The integer network (Lava layout), per-layer facts for the artifact and the report."""
+
+    network: Network
+    scales: list[float]
+    input_vth: int
+    input_clip: tuple[int, int]
+    input_bias_exp: int | None
+    report: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- layouts -------------------------------------------------------------------------------------------------
+
+
+def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A population's shape in Lava: (C, H, W) -> (X, Y, C) = (W, H, C); anything else flat (n,)."""
+    if len(shape) == 3:
+        c, h, w = shape
+        return (w, h, c)
+    return (int(np.prod(shape)),)
+
+
+def lava_order(shape: tuple[int, ...]) -> np.ndarray:
+    """For each neuron in Lava's flat order, its index in the graph's flat (C order) layout."""
+    n = int(np.prod(shape))
+    if len(shape) == 3:
+        return np.arange(n).reshape(shape).transpose(2, 1, 0).reshape(-1)
+    return np.arange(n)
+
+
+def to_lava(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-neuron values (B, *shape) in the graph's layout -> (B, *lava_shape(shape))."""
+    x = np.asarray(x)
+    if len(shape) == 3:
+        return fp.chw_to_xyc(x)
+    return x.reshape(len(x), -1)
+
+
+def to_graph(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(B, *lava_shape(shape)) -> (B, *shape)."""
+    x = np.asarray(x)
+    if len(shape) == 3:
+        return fp.xyc_to_chw(x)
+    return x.reshape(len(x), *shape)
+
+
+# -- fields --------------------------------------------------------------------------------------------------
+
+
+def split_bias(total: np.ndarray, fixed_exp: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer biases as (bias_mant, bias_exp, how many were clipped): the smallest exponent 0..7 whose mantissa
+    ``round(b / 2**exp)`` fits 13 signed bits (or ``fixed_exp`` for all), the mantissa rounded half to even
+    and clipped to [-4096, 4095] where even exp 7 does not hold it."""
+    b = np.asarray(total, np.float64)
+    if fixed_exp is not None:
+        exp = np.full(b.shape, fixed_exp, np.int64)
+    else:
+        exp = np.zeros(b.shape, np.int64)
+        for e in range(1, EXP_MAX + 1):  # raise the exponent while the mantissa does not fit
+            too_big = (np.rint(b / 2.0 ** (e - 1)) > MANT_MAX) | (np.rint(b / 2.0 ** (e - 1)) < MANT_MIN)
+            exp = np.where(too_big & (exp == e - 1), e, exp)
+    mant = np.rint(b / np.exp2(exp))  # round half to even, deterministic
+    clipped = int(np.count_nonzero((mant > MANT_MAX) | (mant < MANT_MIN)))
+    return np.clip(mant, MANT_MIN, MANT_MAX).astype(np.int64), exp, clipped  # saturate, never wrap
+
+
+def max_bias(fixed_exp: int | None) -> int:
+    """The largest bias a mantissa/exponent pair holds: 4095 << 7 (or << the fixed exponent)."""
+    return MANT_MAX << (EXP_MAX if fixed_exp is None else fixed_exp)
+
+
+def _grid(values: np.ndarray, sign_mode: fp.SignMode) -> tuple[np.ndarray, int]:
+    """Round float weights (already in integer units) onto the sign mode's 8-bit grid; count the clipped ones."""
+    if sign_mode == fp.SignMode.MIXED:
+        w = 2 * np.rint(values / 2)  # even integers: Lava drops a MIXED weight's lowest bit
+        low, high = -MIXED_TOP - 2, MIXED_TOP
+    elif sign_mode == fp.SignMode.EXCITATORY:
+        w, low, high = np.rint(values), 0, ONE_SIGNED_TOP
+    else:
+        w, low, high = np.rint(values), -ONE_SIGNED_TOP, 0
+    clipped = int(np.count_nonzero((w < low) | (w > high)))
+    return np.clip(w, low, high).astype(np.int64), clipped  # clip, as Lava's clip_weights
+
+
+def _sign_mode(weight: np.ndarray, conv: bool) -> fp.SignMode:
+    if conv:
+        return fp.SignMode.MIXED  # Lava's Conv has no sign mode: weights are signed as given
+    return fp.determine_sign_mode(np.sign(weight))
+
+
+def _scale_for(top_abs: float, top: int, conv: bool, where: str, netx: bool) -> tuple[int, int]:
+    """(vth, weight_exp) of a spiking population whose largest float weight is ``top_abs`` thresholds."""
+    if top_abs == 0:
+        return 1 << 10, 0  # no weight: any threshold; 1024 leaves room for the bias's precision
+    vth = floor(top / top_abs)
+    weight_exp = 0
+    if vth < 1:
+        if conv or netx:
+            raise QuantizationError(
+                f"{where}: a single spike is worth {top_abs:.4g} thresholds, more than the {top} an 8-bit weight can "
+                f"hold at vth = 1 ({'Lava Conv has no weight_exp' if conv else 'a .net has no weight exponent'}); "
+                "lower the layer's weights or use norm=max"
+            )
+        weight_exp = ceil(log2(top_abs / top))
+        if weight_exp > WEIGHT_EXP_RANGE[1]:
+            raise QuantizationError(
+                f"{where}: weight_exp {weight_exp} needed for weights of {top_abs:.4g} thresholds exceeds the "
+                f"limit {WEIGHT_EXP_RANGE[1]}"
+            )
+        vth = floor(top * 2**weight_exp / top_abs)
+    return min(vth, VTH_MAX), weight_exp
+
+
+# -- layers --------------------------------------------------------------------------------------------------
+
+
+def _synapse(
+    spec: ConvSpec | DenseSpec,
+    weight: np.ndarray,
+    weight_exp: int,
+    sign_mode: fp.SignMode,
+    below: tuple[int, ...],
+    out_shape: tuple[int, ...],
+) -> DenseSynapse | ConvSynapse:
+    """The emulator's synapse in Lava's layout from integer weights in the graph's layout."""
+    if isinstance(spec, ConvSpec):
+        return ConvSynapse(
+            fp.conv_weight_from_oihw(weight),  # (O, kW, kH, C / groups): flipped and transposed, as netx
+            lava_shape(spec.input_shape),
+            stride=spec.stride[::-1],  # (H, W) -> (X, Y)
+            padding=spec.padding[::-1],
+            dilation=spec.dilation[::-1],
+            groups=spec.groups,
+            pool=spec.pool[::-1],
+        )
+    reordered = weight[lava_order(out_shape)][:, lava_order(below)]  # rows and columns in Lava's flat order
+    return DenseSynapse(reordered, weight_exp=weight_exp, num_weight_bits=fp.WEIGHT_BITS, sign_mode=sign_mode)
+
+
+def _weights_report(float_scaled: np.ndarray, weight: np.ndarray, clipped: int) -> dict[str, Any]:
+    nonzero = float_scaled != 0
+    zeroed = int(np.count_nonzero(nonzero & (weight == 0)))
+    return {
+        "count": int(weight.size),
+        "zeroed": zeroed,
+        "zeroed_fraction": zeroed / max(int(np.count_nonzero(nonzero)), 1),
+        "clipped": clipped,
+        "max_abs": int(np.abs(weight).max(initial=0)),
+    }
+
+
+def _static_headroom(synapse: DenseSynapse | ConvSynapse) -> dict[str, Any]:
+    """The largest |u| a binary step can bring (every input spiking), against u's 24-bit fold: bits to spare."""
+    if isinstance(synapse, ConvSynapse):
+        per_out = np.abs(synapse.lava_weights).sum(axis=(1, 2, 3)).max(initial=0)  # a Conv wraps its sum at 24 bits
+    else:
+        per_out = np.abs(synapse.effective_weights).sum(axis=1).max(initial=0) * 2.0**synapse.weight_exp
+    worst = float(per_out) * (1 << fp.ACT_SHIFT)
+    return {
+        "u_worst_case": worst,
+        "u_bits_to_spare": None if worst == 0 else round(log2(fp.STATE_LIMIT / worst), 2),
+    }
+
+
+def _v0(target: np.ndarray, bias: np.ndarray, depth: int, threshold: int, spiking: bool) -> tuple[np.ndarray, int]:
+    """The initial v that compensates ``depth`` steps of bias before the first input arrives (see the module),
+    kept within v's range and, for spiking neurons with a negative bias, low enough not to fire while it waits."""
+    v0 = target - depth * bias
+    high = np.full(v0.shape, V_LIMIT, np.int64)
+    if spiking and depth > 0:
+        high = np.where(bias < 0, np.minimum(high, threshold - bias), high)  # v0 + bias <= threshold: no spike
+    clipped = int(np.count_nonzero((v0 > high) | (v0 < -V_LIMIT)))
+    return np.clip(v0, -V_LIMIT, high), clipped
+
+
+def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quantized:
+    """The integer network of ``lowered``. ``readout_range`` bounds |readout output| per step in float units
+    (the largest calibration output, or a bound from the weights)."""
+    layers: list[Layer] = []
+    report: list[dict[str, Any]] = []
+    scales: list[float] = []
+    fixed_exp = NETX_BIAS_EXP if options.netx else None
+    kind = None
+    input_vth, input_clip = 0, (0, 0)
+    for depth, pop in enumerate(lowered.populations):
+        where = f"layer {pop.name!r}"
+        shape = lava_shape(pop.shape)
+        entry: dict[str, Any] = {
+            "name": pop.name,
+            "role": pop.role,
+            "shape": list(pop.shape),
+            "lava_shape": list(shape),
+        }
+        if pop.role != "readout":
+            kind = "lif" if pop.reset == "zero" else "subtractive"
+        if pop.role == "input":
+            top = max_bias(fixed_exp)
+            input_vth = (top - 1) >> fp.VTH_SHIFT  # threshold + 1 must stay a representable bias
+            threshold = fp.effective_threshold(input_vth)
+            input_clip = (-threshold, top)
+            target = 0 if options.netx else round(pop.initial * threshold) + 1
+            neuron = Neuron(du=IF_DECAY_U, dv=IF_DECAY_V, vth=input_vth, kind=kind, v0=target)
+            layers.append(Layer(None, neuron, pop.name, shape))
+            scales.append(float(threshold))
+            entry |= {"vth": input_vth, "threshold": threshold, "scale": threshold, "current_clip": list(input_clip)}
+            report.append(entry)
+            continue
+        spec = pop.synapse
+        conv = isinstance(spec, ConvSpec)
+        weight = spec.weight
+        sign_mode = _sign_mode(weight, conv)
+        top = MIXED_TOP if sign_mode == fp.SignMode.MIXED else ONE_SIGNED_TOP
+        top_abs = float(np.abs(weight).max(initial=0))
+        if pop.role == "hidden":
+            vth, weight_exp = _scale_for(top_abs, top, conv, where, options.netx)
+            threshold = fp.effective_threshold(vth)
+            scale = float(threshold)
+        else:  # readout: as large a scale as readout_steps steps allow, then the weights' exponent
+            vth = VTH_MAX
+            threshold = fp.effective_threshold(vth)
+            limit = V_LIMIT / (options.readout_steps * 2.0 * max(readout_range, 1e-12))
+            if conv or options.netx or top_abs == 0:
+                weight_exp = 0
+                scale = limit if top_abs == 0 else min(limit, top * 64.0 / top_abs)
+            else:
+                weight_exp = min(0, floor(log2(limit * top_abs / (top * 64.0))))
+                weight_exp = max(weight_exp, WEIGHT_EXP_RANGE[0])
+                scale = top * 64.0 * 2.0**weight_exp / top_abs
+        unit = scale / (1 << fp.ACT_SHIFT) / 2.0**weight_exp  # integer weight per float weight
+        scaled = weight.astype(np.float64) * unit
+        w_int, clipped = _grid(scaled, sign_mode)
+        below = lowered.populations[depth - 1].shape
+        synapse = _synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
+        bias_total = np.rint(to_lava(pop.bias[None].astype(np.float64) * scale, pop.shape)[0])
+        mant, exp, bias_clipped = split_bias(bias_total, fixed_exp)
+        if bias_clipped and pop.role == "hidden":
+            raise QuantizationError(
+                f"{where}: bias_mant out of range for {bias_clipped} neuron(s): a bias of "
+                f"{np.abs(pop.bias).max():.4g} thresholds per step needs more than {max_bias(fixed_exp)} "
+                f"(13-bit mantissa << {EXP_MAX if fixed_exp is None else fixed_exp}) at vth {vth}"
+            )
+        bias_int = fp.effective_bias(mant, exp)
+        spiking = pop.role == "hidden"
+        if options.netx:
+            v0, v0_clipped = np.zeros(bias_int.shape, np.int64), 0
+        else:
+            target = round(pop.initial * threshold) + 1 if spiking else 0
+            v0, v0_clipped = _v0(np.full(bias_int.shape, target, np.int64), bias_int, depth, threshold, spiking)
+        neuron_kind = kind if spiking else "lif"
+        neuron = Neuron(
+            du=IF_DECAY_U, dv=IF_DECAY_V, vth=vth, kind=neuron_kind, bias_mant=mant, bias_exp=exp, v0=_compact(v0)
+        )
+        layers.append(Layer(synapse, neuron, pop.name))
+        scales.append(float(scale))
+        entry |= {
+            "vth": vth,
+            "threshold": threshold,
+            "scale": scale,
+            "synapse": {
+                "type": "conv" if conv else "dense",
+                "weight_exp": weight_exp,
+                "num_weight_bits": fp.WEIGHT_BITS,
+                "sign_mode": sign_mode.name,
+                "weights": _weights_report(weight, w_int, clipped),
+                **_static_headroom(synapse),
+            },
+            "bias": {"exp_max": int(exp.max(initial=0)), "clipped": bias_clipped},
+            "v0": {"prefill_steps": 0 if options.netx else depth, "clipped": v0_clipped},
+        }
+        report.append(entry)
+    network = Network(layers)
+    return Quantized(network, scales, input_vth, input_clip, fixed_exp, report)
+
+
+def _compact(values: np.ndarray) -> int | np.ndarray:
+    """A scalar when every neuron has the same value."""
+    flat = np.asarray(values).reshape(-1)
+    return int(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values)
+
+
+def input_bias(
+    currents: np.ndarray, shape: tuple[int, ...], vth: int, clip: tuple[int, int], fixed_exp: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The input population's per-sample (bias_mant, bias_exp), Lava layout, from host currents (B, *shape) in
+    threshold units: ``round(c * (vth << 6))`` clipped to ``clip`` (see the module), then split."""
+    threshold = fp.effective_threshold(vth)
+    total = np.clip(np.rint(to_lava(currents, shape).astype(np.float64) * threshold), clip[0], clip[1])
+    mant, exp, _ = split_bias(total, fixed_exp)
+    return mant, exp

@@ -1,0 +1,103 @@
+"""Small converted (spiking) graphs for the Loihi lowering, quantization and program tests, built directly from IR
+ops (no ONNX): the shapes the bundled MNIST model has, in miniature."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurodeploy.ir import Add, AvgPool2d, Conv2d, Dense, Graph, MaxPool2d, Reshape, TensorType
+from neurodeploy.ir.neurons import IF
+
+
+def _w(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return (rng.normal(size=shape) * scale / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+
+def small_cnn(seed: int = 0, reset: str = "subtract", initial: float = 0.5, thresholds: str = "scalar") -> Graph:
+    """x (1, 8, 8) -> conv 3x3 -> IF (4, 8, 8) -> avgpool 2 -> conv 3x3 -> IF (6, 4, 4) -> avgpool 2 -> flatten
+    -> dense (5). ``thresholds``: ``scalar`` or ``channel`` (per-channel thresholds on the second IF)."""
+    rng = np.random.default_rng(seed)
+    theta2 = np.float32(1.3) if thresholds == "scalar" else rng.uniform(0.5, 2.0, 6).astype(np.float32)
+    ops = [
+        Conv2d(
+            name="conv1",
+            inputs=("x",),
+            output="c1",
+            weight=_w(rng, 4, 1, 3, 3, scale=2),
+            bias=rng.normal(size=4).astype(np.float32) * 0.1,
+            padding=(1, 1, 1, 1),
+        ),
+        IF(name="if1", inputs=("c1",), output="s1", threshold=np.float32(0.8), reset=reset, initial=initial),
+        AvgPool2d(name="pool1", inputs=("s1",), output="p1", kernel=(2, 2), stride=(2, 2)),
+        Conv2d(
+            name="conv2",
+            inputs=("p1",),
+            output="c2",
+            weight=_w(rng, 6, 4, 3, 3, scale=2),
+            bias=rng.normal(size=6).astype(np.float32) * 0.1,
+            padding=(1, 1, 1, 1),
+        ),
+        IF(name="if2", inputs=("c2",), output="s2", threshold=theta2, reset=reset, initial=initial),
+        AvgPool2d(name="pool2", inputs=("s2",), output="p2", kernel=(2, 2), stride=(2, 2)),
+        Reshape(name="flat", inputs=("p2",), output="f", shape=(24,)),
+        Dense(
+            name="fc",
+            inputs=("f",),
+            output="logits",
+            weight=_w(rng, 5, 24, scale=3),
+            bias=rng.normal(size=5).astype(np.float32) * 0.1,
+        ),
+    ]
+    return Graph("small_cnn", {"x": TensorType((1, 8, 8))}, ["logits"], ops)
+
+
+def dense_net(
+    w1: np.ndarray, w2: np.ndarray, b2: np.ndarray | None = None, threshold: float = 1.0, reset: str = "subtract"
+) -> Graph:
+    """x (n) -> dense w1 -> IF -> dense w2 (+ b2) -> IF -> dense identity (the membrane readout). For
+    hand-derived values."""
+    n_in, n_out = w1.shape[1], w2.shape[0]
+    ops = [
+        Dense(name="fc1", inputs=("x",), output="a1", weight=np.asarray(w1, np.float32)),
+        IF(name="if1", inputs=("a1",), output="s1", threshold=np.float32(threshold), reset=reset),
+        Dense(
+            name="fc2",
+            inputs=("s1",),
+            output="a2",
+            weight=np.asarray(w2, np.float32),
+            bias=None if b2 is None else np.asarray(b2, np.float32),
+        ),
+        IF(name="if2", inputs=("a2",), output="s2", threshold=np.float32(threshold), reset=reset),
+        Dense(name="out", inputs=("s2",), output="y", weight=np.eye(n_out, dtype=np.float32)),
+    ]
+    return Graph("dense_net", {"x": TensorType((n_in,))}, ["y"], ops)
+
+
+def residual(seed: int = 0) -> Graph:
+    """conv -> IF -> conv -> Add(skip) -> IF -> dense: a residual Add, which the loihi target refuses."""
+    rng = np.random.default_rng(seed)
+    ops = [
+        Conv2d(name="conv1", inputs=("x",), output="c1", weight=_w(rng, 2, 2, 3, 3), padding=(1, 1, 1, 1)),
+        IF(name="if1", inputs=("c1",), output="s1", threshold=np.float32(1)),
+        Conv2d(name="conv2", inputs=("s1",), output="c2", weight=_w(rng, 2, 2, 3, 3), padding=(1, 1, 1, 1)),
+        Add(name="skip_add", inputs=("c2", "s1"), output="a"),
+        IF(name="if2", inputs=("a",), output="s2", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("s2",), output="f", shape=(32,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, 32)),
+    ]
+    return Graph("residual", {"x": TensorType((2, 4, 4))}, ["y"], ops)
+
+
+def with_maxpool(seed: int = 0) -> Graph:
+    """conv -> IF -> maxpool -> conv -> IF -> dense: MaxPool has no Loihi equivalent."""
+    rng = np.random.default_rng(seed)
+    ops = [
+        Conv2d(name="conv1", inputs=("x",), output="c1", weight=_w(rng, 2, 1, 3, 3), padding=(1, 1, 1, 1)),
+        IF(name="if1", inputs=("c1",), output="s1", threshold=np.float32(1)),
+        MaxPool2d(name="maxpool1", inputs=("s1",), output="m1", kernel=(2, 2), stride=(2, 2)),
+        Conv2d(name="conv2", inputs=("m1",), output="c2", weight=_w(rng, 2, 2, 3, 3), padding=(1, 1, 1, 1)),
+        IF(name="if2", inputs=("c2",), output="s2", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("s2",), output="f", shape=(8,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, 8)),
+    ]
+    return Graph("with_maxpool", {"x": TensorType((1, 4, 4))}, ["y"], ops)

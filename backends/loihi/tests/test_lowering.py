@@ -1,0 +1,147 @@
+"""Lowering a converted graph to Loihi populations and synapses (float): every synapse computes what the graph's
+ops between two neuron layers compute, the flatten order is the graph's, and what does not map is refused with
+an error naming the op."""
+
+import numpy as np
+import pytest
+from loihi_graphs import residual, small_cnn, with_maxpool
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, lower
+
+from neurodeploy.errors import ConversionError
+from neurodeploy.ir import Concat, Conv2d, Dense, Graph, Reshape, TensorType, interpret
+from neurodeploy.ir.neurons import IF
+
+
+def _ops(graph: Graph, *names: str) -> list:
+    by_name = {op.name: op for op in graph.ops}
+    return [by_name[n] for n in names]
+
+
+def _apply(ops, x):
+    for op in ops:
+        x = op.forward([x])
+    return x
+
+
+def _lava_conv_in_float(spec: ConvSpec, x: np.ndarray) -> np.ndarray:
+    """The Lava Conv a ConvSpec describes, in float: the base kernel repeated over each pool block, at the spec's
+    stride and padding (the graph's IR Conv2d computes it, an independent path from the pooled-sum emulator)."""
+    kernel = np.repeat(np.repeat(spec.weight, spec.pool[0], axis=2), spec.pool[1], axis=3)
+    top, left = spec.padding
+    conv = Conv2d(
+        name="lava",
+        inputs=("x",),
+        output="y",
+        weight=kernel,
+        stride=spec.stride,
+        padding=(top, left, top, left),
+        dilation=spec.dilation,
+        groups=spec.groups,
+    )
+    return conv.forward([x])
+
+
+@pytest.mark.parametrize("thresholds", ["scalar", "channel"])
+def test_avgpool_then_conv_folds_into_one_conv_equal_to_the_float_graph(thresholds: str) -> None:
+    graph = small_cnn(thresholds=thresholds)
+    lowered = lower(graph)
+    pop = lowered.populations[1]
+    assert (pop.name, pop.role) == ("if2", "hidden")
+    spec = pop.synapse
+    assert isinstance(spec, ConvSpec)
+    assert spec.pool == (2, 2)
+    assert spec.stride == (2, 2)
+    assert spec.padding == (2, 2)
+    x = np.random.default_rng(1).random((3, 4, 8, 8)).astype(np.float32)  # any input, spikes or not: it is linear
+    (theta,) = (op.threshold for op in _ops(graph, "if2"))
+    want = _apply(_ops(graph, "pool1", "conv2"), x) / np.reshape(theta, (-1, 1, 1) if theta.ndim else ())
+    got = _lava_conv_in_float(spec, x) + pop.bias
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_pool_flatten_dense_compose_into_one_dense_in_the_graphs_flatten_order() -> None:
+    graph = small_cnn()
+    lowered = lower(graph)
+    readout = lowered.populations[-1]
+    assert (readout.name, readout.role, readout.shape) == ("fc", "readout", (5,))
+    spec = readout.synapse
+    assert isinstance(spec, DenseSpec)
+    assert spec.weight.shape == (5, 6 * 4 * 4)
+    assert spec.input_shape == (6, 4, 4)
+    s = (np.random.default_rng(2).random((4, 6, 4, 4)) < 0.5).astype(np.float32)
+    want = _apply(_ops(graph, "pool2", "flat", "fc"), s)
+    got = s.reshape(4, -1) @ spec.weight.T + readout.bias  # inputs flattened in C order of (C, H, W)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # a single neuron of channel 1 at (h, w) = (0, 3) feeds column 1 * 16 + 0 * 4 + 3 (C order), through the
+    # 2x2 pool (1/4) and the flatten into feature 1 * 4 + 0 * 2 + 1 of the dense layer
+    fc = _ops(graph, "fc")[0]
+    np.testing.assert_allclose(spec.weight[:, 1 * 16 + 3], fc.weight[:, 1 * 4 + 1] / 4, rtol=1e-6)
+
+
+def test_host_graph_computes_the_first_populations_current_in_thresholds() -> None:
+    graph = small_cnn()
+    lowered = lower(graph)
+    x = np.random.default_rng(3).random((2, 1, 8, 8)).astype(np.float32)
+    current = interpret.run(lowered.host, x)[lowered.host.outputs[0]]
+    conv1 = _ops(graph, "conv1")[0]
+    np.testing.assert_allclose(current, conv1.forward([x]) / np.float32(0.8), rtol=1e-6)
+    pop = lowered.populations[0]
+    assert (pop.role, pop.synapse, pop.shape) == ("input", None, (4, 8, 8))
+    assert lowered.delay == 2  # two synapses: if1 -> if2 -> fc
+
+
+def test_reset_and_initial_are_carried_per_population() -> None:
+    lowered = lower(small_cnn(reset="zero", initial=0.0))
+    assert [(p.reset, p.initial) for p in lowered.populations[:2]] == [("zero", 0.0), ("zero", 0.0)]
+
+
+def test_residual_add_is_refused_naming_the_op() -> None:
+    with pytest.raises(ConversionError, match=r"IF 'if1' feeds Conv2d 'conv2', Add 'skip_add'; branching"):
+        lower(residual())
+
+
+def test_maxpool_is_refused_naming_the_op() -> None:
+    with pytest.raises(ConversionError, match=r"MaxPool2d 'maxpool1' has no Loihi equivalent"):
+        lower(with_maxpool())
+
+
+def test_concat_is_refused_naming_the_op() -> None:
+    rng = np.random.default_rng(0)
+    ops = [
+        Dense(name="fc1", inputs=("x",), output="a", weight=rng.normal(size=(3, 4)).astype(np.float32)),
+        IF(name="if1", inputs=("a",), output="s", threshold=np.float32(1)),
+        Concat(name="cat", inputs=("s", "s"), output="c", axis=0),
+        Dense(name="fc2", inputs=("c",), output="y", weight=rng.normal(size=(2, 6)).astype(np.float32)),
+    ]
+    with pytest.raises(ConversionError, match=r"Concat 'cat' joins 2 branches"):
+        lower(Graph("cat", {"x": TensorType((4,))}, ["y"], ops))
+
+
+def test_asymmetric_conv_padding_is_refused_naming_the_op_and_padding() -> None:
+    graph = small_cnn()
+    conv2 = _ops(graph, "conv2")[0]
+    conv2.padding = (1, 1, 0, 0)
+    conv2.weight = conv2.weight[:, :, :2, :2].copy()  # keep the output 4x4
+    graph.verify()
+    with pytest.raises(ConversionError, match=r"Conv2d 'conv2': padding \(1, 1, 0, 0\).*asymmetric"):
+        lower(graph)
+
+
+def test_pooling_that_cannot_fold_is_refused_naming_both_ops() -> None:
+    graph = small_cnn()
+    pool = _ops(graph, "pool1")[0]
+    pool.stride = (1, 1)  # kernel 2, stride 1: not a block pooling
+    conv2 = _ops(graph, "conv2")[0]
+    conv2.padding = (1, 1, 1, 1)
+    graph.ops[graph.ops.index(_ops(graph, "flat")[0])] = Reshape(name="flat", inputs=("p2",), output="f", shape=(54,))
+    fc = _ops(graph, "fc")[0]
+    fc.weight = np.zeros((5, 54), np.float32)
+    graph.verify()
+    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool1' before Conv2d 'conv2'.*kernel == stride"):
+        lower(graph)
+
+
+def test_a_graph_without_neurons_is_refused() -> None:
+    ops = [Dense(name="fc", inputs=("x",), output="y", weight=np.ones((2, 3), np.float32))]
+    with pytest.raises(ConversionError, match="no spiking neurons"):
+        lower(Graph("ann", {"x": TensorType((3,))}, ["y"], ops))

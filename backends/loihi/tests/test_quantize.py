@@ -1,0 +1,132 @@
+"""Quantization to Loihi 2 fixed point, checked against values derived by hand from the rules in quantize.py's
+docstring, and the errors for values the chip's fields cannot hold."""
+
+import numpy as np
+import pytest
+from loihi_graphs import dense_net, small_cnn
+from neurodeploy_loihi import fixed_point as fp
+from neurodeploy_loihi.emulator import DenseSynapse
+from neurodeploy_loihi.lowering import lower
+from neurodeploy_loihi.quantize import Options, QuantizationError, input_bias, quantize, split_bias
+
+W1 = np.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
+W2 = np.array([[0.5, -0.25], [1.0, 0.125]])
+B2 = np.array([0.01, -0.02])
+
+
+def test_hand_derived_integers_of_a_tiny_dense_network() -> None:
+    q = quantize(lower(dense_net(W1, W2, B2)), readout_range=2.0, options=Options())
+    inp, hidden, readout = q.network.layers
+
+    # input population: the largest bias 4095 << 7 = 524160 bounds the threshold: vth = (524160 - 1) >> 6 = 8189,
+    # threshold 8189 << 6 = 524096; v0 = round(0.5 * 524096) + 1 = 262049 (the +1 turns Loihi's v > θ into v >= θ)
+    assert inp.synapse is None
+    assert (inp.neuron.vth, inp.neuron.v0, inp.neuron.kind) == (8189, 262049, "subtractive")
+    assert (inp.neuron.du, inp.neuron.dv) == (4095, 0)  # integrate-and-fire: u holds one step's input, v no leak
+    assert q.input_vth == 8189
+    assert q.input_clip == (-524096, 524160)
+
+    # hidden: MIXED weights, largest |W| = 1 threshold -> vth = floor(254 / 1) = 254, weight_exp 0,
+    # R = 254 << 6 = 16256, integer weight = W * 254 on the even grid: 127 -> 128 (63.5 rounds to 64, then x2),
+    # -63.5 -> -64, 254 -> 254, 31.75 -> 32
+    syn = hidden.synapse
+    assert isinstance(syn, DenseSynapse)
+    assert (hidden.neuron.vth, syn.weight_exp, syn.num_weight_bits, syn.sign_mode) == (254, 0, 8, fp.SignMode.MIXED)
+    np.testing.assert_array_equal(syn.weights, [[128, -64], [254, 32]])
+    assert q.scales[1] == 16256
+    # bias: round(0.01 * 16256) = round(162.56) = 163, round(-0.02 * 16256) = round(-325.12) = -325, exponent 0
+    np.testing.assert_array_equal(hidden.neuron.bias_mant, [163, -325])
+    np.testing.assert_array_equal(hidden.neuron.bias_exp, [0, 0])
+    # v0: round(0.5 * 16256) + 1 = 8129, minus one step of bias (the synapse delays the first input by one step)
+    np.testing.assert_array_equal(hidden.neuron.v0, [8129 - 163, 8129 + 325])
+
+    # readout: v must hold 256 steps of twice the range 2.0: limit = (2**23 - 1) / 1024 = 8191.999...;
+    # identity weights are EXCITATORY (top 255): weight_exp = floor(log2(8191.999 / (255 * 64))) = -1,
+    # scale = 255 * 64 / 2 = 8160, integer weights 255; no spikes (vth at its 17-bit maximum), reset to zero
+    syn = readout.synapse
+    assert (syn.weight_exp, syn.sign_mode, readout.neuron.vth) == (-1, fp.SignMode.EXCITATORY, 131071)
+    np.testing.assert_array_equal(syn.weights, [[255, 0], [0, 255]])
+    assert q.scales[2] == 8160
+    assert readout.neuron.kind == "lif"
+    assert readout.neuron.v0 == 0
+
+    # the per-layer report
+    entry = q.report[1]
+    assert entry["synapse"]["weights"] == {
+        "count": 4,
+        "zeroed": 0,
+        "zeroed_fraction": 0.0,
+        "clipped": 0,
+        "max_abs": 254,
+    }
+    assert entry["v0"] == {"prefill_steps": 1, "clipped": 0}
+    assert entry["synapse"]["u_worst_case"] == (254 + 32) * 64  # every input spiking, the worst row
+
+
+def test_weights_beyond_254_thresholds_take_a_positive_weight_exp() -> None:
+    # largest |W| = 1000 thresholds: weight_exp = ceil(log2(1000 / 254)) = 2, vth = floor(254 * 4 / 1000) = 1;
+    # integer weight = W * 64 / 64 / 4 = W / 4 on the even grid: 250, -2.5 -> -2, 125 -> 124 (62.5 -> 62), 0.75 -> 0
+    w2 = np.array([[1000.0, -10.0], [500.0, 3.0]])
+    q = quantize(lower(dense_net(W1, w2)), readout_range=2.0, options=Options())
+    hidden = q.network.layers[1]
+    assert (hidden.neuron.vth, hidden.synapse.weight_exp) == (1, 2)
+    np.testing.assert_array_equal(hidden.synapse.weights, [[250, -2], [124, 0]])
+    assert q.report[1]["synapse"]["weights"]["zeroed"] == 1  # the 3 fell below the grid's step
+
+
+def test_tiny_weights_cap_vth_at_its_17_bit_maximum() -> None:
+    q = quantize(lower(dense_net(W1, W2 * 1e-4)), readout_range=2.0, options=Options())
+    hidden = q.network.layers[1]
+    assert hidden.neuron.vth == (1 << 17) - 1
+    # 0.5e-4 * 131071 = 6.55 -> 6 (even grid), -0.25e-4 * 131071 = -3.28 -> -4, 1e-4 * 131071 = 13.1 -> 14
+    np.testing.assert_array_equal(hidden.synapse.weights[:, 0], [6, 14])
+    assert hidden.synapse.weights[0, 1] == -4
+
+
+def test_netx_profile_keeps_v0_at_zero_and_bias_exp_at_6() -> None:
+    q = quantize(lower(dense_net(W1, W2, B2 * 100, reset="zero")), readout_range=2.0, options=Options(netx=True))
+    inp, hidden, _ = q.network.layers
+    assert inp.neuron.v0 == 0
+    assert inp.neuron.kind == "lif"
+    # the input's largest bias is 4095 << 6 = 262080: vth = 262079 >> 6 = 4094
+    assert q.input_vth == 4094
+    assert q.input_bias_exp == 6
+    assert hidden.neuron.v0 == 0
+    np.testing.assert_array_equal(hidden.neuron.bias_exp, [6, 6])
+    # bias 1 and -2 thresholds: round(16256 / 64) = 254, round(-32512 / 64) = -508
+    np.testing.assert_array_equal(hidden.neuron.bias_mant, [254, -508])
+
+
+def test_split_bias_takes_the_smallest_exponent_that_holds_the_mantissa() -> None:
+    mant, exp, clipped = split_bias(np.array([4095, 4096, -4096, -4097, 100000, 4095 << 7, 1 << 30]))
+    np.testing.assert_array_equal(exp, [0, 1, 0, 1, 5, 7, 7])
+    np.testing.assert_array_equal(mant, [4095, 2048, -4096, -2048, 3125, 4095, 4095])
+    assert clipped == 1  # 2**30 does not fit even at exponent 7: saturated, counted
+
+
+def test_input_current_is_clipped_to_one_threshold_below_and_the_largest_bias_above() -> None:
+    mant, exp = input_bias(np.array([[-3.0, 0.25, 1.5]]), (3,), vth=8189, clip=(-524096, 524160), fixed_exp=None)
+    total = fp.effective_bias(mant, exp)
+    # -3 thresholds clip to -524096 = -4094.5 << 7, whose mantissa rounds half to even: -4094 << 7 = -524032 (a
+    # negative current never fires either way); 0.25 * 524096 = 131024 = 4094.5 << 5 -> 4094 << 5 = 131008;
+    # 1.5 thresholds clip to the largest bias, 4095 << 7 = 524160
+    np.testing.assert_array_equal(total, [[-524032, 131008, 524160]])
+    np.testing.assert_array_equal(exp, [[7, 5, 7]])
+
+
+def test_a_bias_too_large_names_the_layer_the_field_and_the_limit() -> None:
+    with pytest.raises(QuantizationError, match=r"layer 'if2': bias_mant out of range.*more than 524160.*vth 254"):
+        quantize(lower(dense_net(W1, W2, np.array([100.0, 0.0]))), readout_range=2.0, options=Options())
+
+
+def test_weights_beyond_the_weight_exponent_name_the_layer_the_field_and_the_limit() -> None:
+    with pytest.raises(QuantizationError, match=r"layer 'if2': weight_exp 12 .* exceeds the limit 7"):
+        quantize(lower(dense_net(W1, W2 * 1e6)), readout_range=2.0, options=Options())
+
+
+def test_a_conv_spike_worth_more_than_254_thresholds_names_the_layer_and_the_limit() -> None:
+    graph = small_cnn()
+    conv2 = next(op for op in graph.ops if op.name == "conv2")
+    conv2.weight = conv2.weight * np.float32(1e5)
+    with pytest.raises(QuantizationError, match=r"layer 'if2': a single spike is worth .* more than the 254 .*Conv"):
+        quantize(lower(graph), readout_range=2.0, options=Options())
