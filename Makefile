@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PLUGINS := tests/plugins/dummy_backend backends/loihi
+PLUGINS := tests/plugins/dummy_backend backends/loihi backends/speck
 PLUGIN_FILES := $(addsuffix /pyproject.toml,$(PLUGINS))
 # The oldest supported Python with numpy 1.x: the core's compatibility run (tests needing torch skip there).
 PY310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10; do \
@@ -20,10 +20,12 @@ LAVA := .venv-lava
 env: $(STAMP)
 
 # torch==2.13.0 goes first: it is the local CPU build, and anything that pulls torch later finds it installed.
+# sinabs (the Speck cross-check's reference) keeps that torch; it pulls the samna stub, which nothing imports.
 $(STAMP): pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' $(addprefix -e ,$(PLUGINS))
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' $(addprefix -e ,$(PLUGINS)) \
+		'sinabs==3.1.3'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,282 @@
+"""The ``speck`` / ``speck2f`` / ``dynapcnn`` targets: lower a converted graph to Speck cores, check the design
+rules, place the layers on cores, quantize, write ``speck.json``, and emulate it (see the package README)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, LayerUsage, ResourceReport
+from neurodeploy.encoding import Encoding
+from neurodeploy.errors import ArtifactError, DataError
+from neurodeploy.ir import interpret
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.serialize import save_graph
+from neurodeploy_speck import chip
+from neurodeploy_speck.config import CONFIG_FILE, FORMAT, build_config, to_samna
+from neurodeploy_speck.emulator import MODES, Network
+from neurodeploy_speck.lowering import Lowered, lower
+from neurodeploy_speck.mapping import place
+from neurodeploy_speck.quantize import quantize_layer
+
+log = logging.getLogger(__name__)
+
+INPUT_EVENT_VALUE = 1.0
+"""What one input event is worth in the float network: event counts per step are the input itself (events
+encoding), and a direct input x is sent as about x events per step (see :func:`direct_events`)."""
+
+
+def placement(lowered: Lowered) -> dict[int, int]:
+    """{layer index: core}: a max-flow matching of the layers to the cores whose memories hold them."""
+    names = [layer.name for layer in lowered.layers]
+    feasible = [[layer.memory.fits(core) for core in range(chip.CORES)] for layer in lowered.layers]
+    reasons = [[layer.memory.why_not(core) for core in range(chip.CORES)] for layer in lowered.layers]
+    return place(names, feasible, reasons)
+
+
+def readout_threshold(graph: Graph, calibration: np.ndarray | None) -> tuple[float, str]:
+    """The readout core's threshold in float units: the median over calibration samples of the largest positive
+    output of the converted graph's rate limit (the winning class then fires about once per step), or without
+    calibration data the largest |weights| row sum plus |bias| of the readout."""
+    if calibration is not None and len(calibration):
+        out = interpret.run(graph, np.asarray(calibration, np.float32))[graph.outputs[0]]
+        top = out.reshape(len(out), -1).max(axis=1)
+        top = top[top > 0]
+        if top.size:
+            return float(np.median(top)), f"median of the largest positive output over {len(out)} calibration samples"
+    op = graph.producer(graph.outputs[0])
+    weight = getattr(op, "weight", None)
+    if weight is None:
+        return 1.0, "spiking output"
+    bias = getattr(op, "bias", None)
+    bound = np.abs(weight.reshape(weight.shape[0], -1)).sum(axis=1) + (0 if bias is None else np.abs(bias))
+    return float(bound.max()), "largest weight row sum (no calibration data)"
+
+
+def direct_events(x: np.ndarray, steps: int) -> np.ndarray:
+    """Analog inputs x >= 0 as event counts per step: count[t] = floor(x t + 1/2) - floor(x (t-1) + 1/2), an
+    integrate-and-fire encoder (threshold 1, v(0) = 1/2, several events per step), so t steps carry x t events
+    to within 1/2. Returns (batch, steps, *x.shape[1:]) int64."""
+    x = np.asarray(x, np.float64)
+    t = np.arange(steps + 1, dtype=np.float64).reshape((1, -1) + (1,) * (x.ndim - 1))
+    cumulative = np.floor(x[:, None] * t + 0.5)
+    return np.diff(cumulative, axis=1).astype(np.int64)
+
+
+class SpeckBackend(Backend):
+    """SynSense Speck 2f and DYNAP-CNN. Modes ``binned`` (sinabs' IAFSqueeze arithmetic: several spikes per step)
+    and ``event`` (one event at a time, at most one spike per input event, as the chip's asynchronous neurons)."""
+
+    name = "speck"
+    version = "0.1.0"
+    fidelity = "bit-exact"
+    modes = MODES
+    default_steps = 64
+    spec = chip.spec("speck")
+
+    def __init__(self, target: str | None = None) -> None:
+        super().__init__(target)
+        if self.target not in chip.CHIPS:
+            raise DataError(f"SpeckBackend serves {', '.join(chip.CHIPS)}, not {self.target!r}")
+        self.spec = chip.spec(self.target)
+
+    # -- compile ----------------------------------------------------------------------------------------------
+    def resources(self, graph: Graph) -> ResourceReport:
+        lowered = lower(graph, input_scale=INPUT_EVENT_VALUE)
+        cores = placement(lowered)
+        layers, notes = [], []
+        for i, layer in enumerate(lowered.layers):
+            f, c, k, _ = layer.weight.shape
+            neurons = int(np.prod(layer.out_shape))
+            mem, core = layer.memory, cores[i]
+            layers.append(
+                LayerUsage(
+                    layer.name,
+                    "IF readout" if layer.readout else f"{layer.op_type}+IF",
+                    neurons,
+                    int(layer.weight.size),
+                    c * k * k,
+                    f * -(-k // layer.stride[0]) * -(-k // layer.stride[1]),
+                    core,
+                )
+            )
+            notes.append(
+                f"core {core}: kernel {mem.kernel}/{chip.KERNEL_MEMORY[core]}, neuron {mem.neuron}/"
+                f"{chip.NEURON_MEMORY[core]}, bias {mem.bias}/{chip.BIAS_MEMORY[core]} entries ({layer.name})"
+            )
+        return ResourceReport(self.target, layers, cores_used=len(cores), notes=notes)
+
+    def _core_usage(self, lowered: Lowered, cores: dict[int, int]) -> list[dict[str, Any]]:
+        usage = []
+        for i, layer in enumerate(lowered.layers):
+            core, mem = cores[i], layer.memory
+            usage.append(
+                {
+                    "core": core,
+                    "layer": layer.name,
+                    "kernel_memory": [mem.kernel, chip.KERNEL_MEMORY[core]],
+                    "neuron_memory": [mem.neuron, chip.NEURON_MEMORY[core]],
+                    "bias_memory": [mem.bias, chip.BIAS_MEMORY[core]],
+                    "fits_cores": [j for j in range(chip.CORES) if mem.fits(j)],
+                }
+            )
+        return sorted(usage, key=lambda u: u["core"])
+
+    def emit(self, model: CompiledModel, folder: Path) -> list[str]:
+        graph = model.snn
+        theta, source = readout_threshold(graph, model.calibration)
+        lowered = lower(graph, input_scale=INPUT_EVENT_VALUE, readout_threshold=theta)
+        cores = placement(lowered)
+        quantized = [quantize_layer(layer) for layer in lowered.layers]
+        document = build_config(self.target, lowered, quantized, cores, INPUT_EVENT_VALUE)
+        (folder / CONFIG_FILE).write_text(json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n")
+        files = [CONFIG_FILE]
+        # evaluate reads the converted graph and the ANN (layer names, ANN activations); emulate does not
+        files += [p.name for p in save_graph(graph, folder, "snn") + save_graph(model.ann, folder, "ann")]
+        model.target["report"] = {
+            "chip": chip.CHIPS[self.target],
+            "readout_threshold": {"value": theta, "source": source},
+            "quantization": [q.report for q in quantized],
+            "cores": self._core_usage(lowered, cores),
+        }
+        model.target["manifest"] = {"chip": chip.CHIPS[self.target], "config": CONFIG_FILE}
+        return files
+
+    # -- run --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def load_config(artifact: Any) -> dict[str, Any]:
+        path = artifact.path(CONFIG_FILE)
+        document = json.loads(path.read_text())
+        if document.get("format") != FORMAT:
+            raise ArtifactError(f"{path} is not a {FORMAT} document (format {document.get('format')!r})")
+        return document
+
+    def to_samna(self, artifact: Any):
+        """The artifact's samna configuration object (needs samna; see :func:`neurodeploy_speck.config.to_samna`)."""
+        return to_samna(self.load_config(artifact))
+
+    def emulate(
+        self,
+        artifact: Any,
+        inputs: np.ndarray,
+        *,
+        steps: int,
+        mode: str | None = None,
+        checkpoints: tuple[int, ...] = (),
+        encoding: Encoding | None = None,
+        neuron_counts: bool = False,
+        batch_size: int = 64,
+    ) -> EmulationResult:
+        mode = mode or self.modes[0]
+        if mode not in self.modes:
+            raise DataError(f"target {self.target!r} has emulation modes {', '.join(self.modes)}; got {mode!r}")
+        encoding = encoding if encoding is not None else Encoding()
+        if steps < 1:
+            raise DataError(f"steps must be >= 1, got {steps}")
+        document = self.load_config(artifact)
+        network = Network.from_config(document)
+        frames = self._events(document, inputs, steps, encoding)
+        host = document["host"]
+        out_core = network.output_core
+        value = host["output"]["value_per_spike"]
+        marks = sorted({int(c) for c in checkpoints if 0 < int(c) <= steps})
+        outputs, checkpoint_out, spikes, counts = [], {c: [] for c in marks}, {}, {}
+        checkpoint_spikes: dict[int, dict[str, list]] = {c: {} for c in marks}
+        synops: dict[str, list] = {}
+        checkpoint_synops: dict[int, dict[str, list]] = {c: {} for c in marks}
+        overflow = {c.index: 0 for c in network.cores}
+        names = {layer["core"]: layer["neuron"] or layer["name"] for layer in host["layers"]}
+        out_shape = tuple(host["output"]["shape"])
+        for start in range(0, len(frames), batch_size):
+            chunk = frames[start : start + batch_size]
+            run = network.run_binned(chunk) if mode == "binned" else network.run_events(chunk)
+            cumulative = np.cumsum(run.counts[out_core], axis=1)
+            n = len(chunk)
+            outputs.append((cumulative[:, -1] * value / steps).reshape(n, *out_shape).astype(np.float32))
+            for c in marks:
+                checkpoint_out[c].append((cumulative[:, c - 1] * value / c).reshape(n, *out_shape).astype(np.float32))
+            for core, total in run.per_step_totals.items():
+                spikes.setdefault(names[core], []).append(total.sum(axis=1))
+                for c in marks:
+                    checkpoint_spikes[c].setdefault(names[core], []).append(total[:, :c].sum(axis=1))
+                if neuron_counts:
+                    counts.setdefault(names[core], []).append(run.neuron_totals[core])
+            for source, per_step in run.synops.items():
+                key = host["input"]["name"] if source == -1 else names[source]
+                synops.setdefault(key, []).append(per_step.sum(axis=1))
+                for c in marks:
+                    checkpoint_synops[c].setdefault(key, []).append(per_step[:, :c].sum(axis=1))
+            for core, k in run.overflow.items():
+                overflow[core] += k
+        if any(overflow.values()):
+            log.warning(
+                "membrane state left the chip's 16-bit range (neuron-steps per core: %s); the chip's behaviour "
+                "there is not modelled",
+                {k: v for k, v in overflow.items() if v},
+            )
+        return EmulationResult(
+            outputs=np.concatenate(outputs),
+            steps=steps,
+            mode=mode,
+            spikes={k: np.concatenate(v) for k, v in spikes.items()},
+            neurons={names[c.index]: int(np.prod(c.out_shape)) for c in network.cores},
+            checkpoints={c: np.concatenate(v) for c, v in checkpoint_out.items()},
+            checkpoint_spikes={c: {k: np.concatenate(v) for k, v in d.items()} for c, d in checkpoint_spikes.items()},
+            synops={k: np.concatenate(v) for k, v in synops.items()},
+            checkpoint_synops={c: {k: np.concatenate(v) for k, v in d.items()} for c, d in checkpoint_synops.items()},
+            counts={k: np.concatenate(v) for k, v in counts.items()},
+            encoding=encoding.describe(),
+        )
+
+    @staticmethod
+    def _events(document: dict[str, Any], inputs: Any, steps: int, encoding: Encoding) -> np.ndarray:
+        """The input as event counts per step, (batch, steps, C, H, W)."""
+        host_input = document["host"]["input"]
+        shape = tuple(host_input["shape"])
+        name = host_input["name"]
+        if isinstance(inputs, dict):
+            if name not in inputs:
+                raise DataError(f"no array given for input {name!r}")
+            inputs = inputs[name]
+        x = np.asarray(inputs)
+        if not np.issubdtype(x.dtype, np.number):
+            raise DataError(f"input has dtype {x.dtype}; expected numbers")
+        if encoding.kind == "rate":
+            raise DataError(
+                "the Speck target takes events: use the events encoding (event counts per step) or direct input "
+                "(sent as about x events per step); the rate encoding's spikes carry per-sample amplitudes"
+            )
+        if encoding.kind == "events":
+            if x.ndim != 5 or x.shape[2:] != shape:
+                raise DataError(
+                    f"events input has shape {x.shape}; expected (batch, frames, {', '.join(map(str, shape))})"
+                )
+            if steps > x.shape[1] and not encoding.pad:
+                raise DataError(
+                    f"the events input has {x.shape[1]} frame(s) but the run has {steps} steps; run at most "
+                    f"{x.shape[1]} steps, or pad with zero input (--pad-events)"
+                )
+            if np.any(x < 0) or np.any(x != np.floor(x)):
+                raise DataError("events input must hold non-negative integer event counts per frame")
+            frames = x[:, :steps].astype(np.int64)
+            if frames.shape[1] < steps:
+                pad = np.zeros((len(x), steps - frames.shape[1], *shape), np.int64)
+                frames = np.concatenate([frames, pad], axis=1)
+        else:
+            if x.ndim == len(shape):
+                x = x[None]
+            if x.shape[1:] != shape:
+                raise DataError(f"input has shape {x.shape}; expected (batch, {', '.join(map(str, shape))})")
+            if not np.all(np.isfinite(x)) or np.any(x < 0):
+                raise DataError(
+                    "direct input for Speck must be finite and >= 0: it is sent as events (about x events per step), "
+                    "and events carry no sign"
+                )
+            frames = direct_events(x, steps)
+        if len(frames) == 0:
+            raise DataError("no inputs to emulate (the input array has 0 samples)")
+        return frames

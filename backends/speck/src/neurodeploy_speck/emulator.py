@@ -1,0 +1,437 @@
+"""Speck's integer arithmetic, batched in numpy, read from a speck.json document.
+
+Per core (all integers; the state is 16-bit signed on the chip and is held in int64 here, with overflow counted):
+
+time-binned mode (``binned``), as sinabs' ``IAFSqueeze`` with ``MultiSpike`` and the same integer parameters
+computes it, one step after another:
+
+    v[t] = v[t-1] + conv(W, x[t]) + b                         (b every step when leak_enable)
+    s[t] = (v[t] > 0) * trunc(v[t] / threshold_high)          (several spikes per step)
+    v[t] = v[t] - s[t] * threshold_high                       (return_to_zero: v[t] = 0 where s[t] > 0)
+    v[t] = max(v[t], threshold_low)
+
+event-driven mode (``event``), the chip's asynchronous neurons: inside a step, the core first takes the bias
+(one slow-clock tick, when leak_enable), then its input events one at a time, in arrival order. Each event adds
+its kernel to the neurons it reaches; each of those neurons with v >= threshold_high then fires once (at most one
+spike per input event), subtracts threshold_high (or returns to zero), and v is clipped at threshold_low. A
+core's output events, in the order they fire (within one input event: raster order f, y, x), are its
+destinations' input events after sum pooling (coordinates divided by the pool; events past the destination's
+map are dropped). Input frames become events in rounds: round r sends every pixel whose count exceeds r, in
+raster order (c, y, x).
+
+Both modes start from v[0] = neurons_initial_value. Inputs are event counts per step: (batch, steps, C, H, W)
+non-negative integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from neurodeploy.ir import kernels
+from neurodeploy_speck import chip
+
+MODES = ("binned", "event")
+
+
+@dataclass
+class Core:
+    index: int
+    weight: np.ndarray
+    """(F, C, k, k) int64 (samna's [f][c][x][y] turned back)."""
+    bias: np.ndarray
+    leak: bool
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    threshold_high: int
+    threshold_low: int
+    initial: np.ndarray
+    """(F, H, W) int64."""
+    return_to_zero: bool
+    sources: list[tuple[int, int]] = field(default_factory=list)
+    """(source core or -1 for the input, pooling)."""
+
+    @property
+    def fan_out(self) -> np.ndarray:
+        """(C, H, W): the synapses (non-zero weights) an input event at each position reaches."""
+        _, h, w = self.in_shape
+        k = self.weight.shape[-1]
+        ys = _taps(h, self.out_shape[1], k, self.stride[0], self.padding[0])
+        xs = _taps(w, self.out_shape[2], k, self.stride[1], self.padding[1])
+        nonzero = np.count_nonzero(self.weight, axis=0)  # (C, k, k)
+        return np.einsum("yi,xj,cij->cyx", ys, xs, nonzero)
+
+
+@dataclass
+class Network:
+    cores: list[Core]
+    """In an order where every core comes after its sources."""
+    input_shape: tuple[int, int, int]
+    input_pooling: int
+    output_core: int
+
+    @classmethod
+    def from_config(cls, document: dict[str, Any]) -> Network:
+        configuration = document["configuration"]
+        cores: dict[int, Core] = {}
+        for index, layer in enumerate(configuration["cnn_layers"]):
+            if layer is None:
+                continue
+            dims = layer["dimensions"]
+            weight = np.asarray(layer["weights"], np.int64).transpose(0, 1, 3, 2)
+            initial = np.asarray(layer["neurons_initial_value"], np.int64).transpose(0, 2, 1)
+            size = dims["input_shape"]["size"]
+            out = dims["output_shape"]["size"]
+            cores[index] = Core(
+                index=index,
+                weight=weight,
+                bias=np.asarray(layer["biases"], np.int64),
+                leak=bool(layer["leak_enable"]),
+                stride=(dims["stride"]["y"], dims["stride"]["x"]),
+                padding=(dims["padding"]["y"], dims["padding"]["x"]),
+                in_shape=(dims["input_shape"]["feature_count"], size["y"], size["x"]),
+                out_shape=(dims["output_shape"]["feature_count"], out["y"], out["x"]),
+                threshold_high=int(layer["threshold_high"]),
+                threshold_low=int(layer["threshold_low"]),
+                initial=initial,
+                return_to_zero=bool(layer["return_to_zero"]),
+            )
+        dvs = configuration["dvs_layer"]
+        pool = int(dvs["pooling"]["x"])
+        for dest in dvs["destinations"]:
+            if dest["enable"]:
+                cores[dest["layer"]].sources.append((-1, 1))
+        for index, layer in enumerate(configuration["cnn_layers"]):
+            if layer is None:
+                continue
+            for dest in layer["destinations"]:
+                if dest["enable"]:
+                    cores[dest["layer"]].sources.append((index, int(dest["pooling"])))
+        host = document["host"]
+        order = [layer["core"] for layer in host["layers"]]  # the lowering's topological order
+        return cls(
+            cores=[cores[i] for i in order],
+            input_shape=tuple(host["input"]["shape"]),
+            input_pooling=pool,
+            output_core=int(host["output"]["core"]),
+        )
+
+    def synapse_maps(self) -> dict[int, list[tuple[int, np.ndarray]]]:
+        """Per source (a core, or -1 for the input before the DVS layer's pooling): (pooling, fan-out map) of
+        each destination, for SynOps = spikes x synapses reached. The output core has none (it is read out)."""
+        maps: dict[int, list[tuple[int, np.ndarray]]] = {-1: []}
+        for core in self.cores:
+            maps.setdefault(core.index, [])
+        for core in self.cores:
+            fan = core.fan_out
+            for source, pool in core.sources:
+                total_pool = pool * self.input_pooling if source == -1 else pool
+                maps[source].append((total_pool, fan))
+        return maps
+
+    # -- time-binned --------------------------------------------------------------------------------------
+    def run_binned(self, frames: np.ndarray, record: tuple[int, ...] | None = None) -> Run:
+        """Run (batch, T, C, H, W) input event counts; keep every step's spikes of the ``record`` cores (default:
+        the output core)."""
+        frames = _check_frames(frames, self.input_shape)
+        batch, steps = frames.shape[:2]
+        v = {c.index: np.broadcast_to(c.initial, (batch, *c.out_shape)).copy() for c in self.cores}
+        run = Run.empty(self, batch, steps, (self.output_core,) if record is None else record)
+        for t in range(steps):
+            spikes: dict[int, np.ndarray] = {-1: sum_pool(frames[:, t], self.input_pooling)}  # the DVS layer
+            run.add_synops(-1, t, frames[:, t])
+            for core in self.cores:
+                x = self._gather(core, spikes, batch)
+                state = v[core.index]
+                state += conv_int(x, core.weight, core.stride, core.padding)
+                if core.leak:
+                    state += core.bias.reshape(1, -1, 1, 1)
+                run.note_overflow(core.index, state)
+                s = np.where(state > 0, state // core.threshold_high, 0)  # trunc(v / thr) for v > 0
+                if core.return_to_zero:
+                    state[s > 0] = 0
+                else:
+                    state -= s * core.threshold_high
+                np.maximum(state, core.threshold_low, out=state)
+                spikes[core.index] = s
+                run.add(core.index, t, s)
+        return run
+
+    def _gather(self, core: Core, spikes: dict[int, np.ndarray], batch: int) -> np.ndarray:
+        x = np.zeros((batch, *core.in_shape), np.int64)
+        for source, pool in core.sources:
+            pooled = sum_pool(spikes[source], pool)
+            h, w = min(pooled.shape[2], x.shape[2]), min(pooled.shape[3], x.shape[3])
+            x[:, :, :h, :w] += pooled[:, :, :h, :w]
+        return x
+
+    # -- event-driven -------------------------------------------------------------------------------------
+    def run_events(self, frames: np.ndarray, record: tuple[int, ...] | None = None) -> Run:
+        """Run (batch, T, C, H, W) input event counts one event at a time (chip semantics)."""
+        frames = _check_frames(frames, self.input_shape)
+        batch, steps = frames.shape[:2]
+        tables = {c.index: _scatter_table(c) for c in self.cores}
+        v = {c.index: np.broadcast_to(c.initial, (batch, *c.out_shape)).reshape(batch, -1).copy() for c in self.cores}
+        v = {k: np.concatenate([a, np.zeros((batch, 1), np.int64)], axis=1) for k, a in v.items()}  # + a dummy
+        run = Run.empty(self, batch, steps, (self.output_core,) if record is None else record)
+        c_in, h_in, w_in = self.input_shape
+        pool = self.input_pooling
+        pooled = (c_in, h_in // pool, w_in // pool)  # the DVS layer's pooling (and cut to whole windows)
+        for t in range(steps):
+            events: dict[int, np.ndarray] = {
+                -1: _translate(_frame_events(frames[:, t]), self.input_shape, pool, pooled)
+            }
+            run.add_synops(-1, t, frames[:, t])
+            for core in self.cores:
+                out_events = self._core_events(core, tables[core.index], v[core.index], events, pooled)
+                events[core.index] = out_events
+                counts = np.zeros((batch, int(np.prod(core.out_shape)) + 1), np.int64)
+                rows = np.repeat(np.arange(batch), out_events.shape[1])
+                flat = out_events.reshape(-1)
+                np.add.at(counts, (rows[flat >= 0], flat[flat >= 0]), 1)
+                run.add(core.index, t, counts[:, :-1].reshape(batch, *core.out_shape))
+        return run
+
+    def _core_events(
+        self,
+        core: Core,
+        table: tuple[np.ndarray, np.ndarray],
+        v: np.ndarray,
+        events: dict[int, np.ndarray],
+        input_shape: tuple[int, int, int],
+    ) -> np.ndarray:
+        targets, weights = table
+        batch = v.shape[0]
+        rows = np.arange(batch)[:, None]
+        thr, low = core.threshold_high, core.threshold_low
+        fired_all: list[np.ndarray] = []
+        if core.leak:  # one slow-clock tick: the bias reaches every neuron, each may fire once
+            v[:, :-1] += np.repeat(core.bias, core.out_shape[1] * core.out_shape[2])[None]
+            fired = v[:, :-1] >= thr
+            self._reset(core, v[:, :-1], fired)
+            order = np.where(fired, np.arange(fired.shape[1])[None], -1)
+            fired_all.append(order)
+        incoming = [
+            _translate(events[source], self._source_shape(source, input_shape), pool, core.in_shape)
+            for source, pool in core.sources
+        ]
+        stream = _interleave(incoming) if len(incoming) > 1 else incoming[0]
+        for e in range(stream.shape[1]):
+            idx = stream[:, e]
+            valid = idx >= 0
+            tgt = targets[np.where(valid, idx, 0)]
+            tgt = np.where(valid[:, None], tgt, v.shape[1] - 1)
+            w = np.where(valid[:, None], weights[np.where(valid, idx, 0)], 0)
+            v[rows, tgt] += w
+            vt = v[rows, tgt]
+            fired = (vt >= thr) & (tgt < v.shape[1] - 1)
+            vt = np.where(fired, 0 if core.return_to_zero else vt - thr, vt)
+            v[rows, tgt] = np.maximum(vt, low)
+            fired_all.append(np.where(fired, tgt, -1))
+        v[:, :-1] = np.maximum(v[:, :-1], low)
+        v[:, -1] = 0
+        if not fired_all:
+            return np.full((batch, 0), -1, np.int64)
+        return _compact(np.concatenate(fired_all, axis=1))
+
+    def _source_shape(self, source: int, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        if source == -1:
+            c, h, w = input_shape
+            return (c, h, w)
+        return next(c.out_shape for c in self.cores if c.index == source)
+
+    @staticmethod
+    def _reset(core: Core, v: np.ndarray, fired: np.ndarray) -> None:
+        if core.return_to_zero:
+            v[fired] = 0
+        else:
+            v -= fired * core.threshold_high
+        np.maximum(v, core.threshold_low, out=v)
+
+
+@dataclass
+class Run:
+    """Spikes per core: ``counts[core]`` (batch, T, F, H, W) for the recorded cores only, ``neuron_totals[core]``
+    (batch, F, H, W) and ``per_step_totals[core]`` (batch, T) for every core; ``overflow[core]``: neuron-steps
+    whose state passed the 16-bit maximum after integration (the chip's behaviour there is not modelled;
+    below, the state is clipped at threshold_low as on the chip)."""
+
+    counts: dict[int, np.ndarray]
+    neuron_totals: dict[int, np.ndarray]
+    per_step_totals: dict[int, np.ndarray]
+    overflow: dict[int, int]
+    synops: dict[int, np.ndarray] = field(default_factory=dict)
+    """(batch, T) SynOps per step of each source (-1: the input)."""
+    maps: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, network: Network, batch: int, steps: int, record: tuple[int, ...]) -> Run:
+        maps = network.synapse_maps()
+        return cls(
+            synops={source: np.zeros((batch, steps), np.int64) for source in maps},
+            maps=maps,
+            counts={
+                c.index: np.zeros((batch, steps, *c.out_shape), np.int64) for c in network.cores if c.index in record
+            },
+            neuron_totals={c.index: np.zeros((batch, *c.out_shape), np.int64) for c in network.cores},
+            per_step_totals={c.index: np.zeros((batch, steps), np.int64) for c in network.cores},
+            overflow={c.index: 0 for c in network.cores},
+        )
+
+    def add(self, core: int, t: int, spikes: np.ndarray) -> None:
+        if core in self.counts:
+            self.counts[core][:, t] = spikes
+        self.neuron_totals[core] += spikes
+        self.per_step_totals[core][:, t] = spikes.reshape(len(spikes), -1).sum(axis=1)
+        self.add_synops(core, t, spikes)
+
+    def add_synops(self, source: int, t: int, spikes: np.ndarray) -> None:
+        for pool, fan in self.maps[source]:
+            pooled = sum_pool(spikes, pool)[:, : fan.shape[0], : fan.shape[1], : fan.shape[2]]
+            self.synops[source][:, t] += np.einsum("nchw,chw->n", pooled, fan[:, : pooled.shape[2], : pooled.shape[3]])
+
+    def note_overflow(self, core: int, v: np.ndarray) -> None:
+        self.overflow[core] += int(np.count_nonzero(v > chip.STATE_MAX))  # below, threshold_low clips
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def _taps(size: int, out: int, k: int, stride: int, pad: int) -> np.ndarray:
+    """(size, k): 1 where kernel row i of some output position covers input row y."""
+    taps = np.zeros((size, k), np.int64)
+    for y in range(size):
+        for i in range(k):
+            o, r = divmod(y + pad - i, stride)
+            taps[y, i] = r == 0 and 0 <= o < out
+    return taps
+
+
+def _check_frames(frames: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 5 or tuple(frames.shape[2:]) != tuple(shape):
+        raise ValueError(f"input events must be (batch, steps, {', '.join(map(str, shape))}); got {frames.shape}")
+    if np.any(frames < 0) or np.any(frames != np.floor(frames)):
+        raise ValueError("input event counts must be non-negative integers")
+    return frames.astype(np.int64)
+
+
+def sum_pool(x: np.ndarray, pool: int) -> np.ndarray:
+    """Sum over pool x pool windows, stride = pool (the last partial row/column is dropped)."""
+    if pool == 1:
+        return x
+    oh, ow = x.shape[2] // pool, x.shape[3] // pool
+    out = np.zeros((*x.shape[:2], oh, ow), x.dtype)
+    for i in range(pool):
+        for j in range(pool):
+            out += x[:, :, i : i + oh * pool : pool, j : j + ow * pool : pool]
+    return out
+
+
+EXACT_F32 = 2**24
+"""float32 holds every integer of magnitude up to 2^24 exactly."""
+
+
+def conv_int(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
+    """Exact integer 2-D cross-correlation: in float32 when no partial sum can pass 2^24 (fan-in * max |w| *
+    max count), else in float64 (exact below 2^53)."""
+    f, c, k, _ = weight.shape
+    bound = int(np.abs(weight).max(initial=0)) * c * k * k * int(np.abs(x).max(initial=0))
+    dtype = np.float32 if bound < EXACT_F32 else np.float64
+    pads = (padding[0], padding[1], padding[0], padding[1])
+    if dtype == np.float32:
+        out = kernels.conv2d(x.astype(np.float32), weight.astype(np.float32), None, stride, pads, (1, 1), 1)
+        return out.astype(np.int64)
+    n, _, h, w = x.shape
+    py, px = padding
+    sy, sx = stride
+    oh, ow = (h + 2 * py - k) // sy + 1, (w + 2 * px - k) // sx + 1
+    xt = np.zeros((n, h + 2 * py, w + 2 * px, c), np.float64)
+    xt[:, py : py + h, px : px + w, :] = x.transpose(0, 2, 3, 1)
+    win = sliding_window_view(xt, (k, k), axis=(1, 2))[:, ::sy, ::sx][:, :oh, :ow]
+    cols = win.reshape(n * oh * ow, c * k * k)
+    out = cols @ weight.reshape(f, -1).T.astype(np.float64)
+    return np.rint(out).astype(np.int64).reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
+
+
+def _scatter_table(core: Core) -> tuple[np.ndarray, np.ndarray]:
+    """For each input position (c, y, x) (flat), the output neurons an event there reaches, in raster order, and
+    the weights it adds; padded with the dummy neuron (index F*OH*OW) and weight 0."""
+    f, oh, ow = core.out_shape
+    c, h, w = core.in_shape
+    k = core.weight.shape[-1]
+    sy, sx = core.stride
+    py, px = core.padding
+    dummy = f * oh * ow
+    entries: list[list[tuple[int, int]]] = [[] for _ in range(c * h * w)]
+    for ci in range(c):
+        for y in range(h):
+            for x in range(w):
+                taps = []
+                for ky in range(k):
+                    oy, ry = divmod(y + py - ky, sy)
+                    if ry or not 0 <= oy < oh:
+                        continue
+                    for kx in range(k):
+                        ox, rx = divmod(x + px - kx, sx)
+                        if rx or not 0 <= ox < ow:
+                            continue
+                        taps.append((oy, ox, ky, kx))
+                entries[(ci * h + y) * w + x] = taps
+    width = f * max((len(t) for t in entries), default=0)
+    targets = np.full((c * h * w, max(width, 1)), dummy, np.int64)
+    weights = np.zeros((c * h * w, max(width, 1)), np.int64)
+    for i, taps in enumerate(entries):
+        if not taps:
+            continue
+        ci = i // (h * w)
+        rows = [
+            ((fi * oh + oy) * ow + ox, int(core.weight[fi, ci, ky, kx])) for fi in range(f) for oy, ox, ky, kx in taps
+        ]
+        rows.sort()
+        targets[i, : len(rows)] = [r[0] for r in rows]
+        weights[i, : len(rows)] = [r[1] for r in rows]
+    return targets, weights
+
+
+def _frame_events(frame: np.ndarray) -> np.ndarray:
+    """(batch, C, H, W) counts -> (batch, E) flat input indices in rounds (see the module), -1 padded."""
+    batch = frame.shape[0]
+    flat = frame.reshape(batch, -1)
+    rounds = int(flat.max()) if flat.size else 0
+    parts = [np.where(flat > r, np.arange(flat.shape[1])[None], -1) for r in range(rounds)]
+    if not parts:
+        return np.full((batch, 0), -1, np.int64)
+    return _compact(np.concatenate(parts, axis=1))
+
+
+def _compact(events: np.ndarray) -> np.ndarray:
+    """Move the -1 entries of each row to its end, keeping order; trim the all -1 columns."""
+    keep = events >= 0
+    order = np.argsort(~keep, axis=1, kind="stable")
+    out = np.take_along_axis(events, order, axis=1)
+    width = int(keep.sum(axis=1).max()) if events.size else 0
+    return out[:, :width]
+
+
+def _translate(events: np.ndarray, shape: tuple[int, int, int], pool: int, dest: tuple[int, int, int]) -> np.ndarray:
+    """Flat indices in a source map -> flat indices in the destination's input map after sum pooling."""
+    _, h, w = shape
+    valid = events >= 0
+    e = np.where(valid, events, 0)
+    ci, rest = np.divmod(e, h * w)
+    y, x = np.divmod(rest, w)
+    y, x = y // pool, x // pool
+    dc, dh, dw = dest
+    inside = valid & (y < dh) & (x < dw) & (ci < dc)
+    return _compact(np.where(inside, (ci * dh + y) * dw + x, -1))
+
+
+def _interleave(streams: list[np.ndarray]) -> np.ndarray:
+    """Two sources' events merged: one from each in turn (the order the chip's router gives is not modelled)."""
+    width = max(s.shape[1] for s in streams)
+    padded = [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=-1) for s in streams]
+    return _compact(np.stack(padded, axis=2).reshape(streams[0].shape[0], -1))

@@ -1,0 +1,99 @@
+"""Float Speck layers to the chip's integers: one scale per layer shared by weights, bias, threshold and initial
+value, so their ratios (what decides when a neuron fires) survive.
+
+As sinabs' ``discretize.py`` (``determine_discretization_scale`` and ``_discretize_conv_spk_``):
+
+    scale(x, bits) = |hi / max x|  if |min x| <= |max x| * |lo / hi|  else |lo / min x|,  lo, hi = -2^(b-1), 2^(b-1)-1
+    s = min(scale(W, 8), scale(b, 8), scale(threshold, 16), scale(v0, 16))
+    W_q = round(W s), b_q = round(b s), threshold_high = round(theta s), v0_q = round(v0 s)
+
+Rounding is round-half-to-even (numpy and torch agree). One difference: sinabs folds its default lower bound
+(-2^15, meant as an integer) into the threshold's float range, which caps s at 1 for thresholds below 2^15; here
+the lower bound is the chip's most negative state, threshold_low = -2^15, outside the scaled quantities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurodeploy.errors import ResourceError
+from neurodeploy_speck import chip
+from neurodeploy_speck.lowering import Layer
+
+
+def discretization_scale(x: np.ndarray, bits: int) -> float:
+    """The largest s with round(x s) inside the signed ``bits`` range (sinabs' rule; inf for an all-zero x)."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = np.asarray(x, np.float64)
+    if x.size == 0 or not np.any(x):
+        return float("inf")
+    top, bottom = float(x.max()), float(x.min())
+    if abs(bottom) <= abs(top) * abs(lo / hi):
+        return abs(hi / top)
+    return abs(lo / bottom)
+
+
+@dataclass
+class QuantizedLayer:
+    weight: np.ndarray
+    """(F, C, k, k) int64, in [-128, 127]."""
+    bias: np.ndarray
+    threshold_high: int
+    threshold_low: int
+    initial: int
+    """neurons_initial_value of every neuron."""
+    scale: float
+    """Integer units per float unit."""
+    report: dict
+
+
+def quantize_layer(layer: Layer) -> QuantizedLayer:
+    v0 = layer.initial * layer.threshold
+    scale = min(
+        discretization_scale(layer.weight, chip.WEIGHT_BITS),
+        discretization_scale(layer.bias, chip.WEIGHT_BITS),
+        discretization_scale(np.array([layer.threshold]), chip.STATE_BITS),
+        discretization_scale(np.array([v0]), chip.STATE_BITS),
+    )
+    weight = np.rint(layer.weight * scale).astype(np.int64)
+    bias = np.rint(layer.bias * scale).astype(np.int64)
+    threshold = int(np.rint(layer.threshold * scale))
+    if threshold < 1:
+        raise ResourceError(
+            f"layer '{layer.name}': its threshold ({layer.threshold:g}) quantizes to {threshold} next to weights up "
+            f"to {np.abs(layer.weight).max():g} (8-bit weights, shared scale {scale:g}); the weights are over "
+            "2^15 times the threshold: rebalance the thresholds (convert-to-snn norm options)"
+        )
+    nonzero = layer.weight != 0
+    zeroed = int(np.count_nonzero(nonzero & (weight == 0)))
+    err = np.abs(weight / scale - layer.weight)
+    report = {
+        "layer": layer.name,
+        "scale": scale,
+        "limited_by": min(
+            (
+                ("weights", discretization_scale(layer.weight, chip.WEIGHT_BITS)),
+                ("bias", discretization_scale(layer.bias, chip.WEIGHT_BITS)),
+                ("threshold", discretization_scale(np.array([layer.threshold]), chip.STATE_BITS)),
+            ),
+            key=lambda kv: kv[1],
+        )[0],
+        "threshold_high": threshold,
+        "weight_range": [int(weight.min()), int(weight.max())],
+        "bias_range": [int(bias.min()), int(bias.max())],
+        "zeroed_weights": zeroed,
+        "zeroed_fraction": round(zeroed / max(1, int(np.count_nonzero(nonzero))), 6),
+        "max_weight_error": float(err.max()) if err.size else 0.0,
+        "threshold_bits_used": int(threshold).bit_length() + 1,
+    }
+    return QuantizedLayer(
+        weight=weight,
+        bias=bias,
+        threshold_high=threshold,
+        threshold_low=chip.STATE_MIN,
+        initial=int(np.rint(v0 * scale)),
+        scale=scale,
+        report=report,
+    )

@@ -1,0 +1,168 @@
+"""Time-binned mode against sinabs' own layers, spike for spike (sinabs 3.1.3, samna-free parts only).
+
+Each random network is a chain of integer convolutions (the last one a "linear" layer: its kernel covers the
+whole map, as sinabs' convert_linear_to_conv builds it), each followed by ``sinabs.layers.IAFSqueeze`` with
+``MultiSpike``, ``MembraneSubtract`` or ``MembraneReset``, ``min_v_mem`` = threshold_low, the same threshold and
+initial state, and ``sinabs.layers.SumPool2d``. The emulator runs the speck.json document built from the same
+integers (weights through samna's [f][c][x][y] order and back). sinabs.backend.dynapcnn needs samna and is
+never imported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from neurodeploy_speck.emulator import Network
+from speck_graphs import integer_document
+
+torch = pytest.importorskip("torch")
+sinabs = pytest.importorskip("sinabs")
+sl = pytest.importorskip("sinabs.layers")
+from sinabs.activation import MembraneReset, MembraneSubtract, MultiSpike  # noqa: E402
+
+SINABS_VERSION = "3.1.3"
+NETWORKS = 60
+
+
+def _layer(rng, f, c, k, stride, pad, pool):
+    return {
+        "weight": rng.integers(-100, 128, size=(f, c, k, k)),  # leaning positive, so the networks fire
+        "bias": rng.integers(-20, 21, size=f) if rng.random() < 0.5 else np.zeros(f, np.int64),
+        "stride": stride,
+        "padding": pad,
+        "threshold": int(rng.integers(1, 400)),
+        "low": int(rng.choice([-(2**15), -int(rng.integers(0, 400))])),
+        "initial": int(rng.integers(-50, 300)),
+        "reset": "zero" if rng.random() < 0.25 else "subtract",
+        "pool": pool,
+    }
+
+
+def sinabs_model(specs, batch: int):
+    layers = []
+    for s in specs:
+        weight = torch.tensor(np.asarray(s["weight"]), dtype=torch.float64)
+        f, c, k, _ = weight.shape
+        conv = torch.nn.Conv2d(c, f, k, stride=s["stride"], padding=s["padding"], bias=True).double()
+        conv.weight.data = weight
+        conv.bias.data = torch.tensor(np.asarray(s["bias"]), dtype=torch.float64)
+        reset = MembraneReset() if s["reset"] == "zero" else MembraneSubtract()
+        iaf = sl.IAFSqueeze(
+            batch_size=batch,
+            spike_threshold=float(s["threshold"]),
+            min_v_mem=float(s["low"]),
+            spike_fn=MultiSpike,
+            reset_fn=reset,
+        )
+        layers += [conv, iaf]
+        if s["pool"] > 1:
+            layers.append(sl.SumPool2d(kernel_size=s["pool"]))
+    return torch.nn.Sequential(*layers)
+
+
+def run_sinabs(specs, frames: np.ndarray) -> list[np.ndarray]:
+    """Spike counts (batch, T, F, H, W) of every IAF layer."""
+    batch, steps = frames.shape[:2]
+    model = sinabs_model(specs, batch)
+    x = torch.tensor(frames.reshape(batch * steps, *frames.shape[2:]), dtype=torch.float64)
+    outputs = []
+    with torch.no_grad():
+        for module in model:
+            if isinstance(module, sl.IAFSqueeze):
+                shape = (batch, *x.shape[1:])
+                module.init_state_with_shape(shape)
+                module.v_mem.data = torch.full(shape, float(specs[len(outputs)]["initial"]), dtype=torch.float64)
+            x = module(x)
+            if isinstance(module, sl.IAFSqueeze):
+                x = x.double()  # MultiSpike returns float32 counts (exact); the next conv is float64
+                outputs.append(x.numpy().reshape(batch, steps, *x.shape[1:]).astype(np.int64))
+    return outputs
+
+
+def test_sinabs_version_is_the_one_named():
+    assert sinabs.__version__ == SINABS_VERSION
+
+
+def case(seed: int):
+    """(layer specs, input shape, input event counts) of random network ``seed``."""
+    rng = np.random.default_rng(1000 + seed)
+    c, h = int(rng.integers(1, 4)), int(rng.integers(6, 17))
+    in_shape = (c, h, h)
+    specs = random_network(rng, in_shape)
+    batch, steps = 3, int(rng.integers(4, 12))
+    frames = rng.poisson(rng.uniform(0.1, 1.5), size=(batch, steps, *in_shape))
+    return specs, in_shape, frames
+
+
+def test_random_networks_cover_the_features():
+    """The random networks exercise several spikes per step, both resets, biases, pooling and the readout."""
+    multi = readouts = zero_resets = leaks = pools = 0
+    for seed in range(NETWORKS):
+        specs, in_shape, frames = case(seed)
+        run = Network.from_config(integer_document(specs, in_shape)).run_binned(frames, record=tuple(range(len(specs))))
+        multi += any(int(c.max()) > 1 for c in run.counts.values())
+        readouts += int(run.counts[len(specs) - 1].sum()) > 0
+        zero_resets += sum(s["reset"] == "zero" for s in specs)
+        leaks += sum(bool(np.any(s["bias"])) for s in specs)
+        pools += sum(s["pool"] > 1 for s in specs)
+    assert multi >= NETWORKS // 2
+    assert readouts >= NETWORKS // 3
+    assert min(zero_resets, leaks, pools) >= 10
+
+
+@pytest.mark.parametrize("seed", range(NETWORKS))
+def test_binned_equals_sinabs_iafsqueeze(seed):
+    specs, in_shape, frames = case(seed)
+    expected = run_sinabs(specs, frames)
+    network = Network.from_config(integer_document(specs, in_shape))
+    run = network.run_binned(frames, record=tuple(range(len(specs))))
+    for core, want in enumerate(expected):
+        got = run.counts[core]
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want, err_msg=f"network {seed}, layer {core}")
+    assert expected[0].sum() > 0, "the comparison must see spikes"
+
+
+def random_network(rng: np.random.Generator, shape: tuple[int, int, int]) -> list[dict]:
+    """Layer specs of a random chain the chip could hold: 1-3 convolutions with sum pooling, then a readout
+    whose kernel covers the whole map."""
+    specs = []
+    for _ in range(int(rng.integers(1, 4))):
+        c, h, _ = shape
+        k = int(rng.integers(1, min(5, h) + 1))
+        stride = int(rng.choice([1, 2])) if h >= 4 else 1
+        pad = int(rng.integers(0, min(2, k - 1) + 1))
+        out_h = (h + 2 * pad - k) // stride + 1
+        pool = int(rng.choice([p for p in (1, 2, 4) if out_h // p >= 2] or [1]))
+        f = int(rng.integers(1, 7))
+        specs.append(_layer(rng, f, c, k, stride, pad, pool))
+        shape = (f, out_h // pool, out_h // pool)
+    c, h, _ = shape
+    specs.append(_layer(rng, int(rng.integers(2, 6)), c, h, 1, 0, 1))
+    return specs
+
+
+def test_mnist_artifact_binned_equals_sinabs(tmp_path):
+    """The bundled MNIST CNN as compiled for Speck: every core's spikes equal sinabs' on 4 test images, T = 32."""
+    from pathlib import Path
+
+    from neurodeploy_speck import SpeckBackend
+    from neurodeploy_speck.backend import direct_events
+    from neurodeploy_speck.sinabs_model import run_sinabs
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import load_calibration
+
+    mnist = Path(__file__).resolve().parents[3] / "examples" / "mnist"
+    artifact = compile_model(
+        mnist / "mnist_cnn.onnx", "speck", tmp_path / "a", calibration=load_calibration(str(mnist / "calibration.npz"))
+    )
+    document = SpeckBackend.load_config(artifact)
+    frames = direct_events(np.load(mnist / "test_images.npz")["x"][:4], 32)
+    network = Network.from_config(document)
+    run = network.run_binned(frames, record=tuple(c.index for c in network.cores))
+    expected = run_sinabs(document, frames)
+    assert len(expected) == 4
+    for core, want in zip(network.cores, expected):
+        np.testing.assert_array_equal(run.counts[core.index], want, err_msg=f"core {core.index}")
+    assert all(int(want.sum()) > 0 for want in expected)
