@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurodeploy.ir import Add, AvgPool2d, Conv2d, Dense, Graph, MaxPool2d, Reshape, TensorType
+from neurodeploy.ir import Add, AvgPool2d, Conv2d, Dense, Graph, MaxPool2d, Reshape, Scale, TensorType
 from neurodeploy.ir.neurons import IF
 
 
@@ -101,3 +101,64 @@ def with_maxpool(seed: int = 0) -> Graph:
         Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, 8)),
     ]
     return Graph("with_maxpool", {"x": TensorType((1, 4, 4))}, ["y"], ops)
+
+
+def residual_block(
+    seed: int = 0, skip: str = "identity", deep: bool = True, reset: str = "subtract", channels: int = 4
+) -> Graph:
+    """x (1, 6, 6) -> conv -> IF a -> conv -> IF b -> conv -> Add(skip from a) -> IF c -> flatten -> dense (3): a
+    residual block whose skip (``identity``, ``scale``: times 0.5, the Scale conversion puts on an unabsorbable
+    branch, or ``conv``: a 1x1 convolution) reads IF a, one synapse shorter than the main path, so it must be
+    delayed a step. ``deep=False`` drops IF b: the skip and the main path then have the same length."""
+    rng = np.random.default_rng(seed)
+    c = channels
+    ops = [
+        Conv2d(
+            name="conv1",
+            inputs=("x",),
+            output="c1",
+            weight=_w(rng, c, 1, 3, 3, scale=3),
+            bias=rng.normal(size=c).astype(np.float32) * 0.2 + 0.2,
+            padding=(1, 1, 1, 1),
+        ),
+        IF(name="if_a", inputs=("c1",), output="sa", threshold=np.float32(1), reset=reset),
+    ]
+    main = "sa"
+    if deep:
+        ops += [
+            Conv2d(
+                name="conv2",
+                inputs=("sa",),
+                output="c2",
+                weight=_w(rng, c, c, 3, 3, scale=2),
+                bias=rng.normal(size=c).astype(np.float32) * 0.1 + 0.1,
+                padding=(1, 1, 1, 1),
+            ),
+            IF(name="if_b", inputs=("c2",), output="sb", threshold=np.float32(0.9), reset=reset),
+        ]
+        main = "sb"
+    ops.append(
+        Conv2d(
+            name="conv3",
+            inputs=(main,),
+            output="c3",
+            weight=_w(rng, c, c, 3, 3, scale=1.5),
+            bias=rng.normal(size=c).astype(np.float32) * 0.1,
+            padding=(1, 1, 1, 1),
+        )
+    )
+    if skip == "identity":
+        branch = "sa"
+    elif skip == "scale":
+        ops.append(Scale(name="skip_scale", inputs=("sa",), output="k", value=np.float32(0.5)))
+        branch = "k"
+    else:
+        ops.append(Conv2d(name="skip_conv", inputs=("sa",), output="k", weight=_w(rng, c, c, 1, 1, scale=1.5)))
+        branch = "k"
+    ops += [
+        Add(name="skip_add", inputs=("c3", branch), output="r"),
+        IF(name="if_c", inputs=("r",), output="sc", threshold=np.float32(1.2), reset=reset),
+        Reshape(name="flat", inputs=("sc",), output="f", shape=(c * 36,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, c * 36, scale=3)),
+    ]
+    return Graph(f"residual_{skip}", {"x": TensorType((1, 6, 6))}, ["y"], ops)

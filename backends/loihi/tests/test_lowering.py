@@ -4,11 +4,11 @@ an error naming the op."""
 
 import numpy as np
 import pytest
-from loihi_graphs import residual, small_cnn, with_maxpool
+from loihi_graphs import residual, residual_block, small_cnn, with_maxpool
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, lower
 
 from neurodeploy.errors import ConversionError
-from neurodeploy.ir import Concat, Conv2d, Dense, Graph, Reshape, TensorType, interpret
+from neurodeploy.ir import Add, Concat, Conv2d, Dense, Graph, Reshape, Scale, TensorType, interpret
 from neurodeploy.ir.neurons import IF
 
 
@@ -95,9 +95,52 @@ def test_reset_and_initial_are_carried_per_population() -> None:
     assert [(p.reset, p.initial) for p in lowered.populations[:2]] == [("zero", 0.0), ("zero", 0.0)]
 
 
-def test_residual_add_is_refused_naming_the_op() -> None:
-    with pytest.raises(ConversionError, match=r"IF 'if1' feeds Conv2d 'conv2', Add 'skip_add'; branching"):
-        lower(residual())
+def test_residual_add_becomes_a_second_synapse_and_the_sum_is_the_graphs() -> None:
+    """conv2(s1) + s1 -> if2: the conv is the main synapse, the identity skip a diagonal Dense from the same
+    population, no delay (both paths are one synapse long); together they compute the Add."""
+    graph = residual()
+    lowered = lower(graph)
+    pop = lowered.populations[1]
+    assert (pop.name, pop.delay, pop.depth, pop.adds) == ("if2", 0, 1, ["skip_add"])
+    assert isinstance(pop.synapse, ConvSpec)
+    (skip,) = pop.skips
+    assert (skip.source, skip.delay) == (0, 0)
+    assert isinstance(skip.synapse, DenseSpec)
+    np.testing.assert_array_equal(skip.synapse.weight, np.eye(32, dtype=np.float32))
+    s = (np.random.default_rng(2).random((3, 2, 4, 4)) < 0.5).astype(np.float32)
+    want = _apply(_ops(graph, "conv2"), s) + s
+    got = _lava_conv_in_float(pop.synapse, s) + (s.reshape(3, -1) @ skip.synapse.weight.T).reshape(s.shape) + pop.bias
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert lowered.delay == 2
+
+
+@pytest.mark.parametrize("skip", ["identity", "scale", "conv"])
+def test_a_shorter_skip_is_delayed_to_arrive_with_the_main_path(skip: str) -> None:
+    """if_a -> conv2 -> if_b -> conv3 -> Add(skip from if_a) -> if_c: the skip is one synapse shorter, so it is a
+    Dense (a 1x1 conv composed into its matrix) delayed one step, and if_c's depth is 2."""
+    graph = residual_block(skip=skip)
+    lowered = lower(graph)
+    assert [p.depth for p in lowered.populations] == [0, 1, 2, 3]
+    pop = lowered.populations[2]
+    assert (pop.name, pop.delay) == ("if_c", 0)
+    (branch,) = pop.skips
+    assert (branch.source, branch.delay) == (0, 1)
+    assert isinstance(branch.synapse, DenseSpec)
+    s = (np.random.default_rng(4).random((2, 4, 6, 6)) < 0.5).astype(np.float32)
+    ops = [] if skip == "identity" else _ops(graph, f"skip_{skip}")
+    want = _apply(ops, s) / np.float32(1.2)  # if_c's threshold, folded into every synapse
+    got = (s.reshape(2, -1) @ branch.synapse.weight.T).reshape(s.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_add_that_is_not_directly_before_neurons_is_refused_naming_it() -> None:
+    graph = residual_block(deep=False)
+    graph.ops.remove(_ops(graph, "skip_add")[0])
+    graph.ops.insert(len(graph.ops) - 3, Add(name="late_add", inputs=("c3", "sa"), output="r0"))
+    graph.ops.insert(len(graph.ops) - 3, Scale(name="after", inputs=("r0",), output="r", value=np.float32(2)))
+    graph.verify()
+    with pytest.raises(ConversionError, match=r"Add 'late_add' joins 2 branches; the loihi target maps a residual Add"):
+        lower(graph)
 
 
 def test_maxpool_is_refused_naming_the_op() -> None:

@@ -120,8 +120,8 @@ class Loihi2Backend(Backend):
         model.target["manifest"] = {
             "pipeline_delay": program.delay,
             "pipeline_delay_note": (
-                f"each of the {program.delay} synapse(s) delays spikes by one step: T steps run as T + "
-                f"{program.delay} Loihi steps, and T counts after the delay"
+                f"each of the {program.delay} synapse(s) on the longest path delays spikes by one step: T steps run "
+                f"as T + {program.delay} Loihi steps, and T counts after the delay"
             ),
             "netx": netx_note["written"],
         }

@@ -15,6 +15,12 @@ Each step t = 1, 2, ... runs the layers in order, as Lava's processes do within 
 
 So every layer adds one step of delay: an input spike at step t reaches layer k's neurons at step t + k.
 The arithmetic is :mod:`neurodeploy_loihi.fixed_point`.
+
+A layer may have further synapses (:class:`Skip`: a residual branch from any earlier layer), and any synapse a
+``delay`` of extra steps (Lava's ``DelayDense``, dense only). The neurons then receive the sum of what all their
+synapses send, wrapped to int32 as Lava's ``PyInPortVectorDense.recv`` adds the int32 messages of its channels
+(onto an int16 zero array, which gives int32), before the neuron's own arithmetic. Layer k's *depth* is its
+longest path of synapses (and delays) from layer 0 (:attr:`Network.depths`).
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
@@ -208,6 +214,27 @@ class Neuron:
                 raise ValueError(f"{where}: {name} has shape {value.shape}; expected a scalar or {shape}")
 
 
+MAX_DELAY = 63
+"""Lava's ``PyDelayDenseModelBitAcc``: Loihi 2 has 6 bits of synaptic delay."""
+
+
+@dataclass(frozen=True, eq=False)
+class Skip:
+    """A further synapse into a layer, reading the spikes of layer ``source`` (an earlier layer), ``delay`` extra
+    steps late (a delayed synapse is a ``DenseSynapse``: Lava's ``DelayDense``; Lava's Conv has no delay)."""
+
+    source: int
+    synapse: DenseSynapse | ConvSynapse
+    delay: int = 0
+
+
+def _check_delay(delay: int, synapse: object, where: str) -> None:
+    if not isinstance(delay, int | np.integer) or not 0 <= delay <= MAX_DELAY:
+        raise ValueError(f"{where}: delay must be an int in 0..{MAX_DELAY}, got {delay!r}")
+    if delay and not isinstance(synapse, DenseSynapse):
+        raise ValueError(f"{where}: only a dense synapse can be delayed (Lava's DelayDense; Conv has no delay)")
+
+
 @dataclass(frozen=True, eq=False)
 class Layer:
     """A synapse and the neurons it feeds (one per element of the synapse's output).
@@ -220,6 +247,13 @@ class Layer:
     neuron: Neuron
     name: str = ""
     population_shape: tuple[int, ...] | None = None
+    delay: int = 0
+    skips: tuple[Skip, ...] = ()
+
+    def inbound(self, k: int) -> list[tuple[int, DenseSynapse | ConvSynapse, int]]:
+        """(source layer, synapse, delay) of every synapse into this layer (layer ``k``): the main one first."""
+        main = [] if self.synapse is None else [(k - 1, self.synapse, int(self.delay))]
+        return main + [(int(s.source), s.synapse, int(s.delay)) for s in self.skips]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -286,26 +320,43 @@ class StepState:
 
 class Network:
     """A chain of layers; layer k reads the spikes of layer k - 1 (the network input for k = 0, unless the first
-    layer is an input population without synapse)."""
+    layer is an input population without synapse) and, through its ``skips``, of any earlier layer."""
 
     def __init__(self, layers: list[Layer]) -> None:
         if not layers:
             raise ValueError("a network needs at least one layer")
         self.layers = list(layers)
+        self.depths: list[int] = []
+        """Per layer, the Loihi step (after the first) at which its first input arrives: the longest path of
+        synapses and delays from layer 0 (a chain: k)."""
         for k, layer in enumerate(self.layers):
             where = f"layer {k}" + (f" ({layer.name})" if layer.name else "")
             if layer.synapse is None and k > 0:
                 raise ValueError(f"{where}: only the first layer may be an input population without synapse")
             layer.neuron.check_shape(layer.shape, where)
             if k == 0:
+                if layer.skips or layer.delay:
+                    raise ValueError(f"{where}: the first layer reads the input only (no skips, no delay)")
+                self.depths.append(0)
                 continue
-            below = self.layers[k - 1].shape
-            needed = layer.synapse.input_shape
-            if isinstance(layer.synapse, DenseSynapse):
-                if prod(below) != needed[0]:
-                    raise ValueError(f"{where}: dense synapse reads {needed[0]} inputs; layer {k - 1} has {below}")
-            elif tuple(below) != tuple(needed):
-                raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {k - 1} has {below}")
+            depth = 0
+            for source, synapse, delay in layer.inbound(k):
+                if not isinstance(source, int | np.integer) or not 0 <= source < k:
+                    raise ValueError(f"{where}: a skip reads layer {source}; it must be an earlier layer (0..{k - 1})")
+                _check_delay(delay, synapse, where)
+                below = self.layers[source].shape
+                needed = synapse.input_shape
+                if isinstance(synapse, DenseSynapse):
+                    if prod(below) != needed[0]:
+                        raise ValueError(f"{where}: dense synapse reads {needed[0]} inputs; layer {source} has {below}")
+                elif tuple(below) != tuple(needed):
+                    raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {source} has {below}")
+                if prod(synapse.output_shape) != prod(layer.shape):
+                    raise ValueError(
+                        f"{where}: a synapse of {synapse.output_shape} outputs feeds {layer.shape} neurons"
+                    )
+                depth = max(depth, self.depths[source] + 1 + delay)
+            self.depths.append(depth)
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -374,12 +425,26 @@ class Network:
             trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
             trace.v = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
         no_input = None if x is None else np.zeros((batch, *self.input_shape), bool)
+        # a layer with skips or delays: per synapse, a queue of delay + 1 messages (DelayDense's a_buff columns)
+        queues = {
+            k: [[np.zeros((batch, *shapes[k]), np.int64)] * (d + 1) for _, _, d in layer.inbound(k)]
+            for k, layer in enumerate(self.layers)
+            if layer.skips or layer.delay
+        }
+        fired_now: list[np.ndarray | None] = [None] * len(self.layers)
         for t in range(steps):
             below = None if x is None else (x[:, t] if t < frames else no_input)
             for k, layer in enumerate(self.layers):
-                message = messages[k]  # 1. sent now: accumulated at the previous step
-                if layer.synapse is not None:  # 2. accumulated now, for the next step
-                    messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
+                if k in queues:  # 1. every synapse sends the oldest of its queue; the neurons' InPort sums them
+                    total = np.zeros((batch, *shapes[k]), np.int64)
+                    for queue, (source, synapse, _) in zip(queues[k], layer.inbound(k)):
+                        total += queue.pop(0)  # 2. and accumulates this step's spikes of its source
+                        queue.append(synapse.accumulate(fired_now[source]).reshape(batch, *shapes[k]))
+                    message = fp.wrap(total, fp.PORT_BITS)  # int16 zeros + int32 + int32 ...: an int32 sum
+                else:
+                    message = messages[k]  # 1. sent now: accumulated at the previous step
+                    if layer.synapse is not None:  # 2. accumulated now, for the next step
+                        messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
                 neuron = layer.neuron  # 3. the neurons
                 u[k], v_new, folded, saturated = _subthreshold(neuron, u[k], v[k], message, bias[k])
                 trace.u_folds[k] += np.count_nonzero(folded.reshape(batch, -1), axis=1)
@@ -396,5 +461,5 @@ class Network:
                     trace.v[k][:, t] = v[k]
                 if observe is not None:
                     observe(StepState(t + 1, k, fired, u[k], v[k], folded, saturated))
-                below = fired
+                below = fired_now[k] = fired
         return trace

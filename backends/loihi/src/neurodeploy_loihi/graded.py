@@ -629,6 +629,12 @@ def quantize_graded(
             f"{BIAS_MANT_MAX}; use at most {fp.BIAS_MANT_BITS - 1} message bits"
         )
     pops = lowered.populations
+    for pop in pops:
+        if pop.skips:
+            raise GradedError(
+                f"graded mode maps chains only: Add {pop.adds[0]!r} joins residual branches into {pop.name!r} "
+                "(binary mode runs it)"
+            )
     if any(isinstance(p.synapse, ConvSpec) and p.synapse.dilation != (1, 1) for p in pops):
         raise GradedError("graded mode maps undilated convolutions only")
     if calibration is not None and len(calibration):

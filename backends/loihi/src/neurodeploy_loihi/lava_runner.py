@@ -8,8 +8,10 @@ program's: no synapse, driven by the host-computed current) starts with that pop
 ``RingBuffer``: a ``LIF`` / ``SubtractiveLIF`` whose ``bias_mant`` and ``bias_exp`` are the per-sample input
 bias (netx's ``Input`` block drives its neurons the same way). A pooled convolution
 (:class:`~neurodeploy_loihi.emulator.ConvSynapse` with ``pool``) is one Lava ``Conv`` with the repeated kernel
-(``lava_weights``). Lava imports happen inside the functions; a missing Lava is an error that names the extra
-to install.
+(``lava_weights``). A layer with residual branches (``skips``) gets one ``Dense`` / ``Conv`` per branch, all
+connected to its neurons' ``a_in`` (Lava's InPort adds what its channels bring); a delayed synapse is a
+``DelayDense`` with that delay for every weight. Lava imports happen inside the functions; a missing Lava is an
+error that names the extra to install.
 
 Lava starts one operating-system process per Lava process and pays for every one of them at start-up and at
 every step, so the runner keeps their number down:
@@ -39,6 +41,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from math import prod
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +73,16 @@ def _per_sample(value: Any, shape: tuple[int, ...], batch: int, conv: bool) -> A
     return np.concatenate([arr] * batch, axis=-1) if conv else np.tile(arr.reshape(-1), batch)
 
 
-def _merged_dense(weights: np.ndarray, below: tuple[int, ...], batch: int, below_conv: bool) -> np.ndarray:
+def _merged_dense(
+    weights: np.ndarray, below: tuple[int, ...], batch: int, below_conv: bool, above: tuple[int, ...] | None = None
+) -> np.ndarray:
     """Dense weights for ``batch`` samples side by side: sample b's outputs read only sample b's inputs. Below a
-    conv layer the inputs are (X, Y, B * C) flattened, so sample b's columns are interleaved."""
+    conv layer the inputs are (X, Y, B * C) flattened, so sample b's columns are interleaved; into a conv-shaped
+    layer ``above`` (X, Y, C) (a residual branch), its rows are too."""
+    if above is not None:
+        x, y, c = above
+        per_sample = _merged_dense(weights, below, batch, below_conv).reshape(batch, x, y, c, -1)
+        return np.ascontiguousarray(per_sample.transpose(1, 2, 0, 3, 4)).reshape(batch * x * y * c, -1)
     n_out = weights.shape[0]
     if not below_conv:
         merged = np.zeros((batch, n_out, batch, weights.shape[1]), np.int64)
@@ -84,6 +94,12 @@ def _merged_dense(weights: np.ndarray, below: tuple[int, ...], batch: int, below
     for b in range(batch):
         merged[b, :, :, :, b, :] = weights.reshape(n_out, x, y, c)
     return merged.reshape(batch * n_out, -1)
+
+
+def _max_groups(network: Network) -> int:
+    """The most groups of any Conv in the network (main synapses and residual branches)."""
+    synapses = [s for k, layer in enumerate(network.layers) for _, s, _ in layer.inbound(k)]
+    return max((s.groups for s in synapses if isinstance(s, ConvSynapse)), default=1)
 
 
 class _Chain:
@@ -100,7 +116,7 @@ class _Chain:
         folder: Path | None = None,
     ) -> None:
         from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import Dense
+        from lava.proc.dense.process import DelayDense, Dense
         from lava.proc.io.source import RingBuffer
         from lava.proc.lif.process import LIF
         from lava.utils.weightutils import SignMode as LavaSignMode
@@ -134,7 +150,7 @@ class _Chain:
             if record_all or not layers:
                 self._record(neurons, merged, sink, Recorder)
             self.source = neurons
-            port, below_shape, below_conv = neurons.s_out, shape, conv_shaped
+            outs = {0: (neurons.s_out, shape, conv_shaped)}  # per layer: its spikes' port, shape, conv-shaped
         else:
             self.batch = batch = len(spikes)
             frames = np.zeros((batch, steps, *network.input_shape), np.int32)  # steps beyond the input: no spikes
@@ -146,33 +162,41 @@ class _Chain:
                 data = frames.transpose(0, 2, 1).reshape(-1, steps)
             source = RingBuffer(data=np.ascontiguousarray(data))
             self.source = source
-            port = source.s_out
-            below_shape, below_conv = network.input_shape, first_conv
-        for layer in layers:
-            synapse = layer.synapse
-            conv = isinstance(synapse, ConvSynapse)
-            if conv:
-                x, y, c = synapse.input_shape
-                process = Conv(
-                    weight=np.concatenate([synapse.lava_weights] * batch, axis=0),  # a pooled conv: repeated kernel
-                    input_shape=(x, y, batch * c),
-                    padding=synapse.padding,
-                    stride=synapse.stride,
-                    dilation=synapse.dilation,
-                    groups=synapse.groups * batch,
-                )
-            else:
-                extra = {} if synapse.sign_mode is None else {"sign_mode": LavaSignMode(int(synapse.sign_mode))}
-                process = Dense(
-                    weights=_merged_dense(synapse.weights, below_shape, batch, below_conv),
-                    weight_exp=int(synapse.weight_exp),
-                    num_weight_bits=int(synapse.num_weight_bits),
-                    **extra,
-                )
-            if port.shape != process.s_in.shape:
-                port = port.reshape(process.s_in.shape)  # conv (X, Y, B * C) -> dense (X * Y * B * C,)
-            port.connect(process.s_in)
-            shape = process.a_out.shape
+            outs = {-1: (source.s_out, network.input_shape, first_conv)}
+        first = len(network.layers) - len(layers)
+        for k, layer in enumerate(layers, start=first):
+            conv = len(layer.shape) == 3  # conv-shaped: (X, Y, B * C) in Lava
+            shape = (layer.shape[0], layer.shape[1], batch * layer.shape[2]) if conv else (batch * prod(layer.shape),)
+            processes = []
+            for source, synapse, delay in layer.inbound(k):
+                port, below_shape, below_conv = outs[source]
+                if isinstance(synapse, ConvSynapse):
+                    x, y, c = synapse.input_shape
+                    process = Conv(
+                        weight=np.concatenate([synapse.lava_weights] * batch, axis=0),  # pooled conv: repeated kernel
+                        input_shape=(x, y, batch * c),
+                        padding=synapse.padding,
+                        stride=synapse.stride,
+                        dilation=synapse.dilation,
+                        groups=synapse.groups * batch,
+                    )
+                else:
+                    extra = {} if synapse.sign_mode is None else {"sign_mode": LavaSignMode(int(synapse.sign_mode))}
+                    weights = _merged_dense(
+                        synapse.weights, below_shape, batch, below_conv, layer.shape if conv else None
+                    )
+                    if delay:  # every weight delayed alike: DelayDense's a_buff has delay + 1 columns
+                        extra["delays"] = np.full(weights.shape, int(delay), dtype=int)
+                    process = (DelayDense if delay else Dense)(
+                        weights=weights,
+                        weight_exp=int(synapse.weight_exp),
+                        num_weight_bits=int(synapse.num_weight_bits),
+                        **extra,
+                    )
+                if port.shape != process.s_in.shape:
+                    port = port.reshape(process.s_in.shape)  # conv (X, Y, B * C) -> dense (X * Y * B * C,)
+                port.connect(process.s_in)
+                processes.append(process)
             neuron = layer.neuron
             kind = LIF if neuron.kind == "lif" else SubtractiveLIF
             neurons = kind(
@@ -184,10 +208,12 @@ class _Chain:
                 bias_exp=_per_sample(neuron.bias_exp, layer.shape, batch, conv),
                 v=_per_sample(neuron.v0, layer.shape, batch, conv),
             )
-            process.a_out.connect(neurons.a_in)
+            for process in processes:  # several: the InPort sums them
+                out = process.a_out
+                (out if out.shape == shape else out.reshape(shape)).connect(neurons.a_in)
             if record_all or layer is network.layers[-1]:
                 self._record(neurons, shape, sink, Recorder)
-            port, below_shape, below_conv = neurons.s_out, layer.shape, conv
+            outs[k] = (neurons.s_out, layer.shape, conv)
 
     def _record(self, neurons: Any, shape: tuple[int, ...], sink: Any, recorder_class: type) -> None:
         path = None if self.folder is None else str(self.folder / f"{id(self)}-{len(self.recorders)}.npy")
@@ -240,7 +266,7 @@ def run_in_lava(jobs: list[tuple[Network, np.ndarray]], steps: int) -> list[Trac
         x = np.asarray(spikes)
         if x.ndim != 2 + len(network.input_shape) or tuple(x.shape[2:]) != network.input_shape:
             raise ValueError(f"input spikes must be (batch, steps, *{network.input_shape}), got {x.shape}")
-        groups = max((lay.synapse.groups for lay in network.layers if isinstance(lay.synapse, ConvSynapse)), default=1)
+        groups = _max_groups(network)
         per_chain = max(1, CONV_GROUPS_MAX // groups)
         chains.append(
             [
@@ -297,7 +323,7 @@ def run_program_in_lava(
     mant, exp = program.input_bias(np.asarray(x, np.float32))
     total = steps + program.delay
     network = program.network
-    groups = max((lay.synapse.groups for lay in network.layers if isinstance(lay.synapse, ConvSynapse)), default=1)
+    groups = _max_groups(network)
     per_chain = max(1, CONV_GROUPS_MAX // groups)
     clock = [time.perf_counter()]
     folder = tempfile.TemporaryDirectory(prefix="neurodeploy-lava-")
@@ -323,12 +349,13 @@ def run_program_in_lava(
 def _outputs(program: Any, trace: Trace, steps: int) -> np.ndarray:
     """The program's outputs after ``steps`` graph steps from a trace of steps + delay Loihi steps (of every
     population, or of the readout population alone)."""
-    k = program.readout["population"]
-    at = k if len(trace.v) == len(program.network.layers) else -1
+    at = program.readout["population"]
+    k = program.network.depths[at]  # the population's depth: where its first input arrives
+    at = at if len(trace.v) == len(program.network.layers) else -1
     if program.readout["kind"] == "membrane":
         v = trace.v[at].astype(np.int64)
         state = v[:, steps + k - 1] - (v[:, k - 1] if k > 0 else 0)  # graph step T, minus before its first input
-    else:  # population k computes graph step t at Loihi step t + k: count its steps k + 1 .. k + T
+    else:  # population k computes graph step t at Loihi step t + depth: count its steps depth + 1 .. depth + T
         state = trace.spikes[at][:, k : k + steps].sum(axis=1).astype(np.int64)
     return program._readout(state, steps)
 

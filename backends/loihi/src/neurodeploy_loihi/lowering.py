@@ -20,8 +20,16 @@ the one synapse (Lava ``Dense`` or ``Conv``) that connects them:
   ``readout=spikes``) is read from their spike counts.
 
 IF thresholds (scalar or per channel) are folded into the synapse that feeds the neurons (row o divided by
-θ_o), so every population has threshold 1 in float units and one ``vth`` on the chip. Residual Add, Concat
-and branching are refused with an error naming the op.
+θ_o), so every population has threshold 1 in float units and one ``vth`` on the chip.
+
+* **Residual Add**: an Add directly before IF neurons sums several *branches*, each a chain of linear ops from
+  an earlier population (an identity or ``Scale`` skip becomes a diagonal ``Dense``); every branch is one more
+  synapse into the population, whose neurons sum them (Lava's InPort adds its inputs). Population k's *depth* is
+  its longest path of synapses from the input population; a branch from population j gets ``delay`` =
+  depth(k) - depth(j) - 1 extra steps (Lava ``DelayDense``), so all branches arrive together and population k
+  computes the graph's step t at Loihi step t + depth(k). A delayed branch is a Dense (a convolution is composed
+  into its matrix: Lava's Conv has no delay). Concat, an Add anywhere else, and a population that does not read
+  the one before it are refused with an error naming the op.
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
@@ -35,7 +43,7 @@ from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import AvgPool2d, Bias, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
+from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
 
 LINEAR = (AvgPool2d, GlobalAvgPool, Reshape, Conv2d, Dense, Scale, Bias)
 """Ops a synapse may be made of."""
@@ -69,10 +77,23 @@ class DenseSpec:
 
 
 @dataclass
+class Skip:
+    """A further synapse into a population: from population ``source`` (an index into the populations), delayed by
+    ``delay`` steps beyond the one every synapse takes; ``ops`` the branch's op names."""
+
+    source: int
+    synapse: ConvSpec | DenseSpec
+    delay: int = 0
+    ops: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Population:
     """One population of neurons in float units (threshold 1). ``bias`` is the constant current per neuron
     (the graph's shape); ``role`` is ``input`` (driven by the host-computed current, no synapse), ``hidden``
-    (IF neurons) or ``readout`` (non-spiking, read from v)."""
+    (IF neurons) or ``readout`` (non-spiking, read from v). ``synapse`` reads the population before it, ``delay``
+    steps late; ``skips`` are the further branches of a residual Add (``adds``: the Adds' names); ``depth`` is the
+    longest path of synapses from the input population."""
 
     name: str
     role: str
@@ -84,6 +105,10 @@ class Population:
     initial: float = 0.5
     value: str = ""
     meta: dict = field(default_factory=dict)
+    delay: int = 0
+    skips: list[Skip] = field(default_factory=list)
+    adds: list[str] = field(default_factory=list)
+    depth: int = 0
 
 
 @dataclass
@@ -108,8 +133,9 @@ class Lowered:
 
     @property
     def delay(self) -> int:
-        """Steps from a change of the input to the readout: one per synapse (the input population has none)."""
-        return len(self.populations) - 1
+        """Steps from a change of the input to the readout: the synapses on the longest path (the input population
+        has none)."""
+        return self.populations[-1].depth
 
 
 def _where(op: Op) -> str:
@@ -125,14 +151,37 @@ def _segment(graph: Graph, value: str, stops: set[str]) -> tuple[str, list[Op]]:
             raise ConversionError(f"value {value!r} has no producer")
         if len(op.inputs) != 1:
             raise ConversionError(
-                f"{_where(op)} joins {len(op.inputs)} branches; the loihi target runs chains of layers only "
-                "(residual Add and Concat are not supported yet)"
+                f"{_where(op)} joins {len(op.inputs)} branches; the loihi target maps a residual Add directly before "
+                "IF neurons only (Concat, and an Add before the input neurons, the output or further linear ops, "
+                "are not supported)"
             )
         if not isinstance(op, LINEAR):
             raise ConversionError(f"{_where(op)} has no Loihi equivalent (supported: Conv, Dense, AvgPool, flatten)")
         ops.append(op)
         value = op.inputs[0]
     return value, ops[::-1]
+
+
+def _branches(graph: Graph, value: str, stops: set[str], types: dict) -> tuple[list[tuple[str, list[Op]]], list[str]]:
+    """The branches an Add directly before the neurons sums: (source, ops) per input chain, and the Adds' names.
+    Without an Add, the one chain of :func:`_segment`."""
+    op = graph.producer(value) if value not in stops else None
+    if not isinstance(op, Add):
+        return [_segment(graph, value, stops)], []
+    out = types[op.output].shape
+    for name in op.inputs:
+        if tuple(types[name].shape) != tuple(out):
+            raise ConversionError(
+                f"{_where(op)} broadcasts {name!r} {tuple(types[name].shape)} to {tuple(out)}; the loihi target adds "
+                "branches of equal shape only"
+            )
+    branches: list[tuple[str, list[Op]]] = []
+    adds = [op.name]
+    for name in op.inputs:
+        more, names = _branches(graph, name, stops, types)
+        branches += more
+        adds += names
+    return branches, adds
 
 
 def _apply(ops: list[Op], x: np.ndarray) -> np.ndarray:
@@ -232,6 +281,55 @@ def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[
     return spec, bias
 
 
+def _hidden(graph: Graph, op: IF, stops: set[str], types: dict, populations: list, index: dict, common: dict):
+    """The population of IF op ``op``: one synapse per branch of its input (see the module), the one from the
+    population before it first, each delayed so that all arrive at its depth."""
+    shape = types[op.output].shape
+    branches, adds = _branches(graph, op.inputs[0], stops, types)
+    sources = []
+    for source, _ops in branches:
+        if source not in index:
+            raise ConversionError(
+                f"{_where(op)} reads the graph input {source!r} directly; only the first neurons read the input"
+            )
+        sources.append(index[source])
+    previous = len(populations) - 1
+    if previous not in sources:
+        raise ConversionError(
+            f"{_where(op)} does not read the neurons before it ({populations[-1].name!r}); the loihi target maps "
+            "networks whose every population reads the one before it"
+        )
+    depth = max(populations[j].depth for j in sources) + 1
+    order = sorted(range(len(branches)), key=lambda i: (sources[i] != previous, i))  # the main synapse first
+    specs, total_bias = [], np.zeros(shape, np.float32)
+    for i in order:
+        source, ops = branches[i]
+        where = _where(op) + (f" (branch from {source!r} through {', '.join(adds)})" if adds else "")
+        delay = depth - populations[sources[i]].depth - 1
+        if delay > 0 or (adds and not any(isinstance(o, (Conv2d, Dense)) for o in ops)):
+            spec, bias = _dense(ops, types[source].shape, where)  # delayed (DelayDense) or an identity/Scale skip
+        else:
+            spec, bias = _synapse(ops, types[source].shape, shape, where)
+        spec, bias = _fold_threshold(spec, np.asarray(bias, np.float32).reshape(shape), op.threshold, shape)
+        total_bias = total_bias + bias
+        specs.append((sources[i], spec, delay, [o.name for o in ops]))
+    (_, spec, delay, ops), rest = specs[0], specs[1:]
+    skips = [Skip(j, s, d, names) for j, s, d, names in rest]
+    return Population(
+        op.name,
+        "hidden",
+        shape,
+        spec,
+        total_bias.astype(np.float32),
+        ops + [n for *_, names in rest for n in names] + adds,
+        **common,
+        delay=delay,
+        skips=skips,
+        adds=adds,
+        depth=depth,
+    )
+
+
 def lower(graph: Graph) -> Lowered:
     """Map a converted graph onto Loihi populations; raise ConversionError naming the op that does not map."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -248,43 +346,43 @@ def lower(graph: Graph) -> Lowered:
         raise ConversionError("the graph has no spiking neurons (no ReLU was converted); nothing runs on the chip")
     (input_name,) = graph.inputs
     stops = {input_name} | {op.output for op in neurons}
-    for value in stops - {input_name}:
-        readers = graph.consumers(value)
-        if len(readers) > 1:
-            names = ", ".join(_where(o) for o in readers)
-            raise ConversionError(f"IF '{graph.producer(value).name}' feeds {names}; branching is not supported yet")
 
     populations: list[Population] = []
     host: Graph | None = None  # set by the first neurons, which always exist
     previous = input_name
+    index: dict[str, int] = {}  # IF output -> population
     for op in neurons:
+        if host is not None:
+            shape = types[op.output].shape
+            common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
+            populations.append(_hidden(graph, op, stops, types, populations, index, common))
+            index[op.output] = len(populations) - 1
+            previous = op.output
+            continue
         source, ops = _segment(graph, op.inputs[0], stops)
         if source != previous:
             raise ConversionError(f"{_where(op)} reads {source!r}, not the layer before it; only chains map")
         shape = types[op.output].shape
         common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
-        if host is None:
-            host = Graph(f"{graph.name}-host", dict(graph.inputs), [op.inputs[0]], [o.copy() for o in ops])
-            theta = np.asarray(op.threshold, np.float32)
-            if not np.all(theta == 1):
-                scale = 1 / (theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta)
-                current = graph.fresh_name(f"{op.inputs[0]}_per_threshold")
-                host.ops.append(
-                    Scale(
-                        name=f"{op.name}_threshold",
-                        inputs=(op.inputs[0],),
-                        output=current,
-                        value=scale.astype(np.float32),
-                    )
+        # the input population: its current is computed on the host
+        host = Graph(f"{graph.name}-host", dict(graph.inputs), [op.inputs[0]], [o.copy() for o in ops])
+        theta = np.asarray(op.threshold, np.float32)
+        if not np.all(theta == 1):
+            scale = 1 / (theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta)
+            current = graph.fresh_name(f"{op.inputs[0]}_per_threshold")
+            host.ops.append(
+                Scale(
+                    name=f"{op.name}_threshold",
+                    inputs=(op.inputs[0],),
+                    output=current,
+                    value=scale.astype(np.float32),
                 )
-                host.outputs = [current]
-            host.verify()
-            bias = np.zeros(shape, np.float32)
-            populations.append(Population(op.name, "input", shape, None, bias, [o.name for o in ops], **common))
-        else:
-            spec, bias = _synapse(ops, types[source].shape, shape, _where(op))
-            spec, bias = _fold_threshold(spec, np.asarray(bias, np.float32).reshape(shape), op.threshold, shape)
-            populations.append(Population(op.name, "hidden", shape, spec, bias, [o.name for o in ops], **common))
+            )
+            host.outputs = [current]
+        host.verify()
+        bias = np.zeros(shape, np.float32)
+        populations.append(Population(op.name, "input", shape, None, bias, [o.name for o in ops], **common))
+        index[op.output] = 0
         previous = op.output
 
     output = graph.outputs[0]
@@ -305,6 +403,7 @@ def lower(graph: Graph) -> Lowered:
                 np.asarray(bias, np.float32).reshape(out_shape),
                 [o.name for o in ops],
                 value=output,
+                depth=populations[-1].depth + 1,
             )
         )
         readout = Readout("membrane", len(populations) - 1, output, out_shape)

@@ -61,6 +61,12 @@ def _check(program: Program) -> None:
     if program.readout["kind"] != "membrane":
         raise NetxError("no network.net: a spike readout has no netx form (netx reads a dense output layer)")
     for k, layer in enumerate(program.network.layers):
+        if layer.skips or layer.delay:
+            raise NetxError(
+                f"no network.net: layer {program.names[k]!r} joins residual branches; a .net describes a chain of "
+                "layers"
+            )
+    for k, layer in enumerate(program.network.layers):
         neuron, where = layer.neuron, f"no network.net: layer {program.names[k]!r}"
         if neuron.kind != "lif":
             raise NetxError(f"{where} resets by subtraction; netx builds Lava's LIF, which resets to zero")

@@ -9,6 +9,8 @@ Time: the input population (index 0) has no synapse; population k receives the s
 they were emitted, so it computes the graph's step t at Loihi step t + k. A run of T (graph) steps therefore
 takes T + delay Loihi steps, where delay is the readout's depth (the number of synapses), and the readout after
 T steps is read at Loihi step T + delay. Spikes of population k are counted over its Loihi steps k + 1 .. k + T.
+Where residual branches join, k is the population's depth (``Network.depths``: its longest path of synapses),
+and a layer's further synapses (``skips``: source population, delay, weights) follow its main one in the files.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, load_graph, read_npz, save_graph, write_npz
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, StepState
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, StepState
 from neurodeploy_loihi.quantize import input_bias, to_graph
 
 FORMAT = "neurodeploy-loihi"
@@ -60,8 +62,9 @@ class Program:
 
     @property
     def delay(self) -> int:
-        """Loihi steps between the input population and the readout population: one per synapse."""
-        return int(self.readout["population"])
+        """Loihi steps between the input population and the readout population: one per synapse on the longest
+        path (the readout's depth)."""
+        return int(self.network.depths[int(self.readout["population"])])
 
     # -- files ------------------------------------------------------------------------------------------------
     def save(self, folder: Path) -> list[str]:
@@ -85,30 +88,15 @@ class Program:
                     entry["neuron"][name] = {"array": f"{k}/{name}"}
                 else:
                     entry["neuron"][name] = int(value)
-            synapse = layer.synapse
-            if isinstance(synapse, DenseSynapse):
-                arrays[f"{k}/weights"] = synapse.weights.astype(np.int16)
-                entry["synapse"] = {
-                    "type": "dense",
-                    "weights": {"array": f"{k}/weights"},
-                    "weight_exp": int(synapse.weight_exp),
-                    "num_weight_bits": int(synapse.num_weight_bits),
-                    "sign_mode": fp.SignMode(synapse.sign_mode).name,
-                }
-            elif isinstance(synapse, ConvSynapse):
-                arrays[f"{k}/weights"] = synapse.weights.astype(np.int16)
-                entry["synapse"] = {
-                    "type": "conv",
-                    "weights": {"array": f"{k}/weights"},
-                    "input_shape": list(synapse.input_shape),
-                    "stride": list(synapse.stride),
-                    "padding": list(synapse.padding),
-                    "dilation": list(synapse.dilation),
-                    "groups": int(synapse.groups),
-                    "pool": list(synapse.pool),
-                }
-            else:
-                entry["synapse"] = None
+            entry["synapse"] = _synapse_entry(layer.synapse, f"{k}/weights", arrays)
+            if layer.delay:
+                entry["synapse"]["delay"] = int(layer.delay)
+            if layer.skips:
+                entry["skips"] = [
+                    {"source": int(skip.source), "delay": int(skip.delay)}
+                    | _synapse_entry(skip.synapse, f"{k}/skip{i}/weights", arrays)
+                    for i, skip in enumerate(layer.skips)
+                ]
             layers.append(entry)
         readout = dict(self.readout)
         if self.readout_scale is not None:
@@ -171,26 +159,12 @@ class Program:
                     v0=value(n["v0"]),
                 )
                 s = entry["synapse"]
-                if s is None:
-                    synapse = None
-                elif s["type"] == "dense":
-                    synapse = DenseSynapse(
-                        value(s["weights"]),
-                        weight_exp=s["weight_exp"],
-                        num_weight_bits=s["num_weight_bits"],
-                        sign_mode=fp.SignMode[s["sign_mode"]],
-                    )
-                else:
-                    synapse = ConvSynapse(
-                        value(s["weights"]),
-                        tuple(s["input_shape"]),
-                        stride=tuple(s["stride"]),
-                        padding=tuple(s["padding"]),
-                        dilation=tuple(s["dilation"]),
-                        groups=s["groups"],
-                        pool=tuple(s["pool"]),
-                    )
-                layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"])))
+                synapse = None if s is None else _synapse_of(s, value)
+                skips = tuple(
+                    Skip(e["source"], _synapse_of(e, value), e.get("delay", 0)) for e in entry.get("skips", [])
+                )
+                delay = 0 if s is None else s.get("delay", 0)
+                layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"]), delay, skips))
             network = Network(layers)
             readout = dict(doc["readout"])
             scale = readout.pop("scale", None)
@@ -252,9 +226,11 @@ class Program:
             "readout_spikes": 0,
         }
 
+        depths = self.network.depths
+
         def record(state: StepState) -> None:
             k, t = state.k, state.t
-            local = t - k  # the graph's step this population computes now
+            local = t - depths[k]  # the graph's step this population computes now
             stats["u_folds"][k] += int(np.count_nonzero(state.u_folded))
             stats["v_saturations"][k] += int(np.count_nonzero(state.v_saturated))
             stats["u_max"][k] = max(stats["u_max"][k], int(np.abs(state.u).max(initial=0)))
@@ -300,6 +276,52 @@ class Program:
         else:
             out = values / steps * self.readout_scale
         return out.reshape(len(out), *self.readout["shape"]).astype(np.float32)
+
+
+def _synapse_entry(synapse: DenseSynapse | ConvSynapse | None, key: str, arrays: dict) -> dict[str, Any] | None:
+    """A synapse's description in loihi.json (its weights go to ``arrays[key]``)."""
+    if isinstance(synapse, DenseSynapse):
+        arrays[key] = synapse.weights.astype(np.int16)
+        return {
+            "type": "dense",
+            "weights": {"array": key},
+            "weight_exp": int(synapse.weight_exp),
+            "num_weight_bits": int(synapse.num_weight_bits),
+            "sign_mode": fp.SignMode(synapse.sign_mode).name,
+        }
+    if isinstance(synapse, ConvSynapse):
+        arrays[key] = synapse.weights.astype(np.int16)
+        return {
+            "type": "conv",
+            "weights": {"array": key},
+            "input_shape": list(synapse.input_shape),
+            "stride": list(synapse.stride),
+            "padding": list(synapse.padding),
+            "dilation": list(synapse.dilation),
+            "groups": int(synapse.groups),
+            "pool": list(synapse.pool),
+        }
+    return None
+
+
+def _synapse_of(s: dict[str, Any], value: Any) -> DenseSynapse | ConvSynapse:
+    """The synapse a loihi.json entry describes."""
+    if s["type"] == "dense":
+        return DenseSynapse(
+            value(s["weights"]),
+            weight_exp=s["weight_exp"],
+            num_weight_bits=s["num_weight_bits"],
+            sign_mode=fp.SignMode[s["sign_mode"]],
+        )
+    return ConvSynapse(
+        value(s["weights"]),
+        tuple(s["input_shape"]),
+        stride=tuple(s["stride"]),
+        padding=tuple(s["padding"]),
+        dilation=tuple(s["dilation"]),
+        groups=s["groups"],
+        pool=tuple(s["pool"]),
+    )
 
 
 @dataclass

@@ -19,8 +19,12 @@ everything that reaches v is multiplied by R:
   keeps the offset; a reset to zero loses it (the neuron then needs v > R, one unit more, after its first
   spike).
 * **The pipeline delay.** Each synapse delays spikes by one step, so population k (the input population is 0)
-  receives its first input at step k + 1 while its bias is added from step 1. Its v0 is lowered by ``k * bias``
-  so that at step k it holds exactly v0: population k at step t computes the graph's step t - k.
+  receives its first input at step d + 1, d its depth (k in a chain; the longest path of synapses where
+  residual branches join), while its bias is added from step 1. Its v0 is lowered by ``d * bias`` so that at
+  step d it holds exactly v0: population k at step t computes the graph's step t - d.
+* **Residual branches.** A population fed by several synapses has one scale R for all of them: vth is the
+  smallest any of them allows, and each Dense then takes the smallest weight_exp >= 0 that keeps its weights
+  on the 8-bit grid (a Conv needs none: its vth bound is without exponent).
 * **The input population.** Its current c (float, one value per neuron and sample, computed on the host) is
   ``round(c * R)`` as bias. Values outside [-1, 1] thresholds per step are clipped: a neuron whose current is
   at least one threshold fires every step and one with a negative current never fires, whatever the value,
@@ -46,7 +50,7 @@ import numpy as np
 
 from neurodeploy.errors import NeurodeployError
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
 
 VTH_MAX = (1 << fp.VTH_BITS) - 1
@@ -261,6 +265,29 @@ def _v0(target: np.ndarray, bias: np.ndarray, depth: int, threshold: int, spikin
     return np.clip(v0, -V_LIMIT, high), clipped
 
 
+def _skip_synapses(pop, lowered: Lowered, vth: int, weight_exp: int, top_abs: float, top: int, where: str, options):
+    """A population with residual branches: the vth every synapse allows (the smallest), the main synapse's
+    weight_exp at that vth, and (source, spec, weight_exp, sign mode, delay) per skip."""
+    found = []
+    for skip in pop.skips:
+        conv = isinstance(skip.synapse, ConvSpec)
+        mode = _sign_mode(skip.synapse.weight, conv)
+        s_top = MIXED_TOP if mode == fp.SignMode.MIXED else ONE_SIGNED_TOP
+        s_abs = float(np.abs(skip.synapse.weight).max(initial=0))
+        s_vth, _ = _scale_for(
+            s_abs, s_top, conv, f"{where} (skip from {lowered.populations[skip.source].name!r})", options.netx
+        )
+        vth = min(vth, s_vth)
+        found.append((skip, mode, s_top, s_abs))
+
+    def exponent(abs_max: float, grid_top: int) -> int:
+        """The smallest weight_exp >= 0 that keeps ``abs_max`` thresholds on the grid at this vth."""
+        return 0 if abs_max * vth <= grid_top else max(0, ceil(log2(abs_max * vth / grid_top)))
+
+    skips = [(s.source, s.synapse, exponent(a, t), m, int(s.delay)) for s, m, t, a in found]
+    return vth, exponent(top_abs, top), skips
+
+
 def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quantized:
     """The integer network of ``lowered``. ``readout_range`` bounds |readout output| per step in float units
     (the largest calibration output, or a bound from the weights)."""
@@ -299,8 +326,11 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         sign_mode = _sign_mode(weight, conv)
         top = MIXED_TOP if sign_mode == fp.SignMode.MIXED else ONE_SIGNED_TOP
         top_abs = float(np.abs(weight).max(initial=0))
+        skips = []
         if pop.role == "hidden":
             vth, weight_exp = _scale_for(top_abs, top, conv, where, options.netx)
+            if pop.skips:
+                vth, weight_exp, skips = _skip_synapses(pop, lowered, vth, weight_exp, top_abs, top, where, options)
             threshold = fp.effective_threshold(vth)
             scale = float(threshold)
         else:  # readout: as large a scale as readout_steps steps allow, then the weights' exponent
@@ -319,6 +349,12 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         w_int, clipped = _grid(scaled, sign_mode)
         below = lowered.populations[depth - 1].shape
         synapse = _synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
+        skip_reports = []
+        for source, s_spec, s_exp, s_mode, delay in skips:
+            s_scaled = s_spec.weight.astype(np.float64) * (scale / (1 << fp.ACT_SHIFT) / 2.0**s_exp)
+            s_int, s_clipped = _grid(s_scaled, s_mode)
+            s_syn = _synapse(s_spec, s_int, s_exp, s_mode, lowered.populations[source].shape, pop.shape)
+            skip_reports.append((Skip(source, s_syn, delay), s_spec, s_int, s_clipped, s_exp, s_mode))
         bias_total = np.rint(to_lava(pop.bias[None].astype(np.float64) * scale, pop.shape)[0])
         mant, exp, bias_clipped = split_bias(bias_total, fixed_exp)
         if bias_clipped and pop.role == "hidden":
@@ -333,12 +369,12 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             v0, v0_clipped = np.zeros(bias_int.shape, np.int64), 0
         else:
             target = round(pop.initial * threshold) + 1 if spiking else 0
-            v0, v0_clipped = _v0(np.full(bias_int.shape, target, np.int64), bias_int, depth, threshold, spiking)
+            v0, v0_clipped = _v0(np.full(bias_int.shape, target, np.int64), bias_int, pop.depth, threshold, spiking)
         neuron_kind = kind if spiking else "lif"
         neuron = Neuron(
             du=IF_DECAY_U, dv=IF_DECAY_V, vth=vth, kind=neuron_kind, bias_mant=mant, bias_exp=exp, v0=_compact(v0)
         )
-        layers.append(Layer(synapse, neuron, pop.name))
+        layers.append(Layer(synapse, neuron, pop.name, delay=int(pop.delay), skips=tuple(r[0] for r in skip_reports)))
         scales.append(float(scale))
         entry |= {
             "vth": vth,
@@ -353,8 +389,23 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
                 **_static_headroom(synapse),
             },
             "bias": {"exp_max": int(exp.max(initial=0)), "clipped": bias_clipped},
-            "v0": {"prefill_steps": 0 if options.netx else depth, "clipped": v0_clipped},
+            "v0": {"prefill_steps": 0 if options.netx else pop.depth, "clipped": v0_clipped},
         }
+        if pop.delay:
+            entry["synapse"]["delay"] = int(pop.delay)
+        if skip_reports:
+            entry["skips"] = [
+                {
+                    "source": lowered.populations[skip.source].name,
+                    "type": "conv" if isinstance(s_spec, ConvSpec) else "dense",
+                    "delay": int(skip.delay),
+                    "weight_exp": s_exp,
+                    "sign_mode": s_mode.name,
+                    "weights": _weights_report(s_spec.weight, s_int, s_clipped),
+                    **_static_headroom(skip.synapse),
+                }
+                for skip, s_spec, s_int, s_clipped, s_exp, s_mode in skip_reports
+            ]
         report.append(entry)
     network = Network(layers)
     return Quantized(network, scales, input_vth, input_clip, fixed_exp, report)

@@ -23,7 +23,7 @@ import numpy as np
 
 from neurodeploy.backends.base import LayerUsage, ResourceReport, TargetSpec
 from neurodeploy.errors import ResourceError
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network
 
 CORES_PER_CHIP = 128
 """Neuromorphic cores per Loihi 2 chip (Intel, "Taking Neuromorphic Computing to the Next Level with Loihi 2",
@@ -100,6 +100,14 @@ def fan_in_per_neuron(synapse: DenseSynapse | ConvSynapse | None) -> np.ndarray:
     return np.repeat(per_position.reshape(-1), c_out).astype(np.int64)
 
 
+def layer_fan_in(layer: Layer) -> np.ndarray:
+    """Synapses into each neuron of a layer: its main synapse's plus every residual branch's (Lava flat order)."""
+    total = fan_in_per_neuron(layer.synapse)
+    for skip in layer.skips:
+        total = total + fan_in_per_neuron(skip.synapse)
+    return total
+
+
 def _reads(synapse: ConvSynapse, start: int, stop: int) -> np.ndarray:
     """The input neurons (Lava layout, boolean (X, Y, C)) that output neurons [start, stop) read."""
     x_out, y_out, c_out = synapse.output_shape
@@ -129,7 +137,7 @@ def place(network: Network, names: list[str]) -> list[Core]:
     cores: list[Core] = []
     for k, layer in enumerate(network.layers):
         n = int(np.prod(layer.shape))
-        fan_in = fan_in_per_neuron(layer.synapse)
+        fan_in = layer_fan_in(layer)
         if fan_in.size == 0:
             fan_in = np.zeros(n, np.int64)
         memory = fan_in * WEIGHT_BYTES
@@ -145,12 +153,12 @@ def place(network: Network, names: list[str]) -> list[Core]:
             # as many neurons as fit both limits
             by_memory = int(np.searchsorted(cumulative, cumulative[start] + SYNAPTIC_MEMORY_BYTES, side="right")) - 1
             stop = min(n, start + NEURONS_PER_CORE, max(by_memory, start + 1))
-            if isinstance(layer.synapse, ConvSynapse):
-                reads = int(np.count_nonzero(_reads(layer.synapse, start, stop)))
-            elif isinstance(layer.synapse, DenseSynapse):
-                reads = int(layer.synapse.weights.shape[1])
-            else:
-                reads = 0
+            reads = 0
+            for _, synapse, _ in layer.inbound(k):
+                if isinstance(synapse, ConvSynapse):
+                    reads += int(np.count_nonzero(_reads(synapse, start, stop)))
+                else:
+                    reads += int(synapse.weights.shape[1])
             used = int(cumulative[stop] - cumulative[start])
             cores.append(Core(len(cores), names[k], start, stop, used, reads))
             start = stop
@@ -160,18 +168,19 @@ def place(network: Network, names: list[str]) -> list[Core]:
 def _with_fan_out(network: Network, names: list[str], cores: list[Core]) -> list[Core]:
     by_layer = {name: [c for c in cores if c.layer == name] for name in names}
     out = []
+    readers = [(j, source, s) for j, layer in enumerate(network.layers) for source, s, _ in layer.inbound(j)]
     for k, name in enumerate(names):
-        nxt = network.layers[k + 1] if k + 1 < len(network.layers) else None
+        consumers = [(j, s) for j, source, s in readers if source == k]
         for core in by_layer[name]:
-            if nxt is None:
-                reach = 0
-            elif isinstance(nxt.synapse, ConvSynapse):
-                mine = np.zeros(int(np.prod(network.layers[k].shape)), bool)
-                mine[core.start : core.stop] = True
-                mine = mine.reshape(network.layers[k].shape)
-                reach = sum(bool((_reads(nxt.synapse, c.start, c.stop) & mine).any()) for c in by_layer[names[k + 1]])
-            else:
-                reach = len(by_layer[names[k + 1]])
+            reach = 0
+            for j, synapse in consumers:
+                if isinstance(synapse, ConvSynapse):
+                    mine = np.zeros(int(np.prod(network.layers[k].shape)), bool)
+                    mine[core.start : core.stop] = True
+                    mine = mine.reshape(network.layers[k].shape)
+                    reach += sum(bool((_reads(synapse, c.start, c.stop) & mine).any()) for c in by_layer[names[j]])
+                else:
+                    reach += len(by_layer[names[j]])
             out.append(Core(core.core, core.layer, core.start, core.stop, core.synapse_bytes, core.fan_in, reach))
     return out
 
@@ -183,7 +192,7 @@ def resource_report(
     cores = place(network, names)
     layers = []
     for k, layer in enumerate(network.layers):
-        fan_in = fan_in_per_neuron(layer.synapse)
+        fan_in = layer_fan_in(layer)
         mine = [c for c in cores if c.layer == names[k]]
         n = int(np.prod(layer.shape))
         layers.append(

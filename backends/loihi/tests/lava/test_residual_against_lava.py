@@ -1,0 +1,86 @@
+"""Residual networks compiled for the loihi target (binary mode), run by the Lava runner in Lava's bit-accurate
+process models (``Loihi2SimCfg(select_tag="fixed_pt")``) and by the emulator: the same spikes, u and v in every
+population at every Loihi step, and the same readout.
+
+Each network is a residual block (``loihi_graphs.residual_block``): the skip from the first population joins
+the main path at an Add before the last IF neurons, so that population has two synapses, whose int32 messages
+Lava's InPort sums before the neuron's arithmetic; where the skip is one synapse shorter than the main path it
+is a ``DelayDense`` with delay 1 (identity, Scale and 1x1-conv skips, the conv composed into the Dense), and where
+both have the same length a plain ``Dense`` into a conv-shaped population or a second ``Conv``. The artifact is
+read back from its folder (``Program.load``), so Lava runs what a board would get.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if os.environ.get("NEURODEPLOY_REQUIRE_LAVA") == "1":
+    try:
+        import lava  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"NEURODEPLOY_REQUIRE_LAVA=1 but lava-nc cannot be imported ({exc}): the Lava cross-checks must run; "
+            "`make test-lava` creates .venv-lava (Python 3.10, lava-nc==0.10.0) and runs them there"
+        ) from exc
+else:
+    pytest.importorskip(
+        "lava", reason="lava-nc is not installed; the Lava cross-checks run in .venv-lava (make test-lava)"
+    )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
+from loihi_graphs import residual_block
+from neurodeploy_loihi import Loihi2Backend
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
+from neurodeploy_loihi.program import Program
+
+from neurodeploy.backends.base import CompiledModel
+
+STEPS = 10
+SAMPLES = 3
+NETWORKS = [
+    # seed, skip, deep (skip one synapse shorter: delayed), reset, the skip synapse Lava gets
+    (0, "identity", True, "subtract", "DelayDense"),
+    (1, "scale", True, "zero", "DelayDense"),
+    (2, "conv", True, "subtract", "DelayDense"),
+    (3, "conv", False, "subtract", "Conv"),
+    (4, "identity", False, "zero", "Dense"),
+    (5, "scale", True, "subtract", "DelayDense"),
+]
+
+
+@pytest.mark.parametrize(("seed", "skip", "deep", "reset", "lava_skip"), NETWORKS)
+def test_residual_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
+    tmp_path: Path, seed: int, skip: str, deep: bool, reset: str, lava_skip: str
+) -> None:
+    from neurodeploy_loihi.lava_runner import run_program_in_lava
+
+    graph = residual_block(seed, skip, deep, reset, channels=2 + seed % 3)
+    x = np.random.default_rng(100 + seed).random((SAMPLES, 1, 6, 6)).astype(np.float32)
+    Loihi2Backend().emit(CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=x), tmp_path)
+    program = Program.load(tmp_path)
+    joined = [layer for layer in program.network.layers if layer.skips]
+    assert len(joined) == 1
+    ((s,),) = (layer.skips for layer in joined)
+    kind = "Conv" if isinstance(s.synapse, ConvSynapse) else "DelayDense" if s.delay else "Dense"
+    assert isinstance(s.synapse, ConvSynapse | DenseSynapse)
+    assert kind == lava_skip
+    assert program.delay == (3 if deep else 2)
+    lava = run_program_in_lava(program, x, STEPS)
+    ours = program.network.run(steps=STEPS + program.delay, input_bias=program.input_bias(x))
+    for k, name in enumerate(program.names):
+        assert ours.spikes[k].any() or program.roles[k] == "readout", f"{name} never fires: a weak comparison"
+        for field in ("spikes", "u", "v"):
+            a, b = getattr(ours, field)[k], getattr(lava.trace, field)[k]
+            assert a.shape == b.shape == (SAMPLES, STEPS + program.delay, *program.network.layers[k].shape)
+            if not np.array_equal(a, b):
+                where = tuple(int(i) for i in np.argwhere(a != b)[0])
+                raise AssertionError(
+                    f"{graph.name} seed {seed}: {name} {field} differs from Lava first at (sample, step, *neuron) "
+                    f"{where}: emulator {a[where]}, Lava {b[where]}"
+                )
+    run = program.run(x, STEPS)
+    np.testing.assert_array_equal(lava.outputs, run.outputs)
+    assert np.ptp(run.outputs) > 0
