@@ -33,6 +33,7 @@ def test_model_is_logged():
     log = json.loads((EXAMPLE / "training_log.json").read_text())
     assert log["onnx_bytes"] == model.stat().st_size
     assert log["widths"] == [16, 32, 64]
+    assert log["epochs"] == 100  # the full recipe of examples/nmnist (see this example's README)
     assert log["torch_test_accuracy"] == log["onnxruntime_test_accuracy"]
 
 
