@@ -188,3 +188,25 @@ def test_to_samna_without_samna_says_what_to_install(monkeypatch):
     doc = integer_document([{"weight": np.ones((1, 1, 1, 1)), "threshold": 2}], (1, 2, 2))
     with pytest.raises(SamnaMissingError, match="install it from SynSense's package index"):
         to_samna(doc)
+
+
+def test_one_spike_per_event_is_reported_and_warned():
+    from dataclasses import replace
+
+    from neurodeploy_speck.backend import one_spike_per_event_warnings
+
+    graph = conv_chain(convs=[(4, 3, 1, 1)], pools=[2], threshold=0.8)
+    layer = lower(graph).layers[0]
+    peak = float(layer.weight.max())  # the largest excitatory weight
+    # threshold 0.3 x the largest excitatory weight: one event adds up to ceil(1 / 0.3) = 4 thresholds (to rounding)
+    low = quantize_layer(replace(layer, threshold=0.3 * peak, bias=np.zeros_like(layer.bias)))
+    top = int(low.weight.max())
+    assert low.report["spikes_per_event_max"] == -(-top // low.threshold_high) >= 3
+    assert low.report["spikes_per_bias_tick_max"] == 0
+    (warning,) = one_spike_per_event_warnings([low])
+    assert f"layer '{layer.name}'" in warning
+    assert "at most one spike per event" in warning
+    # a threshold above every weight and bias: one spike per event is all the layer can ask for, no warning
+    high = quantize_layer(replace(layer, threshold=2.0 * peak, bias=np.zeros_like(layer.bias)))
+    assert high.report["spikes_per_event_max"] <= 1
+    assert one_spike_per_event_warnings([high]) == []

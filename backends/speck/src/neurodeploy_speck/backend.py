@@ -67,6 +67,26 @@ def direct_events(x: np.ndarray, steps: int) -> np.ndarray:
     return np.diff(cumulative, axis=1).astype(np.int64)
 
 
+def one_spike_per_event_warnings(quantized: list) -> list[str]:
+    """Warnings for layers whose single input event (or bias tick) can raise v by more than one threshold: the
+    chip emits at most one spike per event (the ``event`` mode does too), while the converted SNN and the
+    ``binned`` mode emit as many as v holds, so the chip falls short of them there."""
+    out = []
+    for q in quantized:
+        r = q.report
+        per_event, per_tick = r["spikes_per_event_max"], r["spikes_per_bias_tick_max"]
+        if per_event > 1 or per_tick > 1:
+            out.append(
+                f"layer '{r['layer']}': one input event can add up to {per_event} thresholds to v (a bias tick up to "
+                f"{per_tick}; weights up to {r['weight_range'][1]}, bias up to {r['bias_range'][1]}, threshold "
+                f"{r['threshold_high']}), but Speck emits at most one spike per event: on the chip (and in --mode "
+                "event) this layer fires less than in the converted SNN and in --mode binned. Raise the layer's "
+                "threshold relative to its weights (a higher percentile or norm=max in convert-to-snn) or retrain "
+                "with smaller weights."
+            )
+    return out
+
+
 class SpeckBackend(Backend):
     """SynSense Speck 2f and DYNAP-CNN. Modes ``binned`` (sinabs' IAFSqueeze arithmetic: several spikes per step)
     and ``event`` (one event at a time, at most one spike per input event, as the chip's asynchronous neurons)."""
@@ -132,6 +152,9 @@ class SpeckBackend(Backend):
         lowered = lower(graph, input_scale=INPUT_EVENT_VALUE, readout_threshold=theta)
         cores = placement(lowered)
         quantized = [quantize_layer(layer) for layer in lowered.layers]
+        for warning in one_spike_per_event_warnings(quantized):
+            log.warning("%s", warning)
+            model.warnings.append(warning)
         document = build_config(self.target, lowered, quantized, cores, INPUT_EVENT_VALUE)
         (folder / CONFIG_FILE).write_text(json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n")
         files = [CONFIG_FILE]

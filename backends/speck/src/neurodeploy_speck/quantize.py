@@ -87,6 +87,8 @@ def quantize_layer(layer: Layer) -> QuantizedLayer:
         "zeroed_fraction": round(zeroed / max(1, int(np.count_nonzero(nonzero))), 6),
         "max_weight_error": float(err.max()) if err.size else 0.0,
         "threshold_bits_used": int(threshold).bit_length() + 1,
+        "spikes_per_event_max": -(-max(int(weight.max(initial=0)), 0) // threshold),
+        "spikes_per_bias_tick_max": -(-max(int(bias.max(initial=0)), 0) // threshold),
     }
     return QuantizedLayer(
         weight=weight,
