@@ -14,6 +14,9 @@ for target in reference loihi speck spinnaker brainscales2; do
     if [ "$target" = reference ]; then
         neurodeploy emulate "$out/$target" --input "$here/test_images.npz" --mode ann
     fi
+    if [ "$target" = loihi ]; then  # graded spikes: the 8-bit quantized ANN, one step after the pipeline delay
+        neurodeploy emulate "$out/$target" --input "$here/test_images.npz" --mode graded --steps 1
+    fi
     neurodeploy emulate "$out/$target" --input "$here/test_images.npz" --steps "$steps" \
         --output "$out/$target-outputs.npz"
 done
