@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from neurodeploy.encoding import Encoding
+from neurodeploy.errors import DataError
 from neurodeploy.ir.graph import Graph
 
 FIDELITIES = ("float", "bit-exact", "statistical")
@@ -169,6 +170,14 @@ class Backend(ABC):
     def __init__(self, target: str | None = None) -> None:
         self.target = target or self.name
         """The name the backend was asked for (a backend may serve several names, e.g. loihi and loihi2)."""
+
+    def resolve_mode(self, mode: str | None) -> str:
+        """The emulation mode to run: ``mode``, or the target's first when it is None; an unknown mode is a
+        :class:`DataError` listing the target's modes."""
+        mode = mode or self.modes[0]
+        if mode not in self.modes:
+            raise DataError(f"target {self.target!r} has emulation modes {', '.join(self.modes)}; got {mode!r}")
+        return mode
 
     def pipeline(self, options: dict[str, Any]) -> str:
         """Passes this target runs after the shared canonicalization (a pipeline string). ``options["conversion"]``

@@ -183,9 +183,7 @@ class Loihi2Backend(Backend):
         neuron_counts: bool = False,
         batch_size: int = 256,
     ) -> EmulationResult:
-        mode = mode or self.modes[0]
-        if mode not in self.modes:
-            raise DataError(f"target {self.target!r} has emulation modes {', '.join(self.modes)}; got {mode!r}")
+        mode = self.resolve_mode(mode)
         encoding = encoding if encoding is not None else Encoding()
         if encoding.kind != "direct":
             raise DataError(

@@ -45,7 +45,6 @@ the delay (T graph steps take T + delay Loihi steps) and every T >= 1 gives the 
 
 # No `from __future__ import annotations`: Lava executes every module of this folder when it looks for process
 # models, outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import floor, log2, prod
@@ -57,10 +56,11 @@ import numpy as np
 from neurodeploy.errors import ArtifactError, DataError, NeurodeployError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.serialize import dumps_json, load_graph, read_npz, save_graph, write_npz
+from neurodeploy.ir.serialize import dumps_json, load_graph, save_graph, write_npz
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
+from neurodeploy_loihi.program import read_description
 from neurodeploy_loihi.quantize import lava_order, lava_shape, to_graph, to_lava
 
 MESSAGE_BITS = 8
@@ -468,20 +468,7 @@ class GradedProgram:
     def load(cls, folder: Path) -> "GradedProgram":
         """Read what :meth:`save` wrote; errors name the file and the problem."""
         path = folder / DESCRIPTION
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"cannot read {path}: {exc}") from exc
-        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
-            raise ArtifactError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} description")
-        arrays = read_npz(folder / ARRAYS)
-
-        def value(v: Any) -> Any:
-            if isinstance(v, dict) and set(v) == {"array"}:
-                if v["array"] not in arrays:
-                    raise ArtifactError(f"{folder / ARRAYS} has no array {v['array']!r}")
-                return arrays[v["array"]].astype(np.int64)
-            return v
+        doc, value = read_description(folder, DESCRIPTION, ARRAYS, FORMAT, FORMAT_VERSION)
 
         try:
             layers = []
@@ -525,7 +512,7 @@ class GradedProgram:
                 shapes=[tuple(e["shape"]) for e in doc["layers"]],
                 scales=[float(e["scale"]) for e in doc["layers"]],
                 readout=readout,
-                readout_scale=None if scale is None else arrays[scale["array"]].astype(np.float32),
+                readout_scale=None if scale is None else value(scale, np.float32),
                 message_bits=int(doc["message_bits"]),
             )
         except (KeyError, TypeError, ValueError) as exc:

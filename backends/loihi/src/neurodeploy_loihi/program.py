@@ -16,6 +16,7 @@ and a layer's further synapses (``skips``: source population, delay, weights) fo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,30 @@ FORMAT_VERSION = 1
 DESCRIPTION = "loihi.json"
 ARRAYS = "loihi.npz"
 HOST = "host"
+
+
+def read_description(
+    folder: Path, description: str, arrays_file: str, fmt: str, version: int
+) -> tuple[dict[str, Any], Callable[..., Any]]:
+    """A program's JSON description and a function that resolves its ``{"array": name}`` entries from the
+    npz beside it (as ``dtype``, int64 by default; other values pass through); errors name the file and the problem."""
+    path = folder / description
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+    if doc.get("format") != fmt or doc.get("version") != version:
+        raise ArtifactError(f"{path} is not a {fmt} v{version} description")
+    arrays = read_npz(folder / arrays_file)
+
+    def value(v: Any, dtype: type = np.int64) -> Any:
+        if isinstance(v, dict) and set(v) == {"array"}:
+            if v["array"] not in arrays:
+                raise ArtifactError(f"{folder / arrays_file} has no array {v['array']!r}")
+            return arrays[v["array"]].astype(dtype)
+        return v
+
+    return doc, value
 
 
 @dataclass
@@ -128,20 +153,7 @@ class Program:
     def load(cls, folder: Path) -> Program:
         """Read what :meth:`save` wrote (an artifact's files); errors name the file and the problem."""
         path = folder / DESCRIPTION
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"cannot read {path}: {exc}") from exc
-        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
-            raise ArtifactError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} description")
-        arrays = read_npz(folder / ARRAYS)
-
-        def value(v: Any) -> Any:
-            if isinstance(v, dict) and set(v) == {"array"}:
-                if v["array"] not in arrays:
-                    raise ArtifactError(f"{folder / ARRAYS} has no array {v['array']!r}")
-                return arrays[v["array"]].astype(np.int64)
-            return v
+        doc, value = read_description(folder, DESCRIPTION, ARRAYS, FORMAT, FORMAT_VERSION)
 
         layers = []
         where = "its header"
@@ -168,7 +180,7 @@ class Program:
             network = Network(layers)
             readout = dict(doc["readout"])
             scale = readout.pop("scale", None)
-            readout_scale = None if scale is None else arrays[scale["array"]].astype(np.float32)
+            readout_scale = None if scale is None else value(scale, np.float32)
             inp = doc["input"]
             return cls(
                 mode=doc["mode"],

@@ -194,9 +194,7 @@ class SpeckBackend(Backend):
         neuron_counts: bool = False,
         batch_size: int = 64,
     ) -> EmulationResult:
-        mode = mode or self.modes[0]
-        if mode not in self.modes:
-            raise DataError(f"target {self.target!r} has emulation modes {', '.join(self.modes)}; got {mode!r}")
+        mode = self.resolve_mode(mode)
         encoding = encoding if encoding is not None else Encoding()
         if steps < 1:
             raise DataError(f"steps must be >= 1, got {steps}")
