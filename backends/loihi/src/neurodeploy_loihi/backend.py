@@ -222,6 +222,13 @@ class Loihi2Backend(Backend):
                 }
                 for c in parts[0].checkpoint_spikes
             },
+            synops={k: np.concatenate([p.synops[k] for p in parts]) for k in parts[0].synops},
+            checkpoint_synops={
+                c: {
+                    k: np.concatenate([p.checkpoint_synops[c][k] for p in parts]) for k in parts[0].checkpoint_synops[c]
+                }
+                for c in parts[0].checkpoint_synops
+            },
             counts={k: np.concatenate([p.counts[k] for p in parts]) for k in parts[0].counts},
             encoding=encoding.describe(),
         )

@@ -81,6 +81,13 @@ class DenseSynapse:
     def output_shape(self) -> tuple[int, ...]:
         return (int(self.weights.shape[0]),)
 
+    @property
+    def fan_out(self) -> np.ndarray:
+        """(n_in,) int64: the synapses leaving each input neuron, the nonzero effective weights in its column (a
+        weight Lava's clipping and truncation make zero is no synapse; a compiled artifact's weights are already
+        on Lava's grid)."""
+        return np.count_nonzero(self.effective_weights, axis=0).astype(np.int64)
+
     def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
         """(B, *any shape of n_in elements) spikes (binary, or integer payloads when ``graded``) -> (B, n_out)
         int64 (inputs flattened in C order)."""
@@ -156,6 +163,22 @@ class ConvSynapse:
         kernel = (w.shape[1] * self.pool[0], w.shape[2] * self.pool[1])
         return fp.conv_output_shape(self.input_shape, w.shape[0], kernel, self.stride, self.padding, self.dilation)
 
+    @property
+    def fan_out(self) -> np.ndarray:
+        """(X, Y, C_in) int64: the synapses leaving each input neuron. Per nonzero weight of :attr:`lava_weights`
+        (tap (i, j), output channel o, input channel c), one synapse from every input neuron of channel c that some
+        output window puts under that tap; a true convolution puts tap i of output x' on input x' * stride -
+        padding + (kX - 1 - i) * dilation (padding is no neuron). So fan-out = sum over taps of (output channels
+        of c's group with a nonzero weight there) x (whether the tap lands on the neuron's x) x (its y)."""
+        w = self.lava_weights
+        c_out, kx, ky, per_group = w.shape
+        x_out, y_out, _ = self.output_shape
+        nonzero = (w != 0).reshape(self.groups, c_out // self.groups, kx, ky, per_group).sum(axis=1)
+        per_channel = nonzero.transpose(1, 2, 0, 3).reshape(kx, ky, self.groups * per_group)  # channel g * C/g + c
+        rows = _landing(self.input_shape[0], x_out, kx, self.stride[0], self.padding[0], self.dilation[0])
+        cols = _landing(self.input_shape[1], y_out, ky, self.stride[1], self.padding[1], self.dilation[1])
+        return np.einsum("ijc,ix,jy->xyc", per_channel.astype(np.int64), rows, cols)
+
     def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
         """(B, X, Y, C_in) spikes (binary, or integer payloads when ``graded``) -> (B, X', Y', C_out) int64
         wrapped to 24 bits."""
@@ -172,6 +195,16 @@ class ConvSynapse:
         counts = blocks.sum(axis=(2, 4))  # sum pooling: the integer each repeated weight multiplies
         stride = (self.stride[0] // px, self.stride[1] // py)
         return fp.conv_accumulate(counts, self.weights, stride, (0, 0), (1, 1), self.groups, graded=True)
+
+
+def _landing(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> np.ndarray:
+    """(kernel, size) int64 0/1: whether tap i of a true convolution lands on input position p for some of the
+    ``out`` output positions (tap i of output o reads o * stride - padding + (kernel - 1 - i) * dilation)."""
+    hit = np.zeros((kernel, size), np.int64)
+    for i in range(kernel):
+        positions = np.arange(out) * stride - padding + (kernel - 1 - i) * dilation
+        hit[i, positions[(positions >= 0) & (positions < size)]] = 1
+    return hit
 
 
 @dataclass(frozen=True, eq=False)
@@ -357,6 +390,16 @@ class Network:
                     )
                 depth = max(depth, self.depths[source] + 1 + delay)
             self.depths.append(depth)
+
+    def fan_out(self) -> list[np.ndarray]:
+        """Per layer, the synapses leaving each of its neurons (int64, the layer's shape): the sum of the fan-out
+        of every synapse that reads it, main synapses and skips alike. A layer no synapse reads (the last) has
+        none; the first layer's own synapse reads the network input, no layer."""
+        maps = [np.zeros(layer.shape, np.int64) for layer in self.layers]
+        for k, layer in enumerate(self.layers[1:], start=1):
+            for source, synapse, _ in layer.inbound(k):
+                maps[source] += synapse.fan_out.reshape(maps[source].shape)
+        return maps
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:

@@ -21,6 +21,11 @@ activation to the payload's bits. Without a per-layer power-of-two rescale the 8
 ratio of neighbouring activation scales and lose their precision. The memoryless neuron has neither problem:
 with the input held, layer k's payload is exact from Loihi step k + 1 on.
 
+**SynOps.** A graded spike is one synaptic event per synapse it reaches, whatever its payload: each nonzero
+payload a population sends (over the steps its payloads are counted) costs its neuron's fan-out, the nonzero
+8-bit weights of the next layer's synapse (:meth:`GradedNetwork.fan_out`); a zero payload carries nothing and
+costs nothing, as it is no spike in ``spikes``. The input counts as in binary mode (:mod:`neurodeploy_loihi.program`).
+
 **The quantized ANN it computes** (the lowered network in float units, :mod:`neurodeploy_loihi.lowering`):
 activations a_k >= 0 of population k are held as integers q_k = a_k / s_k in [0, 2**bits - 1], with s_k from
 calibration data (the largest activation, or a percentile, over the calibration inputs, divided by
@@ -60,7 +65,7 @@ from neurodeploy.ir.serialize import dumps_json, load_graph, save_graph, write_n
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
-from neurodeploy_loihi.program import read_description
+from neurodeploy_loihi.program import input_synapses, read_description, weighted
 from neurodeploy_loihi.quantize import lava_order, lava_shape, to_graph, to_lava
 
 MESSAGE_BITS = 8
@@ -193,6 +198,12 @@ class GradedNetwork:
     def input_shape(self) -> tuple[int, ...]:
         return self.layers[0].shape
 
+    def fan_out(self) -> list[np.ndarray]:
+        """Per layer, the synapses leaving each of its neurons (int64, the layer's shape): the fan-out of the next
+        layer's synapse; the last layer has none."""
+        maps = [nxt.synapse.fan_out.reshape(layer.shape) for layer, nxt in zip(self.layers, self.layers[1:])]
+        return [*maps, np.zeros(self.layers[-1].shape, np.int64)]
+
     def run(
         self,
         inputs: np.ndarray,
@@ -279,8 +290,8 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
 
 @dataclass
 class GradedRun:
-    """Outputs after ``steps`` and at checkpoints, payloads sent (nonzero messages) per population and sample,
-    and overflow statistics (v saturations per population)."""
+    """Outputs after ``steps`` and at checkpoints, payloads sent (nonzero messages) and SynOps per population (and
+    the input) and sample, and overflow statistics (v saturations per population)."""
 
     outputs: np.ndarray
     checkpoints: dict[int, np.ndarray]
@@ -288,6 +299,8 @@ class GradedRun:
     checkpoint_spikes: dict[int, dict[str, np.ndarray]]
     neurons: dict[str, int]
     v_saturations: np.ndarray
+    synops: dict[str, np.ndarray]
+    checkpoint_synops: dict[int, dict[str, np.ndarray]]
 
 
 @dataclass
@@ -329,7 +342,12 @@ class GradedProgram:
         top = self.readout["population"]
         spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
         sent = {k: np.zeros(batch, np.int64) for k in spiking}
+        fan_out = self.network.fan_out()
+        synops = {k: np.zeros(batch, np.int64) for k in spiking}
         marks: dict[int, dict[str, np.ndarray]] = {c: {} for c in wanted}
+        (input_name,) = self.host.inputs
+        per_step = input_synapses(self.host)  # the dense input: every element, every step
+        synop_marks = {c: {input_name: np.full(batch, c * per_step, np.int64)} for c in wanted}
         values: dict[int, np.ndarray] = {}
 
         def record(state: GradedState) -> None:
@@ -337,9 +355,12 @@ class GradedProgram:
             if not 1 <= local <= steps:
                 return
             if state.k in sent:
-                sent[state.k] += np.count_nonzero(state.payload.reshape(batch, -1), axis=1)
+                messages = state.payload != 0
+                sent[state.k] += np.count_nonzero(messages.reshape(batch, -1), axis=1)
+                synops[state.k] += weighted(messages, fan_out[state.k])
                 if local in marks:
                     marks[local][self.names[state.k]] = sent[state.k].copy()
+                    synop_marks[local][self.names[state.k]] = synops[state.k].copy()
             if state.k == top and local in marks:
                 readout = state.payload if self.readout["kind"] == "spikes" else state.v
                 values[local] = readout.copy()
@@ -353,6 +374,8 @@ class GradedProgram:
             checkpoint_spikes={c: marks[c] for c in wanted if c in checkpoints},
             neurons={self.names[k]: int(np.prod(self.shapes[k])) for k in spiking},
             v_saturations=np.stack(trace.v_saturations, axis=1),
+            synops=synop_marks[steps],
+            checkpoint_synops={c: synop_marks[c] for c in wanted if c in checkpoints},
         )
 
     def _output(self, state: np.ndarray) -> np.ndarray:
@@ -726,7 +749,8 @@ def emit_graded(lowered: Lowered, calibration: np.ndarray | None, folder: Path) 
 
 def emulate_graded(artifact: Any, inputs: np.ndarray, steps: int, checkpoints: tuple[int, ...], encoding: Any):
     """The backend's ``emulate`` in graded mode: an EmulationResult whose ``spikes`` count the nonzero payloads
-    each population sent (a zero payload is sent too, but carries nothing)."""
+    each population sent (a zero payload is sent too, but carries nothing), and whose ``synops`` count them times
+    their fan-out (the input: dense, every element every step)."""
     from neurodeploy.backends.base import EmulationResult
 
     program = _load_from(artifact)
@@ -744,6 +768,11 @@ def emulate_graded(artifact: Any, inputs: np.ndarray, steps: int, checkpoints: t
         checkpoint_spikes={
             c: {k: np.concatenate([p.checkpoint_spikes[c][k] for p in parts]) for k in parts[0].checkpoint_spikes[c]}
             for c in parts[0].checkpoint_spikes
+        },
+        synops={k: np.concatenate([p.synops[k] for p in parts]) for k in parts[0].synops},
+        checkpoint_synops={
+            c: {k: np.concatenate([p.checkpoint_synops[c][k] for p in parts]) for k in parts[0].checkpoint_synops[c]}
+            for c in parts[0].checkpoint_synops
         },
         encoding=encoding.describe(),
     )

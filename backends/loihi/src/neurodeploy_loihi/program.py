@@ -11,6 +11,12 @@ takes T + delay Loihi steps, where delay is the readout's depth (the number of s
 T steps is read at Loihi step T + delay. Spikes of population k are counted over its Loihi steps k + 1 .. k + T.
 Where residual branches join, k is the population's depth (``Network.depths``: its longest path of synapses),
 and a layer's further synapses (``skips``: source population, delay, weights) follow its main one in the files.
+
+SynOps (as :mod:`neurodeploy.metrics` defines them): each spike of a population, over the same steps its spikes
+are counted, costs one operation per synapse leaving its neuron, the nonzero integer weights of every Dense / Conv
+(main or skip) that reads the population (:meth:`Network.fan_out`); the readout sends nothing. The direct input
+counts as the reference target counts it, dense: every element every step times its synapses into the input
+population through the host's ops (:func:`input_synapses`), keyed by the input's name.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import numpy as np
 from neurodeploy.errors import ArtifactError, DataError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.serialize import dumps_json, load_graph, read_npz, save_graph, write_npz
+from neurodeploy.metrics import fan_out_maps
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, StepState
 from neurodeploy_loihi.quantize import input_bias, to_graph
@@ -226,7 +234,11 @@ class Program:
         layers = self.network.layers
         spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
         counted = {k: np.zeros((batch, *layers[k].shape), np.int32) for k in spiking}
+        fan_out = self.network.fan_out()
         marks: dict[int, dict[str, np.ndarray]] = {c: {} for c in wanted}
+        (input_name,) = self.host.inputs
+        per_step = input_synapses(self.host)  # the dense input: every element, every step
+        synop_marks = {c: {input_name: np.full(batch, c * per_step, np.int64)} for c in wanted}
         readouts: dict[int, np.ndarray] = {}
         baseline = [np.zeros((batch, *layers[-1].shape), np.int64)]
         top = self.readout["population"]
@@ -252,6 +264,7 @@ class Program:
                     counted[k] += state.spikes
                 if local in marks:
                     marks[local][self.names[k]] = counted[k].reshape(batch, -1).sum(axis=1)
+                    synop_marks[local][self.names[k]] = weighted(counted[k], fan_out[k])
                 if k == top and local in marks:
                     readouts[local] = counted[k].copy()
             else:
@@ -274,6 +287,8 @@ class Program:
             counts={self.names[k]: to_graph(counted[k], self.shapes[k]) for k in spiking} if counts else {},
             neurons={self.names[k]: int(np.prod(self.shapes[k])) for k in spiking},
             stats=stats,
+            synops=synop_marks[steps],
+            checkpoint_synops={c: synop_marks[c] for c in wanted if c in checkpoints},
         )
 
     def _readout(self, state: np.ndarray, steps: int) -> np.ndarray:
@@ -288,6 +303,27 @@ class Program:
         else:
             out = values / steps * self.readout_scale
         return out.reshape(len(out), *self.readout["shape"]).astype(np.float32)
+
+
+def input_synapses(host: Graph) -> int:
+    """The synapses leaving the direct input's elements, summed: its fan-out through the host's ops into the
+    input population (:func:`neurodeploy.metrics.fan_out_maps` of the host graph closed by that population's
+    neurons, so an element the host hands to a neuron unweighted counts one synapse, as in the reference target)."""
+    (name,) = host.inputs
+    current = host.outputs[0]
+    neurons = IF(
+        name=host.fresh_name("input_population"),
+        inputs=(current,),
+        output=host.fresh_name("spikes"),
+        threshold=np.float32(1),
+    )
+    closed = Graph(host.name, dict(host.inputs), [neurons.output], [*host.ops, neurons])
+    return int(fan_out_maps(closed, [name])[name].sum())
+
+
+def weighted(counts: np.ndarray, fan_out: np.ndarray) -> np.ndarray:
+    """SynOps per sample: spikes (or messages) per neuron (B, *shape) times each neuron's fan-out (*shape), int64."""
+    return counts.reshape(len(counts), -1).astype(np.int64) @ fan_out.reshape(-1)
 
 
 def _synapse_entry(synapse: DenseSynapse | ConvSynapse | None, key: str, arrays: dict) -> dict[str, Any] | None:
@@ -340,7 +376,8 @@ def _synapse_of(s: dict[str, Any], value: Any) -> DenseSynapse | ConvSynapse:
 class RunResult:
     """Outputs after all steps and at checkpoints; per spiking population, its spikes per sample (and per
     neuron when asked); overflow statistics per layer (``u_folds``, ``v_saturations`` neuron-steps, the largest
-    |u| and |v| seen) and how many readout spikes occurred (any means v reached the top of its range)."""
+    |u| and |v| seen) and how many readout spikes occurred (any means v reached the top of its range); SynOps per
+    sample of every spiking population and the input, after all steps and at checkpoints."""
 
     outputs: np.ndarray
     checkpoints: dict[int, np.ndarray]
@@ -349,3 +386,5 @@ class RunResult:
     counts: dict[str, np.ndarray]
     neurons: dict[str, int]
     stats: dict[str, Any]
+    synops: dict[str, np.ndarray]
+    checkpoint_synops: dict[int, dict[str, np.ndarray]]
