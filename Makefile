@@ -21,11 +21,12 @@ env: $(STAMP)
 
 # torch==2.13.0 goes first: it is the local CPU build, and anything that pulls torch later finds it installed.
 # sinabs (the Speck cross-check's reference) keeps that torch; it pulls the samna stub, which nothing imports.
+# numba compiles the Speck event mode's loop here; .venv-py310 goes without it, so its run tests the numpy loop.
 $(STAMP): pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' $(addprefix -e ,$(PLUGINS)) \
-		'sinabs==3.1.3'
+		'sinabs==3.1.3' 'numba>=0.60'
 	touch $(STAMP)
 
 demo: $(STAMP)

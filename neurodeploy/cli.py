@@ -69,6 +69,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         conversion=args.conversion,
         after_pass=dump if args.dump_ir else None,
         encoding=_encoding(args),
+        target_options=_target_options(args.target_option),
     )
     files = ", ".join(sorted(artifact.manifest["files"]))
     print(f"compiled {Path(args.model).name} for {artifact.target} -> {artifact.root}/ ({files})")
@@ -192,6 +193,17 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _target_options(items: list[str] | None) -> dict[str, str]:
+    """``--target-option KEY=VALUE`` items as a dict (the backend checks keys and values)."""
+    options: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DataError(f"--target-option takes KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from neurodeploy.evaluate import evaluate, plot_accuracy, require_matplotlib
 
@@ -221,6 +233,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=_Progress("simulating", not args.quiet),
         mode=args.mode,
+        target_options=_target_options(args.target_option),
     )
     report = result.to_dict()
     sys.stdout.write(result.format_table())
@@ -247,15 +260,19 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     from neurodeploy.backends.registry import available_backends
 
     rows = [("target", "fidelity", "from", "description")]
+    options: dict[str, dict[str, str]] = {}
     for name, entry in sorted(available_backends().items()):
         try:
             cls = entry.load()
             rows.append((name, cls.fidelity, entry.distribution, cls.spec.description))
+            options[name] = dict(cls.target_options)
         except NeurodeployError as exc:
             rows.append((name, "?", entry.distribution, f"failed to load: {exc}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        for key, text in options.get(r[0], {}).items():
+            print(f"{'':{widths[0]}}  --target-option {key}=...: {text}")
     return 0
 
 
@@ -285,6 +302,16 @@ def _add_encoding_options(p: argparse.ArgumentParser, what: str) -> None:
         "--pad-events",
         action="store_true",
         help="events encoding: feed zero input after the last frame instead of refusing to run longer",
+    )
+
+
+def _add_target_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target-option",
+        "-X",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a setting of the target itself, e.g. spikes_per_event=8 for speck (`neurodeploy targets` lists them)",
     )
 
 
@@ -329,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(see docs/conversion.md)",
     )
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
+    _add_target_option(p)
     _add_encoding_options(p, "the input encoding recorded in the artifact (default direct)")
     p.set_defaults(func=_cmd_compile)
 
@@ -391,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bin-us", type=int, metavar="US", help="event data: frame width in microseconds (1000)")
     p.add_argument("--window-us", type=int, metavar="US", help="event data: window per sample in us (300000)")
     p.add_argument("--mode", help="the target's emulation mode, e.g. binary or graded for loihi (default: its first)")
+    _add_target_option(p)
     _add_encoding_options(p, "input encoding (default: direct, events for event data)")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -85,17 +85,21 @@ def compile_model(
     after_pass: Callable[[Pass, Graph], None] | None = None,
     encoding: Encoding | None = None,
     conversion: str | None = None,
+    target_options: dict[str, str] | None = None,
 ) -> Artifact:
     """Compile an ONNX model for ``target`` into an artifact folder and return it.
 
     ``pipeline`` replaces the whole default pipeline (canonicalization plus the target's passes).
     ``conversion`` sets convert-to-snn options in the target's own pipeline, e.g. ``"norm=max,granularity=channel"``.
+    ``target_options`` are the target's own settings (``--target-option KEY=VALUE``; see the backend's
+    ``target_options``), checked before any work.
     ``encoding`` (default direct) is recorded in the manifest as the inputs' encoding, which emulation uses
     unless told otherwise.
     """
     encoding = encoding if encoding is not None else Encoding()
     model = Path(model)
     backend = get_backend(target)
+    parsed_target_options = backend.parse_target_options(dict(target_options or {}))
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model, target)
     check_destination(out_dir)
     graph = import_onnx(model, input_shapes=input_shapes)
@@ -108,6 +112,8 @@ def compile_model(
         "input_shapes": _shapes_option(input_shapes),
         "conversion": conversion_pass(conversion).partition("{")[2].rstrip("}") or None,
     }
+    if parsed_target_options:
+        options["target_options"] = parsed_target_options
     passes = build_pipeline(pipeline if pipeline is not None else f"{CANONICALIZE},{backend.pipeline(options)}")
     ctx = PassContext()
     if calibration is not None:

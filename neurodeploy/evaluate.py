@@ -466,13 +466,15 @@ def evaluate(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     mode: str | None = None,
+    target_options: dict[str, str] | None = None,
 ) -> Evaluation:
     """Compile ``model`` for ``target`` and measure ANN and SNN accuracy at every T in ``steps`` on ``data``
     (a data set name, whose test split is used, or an .npz with x and y). See the module for the metrics.
 
     The samples are simulated ``batch_size`` at a time by ``workers`` processes (default: one per CPU; 1 runs
     them in this process); the results do not depend on either (beyond float rounding: BLAS may sum in another
-    order with another number of threads). ``mode`` is the target's emulation mode (default: its first)."""
+    order with another number of threads). ``mode`` is the target's emulation mode (default: its first);
+    ``target_options`` go to the compiler (the target's own settings)."""
     model = Path(model)
     steps = sorted({int(s) for s in steps})
     if not steps or steps[0] < 1:
@@ -504,7 +506,13 @@ def evaluate(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="neurodeploy-evaluate-") as tmp:
         artifact = compile_model(
-            model, target, Path(tmp) / "artifact", calibration=cal, pipeline=pipeline, conversion=conversion
+            model,
+            target,
+            Path(tmp) / "artifact",
+            calibration=cal,
+            pipeline=pipeline,
+            conversion=conversion,
+            target_options=target_options,
         )
         snn, ann = load_graph(artifact.root, "snn"), load_graph(artifact.root, "ann")
         try:

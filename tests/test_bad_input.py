@@ -205,6 +205,19 @@ def test_unknown_target_lists_installed_targets(tmp_path, work, capsys):
     assert listing(work) == []
 
 
+@pytest.mark.parametrize(
+    ("option", "fragments"),
+    [
+        ("norm=max", ("'norm'", "'reference'", "takes none")),
+        ("novalue", ("--target-option takes KEY=VALUE", "'novalue'")),
+        ("=1", ("--target-option takes KEY=VALUE",)),
+    ],
+)
+def test_target_options_the_target_does_not_take(tmp_path, work, capsys, option, fragments):
+    model = save_tiny(tmp_path / "models")
+    compile_fails(capsys, model, work, "--target-option", option, fragments=fragments)
+
+
 # --- calibration -----------------------------------------------------------------------------------------------
 
 

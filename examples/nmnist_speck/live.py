@@ -7,7 +7,9 @@ Run from the repository root with the environment of `make test` (`.venv`)::
 
 The model (``nmnist_cnn.onnx`` here, trained by ``examples/nmnist/train.py --widths 16,32,64 --epochs 100``, see
 this folder's README) is compiled for the ``speck`` target with thresholds from the mean frames of the first
-``--calibration-samples`` training recordings (1000), into ``--artifact`` (default: a temporary folder). Each
+``--calibration-samples`` training recordings (1000), with the target option ``spikes_per_event``
+(``--spikes-per-event``, default 8: thresholds raised so that one input event adds at most 8 thresholds, as the
+chip sends one spike per event; see this folder's README), into ``--artifact`` (default: a temporary folder). Each
 test recording is binned into 1 ms frames of event counts, (2, 34, 34) polarity first, 300 frames; frame t is
 time step t. The Speck artifact takes the frames as input events through its DVS layer (34 x 34 of the
 sensor's 128 x 128, no pooling). After every window the script prints the class with the most output spikes in
@@ -38,6 +40,11 @@ def main() -> None:
     parser.add_argument("--mode", choices=("binned", "event"), default="binned", help="emulation mode")
     parser.add_argument("--artifact", type=Path, help="compile into this folder (default: a temporary one)")
     parser.add_argument("--calibration-samples", type=int, default=1000, help="training recordings (1000)")
+    parser.add_argument(
+        "--spikes-per-event",
+        default="8",
+        help="the speck target option spikes_per_event (default 8, chosen on training recordings; off: none)",
+    )
     args = parser.parse_args()
 
     test = load_dataset("nmnist", "test", limit=args.samples)  # (N, 300, 2, 34, 34) event counts per 1 ms
@@ -46,7 +53,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.artifact or Path(tmp) / "nmnist-speck"
         calibration = load_calibration("nmnist", args.calibration_samples)
-        artifact = compile_model(args.model, "speck", out, calibration=calibration, encoding=Encoding("events"))
+        options = {} if args.spikes_per_event == "off" else {"spikes_per_event": args.spikes_per_event}
+        artifact = compile_model(
+            args.model, "speck", out, calibration=calibration, encoding=Encoding("events"), target_options=options
+        )
         print(f"compiled {args.model.name} for speck -> {len(artifact.manifest['files'])} files")
         result = emulate_artifact(artifact, test.x, steps=steps, mode=args.mode, checkpoints=marks)
 

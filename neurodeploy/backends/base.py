@@ -166,6 +166,8 @@ class Backend(ABC):
     modes: ClassVar[tuple[str, ...]] = ("snn",)
     """Emulation modes, the first being the default."""
     default_steps: ClassVar[int] = 32
+    target_options: ClassVar[dict[str, str]] = {}
+    """The ``--target-option KEY=VALUE`` keys this target takes, with a line of help each."""
 
     def __init__(self, target: str | None = None) -> None:
         self.target = target or self.name
@@ -178,6 +180,20 @@ class Backend(ABC):
         if mode not in self.modes:
             raise DataError(f"target {self.target!r} has emulation modes {', '.join(self.modes)}; got {mode!r}")
         return mode
+
+    def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
+        """``options`` (strings, as given on the command line) checked and typed, for ``CompiledModel.options
+        ["target_options"]``; an unknown key is a :class:`DataError` naming the keys this target takes. Backends
+        with options override this and call it first."""
+        unknown = sorted(set(options) - set(self.target_options))
+        if unknown:
+            takes = (
+                "; it takes " + ", ".join(f"{k} ({v})" for k, v in self.target_options.items())
+                if self.target_options
+                else "; it takes none"
+            )
+            raise DataError(f"target {self.target!r} has no option {', '.join(map(repr, unknown))}{takes}")
+        return dict(options)
 
     def pipeline(self, options: dict[str, Any]) -> str:
         """Passes this target runs after the shared canonicalization (a pipeline string). ``options["conversion"]``

@@ -115,3 +115,36 @@ def integer_document(specs, in_shape, target="speck", input_pooling=1):
     )
     cores = {i: i for i in range(len(layers))}
     return build_config(target, lowered, quantized, cores, 1.0)
+
+
+def random_layer(rng, f, c, k, stride, pad, pool):
+    return {
+        "weight": rng.integers(-100, 128, size=(f, c, k, k)),  # leaning positive, so the networks fire
+        "bias": rng.integers(-20, 21, size=f) if rng.random() < 0.5 else np.zeros(f, np.int64),
+        "stride": stride,
+        "padding": pad,
+        "threshold": int(rng.integers(1, 400)),
+        "low": int(rng.choice([-(2**15), -int(rng.integers(0, 400))])),
+        "initial": int(rng.integers(-50, 300)),
+        "reset": "zero" if rng.random() < 0.25 else "subtract",
+        "pool": pool,
+    }
+
+
+def random_network(rng: np.random.Generator, shape: tuple[int, int, int]) -> list[dict]:
+    """Layer specs of a random chain the chip could hold: 1-3 convolutions with sum pooling, then a readout
+    whose kernel covers the whole map."""
+    specs = []
+    for _ in range(int(rng.integers(1, 4))):
+        c, h, _ = shape
+        k = int(rng.integers(1, min(5, h) + 1))
+        stride = int(rng.choice([1, 2])) if h >= 4 else 1
+        pad = int(rng.integers(0, min(2, k - 1) + 1))
+        out_h = (h + 2 * pad - k) // stride + 1
+        pool = int(rng.choice([p for p in (1, 2, 4) if out_h // p >= 2] or [1]))
+        f = int(rng.integers(1, 7))
+        specs.append(random_layer(rng, f, c, k, stride, pad, pool))
+        shape = (f, out_h // pool, out_h // pool)
+    c, h, _ = shape
+    specs.append(random_layer(rng, int(rng.integers(2, 6)), c, h, 1, 0, 1))
+    return specs

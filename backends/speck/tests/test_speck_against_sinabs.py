@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from neurodeploy_speck.emulator import Network
-from speck_graphs import integer_document
+from speck_graphs import integer_document, random_network
 
 torch = pytest.importorskip("torch")
 sinabs = pytest.importorskip("sinabs")
@@ -22,20 +22,6 @@ from sinabs.activation import MembraneReset, MembraneSubtract, MultiSpike  # noq
 
 SINABS_VERSION = "3.1.3"
 NETWORKS = 60
-
-
-def _layer(rng, f, c, k, stride, pad, pool):
-    return {
-        "weight": rng.integers(-100, 128, size=(f, c, k, k)),  # leaning positive, so the networks fire
-        "bias": rng.integers(-20, 21, size=f) if rng.random() < 0.5 else np.zeros(f, np.int64),
-        "stride": stride,
-        "padding": pad,
-        "threshold": int(rng.integers(1, 400)),
-        "low": int(rng.choice([-(2**15), -int(rng.integers(0, 400))])),
-        "initial": int(rng.integers(-50, 300)),
-        "reset": "zero" if rng.random() < 0.25 else "subtract",
-        "pool": pool,
-    }
 
 
 def sinabs_model(specs, batch: int):
@@ -115,31 +101,14 @@ def test_binned_equals_sinabs_iafsqueeze(seed):
     specs, in_shape, frames = case(seed)
     expected = run_sinabs(specs, frames)
     network = Network.from_config(integer_document(specs, in_shape))
-    run = network.run_binned(frames, record=tuple(range(len(specs))))
-    for core, want in enumerate(expected):
-        got = run.counts[core]
-        assert got.shape == want.shape
-        np.testing.assert_array_equal(got, want, err_msg=f"network {seed}, layer {core}")
+    for engine in ("auto", "numpy"):  # the compiled step (where numba is installed) and the numpy one
+        network.engine = engine
+        run = network.run_binned(frames, record=tuple(range(len(specs))))
+        for core, want in enumerate(expected):
+            got = run.counts[core]
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(got, want, err_msg=f"network {seed}, layer {core}, {engine}")
     assert expected[0].sum() > 0, "the comparison must see spikes"
-
-
-def random_network(rng: np.random.Generator, shape: tuple[int, int, int]) -> list[dict]:
-    """Layer specs of a random chain the chip could hold: 1-3 convolutions with sum pooling, then a readout
-    whose kernel covers the whole map."""
-    specs = []
-    for _ in range(int(rng.integers(1, 4))):
-        c, h, _ = shape
-        k = int(rng.integers(1, min(5, h) + 1))
-        stride = int(rng.choice([1, 2])) if h >= 4 else 1
-        pad = int(rng.integers(0, min(2, k - 1) + 1))
-        out_h = (h + 2 * pad - k) // stride + 1
-        pool = int(rng.choice([p for p in (1, 2, 4) if out_h // p >= 2] or [1]))
-        f = int(rng.integers(1, 7))
-        specs.append(_layer(rng, f, c, k, stride, pad, pool))
-        shape = (f, out_h // pool, out_h // pool)
-    c, h, _ = shape
-    specs.append(_layer(rng, int(rng.integers(2, 6)), c, h, 1, 0, 1))
-    return specs
 
 
 def test_mnist_artifact_binned_equals_sinabs(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from neurodeploy.ir.serialize import save_graph
 from neurodeploy_speck import chip
 from neurodeploy_speck.config import CONFIG_FILE, FORMAT, build_config, to_samna
 from neurodeploy_speck.emulator import MODES, Network
-from neurodeploy_speck.lowering import Lowered, lower
+from neurodeploy_speck.lowering import Lowered, limit_spikes_per_event, lower
 from neurodeploy_speck.mapping import place
 from neurodeploy_speck.quantize import quantize_layer
 
@@ -67,22 +67,24 @@ def direct_events(x: np.ndarray, steps: int) -> np.ndarray:
     return np.diff(cumulative, axis=1).astype(np.int64)
 
 
-def one_spike_per_event_warnings(quantized: list) -> list[str]:
-    """Warnings for layers whose single input event (or bias tick) can raise v by more than one threshold: the
-    chip emits at most one spike per event (the ``event`` mode does too), while the converted SNN and the
-    ``binned`` mode emit as many as v holds, so the chip falls short of them there."""
+def one_spike_per_event_warnings(quantized: list, limit: float | None = None) -> list[str]:
+    """Warnings for layers whose single input event (or bias tick) can raise v by more than one threshold (more
+    than ``limit`` when the spikes_per_event option set one): the chip emits at most one spike per event (the
+    ``event`` mode does too), while the converted SNN and the ``binned`` mode emit as many as v holds, so the
+    chip falls short of them there."""
     out = []
+    allowed = 1 if limit is None else int(np.ceil(limit))
     for q in quantized:
         r = q.report
         per_event, per_tick = r["spikes_per_event_max"], r["spikes_per_bias_tick_max"]
-        if per_event > 1 or per_tick > 1:
+        if per_event > allowed or per_tick > allowed:
             out.append(
                 f"layer '{r['layer']}': one input event can add up to {per_event} thresholds to v (a bias tick up to "
                 f"{per_tick}; weights up to {r['weight_range'][1]}, bias up to {r['bias_range'][1]}, threshold "
                 f"{r['threshold_high']}), but Speck emits at most one spike per event: on the chip (and in --mode "
-                "event) this layer fires less than in the converted SNN and in --mode binned. Raise the layer's "
-                "threshold relative to its weights (a higher percentile or norm=max in convert-to-snn) or retrain "
-                "with smaller weights."
+                "event) this layer fires less than in the converted SNN and in --mode binned. Compile with "
+                "--target-option spikes_per_event=K (thresholds raised so an event adds at most K; the Speck "
+                "README has measurements) or retrain with smaller weights."
             )
     return out
 
@@ -97,6 +99,10 @@ class SpeckBackend(Backend):
     modes = MODES
     default_steps = 64
     spec = chip.spec("speck")
+    target_options: ClassVar[dict[str, str]] = {
+        "spikes_per_event": "raise thresholds so that one input event adds at most this many (>= 1) thresholds "
+        "to any neuron, as the chip fires once per event (default: off)",
+    }
 
     def __init__(self, target: str | None = None) -> None:
         super().__init__(target)
@@ -105,6 +111,19 @@ class SpeckBackend(Backend):
         self.spec = chip.spec(self.target)
 
     # -- compile ----------------------------------------------------------------------------------------------
+    def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
+        parsed = super().parse_target_options(options)
+        if "spikes_per_event" in parsed:
+            text = parsed["spikes_per_event"]
+            try:
+                limit = float(text)
+            except ValueError:
+                limit = float("nan")
+            if not (limit >= 1 and np.isfinite(limit)):
+                raise DataError(f"target option spikes_per_event must be a number >= 1, got {text!r}")
+            parsed["spikes_per_event"] = limit
+        return parsed
+
     def resources(self, graph: Graph) -> ResourceReport:
         lowered = lower(graph, input_scale=INPUT_EVENT_VALUE)
         cores = placement(lowered)
@@ -150,9 +169,13 @@ class SpeckBackend(Backend):
         graph = model.snn
         theta, source = readout_threshold(graph, model.calibration)
         lowered = lower(graph, input_scale=INPUT_EVENT_VALUE, readout_threshold=theta)
+        limit = model.options.get("target_options", {}).get("spikes_per_event")
+        scaling = limit_spikes_per_event(lowered, limit) if limit is not None else None
         cores = placement(lowered)
         quantized = [quantize_layer(layer) for layer in lowered.layers]
-        for warning in one_spike_per_event_warnings(quantized):
+        if scaling is not None and lowered.readout_threshold != theta:
+            source += f"; times {lowered.readout_threshold / theta:g} for spikes_per_event={limit:g}"
+        for warning in one_spike_per_event_warnings(quantized, limit):
             log.warning("%s", warning)
             model.warnings.append(warning)
         document = build_config(self.target, lowered, quantized, cores, INPUT_EVENT_VALUE)
@@ -162,10 +185,12 @@ class SpeckBackend(Backend):
         files += [p.name for p in save_graph(graph, folder, "snn") + save_graph(model.ann, folder, "ann")]
         model.target["report"] = {
             "chip": chip.CHIPS[self.target],
-            "readout_threshold": {"value": theta, "source": source},
+            "readout_threshold": {"value": lowered.readout_threshold, "source": source},
             "quantization": [q.report for q in quantized],
             "cores": self._core_usage(lowered, cores),
         }
+        if scaling is not None:
+            model.target["report"]["spikes_per_event"] = {"limit": limit, "threshold_scaling": scaling}
         model.target["manifest"] = {"chip": chip.CHIPS[self.target], "config": CONFIG_FILE}
         return files
 

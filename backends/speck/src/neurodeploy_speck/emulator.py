@@ -19,6 +19,10 @@ destinations' input events after sum pooling (coordinates divided by the pool; e
 map are dropped). Input frames become events in rounds: round r sends every pixel whose count exceeds r, in
 raster order (c, y, x).
 
+A neuron's state depends only on the events that reach it, in their order; the event mode is computed that way
+(a compiled loop over events and synapses when numba is installed, else numpy over each neuron's r-th event),
+and is tested equal to a one-event-at-a-time reference.
+
 Both modes start from v[0] = neurons_initial_value. Inputs are event counts per step: (batch, steps, C, H, W)
 non-negative integers.
 """
@@ -26,13 +30,14 @@ non-negative integers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from neurodeploy.ir import kernels
-from neurodeploy_speck import chip
+from neurodeploy_speck import _compiled, chip
 
 MODES = ("binned", "event")
 
@@ -56,6 +61,16 @@ class Core:
     sources: list[tuple[int, int]] = field(default_factory=list)
     """(source core or -1 for the input, pooling)."""
 
+    @cached_property
+    def weight_last(self) -> np.ndarray:
+        """(C, k, k, F) int64, contiguous: the weights channels last, as the compiled loops read them."""
+        return np.ascontiguousarray(self.weight.transpose(1, 2, 3, 0), np.int64)
+
+    @cached_property
+    def fan_last(self) -> np.ndarray:
+        """:attr:`fan_out` as (H, W, C) int64, contiguous."""
+        return np.ascontiguousarray(self.fan_out.transpose(1, 2, 0), np.int64)
+
     @property
     def fan_out(self) -> np.ndarray:
         """(C, H, W): the synapses (non-zero weights) an input event at each position reaches."""
@@ -74,6 +89,8 @@ class Network:
     input_shape: tuple[int, int, int]
     input_pooling: int
     output_core: int
+    engine: str = "auto"
+    """Event mode's inner loop: ``auto`` (compiled with numba when it is installed, else numpy) or ``numpy``."""
 
     @classmethod
     def from_config(cls, document: dict[str, Any]) -> Network:
@@ -140,8 +157,11 @@ class Network:
         the output core)."""
         frames = _check_frames(frames, self.input_shape)
         batch, steps = frames.shape[:2]
-        v = {c.index: np.broadcast_to(c.initial, (batch, *c.out_shape)).copy() for c in self.cores}
         run = Run.empty(self, batch, steps, (self.output_core,) if record is None else record)
+        if self.engine != "numpy" and _compiled.kernels() is not None:
+            self._run_binned_compiled(frames, run)
+            return run
+        v = {c.index: np.broadcast_to(c.initial, (batch, *c.out_shape)).copy() for c in self.cores}
         for t in range(steps):
             spikes: dict[int, np.ndarray] = {-1: sum_pool(frames[:, t], self.input_pooling)}  # the DVS layer
             run.add_synops(-1, t, frames[:, t])
@@ -162,6 +182,31 @@ class Network:
                 run.add(core.index, t, s)
         return run
 
+    def _run_binned_compiled(self, frames: np.ndarray, run: Run) -> None:
+        """:meth:`run_binned` with the compiled step (channels last inside; see :mod:`neurodeploy_speck._compiled`)."""
+        batch, steps = frames.shape[:2]
+        last = np.ascontiguousarray(frames.transpose(0, 1, 3, 4, 2))  # (B, T, H, W, C)
+        v = {
+            c.index: np.broadcast_to(c.initial.transpose(1, 2, 0), (batch, *c.out_shape[1:], c.out_shape[0])).copy()
+            for c in self.cores
+        }
+        totals = {c.index: np.zeros_like(v[c.index]) for c in self.cores}
+        for t in range(steps):
+            spikes = {-1: last[:, t]}
+            for core in self.cores:
+                state = v[core.index]
+                for source, pool in core.sources:
+                    total_pool = pool * (self.input_pooling if source == -1 else 1)  # the DVS layer's pooling
+                    _compiled.scatter(spikes[source], total_pool, state, core, run.synops[source][:, t])
+                s = np.empty_like(state)
+                step = run.per_step_totals[core.index][:, t]
+                run.overflow[core.index] += _compiled.fire(state, core, chip.STATE_MAX, s, totals[core.index], step)
+                spikes[core.index] = s
+                if core.index in run.counts:
+                    run.counts[core.index][:, t] = s.transpose(0, 3, 1, 2)
+        for index, total in totals.items():
+            run.neuron_totals[index] += total.transpose(0, 3, 1, 2)
+
     def _gather(self, core: Core, spikes: dict[int, np.ndarray], batch: int) -> np.ndarray:
         x = np.zeros((batch, *core.in_shape), np.int64)
         for source, pool in core.sources:
@@ -175,7 +220,7 @@ class Network:
         """Run (batch, T, C, H, W) input event counts one event at a time (chip semantics)."""
         frames = _check_frames(frames, self.input_shape)
         batch, steps = frames.shape[:2]
-        tables = {c.index: _scatter_table(c) for c in self.cores}
+        tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the numpy engine's, built on first use
         v = {c.index: np.broadcast_to(c.initial, (batch, *c.out_shape)).reshape(batch, -1).copy() for c in self.cores}
         v = {k: np.concatenate([a, np.zeros((batch, 1), np.int64)], axis=1) for k, a in v.items()}  # + a dummy
         run = Run.empty(self, batch, steps, (self.output_core,) if record is None else record)
@@ -188,26 +233,22 @@ class Network:
             }
             run.add_synops(-1, t, frames[:, t])
             for core in self.cores:
-                out_events = self._core_events(core, tables[core.index], v[core.index], events, pooled)
+                out_events = self._core_events(core, tables, v[core.index], events, pooled)
                 events[core.index] = out_events
-                counts = np.zeros((batch, int(np.prod(core.out_shape)) + 1), np.int64)
-                rows = np.repeat(np.arange(batch), out_events.shape[1])
-                flat = out_events.reshape(-1)
-                np.add.at(counts, (rows[flat >= 0], flat[flat >= 0]), 1)
-                run.add(core.index, t, counts[:, :-1].reshape(batch, *core.out_shape))
+                n = int(np.prod(core.out_shape))
+                keys = (np.arange(batch)[:, None] * n + out_events)[out_events >= 0]
+                counts = np.bincount(keys, minlength=batch * n).reshape(batch, *core.out_shape)
+                run.add(core.index, t, counts.astype(np.int64))
         return run
 
     def _core_events(
         self,
         core: Core,
-        table: tuple[np.ndarray, np.ndarray],
+        tables: dict[int, tuple[np.ndarray, np.ndarray]],
         v: np.ndarray,
         events: dict[int, np.ndarray],
         input_shape: tuple[int, int, int],
     ) -> np.ndarray:
-        targets, weights = table
-        batch = v.shape[0]
-        rows = np.arange(batch)[:, None]
         thr, low = core.threshold_high, core.threshold_low
         fired_all: list[np.ndarray] = []
         if core.leak:  # one slow-clock tick: the bias reaches every neuron, each may fire once
@@ -221,23 +262,17 @@ class Network:
             for source, pool in core.sources
         ]
         stream = _interleave(incoming) if len(incoming) > 1 else incoming[0]
-        for e in range(stream.shape[1]):
-            idx = stream[:, e]
-            valid = idx >= 0
-            tgt = targets[np.where(valid, idx, 0)]
-            tgt = np.where(valid[:, None], tgt, v.shape[1] - 1)
-            w = np.where(valid[:, None], weights[np.where(valid, idx, 0)], 0)
-            v[rows, tgt] += w
-            vt = v[rows, tgt]
-            fired = (vt >= thr) & (tgt < v.shape[1] - 1)
-            vt = np.where(fired, 0 if core.return_to_zero else vt - thr, vt)
-            v[rows, tgt] = np.maximum(vt, low)
-            fired_all.append(np.where(fired, tgt, -1))
+        fired = None if self.engine == "numpy" else _compiled.integrate_events(v, stream, core)
+        if fired is None:
+            if core.index not in tables:
+                tables[core.index] = _scatter_table(core)
+            targets, weights = tables[core.index]
+            fired = integrate_events_numpy(v, stream, targets, weights, thr, low, core.return_to_zero)
         v[:, :-1] = np.maximum(v[:, :-1], low)
         v[:, -1] = 0
         if not fired_all:
-            return np.full((batch, 0), -1, np.int64)
-        return _compact(np.concatenate(fired_all, axis=1))
+            return fired
+        return _compact(np.concatenate([*fired_all, fired], axis=1))
 
     def _source_shape(self, source: int, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         if source == -1:
@@ -395,6 +430,60 @@ def _scatter_table(core: Core) -> tuple[np.ndarray, np.ndarray]:
         targets[i, : len(rows)] = [r[0] for r in rows]
         weights[i, : len(rows)] = [r[1] for r in rows]
     return targets, weights
+
+
+def integrate_events_numpy(
+    v: np.ndarray,
+    stream: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray,
+    thr: int,
+    low: int,
+    return_to_zero: bool,
+) -> np.ndarray:
+    """Feed (batch, E) input events (flat input indices, -1 padded) to the neurons ``v`` (batch, N + 1, the last
+    a dummy) in order; return the neurons that fired, (batch, E * width) -1 padded, in firing order.
+
+    A neuron's state depends only on the events that reach it, in their order, so the events are not fed one
+    at a time: each (event, neuron) pair gets its rank among the pairs of its neuron, and rank r of every neuron
+    is integrated at once (r up to the most events one neuron receives in the step, not the number of events).
+    The pairs keep their (event, raster) layout, so the fired ones read out in the chip's firing order."""
+    batch, n = v.shape
+    dummy = n - 1
+    events = stream.shape[1]
+    if events == 0:
+        return np.full((batch, 0), -1, np.int64)
+    valid = stream >= 0
+    safe = np.where(valid, stream, 0)
+    tgt = np.where(valid[:, :, None], targets[safe], dummy)  # (batch, E, width)
+    w = weights[safe]
+    real = tgt != dummy
+    flat_rows = np.nonzero(real.reshape(-1))[0]  # pair positions in (batch, E, width) order
+    width = tgt.shape[2]
+    b = flat_rows // (events * width)
+    e = (flat_rows // width) % events
+    neuron = b * n + tgt.reshape(-1)[flat_rows]
+    by_neuron = np.lexsort((e, neuron))  # each neuron's pairs in event order
+    sorted_neuron = neuron[by_neuron]
+    starts = np.r_[0, np.nonzero(np.diff(sorted_neuron))[0] + 1]
+    group = np.repeat(starts, np.diff(np.r_[starts, len(sorted_neuron)]))
+    rank = np.arange(len(sorted_neuron)) - group
+    by_rank = by_neuron[np.argsort(rank, kind="stable")]
+    bounds = np.r_[0, np.cumsum(np.bincount(rank))]
+    state = v.reshape(-1)  # a view: the updates land in v
+    weight_flat = w.reshape(-1)[flat_rows]
+    fired = np.zeros(len(flat_rows), bool)
+    for r in range(len(bounds) - 1):
+        pick = by_rank[bounds[r] : bounds[r + 1]]  # one pair per neuron
+        idx = neuron[pick]
+        vt = state[idx] + weight_flat[pick]
+        spike = vt >= thr
+        vt = np.where(spike, 0 if return_to_zero else vt - thr, vt)
+        state[idx] = np.maximum(vt, low)
+        fired[pick] = spike
+    out = np.full(batch * events * width, -1, np.int64)
+    out[flat_rows[fired]] = tgt.reshape(-1)[flat_rows[fired]]
+    return _compact(out.reshape(batch, events * width))
 
 
 def _frame_events(frame: np.ndarray) -> np.ndarray:

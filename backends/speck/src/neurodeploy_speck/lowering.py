@@ -302,3 +302,40 @@ def _pooling(op: AvgPool2d, problems: _Problems, where: str) -> int | None:
         return None
     problems.add(where, chip.rule_pooling(kh))
     return kh
+
+
+def limit_spikes_per_event(lowered: Lowered, limit: float) -> list[dict]:
+    """Rescale the layers so that no input event and no bias tick can lift a neuron by more than ``limit``
+    thresholds. The chip emits at most one spike per event: a neuron that ought to fire k > 1 times for one
+    event keeps the excess in v and sends it only with later events (the converted SNN, and sinabs' MultiSpike
+    simulation, fire k times at once), which costs accuracy where events are sparse.
+
+    For a hidden layer whose output channel c has a largest positive weight (or bias) of ``r_c`` thresholds,
+    channel c's threshold is raised ``alpha_c = max(1, r_c / limit)`` times (its weights and bias divided by
+    alpha_c: the core keeps one threshold) and each consumer's weights from channel c are multiplied by alpha_c,
+    so a spike of channel c carries alpha_c times the value: the same function with alpha_c times fewer spikes.
+    Layers are visited in order, so a consumer is checked after its inputs were scaled up. The output layer gets
+    one alpha (an output spike keeps one value). ``limit = 1`` means no spike is ever held back, at the price of
+    rate resolution; see the package README for measurements. Returns per layer its name and the largest and
+    mean alpha."""
+    if not limit >= 1:
+        raise ValueError(f"the spikes-per-event limit must be at least 1, got {limit}")
+    report = []
+    for index, layer in enumerate(lowered.layers):
+        weight_max = layer.weight.reshape(layer.weight.shape[0], -1).max(axis=1, initial=0.0)
+        need = np.maximum(np.maximum(weight_max, layer.bias), 0.0) / (layer.threshold * limit)
+        if index == lowered.readout_layer:  # one alpha: every output spike keeps one value
+            alpha = max(1.0, float(need.max(initial=0.0)))
+            layer.threshold *= alpha
+            lowered.readout_threshold *= alpha
+            report.append({"layer": layer.name, "alpha_max": alpha, "alpha_mean": alpha})
+            continue
+        alpha = np.maximum(need, 1.0)
+        layer.weight = layer.weight / alpha.reshape(-1, 1, 1, 1)
+        layer.bias = layer.bias / alpha
+        for consumer, _ in layer.destinations:
+            lowered.layers[consumer].weight = lowered.layers[consumer].weight * alpha.reshape(1, -1, 1, 1)
+        report.append(
+            {"layer": layer.name, "alpha_max": float(alpha.max(initial=1.0)), "alpha_mean": float(alpha.mean())}
+        )
+    return report
