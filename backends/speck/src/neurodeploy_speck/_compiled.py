@@ -8,6 +8,10 @@ moment, so it happens on the first event-mode run, not when the plugin loads.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+
 import numpy as np
 
 _prange = range
@@ -175,16 +179,25 @@ def fire(v, core, state_max: int, spikes, totals, step_totals) -> int:
 
 
 def integrate_events(v, stream, core):
-    """As :func:`neurodeploy_speck.emulator.integrate_events_numpy` for ``core``, compiled; None without numba."""
+    """As :func:`neurodeploy_speck.emulator.integrate_events_numpy` for ``core``, compiled; None without numba.
+    The samples are split over the CPUs (the loop releases the GIL; each sample has its own rows of v)."""
     fn = kernel()
     if fn is None:
         return None
-    return fn(
-        v,
-        np.ascontiguousarray(stream, np.int64),
+    stream = np.ascontiguousarray(stream, np.int64)
+    args = (
         np.ascontiguousarray(core.weight, np.int64),
         geometry(core),
         int(core.threshold_high),
         int(core.threshold_low),
         bool(core.return_to_zero),
     )
+    workers = min(len(v), os.cpu_count() or 1)
+    if workers < 2 or stream.shape[1] == 0:
+        return fn(v, stream, *args)
+    bounds = np.linspace(0, len(v), workers + 1).astype(int)
+    chunks = list(pairwise(bounds))
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda r: fn(v[r[0] : r[1]], stream[r[0] : r[1]], *args), chunks))
+    width = max(p.shape[1] for p in parts)
+    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1) for p in parts])
