@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurodeploy.ir import Add, AvgPool2d, Conv2d, Dense, Graph, MaxPool2d, Reshape, Scale, TensorType
+from neurodeploy.ir import Add, AvgPool2d, Concat, Conv2d, Dense, Graph, MaxPool2d, Reshape, Scale, TensorType
 from neurodeploy.ir.neurons import IF
 
 
@@ -162,3 +162,108 @@ def residual_block(
         Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, c * 36, scale=3)),
     ]
     return Graph(f"residual_{skip}", {"x": TensorType((1, 6, 6))}, ["y"], ops)
+
+
+def concat_block(
+    seed: int = 0,
+    head: str = "conv",
+    order: tuple[str, ...] = ("sa", "sb"),
+    reset: str = "subtract",
+    channels: tuple[int, int, int] = (3, 2, 2),
+) -> Graph:
+    """x (1, 6, 6) -> conv -> IF a -> conv -> IF b -> conv -> IF c -> Concat(``order``, channels) -> ``head`` ->
+    IF d -> flatten -> dense (3): a DenseNet-style Concat of spike maps of different depths (a 0, b 1, c 2; IF c
+    is left out when ``order`` does not name ``sc``), so the shallower inputs reach IF d through delayed synapses.
+    ``head``: ``conv`` (a 3x3 Conv2d of the concatenated channels), ``pool_conv`` (AvgPool 2 then a 3x3 Conv2d)
+    or ``dense`` (flatten, then a Dense of 8 IF neurons)."""
+    rng = np.random.default_rng(seed)
+    sizes = dict(zip(("sa", "sb", "sc"), channels, strict=True))
+    ops = [
+        Conv2d(
+            name="conv1",
+            inputs=("x",),
+            output="c1",
+            weight=_w(rng, sizes["sa"], 1, 3, 3, scale=3),
+            bias=rng.normal(size=sizes["sa"]).astype(np.float32) * 0.2 + 0.2,
+            padding=(1, 1, 1, 1),
+        ),
+        IF(name="if_a", inputs=("c1",), output="sa", threshold=np.float32(1), reset=reset),
+        Conv2d(
+            name="conv2",
+            inputs=("sa",),
+            output="c2",
+            weight=_w(rng, sizes["sb"], sizes["sa"], 3, 3, scale=2.5),
+            bias=rng.normal(size=sizes["sb"]).astype(np.float32) * 0.1 + 0.2,
+            padding=(1, 1, 1, 1),
+        ),
+        IF(name="if_b", inputs=("c2",), output="sb", threshold=np.float32(0.9), reset=reset),
+    ]
+    if "sc" in order:
+        ops += [
+            Conv2d(
+                name="conv3",
+                inputs=("sb",),
+                output="c3",
+                weight=_w(rng, sizes["sc"], sizes["sb"], 3, 3, scale=2.5),
+                bias=rng.normal(size=sizes["sc"]).astype(np.float32) * 0.1 + 0.2,
+                padding=(1, 1, 1, 1),
+            ),
+            IF(name="if_c", inputs=("c3",), output="sc", threshold=np.float32(1.1), reset=reset),
+        ]
+    total = sum(sizes[name] for name in order)
+    ops.append(Concat(name="cat", inputs=tuple(order), output="cat_out", axis=0))
+    if head == "dense":
+        n, side = 8, 6
+        ops += [
+            Reshape(name="cat_flat", inputs=("cat_out",), output="cf", shape=(total * 36,)),
+            Dense(
+                name="fc_d",
+                inputs=("cf",),
+                output="cd",
+                weight=_w(rng, n, total * 36, scale=4),
+                bias=rng.normal(size=n).astype(np.float32) * 0.1 + 0.1,
+            ),
+        ]
+    else:
+        n, side = 4, 6 if head == "conv" else 3
+        source = "cat_out"
+        if head == "pool_conv":
+            ops.append(AvgPool2d(name="cat_pool", inputs=("cat_out",), output="cp", kernel=(2, 2), stride=(2, 2)))
+            source = "cp"
+        ops.append(
+            Conv2d(
+                name="conv_d",
+                inputs=(source,),
+                output="cd",
+                weight=_w(rng, n, total, 3, 3, scale=3),
+                bias=rng.normal(size=n).astype(np.float32) * 0.1 + 0.1,
+                padding=(1, 1, 1, 1),
+            )
+        )
+    width = n if head == "dense" else n * side * side
+    ops += [
+        IF(name="if_d", inputs=("cd",), output="sd", threshold=np.float32(1.2), reset=reset),
+        Reshape(name="flat", inputs=("sd",), output="f", shape=(width,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, width, scale=3)),
+    ]
+    return Graph(f"concat_{head}_{len(order)}", {"x": TensorType((1, 6, 6))}, ["y"], ops)
+
+
+def delay_alignment(graph: Graph, program, x: np.ndarray, population: str, steps: int = 32) -> tuple[float, float]:
+    """The fraction of ``population``'s neurons firing as often as in the float SNN, with the program's delays
+    and with every skip's delay removed (its spikes arriving early): (aligned, early)."""
+    import dataclasses
+
+    from neurodeploy_loihi.emulator import Network
+
+    from neurodeploy.backends.reference.simulate import simulate
+
+    ref = simulate(graph, {"x": x}, steps).counts[population]
+    aligned = float(np.mean(program.run(x, steps, counts=True).counts[population] == ref))
+    layers = [
+        dataclasses.replace(layer, skips=tuple(dataclasses.replace(s, delay=0) for s in layer.skips))
+        for layer in program.network.layers
+    ]
+    program.network = Network(layers)
+    early = float(np.mean(program.run(x, steps, counts=True).counts[population] == ref))
+    return aligned, early

@@ -642,7 +642,8 @@ def quantize_graded(
     for pop in pops:
         if pop.skips:
             raise GradedError(
-                f"graded mode maps chains only: Add {pop.adds[0]!r} joins residual branches into {pop.name!r} "
+                f"graded mode maps chains only: {pop.adds[0]!r} (a residual Add or a Concat) joins branches into "
+                f"{pop.name!r} "
                 "(binary mode runs it)"
             )
     if any(isinstance(p.synapse, ConvSpec) and p.synapse.dilation != (1, 1) for p in pops):

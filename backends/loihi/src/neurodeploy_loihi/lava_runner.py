@@ -8,10 +8,10 @@ program's: no synapse, driven by the host-computed current) starts with that pop
 ``RingBuffer``: a ``LIF`` / ``SubtractiveLIF`` whose ``bias_mant`` and ``bias_exp`` are the per-sample input
 bias (netx's ``Input`` block drives its neurons the same way). A pooled convolution
 (:class:`~neurodeploy_loihi.emulator.ConvSynapse` with ``pool``) is one Lava ``Conv`` with the repeated kernel
-(``lava_weights``). A layer with residual branches (``skips``) gets one ``Dense`` / ``Conv`` per branch, all
-connected to its neurons' ``a_in`` (Lava's InPort adds what its channels bring); a delayed synapse is a
-``DelayDense`` with that delay for every weight. Lava imports happen inside the functions; a missing Lava is an
-error that names the extra to install.
+(``lava_weights``). A layer with residual branches or concatenated inputs (``skips``) gets one ``Dense`` /
+``Conv`` per branch, all connected to its neurons' ``a_in`` (Lava's InPort adds what its channels bring); a
+delayed synapse is a ``DelayDense`` with that delay for every weight. Lava imports happen inside the functions; a
+missing Lava is an error that names the extra to install.
 
 Lava starts one operating-system process per Lava process and pays for every one of them at start-up and at
 every step, so the runner keeps their number down:

@@ -28,8 +28,17 @@ IF thresholds (scalar or per channel) are folded into the synapse that feeds the
   its longest path of synapses from the input population; a branch from population j gets ``delay`` =
   depth(k) - depth(j) - 1 extra steps (Lava ``DelayDense``), so all branches arrive together and population k
   computes the graph's step t at Loihi step t + depth(k). A delayed branch is a Dense (a convolution is composed
-  into its matrix: Lava's Conv has no delay). Concat, an Add anywhere else, and a population that does not read
-  the one before it are refused with an error naming the op.
+  into its matrix: Lava's Conv has no delay).
+* **Concat**: a Concat along the channel axis of spike maps, read by the Conv2d or Dense of a synapse, splits
+  that synapse into one per concatenated input: conv(concat(a, b)) = conv_a(a) + conv_b(b), where conv_a has
+  the kernel's input channels of a (``weight[:, c0:c1]``), and a Dense after a flatten takes the columns of a's
+  channels (composed through :class:`_Embed`, which places a's map in its channels of a zero map, so the columns
+  are in a's own C order and are laid out in Lava order as any Dense's). The synapses are joined as a residual
+  Add's branches (delays, one scale per population); an Add before the neurons may sum such a Concat's synapses
+  with other branches. The bias is the synapse's once: the neurons' input when no population spikes
+  (:func:`_at_rest`). A Concat read by anything else (the output, a pooling only), on another axis, or before the
+  readout, an Add anywhere else, and a population that does not read the one before it are refused with an error
+  naming the op.
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
@@ -43,7 +52,7 @@ from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
+from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
 
 LINEAR = (AvgPool2d, GlobalAvgPool, Reshape, Conv2d, Dense, Scale, Bias)
 """Ops a synapse may be made of."""
@@ -78,8 +87,9 @@ class DenseSpec:
 
 @dataclass
 class Skip:
-    """A further synapse into a population: from population ``source`` (an index into the populations), delayed by
-    ``delay`` steps beyond the one every synapse takes; ``ops`` the branch's op names."""
+    """A further synapse into a population (a residual branch, or one input of a Concat): from population
+    ``source`` (an index into the populations), delayed by ``delay`` steps beyond the one every synapse takes;
+    ``ops`` the branch's op names."""
 
     source: int
     synapse: ConvSpec | DenseSpec
@@ -92,8 +102,8 @@ class Population:
     """One population of neurons in float units (threshold 1). ``bias`` is the constant current per neuron
     (the graph's shape); ``role`` is ``input`` (driven by the host-computed current, no synapse), ``hidden``
     (IF neurons) or ``readout`` (non-spiking, read from v). ``synapse`` reads the population before it, ``delay``
-    steps late; ``skips`` are the further branches of a residual Add (``adds``: the Adds' names); ``depth`` is the
-    longest path of synapses from the input population."""
+    steps late; ``skips`` are the further branches of a residual Add or a Concat (``adds``: the names of the Adds and
+    Concats that join them); ``depth`` is the longest path of synapses from the input population."""
 
     name: str
     role: str
@@ -147,27 +157,91 @@ def _segment(graph: Graph, value: str, stops: set[str]) -> tuple[str, list[Op]]:
     ops: list[Op] = []
     while value not in stops:
         op = graph.producer(value)
-        if op is None:  # pragma: no cover - graph inputs are stops
-            raise ConversionError(f"value {value!r} has no producer")
-        if len(op.inputs) != 1:
-            raise ConversionError(
-                f"{_where(op)} joins {len(op.inputs)} branches; the loihi target maps a residual Add directly before "
-                "IF neurons only (Concat, and an Add before the input neurons, the output or further linear ops, "
-                "are not supported)"
-            )
-        if not isinstance(op, LINEAR):
-            raise ConversionError(f"{_where(op)} has no Loihi equivalent (supported: Conv, Dense, AvgPool, flatten)")
+        _check_linear(op)
         ops.append(op)
         value = op.inputs[0]
     return value, ops[::-1]
 
 
-def _branches(graph: Graph, value: str, stops: set[str], types: dict) -> tuple[list[tuple[str, list[Op]]], list[str]]:
-    """The branches an Add directly before the neurons sums: (source, ops) per input chain, and the Adds' names.
-    Without an Add, the one chain of :func:`_segment`."""
+def _check_linear(op: Op | None) -> None:
+    """Refuse an op that cannot be part of a chain of linear ops, naming it and what maps."""
+    if op is None:  # pragma: no cover - graph inputs are stops
+        raise ConversionError("a value has no producer")
+    if isinstance(op, Concat):
+        raise ConversionError(
+            f"{_where(op)} joins {len(op.inputs)} branches; the loihi target maps a Concat of neuron layers read by a "
+            "Conv2d or Dense before IF neurons only (not before the input neurons or the readout: add IF neurons "
+            "after the layer that reads it)"
+        )
+    if len(op.inputs) != 1:
+        raise ConversionError(
+            f"{_where(op)} joins {len(op.inputs)} branches; the loihi target maps a residual Add directly before IF "
+            "neurons only (an Add before the input neurons, the output or further linear ops is not supported)"
+        )
+    if not isinstance(op, LINEAR):
+        raise ConversionError(f"{_where(op)} has no Loihi equivalent (supported: Conv, Dense, AvgPool, flatten)")
+
+
+@dataclass
+class _Embed:
+    """One input of Concat ``name`` seen alone: its map placed in channels ``offset`` .. of a zero map of the
+    Concat's ``shape`` (an op's ``forward``, so a branch through the Concat composes as any chain of linear ops)."""
+
+    name: str
+    offset: int
+    shape: tuple[int, ...]
+    op_type: str = "Concat"
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        (x,) = xs
+        out = np.zeros((len(x), *self.shape), np.float32)
+        out[:, self.offset : self.offset + x.shape[1]] = x
+        return out
+
+
+def _chains(
+    graph: Graph, value: str, stops: set[str], types: dict, after: list
+) -> tuple[list[tuple[str, list]], list[str]]:
+    """The chains of linear ops that compute ``value`` (then ``after``) from the nearest stops: one, or one per
+    input of a Concat on the way (each through its :class:`_Embed`), and the Concats' names."""
+    ops: list = []
+    while value not in stops:
+        op = graph.producer(value)
+        if isinstance(op, Concat):
+            tail = ops[::-1] + after
+            if op.axis != 0:
+                raise ConversionError(
+                    f"{_where(op)} concatenates along axis {op.axis}; the loihi target maps a Concat along the "
+                    "channel axis (0) only"
+                )
+            if not any(isinstance(o, (Conv2d, Dense)) for o in tail):
+                raise ConversionError(
+                    f"{_where(op)} is read by {', '.join(_where(o) for o in tail) or 'the neurons'} without a Conv2d "
+                    "or Dense; the loihi target maps a Concat of neuron layers read by a Conv2d or Dense (its weights "
+                    "split by input), not a Concat feeding neurons, pooling or an Add directly"
+                )
+            branches: list[tuple[str, list]] = []
+            joins, offset = [op.name], 0
+            for name in op.inputs:
+                embed = _Embed(op.name, offset, tuple(types[op.output].shape))
+                more, names = _chains(graph, name, stops, types, [embed, *tail])
+                branches += more
+                joins += names
+                offset += types[name].shape[0]
+            return branches, joins
+        _check_linear(op)
+        ops.append(op)
+        value = op.inputs[0]
+    return [(value, ops[::-1] + after)], []
+
+
+def _branches(graph: Graph, value: str, stops: set[str], types: dict) -> tuple[list[tuple[str, list]], list[str]]:
+    """The branches the neurons' synapses read: (source, ops) per chain, and the names of the ops that join them. An
+    Add directly before the neurons sums its inputs' branches; a Concat read by a Conv2d or Dense gives one branch
+    per input (:func:`_chains`)."""
     op = graph.producer(value) if value not in stops else None
     if not isinstance(op, Add):
-        return [_segment(graph, value, stops)], []
+        return _chains(graph, value, stops, types, [])
     out = types[op.output].shape
     for name in op.inputs:
         if tuple(types[name].shape) != tuple(out):
@@ -243,7 +317,21 @@ def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, int, int]) 
 
 
 def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str):
-    """The synapse a chain of linear ops becomes, and its bias current in the output's shape."""
+    """The synapse a chain of linear ops becomes, and its bias current in the output's shape. A chain from one input
+    of a Concat (:class:`_Embed` first) into ``[AvgPool2d] Conv2d`` (ungrouped) is that input's channels of the
+    kernel, ``weight[:, c0:c1]``; any other chain through a Concat is composed into a Dense."""
+    if any(isinstance(o, _Embed) for o in ops):
+        embed, *before, last = ops
+        if not (
+            isinstance(embed, _Embed)
+            and isinstance(last, Conv2d)
+            and last.groups == 1
+            and len(before) <= 1
+            and all(isinstance(o, AvgPool2d) for o in before)
+        ):
+            return _dense(ops, in_shape, where)
+        c0 = embed.offset
+        ops = [*before, last.copy(weight=last.weight[:, c0 : c0 + in_shape[0]])]
     weighted = [op for op in ops if isinstance(op, (Conv2d, Dense))]
     convs = [op for op in ops if isinstance(op, Conv2d)]
     if convs:
@@ -265,6 +353,15 @@ def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...
     if not weighted:
         raise ConversionError(f"{where}: no Conv or Dense between two neuron layers; there is no synapse to map")
     return _dense(ops, in_shape, where)
+
+
+def _at_rest(graph: Graph, value: str, stops: set[str], types: dict) -> np.ndarray:
+    """``value`` (batch of 1) when no population spikes (every stop zero): the constant current of all branches
+    into the neurons together, each op's bias counted once however many synapses its weights are split into."""
+    if value in stops:
+        return np.zeros((1, *types[value].shape), np.float32)
+    op = graph.producer(value)
+    return op.forward([_at_rest(graph, name, stops, types) for name in op.inputs]).astype(np.float32)
 
 
 def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[int, ...]):
@@ -301,18 +398,19 @@ def _hidden(graph: Graph, op: IF, stops: set[str], types: dict, populations: lis
         )
     depth = max(populations[j].depth for j in sources) + 1
     order = sorted(range(len(branches)), key=lambda i: (sources[i] != previous, i))  # the main synapse first
-    specs, total_bias = [], np.zeros(shape, np.float32)
+    specs = []
     for i in order:
         source, ops = branches[i]
         where = _where(op) + (f" (branch from {source!r} through {', '.join(adds)})" if adds else "")
         delay = depth - populations[sources[i]].depth - 1
         if delay > 0 or (adds and not any(isinstance(o, (Conv2d, Dense)) for o in ops)):
-            spec, bias = _dense(ops, types[source].shape, where)  # delayed (DelayDense) or an identity/Scale skip
+            spec, _ = _dense(ops, types[source].shape, where)  # delayed (DelayDense) or an identity/Scale skip
         else:
-            spec, bias = _synapse(ops, types[source].shape, shape, where)
-        spec, bias = _fold_threshold(spec, np.asarray(bias, np.float32).reshape(shape), op.threshold, shape)
-        total_bias = total_bias + bias
-        specs.append((sources[i], spec, delay, [o.name for o in ops]))
+            spec, _ = _synapse(ops, types[source].shape, shape, where)
+        spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), op.threshold, shape)
+        names = [o.name for o in ops if not isinstance(o, _Embed)]
+        specs.append((sources[i], spec, delay, names))
+    _, bias = _fold_threshold(None, _at_rest(graph, op.inputs[0], stops, types)[0].reshape(shape), op.threshold, shape)
     (_, spec, delay, ops), rest = specs[0], specs[1:]
     skips = [Skip(j, s, d, names) for j, s, d, names in rest]
     return Population(
@@ -320,8 +418,8 @@ def _hidden(graph: Graph, op: IF, stops: set[str], types: dict, populations: lis
         "hidden",
         shape,
         spec,
-        total_bias.astype(np.float32),
-        ops + [n for *_, names in rest for n in names] + adds,
+        bias.astype(np.float32),
+        list(dict.fromkeys(ops + [n for *_, names in rest for n in names] + adds)),
         **common,
         delay=delay,
         skips=skips,

@@ -9,8 +9,9 @@ Time: the input population (index 0) has no synapse; population k receives the s
 they were emitted, so it computes the graph's step t at Loihi step t + k. A run of T (graph) steps therefore
 takes T + delay Loihi steps, where delay is the readout's depth (the number of synapses), and the readout after
 T steps is read at Loihi step T + delay. Spikes of population k are counted over its Loihi steps k + 1 .. k + T.
-Where residual branches join, k is the population's depth (``Network.depths``: its longest path of synapses),
-and a layer's further synapses (``skips``: source population, delay, weights) follow its main one in the files.
+Where residual branches or the inputs of a Concat join, k is the population's depth (``Network.depths``: its
+longest path of synapses), and a layer's further synapses (``skips``: source population, delay, weights) follow
+its main one in the files.
 
 SynOps (as :mod:`neurodeploy.metrics` defines them): each spike of a population, over the same steps its spikes
 are counted, costs one operation per synapse leaving its neuron, the nonzero integer weights of every Dense / Conv

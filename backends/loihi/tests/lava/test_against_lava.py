@@ -8,27 +8,17 @@ runner puts a batch into one chain and joins independent networks into one run);
 runs them once, and each test compares one network.
 """
 
-import os
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from lava_checks import require_lava
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Trace
 
-if os.environ.get("NEURODEPLOY_REQUIRE_LAVA") == "1":
-    try:
-        import lava  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"NEURODEPLOY_REQUIRE_LAVA=1 but lava-nc cannot be imported ({exc}): the Lava cross-checks must run; "
-            "`make test-lava` creates .venv-lava (Python 3.10, lava-nc==0.10.0) and runs them there"
-        ) from exc
-else:
-    pytest.importorskip(
-        "lava", reason="lava-nc is not installed; the Lava cross-checks run in .venv-lava (make test-lava)"
-    )
+require_lava()
+
 
 STEPS = 24
 """Steps per run; the input has spikes in the first INPUT_FRAMES of them only."""

@@ -6,29 +6,19 @@ payloads at their top, and wrap Conv's 24-bit sum) and on the bundled MNIST mode
 equals the 8-bit quantized ANN's integer forward pass after the pipeline delay.
 """
 
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from lava_checks import require_lava
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace
 from neurodeploy_loihi.graded import GradedLayer, GradedNetwork, GradedNeuron, GradedProgram
 
-if os.environ.get("NEURODEPLOY_REQUIRE_LAVA") == "1":
-    try:
-        import lava  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"NEURODEPLOY_REQUIRE_LAVA=1 but lava-nc cannot be imported ({exc}): the Lava cross-checks must run; "
-            "`make test-lava` creates .venv-lava (Python 3.10, lava-nc==0.10.0) and runs them there"
-        ) from exc
-else:
-    pytest.importorskip(
-        "lava", reason="lava-nc is not installed; the Lava cross-checks run in .venv-lava (make test-lava)"
-    )
+require_lava()
+
 
 STEPS = 5
 """Enough for three synapses' delay and two steps of the settled network."""

@@ -10,33 +10,22 @@ both have the same length a plain ``Dense`` into a conv-shaped population or a s
 read back from its folder (``Program.load``), so Lava runs what a board would get.
 """
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-if os.environ.get("NEURODEPLOY_REQUIRE_LAVA") == "1":
-    try:
-        import lava  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"NEURODEPLOY_REQUIRE_LAVA=1 but lava-nc cannot be imported ({exc}): the Lava cross-checks must run; "
-            "`make test-lava` creates .venv-lava (Python 3.10, lava-nc==0.10.0) and runs them there"
-        ) from exc
-else:
-    pytest.importorskip(
-        "lava", reason="lava-nc is not installed; the Lava cross-checks run in .venv-lava (make test-lava)"
-    )
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
+from lava_checks import assert_program_equals_lava, require_lava
 from loihi_graphs import residual_block
 from neurodeploy_loihi import Loihi2Backend
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
 from neurodeploy_loihi.program import Program
 
 from neurodeploy.backends.base import CompiledModel
+
+require_lava()
 
 STEPS = 10
 SAMPLES = 3
@@ -55,8 +44,6 @@ NETWORKS = [
 def test_residual_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
     tmp_path: Path, seed: int, skip: str, deep: bool, reset: str, lava_skip: str
 ) -> None:
-    from neurodeploy_loihi.lava_runner import run_program_in_lava
-
     graph = residual_block(seed, skip, deep, reset, channels=2 + seed % 3)
     x = np.random.default_rng(100 + seed).random((SAMPLES, 1, 6, 6)).astype(np.float32)
     Loihi2Backend().emit(CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=x), tmp_path)
@@ -68,19 +55,4 @@ def test_residual_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
     assert isinstance(s.synapse, ConvSynapse | DenseSynapse)
     assert kind == lava_skip
     assert program.delay == (3 if deep else 2)
-    lava = run_program_in_lava(program, x, STEPS)
-    ours = program.network.run(steps=STEPS + program.delay, input_bias=program.input_bias(x))
-    for k, name in enumerate(program.names):
-        assert ours.spikes[k].any() or program.roles[k] == "readout", f"{name} never fires: a weak comparison"
-        for field in ("spikes", "u", "v"):
-            a, b = getattr(ours, field)[k], getattr(lava.trace, field)[k]
-            assert a.shape == b.shape == (SAMPLES, STEPS + program.delay, *program.network.layers[k].shape)
-            if not np.array_equal(a, b):
-                where = tuple(int(i) for i in np.argwhere(a != b)[0])
-                raise AssertionError(
-                    f"{graph.name} seed {seed}: {name} {field} differs from Lava first at (sample, step, *neuron) "
-                    f"{where}: emulator {a[where]}, Lava {b[where]}"
-                )
-    run = program.run(x, STEPS)
-    np.testing.assert_array_equal(lava.outputs, run.outputs)
-    assert np.ptp(run.outputs) > 0
+    assert_program_equals_lava(program, x, STEPS, f"{graph.name} seed {seed}")

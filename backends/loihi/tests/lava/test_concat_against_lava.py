@@ -1,0 +1,57 @@
+"""Concat networks compiled for the loihi target (binary mode), run by the Lava runner in Lava's bit-accurate
+process models (``Loihi2SimCfg(select_tag="fixed_pt")``) and by the emulator: the same spikes, u and v in every
+population at every Loihi step, and the same readout.
+
+Each network is a DenseNet-style block (``loihi_graphs.concat_block``): spike maps of two or three depths are
+concatenated along the channel axis and read by a Conv2d (with or without a pooling folded in) or, after a
+flatten, a Dense, so the population after the Concat has one synapse per concatenated input, whose int32 messages
+Lava's InPort sums before the neuron's arithmetic: from the deepest input a ``Conv`` / ``Dense`` with its slice of
+the weights, from each shallower one a ``DelayDense`` delayed by the depth difference. The artifact is read back
+from its folder (``Program.load``), so Lava runs what a board would get.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
+from lava_checks import assert_program_equals_lava, require_lava
+from loihi_graphs import concat_block
+from neurodeploy_loihi import Loihi2Backend
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
+from neurodeploy_loihi.program import Program
+
+from neurodeploy.backends.base import CompiledModel
+
+require_lava()
+
+STEPS = 10
+SAMPLES = 3
+NETWORKS = [
+    # seed, head, concatenated IF outputs, reset, the main synapse Lava gets, the skips' delays
+    (0, "conv", ("sa", "sb"), "subtract", "Conv", [1]),
+    (1, "pool_conv", ("sa", "sc", "sb"), "zero", "Conv", [2, 1]),
+    (2, "dense", ("sb", "sa"), "subtract", "Dense", [1]),
+    (3, "dense", ("sc", "sa", "sb"), "zero", "Dense", [2, 1]),
+    (4, "conv", ("sb", "sc", "sa"), "subtract", "Conv", [1, 2]),
+]
+
+
+@pytest.mark.parametrize(("seed", "head", "order", "reset", "lava_main", "delays"), NETWORKS)
+def test_concat_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
+    tmp_path: Path, seed: int, head: str, order: tuple[str, ...], reset: str, lava_main: str, delays: list[int]
+) -> None:
+    graph = concat_block(seed, head, order, reset)
+    x = np.random.default_rng(100 + seed).random((SAMPLES, 1, 6, 6)).astype(np.float32)
+    Loihi2Backend().emit(CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=x), tmp_path)
+    program = Program.load(tmp_path)
+    joined = [layer for layer in program.network.layers if layer.skips]
+    assert len(joined) == 1
+    (layer,) = joined
+    assert ("Conv" if isinstance(layer.synapse, ConvSynapse) else "Dense") == lava_main
+    assert [s.delay for s in layer.skips] == delays
+    assert all(isinstance(s.synapse, DenseSynapse) for s in layer.skips)  # DelayDense
+    assert program.delay == len(order) + 1
+    assert_program_equals_lava(program, x, STEPS, f"{graph.name} seed {seed}")

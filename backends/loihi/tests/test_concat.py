@@ -1,0 +1,293 @@
+"""Concat on the loihi target (binary mode): a Conv2d or Dense reading a channel Concat of spike maps becomes one
+population with one synapse per concatenated input (its slice of the weights), the shallower inputs delayed to
+arrive with the deepest; the emulated program against the float SNN, the files, and the graphs and modes that
+refuse it with an error naming the Concat."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loihi_graphs import concat_block, delay_alignment
+from neurodeploy_loihi import Loihi2Backend
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
+from neurodeploy_loihi.graded import GradedError, quantize_graded
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, lower
+from neurodeploy_loihi.netx import NetxError, write_net
+from neurodeploy_loihi.program import Program
+from neurodeploy_loihi.resources import fan_in_per_neuron, layer_fan_in
+
+from neurodeploy.backends.base import CompiledModel
+from neurodeploy.backends.reference.simulate import simulate
+from neurodeploy.errors import ConversionError
+from neurodeploy.ir import AvgPool2d, Concat, Conv2d, Dense, Graph, Reshape, Scale, TensorType
+from neurodeploy.ir.neurons import IF
+
+HEADS = ("conv", "pool_conv", "dense")
+ORDERS = (("sa", "sb"), ("sb", "sa"), ("sa", "sc", "sb"))
+DEPTH = {"sa": 0, "sb": 1, "sc": 2}
+INDEX = {"sa": 0, "sb": 1, "sc": 2}
+
+
+def emit(graph: Graph, folder: Path, calibration: np.ndarray) -> tuple[Program, CompiledModel]:
+    model = CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=calibration)
+    Loihi2Backend().emit(model, folder)
+    return Program.load(folder), model
+
+
+def _x(n: int = 32, seed: int = 5) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 1, 6, 6)).astype(np.float32)
+
+
+def _op(graph: Graph, name: str):
+    (op,) = [o for o in graph.ops if o.name == name]
+    return op
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("order", ORDERS)
+def test_lowering_splits_the_weights_by_concatenated_input(head: str, order: tuple[str, ...]) -> None:
+    """IF d gets one synapse per input of the Concat: from the deepest input (the population before it) the main
+    synapse, undelayed: a Conv with that input's kernel channels (``weight[:, c0:c1]``, pool folded) or the Dense
+    columns of its channels in the flattened (C, H, W) concat; from each shallower input a DelayDense whose matrix
+    is that input's slice composed, delayed by the depth difference minus one. All divided by IF d's threshold,
+    the bias counted once."""
+    graph = concat_block(seed=1, head=head, order=order)
+    lowered = lower(graph)
+    pop = lowered.populations[-2]
+    assert pop.name == "if_d"
+    deepest = max(order, key=DEPTH.get)
+    assert pop.depth == DEPTH[deepest] + 1
+    assert pop.adds == ["cat"]
+    offsets = dict(zip(order, np.cumsum([0, *[graph.types()[s].shape[0] for s in order]]), strict=False))
+    theta = np.float32(1.2)
+    reader = _op(graph, "fc_d" if head == "dense" else "conv_d")
+    sources = {INDEX[s]: s for s in order}
+
+    def columns(name: str) -> slice:
+        return slice(int(offsets[name]), int(offsets[name]) + graph.types()[name].shape[0])
+
+    c = columns(deepest)
+    if head == "dense":
+        assert isinstance(pop.synapse, DenseSpec)
+        np.testing.assert_allclose(pop.synapse.weight, reader.weight[:, c.start * 36 : c.stop * 36] / theta, atol=1e-6)
+        np.testing.assert_allclose(pop.bias, reader.bias / theta, rtol=1e-6)
+    else:
+        assert isinstance(pop.synapse, ConvSpec)
+        pool = 4.0 if head == "pool_conv" else 1.0
+        np.testing.assert_allclose(pop.synapse.weight, reader.weight[:, c] / theta / pool, rtol=1e-6)
+        assert pop.synapse.pool == ((2, 2) if head == "pool_conv" else (1, 1))
+        np.testing.assert_allclose(pop.bias, np.broadcast_to(reader.bias.reshape(-1, 1, 1) / theta, pop.shape), 1e-6)
+    assert pop.delay == 0
+    assert sorted(s.source for s in pop.skips) == sorted(INDEX[s] for s in order if s != deepest)
+    for skip in pop.skips:
+        name = sources[skip.source]
+        assert skip.delay == DEPTH[deepest] - DEPTH[name]
+        assert isinstance(skip.synapse, DenseSpec)
+        # the skip's matrix applied to a map of that input equals the reader on the concat with zeros elsewhere
+        spikes = (np.random.default_rng(2).random((4, *graph.types()[name].shape)) < 0.5).astype(np.float32)
+        full = np.zeros((4, *graph.types()["cat_out"].shape), np.float32)
+        full[:, columns(name)] = spikes
+        x = full
+        for op_name in ("cat_pool", "cat_flat"):
+            if any(o.name == op_name for o in graph.ops):
+                x = _op(graph, op_name).forward([x])
+        want = reader.forward([x]) - reader.forward([np.zeros_like(x)])
+        got = spikes.reshape(4, -1) @ skip.synapse.weight.T
+        np.testing.assert_allclose(got, want.reshape(4, -1) / theta, atol=1e-5)
+
+
+def _value(graph: Graph, value: str, given: dict[str, np.ndarray]) -> np.ndarray:
+    """``value`` computed from the given spike maps (IF outputs) through the graph's linear ops."""
+    if value in given:
+        return given[value]
+    op = graph.producer(value)
+    return op.forward([_value(graph, name, given) for name in op.inputs])
+
+
+def _apply(spec, spikes: np.ndarray) -> np.ndarray:
+    """A float synapse applied to spike maps (B, *shape), the output flat."""
+    if isinstance(spec, DenseSpec):
+        return spikes.reshape(len(spikes), -1) @ spec.weight.T
+    conv = Conv2d(
+        name="c",
+        inputs=("s",),
+        output="o",
+        weight=spec.weight * np.float32(spec.pool[0] * spec.pool[1]),
+        padding=(spec.padding[0] // spec.pool[0], spec.padding[1] // spec.pool[1]) * 2,
+    )
+    pool = AvgPool2d(name="p", inputs=("s",), output="q", kernel=spec.pool, stride=spec.pool)
+    return conv.forward([pool.forward([spikes])]).reshape(len(spikes), -1)
+
+
+def test_a_branch_with_ops_before_the_concat_is_composed_into_a_dense() -> None:
+    """A Scale on an input before the Concat: that input's synapse is the Dense of the Scale and its kernel slice
+    (Lava's Conv cannot scale), and the synapses with the bias compute the graph's input to IF d / its threshold."""
+    graph = concat_block(seed=2, head="conv", order=("sa", "sb"))
+    graph.ops.insert(
+        graph.ops.index(_op(graph, "cat")), Scale(name="half", inputs=("sb",), output="hb", value=np.float32(0.5))
+    )
+    _op(graph, "cat").inputs = ("sa", "hb")
+    graph.verify()
+    lowered = lower(graph)
+    pop = lowered.populations[-2]
+    assert isinstance(pop.synapse, DenseSpec)
+    assert pop.ops == ["half", "conv_d", "cat"]
+    rng = np.random.default_rng(4)
+    spikes = {s: (rng.random((3, *graph.types()[s].shape)) < 0.5).astype(np.float32) for s in ("sa", "sb")}
+    want = _value(graph, "cd", spikes).reshape(3, -1) / np.float32(1.2)
+    got = _apply(pop.synapse, spikes["sb"]) + sum(_apply(s.synapse, spikes["sa"]) for s in pop.skips)
+    np.testing.assert_allclose(got + pop.bias.reshape(1, -1), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("order", ORDERS)
+def test_lowered_synapses_compute_the_graphs_input_to_the_neurons(head: str, order: tuple[str, ...]) -> None:
+    """Random spike maps of the concatenated inputs: IF d's main synapse and skips applied to them, plus its bias,
+    are the graph's input to IF d divided by its threshold (the weights split correctly, the bias counted once)."""
+    graph = concat_block(seed=4, head=head, order=order)
+    lowered = lower(graph)
+    pop = lowered.populations[-2]
+    names = {p.value: k for k, p in enumerate(lowered.populations)}
+    rng = np.random.default_rng(4)
+    spikes = {s: (rng.random((3, *graph.types()[s].shape)) < 0.5).astype(np.float32) for s in order}
+    want = _value(graph, "cd", spikes).reshape(3, -1) / np.float32(1.2)
+    source = {k: s for s, k in names.items()}
+    got = _apply(pop.synapse, spikes[source[len(lowered.populations) - 3]])
+    got = got + sum(_apply(s.synapse, spikes[source[s.source]]) for s in pop.skips)
+    np.testing.assert_allclose(got + pop.bias.reshape(1, -1), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("order", ORDERS)
+def test_emulated_concat_network_matches_the_float_snn(tmp_path: Path, head: str, order: tuple[str, ...]) -> None:
+    """The integer network computes the float SNN's spikes, T counted after the delay: most neurons of the joined
+    population fire exactly as often in 32 steps as in the float SNN (8-bit weights move some by a few spikes)
+    and the outputs agree to a few percent of their range (measured on these 32 inputs: 83-93% exact counts, at
+    most 3 spikes apart, outputs within 2.2-9.1% of the range, 30-32 of 32 argmaxes the float SNN's)."""
+    graph = concat_block(seed=0, head=head, order=order)
+    x = _x()
+    program, _ = emit(graph, tmp_path, x)
+    assert program.delay == max(DEPTH[s] for s in order) + 2
+    ours = program.run(x, 32, counts=True)
+    reference = simulate(graph, {"x": x}, 32)
+    ref = reference.counts["if_d"]
+    assert ref.mean() > 3  # the joined layer is active, so the comparison means something
+    same = np.mean(ours.counts["if_d"] == ref)
+    assert same >= 0.8, f"if_d: {same:.3f} of neurons fire as often as in the float SNN"
+    assert np.abs(ours.counts["if_d"] - ref).max() <= 3
+    want = reference.outputs["y"]
+    assert np.abs(ours.outputs - want).max() <= 0.12 * np.abs(want).max()
+    assert np.mean(ours.outputs.argmax(axis=1) == want.argmax(axis=1)) >= 0.9
+
+
+def test_the_delays_align_the_concatenated_inputs(tmp_path: Path) -> None:
+    """The same program with every delay of IF d's synapses removed (the shallower inputs one and two steps early)
+    has fewer neurons of IF d firing as often as in the float SNN."""
+    graph = concat_block(seed=0, head="conv", order=("sa", "sc", "sb"))
+    x = _x(64)
+    program, _ = emit(graph, tmp_path, x)
+    aligned, early = delay_alignment(graph, program, x, "if_d")
+    assert aligned > early + 0.02
+
+
+def test_one_scale_for_all_of_a_populations_synapses(tmp_path: Path) -> None:
+    """The Concat's synapses share IF d's vth: each integer weight is its float weight times vth (/ 2**weight_exp),
+    to within the 8-bit grid's rounding."""
+    graph = concat_block(seed=3, head="dense", order=("sa", "sc", "sb"))
+    program, _ = emit(graph, tmp_path, _x(8))
+    lowered = lower(graph)
+    pop, layer = lowered.populations[-2], program.network.layers[-2]
+    vth = layer.neuron.vth
+    specs = [pop.synapse, *[s.synapse for s in pop.skips]]
+    synapses = [layer.synapse, *[s.synapse for s in layer.skips]]
+    for spec, synapse in zip(specs, synapses, strict=True):
+        assert isinstance(synapse, DenseSynapse)
+        ints = synapse.effective_weights * 2.0**synapse.weight_exp
+        assert np.abs(ints).max() > 0
+        assert np.abs(np.sort(ints.ravel()) - np.sort(spec.weight.ravel() * vth)).max() <= 2 * 2.0**synapse.weight_exp
+
+
+def test_concat_program_files_round_trip_byte_for_byte(tmp_path: Path) -> None:
+    graph = concat_block(seed=1, head="pool_conv", order=("sb", "sc", "sa"))
+    x = _x(8)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    program, _ = emit(graph, tmp_path / "a", x)
+    layer = program.network.layers[3]
+    assert isinstance(layer.synapse, ConvSynapse)
+    assert [(s.source, s.delay, type(s.synapse)) for s in layer.skips] == [(1, 1, DenseSynapse), (0, 2, DenseSynapse)]
+    program.save(tmp_path / "b")
+    for name in ("loihi.json", "loihi.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    again = Program.load(tmp_path / "b")
+    a, b = program.run(x, 8), again.run(x, 8)
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+
+
+def test_placement_counts_every_concatenated_inputs_synapses(tmp_path: Path) -> None:
+    program, _ = emit(concat_block(seed=0, head="conv", order=("sa", "sb")), tmp_path, _x(4))
+    layer = program.network.layers[2]
+    (skip,) = layer.skips
+    want = fan_in_per_neuron(layer.synapse) + fan_in_per_neuron(skip.synapse)
+    np.testing.assert_array_equal(layer_fan_in(layer), want)
+    usage = Loihi2Backend().resources(concat_block(seed=0, head="conv", order=("sa", "sb")))
+    assert [u.synapses for u in usage.layers][2] == int(want.sum())
+
+
+def test_graded_mode_and_netx_refuse_a_concat_naming_it(tmp_path: Path) -> None:
+    graph = concat_block(seed=0, reset="zero")
+    with pytest.raises(GradedError, match=r"'cat' \(a residual Add or a Concat\) joins branches into 'if_d'"):
+        quantize_graded(lower(graph), None)
+    program, model = emit(graph, tmp_path, _x(4))
+    assert model.target["manifest"]["graded"]["available"] is False
+    with pytest.raises(NetxError, match=r"layer 'if_d' joins residual branches"):
+        write_net(program, tmp_path / "network.net")
+
+
+def _two_maps(axis: int, head: list, out: str, out_shape: tuple[int, ...], readout: bool = True) -> Graph:
+    """x (1, 4, 4) -> conv -> IF a -> conv -> IF b -> Concat(a, b, ``axis``) -> ``head`` ops (ending in ``out``)
+    [-> IF d -> flatten -> dense (2)]."""
+    rng = np.random.default_rng(0)
+    ops = [
+        Conv2d(name="conv1", inputs=("x",), output="c1", weight=rng.normal(size=(2, 1, 1, 1)).astype(np.float32)),
+        IF(name="if_a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        Conv2d(name="conv2", inputs=("sa",), output="c2", weight=rng.normal(size=(2, 2, 1, 1)).astype(np.float32)),
+        IF(name="if_b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        Concat(name="cat", inputs=("sa", "sb"), output="cat_out", axis=axis),
+        *head,
+    ]
+    n = int(np.prod(out_shape))
+    if readout:
+        ops += [
+            IF(name="if_d", inputs=(out,), output="sd", threshold=np.float32(1)),
+            Reshape(name="flat", inputs=("sd",), output="f", shape=(n,)),
+            Dense(name="fc", inputs=("f",), output="y", weight=rng.normal(size=(2, n)).astype(np.float32)),
+        ]
+    graph = Graph("two_maps", {"x": TensorType((1, 4, 4))}, ["y" if readout else out], ops)
+    graph.verify()
+    return graph
+
+
+def test_a_concat_read_without_a_weighted_layer_is_refused_naming_it() -> None:
+    pool = AvgPool2d(name="pool", inputs=("cat_out",), output="p", kernel=(2, 2), stride=(2, 2))
+    graph = _two_maps(0, [pool], "p", (4, 2, 2))
+    with pytest.raises(ConversionError, match=r"Concat 'cat' is read by AvgPool2d 'pool' without a Conv2d or Dense"):
+        lower(graph)
+
+
+def test_a_concat_on_another_axis_is_refused_naming_it() -> None:
+    weight = np.ones((2, 2, 1, 1), np.float32)
+    graph = _two_maps(1, [Conv2d(name="conv_d", inputs=("cat_out",), output="d", weight=weight)], "d", (2, 8, 4))
+    with pytest.raises(ConversionError, match=r"Concat 'cat' concatenates along axis 1; .* channel axis \(0\) only"):
+        lower(graph)
+
+
+def test_a_concat_before_the_readout_is_refused_naming_it() -> None:
+    head = [
+        Reshape(name="cat_flat", inputs=("cat_out",), output="cf", shape=(64,)),
+        Dense(name="out", inputs=("cf",), output="y", weight=np.ones((2, 64), np.float32)),
+    ]
+    graph = _two_maps(0, head, "y", (2,), readout=False)
+    pattern = r"Concat 'cat' joins 2 branches; .* only \(not before the input neurons or the readout"
+    with pytest.raises(ConversionError, match=pattern):
+        lower(graph)
