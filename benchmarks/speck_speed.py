@@ -97,7 +97,7 @@ def event_mode(network, frames: np.ndarray, repeats: int, timed) -> None:
     checked equal first; the binned mode on the same input for scale."""
     from neurodeploy_speck import _compiled
 
-    if _compiled.kernel() is None:
+    if _compiled.kernels() is None:
         print("event mode: numba is not installed (pip install 'neurodeploy-speck[fast]'); numpy loop only")
     cores = tuple(c.index for c in network.cores)
     network.engine = "numpy"

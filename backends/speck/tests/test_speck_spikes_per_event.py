@@ -51,11 +51,11 @@ def test_scaling_keeps_the_function_and_bounds_every_event(seed, limit):
     after = lower(graph, readout_threshold=0.7)
     report = limit_spikes_per_event(after, limit)
     np.testing.assert_allclose(rate_limit(after, x), want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
-    for layer, entry, ratio in zip(after.layers, report, ratios):
+    for layer, entry in zip(after.layers, report):
         assert per_event_ratio(layer) <= limit * (1 + 1e-9)
         assert entry["layer"] == layer.name
-        assert entry["alpha_max"] == pytest.approx(max(1.0, ratio / limit)) or entry["alpha_max"] >= 1.0
-    assert report[0]["alpha_max"] == pytest.approx(max(1.0, ratios[0] / limit))
+        assert entry["alpha_max"] >= 1.0  # a layer's ratio depends on the scaling of the layers before it
+    assert report[0]["alpha_max"] == pytest.approx(max(1.0, ratios[0] / limit))  # the first has none before it
 
 
 def test_a_layer_within_the_limit_is_left_alone():

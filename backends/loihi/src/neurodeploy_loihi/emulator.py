@@ -28,6 +28,7 @@ longest path of synapses (and delays) from layer 0 (:attr:`Network.depths`).
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
+from typing import Any
 
 import numpy as np
 
@@ -290,11 +291,17 @@ class Layer:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        if self.synapse is None:
-            if self.population_shape is None:
-                raise ValueError(f"layer {self.name!r} has no synapse, so it needs population_shape")
-            return tuple(int(d) for d in self.population_shape)
-        return tuple(self.synapse.output_shape)
+        return layer_shape(self)
+
+
+def layer_shape(layer: Any) -> tuple[int, ...]:
+    """A layer's (Lava) shape, binary or graded: its synapse's output, or for the input population (no synapse)
+    its ``population_shape``."""
+    if layer.synapse is None:
+        if layer.population_shape is None:
+            raise ValueError(f"layer {layer.name!r} has no synapse, so it needs population_shape")
+        return tuple(int(d) for d in layer.population_shape)
+    return tuple(layer.synapse.output_shape)
 
 
 @dataclass

@@ -63,10 +63,17 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, load_graph, save_graph, write_npz
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace, layer_shape
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
-from neurodeploy_loihi.program import input_synapses, read_description, weighted
-from neurodeploy_loihi.quantize import lava_order, lava_shape, to_graph, to_lava
+from neurodeploy_loihi.program import (
+    input_synapses,
+    neuron_entries,
+    read_description,
+    synapse_entry,
+    synapse_of,
+    weighted,
+)
+from neurodeploy_loihi.quantize import compact, lava_order, lava_shape, lava_synapse, to_graph, to_lava
 
 MESSAGE_BITS = 8
 """Default payload width: activations are unsigned 8-bit integers (0..255)."""
@@ -150,11 +157,7 @@ class GradedLayer:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        if self.synapse is None:
-            if self.population_shape is None:
-                raise ValueError(f"layer {self.name!r} has no synapse, so it needs population_shape")
-            return tuple(int(d) for d in self.population_shape)
-        return tuple(self.synapse.output_shape)
+        return layer_shape(self)
 
 
 @dataclass
@@ -429,39 +432,10 @@ class GradedProgram:
                 "scale": self.scales[k],
                 "neuron": {"relu": bool(n.relu), "shift": int(n.shift), "message_bits": int(n.message_bits)},
             }
-            for name in ("bias_mant", "bias_exp"):
-                value = np.asarray(getattr(n, name))
-                if value.ndim:
-                    arrays[f"{k}/{name}"] = value.astype(np.int32)
-                    entry["neuron"][name] = {"array": f"{k}/{name}"}
-                else:
-                    entry["neuron"][name] = int(value)
-            s = layer.synapse
-            if isinstance(s, DenseSynapse):
-                arrays[f"{k}/weights"] = s.weights.astype(np.int16)
-                entry["synapse"] = {
-                    "type": "dense",
-                    "weights": {"array": f"{k}/weights"},
-                    "weight_exp": int(s.weight_exp),
-                    "num_weight_bits": int(s.num_weight_bits),
-                    "sign_mode": fp.SignMode(s.sign_mode).name,
-                    "num_message_bits": int(self.message_bits),
-                }
-            elif isinstance(s, ConvSynapse):
-                arrays[f"{k}/weights"] = s.weights.astype(np.int16)
-                entry["synapse"] = {
-                    "type": "conv",
-                    "weights": {"array": f"{k}/weights"},
-                    "input_shape": list(s.input_shape),
-                    "stride": list(s.stride),
-                    "padding": list(s.padding),
-                    "dilation": list(s.dilation),
-                    "groups": int(s.groups),
-                    "pool": list(s.pool),
-                    "num_message_bits": int(self.message_bits),
-                }
-            else:
-                entry["synapse"] = None
+            entry["neuron"].update(neuron_entries(n, ("bias_mant", "bias_exp"), k, arrays))
+            entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
+            if entry["synapse"] is not None:
+                entry["synapse"]["num_message_bits"] = int(self.message_bits)
             layers.append(entry)
         readout = dict(self.readout)
         if self.readout_scale is not None:
@@ -505,25 +479,7 @@ class GradedProgram:
                     bias_exp=value(n["bias_exp"]),
                 )
                 s = entry["synapse"]
-                if s is None:
-                    synapse = None
-                elif s["type"] == "dense":
-                    synapse = DenseSynapse(
-                        value(s["weights"]),
-                        weight_exp=int(s["weight_exp"]),
-                        num_weight_bits=int(s["num_weight_bits"]),
-                        sign_mode=fp.SignMode[s["sign_mode"]],
-                    )
-                else:
-                    synapse = ConvSynapse(
-                        value(s["weights"]),
-                        tuple(s["input_shape"]),
-                        stride=tuple(s["stride"]),
-                        padding=tuple(s["padding"]),
-                        dilation=tuple(s["dilation"]),
-                        groups=int(s["groups"]),
-                        pool=tuple(s["pool"]),
-                    )
+                synapse = None if s is None else synapse_of(s, value)
                 layers.append(GradedLayer(synapse, neuron, entry["name"], tuple(entry["lava_shape"])))
             readout = dict(doc["readout"])
             scale = readout.pop("scale", None)
@@ -603,26 +559,6 @@ def _split_bias(total: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(b / np.exp2(exp)).astype(np.int64), exp
 
 
-def _compact(values: np.ndarray) -> int | np.ndarray:
-    flat = np.asarray(values).reshape(-1)
-    return int(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values)
-
-
-def _lava_synapse(spec: ConvSpec | DenseSpec, w: np.ndarray, below: tuple[int, ...], shape: tuple[int, ...]):
-    if isinstance(spec, ConvSpec):
-        return ConvSynapse(
-            fp.conv_weight_from_oihw(w),  # (O, kW, kH, C / groups): flipped and transposed, as netx
-            lava_shape(spec.input_shape),
-            stride=spec.stride[::-1],  # (H, W) -> (X, Y)
-            padding=spec.padding[::-1],
-            dilation=spec.dilation[::-1],
-            groups=spec.groups,
-            pool=spec.pool[::-1],
-        )
-    reordered = w[lava_order(shape)][:, lava_order(below)]  # rows and columns in Lava's flat order
-    return DenseSynapse(reordered, weight_exp=0, num_weight_bits=fp.WEIGHT_BITS, sign_mode=fp.SignMode.MIXED)
-
-
 def quantize_graded(
     lowered: Lowered, calibration: np.ndarray | None, options: GradedOptions | None = None
 ) -> GradedProgram:
@@ -685,9 +621,9 @@ def quantize_graded(
         bias_total = np.rint(pop.bias.astype(np.float64) / scales[k] * 2.0**shift) + half
         mant, exp = _split_bias(to_lava(bias_total[None], pop.shape)[0], where)
         below = pops[k - 1].shape
-        synapse = _lava_synapse(pop.synapse, w_int, below, pop.shape)
+        synapse = lava_synapse(pop.synapse, w_int, 0, fp.SignMode.MIXED, below, pop.shape)
         neuron = GradedNeuron(
-            relu=not readout, shift=shift, message_bits=bits, bias_mant=_compact(mant), bias_exp=_compact(exp)
+            relu=not readout, shift=shift, message_bits=bits, bias_mant=compact(mant), bias_exp=compact(exp)
         )
         layers.append(GradedLayer(synapse, neuron, pop.name))
         per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * top

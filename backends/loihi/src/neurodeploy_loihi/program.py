@@ -115,20 +115,14 @@ class Program:
                 "scale": self.scales[k],
                 "neuron": {"kind": neuron.kind, "du": int(neuron.du), "dv": int(neuron.dv), "vth": int(neuron.vth)},
             }
-            for name in ("bias_mant", "bias_exp", "v0"):
-                value = np.asarray(getattr(neuron, name))
-                if value.ndim:
-                    arrays[f"{k}/{name}"] = value.astype(np.int32)
-                    entry["neuron"][name] = {"array": f"{k}/{name}"}
-                else:
-                    entry["neuron"][name] = int(value)
-            entry["synapse"] = _synapse_entry(layer.synapse, f"{k}/weights", arrays)
+            entry["neuron"].update(neuron_entries(neuron, ("bias_mant", "bias_exp", "v0"), k, arrays))
+            entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
             if layer.delay:
                 entry["synapse"]["delay"] = int(layer.delay)
             if layer.skips:
                 entry["skips"] = [
                     {"source": int(skip.source), "delay": int(skip.delay)}
-                    | _synapse_entry(skip.synapse, f"{k}/skip{i}/weights", arrays)
+                    | synapse_entry(skip.synapse, f"{k}/skip{i}/weights", arrays)
                     for i, skip in enumerate(layer.skips)
                 ]
             layers.append(entry)
@@ -180,9 +174,9 @@ class Program:
                     v0=value(n["v0"]),
                 )
                 s = entry["synapse"]
-                synapse = None if s is None else _synapse_of(s, value)
+                synapse = None if s is None else synapse_of(s, value)
                 skips = tuple(
-                    Skip(e["source"], _synapse_of(e, value), e.get("delay", 0)) for e in entry.get("skips", [])
+                    Skip(e["source"], synapse_of(e, value), e.get("delay", 0)) for e in entry.get("skips", [])
                 )
                 delay = 0 if s is None else s.get("delay", 0)
                 layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"]), delay, skips))
@@ -327,8 +321,22 @@ def weighted(counts: np.ndarray, fan_out: np.ndarray) -> np.ndarray:
     return counts.reshape(len(counts), -1).astype(np.int64) @ fan_out.reshape(-1)
 
 
-def _synapse_entry(synapse: DenseSynapse | ConvSynapse | None, key: str, arrays: dict) -> dict[str, Any] | None:
-    """A synapse's description in loihi.json (its weights go to ``arrays[key]``)."""
+def neuron_entries(neuron: Any, names: tuple[str, ...], k: int, arrays: dict) -> dict[str, Any]:
+    """Population ``k``'s neuron parameters ``names`` for its description: an int where one value serves every
+    neuron, else a reference to ``arrays[f"{k}/{name}"]`` (int32)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        value = np.asarray(getattr(neuron, name))
+        if value.ndim:
+            arrays[f"{k}/{name}"] = value.astype(np.int32)
+            out[name] = {"array": f"{k}/{name}"}
+        else:
+            out[name] = int(value)
+    return out
+
+
+def synapse_entry(synapse: DenseSynapse | ConvSynapse | None, key: str, arrays: dict) -> dict[str, Any] | None:
+    """A synapse's description in loihi.json / graded.json (its weights go to ``arrays[key]``)."""
     if isinstance(synapse, DenseSynapse):
         arrays[key] = synapse.weights.astype(np.int16)
         return {
@@ -353,8 +361,8 @@ def _synapse_entry(synapse: DenseSynapse | ConvSynapse | None, key: str, arrays:
     return None
 
 
-def _synapse_of(s: dict[str, Any], value: Any) -> DenseSynapse | ConvSynapse:
-    """The synapse a loihi.json entry describes."""
+def synapse_of(s: dict[str, Any], value: Any) -> DenseSynapse | ConvSynapse:
+    """The synapse a loihi.json / graded.json entry describes."""
     if s["type"] == "dense":
         return DenseSynapse(
             value(s["weights"]),

@@ -206,7 +206,7 @@ def _scale_for(top_abs: float, top: int, conv: bool, where: str, netx: bool) -> 
 # -- layers --------------------------------------------------------------------------------------------------
 
 
-def _synapse(
+def lava_synapse(
     spec: ConvSpec | DenseSpec,
     weight: np.ndarray,
     weight_exp: int,
@@ -348,12 +348,12 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         scaled = weight.astype(np.float64) * unit
         w_int, clipped = _grid(scaled, sign_mode)
         below = lowered.populations[depth - 1].shape
-        synapse = _synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
+        synapse = lava_synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
         skip_reports = []
         for source, s_spec, s_exp, s_mode, delay in skips:
             s_scaled = s_spec.weight.astype(np.float64) * (scale / (1 << fp.ACT_SHIFT) / 2.0**s_exp)
             s_int, s_clipped = _grid(s_scaled, s_mode)
-            s_syn = _synapse(s_spec, s_int, s_exp, s_mode, lowered.populations[source].shape, pop.shape)
+            s_syn = lava_synapse(s_spec, s_int, s_exp, s_mode, lowered.populations[source].shape, pop.shape)
             skip_reports.append((Skip(source, s_syn, delay), s_spec, s_int, s_clipped, s_exp, s_mode))
         bias_total = np.rint(to_lava(pop.bias[None].astype(np.float64) * scale, pop.shape)[0])
         mant, exp, bias_clipped = split_bias(bias_total, fixed_exp)
@@ -372,7 +372,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             v0, v0_clipped = _v0(np.full(bias_int.shape, target, np.int64), bias_int, pop.depth, threshold, spiking)
         neuron_kind = kind if spiking else "lif"
         neuron = Neuron(
-            du=IF_DECAY_U, dv=IF_DECAY_V, vth=vth, kind=neuron_kind, bias_mant=mant, bias_exp=exp, v0=_compact(v0)
+            du=IF_DECAY_U, dv=IF_DECAY_V, vth=vth, kind=neuron_kind, bias_mant=mant, bias_exp=exp, v0=compact(v0)
         )
         layers.append(Layer(synapse, neuron, pop.name, delay=int(pop.delay), skips=tuple(r[0] for r in skip_reports)))
         scales.append(float(scale))
@@ -411,7 +411,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
     return Quantized(network, scales, input_vth, input_clip, fixed_exp, report)
 
 
-def _compact(values: np.ndarray) -> int | np.ndarray:
+def compact(values: np.ndarray) -> int | np.ndarray:
     """A scalar when every neuron has the same value."""
     flat = np.asarray(values).reshape(-1)
     return int(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values)

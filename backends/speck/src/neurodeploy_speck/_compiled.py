@@ -145,10 +145,16 @@ def kernels():
     return _KERNELS or None
 
 
-def kernel():
-    """The compiled event loop, or None when numba is not installed."""
-    found = kernels()
-    return None if found is None else found["events"]
+_CPUS = os.cpu_count() or 1
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """One pool of threads for the event loop's samples, made on first use (not per core and step)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_CPUS)
+    return _POOL
 
 
 def geometry(core) -> np.ndarray:
@@ -181,9 +187,10 @@ def fire(v, core, state_max: int, spikes, totals, step_totals) -> int:
 def integrate_events(v, stream, core):
     """As :func:`neurodeploy_speck.emulator.integrate_events_numpy` for ``core``, compiled; None without numba.
     The samples are split over the CPUs (the loop releases the GIL; each sample has its own rows of v)."""
-    fn = kernel()
-    if fn is None:
+    found = kernels()
+    if found is None:
         return None
+    fn = found["events"]
     stream = np.ascontiguousarray(stream, np.int64)
     args = (
         np.ascontiguousarray(core.weight, np.int64),
@@ -192,12 +199,10 @@ def integrate_events(v, stream, core):
         int(core.threshold_low),
         bool(core.return_to_zero),
     )
-    workers = min(len(v), os.cpu_count() or 1)
+    workers = min(len(v), _CPUS)
     if workers < 2 or stream.shape[1] == 0:
         return fn(v, stream, *args)
     bounds = np.linspace(0, len(v), workers + 1).astype(int)
-    chunks = list(pairwise(bounds))
-    with ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(lambda r: fn(v[r[0] : r[1]], stream[r[0] : r[1]], *args), chunks))
+    parts = list(_threads().map(lambda r: fn(v[r[0] : r[1]], stream[r[0] : r[1]], *args), pairwise(bounds)))
     width = max(p.shape[1] for p in parts)
     return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1) for p in parts])
