@@ -99,13 +99,14 @@ def fan_out_maps(graph: Graph, sources: list[str] | None = None) -> dict[str, np
     if sources is None:
         sources = list(graph.inputs) + [op.output for op in graph.ops if op.is_stateful]
     memo: dict[str, np.ndarray] = {}
+    wiring = graph.index()
 
     def reach(value: str) -> np.ndarray:
         if value in memo:
             return memo[value]
         shape = types[value].shape
         total = np.zeros(shape, np.int64)
-        for op in graph.consumers(value):
+        for op in wiring.consumers(value):
             for slot, name in enumerate(op.inputs):
                 if name == value:
                     total = total + contribution(op, slot, shape)

@@ -82,7 +82,8 @@ def activation_statistics(
             samples[value].append(rows)
 
     if statistic == "percentile":
-        per_batch = max(graph.types()[v].size for v in activations) * min(batch_size, len(calibration))
+        types = graph.types()
+        per_batch = max(types[v].size for v in activations) * min(batch_size, len(calibration))
         batches = -(-len(calibration) // batch_size)
         keep_fraction = min(1.0, MAX_VALUES / max(1, per_batch * batches))
     for i in range(0, len(calibration), batch_size):

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from neurodeploy.data.policy import check_values
 from neurodeploy.errors import DataError
 from neurodeploy.ir.graph import Graph
 
@@ -13,7 +14,8 @@ from neurodeploy.ir.graph import Graph
 def check_inputs(graph: Graph, inputs: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Match user arrays to the graph inputs: float32, with a leading batch dimension.
 
-    A single array is accepted for a one-input graph; a sample without a batch dimension gets one.
+    A single array is accepted for a one-input graph; a sample without a batch dimension gets one. The values
+    must pass the input policy (:func:`neurodeploy.data.policy.check_values`): real, finite, bounded.
     """
     if not isinstance(inputs, dict):
         if len(graph.inputs) != 1:
@@ -30,9 +32,7 @@ def check_inputs(graph: Graph, inputs: np.ndarray | dict[str, np.ndarray]) -> di
             raise DataError(
                 f"input {name!r} has shape {x.shape}; the model takes (batch, {', '.join(map(str, t.shape))})"
             )
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"input {name!r} has dtype {x.dtype}; expected numbers")
-        out[name] = np.ascontiguousarray(x, dtype=np.float32)
+        out[name] = check_values(x, where=f"input {name!r}")  # the input policy: real, finite, bounded
     return out
 
 

@@ -15,14 +15,16 @@ class CanonicalizeFlatten(Pass):
     name = "canonicalize-flatten"
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
-        for op in graph:
-            if not isinstance(op, Reshape):
-                continue
-            producer = graph.producer(op.inputs[0])
-            if isinstance(producer, Reshape) and graph.uses(producer.output) == 1:
-                graph.remove(producer)
-                op.inputs = producer.inputs
-        types = graph.types()
-        for op in graph:
-            if isinstance(op, Reshape) and types[op.inputs[0]].shape == op.shape:
-                graph.bypass(op)
+        with graph.edit() as edit:
+            for op in graph:
+                if not isinstance(op, Reshape):
+                    continue
+                producer = edit.producer(op.inputs[0])
+                if isinstance(producer, Reshape) and edit.uses(producer.output) == 1:
+                    edit.remove(producer)
+                    edit.set_inputs(op, producer.inputs)
+            edit.commit()
+            types = graph.types()
+            for op in graph:
+                if isinstance(op, Reshape) and types[op.inputs[0]].shape == op.shape:
+                    edit.bypass(op)

@@ -16,19 +16,20 @@ class CanonicalizePooling(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         types = graph.types()
-        for op in graph:
-            if isinstance(op, GlobalAvgPool) and types[op.inputs[0]].rank == 3:
-                _, h, w = types[op.inputs[0]].shape
-                graph.replace(
-                    op,
-                    AvgPool2d(
-                        name=op.name,
-                        inputs=op.inputs,
-                        output=op.output,
-                        meta=dict(op.meta),
-                        kernel=(h, w),
-                        stride=(h, w),
-                    ),
-                )
-            elif isinstance(op, (AvgPool2d, MaxPool2d)) and op.is_trivial:
-                graph.bypass(op)
+        with graph.edit() as edit:
+            for op in graph:
+                if isinstance(op, GlobalAvgPool) and types[op.inputs[0]].rank == 3:
+                    _, h, w = types[op.inputs[0]].shape
+                    edit.replace(
+                        op,
+                        AvgPool2d(
+                            name=op.name,
+                            inputs=op.inputs,
+                            output=op.output,
+                            meta=dict(op.meta),
+                            kernel=(h, w),
+                            stride=(h, w),
+                        ),
+                    )
+                elif isinstance(op, (AvgPool2d, MaxPool2d)) and op.is_trivial:
+                    edit.bypass(op)

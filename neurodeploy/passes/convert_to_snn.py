@@ -27,7 +27,7 @@ import numpy as np
 
 from neurodeploy.conversion.statistics import ASSUMED_INPUT_RANGE, activation_statistics, weight_bounds
 from neurodeploy.errors import ConversionError
-from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.graph import Graph, GraphEditor, GraphIndex
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import (
@@ -81,6 +81,42 @@ def _channel_vector(scale: np.ndarray, shape: tuple[int, ...], axis: int, what: 
     return moved[:, 0].astype(np.float32)
 
 
+def _clip_value(op: Op) -> float | None:
+    """The finite upper bound of a clipped ReLU Clip(0, a), or None (a ReLU, or Clip(0, inf): no saturation)."""
+    if isinstance(op, Clip) and op.high is not None and np.isfinite(op.high):
+        return float(op.high)
+    return None
+
+
+def _require_finite(lam: np.ndarray, act: Op, norm: str) -> None:
+    """λ measured (or bounded) for ``act`` must be a finite number; NaN or Inf comes from non-finite weights or
+    inputs, and would make every threshold after it meaningless."""
+    flat = np.asarray(lam, np.float64).reshape(-1)
+    if not np.all(np.isfinite(flat)):
+        source = "the calibration data" if norm in ("max", "percentile", "spike") else "the weight bounds"
+        raise ConversionError(
+            f"{act.op_type} '{act.name}': its threshold scale λ from {source} ({norm} normalization) is "
+            f"{flat[~np.isfinite(flat)][0]}; the ANN computes NaN or Inf there: check the weights before it and the "
+            "calibration data"
+        )
+
+
+def _check_converted(graph: Graph) -> None:
+    """Every weight, bias, threshold and scale of the converted graph is finite, and every threshold positive
+    (a λ so small that the rescaled weights overflow float32 ends here too)."""
+    for op in graph.ops:
+        for key, value in op.attributes().items():
+            if isinstance(value, (np.ndarray, np.floating, float)) and not isinstance(value, bool):
+                array = np.asarray(value)
+                if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                    raise ConversionError(
+                        f"{op.op_type} '{op.name}': its {key} is not finite after conversion (NaN or Inf): the "
+                        "thresholds of the layers around it are degenerate or the weights are not finite"
+                    )
+        if isinstance(op, IF) and not np.all(np.asarray(op.threshold) > 0):
+            raise ConversionError(f"IF '{op.name}': its threshold is not positive after conversion")
+
+
 @dataclass(frozen=True)
 class ConvertToSNN(Pass):
     name = "convert-to-snn"
@@ -115,6 +151,7 @@ class ConvertToSNN(Pass):
     # -- steps ------------------------------------------------------------------------------------------------
     def _check_ops(self, graph: Graph, ctx: PassContext) -> None:
         replaced = []
+        edit = graph.edit()
         for op in graph:
             if isinstance(op, Softmax):
                 raise ConversionError(
@@ -134,7 +171,7 @@ class ConvertToSNN(Pass):
                         f"MaxPool2d '{op.name}' cannot be rate-coded exactly; retrain with "
                         "average pooling or pass maxpool=avg"
                     )
-                graph.replace(
+                edit.replace(
                     op,
                     AvgPool2d(
                         name=op.name,
@@ -150,6 +187,7 @@ class ConvertToSNN(Pass):
                     ),
                 )
                 replaced.append(op.name)
+        edit.commit()
         if replaced:
             ctx.warn(f"MaxPool replaced by AvgPool (an approximation; accuracy may drop): {', '.join(replaced)}")
 
@@ -186,8 +224,9 @@ class ConvertToSNN(Pass):
         for act in activations:
             # A QCFS saturates at its trained λ; the IF it becomes reproduces it exactly after T = L steps.
             lam = np.float32(act.lam) if isinstance(act, QCFS) else np.asarray(stats[act.output], np.float32)
-            if isinstance(act, Clip) and act.high is not None:
+            if _clip_value(act) is not None:
                 lam = np.float32(act.high)  # a clipped ReLU saturates exactly at its clip value
+            _require_finite(lam, act, used)
             # Never active on the calibration data: any threshold works, 1 is as good as another.
             lam = np.where(lam > 0, lam, np.float32(1.0)).astype(np.float32)
             rank = types[act.output].rank
@@ -206,7 +245,7 @@ class ConvertToSNN(Pass):
         lambdas: dict[str, np.ndarray] = {}
         for act in activations:
             rank = types[act.output].rank
-            if isinstance(act, QCFS) or (isinstance(act, Clip) and act.high is not None):
+            if isinstance(act, QCFS) or _clip_value(act) is not None:
                 lambdas[act.name] = np.float32(act.lam if isinstance(act, QCFS) else act.high)
                 continue
             trial = graph.copy()
@@ -225,6 +264,7 @@ class ConvertToSNN(Pass):
 
             simulate(trial, {next(iter(trial.inputs)): x}, self.spike_steps, observe=observe)
             top = np.max(np.stack(peak), axis=0)
+            _require_finite(top, act, "spike")
             in_scale = np.broadcast_to(scales[current], types[current].shape)
             if top.ndim:  # per channel: the input scale is constant within a channel
                 lam = top * _channel_vector(in_scale, types[current].shape, 0, f"{act.op_type} '{act.name}'")
@@ -234,39 +274,55 @@ class ConvertToSNN(Pass):
             lambdas[act.name] = lam
         return lambdas
 
-    def _target(self, graph: Graph, value: str, lambdas: dict[str, np.ndarray]) -> np.ndarray | None:
+    def _target(
+        self, index: GraphIndex, value: str, lambdas: dict[str, np.ndarray], known: dict[str, np.ndarray | None]
+    ) -> np.ndarray | None:
         """The scale ``value`` should be produced at: λ of the activation it reaches through linear,
         scale-transparent ops; 1 (the ANN's units) for a model output; None when nothing constrains it.
-        A per-channel λ is not followed through ops that move channels (Reshape, Concat)."""
-        while value not in graph.outputs and len(readers := graph.consumers(value)) == 1:
+        A per-channel λ is not followed through ops that move channels (Reshape, Concat).
+
+        Every value on the way has the same target, so each is remembered in ``known`` (a long run of Adds is
+        walked once, not once per Add). ``_apply`` asks in graph order, and its edits (a Scale before an Add, an
+        IF in an activation's place under its name) never change the way on from a value it has not visited."""
+        path = []
+        while value not in known:
+            path.append(value)
+            if index.is_output(value) or len(readers := index.consumers(value)) != 1:
+                target = np.float32(1.0) if index.is_output(value) else None
+                break
             reader = readers[0]
             if reader.name in lambdas:
-                return lambdas[reader.name]
+                target = lambdas[reader.name]
+                break
             if not isinstance(reader, _TRANSPARENT):
-                return None
+                target = None
+                break
             value = reader.output
-        return np.float32(1.0) if value in graph.outputs else None
+        else:
+            target = known[value]
+        known.update(dict.fromkeys(path, target))
+        return target
 
     def _add_readout_neurons(self, graph: Graph) -> None:
         """readout=spikes: the output layer spikes too (its spike count is the score), so give it a ReLU to
         convert like any other; its λ comes from the calibration logits."""
-        for value in list(graph.outputs):
-            producer = graph.producer(value)
-            if not isinstance(producer, (Conv2d, Dense)):
-                continue
-            inner = graph.fresh_name(f"{value}_current")
-            graph.replace_uses(value, inner)
-            producer.output = inner
-            graph.outputs = [value if v == inner else v for v in graph.outputs]
-            graph.insert_after(
-                producer,
-                Relu(
-                    name=graph.fresh_name(f"{producer.name}_readout"),
-                    inputs=(inner,),
-                    output=value,
-                    meta={"inserted_by": "convert-to-snn"},
-                ),
-            )
+        with graph.edit() as edit:
+            for value in list(graph.outputs):
+                producer = edit.producer(value)
+                if not isinstance(producer, (Conv2d, Dense)):
+                    continue
+                inner = edit.fresh_name(f"{value}_current")
+                edit.replace_uses(value, inner, outputs=False)
+                edit.set_output(producer, inner)
+                edit.insert_after(
+                    producer,
+                    Relu(
+                        name=edit.fresh_name(f"{producer.name}_readout"),
+                        inputs=(inner,),
+                        output=value,
+                        meta={"inserted_by": "convert-to-snn"},
+                    ),
+                )
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         self._check_ops(graph, ctx)
@@ -280,6 +336,7 @@ class ConvertToSNN(Pass):
         else:
             lambdas, used = self._lambdas(graph, ctx, activations)
         self._apply(graph, lambdas)
+        _check_converted(graph)
         graph.meta["snn"] = {
             "norm": used,
             "percentile": self.percentile if used == "percentile" else None,
@@ -298,12 +355,15 @@ class ConvertToSNN(Pass):
         brought to their scales. Returns the scale of every value."""
         types = graph.types()
         scales: dict[str, np.ndarray] = {v: np.float32(1.0) for v in graph.inputs}
+        edit = graph.edit()
+        targets: dict[str, np.ndarray | None] = {}
         for op in graph:
             shape_in = [types[v].shape for v in op.inputs]
             s_in = [scales[v] for v in op.inputs]
             out_shape = types[op.output].shape
             if isinstance(op, (Conv2d, Dense)):
-                scales[op.output] = self._rescale_weighted(graph, op, s_in[0], shape_in[0], out_shape, lambdas)
+                wanted = self._target(edit, op.output, lambdas, targets)
+                scales[op.output] = self._rescale_weighted(op, s_in[0], shape_in[0], out_shape, wanted)
             elif op.name in lambdas:
                 lam = lambdas[op.name]
                 theta = _compress(lam / np.broadcast_to(s_in[0], shape_in[0]), shape_in[0])
@@ -312,7 +372,7 @@ class ConvertToSNN(Pass):
                 meta = {**op.meta, "lambda": lam.reshape(-1).tolist() if lam.ndim else float(lam)}
                 if isinstance(op, QCFS):
                     meta["levels"] = op.levels
-                graph.replace(
+                edit.replace(
                     op,
                     IF(
                         name=op.name,
@@ -331,14 +391,14 @@ class ConvertToSNN(Pass):
             elif isinstance(op, Reshape):
                 scales[op.output] = _compress(np.broadcast_to(s_in[0], shape_in[0]).reshape(out_shape), out_shape)
             elif isinstance(op, Add):
-                wanted = self._target(graph, op.output, lambdas)
+                wanted = self._target(edit, op.output, lambdas, targets)
                 # Unconstrained: keep the first branch's scale, so at most the other branches need a Scale.
                 target = _compress(wanted if wanted is not None else s_in[0], out_shape)
                 inputs = []
                 for value, s in zip(op.inputs, s_in):
                     same = np.allclose(np.broadcast_to(s, out_shape), np.broadcast_to(target, out_shape), rtol=1e-6)
-                    inputs.append(value if same else self._insert_scale(graph, op, value, s / target))
-                op.inputs = tuple(inputs)
+                    inputs.append(value if same else self._insert_scale(edit, op, value, s / target))
+                edit.set_inputs(op, inputs)
                 scales[op.output] = target
             elif isinstance(op, Concat):
                 parts = [np.broadcast_to(s, shp) for s, shp in zip(s_in, shape_in)]
@@ -352,20 +412,20 @@ class ConvertToSNN(Pass):
                 raise ConversionError(f"{op.op_type} '{op.name}' has no conversion rule")
         for value in list(graph.outputs):
             if not np.all(scales[value] == 1.0):
-                self._scale_output(graph, value, scales[value])
+                self._scale_output(edit, value, scales[value])
+        edit.commit()
         return scales
 
     # -- rewrites ---------------------------------------------------------------------------------------------
     def _rescale_weighted(
         self,
-        graph: Graph,
         op: Conv2d | Dense,
         s_in: np.ndarray,
         shape_in: tuple[int, ...],
         out_shape: tuple[int, ...],
-        lambdas: dict[str, np.ndarray],
+        wanted: np.ndarray | None,
     ) -> np.ndarray:
-        wanted = self._target(graph, op.output, lambdas)
+        """Rescale ``op``'s weights from its input's scale to ``wanted`` (its output's target; None: 1)."""
         target = np.float32(1.0) if wanted is None else wanted
         where = f"{op.op_type} '{op.name}'"
         out_axis = 0 if isinstance(op, Conv2d) else len(out_shape) - 1
@@ -384,31 +444,30 @@ class ConvertToSNN(Pass):
         return _compress(np.broadcast_to(target, out_shape), out_shape)
 
     @staticmethod
-    def _insert_scale(graph: Graph, before: Op, value: str, factor: np.ndarray) -> str:
-        out = graph.fresh_name(f"{value}_rescaled")
+    def _insert_scale(edit: GraphEditor, before: Op, value: str, factor: np.ndarray) -> str:
+        out = edit.fresh_name(f"{value}_rescaled")
         scale = Scale(
-            name=graph.fresh_name(f"{before.name}_rescale"),
+            name=edit.fresh_name(f"{before.name}_rescale"),
             inputs=(value,),
             output=out,
             meta={"inserted_by": "convert-to-snn"},
             value=np.asarray(factor, np.float32),
         )
-        graph.ops.insert(graph.ops.index(before), scale)
+        edit.insert_before(before, scale)
         return out
 
     @staticmethod
-    def _scale_output(graph: Graph, value: str, factor: np.ndarray) -> None:
-        producer = graph.producer(value)
-        inner = graph.fresh_name(f"{value}_unscaled")
-        graph.replace_uses(value, inner)
+    def _scale_output(edit: GraphEditor, value: str, factor: np.ndarray) -> None:
+        producer = edit.producer(value)
         if producer is None:
             raise ConversionError(f"model output {value!r} is a model input")
-        producer.output = inner
-        graph.outputs = [value if v == inner else v for v in graph.outputs]
-        graph.insert_after(
+        inner = edit.fresh_name(f"{value}_unscaled")
+        edit.replace_uses(value, inner, outputs=False)
+        edit.set_output(producer, inner)
+        edit.insert_after(
             producer,
             Scale(
-                name=graph.fresh_name(f"{value}_readout_scale"),
+                name=edit.fresh_name(f"{value}_readout_scale"),
                 inputs=(inner,),
                 output=value,
                 meta={"inserted_by": "convert-to-snn"},

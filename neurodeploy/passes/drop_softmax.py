@@ -16,7 +16,8 @@ class DropSoftmax(Pass):
     preserves_semantics = False
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
-        for op in graph:
-            if isinstance(op, Softmax) and op.output in graph.outputs and not graph.consumers(op.output):
-                graph.bypass(op)
-                graph.meta.setdefault("dropped_softmax", []).append(op.output)
+        with graph.edit() as edit:
+            for op in graph:
+                if isinstance(op, Softmax) and edit.is_output(op.output) and not edit.consumers(op.output):
+                    edit.bypass(op)
+                    graph.meta.setdefault("dropped_softmax", []).append(op.output)

@@ -37,33 +37,39 @@ class FoldBatchNorm(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         types = graph.types()
-        for bn in graph:
-            if not isinstance(bn, BatchNorm):
-                continue
-            a, c = bn.folded()
-            producer = graph.producer(bn.inputs[0])
-            rank = types[bn.inputs[0]].rank
-            foldable = isinstance(producer, Conv2d) or (isinstance(producer, Dense) and rank == 1)
-            if foldable and graph.uses(producer.output) == 1 and _fold_into(producer, a, c):
-                graph.bypass(bn)
-            elif rank == 3:
-                channels = a.shape[0]
-                graph.replace(
-                    bn,
-                    Conv2d(
-                        name=bn.name,
-                        inputs=bn.inputs,
-                        output=bn.output,
-                        meta=dict(bn.meta),
-                        weight=a.reshape(channels, 1, 1, 1),
-                        bias=c,
-                        groups=channels,
-                    ),
-                )
-            elif rank == 1:
-                graph.replace(
-                    bn,
-                    Dense(
-                        name=bn.name, inputs=bn.inputs, output=bn.output, meta=dict(bn.meta), weight=np.diag(a), bias=c
-                    ),
-                )
+        with graph.edit() as edit:
+            for bn in graph:
+                if not isinstance(bn, BatchNorm):
+                    continue
+                a, c = bn.folded()
+                producer = edit.producer(bn.inputs[0])
+                rank = types[bn.inputs[0]].rank
+                foldable = isinstance(producer, Conv2d) or (isinstance(producer, Dense) and rank == 1)
+                if foldable and edit.uses(producer.output) == 1 and _fold_into(producer, a, c):
+                    edit.bypass(bn)
+                elif rank == 3:
+                    channels = a.shape[0]
+                    edit.replace(
+                        bn,
+                        Conv2d(
+                            name=bn.name,
+                            inputs=bn.inputs,
+                            output=bn.output,
+                            meta=dict(bn.meta),
+                            weight=a.reshape(channels, 1, 1, 1),
+                            bias=c,
+                            groups=channels,
+                        ),
+                    )
+                elif rank == 1:
+                    edit.replace(
+                        bn,
+                        Dense(
+                            name=bn.name,
+                            inputs=bn.inputs,
+                            output=bn.output,
+                            meta=dict(bn.meta),
+                            weight=np.diag(a),
+                            bias=c,
+                        ),
+                    )

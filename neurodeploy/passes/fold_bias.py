@@ -27,13 +27,14 @@ class FoldBias(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         types = graph.types()
-        for op in graph:
-            producer = graph.producer(op.inputs[0]) if isinstance(op, Bias) else None
-            if not isinstance(producer, (Conv2d, Dense)) or graph.uses(producer.output) != 1:
-                continue
-            value = _per_channel(op, producer, types[op.output].shape)
-            if value is None:
-                continue
-            base = producer.bias if producer.bias is not None else np.zeros(producer.out_channels, np.float32)
-            producer.bias = (base + value).astype(np.float32)
-            graph.bypass(op)
+        with graph.edit() as edit:
+            for op in graph:
+                producer = edit.producer(op.inputs[0]) if isinstance(op, Bias) else None
+                if not isinstance(producer, (Conv2d, Dense)) or edit.uses(producer.output) != 1:
+                    continue
+                value = _per_channel(op, producer, types[op.output].shape)
+                if value is None:
+                    continue
+                base = producer.bias if producer.bias is not None else np.zeros(producer.out_channels, np.float32)
+                producer.bias = (base + value).astype(np.float32)
+                edit.bypass(op)

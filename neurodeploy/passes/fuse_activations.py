@@ -38,22 +38,23 @@ class FuseActivations(Pass):
     name = "fuse-activations"
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
-        for op in graph:
-            bounds = _bounds(op)
-            if bounds is None:
-                continue
-            producer = graph.producer(op.inputs[0])
-            inner = _bounds(producer) if producer is not None else None
-            if inner is not None and graph.uses(producer.output) == 1:
-                merged = _merge(inner, bounds)
-                if merged is not None:
-                    graph.remove(producer)
-                    op.inputs = producer.inputs
-                    bounds = merged
-            low, high = bounds
-            meta = dict(op.meta)
-            if low == 0.0 and high is None:
-                new: Op = Relu(name=op.name, inputs=op.inputs, output=op.output, meta=meta)
-            else:
-                new = Clip(name=op.name, inputs=op.inputs, output=op.output, meta=meta, low=low, high=high)
-            graph.replace(op, new)
+        with graph.edit() as edit:
+            for op in graph:
+                bounds = _bounds(op)
+                if bounds is None:
+                    continue
+                producer = edit.producer(op.inputs[0])
+                inner = _bounds(producer) if producer is not None else None
+                if inner is not None and edit.uses(producer.output) == 1:
+                    merged = _merge(inner, bounds)
+                    if merged is not None:
+                        edit.remove(producer)
+                        edit.set_inputs(op, producer.inputs)
+                        bounds = merged
+                low, high = bounds
+                meta = dict(op.meta)
+                if low == 0.0 and high is None:
+                    new: Op = Relu(name=op.name, inputs=op.inputs, output=op.output, meta=meta)
+                else:
+                    new = Clip(name=op.name, inputs=op.inputs, output=op.output, meta=meta, low=low, high=high)
+                edit.replace(op, new)

@@ -10,6 +10,7 @@ from onnx import helper
 from neurodeploy.frontend.onnx import import_onnx
 from neurodeploy.ir import QCFS, Bias, Clip, Dense, Floor, Graph, Scale, TensorType, interpret
 from neurodeploy.passes import CANONICALIZE, PASSES, PassContext, PassManager, build_pipeline
+from neurodeploy.passes.detect_qcfs import MAX_RUN
 
 F32 = np.float32
 
@@ -94,6 +95,23 @@ def test_scales_outside_the_chain_are_left_in_place():
     assert [op.op_type for op in after.ops] == ["Dense", "Scale", "QCFS", "Scale"]
     assert (after.ops[2].lam, after.ops[2].levels) == (1.5, 4)
     _assert_same_function(before, after, _x())
+
+
+def test_long_runs_of_scales_are_searched_only_near_the_chain():
+    """Only the nearest MAX_RUN scales of a run count (so the search is linear in the graph size): a QCFS whose
+    input scale is among them is found and the rest of the run stays; scales beyond them are never multiplied."""
+    run = 5 * MAX_RUN
+    ones = [Scale(name=f"one{i}", inputs=(f"u{i}",), output=f"u{i + 1}", value=F32(1.0)) for i in range(run)]
+    ops = [Scale(name="pre", inputs=("h",), output="u0", value=F32(7.0)), *ones, *qcfs_chain(f"u{run}", "y", 1.5, 4)]
+    before, after, _ = _detect(_graph(ops))
+    assert [op.op_type for op in after.ops] == ["Dense", "Scale", *["Scale"] * run, "QCFS"]
+    _assert_same_function(before, after, _x())
+    # the input scale needs the far "pre" (7 * ... / 7): out of reach, so nothing is detected
+    ops[0] = Scale(name="pre", inputs=("h",), output="u0", value=F32(4 / 1.5))
+    ops[1 + run] = Scale(name="q_div_lam", inputs=(f"u{run}",), output="q1", value=F32(1.0))
+    ops[2 + run] = Scale(name="q_mul_levels", inputs=("q1",), output="q2", value=F32(1.0))
+    _, after, _ = _detect(_graph(ops))
+    assert not _qcfs_ops(after)
 
 
 def _break(ops: list, case: str) -> tuple[list, tuple[str, ...]]:

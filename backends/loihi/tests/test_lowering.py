@@ -4,7 +4,7 @@ an error naming the op."""
 
 import numpy as np
 import pytest
-from loihi_graphs import residual, residual_block, small_cnn, with_maxpool
+from loihi_graphs import concat_block, residual, residual_block, small_cnn, with_maxpool
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, lower
 
 from neurodeploy.errors import ConversionError
@@ -188,3 +188,19 @@ def test_a_graph_without_neurons_is_refused() -> None:
     ops = [Dense(name="fc", inputs=("x",), output="y", weight=np.ones((2, 3), np.float32))]
     with pytest.raises(ConversionError, match="no spiking neurons"):
         lower(Graph("ann", {"x": TensorType((3,))}, ["y"], ops))
+
+
+@pytest.mark.parametrize("make", [small_cnn, residual, lambda: residual_block(), lambda: concat_block()])
+def test_lowering_walks_the_graph_through_one_index(monkeypatch, make) -> None:
+    """Every walk between neuron layers asks one GraphIndex, never Graph.producer (a scan of all ops per call)."""
+    graph = make()
+    want = lower(graph.copy())
+
+    def scan(*args, **kwargs):
+        raise AssertionError("Graph.producer scans every op; lowering uses graph.index()")
+
+    monkeypatch.setattr(Graph, "producer", scan)
+    got = lower(graph)
+    assert [(p.name, p.role, p.depth, p.ops) for p in got.populations] == [
+        (p.name, p.role, p.depth, p.ops) for p in want.populations
+    ]

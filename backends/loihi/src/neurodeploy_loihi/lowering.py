@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neurodeploy.errors import ConversionError
-from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.graph import Graph, GraphIndex
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
@@ -152,11 +152,11 @@ def _where(op: Op) -> str:
     return f"{op.op_type} '{op.name}'"
 
 
-def _segment(graph: Graph, value: str, stops: set[str]) -> tuple[str, list[Op]]:
+def _segment(wiring: GraphIndex, value: str, stops: set[str]) -> tuple[str, list[Op]]:
     """The chain of ops that computes ``value`` from the nearest stop (a graph input or an IF output)."""
     ops: list[Op] = []
     while value not in stops:
-        op = graph.producer(value)
+        op = wiring.producer(value)
         _check_linear(op)
         ops.append(op)
         value = op.inputs[0]
@@ -200,13 +200,13 @@ class _Embed:
 
 
 def _chains(
-    graph: Graph, value: str, stops: set[str], types: dict, after: list
+    wiring: GraphIndex, value: str, stops: set[str], types: dict, after: list
 ) -> tuple[list[tuple[str, list]], list[str]]:
     """The chains of linear ops that compute ``value`` (then ``after``) from the nearest stops: one, or one per
     input of a Concat on the way (each through its :class:`_Embed`), and the Concats' names."""
     ops: list = []
     while value not in stops:
-        op = graph.producer(value)
+        op = wiring.producer(value)
         if isinstance(op, Concat):
             tail = ops[::-1] + after
             if op.axis != 0:
@@ -224,7 +224,7 @@ def _chains(
             joins, offset = [op.name], 0
             for name in op.inputs:
                 embed = _Embed(op.name, offset, tuple(types[op.output].shape))
-                more, names = _chains(graph, name, stops, types, [embed, *tail])
+                more, names = _chains(wiring, name, stops, types, [embed, *tail])
                 branches += more
                 joins += names
                 offset += types[name].shape[0]
@@ -235,13 +235,13 @@ def _chains(
     return [(value, ops[::-1] + after)], []
 
 
-def _branches(graph: Graph, value: str, stops: set[str], types: dict) -> tuple[list[tuple[str, list]], list[str]]:
+def _branches(wiring: GraphIndex, value: str, stops: set[str], types: dict) -> tuple[list[tuple[str, list]], list[str]]:
     """The branches the neurons' synapses read: (source, ops) per chain, and the names of the ops that join them. An
     Add directly before the neurons sums its inputs' branches; a Concat read by a Conv2d or Dense gives one branch
     per input (:func:`_chains`)."""
-    op = graph.producer(value) if value not in stops else None
+    op = wiring.producer(value) if value not in stops else None
     if not isinstance(op, Add):
-        return _chains(graph, value, stops, types, [])
+        return _chains(wiring, value, stops, types, [])
     out = types[op.output].shape
     for name in op.inputs:
         if tuple(types[name].shape) != tuple(out):
@@ -252,7 +252,7 @@ def _branches(graph: Graph, value: str, stops: set[str], types: dict) -> tuple[l
     branches: list[tuple[str, list[Op]]] = []
     adds = [op.name]
     for name in op.inputs:
-        more, names = _branches(graph, name, stops, types)
+        more, names = _branches(wiring, name, stops, types)
         branches += more
         adds += names
     return branches, adds
@@ -355,13 +355,13 @@ def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...
     return _dense(ops, in_shape, where)
 
 
-def _at_rest(graph: Graph, value: str, stops: set[str], types: dict) -> np.ndarray:
+def _at_rest(wiring: GraphIndex, value: str, stops: set[str], types: dict) -> np.ndarray:
     """``value`` (batch of 1) when no population spikes (every stop zero): the constant current of all branches
     into the neurons together, each op's bias counted once however many synapses its weights are split into."""
     if value in stops:
         return np.zeros((1, *types[value].shape), np.float32)
-    op = graph.producer(value)
-    return op.forward([_at_rest(graph, name, stops, types) for name in op.inputs]).astype(np.float32)
+    op = wiring.producer(value)
+    return op.forward([_at_rest(wiring, name, stops, types) for name in op.inputs]).astype(np.float32)
 
 
 def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[int, ...]):
@@ -378,11 +378,11 @@ def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[
     return spec, bias
 
 
-def _hidden(graph: Graph, op: IF, stops: set[str], types: dict, populations: list, index: dict, common: dict):
+def _hidden(wiring: GraphIndex, op: IF, stops: set[str], types: dict, populations: list, index: dict, common: dict):
     """The population of IF op ``op``: one synapse per branch of its input (see the module), the one from the
     population before it first, each delayed so that all arrive at its depth."""
     shape = types[op.output].shape
-    branches, adds = _branches(graph, op.inputs[0], stops, types)
+    branches, adds = _branches(wiring, op.inputs[0], stops, types)
     sources = []
     for source, _ops in branches:
         if source not in index:
@@ -410,7 +410,7 @@ def _hidden(graph: Graph, op: IF, stops: set[str], types: dict, populations: lis
         spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), op.threshold, shape)
         names = [o.name for o in ops if not isinstance(o, _Embed)]
         specs.append((sources[i], spec, delay, names))
-    _, bias = _fold_threshold(None, _at_rest(graph, op.inputs[0], stops, types)[0].reshape(shape), op.threshold, shape)
+    _, bias = _fold_threshold(None, _at_rest(wiring, op.inputs[0], stops, types)[0].reshape(shape), op.threshold, shape)
     (_, spec, delay, ops), rest = specs[0], specs[1:]
     skips = [Skip(j, s, d, names) for j, s, d, names in rest]
     return Population(
@@ -444,6 +444,7 @@ def lower(graph: Graph) -> Lowered:
         raise ConversionError("the graph has no spiking neurons (no ReLU was converted); nothing runs on the chip")
     (input_name,) = graph.inputs
     stops = {input_name} | {op.output for op in neurons}
+    wiring = graph.index()  # who defines each value, built once: the walks below ask for every op
 
     populations: list[Population] = []
     host: Graph | None = None  # set by the first neurons, which always exist
@@ -453,11 +454,11 @@ def lower(graph: Graph) -> Lowered:
         if host is not None:
             shape = types[op.output].shape
             common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
-            populations.append(_hidden(graph, op, stops, types, populations, index, common))
+            populations.append(_hidden(wiring, op, stops, types, populations, index, common))
             index[op.output] = len(populations) - 1
             previous = op.output
             continue
-        source, ops = _segment(graph, op.inputs[0], stops)
+        source, ops = _segment(wiring, op.inputs[0], stops)
         if source != previous:
             raise ConversionError(f"{_where(op)} reads {source!r}, not the layer before it; only chains map")
         shape = types[op.output].shape
@@ -484,7 +485,7 @@ def lower(graph: Graph) -> Lowered:
         previous = op.output
 
     output = graph.outputs[0]
-    source, ops = _segment(graph, output, stops)
+    source, ops = _segment(wiring, output, stops)
     if source != previous:
         raise ConversionError(f"the output {output!r} is computed from {source!r}, not from the last neuron layer")
     out_shape = types[output].shape
