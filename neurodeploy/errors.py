@@ -53,3 +53,8 @@ class DataError(NeurodeployError):
 
 class ResourceError(NeurodeployError):
     """A network does not fit the target chip; the message names the layer, the resource and the limit."""
+
+
+class LimitError(NeurodeployError):
+    """A configurable safety cap (constant size, activation size, time steps, file size) would be exceeded;
+    the message names the cap, the value asked for, and the environment variable that raises it."""

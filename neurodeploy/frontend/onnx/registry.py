@@ -8,6 +8,7 @@ reported as unsupported, never guessed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from onnx import defs
@@ -38,12 +39,20 @@ def onnx_op(op_type: str, *since_versions: int, domain: str = "", constant_only:
     return register
 
 
-def since_version(op_type: str, opset: int, domain: str = "") -> int | None:
-    """The since-version of the schema in force for ``op_type`` at ``opset``, or None if ONNX has none."""
+@lru_cache(maxsize=1024)
+def schema(op_type: str, opset: int, domain: str = "") -> defs.OpSchema | None:
+    """The ONNX schema in force for ``op_type`` at ``opset``, or None if ONNX has none (looked up once per
+    op type and opset: a model with thousands of nodes asks for a handful of schemas)."""
     try:
-        return defs.get_schema(op_type, max_inclusive_version=opset, domain=domain).since_version
+        return defs.get_schema(op_type, max_inclusive_version=opset, domain=domain)
     except Exception:  # onnx raises SchemaError (or RuntimeError in older releases)
         return None
+
+
+def since_version(op_type: str, opset: int, domain: str = "") -> int | None:
+    """The since-version of the schema in force for ``op_type`` at ``opset``, or None if ONNX has none."""
+    found = schema(op_type, opset, domain)
+    return None if found is None else found.since_version
 
 
 def resolve(op_type: str, opset: int, domain: str = "") -> Handler | None:

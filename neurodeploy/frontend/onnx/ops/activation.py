@@ -19,7 +19,9 @@ def _runtime_input(ctx: ImportContext, node: Node) -> str:
 @onnx_op("Relu", 6, 13, 14)
 def relu(ctx: ImportContext, node: Node) -> None:
     if ctx.is_const(node.input(0)):
-        ctx.set_const(node.outputs[0], np.maximum(ctx.const(node.input(0)), 0))
+        value = ctx.const(node.input(0))
+        ctx.check_const_size(value.shape, np.result_type(value, 0))
+        ctx.set_const(node.outputs[0], np.maximum(value, 0))
         return
     ctx.emit(node, Relu, [_runtime_input(ctx, node)])
 
@@ -33,12 +35,15 @@ def _bound(ctx: ImportContext, node: Node, index: int) -> float | None:
     value = ctx.const(name)
     if value.size != 1:
         raise UnsupportedVariant(f"Clip '{node.name}': bound {name!r} must be a scalar, got shape {value.shape}")
-    return float(value.reshape(()))
+    bound = float(value.reshape(()))
+    if not np.isfinite(bound):
+        raise node.error(f"bound {name!r} is {bound}; it must be a finite number")
+    return bound
 
 
 @onnx_op("Clip", 6)
 def clip_attributes(ctx: ImportContext, node: Node) -> None:
-    _clip(ctx, node, node.attr("min"), node.attr("max"))
+    _clip(ctx, node, node.attr_float("min", None), node.attr_float("max", None))
 
 
 @onnx_op("Clip", 11, 12, 13)
@@ -50,7 +55,13 @@ def _clip(ctx: ImportContext, node: Node, low: float | None, high: float | None)
     low = None if low is None else float(low)
     high = None if high is None else float(high)
     if ctx.is_const(node.input(0)):
-        ctx.set_const(node.outputs[0], np.clip(ctx.const(node.input(0)), low, high))
+        value = ctx.const(node.input(0))
+        ctx.check_const_size(value.shape, np.result_type(value, *(b for b in (low, high) if b is not None)))
+        if low is not None:
+            value = np.maximum(value, low)
+        if high is not None:
+            value = np.minimum(value, high)
+        ctx.set_const(node.outputs[0], value)
         return
     ctx.emit(node, Clip, [_runtime_input(ctx, node)], low=low, high=high)
 
@@ -59,7 +70,7 @@ def _clip(ctx: ImportContext, node: Node, low: float | None, high: float | None)
 def softmax(ctx: ImportContext, node: Node) -> None:
     x = _runtime_input(ctx, node)
     rank = ctx.type_of(x).rank + 1
-    axis = int(node.attr("axis", 1 if node.opset < 13 else -1))
+    axis = node.attr_int("axis", 1 if node.opset < 13 else -1)
     axis = axis + rank if axis < 0 else axis
     if not 1 <= axis < rank:
         raise UnsupportedVariant(f"Softmax '{node.name}': axis {axis} would mix samples of the batch")

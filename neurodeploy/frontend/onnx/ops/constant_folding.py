@@ -6,10 +6,11 @@ also take a runtime operand, live in ``elementwise``."""
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper
 
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
 from neurodeploy.frontend.onnx.registry import onnx_op
+from neurodeploy.frontend.onnx.tensors import type_name
 
 
 def _consts(ctx: ImportContext, node: Node) -> list[np.ndarray | None]:
@@ -31,44 +32,116 @@ def _consts(ctx: ImportContext, node: Node) -> list[np.ndarray | None]:
 @onnx_op("Shape", 1, 13, 15, 19, 21, constant_only=True)
 def shape(ctx: ImportContext, node: Node) -> None:
     full = np.array(ctx.full_shape(node.input(0)), np.int64)
-    start, end = node.attr("start", 0), node.attr("end")
+    start, end = node.attr_int("start", 0), node.attr_int("end", None)
     ctx.set_const(node.outputs[0], full[start:end])
+
+
+def _axis(node: Node, axis: int, rank: int, what: str = "axis") -> int:
+    """``axis`` in [-rank, rank), made non-negative; an error naming the node otherwise."""
+    if not -rank <= axis < rank:
+        raise node.error(f"{what} {axis} is out of range for a rank-{rank} input")
+    return axis + rank if axis < 0 else axis
 
 
 @onnx_op("Gather", 11, 13, constant_only=True)
 def gather(ctx: ImportContext, node: Node) -> None:
-    data, indices = _consts(ctx, node)
-    ctx.set_const(node.outputs[0], np.take(data, indices.astype(np.int64), axis=int(node.attr("axis", 0))))
+    data, indices = _consts(ctx, node)[:2]
+    axis = _axis(node, node.attr_int("axis", 0), data.ndim)
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise node.error(f"indices have element type {indices.dtype}; expected integers")
+    size = data.shape[axis]
+    indices = indices.astype(np.int64)
+    bad = indices[(indices < -size) | (indices >= size)]
+    if bad.size:
+        raise node.error(f"index {int(bad.reshape(-1)[0])} is out of range for axis {axis} of size {size}")
+    out_shape = (*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :])
+    ctx.check_const_size(out_shape, data.dtype)
+    ctx.set_const(node.outputs[0], np.take(data, indices, axis=axis))
+
+
+_CAST_TARGETS = {
+    TensorProto.FLOAT,
+    TensorProto.DOUBLE,
+    TensorProto.FLOAT16,
+    TensorProto.INT8,
+    TensorProto.INT16,
+    TensorProto.INT32,
+    TensorProto.INT64,
+    TensorProto.UINT8,
+    TensorProto.UINT16,
+    TensorProto.UINT32,
+    TensorProto.UINT64,
+    TensorProto.BOOL,
+}
 
 
 @onnx_op("Cast", 9, 13, 19, 21, constant_only=True)
 def cast(ctx: ImportContext, node: Node) -> None:
     (data,) = _consts(ctx, node)[:1]
-    dtype = helper.tensor_dtype_to_np_dtype(int(node.attr("to")))
-    ctx.set_const(node.outputs[0], data.astype(dtype))
+    to = node.attr_int("to")
+    if to not in TensorProto.DataType.values():
+        raise node.error(f"attribute 'to' is {to}, which is no ONNX element type")
+    if to == TensorProto.BFLOAT16:  # the IR computes in float32; bfloat16 values are float32 values
+        to = TensorProto.FLOAT
+    if to not in _CAST_TARGETS:
+        raise UnsupportedVariant(
+            f"Cast '{node.name}': casting to {type_name(to)} is not supported (only bool, integer and float types)"
+        )
+    dtype = helper.tensor_dtype_to_np_dtype(to)
+    ctx.check_const_size(data.shape, dtype)
+    with np.errstate(invalid="ignore", over="ignore"):  # ONNX leaves out-of-range float -> int casts undefined
+        ctx.set_const(node.outputs[0], data.astype(dtype))
+
+
+def _int_list(node: Node, value: np.ndarray | None, what: str) -> list[int] | None:
+    if value is None:
+        return None
+    if not np.issubdtype(value.dtype, np.integer) or value.ndim != 1:
+        raise node.error(f"{what} must be a 1-D integer tensor, got {value.dtype} of shape {value.shape}")
+    return [int(v) for v in value]
 
 
 @onnx_op("Slice", 11, 13, constant_only=True)
 def slice_(ctx: ImportContext, node: Node) -> None:
-    data, starts, ends, axes, steps = (_consts(ctx, node) + [None] * 5)[:5]
-    axes = range(len(starts)) if axes is None else axes
+    data, *rest = (_consts(ctx, node) + [None] * 5)[:5]
+    starts, ends, axes, steps = (_int_list(node, v, w) for v, w in zip(rest, ("starts", "ends", "axes", "steps")))
+    if starts is None or ends is None:
+        raise node.error("starts and ends are required")
+    axes = list(range(len(starts))) if axes is None else axes
     steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise node.error(
+            f"starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, {len(axes)}, {len(steps)})"
+        )
+    axes = [_axis(node, a, data.ndim, "axes entry") for a in axes]
+    if len(set(axes)) != len(axes):
+        raise node.error(f"axes {axes} repeat an axis")
+    if 0 in steps:
+        raise node.error("a step is 0")
     index = [slice(None)] * data.ndim
     for s, e, a, st in zip(starts, ends, axes, steps):
-        index[int(a)] = slice(int(s), int(e), int(st))
-    ctx.set_const(node.outputs[0], data[tuple(index)])
+        index[a] = slice(s, e, st)
+    ctx.set_const(node.outputs[0], data[tuple(index)])  # a view: no new memory
 
 
 @onnx_op("Transpose", 1, 13, 21, constant_only=True)
 def transpose(ctx: ImportContext, node: Node) -> None:
     (data,) = _consts(ctx, node)
-    perm = node.attr("perm")
+    perm = node.attr_ints("perm", None)
+    if perm is not None and sorted(perm) != list(range(data.ndim)):
+        raise node.error(f"perm {perm} is not a permutation of the {data.ndim} axes of its input")
     ctx.set_const(node.outputs[0], np.transpose(data, None if perm is None else tuple(perm)))
 
 
 @onnx_op("ConstantOfShape", 9, 20, 21, constant_only=True)
 def constant_of_shape(ctx: ImportContext, node: Node) -> None:
-    (dims,) = _consts(ctx, node)
-    value = node.proto.attribute[0].t if node.proto.attribute else None
-    fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
-    ctx.set_const(node.outputs[0], np.full(tuple(int(d) for d in dims), fill, dtype=np.asarray(fill).dtype))
+    dims = ctx.const_ints(node.input(0), "the shape")
+    if any(d < 0 for d in dims):
+        raise node.error(f"the shape {dims} has negative dimensions")
+    value = node.attr_tensor("value", None)
+    if value is not None and value.size != 1:
+        raise node.error(f"attribute 'value' must hold one value, holds {value.size}")
+    fill = value.reshape(-1)[0] if value is not None else np.float32(0)
+    dtype = np.asarray(fill).dtype
+    ctx.check_const_size(dims, dtype)
+    ctx.set_const(node.outputs[0], np.full(tuple(dims), fill, dtype=dtype))

@@ -18,9 +18,9 @@ def conv(ctx: ImportContext, node: Node) -> None:
     if weight.ndim != 4:
         raise UnsupportedVariant(f"Conv '{node.name}': weight has rank {weight.ndim}; expected 4")
     kernel = tuple(int(k) for k in weight.shape[2:])
-    declared = node.attr("kernel_shape")
+    declared = node.attr_ints("kernel_shape", None)
     if declared is not None and tuple(declared) != kernel:
         raise UnsupportedVariant(f"Conv '{node.name}': kernel_shape {tuple(declared)} disagrees with weight {kernel}")
     attrs = window_attrs(node, (h, w), kernel)
     bias = ctx.const(bias_name) if bias_name is not None else None
-    ctx.emit(node, Conv2d, [node.input(0)], weight=weight, bias=bias, groups=int(node.attr("group", 1)), **attrs)
+    ctx.emit(node, Conv2d, [node.input(0)], weight=weight, bias=bias, groups=node.attr_int("group", 1), **attrs)

@@ -23,7 +23,14 @@ def _fold(ctx: ImportContext, node: Node, fn: Callable[[np.ndarray, np.ndarray],
     if not (ctx.is_const(a) and ctx.is_const(b)):
         return False
     x, y = ctx.const(a), ctx.const(b)
-    ctx.set_const(node.outputs[0], np.asarray(fn(x, y)).astype(np.result_type(x, y)))
+    dtype = np.result_type(x, y)
+    integer_division = node.op_type == "Div" and np.issubdtype(dtype, np.integer)
+    # Integer Div computes in float64 first (see div): that intermediate is the largest array made.
+    ctx.check_const_size(np.broadcast_shapes(x.shape, y.shape), np.float64 if integer_division else dtype)
+    if integer_division and not np.all(y != 0):
+        raise node.error("divides an integer constant by 0")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf and NaN are refused by set_const
+        ctx.set_const(node.outputs[0], np.asarray(fn(x, y)).astype(dtype))
     return True
 
 
@@ -79,8 +86,9 @@ def div(ctx: ImportContext, node: Node) -> None:
     if not np.all(c != 0):
         raise UnsupportedVariant(f"Div '{node.name}': divides by a constant that contains 0")
     # x / c as x * (1 / c): the reciprocal is rounded once, to float32 (results may differ from a true
-    # division in the last bit).
-    ctx.emit(node, Scale, [x], value=(1.0 / c).astype(np.float32))
+    # division in the last bit). A reciprocal beyond float32's range is refused by emit.
+    with np.errstate(over="ignore"):
+        ctx.emit(node, Scale, [x], value=(1.0 / c).astype(np.float32))
 
 
 @onnx_op("Sub", 7, 13, 14)
@@ -92,7 +100,7 @@ def sub(ctx: ImportContext, node: Node) -> None:
         ctx.emit(node, Bias, [x], value=(-c).astype(np.float32))
         return
     # c - x = (-1 * x) + c: two ops, the first defining an intermediate value.
-    negated = ctx.graph.fresh_name(f"{node.outputs[0]}_negated")
+    negated = ctx.fresh_name(f"{node.outputs[0]}_negated")
     ctx.emit(node, Scale, [x], output=negated, value=np.float32(-1.0))
     ctx.emit(node, Bias, [negated], value=c.astype(np.float32))
 
@@ -101,6 +109,6 @@ def sub(ctx: ImportContext, node: Node) -> None:
 def floor(ctx: ImportContext, node: Node) -> None:
     x = node.input(0)
     if ctx.is_const(x):
-        ctx.set_const(node.outputs[0], np.floor(ctx.const(x)))
+        ctx.set_const(node.outputs[0], np.floor(ctx.const(x)))  # the same shape and dtype: nothing grows
         return
     ctx.emit(node, Floor, [x])

@@ -13,7 +13,10 @@ from neurodeploy.ir.ops import Add, Bias, Concat
 def add(ctx: ImportContext, node: Node) -> None:
     a, b = node.input(0), node.input(1)
     if ctx.is_const(a) and ctx.is_const(b):
-        ctx.set_const(node.outputs[0], ctx.const(a) + ctx.const(b))
+        x, y = ctx.const(a), ctx.const(b)
+        ctx.check_const_size(np.broadcast_shapes(x.shape, y.shape), np.result_type(x, y))
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are refused by set_const
+            ctx.set_const(node.outputs[0], x + y)
         return
     if ctx.is_runtime(a) and ctx.is_runtime(b):
         if ctx.type_of(a).rank != ctx.type_of(b).rank:
@@ -38,9 +41,22 @@ def add(ctx: ImportContext, node: Node) -> None:
 @onnx_op("Concat", 11, 13)
 def concat(ctx: ImportContext, node: Node) -> None:
     names = [n for n in node.inputs if n]
-    axis = int(node.attr("axis"))
+    axis = node.attr_int("axis")
+    if not names:
+        raise node.error("has no inputs")
     if all(ctx.is_const(n) for n in names):
-        ctx.set_const(node.outputs[0], np.concatenate([ctx.const(n) for n in names], axis=axis))
+        values = [ctx.const(n) for n in names]
+        rank = values[0].ndim
+        if not -rank <= axis < rank:
+            raise node.error(f"axis {axis} is out of range for rank-{rank} inputs")
+        axis = axis + rank if axis < 0 else axis
+        shapes = [v.shape for v in values]
+        if any(len(s) != rank or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :] for s in shapes):
+            raise node.error(f"inputs of shapes {shapes} differ outside axis {axis}")
+        out = list(shapes[0])
+        out[axis] = sum(s[axis] for s in shapes)
+        ctx.check_const_size(out, np.result_type(*values))
+        ctx.set_const(node.outputs[0], np.concatenate(values, axis=axis))
         return
     if not all(ctx.is_runtime(n) for n in names):
         raise UnsupportedVariant(f"Concat '{node.name}': mixes constant and runtime inputs")

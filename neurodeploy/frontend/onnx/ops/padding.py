@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from neurodeploy.frontend.onnx.context import Node, UnsupportedVariant
+from neurodeploy.frontend.onnx.context import Node, UnsupportedVariant, display_name
 
 
 def window_attrs(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int]) -> dict[str, tuple[int, ...]]:
     """Strides, dilations and (top, left, bottom, right) padding of a 2-D window op, with ``auto_pad`` resolved
     against the static input size."""
-    strides = tuple(node.attr("strides", [1, 1]))
-    dilations = tuple(node.attr("dilations", [1, 1]))
+    strides = tuple(node.attr_ints("strides", [1, 1]))
+    dilations = tuple(node.attr_ints("dilations", [1, 1]))
     if len(strides) != 2 or len(dilations) != 2:
         raise UnsupportedVariant(f"{node.op_type} '{node.name}': strides {strides} / dilations {dilations} are not 2-D")
-    auto_pad = node.attr("auto_pad", "NOTSET")
+    if min(strides) < 1 or min(dilations) < 1:
+        raise node.error(f"strides {strides} and dilations {dilations} must be at least 1")
+    auto_pad = node.attr_str("auto_pad", "NOTSET")
     if auto_pad == "NOTSET":
-        pads = tuple(node.attr("pads", [0, 0, 0, 0]))
+        pads = tuple(node.attr_ints("pads", [0, 0, 0, 0]))
         if len(pads) != 4:
             raise UnsupportedVariant(f"{node.op_type} '{node.name}': pads {pads} are not 2-D")
         # ONNX orders pads as (x1_begin, x2_begin, x1_end, x2_end) = (top, left, bottom, right).
@@ -33,7 +35,7 @@ def window_attrs(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int]) ->
             ends.append(end)
         padding = (begins[0], begins[1], ends[0], ends[1])
     else:
-        raise UnsupportedVariant(f"{node.op_type} '{node.name}': unknown auto_pad {auto_pad!r}")
+        raise node.error(f"unknown auto_pad {display_name(auto_pad)!r}")
     return {"stride": strides, "dilation": dilations, "padding": padding}
 
 

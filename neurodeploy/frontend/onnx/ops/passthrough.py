@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import numpy_helper
 
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
 from neurodeploy.frontend.onnx.registry import onnx_op
@@ -17,29 +16,31 @@ def identity(ctx: ImportContext, node: Node) -> None:
 @onnx_op("Dropout", 10, 12, 13)
 def dropout(ctx: ImportContext, node: Node) -> None:
     training = node.input(2)
-    if training is not None and (not ctx.is_const(training) or bool(ctx.const(training))):
+    if training is not None and (
+        not ctx.is_const(training) or ctx.const(training).size != 1 or bool(ctx.const(training).reshape(-1)[0])
+    ):
         raise UnsupportedVariant(f"Dropout '{node.name}': training_mode must be a constant false")
     if len(node.outputs) > 1 and node.outputs[1]:
         raise UnsupportedVariant(f"Dropout '{node.name}': the mask output is not supported")
     ctx.alias(node.outputs[0], node.input(0))
 
 
+_CONSTANT_KINDS = {
+    "value": lambda node: node.attr_tensor("value"),
+    "value_float": lambda node: np.array(node.attr_float("value_float"), np.float32),
+    "value_floats": lambda node: np.array(node.attr_floats("value_floats"), np.float32),
+    "value_int": lambda node: np.array(node.attr_int("value_int"), np.int64),
+    "value_ints": lambda node: np.array(node.attr_ints("value_ints"), np.int64),
+}
+
+
 @onnx_op("Constant", 11, 12, 13, 19, 21)
 def constant(ctx: ImportContext, node: Node) -> None:
     attrs = node.proto.attribute
     if len(attrs) != 1:
-        raise UnsupportedVariant(f"Constant '{node.name}': expected exactly one value attribute")
+        raise node.error(f"has {len(attrs)} attributes; a Constant holds exactly one value attribute")
     key = attrs[0].name
-    if key == "value":
-        value = numpy_helper.to_array(attrs[0].t)
-    elif key == "value_float":
-        value = np.array(node.attr(key), np.float32)
-    elif key == "value_floats":
-        value = np.array(node.attr(key), np.float32)
-    elif key == "value_int":
-        value = np.array(node.attr(key), np.int64)
-    elif key == "value_ints":
-        value = np.array(node.attr(key), np.int64)
-    else:
+    read = _CONSTANT_KINDS.get(key)
+    if read is None:
         raise UnsupportedVariant(f"Constant '{node.name}': {key} constants are not supported")
-    ctx.set_const(node.outputs[0], value)
+    ctx.set_const(node.outputs[0], read(node))

@@ -9,7 +9,7 @@ from neurodeploy.ir.ops import AvgPool2d, GlobalAvgPool, MaxPool2d, Reshape
 
 
 def _kernel(node: Node) -> tuple[int, int]:
-    kernel = tuple(int(k) for k in node.attr("kernel_shape", []))
+    kernel = tuple(node.attr_ints("kernel_shape"))
     if len(kernel) != 2:
         raise UnsupportedVariant(f"{node.op_type} '{node.name}': kernel_shape {kernel} is not 2-D")
     return kernel
@@ -24,8 +24,8 @@ def average_pool(ctx: ImportContext, node: Node) -> None:
         AvgPool2d,
         [node.input(0)],
         kernel=kernel,
-        ceil_mode=bool(node.attr("ceil_mode", 0)),
-        count_include_pad=bool(node.attr("count_include_pad", 0)),
+        ceil_mode=bool(node.attr_int("ceil_mode", 0)),
+        count_include_pad=bool(node.attr_int("count_include_pad", 0)),
         **window_attrs(node, (h, w), kernel),
     )
 
@@ -41,7 +41,7 @@ def max_pool(ctx: ImportContext, node: Node) -> None:
         MaxPool2d,
         [node.input(0)],
         kernel=kernel,
-        ceil_mode=bool(node.attr("ceil_mode", 0)),
+        ceil_mode=bool(node.attr_int("ceil_mode", 0)),
         **window_attrs(node, (h, w), kernel),
     )
 
@@ -63,19 +63,25 @@ def reduce_mean(ctx: ImportContext, node: Node) -> None:
         axes_name = node.input(1)
         if axes_name is not None and not ctx.is_const(axes_name):
             raise UnsupportedVariant(f"ReduceMean '{node.name}': axes must be constant")
-        axes = None if axes_name is None else [int(a) for a in ctx.const(axes_name).reshape(-1)]
-        if axes is None and node.attr("noop_with_empty_axes", 0):
+        axes = None if axes_name is None else ctx.const_ints(axes_name, "axes")
+        if not axes and node.attr_int("noop_with_empty_axes", 0):
             ctx.alias(node.outputs[0], x)
             return
     else:
-        axes = node.attr("axes")
-    keepdims = bool(node.attr("keepdims", 1))
+        axes = node.attr_ints("axes", None)
+    if axes is not None and not axes:
+        axes = None  # an empty list reduces every axis, as an absent one does
+    keepdims = bool(node.attr_int("keepdims", 1))
+    rank = len(ctx.full_shape(x))
+    if axes is not None:
+        if any(not -rank <= a < rank for a in axes):
+            raise node.error(f"axes {axes} are out of range for a rank-{rank} input")
+        axes = sorted({a + rank if a < 0 else a for a in axes})
     if ctx.is_const(x):
         data = ctx.const(x)
         ctx.set_const(node.outputs[0], data.mean(axis=None if axes is None else tuple(axes), keepdims=keepdims))
         return
-    rank = ctx.type_of(x).rank + 1
-    axes = sorted(a + rank if a < 0 else a for a in (axes if axes is not None else range(rank)))
+    axes = axes if axes is not None else list(range(rank))
     if rank < 3 or axes != list(range(2, rank)):
         raise UnsupportedVariant(
             f"ReduceMean '{node.name}': only the mean over every spatial axis (a global average pool) is supported, "
