@@ -9,15 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
+import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from neurodeploy._version import __version__
+from neurodeploy.data.policy import SUMMARY as INPUT_POLICY
 from neurodeploy.errors import DataError, NeurodeployError
 
 log = logging.getLogger("neurodeploy")
@@ -109,23 +114,39 @@ def _load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from neurodeploy.artifact import load_artifact
-    from neurodeploy.compiler import artifact_encoding, emulate_artifact
+    from neurodeploy.compiler import (
+        artifact_classes,
+        artifact_encoding,
+        check_step_count,
+        checked_inputs,
+        emulate_artifact,
+    )
+    from neurodeploy.data.policy import check_labels
+    from neurodeploy.fileio import check_output_file, write_file_atomic
     from neurodeploy.ir.serialize import write_npz
 
+    if args.steps is not None:
+        check_step_count(args.steps, "--steps")  # before anything is read or allocated
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit must be at least 1, got {args.limit}")
+    if args.output:
+        check_output_file(args.output)  # before the work, not after it
     artifact = load_artifact(args.artifact)
     encoding = _encoding(args, artifact_encoding(artifact))
     x, labels = _load_inputs(args.input)
+    labels_from = f"{args.input} (y)"
     if args.labels:
         labels, _ = _load_inputs(args.labels)
+        labels_from = args.labels
     if args.limit is not None:
-        if args.limit < 1:
-            raise DataError(f"--limit must be at least 1, got {args.limit}")
         x = x[: args.limit]
         labels = None if labels is None else labels[: args.limit]
     if x.ndim > 0 and len(x) == 0:
         raise DataError(f"{args.input} holds no inputs (array of shape {x.shape}); give at least one sample")
-    if args.steps is not None and args.steps < 1:
-        raise DataError(f"--steps must be at least 1, got {args.steps}")
+    if labels is not None:
+        samples = len(x) if x.ndim > 0 else 1
+        labels = check_labels(labels, samples=samples, classes=artifact_classes(artifact), where=labels_from)
+    x = checked_inputs(artifact, x, encoding, where=args.input)  # the input policy, naming the file
     result = emulate_artifact(artifact, x, steps=args.steps, mode=args.mode, encoding=encoding)
     summary = f"emulated {len(result.outputs)} sample(s) on {artifact.target} ({result.mode}"
     if result.mode == "ann":
@@ -135,7 +156,6 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     else:
         summary += f", {result.steps} steps, {_describe_encoding(encoding)})"
     if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(result.outputs):
             raise DataError(f"{len(labels)} labels for {len(result.outputs)} inputs")
         correct = int((result.predictions == labels).sum())
@@ -146,15 +166,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         summary += f", {total / max(neurons, 1):.3f} spikes per neuron per sample"
     if args.output:
         out = Path(args.output)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         arrays = {"outputs": result.outputs, "predictions": result.predictions, "steps": np.asarray(result.steps)}
         arrays.update({f"spikes/{k}": v for k, v in result.spikes.items()})
-        try:
-            write_npz(tmp, arrays)
-            tmp.replace(out)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise DataError(f"cannot write {out}: {exc}") from exc
+        write_file_atomic(out, lambda f: write_npz(f, arrays))  # replaces a regular file only
         summary += f" -> {out}"
     print(summary)
     return 0
@@ -206,9 +220,13 @@ def _target_options(items: list[str] | None) -> dict[str, str]:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from neurodeploy.evaluate import evaluate, plot_accuracy, require_matplotlib
+    from neurodeploy.fileio import check_output_file, write_file_atomic
 
     if args.plot:
         require_matplotlib()  # before the work, not after it
+    for output in (args.json, args.plot):
+        if output:
+            check_output_file(output)  # only regular files are replaced; say so before the work
     options = {}
     if args.bin_us is not None:
         options["bin_us"] = args.bin_us
@@ -238,22 +256,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     report = result.to_dict()
     sys.stdout.write(result.format_table())
     if args.json:
-        _write_text(Path(args.json), json.dumps(report, indent=2, allow_nan=False) + "\n")
+        write_file_atomic(Path(args.json), (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
     if args.plot:
         plot_accuracy(report, args.plot)
     written = ", ".join(str(p) for p in (args.json, args.plot) if p)
     print(f"evaluated {report['samples']} sample(s) in {result.seconds:.1f} s" + (f" -> {written}" if written else ""))
     return 0
-
-
-def _write_text(out: Path, text: str) -> None:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        tmp.replace(out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"cannot write {out}: {exc}") from exc
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
@@ -360,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoding_options(p, "the input encoding recorded in the artifact (default direct)")
     p.set_defaults(func=_cmd_compile)
 
-    p = sub.add_parser("emulate", parents=[common], help="run an artifact on inputs with its target's emulator")
+    p = sub.add_parser(
+        "emulate",
+        parents=[common],
+        help="run an artifact on inputs with its target's emulator",
+        description="Run an artifact on inputs with its target's emulator. " + INPUT_POLICY,
+    )
     p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
     p.add_argument("--input", "-i", required=True, help=".npy (batch first) or .npz with x (and y: labels)")
     p.add_argument("--steps", "-T", type=int, help="time steps (default: the target's)")
@@ -372,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_emulate)
 
     p = sub.add_parser(
-        "evaluate", parents=[common], help="compile a model, then compare ANN and SNN accuracy over time steps"
+        "evaluate",
+        parents=[common],
+        help="compile a model, then compare ANN and SNN accuracy over time steps",
+        description="Compile a model, then compare ANN and SNN accuracy over time steps. " + INPUT_POLICY,
     )
     p.add_argument("model", help="the .onnx file")
     p.add_argument("--target", "-t", default="reference", help="target name (default reference)")
@@ -432,18 +448,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread while a command runs, so that the clean-up Ctrl-C gets runs too
+    (a half-written artifact or output file is removed); the command then exits with status 143."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (once; repeats are ignored while the clean-up
+    runs); the previous handler is restored after. Only the main thread can handle signals, so elsewhere this
+    does nothing. Spawned worker processes (evaluate's) start with the default handler, not this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.ERROR if args.quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
-    logging.getLogger().handlers[0].setFormatter(_LowerLevelFormatter())
+    # Messages go to stderr as "warning: ..." while the command runs; the caller's logging (a test's, an
+    # application's calling main) is put back afterwards, untouched.
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LowerLevelFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(level)
     try:
-        return args.func(args)
+        return _run(args)
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        with _sigterm_raises():
+            return args.func(args)
     except NeurodeployError as exc:
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from neurodeploy import limits
 from neurodeploy._version import __version__
 from neurodeploy.artifact import (
     ARTIFACT_FORMAT,
@@ -26,8 +27,9 @@ from neurodeploy.artifact import (
 from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.calibration import Calibration
+from neurodeploy.data.policy import check_values, input_range, recorded_range
 from neurodeploy.encoding import Encoding
-from neurodeploy.errors import DataError, PipelineError
+from neurodeploy.errors import ConversionError, DataError, PipelineError
 from neurodeploy.frontend.onnx import import_onnx
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
@@ -117,10 +119,13 @@ def compile_model(
     passes = build_pipeline(pipeline if pipeline is not None else f"{CANONICALIZE},{backend.pipeline(options)}")
     ctx = PassContext()
     if calibration is not None:
+        check_values(calibration.x, where=f"calibration data ({calibration.source})", role="calibration")
         try:
             ctx.calibration = interpret.check_inputs(graph, calibration.x)[next(iter(graph.inputs))]
         except DataError as exc:
             raise DataError(f"calibration data ({calibration.source}) does not fit the model: {exc}") from None
+        if len(ctx.calibration) == 0:
+            raise DataError(f"calibration data ({calibration.source}) holds no samples")
     ann, snn = run_pipeline(graph, passes, ctx, after_pass)
     report = backend.resources(snn)
     compiled = CompiledModel(
@@ -132,14 +137,16 @@ def compile_model(
         calibration=ctx.calibration,
     )
     inputs, outputs = _io_description(snn, encoding)
+    if ctx.calibration is not None:  # what emulate checks inputs against (the input policy)
+        inputs[0]["range"] = input_range(ctx.calibration)
 
     def fill(folder: Path) -> dict[str, Any]:
         backend.emit(compiled, folder)
         sections = {"resources": report.to_dict(), "conversion": ctx.records, "warnings": compiled.warnings}
         if "report" in compiled.target:
             sections["target"] = compiled.target["report"]
-        (folder / "report.json").write_bytes(dumps_json(sections))
-        return {
+        (folder / "report.json").write_bytes(dumps_json(require_finite(sections, "report.json")))
+        manifest = {
             "neurodeploy": {"version": __version__, "artifact_format": ARTIFACT_FORMAT},
             "target": {
                 "name": backend.target,
@@ -163,10 +170,28 @@ def compile_model(
             "versions": {"python": platform.python_version(), "numpy": np.__version__, "onnx": onnx.__version__},
             "warnings": compiled.warnings,
         }
+        return require_finite(manifest, "manifest.json")
 
     write_artifact(out_dir, fill)
     log.info("wrote %s", out_dir)
     return load_artifact(out_dir)
+
+
+def require_finite(doc: Any, name: str, path: str = "") -> Any:
+    """``doc`` unchanged if every number in it is finite; otherwise a ConversionError naming the key, since JSON
+    cannot hold NaN or Inf and such a number in what compile writes means a step before went wrong."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            require_finite(value, name, f"{path}.{key}" if path else str(key))
+    elif isinstance(doc, (list, tuple)):
+        for i, value in enumerate(doc):
+            require_finite(value, name, f"{path}[{i}]")
+    elif isinstance(doc, (float, np.floating)) and not np.isfinite(doc):
+        raise ConversionError(
+            f"{name}: {path or 'the document'} is {float(doc)}, which JSON cannot hold; a step before produced a "
+            "non-finite number (check the model's weights and the calibration data)"
+        )
+    return doc
 
 
 def _shapes_option(input_shapes) -> Any:
@@ -188,16 +213,78 @@ def emulate_artifact(
     neuron_counts: bool = False,
 ):
     """Run an artifact with the emulator of the target it was compiled for, with ``encoding`` or else the
-    encoding its manifest records."""
+    encoding its manifest records.
+
+    The inputs pass the input policy first (:mod:`neurodeploy.data.policy`): checked against the input range
+    the manifest records (integer 8-bit images are divided by 255, with a warning, for a model calibrated on
+    [0, 1]); ``steps`` is checked against ``NEURODEPLOY_MAX_STEPS`` before anything is allocated."""
+    if steps is not None:
+        check_step_count(steps, "the emulation")
     if not isinstance(artifact, Artifact):
         artifact = load_artifact(artifact)
     backend = get_backend(artifact.target)
-    steps = steps if steps is not None else artifact.manifest["target"].get("default_steps", backend.default_steps)
+    if steps is None:
+        steps = check_step_count(
+            artifact.manifest["target"].get("default_steps", backend.default_steps), "the artifact's default_steps"
+        )
     encoding = encoding if encoding is not None else artifact_encoding(artifact)
+    inputs = checked_inputs(artifact, inputs, encoding)
     extra = {"neuron_counts": True} if neuron_counts else {}  # only asked of backends when wanted
-    return backend.emulate(
+    result = backend.emulate(
         artifact, inputs, steps=steps, mode=mode, checkpoints=checkpoints, encoding=encoding, **extra
     )
+    require_finite_outputs(result, artifact.target)
+    return result
+
+
+def require_finite_outputs(result: Any, target: str) -> None:
+    """Refuse an emulation whose readout holds NaN or Inf (a float overflow inside the network, e.g. from huge
+    weights): its predictions would be meaningless."""
+    readouts = [("outputs", result.outputs)] + [(f"outputs after {t} steps", a) for t, a in result.checkpoints.items()]
+    for what, array in readouts:
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise ConversionError(
+                f"the emulation on {target} produced {bad:,} NaN or Inf value(s) among its {np.size(array):,} "
+                f"{what}: the network overflows float32 on these inputs (check the model for very large weights)"
+            )
+
+
+def check_step_count(steps: Any, what: str) -> int:
+    """``steps`` as an int: a whole number >= 1 within ``NEURODEPLOY_MAX_STEPS`` (see :mod:`neurodeploy.limits`)."""
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+        raise DataError(f"{what}: time steps must be a whole number, got {steps!r}")
+    if steps < 1:
+        raise DataError(f"{what}: time steps must be at least 1, got {steps}")
+    limits.check_steps(int(steps), what)
+    return int(steps)
+
+
+def checked_inputs(artifact: Artifact, inputs: Any, encoding: Encoding, where: str | None = None) -> Any:
+    """``inputs`` after the input policy (:func:`neurodeploy.data.policy.check_values`), against the range the
+    artifact's manifest records for its first input; a dict of arrays is checked array by array."""
+    recorded = recorded_range(artifact.manifest)
+    if isinstance(inputs, dict):
+        first = (artifact.manifest.get("inputs") or [{}])[0].get("name")
+        return {
+            name: check_values(
+                x,
+                where=f"{where or 'input'} {name!r}",
+                kind=encoding.kind,
+                recorded=recorded if name == first else None,
+            )
+            for name, x in inputs.items()
+        }
+    return check_values(inputs, where=where or "the input", kind=encoding.kind, recorded=recorded)
+
+
+def artifact_classes(artifact: Artifact) -> int | None:
+    """The number of classes: the size of the first output per sample (None if the manifest does not say)."""
+    outputs = artifact.manifest.get("outputs") or [{}]
+    shape = outputs[0].get("shape") if isinstance(outputs[0], dict) else None
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+        return None
+    return int(np.prod(shape, dtype=np.int64))
 
 
 def artifact_encoding(artifact: Artifact) -> Encoding:

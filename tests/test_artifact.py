@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from cli_support import CALIBRATION, copy_bundled, folder_bytes, listing, load_test_images, run_cli, save_tiny
+from cli_support import (
+    CALIBRATION,
+    copy_bundled,
+    folder_bytes,
+    listing,
+    load_test_images,
+    minimal_manifest,
+    run_cli,
+    save_tiny,
+)
 
 import neurodeploy
 from neurodeploy import compile_model, emulate_artifact, load_artifact, load_calibration
@@ -39,7 +48,7 @@ def test_manifest_records_versions_target_pipeline_options_io_and_checksums(tmp_
     assert artifact.root == tmp_path / "art"
     assert artifact.target == "reference"
 
-    assert manifest["neurodeploy"] == {"version": neurodeploy.__version__, "artifact_format": 1}
+    assert manifest["neurodeploy"] == {"version": neurodeploy.__version__, "artifact_format": 2}
     assert manifest["versions"] == {
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -56,7 +65,9 @@ def test_manifest_records_versions_target_pipeline_options_io_and_checksums(tmp_
     assert manifest["source"]["file"] == "model.onnx"
     assert manifest["source"]["sha256"] == hashlib.sha256((tmp_path / "models" / "model.onnx").read_bytes()).hexdigest()
     assert manifest["source"]["opset"] == 17
-    assert manifest["inputs"] == [{"name": "input", "shape": [1, 28, 28], "dtype": "float32", "encoding": "direct"}]
+    assert manifest["inputs"] == [
+        {"name": "input", "shape": [1, 28, 28], "dtype": "float32", "encoding": "direct", "range": [0.0, 1.0]}
+    ]  # range: of the calibration inputs, which emulate checks inputs against
     assert len(manifest["outputs"]) == 1
     assert manifest["outputs"][0]["shape"] == [10]
     assert manifest["outputs"][0]["decision"] == "argmax"
@@ -65,8 +76,9 @@ def test_manifest_records_versions_target_pipeline_options_io_and_checksums(tmp_
     on_disk = set(listing(tmp_path / "art")) - {MANIFEST}
     assert set(manifest["files"]) == on_disk
     assert {"snn.json", "snn.npz", "ann.json", "ann.npz", "report.json"} <= on_disk
-    for name, digest in manifest["files"].items():
-        assert hashlib.sha256((tmp_path / "art" / name).read_bytes()).hexdigest() == digest, name
+    for name, entry in manifest["files"].items():
+        data = (tmp_path / "art" / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}, name
 
 
 def test_manifest_depends_on_neither_time_nor_absolute_path(tmp_path):
@@ -194,7 +206,7 @@ def one_file(name: str, text: str):
 
     def fill(folder: Path) -> dict:
         (folder / name).write_text(text)
-        return {"neurodeploy": {"artifact_format": 1}}
+        return minimal_manifest()
 
     return fill
 

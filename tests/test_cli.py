@@ -420,3 +420,24 @@ def test_console_script_exit_codes(tmp_path):
     assert debug.code == 1
     assert "Traceback (most recent call last)" in debug.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_main_puts_the_callers_logging_back(tmp_path):
+    """main logs to stderr while it runs (``--quiet``: errors only), then leaves the root logger as it found it,
+    so a program or a test calling it twice sees its own logging configuration."""
+    import logging
+
+    from neurodeploy.cli import main
+
+    root = logging.getLogger()
+    mine = logging.NullHandler()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [mine]
+    root.setLevel(logging.INFO)
+    try:
+        assert main(["compile", str(tmp_path / "missing.onnx"), "--target", "reference", "--quiet"]) == 1
+        assert root.handlers == [mine]
+        assert root.level == logging.INFO
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])

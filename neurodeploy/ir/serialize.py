@@ -10,16 +10,22 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
+import os
+import struct
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from neurodeploy.errors import ArtifactError
+from neurodeploy import limits
+from neurodeploy.errors import ArtifactError, IRVerificationError, NeurodeployError
+from neurodeploy.fileio import open_regular_file
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.op import OP_TYPES, Op
 from neurodeploy.ir.types import TensorType
+from neurodeploy.schema import Array, Bool, Dict, Int, List, Map, Number, Optional, Schema, Str, validate
 
 FORMAT = "neurodeploy-ir"
 FORMAT_VERSION = 1
@@ -75,33 +81,127 @@ def graph_to_dict(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return doc, arrays
 
 
-def _op_from_dict(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Op:
+_NAME = Str(meaning="a string")
+_SHAPE = List(Int(1))
+_META = Dict(optional={"lambda": Array("f")})
+"""What is read of an op's ``meta`` (the rest is provenance, kept as it is): evaluate's spike scale."""
+_GRAPH = Dict(
+    {
+        "format": Str(choices=(FORMAT,)),
+        "version": Int(),
+        "name": Str(),
+        "inputs": Map(Dict({"shape": _SHAPE}, {"dtype": Str(choices=("float32",))}), max_len=1 << 16),
+        "outputs": List(Str(), min_len=1),
+        "ops": List(
+            Dict(
+                {
+                    "op_type": Str(),
+                    "name": _NAME,
+                    "inputs": List(Str()),
+                    "output": Str(),
+                    "attributes": Map(),
+                },
+                {"meta": _META},
+            )
+        ),
+    },
+    {"meta": Map()},
+)
+"""The IR JSON document; each op's attributes are checked against its class (:func:`_attribute_schema`)."""
+
+_ARRAY_REF = Dict({"array": Str()})
+
+
+def _attribute_schema(annotation: str) -> Schema | None:
+    """The JSON form of an op field declared as ``annotation`` (a dataclass field type, as a string); None for a
+    numpy array, which the document holds as ``{"array": key}``."""
+    optional = annotation.endswith(" | None")
+    base = annotation.removesuffix(" | None")
+    if base == "np.ndarray":
+        schema: Schema = _ARRAY_REF
+    elif base == "int":
+        schema = Int()
+    elif base == "float":
+        schema = Number()
+    elif base == "bool":
+        schema = Bool()
+    elif base == "str":
+        schema = Str()
+    elif base == "tuple[int, ...]":
+        schema = List(Int())
+    elif base.startswith("tuple[") and set(base[6:-1].split(", ")) == {"int"}:
+        schema = List(Int(), length=len(base[6:-1].split(", ")))
+    else:
+        raise TypeError(f"op field type {annotation!r} has no JSON form; add it to _attribute_schema")
+    return Optional(schema) if optional else schema
+
+
+def _op_from_dict(entry: dict[str, Any], arrays: dict[str, np.ndarray], index: int, file: str) -> Op:
+    """One op of a validated document; errors name the file, the op and the attribute."""
+    where = f"{file}: ops[{index}] ({entry['op_type']} {entry['name']!r})"
     cls = OP_TYPES.get(entry["op_type"])
     if cls is None:
-        raise ArtifactError(f"unknown op type {entry['op_type']!r} in serialized graph")
-    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        raise ArtifactError(f"{file}: ops[{index}]: unknown op type {entry['op_type']!r} in serialized graph")
+    fields = {
+        f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in ("name", "inputs", "output", "meta")
+    }
     kwargs: dict[str, Any] = {}
-    for key, value in entry["attributes"].items():
-        if isinstance(value, dict) and set(value) == {"array"}:
+    attributes = entry["attributes"]
+    for key in attributes:
+        if key not in fields:
+            raise ArtifactError(f"{where}: {cls.op_type} has no attribute {key!r}")
+    for key, f in fields.items():
+        if key not in attributes:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ArtifactError(f"{where}: attribute {key!r} is missing")
+            continue
+        value = attributes[key]
+        validate(_attribute_schema(str(f.type)), value, f"{where}: attribute {key!r}")
+        if isinstance(value, dict):
             if value["array"] not in arrays:
-                raise ArtifactError(f"array {value['array']!r} of op {entry['name']!r} missing from the npz")
+                raise ArtifactError(f"{where}: array {value['array']!r} of op {entry['name']!r} missing from the npz")
             value = arrays[value["array"]]
-        elif isinstance(value, list) and types.get(key, "").startswith("tuple"):
+            if value.dtype.kind in "fc" and not np.isfinite(value).all():
+                bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+                raise ArtifactError(
+                    f"{where}: attribute {key!r} (array {attributes[key]['array']!r}) holds {bad:,} NaN or "
+                    "infinite values; compile never writes them"
+                )
+        elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
-    return cls(
-        name=entry["name"], inputs=tuple(entry["inputs"]), output=entry["output"], meta=entry.get("meta", {}), **kwargs
-    )
-
-
-def graph_from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
-    if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"not a {FORMAT} v{FORMAT_VERSION} document (format={doc.get('format')!r}, version={doc.get('version')!r})"
+    try:
+        return cls(
+            name=entry["name"],
+            inputs=tuple(entry["inputs"]),
+            output=entry["output"],
+            meta=dict(entry.get("meta", {})),
+            **kwargs,
         )
-    inputs = {k: TensorType(tuple(v["shape"]), v.get("dtype", "float32")) for k, v in doc["inputs"].items()}
-    ops = [_op_from_dict(entry, arrays) for entry in doc["ops"]]
-    return Graph(doc["name"], inputs, list(doc["outputs"]), ops, dict(doc.get("meta", {})))
+    except (TypeError, ValueError, ArithmeticError, IndexError, KeyError) as exc:
+        raise ArtifactError(f"{where}: {exc}") from None
+
+
+def graph_from_dict(doc: Any, arrays: dict[str, np.ndarray], file: str = "graph.json") -> Graph:
+    """The graph an IR document describes (``arrays``: its npz), checked: the document against its schema, each
+    op against its class, then :meth:`Graph.verify`. Every problem is an ArtifactError naming ``file``."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
+        got = (doc.get("format"), doc.get("version")) if isinstance(doc, dict) else (None, None)
+        raise ArtifactError(
+            f"{file} is not a {FORMAT} v{FORMAT_VERSION} document (format={got[0]!r}, version={got[1]!r})"
+        )
+    validate(_GRAPH, doc, file)
+    try:
+        inputs = {k: TensorType(tuple(v["shape"]), v.get("dtype", "float32")) for k, v in doc["inputs"].items()}
+    except ValueError as exc:
+        raise ArtifactError(f"{file}: inputs: {exc}") from None
+    ops = [_op_from_dict(entry, arrays, i, file) for i, entry in enumerate(doc["ops"])]
+    graph = Graph(doc["name"], inputs, list(doc["outputs"]), ops, dict(doc.get("meta", {})))
+    try:
+        graph.verify()
+    except (IRVerificationError, TypeError, ValueError, ArithmeticError, IndexError, KeyError) as exc:
+        raise ArtifactError(f"{file} does not describe a valid graph: {exc}") from None
+    return graph
 
 
 def dumps_json(doc: Any) -> bytes:
@@ -109,8 +209,9 @@ def dumps_json(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An ``.npz`` numpy can read, with the same bytes every time for the same arrays."""
+def write_npz(path: Path | BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    """An ``.npz`` numpy can read, with the same bytes every time for the same arrays (into a path, or a binary
+    file opened for writing)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for key in sorted(arrays):
             buf = io.BytesIO()
@@ -120,12 +221,133 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             zf.writestr(info, buf.getvalue())
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(
+    source: bytes | bytearray | str | os.PathLike,
+    what: str | None = None,
+    *,
+    error: type[NeurodeployError] = ArtifactError,
+    cap: str = "max_file_bytes",
+) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``: ``source`` is its bytes (``what`` names it in messages) or a path (a regular
+    file, no symbolic link). Read safely, whoever wrote it: every member must be a ``KEY.npy`` stored
+    uncompressed, as :func:`write_npz` writes them (so no member holds more bytes than the file: no zip bomb);
+    declared sizes, and their total, are checked against the cap ``cap`` (:mod:`neurodeploy.limits`) before
+    anything is read; reads stop at the declared size; each header is parsed (no object or pickled arrays) and
+    the data must be exactly shape x itemsize bytes. Problems raise ``error`` naming the file, a too large
+    member a LimitError."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name = what or "the npz"
+        return _read_npz(io.BytesIO(source), name, error, cap)
+    path = Path(source)
+    name = what or str(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+        f = open_regular_file(path, error=error)
+    except FileNotFoundError:
+        raise error(f"{name} does not exist") from None
+    except OSError as exc:
+        raise error(f"cannot read {name}: {exc.strerror or exc}") from None
+    with f:
+        return _read_npz(f, name, error, cap)
+
+
+def _read_npz(f: BinaryIO, name: str, error: type[NeurodeployError], cap: str) -> dict[str, np.ndarray]:
+    try:
+        _check_directory_size(f, name, error)
+        with zipfile.ZipFile(f) as zf:
+            members = zf.infolist()
+            seen: set[str] = set()
+            for info in members:
+                if not info.filename.endswith(".npy") or info.is_dir():
+                    raise error(f"{name}: member {info.filename!r} is not a .npy array")
+                if info.filename in seen:
+                    raise error(f"{name}: member {info.filename!r} appears twice")
+                seen.add(info.filename)
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise error(
+                        f"{name}: member {info.filename!r} is compressed; artifacts store their arrays "
+                        "uncompressed (a compressed member can expand far beyond the file's recorded size)"
+                    )
+                limits.check(cap, info.file_size, f"{name}: member {info.filename!r}")
+                if info.compress_size != info.file_size:
+                    raise error(
+                        f"{name}: member {info.filename!r} is stored uncompressed in {info.compress_size:,} bytes "
+                        f"but declares {info.file_size:,}"
+                    )
+            limits.check(cap, sum(info.file_size for info in members), f"{name}: its members together")
+            arrays = {}
+            for info in members:
+                with zf.open(info) as member:
+                    data = member.read(info.file_size + 1)
+                if len(data) != info.file_size:
+                    raise error(
+                        f"{name}: member {info.filename!r} holds {len(data):,} bytes, its entry says {info.file_size:,}"
+                    )
+                arrays[info.filename[: -len(".npy")]] = _parse_npy(data, f"{name}: member {info.filename!r}", error)
+            return arrays
+    except NeurodeployError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        struct.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
+        raise error(f"cannot read {name}: {exc}") from None
+    except RuntimeError as exc:  # an encrypted member
+        raise error(f"cannot read {name}: {exc}") from None
+
+
+_MAX_DIRECTORY_BYTES = 4 << 20
+"""The zip directory of an npz is read whole into Python objects (some 10x its size), so it is capped: 4 MiB
+lists some 60000 arrays, far more than any model has."""
+
+
+def _check_directory_size(f: BinaryIO, name: str, error: type[NeurodeployError]) -> None:
+    end = getattr(zipfile, "_EndRecData", None)
+    if end is None:  # not in this Python's zipfile: ZipFile's own checks only
+        return
+    record = end(f)
+    f.seek(0)
+    if record and record[zipfile._ECD_SIZE] > _MAX_DIRECTORY_BYTES:
+        raise error(
+            f"{name}: its zip directory has {record[zipfile._ECD_SIZE]:,} bytes, more than the "
+            f"{_MAX_DIRECTORY_BYTES:,} an npz of arrays needs"
+        )
+
+
+def _parse_npy(data: bytes, where: str, error: type[NeurodeployError]) -> np.ndarray:
+    """An array from the bytes of a ``.npy``: header checked, no objects, data exactly shape x itemsize."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors, ... on junk
+        raise error(f"{where} has a bad .npy header: {exc}") from None
+    if dtype.hasobject:
+        raise error(f"{where} holds Python objects ({dtype}); only numeric arrays are read")
+    if dtype.itemsize == 0:
+        raise error(f"{where} has elements of 0 bytes ({dtype}); only numeric arrays are read")
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise error(f"{where} has a bad shape {shape}")
+    count = math.prod(shape)
+    offset = f.tell()
+    if count * dtype.itemsize != len(data) - offset:
+        raise error(
+            f"{where}: shape {shape} of {dtype} needs {count * dtype.itemsize:,} bytes, the member holds "
+            f"{len(data) - offset:,}"
+        )
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran else "C").copy(order="K")
 
 
 def save_graph(graph: Graph, folder: Path, stem: str = "graph") -> list[Path]:
@@ -138,9 +360,7 @@ def save_graph(graph: Graph, folder: Path, stem: str = "graph") -> list[Path]:
 
 
 def load_graph(folder: Path, stem: str = "graph") -> Graph:
-    json_path = folder / f"{stem}.json"
-    try:
-        doc = json.loads(json_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot read {json_path}: {exc}") from exc
-    return graph_from_dict(doc, read_npz(folder / f"{stem}.npz"))
+    """Read what :func:`save_graph` wrote into a plain folder (an artifact's graphs: ``Artifact.read_graph``)."""
+    from neurodeploy.artifact import Folder
+
+    return Folder(folder).read_graph(stem)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy import limits
 from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, LayerUsage, ResourceReport, TargetSpec
 from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.encoding import Encoding
@@ -16,7 +17,7 @@ from neurodeploy.errors import DataError, IRVerificationError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.ops import Conv2d, Dense
-from neurodeploy.ir.serialize import load_graph, save_graph
+from neurodeploy.ir.serialize import save_graph
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.metrics import neuron_counts as neuron_counts_of
 
@@ -72,8 +73,11 @@ class ReferenceBackend(Backend):
         batch_size: int = 256,
     ) -> EmulationResult:
         mode = self.resolve_mode(mode)
+        if steps < 1:
+            raise DataError(f"steps must be >= 1, got {steps}")
+        limits.check_steps(steps, "the emulation")  # before anything is allocated
         encoding = encoding if encoding is not None else Encoding()
-        graph = load_graph(artifact.root, mode)
+        graph = artifact.read_graph(mode)  # listed, regular, checksummed, verified
         out_name = graph.outputs[0]
         x = encoding.check_inputs(graph, inputs)
         input_name = next(iter(graph.inputs))
