@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy.data.policy import check_values
 from neurodeploy.errors import DataError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
@@ -89,7 +90,8 @@ class Encoding:
     # -- inputs -------------------------------------------------------------------------------------------------
     def check_inputs(self, graph: Graph, inputs: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Match user arrays to the graph inputs (float32, batch first). ``events`` inputs have a frame axis
-        after the batch axis: ``(batch, frames, *shape)``."""
+        after the batch axis: ``(batch, frames, *shape)``, and hold event counts (finite, >= 0). The values must
+        pass the input policy (:func:`neurodeploy.data.policy.check_values`)."""
         if self.kind != "events":
             return interpret.check_inputs(graph, inputs)
         if not isinstance(inputs, dict):
@@ -107,9 +109,7 @@ class Encoding:
                     f"input {name!r} has shape {x.shape}; events encoding takes (batch, frames, {dims}): one frame "
                     "per time step"
                 )
-            if not np.issubdtype(x.dtype, np.number):
-                raise DataError(f"input {name!r} has dtype {x.dtype}; expected numbers")
-            out[name] = np.ascontiguousarray(x, dtype=np.float32)
+            out[name] = check_values(x, where=f"input {name!r}", kind="events")  # counts: finite, >= 0
         return out
 
     def analog(self, x: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ Metrics, per sample and averaged over the evaluated samples:
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing
 import os
@@ -36,15 +37,17 @@ import numpy as np
 from neurodeploy._version import __version__
 from neurodeploy.artifact import load_artifact
 from neurodeploy.backends.registry import get_backend
-from neurodeploy.compiler import compile_model
+from neurodeploy.compiler import compile_model, require_finite_outputs
 from neurodeploy.data.arrays import load_array_file
 from neurodeploy.data.calibration import DEFAULT_SAMPLES, Calibration, load_calibration
 from neurodeploy.data.datasets import _LOADERS, Dataset, load_dataset
+from neurodeploy.data.policy import check_labels, check_values, input_range
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError, NeurodeployError
+from neurodeploy.fileio import write_file_atomic
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.serialize import load_graph
+from neurodeploy.limits import check_steps
 from neurodeploy.metrics import layer_macs
 
 log = logging.getLogger(__name__)
@@ -91,12 +94,16 @@ def load_evaluation_data(spec: str, limit: int | None = None, options: dict[str,
         raise DataError(f"{path} has no labels; evaluating needs an .npz with x (inputs) and y (labels)")
     if x.ndim < 2 or len(x) == 0:
         raise DataError(f"{path}: x has shape {x.shape}; expected a batch of inputs, batch first")
-    y = np.asarray(y).reshape(len(y), -1)
-    if y.shape[1] != 1:
-        raise DataError(f"{path}: y has shape {y.shape}; expected one integer label per sample")
+    y = check_labels(y, samples=len(x), where=f"{path} (y)")  # whole numbers, one per sample
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    return Dataset(path.name, "file", np.asarray(x, np.float32), y[:, 0].astype(np.int64))
+    # x keeps its dtype: evaluate applies the input policy (integer images may be rescaled) once it knows the range
+    return Dataset(path.name, "file", x, y)
+
+
+def _data_name(dataset: Dataset) -> str:
+    """How messages name the evaluation data: the file, or the data set and split."""
+    return dataset.name if dataset.split == "file" else f"{dataset.name} ({dataset.split} split)"
 
 
 def _calibration(
@@ -280,8 +287,8 @@ class _Runner:
         self.job = job
         self.artifact = load_artifact(job.artifact, verify=False)
         self.backend = get_backend(self.artifact.target)
-        snn = load_graph(self.artifact.root, "snn")
-        self.ann = load_graph(self.artifact.root, "ann")
+        snn = self.artifact.read_graph("snn")  # through the artifact's checks, in workers too
+        self.ann = self.artifact.read_graph("ann")
         self.layers = _layers(snn, self.ann)
         self.inputs = set(snn.inputs)
         self.x = np.load(job.inputs, mmap_mode="r") if isinstance(job.inputs, Path) else job.inputs
@@ -301,6 +308,7 @@ class _Runner:
             neuron_counts=True,
             **({"mode": job.mode} if job.mode is not None else {}),
         )
+        require_finite_outputs(result, self.artifact.target)
         keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]
         ann = interpret.run(self.ann, job.encoding.analog(x), keep=keep)
         sums = _Sums(samples=n)
@@ -356,6 +364,10 @@ def _single_threaded_blas() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+MAX_WORKERS_PER_CPU = 4
+"""``--workers`` above this many per CPU is refused (a typo could otherwise spawn thousands of processes)."""
 
 
 def available_cpus() -> int:
@@ -479,8 +491,16 @@ def evaluate(
     steps = sorted({int(s) for s in steps})
     if not steps or steps[0] < 1:
         raise DataError(f"steps must be positive integers, got {list(steps)}")
+    check_steps(steps[-1], "--steps (its largest T)")  # before any data is read or allocated
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 1:
+        raise DataError(f"--workers must be at least 1, got {workers}")
+    if workers is not None and workers > MAX_WORKERS_PER_CPU * available_cpus():
+        raise DataError(
+            f"--workers {workers:,} is more than {MAX_WORKERS_PER_CPU} processes per CPU ({available_cpus()} "
+            "CPUs here); each worker holds a copy of the network, so more only costs memory"
+        )
     if calibration_samples < 1:
         raise DataError(f"calibration needs at least one sample, got --calibration-samples {calibration_samples}")
     if not model.is_file():
@@ -502,6 +522,9 @@ def evaluate(
         )
     n, t_max = len(x), steps[-1]
     cal = _calibration(calibration, dataset, data, calibration_samples, data_options)
+    # the input policy, against the range compile records from the same calibration inputs
+    recorded = input_range(cal.x) if cal is not None and len(cal.x) else None
+    x = check_values(x, where=_data_name(dataset), kind=encoding.kind, recorded=recorded)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="neurodeploy-evaluate-") as tmp:
@@ -514,11 +537,13 @@ def evaluate(
             conversion=conversion,
             target_options=target_options,
         )
-        snn, ann = load_graph(artifact.root, "snn"), load_graph(artifact.root, "ann")
+        snn, ann = artifact.read_graph("snn"), artifact.read_graph("ann")
         try:
             encoding.check_inputs(snn, x[:1])
         except DataError as exc:
             raise DataError(f"the data ({dataset.name}) does not fit {model.name}: {exc}") from None
+        classes = snn.types()[snn.outputs[0]].size
+        check_labels(dataset.y, samples=n, classes=classes, where=f"the labels of {_data_name(dataset)}")
         ann_scores = onnxruntime_outputs(model, encoding.analog(x), batch_size)
         ann_accuracy = float((ann_scores.reshape(n, -1).argmax(axis=1) == dataset.y).mean())
         chunks = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
@@ -604,7 +629,9 @@ def require_matplotlib() -> Any:
 
 
 def plot_accuracy(report: dict[str, Any], path: str | Path) -> None:
-    """Accuracy against T (log2 x axis), the ANN's accuracy as a horizontal line; needs matplotlib."""
+    """Accuracy against T (log2 x axis), the ANN's accuracy as a horizontal line, drawn in memory in the format
+    ``path``'s suffix names (PNG without one), then written whole (:func:`neurodeploy.fileio.write_file_atomic`:
+    only a regular file is replaced); needs matplotlib."""
     plt = require_matplotlib()
     steps = report["steps"]
     accuracy = [100 * report["snn_accuracy"][str(t)] for t in steps]
@@ -622,8 +649,12 @@ def plot_accuracy(report: dict[str, Any], path: str | Path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right")
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise DataError(f"cannot write the plot {path}: {exc}") from exc
+        image = io.BytesIO()
+        kind = Path(path).suffix.lstrip(".").lower() or "png"  # as savefig(path) would choose
+        try:
+            fig.savefig(image, dpi=120, format=kind)  # drawn in memory, then written whole
+        except ValueError as exc:  # a format matplotlib does not know
+            raise DataError(f"cannot write the plot {path}: {exc}") from None
     finally:
         plt.close(fig)
+    write_file_atomic(path, image.getvalue())

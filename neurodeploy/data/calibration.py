@@ -11,6 +11,7 @@ import numpy as np
 
 from neurodeploy.data.arrays import load_array_file
 from neurodeploy.data.datasets import _LOADERS, load_dataset
+from neurodeploy.data.policy import check_values
 from neurodeploy.errors import DataError
 
 DEFAULT_SAMPLES = 1024
@@ -46,7 +47,9 @@ def load_calibration(spec: str, samples: int = DEFAULT_SAMPLES) -> Calibration:
             f"--calibration {spec!r} is neither a known data set ({', '.join(sorted(_LOADERS))}) nor an .npy/.npz file"
         )
     x, _ = load_array_file(path)
-    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
+    if x.ndim < 2:
         raise DataError(f"calibration file {path} holds {x.dtype} of shape {x.shape}; expected numbers, batch first")
-    x = np.ascontiguousarray(x[:samples], dtype=np.float32)
+    if len(x) == 0:
+        raise DataError(f"calibration file {path} holds no samples (x has shape {x.shape})")
+    x = check_values(x[:samples], where=f"calibration file {path}", role="calibration")  # the input policy
     return Calibration(x, f"{path.name}[:{len(x)}]")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from neurodeploy.errors import DataError
+from neurodeploy.limits import check_steps
 
 SENSOR = (2, 34, 34)
 """(polarity, height = y, width = x)."""
@@ -61,12 +62,15 @@ def read_events(path: str | Path) -> np.ndarray:
 
 
 def frame_count(bin_us: int, window_us: int) -> int:
-    """T = window / bin; both positive, the window a whole number of bins."""
+    """T = window / bin; both positive, the window a whole number of bins, T within ``NEURODEPLOY_MAX_STEPS``
+    (one frame per time step)."""
     if bin_us < 1 or window_us < 1:
         raise DataError(f"bin and window must be positive microseconds, got bin_us={bin_us}, window_us={window_us}")
     if window_us % bin_us:
         raise DataError(f"window_us={window_us} is not a whole number of bins of {bin_us} us; pick a divisor")
-    return window_us // bin_us
+    frames = window_us // bin_us
+    check_steps(frames, f"event frames of {bin_us} us over {window_us} us (one per time step)")
+    return frames
 
 
 def bin_events(
