@@ -109,7 +109,7 @@ def test_a_damaged_description_is_an_artifact_error_naming_the_file_layer_and_li
     doc["version"] = 1
     del doc["layers"][1]["neuron"]["vth"]
     (tmp_path / "loihi.json").write_text(json.dumps(doc))
-    with pytest.raises(ArtifactError, match=r"valid Loihi network \(layer '/features/features.6/Relu'\): 'vth'"):
+    with pytest.raises(ArtifactError, match=r"loihi.json: layers\[1\].neuron.vth: missing; expected an integer"):
         Program.load(tmp_path)
     doc["layers"][1]["neuron"]["vth"] = 1 << 17  # one past the 17-bit threshold mantissa
     (tmp_path / "loihi.json").write_text(json.dumps(doc))

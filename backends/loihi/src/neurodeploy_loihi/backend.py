@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy import limits
 from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, ResourceReport
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
@@ -184,6 +185,9 @@ class Loihi2Backend(Backend):
         batch_size: int = 256,
     ) -> EmulationResult:
         mode = self.resolve_mode(mode)
+        if steps < 1:
+            raise DataError(f"steps must be >= 1, got {steps}")
+        limits.check_steps(steps, "the emulation")  # before anything is allocated
         encoding = encoding if encoding is not None else Encoding()
         if encoding.kind != "direct":
             raise DataError(
@@ -192,8 +196,7 @@ class Loihi2Backend(Backend):
             )
         if mode == "graded":
             return emulate_graded(artifact, inputs, steps, tuple(checkpoints), encoding)
-        artifact.path("loihi.json")  # the artifact must list its files
-        program = Program.load(artifact.root)
+        program = Program.load(artifact)  # every file listed in the manifest and checked
         x = encoding.check_inputs(program.host, inputs)[next(iter(program.host.inputs))]
         if len(x) == 0:
             raise DataError("no inputs to emulate (the input array has 0 samples)")

@@ -58,19 +58,26 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.errors import ArtifactError, DataError, NeurodeployError
+from neurodeploy.artifact import open_files
+from neurodeploy.errors import ArtifactError, DataError, IRVerificationError, NeurodeployError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.serialize import dumps_json, load_graph, save_graph, write_npz
+from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
+from neurodeploy.schema import Bool, Dict, Int, List, OneOf, Optional, Str, validate
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace, layer_shape
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
 from neurodeploy_loihi.program import (
+    HOST_STEM,
+    POSITIVE,
+    READOUT_SCHEMA,
+    check_layout,
     input_synapses,
     neuron_entries,
     read_description,
     synapse_entry,
     synapse_of,
+    synapse_schema,
     weighted,
 )
 from neurodeploy_loihi.quantize import compact, lava_order, lava_shape, lava_synapse, to_graph, to_lava
@@ -94,6 +101,41 @@ DESCRIPTION = "graded.json"
 ARRAYS = "graded.npz"
 FORMAT = "neurodeploy-loihi-graded"
 FORMAT_VERSION = 1
+
+
+GRADED_SCHEMA = Dict(
+    {
+        "format": Str(),
+        "version": Int(),
+        "message_bits": Int(1, MESSAGE_BITS_MAX),
+        "input": Dict({"host_graph": HOST_STEM}, {"population": Int(0), "scale": POSITIVE}),
+        "layers": List(
+            Dict(
+                {
+                    "name": Str(),
+                    "role": Str(choices=("input", "hidden", "readout")),
+                    "shape": List(Int(1), min_len=1),
+                    "lava_shape": List(Int(1), min_len=1),
+                    "scale": POSITIVE,
+                    "neuron": Dict(
+                        {
+                            "relu": Bool(),
+                            "shift": Int(),
+                            "message_bits": Int(),
+                            "bias_mant": OneOf(Int(), Dict({"array": Str()})),
+                            "bias_exp": OneOf(Int(), Dict({"array": Str()})),
+                        }
+                    ),
+                    "synapse": Optional(synapse_schema({"num_message_bits": Int()})),
+                }
+            ),
+            min_len=1,
+        ),
+        "readout": READOUT_SCHEMA,
+    },
+    {"delay": Int(0), "mode": Str()},
+)
+"""graded.json: the type of every key :meth:`GradedProgram.load` reads."""
 
 
 class GradedError(NeurodeployError):
@@ -462,14 +504,16 @@ class GradedProgram:
         return [DESCRIPTION, ARRAYS]
 
     @classmethod
-    def load(cls, folder: Path) -> "GradedProgram":
-        """Read what :meth:`save` wrote; errors name the file and the problem."""
-        path = folder / DESCRIPTION
-        doc, value = read_description(folder, DESCRIPTION, ARRAYS, FORMAT, FORMAT_VERSION)
-
+    def load(cls, source: Any) -> "GradedProgram":
+        """Read what :meth:`save` wrote (from an Artifact, a Folder or a path, as :meth:`Program.load`); errors
+        name the file and the problem."""
+        doc, value, path = read_description(source, DESCRIPTION, ARRAYS, FORMAT, FORMAT_VERSION, GRADED_SCHEMA)
+        host = open_files(source).read_graph(doc["input"]["host_graph"])
+        where = "its header"
         try:
             layers = []
             for entry in doc["layers"]:
+                where = f"layer {entry['name']!r}"
                 n = entry["neuron"]
                 neuron = GradedNeuron(
                     relu=bool(n["relu"]),
@@ -481,21 +525,29 @@ class GradedProgram:
                 s = entry["synapse"]
                 synapse = None if s is None else synapse_of(s, value)
                 layers.append(GradedLayer(synapse, neuron, entry["name"], tuple(entry["lava_shape"])))
+            where = "its header"
+            network = GradedNetwork(layers)
             readout = dict(doc["readout"])
             scale = readout.pop("scale", None)
+            readout_scale = None if scale is None else value(scale, np.float32)
+            if readout["kind"] == "spikes" and readout_scale is None:
+                raise ValueError("a spike readout needs its scale")
+            names = [e["name"] for e in doc["layers"]]
+            shapes = [tuple(e["shape"]) for e in doc["layers"]]
+            check_layout(names, shapes, network.layers, readout, host, f"{doc['input']['host_graph']}.json")
             return cls(
-                host=load_graph(folder, doc["input"]["host_graph"]),
-                network=GradedNetwork(layers),
-                names=[e["name"] for e in doc["layers"]],
+                host=host,
+                network=network,
+                names=names,
                 roles=[e["role"] for e in doc["layers"]],
-                shapes=[tuple(e["shape"]) for e in doc["layers"]],
+                shapes=shapes,
                 scales=[float(e["scale"]) for e in doc["layers"]],
                 readout=readout,
-                readout_scale=None if scale is None else value(scale, np.float32),
+                readout_scale=readout_scale,
                 message_bits=int(doc["message_bits"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{path} does not describe a valid graded Loihi network: {exc}") from exc
+        except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, IRVerificationError) as exc:
+            raise ArtifactError(f"{path} does not describe a valid graded Loihi network ({where}): {exc}") from exc
 
 
 def _graph_weights(synapse: DenseSynapse | ConvSynapse, below: tuple[int, ...], shape: tuple[int, ...]):
@@ -722,10 +774,16 @@ def quantized_outputs(artifact: Any, inputs: np.ndarray, encoding: Any) -> np.nd
     return np.concatenate([program.reference(x[i : i + 256]) for i in range(0, len(x), 256)])
 
 
+_GRADED_NOTE = Dict(
+    {"target": Dict(optional={"graded": Dict(optional={"available": Bool(), "reason": Str(), "file": Str()})})}
+)
+
+
 def _load_from(artifact: Any) -> GradedProgram:
-    note = artifact.manifest.get("target", {}).get("graded", {})
+    root = getattr(artifact, "root", None)
+    validate(_GRADED_NOTE, artifact.manifest, "manifest.json" if root is None else str(Path(root) / "manifest.json"))
+    note = artifact.manifest["target"].get("graded", {})
     if not note.get("available", False):
         reason = note.get("reason", "the artifact was compiled without a graded program")
         raise DataError(f"this artifact cannot run in graded mode: {reason}")
-    artifact.path(DESCRIPTION)  # the artifact must list its files
-    return GradedProgram.load(artifact.root)
+    return GradedProgram.load(artifact)  # every file listed in the manifest and checked

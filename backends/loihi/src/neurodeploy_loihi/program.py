@@ -22,23 +22,25 @@ population through the host's ops (:func:`input_synapses`), keyed by the input's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurodeploy.errors import ArtifactError, DataError
+from neurodeploy.artifact import open_files
+from neurodeploy.errors import ArtifactError, DataError, IRVerificationError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF
-from neurodeploy.ir.serialize import dumps_json, load_graph, read_npz, save_graph, write_npz
+from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.metrics import fan_out_maps
+from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch, validate
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, StepState
-from neurodeploy_loihi.quantize import input_bias, to_graph
+from neurodeploy_loihi.quantize import EXP_MAX, VTH_MAX, input_bias, max_bias, to_graph
 
 FORMAT = "neurodeploy-loihi"
 FORMAT_VERSION = 1
@@ -47,28 +49,145 @@ ARRAYS = "loihi.npz"
 HOST = "host"
 
 
+_ARRAY = Dict({"array": Str()})
+"""``{"array": key}``: an array of the program's npz."""
+_INT_OR_ARRAY = OneOf(Int(), _ARRAY)
+_SHAPE = List(Int(1), min_len=1)
+HOST_STEM = Str(
+    pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,122}", meaning="the plain name of a graph of the artifact (no folders)"
+)
+"""``input.host_graph``: the stem of ``STEM.json`` / ``STEM.npz``, files the artifact must list."""
+
+
+def synapse_schema(extra: dict[str, Schema] | None = None) -> Switch:
+    """A synapse entry of loihi.json / graded.json (:func:`synapse_entry`), with ``extra`` required keys."""
+    extra = extra or {}
+    dense = {
+        "weights": _ARRAY,
+        "weight_exp": Int(),
+        "num_weight_bits": Int(),
+        "sign_mode": Str(choices=tuple(m.name for m in fp.SignMode)),
+    }
+    conv = {
+        "weights": _ARRAY,
+        "input_shape": List(Int(1), length=3),
+        "stride": List(Int(), length=2),
+        "padding": List(Int(), length=2),
+        "dilation": List(Int(), length=2),
+        "groups": Int(),
+        "pool": List(Int(), length=2),
+    }
+    return Switch(
+        "type",
+        {"dense": Dict({**dense, **extra}, {"delay": Int(0)}), "conv": Dict({**conv, **extra}, {"delay": Int(0)})},
+    )
+
+
+READOUT_SCHEMA = Dict(
+    {"kind": Str(choices=("membrane", "spikes")), "population": Int(0), "output": Str(), "shape": _SHAPE},
+    {"scale": _ARRAY},
+)
+POSITIVE = Number(1e-30, 1e30)
+"""A scale: units of one number per unit of another, so above zero."""
+
+PROGRAM_SCHEMA = Dict(
+    {
+        "format": Str(),
+        "version": Int(),
+        "mode": Str(),
+        "input": Dict(
+            {
+                "host_graph": HOST_STEM,
+                "vth": Int(0, VTH_MAX),
+                "current_clip": List(Int(-max_bias(None), max_bias(None)), length=2),
+                "bias_exp": Optional(Int(0, EXP_MAX)),
+            },
+            {"population": Int(0)},
+        ),
+        "layers": List(
+            Dict(
+                {
+                    "name": Str(),
+                    "role": Str(choices=("input", "hidden", "readout")),
+                    "shape": _SHAPE,
+                    "lava_shape": _SHAPE,
+                    "scale": POSITIVE,
+                    "neuron": Dict(
+                        {
+                            "kind": Str(),
+                            "du": Int(),
+                            "dv": Int(),
+                            "vth": Int(),
+                            "bias_mant": _INT_OR_ARRAY,
+                            "bias_exp": _INT_OR_ARRAY,
+                            "v0": _INT_OR_ARRAY,
+                        }
+                    ),
+                    "synapse": Optional(synapse_schema()),
+                },
+                {"skips": List(synapse_schema({"source": Int(0)}))},
+            ),
+            min_len=1,
+        ),
+        "readout": READOUT_SCHEMA,
+    },
+    {"notes": List(Str()), "delay": Int(0)},
+)
+"""loihi.json: the type of every key :meth:`Program.load` reads."""
+
+
 def read_description(
-    folder: Path, description: str, arrays_file: str, fmt: str, version: int
-) -> tuple[dict[str, Any], Callable[..., Any]]:
-    """A program's JSON description and a function that resolves its ``{"array": name}`` entries from the
-    npz beside it (as ``dtype``, int64 by default; other values pass through); errors name the file and the problem."""
-    path = folder / description
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    if doc.get("format") != fmt or doc.get("version") != version:
-        raise ArtifactError(f"{path} is not a {fmt} v{version} description")
-    arrays = read_npz(folder / arrays_file)
+    source: Any, description: str, arrays_file: str, fmt: str, version: int, schema: Schema
+) -> tuple[dict[str, Any], Callable[..., Any], str]:
+    """A program's JSON description (checked against ``schema``), a function that resolves its ``{"array":
+    name}`` entries from the npz beside it (as ``dtype``, int64 by default; other values pass through), and how
+    messages name the description. ``source``: an Artifact (its files are checked against the manifest), a
+    :class:`~neurodeploy.artifact.Folder`, or a path (:func:`~neurodeploy.artifact.open_files`). Errors are
+    ArtifactErrors naming the file and the problem."""
+    files = open_files(source)
+    where = files.where(description)
+    doc = files.read_json(description)
+    if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("version") != version:
+        raise ArtifactError(f"{where} is not a {fmt} v{version} description")
+    validate(schema, doc, where)
+    arrays = files.read_npz(arrays_file)
 
     def value(v: Any, dtype: type = np.int64) -> Any:
         if isinstance(v, dict) and set(v) == {"array"}:
             if v["array"] not in arrays:
-                raise ArtifactError(f"{folder / arrays_file} has no array {v['array']!r}")
-            return arrays[v["array"]].astype(dtype)
+                raise ArtifactError(f"{files.where(arrays_file)} has no array {v['array']!r}")
+            array = arrays[v["array"]]
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                raise ArtifactError(f"{files.where(arrays_file)}: array {v['array']!r} holds NaN or infinite values")
+            return array.astype(dtype)
         return v
 
-    return doc, value
+    return doc, value, where
+
+
+def check_layout(
+    names: list[str], shapes: list[tuple[int, ...]], layers: list[Any], readout: dict, host: Graph, host_file: str
+) -> None:
+    """What the files must agree on beyond their types: each population's graph shape holds as many neurons as
+    its Lava shape, the readout names a population of its size, and the host graph feeds population 0."""
+    for k, layer in enumerate(layers):
+        if prod(shapes[k]) != prod(layer.shape):
+            raise ValueError(f"layer {names[k]!r}: shape {shapes[k]} does not hold its {layer.shape} neurons")
+    k = readout["population"]
+    if not 0 <= k < len(layers):
+        raise ValueError(f"the readout reads population {k}; there are {len(layers)}")
+    if prod(readout["shape"]) != prod(shapes[k]):
+        raise ValueError(f"the readout's shape {readout['shape']} does not fit population {k} {shapes[k]}")
+    if len(host.inputs) != 1 or len(host.outputs) != 1:
+        raise ValueError(
+            f"the host graph {host_file} has {len(host.inputs)} inputs and {len(host.outputs)} outputs; "
+            "expected one each"
+        )
+    current = host.types()[host.outputs[0]]
+    if current.size != prod(shapes[0]):
+        raise ValueError(
+            f"the output {current} of the host graph {host_file} does not fit the input population {shapes[0]}"
+        )
 
 
 @dataclass
@@ -153,16 +272,18 @@ class Program:
         return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz"]
 
     @classmethod
-    def load(cls, folder: Path) -> Program:
-        """Read what :meth:`save` wrote (an artifact's files); errors name the file and the problem."""
-        path = folder / DESCRIPTION
-        doc, value = read_description(folder, DESCRIPTION, ARRAYS, FORMAT, FORMAT_VERSION)
+    def load(cls, source: Any) -> Program:
+        """Read what :meth:`save` wrote: from an Artifact (every file listed and checked against the manifest),
+        a :class:`~neurodeploy.artifact.Folder`, or a path (an artifact's when it has a manifest). Errors are
+        ArtifactErrors naming the file and the problem."""
+        doc, value, path = read_description(source, DESCRIPTION, ARRAYS, FORMAT, FORMAT_VERSION, PROGRAM_SCHEMA)
+        host = open_files(source).read_graph(doc["input"]["host_graph"])
 
         layers = []
         where = "its header"
         try:
             for entry in doc["layers"]:
-                where = f"layer {entry.get('name')!r}" if isinstance(entry, dict) else "a layer"
+                where = f"layer {entry['name']!r}"
                 n = entry["neuron"]
                 neuron = Neuron(
                     du=n["du"],
@@ -180,18 +301,29 @@ class Program:
                 )
                 delay = 0 if s is None else s.get("delay", 0)
                 layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"]), delay, skips))
+            where = "its header"
             network = Network(layers)
             readout = dict(doc["readout"])
             scale = readout.pop("scale", None)
             readout_scale = None if scale is None else value(scale, np.float32)
+            if readout["kind"] == "spikes" and readout_scale is None:
+                raise ValueError("a spike readout needs its scale")
             inp = doc["input"]
+            low, high = inp["current_clip"]
+            if low > high:
+                raise ValueError(f"the input's current_clip {[low, high]} is empty")
+            if doc["layers"][0]["role"] == "input" and inp["vth"] != network.layers[0].neuron.vth:
+                raise ValueError(f"the input's vth {inp['vth']} is not its population's {network.layers[0].neuron.vth}")
+            names = [e["name"] for e in doc["layers"]]
+            shapes = [tuple(e["shape"]) for e in doc["layers"]]
+            check_layout(names, shapes, network.layers, readout, host, f"{doc['input']['host_graph']}.json")
             return cls(
                 mode=doc["mode"],
-                host=load_graph(folder, inp["host_graph"]),
+                host=host,
                 network=network,
-                names=[e["name"] for e in doc["layers"]],
+                names=names,
                 roles=[e["role"] for e in doc["layers"]],
-                shapes=[tuple(e["shape"]) for e in doc["layers"]],
+                shapes=shapes,
                 scales=[float(e["scale"]) for e in doc["layers"]],
                 input_vth=int(inp["vth"]),
                 input_clip=tuple(inp["current_clip"]),
@@ -200,7 +332,7 @@ class Program:
                 readout_scale=readout_scale,
                 notes=list(doc.get("notes", [])),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, IRVerificationError) as exc:
             raise ArtifactError(f"{path} does not describe a valid Loihi network ({where}): {exc}") from exc
 
     # -- running ----------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.errors import NeurodeployError
+from neurodeploy.errors import ConversionError, NeurodeployError
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
@@ -288,9 +288,36 @@ def _skip_synapses(pop, lowered: Lowered, vth: int, weight_exp: int, top_abs: fl
     return vth, exponent(top_abs, top), skips
 
 
+def require_finite(lowered: Lowered, readout_range: float) -> None:
+    """Refuse NaN or Inf in anything quantize turns into integers (a ConversionError naming the layer): rounding
+    them gives arbitrary integers, or numpy's error. The importer refuses such weights; graphs built through the
+    Python API reach here unchecked."""
+    if not np.isfinite(readout_range):
+        raise ConversionError(f"the readout range is {readout_range}; it must be a finite number of float units")
+    for op in lowered.host.ops:  # the input population's current, computed on the host
+        for key, value in op.attributes().items():
+            if isinstance(value, (np.ndarray, np.floating, float)) and not np.all(np.isfinite(np.asarray(value))):
+                raise ConversionError(f"layer {op.name!r} (host): its {key} holds NaN or Inf")
+    for pop in lowered.populations:
+        parts = {"bias": pop.bias, "initial value": np.asarray(pop.initial, np.float64)}
+        if pop.synapse is not None:
+            parts["weights"] = pop.synapse.weight
+        for skip in pop.skips:
+            parts[f"weights from {lowered.populations[skip.source].name!r}"] = skip.synapse.weight
+        for what, values in parts.items():
+            values = np.asarray(values, np.float64)
+            if not np.all(np.isfinite(values)):
+                bad = int(np.count_nonzero(~np.isfinite(values)))
+                raise ConversionError(
+                    f"layer {pop.name!r}: its {what} hold {bad} NaN or Inf value(s) (after folding its thresholds); "
+                    "check the model's weights and thresholds"
+                )
+
+
 def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quantized:
     """The integer network of ``lowered``. ``readout_range`` bounds |readout output| per step in float units
     (the largest calibration output, or a bound from the weights)."""
+    require_finite(lowered, readout_range)
     layers: list[Layer] = []
     report: list[dict[str, Any]] = []
     scales: list[float] = []

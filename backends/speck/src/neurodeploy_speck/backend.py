@@ -10,14 +10,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy import limits
 from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, LayerUsage, ResourceReport
+from neurodeploy.data.policy import check_values
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ArtifactError, DataError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import save_graph
+from neurodeploy.schema import validate
 from neurodeploy_speck import chip
 from neurodeploy_speck.config import CONFIG_FILE, FORMAT, build_config, to_samna
+from neurodeploy_speck.config import SCHEMA as CONFIG_SCHEMA
 from neurodeploy_speck.emulator import MODES, Network
 from neurodeploy_speck.lowering import Lowered, limit_spikes_per_event, lower
 from neurodeploy_speck.mapping import place
@@ -197,11 +201,29 @@ class SpeckBackend(Backend):
     # -- run --------------------------------------------------------------------------------------------------
     @staticmethod
     def load_config(artifact: Any) -> dict[str, Any]:
-        path = artifact.path(CONFIG_FILE)
-        document = json.loads(path.read_text())
-        if document.get("format") != FORMAT:
-            raise ArtifactError(f"{path} is not a {FORMAT} document (format {document.get('format')!r})")
+        """The artifact's speck.json: listed in its manifest, checked (size, sha256) and against its schema."""
+        document = artifact.read_json(CONFIG_FILE)
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            got = document.get("format") if isinstance(document, dict) else None
+            raise ArtifactError(f"{artifact.where(CONFIG_FILE)} is not a {FORMAT} document (format {got!r})")
+        validate(CONFIG_SCHEMA, document, artifact.where(CONFIG_FILE))
         return document
+
+    @staticmethod
+    def network(artifact: Any, document: dict[str, Any]) -> Network:
+        """The emulator's network of a checked speck.json; cores that do not fit together are an ArtifactError."""
+        host = document["host"]
+        try:
+            network = Network.from_config(document)
+            out = next(c for c in network.cores if c.index == network.output_core)
+            if int(np.prod(host["output"]["shape"])) != int(np.prod(out.out_shape)):
+                raise ValueError(f"the output's shape {host['output']['shape']} does not fit core {out.index}")
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            where = (
+                f"it refers to core {exc.args[0]!r}, which has no configuration" if isinstance(exc, KeyError) else exc
+            )
+            raise ArtifactError(f"{artifact.where(CONFIG_FILE)} does not describe a valid network: {where}") from None
+        return network
 
     def to_samna(self, artifact: Any):
         """The artifact's samna configuration object (needs samna; see :func:`neurodeploy_speck.config.to_samna`)."""
@@ -223,8 +245,9 @@ class SpeckBackend(Backend):
         encoding = encoding if encoding is not None else Encoding()
         if steps < 1:
             raise DataError(f"steps must be >= 1, got {steps}")
+        limits.check_steps(steps, "the emulation")  # before anything is allocated
         document = self.load_config(artifact)
-        network = Network.from_config(document)
+        network = self.network(artifact, document)
         frames = self._events(document, inputs, steps, encoding)
         host = document["host"]
         out_core = network.output_core
@@ -288,9 +311,7 @@ class SpeckBackend(Backend):
             if name not in inputs:
                 raise DataError(f"no array given for input {name!r}")
             inputs = inputs[name]
-        x = np.asarray(inputs)
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"input has dtype {x.dtype}; expected numbers")
+        x = check_values(inputs, where=f"input {name!r}", kind=encoding.kind)  # the input policy: real, finite
         if encoding.kind == "rate":
             raise DataError(
                 "the Speck target takes events: use the events encoding (event counts per step) or direct input "

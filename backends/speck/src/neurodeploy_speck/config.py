@@ -27,12 +27,60 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy.schema import Array, Bool, Dict, Int, List, Number, Optional, Str
 from neurodeploy_speck import chip
 from neurodeploy_speck.lowering import INPUT, Lowered
 from neurodeploy_speck.quantize import QuantizedLayer
 
 FORMAT = "neurodeploy-speck/1"
 CONFIG_FILE = "speck.json"
+
+_XY = Dict({"x": Int(), "y": Int()})
+_MAP = Dict({"size": Dict({"x": Int(1), "y": Int(1)}), "feature_count": Int(1)})
+_DESTINATIONS = List(Dict({"layer": Int(0, chip.CORES - 1), "enable": Bool(), "pooling": Int(1)}))
+_CORE = Dict(
+    {
+        "dimensions": Dict(
+            {"input_shape": _MAP, "output_shape": _MAP, "padding": _XY, "stride": _XY, "kernel_size": Int(1)}
+        ),
+        "weights": Array("i", ndim=4),
+        "biases": Array("i", ndim=1),
+        "leak_enable": Bool(),
+        "return_to_zero": Bool(),
+        "threshold_high": Int(),
+        "threshold_low": Int(),
+        "monitor_enable": Bool(),
+        "neurons_initial_value": Array("i", ndim=3),
+        "destinations": _DESTINATIONS,
+    }
+)
+SCHEMA = Dict(
+    {
+        "format": Str(choices=(FORMAT,)),
+        "configuration": Dict(
+            {
+                "dvs_layer": Dict({"pooling": _XY, "destinations": _DESTINATIONS}),
+                "cnn_layers": List(Optional(_CORE), length=chip.CORES),
+            }
+        ),
+        "host": Dict(
+            {
+                "input": Dict({"name": Str(), "shape": List(Int(1), length=3)}, {"event_value": Number()}),
+                "layers": List(
+                    Dict(
+                        {"name": Str(), "neuron": Optional(Str()), "core": Int(0, chip.CORES - 1)},
+                        {"op_type": Str(), "scale": Number(), "readout": Bool()},
+                    ),
+                    min_len=1,
+                ),
+                "output": Dict(
+                    {"name": Str(), "shape": List(Int(1)), "core": Int(0, chip.CORES - 1), "value_per_spike": Number()}
+                ),
+            }
+        ),
+    }
+)
+"""speck.json: the type of every key the emulator and the backend read (samna's own fields included)."""
 
 
 def _xy(y: int, x: int) -> dict[str, int]:

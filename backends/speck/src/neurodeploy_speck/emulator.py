@@ -131,12 +131,57 @@ class Network:
                     cores[dest["layer"]].sources.append((index, int(dest["pooling"])))
         host = document["host"]
         order = [layer["core"] for layer in host["layers"]]  # the lowering's topological order
-        return cls(
+        network = cls(
             cores=[cores[i] for i in order],
             input_shape=tuple(host["input"]["shape"]),
             input_pooling=pool,
             output_core=int(host["output"]["core"]),
         )
+        network.check()
+        return network
+
+    def check(self) -> None:
+        """Raise ValueError unless the cores agree with each other: weights (F, C, k, k), biases (F,) and initial
+        values (F, H, W) of each core's shapes, output maps the size its convolution gives, sources that come
+        before their readers with as many channels as those read. The loops (the compiled ones do not check
+        their indices) rely on it."""
+        if not self.cores:
+            raise ValueError("the network has no cores")
+        if self.input_pooling < 1:
+            raise ValueError(f"the input pooling is {self.input_pooling}; it must be >= 1")
+        channels: dict[int, int] = {-1: int(self.input_shape[0])}
+        for core in self.cores:
+            where = f"core {core.index}"
+            if core.index in channels:
+                raise ValueError(f"{where} appears twice in the host's layer order")
+            f, oh, ow = core.out_shape
+            c, h, w = core.in_shape
+            weight = core.weight
+            if weight.ndim != 4 or weight.shape[:2] != (f, c) or weight.shape[2] != weight.shape[3] or not weight.size:
+                raise ValueError(f"{where}: weights of shape {weight.shape}; expected ({f}, {c}, k, k)")
+            k = weight.shape[2]
+            if core.bias.shape != (f,):
+                raise ValueError(f"{where}: biases of shape {core.bias.shape}; expected ({f},)")
+            if core.initial.shape != (f, oh, ow):
+                raise ValueError(f"{where}: initial values of shape {core.initial.shape}; expected {(f, oh, ow)}")
+            if min(core.stride) < 1 or min(core.padding) < 0:
+                raise ValueError(f"{where}: stride {core.stride} and padding {core.padding}; expected >= 1 and >= 0")
+            size = tuple((n + 2 * p - k) // s + 1 for n, p, s in zip((h, w), core.padding, core.stride))
+            if size != (oh, ow):
+                raise ValueError(f"{where}: a {k}x{k} kernel on a {h}x{w} map gives {size}, not its output {(oh, ow)}")
+            if core.threshold_high < 1:
+                raise ValueError(f"{where}: threshold_high {core.threshold_high}; it must be >= 1")
+            for source, pool in core.sources:
+                if source not in channels:
+                    raise ValueError(f"{where} reads core {source}, which does not come before it")
+                if pool < 1 or channels[source] != c:
+                    raise ValueError(
+                        f"{where} reads {channels[source]} channels pooled by {pool} from "
+                        f"{'the input' if source == -1 else f'core {source}'}; it has {c} input channels"
+                    )
+            channels[core.index] = f
+        if self.output_core not in channels or self.output_core == -1:
+            raise ValueError(f"the output core {self.output_core} is not among the network's cores")
 
     def synapse_maps(self) -> dict[int, list[tuple[int, np.ndarray]]]:
         """Per source (a core, or -1 for the input before the DVS layer's pooling): (pooling, fan-out map) of

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurodeploy.errors import ResourceError
+from neurodeploy.errors import ConversionError, ResourceError
 from neurodeploy_speck import chip
 from neurodeploy_speck.lowering import Layer
 
@@ -50,6 +50,20 @@ class QuantizedLayer:
 
 
 def quantize_layer(layer: Layer) -> QuantizedLayer:
+    for what, values in (
+        ("weights", layer.weight),
+        ("bias", layer.bias),
+        ("threshold", layer.threshold),
+        ("initial value", layer.initial),
+    ):
+        values = np.asarray(values, np.float64)
+        if not np.all(np.isfinite(values)):  # rounding NaN or Inf gives arbitrary integers, or numpy's error
+            raise ConversionError(
+                f"layer '{layer.name}': its {what} hold {int(np.count_nonzero(~np.isfinite(values)))} NaN or Inf "
+                "value(s); check the model's weights and thresholds"
+            )
+    if not layer.threshold > 0:
+        raise ConversionError(f"layer '{layer.name}': its threshold is {layer.threshold:g}; it must be positive")
     v0 = layer.initial * layer.threshold
     scale = min(
         discretization_scale(layer.weight, chip.WEIGHT_BITS),
