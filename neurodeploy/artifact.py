@@ -275,6 +275,12 @@ class Artifact(_Files):
         return self.manifest["files"]
 
     @property
+    def has_ann(self) -> bool:
+        """Whether the artifact holds the ANN the network was converted from (a model that arrived already
+        spiking has none)."""
+        return "ann.json" in self.files
+
+    @property
     def manifest_path(self) -> Path:
         return self.root / MANIFEST
 

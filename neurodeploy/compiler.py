@@ -1,6 +1,7 @@
-"""The compile driver: ONNX in, artifact folder out.
+"""The compile driver: a model file in, artifact folder out.
 
-import -> canonicalize -> (snapshot the ANN) -> convert and lower (the target's passes) -> resources -> emit
+load_model -> canonicalize -> (snapshot the ANN) -> convert (the target's passes) -> backend.plan -> resources ->
+(converted graphs written by the core) + backend.emit -> report.json, manifest.json
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from neurodeploy.artifact import (
     sha256_file,
     write_artifact,
 )
-from neurodeploy.backends.base import CompiledModel
+from neurodeploy.backends.base import CompiledModel, Emitted
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.calibration import Calibration
 from neurodeploy.data.policy import check_values, input_range, recorded_range
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError, PipelineError
-from neurodeploy.frontend.onnx import import_onnx
+from neurodeploy.frontend import load_model, model_format
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.serialize import dumps_json
+from neurodeploy.ir.serialize import dumps_json, save_graph
 from neurodeploy.passes import (
     CANONICALIZE,
     Pass,
@@ -89,7 +90,8 @@ def compile_model(
     conversion: str | None = None,
     target_options: dict[str, str] | None = None,
 ) -> Artifact:
-    """Compile an ONNX model for ``target`` into an artifact folder and return it.
+    """Compile a model file (ONNX, or another format :mod:`neurodeploy.frontend` reads) for ``target`` into an
+    artifact folder and return it. A model that arrives already spiking has no ANN: the artifact holds none.
 
     ``pipeline`` replaces the whole default pipeline (canonicalization plus the target's passes).
     ``conversion`` sets convert-to-snn options in the target's own pipeline, e.g. ``"norm=max,granularity=channel"``.
@@ -104,7 +106,8 @@ def compile_model(
     parsed_target_options = backend.parse_target_options(dict(target_options or {}))
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model, target)
     check_destination(out_dir)
-    graph = import_onnx(model, input_shapes=input_shapes)
+    graph = load_model(model, input_shapes=input_shapes)
+    spiking = any(op.is_stateful for op in graph.ops)  # arrived already spiking: there is no ANN to keep
     if after_pass is not None:
         after_pass(None, graph)
     if pipeline is not None and conversion is not None:
@@ -127,24 +130,33 @@ def compile_model(
         if len(ctx.calibration) == 0:
             raise DataError(f"calibration data ({calibration.source}) holds no samples")
     ann, snn = run_pipeline(graph, passes, ctx, after_pass)
-    report = backend.resources(snn)
     compiled = CompiledModel(
-        ann=ann,
         snn=snn,
+        ann=None if spiking else ann,
         pipeline=format_pipeline(passes),
         options=options,
         warnings=list(ctx.warnings),
         calibration=ctx.calibration,
     )
+    plan = backend.plan(compiled)  # lowering, quantization and placement, once
+    report = backend.resources(plan)
     inputs, outputs = _io_description(snn, encoding)
     if ctx.calibration is not None:  # what emulate checks inputs against (the input policy)
         inputs[0]["range"] = input_range(ctx.calibration)
 
     def fill(folder: Path) -> dict[str, Any]:
-        backend.emit(compiled, folder)
-        sections = {"resources": report.to_dict(), "conversion": ctx.records, "warnings": compiled.warnings}
-        if "report" in compiled.target:
-            sections["target"] = compiled.target["report"]
+        # evaluate reads the converted graph and the ANN (layer names, scales, ANN activations); emulate need not
+        graphs = [p.name for p in save_graph(snn, folder, "snn")]
+        if compiled.ann is not None:
+            graphs += [p.name for p in save_graph(compiled.ann, folder, "ann")]
+        emitted = backend.emit(plan, folder)
+        check_emitted(emitted, folder, graphs, backend.target)
+        for warning in emitted.warnings:
+            log.warning("%s", warning)
+        warnings = [*compiled.warnings, *emitted.warnings]
+        sections = {"resources": report.to_dict(), "conversion": ctx.records, "warnings": warnings}
+        if emitted.report is not None:
+            sections["target"] = emitted.report
         (folder / "report.json").write_bytes(dumps_json(require_finite(sections, "report.json")))
         manifest = {
             "neurodeploy": {"version": __version__, "artifact_format": ARTIFACT_FORMAT},
@@ -155,12 +167,12 @@ def compile_model(
                 "fidelity": backend.fidelity,
                 "modes": list(backend.modes),
                 "default_steps": backend.default_steps,
-                **compiled.target.get("manifest", {}),
+                **emitted.manifest,
             },
             "source": {
                 "file": model.name,
                 "sha256": sha256_file(model),
-                "format": "onnx",
+                "format": model_format(model).name,
                 "opset": graph.meta.get("source", {}).get("opset"),
             },
             "pipeline": compiled.pipeline,
@@ -168,13 +180,25 @@ def compile_model(
             "inputs": inputs,
             "outputs": outputs,
             "versions": {"python": platform.python_version(), "numpy": np.__version__, "onnx": onnx.__version__},
-            "warnings": compiled.warnings,
+            "warnings": warnings,
         }
         return require_finite(manifest, "manifest.json")
 
     write_artifact(out_dir, fill)
     log.info("wrote %s", out_dir)
     return load_artifact(out_dir)
+
+
+def check_emitted(emitted: Emitted, folder: Path, graphs: list[str], target: str) -> None:
+    """A backend's :class:`Emitted` must name exactly the files it wrote: each one present, none other new."""
+    written = {p.name for p in folder.iterdir()} - set(graphs)
+    claimed = set(emitted.files)
+    missing, unclaimed = sorted(claimed - written), sorted(written - claimed)
+    if missing or unclaimed or len(claimed) != len(emitted.files):
+        raise ConversionError(
+            f"the {target} backend's emit is inconsistent: it reported {sorted(emitted.files)} but wrote "
+            f"{sorted(written)} (missing {missing}, unreported {unclaimed}); this is a bug in the backend"
+        )
 
 
 def require_finite(doc: Any, name: str, path: str = "") -> Any:
@@ -229,9 +253,14 @@ def emulate_artifact(
         )
     encoding = encoding if encoding is not None else artifact_encoding(artifact)
     inputs = checked_inputs(artifact, inputs, encoding)
-    extra = {"neuron_counts": True} if neuron_counts else {}  # only asked of backends when wanted
     result = backend.emulate(
-        artifact, inputs, steps=steps, mode=mode, checkpoints=checkpoints, encoding=encoding, **extra
+        artifact,
+        inputs,
+        steps=steps,
+        mode=mode,
+        checkpoints=checkpoints,
+        encoding=encoding,
+        neuron_counts=neuron_counts,
     )
     require_finite_outputs(result, artifact.target)
     return result

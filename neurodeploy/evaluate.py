@@ -42,6 +42,7 @@ from neurodeploy.data.arrays import load_array_file
 from neurodeploy.data.calibration import DEFAULT_SAMPLES, Calibration, load_calibration
 from neurodeploy.data.datasets import _LOADERS, Dataset, load_dataset
 from neurodeploy.data.policy import check_labels, check_values, input_range
+from neurodeploy.emulation import Emulation
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.fileio import write_file_atomic
@@ -286,7 +287,7 @@ class _Runner:
     def __init__(self, job: _Job) -> None:
         self.job = job
         self.artifact = load_artifact(job.artifact, verify=False)
-        self.backend = get_backend(self.artifact.target)
+        self.emulation = Emulation(get_backend(self.artifact.target), self.artifact, job.mode)
         snn = self.artifact.read_graph("snn")  # through the artifact's checks, in workers too
         self.ann = self.artifact.read_graph("ann")
         self.layers = _layers(snn, self.ann)
@@ -299,14 +300,12 @@ class _Runner:
         x = np.ascontiguousarray(self.x[start:stop])
         labels = job.labels[start:stop]
         n, t_max = len(x), steps[-1]
-        result = self.backend.emulate(
-            self.artifact,
+        result = self.emulation.run(
             x,
             steps=t_max,
             checkpoints=steps,
             encoding=replace(job.encoding, offset=start),  # rate spikes keyed by the sample's index in the data
             neuron_counts=True,
-            **({"mode": job.mode} if job.mode is not None else {}),
         )
         require_finite_outputs(result, self.artifact.target)
         keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]
@@ -314,8 +313,7 @@ class _Runner:
         sums = _Sums(samples=n)
         sums.ir_correct = int((ann[self.ann.outputs[0]].reshape(n, -1).argmax(axis=1) == labels).sum())
         # a mode that computes a quantized ANN exactly (e.g. loihi's graded mode) may offer that ANN's outputs
-        quantized = getattr(self.backend, "quantized_outputs", None)
-        reference = None if quantized is None else quantized(self.artifact, x, mode=job.mode, encoding=job.encoding)
+        reference = self.emulation.quantized_outputs(x, encoding=job.encoding)
         if reference is not None:
             sums.quantized_correct = int((reference.reshape(n, -1).argmax(axis=1) == labels).sum())
         for t in steps:
@@ -537,6 +535,11 @@ def evaluate(
             conversion=conversion,
             target_options=target_options,
         )
+        if not artifact.has_ann:
+            raise DataError(
+                f"{model.name} arrived already spiking: there is no ANN to compare the emulation with; run it with "
+                "neurodeploy compile and neurodeploy emulate --labels"
+            )
         snn, ann = artifact.read_graph("snn"), artifact.read_graph("ann")
         try:
             encoding.check_inputs(snn, x[:1])

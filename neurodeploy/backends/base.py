@@ -1,7 +1,9 @@
 """What a backend is: the interface every target implements, and the data it exchanges.
 
-A backend turns a converted graph into an artifact folder (``emit``), reports what the graph needs from the
-chip (``resources``), and runs the artifact (``emulate``) with the chip's arithmetic. First-party and third-party
+A backend plans a converted graph for its chip once (``plan``: lowering, quantization, placement), reports what
+the plan needs from the chip (``resources``), writes its files into an artifact folder (``emit``, returning what
+it made), and runs one batch of a loaded artifact with the chip's arithmetic (``load``, ``prepare``,
+``emulate_batch``; the batching is the core's, :mod:`neurodeploy.emulation`). First-party and third-party
 backends register the same way, through the ``neurodeploy.backends`` entry-point group.
 """
 
@@ -14,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy.emulation import Emulation, EmulationResult, Inputs
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.ir.graph import Graph
@@ -109,51 +112,43 @@ class ResourceReport:
 
 
 @dataclass
-class EmulationResult:
-    """What running an artifact gives: the readout per sample, and activity per spiking layer.
-
-    ``outputs`` is (batch, *output_shape) of the first model output. ``spikes`` maps each spiking layer to its
-    total spike count per sample (batch,). ``checkpoints`` optionally holds the readout after fewer steps.
-
-    Backends that can measure more fill the rest (empty otherwise): ``synops`` (SynOps per sample of each
-    spike source: spiking layers by name, inputs by name; see :mod:`neurodeploy.metrics`),
-    ``checkpoint_spikes`` and ``checkpoint_synops`` (the same per-sample totals after each checkpoint's steps),
-    and, when asked with ``neuron_counts=True``, ``counts`` (spikes per neuron, (batch, *shape), per layer).
-    """
-
-    outputs: np.ndarray
-    steps: int
-    mode: str
-    spikes: dict[str, np.ndarray] = field(default_factory=dict)
-    neurons: dict[str, int] = field(default_factory=dict)
-    checkpoints: dict[int, np.ndarray] = field(default_factory=dict)
-    synops: dict[str, np.ndarray] = field(default_factory=dict)
-    checkpoint_spikes: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
-    checkpoint_synops: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
-    counts: dict[str, np.ndarray] = field(default_factory=dict)
-    encoding: dict[str, Any] | None = None
-    """The input encoding used (:meth:`neurodeploy.encoding.Encoding.describe`); None for modes without time."""
-
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.outputs.reshape(len(self.outputs), -1).argmax(axis=1)
-
-
-@dataclass
 class CompiledModel:
-    """The compiler's result before it is written: the canonical ANN, the converted graph, and provenance."""
+    """The compiler's result before it is written: the converted graph, the canonical ANN it came from (None for
+    a model that arrived already spiking), and provenance."""
 
-    ann: Graph
     snn: Graph
-    pipeline: str
-    options: dict[str, Any]
+    ann: Graph | None = None
+    pipeline: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     calibration: np.ndarray | None = None
     """The calibration inputs the conversion used (batch first), if any; a backend may measure ranges on them."""
-    target: dict[str, Any] = field(default_factory=dict)
-    """What ``emit`` adds to the artifact's description: ``target["manifest"]`` (a dict merged into the
-    manifest's ``target`` section, e.g. a pipeline delay) and ``target["report"]`` (a dict written to
-    report.json under ``target``, e.g. a quantization report)."""
+
+    @property
+    def target_options(self) -> dict[str, Any]:
+        """The target's options, as :meth:`Backend.parse_target_options` typed them."""
+        return self.options.get("target_options", {})
+
+
+@dataclass
+class Plan:
+    """What a backend decided for one compile, made once by :meth:`Backend.plan` and read by both
+    :meth:`Backend.resources` and :meth:`Backend.emit`. Targets subclass it to keep their lowering, quantization
+    and placement."""
+
+    model: CompiledModel
+
+
+@dataclass
+class Emitted:
+    """What :meth:`Backend.emit` made: the files it wrote (names in the artifact folder), what it adds to the
+    manifest's ``target`` section and to report.json's ``target`` section, and warnings for the user (the
+    compiler logs them and records them in the manifest and the report)."""
+
+    files: list[str]
+    manifest: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class Backend(ABC):
@@ -202,28 +197,86 @@ class Backend(ABC):
 
         return conversion_pass(options.get("conversion"))
 
-    @abstractmethod
-    def resources(self, graph: Graph) -> ResourceReport:
-        """What ``graph`` needs of the chip; raise ResourceError naming the layer and limit if it does not fit."""
+    # -- compile ----------------------------------------------------------------------------------------------
+    def plan(self, model: CompiledModel) -> Plan:
+        """Lower, quantize and place ``model.snn`` for the chip, once per compile; raise ResourceError naming the
+        layer and the limit when it does not fit. The base plan keeps just the model."""
+        return Plan(model)
 
     @abstractmethod
-    def emit(self, model: CompiledModel, folder: Path) -> list[str]:
-        """Write the target's files into ``folder`` (an empty temporary folder); return their names."""
+    def resources(self, plan: Plan) -> ResourceReport:
+        """What the planned network needs of the chip."""
 
     @abstractmethod
+    def emit(self, plan: Plan, folder: Path) -> Emitted:
+        """Write the target's files into ``folder`` (a temporary folder holding the converted graphs, which the
+        compiler writes); return what was made. Must not change ``plan.model``."""
+
+    # -- run --------------------------------------------------------------------------------------------------
+    batch_size: ClassVar[int] = 256
+    """Samples :meth:`emulate_batch` runs at once unless told otherwise."""
+    quantized_modes: ClassVar[tuple[str, ...]] = ()
+    """Modes that compute a quantized ANN exactly, whose outputs :meth:`quantized_batch` gives
+    (``neurodeploy evaluate`` prints its accuracy)."""
+
+    def load(self, artifact: Any, mode: str) -> Any:
+        """Read and check what ``mode`` runs from the artifact, once per emulation. The default keeps the
+        artifact itself."""
+        return artifact
+
+    def prepare(self, loaded: Any, inputs: Any, *, steps: int, encoding: Encoding) -> Inputs:
+        """The user's inputs, checked, as batch-first arrays (an array, or a dict by input name) that
+        :meth:`emulate_batch` takes in slices. The default checks them against the artifact's converted graph."""
+        return encoding.check_inputs(loaded.read_graph("snn"), inputs)
+
+    @abstractmethod
+    def emulate_batch(
+        self,
+        loaded: Any,
+        inputs: Inputs,
+        *,
+        steps: int,
+        mode: str,
+        checkpoints: tuple[int, ...],
+        encoding: Encoding,
+        neuron_counts: bool,
+    ) -> EmulationResult:
+        """Run one batch of prepared inputs for ``steps`` time steps with the target's arithmetic.
+
+        ``encoding`` says how inputs become per-step stimuli (direct: the analog input every step; an ``events``
+        input is (batch, frames, *shape)); its ``offset`` is the batch's first sample index. ``neuron_counts``
+        asks for per-neuron spike counts in ``EmulationResult.counts``; a backend that cannot measure them
+        leaves it empty."""
+
+    def after_run(self, loaded: Any, result: EmulationResult) -> None:  # noqa: B027 (optional hook)
+        """Called once with the joined result of a run: warn about its ``diagnostics``. The default says
+        nothing."""
+
+    def quantized_batch(self, loaded: Any, inputs: Inputs, *, mode: str, encoding: Encoding) -> np.ndarray:
+        """The outputs of the quantized ANN that ``mode`` (one of :attr:`quantized_modes`) computes, on one batch
+        of prepared inputs."""
+        raise NotImplementedError(f"target {self.target!r} has no quantized ANN in mode {mode!r}")
+
     def emulate(
         self,
         artifact: Any,
-        inputs: np.ndarray,
+        inputs: Any,
         *,
         steps: int,
         mode: str | None = None,
         checkpoints: tuple[int, ...] = (),
         encoding: Encoding | None = None,
         neuron_counts: bool = False,
+        batch_size: int | None = None,
     ) -> EmulationResult:
-        """Run the artifact on ``inputs`` (batch first) for ``steps`` time steps with the target's arithmetic.
-
-        ``encoding`` says how inputs become per-step stimuli (None: direct, the analog input every step; an
-        ``events`` input is (batch, frames, *shape)). ``neuron_counts`` asks for per-neuron spike counts in
-        ``EmulationResult.counts``; a backend that cannot measure them leaves it empty."""
+        """Run the artifact on ``inputs`` (batch first) for ``steps`` time steps with the target's arithmetic,
+        through the shared driver (:class:`neurodeploy.emulation.Emulation`)."""
+        run = Emulation(self, artifact, mode)
+        return run.run(
+            inputs,
+            steps=steps,
+            checkpoints=checkpoints,
+            encoding=encoding,
+            neuron_counts=neuron_counts,
+            batch_size=batch_size,
+        )

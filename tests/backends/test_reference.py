@@ -7,6 +7,7 @@ import pytest
 from ir_graphs import conv_net, inputs_for
 
 from neurodeploy import compile_model, emulate_artifact
+from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.reference.backend import ReferenceBackend
 from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.errors import DataError
@@ -47,7 +48,8 @@ def test_checkpoints_equal_shorter_runs():
 def test_resources_count_neurons_and_synapses():
     graph = conv_net()
     PassManager(build_pipeline(CANONICALIZE)).run(graph, PassContext())
-    report = ReferenceBackend().resources(graph)
+    backend = ReferenceBackend()
+    report = backend.resources(backend.plan(CompiledModel(snn=graph)))
     by_name = {layer.name: layer for layer in report.layers}
     assert by_name["conv1"].neurons == 4 * 8 * 8
     assert by_name["conv1"].fan_in == 2 * 9

@@ -3,8 +3,11 @@ ops (no ONNX): the shapes the bundled MNIST model has, in miniature."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from neurodeploy.backends.base import CompiledModel, Emitted
 from neurodeploy.ir import Add, AvgPool2d, Concat, Conv2d, Dense, Graph, MaxPool2d, Reshape, Scale, TensorType
 from neurodeploy.ir.neurons import IF
 
@@ -267,3 +270,11 @@ def delay_alignment(graph: Graph, program, x: np.ndarray, population: str, steps
     program.network = Network(layers)
     early = float(np.mean(program.run(x, steps, counts=True).counts[population] == ref))
     return aligned, early
+
+
+def emit_graph(graph: Graph, folder: Path, calibration: np.ndarray | None) -> Emitted:
+    """Plan and emit a converted graph for loihi2 into ``folder``, as the compiler does (without the graphs)."""
+    from neurodeploy_loihi import Loihi2Backend
+
+    backend = Loihi2Backend()
+    return backend.emit(backend.plan(CompiledModel(snn=graph, calibration=calibration)), folder)

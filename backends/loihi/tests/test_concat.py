@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loihi_graphs import concat_block, delay_alignment
+from loihi_graphs import concat_block, delay_alignment, emit_graph
 from neurodeploy_loihi import Loihi2Backend
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
 from neurodeploy_loihi.graded import GradedError, quantize_graded
@@ -16,7 +16,7 @@ from neurodeploy_loihi.netx import NetxError, write_net
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.resources import fan_in_per_neuron, layer_fan_in
 
-from neurodeploy.backends.base import CompiledModel
+from neurodeploy.backends.base import CompiledModel, Emitted
 from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir import AvgPool2d, Concat, Conv2d, Dense, Graph, Reshape, Scale, TensorType
@@ -28,10 +28,9 @@ DEPTH = {"sa": 0, "sb": 1, "sc": 2}
 INDEX = {"sa": 0, "sb": 1, "sc": 2}
 
 
-def emit(graph: Graph, folder: Path, calibration: np.ndarray) -> tuple[Program, CompiledModel]:
-    model = CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=calibration)
-    Loihi2Backend().emit(model, folder)
-    return Program.load(folder), model
+def emit(graph: Graph, folder: Path, calibration: np.ndarray) -> tuple[Program, Emitted]:
+    emitted = emit_graph(graph, folder, calibration)
+    return Program.load(folder), emitted
 
 
 def _x(n: int = 32, seed: int = 5) -> np.ndarray:
@@ -230,7 +229,8 @@ def test_placement_counts_every_concatenated_inputs_synapses(tmp_path: Path) -> 
     (skip,) = layer.skips
     want = fan_in_per_neuron(layer.synapse) + fan_in_per_neuron(skip.synapse)
     np.testing.assert_array_equal(layer_fan_in(layer), want)
-    usage = Loihi2Backend().resources(concat_block(seed=0, head="conv", order=("sa", "sb")))
+    backend = Loihi2Backend()
+    usage = backend.resources(backend.plan(CompiledModel(snn=concat_block(seed=0, head="conv", order=("sa", "sb")))))
     assert [u.synapses for u in usage.layers][2] == int(want.sum())
 
 
@@ -238,8 +238,8 @@ def test_graded_mode_and_netx_refuse_a_concat_naming_it(tmp_path: Path) -> None:
     graph = concat_block(seed=0, reset="zero")
     with pytest.raises(GradedError, match=r"'cat' \(a residual Add or a Concat\) joins branches into 'if_d'"):
         quantize_graded(lower(graph), None)
-    program, model = emit(graph, tmp_path, _x(4))
-    assert model.target["manifest"]["graded"]["available"] is False
+    program, emitted = emit(graph, tmp_path, _x(4))
+    assert emitted.manifest["graded"]["available"] is False
     with pytest.raises(NetxError, match=r"layer 'if_d' joins residual branches"):
         write_net(program, tmp_path / "network.net")
 

@@ -18,8 +18,8 @@ from neurodeploy_loihi.graded import (
     GradedOptions,
     GradedProgram,
     _float_forward,
-    _load_from,
     graded_step,
+    load_graded,
     quantize_graded,
 )
 from neurodeploy_loihi.lowering import lower
@@ -209,7 +209,7 @@ def test_input_payload_out_of_bias_range_is_refused() -> None:
 def test_artifact_without_graded_program_says_why() -> None:
     fake = SimpleNamespace(manifest={"target": {"graded": {"available": False, "reason": "layer 'x': bias too big"}}})
     with pytest.raises(DataError, match=r"cannot run in graded mode: layer 'x': bias too big"):
-        _load_from(fake)
+        load_graded(fake)
 
 
 # -- the backend on the bundled model ------------------------------------------------------------------------
@@ -217,6 +217,7 @@ def test_artifact_without_graded_program_says_why() -> None:
 
 def test_bundled_model_graded_emulation_equals_quantized_ann() -> None:
     from neurodeploy.backends.registry import get_backend
+    from neurodeploy.emulation import Emulation
 
     artifact = compiled("subtract")
     assert "graded" in artifact.manifest["target"]["modes"]
@@ -226,12 +227,12 @@ def test_bundled_model_graded_emulation_equals_quantized_ann() -> None:
     data = np.load(TEST_IMAGES)
     x, y = data["x"][:64], data["y"][:64]
     result = emulate_artifact(artifact, x, steps=2, mode="graded", checkpoints=(1, 2))
-    reference = get_backend("loihi").quantized_outputs(artifact, x, mode="graded")
+    reference = Emulation(get_backend("loihi"), artifact, "graded").quantized_outputs(x)
     assert result.mode == "graded"
     for t in (1, 2):
         np.testing.assert_array_equal(result.checkpoints[t], reference)
     assert (result.predictions == y).mean() >= 0.98
-    assert get_backend("loihi").quantized_outputs(artifact, x, mode="binary") is None
+    assert Emulation(get_backend("loihi"), artifact, "binary").quantized_outputs(x) is None
 
 
 def test_cli_emulates_graded_mode(capsys) -> None:

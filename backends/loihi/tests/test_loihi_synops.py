@@ -8,16 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loihi_graphs import dense_net
+from loihi_graphs import dense_net, emit_graph
 from loihi_mnist import compiled, mnist_test_images
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.backend import Loihi2Backend
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
 from neurodeploy_loihi.graded import GradedProgram
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.quantize import to_graph
 
-from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.ir import Conv2d
 from neurodeploy.metrics import conv_fan_out
@@ -91,8 +89,7 @@ X = np.array([[1, 0.5], [1, 0]], np.float32)
 def dense_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("dense")
     graph = dense_net(W1, W2)
-    model = CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=X)
-    Loihi2Backend().emit(model, folder)
+    emit_graph(graph, folder, X)
     return folder
 
 

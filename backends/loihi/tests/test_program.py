@@ -7,19 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loihi_graphs import small_cnn
+from loihi_graphs import emit_graph, small_cnn
 from loihi_mnist import compiled, mnist_test_images
-from neurodeploy_loihi import Loihi2Backend
 from neurodeploy_loihi.program import Program
 
-from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.errors import ArtifactError
 
 
 def emit(graph, folder: Path, calibration: np.ndarray) -> Program:
-    model = CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=calibration)
-    Loihi2Backend().emit(model, folder)
+    emit_graph(graph, folder, calibration)
     return Program.load(folder)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loihi_graphs import delay_alignment, residual_block
+from loihi_graphs import delay_alignment, emit_graph, residual_block
 from neurodeploy_loihi import Loihi2Backend
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
 from neurodeploy_loihi.graded import GradedError, quantize_graded
@@ -15,14 +15,13 @@ from neurodeploy_loihi.netx import NetxError, write_net
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.resources import fan_in_per_neuron, layer_fan_in
 
-from neurodeploy.backends.base import CompiledModel
+from neurodeploy.backends.base import CompiledModel, Emitted
 from neurodeploy.backends.reference.simulate import simulate
 
 
-def emit(graph, folder: Path, calibration: np.ndarray) -> tuple[Program, CompiledModel]:
-    model = CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=calibration)
-    Loihi2Backend().emit(model, folder)
-    return Program.load(folder), model
+def emit(graph, folder: Path, calibration: np.ndarray) -> tuple[Program, Emitted]:
+    emitted = emit_graph(graph, folder, calibration)
+    return Program.load(folder), emitted
 
 
 def _x(n: int = 32, seed: int = 5) -> np.ndarray:
@@ -87,9 +86,9 @@ def test_graded_mode_refuses_a_residual_add_naming_it(tmp_path: Path) -> None:
     graph = residual_block(seed=0)
     with pytest.raises(GradedError, match=r"chains only: 'skip_add' \(a residual Add or a Concat\) joins"):
         quantize_graded(lower(graph), None)
-    _, model = emit(graph, tmp_path, _x(4))
-    assert model.target["manifest"]["graded"]["available"] is False
-    assert "'skip_add' (a residual Add" in model.target["manifest"]["graded"]["reason"]
+    _, emitted = emit(graph, tmp_path, _x(4))
+    assert emitted.manifest["graded"]["available"] is False
+    assert "'skip_add' (a residual Add" in emitted.manifest["graded"]["reason"]
 
 
 def test_netx_refuses_a_residual_network(tmp_path: Path) -> None:
@@ -107,7 +106,8 @@ def test_placement_counts_the_skips_synapses(tmp_path: Path) -> None:
     want = fan_in_per_neuron(layer.synapse) + fan_in_per_neuron(skip.synapse)
     np.testing.assert_array_equal(layer_fan_in(layer), want)
     assert want.max() == 3 * 3 * 4 + 4  # a 3x3 conv of 4 channels and a 1x1 one
-    usage = Loihi2Backend().resources(residual_block(seed=0, skip="conv", deep=False))
+    backend = Loihi2Backend()
+    usage = backend.resources(backend.plan(CompiledModel(snn=residual_block(seed=0, skip="conv", deep=False))))
     assert [u.synapses for u in usage.layers][1] == int(want.sum())
 
 

@@ -14,6 +14,7 @@ from neurodeploy_speck.backend import direct_events
 from speck_graphs import conv_chain
 
 from neurodeploy.artifact import load_artifact
+from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.compiler import compile_model, emulate_artifact
 from neurodeploy.data.calibration import Calibration, load_calibration
@@ -145,7 +146,8 @@ def test_a_model_too_large_for_speck_fails_before_writing(tmp_path):
 
 
 def test_resources_of_a_graph_that_fits(tmp_path):
-    report = SpeckBackend("dynapcnn").resources(conv_chain())
+    backend = SpeckBackend("dynapcnn")
+    report = backend.resources(backend.plan(CompiledModel(snn=conv_chain())))
     assert report.target == "dynapcnn"
     assert report.cores_used == 2
 

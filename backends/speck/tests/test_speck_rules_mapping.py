@@ -12,6 +12,7 @@ from neurodeploy_speck.lowering import lower
 from neurodeploy_speck.mapping import match
 from speck_graphs import conv_chain
 
+from neurodeploy.backends.base import CompiledModel
 from neurodeploy.errors import ResourceError, UnsupportedOpError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF
@@ -165,7 +166,9 @@ def test_dense_layers_become_convolutions_over_the_whole_map():
 
 
 def test_resources_report_per_core_usage():
-    report = SpeckBackend("speck").resources(conv_chain(convs=[(4, 3, 1, 1), (8, 3, 1, 1)], pools=[2, 2]))
+    backend = SpeckBackend("speck")
+    graph = conv_chain(convs=[(4, 3, 1, 1), (8, 3, 1, 1)], pools=[2, 2])
+    report = backend.resources(backend.plan(CompiledModel(snn=graph)))
     assert report.cores_used == 3
     assert len({layer.core for layer in report.layers}) == 3
     assert all(note.startswith("core ") and "kernel" in note and "neuron" in note for note in report.notes)

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurodeploy import limits
-from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, LayerUsage, ResourceReport, TargetSpec
+from neurodeploy.backends.base import Backend, Emitted, EmulationResult, LayerUsage, Plan, ResourceReport, TargetSpec
 from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError, IRVerificationError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.ops import Conv2d, Dense
-from neurodeploy.ir.serialize import save_graph
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.metrics import neuron_counts as neuron_counts_of
 
@@ -53,81 +51,61 @@ class ReferenceBackend(Backend):
     modes = ("snn", "ann")
     spec = TargetSpec(name="reference", description="float32 numpy model of the ANN and the converted SNN; no limits")
 
-    def resources(self, graph: Graph) -> ResourceReport:
-        return ResourceReport(self.target, layer_usage(graph), notes=["reference target: no hardware limits"])
+    def resources(self, plan: Plan) -> ResourceReport:
+        return ResourceReport(self.target, layer_usage(plan.model.snn), notes=["reference target: no hardware limits"])
 
-    def emit(self, model: CompiledModel, folder: Path) -> list[str]:
-        files = save_graph(model.snn, folder, "snn") + save_graph(model.ann, folder, "ann")
-        return [p.name for p in files]
+    def emit(self, plan: Plan, folder: Path) -> Emitted:
+        return Emitted(files=[])  # the converted graph and the ANN, which the compiler writes, are all it runs
 
-    def emulate(
-        self,
-        artifact: Any,
-        inputs: np.ndarray,
-        *,
-        steps: int,
-        mode: str | None = None,
-        checkpoints: tuple[int, ...] = (),
-        encoding: Encoding | None = None,
-        neuron_counts: bool = False,
-        batch_size: int = 256,
-    ) -> EmulationResult:
-        mode = self.resolve_mode(mode)
-        if steps < 1:
-            raise DataError(f"steps must be >= 1, got {steps}")
-        limits.check_steps(steps, "the emulation")  # before anything is allocated
-        encoding = encoding if encoding is not None else Encoding()
+    def load(self, artifact: Any, mode: str) -> _Loaded:
+        if mode == "ann" and not artifact.has_ann:
+            raise DataError("this artifact holds no ANN (its model arrived already spiking): emulate mode snn")
         graph = artifact.read_graph(mode)  # listed, regular, checksummed, verified
-        out_name = graph.outputs[0]
-        x = encoding.check_inputs(graph, inputs)
-        input_name = next(iter(graph.inputs))
-        n = len(x[input_name])
-        if n == 0:
-            raise DataError("no inputs to emulate (the input array has 0 samples)")
-        if mode == "ann":
-            analog = encoding.analog(x[input_name])
-            return EmulationResult(outputs=interpret.run_batched(graph, analog, batch_size), steps=0, mode=mode)
         try:
-            fan_out = fan_out_maps(graph)
+            fan_out = fan_out_maps(graph) if mode == "snn" else {}
         except IRVerificationError as exc:  # a metric must not stop the emulation
             log.debug("SynOps not counted: %s", exc)
             fan_out = {}
-        chunks, spikes, synops, counts = [], {}, {}, {}
-        marks: dict[int, list] = {}
-        spike_marks: dict[int, dict[str, list]] = {}
-        synop_marks: dict[int, dict[str, list]] = {}
-        for start in range(0, n, batch_size):
-            chunk_encoding = replace(encoding, offset=encoding.offset + start)
-            chunk = {k: v[start : start + batch_size] for k, v in x.items()}
-            sim = simulate(graph, chunk, steps, checkpoints, chunk_encoding, fan_out)
-            chunks.append(sim.outputs[out_name])
-            _extend(spikes, sim.spikes)
-            _extend(synops, sim.synops)
-            if neuron_counts:
-                _extend(counts, sim.counts)
-            for t, outs in sim.checkpoints.items():
-                marks.setdefault(t, []).append(outs[out_name])
-                _extend(spike_marks.setdefault(t, {}), sim.checkpoint_spikes[t])
-                _extend(synop_marks.setdefault(t, {}), sim.checkpoint_synops[t])
+        return _Loaded(graph, fan_out)
+
+    def prepare(self, loaded: _Loaded, inputs: Any, *, steps: int, encoding: Encoding) -> dict[str, np.ndarray]:
+        return encoding.check_inputs(loaded.graph, inputs)
+
+    def emulate_batch(
+        self,
+        loaded: _Loaded,
+        inputs: dict[str, np.ndarray],
+        *,
+        steps: int,
+        mode: str,
+        checkpoints: tuple[int, ...],
+        encoding: Encoding,
+        neuron_counts: bool,
+    ) -> EmulationResult:
+        graph = loaded.graph
+        out_name = graph.outputs[0]
+        if mode == "ann":
+            analog = encoding.analog(inputs[next(iter(graph.inputs))])
+            return EmulationResult(outputs=interpret.run(graph, analog)[out_name], steps=0, mode=mode)
+        sim = simulate(graph, inputs, steps, checkpoints, encoding, loaded.fan_out)
         return EmulationResult(
-            outputs=np.concatenate(chunks),
+            outputs=sim.outputs[out_name],
             steps=steps,
             mode=mode,
-            spikes=_join(spikes),
+            spikes=sim.spikes,
             neurons=neuron_counts_of(graph),
-            checkpoints={t: np.concatenate(v) for t, v in marks.items()},
-            synops=_join(synops),
-            checkpoint_spikes={t: _join(v) for t, v in spike_marks.items()},
-            checkpoint_synops={t: _join(v) for t, v in synop_marks.items()},
-            counts=_join(counts),
+            checkpoints={t: outs[out_name] for t, outs in sim.checkpoints.items()},
+            synops=sim.synops,
+            checkpoint_spikes=sim.checkpoint_spikes,
+            checkpoint_synops=sim.checkpoint_synops,
+            counts=sim.counts if neuron_counts else {},
             encoding=encoding.describe(),
         )
 
 
-def _extend(lists: dict[str, list], arrays: dict[str, np.ndarray]) -> None:
-    for name, array in arrays.items():
-        lists.setdefault(name, []).append(array)
+@dataclass(frozen=True)
+class _Loaded:
+    """An artifact's graph for one mode, with its fan-out maps (SynOps) when the mode is ``snn``."""
 
-
-def _join(lists: dict[str, list]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate(parts) for name, parts in lists.items()}
+    graph: Graph
+    fan_out: dict

@@ -4,21 +4,20 @@ artifact, and emulate the artifact bit-exactly (see the package README for the d
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from math import log2
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurodeploy import limits
-from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, ResourceReport
+from neurodeploy.backends.base import Backend, CompiledModel, Emitted, EmulationResult, Plan, ResourceReport
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.serialize import save_graph
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.graded import emit_graded, emulate_graded, quantized_outputs
+from neurodeploy_loihi.graded import GradedProgram, emit_graded, load_graded
 from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.quantize import Options, Quantized, quantize
@@ -66,23 +65,22 @@ class Loihi2Backend(Backend):
     spec = SPEC
 
     # -- compile ----------------------------------------------------------------------------------------------
-    def _quantized(self, graph: Graph, readout_range: float) -> tuple[Lowered, Quantized]:
-        lowered = lower(graph)
-        return lowered, quantize(lowered, readout_range, Options(netx=_netx_profile(graph)))
-
-    def resources(self, graph: Graph) -> ResourceReport:
-        lowered, q = self._quantized(graph, 1.0)  # the structure is all placement needs
-        names = [p.name for p in lowered.populations]
-        op_types = [{"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role] for p in lowered.populations]
-        report, _ = resource_report(self.target, q.network, names, op_types)
-        return report
-
-    def emit(self, model: CompiledModel, folder: Path) -> list[str]:
+    def plan(self, model: CompiledModel) -> LoihiPlan:
         graph = model.snn
         netx = _netx_profile(graph)
         lowered = lower(graph)
         readout_range, source = _readout_range(lowered, graph, model.calibration)
         q = quantize(lowered, readout_range, Options(netx=netx))
+        names = [p.name for p in lowered.populations]
+        op_types = [{"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role] for p in lowered.populations]
+        report, cores = resource_report(self.target, q.network, names, op_types)
+        return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores)
+
+    def resources(self, plan: LoihiPlan) -> ResourceReport:
+        return plan.report
+
+    def emit(self, plan: LoihiPlan, folder: Path) -> Emitted:
+        lowered, q = plan.lowered, plan.quantized
         program = Program(
             mode="binary",
             host=lowered.host,
@@ -103,36 +101,31 @@ class Loihi2Backend(Backend):
             readout_scale=lowered.readout.scale,
         )
         files = program.save(folder)
-        # evaluate reads the converted graph and the ANN (layer names, scales, ANN activations); emulate does not
-        files += [p.name for p in save_graph(graph, folder, "snn") + save_graph(model.ann, folder, "ann")]
-        netx_note = self._write_net(program, lowered, netx, folder, files)
-        _, cores = resource_report(self.target, q.network, program.names, program.roles)
-        headroom = self._measure(program, model.calibration)
-        for entry, measured in zip(q.report, headroom):
-            entry["measured"] = measured
-        model.target["report"] = {
+        netx_note = self._write_net(program, plan.netx, folder, files)
+        headroom = self._measure(program, plan.model.calibration)
+        quantization = [{**entry, "measured": measured} for entry, measured in zip(q.report, headroom)]
+        graded_files, graded_note = emit_graded(lowered, plan.model.calibration, folder)  # mode graded: graded.py
+        report = {
             "mode": "binary",
             "pipeline_delay": program.delay,
-            "readout_range": {"value": readout_range, "source": source},
-            "quantization": q.report,
-            "placement": cores_to_dicts(cores),
+            "readout_range": {"value": plan.readout_range, "source": plan.readout_source},
+            "quantization": quantization,
+            "placement": cores_to_dicts(plan.cores),
             "netx": netx_note,
+            "graded": graded_note,
         }
-        model.target["manifest"] = {
+        manifest = {
             "pipeline_delay": program.delay,
             "pipeline_delay_note": (
                 f"each of the {program.delay} synapse(s) on the longest path delays spikes by one step: T steps run "
                 f"as T + {program.delay} Loihi steps, and T counts after the delay"
             ),
             "netx": netx_note["written"],
+            "graded": {k: v for k, v in graded_note.items() if k != "quantization"},
         }
-        graded_files, graded_note = emit_graded(lowered, model.calibration, folder)  # mode graded: see graded.py
-        files += graded_files
-        model.target["report"]["graded"] = graded_note
-        model.target["manifest"]["graded"] = {k: v for k, v in graded_note.items() if k != "quantization"}
-        return files
+        return Emitted(files=files + graded_files, manifest=manifest, report=report)
 
-    def _write_net(self, program: Program, lowered: Lowered, netx: bool, folder: Path, files: list[str]) -> dict:
+    def _write_net(self, program: Program, netx: bool, folder: Path, files: list[str]) -> dict:
         from neurodeploy_loihi.netx import NET_FILE, NetxError, write_net
 
         if not netx:
@@ -172,75 +165,75 @@ class Loihi2Backend(Backend):
         return out
 
     # -- run --------------------------------------------------------------------------------------------------
-    def emulate(
-        self,
-        artifact: Any,
-        inputs: np.ndarray,
-        *,
-        steps: int,
-        mode: str | None = None,
-        checkpoints: tuple[int, ...] = (),
-        encoding: Encoding | None = None,
-        neuron_counts: bool = False,
-        batch_size: int = 256,
-    ) -> EmulationResult:
-        mode = self.resolve_mode(mode)
-        if steps < 1:
-            raise DataError(f"steps must be >= 1, got {steps}")
-        limits.check_steps(steps, "the emulation")  # before anything is allocated
-        encoding = encoding if encoding is not None else Encoding()
+    quantized_modes = ("graded",)
+
+    def load(self, artifact: Any, mode: str) -> Program | GradedProgram:
+        """The mode's program: every file listed in the manifest and checked."""
+        return load_graded(artifact) if mode == "graded" else Program.load(artifact)
+
+    def prepare(self, loaded: Program | GradedProgram, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
         if encoding.kind != "direct":
             raise DataError(
                 f"the {self.target} target takes direct (analog) input, which the host turns into the first "
                 f"layer's current; got the {encoding.kind!r} encoding"
             )
-        if mode == "graded":
-            return emulate_graded(artifact, inputs, steps, tuple(checkpoints), encoding)
-        program = Program.load(artifact)  # every file listed in the manifest and checked
-        x = encoding.check_inputs(program.host, inputs)[next(iter(program.host.inputs))]
-        if len(x) == 0:
-            raise DataError("no inputs to emulate (the input array has 0 samples)")
-        parts = [
-            program.run(x[i : i + batch_size], steps, checkpoints=tuple(checkpoints), counts=neuron_counts)
-            for i in range(0, len(x), batch_size)
-        ]
-        readout_spikes = sum(p.stats["readout_spikes"] for p in parts)
-        if readout_spikes:
+        return encoding.check_inputs(loaded.host, inputs)[next(iter(loaded.host.inputs))]
+
+    def emulate_batch(
+        self,
+        loaded: Program | GradedProgram,
+        inputs: np.ndarray,
+        *,
+        steps: int,
+        mode: str,
+        checkpoints: tuple[int, ...],
+        encoding: Encoding,
+        neuron_counts: bool,
+    ) -> EmulationResult:
+        if isinstance(loaded, GradedProgram):  # spikes: nonzero payloads; synops: payloads times fan-out
+            run = loaded.run(inputs, steps, checkpoints=checkpoints)
+            counts, diagnostics = {}, {}
+        else:
+            run = loaded.run(inputs, steps, checkpoints=checkpoints, counts=neuron_counts)
+            counts, diagnostics = run.counts, {"readout_spikes": int(run.stats["readout_spikes"])}
+        return EmulationResult(
+            outputs=run.outputs,
+            steps=steps,
+            mode=mode,
+            spikes=run.spikes,
+            neurons=run.neurons,
+            checkpoints=run.checkpoints,
+            checkpoint_spikes=run.checkpoint_spikes,
+            synops=run.synops,
+            checkpoint_synops=run.checkpoint_synops,
+            counts=counts,
+            encoding=encoding.describe(),
+            diagnostics=diagnostics,
+        )
+
+    def after_run(self, loaded: Program | GradedProgram, result: EmulationResult) -> None:
+        if result.diagnostics.get("readout_spikes"):
             log.warning(
                 "the readout's v reached the top of its 24-bit range (%d neuron-steps): runs longer than the "
                 "readout was scaled for saturate; results beyond that are unreliable",
-                readout_spikes,
+                result.diagnostics["readout_spikes"],
             )
-        joined = {c: np.concatenate([p.checkpoints[c] for p in parts]) for c in parts[0].checkpoints}
-        return EmulationResult(
-            outputs=np.concatenate([p.outputs for p in parts]),
-            steps=steps,
-            mode=mode,
-            spikes={k: np.concatenate([p.spikes[k] for p in parts]) for k in parts[0].spikes},
-            neurons=parts[0].neurons,
-            checkpoints=joined,
-            checkpoint_spikes={
-                c: {
-                    k: np.concatenate([p.checkpoint_spikes[c][k] for p in parts]) for k in parts[0].checkpoint_spikes[c]
-                }
-                for c in parts[0].checkpoint_spikes
-            },
-            synops={k: np.concatenate([p.synops[k] for p in parts]) for k in parts[0].synops},
-            checkpoint_synops={
-                c: {
-                    k: np.concatenate([p.checkpoint_synops[c][k] for p in parts]) for k in parts[0].checkpoint_synops[c]
-                }
-                for c in parts[0].checkpoint_synops
-            },
-            counts={k: np.concatenate([p.counts[k] for p in parts]) for k in parts[0].counts},
-            encoding=encoding.describe(),
-        )
 
-    def quantized_outputs(
-        self, artifact: Any, inputs: np.ndarray, *, mode: str | None = None, encoding: Encoding | None = None
-    ) -> np.ndarray | None:
-        """The outputs of the quantized ANN a mode computes exactly (``graded``: the 8-bit quantized ANN, a plain
-        integer forward pass), or None for a mode without one (``binary``). ``neurodeploy evaluate`` prints it."""
-        if (mode or self.modes[0]) != "graded":
-            return None
-        return quantized_outputs(artifact, inputs, encoding if encoding is not None else Encoding())
+    def quantized_batch(
+        self, loaded: GradedProgram, inputs: np.ndarray, *, mode: str, encoding: Encoding
+    ) -> np.ndarray:
+        """The 8-bit quantized ANN's outputs, a plain integer forward pass (``neurodeploy evaluate`` prints it)."""
+        return loaded.reference(inputs)
+
+
+@dataclass
+class LoihiPlan(Plan):
+    """The converted graph lowered to populations, quantized to Loihi 2 fixed point, and placed on cores."""
+
+    lowered: Lowered
+    quantized: Quantized
+    netx: bool
+    readout_range: float
+    readout_source: str
+    report: ResourceReport
+    cores: list

@@ -736,50 +736,13 @@ def emit_graded(lowered: Lowered, calibration: np.ndarray | None, folder: Path) 
     return files, {**note, "quantization": program.report}
 
 
-def emulate_graded(artifact: Any, inputs: np.ndarray, steps: int, checkpoints: tuple[int, ...], encoding: Any):
-    """The backend's ``emulate`` in graded mode: an EmulationResult whose ``spikes`` count the nonzero payloads
-    each population sent (a zero payload is sent too, but carries nothing), and whose ``synops`` count them times
-    their fan-out (the input: dense, every element every step)."""
-    from neurodeploy.backends.base import EmulationResult
-
-    program = _load_from(artifact)
-    x = encoding.check_inputs(program.host, inputs)[next(iter(program.host.inputs))]
-    if len(x) == 0:
-        raise DataError("no inputs to emulate (the input array has 0 samples)")
-    parts = [program.run(x[i : i + 256], steps, checkpoints=tuple(checkpoints)) for i in range(0, len(x), 256)]
-    return EmulationResult(
-        outputs=np.concatenate([p.outputs for p in parts]),
-        steps=steps,
-        mode="graded",
-        spikes={k: np.concatenate([p.spikes[k] for p in parts]) for k in parts[0].spikes},
-        neurons=parts[0].neurons,
-        checkpoints={c: np.concatenate([p.checkpoints[c] for p in parts]) for c in parts[0].checkpoints},
-        checkpoint_spikes={
-            c: {k: np.concatenate([p.checkpoint_spikes[c][k] for p in parts]) for k in parts[0].checkpoint_spikes[c]}
-            for c in parts[0].checkpoint_spikes
-        },
-        synops={k: np.concatenate([p.synops[k] for p in parts]) for k in parts[0].synops},
-        checkpoint_synops={
-            c: {k: np.concatenate([p.checkpoint_synops[c][k] for p in parts]) for k in parts[0].checkpoint_synops[c]}
-            for c in parts[0].checkpoint_synops
-        },
-        encoding=encoding.describe(),
-    )
-
-
-def quantized_outputs(artifact: Any, inputs: np.ndarray, encoding: Any) -> np.ndarray:
-    """The 8-bit quantized ANN's outputs (:meth:`GradedProgram.reference`) on ``inputs``."""
-    program = _load_from(artifact)
-    x = encoding.check_inputs(program.host, inputs)[next(iter(program.host.inputs))]
-    return np.concatenate([program.reference(x[i : i + 256]) for i in range(0, len(x), 256)])
-
-
 _GRADED_NOTE = Dict(
     {"target": Dict(optional={"graded": Dict(optional={"available": Bool(), "reason": Str(), "file": Str()})})}
 )
 
 
-def _load_from(artifact: Any) -> GradedProgram:
+def load_graded(artifact: Any) -> GradedProgram:
+    """The artifact's graded program; a DataError saying why when it was compiled without one."""
     root = getattr(artifact, "root", None)
     validate(_GRADED_NOTE, artifact.manifest, "manifest.json" if root is None else str(Path(root) / "manifest.json"))
     note = artifact.manifest["target"].get("graded", {})

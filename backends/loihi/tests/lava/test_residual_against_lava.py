@@ -18,12 +18,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
 from lava_checks import assert_program_equals_lava, require_lava
-from loihi_graphs import residual_block
-from neurodeploy_loihi import Loihi2Backend
+from loihi_graphs import emit_graph, residual_block
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
 from neurodeploy_loihi.program import Program
-
-from neurodeploy.backends.base import CompiledModel
 
 require_lava()
 
@@ -46,7 +43,7 @@ def test_residual_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
 ) -> None:
     graph = residual_block(seed, skip, deep, reset, channels=2 + seed % 3)
     x = np.random.default_rng(100 + seed).random((SAMPLES, 1, 6, 6)).astype(np.float32)
-    Loihi2Backend().emit(CompiledModel(ann=graph, snn=graph, pipeline="", options={}, calibration=x), tmp_path)
+    emit_graph(graph, tmp_path, x)
     program = Program.load(tmp_path)
     joined = [layer for layer in program.network.layers if layer.skips]
     assert len(joined) == 1

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from neurodeploy import limits
-from neurodeploy.backends.base import Backend, CompiledModel, EmulationResult, LayerUsage, ResourceReport
+from neurodeploy.backends.base import Backend, CompiledModel, Emitted, EmulationResult, LayerUsage, Plan, ResourceReport
 from neurodeploy.data.policy import check_values
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ArtifactError, DataError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.serialize import save_graph
 from neurodeploy.schema import validate
 from neurodeploy_speck import chip
 from neurodeploy_speck.config import CONFIG_FILE, FORMAT, build_config, to_samna
@@ -128,9 +127,19 @@ class SpeckBackend(Backend):
             parsed["spikes_per_event"] = limit
         return parsed
 
-    def resources(self, graph: Graph) -> ResourceReport:
-        lowered = lower(graph, input_scale=INPUT_EVENT_VALUE)
+    def plan(self, model: CompiledModel) -> SpeckPlan:
+        theta, source = readout_threshold(model.snn, model.calibration)
+        lowered = lower(model.snn, input_scale=INPUT_EVENT_VALUE, readout_threshold=theta)
+        limit = model.target_options.get("spikes_per_event")
+        scaling = limit_spikes_per_event(lowered, limit) if limit is not None else None
+        if scaling is not None and lowered.readout_threshold != theta:
+            source += f"; times {lowered.readout_threshold / theta:g} for spikes_per_event={limit:g}"
         cores = placement(lowered)
+        quantized = [quantize_layer(layer) for layer in lowered.layers]
+        return SpeckPlan(model, lowered, cores, quantized, source, limit, scaling)
+
+    def resources(self, plan: SpeckPlan) -> ResourceReport:
+        lowered, cores = plan.lowered, plan.cores
         layers, notes = [], []
         for i, layer in enumerate(lowered.layers):
             f, c, k, _ = layer.weight.shape
@@ -169,34 +178,24 @@ class SpeckBackend(Backend):
             )
         return sorted(usage, key=lambda u: u["core"])
 
-    def emit(self, model: CompiledModel, folder: Path) -> list[str]:
-        graph = model.snn
-        theta, source = readout_threshold(graph, model.calibration)
-        lowered = lower(graph, input_scale=INPUT_EVENT_VALUE, readout_threshold=theta)
-        limit = model.options.get("target_options", {}).get("spikes_per_event")
-        scaling = limit_spikes_per_event(lowered, limit) if limit is not None else None
-        cores = placement(lowered)
-        quantized = [quantize_layer(layer) for layer in lowered.layers]
-        if scaling is not None and lowered.readout_threshold != theta:
-            source += f"; times {lowered.readout_threshold / theta:g} for spikes_per_event={limit:g}"
-        for warning in one_spike_per_event_warnings(quantized, limit):
-            log.warning("%s", warning)
-            model.warnings.append(warning)
-        document = build_config(self.target, lowered, quantized, cores, INPUT_EVENT_VALUE)
+    def emit(self, plan: SpeckPlan, folder: Path) -> Emitted:
+        lowered, quantized, limit = plan.lowered, plan.quantized, plan.spikes_per_event
+        document = build_config(self.target, lowered, quantized, plan.cores, INPUT_EVENT_VALUE)
         (folder / CONFIG_FILE).write_text(json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n")
-        files = [CONFIG_FILE]
-        # evaluate reads the converted graph and the ANN (layer names, ANN activations); emulate does not
-        files += [p.name for p in save_graph(graph, folder, "snn") + save_graph(model.ann, folder, "ann")]
-        model.target["report"] = {
+        report = {
             "chip": chip.CHIPS[self.target],
-            "readout_threshold": {"value": lowered.readout_threshold, "source": source},
+            "readout_threshold": {"value": lowered.readout_threshold, "source": plan.readout_source},
             "quantization": [q.report for q in quantized],
-            "cores": self._core_usage(lowered, cores),
+            "cores": self._core_usage(lowered, plan.cores),
         }
-        if scaling is not None:
-            model.target["report"]["spikes_per_event"] = {"limit": limit, "threshold_scaling": scaling}
-        model.target["manifest"] = {"chip": chip.CHIPS[self.target], "config": CONFIG_FILE}
-        return files
+        if plan.scaling is not None:
+            report["spikes_per_event"] = {"limit": limit, "threshold_scaling": plan.scaling}
+        return Emitted(
+            files=[CONFIG_FILE],
+            manifest={"chip": chip.CHIPS[self.target], "config": CONFIG_FILE},
+            report=report,
+            warnings=one_spike_per_event_warnings(quantized, limit),
+        )
 
     # -- run --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -229,77 +228,66 @@ class SpeckBackend(Backend):
         """The artifact's samna configuration object (needs samna; see :func:`neurodeploy_speck.config.to_samna`)."""
         return to_samna(self.load_config(artifact))
 
-    def emulate(
+    batch_size = 64
+
+    def load(self, artifact: Any, mode: str) -> _Loaded:
+        document = self.load_config(artifact)
+        return _Loaded(document, self.network(artifact, document))
+
+    def prepare(self, loaded: _Loaded, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
+        return self._events(loaded.document, inputs, steps, encoding)
+
+    def emulate_batch(
         self,
-        artifact: Any,
+        loaded: _Loaded,
         inputs: np.ndarray,
         *,
         steps: int,
-        mode: str | None = None,
-        checkpoints: tuple[int, ...] = (),
-        encoding: Encoding | None = None,
-        neuron_counts: bool = False,
-        batch_size: int = 64,
+        mode: str,
+        checkpoints: tuple[int, ...],
+        encoding: Encoding,
+        neuron_counts: bool,
     ) -> EmulationResult:
-        mode = self.resolve_mode(mode)
-        encoding = encoding if encoding is not None else Encoding()
-        if steps < 1:
-            raise DataError(f"steps must be >= 1, got {steps}")
-        limits.check_steps(steps, "the emulation")  # before anything is allocated
-        document = self.load_config(artifact)
-        network = self.network(artifact, document)
-        frames = self._events(document, inputs, steps, encoding)
-        host = document["host"]
-        out_core = network.output_core
-        value = host["output"]["value_per_spike"]
+        network, host = loaded.network, loaded.document["host"]
+        run = network.run_binned(inputs) if mode == "binned" else network.run_events(inputs)
+        value, out_shape = host["output"]["value_per_spike"], tuple(host["output"]["shape"])
         marks = sorted({int(c) for c in checkpoints if 0 < int(c) <= steps})
-        outputs, checkpoint_out, spikes, counts = [], {c: [] for c in marks}, {}, {}
-        checkpoint_spikes: dict[int, dict[str, list]] = {c: {} for c in marks}
-        synops: dict[str, list] = {}
-        checkpoint_synops: dict[int, dict[str, list]] = {c: {} for c in marks}
-        overflow = {c.index: 0 for c in network.cores}
         names = {layer["core"]: layer["neuron"] or layer["name"] for layer in host["layers"]}
-        out_shape = tuple(host["output"]["shape"])
-        for start in range(0, len(frames), batch_size):
-            chunk = frames[start : start + batch_size]
-            run = network.run_binned(chunk) if mode == "binned" else network.run_events(chunk)
-            cumulative = np.cumsum(run.counts[out_core], axis=1)
-            n = len(chunk)
-            outputs.append((cumulative[:, -1] * value / steps).reshape(n, *out_shape).astype(np.float32))
-            for c in marks:
-                checkpoint_out[c].append((cumulative[:, c - 1] * value / c).reshape(n, *out_shape).astype(np.float32))
-            for core, total in run.per_step_totals.items():
-                spikes.setdefault(names[core], []).append(total.sum(axis=1))
-                for c in marks:
-                    checkpoint_spikes[c].setdefault(names[core], []).append(total[:, :c].sum(axis=1))
-                if neuron_counts:
-                    counts.setdefault(names[core], []).append(run.neuron_totals[core])
-            for source, per_step in run.synops.items():
-                key = host["input"]["name"] if source == -1 else names[source]
-                synops.setdefault(key, []).append(per_step.sum(axis=1))
-                for c in marks:
-                    checkpoint_synops[c].setdefault(key, []).append(per_step[:, :c].sum(axis=1))
-            for core, k in run.overflow.items():
-                overflow[core] += k
+        n = len(inputs)
+        cumulative = np.cumsum(run.counts[network.output_core], axis=1)
+
+        def readout(t: int) -> np.ndarray:
+            return (cumulative[:, t - 1] * value / t).reshape(n, *out_shape).astype(np.float32)
+
+        def totals(per_source: dict, key, t: int) -> dict[str, np.ndarray]:
+            return {key(source): per_step[:, :t].sum(axis=1) for source, per_step in per_source.items()}
+
+        def synops_key(source: int) -> str:
+            return host["input"]["name"] if source == -1 else names[source]
+
+        return EmulationResult(
+            outputs=readout(steps),
+            steps=steps,
+            mode=mode,
+            spikes=totals(run.per_step_totals, names.get, steps),
+            neurons={names[c.index]: int(np.prod(c.out_shape)) for c in network.cores},
+            checkpoints={c: readout(c) for c in marks},
+            checkpoint_spikes={c: totals(run.per_step_totals, names.get, c) for c in marks},
+            synops=totals(run.synops, synops_key, steps),
+            checkpoint_synops={c: totals(run.synops, synops_key, c) for c in marks},
+            counts={names[core]: total for core, total in run.neuron_totals.items()} if neuron_counts else {},
+            encoding=encoding.describe(),
+            diagnostics={f"overflow {core}": int(k) for core, k in run.overflow.items()},
+        )
+
+    def after_run(self, loaded: _Loaded, result: EmulationResult) -> None:
+        overflow = {int(key.split()[1]): k for key, k in result.diagnostics.items() if key.startswith("overflow ")}
         if any(overflow.values()):
             log.warning(
                 "membrane state left the chip's 16-bit range (neuron-steps per core: %s); the chip's behaviour "
                 "there is not modelled",
                 {k: v for k, v in overflow.items() if v},
             )
-        return EmulationResult(
-            outputs=np.concatenate(outputs),
-            steps=steps,
-            mode=mode,
-            spikes={k: np.concatenate(v) for k, v in spikes.items()},
-            neurons={names[c.index]: int(np.prod(c.out_shape)) for c in network.cores},
-            checkpoints={c: np.concatenate(v) for c, v in checkpoint_out.items()},
-            checkpoint_spikes={c: {k: np.concatenate(v) for k, v in d.items()} for c, d in checkpoint_spikes.items()},
-            synops={k: np.concatenate(v) for k, v in synops.items()},
-            checkpoint_synops={c: {k: np.concatenate(v) for k, v in d.items()} for c, d in checkpoint_synops.items()},
-            counts={k: np.concatenate(v) for k, v in counts.items()},
-            encoding=encoding.describe(),
-        )
 
     @staticmethod
     def _events(document: dict[str, Any], inputs: Any, steps: int, encoding: Encoding) -> np.ndarray:
@@ -347,3 +335,24 @@ class SpeckBackend(Backend):
         if len(frames) == 0:
             raise DataError("no inputs to emulate (the input array has 0 samples)")
         return frames
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """An artifact's checked speck.json and the emulator's network built from it."""
+
+    document: dict[str, Any]
+    network: Network
+
+
+@dataclass
+class SpeckPlan(Plan):
+    """The converted graph lowered to Speck cores (thresholds raised for ``spikes_per_event`` when asked), placed
+    and quantized."""
+
+    lowered: Lowered
+    cores: dict[int, int]
+    quantized: list
+    readout_source: str
+    spikes_per_event: float | None
+    scaling: Any
