@@ -1,0 +1,544 @@
+"""From a converted (spiking) graph to populations of neurons and the synapses between them, still in float.
+
+The target-neutral lowering every chip with populations and projections needs (Loihi 2's processes, PyNN's
+populations and projections, a NIR export); a target passes its :class:`Rules` (its name for messages, its
+limits). A converted graph is a chain: the input, linear ops, IF neurons, linear ops, IF neurons, ..., linear ops,
+the output. Each IF op becomes a population of neurons, and the linear ops between two populations become the
+one synapse (a ``Dense`` or ``Conv`` connection) that joins them:
+
+* **Input**: the ops from the (direct, analog) input to the first IF neurons run on the host, in float32, and
+  their result is the first population's *bias current*, one value per neuron and sample. The first population
+  has no synapse, so it adds no delay. Exact: the first layer's float computation is what the reference target
+  does too.
+* **Conv**: an AvgPool2d (kernel == stride, no padding, input divisible by the kernel) followed by a Conv2d is
+  one ``Conv`` synapse whose kernel is the convolution's, each weight repeated over a pool block and divided by
+  the block's size, with stride and padding multiplied by the pool (:class:`ConvSpec`). Exact: the pooled map
+  is linear in the spikes. Padding must be symmetric.
+* **Dense**: any other chain of linear ops ending in a Dense (AvgPool, GlobalAvgPool, Reshape/flatten, Scale)
+  is composed into one weight matrix by applying the ops to the identity (:class:`DenseSpec`); the flatten
+  order is the graph's (C, H, W) (a target lays it out in its own order, e.g. Lava's (X, Y, C)).
+* **Readout**: the linear ops after the last IF neurons that end in a Dense/Conv become a non-spiking readout
+  population (``readout=membrane``); an output that is the last IF neurons' spikes times a constant (``Scale``,
+  ``readout=spikes``) is read from their spike counts.
+
+IF thresholds (scalar or per channel) are folded into the synapse that feeds the neurons (row o divided by
+θ_o), so every population has threshold 1 in float units.
+
+* **Residual Add**: an Add directly before IF neurons sums several *branches*, each a chain of linear ops from
+  an earlier population (an identity or ``Scale`` skip becomes a diagonal ``Dense``); every branch is one more
+  synapse into the population, whose neurons sum them. Population k's *depth* is its longest path of synapses
+  from the input population; a branch from population j gets ``delay`` = depth(k) - depth(j) - 1 extra steps,
+  so all branches arrive together and population k computes the graph's step t at step t + depth(k). A delayed
+  branch is a Dense unless the target's convolutions take delays (``Rules.delayed_conv``; Lava's Conv does not).
+* **Concat**: a Concat along the channel axis of spike maps, read by the Conv2d or Dense of a synapse, splits
+  that synapse into one per concatenated input: conv(concat(a, b)) = conv_a(a) + conv_b(b), where conv_a has
+  the kernel's input channels of a (``weight[:, c0:c1]``), and a Dense after a flatten takes the columns of a's
+  channels (composed through :class:`_Embed`, which places a's map in its channels of a zero map, so the columns
+  are in a's own C order and are laid out as any Dense's). The synapses are joined as a residual Add's branches
+  (delays, one scale per population); an Add before the neurons may sum such a Concat's synapses with other
+  branches. The bias is the synapse's once: the neurons' input when no population spikes (:func:`_at_rest`). A
+  Concat read by anything else (the output, a pooling only), on another axis, or before the readout, an Add
+  anywhere else, and a population that does not read the one before it are refused with an error naming the op.
+"""
+
+# No `from __future__ import annotations`: Lava's process-model discovery executes the Loihi plugin's modules
+# outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations of what they import.
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neurodeploy.errors import ConversionError
+from neurodeploy.ir.graph import Graph, GraphIndex
+from neurodeploy.ir.neurons import IF
+from neurodeploy.ir.op import Op
+from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
+
+LINEAR = (AvgPool2d, GlobalAvgPool, Reshape, Conv2d, Dense, Scale, Bias)
+"""Ops a synapse may be made of."""
+MAX_DENSE_ENTRIES = 1 << 26
+"""The largest weight matrix a chain of linear ops is composed into by default (64 Mi entries)."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a target's synapses can be: ``target`` names it in messages ("the loihi target ..."), ``chip`` in
+    "has no <chip> equivalent"; ``delayed_conv``: whether a convolution synapse can carry a delay (otherwise a
+    delayed branch is composed into a Dense); ``max_dense_entries``: the largest Dense composed."""
+
+    target: str
+    chip: str
+    delayed_conv: bool = False
+    max_dense_entries: int = MAX_DENSE_ENTRIES
+
+
+@dataclass
+class ConvSpec:
+    """A convolution synapse in the graph's orientation: ``weight`` (O, C / groups, kH, kW) is the *base* kernel
+    (cross-correlation, as ONNX), already divided by the pool area; the synapse applies it to every
+    ``pool`` block of input neurons. ``stride``/``padding`` (H, W) are the synapse's: the graph's conv
+    stride and (symmetric) padding times the pool."""
+
+    weight: np.ndarray
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    pool: tuple[int, int]
+    input_shape: tuple[int, int, int]
+
+
+@dataclass
+class DenseSpec:
+    """All-to-all synapses: ``weight`` (n_out, n_in), inputs and outputs in the graph's C order of their
+    populations' shapes."""
+
+    weight: np.ndarray
+    input_shape: tuple[int, ...]
+
+
+@dataclass
+class Skip:
+    """A further synapse into a population (a residual branch, or one input of a Concat): from population
+    ``source`` (an index into the populations), delayed by ``delay`` steps beyond the one every synapse takes;
+    ``ops`` the branch's op names."""
+
+    source: int
+    synapse: ConvSpec | DenseSpec
+    delay: int = 0
+    ops: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Population:
+    """One population of neurons in float units (threshold 1). ``bias`` is the constant current per neuron
+    (the graph's shape); ``role`` is ``input`` (driven by the host-computed current, no synapse), ``hidden``
+    (IF neurons) or ``readout`` (non-spiking, read from v). ``synapse`` reads the population before it, ``delay``
+    steps late; ``skips`` are the further branches of a residual Add or a Concat (``adds``: the names of the Adds and
+    Concats that join them); ``depth`` is the longest path of synapses from the input population."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    synapse: ConvSpec | DenseSpec | None
+    bias: np.ndarray
+    ops: list[str]
+    reset: str = "subtract"
+    initial: float = 0.5
+    value: str = ""
+    meta: dict = field(default_factory=dict)
+    delay: int = 0
+    skips: list[Skip] = field(default_factory=list)
+    adds: list[str] = field(default_factory=list)
+    depth: int = 0
+
+
+@dataclass
+class Readout:
+    """How the model output is read: ``membrane`` (the readout population's v, the integral of its input) or
+    ``spikes`` (the last population's spike counts times ``scale``, in the output's shape)."""
+
+    kind: str
+    population: int
+    output: str
+    shape: tuple[int, ...]
+    scale: np.ndarray | None = None
+
+
+@dataclass
+class Lowered:
+    """The host graph (input -> the first population's current), the populations in chain order, the readout."""
+
+    host: Graph
+    populations: list[Population]
+    readout: Readout
+
+    @property
+    def delay(self) -> int:
+        """Steps from a change of the input to the readout: the synapses on the longest path (the input population
+        has none)."""
+        return self.populations[-1].depth
+
+
+def _where(op: Op) -> str:
+    return f"{op.op_type} '{op.name}'"
+
+
+def _segment(wiring: GraphIndex, value: str, stops: set[str], rules: Rules) -> tuple[str, list[Op]]:
+    """The chain of ops that computes ``value`` from the nearest stop (a graph input or an IF output)."""
+    ops: list[Op] = []
+    while value not in stops:
+        op = wiring.producer(value)
+        _check_linear(op, rules)
+        ops.append(op)
+        value = op.inputs[0]
+    return value, ops[::-1]
+
+
+def _check_linear(op: Op | None, rules: Rules) -> None:
+    """Refuse an op that cannot be part of a chain of linear ops, naming it and what maps."""
+    if op is None:  # pragma: no cover - graph inputs are stops
+        raise ConversionError("a value has no producer")
+    if isinstance(op, Concat):
+        raise ConversionError(
+            f"{_where(op)} joins {len(op.inputs)} branches; the {rules.target} target maps a Concat of neuron "
+            "layers read by a Conv2d or Dense before IF neurons only (not before the input neurons or the readout: "
+            "add IF neurons after the layer that reads it)"
+        )
+    if len(op.inputs) != 1:
+        raise ConversionError(
+            f"{_where(op)} joins {len(op.inputs)} branches; the {rules.target} target maps a residual Add "
+            "directly before IF neurons only (an Add before the input neurons, the output or further linear ops is "
+            "not supported)"
+        )
+    if not isinstance(op, LINEAR):
+        raise ConversionError(f"{_where(op)} has no {rules.chip} equivalent (supported: Conv, Dense, AvgPool, flatten)")
+
+
+@dataclass
+class _Embed:
+    """One input of Concat ``name`` seen alone: its map placed in channels ``offset`` .. of a zero map of the
+    Concat's ``shape`` (an op's ``forward``, so a branch through the Concat composes as any chain of linear ops)."""
+
+    name: str
+    offset: int
+    shape: tuple[int, ...]
+    op_type: str = "Concat"
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        (x,) = xs
+        out = np.zeros((len(x), *self.shape), np.float32)
+        out[:, self.offset : self.offset + x.shape[1]] = x
+        return out
+
+
+def _chains(
+    wiring: GraphIndex, value: str, stops: set[str], types: dict, after: list, rules: Rules
+) -> tuple[list[tuple[str, list]], list[str]]:
+    """The chains of linear ops that compute ``value`` (then ``after``) from the nearest stops: one, or one per
+    input of a Concat on the way (each through its :class:`_Embed`), and the Concats' names."""
+    ops: list = []
+    while value not in stops:
+        op = wiring.producer(value)
+        if isinstance(op, Concat):
+            tail = ops[::-1] + after
+            if op.axis != 0:
+                raise ConversionError(
+                    f"{_where(op)} concatenates along axis {op.axis}; the {rules.target} target maps a Concat along "
+                    "the channel axis (0) only"
+                )
+            if not any(isinstance(o, (Conv2d, Dense)) for o in tail):
+                raise ConversionError(
+                    f"{_where(op)} is read by {', '.join(_where(o) for o in tail) or 'the neurons'} without a Conv2d "
+                    f"or Dense; the {rules.target} target maps a Concat of neuron layers read by a Conv2d or Dense "
+                    "(its weights split by input), not a Concat feeding neurons, pooling or an Add directly"
+                )
+            branches: list[tuple[str, list]] = []
+            joins, offset = [op.name], 0
+            for name in op.inputs:
+                embed = _Embed(op.name, offset, tuple(types[op.output].shape))
+                more, names = _chains(wiring, name, stops, types, [embed, *tail], rules)
+                branches += more
+                joins += names
+                offset += types[name].shape[0]
+            return branches, joins
+        _check_linear(op, rules)
+        ops.append(op)
+        value = op.inputs[0]
+    return [(value, ops[::-1] + after)], []
+
+
+def _branches(
+    wiring: GraphIndex, value: str, stops: set[str], types: dict, rules: Rules
+) -> tuple[list[tuple[str, list]], list[str]]:
+    """The branches the neurons' synapses read: (source, ops) per chain, and the names of the ops that join them. An
+    Add directly before the neurons sums its inputs' branches; a Concat read by a Conv2d or Dense gives one branch
+    per input (:func:`_chains`)."""
+    op = wiring.producer(value) if value not in stops else None
+    if not isinstance(op, Add):
+        return _chains(wiring, value, stops, types, [], rules)
+    out = types[op.output].shape
+    for name in op.inputs:
+        if tuple(types[name].shape) != tuple(out):
+            raise ConversionError(
+                f"{_where(op)} broadcasts {name!r} {tuple(types[name].shape)} to {tuple(out)}; the "
+                f"{rules.target} target adds branches of equal shape only"
+            )
+    branches: list[tuple[str, list[Op]]] = []
+    adds = [op.name]
+    for name in op.inputs:
+        more, names = _branches(wiring, name, stops, types, rules)
+        branches += more
+        adds += names
+    return branches, adds
+
+
+def _apply(ops: list[Op], x: np.ndarray) -> np.ndarray:
+    for op in ops:
+        x = op.forward([x])
+    return x
+
+
+def _dense(ops: list[Op], in_shape: tuple[int, ...], where: str, rules: Rules) -> tuple[DenseSpec, np.ndarray]:
+    """Compose linear ops into one matrix (and the constant they add) by applying them to the identity."""
+    n_in = int(np.prod(in_shape))
+    zero = _apply(ops, np.zeros((1, *in_shape), np.float32))[0]
+    if n_in * zero.size > rules.max_dense_entries:
+        raise ConversionError(
+            f"{where}: {n_in} x {zero.size} synapses exceed the {rules.max_dense_entries} the {rules.target} "
+            "target composes into one Dense; use a convolution (AvgPool then Conv folds into one Conv)"
+        )
+    basis = np.eye(n_in, dtype=np.float32).reshape(n_in, *in_shape)
+    images = _apply(ops, basis).reshape(n_in, -1) - zero.reshape(1, -1)
+    return DenseSpec(np.ascontiguousarray(images.T, np.float32), tuple(in_shape)), zero.astype(np.float32)
+
+
+def _conv(
+    pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, int, int], rules: Rules
+) -> tuple[ConvSpec, np.ndarray]:
+    top, left, bottom, right = conv.padding
+    if (top, left) != (bottom, right):
+        raise ConversionError(
+            f"{_where(conv)}: padding {conv.padding} (top, left, bottom, right) is asymmetric; the {rules.target} "
+            "target's Conv pads both sides equally. Pad symmetrically when training, or crop the input"
+        )
+    weight, factor = conv.weight, (1, 1)
+    if pool is not None:
+        k = pool.kernel
+        if (
+            k != pool.stride
+            or any(pool.padding)
+            or pool.dilation != (1, 1)
+            or pool.ceil_mode
+            or conv.dilation != (1, 1)
+            or in_shape[1] % k[0]
+            or in_shape[2] % k[1]
+        ):
+            raise ConversionError(
+                f"{_where(pool)} before {_where(conv)}: a pooling folds into the convolution only with kernel == "
+                f"stride, no padding, no dilation and an input divisible by the kernel (input {in_shape}, kernel "
+                f"{k}, stride {pool.stride}, padding {pool.padding}); the {rules.target} target has no separate "
+                "pooling layer"
+            )
+        weight, factor = conv.weight / np.float32(k[0] * k[1]), k
+    bias = np.zeros(conv.out_channels, np.float32) if conv.bias is None else conv.bias
+    spec = ConvSpec(
+        weight=np.ascontiguousarray(weight, np.float32),
+        stride=(conv.stride[0] * factor[0], conv.stride[1] * factor[1]),
+        padding=(top * factor[0], left * factor[1]),
+        dilation=tuple(conv.dilation),
+        groups=int(conv.groups),
+        pool=tuple(factor),
+        input_shape=tuple(in_shape),
+    )
+    return spec, bias
+
+
+def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str, rules: Rules):
+    """The synapse a chain of linear ops becomes, and its bias current in the output's shape. A chain from one input
+    of a Concat (:class:`_Embed` first) into ``[AvgPool2d] Conv2d`` (ungrouped) is that input's channels of the
+    kernel, ``weight[:, c0:c1]``; any other chain through a Concat is composed into a Dense."""
+    if any(isinstance(o, _Embed) for o in ops):
+        embed, *before, last = ops
+        if not (
+            isinstance(embed, _Embed)
+            and isinstance(last, Conv2d)
+            and last.groups == 1
+            and len(before) <= 1
+            and all(isinstance(o, AvgPool2d) for o in before)
+        ):
+            return _dense(ops, in_shape, where, rules)
+        c0 = embed.offset
+        ops = [*before, last.copy(weight=last.weight[:, c0 : c0 + in_shape[0]])]
+    weighted = [op for op in ops if isinstance(op, (Conv2d, Dense))]
+    convs = [op for op in ops if isinstance(op, Conv2d)]
+    if convs:
+        conv = convs[0]
+        before = ops[: ops.index(conv)]
+        if (
+            len(convs) > 1
+            or ops[-1] is not conv
+            or len(before) > 1
+            or any(not isinstance(o, AvgPool2d) for o in before)
+        ):
+            names = ", ".join(_where(o) for o in ops)
+            raise ConversionError(
+                f"{where}: the ops between two neuron layers ({names}) do not map to one synapse; the "
+                f"{rules.target} target maps [AvgPool2d] Conv2d, or linear ops ending in a Dense"
+            )
+        spec, bias = _conv(before[0] if before else None, conv, in_shape, rules)
+        return spec, np.broadcast_to(bias.reshape(-1, 1, 1), out_shape).astype(np.float32)
+    if not weighted:
+        raise ConversionError(f"{where}: no Conv or Dense between two neuron layers; there is no synapse to map")
+    return _dense(ops, in_shape, where, rules)
+
+
+def _at_rest(wiring: GraphIndex, value: str, stops: set[str], types: dict) -> np.ndarray:
+    """``value`` (batch of 1) when no population spikes (every stop zero): the constant current of all branches
+    into the neurons together, each op's bias counted once however many synapses its weights are split into."""
+    if value in stops:
+        return np.zeros((1, *types[value].shape), np.float32)
+    op = wiring.producer(value)
+    return op.forward([_at_rest(wiring, name, stops, types) for name in op.inputs]).astype(np.float32)
+
+
+def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[int, ...]):
+    """Divide each neuron's input by its threshold (scalar or per channel), so that every threshold is 1."""
+    theta = np.asarray(threshold, np.float32)
+    if np.all(theta == 1):
+        return spec, bias
+    per_neuron = np.broadcast_to(theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta, shape)
+    bias = (bias / per_neuron).astype(np.float32)
+    if isinstance(spec, ConvSpec):
+        spec.weight = (spec.weight / per_neuron[:, 0, 0].reshape(-1, 1, 1, 1)).astype(np.float32)
+    elif spec is not None:
+        spec.weight = (spec.weight / per_neuron.reshape(-1, 1)).astype(np.float32)
+    return spec, bias
+
+
+def _hidden(
+    wiring: GraphIndex,
+    op: IF,
+    stops: set[str],
+    types: dict,
+    populations: list,
+    index: dict,
+    common: dict,
+    rules: Rules,
+):
+    """The population of IF op ``op``: one synapse per branch of its input (see the module), the one from the
+    population before it first, each delayed so that all arrive at its depth."""
+    shape = types[op.output].shape
+    branches, adds = _branches(wiring, op.inputs[0], stops, types, rules)
+    sources = []
+    for source, _ops in branches:
+        if source not in index:
+            raise ConversionError(
+                f"{_where(op)} reads the graph input {source!r} directly; only the first neurons read the input"
+            )
+        sources.append(index[source])
+    previous = len(populations) - 1
+    if previous not in sources:
+        raise ConversionError(
+            f"{_where(op)} does not read the neurons before it ({populations[-1].name!r}); the {rules.target} target "
+            "maps networks whose every population reads the one before it"
+        )
+    depth = max(populations[j].depth for j in sources) + 1
+    order = sorted(range(len(branches)), key=lambda i: (sources[i] != previous, i))  # the main synapse first
+    specs = []
+    for i in order:
+        source, ops = branches[i]
+        where = _where(op) + (f" (branch from {source!r} through {', '.join(adds)})" if adds else "")
+        delay = depth - populations[sources[i]].depth - 1
+        if (delay > 0 and not rules.delayed_conv) or (adds and not any(isinstance(o, (Conv2d, Dense)) for o in ops)):
+            spec, _ = _dense(ops, types[source].shape, where, rules)  # a delayed Dense, or an identity/Scale skip
+        else:
+            spec, _ = _synapse(ops, types[source].shape, shape, where, rules)
+        spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), op.threshold, shape)
+        names = [o.name for o in ops if not isinstance(o, _Embed)]
+        specs.append((sources[i], spec, delay, names))
+    _, bias = _fold_threshold(None, _at_rest(wiring, op.inputs[0], stops, types)[0].reshape(shape), op.threshold, shape)
+    (_, spec, delay, ops), rest = specs[0], specs[1:]
+    skips = [Skip(j, s, d, names) for j, s, d, names in rest]
+    return Population(
+        op.name,
+        "hidden",
+        shape,
+        spec,
+        bias.astype(np.float32),
+        list(dict.fromkeys(ops + [n for *_, names in rest for n in names] + adds)),
+        **common,
+        delay=delay,
+        skips=skips,
+        adds=adds,
+        depth=depth,
+    )
+
+
+def lower(graph: Graph, rules: Rules) -> Lowered:
+    """Map a converted graph onto populations and synapses; raise ConversionError naming the op that does not map
+    on ``rules.target``."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ConversionError(
+            f"the {rules.target} target takes one input and one output; the graph has {len(graph.inputs)} and "
+            f"{len(graph.outputs)}"
+        )
+    types = graph.types()
+    neurons = [op for op in graph.ops if op.is_stateful]
+    for op in neurons:
+        if not isinstance(op, IF):
+            raise ConversionError(f"{_where(op)}: the {rules.target} target runs IF neurons only")
+    if not neurons:
+        raise ConversionError("the graph has no spiking neurons (no ReLU was converted); nothing runs on the chip")
+    (input_name,) = graph.inputs
+    stops = {input_name} | {op.output for op in neurons}
+    wiring = graph.index()  # who defines each value, built once: the walks below ask for every op
+
+    populations: list[Population] = []
+    host: Graph | None = None  # set by the first neurons, which always exist
+    previous = input_name
+    index: dict[str, int] = {}  # IF output -> population
+    for op in neurons:
+        if host is not None:
+            shape = types[op.output].shape
+            common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
+            populations.append(_hidden(wiring, op, stops, types, populations, index, common, rules))
+            index[op.output] = len(populations) - 1
+            previous = op.output
+            continue
+        source, ops = _segment(wiring, op.inputs[0], stops, rules)
+        if source != previous:
+            raise ConversionError(f"{_where(op)} reads {source!r}, not the layer before it; only chains map")
+        shape = types[op.output].shape
+        common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
+        # the input population: its current is computed on the host
+        host = Graph(f"{graph.name}-host", dict(graph.inputs), [op.inputs[0]], [o.copy() for o in ops])
+        theta = np.asarray(op.threshold, np.float32)
+        if not np.all(theta == 1):
+            scale = 1 / (theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta)
+            current = graph.fresh_name(f"{op.inputs[0]}_per_threshold")
+            host.ops.append(
+                Scale(
+                    name=f"{op.name}_threshold",
+                    inputs=(op.inputs[0],),
+                    output=current,
+                    value=scale.astype(np.float32),
+                )
+            )
+            host.outputs = [current]
+        host.verify()
+        bias = np.zeros(shape, np.float32)
+        populations.append(Population(op.name, "input", shape, None, bias, [o.name for o in ops], **common))
+        index[op.output] = 0
+        previous = op.output
+
+    output = graph.outputs[0]
+    source, ops = _segment(wiring, output, stops, rules)
+    if source != previous:
+        raise ConversionError(f"the output {output!r} is computed from {source!r}, not from the last neuron layer")
+    out_shape = types[output].shape
+    where = f"the output {output!r}"
+    if any(isinstance(o, (Conv2d, Dense)) for o in ops):
+        spec, bias = _synapse(ops, types[source].shape, out_shape, where, rules)
+        name = ops[-1].name
+        populations.append(
+            Population(
+                name,
+                "readout",
+                out_shape,
+                spec,
+                np.asarray(bias, np.float32).reshape(out_shape),
+                [o.name for o in ops],
+                value=output,
+                depth=populations[-1].depth + 1,
+            )
+        )
+        readout = Readout("membrane", len(populations) - 1, output, out_shape)
+    else:
+        if any(not isinstance(o, Scale) for o in ops):
+            names = ", ".join(_where(o) for o in ops)
+            raise ConversionError(f"{where} is read from spikes through {names}; only a Scale can follow the neurons")
+        ones = np.ones((1, *out_shape), np.float32)
+        scale = _apply(ops, ones)[0]
+        readout = Readout("spikes", len(populations) - 1, output, out_shape, scale.astype(np.float32))
+    return Lowered(host, populations, readout)

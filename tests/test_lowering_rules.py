@@ -1,0 +1,63 @@
+"""The target-neutral lowering (neurodeploy.lowering): a target's Rules name it in errors and say whether a delayed
+branch may stay a convolution. The Loihi plugin's tests cover the lowering itself with Loihi's rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurodeploy.errors import ConversionError
+from neurodeploy.ir import Add, Conv2d, Dense, Graph, MaxPool2d, Reshape, TensorType
+from neurodeploy.ir.neurons import IF
+from neurodeploy.lowering import ConvSpec, DenseSpec, Rules, lower
+
+SPINNAKER = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True)
+LOIHI_LIKE = Rules(target="loihi", chip="Loihi", delayed_conv=False)
+
+
+def _conv(name: str, x: str, y: str, c_in: int, c_out: int, k: int, seed: int) -> Conv2d:
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(c_out, c_in, k, k)).astype(np.float32) * 0.5
+    return Conv2d(name=name, inputs=(x,), output=y, weight=weight, bias=None, padding=(k // 2,) * 4)
+
+
+def skip_net() -> Graph:
+    """x -> conv -> IF a -> conv -> IF b -> conv -> IF c -> conv + 1x1 conv skip from a -> IF d -> dense: the skip
+    from a is two synapses shorter than the main path."""
+    ops = [
+        _conv("conv1", "x", "c1", 1, 2, 3, 0),
+        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        _conv("conv2", "sa", "c2", 2, 2, 3, 1),
+        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        _conv("conv3", "sb", "c3", 2, 2, 3, 2),
+        IF(name="c", inputs=("c3",), output="sc", threshold=np.float32(1)),
+        _conv("conv4", "sc", "c4", 2, 2, 3, 3),
+        _conv("skip", "sa", "k", 2, 2, 1, 4),
+        Add(name="join", inputs=("c4", "k"), output="j"),
+        IF(name="d", inputs=("j",), output="sd", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("sd",), output="f", shape=(2 * 4 * 4,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((3, 32), np.float32), bias=None),
+    ]
+    graph = Graph(name="skip", inputs={"x": TensorType((1, 4, 4))}, outputs=["y"], ops=ops)
+    graph.verify()
+    return graph
+
+
+@pytest.mark.parametrize(("rules", "kind"), [(SPINNAKER, ConvSpec), (LOIHI_LIKE, DenseSpec)])
+def test_a_delayed_branch_stays_a_convolution_only_where_the_target_delays_convolutions(rules, kind) -> None:
+    lowered = lower(skip_net(), rules)
+    d = next(p for p in lowered.populations if p.name == "d")
+    (skip,) = d.skips
+    assert (skip.source, skip.delay) == (0, 2)
+    assert isinstance(skip.synapse, kind)
+    assert isinstance(d.synapse, ConvSpec)  # the main path is not delayed
+    assert lowered.delay == 4
+
+
+def test_errors_name_the_target_of_the_rules() -> None:
+    graph = skip_net()
+    graph.ops[2] = MaxPool2d(name="pool", inputs=("sa",), output="c2", kernel=(1, 1), stride=(1, 1))
+    with pytest.raises(ConversionError, match=r"MaxPool2d 'pool' has no SpiNNaker equivalent"):
+        lower(graph, SPINNAKER)
+    with pytest.raises(ConversionError, match=r"the spinnaker target takes one input and one output"):
+        lower(Graph(name="two", inputs={"x": TensorType((1,)), "z": TensorType((1,))}, outputs=["x"]), SPINNAKER)
