@@ -88,6 +88,13 @@ CASES: dict[str, tuple[list[str], list[tuple[str | None, int]]]] = {
 }
 EMULATE_SAMPLES = 16
 
+# name: evaluate arguments (the JSON document is reproducible: no timings in it)
+_DATA = ["--data", f"{MNIST}/test_images.npz", "--limit", "64", "--calibration", f"{MNIST}/calibration.npz"]
+EVALUATIONS: dict[str, list[str]] = {
+    "evaluate-reference": [f"{MNIST}/mnist_cnn.onnx", *_DATA, "--steps", "4,16", "--workers", "1"],
+    "evaluate-loihi-graded": [f"{MNIST}/mnist_cnn.onnx", "-t", "loihi", "--mode", "graded", *_DATA, "--steps", "1,2"],
+}
+
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -98,6 +105,8 @@ def digest(out: Path, tree: Path) -> dict[str, dict[str, str]]:
     env = dict(os.environ)
     paths = [tree, tree / "backends/loihi/src", tree / "backends/speck/src"]
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    if (ROOT.parent / "shared" / "data").is_dir():  # a worktree outside the checkout finds no ../shared/data
+        env.setdefault("NEURODEPLOY_DATA", str(ROOT.parent / "shared" / "data"))
     cli = [sys.executable, "-c", "import sys; from neurodeploy.cli import main; sys.exit(main(sys.argv[1:]))"]
     result: dict[str, dict[str, str]] = {}
     for name, (args, runs) in CASES.items():
@@ -146,6 +155,15 @@ def digest(out: Path, tree: Path) -> dict[str, dict[str, str]]:
                     h.update(np.ascontiguousarray(a).tobytes())
             files[f"emulate {mode} T={steps}"] = h.hexdigest()
         result[name] = files
+    for name, args in EVALUATIONS.items():
+        report = out / f"{name}.json"
+        ran = subprocess.run(
+            [*cli, "evaluate", "-q", *args, "--json", str(report)], cwd=tree, env=env, capture_output=True, text=True
+        )
+        if ran.returncode != 0:
+            result[name] = {"evaluate failed": ran.stderr.strip()[-400:]}
+        else:
+            result[name] = {report.name: _sha256(report)}
     return result
 
 
@@ -183,20 +201,19 @@ def compare(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]]) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command")
-    d = sub.add_parser("digest")
-    d.add_argument("out", type=Path)
-    d.add_argument("--tree", type=Path, default=ROOT)
-    d.add_argument("--json", type=Path, required=True)
-    parser.add_argument("old", nargs="?")
-    parser.add_argument("new", nargs="?")
-    args = parser.parse_args(argv)
-    if args.command == "digest":
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["digest"]:
+        d = argparse.ArgumentParser(description="compile and hash one side")
+        d.add_argument("out", type=Path)
+        d.add_argument("--tree", type=Path, default=ROOT)
+        d.add_argument("--json", type=Path, required=True)
+        args = d.parse_args(argv[1:])
         args.json.write_text(json.dumps(digest(args.out, args.tree.resolve()), indent=1, sort_keys=True))
         return 0
-    if not args.old:
-        parser.error("give the commit to compare with")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", help="the commit to compare with")
+    parser.add_argument("new", nargs="?", help="the commit to compare (default: the working tree)")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="compare-artifacts-") as tmp_name:
         tmp = Path(tmp_name)
         trees = []

@@ -1,0 +1,159 @@
+"""The simulation of an evaluation: chunks of samples run on the target's emulator (in this process or in
+spawned worker processes) and the artifact's ANN, each reduced to :class:`~.statistics.Sums` and merged in chunk
+order."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from neurodeploy.artifact import load_artifact
+from neurodeploy.backends.registry import get_backend
+from neurodeploy.compiler import require_finite_outputs
+from neurodeploy.emulation import Emulation
+from neurodeploy.encoding import Encoding
+from neurodeploy.evaluation.statistics import Pearson, Sums, spiking_layers
+from neurodeploy.ir import interpret
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a chunk's simulation needs, picklable for worker processes: the compiled artifact, the inputs
+    (an array, or an .npy file workers map), labels, steps and encoding."""
+
+    artifact: Path
+    inputs: np.ndarray | Path
+    labels: np.ndarray
+    steps: tuple[int, ...]
+    encoding: Encoding
+    mode: str | None = None
+
+
+class Runner:
+    """Runs chunks of a job: the SNN on the target's emulator up to the largest T, the artifact's ANN for the
+    activations, and reduces both to :class:`Sums`."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.artifact = load_artifact(job.artifact, verify=False)
+        self.emulation = Emulation(get_backend(self.artifact.target), self.artifact, job.mode)
+        snn = self.artifact.read_graph("snn")  # through the artifact's checks, in workers too
+        self.ann = self.artifact.read_graph("ann")
+        self.layers = spiking_layers(snn, self.ann)
+        self.inputs = set(snn.inputs)
+        self.x = np.load(job.inputs, mmap_mode="r") if isinstance(job.inputs, Path) else job.inputs
+
+    def run(self, bounds: tuple[int, int]) -> Sums:
+        start, stop = bounds
+        job, steps = self.job, self.job.steps
+        x = np.ascontiguousarray(self.x[start:stop])
+        labels = job.labels[start:stop]
+        n, t_max = len(x), steps[-1]
+        result = self.emulation.run(
+            x,
+            steps=t_max,
+            checkpoints=steps,
+            encoding=replace(job.encoding, offset=start),  # rate spikes keyed by the sample's index in the data
+            neuron_counts=True,
+        )
+        require_finite_outputs(result, self.artifact.target)
+        keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]
+        ann = interpret.run(self.ann, job.encoding.analog(x), keep=keep)
+        sums = Sums(samples=n)
+        sums.ir_correct = int((ann[self.ann.outputs[0]].reshape(n, -1).argmax(axis=1) == labels).sum())
+        # a mode that computes a quantized ANN exactly (e.g. loihi's graded mode) may offer that ANN's outputs
+        reference = self.emulation.quantized_outputs(x, encoding=job.encoding)
+        if reference is not None:
+            sums.quantized_correct = int((reference.reshape(n, -1).argmax(axis=1) == labels).sum())
+        for t in steps:
+            sums.correct[t] = int((result.checkpoints[t].reshape(n, -1).argmax(axis=1) == labels).sum())
+            sums.spikes[t] = sum(float(v.sum()) for v in result.checkpoint_spikes.get(t, {}).values())
+            marks = result.checkpoint_synops.get(t, {})
+            sums.synops_measured = sums.synops_measured and bool(marks)
+            sums.synops[t] = sum(float(v.sum()) for v in marks.values())
+            sums.synops_input[t] = sum(float(v.sum()) for k, v in marks.items() if k in self.inputs)
+        for layer in self.layers:
+            sums.layer_spikes[layer.name] = float(result.spikes[layer.name].sum())
+            sums.layer_synops[layer.name] = float(result.synops[layer.name].sum()) if layer.name in result.synops else 0
+            if layer.ann_value is not None and layer.name in result.counts:
+                rate = result.counts[layer.name] / np.float32(t_max) * layer.scale  # in the ANN's units
+                sums.pearson[layer.name] = Pearson.of(ann[layer.ann_value], rate)
+        return sums
+
+
+_WORKER: dict[str, Runner] = {}
+"""The runner of a worker process, made once by :func:`_start_worker`."""
+
+
+def _start_worker(job: Job) -> None:
+    _WORKER["runner"] = Runner(job)
+
+
+def _run_in_worker(bounds: tuple[int, int]) -> Sums:
+    return _WORKER["runner"].run(bounds)
+
+
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Spawned workers read these when they load numpy: one BLAS thread each (unless the user set them), since
+    the workers already use the cores and BLAS threads on small matrices mostly wait."""
+    saved = {name: os.environ.get(name) for name in _BLAS_THREADS}
+    for name in _BLAS_THREADS:
+        os.environ.setdefault(name, "1")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+MAX_WORKERS_PER_CPU = 4
+"""``--workers`` above this many per CPU is refused (a typo could otherwise spawn thousands of processes)."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def simulate_chunks(
+    job: Job, chunks: list[tuple[int, int]], workers: int, progress: Callable[[int, int], None] | None
+) -> Sums:
+    """Run every chunk, in this process (``workers`` <= 1) or in spawned worker processes, and merge the sums in
+    chunk order, so the result does not depend on ``workers``."""
+    total, done = Sums(), 0
+    n = chunks[-1][1]
+    if workers <= 1:
+        runner = Runner(job)
+        results: Iterator[Sums] = (runner.run(bounds) for bounds in chunks)
+        pool = None
+    else:
+        with _single_threaded_blas():  # a Pool starts its processes when it is made
+            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(job,))
+        results = pool.imap(_run_in_worker, chunks)
+    try:
+        for sums in results:
+            total.merge(sums)
+            done += sums.samples
+            if progress is not None:
+                progress(done, n)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return total
