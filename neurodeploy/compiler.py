@@ -66,7 +66,7 @@ def _io_description(graph: Graph, encoding: Encoding) -> tuple[list[dict[str, An
 
 
 def run_pipeline(
-    graph: Graph, passes: list[Pass], ctx: PassContext, after_pass: Callable[[Pass, Graph], None] | None = None
+    graph: Graph, passes: list[Pass], ctx: PassContext, after_pass: Callable[[Pass | None, Graph], None] | None = None
 ) -> tuple[Graph, Graph]:
     """Run ``passes`` on ``graph``; return (the ANN after the leading semantics-preserving passes, the result)."""
     split = next((i for i, p in enumerate(passes) if not p.preserves_semantics), len(passes))
@@ -85,7 +85,7 @@ def compile_model(
     calibration: Calibration | None = None,
     input_shapes=None,
     pipeline: str | None = None,
-    after_pass: Callable[[Pass, Graph], None] | None = None,
+    after_pass: Callable[[Pass | None, Graph], None] | None = None,
     encoding: Encoding | None = None,
     conversion: str | None = None,
     target_options: dict[str, str] | None = None,

@@ -61,7 +61,11 @@ Inputs = np.ndarray | dict[str, np.ndarray]
 class Emulator(Protocol):
     """What the driver needs of a backend (:class:`~neurodeploy.backends.base.Backend` implements it)."""
 
-    batch_size: int
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def quantized_modes(self) -> tuple[str, ...]: ...
 
     def resolve_mode(self, mode: str | None) -> str: ...
 
@@ -72,7 +76,7 @@ class Emulator(Protocol):
     def emulate_batch(
         self,
         loaded: Any,
-        inputs: Inputs,
+        inputs: Any,
         *,
         steps: int,
         mode: str,
@@ -83,9 +87,7 @@ class Emulator(Protocol):
 
     def after_run(self, loaded: Any, result: EmulationResult) -> None: ...
 
-    quantized_modes: tuple[str, ...]
-
-    def quantized_batch(self, loaded: Any, inputs: Inputs, *, mode: str, encoding: Encoding) -> np.ndarray: ...
+    def quantized_batch(self, loaded: Any, inputs: Any, *, mode: str, encoding: Encoding) -> np.ndarray: ...
 
 
 def check_steps(steps: int) -> None:

@@ -146,11 +146,13 @@ def _simulate(
 ) -> Sums:
     """Run the job's samples ``batch_size`` at a time on ``workers`` processes (default: one per CPU, at most one
     per chunk), which map the inputs from a file in ``tmp`` rather than receive a copy each."""
-    n = len(job.inputs)
-    chunks = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    x = job.inputs
+    if isinstance(x, Path):
+        raise TypeError("the job's inputs are mapped from a file only here")
+    chunks = [(start, min(start + batch_size, len(x))) for start in range(0, len(x), batch_size)]
     workers = min(workers if workers is not None else available_cpus(), len(chunks))
     if workers > 1:
-        np.save(tmp / "inputs.npy", job.inputs)
+        np.save(tmp / "inputs.npy", x)
         job = replace(job, inputs=tmp / "inputs.npy")
     return simulate_chunks(job, chunks, workers, progress)
 

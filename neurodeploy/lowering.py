@@ -45,6 +45,7 @@ IF thresholds (scalar or per channel) are folded into the synapse that feeds the
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations of what they import.
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -82,10 +83,10 @@ class ConvSpec:
     weight: np.ndarray
     stride: tuple[int, int]
     padding: tuple[int, int]
-    dilation: tuple[int, int]
+    dilation: tuple[int, ...]
     groups: int
-    pool: tuple[int, int]
-    input_shape: tuple[int, int, int]
+    pool: tuple[int, ...]
+    input_shape: tuple[int, ...]
 
 
 @dataclass
@@ -168,15 +169,14 @@ def _segment(wiring: GraphIndex, value: str, stops: set[str], rules: Rules) -> t
     """The chain of ops that computes ``value`` from the nearest stop (a graph input or an IF output)."""
     ops: list[Op] = []
     while value not in stops:
-        op = wiring.producer(value)
-        _check_linear(op, rules)
+        op = _check_linear(wiring.producer(value), rules)
         ops.append(op)
         value = op.inputs[0]
     return value, ops[::-1]
 
 
-def _check_linear(op: Op | None, rules: Rules) -> None:
-    """Refuse an op that cannot be part of a chain of linear ops, naming it and what maps."""
+def _check_linear(op: Op | None, rules: Rules) -> Op:
+    """``op``, or an error when it cannot be part of a chain of linear ops, naming it and what maps."""
     if op is None:  # pragma: no cover - graph inputs are stops
         raise ConversionError("a value has no producer")
     if isinstance(op, Concat):
@@ -193,6 +193,7 @@ def _check_linear(op: Op | None, rules: Rules) -> None:
         )
     if not isinstance(op, LINEAR):
         raise ConversionError(f"{_where(op)} has no {rules.chip} equivalent (supported: Conv, Dense, AvgPool, flatten)")
+    return op
 
 
 @dataclass
@@ -242,9 +243,9 @@ def _chains(
                 joins += names
                 offset += types[name].shape[0]
             return branches, joins
-        _check_linear(op, rules)
-        ops.append(op)
-        value = op.inputs[0]
+        linear = _check_linear(op, rules)
+        ops.append(linear)
+        value = linear.inputs[0]
     return [(value, ops[::-1] + after)], []
 
 
@@ -293,9 +294,7 @@ def _dense(ops: list[Op], in_shape: tuple[int, ...], where: str, rules: Rules) -
     return DenseSpec(np.ascontiguousarray(images.T, np.float32), tuple(in_shape)), zero.astype(np.float32)
 
 
-def _conv(
-    pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, int, int], rules: Rules
-) -> tuple[ConvSpec, np.ndarray]:
+def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], rules: Rules) -> tuple[ConvSpec, np.ndarray]:
     top, left, bottom, right = conv.padding
     if (top, left) != (bottom, right):
         raise ConversionError(
@@ -366,7 +365,8 @@ def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...
                 f"{where}: the ops between two neuron layers ({names}) do not map to one synapse; the "
                 f"{rules.target} target maps [AvgPool2d] Conv2d, or linear ops ending in a Dense"
             )
-        spec, bias = _conv(before[0] if before else None, conv, in_shape, rules)
+        pools = [o for o in before if isinstance(o, AvgPool2d)]  # all of them: checked above
+        spec, bias = _conv(pools[0] if pools else None, conv, in_shape, rules)
         return spec, np.broadcast_to(bias.reshape(-1, 1, 1), out_shape).astype(np.float32)
     if not weighted:
         raise ConversionError(f"{where}: no Conv or Dense between two neuron layers; there is no synapse to map")
@@ -379,6 +379,8 @@ def _at_rest(wiring: GraphIndex, value: str, stops: set[str], types: dict) -> np
     if value in stops:
         return np.zeros((1, *types[value].shape), np.float32)
     op = wiring.producer(value)
+    if op is None:  # pragma: no cover - graph inputs are stops
+        raise ConversionError(f"value {value!r} has no producer")
     return op.forward([_at_rest(wiring, name, stops, types) for name in op.inputs]).astype(np.float32)
 
 
@@ -464,10 +466,12 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
             f"{len(graph.outputs)}"
         )
     types = graph.types()
-    neurons = [op for op in graph.ops if op.is_stateful]
-    for op in neurons:
-        if not isinstance(op, IF):
+    neurons: list[IF] = []
+    for op in graph.ops:
+        if op.is_stateful and not isinstance(op, IF):
             raise ConversionError(f"{_where(op)}: the {rules.target} target runs IF neurons only")
+        if isinstance(op, IF):
+            neurons.append(op)
     if not neurons:
         raise ConversionError("the graph has no spiking neurons (no ReLU was converted); nothing runs on the chip")
     (input_name,) = graph.inputs
@@ -479,9 +483,8 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
     previous = input_name
     index: dict[str, int] = {}  # IF output -> population
     for op in neurons:
+        common: dict[str, Any] = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
         if host is not None:
-            shape = types[op.output].shape
-            common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
             populations.append(_hidden(wiring, op, stops, types, populations, index, common, rules))
             index[op.output] = len(populations) - 1
             previous = op.output
@@ -490,7 +493,6 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
         if source != previous:
             raise ConversionError(f"{_where(op)} reads {source!r}, not the layer before it; only chains map")
         shape = types[op.output].shape
-        common = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
         # the input population: its current is computed on the host
         host = Graph(f"{graph.name}-host", dict(graph.inputs), [op.inputs[0]], [o.copy() for o in ops])
         theta = np.asarray(op.threshold, np.float32)
@@ -541,4 +543,6 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
         ones = np.ones((1, *out_shape), np.float32)
         scale = _apply(ops, ones)[0]
         readout = Readout("spikes", len(populations) - 1, output, out_shape, scale.astype(np.float32))
+    if host is None:  # pragma: no cover - there are neurons, and the first makes the host graph
+        raise ConversionError("the graph has no spiking neurons")
     return Lowered(host, populations, readout)

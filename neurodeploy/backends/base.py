@@ -233,7 +233,7 @@ class Backend(ABC):
     def emulate_batch(
         self,
         loaded: Any,
-        inputs: Inputs,
+        inputs: Any,
         *,
         steps: int,
         mode: str,
@@ -252,7 +252,7 @@ class Backend(ABC):
         """Called once with the joined result of a run: warn about its ``diagnostics``. The default says
         nothing."""
 
-    def quantized_batch(self, loaded: Any, inputs: Inputs, *, mode: str, encoding: Encoding) -> np.ndarray:
+    def quantized_batch(self, loaded: Any, inputs: Any, *, mode: str, encoding: Encoding) -> np.ndarray:
         """The outputs of the quantized ANN that ``mode`` (one of :attr:`quantized_modes`) computes, on one batch
         of prepared inputs."""
         raise NotImplementedError(f"target {self.target!r} has no quantized ANN in mode {mode!r}")

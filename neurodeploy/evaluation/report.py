@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ class Evaluation:
 
 
 def _per_t_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = [("T", "accuracy", "spikes/neuron", "SynOps", "SynOps/MAC")]
+    rows: list[tuple[str, ...]] = [("T", "accuracy", "spikes/neuron", "SynOps", "SynOps/MAC")]
     for t in r["steps"]:
         key = str(t)
         synops, ratio = r["synops"].get(key), r["synops_per_mac"].get(key)
@@ -56,7 +56,7 @@ def _per_t_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def _layer_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = [("layer", "neurons", "rate/step", "r(ANN, SNN)")]
+    rows: list[tuple[str, ...]] = [("layer", "neurons", "rate/step", "r(ANN, SNN)")]
     for layer in r["layers"]:
         corr = layer["correlation"]
         rows.append(
@@ -102,7 +102,7 @@ def build_report(run: Run, totals: Sums, versions: dict[str, str]) -> dict[str, 
     if not measured:
         warnings.append(f"target {run.target!r} does not report SynOps; synops are null")
 
-    def per_t(values: dict[int, float], divisor: float, measured: bool = True) -> dict[str, float | None]:
+    def per_t(values: Mapping[int, float], divisor: float, measured: bool = True) -> dict[str, float | None]:
         return {str(t): (values[t] / divisor if measured and divisor else None) for t in steps}
 
     report = {

@@ -81,7 +81,7 @@ class Runner:
         for layer in self.layers:
             sums.layer_spikes[layer.name] = float(result.spikes[layer.name].sum())
             sums.layer_synops[layer.name] = float(result.synops[layer.name].sum()) if layer.name in result.synops else 0
-            if layer.ann_value is not None and layer.name in result.counts:
+            if layer.ann_value is not None and layer.scale is not None and layer.name in result.counts:
                 rate = result.counts[layer.name] / np.float32(t_max) * layer.scale  # in the ANN's units
                 sums.pearson[layer.name] = Pearson.of(ann[layer.ann_value], rate)
         return sums

@@ -4,6 +4,7 @@ correlation of two streams, and the sums one chunk of an evaluation contributes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -106,15 +107,20 @@ class Sums:
         if other.quantized_correct is not None:
             self.quantized_correct = (self.quantized_correct or 0) + other.quantized_correct
         self.synops_measured = self.synops_measured and other.synops_measured
+        _add(self.correct, other.correct)
         for mine, theirs in (
-            (self.correct, other.correct),
             (self.spikes, other.spikes),
             (self.synops, other.synops),
             (self.synops_input, other.synops_input),
-            (self.layer_spikes, other.layer_spikes),
-            (self.layer_synops, other.layer_synops),
         ):
-            for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value
+            _add(mine, theirs)
+        _add(self.layer_spikes, other.layer_spikes)
+        _add(self.layer_synops, other.layer_synops)
         for key, value in other.pearson.items():
             self.pearson.setdefault(key, Pearson()).merge(value)
+
+
+def _add(mine: dict[Any, Any], theirs: dict[Any, Any]) -> None:
+    """``mine[key] += theirs[key]`` for every key (missing keys start at 0)."""
+    for key, value in theirs.items():
+        mine[key] = mine.get(key, 0) + value

@@ -112,9 +112,9 @@ _GRAPH = Dict(
 _ARRAY_REF = Dict({"array": Str()})
 
 
-def _attribute_schema(annotation: str) -> Schema | None:
-    """The JSON form of an op field declared as ``annotation`` (a dataclass field type, as a string); None for a
-    numpy array, which the document holds as ``{"array": key}``."""
+def _attribute_schema(annotation: str) -> Schema:
+    """The JSON form of an op field declared as ``annotation`` (a dataclass field type, as a string); a numpy
+    array is held as ``{"array": key}``."""
     optional = annotation.endswith(" | None")
     base = annotation.removesuffix(" | None")
     if base == "np.ndarray":
@@ -307,13 +307,14 @@ lists some 60000 arrays, far more than any model has."""
 
 def _check_directory_size(f: BinaryIO, name: str, error: type[NeurodeployError]) -> None:
     end = getattr(zipfile, "_EndRecData", None)
-    if end is None:  # not in this Python's zipfile: ZipFile's own checks only
+    size_field = getattr(zipfile, "_ECD_SIZE", None)
+    if end is None or size_field is None:  # not in this Python's zipfile: ZipFile's own checks only
         return
     record = end(f)
     f.seek(0)
-    if record and record[zipfile._ECD_SIZE] > _MAX_DIRECTORY_BYTES:
+    if record and record[size_field] > _MAX_DIRECTORY_BYTES:
         raise error(
-            f"{name}: its zip directory has {record[zipfile._ECD_SIZE]:,} bytes, more than the "
+            f"{name}: its zip directory has {record[size_field]:,} bytes, more than the "
             f"{_MAX_DIRECTORY_BYTES:,} an npz of arrays needs"
         )
 

@@ -89,7 +89,9 @@ def _convert_option(pass_name: str, key: str, raw: str, kind: str) -> Any:
 
 
 def _split_top_level(text: str) -> list[str]:
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "{":
             depth += 1

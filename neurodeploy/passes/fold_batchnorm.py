@@ -45,7 +45,12 @@ class FoldBatchNorm(Pass):
                 producer = edit.producer(bn.inputs[0])
                 rank = types[bn.inputs[0]].rank
                 foldable = isinstance(producer, Conv2d) or (isinstance(producer, Dense) and rank == 1)
-                if foldable and edit.uses(producer.output) == 1 and _fold_into(producer, a, c):
+                if (
+                    foldable
+                    and isinstance(producer, (Conv2d, Dense))
+                    and edit.uses(producer.output) == 1
+                    and _fold_into(producer, a, c)
+                ):
                     edit.bypass(bn)
                 elif rank == 3:
                     channels = a.shape[0]

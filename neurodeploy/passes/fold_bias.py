@@ -30,7 +30,9 @@ class FoldBias(Pass):
         with graph.edit() as edit:
             for op in graph:
                 producer = edit.producer(op.inputs[0]) if isinstance(op, Bias) else None
-                if not isinstance(producer, (Conv2d, Dense)) or edit.uses(producer.output) != 1:
+                if not isinstance(op, Bias) or not isinstance(producer, (Conv2d, Dense)):
+                    continue
+                if edit.uses(producer.output) != 1:
                     continue
                 value = _per_channel(op, producer, types[op.output].shape)
                 if value is None:

@@ -45,7 +45,7 @@ class FuseActivations(Pass):
                     continue
                 producer = edit.producer(op.inputs[0])
                 inner = _bounds(producer) if producer is not None else None
-                if inner is not None and edit.uses(producer.output) == 1:
+                if producer is not None and inner is not None and edit.uses(producer.output) == 1:
                     merged = _merge(inner, bounds)
                     if merged is not None:
                         edit.remove(producer)
