@@ -94,15 +94,16 @@ def init_lambdas(model: nn.Module, x: torch.Tensor, percentile: float = 99.9) ->
     """Set each QCFS's λ to the ``percentile`` of the positive outputs the ReLU it replaced gives on ``x``
     (one forward pass with every QCFS acting as a ReLU); return the λ of each QCFS by module name."""
     layers = {name: m for name, m in model.named_modules() if isinstance(m, QCFS)}
-    for layer in layers.values():
-        layer._observed = []
+    recorded: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    for name, layer in layers.items():
+        layer._observed = recorded[name]  # the layer appends to the list kept here
     was_training = model.training
     try:
         model.eval()
         model(x)
     finally:
         model.train(was_training)
-        observed = {name: torch.cat(layer._observed) for name, layer in layers.items()}
+        observed = {name: torch.cat(recorded[name]) for name in layers}
         for layer in layers.values():
             layer._observed = None
     lambdas = {}

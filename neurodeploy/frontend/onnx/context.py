@@ -8,7 +8,7 @@ schema. Folded constants and runtime values are bounded by ``neurodeploy.limits`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import onnx
@@ -38,6 +38,17 @@ def attribute_type_name(value: int) -> str:
         return _A.AttributeType.Name(value)
     except ValueError:
         return f"type {value}"
+
+
+class _EnumMember(Protocol):
+    @property
+    def value(self) -> int: ...
+
+
+def _declared_type(attr: defs.OpSchema.Attribute) -> int:
+    """The ``AttributeProto`` type code the schema declares for ``attr``. ``OpSchema.AttrType`` is an enum (a
+    pybind11 enum in older onnx releases, an IntEnum in newer ones) whose ``value`` onnx's type stub leaves out."""
+    return int(cast(_EnumMember, attr.type).value)
 
 
 def display_name(name: str) -> str:
@@ -100,6 +111,14 @@ class Node:
         names = self.proto.input
         return names[i] if i < len(names) and names[i] else None
 
+    def required_input(self, i: int) -> str:
+        """The i-th input name, for an input the op's schema requires (:meth:`validate` refuses a node without
+        it, so a handler never meets the error here)."""
+        name = self.input(i)
+        if name is None:
+            raise self.error(f"the required input {i} is missing")
+        return name
+
     # -- validation against the ONNX schema -----------------------------------------------------------------
     def validate(self) -> None:
         """Check what every handler relies on: a first output, attributes that are unique, known to the op's
@@ -123,10 +142,10 @@ class Node:
             declared = self.schema.attributes.get(attr.name)
             if declared is None:
                 raise self.error(f"{display_name(attr.name)!r} is not an attribute of {version}")
-            if attr.type != int(declared.type.value):
+            if attr.type != _declared_type(declared):
                 raise self.error(
                     f"attribute {attr.name!r} is declared {attribute_type_name(attr.type)}; {version} expects "
-                    f"{attribute_type_name(int(declared.type.value))}"
+                    f"{attribute_type_name(_declared_type(declared))}"
                 )
             if attr.type == _A.FLOAT and not np.isfinite(attr.f):
                 raise self.error(f"attribute {attr.name!r} is {attr.f}; it must be a finite number")

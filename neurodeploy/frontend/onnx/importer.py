@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,10 @@ def _default_opset(model: onnx.ModelProto) -> int:
     raise ModelLoadError("the model imports no version of the default ONNX domain (opset_import is empty)")
 
 
-def _given_shape(name: str, shape: object) -> list[int | None]:
+def _given_shape(name: str, shape: Iterable[int | None]) -> list[int | None]:
+    """The dimensions of an ``--input-shape``, checked at run time: untyped callers pass anything."""
     try:
-        dims = [None if d is None else int(d) for d in shape]  # type: ignore[union-attr]
+        dims = [None if d is None else int(d) for d in shape]
     except (TypeError, ValueError):
         raise ShapeError(f"--input-shape for {name!r} must be a sequence of whole numbers, got {shape!r}") from None
     if any(d is not None and d < 1 for d in dims):
@@ -117,7 +119,7 @@ def _input_types(
             )
         if dims[0]:
             batches.add(int(dims[0]))
-        shape = tuple(int(d) for d in dims[1:])
+        shape = tuple(int(d) for d in dims[1:] if d is not None)  # none is None: dynamic ones are refused above
         limits.check(
             "max_activation_bytes",
             nbytes(shape, np.float32),
@@ -259,9 +261,9 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
             raise AssertionError(f"handler for {proto.op_type} defined no output")  # a bug, not bad input
 
     model_outputs = {ctx.resolve(o.name) for o in model.graph.output}
-    index = graph.index()  # O(1) queries per op: the per-call Graph queries scan every op
+    graph_index = graph.index()  # O(1) queries per op: the per-call Graph queries scan every op
     for op in graph.ops:
-        if isinstance(op, Softmax) and (index.consumers(op.output) or op.output not in model_outputs):
+        if isinstance(op, Softmax) and (graph_index.consumers(op.output) or op.output not in model_outputs):
             problems.append(
                 f"Softmax node '{op.meta.get('onnx_node', op.name)}': only supported as the last op "
                 "(its output must be a model output read by nothing else)"

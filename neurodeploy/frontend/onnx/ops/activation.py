@@ -10,7 +10,7 @@ from neurodeploy.ir.ops import Clip, Relu, Softmax
 
 
 def _runtime_input(ctx: ImportContext, node: Node) -> str:
-    x = node.input(0)
+    x = node.required_input(0)
     if not ctx.is_runtime(x):
         raise UnsupportedVariant(f"{node.op_type} '{node.name}': input must be a runtime value")
     return x
@@ -18,8 +18,9 @@ def _runtime_input(ctx: ImportContext, node: Node) -> str:
 
 @onnx_op("Relu", 6, 13, 14)
 def relu(ctx: ImportContext, node: Node) -> None:
-    if ctx.is_const(node.input(0)):
-        value = ctx.const(node.input(0))
+    x = node.required_input(0)
+    if ctx.is_const(x):
+        value = ctx.const(x)
         ctx.check_const_size(value.shape, np.result_type(value, 0))
         ctx.set_const(node.outputs[0], np.maximum(value, 0))
         return
@@ -54,8 +55,9 @@ def clip_inputs(ctx: ImportContext, node: Node) -> None:
 def _clip(ctx: ImportContext, node: Node, low: float | None, high: float | None) -> None:
     low = None if low is None else float(low)
     high = None if high is None else float(high)
-    if ctx.is_const(node.input(0)):
-        value = ctx.const(node.input(0))
+    x = node.required_input(0)
+    if ctx.is_const(x):
+        value = ctx.const(x)
         ctx.check_const_size(value.shape, np.result_type(value, *(b for b in (low, high) if b is not None)))
         if low is not None:
             value = np.maximum(value, low)

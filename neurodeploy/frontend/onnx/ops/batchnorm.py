@@ -15,10 +15,10 @@ def batch_normalization(ctx: ImportContext, node: Node) -> None:
         raise UnsupportedVariant(f"BatchNormalization '{node.name}': training_mode=1; export the model in eval mode")
     if len([o for o in node.outputs if o]) > 1:
         raise UnsupportedVariant(f"BatchNormalization '{node.name}': running-statistics outputs are training-only")
-    x = node.input(0)
+    x = node.required_input(0)
     if not ctx.is_runtime(x):
         raise UnsupportedVariant(f"BatchNormalization '{node.name}': input must be a runtime value")
-    params = [node.input(i) for i in range(1, 5)]
+    params = [node.required_input(i) for i in range(1, 5)]
     if not all(ctx.is_const(p) for p in params):
         raise UnsupportedVariant(f"BatchNormalization '{node.name}': scale, bias, mean and var must be constants")
     scale, shift, mean, var = (ctx.const(p) for p in params)

@@ -14,7 +14,7 @@ from neurodeploy.frontend.onnx.tensors import type_name
 
 
 def _consts(ctx: ImportContext, node: Node) -> list[np.ndarray | None]:
-    values = []
+    values: list[np.ndarray | None] = []
     for i in range(len(node.inputs)):
         name = node.input(i)
         if name is None:
@@ -29,9 +29,17 @@ def _consts(ctx: ImportContext, node: Node) -> list[np.ndarray | None]:
     return values
 
 
+def _required(node: Node, value: np.ndarray | None, index: int) -> np.ndarray:
+    """The value of input ``index``, one the op's schema requires (``Node.validate`` refuses a node without it,
+    so a handler never meets the error here)."""
+    if value is None:
+        raise node.error(f"the required input {index} is missing")
+    return value
+
+
 @onnx_op("Shape", 1, 13, 15, 19, 21, constant_only=True)
 def shape(ctx: ImportContext, node: Node) -> None:
-    full = np.array(ctx.full_shape(node.input(0)), np.int64)
+    full = np.array(ctx.full_shape(node.required_input(0)), np.int64)
     start, end = node.attr_int("start", 0), node.attr_int("end", None)
     ctx.set_const(node.outputs[0], full[start:end])
 
@@ -45,7 +53,8 @@ def _axis(node: Node, axis: int, rank: int, what: str = "axis") -> int:
 
 @onnx_op("Gather", 11, 13, constant_only=True)
 def gather(ctx: ImportContext, node: Node) -> None:
-    data, indices = _consts(ctx, node)[:2]
+    data_value, indices_value = _consts(ctx, node)[:2]
+    data, indices = _required(node, data_value, 0), _required(node, indices_value, 1)
     axis = _axis(node, node.attr_int("axis", 0), data.ndim)
     if not np.issubdtype(indices.dtype, np.integer):
         raise node.error(f"indices have element type {indices.dtype}; expected integers")
@@ -77,7 +86,8 @@ _CAST_TARGETS = {
 
 @onnx_op("Cast", 9, 13, 19, 21, constant_only=True)
 def cast(ctx: ImportContext, node: Node) -> None:
-    (data,) = _consts(ctx, node)[:1]
+    (value,) = _consts(ctx, node)[:1]
+    data = _required(node, value, 0)
     to = node.attr_int("to")
     if to not in TensorProto.DataType.values():
         raise node.error(f"attribute 'to' is {to}, which is no ONNX element type")
@@ -103,7 +113,8 @@ def _int_list(node: Node, value: np.ndarray | None, what: str) -> list[int] | No
 
 @onnx_op("Slice", 11, 13, constant_only=True)
 def slice_(ctx: ImportContext, node: Node) -> None:
-    data, *rest = (_consts(ctx, node) + [None] * 5)[:5]
+    value, *rest = (_consts(ctx, node) + [None] * 5)[:5]
+    data = _required(node, value, 0)
     starts, ends, axes, steps = (_int_list(node, v, w) for v, w in zip(rest, ("starts", "ends", "axes", "steps")))
     if starts is None or ends is None:
         raise node.error("starts and ends are required")
@@ -126,7 +137,8 @@ def slice_(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("Transpose", 1, 13, 21, constant_only=True)
 def transpose(ctx: ImportContext, node: Node) -> None:
-    (data,) = _consts(ctx, node)
+    (value,) = _consts(ctx, node)
+    data = _required(node, value, 0)
     perm = node.attr_ints("perm", None)
     if perm is not None and sorted(perm) != list(range(data.ndim)):
         raise node.error(f"perm {perm} is not a permutation of the {data.ndim} axes of its input")
@@ -135,7 +147,7 @@ def transpose(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("ConstantOfShape", 9, 20, 21, constant_only=True)
 def constant_of_shape(ctx: ImportContext, node: Node) -> None:
-    dims = ctx.const_ints(node.input(0), "the shape")
+    dims = ctx.const_ints(node.required_input(0), "the shape")
     if any(d < 0 for d in dims):
         raise node.error(f"the shape {dims} has negative dimensions")
     value = node.attr_tensor("value", None)

@@ -11,16 +11,18 @@ from neurodeploy.ir.ops import Conv2d
 @onnx_op("Conv", 1, 11)
 def conv(ctx: ImportContext, node: Node) -> None:
     _, h, w = spatial_input(ctx, node)
-    weight_name, bias_name = node.input(1), node.input(2)
+    weight_name, bias_name = node.required_input(1), node.input(2)
     if not ctx.is_const(weight_name) or (bias_name is not None and not ctx.is_const(bias_name)):
         raise UnsupportedVariant(f"Conv '{node.name}': weights and bias must be constants (initializers)")
     weight = ctx.const(weight_name)
     if weight.ndim != 4:
         raise UnsupportedVariant(f"Conv '{node.name}': weight has rank {weight.ndim}; expected 4")
-    kernel = tuple(int(k) for k in weight.shape[2:])
+    kernel = (int(weight.shape[2]), int(weight.shape[3]))
     declared = node.attr_ints("kernel_shape", None)
     if declared is not None and tuple(declared) != kernel:
         raise UnsupportedVariant(f"Conv '{node.name}': kernel_shape {tuple(declared)} disagrees with weight {kernel}")
     attrs = window_attrs(node, (h, w), kernel)
     bias = ctx.const(bias_name) if bias_name is not None else None
-    ctx.emit(node, Conv2d, [node.input(0)], weight=weight, bias=bias, groups=node.attr_int("group", 1), **attrs)
+    ctx.emit(
+        node, Conv2d, [node.required_input(0)], weight=weight, bias=bias, groups=node.attr_int("group", 1), **attrs
+    )

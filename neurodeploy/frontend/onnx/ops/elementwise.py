@@ -19,7 +19,7 @@ from neurodeploy.ir.ops import Bias, Floor, Scale
 
 def _fold(ctx: ImportContext, node: Node, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> bool:
     """Evaluate the node if both operands are constants; return whether it did."""
-    a, b = node.input(0), node.input(1)
+    a, b = node.required_input(0), node.required_input(1)
     if not (ctx.is_const(a) and ctx.is_const(b)):
         return False
     x, y = ctx.const(a), ctx.const(b)
@@ -36,7 +36,7 @@ def _fold(ctx: ImportContext, node: Node, fn: Callable[[np.ndarray, np.ndarray],
 
 def _runtime_and_constant(ctx: ImportContext, node: Node) -> tuple[str, np.ndarray, bool]:
     """(the runtime operand, the constant as a per-sample float32 array, whether the constant comes first)."""
-    a, b = node.input(0), node.input(1)
+    a, b = node.required_input(0), node.required_input(1)
     if ctx.is_runtime(a) and ctx.is_runtime(b):
         raise UnsupportedVariant(
             f"{node.op_type} '{node.name}': both operands are computed from the model input; only a runtime "
@@ -107,7 +107,7 @@ def sub(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("Floor", 6, 13)
 def floor(ctx: ImportContext, node: Node) -> None:
-    x = node.input(0)
+    x = node.required_input(0)
     if ctx.is_const(x):
         ctx.set_const(node.outputs[0], np.floor(ctx.const(x)))  # the same shape and dtype: nothing grows
         return

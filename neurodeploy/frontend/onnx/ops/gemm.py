@@ -17,7 +17,7 @@ def _gemm_value(a, b, c, alpha, beta, trans_a, trans_b):
 
 @onnx_op("Gemm", 11, 13)
 def gemm(ctx: ImportContext, node: Node) -> None:
-    a, b, c = node.input(0), node.input(1), node.input(2)
+    a, b, c = node.required_input(0), node.required_input(1), node.input(2)
     alpha, beta = node.attr_float("alpha", 1.0), node.attr_float("beta", 1.0)
     trans_a, trans_b = bool(node.attr_int("transA", 0)), bool(node.attr_int("transB", 0))
     if ctx.is_const(a) and ctx.is_const(b) and (c is None or ctx.is_const(c)):
@@ -73,7 +73,7 @@ def _matmul_shape(node: Node, a: tuple[int, ...], b: tuple[int, ...]) -> tuple[i
 
 @onnx_op("MatMul", 9, 13)
 def matmul(ctx: ImportContext, node: Node) -> None:
-    a, b = node.input(0), node.input(1)
+    a, b = node.required_input(0), node.required_input(1)
     if ctx.is_const(a) and ctx.is_const(b):
         av, bv = ctx.const(a), ctx.const(b)
         ctx.check_const_size(_matmul_shape(node, av.shape, bv.shape), np.result_type(av, bv))

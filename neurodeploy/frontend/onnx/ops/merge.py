@@ -11,12 +11,12 @@ from neurodeploy.ir.ops import Add, Bias, Concat
 
 @onnx_op("Add", 7, 13, 14)
 def add(ctx: ImportContext, node: Node) -> None:
-    a, b = node.input(0), node.input(1)
+    a, b = node.required_input(0), node.required_input(1)
     if ctx.is_const(a) and ctx.is_const(b):
-        x, y = ctx.const(a), ctx.const(b)
-        ctx.check_const_size(np.broadcast_shapes(x.shape, y.shape), np.result_type(x, y))
+        av, bv = ctx.const(a), ctx.const(b)
+        ctx.check_const_size(np.broadcast_shapes(av.shape, bv.shape), np.result_type(av, bv))
         with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are refused by set_const
-            ctx.set_const(node.outputs[0], x + y)
+            ctx.set_const(node.outputs[0], av + bv)
         return
     if ctx.is_runtime(a) and ctx.is_runtime(b):
         if ctx.type_of(a).rank != ctx.type_of(b).rank:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from neurodeploy.frontend.onnx.context import Node, UnsupportedVariant, display_name
+from typing import TypedDict
+
+from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant, display_name
 
 
-def window_attrs(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+class WindowAttrs(TypedDict):
+    """The keyword arguments of a 2-D window op (``Conv2d``, ``AvgPool2d``, ``MaxPool2d``) that
+    :func:`window_attrs` decodes."""
+
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int, int, int]
+
+
+def window_attrs(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int]) -> WindowAttrs:
     """Strides, dilations and (top, left, bottom, right) padding of a 2-D window op, with ``auto_pad`` resolved
     against the static input size."""
     strides = tuple(node.attr_ints("strides", [1, 1]))
@@ -39,9 +50,9 @@ def window_attrs(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int]) ->
     return {"stride": strides, "dilation": dilations, "padding": padding}
 
 
-def spatial_input(ctx, node: Node, what: str = "input") -> tuple[int, int, int]:
+def spatial_input(ctx: ImportContext, node: Node, what: str = "input") -> tuple[int, int, int]:
     """The (C, H, W) type of a 2-D op's runtime input, or an UnsupportedVariant naming the rank."""
-    x = node.input(0)
+    x = node.required_input(0)
     if not ctx.is_runtime(x):
         raise UnsupportedVariant(f"{node.op_type} '{node.name}': its {what} must come from the model input")
     shape = ctx.type_of(x).shape

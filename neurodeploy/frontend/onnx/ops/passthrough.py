@@ -10,7 +10,7 @@ from neurodeploy.frontend.onnx.registry import onnx_op
 
 @onnx_op("Identity", 1, 13, 14, 16, 19, 21)
 def identity(ctx: ImportContext, node: Node) -> None:
-    ctx.alias(node.outputs[0], node.input(0))
+    ctx.alias(node.outputs[0], node.required_input(0))
 
 
 @onnx_op("Dropout", 10, 12, 13)
@@ -22,7 +22,7 @@ def dropout(ctx: ImportContext, node: Node) -> None:
         raise UnsupportedVariant(f"Dropout '{node.name}': training_mode must be a constant false")
     if len(node.outputs) > 1 and node.outputs[1]:
         raise UnsupportedVariant(f"Dropout '{node.name}': the mask output is not supported")
-    ctx.alias(node.outputs[0], node.input(0))
+    ctx.alias(node.outputs[0], node.required_input(0))
 
 
 _CONSTANT_KINDS = {

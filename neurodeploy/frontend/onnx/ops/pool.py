@@ -22,7 +22,7 @@ def average_pool(ctx: ImportContext, node: Node) -> None:
     ctx.emit(
         node,
         AvgPool2d,
-        [node.input(0)],
+        [node.required_input(0)],
         kernel=kernel,
         ceil_mode=bool(node.attr_int("ceil_mode", 0)),
         count_include_pad=bool(node.attr_int("count_include_pad", 0)),
@@ -39,7 +39,7 @@ def max_pool(ctx: ImportContext, node: Node) -> None:
     ctx.emit(
         node,
         MaxPool2d,
-        [node.input(0)],
+        [node.required_input(0)],
         kernel=kernel,
         ceil_mode=bool(node.attr_int("ceil_mode", 0)),
         **window_attrs(node, (h, w), kernel),
@@ -48,7 +48,7 @@ def max_pool(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("GlobalAveragePool", 1)
 def global_average_pool(ctx: ImportContext, node: Node) -> None:
-    x = node.input(0)
+    x = node.required_input(0)
     if not ctx.is_runtime(x) or ctx.type_of(x).rank < 2:
         raise UnsupportedVariant(f"GlobalAveragePool '{node.name}': needs a runtime (N, C, spatial...) input")
     ctx.emit(node, GlobalAvgPool, [x])
@@ -58,7 +58,7 @@ def global_average_pool(ctx: ImportContext, node: Node) -> None:
 def reduce_mean(ctx: ImportContext, node: Node) -> None:
     """The mean over the spatial axes is a global average pool (the dynamo exporter writes
     ``adaptive_avg_pool2d(x, 1)`` this way); other reductions are not supported."""
-    x = node.input(0)
+    x = node.required_input(0)
     if node.opset >= 18:
         axes_name = node.input(1)
         if axes_name is not None and not ctx.is_const(axes_name):

@@ -17,7 +17,7 @@ from neurodeploy.ir.ops import Reshape
 
 
 def _emit_reshape(ctx: ImportContext, node: Node, full_out: tuple[int, ...]) -> None:
-    x = node.input(0)
+    x = node.required_input(0)
     per_sample = tuple(int(d) for d in full_out[1:])
     if not full_out or full_out[0] != ctx.batch or math.prod(per_sample) != ctx.type_of(x).size:
         raise UnsupportedVariant(
@@ -53,7 +53,7 @@ def _normalized(node: Node, axes: list[int], rank: int) -> list[int]:
 
 @onnx_op("Flatten", 11, 13, 21)
 def flatten(ctx: ImportContext, node: Node) -> None:
-    x = node.input(0)
+    x = node.required_input(0)
     shape = ctx.full_shape(x)
     axis = node.attr_int("axis", 1)
     if not -len(shape) <= axis <= len(shape):
@@ -90,7 +90,7 @@ def reshape_target(in_shape: tuple[int, ...], target: list[int], allow_zero: boo
 
 @onnx_op("Reshape", 5, 13, 14, 19, 21)
 def reshape(ctx: ImportContext, node: Node) -> None:
-    x, shape_name = node.input(0), node.input(1)
+    x, shape_name = node.required_input(0), node.required_input(1)
     if not ctx.is_const(shape_name):
         raise UnsupportedVariant(
             f"Reshape '{node.name}': the target shape must be static (a constant or a foldable Shape subgraph)"
@@ -105,7 +105,7 @@ def reshape(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("Squeeze", 11, 13, 21)
 def squeeze(ctx: ImportContext, node: Node) -> None:
-    x = node.input(0)
+    x = node.required_input(0)
     shape = ctx.full_shape(x)
     axes = _axes(ctx, node, 1)
     if axes is not None:
@@ -126,7 +126,7 @@ def squeeze(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("Unsqueeze", 11, 13, 21)
 def unsqueeze(ctx: ImportContext, node: Node) -> None:
-    x = node.input(0)
+    x = node.required_input(0)
     shape = ctx.full_shape(x)
     axes = _axes(ctx, node, 1)
     if axes is None:
