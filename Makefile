@@ -4,8 +4,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PLUGINS := tests/plugins/dummy_backend backends/loihi backends/speck
+# The first-party plugins, installed in every environment. The test plugin tests/plugins/dummy_backend (target
+# `dummy`) is installed in none: tests/conftest.py provides it to the tests, so `neurodeploy targets` in the
+# environment `make demo` runs lists the real targets only. The recipes uninstall it from an environment made
+# before that, and depend on this Makefile, so that a changed recipe reinstalls rather than leaving a stale install.
+PLUGINS := backends/loihi backends/speck
 PLUGIN_FILES := $(addsuffix /pyproject.toml,$(PLUGINS))
+TEST_ONLY := neurodeploy-dummy
 # The oldest supported Python with numpy 1.x: the core's compatibility run (tests needing torch skip there).
 PY310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10; do \
 	$$p -c 'import sys' 2>/dev/null && echo $$p && break; done)
@@ -22,8 +27,9 @@ env: $(STAMP)
 # torch==2.13.0 goes first: it is the local CPU build, and anything that pulls torch later finds it installed.
 # sinabs (the Speck cross-check's reference) keeps that torch; it pulls the samna stub, which nothing imports.
 # numba compiles the Speck event mode's loop here; .venv-py310 goes without it, so its run tests the numpy loop.
-$(STAMP): pyproject.toml $(PLUGIN_FILES)
+$(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y $(TEST_ONLY)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' $(addprefix -e ,$(PLUGINS)) \
 		'sinabs==3.1.3' 'numba>=0.60'
@@ -34,12 +40,15 @@ demo: $(STAMP)
 
 test: lint test-main test-compat test-lava
 
+# The sinabs cross-checks and the numba-compiled loops must run here: NEURODEPLOY_REQUIRE_SINABS=1 and
+# NEURODEPLOY_REQUIRE_NUMBA=1 turn their skip (without the package) into a failure. The compatibility run skips them.
 test-main: $(STAMP)
-	$(BIN)/python -m pytest
+	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 $(BIN)/python -m pytest
 
-$(COMPAT)/.installed: pyproject.toml $(PLUGIN_FILES)
+$(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found (looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }
 	test -x $(COMPAT)/bin/python || $(PY310) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip uninstall --quiet --disable-pip-version-check -y $(TEST_ONLY)
 	$(COMPAT)/bin/python -m pip install --quiet --disable-pip-version-check 'numpy>=1.26,<2' onnxruntime pytest \
 		hypothesis -e . $(addprefix -e ,$(PLUGINS))
 	$(COMPAT)/bin/python -c 'import numpy, sys; sys.exit(numpy.__version__ >= "2")' || \

@@ -122,9 +122,10 @@ def console_script() -> str:
     return found
 
 
-def run_script(args: Sequence[str | os.PathLike], cwd: Path | None = None) -> Result:
+def run_script(args: Sequence[str | os.PathLike], cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
+    """The installed console script with ``args``; ``env`` replaces the environment (default: inherited)."""
     proc = subprocess.run(
-        [console_script(), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+        [console_script(), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -304,4 +304,4 @@ def test_emulate_artifact_by_path_runs_what_was_written(tmp_path, calibration):
     x, y = load_test_images()
     result = emulate_artifact(tmp_path / "art", x[:32], mode="ann")
     assert result.outputs.shape == (32, 10)
-    assert (result.predictions == y[:32]).mean() >= 0.95
+    assert (result.predictions == y[:32]).mean() >= 0.96  # measured 1.0 (32/32); the floor allows one image fewer

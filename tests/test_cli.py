@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import plugin_support
 import pytest
 from cli_support import (
     BUNDLED_MODEL,
@@ -269,7 +270,7 @@ def test_emulate_mode_ann_on_reference_matches_onnxruntime(bundled_artifact, tmp
     assert result.code == 0, result.err
     assert "on reference (ann): accuracy" in result.out
     accuracy = float(re.search(r"accuracy (\d+\.\d\d)%", result.out)[1])
-    assert accuracy >= 98.0
+    assert accuracy >= 99.0  # measured 99.61% (255/256)
     x, _ = load_test_images()
     with np.load(y_path) as y:
         assert y["outputs"].shape == (len(x), 10)
@@ -310,6 +311,7 @@ def test_plugin_target_compiles_and_its_emulator_runs(tmp_path, capsys):
 
 
 def test_targets_lists_reference_and_the_test_plugin(capsys):
+    """The tests see the test plugin (tests/conftest.py provides it; it is installed nowhere)."""
     result = run_cli(capsys, "targets")
     assert result.code == 0
     names = {line.split()[0] for line in result.out.splitlines()[1:]}
@@ -405,7 +407,19 @@ def test_console_script_compile_in_cwd_then_emulate_and_targets(tmp_path):
     result = run_script(["targets"])
     assert result.code == 0, result.err
     assert re.search(r"^reference\s", result.out, re.MULTILINE)
-    assert re.search(r"^dummy\s", result.out, re.MULTILINE)
+    assert re.search(r"^dummy\s", result.out, re.MULTILINE)  # the test plugin reaches the scripts the tests start
+
+
+def test_the_environment_itself_lists_no_test_target():
+    """`neurodeploy targets` where `make demo` runs (.venv, without what the tests add to it): the real targets
+    only. The test plugin is installed in no environment; tests/conftest.py provides it to the tests."""
+    result = run_script(["targets"], env=plugin_support.env_without())
+    assert result.code == 0, result.err
+    names = set(re.findall(r"^(\S+)\s", result.out, re.MULTILINE)[1:])
+    assert "reference" in names
+    assert plugin_support.TARGET not in names
+    assert plugin_support.DISTRIBUTION not in result.out
+    assert "test plugin" not in result.out
 
 
 def test_console_script_exit_codes(tmp_path):

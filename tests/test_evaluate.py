@@ -94,7 +94,7 @@ def test_accuracies(bundled_report):
         x, y = data["x"][:LIMIT], data["y"][:LIMIT]
     assert bundled_report["ann_accuracy"] == onnxruntime_accuracy(BUNDLED_MODEL, x, y)
     assert bundled_report["ann_ir_accuracy"] == bundled_report["ann_accuracy"]
-    assert bundled_report["snn_accuracy"]["64"] >= 0.9
+    assert bundled_report["snn_accuracy"]["64"] >= 0.98  # measured 1.0 (64/64); the floor allows one image fewer
 
 
 def test_synops_grow_with_time_and_correlations_are_high(bundled_report):
@@ -108,10 +108,13 @@ def test_synops_grow_with_time_and_correlations_are_high(bundled_report):
     assert bundled_report["ann_macs"] == 28 * 28 * 16 * 9 + 14 * 14 * 32 * 16 * 9 + 7 * 7 * 64 * 32 * 9 + 10 * 576
     ratio = bundled_report["synops_per_mac"]["64"]
     assert ratio == pytest.approx(bundled_report["synops"]["64"] / bundled_report["ann_macs"])
+    # r(ANN, SNN) per layer at T = 64, measured 0.9994, 0.9961, 0.9883: floors about 0.02 below
+    floors = {f"/features/features.{k}/Relu": floor for k, floor in ((2, 0.975), (6, 0.975), (10, 0.965))}
+    assert set(bundled_report["correlations"]) == set(floors)
     for name, r in bundled_report["correlations"].items():
         assert r is not None, name
         assert -1.0 <= r <= 1.0, name
-        assert r > 0.5, name
+        assert r >= floors[name], name
 
 
 def test_progress_table_and_plot(tmp_path, capsys):

@@ -20,8 +20,9 @@ def test_bundled_model_compiles_and_emulates(tmp_path):
     x, y = data["x"][:64], data["y"][:64]
     ann = emulate_artifact(artifact, x, mode="ann")
     snn = emulate_artifact(artifact, x, steps=128)
+    # Floors one image (1.6 points) below what this machine measures: ANN 64/64, SNN 64/64 at T = 128.
     assert (ann.predictions == y).mean() >= 0.98
-    assert (snn.predictions == y).mean() >= 0.95
+    assert (snn.predictions == y).mean() >= 0.98
 
 
 def test_qcfs_example_model_converts_without_calibration_and_is_close_at_T_equal_L(tmp_path):
@@ -36,7 +37,9 @@ def test_qcfs_example_model_converts_without_calibration_and_is_close_at_T_equal
     x, y = data["x"][:128], data["y"][:128]
     ann = emulate_artifact(artifact, x, mode="ann")
     snn = emulate_artifact(artifact, x, steps=log["levels"])
-    assert (ann.predictions == y).mean() >= 0.97
+    # Measured: ANN 127/128 (0.992), SNN 128/128 at T = L; the floors allow one image fewer.
+    assert (ann.predictions == y).mean() >= 0.98
+    assert (snn.predictions == y).mean() >= 0.99
     assert (snn.predictions == y).mean() >= (ann.predictions == y).mean() - 0.02
 
 

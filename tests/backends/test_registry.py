@@ -1,5 +1,6 @@
 """Backends are found through the neurodeploy.backends entry-point group; the test plugin distribution in
-tests/plugins/dummy_backend is installed in the environment and proves it."""
+tests/plugins/dummy_backend proves it. No environment installs it: tests/conftest.py provides its metadata to the
+tests as an installed distribution's (see plugin_support), so the registry finds it through its entry point."""
 
 from importlib.metadata import EntryPoint
 from pathlib import Path

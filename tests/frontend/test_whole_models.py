@@ -35,7 +35,7 @@ def test_mnist_from_file_matches_onnxruntime(mnist_images):
         assert actual.shape == expected.shape == (len(batch), 10)
         np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
     labels = np.load(EXAMPLE / "test_images.npz")["y"]
-    assert (run_ir(graph, mnist_images).argmax(axis=1) == labels).mean() > 0.95
+    assert (run_ir(graph, mnist_images).argmax(axis=1) == labels).mean() >= 0.99  # measured 0.996 (255/256)
 
 
 def test_mnist_canonicalized_still_matches(mnist_images):

@@ -164,6 +164,44 @@ def test_chains_that_do_not_fit_are_untouched(case):
     assert "detect-qcfs" not in ctx.records
 
 
+# The tolerance of the two constant checks, RTOL = 1e-5 relative (the module's docstring): the input scale against
+# L / λ, and the step scale against 1 / L. Written out, not imported from the module, so that changing it fails a
+# test: a deviation of half the tolerance is detected and one of twice the tolerance is not, so a tolerance 10x
+# looser or 10x tighter fails one of the cases below. Both deviations lie far from float32 rounding (~6e-8).
+INSIDE, OUTSIDE = 0.5e-5, 2e-5
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("where", ["input_scale", "step_scale"])
+@pytest.mark.parametrize(("deviation", "detected"), [(INSIDE, True), (OUTSIDE, False)], ids=["inside", "outside"])
+def test_constants_are_matched_to_their_tolerance_and_no_further(where, sign, deviation, detected):
+    ops = qcfs_chain("h", "y", 1.5, 4)
+    # the input scale is (1 / λ) * L, so L off by the deviation puts it off L / λ by as much; the step scale is 1 / L
+    index, exact = (1, 4.0) if where == "input_scale" else (4, 0.25)
+    old = ops[index]
+    ops[index] = Scale(name=old.name, inputs=old.inputs, output=old.output, value=F32(exact * (1 + sign * deviation)))
+    assert abs(float(ops[index].value.reshape(())) / exact - 1 - sign * deviation) < 1e-7  # float32 keeps it
+    before, after, ctx = _detect(_graph(ops))
+    if detected:
+        assert [op.op_type for op in after.ops] == ["Dense", "QCFS"]
+        (op,) = _qcfs_ops(after)
+        assert (op.lam, op.levels, op.shift) == (1.5, 4, 0.5)
+    else:
+        assert [op.op_type for op in after.ops] == [op.op_type for op in before.ops]
+        assert "detect-qcfs" not in ctx.records
+
+
+@pytest.mark.parametrize(
+    ("shift", "detected"),
+    [(0.0, True), (float(np.nextafter(F32(1), F32(0))), True), (1.0, False), (-float(np.finfo(F32).tiny), False)],
+    ids=["0", "just_below_1", "1", "just_below_0"],
+)
+def test_the_shift_must_lie_in_0_to_1(shift, detected):
+    ops = qcfs_chain("h", "y", 1.5, 4, shift=shift)
+    _, after, _ = _detect(_graph(ops))
+    assert [op.shift for op in _qcfs_ops(after)] == ([float(F32(shift))] if detected else [])
+
+
 def test_detect_qcfs_runs_in_canonicalize_right_after_fuse_activations():
     names = CANONICALIZE.split(",")
     assert names[names.index("fuse-activations") + 1] == "detect-qcfs"

@@ -64,8 +64,10 @@ def test_evaluate_runs_the_loihi_target_on_a_few_samples() -> None:
     ).to_dict()
     assert result["samples"] == 12
     assert result["ann_accuracy"] == 1.0
-    assert result["snn_accuracy"]["24"] >= 11 / 12  # converges within 24 steps on these images
+    assert result["snn_accuracy"]["24"] >= 11 / 12  # converges within 24 steps on these images (measured 11/12)
     assert result["snn_accuracy"]["4"] < result["snn_accuracy"]["24"]  # and not before the spikes arrive
     layers = result["layers"]
     assert len(layers) == 3
-    assert all(layer["correlation"] > 0.9 for layer in layers)
+    # r(ANN, SNN) per layer at T = 24, measured 0.9971, 0.9781, 0.9256: floors about 0.02 below
+    for layer, floor in zip(layers, (0.975, 0.955, 0.905)):
+        assert layer["correlation"] >= floor, layer["name"]

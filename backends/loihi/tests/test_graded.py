@@ -231,7 +231,7 @@ def test_bundled_model_graded_emulation_equals_quantized_ann() -> None:
     assert result.mode == "graded"
     for t in (1, 2):
         np.testing.assert_array_equal(result.checkpoints[t], reference)
-    assert (result.predictions == y).mean() >= 0.98
+    assert (result.predictions == y).mean() >= 0.98  # measured 1.0 (64/64); the floor allows one image fewer
     assert Emulation(get_backend("loihi"), artifact, "binary").quantized_outputs(x) is None
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from neurodeploy_speck.emulator import Network
+from speck_deps import require
 from speck_graphs import integer_document, random_network
 
-torch = pytest.importorskip("torch")
-sinabs = pytest.importorskip("sinabs")
-sl = pytest.importorskip("sinabs.layers")
+torch = require("torch", "sinabs")  # sinabs runs on torch
+sinabs = require("sinabs", "sinabs")
+sl = require("sinabs.layers", "sinabs")
 from sinabs.activation import MembraneReset, MembraneSubtract, MultiSpike  # noqa: E402
 
 SINABS_VERSION = "3.1.3"

@@ -72,8 +72,9 @@ def test_mnist_binned_accuracy_close_to_reference(mnist_speck, test_images, tmp_
     ref = emulate_artifact(reference, x, steps=64)
     speck_acc = float((speck.predictions == y).mean())
     assert speck.mode == "binned"
-    assert speck_acc >= 0.95, speck_acc
-    assert float((speck.predictions == ref.predictions).mean()) >= 0.95
+    # Measured: 63/64 correct, 63/64 the reference SNN's prediction; the floors allow one image fewer.
+    assert speck_acc >= 0.965, speck_acc
+    assert float((speck.predictions == ref.predictions).mean()) >= 0.965
     assert set(speck.spikes) == set(speck.neurons)
     assert all(v.shape == (64,) for v in speck.spikes.values())
 

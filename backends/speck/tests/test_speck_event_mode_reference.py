@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from neurodeploy_speck.emulator import Network
+from speck_deps import require
 from speck_graphs import integer_document, random_network
 
 NETWORKS = 30
@@ -115,7 +116,7 @@ def test_the_reference_cases_exercise_the_one_spike_rule():
 
 
 def test_the_compiled_loop_is_used_where_numba_is_installed():
-    pytest.importorskip("numba")
+    require("numba", "numba")  # under NEURODEPLOY_REQUIRE_NUMBA=1 (make test-main) a missing numba fails here
     from neurodeploy_speck import _compiled
 
     assert _compiled.kernels() is not None
