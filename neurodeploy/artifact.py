@@ -333,6 +333,12 @@ class Folder(_Files):
             raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def load_graph(folder: Path, stem: str = "graph") -> Graph:
+    """Read what :func:`neurodeploy.ir.serialize.save_graph` wrote into a plain folder, with :class:`Folder`'s
+    checks (an artifact's graphs: ``Artifact.read_graph``)."""
+    return Folder(folder).read_graph(stem)
+
+
 def open_files(source: Artifact | Folder | str | os.PathLike) -> Artifact | Folder:
     """What program readers take: an :class:`Artifact` or :class:`Folder` as it is; a path: the artifact there
     (its manifest checked) when it has a manifest, else the plain folder."""

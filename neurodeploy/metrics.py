@@ -18,82 +18,31 @@ import numpy as np
 
 from neurodeploy.errors import IRVerificationError
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.kernels import pool_output_size
 from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import (
-    Add,
-    AvgPool2d,
-    Bias,
-    Clip,
-    Concat,
-    Conv2d,
-    Dense,
-    GlobalAvgPool,
-    MaxPool2d,
-    Relu,
-    Reshape,
-    Scale,
-)
+from neurodeploy.ir.ops import Conv2d, Dense
 
 
-def _taps(size: int, out: int, kernel: int, stride: int, pad_begin: int, dilation: int) -> np.ndarray:
-    """(kernel, size) 0/1: whether kernel tap k of some output window lands on input position i (not padding)."""
-    hit = np.zeros((kernel, size), np.int64)
-    for k in range(kernel):
-        positions = np.arange(out) * stride - pad_begin + k * dilation
-        positions = positions[(positions >= 0) & (positions < size)]
-        hit[k, positions] = 1
-    return hit
+def _no_downstream() -> np.ndarray:
+    raise AssertionError("a weighted layer's fan-out does not depend on the layers after it")
 
 
 def conv_fan_out(op: Conv2d, in_shape: tuple[int, ...]) -> np.ndarray:
     """Synapses leaving each input position (C, H, W) of a convolution: for every nonzero weight, the output
     windows whose tap lands on that position."""
-    c, h, w = in_shape
-    o, cg, kh, kw = op.weight.shape
-    oh = pool_output_size(h, kh, op.stride[0], op.padding[0], op.padding[2], op.dilation[0], False)
-    ow = pool_output_size(w, kw, op.stride[1], op.padding[1], op.padding[3], op.dilation[1], False)
-    og = o // op.groups
-    nonzero = (op.weight != 0).astype(np.int64)  # (O, C/groups, kH, kW)
-    # per input channel: how many output channels of its group have a nonzero weight at each tap
-    per_channel = nonzero.reshape(op.groups, og, cg, kh, kw).sum(axis=1).reshape(c, kh, kw)
-    rows = _taps(h, oh, kh, op.stride[0], op.padding[0], op.dilation[0])
-    cols = _taps(w, ow, kw, op.stride[1], op.padding[1], op.dilation[1])
-    return np.einsum("cij,iy,jx->cyx", per_channel, rows, cols)
+    return op.fan_out_map(0, [in_shape], _no_downstream)
 
 
 def dense_fan_out(op: Dense, in_shape: tuple[int, ...]) -> np.ndarray:
     """Synapses leaving each input element of a dense layer: the nonzero weights in its column."""
-    per_feature = (op.weight != 0).sum(axis=0).astype(np.int64)
-    return np.broadcast_to(per_feature, in_shape).copy()
-
-
-def _pool_adjoint(op: AvgPool2d | MaxPool2d, in_shape: tuple[int, ...], down: np.ndarray) -> np.ndarray:
-    """Carry fan-out back through pooling windows: an input cell reaches every window it lies in."""
-    h, w = in_shape[1:]
-    oh, ow = down.shape[1:]
-    up = np.zeros(in_shape, np.int64)
-    for ki in range(op.kernel[0]):
-        ys = np.arange(oh) * op.stride[0] - op.padding[0] + ki * op.dilation[0]
-        keep_y = (ys >= 0) & (ys < h)
-        for kj in range(op.kernel[1]):
-            xs = np.arange(ow) * op.stride[1] - op.padding[1] + kj * op.dilation[1]
-            keep_x = (xs >= 0) & (xs < w)
-            np.add.at(up, (slice(None), ys[keep_y][:, None], xs[keep_x][None, :]), down[:, keep_y][:, :, keep_x])
-    return up
-
-
-def _unbroadcast(down: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum a map over the axes an (equal-rank) operand was broadcast along."""
-    axes = tuple(i for i, (a, b) in enumerate(zip(shape, down.shape)) if a == 1 and b != 1)
-    return down.sum(axis=axes, keepdims=True) if axes else down
+    return op.fan_out_map(0, [in_shape], _no_downstream)
 
 
 def fan_out_maps(graph: Graph, sources: list[str] | None = None) -> dict[str, np.ndarray]:
     """Synapses leaving each element of each spike source, as an int64 map of the source value's shape.
 
-    ``sources`` are value names; by default every graph input and every stateful op's output. Raises
-    IRVerificationError for an op between a source and the weighted layers whose wiring is not known here.
+    ``sources`` are value names; by default every graph input and every stateful op's output. Each op says what
+    reaches through it (:meth:`neurodeploy.ir.op.Op.fan_out_map`). Raises IRVerificationError for an op between
+    a source and the weighted layers whose wiring is not known.
     """
     types = graph.types()
     if sources is None:
@@ -109,53 +58,31 @@ def fan_out_maps(graph: Graph, sources: list[str] | None = None) -> dict[str, np
         for op in wiring.consumers(value):
             for slot, name in enumerate(op.inputs):
                 if name == value:
-                    total = total + contribution(op, slot, shape)
+                    total = total + contribution(op, slot)
         memo[value] = total
         return total
 
-    def contribution(op: Op, slot: int, shape: tuple[int, ...]) -> np.ndarray:
-        if isinstance(op, Conv2d):
-            return conv_fan_out(op, shape)
-        if isinstance(op, Dense):
-            return dense_fan_out(op, shape)
-        if op.is_stateful:
-            return np.ones(shape, np.int64)  # neurons reading the value element by element
-        down = reach(op.output)
-        if isinstance(op, (AvgPool2d, MaxPool2d)):
-            return _pool_adjoint(op, shape, down)
-        if isinstance(op, GlobalAvgPool):
-            return np.broadcast_to(down, shape).copy()
-        if isinstance(op, Reshape):
-            return down.reshape(shape)
-        if isinstance(op, Concat):
-            start = sum(types[v].shape[op.axis] for v in op.inputs[:slot])
-            index = [slice(None)] * len(shape)
-            index[op.axis] = slice(start, start + shape[op.axis])
-            return down[tuple(index)]
-        if isinstance(op, Add):
-            return _unbroadcast(down, shape)
-        if isinstance(op, (Bias, Scale, Relu, Clip)):
-            return down
-        raise IRVerificationError(
-            f"cannot count the synapses through {op.op_type} '{op.name}': its wiring is unknown to "
-            "neurodeploy.metrics.fan_out_maps"
-        )
+    def contribution(op: Op, slot: int) -> np.ndarray:
+        downstream = lambda: reach(op.output)  # noqa: E731  (computed only by the ops that carry it back)
+        fan_out = op.fan_out_map(slot, [types[v].shape for v in op.inputs], downstream)
+        if fan_out is None:
+            downstream()  # the op nearest the weighted layers is the one named
+            raise IRVerificationError(
+                f"cannot count the synapses through {op.op_type} '{op.name}': its wiring is unknown to "
+                "neurodeploy.metrics.fan_out_maps"
+            )
+        return fan_out
 
     return {v: reach(v) for v in sources}
 
 
 def layer_macs(graph: Graph) -> dict[str, int]:
-    """MACs per sample of every weighted layer: output size x fan-in."""
+    """MACs per sample of every weighted layer: output size x fan-in (:meth:`neurodeploy.ir.op.Op.fan_in`)."""
     types = graph.types()
     macs = {}
     for op in graph.ops:
-        if isinstance(op, Conv2d):
-            fan_in = int(np.prod(op.weight.shape[1:]))
-        elif isinstance(op, Dense):
-            fan_in = int(op.weight.shape[1])
-        else:
-            continue
-        macs[op.name] = types[op.output].size * fan_in
+        if (fan_in := op.fan_in()) is not None:
+            macs[op.name] = types[op.output].size * fan_in
     return macs
 
 

@@ -115,7 +115,7 @@ class _FolderArtifact:
         self.root = root
 
     def read_graph(self, stem: str):
-        from neurodeploy.ir.serialize import load_graph
+        from neurodeploy.artifact import load_graph
 
         return load_graph(self.root, stem)
 

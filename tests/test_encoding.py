@@ -10,11 +10,11 @@ from cli_support import assert_one_line_error, run_cli, save_tiny
 
 from neurodeploy import compile_model, emulate_artifact
 from neurodeploy.backends.reference.backend import ReferenceBackend
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.compiler import artifact_encoding
 from neurodeploy.encoding import RATE_BLOCK, Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.ir import IF, Dense, Graph, TensorType
+from neurodeploy.simulate import simulate
 
 
 def one_if_layer(size: int = 3) -> Graph:

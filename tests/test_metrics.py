@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.ir import IF, AvgPool2d, Conv2d, Dense, Graph, Reshape, TensorType
 from neurodeploy.ir.kernels import pool_output_size
 from neurodeploy.metrics import conv_fan_out, fan_out_maps, layer_macs
+from neurodeploy.simulate import simulate
 
 
 def brute_force_conv_fan_out(op: Conv2d, shape: tuple[int, int, int]) -> np.ndarray:

@@ -29,6 +29,16 @@ def pool_output_size(
     return out
 
 
+def kernel_taps(size: int, out: int, kernel: int, stride: int, pad_begin: int, dilation: int) -> np.ndarray:
+    """Where a window's taps land along one axis: (out, kernel, size) int64, 1 where tap k of output window o
+    reads input position i (o * stride - pad_begin + k * dilation; a tap on padding reads nothing).
+
+    Summed over the windows it is (kernel, size): whether tap k of some window lands on position i (fan-out);
+    over taps and positions, (out,): how many taps of each window read the input (fan-in)."""
+    positions = np.arange(out)[:, None] * stride - pad_begin + np.arange(kernel)[None, :] * dilation
+    return (positions[:, :, None] == np.arange(size)[None, None, :]).astype(np.int64)
+
+
 def _windows(x: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> np.ndarray:
     """View of shape (N, C, OH, OW, kh, kw) over an already padded input."""
     kh, kw = kernel

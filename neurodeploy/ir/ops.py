@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurodeploy.ir import kernels
-from neurodeploy.ir.op import Op, as_f32
+from neurodeploy.ir.op import Bounds, Carried, Downstream, Op, Shape, Shapes, Wanted, as_f32
+from neurodeploy.ir.scales import channel_vector, compress
 from neurodeploy.ir.types import TensorType
 
 
@@ -29,6 +30,35 @@ def _pads(value: tuple[int, ...], op: Op) -> None:
 def _expect_rank(op: Op, t: TensorType, rank: int) -> None:
     if t.rank != rank:
         raise ValueError(f"{op.op_type} '{op.name}' expects a rank-{rank} input per sample, got {t}")
+
+
+def _weighted_bounds(op: Conv2d | Dense, low: float, high: float) -> Bounds:
+    w = op.weight.reshape(op.weight.shape[0], -1)
+    pos, neg = np.maximum(w, 0).sum(axis=1), np.minimum(w, 0).sum(axis=1)
+    bias = op.bias if op.bias is not None else 0.0
+    # Each output is sum_i w_i x_i + b with x_i in [low, high]; zero padding stays inside that range.
+    upper = pos * high + neg * low + bias
+    lower = pos * low + neg * high + bias
+    return float(lower.min()), float(upper.max())
+
+
+def _absorb_scales(
+    op: Conv2d | Dense,
+    s_in: np.ndarray,
+    shape_in: Shape,
+    out_shape: Shape,
+    wanted: np.ndarray | None,
+    axes: tuple[int, int],
+) -> Carried:
+    """Rescale a weighted layer from its input's scale to ``wanted`` (its output's target; None: 1). ``axes``:
+    the channel axis of the input and of the output."""
+    target = np.float32(1.0) if wanted is None else wanted
+    where = f"{op.op_type} '{op.name}'"
+    t_vec = channel_vector(np.asarray(target, np.float32), out_shape, axes[1], where)  # one per output channel
+    op.weight = op.scaled_weight(channel_vector(s_in, shape_in, axes[0], where), t_vec)
+    if op.bias is not None:
+        op.bias = (op.bias / t_vec).astype(np.float32)  # the bias is a constant current, in output units
+    return compress(np.broadcast_to(target, out_shape), out_shape), [None]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -87,6 +117,42 @@ class Conv2d(Op):
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return kernels.conv2d(xs[0], self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
+    def fan_in(self) -> int:
+        _, per_group, kh, kw = self.weight.shape
+        return int(per_group * kh * kw)
+
+    def interior_fan_out(self) -> int:
+        out_ch, _, kh, kw = self.weight.shape
+        return int((out_ch // self.groups) * -(-kh // self.stride[0]) * -(-kw // self.stride[1]))
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        """For every nonzero weight, the output windows whose tap lands on the input position."""
+        c, h, w = in_shapes[slot]
+        o, cg, kh, kw = self.weight.shape
+        oh = kernels.pool_output_size(h, kh, self.stride[0], self.padding[0], self.padding[2], self.dilation[0], False)
+        ow = kernels.pool_output_size(w, kw, self.stride[1], self.padding[1], self.padding[3], self.dilation[1], False)
+        og = o // self.groups
+        nonzero = (self.weight != 0).astype(np.int64)  # (O, C/groups, kH, kW)
+        # per input channel: how many output channels of its group have a nonzero weight at each tap
+        per_channel = nonzero.reshape(self.groups, og, cg, kh, kw).sum(axis=1).reshape(c, kh, kw)
+        rows = kernels.kernel_taps(h, oh, kh, self.stride[0], self.padding[0], self.dilation[0]).sum(axis=0)
+        cols = kernels.kernel_taps(w, ow, kw, self.stride[1], self.padding[1], self.dilation[1]).sum(axis=0)
+        return np.einsum("cij,iy,jx->cyx", per_channel, rows, cols)
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        return _weighted_bounds(self, *in_bounds[0])
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        """Absorbs its input's scale into the weights; produces its output at the wanted scale."""
+        return _absorb_scales(self, in_scales[0], in_shapes[0], out_shape, wanted(), (0, 0))
+
+    def scaled_weight(self, s_in: np.ndarray, s_out: np.ndarray) -> np.ndarray:
+        """The weights for inputs carried at ``s_in`` and outputs at ``s_out`` (one per channel each)."""
+        out_ch, per_group = self.weight.shape[:2]
+        group_of_output = np.arange(out_ch) // (out_ch // self.groups)
+        s_w = s_in.reshape(self.groups, per_group)[group_of_output]  # (O, C/groups): scale of each weight's input
+        return (self.weight * s_w[:, :, None, None] / s_out[:, None, None, None]).astype(np.float32)
+
 
 @dataclass(eq=False, kw_only=True)
 class Dense(Op):
@@ -125,6 +191,29 @@ class Dense(Op):
         if self.bias is not None:
             y = y + self.bias
         return np.ascontiguousarray(y, dtype=np.float32)
+
+    def fan_in(self) -> int:
+        return int(self.weight.shape[1])
+
+    def interior_fan_out(self) -> int:
+        return int(self.weight.shape[0])
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        """The nonzero weights in each input feature's column."""
+        per_feature = (self.weight != 0).sum(axis=0).astype(np.int64)
+        return np.broadcast_to(per_feature, in_shapes[slot]).copy()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        return _weighted_bounds(self, *in_bounds[0])
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        """Absorbs its input's scale into the weights; produces its output at the wanted scale."""
+        axes = (len(in_shapes[0]) - 1, len(out_shape) - 1)
+        return _absorb_scales(self, in_scales[0], in_shapes[0], out_shape, wanted(), axes)
+
+    def scaled_weight(self, s_in: np.ndarray, s_out: np.ndarray) -> np.ndarray:
+        """The weights for inputs carried at ``s_in`` and outputs at ``s_out`` (one per feature each)."""
+        return (self.weight * s_in[None, :] / s_out[:, None]).astype(np.float32)
 
 
 def _channel_view(v: np.ndarray, rank: int) -> np.ndarray:
@@ -186,6 +275,13 @@ class Relu(Op):
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return np.maximum(xs[0], np.float32(0))
 
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        return max(low, 0.0), max(high, 0.0)
+
 
 @dataclass(eq=False, kw_only=True)
 class Clip(Op):
@@ -210,6 +306,15 @@ class Clip(Op):
             y = np.minimum(y, np.float32(self.high))
         return np.asarray(y, dtype=np.float32)
 
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        lo = low if self.low is None else min(max(low, self.low), self.high if self.high is not None else np.inf)
+        hi = high if self.high is None else max(min(high, self.high), self.low if self.low is not None else -np.inf)
+        return lo, hi
+
 
 @dataclass(eq=False, kw_only=True)
 class Floor(Op):
@@ -220,6 +325,12 @@ class Floor(Op):
 
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return np.floor(xs[0]).astype(np.float32)
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        """Non-decreasing: the bounds map to bounds."""
+        low, high = in_bounds[0]
+        lo, hi = self.forward([np.array([low, high], np.float32)]).tolist()
+        return lo, hi
 
 
 @dataclass(eq=False, kw_only=True)
@@ -258,6 +369,12 @@ class QCFS(Op):
         lam, levels, shift = np.float32(self.lam), np.float32(self.levels), np.float32(self.shift)
         steps = np.floor(np.asarray(xs[0], np.float32) / lam * levels + shift)
         return (np.clip(steps / levels, np.float32(0), np.float32(1)) * lam).astype(np.float32)
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        """Non-decreasing: the bounds map to bounds."""
+        low, high = in_bounds[0]
+        lo, hi = self.forward([np.array([low, high], np.float32)]).tolist()
+        return lo, hi
 
 
 @dataclass(eq=False, kw_only=True)
@@ -300,6 +417,26 @@ class _Pool2d(Op, abstract=True):
         """A 1x1 window with stride 1 and no padding: the identity."""
         return self.kernel == (1, 1) and self.stride == (1, 1) and not any(self.padding)
 
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        """An input cell reaches every window it lies in."""
+        in_shape = in_shapes[slot]
+        down = downstream()
+        h, w = in_shape[1:]
+        oh, ow = down.shape[1:]
+        up = np.zeros(in_shape, np.int64)
+        for ki in range(self.kernel[0]):
+            ys = np.arange(oh) * self.stride[0] - self.padding[0] + ki * self.dilation[0]
+            keep_y = (ys >= 0) & (ys < h)
+            for kj in range(self.kernel[1]):
+                xs = np.arange(ow) * self.stride[1] - self.padding[1] + kj * self.dilation[1]
+                keep_x = (xs >= 0) & (xs < w)
+                np.add.at(up, (slice(None), ys[keep_y][:, None], xs[keep_x][None, :]), down[:, keep_y][:, :, keep_x])
+        return up
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        return low, high
+
 
 @dataclass(eq=False, kw_only=True)
 class AvgPool2d(_Pool2d):
@@ -307,11 +444,15 @@ class AvgPool2d(_Pool2d):
     cells when ``count_include_pad``."""
 
     count_include_pad: bool = False
+    passes_target_scale = True
 
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return kernels.avg_pool2d(
             xs[0], self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode, bool(self.count_include_pad)
         )
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        return compress(in_scales[0], in_shapes[0]), [None]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -326,6 +467,8 @@ class MaxPool2d(_Pool2d):
 class GlobalAvgPool(Op):
     """Mean over every axis after the channel axis: (C, ...) -> (C, 1, ..., 1)."""
 
+    passes_target_scale = True
+
     def infer(self, in_types: list[TensorType]) -> TensorType:
         (t,) = in_types
         if t.rank < 2:
@@ -336,12 +479,23 @@ class GlobalAvgPool(Op):
         x = xs[0]
         return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float32)
 
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return np.broadcast_to(downstream(), in_shapes[slot]).copy()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        return low, high
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        return compress(in_scales[0], in_shapes[0]), [None]
+
 
 @dataclass(eq=False, kw_only=True)
 class Reshape(Op):
     """Reshape each sample, in C order, to ``shape`` (fully static). A rank-1 ``shape`` is a flatten."""
 
     shape: tuple[int, ...]
+    passes_target_scale = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -362,12 +516,23 @@ class Reshape(Op):
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return xs[0].reshape((xs[0].shape[0], *self.shape))
 
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream().reshape(in_shapes[slot])
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        return low, high
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        return compress(np.broadcast_to(in_scales[0], in_shapes[0]).reshape(out_shape), out_shape), [None]
+
 
 @dataclass(eq=False, kw_only=True)
 class Add(Op):
     """Elementwise sum of two or more runtime values of equal rank, numpy broadcasting per sample."""
 
     num_inputs = None
+    passes_target_scale = True
 
     def infer(self, in_types: list[TensorType]) -> TensorType:
         ranks = {t.rank for t in in_types}
@@ -384,6 +549,26 @@ class Add(Op):
         for x in xs[1:]:
             y = y + x
         return np.asarray(y, dtype=np.float32)
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        """Summed over the axes the input was broadcast along."""
+        down, shape = downstream(), in_shapes[slot]
+        axes = tuple(i for i, (a, b) in enumerate(zip(shape, down.shape)) if a == 1 and b != 1)
+        return down.sum(axis=axes, keepdims=True) if axes else down
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        return sum(i[0] for i in in_bounds), sum(i[1] for i in in_bounds)
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        """Brings its branches to one scale: the wanted one, or (unconstrained) the first branch's, so that at
+        most the other branches need a Scale."""
+        scale = wanted()
+        target = compress(scale if scale is not None else in_scales[0], out_shape)
+        factors: list[np.ndarray | None] = []
+        for s in in_scales:
+            same = np.allclose(np.broadcast_to(s, out_shape), np.broadcast_to(target, out_shape), rtol=1e-6)
+            factors.append(None if same else s / target)
+        return target, factors
 
 
 @dataclass(eq=False, kw_only=True)
@@ -404,6 +589,18 @@ class Bias(Op):
 
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return np.asarray(xs[0] + self.value, dtype=np.float32)
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        return low + float(self.value.min()), high + float(self.value.max())
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        """The constant is divided by its input's scale, which passes through."""
+        self.value = np.asarray(self.value / in_scales[0], np.float32)
+        return in_scales[0], [None]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -426,6 +623,22 @@ class Scale(Op):
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return np.asarray(xs[0] * self.value, dtype=np.float32)
 
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        candidates = [
+            low * float(self.value.min()),
+            low * float(self.value.max()),
+            high * float(self.value.min()),
+            high * float(self.value.max()),
+        ]
+        return min(candidates), max(candidates)
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        return in_scales[0], [None]
+
 
 @dataclass(eq=False, kw_only=True)
 class Concat(Op):
@@ -433,6 +646,7 @@ class Concat(Op):
 
     axis: int
     num_inputs = None
+    passes_target_scale = True
 
     def infer(self, in_types: list[TensorType]) -> TensorType:
         first = in_types[0]
@@ -449,6 +663,22 @@ class Concat(Op):
 
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(xs, axis=self.axis + 1)
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        """The input's slice of the output's map."""
+        shape = in_shapes[slot]
+        start = sum(s[self.axis] for s in in_shapes[:slot])
+        index = [slice(None)] * len(shape)
+        index[self.axis] = slice(start, start + shape[self.axis])
+        return downstream()[tuple(index)]
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        return min(i[0] for i in in_bounds), max(i[1] for i in in_bounds)
+
+    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        """Keeps each branch's scale (per channel when they differ)."""
+        parts = [np.broadcast_to(s, shp) for s, shp in zip(in_scales, in_shapes)]
+        return compress(np.concatenate(parts, axis=self.axis), out_shape), [None]
 
 
 @dataclass(eq=False, kw_only=True)

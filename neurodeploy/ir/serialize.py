@@ -358,10 +358,3 @@ def save_graph(graph: Graph, folder: Path, stem: str = "graph") -> list[Path]:
     json_path.write_bytes(dumps_json(doc))
     write_npz(npz_path, arrays)
     return [json_path, npz_path]
-
-
-def load_graph(folder: Path, stem: str = "graph") -> Graph:
-    """Read what :func:`save_graph` wrote into a plain folder (an artifact's graphs: ``Artifact.read_graph``)."""
-    from neurodeploy.artifact import Folder
-
-    return Folder(folder).read_graph(stem)

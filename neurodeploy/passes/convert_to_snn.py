@@ -22,6 +22,7 @@ MaxPool has no exact rate-coded equivalent: ``maxpool=avg`` replaces it with Avg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -30,55 +31,17 @@ from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphEditor, GraphIndex
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import (
-    QCFS,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Bias,
-    Clip,
-    Concat,
-    Conv2d,
-    Dense,
-    GlobalAvgPool,
-    MaxPool2d,
-    Relu,
-    Reshape,
-    Scale,
-    Softmax,
-)
+from neurodeploy.ir.ops import QCFS, AvgPool2d, BatchNorm, Clip, Conv2d, Dense, MaxPool2d, Relu, Scale, Softmax
+from neurodeploy.ir.scales import channel_vector, compress
 from neurodeploy.passes.base import Pass, PassContext
+from neurodeploy.simulate import simulate  # the float SNN simulator
 
-_TRANSPARENT = (AvgPool2d, GlobalAvgPool, Reshape, Add, Concat)
 SPIKE_NORM_SAMPLES = 256
 
 
 def is_activation(op: Op) -> bool:
     """ReLU, a clipped ReLU Clip(0, a) or a QCFS: the activations IF neurons replace."""
     return isinstance(op, (Relu, QCFS)) or (isinstance(op, Clip) and op.low == 0.0)
-
-
-def _compress(scale: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The smallest array equal to ``scale`` broadcast over ``shape``: a scalar, one per channel, or full."""
-    full = np.broadcast_to(np.asarray(scale, np.float32), shape)
-    if np.all(full == full.flat[0]):
-        return np.asarray(full.flat[0], np.float32)
-    if len(shape) == 3:
-        per_channel = full[:, :1, :1]
-        if np.array_equal(np.broadcast_to(per_channel, shape), full):
-            return np.ascontiguousarray(per_channel)
-    return np.ascontiguousarray(full)
-
-
-def _channel_vector(scale: np.ndarray, shape: tuple[int, ...], axis: int, what: str) -> np.ndarray:
-    """The scale as one value per index of ``axis``; an error if it varies along other axes."""
-    full = np.broadcast_to(scale, shape)
-    moved = np.moveaxis(full, axis, 0).reshape(shape[axis], -1)
-    if not np.all(moved == moved[:, :1]):
-        raise ConversionError(
-            f"{what}: its input's scale varies within a channel; this cannot be folded into the weights"
-        )
-    return moved[:, 0].astype(np.float32)
 
 
 def _clip_value(op: Op) -> float | None:
@@ -238,8 +201,6 @@ class ConvertToSNN(Pass):
         λ is the largest input current its neurons receive in any step while the calibration inputs drive the
         spiking network whose earlier layers are already balanced. Trained clip values (Clip, QCFS) are kept.
         At most ``SPIKE_NORM_SAMPLES`` calibration inputs are used, for ``spike_steps`` steps each."""
-        from neurodeploy.backends.reference.simulate import simulate  # the float SNN simulator
-
         x = ctx.calibration[:SPIKE_NORM_SAMPLES]
         types = graph.types()
         lambdas: dict[str, np.ndarray] = {}
@@ -267,7 +228,7 @@ class ConvertToSNN(Pass):
             _require_finite(top, act, "spike")
             in_scale = np.broadcast_to(scales[current], types[current].shape)
             if top.ndim:  # per channel: the input scale is constant within a channel
-                lam = top * _channel_vector(in_scale, types[current].shape, 0, f"{act.op_type} '{act.name}'")
+                lam = top * channel_vector(in_scale, types[current].shape, 0, f"{act.op_type} '{act.name}'")
                 lam = np.where(lam > 0, lam, np.float32(1.0)).astype(np.float32).reshape((-1,) + (1,) * (rank - 1))
             else:
                 lam = np.float32(top * float(in_scale.flat[0]) if top > 0 else 1.0)
@@ -278,7 +239,8 @@ class ConvertToSNN(Pass):
         self, index: GraphIndex, value: str, lambdas: dict[str, np.ndarray], known: dict[str, np.ndarray | None]
     ) -> np.ndarray | None:
         """The scale ``value`` should be produced at: λ of the activation it reaches through linear,
-        scale-transparent ops; 1 (the ANN's units) for a model output; None when nothing constrains it.
+        scale-transparent ops (:attr:`~neurodeploy.ir.op.Op.passes_target_scale`); 1 (the ANN's units) for a model
+        output; None when nothing constrains it.
         A per-channel λ is not followed through ops that move channels (Reshape, Concat).
 
         Every value on the way has the same target, so each is remembered in ``known`` (a long run of Adds is
@@ -294,7 +256,7 @@ class ConvertToSNN(Pass):
             if reader.name in lambdas:
                 target = lambdas[reader.name]
                 break
-            if not isinstance(reader, _TRANSPARENT):
+            if not reader.passes_target_scale:
                 target = None
                 break
             value = reader.output
@@ -351,8 +313,9 @@ class ConvertToSNN(Pass):
         ctx.records[self.name] = graph.meta["snn"]
 
     def _apply(self, graph: Graph, lambdas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Rewrite ``graph`` for the given λ: rescale weights, activations into IF neurons, branches and outputs
-        brought to their scales. Returns the scale of every value."""
+        """Rewrite ``graph`` for the given λ: activations into IF neurons; every other op carries the scales as it
+        says (:meth:`~neurodeploy.ir.op.Op.carry_scales`: weights rescaled, branches brought to one scale by a
+        ``Scale`` op); outputs brought back to the ANN's units. Returns the scale of every value."""
         types = graph.types()
         scales: dict[str, np.ndarray] = {v: np.float32(1.0) for v in graph.inputs}
         edit = graph.edit()
@@ -361,14 +324,11 @@ class ConvertToSNN(Pass):
             shape_in = [types[v].shape for v in op.inputs]
             s_in = [scales[v] for v in op.inputs]
             out_shape = types[op.output].shape
-            if isinstance(op, (Conv2d, Dense)):
-                wanted = self._target(edit, op.output, lambdas, targets)
-                scales[op.output] = self._rescale_weighted(op, s_in[0], shape_in[0], out_shape, wanted)
-            elif op.name in lambdas:
+            if op.name in lambdas:
                 lam = lambdas[op.name]
-                theta = _compress(lam / np.broadcast_to(s_in[0], shape_in[0]), shape_in[0])
+                theta = compress(lam / np.broadcast_to(s_in[0], shape_in[0]), shape_in[0])
                 if theta.ndim > 0:
-                    theta = _channel_vector(theta, shape_in[0], 0, f"{op.op_type} '{op.name}'")
+                    theta = channel_vector(theta, shape_in[0], 0, f"{op.op_type} '{op.name}'")
                 meta = {**op.meta, "lambda": lam.reshape(-1).tolist() if lam.ndim else float(lam)}
                 if isinstance(op, QCFS):
                     meta["levels"] = op.levels
@@ -386,30 +346,20 @@ class ConvertToSNN(Pass):
                     ),
                 )
                 scales[op.output] = lam
-            elif isinstance(op, (AvgPool2d, GlobalAvgPool)):
-                scales[op.output] = _compress(s_in[0], shape_in[0])
-            elif isinstance(op, Reshape):
-                scales[op.output] = _compress(np.broadcast_to(s_in[0], shape_in[0]).reshape(out_shape), out_shape)
-            elif isinstance(op, Add):
-                wanted = self._target(edit, op.output, lambdas, targets)
-                # Unconstrained: keep the first branch's scale, so at most the other branches need a Scale.
-                target = _compress(wanted if wanted is not None else s_in[0], out_shape)
-                inputs = []
-                for value, s in zip(op.inputs, s_in):
-                    same = np.allclose(np.broadcast_to(s, out_shape), np.broadcast_to(target, out_shape), rtol=1e-6)
-                    inputs.append(value if same else self._insert_scale(edit, op, value, s / target))
-                edit.set_inputs(op, inputs)
-                scales[op.output] = target
-            elif isinstance(op, Concat):
-                parts = [np.broadcast_to(s, shp) for s, shp in zip(s_in, shape_in)]
-                scales[op.output] = _compress(np.concatenate(parts, axis=op.axis), out_shape)
-            elif isinstance(op, Bias):
-                op.value = np.asarray(op.value / s_in[0], np.float32)
-                scales[op.output] = s_in[0]
-            elif isinstance(op, Scale):
-                scales[op.output] = s_in[0]
-            else:
+                continue
+            wanted = partial(self._target, edit, op.output, lambdas, targets)
+            carried = op.carry_scales(s_in, shape_in, out_shape, wanted)
+            if carried is None:
                 raise ConversionError(f"{op.op_type} '{op.name}' has no conversion rule")
+            scales[op.output], factors = carried
+            if any(factor is not None for factor in factors):
+                edit.set_inputs(
+                    op,
+                    [
+                        value if factor is None else self._insert_scale(edit, op, value, factor)
+                        for value, factor in zip(op.inputs, factors)
+                    ],
+                )
         for value in list(graph.outputs):
             if not np.all(scales[value] == 1.0):
                 self._scale_output(edit, value, scales[value])
@@ -417,32 +367,6 @@ class ConvertToSNN(Pass):
         return scales
 
     # -- rewrites ---------------------------------------------------------------------------------------------
-    def _rescale_weighted(
-        self,
-        op: Conv2d | Dense,
-        s_in: np.ndarray,
-        shape_in: tuple[int, ...],
-        out_shape: tuple[int, ...],
-        wanted: np.ndarray | None,
-    ) -> np.ndarray:
-        """Rescale ``op``'s weights from its input's scale to ``wanted`` (its output's target; None: 1)."""
-        target = np.float32(1.0) if wanted is None else wanted
-        where = f"{op.op_type} '{op.name}'"
-        out_axis = 0 if isinstance(op, Conv2d) else len(out_shape) - 1
-        t_vec = _channel_vector(np.asarray(target, np.float32), out_shape, out_axis, where)  # one per output channel
-        if isinstance(op, Conv2d):
-            vec = _channel_vector(s_in, shape_in, 0, where)
-            out_ch, per_group = op.weight.shape[:2]
-            group_of_output = np.arange(out_ch) // (out_ch // op.groups)
-            s_w = vec.reshape(op.groups, per_group)[group_of_output]  # (O, C/groups): scale of each weight's input
-            op.weight = (op.weight * s_w[:, :, None, None] / t_vec[:, None, None, None]).astype(np.float32)
-        else:
-            vec = _channel_vector(s_in, shape_in, len(shape_in) - 1, where)
-            op.weight = (op.weight * vec[None, :] / t_vec[:, None]).astype(np.float32)
-        if op.bias is not None:
-            op.bias = (op.bias / t_vec).astype(np.float32)  # the bias is a constant current, in output units
-        return _compress(np.broadcast_to(target, out_shape), out_shape)
-
     @staticmethod
     def _insert_scale(edit: GraphEditor, before: Op, value: str, factor: np.ndarray) -> str:
         out = edit.fresh_name(f"{value}_rescaled")

@@ -9,10 +9,10 @@ from ir_graphs import conv_net, inputs_for
 from neurodeploy import compile_model, emulate_artifact
 from neurodeploy.backends.base import CompiledModel
 from neurodeploy.backends.reference.backend import ReferenceBackend
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.errors import DataError
 from neurodeploy.ir import IF, Dense, Graph, TensorType
 from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
+from neurodeploy.simulate import simulate
 
 
 def one_layer(threshold=1.0):

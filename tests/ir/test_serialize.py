@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from ir_graphs import conv_net, inputs_for, qcfs_net, residual_net
 
+from neurodeploy.artifact import load_graph
 from neurodeploy.errors import ArtifactError
 from neurodeploy.ir import OP_TYPES, format_graph, interpret
-from neurodeploy.ir.serialize import graph_from_dict, graph_to_dict, load_graph, save_graph
+from neurodeploy.ir.serialize import graph_from_dict, graph_to_dict, save_graph
 from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from ir_graphs import conv_net, inputs_for, residual_net
 
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.conversion.statistics import weight_bounds
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir import IF, AvgPool2d, Clip, Dense, Graph, MaxPool2d, Relu, Scale, TensorType, interpret
 from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
+from neurodeploy.simulate import simulate
 
 
 def convert(graph: Graph, calibration, options: str = "") -> tuple[Graph, Graph, PassContext]:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from ir_graphs import qcfs_chain
 
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.ir import IF, QCFS, Dense, Graph, Relu, TensorType, interpret
 from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
+from neurodeploy.simulate import simulate
 
 F32 = np.float32
 LEVELS = [1, 2, 4, 8, 16]

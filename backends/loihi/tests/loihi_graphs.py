@@ -259,7 +259,7 @@ def delay_alignment(graph: Graph, program, x: np.ndarray, population: str, steps
 
     from neurodeploy_loihi.emulator import Network
 
-    from neurodeploy.backends.reference.simulate import simulate
+    from neurodeploy.simulate import simulate
 
     ref = simulate(graph, {"x": x}, steps).counts[population]
     aligned = float(np.mean(program.run(x, steps, counts=True).counts[population] == ref))

@@ -17,10 +17,10 @@ from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.resources import fan_in_per_neuron, layer_fan_in
 
 from neurodeploy.backends.base import CompiledModel, Emitted
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir import AvgPool2d, Concat, Conv2d, Dense, Graph, Reshape, Scale, TensorType
 from neurodeploy.ir.neurons import IF
+from neurodeploy.simulate import simulate
 
 HEADS = ("conv", "pool_conv", "dense")
 ORDERS = (("sa", "sb"), ("sb", "sa"), ("sa", "sc", "sb"))

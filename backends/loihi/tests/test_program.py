@@ -11,8 +11,8 @@ from loihi_graphs import emit_graph, small_cnn
 from loihi_mnist import compiled, mnist_test_images
 from neurodeploy_loihi.program import Program
 
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.errors import ArtifactError
+from neurodeploy.simulate import simulate
 
 
 def emit(graph, folder: Path, calibration: np.ndarray) -> Program:

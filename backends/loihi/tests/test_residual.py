@@ -16,7 +16,7 @@ from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.resources import fan_in_per_neuron, layer_fan_in
 
 from neurodeploy.backends.base import CompiledModel, Emitted
-from neurodeploy.backends.reference.simulate import simulate
+from neurodeploy.simulate import simulate
 
 
 def emit(graph, folder: Path, calibration: np.ndarray) -> tuple[Program, Emitted]:

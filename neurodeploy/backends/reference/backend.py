@@ -10,30 +10,25 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.backends.base import Backend, Emitted, EmulationResult, LayerUsage, Plan, ResourceReport, TargetSpec
-from neurodeploy.backends.reference.simulate import simulate
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError, IRVerificationError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.ops import Conv2d, Dense
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.metrics import neuron_counts as neuron_counts_of
+from neurodeploy.simulate import simulate
 
 log = logging.getLogger(__name__)
 
 
 def layer_usage(graph: Graph) -> list[LayerUsage]:
-    """Neurons and synapses of every weighted layer (fan-in per neuron; fan-out per input neuron, interior)."""
+    """Neurons and synapses of every weighted layer (fan-in per neuron; fan-out per input neuron, interior), as
+    each op states them (:meth:`neurodeploy.ir.op.Op.fan_in`, :meth:`~neurodeploy.ir.op.Op.interior_fan_out`)."""
     types = graph.types()
     layers = []
     for op in graph.ops:
-        if isinstance(op, Conv2d):
-            out_ch, per_group, kh, kw = op.weight.shape
-            fan_in = per_group * kh * kw
-            fan_out = (out_ch // op.groups) * -(-kh // op.stride[0]) * -(-kw // op.stride[1])
-        elif isinstance(op, Dense):
-            fan_in, fan_out = op.weight.shape[1], op.weight.shape[0]
-        else:
+        fan_in, fan_out = op.fan_in(), op.interior_fan_out()
+        if fan_in is None or fan_out is None:
             continue
         neurons = types[op.output].size
         layers.append(LayerUsage(op.name, op.op_type, neurons, neurons * fan_in, int(fan_in), int(fan_out)))

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy.ir.kernels import kernel_taps
 from neurodeploy_loihi import fixed_point as fp
 
 NEURON_KINDS = ("lif", "subtractive")
@@ -176,8 +177,11 @@ class ConvSynapse:
         x_out, y_out, _ = self.output_shape
         nonzero = (w != 0).reshape(self.groups, c_out // self.groups, kx, ky, per_group).sum(axis=1)
         per_channel = nonzero.transpose(1, 2, 0, 3).reshape(kx, ky, self.groups * per_group)  # channel g * C/g + c
-        rows = _landing(self.input_shape[0], x_out, kx, self.stride[0], self.padding[0], self.dilation[0])
-        cols = _landing(self.input_shape[1], y_out, ky, self.stride[1], self.padding[1], self.dilation[1])
+        # (kernel, size) 0/1: whether tap i lands on the input position for some output (tap i of a true
+        # convolution is tap kernel - 1 - i of a cross-correlation)
+        rows = kernel_taps(self.input_shape[0], x_out, kx, self.stride[0], self.padding[0], self.dilation[0])
+        cols = kernel_taps(self.input_shape[1], y_out, ky, self.stride[1], self.padding[1], self.dilation[1])
+        rows, cols = rows.sum(axis=0)[::-1], cols.sum(axis=0)[::-1]
         return np.einsum("ijc,ix,jy->xyc", per_channel.astype(np.int64), rows, cols)
 
     def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
@@ -196,16 +200,6 @@ class ConvSynapse:
         counts = blocks.sum(axis=(2, 4))  # sum pooling: the integer each repeated weight multiplies
         stride = (self.stride[0] // px, self.stride[1] // py)
         return fp.conv_accumulate(counts, self.weights, stride, (0, 0), (1, 1), self.groups, graded=True)
-
-
-def _landing(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> np.ndarray:
-    """(kernel, size) int64 0/1: whether tap i of a true convolution lands on input position p for some of the
-    ``out`` output positions (tap i of output o reads o * stride - padding + (kernel - 1 - i) * dilation)."""
-    hit = np.zeros((kernel, size), np.int64)
-    for i in range(kernel):
-        positions = np.arange(out) * stride - padding + (kernel - 1 - i) * dilation
-        hit[i, positions[(positions >= 0) & (positions < size)]] = 1
-    return hit
 
 
 @dataclass(frozen=True, eq=False)

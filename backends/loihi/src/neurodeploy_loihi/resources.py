@@ -23,6 +23,7 @@ import numpy as np
 
 from neurodeploy.backends.base import LayerUsage, ResourceReport, TargetSpec
 from neurodeploy.errors import ResourceError
+from neurodeploy.ir.kernels import kernel_taps
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network
 
 CORES_PER_CHIP = 128
@@ -78,12 +79,6 @@ class Core:
         return self.stop - self.start
 
 
-def _taps(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> np.ndarray:
-    """Per output position along one axis, how many kernel taps fall inside the input (not on padding)."""
-    pos = np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :] * dilation
-    return ((pos >= 0) & (pos < size)).sum(axis=1)
-
-
 def fan_in_per_neuron(synapse: DenseSynapse | ConvSynapse | None) -> np.ndarray:
     """Synapses into each neuron (Lava flat order); zero for an input population."""
     if synapse is None:
@@ -94,8 +89,9 @@ def fan_in_per_neuron(synapse: DenseSynapse | ConvSynapse | None) -> np.ndarray:
     w = synapse.lava_weights
     x_out, y_out, c_out = synapse.output_shape
     x_in, y_in, c_in = synapse.input_shape
-    tx = _taps(x_in, x_out, w.shape[1], synapse.stride[0], synapse.padding[0], synapse.dilation[0])
-    ty = _taps(y_in, y_out, w.shape[2], synapse.stride[1], synapse.padding[1], synapse.dilation[1])
+    # per output position along each axis, how many kernel taps fall inside the input (not on padding)
+    tx = kernel_taps(x_in, x_out, w.shape[1], synapse.stride[0], synapse.padding[0], synapse.dilation[0]).sum((1, 2))
+    ty = kernel_taps(y_in, y_out, w.shape[2], synapse.stride[1], synapse.padding[1], synapse.dilation[1]).sum((1, 2))
     per_position = tx[:, None] * ty[None, :] * (c_in // synapse.groups)
     return np.repeat(per_position.reshape(-1), c_out).astype(np.int64)
 

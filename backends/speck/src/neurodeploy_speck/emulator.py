@@ -76,10 +76,11 @@ class Core:
         """(C, H, W): the synapses (non-zero weights) an input event at each position reaches."""
         _, h, w = self.in_shape
         k = self.weight.shape[-1]
-        ys = _taps(h, self.out_shape[1], k, self.stride[0], self.padding[0])
-        xs = _taps(w, self.out_shape[2], k, self.stride[1], self.padding[1])
+        # (k, H), (k, W): 1 where kernel row (column) i of some output position covers input row y (column x)
+        ys = kernels.kernel_taps(h, self.out_shape[1], k, self.stride[0], self.padding[0], 1).sum(axis=0)
+        xs = kernels.kernel_taps(w, self.out_shape[2], k, self.stride[1], self.padding[1], 1).sum(axis=0)
         nonzero = np.count_nonzero(self.weight, axis=0)  # (C, k, k)
-        return np.einsum("yi,xj,cij->cyx", ys, xs, nonzero)
+        return np.einsum("iy,jx,cij->cyx", ys, xs, nonzero)
 
 
 @dataclass
@@ -380,16 +381,6 @@ class Run:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-def _taps(size: int, out: int, k: int, stride: int, pad: int) -> np.ndarray:
-    """(size, k): 1 where kernel row i of some output position covers input row y."""
-    taps = np.zeros((size, k), np.int64)
-    for y in range(size):
-        for i in range(k):
-            o, r = divmod(y + pad - i, stride)
-            taps[y, i] = r == 0 and 0 <= o < out
-    return taps
-
-
 def _check_frames(frames: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 5 or tuple(frames.shape[2:]) != tuple(shape):

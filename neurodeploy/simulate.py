@@ -1,4 +1,5 @@
-"""Time-stepped float simulation of a spiking graph, batched in numpy.
+"""Time-stepped float simulation of a spiking graph, batched in numpy: the reference backend's SNN emulation
+and convert-to-snn's spike-norm (in the core, below both).
 
 Every step, ops run in graph order: stateful ops (IF neurons) advance their state with ``step``; all other
 ops apply their float ``forward`` to this step's values. There is no synaptic delay: a spike reaches every
