@@ -70,9 +70,11 @@ $(LAVA)/.installed: pyproject.toml backends/loihi/pyproject.toml
 test-lava: $(LAVA)/.installed
 	NEURODEPLOY_REQUIRE_LAVA=1 $(LAVA)/bin/python -m pytest -q -p no:cacheprovider backends/loihi/tests/lava
 
+# mypy type-checks the core (neurodeploy/; settings in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .

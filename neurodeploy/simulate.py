@@ -22,6 +22,7 @@ import numpy as np
 
 from neurodeploy.encoding import Encoding
 from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.op import StatefulOp
 
 
 @dataclass
@@ -79,7 +80,7 @@ def simulate(
     if observe is not None:
         for name, value in static.items():
             observe(name, value)
-    stateful = [op for op in graph.ops if op.is_stateful]
+    stateful = [op for op in graph.ops if isinstance(op, StatefulOp)]
     states = {op.name: op.init_state(batch, types[op.output].shape) for op in stateful}
     counts = {op.name: np.zeros((batch, *types[op.output].shape), np.float32) for op in stateful}
     input_events = {
@@ -117,7 +118,7 @@ def simulate(
                     input_events[name] += stimulus.events(values[name])
         for op in dynamic_ops:
             xs = [values[v] for v in op.inputs]
-            if op.is_stateful:
+            if isinstance(op, StatefulOp):
                 out = op.step(states[op.name], xs)
                 counts[op.name] += out
             else:

@@ -112,6 +112,8 @@ def _window_reduce(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, o
                 acc = tap.astype(np.float32, copy=True)
             else:
                 reduce(acc, tap, out=acc)
+    if acc is None:
+        raise ValueError(f"kernel {kernel} has no taps")
     return acc
 
 

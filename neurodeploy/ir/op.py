@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy.ir.scales import ScaleValue
 from neurodeploy.ir.types import TensorType
 
 Shape = tuple[int, ...]
@@ -30,9 +31,9 @@ Shapes = list[Shape]
 Bounds = tuple[float, float]
 Downstream = Callable[[], np.ndarray]
 """:meth:`Op.fan_out_map`'s ``downstream``: the fan-out map of the op's output, computed when called."""
-Wanted = Callable[[], np.ndarray | None]
+Wanted = Callable[[], ScaleValue | None]
 """:meth:`Op.carry_scales`'s ``wanted``: the scale the op's output should have (None: unconstrained)."""
-Carried = tuple[np.ndarray, list[np.ndarray | None]]
+Carried = tuple[ScaleValue, list[ScaleValue | None]]
 """What :meth:`Op.carry_scales` returns: the output's scale and, per input, None or a rescaling factor."""
 
 OP_TYPES: dict[str, type[Op]] = {}
@@ -112,7 +113,7 @@ class Op:
         raise ValueError(f"{self.op_type} '{self.name}': no bound propagation rule")
 
     def carry_scales(
-        self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted
+        self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted
     ) -> Carried | None:
         """convert-to-snn: given the scales s of the inputs (the spiking graph carries x / s), make the op compute
         on scaled values (rescaling its own constants in place) and return the scale of its output (compressed,

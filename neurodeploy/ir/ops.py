@@ -6,12 +6,13 @@ Shapes in docstrings are per sample (no batch dimension); ``forward`` works on b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
 from neurodeploy.ir import kernels
 from neurodeploy.ir.op import Bounds, Carried, Downstream, Op, Shape, Shapes, Wanted, as_f32
-from neurodeploy.ir.scales import channel_vector, compress
+from neurodeploy.ir.scales import ScaleValue, channel_vector, compress
 from neurodeploy.ir.types import TensorType
 
 
@@ -44,10 +45,10 @@ def _weighted_bounds(op: Conv2d | Dense, low: float, high: float) -> Bounds:
 
 def _absorb_scales(
     op: Conv2d | Dense,
-    s_in: np.ndarray,
+    s_in: ScaleValue,
     shape_in: Shape,
     out_shape: Shape,
-    wanted: np.ndarray | None,
+    wanted: ScaleValue | None,
     axes: tuple[int, int],
 ) -> Carried:
     """Rescale a weighted layer from its input's scale to ``wanted`` (its output's target; None: 1). ``axes``:
@@ -79,7 +80,9 @@ class Conv2d(Op):
         super().__post_init__()
         self.weight = as_f32(self.weight)
         self.bias = None if self.bias is None else as_f32(self.bias)
-        self.stride, self.padding, self.dilation = tuple(self.stride), tuple(self.padding), tuple(self.dilation)
+        self.stride = cast("tuple[int, int]", tuple(self.stride))
+        self.padding = cast("tuple[int, int, int, int]", tuple(self.padding))
+        self.dilation = cast("tuple[int, int]", tuple(self.dilation))
 
     @property
     def out_channels(self) -> int:
@@ -142,7 +145,7 @@ class Conv2d(Op):
     def bounds(self, in_bounds: list[Bounds]) -> Bounds:
         return _weighted_bounds(self, *in_bounds[0])
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         """Absorbs its input's scale into the weights; produces its output at the wanted scale."""
         return _absorb_scales(self, in_scales[0], in_shapes[0], out_shape, wanted(), (0, 0))
 
@@ -206,7 +209,7 @@ class Dense(Op):
     def bounds(self, in_bounds: list[Bounds]) -> Bounds:
         return _weighted_bounds(self, *in_bounds[0])
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         """Absorbs its input's scale into the weights; produces its output at the wanted scale."""
         axes = (len(in_shapes[0]) - 1, len(out_shape) - 1)
         return _absorb_scales(self, in_scales[0], in_shapes[0], out_shape, wanted(), axes)
@@ -387,8 +390,10 @@ class _Pool2d(Op, abstract=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.kernel, self.stride = tuple(self.kernel), tuple(self.stride)
-        self.padding, self.dilation = tuple(self.padding), tuple(self.dilation)
+        self.kernel = cast("tuple[int, int]", tuple(self.kernel))
+        self.stride = cast("tuple[int, int]", tuple(self.stride))
+        self.padding = cast("tuple[int, int, int, int]", tuple(self.padding))
+        self.dilation = cast("tuple[int, int]", tuple(self.dilation))
         self.ceil_mode = bool(self.ceil_mode)
 
     def verify(self) -> None:
@@ -430,7 +435,8 @@ class _Pool2d(Op, abstract=True):
             for kj in range(self.kernel[1]):
                 xs = np.arange(ow) * self.stride[1] - self.padding[1] + kj * self.dilation[1]
                 keep_x = (xs >= 0) & (xs < w)
-                np.add.at(up, (slice(None), ys[keep_y][:, None], xs[keep_x][None, :]), down[:, keep_y][:, :, keep_x])
+                where: Any = (slice(None), ys[keep_y][:, None], xs[keep_x][None, :])  # numpy's stub: integer indices
+                np.add.at(up, where, down[:, keep_y][:, :, keep_x])
         return up
 
     def bounds(self, in_bounds: list[Bounds]) -> Bounds:
@@ -451,7 +457,7 @@ class AvgPool2d(_Pool2d):
             xs[0], self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode, bool(self.count_include_pad)
         )
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         return compress(in_scales[0], in_shapes[0]), [None]
 
 
@@ -477,7 +483,7 @@ class GlobalAvgPool(Op):
 
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         x = xs[0]
-        return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float32)
+        return np.asarray(np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float32))
 
     def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
         return np.broadcast_to(downstream(), in_shapes[slot]).copy()
@@ -486,7 +492,7 @@ class GlobalAvgPool(Op):
         low, high = in_bounds[0]
         return low, high
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         return compress(in_scales[0], in_shapes[0]), [None]
 
 
@@ -523,7 +529,7 @@ class Reshape(Op):
         low, high = in_bounds[0]
         return low, high
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         return compress(np.broadcast_to(in_scales[0], in_shapes[0]).reshape(out_shape), out_shape), [None]
 
 
@@ -559,12 +565,12 @@ class Add(Op):
     def bounds(self, in_bounds: list[Bounds]) -> Bounds:
         return sum(i[0] for i in in_bounds), sum(i[1] for i in in_bounds)
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         """Brings its branches to one scale: the wanted one, or (unconstrained) the first branch's, so that at
         most the other branches need a Scale."""
         scale = wanted()
         target = compress(scale if scale is not None else in_scales[0], out_shape)
-        factors: list[np.ndarray | None] = []
+        factors: list[ScaleValue | None] = []
         for s in in_scales:
             same = np.allclose(np.broadcast_to(s, out_shape), np.broadcast_to(target, out_shape), rtol=1e-6)
             factors.append(None if same else s / target)
@@ -597,7 +603,7 @@ class Bias(Op):
         low, high = in_bounds[0]
         return low + float(self.value.min()), high + float(self.value.max())
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         """The constant is divided by its input's scale, which passes through."""
         self.value = np.asarray(self.value / in_scales[0], np.float32)
         return in_scales[0], [None]
@@ -636,7 +642,7 @@ class Scale(Op):
         ]
         return min(candidates), max(candidates)
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         return in_scales[0], [None]
 
 
@@ -675,7 +681,7 @@ class Concat(Op):
     def bounds(self, in_bounds: list[Bounds]) -> Bounds:
         return min(i[0] for i in in_bounds), max(i[1] for i in in_bounds)
 
-    def carry_scales(self, in_scales: list[np.ndarray], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
         """Keeps each branch's scale (per channel when they differ)."""
         parts = [np.broadcast_to(s, shp) for s, shp in zip(in_scales, in_shapes)]
         return compress(np.concatenate(parts, axis=self.axis), out_shape), [None]

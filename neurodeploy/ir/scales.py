@@ -7,12 +7,17 @@ value per channel, or the full shape). What each op does with the scales of its 
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 
 from neurodeploy.errors import ConversionError
 
+ScaleValue: TypeAlias = np.ndarray | np.float32
+"""A scale or threshold: a float32 scalar, or an array broadcast over the value's per-sample shape."""
 
-def compress(scale: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+
+def compress(scale: ScaleValue, shape: tuple[int, ...]) -> np.ndarray:
     """The smallest array equal to ``scale`` broadcast over ``shape``: a scalar, one per channel, or full."""
     full = np.broadcast_to(np.asarray(scale, np.float32), shape)
     if np.all(full == full.flat[0]):
@@ -24,7 +29,7 @@ def compress(scale: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(full)
 
 
-def channel_vector(scale: np.ndarray, shape: tuple[int, ...], axis: int, what: str) -> np.ndarray:
+def channel_vector(scale: ScaleValue, shape: tuple[int, ...], axis: int, what: str) -> np.ndarray:
     """The scale as one value per index of ``axis``; a ConversionError naming ``what`` if it varies along other
     axes."""
     full = np.broadcast_to(scale, shape)

@@ -21,6 +21,7 @@ MaxPool has no exact rate-coded equivalent: ``maxpool=avg`` replaces it with Avg
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -32,7 +33,7 @@ from neurodeploy.ir.graph import Graph, GraphEditor, GraphIndex
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import QCFS, AvgPool2d, BatchNorm, Clip, Conv2d, Dense, MaxPool2d, Relu, Scale, Softmax
-from neurodeploy.ir.scales import channel_vector, compress
+from neurodeploy.ir.scales import ScaleValue, channel_vector, compress
 from neurodeploy.passes.base import Pass, PassContext
 from neurodeploy.simulate import simulate  # the float SNN simulator
 
@@ -51,7 +52,7 @@ def _clip_value(op: Op) -> float | None:
     return None
 
 
-def _require_finite(lam: np.ndarray, act: Op, norm: str) -> None:
+def _require_finite(lam: ScaleValue, act: Op, norm: str) -> None:
     """λ measured (or bounded) for ``act`` must be a finite number; NaN or Inf comes from non-finite weights or
     inputs, and would make every threshold after it meaningless."""
     flat = np.asarray(lam, np.float64).reshape(-1)
@@ -154,10 +155,11 @@ class ConvertToSNN(Pass):
         if replaced:
             ctx.warn(f"MaxPool replaced by AvgPool (an approximation; accuracy may drop): {', '.join(replaced)}")
 
-    def _lambdas(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> tuple[dict[str, np.ndarray], str]:
+    def _lambdas(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> tuple[dict[str, ScaleValue], str]:
         """λ of every activation, shaped to broadcast against its output (a scalar or one per channel)."""
         values = [a.output for a in activations if not isinstance(a, QCFS)]  # a QCFS λ is trained, not measured
         per_channel = self.granularity == "channel"
+        stats: Mapping[str, ScaleValue]
         if activations and not values:
             stats, used = {}, "trained"
         elif self.norm in ("max", "percentile") and ctx.calibration is not None:
@@ -183,12 +185,13 @@ class ConvertToSNN(Pass):
             stats = {v: np.float32(b) for v, b in weight_bounds(graph, values).items()}
             used = "weights"
         types = graph.types()
-        lambdas = {}
+        lambdas: dict[str, ScaleValue] = {}
         for act in activations:
             # A QCFS saturates at its trained λ; the IF it becomes reproduces it exactly after T = L steps.
             lam = np.float32(act.lam) if isinstance(act, QCFS) else np.asarray(stats[act.output], np.float32)
-            if _clip_value(act) is not None:
-                lam = np.float32(act.high)  # a clipped ReLU saturates exactly at its clip value
+            clip = _clip_value(act)
+            if clip is not None:
+                lam = np.float32(clip)  # a clipped ReLU saturates exactly at its clip value
             _require_finite(lam, act, used)
             # Never active on the calibration data: any threshold works, 1 is as good as another.
             lam = np.where(lam > 0, lam, np.float32(1.0)).astype(np.float32)
@@ -196,18 +199,21 @@ class ConvertToSNN(Pass):
             lambdas[act.name] = lam if lam.ndim == 0 else lam.reshape((-1,) + (1,) * (rank - 1))
         return lambdas, used
 
-    def _spike_norm(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> dict[str, np.ndarray]:
+    def _spike_norm(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> dict[str, ScaleValue]:
         """Spike-norm (Sengupta et al. 2019): thresholds balanced by simulation, layer by layer. Activation k's
         λ is the largest input current its neurons receive in any step while the calibration inputs drive the
         spiking network whose earlier layers are already balanced. Trained clip values (Clip, QCFS) are kept.
         At most ``SPIKE_NORM_SAMPLES`` calibration inputs are used, for ``spike_steps`` steps each."""
+        if ctx.calibration is None:  # pragma: no cover - run() asks for spike-norm only with calibration data
+            raise ConversionError("spike-norm needs calibration data")
         x = ctx.calibration[:SPIKE_NORM_SAMPLES]
         types = graph.types()
-        lambdas: dict[str, np.ndarray] = {}
+        lambdas: dict[str, ScaleValue] = {}
         for act in activations:
             rank = types[act.output].rank
-            if isinstance(act, QCFS) or _clip_value(act) is not None:
-                lambdas[act.name] = np.float32(act.lam if isinstance(act, QCFS) else act.high)
+            clip = _clip_value(act)
+            if isinstance(act, QCFS) or clip is not None:
+                lambdas[act.name] = np.float32(act.lam if isinstance(act, QCFS) else clip)
                 continue
             trial = graph.copy()
             scales = self._apply(trial, {a.name: lambdas.get(a.name, np.float32(1.0)) for a in activations})
@@ -236,8 +242,8 @@ class ConvertToSNN(Pass):
         return lambdas
 
     def _target(
-        self, index: GraphIndex, value: str, lambdas: dict[str, np.ndarray], known: dict[str, np.ndarray | None]
-    ) -> np.ndarray | None:
+        self, index: GraphIndex, value: str, lambdas: dict[str, ScaleValue], known: dict[str, ScaleValue | None]
+    ) -> ScaleValue | None:
         """The scale ``value`` should be produced at: λ of the activation it reaches through linear,
         scale-transparent ops (:attr:`~neurodeploy.ir.op.Op.passes_target_scale`); 1 (the ANN's units) for a model
         output; None when nothing constrains it.
@@ -247,6 +253,7 @@ class ConvertToSNN(Pass):
         walked once, not once per Add). ``_apply`` asks in graph order, and its edits (a Scale before an Add, an
         IF in an activation's place under its name) never change the way on from a value it has not visited."""
         path = []
+        target: ScaleValue | None
         while value not in known:
             path.append(value)
             if index.is_output(value) or len(readers := index.consumers(value)) != 1:
@@ -312,14 +319,14 @@ class ConvertToSNN(Pass):
             graph.meta["snn"]["levels"] = levels
         ctx.records[self.name] = graph.meta["snn"]
 
-    def _apply(self, graph: Graph, lambdas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _apply(self, graph: Graph, lambdas: dict[str, ScaleValue]) -> dict[str, ScaleValue]:
         """Rewrite ``graph`` for the given λ: activations into IF neurons; every other op carries the scales as it
         says (:meth:`~neurodeploy.ir.op.Op.carry_scales`: weights rescaled, branches brought to one scale by a
         ``Scale`` op); outputs brought back to the ANN's units. Returns the scale of every value."""
         types = graph.types()
-        scales: dict[str, np.ndarray] = {v: np.float32(1.0) for v in graph.inputs}
+        scales: dict[str, ScaleValue] = {v: np.float32(1.0) for v in graph.inputs}
         edit = graph.edit()
-        targets: dict[str, np.ndarray | None] = {}
+        targets: dict[str, ScaleValue | None] = {}
         for op in graph:
             shape_in = [types[v].shape for v in op.inputs]
             s_in = [scales[v] for v in op.inputs]
@@ -368,7 +375,7 @@ class ConvertToSNN(Pass):
 
     # -- rewrites ---------------------------------------------------------------------------------------------
     @staticmethod
-    def _insert_scale(edit: GraphEditor, before: Op, value: str, factor: np.ndarray) -> str:
+    def _insert_scale(edit: GraphEditor, before: Op, value: str, factor: ScaleValue) -> str:
         out = edit.fresh_name(f"{value}_rescaled")
         scale = Scale(
             name=edit.fresh_name(f"{before.name}_rescale"),
@@ -381,7 +388,7 @@ class ConvertToSNN(Pass):
         return out
 
     @staticmethod
-    def _scale_output(edit: GraphEditor, value: str, factor: np.ndarray) -> None:
+    def _scale_output(edit: GraphEditor, value: str, factor: ScaleValue) -> None:
         producer = edit.producer(value)
         if producer is None:
             raise ConversionError(f"model output {value!r} is a model input")

@@ -38,6 +38,8 @@ the graph size. Scales beyond the nearest MAX_RUN are left in the graph, outside
 
 def _scalar(op: Op) -> float | None:
     """The constant of a Scale/Bias as a float if it is one value (any shape of size 1), else None."""
+    if not isinstance(op, (Scale, Bias)):
+        return None
     value = op.value
     return float(value.reshape(())) if value.size == 1 else None
 
@@ -73,15 +75,23 @@ def _scales_after(index: GraphIndex, value: str) -> list[Op]:
     return run
 
 
+def _known_scalar(op: Op) -> float:
+    """The constant of a Scale/Bias the caller knows to be one value."""
+    value = _scalar(op)
+    if value is None:
+        raise ValueError(f"{op.op_type} '{op.name}' is not a one-value Scale or Bias")
+    return value
+
+
 def _product(ops: list[Op]) -> float:
-    return float(np.prod([_scalar(op) for op in ops])) if ops else 1.0
+    return float(np.prod([_known_scalar(op) for op in ops])) if ops else 1.0
 
 
 def _prefix_products(ops: list[Op]) -> list[float]:
     """``_product(ops[:k])`` for k = 0 .. len(ops), in one pass (a product of floats, multiplied in order)."""
     products = [1.0]
     for op in ops:
-        products.append(products[-1] * _scalar(op))
+        products.append(products[-1] * _known_scalar(op))
     return products
 
 
