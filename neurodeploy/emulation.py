@@ -58,6 +58,20 @@ class EmulationResult:
 Inputs = np.ndarray | dict[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class Run:
+    """What one batch runs: ``steps`` time steps in ``mode``, readouts also after each of ``checkpoints`` steps,
+    inputs fed as ``encoding`` says (direct: the analog input every step; an ``events`` input is (batch, frames,
+    *shape)), whose ``offset`` is the batch's first sample index; ``neuron_counts`` asks for spikes per neuron
+    (``EmulationResult.counts``), which a backend that cannot measure them leaves empty."""
+
+    steps: int
+    mode: str
+    checkpoints: tuple[int, ...] = ()
+    encoding: Encoding = field(default_factory=Encoding)
+    neuron_counts: bool = False
+
+
 class Emulator(Protocol):
     """What the driver needs of a backend (:class:`~neurodeploy.backends.base.Backend` implements it)."""
 
@@ -73,17 +87,7 @@ class Emulator(Protocol):
 
     def prepare(self, loaded: Any, inputs: Any, *, steps: int, encoding: Encoding) -> Inputs: ...
 
-    def emulate_batch(
-        self,
-        loaded: Any,
-        inputs: Any,
-        *,
-        steps: int,
-        mode: str,
-        checkpoints: tuple[int, ...],
-        encoding: Encoding,
-        neuron_counts: bool,
-    ) -> EmulationResult: ...
+    def emulate_batch(self, loaded: Any, inputs: Any, run: Run) -> EmulationResult: ...
 
     def after_run(self, loaded: Any, result: EmulationResult) -> None: ...
 
@@ -124,15 +128,12 @@ class Emulation:
         if n == 0:
             raise DataError("no inputs to emulate (the input array has 0 samples)")
         size = batch_size or self.backend.batch_size
+        run = Run(steps, self.mode, tuple(checkpoints), encoding, neuron_counts)
         parts = [
             self.backend.emulate_batch(
                 self.loaded,
                 take(x, start, start + size),
-                steps=steps,
-                mode=self.mode,
-                checkpoints=tuple(checkpoints),
-                encoding=replace(encoding, offset=encoding.offset + start),
-                neuron_counts=neuron_counts,
+                replace(run, encoding=replace(encoding, offset=encoding.offset + start)),
             )
             for start in range(0, n, size)
         ]

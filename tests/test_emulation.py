@@ -16,7 +16,7 @@ from neurodeploy import compiler
 from neurodeploy.backends.base import Backend, Emitted, EmulationResult, Plan, ResourceReport, TargetSpec
 from neurodeploy.backends.reference import ReferenceBackend
 from neurodeploy.compiler import compile_model
-from neurodeploy.emulation import Emulation, join
+from neurodeploy.emulation import Emulation, Run, join
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
 from neurodeploy.ir.serialize import save_graph
@@ -40,16 +40,16 @@ class Counter(Backend):
     def prepare(self, loaded: Any, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
         return np.asarray(inputs, np.float32)
 
-    def emulate_batch(self, loaded, inputs, *, steps, mode, checkpoints, encoding, neuron_counts) -> EmulationResult:
+    def emulate_batch(self, loaded: Any, inputs: np.ndarray, run: Run) -> EmulationResult:
         type(self).batches.append(len(inputs))
         total = inputs.reshape(len(inputs), -1).sum(axis=1, keepdims=True)
         return EmulationResult(
-            outputs=total * steps,
-            steps=steps,
-            mode=mode,
-            spikes={"layer": np.arange(len(inputs)) + encoding.offset},  # which samples this batch held
-            checkpoints={t: total * t for t in checkpoints},
-            checkpoint_spikes={t: {"layer": np.full(len(inputs), t)} for t in checkpoints},
+            outputs=total * run.steps,
+            steps=run.steps,
+            mode=run.mode,
+            spikes={"layer": np.arange(len(inputs)) + run.encoding.offset},  # which samples this batch held
+            checkpoints={t: total * t for t in run.checkpoints},
+            checkpoint_spikes={t: {"layer": np.full(len(inputs), t)} for t in run.checkpoints},
             diagnostics={"events": len(inputs)},
         )
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from neurodeploy.emulation import Emulation, EmulationResult, Inputs
+from neurodeploy.emulation import Emulation, EmulationResult, Inputs, Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.ir.graph import Graph
@@ -230,23 +230,9 @@ class Backend(ABC):
         return encoding.check_inputs(loaded.read_graph("snn"), inputs)
 
     @abstractmethod
-    def emulate_batch(
-        self,
-        loaded: Any,
-        inputs: Any,
-        *,
-        steps: int,
-        mode: str,
-        checkpoints: tuple[int, ...],
-        encoding: Encoding,
-        neuron_counts: bool,
-    ) -> EmulationResult:
-        """Run one batch of prepared inputs for ``steps`` time steps with the target's arithmetic.
-
-        ``encoding`` says how inputs become per-step stimuli (direct: the analog input every step; an ``events``
-        input is (batch, frames, *shape)); its ``offset`` is the batch's first sample index. ``neuron_counts``
-        asks for per-neuron spike counts in ``EmulationResult.counts``; a backend that cannot measure them
-        leaves it empty."""
+    def emulate_batch(self, loaded: Any, inputs: Any, run: Run) -> EmulationResult:
+        """Run one batch of prepared inputs (a slice of what :meth:`prepare` returned) as ``run`` says (steps,
+        mode, checkpoints, encoding, per-neuron counts) with the target's arithmetic."""
 
     def after_run(self, loaded: Any, result: EmulationResult) -> None:  # noqa: B027 (optional hook)
         """Called once with the joined result of a run: warn about its ``diagnostics``. The default says

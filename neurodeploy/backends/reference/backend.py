@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.backends.base import Backend, Emitted, EmulationResult, LayerUsage, Plan, ResourceReport, TargetSpec
+from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError, IRVerificationError
 from neurodeploy.ir import interpret
@@ -66,34 +67,24 @@ class ReferenceBackend(Backend):
     def prepare(self, loaded: _Loaded, inputs: Any, *, steps: int, encoding: Encoding) -> dict[str, np.ndarray]:
         return encoding.check_inputs(loaded.graph, inputs)
 
-    def emulate_batch(
-        self,
-        loaded: _Loaded,
-        inputs: dict[str, np.ndarray],
-        *,
-        steps: int,
-        mode: str,
-        checkpoints: tuple[int, ...],
-        encoding: Encoding,
-        neuron_counts: bool,
-    ) -> EmulationResult:
-        graph = loaded.graph
+    def emulate_batch(self, loaded: _Loaded, inputs: dict[str, np.ndarray], run: Run) -> EmulationResult:
+        graph, encoding = loaded.graph, run.encoding
         out_name = graph.outputs[0]
-        if mode == "ann":
+        if run.mode == "ann":
             analog = encoding.analog(inputs[next(iter(graph.inputs))])
-            return EmulationResult(outputs=interpret.run(graph, analog)[out_name], steps=0, mode=mode)
-        sim = simulate(graph, inputs, steps, checkpoints, encoding, loaded.fan_out)
+            return EmulationResult(outputs=interpret.run(graph, analog)[out_name], steps=0, mode=run.mode)
+        sim = simulate(graph, inputs, run.steps, run.checkpoints, encoding, loaded.fan_out)
         return EmulationResult(
             outputs=sim.outputs[out_name],
-            steps=steps,
-            mode=mode,
+            steps=run.steps,
+            mode=run.mode,
             spikes=sim.spikes,
             neurons=neuron_counts_of(graph),
             checkpoints={t: outs[out_name] for t, outs in sim.checkpoints.items()},
             synops=sim.synops,
             checkpoint_spikes=sim.checkpoint_spikes,
             checkpoint_synops=sim.checkpoint_synops,
-            counts=sim.counts if neuron_counts else {},
+            counts=sim.counts if run.neuron_counts else {},
             encoding=encoding.describe(),
         )
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.backends.base import Backend, CompiledModel, Emitted, EmulationResult, Plan, ResourceReport
+from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.ir import interpret
@@ -179,35 +180,25 @@ class Loihi2Backend(Backend):
             )
         return encoding.check_inputs(loaded.host, inputs)[next(iter(loaded.host.inputs))]
 
-    def emulate_batch(
-        self,
-        loaded: Program | GradedProgram,
-        inputs: np.ndarray,
-        *,
-        steps: int,
-        mode: str,
-        checkpoints: tuple[int, ...],
-        encoding: Encoding,
-        neuron_counts: bool,
-    ) -> EmulationResult:
+    def emulate_batch(self, loaded: Program | GradedProgram, inputs: np.ndarray, run: Run) -> EmulationResult:
         if isinstance(loaded, GradedProgram):  # spikes: nonzero payloads; synops: payloads times fan-out
-            run = loaded.run(inputs, steps, checkpoints=checkpoints)
+            done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints)
             counts, diagnostics = {}, {}
         else:
-            run = loaded.run(inputs, steps, checkpoints=checkpoints, counts=neuron_counts)
-            counts, diagnostics = run.counts, {"readout_spikes": int(run.stats["readout_spikes"])}
+            done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints, counts=run.neuron_counts)
+            counts, diagnostics = done.counts, {"readout_spikes": int(done.stats["readout_spikes"])}
         return EmulationResult(
-            outputs=run.outputs,
-            steps=steps,
-            mode=mode,
-            spikes=run.spikes,
-            neurons=run.neurons,
-            checkpoints=run.checkpoints,
-            checkpoint_spikes=run.checkpoint_spikes,
-            synops=run.synops,
-            checkpoint_synops=run.checkpoint_synops,
+            outputs=done.outputs,
+            steps=run.steps,
+            mode=run.mode,
+            spikes=done.spikes,
+            neurons=done.neurons,
+            checkpoints=done.checkpoints,
+            checkpoint_spikes=done.checkpoint_spikes,
+            synops=done.synops,
+            checkpoint_synops=done.checkpoint_synops,
             counts=counts,
-            encoding=encoding.describe(),
+            encoding=run.encoding.describe(),
             diagnostics=diagnostics,
         )
 

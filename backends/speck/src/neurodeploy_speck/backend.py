@@ -13,6 +13,7 @@ import numpy as np
 
 from neurodeploy.backends.base import Backend, CompiledModel, Emitted, EmulationResult, LayerUsage, Plan, ResourceReport
 from neurodeploy.data.policy import check_values
+from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ArtifactError, DataError
 from neurodeploy.ir import interpret
@@ -237,21 +238,11 @@ class SpeckBackend(Backend):
     def prepare(self, loaded: _Loaded, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
         return self._events(loaded.document, inputs, steps, encoding)
 
-    def emulate_batch(
-        self,
-        loaded: _Loaded,
-        inputs: np.ndarray,
-        *,
-        steps: int,
-        mode: str,
-        checkpoints: tuple[int, ...],
-        encoding: Encoding,
-        neuron_counts: bool,
-    ) -> EmulationResult:
-        network, host = loaded.network, loaded.document["host"]
-        run = network.run_binned(inputs) if mode == "binned" else network.run_events(inputs)
+    def emulate_batch(self, loaded: _Loaded, inputs: np.ndarray, options: Run) -> EmulationResult:
+        network, host, steps = loaded.network, loaded.document["host"], options.steps
+        run = network.run_binned(inputs) if options.mode == "binned" else network.run_events(inputs)
         value, out_shape = host["output"]["value_per_spike"], tuple(host["output"]["shape"])
-        marks = sorted({int(c) for c in checkpoints if 0 < int(c) <= steps})
+        marks = sorted({int(c) for c in options.checkpoints if 0 < int(c) <= steps})
         names = {layer["core"]: layer["neuron"] or layer["name"] for layer in host["layers"]}
         n = len(inputs)
         cumulative = np.cumsum(run.counts[network.output_core], axis=1)
@@ -268,15 +259,15 @@ class SpeckBackend(Backend):
         return EmulationResult(
             outputs=readout(steps),
             steps=steps,
-            mode=mode,
+            mode=options.mode,
             spikes=totals(run.per_step_totals, names.get, steps),
             neurons={names[c.index]: int(np.prod(c.out_shape)) for c in network.cores},
             checkpoints={c: readout(c) for c in marks},
             checkpoint_spikes={c: totals(run.per_step_totals, names.get, c) for c in marks},
             synops=totals(run.synops, synops_key, steps),
             checkpoint_synops={c: totals(run.synops, synops_key, c) for c in marks},
-            counts={names[core]: total for core, total in run.neuron_totals.items()} if neuron_counts else {},
-            encoding=encoding.describe(),
+            counts={names[core]: total for core, total in run.neuron_totals.items()} if options.neuron_counts else {},
+            encoding=options.encoding.describe(),
             diagnostics={f"overflow {core}": int(k) for core, k in run.overflow.items()},
         )
 
