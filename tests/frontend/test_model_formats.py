@@ -74,3 +74,14 @@ def test_a_spiking_model_compiles_and_emulates_without_an_ann(spiking_format, tm
     out = run_cli(capsys, "emulate", tmp_path / "art", "--input", tmp_path / "x.npy", "--mode", "ann")
     assert out.code != 0
     assert "holds no ANN" in out.err
+
+
+def test_evaluate_says_a_spiking_model_has_no_ann(spiking_format, tmp_path) -> None:
+    from neurodeploy.evaluate import evaluate
+
+    model = tmp_path / "net.spk"
+    model.write_bytes(b"toy")
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.full((4, 4), 0.5, np.float32), y=np.array([0, 1, 2, 0]))
+    with pytest.raises(DataError, match="arrived already spiking: there is no ANN to compare"):
+        evaluate(model, str(data), [4], pipeline="", workers=1)
