@@ -346,6 +346,71 @@ def run_program_in_lava(
     return ProgramRun(trace, _outputs(program, trace, steps))
 
 
+def run_net_in_netx(
+    path: Path | str,
+    input_bias: tuple[np.ndarray, np.ndarray] | None,
+    steps: int,
+    *,
+    samples: int | None = None,
+    run_cfg: Any = None,
+    **network_args: Any,
+) -> Trace:
+    """Run a netx ``.net`` file with lava-dl's own loader (``lava.lib.dl.netx.hdf5.Network``) for ``steps``
+    steps, once per sample, all samples in one Lava run, and record every layer's spikes (or graded payloads),
+    u and v at every step, in Lava's (X, Y, C) layout. netx's ``Input`` block takes its input through its
+    neurons' bias (its ``inp`` port is not wired to them): ``input_bias`` is the per-sample (bias_mant,
+    bias_exp) of that layer, (B, *shape) each, set on each network's input neurons before the run; ``None``
+    runs ``samples`` copies without input. ``network_args`` go to ``netx.hdf5.Network`` (e.g. ``spike_exp``).
+    Needs lava-nc and lava-dl."""
+    _require_lava()
+    try:
+        from lava.lib.dl import netx
+    except ImportError as exc:
+        raise NeurodeployError(
+            f"running a .net in netx needs lava-dl ({exc}); `make test-lava` installs lava-dl==0.6.0 in .venv-lava"
+        ) from None
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+
+    from neurodeploy_loihi.lava_processes import Recorder
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    count = len(input_bias[0]) if input_bias is not None else int(samples or 1)
+    folder = tempfile.TemporaryDirectory(prefix="neurodeploy-netx-")
+    sink = Sink(shape=(1,), buffer=1)
+    recorders: list[list[Any]] = []
+    for b in range(count):
+        net = netx.hdf5.Network(net_config=str(path), **network_args)
+        if input_bias is not None:
+            neuron = net.layers[0].neuron
+            neuron.bias_mant.init = np.asarray(input_bias[0][b]).astype(np.int32).reshape(neuron.bias_mant.shape)
+            neuron.bias_exp.init = np.asarray(input_bias[1][b]).astype(np.int32).reshape(neuron.bias_exp.shape)
+        mine = []
+        for i, block in enumerate(net.layers):
+            shape = tuple(block.neuron.s_out.shape)
+            recorder = Recorder(shape=shape, steps=steps, path=str(Path(folder.name) / f"{b}-{i}.npy"))
+            recorder.watch(block.neuron)
+            recorder.link.connect(sink.a_in)
+            mine.append(recorder)
+        recorders.append(mine)
+    try:
+        with _models_found_once_per_class():
+            sink.create_runtime(run_cfg=run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt"))
+        sink.run(condition=RunSteps(num_steps=steps))
+        records = [[np.load(r.proc_params["path"]) for r in mine] for mine in recorders]
+    finally:
+        sink.stop()
+        folder.cleanup()
+    layers = range(len(records[0]))
+    return Trace(
+        spikes=[np.stack([rec[i][0] for rec in records]) for i in layers],
+        u=[np.stack([rec[i][1] for rec in records]).astype(np.int32) for i in layers],
+        v=[np.stack([rec[i][2] for rec in records]).astype(np.int32) for i in layers],
+    )
+
+
 def _outputs(program: Any, trace: Trace, steps: int) -> np.ndarray:
     """The program's outputs after ``steps`` graph steps from a trace of steps + delay Loihi steps (of every
     population, or of the readout population alone)."""

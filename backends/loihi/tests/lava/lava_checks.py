@@ -25,6 +25,21 @@ def require_lava() -> None:
         )
 
 
+def require_netx() -> None:
+    """Skip the calling module without lava-dl's netx; under NEURODEPLOY_REQUIRE_LAVA=1 fail its collection
+    (``make test-lava`` installs lava-dl==0.6.0 in .venv-lava)."""
+    if os.environ.get("NEURODEPLOY_REQUIRE_LAVA") == "1":
+        try:
+            from lava.lib.dl import netx  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                f"NEURODEPLOY_REQUIRE_LAVA=1 but lava-dl's netx cannot be imported ({exc}); `make test-lava` installs "
+                "lava-dl==0.6.0 in .venv-lava"
+            ) from exc
+    else:
+        pytest.importorskip("lava.lib.dl.netx", reason="lava-dl is not installed; the netx checks run in .venv-lava")
+
+
 def assert_program_equals_lava(program, x: np.ndarray, steps: int, label: str) -> None:
     """Run ``program`` (a binary-mode Loihi Program read back from its artifact) on ``x`` for ``steps`` steps in
     Lava's fixed_pt process models and in the emulator: every population's spikes, u and v at every Loihi step,

@@ -1,0 +1,89 @@
+"""The ``network.net`` files the backend writes, loaded by lava-dl 0.6.0's own netx (``netx.hdf5.Network``) and
+run in Lava's bit-accurate models (``Loihi2SimCfg(select_tag="fixed_pt")``): every layer's spikes, u and v at
+every step equal the emulator's run of the same artifact.
+
+netx builds the processes from the file alone (Input / Conv / Dense blocks of Lava ``LIF`` neurons, its own
+kernel flip and transpose, its own ``optimize_weight_bits`` on Dense weights), so this checks the file's layout,
+orientation conventions and integer values, not just our reading of them. The input layer is driven through its
+neurons' bias, the per-sample current the host computes (netx's ``Input`` takes no other input)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared helpers of backends/loihi/tests
+from lava_checks import require_lava, require_netx
+from loihi_mnist import compiled, mnist_test_images
+from neurodeploy_loihi.program import Program
+
+require_lava()
+require_netx()
+
+from neurodeploy_loihi.lava_runner import run_net_in_netx  # noqa: E402
+
+SAMPLES = 4
+STEPS = 10
+
+
+def assert_net_equals_emulator(program: Program, net: Path, x: np.ndarray, steps: int, label: str) -> None:
+    bias = program.input_bias(x)
+    total = steps + program.delay
+    theirs = run_net_in_netx(net, bias, total)
+    ours = program.network.run(steps=total, input_bias=bias)
+    assert len(theirs.spikes) == len(program.network.layers), "netx built a different number of layers"
+    for k, name in enumerate(program.names):
+        assert ours.spikes[k].any() or program.roles[k] == "readout", f"{label}: {name} never fires: a weak check"
+        for field in ("spikes", "u", "v"):
+            a, b = getattr(ours, field)[k], getattr(theirs, field)[k]
+            assert a.shape == b.shape, f"{label}: {name} {field} shape {a.shape} vs netx {b.shape}"
+            if not np.array_equal(a.astype(np.int64), b.astype(np.int64)):
+                where = tuple(int(i) for i in np.argwhere(a != b)[0])
+                raise AssertionError(
+                    f"{label}: {name} {field} differs from netx first at (sample, step, *neuron) {where}: "
+                    f"emulator {a[where]}, netx {b[where]}"
+                )
+
+
+def test_bundled_mnist_net_in_lava_dl_netx_equals_emulator_spike_for_spike_and_state_for_state() -> None:
+    artifact = compiled("netx")
+    assert artifact.manifest["target"]["netx"] is True
+    program = Program.load(artifact.root)
+    x, _ = mnist_test_images()
+    assert_net_equals_emulator(program, artifact.root / "network.net", x[:SAMPLES], STEPS, "mnist netx profile")
+
+
+def _graph(case: str):
+    from loihi_graphs import dense_net, small_cnn
+
+    rng = np.random.default_rng(len(case))
+    if case.startswith("cnn"):
+        thresholds = "channel" if case.endswith("channel") else "scalar"
+        return small_cnn(seed=len(case), reset="zero", initial=0.0, thresholds=thresholds)
+    # one-signed layers: netx picks the EXCITATORY / INHIBITORY grid itself (optimize_weight_bits)
+    w1 = np.abs(rng.normal(size=(12, 6))).astype(np.float32) * 0.6
+    w2 = -np.abs(rng.normal(size=(5, 12))).astype(np.float32) * 0.01 if case == "dense-inhibitory" else None
+    if w2 is None:
+        w2 = rng.normal(size=(5, 12)).astype(np.float32) * 0.5
+    return dense_net(w1, w2, b2=np.full(5, 0.3, np.float32), reset="zero")
+
+
+@pytest.mark.parametrize("case", ["cnn-scalar", "cnn-channel", "dense-mixed", "dense-inhibitory"])
+def test_random_nets_in_lava_dl_netx_equal_emulator(case: str, tmp_path: Path) -> None:
+    """Small networks built from IR ops (pooled convs, per-channel thresholds, excitatory, inhibitory and mixed
+    dense weights), reset to zero with v(0) = 0, emitted as the compiler does; netx runs their .net."""
+    from loihi_graphs import emit_graph
+
+    graph = _graph(case)
+    for op in graph.ops:  # netx's LIF starts at v = 0
+        if op.is_stateful:
+            op.initial = 0.0
+    rng = np.random.default_rng(7)
+    shape = graph.inputs["x"].shape
+    x = rng.uniform(0, 1, size=(SAMPLES, *shape)).astype(np.float32)
+    calibration = rng.uniform(0, 1, size=(16, *shape)).astype(np.float32)
+    emitted = emit_graph(graph, tmp_path, calibration)
+    assert "network.net" in emitted.files, emitted.report["netx"]
+    program = Program.load(tmp_path)
+    assert_net_equals_emulator(program, tmp_path / "network.net", x, STEPS, case)
