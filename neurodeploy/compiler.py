@@ -119,7 +119,10 @@ def compile_model(
     }
     if parsed_target_options:
         options["target_options"] = parsed_target_options
-    passes = build_pipeline(pipeline if pipeline is not None else f"{CANONICALIZE},{backend.pipeline(options)}")
+    # the backend also sees the conversion options as the user wrote them (the manifest keeps the canonical form,
+    # which leaves out defaults a target profile may need to tell apart from an explicit choice)
+    target_pipeline = backend.pipeline({**options, "conversion_as_given": conversion})
+    passes = build_pipeline(pipeline if pipeline is not None else f"{CANONICALIZE},{target_pipeline}")
     ctx = PassContext()
     if calibration is not None:
         check_values(calibration.x, where=f"calibration data ({calibration.source})", role="calibration")

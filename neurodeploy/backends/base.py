@@ -192,7 +192,8 @@ class Backend(ABC):
 
     def pipeline(self, options: dict[str, Any]) -> str:
         """Passes this target runs after the shared canonicalization (a pipeline string). ``options["conversion"]``
-        holds the user's convert-to-snn options (a string such as ``"norm=max"``), if any."""
+        holds the user's convert-to-snn options (a string such as ``"norm=max"``) in canonical form (defaults
+        left out), if any; ``options["conversion_as_given"]`` the same as the user wrote them."""
         from neurodeploy.passes import conversion_pass
 
         return conversion_pass(options.get("conversion"))

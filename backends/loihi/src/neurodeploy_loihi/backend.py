@@ -7,16 +7,17 @@ import logging
 from dataclasses import dataclass
 from math import log2
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from neurodeploy.backends.base import Backend, CompiledModel, Emitted, EmulationResult, Plan, ResourceReport
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
-from neurodeploy.errors import DataError
+from neurodeploy.errors import ConversionError, DataError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
+from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.graded import GradedProgram, emit_graded, load_graded
 from neurodeploy_loihi.lowering import Lowered, lower
@@ -64,10 +65,54 @@ class Loihi2Backend(Backend):
     modes = ("binary", "graded")
     default_steps = 32
     spec = SPEC
+    target_options: ClassVar[dict[str, str]] = {
+        "profile": "exact (default): "
+        + board.PROFILES["exact"]
+        + "; board: "
+        + board.PROFILES["board"]
+        + " (converts with reset=zero)",
+    }
 
     # -- compile ----------------------------------------------------------------------------------------------
+    def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
+        parsed = super().parse_target_options(options)
+        if "profile" in parsed and parsed["profile"] not in board.PROFILES:
+            raise DataError(
+                f"target option profile must be one of {', '.join(board.PROFILES)}, got {parsed['profile']!r}"
+            )
+        return parsed
+
+    def pipeline(self, options: dict[str, Any]) -> str:
+        """The board profile converts with reset to zero (Lava's LIF), unless the user said otherwise, which is an
+        error naming the profile that would take it."""
+        from neurodeploy.passes import build_pipeline, conversion_pass
+
+        if options.get("target_options", {}).get("profile") != "board":
+            return super().pipeline(options)
+        given = options.get("conversion_as_given") or options.get("conversion")
+        keys = {item.partition("=")[0].strip() for item in (given or "").split(",") if item.strip()}
+        if "reset" not in keys:
+            return conversion_pass(",".join(filter(None, [given, "reset=zero"])))
+        (convert,) = build_pipeline(conversion_pass(given))
+        if convert.reset != "zero":
+            raise DataError(
+                "--target-option profile=board runs stock Lava LIF neurons, which reset to zero; the conversion asks "
+                f"for reset={convert.reset}, which only profile=exact (SubtractiveLIF, Lava's CPU simulation) takes: "
+                "drop reset= or use profile=exact"
+            )
+        return conversion_pass(given)
+
     def plan(self, model: CompiledModel) -> LoihiPlan:
         graph = model.snn
+        profile = model.target_options.get("profile", "exact")
+        if profile == "board":
+            for op in graph.ops:
+                if op.is_stateful and op.reset != "zero":
+                    raise ConversionError(
+                        f"layer {op.name!r} resets by {op.reset}: the board profile runs Lava's LIF, which resets to "
+                        "zero (convert with reset=zero, or compile with --target-option profile=exact for Lava's "
+                        "CPU simulation)"
+                    )
         netx = _netx_profile(graph)
         lowered = lower(graph)
         readout_range, source = _readout_range(lowered, graph, model.calibration)
@@ -75,7 +120,7 @@ class Loihi2Backend(Backend):
         names = [p.name for p in lowered.populations]
         op_types = [{"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role] for p in lowered.populations]
         report, cores = resource_report(self.target, q.network, names, op_types)
-        return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores)
+        return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores, profile)
 
     def resources(self, plan: LoihiPlan) -> ResourceReport:
         return plan.report
@@ -105,7 +150,16 @@ class Loihi2Backend(Backend):
         netx_note = self._write_net(program, plan.netx, folder, files)
         headroom = self._measure(program, plan.model.calibration)
         quantization = [{**entry, "measured": measured} for entry, measured in zip(q.report, headroom)]
-        graded_files, graded_note = emit_graded(lowered, plan.model.calibration, folder)  # mode graded: graded.py
+        if plan.profile == "board":
+            graded_files: list[str] = []
+            graded_note: dict[str, Any] = {
+                "available": False,
+                "reason": "the board profile writes no graded program: its GradedReLU neurons have no Loihi 2 "
+                "hardware model; compile with --target-option profile=exact for graded mode",
+            }
+        else:
+            graded_files, graded_note = emit_graded(lowered, plan.model.calibration, folder)  # graded.py
+        readiness = self._board(program, folder, graded_note)
         report = {
             "mode": "binary",
             "pipeline_delay": program.delay,
@@ -114,6 +168,7 @@ class Loihi2Backend(Backend):
             "placement": cores_to_dicts(plan.cores),
             "netx": netx_note,
             "graded": graded_note,
+            "board": readiness,
         }
         manifest = {
             "pipeline_delay": program.delay,
@@ -123,8 +178,21 @@ class Loihi2Backend(Backend):
             ),
             "netx": netx_note["written"],
             "graded": {k: v for k, v in graded_note.items() if k != "quantization"},
+            "profile": plan.profile,
+            "board_ready": readiness["board_ready"],
+            "board_reason": readiness["reason"],
         }
         return Emitted(files=files + graded_files, manifest=manifest, report=report)
+
+    @staticmethod
+    def _board(program: Program, folder: Path, graded_note: dict[str, Any]) -> dict[str, Any]:
+        """Per mode: the Lava processes, whether each has a Loihi 2 hardware model; ready when all modes are."""
+        modes = {"binary": board.readiness(board.binary_processes(program))}
+        if graded_note.get("available"):
+            modes["graded"] = board.readiness(board.graded_processes(GradedProgram.load(folder)))
+        ready = all(m["board_ready"] for m in modes.values())
+        reason = "; ".join(f"{mode}: {m['reason']}" for mode, m in modes.items() if m["board_ready"] is ready)
+        return {"board_ready": ready, "reason": reason, "modes": modes}
 
     def _write_net(self, program: Program, netx: bool, folder: Path, files: list[str]) -> dict:
         from neurodeploy_loihi.netx import NET_FILE, NetxError, write_net
@@ -228,3 +296,4 @@ class LoihiPlan(Plan):
     readout_source: str
     report: ResourceReport
     cores: list
+    profile: str = "exact"

@@ -296,6 +296,18 @@ class ProgramRun:
     outputs: np.ndarray
 
 
+def check_board_ready(program: Any, run_cfg: Any) -> None:
+    """Raise NeurodeployError when ``run_cfg`` is a hardware configuration (``Loihi2HwCfg`` or another ``...HwCfg``)
+    and ``program`` uses a process with no Loihi 2 hardware model."""
+    if run_cfg is None or "HwCfg" not in type(run_cfg).__name__:
+        return
+    from neurodeploy_loihi.board import binary_processes, readiness
+
+    ready = readiness(binary_processes(program))
+    if not ready["board_ready"]:
+        raise NeurodeployError(f"{type(run_cfg).__name__} refused: this program is not board-ready: {ready['reason']}")
+
+
 def run_program_in_lava(
     program: Any,
     x: np.ndarray,
@@ -312,7 +324,12 @@ def run_program_in_lava(
     it on a board where Lava's Loihi extension is installed. ``record_all=False`` records the readout population
     only (the trace then holds that one population), which is all the outputs need. ``timings``, when given,
     receives the wall seconds of building the processes (``build_s``), of Lava's compile and start-up
-    (``start_s``) and of the steps themselves (``run_s``)."""
+    (``start_s``) and of the steps themselves (``run_s``).
+
+    A hardware run configuration (a ``Loihi2HwCfg``) is refused for a program that is not board-ready (a process
+    without a Loihi 2 hardware model, :mod:`neurodeploy_loihi.board`): Lava would run that process on the host
+    CPU instead. The recorders are host processes that read the populations' state after each step."""
+    check_board_ready(program, run_cfg)
     _require_lava()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
