@@ -7,7 +7,6 @@ from loihi_mnist import compiled
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.resources import (
-    CORES_PER_CHIP,
     NEURONS_PER_CORE,
     SYNAPTIC_MEMORY_BYTES,
     fan_in_per_neuron,
@@ -42,33 +41,74 @@ def test_mnist_placement_counted_by_hand() -> None:
     names = program.names
     cores = place(program.network, names)
     per_layer = {name: [c for c in cores if c.layer == name] for name in names}
-    # the input population: 28 * 28 * 16 = 12544 neurons, no synapses: 8192 + 4352
-    assert [c.neurons for c in per_layer[names[0]]] == [8192, 4352]
-    # each conv neuron reads up to 6 x 6 taps (3 x 3 over 2 x 2 pool blocks) x C_in inputs, fewer at the border;
-    # a core takes neurons in order until the next one's synapses would pass 128 KiB
-    for k in (1, 2):
-        fan_in = _fan_in_by_hand(program.network.layers[k].synapse)
-        np.testing.assert_array_equal(fan_in_per_neuron(program.network.layers[k].synapse), fan_in)
-        expected, start = [], 0
-        while start < len(fan_in):
-            stop, used = start, 0
-            while (
-                stop < len(fan_in) and used + fan_in[stop] <= SYNAPTIC_MEMORY_BYTES and stop - start < NEURONS_PER_CORE
-            ):
-                used += fan_in[stop]
-                stop += 1
-            expected.append((start, stop, used))
-            start = stop
-        assert [(c.start, c.stop, c.synapse_bytes) for c in per_layer[names[k]]] == expected
-    assert max(_fan_in_by_hand(program.network.layers[1].synapse)) == 6 * 6 * 16
+    # the input population: 28 * 28 * 16 = 12544 neurons, no synapses: 8192 + 4352, in Lava's flat order
+    assert [(c.start, c.stop, c.channels, c.neurons) for c in per_layer[names[0]]] == [
+        (0, 8192, None, 8192),
+        (8192, 12544, None, 4352),
+    ]
+    for k in (1, 2):  # fan-in counts every connection: up to 6 x 6 taps (3 x 3 over 2 x 2 pool blocks) x C_in
+        np.testing.assert_array_equal(
+            fan_in_per_neuron(program.network.layers[k].synapse), _fan_in_by_hand(program.network.layers[k].synapse)
+        )
+    # conv 1: 32 channels of 6 x 6 x 16 = 576-byte kernels (18432 bytes, one copy each) at 14 x 14 = 196 positions:
+    # 6272 neurons, one core, reading all 12544 input neurons (stride 2 and padding 2 cover every position)
+    (conv1,) = per_layer[names[1]]
+    assert (conv1.start, conv1.stop, conv1.channels, conv1.neurons) == (0, 196, (0, 32), 6272)
+    assert (conv1.synapse_bytes, conv1.fan_in, conv1.fan_out) == (32 * 576, 12544, 1)
+    # conv 2: 64 channels of 6 x 6 x 32 = 1152 bytes at 7 x 7 positions: 3136 neurons, 73728 bytes
+    (conv2,) = per_layer[names[2]]
+    assert (conv2.channels, conv2.neurons, conv2.synapse_bytes, conv2.fan_in) == ((0, 64), 3136, 64 * 1152, 6272)
     # the readout: 10 neurons x 3136 inputs = 31360 bytes, one core reading all 3136 inputs
     (readout,) = per_layer[names[3]]
     assert (readout.neurons, readout.synapse_bytes, readout.fan_in, readout.fan_out) == (10, 31360, 3136, 0)
-    assert [c.core for c in cores] == list(range(len(cores)))
-    assert len(cores) <= CORES_PER_CHIP
+    assert [c.core for c in cores] == list(range(5))
+    assert {c.chip for c in cores} == {0}
     rep, _ = resource_report("loihi2", program.network, names, program.roles)
-    assert rep.cores_used == len(cores)
+    assert rep.cores_used == 5
     assert [u.neurons for u in rep.layers] == [12544, 6272, 3136, 10]
+
+
+def test_conv_tiles_split_channels_by_kernel_memory_and_positions_by_neuron_count() -> None:
+    # 3x3 conv 256 -> 256 channels at 8 x 8: 2304 bytes per channel's kernel, so 56 channels per core (129024
+    # bytes); 56 x 64 positions = 3584 neurons: 5 cores (56, 56, 56, 56, 32 channels)
+    conv = ConvSynapse(np.ones((256, 3, 3, 256), np.int64), (8, 8, 256), padding=(1, 1))
+    cores = place(Network([Layer(conv, IF, "c")]), ["c"])
+    assert [c.channels for c in cores] == [(0, 56), (56, 112), (112, 168), (168, 224), (224, 256)]
+    assert [c.synapse_bytes for c in cores] == [56 * 2304] * 4 + [32 * 2304]
+    assert {(c.start, c.stop) for c in cores} == {(0, 64)}
+    assert {c.fan_in for c in cores} == {8 * 8 * 256}
+    # 3x3 conv 3 -> 64 channels at 32 x 32: every kernel fits one core (64 x 27 bytes); 8192 // 64 = 128
+    # positions per core: 8 cores
+    first = ConvSynapse(np.ones((64, 3, 3, 3), np.int64), (32, 32, 3), padding=(1, 1))
+    cores = place(Network([Layer(first, IF, "c")]), ["c"])
+    assert [(c.start, c.stop) for c in cores] == [(p, p + 128) for p in range(0, 1024, 128)]
+    assert {c.channels for c in cores} == {(0, 64)}
+    # core 0 holds positions 0..127 (x = 0..3, every y): it reads x = 0..4 (the 3x3 kernel reaches one row
+    # further), all 32 y and all 3 channels
+    assert cores[0].fan_in == 5 * 32 * 3
+
+
+def _connectivity(synapse: ConvSynapse) -> np.ndarray:
+    """(n_out, n_in) boolean: which input neuron each output neuron reads, by pushing one-hot inputs through the
+    emulator's convolution (all weights 1): independent of the placement's geometry."""
+    n_in = int(np.prod(synapse.input_shape))
+    eye = np.eye(n_in, dtype=np.int64).reshape(n_in, *synapse.input_shape)
+    return synapse.accumulate(eye, graded=True).reshape(n_in, -1).T != 0
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_tile_reads_exactly_the_inputs_its_neurons_connect_to(groups: int) -> None:
+    from neurodeploy_loihi.resources import Core, _reads
+
+    conv = ConvSynapse(
+        np.ones((4, 3, 3, 4 // groups), np.int64), (7, 6, 4), stride=(2, 1), padding=(1, 1), groups=groups
+    )
+    connected = _connectivity(conv)
+    shape = conv.output_shape
+    for tile in [Core(0, "c", 0, 5, 0, 0, channels=(0, 2)), Core(0, "c", 7, 20, 0, 0, channels=(3, 4))]:
+        mask = tile.mask(shape)
+        expected = connected[mask.reshape(-1)].any(axis=0).reshape(conv.input_shape)
+        np.testing.assert_array_equal(_reads(conv, mask), expected)
 
 
 def test_a_neuron_whose_synapses_exceed_a_core_names_the_layer_and_the_limit() -> None:
@@ -77,18 +117,121 @@ def test_a_neuron_whose_synapses_exceed_a_core_names_the_layer_and_the_limit() -
     network = Network([Layer(dense, IF, "wide")])
     with pytest.raises(ResourceError, match=rf"layer 'wide': a neuron with fan-in {n_in} .* more than the 131072"):
         place(network, ["wide"])
+    conv = ConvSynapse(np.zeros((1, 3, 3, 14564), np.int64), (3, 3, 14564), padding=(1, 1))
+    with pytest.raises(ResourceError, match=r"layer 'deep': one output channel's kernel takes 131076 bytes"):
+        place(Network([Layer(conv, IF, "deep")]), ["deep"])
 
 
-def test_a_network_needing_more_cores_than_a_chip_names_the_layer_and_the_limit() -> None:
-    # a 1x1 conv over 4096 channels: 4096 bytes per neuron, 32 neurons per core; 4 x 4 x 300 = 4800 neurons need
-    # 150 cores, more than 128
-    conv = ConvSynapse(np.ones((300, 1, 1, 4096), np.int64), (4, 4, 4096))
-    network = Network([Layer(conv, IF, "big")])
-    with pytest.raises(ResourceError, match=r"needs 150 Loihi 2 cores, more than the 128 of one chip; layer 'big'"):
-        resource_report("loihi2", network, ["big"], ["IF"])
-    cores = place(network, ["big"])
-    assert len(cores) == 150
-    assert {c.neurons for c in cores} == {32}
-    # a core's 32 neurons (Lava order: channel fastest) lie at one (x, y) or straddle two, reading all 4096
-    # channels of each
-    assert {c.fan_in for c in cores} == {4096, 8192}
+def _wide_dense() -> Network:
+    # an input population of 8192 neurons (one core) read by 2400 dense neurons of 8192 bytes each: 16 per core,
+    # 150 cores
+    source = Layer(None, IF, "in", population_shape=(8192,))
+    return Network([source, Layer(DenseSynapse(np.zeros((2400, 8192), np.int64)), IF, "big")])
+
+
+def test_a_network_needing_more_cores_than_its_chips_names_the_layer_the_limit_and_the_option() -> None:
+    network = _wide_dense()
+    with pytest.raises(
+        ResourceError,
+        match=r"needs 151 Loihi 2 cores, more than the 128 of 1 chip.*layer 'big' alone "
+        r"needs 150.*--target-option chips=2",
+    ):
+        resource_report("loihi2", network, ["in", "big"], ["IF", "IF"])
+    rep, cores = resource_report("loihi2", network, ["in", "big"], ["IF", "IF"], chips=2)
+    assert rep.cores_used == 151
+    assert [c.chip for c in cores] == [0] * 128 + [1] * 23
+    assert {c.neurons for c in cores[1:]} == {16}
+
+
+def test_interchip_routes_counted_by_hand() -> None:
+    from neurodeploy_loihi.resources import interchip_routes
+
+    network = _wide_dense()
+    _, cores = resource_report("loihi2", network, ["in", "big"], ["IF", "IF"], chips=2)
+    # every one of the 23 dense cores on chip 1 reads all 8192 input neurons on chip 0
+    rates = [np.full((8192,), 0.5), np.zeros((2400,))]
+    assert interchip_routes(network, ["in", "big"], cores, rates) == [
+        {"from_chip": 0, "to_chip": 1, "routes": 23 * 8192, "messages_per_sample": 23 * 8192 * 0.5}
+    ]
+
+
+def _vgg(seed: int = 0):
+    """A CIFAR-sized VGG of IR ops: 3x32x32 -> conv 64, 64 -> pool -> conv 128, 128 -> pool -> conv 256, 256 ->
+    pool -> dense 10 (six 3x3 convolutions, 229,386 neurons; counting every connection as stored, the old
+    placement, it was refused: "needs 1828 Loihi 2 cores")."""
+    from loihi_graphs import _w
+
+    from neurodeploy.ir import AvgPool2d, Conv2d, Dense, Graph, Reshape, TensorType
+    from neurodeploy.ir.neurons import IF as IFOp
+
+    rng = np.random.default_rng(seed)
+    ops, x, c_in = [], "x", 3
+    for k, (c, pool) in enumerate([(64, 0), (64, 1), (128, 0), (128, 1), (256, 0), (256, 1)]):
+        ops.append(
+            Conv2d(
+                name=f"conv{k}",
+                inputs=(x,),
+                output=f"c{k}",
+                weight=_w(rng, c, c_in, 3, 3, scale=2),
+                bias=np.zeros(c, np.float32),
+                padding=(1, 1, 1, 1),
+            )
+        )
+        ops.append(IFOp(name=f"if{k}", inputs=(f"c{k}",), output=f"s{k}", threshold=np.float32(1.0)))
+        x, c_in = f"s{k}", c
+        if pool:
+            ops.append(AvgPool2d(name=f"pool{k}", inputs=(x,), output=f"p{k}", kernel=(2, 2), stride=(2, 2)))
+            x = f"p{k}"
+    ops.append(Reshape(name="flat", inputs=(x,), output="f", shape=(256 * 16,)))
+    ops.append(Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 10, 256 * 16)))
+    return Graph("vgg", {"x": TensorType((3, 32, 32))}, ["y"], ops)
+
+
+def test_a_cifar_sized_vgg_fits_one_chip_with_shared_conv_weights(tmp_path) -> None:
+    from loihi_graphs import emit_graph
+
+    calibration = np.random.default_rng(1).random((4, 3, 32, 32)).astype(np.float32)
+    emitted = emit_graph(_vgg(), tmp_path, calibration)
+    placement = emitted.report["placement"]
+    # counted by hand (channels per core = min(C, 131072 // kernel bytes), positions per core = min(X * Y,
+    # 8192 // channels); a pool before a conv is folded into its kernel, 3 x 3 -> 6 x 6):
+    #   if0: the input population, 64 x 32 x 32 = 65536 neurons, no synapses: 8 cores of 8192
+    #   if1: 3x3x64 = 576 B per channel, all 64 channels, 128 of 1024 positions per core: 8
+    #   if2: 6x6x64 = 2304 B: 56 + 56 + 16 channels; 146 of 256 positions (2 tiles), 16 channels all 256 (1): 5
+    #   if3: 3x3x128 = 1152 B: 113 + 15 channels; 72 of 256 positions (4 tiles) and 1: 5
+    #   if4: 6x6x128 = 4608 B: 28 channels per core, 10 groups, all 64 positions: 10
+    #   if5: 3x3x256 = 2304 B: 56 x 4 + 32 channels, 64 positions: 5
+    #   fc (the readout, the last pool folded in): 10 rows of 16384 inputs, 8 per core: 2
+    per_layer: dict[str, int] = {}
+    for core in placement:
+        per_layer[core["layer"]] = per_layer.get(core["layer"], 0) + 1
+    assert list(per_layer.values()) == [8, 8, 5, 5, 10, 5, 2]
+    assert emitted.report["chips"]["used"] == 1
+    assert max(c["synapse_bytes"] for c in placement) <= SYNAPTIC_MEMORY_BYTES
+    assert max(c["neurons"] for c in placement) <= NEURONS_PER_CORE
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "1.5", "100000"])
+def test_the_chips_option_is_checked_before_any_work(value: str, tmp_path) -> None:
+    from loihi_mnist import MODEL
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.errors import DataError
+
+    with pytest.raises(DataError, match=r"target option chips must be a whole number from 1 to 1152"):
+        compile_model(MODEL, "loihi", tmp_path / "out", target_options={"chips": value})
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_report_gives_chips_available_and_used(tmp_path) -> None:
+    from loihi_mnist import CALIBRATION, MODEL
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import load_calibration
+
+    artifact = compile_model(
+        MODEL, "loihi", tmp_path / "out", calibration=load_calibration(str(CALIBRATION)), target_options={"chips": "8"}
+    )
+    chips = artifact.read_json("report.json")["target"]["chips"]
+    assert (chips["available"], chips["used"], chips["interchip"]) == (8, 1, [])
+    assert {c["chip"] for c in artifact.read_json("report.json")["target"]["placement"]} == {0}

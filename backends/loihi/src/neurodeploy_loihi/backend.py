@@ -22,8 +22,8 @@ from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.graded import GradedProgram, emit_graded, load_graded
 from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
-from neurodeploy_loihi.quantize import Options, Quantized, quantize
-from neurodeploy_loihi.resources import SPEC, cores_to_dicts, resource_report
+from neurodeploy_loihi.quantize import Options, Quantized, quantize, to_lava
+from neurodeploy_loihi.resources import SPEC, cores_to_dicts, interchip_routes, resource_report
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ HEADROOM_SAMPLES = 16
 """Calibration samples run through the emulator at compile time to measure each layer's u and v ranges."""
 HEADROOM_STEPS = 32
 """Steps of that run."""
+MAX_CHIPS = 1152
+"""The most chips the ``chips`` option takes: Hala Point's 1152 Loihi 2 chips (Intel, 2024), the largest system
+built."""
 
 
 def _netx_profile(graph: Graph) -> bool:
@@ -71,6 +74,8 @@ class Loihi2Backend(Backend):
         + "; board: "
         + board.PROFILES["board"]
         + " (converts with reset=zero)",
+        "chips": f"Loihi 2 chips of the system (default 1; Kapoho Point has 8, at most {MAX_CHIPS}): populations are "
+        "placed on their cores in order, and the report gives the traffic between chips",
     }
 
     # -- compile ----------------------------------------------------------------------------------------------
@@ -80,6 +85,11 @@ class Loihi2Backend(Backend):
             raise DataError(
                 f"target option profile must be one of {', '.join(board.PROFILES)}, got {parsed['profile']!r}"
             )
+        if "chips" in parsed:
+            text = parsed["chips"]
+            if not (text.isdigit() and 1 <= int(text) <= MAX_CHIPS):
+                raise DataError(f"target option chips must be a whole number from 1 to {MAX_CHIPS}, got {text!r}")
+            parsed["chips"] = int(text)
         return parsed
 
     def pipeline(self, options: dict[str, Any]) -> str:
@@ -119,7 +129,8 @@ class Loihi2Backend(Backend):
         q = quantize(lowered, readout_range, Options(netx=netx))
         names = [p.name for p in lowered.populations]
         op_types = [{"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role] for p in lowered.populations]
-        report, cores = resource_report(self.target, q.network, names, op_types)
+        chips = int(model.target_options.get("chips", 1))
+        report, cores = resource_report(self.target, q.network, names, op_types, chips)
         return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores, profile)
 
     def resources(self, plan: LoihiPlan) -> ResourceReport:
@@ -148,7 +159,7 @@ class Loihi2Backend(Backend):
         )
         files = program.save(folder)
         netx_note = self._write_net(program, plan.netx, folder, files)
-        headroom = self._measure(program, plan.model.calibration)
+        headroom, rates = self._measure(program, plan.model.calibration)
         quantization = [{**entry, "measured": measured} for entry, measured in zip(q.report, headroom)]
         if plan.profile == "board":
             graded_files: list[str] = []
@@ -166,6 +177,14 @@ class Loihi2Backend(Backend):
             "readout_range": {"value": plan.readout_range, "source": plan.readout_source},
             "quantization": quantization,
             "placement": cores_to_dicts(plan.cores),
+            "chips": {
+                "available": int(plan.model.target_options.get("chips", 1)),
+                "used": max(c.chip for c in plan.cores) + 1,
+                "interchip": interchip_routes(q.network, program.names, plan.cores, rates),
+                "interchip_note": "routes: (presynaptic neuron, destination core) pairs between two chips; "
+                "messages_per_sample: the spikes they carry per sample, measured on calibration samples over "
+                f"{HEADROOM_STEPS} steps (absent without calibration data)",
+            },
             "netx": netx_note,
             "graded": graded_note,
             "board": readiness,
@@ -211,11 +230,20 @@ class Loihi2Backend(Backend):
         files.append(NET_FILE)
         return {"written": True, "file": NET_FILE}
 
-    def _measure(self, program: Program, calibration: np.ndarray | None) -> list[dict[str, Any]]:
-        """Each layer's largest |u| and |v|, folds and saturations on a few calibration samples."""
+    def _measure(
+        self, program: Program, calibration: np.ndarray | None
+    ) -> tuple[list[dict[str, Any]], list[np.ndarray] | None]:
+        """Each layer's largest |u| and |v|, folds and saturations on a few calibration samples; and each
+        population's mean spikes per neuron and sample (Lava order; the readout's zero), or None without data."""
         if calibration is None or not len(calibration):
-            return [{"note": "no calibration data"} for _ in program.names]
-        run = program.run(np.asarray(calibration[:HEADROOM_SAMPLES], np.float32), HEADROOM_STEPS)
+            return [{"note": "no calibration data"} for _ in program.names], None
+        run = program.run(np.asarray(calibration[:HEADROOM_SAMPLES], np.float32), HEADROOM_STEPS, counts=True)
+        rates = [
+            to_lava(run.counts[name].mean(axis=0, keepdims=True), shape)[0]
+            if name in run.counts
+            else np.zeros(layer.shape)
+            for name, shape, layer in zip(program.names, program.shapes, program.network.layers)
+        ]
         stats = run.stats
         out = []
         for k in range(len(program.names)):
@@ -231,7 +259,7 @@ class Loihi2Backend(Backend):
                     "bits_to_spare": None if top == 0 else round(log2(fp.STATE_LIMIT / top), 2),
                 }
             )
-        return out
+        return out, rates
 
     # -- run --------------------------------------------------------------------------------------------------
     quantized_modes = ("graded",)

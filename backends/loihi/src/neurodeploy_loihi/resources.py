@@ -1,23 +1,33 @@
-"""Loihi 2 resources: the chip's published limits as data, a placement of populations on cores, and the
-error that names the layer and the limit when a network does not fit.
+"""Loihi 2 resources: the chip's published limits as data, a placement of populations on cores and chips, the
+traffic between chips, and the error that names the layer and the limit when a network does not fit.
 
 Published limits (each number is cited where it is declared). What we could not find published is ``None``
 and is not checked: Loihi 2's per-core fan-in and fan-out (Loihi 1's were 4096 input and 4096 output axons
-per core, Davies et al., IEEE Micro 38(1), 2018; Intel has not published Loihi 2's), and how much of a core's
-memory a convolution's shared weights take (Loihi 2 can share them; we count every synapse once per neuron,
-as a dense layer stores them, which over-counts convolutions and so errs on the safe side).
+per core, Davies et al., IEEE Micro 38(1), 2018; Intel has not published Loihi 2's).
 
-The placement is greedy and per layer: a layer's neurons, in Lava's flat order, fill one core after another,
-each core taking as many as fit both its neuron count and its synaptic memory (fan-in x weight bytes per
-neuron); layers never share a core. A layer's *fan-in per core* is the number of distinct presynaptic neurons
-its core reads (the input axons it needs); its *fan-out per core* the number of cores of the next layer its
-neurons reach.
+**Convolution weights are shared per core.** Intel's Loihi 2 brief (2021) lists convolutional connectivity with
+shared weights among the synaptic features Loihi 2 adds over Loihi, and Lava's ``Conv`` process keeps one kernel
+(C_out, kX, kY, C_in / groups) whatever the input size; Intel publishes no per-core memory formula for it. We
+assume: a core holding output channels [c0, c1) of a convolution stores those channels' kernels once (one byte
+per weight), however many positions of them it holds; a dense synapse stores one row of n_in weights per neuron.
+A convolutional population is therefore placed as tiles of *channels x positions*: as many channels per core as
+their kernels fit in the synaptic memory, then as many positions as fit 8192 neurons (and the memory of any
+dense branch into the same population). Other populations fill cores in Lava's flat order, as many neurons as
+fit both the neuron count and the memory (fan-in x weight bytes per neuron). Populations never share a core.
+
+**Chips.** Cores are numbered in placement order and fill chips of 128 (``chips``: how many the system has, 8 for
+Kapoho Point); a population may straddle two chips. A core's *fan-in* is the number of distinct presynaptic
+neurons its neurons read (the input axons it needs), its *fan-out* the number of cores its neurons reach. The
+*inter-chip routes* between two chips are the (presynaptic neuron, destination core) pairs that cross them:
+each spike of such a neuron is one message over the chip-to-chip link per destination core (Loihi routes a
+spike once per core it reaches, the core fans it out to its synapses).
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +74,8 @@ SPEC = TargetSpec(
 
 @dataclass(frozen=True)
 class Core:
-    """One core's share of a layer: neurons [start, stop) of the layer in Lava's flat order."""
+    """One core's share of a population: neurons [start, stop) in Lava's flat order, or for a convolutional
+    population (``channels`` set) positions [start, stop) (x * Y + y) of output channels [c0, c1)."""
 
     core: int
     layer: str
@@ -73,10 +84,27 @@ class Core:
     synapse_bytes: int
     fan_in: int
     fan_out: int = 0
+    channels: tuple[int, int] | None = None
+    chip: int = 0
 
     @property
     def neurons(self) -> int:
-        return self.stop - self.start
+        if self.channels is None:
+            return self.stop - self.start
+        return (self.stop - self.start) * (self.channels[1] - self.channels[0])
+
+    def mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Which neurons of the population (boolean, its Lava shape) this core holds."""
+        if self.channels is None:
+            flat = np.zeros(int(np.prod(shape)), bool)
+            flat[self.start : self.stop] = True
+            return flat.reshape(shape)
+        x, y, c = shape
+        positions = np.zeros(x * y, bool)
+        positions[self.start : self.stop] = True
+        channels = np.zeros(c, bool)
+        channels[self.channels[0] : self.channels[1]] = True
+        return positions.reshape(x, y)[:, :, None] & channels[None, None, :]
 
 
 def fan_in_per_neuron(synapse: DenseSynapse | ConvSynapse | None) -> np.ndarray:
@@ -104,23 +132,21 @@ def layer_fan_in(layer: Layer) -> np.ndarray:
     return total
 
 
-def _reads(synapse: ConvSynapse, start: int, stop: int) -> np.ndarray:
-    """The input neurons (Lava layout, boolean (X, Y, C)) that output neurons [start, stop) read."""
-    x_out, y_out, c_out = synapse.output_shape
+def _reads(synapse: ConvSynapse, mask: np.ndarray) -> np.ndarray:
+    """The input neurons (Lava layout, boolean (X, Y, C)) that the output neurons in ``mask`` (boolean, the
+    synapse's output shape) read. ``mask`` is a tile (positions x channels), so positions and channels separate."""
     x_in, y_in, c_in = synapse.input_shape
+    c_out = synapse.output_shape[2]
     w = synapse.lava_weights
-    index = np.arange(start, stop)
-    positions = np.zeros((x_out, y_out), bool)
-    positions[(index // c_out) // y_out, (index // c_out) % y_out] = True
     reads = np.zeros((x_in, y_in), bool)
-    xs, ys = np.nonzero(positions)
+    xs, ys = np.nonzero(mask.any(axis=2))
     for i in range(w.shape[1]):
         for j in range(w.shape[2]):
             px = xs * synapse.stride[0] - synapse.padding[0] + i * synapse.dilation[0]
             py = ys * synapse.stride[1] - synapse.padding[1] + j * synapse.dilation[1]
             ok = (px >= 0) & (px < x_in) & (py >= 0) & (py < y_in)
             reads[px[ok], py[ok]] = True
-    groups = np.unique((index % c_out) // (c_out // synapse.groups))
+    groups = np.unique(np.nonzero(mask.any(axis=(0, 1)))[0] // (c_out // synapse.groups))
     per_group = c_in // synapse.groups
     channels = np.zeros(c_in, bool)
     for g in groups:
@@ -128,110 +154,179 @@ def _reads(synapse: ConvSynapse, start: int, stop: int) -> np.ndarray:
     return reads[:, :, None] & channels[None, None, :]
 
 
-def place(network: Network, names: list[str]) -> list[Core]:
-    """Cores for every layer (see the module); raise ResourceError naming the layer and the limit."""
-    cores: list[Core] = []
-    for k, layer in enumerate(network.layers):
-        n = int(np.prod(layer.shape))
-        fan_in = layer_fan_in(layer)
-        if fan_in.size == 0:
-            fan_in = np.zeros(n, np.int64)
-        memory = fan_in * WEIGHT_BYTES
+def _input_mask(synapse: DenseSynapse | ConvSynapse, mask: np.ndarray) -> np.ndarray:
+    """The presynaptic neurons the neurons in ``mask`` read, flat, in the source population's Lava order."""
+    if isinstance(synapse, ConvSynapse):
+        return _reads(synapse, mask).reshape(-1)
+    return np.ones(int(synapse.weights.shape[1]), bool)  # a dense row reads every input
+
+
+def _tiles(k: int, layer: Layer, name: str) -> list[tuple[int, int, tuple[int, int] | None, int]]:
+    """(start, stop, channels, synapse bytes) of each core of population ``k`` (see the module)."""
+    inbound = layer.inbound(k)
+    convs = [s for _, s, _ in inbound if isinstance(s, ConvSynapse)]
+    fan_in = layer_fan_in(layer)
+    n = int(np.prod(layer.shape))
+    if not convs:
+        memory = fan_in * WEIGHT_BYTES if fan_in.size else np.zeros(n, np.int64)
         if memory.max(initial=0) > SYNAPTIC_MEMORY_BYTES:
             raise ResourceError(
-                f"layer {names[k]!r}: a neuron with fan-in {int(fan_in.max())} needs {int(memory.max())} bytes of "
+                f"layer {name!r}: a neuron with fan-in {int(fan_in.max())} needs {int(memory.max())} bytes of "
                 f"synaptic memory, more than the {SYNAPTIC_MEMORY_BYTES} of a Loihi 2 core; split the layer's "
                 "inputs (fewer input channels or features)"
             )
         cumulative = np.concatenate([[0], np.cumsum(memory)])
-        start = 0
-        while start < n:
-            # as many neurons as fit both limits
+        out, start = [], 0
+        while start < n:  # as many neurons as fit both limits
             by_memory = int(np.searchsorted(cumulative, cumulative[start] + SYNAPTIC_MEMORY_BYTES, side="right")) - 1
             stop = min(n, start + NEURONS_PER_CORE, max(by_memory, start + 1))
+            out.append((start, stop, None, int(cumulative[stop] - cumulative[start])))
+            start = stop
+        return out
+    x, y, c = layer.shape
+    per_channel = sum(int(np.prod(s.lava_weights.shape[1:])) for s in convs) * WEIGHT_BYTES  # kX * kY * C_in/groups
+    per_neuron = sum(int(s.weights.shape[1]) for _, s, _ in inbound if isinstance(s, DenseSynapse)) * WEIGHT_BYTES
+    if per_channel + per_neuron > SYNAPTIC_MEMORY_BYTES:
+        raise ResourceError(
+            f"layer {name!r}: one output channel's kernel takes {per_channel} bytes (plus {per_neuron} per neuron for "
+            f"dense branches), more than the {SYNAPTIC_MEMORY_BYTES} of a Loihi 2 core's synaptic memory; use fewer "
+            "input channels or a smaller kernel (or groups)"
+        )
+    group = min(c, NEURONS_PER_CORE, SYNAPTIC_MEMORY_BYTES // (per_channel + per_neuron))
+    out = []
+    for c0 in range(0, c, group):
+        c1 = min(c, c0 + group)
+        width = c1 - c0
+        room = (SYNAPTIC_MEMORY_BYTES - width * per_channel) // (width * per_neuron) if per_neuron else x * y
+        step = max(1, min(x * y, NEURONS_PER_CORE // width, room))
+        for p0 in range(0, x * y, step):
+            p1 = min(x * y, p0 + step)
+            out.append((p0, p1, (c0, c1), width * per_channel + width * (p1 - p0) * per_neuron))
+    return out
+
+
+def place(network: Network, names: list[str]) -> list[Core]:
+    """Cores for every population (see the module), chips of 128 in order; raise ResourceError naming the layer
+    and the limit."""
+    cores: list[Core] = []
+    for k, layer in enumerate(network.layers):
+        for start, stop, channels, used in _tiles(k, layer, names[k]):
+            mask = Core(0, names[k], start, stop, used, 0, channels=channels).mask(layer.shape)
             reads = 0
             for _, synapse, _ in layer.inbound(k):
-                if isinstance(synapse, ConvSynapse):
-                    reads += int(np.count_nonzero(_reads(synapse, start, stop)))
-                else:
-                    reads += int(synapse.weights.shape[1])
-            used = int(cumulative[stop] - cumulative[start])
-            cores.append(Core(len(cores), names[k], start, stop, used, reads))
-            start = stop
+                reads += int(np.count_nonzero(_input_mask(synapse, mask)))
+            index = len(cores)
+            cores.append(Core(index, names[k], start, stop, used, reads, 0, channels, index // CORES_PER_CHIP))
     return _with_fan_out(network, names, cores)
+
+
+def _consumers(network: Network) -> list[tuple[int, int, DenseSynapse | ConvSynapse]]:
+    """(source population, reading population, synapse) for every synapse between two populations of the network
+    (not the first layer's, when it reads the network's input rather than an input population)."""
+    return [
+        (source, j, s) for j, layer in enumerate(network.layers) for source, s, _ in layer.inbound(j) if source >= 0
+    ]
 
 
 def _with_fan_out(network: Network, names: list[str], cores: list[Core]) -> list[Core]:
     by_layer = {name: [c for c in cores if c.layer == name] for name in names}
+    reach = {c.core: 0 for c in cores}
+    for source, j, synapse in _consumers(network):
+        below = network.layers[source].shape
+        for dst in by_layer[names[j]]:
+            reads = _input_mask(synapse, dst.mask(network.layers[j].shape))
+            for src in by_layer[names[source]]:
+                reach[src.core] += bool((reads & src.mask(below).reshape(-1)).any())
+    return [
+        Core(c.core, c.layer, c.start, c.stop, c.synapse_bytes, c.fan_in, reach[c.core], c.channels, c.chip)
+        for c in cores
+    ]
+
+
+def interchip_routes(
+    network: Network, names: list[str], cores: list[Core], rates: list[np.ndarray] | None = None
+) -> list[dict[str, Any]]:
+    """Per ordered pair of chips with traffic: the (presynaptic neuron, destination core) routes between them and,
+    where ``rates`` (per population, spikes per neuron per sample, its Lava shape) are given, the spike messages
+    per sample they carry."""
+    by_layer = {name: [c for c in cores if c.layer == name] for name in names}
+    routes: dict[tuple[int, int], list[float]] = {}
+    for source, j, synapse in _consumers(network):
+        below = network.layers[source].shape
+        for dst in by_layer[names[j]]:
+            reads = _input_mask(synapse, dst.mask(network.layers[j].shape))
+            for src in by_layer[names[source]]:
+                if src.chip == dst.chip:
+                    continue
+                crossing = reads & src.mask(below).reshape(-1)
+                entry = routes.setdefault((src.chip, dst.chip), [0, 0.0])
+                entry[0] += int(np.count_nonzero(crossing))
+                if rates is not None:
+                    entry[1] += float(np.asarray(rates[source], np.float64).reshape(-1)[crossing].sum())
     out = []
-    readers = [(j, source, s) for j, layer in enumerate(network.layers) for source, s, _ in layer.inbound(j)]
-    for k, name in enumerate(names):
-        consumers = [(j, s) for j, source, s in readers if source == k]
-        for core in by_layer[name]:
-            reach = 0
-            for j, synapse in consumers:
-                if isinstance(synapse, ConvSynapse):
-                    mine = np.zeros(int(np.prod(network.layers[k].shape)), bool)
-                    mine[core.start : core.stop] = True
-                    mine = mine.reshape(network.layers[k].shape)
-                    reach += sum(bool((_reads(synapse, c.start, c.stop) & mine).any()) for c in by_layer[names[j]])
-                else:
-                    reach += len(by_layer[names[j]])
-            out.append(Core(core.core, core.layer, core.start, core.stop, core.synapse_bytes, core.fan_in, reach))
+    for (a, b), (count, messages) in sorted(routes.items()):
+        item: dict[str, Any] = {"from_chip": a, "to_chip": b, "routes": int(count)}
+        if rates is not None:
+            item["messages_per_sample"] = round(messages, 3)
+        out.append(item)
     return out
 
 
 def resource_report(
-    target: str, network: Network, names: list[str], op_types: list[str]
+    target: str, network: Network, names: list[str], op_types: list[str], chips: int = 1
 ) -> tuple[ResourceReport, list[Core]]:
-    """Per-layer usage and the placement; raise ResourceError when the network does not fit one chip."""
+    """Per-layer usage and the placement on ``chips`` chips; raise ResourceError when the network does not fit."""
     cores = place(network, names)
     layers = []
     for k, layer in enumerate(network.layers):
         fan_in = layer_fan_in(layer)
         mine = [c for c in cores if c.layer == names[k]]
-        n = int(np.prod(layer.shape))
         layers.append(
             LayerUsage(
                 name=names[k],
                 op_type=op_types[k],
-                neurons=n,
+                neurons=int(np.prod(layer.shape)),
                 synapses=int(fan_in.sum()),
                 fan_in=int(fan_in.max(initial=0)),
                 fan_out=max((c.fan_out for c in mine), default=0),
                 core=mine[0].core,
             )
         )
-    neurons = sum(u.neurons for u in layers)
-    synapses = sum(u.synapses for u in layers)
     per_layer = {u.name: sum(1 for c in cores if c.layer == u.name) for u in layers}
-    if len(cores) > CORES_PER_CHIP:
-        worst = max(per_layer, key=per_layer.get)
+    capacity = CORES_PER_CHIP * chips
+    if len(cores) > capacity:
+        worst = max(per_layer, key=lambda name: per_layer[name])
+        needed = -(-len(cores) // CORES_PER_CHIP)
         raise ResourceError(
-            f"the network needs {len(cores)} Loihi 2 cores, more than the {CORES_PER_CHIP} of one chip; layer "
-            f"{worst!r} alone needs {per_layer[worst]} (limits per core: {NEURONS_PER_CORE} neurons, "
-            f"{SYNAPTIC_MEMORY_BYTES} bytes of synaptic memory). Shrink that layer or run on several chips"
+            f"the network needs {len(cores)} Loihi 2 cores, more than the {capacity} of {chips} chip(s) "
+            f"({CORES_PER_CHIP} each); layer {worst!r} alone needs {per_layer[worst]} (limits per core: "
+            f"{NEURONS_PER_CORE} neurons, {SYNAPTIC_MEMORY_BYTES} bytes of synaptic memory). Compile with "
+            f"--target-option chips={needed} (Kapoho Point has 8), or shrink that layer"
         )
-    if neurons > NEURONS_PER_CHIP:
-        worst = max(layers, key=lambda u: u.neurons)
-        raise ResourceError(
-            f"the network has {neurons} neurons, more than the {NEURONS_PER_CHIP} of one Loihi 2 chip (layer "
-            f"{worst.name!r} has {worst.neurons})"
-        )
-    if synapses > SYNAPSES_PER_CHIP:
-        worst = max(layers, key=lambda u: u.synapses)
-        raise ResourceError(
-            f"the network has {synapses} synapses, more than the {SYNAPSES_PER_CHIP} of one Loihi 2 chip (layer "
-            f"{worst.name!r} has {worst.synapses})"
-        )
+    used_chips = max(c.chip for c in cores) + 1
+    for chip in range(used_chips):
+        on_chip = [c for c in cores if c.chip == chip]
+        neurons = sum(c.neurons for c in on_chip)
+        stored = sum(c.synapse_bytes for c in on_chip) // WEIGHT_BYTES
+        for what, value, limit in (("neurons", neurons, NEURONS_PER_CHIP), ("synapses", stored, SYNAPSES_PER_CHIP)):
+            if value > limit:
+                worst = max(on_chip, key=lambda c: c.neurons if what == "neurons" else c.synapse_bytes)
+                raise ResourceError(
+                    f"chip {chip} holds {value} {what}, more than the {limit} of one Loihi 2 chip (layer "
+                    f"{worst.layer!r} is on it); compile with more chips (--target-option chips=N)"
+                )
+    stored = sum(c.synapse_bytes for c in cores) // WEIGHT_BYTES
     notes = [
-        f"placement: {len(cores)} of {CORES_PER_CHIP} cores; "
+        f"placement: {len(cores)} cores on {used_chips} of {chips} chip(s) ({CORES_PER_CHIP} cores each); "
         + ", ".join(f"{name}: {count}" for name, count in per_layer.items()),
-        "synaptic memory counts 1 byte per synapse and per neuron (no shared convolution weights, no compression)",
+        f"synaptic memory: {stored} weights stored (a convolution's kernel once per core that holds its output "
+        f"channels, a dense row per neuron; 1 byte each) for {sum(u.synapses for u in layers)} connections",
         "Loihi 2's per-core fan-in and fan-out limits are not published; they are reported, not checked",
     ]
     return ResourceReport(target, layers, cores_used=len(cores), notes=notes), cores
 
 
 def cores_to_dicts(cores: list[Core]) -> list[dict]:
-    return [asdict(c) | {"neurons": c.neurons} for c in cores]
+    return [
+        asdict(c) | {"neurons": c.neurons, "channels": None if c.channels is None else list(c.channels)} for c in cores
+    ]
