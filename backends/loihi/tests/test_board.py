@@ -1,6 +1,7 @@
 """Board readiness: every artifact records, per mode, the Lava process of each population and synapse and whether
 Lava's Loihi extension has a hardware model for it; ``--target-option profile=board`` emits stock processes only
-(LIF with reset to zero, Dense, DelayDense, Conv); a hardware run configuration is refused for the rest."""
+(LIF with reset to zero, Dense, DelayDense, Conv; SigmaDelta and Sigma in graded mode); a hardware run
+configuration is refused for the rest."""
 
 from pathlib import Path
 
@@ -45,23 +46,22 @@ def test_board_profile_is_board_ready_and_equals_the_reset_to_zero_program(board
     assert target["board_ready"] is True, target["board_reason"]
     assert "convert-to-snn{reset=zero}" in board_artifact.manifest["pipeline"]
     modes = board_artifact.read_json("report.json")["target"]["board"]["modes"]
-    assert set(modes) == {"binary"}  # no graded program: GradedReLU has no hardware model
+    assert set(modes) == {"binary", "graded"}  # graded: the SDNN program (test_sdnn.py)
     used = {p for entry in modes["binary"]["processes"] for p in [entry["neuron"], *entry["synapses"]]}
     assert used == {"LIF", "Conv", "Dense"}
     assert used <= set(board.ON_CHIP)
+    graded = {p for entry in modes["graded"]["processes"] for p in [entry["neuron"], *entry["synapses"]]}
+    assert graded == {"host", "SigmaDelta", "Sigma", "Conv", "Dense"}
     assert "runs_on" in modes["binary"]
     zero = compiled("zero")  # the exact profile with reset=zero: the same integer program
     for name in ("loihi.json", "loihi.npz", "host.json", "host.npz"):
         assert (board_artifact.root / name).read_bytes() == (zero.root / name).read_bytes(), name
 
 
-def test_board_profile_emulates_in_binary_mode_and_refuses_graded(board_artifact: Artifact) -> None:
+def test_board_profile_emulates_in_binary_mode(board_artifact: Artifact) -> None:
     x, y = mnist_test_images()
-    backend = Loihi2Backend("loihi")
-    result = backend.emulate(board_artifact, x[:64], steps=64)
+    result = Loihi2Backend("loihi").emulate(board_artifact, x[:64], steps=64)
     assert float(np.mean(result.outputs.argmax(1) == y[:64])) >= 0.9
-    with pytest.raises(DataError, match="board profile writes no graded program"):
-        backend.emulate(board_artifact, x[:4], steps=1, mode="graded")
 
 
 def test_board_profile_refuses_reset_by_subtraction_naming_the_profile(tmp_path: Path) -> None:

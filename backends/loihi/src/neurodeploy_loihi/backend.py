@@ -24,6 +24,7 @@ from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.quantize import Options, Quantized, quantize, to_lava
 from neurodeploy_loihi.resources import SPEC, cores_to_dicts, interchip_routes, resource_report
+from neurodeploy_loihi.sdnn import SdnnProgram, emit_sdnn
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +162,8 @@ class Loihi2Backend(Backend):
         netx_note = self._write_net(program, plan.netx, folder, files)
         headroom, rates = self._measure(program, plan.model.calibration)
         quantization = [{**entry, "measured": measured} for entry, measured in zip(q.report, headroom)]
-        if plan.profile == "board":
-            graded_files: list[str] = []
-            graded_note: dict[str, Any] = {
-                "available": False,
-                "reason": "the board profile writes no graded program: its GradedReLU neurons have no Loihi 2 "
-                "hardware model; compile with --target-option profile=exact for graded mode",
-            }
+        if plan.profile == "board":  # graded mode on stock SigmaDelta neurons (sdnn.py)
+            graded_files, graded_note = emit_sdnn(lowered, plan.model.calibration, folder)
         else:
             graded_files, graded_note = emit_graded(lowered, plan.model.calibration, folder)  # graded.py
         readiness = self._board(program, folder, graded_note)
@@ -208,7 +204,8 @@ class Loihi2Backend(Backend):
         """Per mode: the Lava processes, whether each has a Loihi 2 hardware model; ready when all modes are."""
         modes = {"binary": board.readiness(board.binary_processes(program))}
         if graded_note.get("available"):
-            modes["graded"] = board.readiness(board.graded_processes(GradedProgram.load(folder)))
+            graded = SdnnProgram.load(folder) if graded_note.get("kind") == "sdnn" else GradedProgram.load(folder)
+            modes["graded"] = board.readiness(board.graded_processes(graded))
         ready = all(m["board_ready"] for m in modes.values())
         reason = "; ".join(f"{mode}: {m['reason']}" for mode, m in modes.items() if m["board_ready"] is ready)
         return {"board_ready": ready, "reason": reason, "modes": modes}
@@ -264,7 +261,7 @@ class Loihi2Backend(Backend):
     # -- run --------------------------------------------------------------------------------------------------
     quantized_modes = ("graded",)
 
-    def load(self, artifact: Any, mode: str) -> Program | GradedProgram:
+    def load(self, artifact: Any, mode: str) -> Program | GradedProgram | SdnnProgram:
         """The mode's program: every file listed in the manifest and checked."""
         return load_graded(artifact) if mode == "graded" else Program.load(artifact)
 
@@ -277,7 +274,7 @@ class Loihi2Backend(Backend):
         return encoding.check_inputs(loaded.host, inputs)[next(iter(loaded.host.inputs))]
 
     def emulate_batch(self, loaded: Program | GradedProgram, inputs: np.ndarray, run: Run) -> EmulationResult:
-        if isinstance(loaded, GradedProgram):  # spikes: nonzero payloads; synops: payloads times fan-out
+        if isinstance(loaded, (GradedProgram, SdnnProgram)):  # spikes: nonzero payloads; synops: times fan-out
             done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints)
             counts, diagnostics = {}, {}
         else:

@@ -49,14 +49,16 @@ HOST_ONLY = {
 PROFILES = {
     "exact": "reset by subtraction (SubtractiveLIF) in binary mode and memoryless graded ReLU neurons (GradedReLU) "
     "in graded mode: the float SNN's and the 8-bit ANN's arithmetic, in Lava's CPU simulation only",
-    "board": "stock Lava processes only (LIF with reset to zero, Dense, DelayDense, Conv): every population runs "
-    "on Loihi 2 neurocores",
+    "board": "stock Lava processes only (binary: LIF with reset to zero, Dense, DelayDense, Conv; graded: "
+    "SigmaDelta neurons and a Sigma readout, the host sending the input once): every population runs on Loihi 2 "
+    "neurocores",
 }
 """The Loihi target's ``profile`` option."""
 
 WHERE = {
-    "host": "the host graph (input current per sample, written as the input population's bias), reading the "
-    "readout's v",
+    "host": "the host graph (binary: the input current per sample, written as the input population's bias, and the "
+    "readout's v read; graded SDNN: the input population's payloads, sent once, and the readout's sigma read, its "
+    "bias added)",
     "chip": "every population and synapse listed under processes",
 }
 
@@ -74,7 +76,16 @@ def binary_processes(program: Any) -> list[dict[str, Any]]:
 
 
 def graded_processes(program: Any) -> list[dict[str, Any]]:
-    """The Lava processes a graded-mode program (GradedReLU neurons) runs, per population."""
+    """The Lava processes a graded-mode program runs, per population: GradedReLU neurons, or (an SdnnProgram)
+    the host's input payloads, SigmaDelta neurons and a Sigma readout."""
+    if hasattr(program, "layers") and not hasattr(program, "network"):  # SdnnProgram: population 0 is on the host
+        out = [{"population": program.names[0], "neuron": "host", "synapses": []}]
+        for name, layer in zip(program.names[1:], program.layers):
+            synapse = "Conv" if isinstance(layer.synapse, ConvSynapse) else "Dense"
+            out.append(
+                {"population": name, "neuron": "Sigma" if layer.sigma_output else "SigmaDelta", "synapses": [synapse]}
+            )
+        return out
     out = []
     for name, layer in zip(program.names, program.network.layers):
         synapse = layer.synapse
@@ -88,7 +99,7 @@ def readiness(processes: list[dict[str, Any]]) -> dict[str, Any]:
     missing = []
     for entry in processes:
         for process in [entry["neuron"], *entry["synapses"]]:
-            if process not in ON_CHIP:
+            if process not in ON_CHIP and process != "host":
                 missing.append((entry["population"], process))
     if missing:
         kinds = sorted({p for _, p in missing})
@@ -100,6 +111,6 @@ def readiness(processes: list[dict[str, Any]]) -> dict[str, Any]:
             "compile with --target-option profile=board for stock processes only"
         )
         return {"board_ready": False, "reason": reason, "processes": processes}
-    used = sorted({p for e in processes for p in [e["neuron"], *e["synapses"]]})
+    used = sorted({p for e in processes for p in [e["neuron"], *e["synapses"]]} - {"host"})
     reason = "stock processes with Loihi 2 hardware models only: " + "; ".join(f"{p}: {ON_CHIP[p]}" for p in used)
     return {"board_ready": True, "reason": reason, "processes": processes, "runs_on": WHERE}

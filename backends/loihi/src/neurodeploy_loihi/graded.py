@@ -103,6 +103,15 @@ FORMAT = "neurodeploy-loihi-graded"
 FORMAT_VERSION = 1
 
 
+POPULATION_KEYS = {
+    "name": Str(),
+    "role": Str(choices=("input", "hidden", "readout")),
+    "shape": List(Int(1), min_len=1),
+    "lava_shape": List(Int(1), min_len=1),
+    "scale": POSITIVE,
+}
+"""What graded.json and sdnn.json say of every population."""
+
 GRADED_SCHEMA = Dict(
     {
         "format": Str(),
@@ -112,11 +121,7 @@ GRADED_SCHEMA = Dict(
         "layers": List(
             Dict(
                 {
-                    "name": Str(),
-                    "role": Str(choices=("input", "hidden", "readout")),
-                    "shape": List(Int(1), min_len=1),
-                    "lava_shape": List(Int(1), min_len=1),
-                    "scale": POSITIVE,
+                    **POPULATION_KEYS,
                     "neuron": Dict(
                         {
                             "relu": Bool(),
@@ -348,6 +353,31 @@ class GradedRun:
     checkpoint_synops: dict[int, dict[str, np.ndarray]]
 
 
+def wanted_steps(steps: int, checkpoints: tuple[int, ...]) -> list[int]:
+    """The graph steps a graded run reads its outputs at: the checkpoints within 1..steps, and steps."""
+    if steps < 1:
+        raise DataError(f"steps must be >= 1, got {steps}")
+    return sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+
+
+def joined_run(program: Any, counted: dict[str, Any], checkpoints: tuple[int, ...]) -> GradedRun:
+    """A GradedRun from what a graded program's run counted (``outputs``, ``marks``, ``synop_marks`` per step read,
+    ``sent`` keyed by population index, ``v_saturations``): payloads and SynOps per checkpoint."""
+    outputs, marks, synop_marks = counted["outputs"], counted["marks"], counted["synop_marks"]
+    steps = max(outputs)
+    kept = [c for c in sorted(outputs) if c in checkpoints]
+    return GradedRun(
+        outputs=outputs[steps],
+        checkpoints={c: outputs[c] for c in kept},
+        spikes={program.names[k]: n for k, n in counted["sent"].items()},
+        checkpoint_spikes={c: marks[c] for c in kept},
+        neurons={program.names[k]: int(np.prod(program.shapes[k])) for k in counted["sent"]},
+        v_saturations=counted["v_saturations"],
+        synops=synop_marks[steps],
+        checkpoint_synops={c: synop_marks[c] for c in kept},
+    )
+
+
 @dataclass
 class GradedProgram:
     """The graded network of a compiled model: the host graph (input -> the input population's float current),
@@ -379,11 +409,9 @@ class GradedProgram:
 
     def run(self, x: np.ndarray, steps: int, *, checkpoints: tuple[int, ...] = ()) -> GradedRun:
         """Emulate ``steps`` graph steps (``steps + delay`` Loihi steps) on analog inputs x (B, *input shape)."""
-        if steps < 1:
-            raise DataError(f"steps must be >= 1, got {steps}")
+        wanted = wanted_steps(steps, checkpoints)
         q0 = self.input_payload(x)
         batch, delay = len(q0), self.delay
-        wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
         top = self.readout["population"]
         spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
         sent = {k: np.zeros(batch, np.int64) for k in spiking}
@@ -412,16 +440,8 @@ class GradedProgram:
 
         trace = self.network.run(to_lava(q0, self.shapes[0]), steps + delay, record=False, observe=record)
         outputs = {c: self._output(values[c]) for c in wanted}
-        return GradedRun(
-            outputs=outputs[steps],
-            checkpoints={c: outputs[c] for c in wanted if c in checkpoints},
-            spikes={self.names[k]: sent[k] for k in spiking},
-            checkpoint_spikes={c: marks[c] for c in wanted if c in checkpoints},
-            neurons={self.names[k]: int(np.prod(self.shapes[k])) for k in spiking},
-            v_saturations=np.stack(trace.v_saturations, axis=1),
-            synops=synop_marks[steps],
-            checkpoint_synops={c: synop_marks[c] for c in wanted if c in checkpoints},
-        )
+        counted = {"outputs": outputs, "sent": sent, "marks": marks, "synop_marks": synop_marks}
+        return joined_run(self, {**counted, "v_saturations": np.stack(trace.v_saturations, axis=1)}, checkpoints)
 
     def _output(self, state: np.ndarray) -> np.ndarray:
         k = self.readout["population"]
@@ -737,16 +757,29 @@ def emit_graded(lowered: Lowered, calibration: np.ndarray | None, folder: Path) 
 
 
 _GRADED_NOTE = Dict(
-    {"target": Dict(optional={"graded": Dict(optional={"available": Bool(), "reason": Str(), "file": Str()})})}
+    {
+        "target": Dict(
+            optional={
+                "graded": Dict(
+                    optional={"available": Bool(), "reason": Str(), "file": Str(), "kind": Str(choices=("sdnn",))}
+                )
+            }
+        )
+    }
 )
 
 
-def load_graded(artifact: Any) -> GradedProgram:
-    """The artifact's graded program; a DataError saying why when it was compiled without one."""
+def load_graded(artifact: Any) -> Any:
+    """The artifact's graded program (a GradedProgram, or the SdnnProgram of the board profile); a DataError saying
+    why when it was compiled without one."""
     root = getattr(artifact, "root", None)
     validate(_GRADED_NOTE, artifact.manifest, "manifest.json" if root is None else str(Path(root) / "manifest.json"))
     note = artifact.manifest["target"].get("graded", {})
     if not note.get("available", False):
         reason = note.get("reason", "the artifact was compiled without a graded program")
         raise DataError(f"this artifact cannot run in graded mode: {reason}")
+    if note.get("kind") == "sdnn":
+        from neurodeploy_loihi.sdnn import SdnnProgram
+
+        return SdnnProgram.load(artifact)
     return GradedProgram.load(artifact)  # every file listed in the manifest and checked

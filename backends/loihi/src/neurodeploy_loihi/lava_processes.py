@@ -125,11 +125,12 @@ class Recorder(AbstractProcess):
         self.link = OutPort(shape=(1,))
         self.record = Var(shape=(3, steps, *shape), init=0)
 
-    def watch(self, neurons: AbstractLIF) -> None:
-        """Record ``neurons`` (a LIF, SubtractiveLIF or GradedReLU of this recorder's shape)."""
+    def watch(self, neurons: AbstractLIF, u: str = "u", v: str = "v") -> None:
+        """Record ``neurons`` (a LIF, SubtractiveLIF or GradedReLU of this recorder's shape; other neurons name
+        the two variables recorded as u and v, e.g. a SigmaDelta's ``sigma`` and ``act``)."""
         neurons.s_out.connect(self.s_in)
-        self.u_ref.connect_var(neurons.u)
-        self.v_ref.connect_var(neurons.v)
+        self.u_ref.connect_var(getattr(neurons, u))
+        self.v_ref.connect_var(getattr(neurons, v))
 
 
 @implements(proc=Recorder, protocol=LoihiProtocol)

@@ -369,6 +369,7 @@ def run_net_in_netx(
     steps: int,
     *,
     samples: int | None = None,
+    payloads: np.ndarray | None = None,
     run_cfg: Any = None,
     **network_args: Any,
 ) -> Trace:
@@ -377,8 +378,10 @@ def run_net_in_netx(
     u and v at every step, in Lava's (X, Y, C) layout. netx's ``Input`` block takes its input through its
     neurons' bias (its ``inp`` port is not wired to them): ``input_bias`` is the per-sample (bias_mant,
     bias_exp) of that layer, (B, *shape) each, set on each network's input neurons before the run; ``None``
-    runs ``samples`` copies without input. ``network_args`` go to ``netx.hdf5.Network`` (e.g. ``spike_exp``).
-    Needs lava-nc and lava-dl."""
+    runs ``samples`` copies without input. An SDNN file (no Input block) takes ``payloads`` instead, (B, *shape of
+    the first block's input), graded spikes sent into the network's ``inp`` at step 1 (nothing after), and records
+    each SigmaDelta's payloads, sigma and act (a Sigma's payloads and sigma) as spikes, u and v. ``network_args``
+    go to ``netx.hdf5.Network`` (e.g. ``spike_exp``, ``input_message_bits``). Needs lava-nc and lava-dl."""
     _require_lava()
     try:
         from lava.lib.dl import netx
@@ -389,12 +392,16 @@ def run_net_in_netx(
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
 
     from neurodeploy_loihi.lava_processes import Recorder
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    count = len(input_bias[0]) if input_bias is not None else int(samples or 1)
+    count = (
+        len(input_bias[0]) if input_bias is not None else len(payloads) if payloads is not None else int(samples or 1)
+    )
+    sources = []
     folder = tempfile.TemporaryDirectory(prefix="neurodeploy-netx-")
     sink = Sink(shape=(1,), buffer=1)
     recorders: list[list[Any]] = []
@@ -404,11 +411,18 @@ def run_net_in_netx(
             neuron = net.layers[0].neuron
             neuron.bias_mant.init = np.asarray(input_bias[0][b]).astype(np.int32).reshape(neuron.bias_mant.shape)
             neuron.bias_exp.init = np.asarray(input_bias[1][b]).astype(np.int32).reshape(neuron.bias_exp.shape)
+        if payloads is not None:
+            data = np.zeros((*net.inp.shape, max(steps, 2)), np.int32)  # column t - 1 is sent at step t
+            data[..., 0] = np.asarray(payloads[b]).reshape(net.inp.shape)
+            source = Source(data=data)
+            source.s_out.connect(net.inp)
+            sources.append(source)
         mine = []
         for i, block in enumerate(net.layers):
             shape = tuple(block.neuron.s_out.shape)
             recorder = Recorder(shape=shape, steps=steps, path=str(Path(folder.name) / f"{b}-{i}.npy"))
-            recorder.watch(block.neuron)
+            kind = type(block.neuron).__name__
+            recorder.watch(block.neuron, *{"SigmaDelta": ("sigma", "act"), "Sigma": ("sigma", "sigma")}.get(kind, ()))
             recorder.link.connect(sink.a_in)
             mine.append(recorder)
         recorders.append(mine)

@@ -89,55 +89,84 @@ def _neuron(group, layer) -> None:
     neuron.create_dataset("gradedSpike", data=False)
 
 
+def _layer(root, index: int, synapse, shapes: list[tuple[int, ...]], k: int, bias, where: str):
+    """Write population ``k`` (graph shapes ``shapes``) reading through ``synapse`` as ``layer/<index>`` (after a
+    ``flatten`` where a dense synapse reads a convolutional population), with its ``bias`` (Lava layout: a scalar or
+    per neuron; a conv's must be the same at every position of a channel). Returns the group and the next index."""
+    if isinstance(synapse, DenseSynapse) and k and len(shapes[k - 1]) == 3:
+        flat = root.create_group(str(index))
+        _string(flat, "type", "flatten")
+        flat.create_dataset("shape", data=np.array([int(np.prod(shapes[k - 1]))]))
+        index += 1
+    g = root.create_group(str(index))
+    g.create_dataset("shape", data=np.array(shapes[k]))
+    bias = np.asarray(bias)
+    if synapse is None:
+        _string(g, "type", "input")
+        return g, index + 1
+    if isinstance(synapse, ConvSynapse):
+        _string(g, "type", "conv")
+        weight = oihw_from_lava(synapse.lava_weights)
+        g.create_dataset("inChannels", data=int(synapse.input_shape[2]))
+        g.create_dataset("outChannels", data=int(weight.shape[0]))
+        g.create_dataset("kernelSize", data=np.array(weight.shape[2:4]))
+        g.create_dataset("stride", data=np.array(synapse.stride[::-1]))  # (X, Y) -> (H, W)
+        g.create_dataset("padding", data=np.array(synapse.padding[::-1]))
+        g.create_dataset("dilation", data=np.array(synapse.dilation[::-1]))
+        g.create_dataset("groups", data=int(synapse.groups))
+        g.create_dataset("weight", data=weight.astype(np.int16))
+        if bias.ndim:
+            per_channel = bias.reshape(-1, bias.shape[-1])
+            if not np.all(per_channel == per_channel[:1]):
+                raise NetxError(f"{where} has a per-neuron conv bias")
+            g.create_dataset("bias", data=per_channel[0].astype(np.int16))
+        elif int(bias):
+            g.create_dataset("bias", data=np.full(weight.shape[0], int(bias), np.int16))
+        return g, index + 1
+    _string(g, "type", "dense")
+    weights = synapse.effective_weights  # netx re-derives exponent and sign mode from these
+    columns = np.empty_like(weights)
+    columns[:, lava_order(shapes[k - 1])] = weights  # Lava's (X, Y, C) columns back to (C, H, W)
+    g.create_dataset("inFeatures", data=int(weights.shape[1]))
+    g.create_dataset("outFeatures", data=int(weights.shape[0]))
+    g.create_dataset("weight", data=columns.astype(np.int16))
+    if bias.ndim or int(bias):
+        g.create_dataset("bias", data=np.broadcast_to(bias, (weights.shape[0],)).astype(np.int16))
+    return g, index + 1
+
+
 def write_net(program: Program, path: Path) -> None:
     """Write ``program`` as a netx .net at ``path``; raise NetxError when netx cannot express it."""
     _check(program)
     h5py = _require_h5py()
-    layers = program.network.layers
     with h5py.File(path, "w", track_order=True) as f:
         root = f.create_group("layer")
         index = 0
-        for k, layer in enumerate(layers):
-            synapse, shape = layer.synapse, program.shapes[k]
-            if isinstance(synapse, DenseSynapse) and k and len(program.shapes[k - 1]) == 3:
-                flat = root.create_group(str(index))
-                _string(flat, "type", "flatten")
-                flat.create_dataset("shape", data=np.array([int(np.prod(program.shapes[k - 1]))]))
-                index += 1
-            g = root.create_group(str(index))
-            index += 1
-            g.create_dataset("shape", data=np.array(shape))
+        for k, layer in enumerate(program.network.layers):
+            where = f"no network.net: layer {program.names[k]!r}"
+            g, index = _layer(root, index, layer.synapse, program.shapes, k, layer.neuron.bias_mant, where)
             _neuron(g, layer)
-            mant = np.asarray(layer.neuron.bias_mant)
-            if synapse is None:
-                _string(g, "type", "input")
-                continue
-            if isinstance(synapse, ConvSynapse):
-                _string(g, "type", "conv")
-                weight = oihw_from_lava(synapse.lava_weights)
-                g.create_dataset("inChannels", data=int(synapse.input_shape[2]))
-                g.create_dataset("outChannels", data=int(weight.shape[0]))
-                g.create_dataset("kernelSize", data=np.array(weight.shape[2:4]))
-                g.create_dataset("stride", data=np.array(synapse.stride[::-1]))  # (X, Y) -> (H, W)
-                g.create_dataset("padding", data=np.array(synapse.padding[::-1]))
-                g.create_dataset("dilation", data=np.array(synapse.dilation[::-1]))
-                g.create_dataset("groups", data=int(synapse.groups))
-                g.create_dataset("weight", data=weight.astype(np.int16))
-                if mant.ndim:
-                    per_channel = mant.reshape(-1, mant.shape[-1])
-                    if not np.all(per_channel == per_channel[:1]):
-                        raise NetxError(f"no network.net: layer {program.names[k]!r} has a per-neuron conv bias")
-                    g.create_dataset("bias", data=per_channel[0].astype(np.int16))
-                elif int(mant):
-                    g.create_dataset("bias", data=np.full(weight.shape[0], int(mant), np.int16))
-            else:
-                _string(g, "type", "dense")
-                below = program.shapes[k - 1]
-                weights = synapse.effective_weights  # netx re-derives exponent and sign mode from these
-                columns = np.empty_like(weights)
-                columns[:, lava_order(below)] = weights  # Lava's (X, Y, C) columns back to (C, H, W)
-                g.create_dataset("inFeatures", data=int(weights.shape[1]))
-                g.create_dataset("outFeatures", data=int(weights.shape[0]))
-                g.create_dataset("weight", data=columns.astype(np.int16))
-                if mant.ndim or int(mant):
-                    g.create_dataset("bias", data=np.broadcast_to(mant, (weights.shape[0],)).astype(np.int16))
+
+
+def write_sdnn_net(program, path: Path) -> None:
+    """Write an :class:`~neurodeploy_loihi.sdnn.SdnnProgram` as a netx SDNN .net: ``layer/0`` the input's shape
+    only (no neuron group: netx then builds no Input block and the first block's ``inp`` takes the host's payloads),
+    ``conv`` / ``dense`` layers of ``SDNN`` neurons (``vThMant``, ``bias`` in whole units), and the readout a dense
+    layer whose neuron has ``sigma_output`` and no bias (a Sigma with a bias does not load in lava-dl 0.6.0). No
+    ``messageBits`` is written: lava-dl 0.6.0 does not read it as a number (its NetDict leaves it a group) and fails
+    at run time; netx's default of 16 bits is the program's. ``spike_exp`` is an argument of ``netx.hdf5.Network``
+    (the program's ``spike_exp``; the manifest records it)."""
+    h5py = _require_h5py()
+    with h5py.File(path, "w", track_order=True) as f:
+        root = f.create_group("layer")
+        _, index = _layer(root, 0, None, program.shapes, 0, 0, "")
+        for k, layer in enumerate(program.layers, start=1):
+            where = f"no {path.name}: layer {program.names[k]!r}"
+            g, index = _layer(
+                root, index, layer.synapse, program.shapes, k, 0 if layer.sigma_output else layer.bias, where
+            )
+            neuron = g.create_group("neuron")
+            neuron.create_dataset("type", data=np.bytes_("SDNN"))
+            neuron.create_dataset("vThMant", data=int(layer.vth))
+            if layer.sigma_output:
+                neuron.create_dataset("sigma_output", data=True)

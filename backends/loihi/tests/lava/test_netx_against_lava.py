@@ -87,3 +87,73 @@ def test_random_nets_in_lava_dl_netx_equal_emulator(case: str, tmp_path: Path) -
     assert "network.net" in emitted.files, emitted.report["netx"]
     program = Program.load(tmp_path)
     assert_net_equals_emulator(program, tmp_path / "network.net", x, STEPS, case)
+
+
+def assert_sdnn_net_equals_emulator(program, net: Path, x: np.ndarray, steps: int, label: str) -> None:
+    """The SDNN .net run by netx (SigmaDelta / Sigma neurons, the host's payloads into its inp at step 1) against
+    the emulator: every chip population's payloads, sigma and act at every step (a Sigma's sigma twice)."""
+    from neurodeploy_loihi.sdnn import MESSAGE_BITS, trace_layers
+
+    m0 = program.input_payload(x)
+    total = steps + program.delay
+    theirs = run_net_in_netx(
+        net, None, total, payloads=m0, input_message_bits=MESSAGE_BITS, spike_exp=program.spike_exp
+    )
+    ours = trace_layers(program.layers, m0, total, program.spike_exp)
+    assert len(theirs.spikes) == len(program.layers), "netx built a different number of layers"
+    for k, layer in enumerate(program.layers):
+        name = program.names[k + 1]
+        mine = {
+            "spikes": ours.payloads[k],
+            "u": ours.sigma[k],
+            "v": ours.sigma[k] if layer.sigma_output else ours.act[k],
+        }
+        assert np.count_nonzero(ours.payloads[k]) > 0, f"{label}: {name} sends nothing: a weak check"
+        for field, a in mine.items():
+            b = getattr(theirs, field)[k]
+            assert a.shape == b.shape, f"{label}: {name} {field} shape {a.shape} vs netx {b.shape}"
+            if not np.array_equal(a, b.astype(np.int64)):
+                where = tuple(int(i) for i in np.argwhere(a != b)[0])
+                raise AssertionError(
+                    f"{label}: {name} {field} differs from netx first at (sample, step, *neuron) {where}: "
+                    f"emulator {a[where]}, netx {b[where]}"
+                )
+
+
+@pytest.fixture(scope="module")
+def board_mnist(tmp_path_factory):
+    from loihi_mnist import CALIBRATION, MODEL
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import load_calibration
+
+    out = tmp_path_factory.mktemp("board") / "out"
+    return compile_model(
+        MODEL, "loihi", out, calibration=load_calibration(str(CALIBRATION)), target_options={"profile": "board"}
+    )
+
+
+def test_bundled_mnist_sdnn_net_in_lava_dl_netx_equals_emulator_payload_for_payload(board_mnist) -> None:
+    from neurodeploy_loihi.sdnn import SdnnProgram
+
+    assert board_mnist.manifest["target"]["graded"]["kind"] == "sdnn"
+    program = SdnnProgram.load(board_mnist.root)
+    x, _ = mnist_test_images()
+    assert_sdnn_net_equals_emulator(program, board_mnist.root / "sdnn.net", x[:SAMPLES], 4, "mnist sdnn")
+
+
+@pytest.mark.parametrize("case", ["cnn-scalar", "cnn-channel", "dense-mixed"])
+def test_random_sdnn_nets_in_lava_dl_netx_equal_emulator(case: str, tmp_path: Path) -> None:
+    """The same small networks as above, quantized to the SDNN form (pooled convs, per-channel biases, dense
+    weights netx re-grids) and written as SDNN .net files."""
+    from neurodeploy_loihi.lowering import lower
+    from neurodeploy_loihi.netx import write_sdnn_net
+    from neurodeploy_loihi.sdnn import quantize_sdnn
+
+    graph = _graph(case)
+    rng = np.random.default_rng(11)
+    shape = graph.inputs["x"].shape
+    x = rng.uniform(0, 1, size=(SAMPLES, *shape)).astype(np.float32)
+    program = quantize_sdnn(lower(graph), rng.uniform(0, 1, size=(16, *shape)).astype(np.float32))
+    write_sdnn_net(program, tmp_path / "sdnn.net")
+    assert_sdnn_net_equals_emulator(program, tmp_path / "sdnn.net", x, 4, case)
