@@ -25,11 +25,13 @@ IF thresholds (scalar or per channel) are folded into the synapse that feeds the
 θ_o), so every population has threshold 1 in float units.
 
 * **Residual Add**: an Add directly before IF neurons sums several *branches*, each a chain of linear ops from
-  an earlier population (an identity or ``Scale`` skip becomes a diagonal ``Dense``); every branch is one more
+  an earlier population (an identity or ``Scale`` skip becomes one-to-one synapses, :class:`SparseSpec`); every
+  branch is one more
   synapse into the population, whose neurons sum them. Population k's *depth* is its longest path of synapses
   from the input population; a branch from population j gets ``delay`` = depth(k) - depth(j) - 1 extra steps,
   so all branches arrive together and population k computes the graph's step t at step t + depth(k). A delayed
-  branch is a Dense unless the target's convolutions take delays (``Rules.delayed_conv``; Lava's Conv does not).
+  convolution branch is a :class:`SparseSpec` of its taps unless the target's convolutions take delays
+  (``Rules.delayed_conv``; Lava's Conv does not); another delayed branch a Dense.
 * **Concat**: a Concat along the channel axis of spike maps, read by the Conv2d or Dense of a synapse, splits
   that synapse into one per concatenated input: conv(concat(a, b)) = conv_a(a) + conv_b(b), where conv_a has
   the kernel's input channels of a (``weight[:, c0:c1]``), and a Dense after a flatten takes the columns of a's
@@ -99,13 +101,27 @@ class DenseSpec:
 
 
 @dataclass
+class SparseSpec:
+    """Synapses listed one by one: ``weight[i]`` joins input neuron ``cols[i]`` to output neuron ``rows[i]`` (flat
+    indices in the graph's C order of the two populations' shapes). What an identity or ``Scale`` residual skip is
+    (one-to-one: a weight per neuron, not an n x n Dense), and a delayed convolution where the target's convolutions
+    take no delay (its taps, not the composed matrix)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    weight: np.ndarray
+    input_shape: tuple[int, ...]
+    shape: tuple[int, ...]
+
+
+@dataclass
 class Skip:
     """A further synapse into a population (a residual branch, or one input of a Concat): from population
     ``source`` (an index into the populations), delayed by ``delay`` steps beyond the one every synapse takes;
     ``ops`` the branch's op names."""
 
     source: int
-    synapse: ConvSpec | DenseSpec
+    synapse: ConvSpec | DenseSpec | SparseSpec
     delay: int = 0
     ops: list[str] = field(default_factory=list)
 
@@ -121,7 +137,7 @@ class Population:
     name: str
     role: str
     shape: tuple[int, ...]
-    synapse: ConvSpec | DenseSpec | None
+    synapse: ConvSpec | DenseSpec | SparseSpec | None
     bias: np.ndarray
     ops: list[str]
     reset: str = "subtract"
@@ -294,6 +310,44 @@ def _dense(ops: list[Op], in_shape: tuple[int, ...], where: str, rules: Rules) -
     return DenseSpec(np.ascontiguousarray(images.T, np.float32), tuple(in_shape)), zero.astype(np.float32)
 
 
+def _diagonal(ops: list[Op], shape: tuple[int, ...]) -> SparseSpec:
+    """Elementwise ops (Scale) as one weight per neuron: their image of ones minus their image of zeros."""
+    ones = _apply(ops, np.ones((1, *shape), np.float32))[0]
+    zero = _apply(ops, np.zeros((1, *shape), np.float32))[0]
+    index = np.arange(int(np.prod(shape)), dtype=np.int64)
+    return SparseSpec(index, index.copy(), np.ascontiguousarray((ones - zero).reshape(-1), np.float32), shape, shape)
+
+
+def _taps(spec: ConvSpec, shape: tuple[int, ...]) -> SparseSpec:
+    """A convolution synapse as its list of synapses: every (output neuron, kernel tap) inside the input, the pool
+    repeated into the kernel, zero weights left out."""
+    c, h, w = spec.input_shape
+    o, oh, ow = shape
+    kernel = np.repeat(np.repeat(spec.weight, spec.pool[0], axis=2), spec.pool[1], axis=3)
+    per_group, out_group = c // spec.groups, o // spec.groups
+    oo, yy, xx = (a.reshape(-1) for a in np.meshgrid(np.arange(o), np.arange(oh), np.arange(ow), indexing="ij"))
+    rows, cols, values = [], [], []
+    for ci in range(per_group):
+        for i in range(kernel.shape[2]):
+            for j in range(kernel.shape[3]):
+                y = yy * spec.stride[0] - spec.padding[0] + i * spec.dilation[0]
+                x = xx * spec.stride[1] - spec.padding[1] + j * spec.dilation[1]
+                weight = kernel[oo, ci, i, j]
+                keep = (y >= 0) & (y < h) & (x >= 0) & (x < w) & (weight != 0)
+                channel = (oo // out_group) * per_group + ci
+                rows.append(((oo * oh + yy) * ow + xx)[keep])
+                cols.append(((channel * h + y) * w + x)[keep])
+                values.append(weight[keep])
+    order = np.lexsort((np.concatenate(cols), np.concatenate(rows)))
+    return SparseSpec(
+        np.concatenate(rows)[order].astype(np.int64),
+        np.concatenate(cols)[order].astype(np.int64),
+        np.concatenate(values)[order].astype(np.float32),
+        tuple(spec.input_shape),
+        tuple(shape),
+    )
+
+
 def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], rules: Rules) -> tuple[ConvSpec, np.ndarray]:
     top, left, bottom, right = conv.padding
     if (top, left) != (bottom, right):
@@ -393,6 +447,8 @@ def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[
     bias = (bias / per_neuron).astype(np.float32)
     if isinstance(spec, ConvSpec):
         spec.weight = (spec.weight / per_neuron[:, 0, 0].reshape(-1, 1, 1, 1)).astype(np.float32)
+    elif isinstance(spec, SparseSpec):
+        spec.weight = (spec.weight / per_neuron.reshape(-1)[spec.rows]).astype(np.float32)
     elif spec is not None:
         spec.weight = (spec.weight / per_neuron.reshape(-1, 1)).astype(np.float32)
     return spec, bias
@@ -432,8 +488,14 @@ def _hidden(
         source, ops = branches[i]
         where = _where(op) + (f" (branch from {source!r} through {', '.join(adds)})" if adds else "")
         delay = depth - populations[sources[i]].depth - 1
-        if (delay > 0 and not rules.delayed_conv) or (adds and not any(isinstance(o, (Conv2d, Dense)) for o in ops)):
-            spec, _ = _dense(ops, types[source].shape, where, rules)  # a delayed Dense, or an identity/Scale skip
+        spec: ConvSpec | DenseSpec | SparseSpec
+        if adds and all(isinstance(o, Scale) for o in ops) and types[source].shape == shape:
+            spec = _diagonal(ops, shape)  # an identity or Scale skip: one-to-one
+        elif delay > 0 and not rules.delayed_conv and any(isinstance(o, Conv2d) for o in ops):
+            conv, _ = _synapse(ops, types[source].shape, shape, where, rules)
+            spec = _taps(conv, shape) if isinstance(conv, ConvSpec) else conv  # a delayed conv: its taps
+        elif (delay > 0 and not rules.delayed_conv) or (adds and not any(isinstance(o, (Conv2d, Dense)) for o in ops)):
+            spec, _ = _dense(ops, types[source].shape, where, rules)  # a delayed Dense, or a reshaping skip
         else:
             spec, _ = _synapse(ops, types[source].shape, shape, where, rules)
         spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), op.threshold, shape)

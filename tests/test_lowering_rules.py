@@ -9,7 +9,7 @@ import pytest
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir import Add, Conv2d, Dense, Graph, MaxPool2d, Reshape, TensorType
 from neurodeploy.ir.neurons import IF
-from neurodeploy.lowering import ConvSpec, DenseSpec, Rules, lower
+from neurodeploy.lowering import ConvSpec, Rules, SparseSpec, lower
 
 SPINNAKER = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True)
 LOIHI_LIKE = Rules(target="loihi", chip="Loihi", delayed_conv=False)
@@ -43,7 +43,7 @@ def skip_net() -> Graph:
     return graph
 
 
-@pytest.mark.parametrize(("rules", "kind"), [(SPINNAKER, ConvSpec), (LOIHI_LIKE, DenseSpec)])
+@pytest.mark.parametrize(("rules", "kind"), [(SPINNAKER, ConvSpec), (LOIHI_LIKE, SparseSpec)])
 def test_a_delayed_branch_stays_a_convolution_only_where_the_target_delays_convolutions(rules, kind) -> None:
     lowered = lower(skip_net(), rules)
     d = next(p for p in lowered.populations if p.name == "d")
@@ -52,6 +52,39 @@ def test_a_delayed_branch_stays_a_convolution_only_where_the_target_delays_convo
     assert isinstance(skip.synapse, kind)
     assert isinstance(d.synapse, ConvSpec)  # the main path is not delayed
     assert lowered.delay == 4
+
+
+@pytest.mark.parametrize(("k", "stride", "groups"), [(1, 2, 1), (3, 1, 1), (3, 2, 2)])
+def test_a_delayed_convolution_as_a_list_of_taps_computes_the_convolution(k: int, stride: int, groups: int) -> None:
+    """Where convolutions take no delay, a delayed one is the list of its taps: applied one synapse at a time, they
+    give the convolution's output (the graph's Conv2d forward, an independent implementation)."""
+    graph = skip_net()
+    rng = np.random.default_rng(k + stride)
+    weight = rng.normal(size=(2, 2 // groups, k, k)).astype(np.float32)
+    conv = Conv2d(
+        name="skip",
+        inputs=("sa",),
+        output="k",
+        weight=weight,
+        bias=None,
+        padding=(k // 2,) * 4,
+        stride=(stride, stride),
+        groups=groups,
+    )
+    graph.ops[7] = conv
+    if stride > 1:  # the main path must shrink alike: stride the last conv too
+        graph.ops[6] = graph.ops[6].copy(stride=(stride, stride))
+        graph.ops[-2] = Reshape(name="flat", inputs=("sd",), output="f", shape=(2 * 2 * 2,))
+        graph.ops[-1] = Dense(name="fc", inputs=("f",), output="y", weight=np.ones((3, 8), np.float32), bias=None)
+    graph.verify()
+    (skip,) = next(p for p in lower(graph, LOIHI_LIKE).populations if p.name == "d").skips
+    assert isinstance(skip.synapse, SparseSpec)
+    spikes = (rng.random((3, 2, 4, 4)) < 0.5).astype(np.float32)
+    want = conv.forward([spikes]).reshape(3, -1)
+    got = np.zeros_like(want)
+    for r, c, w in zip(skip.synapse.rows, skip.synapse.cols, skip.synapse.weight):
+        got[:, r] += w * spikes.reshape(3, -1)[:, c]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_errors_name_the_target_of_the_rules() -> None:

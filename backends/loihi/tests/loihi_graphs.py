@@ -278,3 +278,48 @@ def emit_graph(graph: Graph, folder: Path, calibration: np.ndarray | None) -> Em
 
     backend = Loihi2Backend()
     return backend.emit(backend.plan(CompiledModel(snn=graph, calibration=calibration)), folder)
+
+
+def resnet20(seed: int = 0, reset: str = "subtract") -> Graph:
+    """A CIFAR ResNet-20 of IR ops (He et al. 2016, batch norm folded): a 3x3 stem of 16 channels, three stages of
+    three basic blocks (16, 32, 64 channels at 32, 16, 8 pixels; conv -> IF -> conv + shortcut -> IF), identity
+    shortcuts, and a 1x1 stride-2 convolution shortcut where a stage starts (option B), then global average pooling
+    and a dense readout of 10: 19 convolutions, 188,416 neurons."""
+    from neurodeploy.ir import GlobalAvgPool
+
+    rng = np.random.default_rng(seed)
+    ops: list = []
+
+    def conv(name: str, x: str, c_in: int, c_out: int, k: int = 3, stride: int = 1) -> str:
+        pad = (k // 2,) * 4
+        weight = _w(rng, c_out, c_in, k, k, scale=1.5)
+        ops.append(
+            Conv2d(
+                name=name,
+                inputs=(x,),
+                output=f"{name}_o",
+                weight=weight,
+                padding=pad,
+                stride=(stride,) * 2,
+                bias=(rng.normal(size=c_out) * 0.05).astype(np.float32),
+            )
+        )
+        return f"{name}_o"
+
+    def neurons(name: str, x: str) -> str:
+        ops.append(IF(name=name, inputs=(x,), output=f"{name}_s", threshold=np.float32(1.0), reset=reset))
+        return f"{name}_s"
+
+    x, c = neurons("stem_if", conv("stem", "x", 3, 16)), 16
+    for stage, width in enumerate((16, 32, 64)):
+        for block in range(3):
+            name, stride = f"s{stage}b{block}", 2 if stage and not block else 1
+            h = neurons(f"{name}_if1", conv(f"{name}_c1", x, c, width, stride=stride))
+            main = conv(f"{name}_c2", h, width, width)
+            short = x if stride == 1 else conv(f"{name}_short", x, c, width, k=1, stride=2)
+            ops.append(Add(name=f"{name}_add", inputs=(main, short), output=f"{name}_sum"))
+            x, c = neurons(f"{name}_if2", f"{name}_sum"), width
+    ops.append(GlobalAvgPool(name="gap", inputs=(x,), output="g"))
+    ops.append(Reshape(name="flat", inputs=("g",), output="f", shape=(64,)))
+    ops.append(Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 10, 64, scale=3)))
+    return Graph("resnet20", {"x": TensorType((3, 32, 32))}, ["y"], ops)

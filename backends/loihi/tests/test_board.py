@@ -79,11 +79,12 @@ def test_unknown_profile_is_refused_before_any_work(tmp_path: Path) -> None:
         compile_model(MODEL, "loihi", tmp_path / "a", target_options={"profile": "chip"})
 
 
-def test_a_delayed_residual_skip_is_a_stock_delay_dense(tmp_path: Path) -> None:
-    emit_graph(residual_block(seed=1, reset="zero"), tmp_path, None)
+@pytest.mark.parametrize(("skip", "process"), [("identity", "DelaySparse"), ("conv", "DelaySparse")])
+def test_a_delayed_residual_skip_is_a_stock_delayed_synapse(skip: str, process: str, tmp_path: Path) -> None:
+    emit_graph(residual_block(seed=1, skip=skip, reset="zero"), tmp_path, None)
     program = Program.load(tmp_path)
     processes = board.binary_processes(program)
-    assert any("DelayDense" in p["synapses"] for p in processes)
+    assert any(process in p["synapses"] for p in processes)
     assert board.readiness(processes)["board_ready"] is True
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from loihi_graphs import concat_block, delay_alignment, emit_graph
 from neurodeploy_loihi import Loihi2Backend
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, SparseSynapse
 from neurodeploy_loihi.graded import GradedError, quantize_graded
-from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, lower
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, SparseSpec, lower
 from neurodeploy_loihi.netx import NetxError, write_net
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.resources import fan_in_per_neuron, layer_fan_in
@@ -81,8 +81,9 @@ def test_lowering_splits_the_weights_by_concatenated_input(head: str, order: tup
     for skip in pop.skips:
         name = sources[skip.source]
         assert skip.delay == DEPTH[deepest] - DEPTH[name]
-        assert isinstance(skip.synapse, DenseSpec)
-        # the skip's matrix applied to a map of that input equals the reader on the concat with zeros elsewhere
+        # a delayed conv is the list of its taps (Lava's Conv takes no delay); a delayed Dense stays a Dense
+        assert isinstance(skip.synapse, DenseSpec if head == "dense" else SparseSpec)
+        # the skip's synapses applied to a map of that input equals the reader on the concat with zeros elsewhere
         spikes = (np.random.default_rng(2).random((4, *graph.types()[name].shape)) < 0.5).astype(np.float32)
         full = np.zeros((4, *graph.types()["cat_out"].shape), np.float32)
         full[:, columns(name)] = spikes
@@ -91,7 +92,7 @@ def test_lowering_splits_the_weights_by_concatenated_input(head: str, order: tup
             if any(o.name == op_name for o in graph.ops):
                 x = _op(graph, op_name).forward([x])
         want = reader.forward([x]) - reader.forward([np.zeros_like(x)])
-        got = spikes.reshape(4, -1) @ skip.synapse.weight.T
+        got = _apply(skip.synapse, spikes)
         np.testing.assert_allclose(got, want.reshape(4, -1) / theta, atol=1e-5)
 
 
@@ -107,6 +108,10 @@ def _apply(spec, spikes: np.ndarray) -> np.ndarray:
     """A float synapse applied to spike maps (B, *shape), the output flat."""
     if isinstance(spec, DenseSpec):
         return spikes.reshape(len(spikes), -1) @ spec.weight.T
+    if isinstance(spec, SparseSpec):  # the listed synapses as a matrix
+        matrix = np.zeros((int(np.prod(spec.shape)), int(np.prod(spec.input_shape))), np.float32)
+        np.add.at(matrix, (spec.rows, spec.cols), spec.weight)
+        return spikes.reshape(len(spikes), -1) @ matrix.T
     conv = Conv2d(
         name="c",
         inputs=("s",),
@@ -214,7 +219,7 @@ def test_concat_program_files_round_trip_byte_for_byte(tmp_path: Path) -> None:
     program, _ = emit(graph, tmp_path / "a", x)
     layer = program.network.layers[3]
     assert isinstance(layer.synapse, ConvSynapse)
-    assert [(s.source, s.delay, type(s.synapse)) for s in layer.skips] == [(1, 1, DenseSynapse), (0, 2, DenseSynapse)]
+    assert [(s.source, s.delay, type(s.synapse)) for s in layer.skips] == [(1, 1, SparseSynapse), (0, 2, SparseSynapse)]
     program.save(tmp_path / "b")
     for name in ("loihi.json", "loihi.npz"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -5,7 +5,7 @@ an error naming the op."""
 import numpy as np
 import pytest
 from loihi_graphs import concat_block, residual, residual_block, small_cnn, with_maxpool
-from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, lower
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, SparseSpec, lower
 
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir import Add, Concat, Conv2d, Dense, Graph, Reshape, Scale, TensorType, interpret
@@ -95,9 +95,19 @@ def test_reset_and_initial_are_carried_per_population() -> None:
     assert [(p.reset, p.initial) for p in lowered.populations[:2]] == [("zero", 0.0), ("zero", 0.0)]
 
 
+def _sparse_in_float(spec: SparseSpec, s: np.ndarray) -> np.ndarray:
+    """A listed synapse applied in float, one synapse at a time (graph C order)."""
+    flat = s.reshape(len(s), -1)
+    out = np.zeros((len(s), int(np.prod(spec.shape))), np.float64)
+    for r, c, w in zip(spec.rows, spec.cols, spec.weight):
+        out[:, r] += w * flat[:, c]
+    return out.reshape(len(s), *spec.shape).astype(np.float32)
+
+
 def test_residual_add_becomes_a_second_synapse_and_the_sum_is_the_graphs() -> None:
-    """conv2(s1) + s1 -> if2: the conv is the main synapse, the identity skip a diagonal Dense from the same
-    population, no delay (both paths are one synapse long); together they compute the Add."""
+    """conv2(s1) + s1 -> if2: the conv is the main synapse, the identity skip one-to-one synapses (a weight per
+    neuron, not an n x n Dense) from the same population, no delay (both paths are one synapse long); together they
+    compute the Add."""
     graph = residual()
     lowered = lower(graph)
     pop = lowered.populations[1]
@@ -105,19 +115,22 @@ def test_residual_add_becomes_a_second_synapse_and_the_sum_is_the_graphs() -> No
     assert isinstance(pop.synapse, ConvSpec)
     (skip,) = pop.skips
     assert (skip.source, skip.delay) == (0, 0)
-    assert isinstance(skip.synapse, DenseSpec)
-    np.testing.assert_array_equal(skip.synapse.weight, np.eye(32, dtype=np.float32))
+    assert isinstance(skip.synapse, SparseSpec)
+    np.testing.assert_array_equal(skip.synapse.rows, np.arange(32))
+    np.testing.assert_array_equal(skip.synapse.cols, np.arange(32))
+    np.testing.assert_array_equal(skip.synapse.weight, np.ones(32, np.float32))
     s = (np.random.default_rng(2).random((3, 2, 4, 4)) < 0.5).astype(np.float32)
     want = _apply(_ops(graph, "conv2"), s) + s
-    got = _lava_conv_in_float(pop.synapse, s) + (s.reshape(3, -1) @ skip.synapse.weight.T).reshape(s.shape) + pop.bias
+    got = _lava_conv_in_float(pop.synapse, s) + _sparse_in_float(skip.synapse, s) + pop.bias
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert lowered.delay == 2
 
 
 @pytest.mark.parametrize("skip", ["identity", "scale", "conv"])
 def test_a_shorter_skip_is_delayed_to_arrive_with_the_main_path(skip: str) -> None:
-    """if_a -> conv2 -> if_b -> conv3 -> Add(skip from if_a) -> if_c: the skip is one synapse shorter, so it is a
-    Dense (a 1x1 conv composed into its matrix) delayed one step, and if_c's depth is 2."""
+    """if_a -> conv2 -> if_b -> conv3 -> Add(skip from if_a) -> if_c: the skip is one synapse shorter, so it is
+    delayed one step: listed synapses (Lava's DelaySparse), one-to-one for an identity or Scale skip, the taps of
+    a 1x1 conv (not its composed matrix); if_c's depth is 2."""
     graph = residual_block(skip=skip)
     lowered = lower(graph)
     assert [p.depth for p in lowered.populations] == [0, 1, 2, 3]
@@ -125,11 +138,11 @@ def test_a_shorter_skip_is_delayed_to_arrive_with_the_main_path(skip: str) -> No
     assert (pop.name, pop.delay) == ("if_c", 0)
     (branch,) = pop.skips
     assert (branch.source, branch.delay) == (0, 1)
-    assert isinstance(branch.synapse, DenseSpec)
+    assert isinstance(branch.synapse, SparseSpec)
     s = (np.random.default_rng(4).random((2, 4, 6, 6)) < 0.5).astype(np.float32)
     ops = [] if skip == "identity" else _ops(graph, f"skip_{skip}")
     want = _apply(ops, s) / np.float32(1.2)  # if_c's threshold, folded into every synapse
-    got = (s.reshape(2, -1) @ branch.synapse.weight.T).reshape(s.shape)
+    got = _sparse_in_float(branch.synapse, s)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from loihi_graphs import delay_alignment, emit_graph, residual_block
 from neurodeploy_loihi import Loihi2Backend
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse
 from neurodeploy_loihi.graded import GradedError, quantize_graded
 from neurodeploy_loihi.lowering import lower
 from neurodeploy_loihi.netx import NetxError, write_net
@@ -71,7 +71,7 @@ def test_residual_program_files_round_trip_byte_for_byte(tmp_path: Path) -> None
     program, _ = emit(graph, tmp_path / "a", x)
     layer = program.network.layers[2]
     (skip,) = layer.skips
-    assert (skip.source, skip.delay, type(skip.synapse)) == (0, 1, DenseSynapse)
+    assert (skip.source, skip.delay, type(skip.synapse)) == (0, 1, SparseSynapse)  # a delayed conv's taps
     program.save(tmp_path / "b")
     for name in ("loihi.json", "loihi.npz"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
@@ -160,9 +160,22 @@ def test_a_delayed_conv_a_later_source_and_a_too_long_delay_are_refused() -> Non
     conv = ConvSynapse(np.ones((1, 1, 1, 1), np.int64), (2, 2, 1))
     dense = DenseSynapse(np.ones((4, 4), np.int64))
     first = Layer(None, _neuron(), "in", (2, 2, 1))
-    with pytest.raises(ValueError, match=r"only a dense synapse can be delayed"):
+    with pytest.raises(ValueError, match=r"only a dense or sparse synapse can be delayed"):
         Network([first, Layer(conv, _neuron(), "c", skips=(Skip(0, conv, 1),))])
     with pytest.raises(ValueError, match=r"a skip reads layer 1; it must be an earlier layer"):
         Network([first, Layer(conv, _neuron(), "c", skips=(Skip(1, conv),))])
     with pytest.raises(ValueError, match=r"delay must be an int in 0..63"):
         Network([first, Layer(conv, _neuron(), "c", skips=(Skip(0, dense, 64),))])
+
+
+def test_sparse_synapse_arithmetic_derived_by_hand() -> None:
+    """Lava's Sparse is its Dense on a csr matrix: weights on the MIXED grid (7 -> 6: bit 0 dropped), each output
+    neuron's listed synapses summed, then the sum shifted by weight_exp (floor), through the int32 port."""
+    synapse = SparseSynapse([0, 0, 1], [0, 1, 1], np.array([100, -50, 7]), (2, 2), weight_exp=-1, sign_mode=1)
+    np.testing.assert_array_equal(synapse.effective_weights, [100, -50, 6])
+    spikes = np.array([[1, 1], [0, 1]], bool)
+    np.testing.assert_array_equal(synapse.accumulate(spikes), [[25, 3], [-25, 3]])  # (100 - 50) >> 1; -50 >> 1
+    np.testing.assert_array_equal(synapse.accumulate(np.array([[3, 2]]), graded=True), [[100, 6]])
+    np.testing.assert_array_equal(synapse.fan_out, [1, 2])
+    with pytest.raises(ValueError, match=r"outside its \(2, 2\) shape"):
+        SparseSynapse([2], [0], np.array([1]), (2, 2))

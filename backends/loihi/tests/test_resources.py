@@ -235,3 +235,32 @@ def test_the_report_gives_chips_available_and_used(tmp_path) -> None:
     chips = artifact.read_json("report.json")["target"]["chips"]
     assert (chips["available"], chips["used"], chips["interchip"]) == (8, 1, [])
     assert {c["chip"] for c in artifact.read_json("report.json")["target"]["placement"]} == {0}
+
+
+def test_resnet20_shortcuts_are_sparse_and_it_fits_one_chip(tmp_path) -> None:
+    """ResNet-20 (19 convolutions, 188,416 neurons): every shortcut is one synapse shorter than its block's main
+    path, so it is delayed a step: an identity shortcut as one-to-one DelaySparse synapses (a weight per neuron),
+    a stage's 1x1 stride-2 shortcut as the DelaySparse list of its taps. Composed into Dense matrices, as before,
+    the first shortcut alone was 16384 x 16384 and the network was refused."""
+    from loihi_graphs import emit_graph, resnet20
+    from neurodeploy_loihi import board
+    from neurodeploy_loihi.emulator import SparseSynapse
+
+    calibration = np.random.default_rng(1).random((4, 3, 32, 32)).astype(np.float32)
+    emitted = emit_graph(resnet20(), tmp_path, calibration)
+    program = Program.load(tmp_path)
+    skips = [s for layer in program.network.layers for s in layer.skips]
+    assert len(skips) == 9
+    assert all(isinstance(s.synapse, SparseSynapse) and s.delay == 1 for s in skips)
+    taps = sorted(int(s.synapse.weights.size) for s in skips)
+    # 7 identity shortcuts, one synapse per neuron: 3 in the first stage (16 x 32 x 32), 2 in each later stage
+    # (32 x 16 x 16, 64 x 8 x 8); 2 downsampling 1x1 convs: 8192 outputs x 16 inputs, 4096 x 32 taps
+    assert taps == sorted([16384] * 3 + [8192] * 2 + [4096] * 2 + [8192 * 16, 4096 * 32])
+    assert len(emitted.report["placement"]) == 29
+    assert emitted.report["chips"]["used"] == 1
+    processes = board.binary_processes(program)
+    assert sum(p["synapses"].count("DelaySparse") for p in processes) == 9
+    x = np.random.default_rng(2).random((2, 3, 32, 32)).astype(np.float32)
+    run = program.run(x, 4)
+    assert run.outputs.shape == (2, 10)
+    assert np.isfinite(run.outputs).all()

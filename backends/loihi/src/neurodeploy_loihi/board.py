@@ -12,7 +12,8 @@ processes it covers is taken from what Intel published:
 * ``Conv``: the same notes add a prototype convolution process, and lava-dl's PilotNet SNN / SDNN tutorials run
   netx networks of ``Conv`` blocks on Loihi 2 neurocores (``Loihi2HwCfg``);
 * ``Sparse``: lava issue #436 (an ``NcProcModel`` for sparse connectivity on Loihi 2, closed as done);
-* ``DelayDense``: lava issue #636 (synaptic delays in the Loihi 2 process models, closed as done).
+* ``DelayDense``, ``DelaySparse``: lava issue #636 (synaptic delays in the Loihi 2 process models, for Dense and,
+  where it has one, Sparse; closed as done).
 
 neurodeploy's own processes (``SubtractiveLIF``, ``GradedReLU``) have bit-accurate Python models only.
 
@@ -26,7 +27,7 @@ population and synapse runs on the chip's neurocores.
 
 from typing import Any
 
-from neurodeploy_loihi.emulator import ConvSynapse
+from neurodeploy_loihi.emulator import ConvSynapse, SparseSynapse
 
 ON_CHIP = {
     "LIF": "lava 0.4.0 release notes: LIF executes on Loihi NeuroCores (Loihi 2 extension)",
@@ -34,6 +35,7 @@ ON_CHIP = {
     "Conv": "lava-dl PilotNet SNN/SDNN tutorials run netx Conv blocks on Loihi 2 neurocores",
     "Sparse": "lava issue #436: a Loihi 2 NeuroCore model for Sparse",
     "DelayDense": "lava issue #636: synaptic delays in the Loihi 2 process models",
+    "DelaySparse": "lava issue #636: synaptic delays in the Loihi 2 process models, Sparse included",
     "SigmaDelta": "lava 0.4.0 release notes: Sigma-Delta executes on Loihi NeuroCores (Loihi 2 extension)",
     "Sigma": "lava 0.4.0 release notes: Sigma-Delta executes on Loihi NeuroCores (Loihi 2 extension)",
     "Delta": "lava 0.4.0 release notes: Sigma-Delta executes on Loihi NeuroCores (Loihi 2 extension)",
@@ -49,7 +51,8 @@ HOST_ONLY = {
 PROFILES = {
     "exact": "reset by subtraction (SubtractiveLIF) in binary mode and memoryless graded ReLU neurons (GradedReLU) "
     "in graded mode: the float SNN's and the 8-bit ANN's arithmetic, in Lava's CPU simulation only",
-    "board": "stock Lava processes only (binary: LIF with reset to zero, Dense, DelayDense, Conv; graded: "
+    "board": "stock Lava processes only (binary: LIF with reset to zero, Dense, Sparse, their Delay forms, Conv; "
+    "graded: "
     "SigmaDelta neurons and a Sigma readout, the host sending the input once): every population runs on Loihi 2 "
     "neurocores",
 }
@@ -69,7 +72,14 @@ def binary_processes(program: Any) -> list[dict[str, Any]]:
     for k, layer in enumerate(program.network.layers):
         synapses = []
         for _, synapse, delay in layer.inbound(k):
-            synapses.append("Conv" if isinstance(synapse, ConvSynapse) else "DelayDense" if delay else "Dense")
+            kind = (
+                "Conv"
+                if isinstance(synapse, ConvSynapse)
+                else "Sparse"
+                if isinstance(synapse, SparseSynapse)
+                else "Dense"
+            )
+            synapses.append(f"Delay{kind}" if delay else kind)
         neuron = "LIF" if layer.neuron.kind == "lif" else "SubtractiveLIF"
         out.append({"population": program.names[k], "neuron": neuron, "synapses": synapses})
     return out

@@ -62,18 +62,7 @@ class DenseSynapse:
     effective_weights: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        w = np.asarray(self.weights)
-        if w.ndim != 2 or w.dtype.kind not in "iu":
-            raise ValueError(f"dense weights must be a 2-D integer array (n_out, n_in), got {w.dtype} {w.shape}")
-        fp.check_range("num_weight_bits", self.num_weight_bits, 1, fp.WEIGHT_BITS, "dense synapse: ")
-        if not isinstance(self.weight_exp, int | np.integer):
-            raise ValueError(f"dense synapse: weight_exp must be an int, got {self.weight_exp!r}")
-        if self.sign_mode is not None:
-            object.__setattr__(self, "sign_mode", fp.SignMode(self.sign_mode))
-        object.__setattr__(self, "weights", w.astype(np.int64))
-        object.__setattr__(
-            self, "effective_weights", fp.dense_weights(self.weights, self.sign_mode, int(self.num_weight_bits))
-        )
+        _check_weights(self, 2, "dense")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -95,6 +84,75 @@ class DenseSynapse:
         int64 (inputs flattened in C order)."""
         flat = spikes.reshape(len(spikes), -1)
         return fp.dense_accumulate(flat, self.effective_weights, int(self.weight_exp), graded=graded)
+
+
+@dataclass(frozen=True, eq=False)
+class SparseSynapse:
+    """Synapses listed one by one, Lava's ``Sparse`` (``DelaySparse`` when delayed): ``weights[i]`` joins input
+    neuron ``cols[i]`` to output neuron ``rows[i]`` (Lava flat order) of an (n_out, n_in) ``shape``. An identity or
+    ``Scale`` residual skip (one-to-one: a weight per neuron, not an n x n Dense) and a delayed convolution (its
+    taps). Clipping, truncation, sign mode and the shift by 2**weight_exp are a Dense's (lava
+    ``proc/sparse/models.py: AbstractPySparseModelBitAcc`` mirrors the Dense model on a csr matrix)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    weights: np.ndarray
+    shape: tuple[int, int]
+    weight_exp: int = 0
+    num_weight_bits: int = fp.WEIGHT_BITS
+    sign_mode: fp.SignMode | None = None
+    effective_weights: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_weights(self, 1, "sparse")
+        rows, cols = (np.asarray(a, np.int64) for a in (self.rows, self.cols))
+        n_out, n_in = (int(n) for n in self.shape)
+        if rows.shape != self.weights.shape or cols.shape != self.weights.shape:
+            raise ValueError("sparse synapse: rows, cols and weights must be 1-D arrays of one length")
+        if rows.size and (rows.min() < 0 or rows.max() >= n_out or cols.min() < 0 or cols.max() >= n_in):
+            raise ValueError(f"sparse synapse: an index lies outside its ({n_out}, {n_in}) shape")
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "cols", cols)
+        object.__setattr__(self, "shape", (n_out, n_in))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.shape[1],)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.shape[0],)
+
+    @property
+    def fan_out(self) -> np.ndarray:
+        """(n_in,) int64: the synapses leaving each input neuron (nonzero effective weights)."""
+        live = (self.effective_weights != 0).astype(np.int64)
+        return np.bincount(self.cols, weights=live, minlength=self.shape[1]).astype(np.int64)
+
+    def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
+        """(B, *any shape of n_in elements) -> (B, n_out) int64: each synapse's input times its weight, summed per
+        output neuron, shifted, through the int32 port."""
+        flat = spikes.reshape(len(spikes), -1)
+        s = np.asarray(flat, np.int64) if graded else np.asarray(flat, bool).astype(np.int64)
+        terms = s[:, self.cols] * self.effective_weights
+        out = np.zeros((len(s), self.shape[0]), np.int64)
+        np.add.at(out, (slice(None), self.rows), terms)
+        return fp.wrap(fp.shift(out, int(self.weight_exp)), fp.PORT_BITS)
+
+
+def _check_weights(synapse: DenseSynapse | SparseSynapse, ndim: int, kind: str) -> None:
+    """A Dense's or Sparse's weights, exponent and sign mode checked; Lava's effective weights set."""
+    w = np.asarray(synapse.weights)
+    if w.ndim != ndim or w.dtype.kind not in "iu":
+        raise ValueError(f"{kind} weights must be a {ndim}-D integer array, got {w.dtype} {w.shape}")
+    fp.check_range("num_weight_bits", synapse.num_weight_bits, 1, fp.WEIGHT_BITS, f"{kind} synapse: ")
+    if not isinstance(synapse.weight_exp, int | np.integer):
+        raise ValueError(f"{kind} synapse: weight_exp must be an int, got {synapse.weight_exp!r}")
+    if synapse.sign_mode is not None:
+        object.__setattr__(synapse, "sign_mode", fp.SignMode(synapse.sign_mode))
+    object.__setattr__(synapse, "weights", w.astype(np.int64))
+    weights = fp.dense_weights(synapse.weights, synapse.sign_mode, int(synapse.num_weight_bits))
+    object.__setattr__(synapse, "effective_weights", weights)
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,8 +317,11 @@ class Skip:
 def _check_delay(delay: int, synapse: object, where: str) -> None:
     if not isinstance(delay, int | np.integer) or not 0 <= delay <= MAX_DELAY:
         raise ValueError(f"{where}: delay must be an int in 0..{MAX_DELAY}, got {delay!r}")
-    if delay and not isinstance(synapse, DenseSynapse):
-        raise ValueError(f"{where}: only a dense synapse can be delayed (Lava's DelayDense; Conv has no delay)")
+    if delay and not isinstance(synapse, DenseSynapse | SparseSynapse):
+        raise ValueError(
+            f"{where}: only a dense or sparse synapse can be delayed (Lava's DelayDense, DelaySparse; Conv has no "
+            "delay)"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -380,7 +441,7 @@ class Network:
                 _check_delay(delay, synapse, where)
                 below = self.layers[source].shape
                 needed = synapse.input_shape
-                if isinstance(synapse, DenseSynapse):
+                if isinstance(synapse, DenseSynapse | SparseSynapse):
                     if prod(below) != needed[0]:
                         raise ValueError(f"{where}: dense synapse reads {needed[0]} inputs; layer {source} has {below}")
                 elif tuple(below) != tuple(needed):

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import NeurodeployError
-from neurodeploy_loihi.emulator import ConvSynapse, Layer, Network, Trace
+from neurodeploy_loihi.emulator import ConvSynapse, Layer, Network, SparseSynapse, Trace
 
 CONV_GROUPS_MAX = 127
 """Lava's ``AbstractPyConvModel.groups`` is ``np.int8``."""
@@ -94,6 +94,38 @@ def _merged_dense(
     for b in range(batch):
         merged[b, :, :, :, b, :] = weights.reshape(n_out, x, y, c)
     return merged.reshape(batch * n_out, -1)
+
+
+def _merged_index(index: np.ndarray, shape: tuple[int, ...], batch: int, b: int) -> np.ndarray:
+    """Sample b's neuron ``index`` (Lava flat order of ``shape``) in the merged layout of ``batch`` samples:
+    (X, Y, B * C) for a conv-shaped population, B blocks of n otherwise."""
+    if len(shape) == 3:
+        c = shape[2]
+        return (index // c) * batch * c + b * c + index % c
+    return b * int(np.prod(shape)) + index
+
+
+def _sparse_process(
+    synapse: SparseSynapse, shape: tuple[int, ...], below: tuple[int, ...], batch: int, delay: int
+) -> Any:
+    """A listed synapse as Lava's ``Sparse`` (``DelaySparse`` with every synapse delayed ``delay`` steps): a csr
+    matrix over the merged layout of ``batch`` samples (each sample's neurons read only their own sample's)."""
+    from lava.proc.sparse.process import DelaySparse, Sparse
+    from lava.utils.weightutils import SignMode as LavaSignMode
+    from scipy.sparse import csr_matrix
+
+    keep = np.nonzero(synapse.weights)[0]
+    rows = np.concatenate([_merged_index(synapse.rows[keep], shape, batch, b) for b in range(batch)])
+    cols = np.concatenate([_merged_index(synapse.cols[keep], below, batch, b) for b in range(batch)])
+    size = (batch * synapse.shape[0], batch * synapse.shape[1])
+    weights = csr_matrix((np.tile(synapse.weights[keep], batch), (rows, cols)), shape=size)
+    extra: dict[str, Any] = {"weight_exp": int(synapse.weight_exp), "num_weight_bits": int(synapse.num_weight_bits)}
+    if synapse.sign_mode is not None:
+        extra["sign_mode"] = LavaSignMode(int(synapse.sign_mode))
+    if delay:
+        delays = csr_matrix((np.full(rows.size, int(delay)), (rows, cols)), shape=size)
+        return DelaySparse(weights=weights, delays=delays, max_delay=int(delay), **extra)
+    return Sparse(weights=weights, **extra)
 
 
 def _max_groups(network: Network) -> int:
@@ -170,7 +202,9 @@ class _Chain:
             processes = []
             for source, synapse, delay in layer.inbound(k):
                 port, below_shape, below_conv = outs[source]
-                if isinstance(synapse, ConvSynapse):
+                if isinstance(synapse, SparseSynapse):
+                    process = _sparse_process(synapse, layer.shape, network.layers[source].shape, batch, delay)
+                elif isinstance(synapse, ConvSynapse):
                     x, y, c = synapse.input_shape
                     process = Conv(
                         weight=np.concatenate([synapse.lava_weights] * batch, axis=0),  # pooled conv: repeated kernel

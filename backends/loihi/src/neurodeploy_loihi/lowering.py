@@ -6,10 +6,10 @@ which pads both sides equally and takes no delay, so a delayed convolution branc
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
 
 from neurodeploy.ir.graph import Graph
-from neurodeploy.lowering import ConvSpec, DenseSpec, Lowered, Population, Readout, Rules, Skip
+from neurodeploy.lowering import ConvSpec, DenseSpec, Lowered, Population, Readout, Rules, Skip, SparseSpec
 from neurodeploy.lowering import lower as lower_graph
 
-__all__ = ["RULES", "ConvSpec", "DenseSpec", "Lowered", "Population", "Readout", "Skip", "lower"]
+__all__ = ["RULES", "ConvSpec", "DenseSpec", "Lowered", "Population", "Readout", "Skip", "SparseSpec", "lower"]
 
 RULES = Rules(target="loihi", chip="Loihi", delayed_conv=False)
 

@@ -39,7 +39,7 @@ from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch, validate
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, StepState
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse, StepState
 from neurodeploy_loihi.quantize import EXP_MAX, VTH_MAX, input_bias, max_bias, to_graph
 
 FORMAT = "neurodeploy-loihi"
@@ -79,7 +79,13 @@ def synapse_schema(extra: dict[str, Schema] | None = None) -> Switch:
     }
     return Switch(
         "type",
-        {"dense": Dict({**dense, **extra}, {"delay": Int(0)}), "conv": Dict({**conv, **extra}, {"delay": Int(0)})},
+        {
+            "dense": Dict({**dense, **extra}, {"delay": Int(0)}),
+            "sparse": Dict(
+                {**dense, **extra, "rows": _ARRAY, "cols": _ARRAY, "shape": List(Int(1), length=2)}, {"delay": Int(0)}
+            ),
+            "conv": Dict({**conv, **extra}, {"delay": Int(0)}),
+        },
     )
 
 
@@ -469,15 +475,19 @@ def neuron_entries(neuron: Any, names: tuple[str, ...], k: int, arrays: dict) ->
 
 def synapse_entry(synapse: DenseSynapse | ConvSynapse | None, key: str, arrays: dict) -> dict[str, Any] | None:
     """A synapse's description in loihi.json / graded.json (its weights go to ``arrays[key]``)."""
-    if isinstance(synapse, DenseSynapse):
+    if isinstance(synapse, DenseSynapse | SparseSynapse):
         arrays[key] = synapse.weights.astype(np.int16)
-        return {
-            "type": "dense",
+        entry: dict[str, Any] = {
+            "type": "dense" if isinstance(synapse, DenseSynapse) else "sparse",
             "weights": {"array": key},
             "weight_exp": int(synapse.weight_exp),
             "num_weight_bits": int(synapse.num_weight_bits),
             "sign_mode": fp.SignMode(synapse.sign_mode).name,
         }
+        if isinstance(synapse, SparseSynapse):
+            arrays[f"{key}/rows"], arrays[f"{key}/cols"] = synapse.rows.astype(np.int32), synapse.cols.astype(np.int32)
+            entry |= {"rows": {"array": f"{key}/rows"}, "cols": {"array": f"{key}/cols"}, "shape": list(synapse.shape)}
+        return entry
     if isinstance(synapse, ConvSynapse):
         arrays[key] = synapse.weights.astype(np.int16)
         return {
@@ -495,6 +505,16 @@ def synapse_entry(synapse: DenseSynapse | ConvSynapse | None, key: str, arrays: 
 
 def synapse_of(s: dict[str, Any], value: Any) -> DenseSynapse | ConvSynapse:
     """The synapse a loihi.json / graded.json entry describes."""
+    if s["type"] == "sparse":
+        return SparseSynapse(
+            value(s["rows"]),
+            value(s["cols"]),
+            value(s["weights"]),
+            tuple(s["shape"]),
+            weight_exp=s["weight_exp"],
+            num_weight_bits=s["num_weight_bits"],
+            sign_mode=fp.SignMode[s["sign_mode"]],
+        )
     if s["type"] == "dense":
         return DenseSynapse(
             value(s["weights"]),

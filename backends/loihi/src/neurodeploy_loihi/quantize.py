@@ -50,8 +50,8 @@ import numpy as np
 
 from neurodeploy.errors import ConversionError, NeurodeployError
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
-from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered, SparseSpec
 
 VTH_MAX = (1 << fp.VTH_BITS) - 1
 """131071: the 17-bit threshold mantissa."""
@@ -206,15 +206,31 @@ def _scale_for(top_abs: float, top: int, conv: bool, where: str, netx: bool) -> 
 # -- layers --------------------------------------------------------------------------------------------------
 
 
+def _lava_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Per graph flat index (C order of ``shape``), the neuron's index in Lava's flat order."""
+    order = lava_order(shape)  # per Lava index, the graph index
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return inverse
+
+
 def lava_synapse(
-    spec: ConvSpec | DenseSpec,
+    spec: ConvSpec | DenseSpec | SparseSpec,
     weight: np.ndarray,
     weight_exp: int,
     sign_mode: fp.SignMode,
     below: tuple[int, ...],
     out_shape: tuple[int, ...],
-) -> DenseSynapse | ConvSynapse:
+) -> DenseSynapse | ConvSynapse | SparseSynapse:
     """The emulator's synapse in Lava's layout from integer weights in the graph's layout."""
+    if isinstance(spec, SparseSpec):  # the listed synapses, indices in Lava's flat orders
+        rows = _lava_index(out_shape)[spec.rows]
+        cols = _lava_index(below)[spec.cols]
+        n = (int(np.prod(out_shape)), int(np.prod(below)))
+        weights = np.asarray(weight).reshape(-1)
+        return SparseSynapse(
+            rows, cols, weights, n, weight_exp=weight_exp, num_weight_bits=fp.WEIGHT_BITS, sign_mode=sign_mode
+        )
     if isinstance(spec, ConvSpec):
         return ConvSynapse(
             fp.conv_weight_from_oihw(weight),  # (O, kW, kH, C / groups): flipped and transposed, as netx
@@ -241,10 +257,17 @@ def _weights_report(float_scaled: np.ndarray, weight: np.ndarray, clipped: int) 
     }
 
 
+def _kind(spec: ConvSpec | DenseSpec | SparseSpec) -> str:
+    return "conv" if isinstance(spec, ConvSpec) else "sparse" if isinstance(spec, SparseSpec) else "dense"
+
+
 def _static_headroom(synapse: DenseSynapse | ConvSynapse) -> dict[str, Any]:
     """The largest |u| a binary step can bring (every input spiking), against u's 24-bit fold: bits to spare."""
     if isinstance(synapse, ConvSynapse):
         per_out = np.abs(synapse.lava_weights).sum(axis=(1, 2, 3)).max(initial=0)  # a Conv wraps its sum at 24 bits
+    elif isinstance(synapse, SparseSynapse):
+        sums = np.bincount(synapse.rows, weights=np.abs(synapse.effective_weights), minlength=synapse.shape[0])
+        per_out = sums.max(initial=0) * 2.0**synapse.weight_exp
     else:
         per_out = np.abs(synapse.effective_weights).sum(axis=1).max(initial=0) * 2.0**synapse.weight_exp
     worst = float(per_out) * (1 << fp.ACT_SHIFT)
@@ -408,7 +431,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             "threshold": threshold,
             "scale": scale,
             "synapse": {
-                "type": "conv" if conv else "dense",
+                "type": _kind(spec),
                 "weight_exp": weight_exp,
                 "num_weight_bits": fp.WEIGHT_BITS,
                 "sign_mode": sign_mode.name,
@@ -424,7 +447,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             entry["skips"] = [
                 {
                     "source": lowered.populations[skip.source].name,
-                    "type": "conv" if isinstance(s_spec, ConvSpec) else "dense",
+                    "type": _kind(s_spec),
                     "delay": int(skip.delay),
                     "weight_exp": s_exp,
                     "sign_mode": s_mode.name,

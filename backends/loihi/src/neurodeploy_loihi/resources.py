@@ -9,7 +9,8 @@ per core, Davies et al., IEEE Micro 38(1), 2018; Intel has not published Loihi 2
 shared weights among the synaptic features Loihi 2 adds over Loihi, and Lava's ``Conv`` process keeps one kernel
 (C_out, kX, kY, C_in / groups) whatever the input size; Intel publishes no per-core memory formula for it. We
 assume: a core holding output channels [c0, c1) of a convolution stores those channels' kernels once (one byte
-per weight), however many positions of them it holds; a dense synapse stores one row of n_in weights per neuron.
+per weight), however many positions of them it holds; a dense synapse stores one row of n_in weights per neuron,
+a ``Sparse`` synapse (an identity or Scale skip, a delayed convolution's taps) the weights listed into the neuron.
 A convolutional population is therefore placed as tiles of *channels x positions*: as many channels per core as
 their kernels fit in the synaptic memory, then as many positions as fit 8192 neurons (and the memory of any
 dense branch into the same population). Other populations fill cores in Lava's flat order, as many neurons as
@@ -34,7 +35,7 @@ import numpy as np
 from neurodeploy.backends.base import LayerUsage, ResourceReport, TargetSpec
 from neurodeploy.errors import ResourceError
 from neurodeploy.ir.kernels import kernel_taps
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, SparseSynapse
 
 CORES_PER_CHIP = 128
 """Neuromorphic cores per Loihi 2 chip (Intel, "Taking Neuromorphic Computing to the Next Level with Loihi 2",
@@ -114,6 +115,8 @@ def fan_in_per_neuron(synapse: DenseSynapse | ConvSynapse | None) -> np.ndarray:
     if isinstance(synapse, DenseSynapse):
         n_out, n_in = synapse.weights.shape
         return np.full(n_out, n_in, np.int64)
+    if isinstance(synapse, SparseSynapse):  # the synapses listed into each neuron
+        return np.bincount(synapse.rows, minlength=synapse.shape[0]).astype(np.int64)
     w = synapse.lava_weights
     x_out, y_out, c_out = synapse.output_shape
     x_in, y_in, c_in = synapse.input_shape
@@ -158,6 +161,10 @@ def _input_mask(synapse: DenseSynapse | ConvSynapse, mask: np.ndarray) -> np.nda
     """The presynaptic neurons the neurons in ``mask`` read, flat, in the source population's Lava order."""
     if isinstance(synapse, ConvSynapse):
         return _reads(synapse, mask).reshape(-1)
+    if isinstance(synapse, SparseSynapse):  # the inputs of the synapses into the masked neurons
+        reads = np.zeros(synapse.shape[1], bool)
+        reads[synapse.cols[mask.reshape(-1)[synapse.rows]]] = True
+        return reads
     return np.ones(int(synapse.weights.shape[1]), bool)  # a dense row reads every input
 
 
@@ -185,7 +192,8 @@ def _tiles(k: int, layer: Layer, name: str) -> list[tuple[int, int, tuple[int, i
         return out
     x, y, c = layer.shape
     per_channel = sum(int(np.prod(s.lava_weights.shape[1:])) for s in convs) * WEIGHT_BYTES  # kX * kY * C_in/groups
-    per_neuron = sum(int(s.weights.shape[1]) for _, s, _ in inbound if isinstance(s, DenseSynapse)) * WEIGHT_BYTES
+    others = [s for _, s, _ in inbound if not isinstance(s, ConvSynapse)]  # dense rows, sparse lists: the most
+    per_neuron = sum(int(fan_in_per_neuron(s).max(initial=0)) for s in others) * WEIGHT_BYTES  # any neuron stores
     if per_channel + per_neuron > SYNAPTIC_MEMORY_BYTES:
         raise ResourceError(
             f"layer {name!r}: one output channel's kernel takes {per_channel} bytes (plus {per_neuron} per neuron for "

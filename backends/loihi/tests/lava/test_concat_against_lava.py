@@ -6,7 +6,8 @@ Each network is a DenseNet-style block (``loihi_graphs.concat_block``): spike ma
 concatenated along the channel axis and read by a Conv2d (with or without a pooling folded in) or, after a
 flatten, a Dense, so the population after the Concat has one synapse per concatenated input, whose int32 messages
 Lava's InPort sums before the neuron's arithmetic: from the deepest input a ``Conv`` / ``Dense`` with its slice of
-the weights, from each shallower one a ``DelayDense`` delayed by the depth difference. The artifact is read back
+the weights, from each shallower one a ``DelaySparse`` (the taps of its conv slice) or a ``DelayDense`` (its Dense
+columns) delayed by the depth difference. The artifact is read back
 from its folder (``Program.load``), so Lava runs what a board would get.
 """
 
@@ -19,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
 from lava_checks import assert_program_equals_lava, require_lava
 from loihi_graphs import concat_block, emit_graph
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, SparseSynapse
 from neurodeploy_loihi.program import Program
 
 require_lava()
@@ -49,6 +50,7 @@ def test_concat_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
     (layer,) = joined
     assert ("Conv" if isinstance(layer.synapse, ConvSynapse) else "Dense") == lava_main
     assert [s.delay for s in layer.skips] == delays
-    assert all(isinstance(s.synapse, DenseSynapse) for s in layer.skips)  # DelayDense
+    delayed = DenseSynapse if lava_main == "Dense" else SparseSynapse  # DelayDense / DelaySparse
+    assert all(isinstance(s.synapse, delayed) for s in layer.skips)
     assert program.delay == len(order) + 1
     assert_program_equals_lava(program, x, STEPS, f"{graph.name} seed {seed}")

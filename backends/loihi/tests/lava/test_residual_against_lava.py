@@ -4,10 +4,10 @@ population at every Loihi step, and the same readout.
 
 Each network is a residual block (``loihi_graphs.residual_block``): the skip from the first population joins
 the main path at an Add before the last IF neurons, so that population has two synapses, whose int32 messages
-Lava's InPort sums before the neuron's arithmetic; where the skip is one synapse shorter than the main path it
-is a ``DelayDense`` with delay 1 (identity, Scale and 1x1-conv skips, the conv composed into the Dense), and where
-both have the same length a plain ``Dense`` into a conv-shaped population or a second ``Conv``. The artifact is
-read back from its folder (``Program.load``), so Lava runs what a board would get.
+Lava's InPort sums before the neuron's arithmetic; an identity or Scale skip is one-to-one synapses, Lava's
+``Sparse`` with a diagonal matrix (``DelaySparse`` with delay 1 where the skip is one synapse shorter than the main
+path), a 1x1-conv skip a ``DelaySparse`` of its taps where delayed, or a second ``Conv``. The artifact is read
+back from its folder (``Program.load``), so Lava runs what a board would get.
 """
 
 import sys
@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
 from lava_checks import assert_program_equals_lava, require_lava
 from loihi_graphs import emit_graph, residual_block
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, SparseSynapse
 from neurodeploy_loihi.program import Program
 
 require_lava()
@@ -28,12 +28,12 @@ STEPS = 10
 SAMPLES = 3
 NETWORKS = [
     # seed, skip, deep (skip one synapse shorter: delayed), reset, the skip synapse Lava gets
-    (0, "identity", True, "subtract", "DelayDense"),
-    (1, "scale", True, "zero", "DelayDense"),
-    (2, "conv", True, "subtract", "DelayDense"),
+    (0, "identity", True, "subtract", "DelaySparse"),
+    (1, "scale", True, "zero", "DelaySparse"),
+    (2, "conv", True, "subtract", "DelaySparse"),
     (3, "conv", False, "subtract", "Conv"),
-    (4, "identity", False, "zero", "Dense"),
-    (5, "scale", True, "subtract", "DelayDense"),
+    (4, "identity", False, "zero", "Sparse"),
+    (5, "scale", True, "subtract", "DelaySparse"),
 ]
 
 
@@ -48,8 +48,8 @@ def test_residual_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
     joined = [layer for layer in program.network.layers if layer.skips]
     assert len(joined) == 1
     ((s,),) = (layer.skips for layer in joined)
-    kind = "Conv" if isinstance(s.synapse, ConvSynapse) else "DelayDense" if s.delay else "Dense"
-    assert isinstance(s.synapse, ConvSynapse | DenseSynapse)
+    kind = {ConvSynapse: "Conv", DenseSynapse: "Dense", SparseSynapse: "Sparse"}[type(s.synapse)]
+    kind = f"Delay{kind}" if s.delay else kind
     assert kind == lava_skip
     assert program.delay == (3 if deep else 2)
     assert_program_equals_lava(program, x, STEPS, f"{graph.name} seed {seed}")
