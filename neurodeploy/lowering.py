@@ -40,7 +40,9 @@ IF thresholds (scalar or per channel) are folded into the synapse that feeds the
   (delays, one scale per population); an Add before the neurons may sum such a Concat's synapses with other
   branches. The bias is the synapse's once: the neurons' input when no population spikes (:func:`_at_rest`). A
   Concat read by anything else (the output, a pooling only), on another axis, or before the readout, an Add
-  anywhere else, and a population that does not read the one before it are refused with an error naming the op.
+  anywhere else are refused with an error naming the op.
+* **Parallel branches** (Inception-style): a population that does not read the one before it (several
+  populations reading one) takes its main synapse from its deepest source (``Population.source``).
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes the Loihi plugin's modules
@@ -55,7 +57,7 @@ from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphIndex
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, Reshape, Scale
+from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Reshape, Scale
 
 LINEAR = (AvgPool2d, GlobalAvgPool, Reshape, Conv2d, Dense, Scale, Bias)
 """Ops a synapse may be made of."""
@@ -130,9 +132,10 @@ class Skip:
 class Population:
     """One population of neurons in float units (threshold 1). ``bias`` is the constant current per neuron
     (the graph's shape); ``role`` is ``input`` (driven by the host-computed current, no synapse), ``hidden``
-    (IF neurons) or ``readout`` (non-spiking, read from v). ``synapse`` reads the population before it, ``delay``
-    steps late; ``skips`` are the further branches of a residual Add or a Concat (``adds``: the names of the Adds and
-    Concats that join them); ``depth`` is the longest path of synapses from the input population."""
+    (IF neurons) or ``readout`` (non-spiking, read from v). ``synapse`` reads the population before it (or
+    population ``source`` where set: a parallel branch that reads an earlier one), ``delay`` steps late;
+    ``skips`` are the further branches of a residual Add or a Concat (``adds``: the names of the Adds and Concats
+    that join them); ``depth`` is the longest path of synapses from the input population."""
 
     name: str
     role: str
@@ -148,6 +151,7 @@ class Population:
     skips: list[Skip] = field(default_factory=list)
     adds: list[str] = field(default_factory=list)
     depth: int = 0
+    source: int | None = None
 
 
 @dataclass
@@ -208,7 +212,15 @@ def _check_linear(op: Op | None, rules: Rules) -> Op:
             "not supported)"
         )
     if not isinstance(op, LINEAR):
-        raise ConversionError(f"{_where(op)} has no {rules.chip} equivalent (supported: Conv, Dense, AvgPool, flatten)")
+        instead = (
+            ": a max of spike trains is not the max of their rates; train with AvgPool2d, or convert with "
+            "--conversion maxpool=avg (an approximation that warns)"
+            if isinstance(op, MaxPool2d)
+            else ""
+        )
+        raise ConversionError(
+            f"{_where(op)} has no {rules.chip} equivalent (supported: Conv, Dense, AvgPool, flatten){instead}"
+        )
     return op
 
 
@@ -476,13 +488,11 @@ def _hidden(
             )
         sources.append(index[source])
     previous = len(populations) - 1
-    if previous not in sources:
-        raise ConversionError(
-            f"{_where(op)} does not read the neurons before it ({populations[-1].name!r}); the {rules.target} target "
-            "maps networks whose every population reads the one before it"
-        )
+    # the main synapse: from the population before it where it reads that one (a chain), else from its deepest
+    # source (a parallel branch of an Inception-style block, which reads an earlier population)
+    main = previous if previous in sources else max(sources, key=lambda j: (populations[j].depth, j))
     depth = max(populations[j].depth for j in sources) + 1
-    order = sorted(range(len(branches)), key=lambda i: (sources[i] != previous, i))  # the main synapse first
+    order = sorted(range(len(branches)), key=lambda i: (sources[i] != main, i))  # the main synapse first
     specs = []
     for i in order:
         source, ops = branches[i]
@@ -516,6 +526,7 @@ def _hidden(
         skips=skips,
         adds=adds,
         depth=depth,
+        source=None if main == previous else main,
     )
 
 

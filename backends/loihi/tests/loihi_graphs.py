@@ -284,7 +284,7 @@ def resnet20(seed: int = 0, reset: str = "subtract") -> Graph:
     """A CIFAR ResNet-20 of IR ops (He et al. 2016, batch norm folded): a 3x3 stem of 16 channels, three stages of
     three basic blocks (16, 32, 64 channels at 32, 16, 8 pixels; conv -> IF -> conv + shortcut -> IF), identity
     shortcuts, and a 1x1 stride-2 convolution shortcut where a stage starts (option B), then global average pooling
-    and a dense readout of 10: 19 convolutions, 188,416 neurons."""
+    and a dense readout of 10: 19 convolutions, 188,426 neurons."""
     from neurodeploy.ir import GlobalAvgPool
 
     rng = np.random.default_rng(seed)
@@ -323,3 +323,66 @@ def resnet20(seed: int = 0, reset: str = "subtract") -> Graph:
     ops.append(Reshape(name="flat", inputs=("g",), output="f", shape=(64,)))
     ops.append(Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 10, 64, scale=3)))
     return Graph("resnet20", {"x": TensorType((3, 32, 32))}, ["y"], ops)
+
+
+def vgg(seed: int = 0) -> Graph:
+    """A CIFAR-sized VGG of IR ops: 3x32x32 -> conv 64, 64 -> pool -> conv 128, 128 -> pool -> conv 256, 256 ->
+    pool -> dense 10 (six 3x3 convolutions, 229,386 neurons; counting every connection as stored, the old
+    placement, it was refused: "needs 1828 Loihi 2 cores")."""
+    rng = np.random.default_rng(seed)
+    ops, x, c_in = [], "x", 3
+    for k, (c, pool) in enumerate([(64, 0), (64, 1), (128, 0), (128, 1), (256, 0), (256, 1)]):
+        ops.append(
+            Conv2d(
+                name=f"conv{k}",
+                inputs=(x,),
+                output=f"c{k}",
+                weight=_w(rng, c, c_in, 3, 3, scale=2),
+                bias=np.zeros(c, np.float32),
+                padding=(1, 1, 1, 1),
+            )
+        )
+        ops.append(IF(name=f"if{k}", inputs=(f"c{k}",), output=f"s{k}", threshold=np.float32(1.0)))
+        x, c_in = f"s{k}", c
+        if pool:
+            ops.append(AvgPool2d(name=f"pool{k}", inputs=(x,), output=f"p{k}", kernel=(2, 2), stride=(2, 2)))
+            x = f"p{k}"
+    ops.append(Reshape(name="flat", inputs=(x,), output="f", shape=(256 * 16,)))
+    ops.append(Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 10, 256 * 16)))
+    return Graph("vgg", {"x": TensorType((3, 32, 32))}, ["y"], ops)
+
+
+def inception_block(seed: int = 0, deep: bool = False, reset: str = "subtract") -> Graph:
+    """x (1, 6, 6) -> conv -> IF a (3 channels), read by two parallel branches: a 1x1 conv -> IF b1 (2) and a 3x3
+    conv -> IF b2 (3) (``deep``: then a second 3x3 conv -> IF b3, one synapse longer); their channel Concat -> conv
+    -> IF d (4) -> flatten -> dense (3). IF b2 reads IF a, not the population before it (b1): a parallel branch."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name: str, x: str, c_in: int, c_out: int, k: int) -> Conv2d:
+        return Conv2d(
+            name=name,
+            inputs=(x,),
+            output=f"{name}_o",
+            weight=_w(rng, c_out, c_in, k, k, scale=2.5),
+            bias=(rng.normal(size=c_out) * 0.1 + 0.15).astype(np.float32),
+            padding=(k // 2,) * 4,
+        )
+
+    def neurons(name: str, x: str, theta: float = 1.0) -> IF:
+        return IF(name=name, inputs=(x,), output=f"s_{name}", threshold=np.float32(theta), reset=reset)
+
+    ops = [conv("conv_a", "x", 1, 3, 3), neurons("a", "conv_a_o")]
+    ops += [conv("conv_b1", "s_a", 3, 2, 1), neurons("b1", "conv_b1_o", 0.9)]
+    ops += [conv("conv_b2", "s_a", 3, 3, 3), neurons("b2", "conv_b2_o", 1.1)]
+    last = "s_b2"
+    if deep:
+        ops += [conv("conv_b3", "s_b2", 3, 3, 3), neurons("b3", "conv_b3_o")]
+        last = "s_b3"
+    ops += [
+        Concat(name="cat", inputs=("s_b1", last), output="cat_o", axis=0),
+        conv("conv_d", "cat_o", 5, 4, 3),
+        neurons("d", "conv_d_o", 1.2),
+        Reshape(name="flat", inputs=("s_d",), output="f", shape=(4 * 36,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, 4 * 36, scale=3)),
+    ]
+    return Graph(f"inception{'_deep' if deep else ''}", {"x": TensorType((1, 6, 6))}, ["y"], ops)

@@ -155,43 +155,11 @@ def test_interchip_routes_counted_by_hand() -> None:
     ]
 
 
-def _vgg(seed: int = 0):
-    """A CIFAR-sized VGG of IR ops: 3x32x32 -> conv 64, 64 -> pool -> conv 128, 128 -> pool -> conv 256, 256 ->
-    pool -> dense 10 (six 3x3 convolutions, 229,386 neurons; counting every connection as stored, the old
-    placement, it was refused: "needs 1828 Loihi 2 cores")."""
-    from loihi_graphs import _w
-
-    from neurodeploy.ir import AvgPool2d, Conv2d, Dense, Graph, Reshape, TensorType
-    from neurodeploy.ir.neurons import IF as IFOp
-
-    rng = np.random.default_rng(seed)
-    ops, x, c_in = [], "x", 3
-    for k, (c, pool) in enumerate([(64, 0), (64, 1), (128, 0), (128, 1), (256, 0), (256, 1)]):
-        ops.append(
-            Conv2d(
-                name=f"conv{k}",
-                inputs=(x,),
-                output=f"c{k}",
-                weight=_w(rng, c, c_in, 3, 3, scale=2),
-                bias=np.zeros(c, np.float32),
-                padding=(1, 1, 1, 1),
-            )
-        )
-        ops.append(IFOp(name=f"if{k}", inputs=(f"c{k}",), output=f"s{k}", threshold=np.float32(1.0)))
-        x, c_in = f"s{k}", c
-        if pool:
-            ops.append(AvgPool2d(name=f"pool{k}", inputs=(x,), output=f"p{k}", kernel=(2, 2), stride=(2, 2)))
-            x = f"p{k}"
-    ops.append(Reshape(name="flat", inputs=(x,), output="f", shape=(256 * 16,)))
-    ops.append(Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 10, 256 * 16)))
-    return Graph("vgg", {"x": TensorType((3, 32, 32))}, ["y"], ops)
-
-
 def test_a_cifar_sized_vgg_fits_one_chip_with_shared_conv_weights(tmp_path) -> None:
-    from loihi_graphs import emit_graph
+    from loihi_graphs import emit_graph, vgg
 
     calibration = np.random.default_rng(1).random((4, 3, 32, 32)).astype(np.float32)
-    emitted = emit_graph(_vgg(), tmp_path, calibration)
+    emitted = emit_graph(vgg(), tmp_path, calibration)
     placement = emitted.report["placement"]
     # counted by hand (channels per core = min(C, 131072 // kernel bytes), positions per core = min(X * Y,
     # 8192 // channels); a pool before a conv is folded into its kernel, 3 x 3 -> 6 x 6):
@@ -238,7 +206,7 @@ def test_the_report_gives_chips_available_and_used(tmp_path) -> None:
 
 
 def test_resnet20_shortcuts_are_sparse_and_it_fits_one_chip(tmp_path) -> None:
-    """ResNet-20 (19 convolutions, 188,416 neurons): every shortcut is one synapse shorter than its block's main
+    """ResNet-20 (19 convolutions, 188,426 neurons): every shortcut is one synapse shorter than its block's main
     path, so it is delayed a step: an identity shortcut as one-to-one DelaySparse synapses (a weight per neuron),
     a stage's 1x1 stride-2 shortcut as the DelaySparse list of its taps. Composed into Dense matrices, as before,
     the first shortcut alone was 16384 x 16384 and the network was refused."""

@@ -135,9 +135,11 @@ class SparseSynapse:
         flat = spikes.reshape(len(spikes), -1)
         s = np.asarray(flat, np.int64) if graded else np.asarray(flat, bool).astype(np.int64)
         terms = s[:, self.cols] * self.effective_weights
-        out = np.zeros((len(s), self.shape[0]), np.int64)
-        np.add.at(out, (slice(None), self.rows), terms)
-        return fp.wrap(fp.shift(out, int(self.weight_exp)), fp.PORT_BITS)
+        n = self.shape[0]
+        index = (self.rows[None, :] + n * np.arange(len(s))[:, None]).reshape(-1)
+        # bincount sums in float64: exact, as every partial sum of 8-bit weights times 24-bit payloads is < 2**53
+        out = np.rint(np.bincount(index, weights=terms.reshape(-1), minlength=len(s) * n)).astype(np.int64)
+        return fp.wrap(fp.shift(out.reshape(len(s), n), int(self.weight_exp)), fp.PORT_BITS)
 
 
 def _check_weights(synapse: DenseSynapse | SparseSynapse, ndim: int, kind: str) -> None:
@@ -338,10 +340,13 @@ class Layer:
     population_shape: tuple[int, ...] | None = None
     delay: int = 0
     skips: tuple[Skip, ...] = ()
+    source: int | None = None
+    """The layer the main synapse reads: the one before (None), or an earlier one (a parallel branch)."""
 
     def inbound(self, k: int) -> list[tuple[int, DenseSynapse | ConvSynapse, int]]:
         """(source layer, synapse, delay) of every synapse into this layer (layer ``k``): the main one first."""
-        main = [] if self.synapse is None else [(k - 1, self.synapse, int(self.delay))]
+        source = k - 1 if self.source is None else int(self.source)
+        main = [] if self.synapse is None else [(source, self.synapse, int(self.delay))]
         return main + [(int(s.source), s.synapse, int(s.delay)) for s in self.skips]
 
     @property
@@ -530,11 +535,12 @@ class Network:
             trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
             trace.v = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
         no_input = None if x is None else np.zeros((batch, *self.input_shape), bool)
-        # a layer with skips or delays: per synapse, a queue of delay + 1 messages (DelayDense's a_buff columns)
+        # a layer with skips, delays or a main synapse from an earlier layer: per synapse, a queue of delay + 1
+        # messages (DelayDense's a_buff columns), fed from its source's spikes
         queues = {
             k: [[np.zeros((batch, *shapes[k]), np.int64)] * (d + 1) for _, _, d in layer.inbound(k)]
             for k, layer in enumerate(self.layers)
-            if layer.skips or layer.delay
+            if layer.skips or layer.delay or layer.source is not None
         }
         fired_now: list[np.ndarray | None] = [None] * len(self.layers)
         for t in range(steps):

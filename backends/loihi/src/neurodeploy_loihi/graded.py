@@ -648,6 +648,8 @@ def quantize_graded(
         )
     pops = lowered.populations
     for pop in pops:
+        if pop.source is not None:
+            raise GradedError(f"graded mode maps chains only: {pop.name!r} reads {pops[pop.source].name!r}, a branch")
         if pop.skips:
             raise GradedError(
                 f"graded mode maps chains only: {pop.adds[0]!r} (a residual Add or a Concat) joins branches into "

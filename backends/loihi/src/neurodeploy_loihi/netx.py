@@ -61,7 +61,7 @@ def _check(program: Program) -> None:
     if program.readout["kind"] != "membrane":
         raise NetxError("no network.net: a spike readout has no netx form (netx reads a dense output layer)")
     for k, layer in enumerate(program.network.layers):
-        if layer.skips or layer.delay:
+        if layer.skips or layer.delay or layer.source is not None:
             raise NetxError(
                 f"no network.net: layer {program.names[k]!r} joins residual branches; a .net describes a chain of "
                 "layers"

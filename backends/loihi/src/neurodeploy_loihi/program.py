@@ -77,14 +77,15 @@ def synapse_schema(extra: dict[str, Schema] | None = None) -> Switch:
         "groups": Int(),
         "pool": List(Int(), length=2),
     }
+    optional = {"delay": Int(0)} | ({} if "source" in extra else {"source": Int(0)})  # a main synapse's source
     return Switch(
         "type",
         {
-            "dense": Dict({**dense, **extra}, {"delay": Int(0)}),
+            "dense": Dict({**dense, **extra}, optional),
             "sparse": Dict(
-                {**dense, **extra, "rows": _ARRAY, "cols": _ARRAY, "shape": List(Int(1), length=2)}, {"delay": Int(0)}
+                {**dense, **extra, "rows": _ARRAY, "cols": _ARRAY, "shape": List(Int(1), length=2)}, optional
             ),
-            "conv": Dict({**conv, **extra}, {"delay": Int(0)}),
+            "conv": Dict({**conv, **extra}, optional),
         },
     )
 
@@ -244,6 +245,8 @@ class Program:
             entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
             if layer.delay:
                 entry["synapse"]["delay"] = int(layer.delay)
+            if layer.source is not None:  # a parallel branch: the main synapse reads an earlier population
+                entry["synapse"]["source"] = int(layer.source)
             if layer.skips:
                 entry["skips"] = [
                     {"source": int(skip.source), "delay": int(skip.delay)}
@@ -306,7 +309,8 @@ class Program:
                     Skip(e["source"], synapse_of(e, value), e.get("delay", 0)) for e in entry.get("skips", [])
                 )
                 delay = 0 if s is None else s.get("delay", 0)
-                layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"]), delay, skips))
+                source = None if s is None else s.get("source")
+                layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"]), delay, skips, source))
             where = "its header"
             network = Network(layers)
             readout = dict(doc["readout"])

@@ -397,7 +397,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         unit = scale / (1 << fp.ACT_SHIFT) / 2.0**weight_exp  # integer weight per float weight
         scaled = weight.astype(np.float64) * unit
         w_int, clipped = _grid(scaled, sign_mode)
-        below = lowered.populations[depth - 1].shape
+        below = lowered.populations[depth - 1 if pop.source is None else pop.source].shape
         synapse = lava_synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
         skip_reports = []
         for source, s_spec, s_exp, s_mode, delay in skips:
@@ -424,7 +424,8 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         neuron = Neuron(
             du=IF_DECAY_U, dv=IF_DECAY_V, vth=vth, kind=neuron_kind, bias_mant=mant, bias_exp=exp, v0=compact(v0)
         )
-        layers.append(Layer(synapse, neuron, pop.name, delay=int(pop.delay), skips=tuple(r[0] for r in skip_reports)))
+        skips_ = tuple(r[0] for r in skip_reports)
+        layers.append(Layer(synapse, neuron, pop.name, delay=int(pop.delay), skips=skips_, source=pop.source))
         scales.append(float(scale))
         entry |= {
             "vth": vth,

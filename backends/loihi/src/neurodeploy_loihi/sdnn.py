@@ -434,6 +434,10 @@ def quantize_sdnn(lowered: Lowered, calibration: np.ndarray | None, spike_exp: i
     for pop in pops:
         if isinstance(pop.synapse, ConvSpec) and pop.synapse.dilation != (1, 1):
             raise GradedError(f"the SDNN graded program maps undilated convolutions only ({pop.name!r} is dilated)")
+        if pop.source is not None:
+            raise GradedError(
+                f"the SDNN graded program maps chains only: {pop.name!r} reads {pops[pop.source].name!r}, a branch"
+            )
         if pop.skips:
             raise GradedError(
                 f"the SDNN graded program maps chains only: {pop.adds[0]!r} (a residual Add or a Concat) joins "
