@@ -10,7 +10,7 @@ import pytest
 from loihi_graphs import concat_block, delay_alignment, emit_graph
 from neurodeploy_loihi import Loihi2Backend
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, SparseSynapse
-from neurodeploy_loihi.graded import GradedError, quantize_graded
+from neurodeploy_loihi.graded import GradedError
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, SparseSpec, lower
 from neurodeploy_loihi.netx import NetxError, write_net
 from neurodeploy_loihi.program import Program
@@ -239,12 +239,21 @@ def test_placement_counts_every_concatenated_inputs_synapses(tmp_path: Path) -> 
     assert [u.synapses for u in usage.layers][2] == int(want.sum())
 
 
-def test_graded_mode_and_netx_refuse_a_concat_naming_it(tmp_path: Path) -> None:
+def test_graded_mode_maps_a_concat_exactly_and_netx_refuses_it_naming_it(tmp_path: Path) -> None:
+    """Graded mode (GradedReLU): one graded synapse per concatenated input, the shallower delayed, all on the
+    population's scale; from the pipeline delay on the readout is the quantized ANN's plain integer forward pass.
+    The board profile's SDNN program refuses it, naming the Concat; netx has no form for it."""
+    from neurodeploy_loihi.graded import GradedProgram
+    from neurodeploy_loihi.sdnn import quantize_sdnn
+
     graph = concat_block(seed=0, reset="zero")
     with pytest.raises(GradedError, match=r"'cat' \(a residual Add or a Concat\) joins branches into 'if_d'"):
-        quantize_graded(lower(graph), None)
-    program, emitted = emit(graph, tmp_path, _x(4))
-    assert emitted.manifest["graded"]["available"] is False
+        quantize_sdnn(lower(graph), None)
+    x = _x(8)
+    program, emitted = emit(graph, tmp_path, x)
+    assert emitted.manifest["graded"]["available"] is True
+    graded = GradedProgram.load(tmp_path)
+    np.testing.assert_array_equal(graded.run(x, 1).outputs, graded.reference(x))
     with pytest.raises(NetxError, match=r"layer 'if_d' joins residual branches"):
         write_net(program, tmp_path / "network.net")
 

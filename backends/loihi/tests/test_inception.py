@@ -9,8 +9,10 @@ import pytest
 from loihi_graphs import emit_graph, inception_block
 from neurodeploy_loihi import board
 from neurodeploy_loihi.emulator import ConvSynapse, SparseSynapse
+from neurodeploy_loihi.graded import GradedError, GradedProgram
 from neurodeploy_loihi.lowering import lower
 from neurodeploy_loihi.program import Program
+from neurodeploy_loihi.sdnn import quantize_sdnn
 
 from neurodeploy.simulate import simulate
 
@@ -54,13 +56,17 @@ def test_emulated_inception_block_matches_the_float_snn(deep: bool, tmp_path: Pa
     assert np.mean(ours.outputs.argmax(1) == want.argmax(1)) >= 0.9
 
 
-def test_the_branches_are_stock_processes_and_graded_mode_says_why_it_has_none(tmp_path: Path) -> None:
+def test_the_branches_are_stock_processes_and_graded_mode_maps_them(tmp_path: Path) -> None:
     emitted = emit_graph(inception_block(deep=True, reset="zero"), tmp_path, _x(8))
     program = Program.load(tmp_path)
     d = program.network.layers[program.names.index("d")]
     assert isinstance(d.synapse, ConvSynapse)
     assert [type(s.synapse) for s in d.skips] == [SparseSynapse]
     assert board.readiness(board.binary_processes(program))["board_ready"] is True
-    assert emitted.manifest["graded"]["available"] is False
-    assert "reads 'a', a branch" in emitted.manifest["graded"]["reason"]
+    assert emitted.manifest["graded"]["available"] is True  # GradedReLU: the exact profile
+    graded = GradedProgram.load(tmp_path)
+    x = _x(8)
+    np.testing.assert_array_equal(graded.run(x, 1).outputs, graded.reference(x))
     assert emitted.manifest["netx"] is False
+    with pytest.raises(GradedError, match=r"the SDNN graded program maps chains only: 'b2' reads 'a'"):
+        quantize_sdnn(lower(inception_block(deep=True)), None)

@@ -65,8 +65,17 @@ from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.schema import Bool, Dict, Int, List, OneOf, Optional, Str, validate
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace, layer_shape
-from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered
+from neurodeploy_loihi.emulator import (
+    MAX_DELAY,
+    ConvSynapse,
+    DenseSynapse,
+    Layer,
+    Skip,
+    SparseSynapse,
+    Trace,
+    layer_shape,
+)
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered, SparseSpec
 from neurodeploy_loihi.program import (
     HOST_STEM,
     POSITIVE,
@@ -132,7 +141,8 @@ GRADED_SCHEMA = Dict(
                         }
                     ),
                     "synapse": Optional(synapse_schema({"num_message_bits": Int()})),
-                }
+                },
+                {"skips": List(synapse_schema({"source": Int(0), "num_message_bits": Int()}))},
             ),
             min_len=1,
         ),
@@ -197,14 +207,21 @@ class GradedLayer:
     """A synapse (None for the input population) and the graded neurons it feeds; ``population_shape`` is the
     input population's (Lava) shape."""
 
-    synapse: DenseSynapse | ConvSynapse | None
+    synapse: DenseSynapse | ConvSynapse | SparseSynapse | None
     neuron: GradedNeuron
     name: str = ""
     population_shape: tuple[int, ...] | None = None
+    delay: int = 0
+    skips: tuple[Skip, ...] = ()
+    source: int | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return layer_shape(self)
+
+    def inbound(self, k: int) -> list[tuple[int, Any, int]]:
+        """(source layer, synapse, delay) of every synapse into this layer (layer ``k``), as a binary Layer's."""
+        return Layer.inbound(self, k)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -221,7 +238,9 @@ class GradedState:
 
 
 class GradedNetwork:
-    """A chain of graded layers. The first is an input population without synapse: its per-sample bias
+    r"""Graded layers, each reading earlier ones (a chain, with residual / Concat branches as skips and parallel
+    branches through ``source``, as binary :class:`~neurodeploy_loihi.emulator.Layer`\ s do). The first is an
+    input population without synapse: its per-sample bias
     (``inputs`` of :meth:`run`, exponent 0) is its input; every later layer has a Dense or Conv synapse."""
 
     def __init__(self, layers: list[GradedLayer]) -> None:
@@ -236,13 +255,17 @@ class GradedNetwork:
                 value = np.asarray(getattr(layer.neuron, name))
                 if value.ndim and value.shape != layer.shape:
                     raise ValueError(f"{where}: {name} has shape {value.shape}; expected a scalar or {layer.shape}")
-            if k == 0:
-                continue
-            below, needed = self.layers[k - 1].shape, layer.synapse.input_shape
-            if isinstance(layer.synapse, DenseSynapse) and prod(below) != needed[0]:
-                raise ValueError(f"{where}: dense synapse reads {needed[0]} inputs; layer {k - 1} has {below}")
-            if isinstance(layer.synapse, ConvSynapse) and tuple(below) != tuple(needed):
-                raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {k - 1} has {below}")
+            for source, synapse, delay in layer.inbound(k):
+                if not 0 <= source < k or not 0 <= delay <= MAX_DELAY:
+                    raise ValueError(
+                        f"{where}: a synapse reads layer {source} {delay} steps late; it must read an "
+                        f"earlier layer (0..{k - 1}) within 0..{MAX_DELAY} steps"
+                    )
+                below, needed = self.layers[source].shape, synapse.input_shape
+                if not isinstance(synapse, ConvSynapse) and prod(below) != needed[0]:
+                    raise ValueError(f"{where}: synapse reads {needed[0]} inputs; layer {source} has {below}")
+                if isinstance(synapse, ConvSynapse) and tuple(below) != tuple(needed):
+                    raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {source} has {below}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -251,8 +274,11 @@ class GradedNetwork:
     def fan_out(self) -> list[np.ndarray]:
         """Per layer, the synapses leaving each of its neurons (int64, the layer's shape): the fan-out of the next
         layer's synapse; the last layer has none."""
-        maps = [nxt.synapse.fan_out.reshape(layer.shape) for layer, nxt in zip(self.layers, self.layers[1:])]
-        return [*maps, np.zeros(self.layers[-1].shape, np.int64)]
+        maps = [np.zeros(layer.shape, np.int64) for layer in self.layers]
+        for k, layer in enumerate(self.layers[1:], start=1):
+            for source, synapse, _ in layer.inbound(k):
+                maps[source] += synapse.fan_out.reshape(maps[source].shape)
+        return maps
 
     def run(
         self,
@@ -282,11 +308,24 @@ class GradedNetwork:
             trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
             trace.v = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
         below = None
+        sent = [np.zeros((batch, *shape), np.int64) for shape in shapes]  # each layer's payloads this step
+        queues = {  # branches, delays or an earlier source: per synapse, delay + 1 messages (Delay* a_buff)
+            k: [[np.zeros((batch, *shapes[k]), np.int64)] * (d + 1) for _, _, d in layer.inbound(k)]
+            for k, layer in enumerate(self.layers)
+            if layer.skips or layer.delay or layer.source is not None
+        }
         for t in range(steps):
             for k, layer in enumerate(self.layers):
-                message = messages[k]  # sent now: accumulated at the previous step (Lava's a_buff)
-                if layer.synapse is not None:  # accumulated now from this step's payloads, sent at t + 1
-                    messages[k] = layer.synapse.accumulate(below, graded=True).reshape(batch, *shapes[k])
+                if k in queues:
+                    total = np.zeros((batch, *shapes[k]), np.int64)
+                    for queue, (source, synapse, _) in zip(queues[k], layer.inbound(k)):
+                        total += queue.pop(0)
+                        queue.append(synapse.accumulate(sent[source], graded=True).reshape(batch, *shapes[k]))
+                    message = fp.wrap(total, fp.PORT_BITS)  # the InPort's int32 sum
+                else:
+                    message = messages[k]  # sent now: accumulated at the previous step (Lava's a_buff)
+                    if layer.synapse is not None:  # accumulated now from this step's payloads, sent at t + 1
+                        messages[k] = layer.synapse.accumulate(below, graded=True).reshape(batch, *shapes[k])
                 u, v, payload, saturated = graded_step(layer.neuron, message, bias[k])
                 trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
                 if record:
@@ -295,7 +334,7 @@ class GradedNetwork:
                     trace.v[k][:, t] = v
                 if observe is not None:
                     observe(GradedState(t + 1, k, payload, u, v, saturated))
-                below = payload
+                below = sent[k] = payload
         return trace
 
 
@@ -463,12 +502,11 @@ class GradedProgram:
         out = [q]
         for k in range(1, len(self.network.layers)):
             layer = self.network.layers[k]
-            w, spec = _graph_weights(layer.synapse, self.shapes[k - 1], self.shapes[k])
-            if spec is None:  # dense
-                acc = _wrap(np.rint(q.reshape(len(q), -1).astype(np.float64) @ w.T.astype(np.float64)), 32)
-            else:
-                stride, padding, groups = spec
-                acc = _wrap(np.rint(conv2d_nchw(q, w, stride, padding, (1, 1), groups)), fp.CONV_BITS)
+            parts = [
+                _integer_synapse(synapse, out[source], self.shapes[source], self.shapes[k]).reshape(len(q), -1)
+                for source, synapse, _ in layer.inbound(k)
+            ]
+            acc = parts[0] if len(parts) == 1 else _wrap(sum(parts), fp.PORT_BITS)  # the InPort's int32 sum
             acc = acc.astype(np.int64).reshape(len(q), *self.shapes[k])
             bias = to_graph(
                 np.broadcast_to(fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp), (1, *layer.shape)),
@@ -498,6 +536,16 @@ class GradedProgram:
             entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
             if entry["synapse"] is not None:
                 entry["synapse"]["num_message_bits"] = int(self.message_bits)
+                if layer.delay:
+                    entry["synapse"]["delay"] = int(layer.delay)
+                if layer.source is not None:  # a parallel branch: the main synapse reads an earlier population
+                    entry["synapse"]["source"] = int(layer.source)
+            if layer.skips:  # a residual Add's or a Concat's further synapses
+                entry["skips"] = [
+                    {"source": int(skip.source), "delay": int(skip.delay), "num_message_bits": int(self.message_bits)}
+                    | synapse_entry(skip.synapse, f"{k}/skip{i}/weights", arrays)
+                    for i, skip in enumerate(layer.skips)
+                ]
             layers.append(entry)
         readout = dict(self.readout)
         if self.readout_scale is not None:
@@ -544,7 +592,12 @@ class GradedProgram:
                 )
                 s = entry["synapse"]
                 synapse = None if s is None else synapse_of(s, value)
-                layers.append(GradedLayer(synapse, neuron, entry["name"], tuple(entry["lava_shape"])))
+                skips = tuple(
+                    Skip(e["source"], synapse_of(e, value), e.get("delay", 0)) for e in entry.get("skips", [])
+                )
+                delay, source = (0, None) if s is None else (s.get("delay", 0), s.get("source"))
+                shape = tuple(entry["lava_shape"])
+                layers.append(GradedLayer(synapse, neuron, entry["name"], shape, delay, skips, source))
             where = "its header"
             network = GradedNetwork(layers)
             readout = dict(doc["readout"])
@@ -583,6 +636,24 @@ def _graph_weights(synapse: DenseSynapse | ConvSynapse, below: tuple[int, ...], 
     return np.ascontiguousarray(w), (synapse.stride[::-1], synapse.padding[::-1], synapse.groups)
 
 
+def _integer_synapse(synapse: Any, q: np.ndarray, below: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """One synapse's message from payloads q (graph layout), in the graph's layout, wrapped as the chip wraps it
+    (Conv to 24 bits, Dense and Sparse to 32): the integer forward pass's own arithmetic, not the emulator's."""
+    batch = len(q)
+    if isinstance(synapse, SparseSynapse):  # the listed synapses, their Lava indices mapped to the graph's
+        rows, cols = lava_order(shape)[synapse.rows], lava_order(below)[synapse.cols]
+        terms = q.reshape(batch, -1)[:, cols].astype(np.float64) * synapse.effective_weights
+        n = int(np.prod(shape))
+        index = (rows[None, :] + n * np.arange(batch)[:, None]).reshape(-1)
+        acc = np.bincount(index, weights=terms.reshape(-1), minlength=batch * n).reshape(batch, n)
+        return _wrap(np.rint(fp.shift(np.rint(acc).astype(np.int64), int(synapse.weight_exp))), 32)
+    w, spec = _graph_weights(synapse, below, shape)
+    if spec is None:  # dense
+        return _wrap(np.rint(q.reshape(batch, -1).astype(np.float64) @ w.T.astype(np.float64)), 32)
+    stride, padding, groups = spec
+    return _wrap(np.rint(conv2d_nchw(q, w, stride, padding, (1, 1), groups)), fp.CONV_BITS)
+
+
 # -- quantization --------------------------------------------------------------------------------------------
 
 
@@ -596,21 +667,33 @@ class GradedOptions:
 
 
 def _float_forward(lowered: Lowered, x: np.ndarray) -> list[np.ndarray]:
-    """The lowered network's float activations (graph layout, float64): ReLU everywhere but the readout."""
+    """The lowered network's float activations (graph layout, float64): ReLU everywhere but the readout; a
+    population sums its synapses from every source (main synapse and skips)."""
     current = interpret.run(lowered.host, np.asarray(x, np.float32))[lowered.host.outputs[0]]
-    a = np.maximum(current.astype(np.float64), 0)
-    out = [a]
-    for pop in lowered.populations[1:]:
-        spec = pop.synapse
-        if isinstance(spec, DenseSpec):
-            z = a.reshape(len(a), -1) @ spec.weight.astype(np.float64).T
-        else:
-            kernel = np.repeat(np.repeat(spec.weight.astype(np.float64), spec.pool[0], axis=2), spec.pool[1], axis=3)
-            z = conv2d_nchw(a, kernel, spec.stride, spec.padding, spec.dilation, spec.groups)
-        z = z.reshape(len(a), *pop.shape) + pop.bias.astype(np.float64)
-        a = z if pop.role == "readout" else np.maximum(z, 0)
-        out.append(a)
+    out = [np.maximum(current.astype(np.float64), 0)]
+    for k, pop in enumerate(lowered.populations[1:], start=1):
+        main = k - 1 if pop.source is None else pop.source
+        z = sum(
+            _float_synapse(spec, out[j])
+            for j, spec in [(main, pop.synapse), *((s.source, s.synapse) for s in pop.skips)]
+        )
+        z = np.asarray(z).reshape(len(current), *pop.shape) + pop.bias.astype(np.float64)
+        out.append(z if pop.role == "readout" else np.maximum(z, 0))
     return out
+
+
+def _float_synapse(spec: Any, a: np.ndarray) -> np.ndarray:
+    """A float synapse (lowering spec) applied to activations a (B, *graph shape): (B, n_out) flat."""
+    batch = len(a)
+    if isinstance(spec, DenseSpec):
+        return a.reshape(batch, -1) @ spec.weight.astype(np.float64).T
+    if isinstance(spec, SparseSpec):
+        n = int(np.prod(spec.shape))
+        terms = a.reshape(batch, -1)[:, spec.cols] * spec.weight.astype(np.float64)
+        index = (spec.rows[None, :] + n * np.arange(batch)[:, None]).reshape(-1)
+        return np.bincount(index, weights=terms.reshape(-1), minlength=batch * n).reshape(batch, n)
+    kernel = np.repeat(np.repeat(spec.weight.astype(np.float64), spec.pool[0], axis=2), spec.pool[1], axis=3)
+    return conv2d_nchw(a, kernel, spec.stride, spec.padding, spec.dilation, spec.groups).reshape(batch, -1)
 
 
 def _split_bias(total: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -647,15 +730,6 @@ def quantize_graded(
             f"{BIAS_MANT_MAX}; use at most {fp.BIAS_MANT_BITS - 1} message bits"
         )
     pops = lowered.populations
-    for pop in pops:
-        if pop.source is not None:
-            raise GradedError(f"graded mode maps chains only: {pop.name!r} reads {pops[pop.source].name!r}, a branch")
-        if pop.skips:
-            raise GradedError(
-                f"graded mode maps chains only: {pop.adds[0]!r} (a residual Add or a Concat) joins branches into "
-                f"{pop.name!r} "
-                "(binary mode runs it)"
-            )
     if any(isinstance(p.synapse, ConvSpec) and p.synapse.dilation != (1, 1) for p in pops):
         raise GradedError("graded mode maps undilated convolutions only")
     if calibration is not None and len(calibration):
@@ -682,25 +756,33 @@ def quantize_graded(
         if readout:  # identity: the weights use their whole range, v = z / s_L
             scales[k] = scales[k - 1] * w_abs / WEIGHT_TOP if w_abs else 1.0
             shift = 0
-        else:
-            ratio_top = w_abs * scales[k - 1] / scales[k]
+        main = k - 1 if pop.source is None else pop.source
+        # every synapse into the population (a residual Add's or a Concat's branches too), on one scale s_k
+        branches = [(main, pop.synapse, int(pop.delay)), *((b.source, b.synapse, int(b.delay)) for b in pop.skips)]
+        if not readout:
+            ratio_top = max(
+                float(np.abs(spec.weight).max(initial=0)) * scales[j] / scales[k] for j, spec, _ in branches
+            )
             shift = SHIFT_MAX if ratio_top == 0 else floor(log2(WEIGHT_TOP / ratio_top))
             if shift < 0:  # the activation scale is finer than 8-bit weights can reach: coarsen it
-                scales[k] = w_abs * scales[k - 1] / WEIGHT_TOP
+                scales[k] = ratio_top * scales[k] / WEIGHT_TOP
                 shift = 0
             shift = min(shift, SHIFT_MAX)
-        unit = scales[k - 1] / scales[k] * 2.0**shift
-        w_int = np.clip(2 * np.rint(w * unit / 2), WEIGHT_BOTTOM, WEIGHT_TOP).astype(np.int64)  # even: 8-bit
+        synapses = []
+        for j, spec, _ in branches:
+            unit = scales[j] / scales[k] * 2.0**shift
+            ints = np.clip(2 * np.rint(spec.weight.astype(np.float64) * unit / 2), WEIGHT_BOTTOM, WEIGHT_TOP)
+            synapses.append(lava_synapse(spec, ints.astype(np.int64), 0, fp.SignMode.MIXED, pops[j].shape, pop.shape))
+        w_int = np.clip(2 * np.rint(w * scales[main] / scales[k] * 2.0**shift / 2), WEIGHT_BOTTOM, WEIGHT_TOP)
         half = (1 << (shift - 1)) if shift > 0 else 0  # rounds the floor of >> shift to nearest
         bias_total = np.rint(pop.bias.astype(np.float64) / scales[k] * 2.0**shift) + half
         mant, exp = _split_bias(to_lava(bias_total[None], pop.shape)[0], where)
-        below = pops[k - 1].shape
-        synapse = lava_synapse(pop.synapse, w_int, 0, fp.SignMode.MIXED, below, pop.shape)
         neuron = GradedNeuron(
             relu=not readout, shift=shift, message_bits=bits, bias_mant=compact(mant), bias_exp=compact(exp)
         )
-        layers.append(GradedLayer(synapse, neuron, pop.name))
-        per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * top
+        skips = tuple(Skip(j, synapse, d) for (j, _, d), synapse in zip(branches[1:], synapses[1:]))
+        layers.append(GradedLayer(synapses[0], neuron, pop.name, None, branches[0][2], skips, pop.source))
+        per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * top * len(branches)
         entry |= {
             "scale": scales[k],
             "shift": shift,

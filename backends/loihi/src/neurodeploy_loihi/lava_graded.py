@@ -21,10 +21,10 @@ from neurodeploy_loihi.graded import GradedNetwork
 from neurodeploy_loihi.lava_runner import (
     CONV_GROUPS_MAX,
     _join,
-    _merged_dense,
     _models_found_once_per_class,
     _per_sample,
     _require_lava,
+    synapse_process,
 )
 
 
@@ -40,20 +40,15 @@ class _GradedChain:
     """The Lava processes of one graded network for ``batch`` samples, and how to read its results back."""
 
     def __init__(self, network: GradedNetwork, inputs: np.ndarray, steps: int, sink: Any, folder: Path) -> None:
-        from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import Dense
-        from lava.utils.weightutils import SignMode as LavaSignMode
-
         from neurodeploy_loihi.lava_processes import GradedReLU, Recorder
 
         self.network = network
         self.batch = batch = len(inputs)
         self.steps = steps
         self.files: list[Path] = []
-        port = None
-        below_shape = None
+        outs: dict[int, tuple[Any, tuple[int, ...]]] = {}  # per layer: its payloads' port and its shape
         for k, layer in enumerate(network.layers):
-            neuron, synapse = layer.neuron, layer.synapse
+            neuron = layer.neuron
             conv_population = len(layer.shape) == 3
             shape = (*layer.shape[:2], batch * layer.shape[2]) if conv_population else (batch * layer.shape[0],)
             if k == 0:
@@ -69,37 +64,21 @@ class _GradedChain:
                 message_bits=int(neuron.message_bits),
                 relu=bool(neuron.relu),
             )
-            if synapse is not None:
-                bits = int(network.layers[k - 1].neuron.message_bits)  # the payload width of the layer below
-                if isinstance(synapse, ConvSynapse):
-                    x, y, c = synapse.input_shape
-                    process = Conv(
-                        weight=np.concatenate([synapse.lava_weights] * batch, axis=0),
-                        input_shape=(x, y, batch * c),
-                        padding=synapse.padding,
-                        stride=synapse.stride,
-                        dilation=synapse.dilation,
-                        groups=synapse.groups * batch,
-                        num_message_bits=bits,
-                    )
-                else:
-                    process = Dense(
-                        weights=_merged_dense(synapse.weights, below_shape, batch, len(below_shape) == 3),
-                        weight_exp=int(synapse.weight_exp),
-                        num_weight_bits=int(synapse.num_weight_bits),
-                        sign_mode=LavaSignMode(int(synapse.sign_mode)),
-                        num_message_bits=bits,
-                    )
+            for source, synapse, delay in layer.inbound(k):  # several: the neurons' InPort sums them
+                port, below_shape = outs[source]
+                bits = int(network.layers[source].neuron.message_bits)  # the payload width of the source
+                process = synapse_process(synapse, delay, layer.shape, below_shape, batch, len(below_shape) == 3, bits)
                 if port.shape != process.s_in.shape:
                     port = port.reshape(process.s_in.shape)  # conv (X, Y, B * C) -> dense (X * Y * B * C,)
                 port.connect(process.s_in)
-                process.a_out.connect(neurons.a_in)
+                out = process.a_out
+                (out if out.shape == neurons.a_in.shape else out.reshape(neurons.a_in.shape)).connect(neurons.a_in)
             path = folder / f"{id(self)}-{k}.npy"
             recorder = Recorder(shape=shape, steps=steps, path=str(path))
             recorder.watch(neurons)
             recorder.link.connect(sink.a_in)
             self.files.append(path)
-            port, below_shape = neurons.s_out, layer.shape
+            outs[k] = (neurons.s_out, layer.shape)
 
     def _unmerge(self, shape: tuple[int, ...], data: np.ndarray) -> np.ndarray:
         """(steps, *merged shape) -> (B, steps, *shape)."""
@@ -137,7 +116,8 @@ def run_graded_in_lava(jobs: list[tuple[GradedNetwork, np.ndarray]], steps: int)
         x = np.asarray(inputs)
         if x.ndim != 1 + len(network.input_shape) or tuple(x.shape[1:]) != network.input_shape:
             raise ValueError(f"inputs must be (batch, *{network.input_shape}), got {x.shape}")
-        groups = max((lay.synapse.groups for lay in network.layers if isinstance(lay.synapse, ConvSynapse)), default=1)
+        synapses = [syn for k, lay in enumerate(network.layers) for _, syn, _ in lay.inbound(k)]
+        groups = max((syn.groups for syn in synapses if isinstance(syn, ConvSynapse)), default=1)
         per_chain = max(1, CONV_GROUPS_MAX // groups)
         chains.append(
             [

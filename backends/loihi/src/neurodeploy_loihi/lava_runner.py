@@ -106,7 +106,7 @@ def _merged_index(index: np.ndarray, shape: tuple[int, ...], batch: int, b: int)
 
 
 def _sparse_process(
-    synapse: SparseSynapse, shape: tuple[int, ...], below: tuple[int, ...], batch: int, delay: int
+    synapse: SparseSynapse, shape: tuple[int, ...], below: tuple[int, ...], batch: int, delay: int, **bits: int
 ) -> Any:
     """A listed synapse as Lava's ``Sparse`` (``DelaySparse`` with every synapse delayed ``delay`` steps): a csr
     matrix over the merged layout of ``batch`` samples (each sample's neurons read only their own sample's)."""
@@ -124,8 +124,52 @@ def _sparse_process(
         extra["sign_mode"] = LavaSignMode(int(synapse.sign_mode))
     if delay:
         delays = csr_matrix((np.full(rows.size, int(delay)), (rows, cols)), shape=size)
-        return DelaySparse(weights=weights, delays=delays, max_delay=int(delay), **extra)
-    return Sparse(weights=weights, **extra)
+        return DelaySparse(weights=weights, delays=delays, max_delay=int(delay), **extra, **bits)
+    return Sparse(weights=weights, **extra, **bits)
+
+
+def synapse_process(
+    synapse: Any,
+    delay: int,
+    shape: tuple[int, ...],
+    below: tuple[int, ...],
+    batch: int,
+    below_conv: bool,
+    num_message_bits: int = 0,
+) -> Any:
+    """The Lava process of one synapse for ``batch`` samples side by side: ``Conv`` (samples as channel blocks),
+    ``Dense`` / ``DelayDense`` (block-diagonal), ``Sparse`` / ``DelaySparse``; graded messages where
+    ``num_message_bits`` > 0."""
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import DelayDense, Dense
+    from lava.utils.weightutils import SignMode as LavaSignMode
+
+    bits = {"num_message_bits": int(num_message_bits)} if num_message_bits else {}
+    if isinstance(synapse, SparseSynapse):
+        return _sparse_process(synapse, shape, below, batch, delay, **bits)
+    if isinstance(synapse, ConvSynapse):
+        x, y, c = synapse.input_shape
+        return Conv(
+            weight=np.concatenate([synapse.lava_weights] * batch, axis=0),  # pooled conv: repeated kernel
+            input_shape=(x, y, batch * c),
+            padding=synapse.padding,
+            stride=synapse.stride,
+            dilation=synapse.dilation,
+            groups=synapse.groups * batch,
+            **bits,
+        )
+    extra: dict[str, Any] = {} if synapse.sign_mode is None else {"sign_mode": LavaSignMode(int(synapse.sign_mode))}
+    conv = len(shape) == 3
+    weights = _merged_dense(synapse.weights, below, batch, below_conv, shape if conv else None)
+    if delay:  # every weight delayed alike: DelayDense's a_buff has delay + 1 columns
+        extra["delays"] = np.full(weights.shape, int(delay), dtype=int)
+    return (DelayDense if delay else Dense)(
+        weights=weights,
+        weight_exp=int(synapse.weight_exp),
+        num_weight_bits=int(synapse.num_weight_bits),
+        **extra,
+        **bits,
+    )
 
 
 def _max_groups(network: Network) -> int:
@@ -147,11 +191,8 @@ class _Chain:
         record_all: bool = True,
         folder: Path | None = None,
     ) -> None:
-        from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import DelayDense, Dense
         from lava.proc.io.source import RingBuffer
         from lava.proc.lif.process import LIF
-        from lava.utils.weightutils import SignMode as LavaSignMode
 
         from neurodeploy_loihi.lava_processes import Recorder, SubtractiveLIF
 
@@ -202,31 +243,7 @@ class _Chain:
             processes = []
             for source, synapse, delay in layer.inbound(k):
                 port, below_shape, below_conv = outs[source]
-                if isinstance(synapse, SparseSynapse):
-                    process = _sparse_process(synapse, layer.shape, network.layers[source].shape, batch, delay)
-                elif isinstance(synapse, ConvSynapse):
-                    x, y, c = synapse.input_shape
-                    process = Conv(
-                        weight=np.concatenate([synapse.lava_weights] * batch, axis=0),  # pooled conv: repeated kernel
-                        input_shape=(x, y, batch * c),
-                        padding=synapse.padding,
-                        stride=synapse.stride,
-                        dilation=synapse.dilation,
-                        groups=synapse.groups * batch,
-                    )
-                else:
-                    extra = {} if synapse.sign_mode is None else {"sign_mode": LavaSignMode(int(synapse.sign_mode))}
-                    weights = _merged_dense(
-                        synapse.weights, below_shape, batch, below_conv, layer.shape if conv else None
-                    )
-                    if delay:  # every weight delayed alike: DelayDense's a_buff has delay + 1 columns
-                        extra["delays"] = np.full(weights.shape, int(delay), dtype=int)
-                    process = (DelayDense if delay else Dense)(
-                        weights=weights,
-                        weight_exp=int(synapse.weight_exp),
-                        num_weight_bits=int(synapse.num_weight_bits),
-                        **extra,
-                    )
+                process = synapse_process(synapse, delay, layer.shape, below_shape, batch, below_conv)
                 if port.shape != process.s_in.shape:
                     port = port.reshape(process.s_in.shape)  # conv (X, Y, B * C) -> dense (X * Y * B * C,)
                 port.connect(process.s_in)

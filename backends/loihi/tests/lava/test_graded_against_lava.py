@@ -6,6 +6,7 @@ payloads at their top, and wrap Conv's 24-bit sum) and on the bundled MNIST mode
 equals the 8-bit quantized ANN's integer forward pass after the pipeline delay.
 """
 
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lava_checks import require_lava
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Trace
 from neurodeploy_loihi.graded import GradedLayer, GradedNetwork, GradedNeuron, GradedProgram
@@ -196,3 +199,44 @@ def test_bundled_mnist_graded_equals_lava_fixed_pt_and_the_quantized_ann(tmp_pat
         got = lava.v[k] if program.roles[k] == "readout" else lava.spikes[k]
         for t in range(k, steps):
             np.testing.assert_array_equal(got[:, t], to_lava(q, program.shapes[k]), err_msg=f"population {k}, t={t}")
+
+
+BRANCHED = ["residual-identity", "residual-conv", "residual-scale-shallow", "inception-deep", "concat-pool-conv"]
+
+
+def _branched(name: str):
+    from loihi_graphs import concat_block, inception_block, residual_block
+
+    return {
+        "residual-identity": lambda: residual_block(seed=1, skip="identity"),
+        "residual-conv": lambda: residual_block(seed=2, skip="conv"),
+        "residual-scale-shallow": lambda: residual_block(seed=3, skip="scale", deep=False),
+        "inception-deep": lambda: inception_block(deep=True),
+        "concat-pool-conv": lambda: concat_block(seed=1, head="pool_conv", order=("sb", "sc", "sa")),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", BRANCHED)
+def test_graded_branches_equal_lava_fixed_pt_and_the_quantized_ann(name: str, tmp_path: Path) -> None:
+    """Residual Adds, Concats and parallel branches in graded mode: every synapse into a population (Sparse /
+    DelaySparse shortcuts, DelaySparse conv taps, Conv slices) carries graded payloads; Lava's InPort sums them.
+    Payloads, u and v equal Lava's at every step, and from the pipeline delay on the readout is the quantized
+    ANN's (the plain integer forward pass)."""
+    from loihi_graphs import emit_graph
+    from neurodeploy_loihi.lava_graded import run_graded_in_lava
+    from neurodeploy_loihi.quantize import to_lava
+
+    graph = _branched(name)
+    x = np.random.default_rng(9).random((3, 1, 6, 6)).astype(np.float32)
+    emitted = emit_graph(graph, tmp_path, x)
+    assert emitted.manifest["graded"]["available"], emitted.manifest["graded"]
+    program = GradedProgram.load(tmp_path)
+    assert any(layer.skips or layer.source is not None for layer in program.network.layers)
+    q0 = to_lava(program.input_payload(x), program.shapes[0])
+    steps = program.delay + 2
+    (lava,) = run_graded_in_lava([(program.network, q0)], steps)
+    assert_same(program.network.run(q0, steps), lava, program.names)
+    k = program.readout["population"]
+    want = to_lava(program.integer_forward(x)[k], program.shapes[k])
+    for t in range(program.delay, steps):
+        np.testing.assert_array_equal(lava.v[k][:, t], want, err_msg=f"readout at t={t}")
