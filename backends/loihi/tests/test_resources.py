@@ -232,3 +232,42 @@ def test_resnet20_shortcuts_are_sparse_and_it_fits_one_chip(tmp_path) -> None:
     run = program.run(x, 4)
     assert run.outputs.shape == (2, 10)
     assert np.isfinite(run.outputs).all()
+
+
+def test_a_network_over_one_chip_compiles_on_two_with_measured_interchip_traffic(tmp_path) -> None:
+    """8192 input neurons read by 2400 dense neurons of 8192 weights (16 per core): 151 cores and a readout, more
+    than one chip holds. With chips=2 it compiles: chip 0 holds the input core and dense cores 1..127 (2032
+    neurons), chip 1 the other 23 dense cores and the readout. Routes from chip 0 to chip 1: each of those 23 cores
+    reads all 8192 inputs, the readout reads the 2032 dense neurons on chip 0; the messages per sample are measured
+    on the calibration data."""
+    from neurodeploy_loihi import Loihi2Backend
+
+    from neurodeploy.backends.base import CompiledModel
+    from neurodeploy.errors import ResourceError as Refused
+    from neurodeploy.ir import Dense as DenseOp
+    from neurodeploy.ir import Graph, TensorType
+    from neurodeploy.ir.neurons import IF as IFOp
+
+    rng = np.random.default_rng(0)
+    ops = [
+        DenseOp(name="in", inputs=("x",), output="a", weight=np.eye(8192, 16, dtype=np.float32)),
+        IFOp(name="if0", inputs=("a",), output="s0", threshold=np.float32(1)),
+        DenseOp(
+            name="wide", inputs=("s0",), output="b", weight=(rng.normal(size=(2400, 8192)) * 0.02).astype(np.float32)
+        ),
+        IFOp(name="if1", inputs=("b",), output="s1", threshold=np.float32(1)),
+        DenseOp(name="out", inputs=("s1",), output="y", weight=(rng.normal(size=(3, 2400)) * 0.1).astype(np.float32)),
+    ]
+    graph = Graph("wide", {"x": TensorType((16,))}, ["y"], ops)
+    calibration = rng.random((4, 16)).astype(np.float32)
+    backend = Loihi2Backend()
+    with pytest.raises(Refused, match=r"--target-option chips=2"):
+        backend.plan(CompiledModel(snn=graph, calibration=calibration))
+    model = CompiledModel(snn=graph, calibration=calibration, options={"target_options": {"chips": 2}})
+    emitted = backend.emit(backend.plan(model), tmp_path)
+    chips = emitted.report["chips"]
+    assert (chips["available"], chips["used"]) == (2, 2)
+    (route,) = chips["interchip"]
+    assert (route["from_chip"], route["to_chip"]) == (0, 1)
+    assert route["routes"] == 23 * 8192 + 2032
+    assert route["messages_per_sample"] > 0
