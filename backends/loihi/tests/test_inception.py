@@ -28,7 +28,7 @@ def test_a_parallel_branch_reads_an_earlier_population(deep: bool) -> None:
     assert by_name["b2"].source == 0  # b2 reads a, not b1 (the population before it)
     assert by_name["b1"].source is None
     d = by_name["d"]
-    ((skip),) = d.skips  # the Concat's other input: b1, delayed where b3 makes the main path one synapse longer
+    (skip,) = d.skips  # the Concat's other input: b1, delayed where b3 makes the main path one synapse longer
     assert (skip.source, skip.delay) == (1, 1 if deep else 0)
     assert d.depth == (3 if deep else 2)
 

@@ -162,11 +162,9 @@ class Loihi2Backend(Backend):
         netx_note = self._write_net(program, plan.netx, folder, files)
         headroom, rates = self._measure(program, plan.model.calibration)
         quantization = [{**entry, "measured": measured} for entry, measured in zip(q.report, headroom)]
-        if plan.profile == "board":  # graded mode on stock SigmaDelta neurons (sdnn.py)
-            graded_files, graded_note = emit_sdnn(lowered, plan.model.calibration, folder)
-        else:
-            graded_files, graded_note = emit_graded(lowered, plan.model.calibration, folder)  # graded.py
-        readiness = self._board(program, folder, graded_note)
+        emit = emit_sdnn if plan.profile == "board" else emit_graded  # stock SigmaDelta neurons, or GradedReLU
+        graded_files, graded_note, graded = emit(lowered, plan.model.calibration, folder)
+        readiness = self._board(program, graded)
         report = {
             "mode": "binary",
             "pipeline_delay": program.delay,
@@ -200,11 +198,10 @@ class Loihi2Backend(Backend):
         return Emitted(files=files + graded_files, manifest=manifest, report=report)
 
     @staticmethod
-    def _board(program: Program, folder: Path, graded_note: dict[str, Any]) -> dict[str, Any]:
+    def _board(program: Program, graded: GradedProgram | SdnnProgram | None) -> dict[str, Any]:
         """Per mode: the Lava processes, whether each has a Loihi 2 hardware model; ready when all modes are."""
         modes = {"binary": board.readiness(board.binary_processes(program))}
-        if graded_note.get("available"):
-            graded = SdnnProgram.load(folder) if graded_note.get("kind") == "sdnn" else GradedProgram.load(folder)
+        if graded is not None:
             modes["graded"] = board.readiness(board.graded_processes(graded))
         ready = all(m["board_ready"] for m in modes.values())
         reason = "; ".join(f"{mode}: {m['reason']}" for mode, m in modes.items() if m["board_ready"] is ready)

@@ -28,6 +28,7 @@ population and synapse runs on the chip's neurocores.
 from typing import Any
 
 from neurodeploy_loihi.emulator import ConvSynapse, SparseSynapse
+from neurodeploy_loihi.sdnn import SdnnProgram
 
 ON_CHIP = {
     "LIF": "lava 0.4.0 release notes: LIF executes on Loihi NeuroCores (Loihi 2 extension)",
@@ -88,7 +89,7 @@ def binary_processes(program: Any) -> list[dict[str, Any]]:
 def graded_processes(program: Any) -> list[dict[str, Any]]:
     """The Lava processes a graded-mode program runs, per population: GradedReLU neurons, or (an SdnnProgram)
     the host's input payloads, SigmaDelta neurons and a Sigma readout."""
-    if hasattr(program, "layers") and not hasattr(program, "network"):  # SdnnProgram: population 0 is on the host
+    if isinstance(program, SdnnProgram):  # population 0 is on the host
         out = [{"population": program.names[0], "neuron": "host", "synapses": []}]
         for name, layer in zip(program.names[1:], program.layers):
             synapse = "Conv" if isinstance(layer.synapse, ConvSynapse) else "Dense"

@@ -345,13 +345,19 @@ class Layer:
 
     def inbound(self, k: int) -> list[tuple[int, DenseSynapse | ConvSynapse, int]]:
         """(source layer, synapse, delay) of every synapse into this layer (layer ``k``): the main one first."""
-        source = k - 1 if self.source is None else int(self.source)
-        main = [] if self.synapse is None else [(source, self.synapse, int(self.delay))]
-        return main + [(int(s.source), s.synapse, int(s.delay)) for s in self.skips]
+        return inbound(self, k)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return layer_shape(self)
+
+
+def inbound(layer: Any, k: int) -> list[tuple[int, Any, int]]:
+    """(source layer, synapse, delay) of every synapse into ``layer``, layer ``k`` of its network, binary or graded:
+    the main synapse first (from layer k - 1, or ``source``), then the ``skips``."""
+    source = k - 1 if layer.source is None else int(layer.source)
+    main = [] if layer.synapse is None else [(source, layer.synapse, int(layer.delay))]
+    return main + [(int(s.source), s.synapse, int(s.delay)) for s in layer.skips]
 
 
 def layer_shape(layer: Any) -> tuple[int, ...]:

@@ -69,10 +69,10 @@ from neurodeploy_loihi.emulator import (
     MAX_DELAY,
     ConvSynapse,
     DenseSynapse,
-    Layer,
     Skip,
     SparseSynapse,
     Trace,
+    inbound,
     layer_shape,
 )
 from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered, SparseSpec
@@ -221,7 +221,7 @@ class GradedLayer:
 
     def inbound(self, k: int) -> list[tuple[int, Any, int]]:
         """(source layer, synapse, delay) of every synapse into this layer (layer ``k``), as a binary Layer's."""
-        return Layer.inbound(self, k)  # type: ignore[arg-type]
+        return inbound(self, k)
 
 
 @dataclass
@@ -646,7 +646,7 @@ def _integer_synapse(synapse: Any, q: np.ndarray, below: tuple[int, ...], shape:
         n = int(np.prod(shape))
         index = (rows[None, :] + n * np.arange(batch)[:, None]).reshape(-1)
         acc = np.bincount(index, weights=terms.reshape(-1), minlength=batch * n).reshape(batch, n)
-        return _wrap(np.rint(fp.shift(np.rint(acc).astype(np.int64), int(synapse.weight_exp))), 32)
+        return _wrap(fp.shift(np.rint(acc).astype(np.int64), int(synapse.weight_exp)), 32)
     w, spec = _graph_weights(synapse, below, shape)
     if spec is None:  # dense
         return _wrap(np.rint(q.reshape(batch, -1).astype(np.float64) @ w.T.astype(np.float64)), 32)
@@ -820,13 +820,16 @@ def quantize_graded(
 # -- the backend's graded mode -------------------------------------------------------------------------------
 
 
-def emit_graded(lowered: Lowered, calibration: np.ndarray | None, folder: Path) -> tuple[list[str], dict[str, Any]]:
-    """Write the graded program next to the binary one; return the files and the report/manifest note. A network
-    the graded mode cannot hold is no compile error (binary mode still runs): the note gives the reason."""
+def emit_graded(
+    lowered: Lowered, calibration: np.ndarray | None, folder: Path
+) -> tuple[list[str], dict[str, Any], "GradedProgram | None"]:
+    """Write the graded program next to the binary one; return the files, the report/manifest note and the
+    program. A network the graded mode cannot hold is no compile error (binary mode still runs): the note gives the
+    reason (and there is no program)."""
     try:
         program = quantize_graded(lowered, calibration)
     except GradedError as exc:
-        return [], {"available": False, "reason": str(exc)}
+        return [], {"available": False, "reason": str(exc)}, None
     files = program.save(folder)
     note = {
         "available": True,
@@ -837,7 +840,7 @@ def emit_graded(lowered: Lowered, calibration: np.ndarray | None, folder: Path) 
             f"{program.delay}; every T >= 1 gives the 8-bit quantized ANN's output"
         ),
     }
-    return files, {**note, "quantization": program.report}
+    return files, {**note, "quantization": program.report}, program
 
 
 _GRADED_NOTE = Dict(

@@ -419,7 +419,6 @@ def run_net_in_netx(
     input_bias: tuple[np.ndarray, np.ndarray] | None,
     steps: int,
     *,
-    samples: int | None = None,
     payloads: np.ndarray | None = None,
     run_cfg: Any = None,
     **network_args: Any,
@@ -428,11 +427,11 @@ def run_net_in_netx(
     steps, once per sample, all samples in one Lava run, and record every layer's spikes (or graded payloads),
     u and v at every step, in Lava's (X, Y, C) layout. netx's ``Input`` block takes its input through its
     neurons' bias (its ``inp`` port is not wired to them): ``input_bias`` is the per-sample (bias_mant,
-    bias_exp) of that layer, (B, *shape) each, set on each network's input neurons before the run; ``None``
-    runs ``samples`` copies without input. An SDNN file (no Input block) takes ``payloads`` instead, (B, *shape of
-    the first block's input), graded spikes sent into the network's ``inp`` at step 1 (nothing after), and records
-    each SigmaDelta's payloads, sigma and act (a Sigma's payloads and sigma) as spikes, u and v. ``network_args``
-    go to ``netx.hdf5.Network`` (e.g. ``spike_exp``, ``input_message_bits``). Needs lava-nc and lava-dl."""
+    bias_exp) of that layer, (B, *shape) each, set on each network's input neurons before the run. An SDNN file
+    (no Input block) takes ``payloads`` instead, (B, *shape of the first block's input), graded spikes sent into
+    the network's ``inp`` at step 1 (nothing after), and records each SigmaDelta's payloads, sigma and act (a
+    Sigma's payloads and sigma) as spikes, u and v. ``network_args`` go to ``netx.hdf5.Network`` (e.g.
+    ``spike_exp``, ``input_message_bits``). Needs lava-nc and lava-dl."""
     _require_lava()
     try:
         from lava.lib.dl import netx
@@ -449,10 +448,9 @@ def run_net_in_netx(
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    count = (
-        len(input_bias[0]) if input_bias is not None else len(payloads) if payloads is not None else int(samples or 1)
-    )
-    sources = []
+    if (input_bias is None) == (payloads is None):
+        raise ValueError("give the input as input_bias (a CUBA .net) or as payloads (an SDNN .net), one of them")
+    count = len(input_bias[0]) if input_bias is not None else len(payloads)
     folder = tempfile.TemporaryDirectory(prefix="neurodeploy-netx-")
     sink = Sink(shape=(1,), buffer=1)
     recorders: list[list[Any]] = []
@@ -465,9 +463,7 @@ def run_net_in_netx(
         if payloads is not None:
             data = np.zeros((*net.inp.shape, max(steps, 2)), np.int32)  # column t - 1 is sent at step t
             data[..., 0] = np.asarray(payloads[b]).reshape(net.inp.shape)
-            source = Source(data=data)
-            source.s_out.connect(net.inp)
-            sources.append(source)
+            Source(data=data).s_out.connect(net.inp)
         mine = []
         for i, block in enumerate(net.layers):
             shape = tuple(block.neuron.s_out.shape)

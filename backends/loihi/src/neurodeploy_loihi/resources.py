@@ -27,6 +27,7 @@ spike once per core it reaches, the core fans it out to its synapses).
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -192,8 +193,9 @@ def _tiles(k: int, layer: Layer, name: str) -> list[tuple[int, int, tuple[int, i
         return out
     x, y, c = layer.shape
     per_channel = sum(int(np.prod(s.lava_weights.shape[1:])) for s in convs) * WEIGHT_BYTES  # kX * kY * C_in/groups
-    others = [s for _, s, _ in inbound if not isinstance(s, ConvSynapse)]  # dense rows, sparse lists: the most
-    per_neuron = sum(int(fan_in_per_neuron(s).max(initial=0)) for s in others) * WEIGHT_BYTES  # any neuron stores
+    # dense rows and sparse lists into the same population: the most any one neuron stores
+    others = [s for _, s, _ in inbound if not isinstance(s, ConvSynapse)]
+    per_neuron = sum(int(fan_in_per_neuron(s).max(initial=0)) for s in others) * WEIGHT_BYTES
     if per_channel + per_neuron > SYNAPTIC_MEMORY_BYTES:
         raise ResourceError(
             f"layer {name!r}: one output channel's kernel takes {per_channel} bytes (plus {per_neuron} per neuron for "
@@ -236,15 +238,22 @@ def _consumers(network: Network) -> list[tuple[int, int, DenseSynapse | ConvSyna
     ]
 
 
-def _with_fan_out(network: Network, names: list[str], cores: list[Core]) -> list[Core]:
+def _links(network: Network, names: list[str], cores: list[Core]) -> Iterator[tuple[int, Core, Core, np.ndarray]]:
+    """(source population, source core, destination core, which of the source core's neurons the destination core
+    reads: flat, the source population's Lava order) for every pair of cores a synapse joins."""
     by_layer = {name: [c for c in cores if c.layer == name] for name in names}
-    reach = {c.core: 0 for c in cores}
     for source, j, synapse in _consumers(network):
         below = network.layers[source].shape
         for dst in by_layer[names[j]]:
             reads = _input_mask(synapse, dst.mask(network.layers[j].shape))
             for src in by_layer[names[source]]:
-                reach[src.core] += bool((reads & src.mask(below).reshape(-1)).any())
+                yield source, src, dst, reads & src.mask(below).reshape(-1)
+
+
+def _with_fan_out(network: Network, names: list[str], cores: list[Core]) -> list[Core]:
+    reach = {c.core: 0 for c in cores}
+    for _, src, _, read in _links(network, names, cores):
+        reach[src.core] += bool(read.any())
     return [
         Core(c.core, c.layer, c.start, c.stop, c.synapse_bytes, c.fan_in, reach[c.core], c.channels, c.chip)
         for c in cores
@@ -257,20 +266,14 @@ def interchip_routes(
     """Per ordered pair of chips with traffic: the (presynaptic neuron, destination core) routes between them and,
     where ``rates`` (per population, spikes per neuron per sample, its Lava shape) are given, the spike messages
     per sample they carry."""
-    by_layer = {name: [c for c in cores if c.layer == name] for name in names}
     routes: dict[tuple[int, int], list[float]] = {}
-    for source, j, synapse in _consumers(network):
-        below = network.layers[source].shape
-        for dst in by_layer[names[j]]:
-            reads = _input_mask(synapse, dst.mask(network.layers[j].shape))
-            for src in by_layer[names[source]]:
-                if src.chip == dst.chip:
-                    continue
-                crossing = reads & src.mask(below).reshape(-1)
-                entry = routes.setdefault((src.chip, dst.chip), [0, 0.0])
-                entry[0] += int(np.count_nonzero(crossing))
-                if rates is not None:
-                    entry[1] += float(np.asarray(rates[source], np.float64).reshape(-1)[crossing].sum())
+    for source, src, dst, crossing in _links(network, names, cores):
+        if src.chip == dst.chip:
+            continue
+        entry = routes.setdefault((src.chip, dst.chip), [0, 0.0])
+        entry[0] += int(np.count_nonzero(crossing))
+        if rates is not None:
+            entry[1] += float(np.asarray(rates[source], np.float64).reshape(-1)[crossing].sum())
     out = []
     for (a, b), (count, messages) in sorted(routes.items()):
         item: dict[str, Any] = {"from_chip": a, "to_chip": b, "routes": int(count)}

@@ -117,9 +117,7 @@ class SdnnLayer:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        if isinstance(self.synapse, ConvSynapse):
-            return tuple(self.synapse.output_shape)
-        return (int(self.synapse.weights.shape[0]),)
+        return tuple(self.synapse.output_shape)
 
 
 @dataclass
@@ -359,7 +357,7 @@ class SdnnProgram:
                 readout_bias=np.asarray(bias, np.float64),
                 spike_exp=int(doc["spike_exp"]),
             )
-            _check(program, f"{doc['input']['host_graph']}.json")
+            _check(program)
             return program
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, IRVerificationError) as exc:
             raise ArtifactError(f"{path} does not describe a valid SDNN Loihi network ({where}): {exc}") from exc
@@ -405,7 +403,7 @@ SDNN_SCHEMA = Dict(
 """sdnn.json: the type of every key :meth:`SdnnProgram.load` reads."""
 
 
-def _check(program: SdnnProgram, host_file: str) -> None:
+def _check(program: SdnnProgram) -> None:
     """What the files must agree on beyond their types."""
     n = len(program.names)
     if len(program.layers) != n - 1 or program.readout["population"] != n - 1:
@@ -421,8 +419,6 @@ def _check(program: SdnnProgram, host_file: str) -> None:
             raise ValueError(f"layer {program.names[k]!r} reads {tuple(needed)}; the population below is {below}")
     if program.readout_bias.shape != tuple(program.shapes[-1]):
         raise ValueError(f"the readout bias has shape {program.readout_bias.shape}, not {tuple(program.shapes[-1])}")
-    if tuple(program.host.outputs) and prod(program.shapes[0]) <= 0:
-        raise ValueError(f"{host_file} feeds an empty population")
 
 
 # -- quantization --------------------------------------------------------------------------------------------
@@ -516,15 +512,17 @@ def quantize_sdnn(lowered: Lowered, calibration: np.ndarray | None, spike_exp: i
     )
 
 
-def emit_sdnn(lowered: Lowered, calibration: np.ndarray | None, folder: Path) -> tuple[list[str], dict[str, Any]]:
-    """Write the SDNN graded program and its netx file; return the files and the report/manifest note. A network
-    it cannot hold is no compile error (binary mode still runs): the note gives the reason."""
+def emit_sdnn(
+    lowered: Lowered, calibration: np.ndarray | None, folder: Path
+) -> tuple[list[str], dict[str, Any], "SdnnProgram | None"]:
+    """Write the SDNN graded program and its netx file; return the files, the report/manifest note and the program.
+    A network it cannot hold is no compile error (binary mode still runs): the note gives the reason."""
     from neurodeploy_loihi.netx import NetxError, write_sdnn_net
 
     try:
         program = quantize_sdnn(lowered, calibration)
     except GradedError as exc:
-        return [], {"available": False, "kind": "sdnn", "reason": str(exc)}
+        return [], {"available": False, "kind": "sdnn", "reason": str(exc)}, None
     files = program.save(folder)
     note: dict[str, Any] = {
         "available": True,
@@ -549,4 +547,4 @@ def emit_sdnn(lowered: Lowered, calibration: np.ndarray | None, folder: Path) ->
         }
     except NetxError as exc:
         note["netx"] = {"written": False, "reason": str(exc)}
-    return files, {**note, "quantization": program.report}
+    return files, {**note, "quantization": program.report}, program

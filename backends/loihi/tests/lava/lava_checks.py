@@ -1,43 +1,37 @@
 """What the Lava cross-checks share: Lava required (or the module skipped), and the comparison of a compiled
 program's emulator trace with Lava's, population by population and step by step."""
 
+import importlib
 import os
 
 import numpy as np
 import pytest
 
 
-def require_lava() -> None:
-    """Skip the calling test module without lava-nc; under NEURODEPLOY_REQUIRE_LAVA=1 (``make test-lava``, CI) fail
-    its collection instead. Looks for ``lava.magma``: this folder, on sys.path for the shared test helpers, is a
-    namespace package called ``lava`` too."""
+def _require(module: str, what: str) -> None:
+    """Skip the calling test module without ``module``; under NEURODEPLOY_REQUIRE_LAVA=1 (``make test-lava``, CI)
+    fail its collection instead."""
     if os.environ.get("NEURODEPLOY_REQUIRE_LAVA") == "1":
         try:
-            import lava.magma  # noqa: F401
+            importlib.import_module(module)
         except ImportError as exc:
             raise ImportError(
-                f"NEURODEPLOY_REQUIRE_LAVA=1 but lava-nc cannot be imported ({exc}): the Lava cross-checks must run; "
-                "`make test-lava` creates .venv-lava (Python 3.10, lava-nc==0.10.0) and runs them there"
+                f"NEURODEPLOY_REQUIRE_LAVA=1 but {what} cannot be imported ({exc}): the Lava cross-checks must run; "
+                "`make test-lava` creates .venv-lava (Python 3.10, lava-nc==0.10.0, lava-dl==0.6.0) and runs them there"
             ) from exc
     else:
-        pytest.importorskip(
-            "lava.magma", reason="lava-nc is not installed; the Lava cross-checks run in .venv-lava (make test-lava)"
-        )
+        pytest.importorskip(module, reason=f"{what} is not installed; the Lava cross-checks run in .venv-lava")
+
+
+def require_lava() -> None:
+    """lava-nc. Looks for ``lava.magma``: this folder, on sys.path for the shared test helpers, is a namespace
+    package called ``lava`` too."""
+    _require("lava.magma", "lava-nc")
 
 
 def require_netx() -> None:
-    """Skip the calling module without lava-dl's netx; under NEURODEPLOY_REQUIRE_LAVA=1 fail its collection
-    (``make test-lava`` installs lava-dl==0.6.0 in .venv-lava)."""
-    if os.environ.get("NEURODEPLOY_REQUIRE_LAVA") == "1":
-        try:
-            from lava.lib.dl import netx  # noqa: F401
-        except ImportError as exc:
-            raise ImportError(
-                f"NEURODEPLOY_REQUIRE_LAVA=1 but lava-dl's netx cannot be imported ({exc}); `make test-lava` installs "
-                "lava-dl==0.6.0 in .venv-lava"
-            ) from exc
-    else:
-        pytest.importorskip("lava.lib.dl.netx", reason="lava-dl is not installed; the netx checks run in .venv-lava")
+    """lava-dl's netx."""
+    _require("lava.lib.dl.netx", "lava-dl's netx")
 
 
 def assert_program_equals_lava(program, x: np.ndarray, steps: int, label: str) -> None:

@@ -63,9 +63,8 @@ def _graph(case: str):
         return small_cnn(seed=len(case), reset="zero", initial=0.0, thresholds=thresholds)
     # one-signed layers: netx picks the EXCITATORY / INHIBITORY grid itself (optimize_weight_bits)
     w1 = np.abs(rng.normal(size=(12, 6))).astype(np.float32) * 0.6
-    w2 = -np.abs(rng.normal(size=(5, 12))).astype(np.float32) * 0.01 if case == "dense-inhibitory" else None
-    if w2 is None:
-        w2 = rng.normal(size=(5, 12)).astype(np.float32) * 0.5
+    w2 = rng.normal(size=(5, 12)).astype(np.float32)
+    w2 = -np.abs(w2) * 0.01 if case == "dense-inhibitory" else w2 * 0.5
     return dense_net(w1, w2, b2=np.full(5, 0.3, np.float32), reset="zero")
 
 
