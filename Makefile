@@ -60,7 +60,8 @@ test-compat: $(COMPAT)/.installed
 
 # lava-dl 0.6.0 (its netx reads the .net files the Loihi backend writes) pins torch 2.3, a CUDA build: it goes in
 # with --no-deps, beside the CPU torch==2.13.0 and the torchvision of that torch, and the packages its imports need
-# (opencv < 4.12 still builds against numpy 1.x); numpy < 2 is pinned again in the last install.
+# (opencv < 4.12 still builds against numpy 1.x); numpy < 2 is pinned again in the last install. numba compiles
+# the Loihi emulator's event loops, so the Lava cross-checks test those loops against Lava.
 $(LAVA)/.installed: Makefile pyproject.toml backends/loihi/pyproject.toml
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found for $(LAVA) (lava-nc 0.10.0 runs only on 3.10; looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }
 	test -x $(LAVA)/bin/python || $(PY310) -m venv $(LAVA)
@@ -68,10 +69,12 @@ $(LAVA)/.installed: Makefile pyproject.toml backends/loihi/pyproject.toml
 		pytest -e . -e 'backends/loihi[lava]'
 	$(LAVA)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'lava-dl==0.6.0' 'torchvision==0.28.0'
 	$(LAVA)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 'opencv-python-headless<4.12' \
-		matplotlib scipy 'numpy>=1.26,<2'
+		matplotlib scipy 'numba>=0.60' 'numpy>=1.26,<2'
 	$(LAVA)/bin/python -c 'import lava, numpy, sys; sys.exit(numpy.__version__ >= "2")' || \
 		{ echo "error: $(LAVA) must have lava-nc and numpy 1.x"; exit 1; }
 	$(LAVA)/bin/python -c 'from lava.lib.dl import netx' || { echo "error: lava-dl's netx does not import in $(LAVA)"; exit 1; }
+	$(LAVA)/bin/python -c 'from neurodeploy_loihi import _compiled; assert _compiled.kernels()' || \
+		{ echo "error: numba is missing in $(LAVA) (it compiles the Loihi event loops)"; exit 1; }
 	touch $@
 
 test-lava: $(LAVA)/.installed

@@ -3,8 +3,8 @@ the same steps, measured side by side in one run, and the loihi target's compile
 
 Runs in .venv-lava, the only environment with both Lava and the plugin:
 
-    .venv-lava/bin/python benchmarks/loihi_throughput.py [--network mnist|vgg|resnet20] [--steps 16] [--batch 64]
-        [--lava-batch 8]
+    .venv-lava/bin/python benchmarks/loihi_throughput.py [--network mnist|vgg|resnet20|vgg-cifar|resnet20-cifar]
+        [--steps 16] [--batch 64] [--lava-batch 8]
 
 ``--network mnist`` (the default) is the bundled MNIST CNN compiled for ``loihi`` (binary mode, reset by
 subtraction): an input population of 28 x 28 x 16 neurons driven by the host-computed current, two pooled
@@ -12,12 +12,17 @@ convolutions (Lava ``Conv``, 14 x 14 x 32 and 7 x 7 x 64 SubtractiveLIF neurons)
 ``vgg`` is a CIFAR-sized VGG (six 3x3 convolutions of 64-256 channels, 229,386 neurons) and ``resnet20`` a CIFAR
 ResNet-20 (188,416 neurons, Sparse / DelaySparse shortcuts), both built from IR ops with random weights
 (``backends/loihi/tests/loihi_graphs.py``) and random inputs: what is timed is the arithmetic, not accuracy.
+``vgg-cifar`` and ``resnet20-cifar`` are the same shapes trained with QCFS on CIFAR-10
+(``examples/cifar10_qcfs``) on CIFAR-10 test images: the spike rates of a trained network, which decide how much
+the event loops save.
 Both simulators run the artifact read back from its
 folder, for ``steps`` graph steps (``steps`` + the pipeline delay Loihi steps), and must produce the same
 outputs (checked). What is timed:
 
 * emulator: ``Program.run`` (what ``neurodeploy emulate`` runs: the host graph, then every Loihi step, no
-  per-step recording), at batch 1 and at ``--batch`` samples per call; median of ``--emulator-repeats``;
+  per-step recording), at batch 1 and at ``--batch`` samples per call; median of ``--emulator-repeats``; once on
+  its numpy path (every weight every step) and, with numba, once with its event loops (work per spike) and fused
+  neuron step, which is what the emulator uses;
 * Lava: ``run_program_in_lava(..., record_all=False)`` (only the readout population is recorded, which the
   outputs need) under ``Loihi2SimCfg(select_tag="fixed_pt")``: the steps alone (``sink.run``), without building
   the processes or Lava's compile and start-up, which are reported separately; at batch 1 (one network per
@@ -43,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist"
 GOAL = 1000.0
+TRAINED = {"vgg-cifar": "vgg_qcfs.onnx", "resnet20-cifar": "resnet20_qcfs.onnx"}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -68,6 +74,16 @@ def _compiled(args, tmp: Path, compile_model, load_calibration):
             artifact = compile_model(EXAMPLE / "mnist_cnn.onnx", "loihi", tmp / f"a{i}", calibration=calibration)
             times.append(time.perf_counter() - start)
         return Program.load(artifact.root), x, times, "bundled MNIST CNN", len(calibration.x)
+    if args.network in TRAINED:
+        from neurodeploy.data import load_dataset
+
+        model = ROOT / "examples" / "cifar10_qcfs" / TRAINED[args.network]
+        x = load_dataset("cifar10", "test", limit=max(args.batch, args.lava_batch)).x
+        for i in range(args.repeats):  # no calibration: every threshold is a trained QCFS λ
+            start = time.perf_counter()
+            artifact = compile_model(model, "loihi", tmp / f"a{i}")
+            times.append(time.perf_counter() - start)
+        return Program.load(artifact.root), x, times, f"{model.name} (trained, CIFAR-10 test images)", 0
     sys.path.insert(0, str(ROOT / "backends" / "loihi" / "tests"))
     import loihi_graphs
 
@@ -83,9 +99,17 @@ def _compiled(args, tmp: Path, compile_model, load_calibration):
     return Program.load(tmp / "a0"), x, times, f"{args.network} (random weights)", len(calibration)
 
 
+def _input_density(program, x: np.ndarray, steps: int) -> float:
+    """Spikes per neuron and Loihi step over the spiking populations (what an event-driven step walks)."""
+    result = program.run(x, steps)
+    neurons = sum(result.neurons.values())
+    spikes = sum(int(v.sum()) for v in result.spikes.values())
+    return spikes / max(1, neurons * len(x) * steps)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--network", choices=("mnist", "vgg", "resnet20"), default="mnist")
+    parser.add_argument("--network", choices=("mnist", "vgg", "resnet20", *TRAINED), default="mnist")
     parser.add_argument("--steps", type=int, default=16, help="graph steps T (the run takes T + delay Loihi steps)")
     parser.add_argument("--batch", type=int, default=64, help="emulator samples per call for the batched figure")
     parser.add_argument("--lava-batch", type=int, default=8, help="samples merged into one Lava network")
@@ -97,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: this benchmark needs lava-nc; run it with .venv-lava/bin/python (make test-lava creates it)")
         return 1
+    from neurodeploy_loihi import _compiled as _kernels
     from neurodeploy_loihi.lava_runner import run_program_in_lava
 
     from neurodeploy.compiler import compile_model
@@ -108,8 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     steps, total = args.steps, args.steps + program.delay
     neurons = sum(int(np.prod(layer.shape)) for layer in program.network.layers)
 
-    emu_1 = _median_time(lambda: program.run(x[:1], steps), args.emulator_repeats)
-    emu_b = _median_time(lambda: program.run(x[: args.batch], steps), args.emulator_repeats)
+    compiled = _kernels.kernels()
+    if compiled is None:
+        print("note: numba is not installed: the emulator runs its numpy path only")
+    emulators = {}
+    for path in ("numpy", "events") if compiled else ("numpy",):
+        _kernels.kernels = (lambda: None) if path == "numpy" else (lambda: compiled)
+        program.run(x[:1], 1)  # compiles the loops once, outside the timing
+        emulators[path] = (
+            _median_time(lambda: program.run(x[:1], steps), args.emulator_repeats),
+            _median_time(lambda: program.run(x[: args.batch], steps), args.emulator_repeats),
+        )
+    fastest = "events" if compiled else "numpy"
+    _kernels.kernels = lambda: compiled
+    emu_1, emu_b = emulators[fastest]
+    density = _input_density(program, x[: args.batch], steps)
     lava_1: dict[str, float] = {}
     lava_b: dict[str, float] = {}
     run_1 = run_program_in_lava(program, x[:1], steps, record_all=False, timings=lava_1)
@@ -122,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1e3 * seconds / (batch * total)
 
     rows = [
-        ("emulator", 1, emu_1, "-"),
-        ("emulator", args.batch, emu_b, "-"),
+        (f"emulator {path}", batch, seconds, "-")
+        for path, times in emulators.items()
+        for batch, seconds in zip((1, args.batch), times)
+    ]
+    rows += [
         ("lava fixed_pt", 1, lava_1["run_s"], f"{lava_1['build_s'] + lava_1['start_s']:.1f}"),
         ("lava fixed_pt", args.lava_batch, lava_b["run_s"], f"{lava_b['build_s'] + lava_b['start_s']:.1f}"),
     ]
@@ -131,14 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{label} compiled for loihi: {len(program.network.layers)} populations, {neurons} neurons, "
         f"T = {steps} graph steps = {total} Loihi steps (pipeline delay {program.delay})"
     )
-    print(f"{'simulator':<14} {'batch':>5} {'wall s':>8} {'ms/sample/step':>15} {'start-up s':>11}")
+    print(f"spikes per neuron and Loihi step (the event loops' work): {density:.4f}")
+    print(f"{'simulator':<16} {'batch':>5} {'wall s':>8} {'ms/sample/step':>15} {'start-up s':>11}")
     for name, batch, seconds, startup in rows:
-        print(f"{name:<14} {batch:>5} {seconds:>8.2f} {per(seconds, batch):>15.3f} {startup:>11}")
+        print(f"{name:<16} {batch:>5} {seconds:>8.2f} {per(seconds, batch):>15.3f} {startup:>11}")
+    if "events" in emulators:
+        for i, at in enumerate(("batch 1", f"batch {args.batch}")):
+            print(f"emulator event loops vs numpy path at {at}: {emulators['numpy'][i] / emulators['events'][i]:.1f}x")
     lava_best = min(per(lava_1["run_s"], 1), per(lava_b["run_s"], args.lava_batch))
     for at, ours in (("batch 1", per(emu_1, 1)), (f"batch {args.batch}", per(emu_b, args.batch))):
         ratio = lava_best / ours
         verdict = "goal met" if ratio >= GOAL else f"goal ({GOAL:.0f}x) missed by {GOAL / ratio:.1f}x"
-        print(f"emulator at {at} vs Lava's best per sample: {ratio:.1f}x faster ({verdict})")
+        print(f"emulator ({fastest}) at {at} vs Lava's best per sample: {ratio:.1f}x faster ({verdict})")
     print(f"outputs identical in both simulators: {same}")
     print(
         f"compile time (loihi target, {label}, {samples} calibration samples): median "

@@ -21,18 +21,24 @@ A layer may have further synapses (:class:`Skip`: a residual branch from any ear
 synapses send, wrapped to int32 as Lava's ``PyInPortVectorDense.recv`` adds the int32 messages of its channels
 (onto an int16 zero array, which gives int32), before the neuron's own arithmetic. Layer k's *depth* is its
 longest path of synapses (and delays) from layer 0 (:attr:`Network.depths`).
+
+With numba installed, sparse input walks its events instead of multiplying every weight (a convolution below
+:data:`~neurodeploy_loihi._compiled.EVENT_DENSITY` nonzero inputs, a sparse synapse list always), and each
+population's step is one fused pass (:mod:`neurodeploy_loihi._compiled`); the integers are the same either way.
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from math import prod
 from typing import Any
 
 import numpy as np
 
 from neurodeploy.ir.kernels import kernel_taps
+from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
 
 NEURON_KINDS = ("lif", "subtractive")
@@ -129,17 +135,33 @@ class SparseSynapse:
         live = (self.effective_weights != 0).astype(np.int64)
         return np.bincount(self.cols, weights=live, minlength=self.shape[1]).astype(np.int64)
 
+    @cached_property
+    def _by_column(self) -> tuple[np.ndarray, ...]:
+        return _compiled.by_column(self.rows, self.cols, self.effective_weights, self.shape[1])
+
+    @cached_property
+    def _one_to_one(self) -> bool:
+        """Whether no output neuron has two synapses (an identity or Scale skip): a gather, not a sum."""
+        return len(np.unique(self.rows)) == len(self.rows)
+
     def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
         """(B, *any shape of n_in elements) -> (B, n_out) int64: each synapse's input times its weight, summed per
         output neuron, shifted, through the int32 port."""
         flat = spikes.reshape(len(spikes), -1)
-        s = np.asarray(flat, np.int64) if graded else np.asarray(flat, bool).astype(np.int64)
-        terms = s[:, self.cols] * self.effective_weights
+        s = np.asarray(flat, np.int64) if graded else np.asarray(flat, bool)
         n = self.shape[0]
-        index = (self.rows[None, :] + n * np.arange(len(s))[:, None]).reshape(-1)
-        # bincount sums in float64: exact, as every partial sum of 8-bit weights times 24-bit payloads is < 2**53
-        out = np.rint(np.bincount(index, weights=terms.reshape(-1), minlength=len(s) * n)).astype(np.int64)
-        return fp.wrap(fp.shift(out.reshape(len(s), n), int(self.weight_exp)), fp.PORT_BITS)
+        if _compiled.kernels() is not None:  # walk the spikes (the sum below visits every synapse)
+            out = _compiled.sparse(s, self._by_column, n)
+        elif self._one_to_one:
+            out = np.zeros((len(s), n), np.int64)
+            out[:, self.rows] = s[:, self.cols] * self.effective_weights
+        else:
+            terms = s[:, self.cols] * self.effective_weights
+            index = (self.rows[None, :] + n * np.arange(len(s))[:, None]).reshape(-1)
+            # bincount sums in float64: exact, as every partial sum of 8-bit weights times 24-bit payloads is < 2**53
+            out = np.rint(np.bincount(index, weights=terms.reshape(-1), minlength=len(s) * n)).astype(np.int64)
+            out = out.reshape(len(s), n)
+        return fp.wrap(fp.shift(out, int(self.weight_exp)), fp.PORT_BITS)
 
 
 def _check_weights(synapse: DenseSynapse | SparseSynapse, ndim: int, kind: str) -> None:
@@ -244,22 +266,29 @@ class ConvSynapse:
         rows, cols = rows.sum(axis=0)[::-1], cols.sum(axis=0)[::-1]
         return np.einsum("ijc,ix,jy->xyc", per_channel.astype(np.int64), rows, cols)
 
+    @cached_property
+    def _table(self) -> np.ndarray:
+        return _compiled.conv_table(self.weights, self.groups)
+
     def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
         """(B, X, Y, C_in) spikes (binary, or integer payloads when ``graded``) -> (B, X', Y', C_out) int64
-        wrapped to 24 bits."""
-        if self.pool == (1, 1):
-            return fp.conv_accumulate(
-                spikes, self.weights, self.stride, self.padding, self.dilation, self.groups, graded=graded
-            )
-        px, py = self.pool
-        s = np.asarray(spikes, np.int64) if graded else np.asarray(spikes, bool).astype(np.int64)
-        padded = fp.zero_pad(s, self.padding, np.int64)  # zeros, as Lava
-        nx, ny = padded.shape[1] // px, padded.shape[2] // py  # whole pool blocks (the rest is never read)
-        batch, channels = padded.shape[0], padded.shape[3]
-        blocks = padded[:, : nx * px, : ny * py].reshape(batch, nx, px, ny, py, channels)
-        counts = blocks.sum(axis=(2, 4))  # sum pooling: the integer each repeated weight multiplies
-        stride = (self.stride[0] // px, self.stride[1] // py)
-        return fp.conv_accumulate(counts, self.weights, stride, (0, 0), (1, 1), self.groups, graded=True)
+        wrapped to 24 bits. Sparse input walks its events (:mod:`neurodeploy_loihi._compiled`, with numba), dense
+        input is one matrix product: the same integer sums."""
+        s = np.asarray(spikes, np.int64) if graded else np.asarray(spikes, bool)
+        stride = self.stride
+        if self.pool != (1, 1):
+            px, py = self.pool
+            padded = fp.zero_pad(s.astype(np.int64, copy=False), self.padding, np.int64)  # zeros, as Lava
+            nx, ny = padded.shape[1] // px, padded.shape[2] // py  # whole pool blocks (the rest is never read)
+            batch, channels = padded.shape[0], padded.shape[3]
+            blocks = padded[:, : nx * px, : ny * py].reshape(batch, nx, px, ny, py, channels)
+            s = blocks.sum(axis=(2, 4))  # sum pooling: the integer each repeated weight multiplies
+            stride, graded = (self.stride[0] // px, self.stride[1] // py), True
+        padding = (0, 0) if self.pool != (1, 1) else self.padding
+        if _compiled.sparse_enough(s):
+            out = _compiled.conv(s, self._table, self.output_shape, stride, padding, self.dilation, self.groups)
+            return fp.wrap(out, fp.CONV_BITS)
+        return fp.conv_accumulate(s, self.weights, stride, padding, self.dilation, self.groups, graded=graded)
 
 
 @dataclass(frozen=True, eq=False)
@@ -563,14 +592,17 @@ class Network:
                     if layer.synapse is not None:  # 2. accumulated now, for the next step
                         messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
                 neuron = layer.neuron  # 3. the neurons
-                u[k], v_new, folded, saturated = _subthreshold(neuron, u[k], v[k], message, bias[k])
+                if _compiled.kernels() is not None:  # the same arithmetic, one pass per neuron
+                    u[k], v[k], fired, folded, saturated = _compiled.neurons(message, u[k], v[k], bias[k], neuron)
+                else:
+                    u[k], v_new, folded, saturated = _subthreshold(neuron, u[k], v[k], message, bias[k])
+                    fired = fp.spikes_of(v_new, neuron.threshold)
+                    if neuron.kind == "lif":
+                        v[k] = fp.reset_to_zero(v_new, fired)
+                    else:
+                        v[k] = fp.reset_by_subtraction(v_new, fired, neuron.threshold)
                 trace.u_folds[k] += np.count_nonzero(folded.reshape(batch, -1), axis=1)
                 trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
-                fired = fp.spikes_of(v_new, neuron.threshold)
-                if neuron.kind == "lif":
-                    v[k] = fp.reset_to_zero(v_new, fired)
-                else:
-                    v[k] = fp.reset_by_subtraction(v_new, fired, neuron.threshold)
                 if record_spikes:
                     trace.spikes[k][:, t] = fired
                 if record_state:
