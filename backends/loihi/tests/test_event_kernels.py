@@ -25,6 +25,7 @@ else:
 def both_paths(monkeypatch, synapse, spikes, graded):
     """The synapse's accumulation with the events walked (density cut 1.0) and as a matrix product (cut -1)."""
     monkeypatch.setattr(_compiled, "EVENT_DENSITY", 1.0)
+    monkeypatch.setattr(_compiled, "EVENT_ADDS", float("inf"))
     events = synapse.accumulate(spikes, graded=graded)
     monkeypatch.setattr(_compiled, "EVENT_DENSITY", -1.0)
     monkeypatch.setattr(_compiled, "kernels", lambda: None)  # as without numba
@@ -101,7 +102,7 @@ def test_sparse_events_equal_the_sum(monkeypatch, kind, graded):
 
 
 def test_dense_input_takes_the_matrix_product(monkeypatch):
-    """Above EVENT_DENSITY the loops are not called (BLAS is faster there)."""
+    """Above EVENT_DENSITY, or EVENT_ADDS additions per input, the loops are not called (BLAS is faster there)."""
     synapse = ConvSynapse(np.ones((2, 3, 3, 2), np.int64), (5, 5, 2), padding=(1, 1))
 
     def refuse(*args, **kwargs):
@@ -109,8 +110,11 @@ def test_dense_input_takes_the_matrix_product(monkeypatch):
 
     monkeypatch.setattr(_compiled, "conv", refuse)
     synapse.accumulate(np.ones((1, 5, 5, 2), bool))
+    one = np.arange(50).reshape(1, 5, 5, 2) == 7  # 2% of the inputs
     with pytest.raises(AssertionError, match="event loop"):
-        synapse.accumulate(np.zeros((1, 5, 5, 2), bool) | (np.arange(50).reshape(1, 5, 5, 2) == 7))
+        synapse.accumulate(one)
+    wide = ConvSynapse(np.ones((256, 3, 3, 2), np.int64), (5, 5, 2), padding=(1, 1))
+    wide.accumulate(one)  # 2% x 256 outputs = 5 additions per input: the matrix product
 
 
 @pytest.mark.parametrize("kind", ["lif", "subtractive"])

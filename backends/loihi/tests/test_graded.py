@@ -265,3 +265,47 @@ def test_evaluate_prints_quantized_ann_beside_graded_snn() -> None:
     assert report["quantized_ann_accuracy"] is not None
     assert report["snn_accuracy"]["1"] == report["snn_accuracy"]["2"] == report["quantized_ann_accuracy"]
     assert "quantized ANN accuracy (graded mode computes it)" in result.format_table()
+
+
+def test_replayed_steps_are_the_computed_ones(tmp_path, monkeypatch):
+    """Once every population repeats itself for longer than the longest delay, GradedNetwork.run replays the last
+    step instead of computing it: the trace and what an observer sees equal a run that computes every step."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from loihi_graphs import emit_graph, residual_block
+    from neurodeploy_loihi import graded
+    from neurodeploy_loihi.graded import GradedProgram
+    from neurodeploy_loihi.quantize import to_lava
+
+    x = np.random.default_rng(4).random((3, 1, 6, 6)).astype(np.float32)
+    emit_graph(residual_block(seed=2, skip="conv"), tmp_path, x)
+    program = GradedProgram.load(tmp_path)
+    network = program.network
+    assert max(d for k, layer in enumerate(network.layers) for _, _, d in layer.inbound(k)) > 0  # a delayed branch
+    q0 = to_lava(program.input_payload(x), program.shapes[0])
+    steps = 3 * program.delay + 10
+    computed = {True: 0, False: 0}
+    step = graded.graded_step
+
+    def counted(*args, replay):
+        computed[replay] += 1
+        return step(*args)
+
+    seen: dict[bool, list] = {True: [], False: []}
+    runs = {}
+    for replay in (True, False):
+        monkeypatch.setattr(graded, "graded_step", lambda *a, r=replay: counted(*a, replay=r))
+        runs[replay] = network.run(
+            q0, steps, replay=replay, observe=lambda s, r=replay: seen[r].append((s.t, s.k, s.payload.copy()))
+        )
+    assert computed[False] == steps * len(network.layers)
+    assert computed[True] < computed[False] / 2  # most steps were replayed
+    for field in ("spikes", "u", "v", "v_saturations"):
+        for k in range(len(network.layers)):
+            np.testing.assert_array_equal(getattr(runs[True], field)[k], getattr(runs[False], field)[k])
+    assert [(t, k) for t, k, _ in seen[True]] == [(t, k) for t, k, _ in seen[False]]
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(seen[True], seen[False]))
+    monkeypatch.undo()
+    assert np.array_equal(program.run(x, steps).outputs, program.reference(x))  # the settled readout: the 8-bit ANN

@@ -22,8 +22,9 @@ synapses send, wrapped to int32 as Lava's ``PyInPortVectorDense.recv`` adds the 
 (onto an int16 zero array, which gives int32), before the neuron's own arithmetic. Layer k's *depth* is its
 longest path of synapses (and delays) from layer 0 (:attr:`Network.depths`).
 
-With numba installed, sparse input walks its events instead of multiplying every weight (a convolution below
-:data:`~neurodeploy_loihi._compiled.EVENT_DENSITY` nonzero inputs, a sparse synapse list always), and each
+With numba installed, sparse input walks its events instead of multiplying every weight (a convolution whose
+input is sparse enough for its width, :func:`~neurodeploy_loihi._compiled.sparse_enough`; a sparse synapse list
+always), and each
 population's step is one fused pass (:mod:`neurodeploy_loihi._compiled`); the integers are the same either way.
 """
 
@@ -285,7 +286,7 @@ class ConvSynapse:
             s = blocks.sum(axis=(2, 4))  # sum pooling: the integer each repeated weight multiplies
             stride, graded = (self.stride[0] // px, self.stride[1] // py), True
         padding = (0, 0) if self.pool != (1, 1) else self.padding
-        if _compiled.sparse_enough(s):
+        if _compiled.sparse_enough(s, self.weights.shape[0] // self.groups):
             out = _compiled.conv(s, self._table, self.output_shape, stride, padding, self.dilation, self.groups)
             return fp.wrap(out, fp.CONV_BITS)
         return fp.conv_accumulate(s, self.weights, stride, padding, self.dilation, self.groups, graded=graded)

@@ -23,8 +23,9 @@ from neurodeploy_loihi.graded import GradedLayer, GradedNetwork, GradedNeuron, G
 require_lava()
 
 
-STEPS = 5
-"""Enough for three synapses' delay and two steps of the settled network."""
+STEPS = 10
+"""Enough for three synapses' delay, the settled network, and steps the emulator replays once every population
+has repeated itself (``GradedNetwork.run``): Lava computes them all."""
 BATCH = 2
 MNIST_SAMPLES = 20
 EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "mnist"
@@ -191,7 +192,7 @@ def test_bundled_mnist_graded_equals_lava_fixed_pt_and_the_quantized_ann(tmp_pat
     program = GradedProgram.load(artifact.root)
     x = np.load(TEST_IMAGES)["x"][:MNIST_SAMPLES]
     q0 = to_lava(program.input_payload(x), program.shapes[0])
-    steps = program.delay + 2
+    steps = 2 * program.delay + 4  # the settled network, then replayed steps
     (lava,) = run_graded_in_lava([(program.network, q0)], steps)
     assert_same(program.network.run(q0, steps), lava, program.names)
     expected = program.integer_forward(x)
@@ -233,7 +234,7 @@ def test_graded_branches_equal_lava_fixed_pt_and_the_quantized_ann(name: str, tm
     program = GradedProgram.load(tmp_path)
     assert any(layer.skips or layer.source is not None for layer in program.network.layers)
     q0 = to_lava(program.input_payload(x), program.shapes[0])
-    steps = program.delay + 2
+    steps = 2 * program.delay + 4  # and replayed steps: the longest delay is below the pipeline's
     (lava,) = run_graded_in_lava([(program.network, q0)], steps)
     assert_same(program.network.run(q0, steps), lava, program.names)
     k = program.readout["population"]
