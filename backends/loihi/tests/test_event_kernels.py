@@ -113,8 +113,8 @@ def test_dense_input_takes_the_matrix_product(monkeypatch):
     one = np.arange(50).reshape(1, 5, 5, 2) == 7  # 2% of the inputs
     with pytest.raises(AssertionError, match="event loop"):
         synapse.accumulate(one)
-    wide = ConvSynapse(np.ones((256, 3, 3, 2), np.int64), (5, 5, 2), padding=(1, 1))
-    wide.accumulate(one)  # 2% x 256 outputs = 5 additions per input: the matrix product
+    wide = ConvSynapse(np.ones((4096, 3, 3, 2), np.int64), (5, 5, 2), padding=(1, 1))
+    wide.accumulate(one)  # 2% x 4096 outputs = 82 additions per input: the matrix product
 
 
 @pytest.mark.parametrize("kind", ["lif", "subtractive"])
@@ -140,7 +140,7 @@ def test_fused_neuron_step_equals_the_numpy_step(kind, decays):
         v = rng.integers(-limit + 1, limit, shape)
         u.flat[-len(edges) :] = np.clip(edges, -limit + 1, limit - 1)
         bias = rng.integers(-(1 << 19), 1 << 19, shape[1:]) if draw > 2 else np.int64(draw * 1000 - 2000)
-        u_c, v_c, fired_c, folded_c, saturated_c = _compiled.neurons(message, u, v, bias, neuron)
+        u_c, v_c, fired_c, folded_c, saturated_c = _compiled.neurons(message, u.copy(), v.copy(), bias, neuron)
         u_n, v_sum, folded_n, saturated_n = _subthreshold(neuron, u, v, message, np.asarray(bias, np.int64))
         fired_n = fp.spikes_of(v_sum, neuron.threshold)
         if kind == "lif":

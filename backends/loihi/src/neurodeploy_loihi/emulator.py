@@ -268,8 +268,9 @@ class ConvSynapse:
         return np.einsum("ijc,ix,jy->xyc", per_channel.astype(np.int64), rows, cols)
 
     @cached_property
-    def _table(self) -> np.ndarray:
-        return _compiled.conv_table(self.weights, self.groups)
+    def _table(self) -> tuple[np.ndarray, int]:
+        table = _compiled.conv_table(self.weights, self.groups)
+        return table, _compiled.reach(table)
 
     def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
         """(B, X, Y, C_in) spikes (binary, or integer payloads when ``graded``) -> (B, X', Y', C_out) int64
@@ -287,7 +288,7 @@ class ConvSynapse:
             stride, graded = (self.stride[0] // px, self.stride[1] // py), True
         padding = (0, 0) if self.pool != (1, 1) else self.padding
         if _compiled.sparse_enough(s, self.weights.shape[0] // self.groups):
-            out = _compiled.conv(s, self._table, self.output_shape, stride, padding, self.dilation, self.groups)
+            out = _compiled.conv(s, *self._table, self.output_shape, stride, padding, self.dilation, self.groups)
             return fp.wrap(out, fp.CONV_BITS)
         return fp.conv_accumulate(s, self.weights, stride, padding, self.dilation, self.groups, graded=graded)
 
