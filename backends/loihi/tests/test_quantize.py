@@ -37,8 +37,10 @@ def test_hand_derived_integers_of_a_tiny_dense_network() -> None:
     # bias: round(0.01 * 16256) = round(162.56) = 163, round(-0.02 * 16256) = round(-325.12) = -325, exponent 0
     np.testing.assert_array_equal(hidden.neuron.bias_mant, [163, -325])
     np.testing.assert_array_equal(hidden.neuron.bias_exp, [0, 0])
-    # v0: round(0.5 * 16256) + 1 = 8129, minus one step of bias (the synapse delays the first input by one step)
-    np.testing.assert_array_equal(hidden.neuron.v0, [8129 - 163, 8129 + 325])
+    # v0: round(0.5 * 16256) + 1 = 8129; the synapse delays the first input by one step, and the SubtractiveLIF
+    # delays its bias with it (bias_start = 1) rather than lowering v0 by one step of bias (Lava's LIF, below)
+    np.testing.assert_array_equal(hidden.neuron.v0, 8129)
+    assert hidden.neuron.bias_start == 1
 
     # readout: v must hold 256 steps of twice the range 2.0: limit = (2**23 - 1) / 1024 = 8191.999...;
     # identity weights are EXCITATORY (top 255): weight_exp = floor(log2(8191.999 / (255 * 64))) = -1,
@@ -60,6 +62,7 @@ def test_hand_derived_integers_of_a_tiny_dense_network() -> None:
         "max_abs": 254,
     }
     assert entry["v0"] == {"prefill_steps": 1, "clipped": 0}
+    assert entry["bias_start"] == 1
     assert entry["synapse"]["u_worst_case"] == (254 + 32) * 64  # every input spiking, the worst row
 
 

@@ -309,10 +309,15 @@ class Neuron:
     bias_mant: int | np.ndarray = 0
     bias_exp: int | np.ndarray = 0
     v0: int | np.ndarray = 0
+    bias_start: int = 0
+    """The bias is added from step bias_start + 1 on (SubtractiveLIF only; Lava's LIF adds it from step 1)."""
 
     def __post_init__(self) -> None:
         if self.kind not in NEURON_KINDS:
             raise ValueError(f"neuron kind must be one of {NEURON_KINDS}, got {self.kind!r}")
+        fp.check_range("bias_start", self.bias_start, 0, BIAS_START_MAX, "neuron: ")
+        if self.bias_start and self.kind == "lif":
+            raise ValueError("neuron: Lava's LIF has no bias_start (only the subtractive neuron delays its bias)")
         decay_max = (1 << fp.DECAY_BITS) - 1
         fp.check_range("du", self.du, 0, decay_max, "neuron: ")
         fp.check_range("dv", self.dv, 0, decay_max, "neuron: ")
@@ -332,6 +337,9 @@ class Neuron:
             if value.ndim and value.shape != shape:
                 raise ValueError(f"{where}: {name} has shape {value.shape}; expected a scalar or {shape}")
 
+
+BIAS_START_MAX = (1 << 16) - 1
+"""SubtractiveLIF's ``bias_start`` is a 16-bit step count."""
 
 MAX_DELAY = 63
 """Lava's ``PyDelayDenseModelBitAcc``: Loihi 2 has 6 bits of synaptic delay."""
@@ -434,6 +442,7 @@ def _subthreshold(
     return u_new, v_new, u_new != current, v_new != voltage
 
 
+ZERO = np.int64(0)
 IF_DU = (1 << fp.DECAY_BITS) - 1
 """du of an integrate-and-fire neuron: u keeps nothing from the previous step."""
 SHORTCUT_LIMIT = 1 << (fp.STATE_BITS - 1 - fp.ACT_SHIFT)
@@ -594,10 +603,11 @@ class Network:
                     if layer.synapse is not None:  # 2. accumulated now, for the next step
                         messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
                 neuron = layer.neuron  # 3. the neurons
+                b = bias[k] if t >= neuron.bias_start else ZERO  # Loihi step t + 1: bias from bias_start + 1
                 if _compiled.kernels() is not None:  # the same arithmetic, one pass per neuron
-                    u[k], v[k], fired, folded, saturated = _compiled.neurons(message, u[k], v[k], bias[k], neuron)
+                    u[k], v[k], fired, folded, saturated = _compiled.neurons(message, u[k], v[k], b, neuron)
                 else:
-                    u[k], v_new, folded, saturated = _subthreshold(neuron, u[k], v[k], message, bias[k])
+                    u[k], v_new, folded, saturated = _subthreshold(neuron, u[k], v[k], message, b)
                     fired = fp.spikes_of(v_new, neuron.threshold)
                     if neuron.kind == "lif":
                         v[k] = fp.reset_to_zero(v_new, fired)

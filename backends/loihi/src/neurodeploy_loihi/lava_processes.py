@@ -11,7 +11,8 @@ throws away the charge above the threshold. :class:`SubtractiveLIF` keeps it. It
 * u, v: int32 holding 24-bit values; u decays by (du + 1) / 4096 and wraps (a single fold by 2**24), v decays
   by dv / 4096, adds u and bias_mant << bias_exp, and saturates at +-(2**23 - 1) (the LIF's ``subthr_dynamics``);
 * the comparison is the LIF's: spike when v > vth << 6 (strict ``>``; vth a 17-bit mantissa);
-* the only difference is the reset: ``v -= vth << 6`` where the neuron spiked, instead of ``v = 0``. Because
+* the differences are the reset, ``v -= vth << 6`` where the neuron spiked instead of ``v = 0``, and
+  ``bias_start`` (the bias is zero up to that step; 0, the default, is the LIF's behaviour). Because
   v > vth << 6 >= 0 there, the result is in [1, 2**23 - 1]: it needs no wrap and no saturation. u is not reset.
 
 The initial v is the process's ``v`` argument, as for Lava's LIF (a scalar or one value per neuron).
@@ -40,7 +41,9 @@ class SubtractiveLIF(AbstractLIF):
     """LIF neurons that reset by subtracting the threshold (v -= vth after a spike) instead of to zero.
 
     Same parameters as ``lava.proc.lif.process.LIF``: shape, u, v (initial values), du, dv, bias_mant, bias_exp,
-    vth (in the fixed-point model, a 17-bit mantissa compared as vth << 6)."""
+    vth (in the fixed-point model, a 17-bit mantissa compared as vth << 6), and ``bias_start``: the bias is added
+    from step bias_start + 1 on (0: from the first step, as the LIF), so that a population deep in the pipeline
+    starts integrating its bias with its first input."""
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class SubtractiveLIF(AbstractLIF):
         bias_mant: float | list | np.ndarray = 0,
         bias_exp: float | list | np.ndarray = 0,
         vth: float = 10,
+        bias_start: int = 0,
         name: str | None = None,
         log_config: LogConfig | None = None,
         **kwargs: ty.Any,
@@ -70,6 +74,7 @@ class SubtractiveLIF(AbstractLIF):
             **kwargs,
         )
         self.vth = Var(shape=(1,), init=vth)
+        self.bias_start = Var(shape=(1,), init=bias_start)
 
 
 @implements(proc=SubtractiveLIF, protocol=LoihiProtocol)
@@ -84,6 +89,7 @@ class PySubtractiveLifModelBitAcc(AbstractPyLifModelFixed):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: int = LavaPyType(int, np.int32, precision=17)
+    bias_start: int = LavaPyType(int, np.int32, precision=16)
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
@@ -93,6 +99,12 @@ class PySubtractiveLifModelBitAcc(AbstractPyLifModelFixed):
         """vth << 6, as ``PyLifModelBitAcc.scale_threshold`` (MSB alignment with the 24-bit v)."""
         self.effective_vth = np.left_shift(self.vth, self.vth_shift)
         self.isthrscaled = True
+
+    def scale_bias(self) -> None:
+        """The LIF's ``bias_mant << bias_exp`` (``run_spk`` calls it every step), zero up to step ``bias_start``."""
+        super().scale_bias()
+        if self.time_step <= int(np.asarray(self.bias_start).reshape(-1)[0]):
+            self.effective_bias = np.zeros_like(self.effective_bias)
 
     def spiking_activation(self) -> np.ndarray:
         """Spike when v exceeds the threshold (strict ``>``, as ``PyLifModelBitAcc``)."""

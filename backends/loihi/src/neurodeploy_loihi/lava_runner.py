@@ -219,6 +219,7 @@ class _Chain:
                 bias_mant=self._merge(mant, conv_shaped),
                 bias_exp=self._merge(exp, conv_shaped),
                 v=_per_sample(neuron.v0, shape, batch, conv_shaped),
+                **_bias_start(neuron),
             )
             if record_all or not layers:
                 self._record(neurons, merged, sink, Recorder)
@@ -258,6 +259,7 @@ class _Chain:
                 bias_mant=_per_sample(neuron.bias_mant, layer.shape, batch, conv),
                 bias_exp=_per_sample(neuron.bias_exp, layer.shape, batch, conv),
                 v=_per_sample(neuron.v0, layer.shape, batch, conv),
+                **_bias_start(neuron),
             )
             for process in processes:  # several: the InPort sums them
                 out = process.a_out
@@ -529,3 +531,9 @@ def _join(parts: list[Trace]) -> Trace:
         u=[np.concatenate(layer) for layer in zip(*(p.u for p in parts))],
         v=[np.concatenate(layer) for layer in zip(*(p.v for p in parts))],
     )
+
+
+def _bias_start(neuron) -> dict:
+    """SubtractiveLIF's ``bias_start`` where the neuron has one (Lava's LIF has no such parameter: a Neuron of kind
+    ``lif`` keeps 0)."""
+    return {"bias_start": int(neuron.bias_start)} if neuron.kind != "lif" else {}

@@ -39,7 +39,17 @@ from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch, validate
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse, StepState
+from neurodeploy_loihi.emulator import (
+    BIAS_START_MAX,
+    ConvSynapse,
+    DenseSynapse,
+    Layer,
+    Network,
+    Neuron,
+    Skip,
+    SparseSynapse,
+    StepState,
+)
 from neurodeploy_loihi.quantize import EXP_MAX, VTH_MAX, input_bias, max_bias, to_graph
 
 FORMAT = "neurodeploy-loihi"
@@ -128,7 +138,8 @@ PROGRAM_SCHEMA = Dict(
                             "bias_mant": _INT_OR_ARRAY,
                             "bias_exp": _INT_OR_ARRAY,
                             "v0": _INT_OR_ARRAY,
-                        }
+                        },
+                        {"bias_start": Int(0, BIAS_START_MAX)},
                     ),
                     "synapse": Optional(synapse_schema()),
                 },
@@ -242,6 +253,8 @@ class Program:
                 "neuron": {"kind": neuron.kind, "du": int(neuron.du), "dv": int(neuron.dv), "vth": int(neuron.vth)},
             }
             entry["neuron"].update(neuron_entries(neuron, ("bias_mant", "bias_exp", "v0"), k, arrays))
+            if neuron.bias_start:
+                entry["neuron"]["bias_start"] = int(neuron.bias_start)
             entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
             if layer.delay:
                 entry["synapse"]["delay"] = int(layer.delay)
@@ -302,6 +315,7 @@ class Program:
                     bias_mant=value(n["bias_mant"]),
                     bias_exp=value(n["bias_exp"]),
                     v0=value(n["v0"]),
+                    bias_start=n.get("bias_start", 0),
                 )
                 s = entry["synapse"]
                 synapse = None if s is None else synapse_of(s, value)

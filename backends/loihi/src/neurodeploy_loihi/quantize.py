@@ -20,8 +20,12 @@ everything that reaches v is multiplied by R:
   spike).
 * **The pipeline delay.** Each synapse delays spikes by one step, so population k (the input population is 0)
   receives its first input at step d + 1, d its depth (k in a chain; the longest path of synapses where
-  residual branches join), while its bias is added from step 1. Its v0 is lowered by ``d * bias`` so that at
-  step d it holds exactly v0: population k at step t computes the graph's step t - d.
+  residual branches join): population k at step t computes the graph's step t - d. A SubtractiveLIF (the
+  exact profile) starts adding its bias at step d + 1 too (``bias_start = d``), so it starts from v0 exactly.
+  Lava's LIF (the board profile) adds its bias from step 1, so its v0 is lowered by ``d * bias`` instead, so
+  that at step d it holds exactly v0; where the bias is negative that v0 would fire before the first input, so
+  it is capped (v0 + bias <= threshold), and those neurons start low by the difference (the report counts
+  them as ``v0.clipped``; deep ResNets lose accuracy this way in the board profile).
 * **Residual branches.** A population fed by several synapses has one scale R for all of them: vth is the
   smallest any of them allows, and each Dense then takes the smallest weight_exp >= 0 that keeps its weights
   on the 8-bit grid (a Conv needs none: its vth bound is without exponent).
@@ -415,14 +419,25 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             )
         bias_int = fp.effective_bias(mant, exp)
         spiking = pop.role == "hidden"
+        neuron_kind = kind if spiking else "lif"
+        bias_start = 0
         if options.netx:
             v0, v0_clipped = np.zeros(bias_int.shape, np.int64), 0
+        elif neuron_kind == "subtractive":  # the bias waits for the first input: v0 needs no compensation
+            v0, v0_clipped = np.full(bias_int.shape, round(pop.initial * threshold) + 1, np.int64), 0
+            bias_start = int(pop.depth)
         else:
             target = round(pop.initial * threshold) + 1 if spiking else 0
             v0, v0_clipped = _v0(np.full(bias_int.shape, target, np.int64), bias_int, pop.depth, threshold, spiking)
-        neuron_kind = kind if spiking else "lif"
         neuron = Neuron(
-            du=IF_DECAY_U, dv=IF_DECAY_V, vth=vth, kind=neuron_kind, bias_mant=mant, bias_exp=exp, v0=compact(v0)
+            du=IF_DECAY_U,
+            dv=IF_DECAY_V,
+            vth=vth,
+            kind=neuron_kind,
+            bias_mant=mant,
+            bias_exp=exp,
+            v0=compact(v0),
+            bias_start=bias_start,
         )
         skips_ = tuple(r[0] for r in skip_reports)
         layers.append(Layer(synapse, neuron, pop.name, delay=int(pop.delay), skips=skips_, source=pop.source))
@@ -441,6 +456,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             },
             "bias": {"exp_max": int(exp.max(initial=0)), "clipped": bias_clipped},
             "v0": {"prefill_steps": 0 if options.netx else pop.depth, "clipped": v0_clipped},
+            "bias_start": bias_start,
         }
         if pop.delay:
             entry["synapse"]["delay"] = int(pop.delay)
