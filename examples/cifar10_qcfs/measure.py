@@ -1,0 +1,114 @@
+"""Measure a QCFS CIFAR-10 model on every Loihi 2 mode and profile against the float SNN, at the same T.
+
+Run from the repository root after ``train.py`` (``.venv`` has everything it needs)::
+
+    python examples/cifar10_qcfs/measure.py --arch vgg [--steps 1,2,4,8,16,32] [--limit 1000] [--workers 2]
+
+Each configuration is one ``neurodeploy evaluate`` (the :func:`neurodeploy.evaluate.evaluate` function) of
+``<arch>_qcfs.onnx`` on the first ``--limit`` CIFAR-10 (JPEG copy) test images, which hold every class equally:
+
+* ``reference``: the float SNN (IF neurons, reset by subtraction, thresholds the trained λ), the accuracy the
+  Loihi modes are held to;
+* ``loihi binary exact`` / ``loihi graded exact``: the default profile (SubtractiveLIF binary spikes; GradedReLU
+  graded spikes, the 8-bit ANN's integer forward pass);
+* ``loihi binary board`` / ``loihi graded board``: ``-X profile=board``, stock processes a Loihi 2 board runs
+  (LIF with reset to zero; SDNN), with their cost next to the accuracy. A configuration the compiler refuses is
+  recorded with its error (e.g. the board's SDNN takes chains only).
+
+Writes ``<arch>_snn_accuracy.json`` next to the model: per configuration the accuracy at every T, the ANN
+accuracy (onnxruntime), the quantized ANN's accuracy where the mode has one, SynOps per sample, spikes per
+neuron, the cores and chips of the resource report, and the seconds it took; and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from neurodeploy.compiler import compile_model
+from neurodeploy.errors import NeurodeployError
+from neurodeploy.evaluate import evaluate
+
+HERE = Path(__file__).resolve().parent
+CONFIGS = {
+    "reference": ("reference", None, {}),
+    "loihi binary exact": ("loihi", "binary", {}),
+    "loihi graded exact": ("loihi", "graded", {}),
+    "loihi binary board": ("loihi", "binary", {"profile": "board"}),
+    "loihi graded board": ("loihi", "graded", {"profile": "board"}),
+}
+
+
+def resources(model: Path, options: dict[str, str]) -> dict:
+    """Cores, chips and neurons of the loihi target's resource report for ``options``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = compile_model(model, "loihi", Path(tmp) / "a", target_options=options)
+        report = json.loads((artifact.root / "report.json").read_text())
+    target = report["target"]
+    return {k: target[k] for k in ("cores", "chips", "neurons", "board") if k in target}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", choices=("vgg", "resnet20"), required=True)
+    parser.add_argument("--steps", default="1,2,4,8,16,32", help="time steps to report (default: 1,2,4,8,16,32)")
+    parser.add_argument("--limit", type=int, default=1000, help="test images (default: the first 1000)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
+    parser.add_argument("--only", default=",".join(CONFIGS), help="configurations to run, comma-separated")
+    parser.add_argument("--model", type=Path, help="the model (default: <arch>_qcfs.onnx in this folder)")
+    args = parser.parse_args()
+    model = args.model or HERE / f"{args.arch}_qcfs.onnx"
+    steps = sorted({int(s) for s in args.steps.split(",")})
+    output = model.parent / f"{args.arch}_snn_accuracy.json"
+    results = json.loads(output.read_text()) if output.is_file() else {}
+    results.update({"model": model.name, "data": "CIFAR-10 (JPEG copy), test split", "test_images": args.limit})
+    runs = results.setdefault("runs", {})
+    for name in args.only.split(","):
+        target, mode, options = CONFIGS[name]
+        start = time.perf_counter()
+        try:
+            report = evaluate(
+                model,
+                "cifar10",
+                steps,
+                target=target,
+                limit=args.limit,
+                mode=mode,
+                target_options=options,
+                workers=args.workers,
+            ).report
+        except NeurodeployError as exc:
+            runs[name] = {"refused": str(exc)}
+            print(f"{name}: refused: {exc}", flush=True)
+            continue
+        entry = {
+            "target_options": options,
+            "ann_accuracy": report["ann_accuracy"],
+            "quantized_ann_accuracy": report["quantized_ann_accuracy"],
+            "snn_accuracy": report["snn_accuracy"],
+            "synops": report["synops"],
+            "spikes_per_neuron": report["spikes_per_neuron"],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        if target == "loihi":
+            entry["resources"] = resources(model, options)
+        runs[name] = entry
+        accuracy = " ".join(f"T={t}: {100 * a:.2f}" for t, a in report["snn_accuracy"].items())
+        print(f"{name}: ANN {100 * report['ann_accuracy']:.2f}; {accuracy} ({entry['seconds']} s)", flush=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")  # after every configuration: a partial run keeps
+    if "reference" in runs and "snn_accuracy" in runs["reference"]:
+        float_snn = runs["reference"]["snn_accuracy"]
+        for name, entry in runs.items():
+            if name != "reference" and "snn_accuracy" in entry:
+                entry["points_below_float_snn"] = {
+                    t: round(100 * (float_snn[t] - a), 2) for t, a in entry["snn_accuracy"].items() if t in float_snn
+                }
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
