@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{label} compiled for loihi: {len(program.network.layers)} populations, {neurons} neurons, "
         f"T = {steps} graph steps = {total} Loihi steps (pipeline delay {program.delay})"
     )
-    print(f"spikes per neuron and Loihi step (the event loops' work): {density:.4f}")
+    print(f"spikes per neuron and graph step (the event loops' work): {density:.4f}")
     print(f"{'simulator':<16} {'batch':>5} {'wall s':>8} {'ms/sample/step':>15} {'start-up s':>11}")
     for name, batch, seconds, startup in rows:
         print(f"{name:<16} {batch:>5} {seconds:>8.2f} {per(seconds, batch):>15.3f} {startup:>11}")

@@ -43,12 +43,20 @@ CONFIGS = {
 
 
 def resources(model: Path, options: dict[str, str]) -> dict:
-    """Cores, chips and neurons of the loihi target's resource report for ``options``."""
+    """Cores, chips, neurons and synapses of the loihi target's resource report for ``options``, and whether the
+    artifact is board-ready."""
     with tempfile.TemporaryDirectory() as tmp:
         artifact = compile_model(model, "loihi", Path(tmp) / "a", target_options=options)
         report = json.loads((artifact.root / "report.json").read_text())
+    used = report["resources"]
     target = report["target"]
-    return {k: target[k] for k in ("cores", "chips", "neurons", "board") if k in target}
+    return {
+        "cores": used["cores_used"],
+        "chips": target["chips"]["used"],
+        "neurons": used["neurons"],
+        "synapses": used["synapses"],
+        "board_ready": target["board"]["board_ready"],
+    }
 
 
 def main() -> None:
