@@ -20,6 +20,13 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "cifar10_qcfs"
 ARCHS = ("vgg", "resnet20")
 
 
+def cifar10_images(limit: int):
+    """The first ``limit`` CIFAR-10 test images; decoding them needs Pillow, which the compatibility environment
+    (.venv-py310) goes without: there the test skips (.venv and .venv-lava have it)."""
+    pytest.importorskip("PIL.Image", reason="reading CIFAR-10 needs Pillow")
+    return load_dataset("cifar10", "test", limit=limit)
+
+
 def record(arch: str) -> dict:
     return json.loads((EXAMPLES / f"{arch}_snn_accuracy.json").read_text())
 
@@ -48,7 +55,7 @@ def test_recorded_ann_accuracy_is_reproduced(arch):
     import onnxruntime as ort
 
     measured = record(arch)
-    data = load_dataset("cifar10", "test", limit=measured["test_images"])
+    data = cifar10_images(measured["test_images"])
     session = ort.InferenceSession(str(EXAMPLES / f"{arch}_qcfs.onnx"), providers=["CPUExecutionProvider"])
     logits = np.concatenate([session.run(None, {"input": data.x[i : i + 250]})[0] for i in range(0, len(data.x), 250)])
     accuracy = float((logits.argmax(axis=1) == data.y).mean())
@@ -59,6 +66,6 @@ def test_board_graded_mode_names_the_residual_add_it_cannot_map(tmp_path):
     artifact = compile_model(
         EXAMPLES / "resnet20_qcfs.onnx", "loihi", tmp_path / "a", target_options={"profile": "board"}
     )
-    x = load_dataset("cifar10", "test", limit=1).x
+    x = cifar10_images(1).x
     with pytest.raises(NeurodeployError, match=r"(?s)Add.*binary mode runs it"):
         emulate_artifact(artifact, x, steps=1, mode="graded")
