@@ -167,7 +167,7 @@ def conv(
     narrow = top * bound < 1 << 31  # no partial sum leaves int32: half the memory traffic, twice the lanes
     out = np.zeros((len(s), *out_shape), np.int32 if narrow else np.int64)
     kernels()["conv"](np.ascontiguousarray(s), table, geometry, out)
-    return out.astype(np.int64)
+    return out.astype(np.int64, copy=False)
 
 
 def reach(table: np.ndarray) -> int:

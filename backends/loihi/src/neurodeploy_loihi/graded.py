@@ -321,16 +321,21 @@ class GradedNetwork:
         # each later step repeats the last one exactly: it is replayed, not recomputed.
         settle = 1 + max((d for k, layer in enumerate(self.layers) for _, _, d in layer.inbound(k)), default=0)
         unchanged, last = 0, [None] * len(self.layers)
+
+        def emit(t: int, k: int, u: np.ndarray, v: np.ndarray, payload: np.ndarray, saturated: np.ndarray) -> None:
+            """Layer k's step t, computed or replayed, into the trace and to the observer."""
+            trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
+            if record:
+                trace.spikes[k][:, t] = payload
+                trace.u[k][:, t] = u
+                trace.v[k][:, t] = v
+            if observe is not None:
+                observe(GradedState(t + 1, k, payload, u, v, saturated))
+
         for t in range(steps):
             if replay and unchanged > settle:
-                for k, (u, v, payload, saturated) in enumerate(last):
-                    trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
-                    if record:
-                        trace.spikes[k][:, t] = payload
-                        trace.u[k][:, t] = u
-                        trace.v[k][:, t] = v
-                    if observe is not None:
-                        observe(GradedState(t + 1, k, payload, u, v, saturated))
+                for k, state in enumerate(last):
+                    emit(t, k, *state)
                 continue
             repeated = t > 0
             for k, layer in enumerate(self.layers):
@@ -347,13 +352,7 @@ class GradedNetwork:
                 u, v, payload, saturated = graded_step(layer.neuron, message, bias[k])
                 repeated = repeated and np.array_equal(payload, last[k][2]) and np.array_equal(v, last[k][1])
                 last[k] = (u, v, payload, saturated)
-                trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
-                if record:
-                    trace.spikes[k][:, t] = payload
-                    trace.u[k][:, t] = u
-                    trace.v[k][:, t] = v
-                if observe is not None:
-                    observe(GradedState(t + 1, k, payload, u, v, saturated))
+                emit(t, k, u, v, payload, saturated)
                 below = sent[k] = payload
             unchanged = unchanged + 1 if repeated else 0
         return trace
