@@ -10,7 +10,9 @@ Each configuration is one ``neurodeploy evaluate`` (the :func:`neurodeploy.evalu
 * ``reference``: the float SNN (IF neurons, reset by subtraction, thresholds the trained λ), the accuracy the
   Loihi modes are held to;
 * ``loihi binary exact`` / ``loihi graded exact``: the default profile (SubtractiveLIF binary spikes; GradedReLU
-  graded spikes, the 8-bit ANN's integer forward pass);
+  graded spikes, each QCFS population sending its level 0..L: the QCFS ANN with 8-bit weights);
+* ``loihi graded exact relu``: ``-X graded_staircase=false``, each population's activation rounded to
+  8 bits instead of its QCFS level (what graded mode computed before it kept the staircase);
 * ``loihi binary board`` / ``loihi graded board``: ``-X profile=board``, stock processes a Loihi 2 board runs
   (LIF with reset to zero; SDNN), with their cost next to the accuracy. A configuration the compiler refuses is
   recorded with its error (e.g. the board's SDNN takes chains only).
@@ -37,6 +39,7 @@ CONFIGS = {
     "reference": ("reference", None, {}),
     "loihi binary exact": ("loihi", "binary", {}),
     "loihi graded exact": ("loihi", "graded", {}),
+    "loihi graded exact relu": ("loihi", "graded", {"graded_staircase": "false"}),
     "loihi binary board": ("loihi", "binary", {"profile": "board"}),
     "loihi graded board": ("loihi", "graded", {"profile": "board"}),
 }

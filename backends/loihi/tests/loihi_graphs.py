@@ -386,3 +386,41 @@ def inception_block(seed: int = 0, deep: bool = False, reset: str = "subtract") 
         Dense(name="fc", inputs=("f",), output="y", weight=_w(rng, 3, 4 * 36, scale=3)),
     ]
     return Graph(f"inception{'_deep' if deep else ''}", {"x": TensorType((1, 6, 6))}, ["y"], ops)
+
+
+def qcfs_cnn(seed: int = 0) -> Graph:
+    """A QCFS ANN (not yet converted) whose 8-bit graded program is lossless: x (1, 6, 6) -> conv 3x3 -> QCFS
+    (λ 1, L 4) -> avgpool 2 -> conv 3x3 in 2 groups -> QCFS (λ 2, L 8) -> flatten -> dense -> QCFS (λ 0.5, L 2) ->
+    dense (3). Weights and biases are multiples of 1/16 up to 1.5 and the thresholds powers of two, so every weight
+    in level units is a small dyadic number that 8-bit weights with their shift hold exactly; inputs are multiples
+    of 1/8."""
+    from neurodeploy.ir import QCFS
+
+    rng = np.random.default_rng(seed)
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.integers(-24, 25, size=shape) / 16).astype(np.float32)
+
+    ops = [
+        Conv2d(name="conv1", inputs=("x",), output="c1", weight=w(4, 1, 3, 3), bias=w(4) / 4, padding=(1,) * 4),
+        QCFS(name="act1", inputs=("c1",), output="a1", lam=1.0, levels=4),
+        AvgPool2d(name="pool", inputs=("a1",), output="p1", kernel=(2, 2), stride=(2, 2)),
+        Conv2d(
+            name="conv2", inputs=("p1",), output="c2", weight=w(4, 2, 3, 3), bias=w(4) / 4, padding=(1,) * 4, groups=2
+        ),
+        QCFS(name="act2", inputs=("c2",), output="a2", lam=2.0, levels=8),
+        Reshape(name="flat", inputs=("a2",), output="f", shape=(36,)),
+        Dense(name="fc1", inputs=("f",), output="d1", weight=w(8, 36) / 4, bias=w(8) / 4),
+        QCFS(name="act3", inputs=("d1",), output="a3", lam=0.5, levels=2),
+        Dense(name="fc2", inputs=("a3",), output="y", weight=w(3, 8), bias=w(3)),
+    ]
+    return Graph("qcfs_cnn", {"x": TensorType((1, 6, 6))}, ["y"], ops)
+
+
+def convert(graph: Graph, calibration: np.ndarray | None = None) -> Graph:
+    """The compiler's canonicalization and default conversion of an ANN graph (a copy), as Loihi compiles it."""
+    from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
+
+    snn = graph.copy()
+    PassManager(build_pipeline(CANONICALIZE + ",convert-to-snn")).run(snn, PassContext(calibration=calibration))
+    return snn

@@ -172,6 +172,74 @@ def test_graded_program_round_trips_through_files(small, tmp_path: Path) -> None
     np.testing.assert_array_equal(loaded.reference(x), program.reference(x))
 
 
+# -- QCFS populations: the trained staircase ----------------------------------------------------------------
+
+
+def _qcfs() -> tuple[Graph, GradedProgram, np.ndarray]:
+    from loihi_graphs import convert, qcfs_cnn
+
+    ann = qcfs_cnn(seed=3)
+    x = (np.random.default_rng(5).integers(0, 9, size=(64, 1, 6, 6)) / 8).astype(np.float32)
+    return ann, quantize_graded(lower(convert(ann, x[:16])), x[:16]), x
+
+
+def test_qcfs_populations_send_their_level_and_equal_the_qcfs_ann_exactly() -> None:
+    """A QCFS ANN whose weights 8-bit integers hold exactly: every population's payload equals the level of the
+    trained staircase, floor(x L / λ + 0.5) clipped to 0..L, that the ANN computes in float (the IR interpreter on
+    the unconverted graph), value for value; the emulated network equals that integer forward pass."""
+    from neurodeploy.ir import interpret
+
+    ann, program, x = _qcfs()
+    assert [layer.neuron.top for layer in program.network.layers[:-1]] == [4, 8, 2]
+    assert program.input_offset == 0.5
+    assert program.report["scale_source"].startswith("QCFS staircase")
+    for k, layer in enumerate(program.network.layers[1:-1], start=1):
+        assert layer.neuron.shift > 0
+        assert layer.neuron.levels == program.report["layers"][k]["levels"]
+    floats = interpret.run(ann, x, keep=("a1", "a2", "a3"))
+    ints = program.integer_forward(x)
+    for k, (value, lam, levels) in enumerate([("a1", 1.0, 4), ("a2", 2.0, 8), ("a3", 0.5, 2)]):
+        want = np.rint(floats[value] * levels / lam).astype(np.int64)
+        np.testing.assert_array_equal(ints[k], want, err_msg=value)
+        assert 0 < np.count_nonzero(want == levels) < want.size, f"{value}: the top level is reached, not everywhere"
+    np.testing.assert_allclose(program.reference(x), floats["y"], atol=0.02 * np.abs(floats["y"]).max())
+    run = program.run(x, 3, checkpoints=(1, 3))
+    for t in (1, 3):
+        np.testing.assert_array_equal(run.checkpoints[t], program.reference(x))
+
+
+def test_qcfs_staircase_can_be_turned_off_and_round_trips_through_files(tmp_path: Path) -> None:
+    from loihi_graphs import convert, qcfs_cnn
+
+    _, program, x = _qcfs()
+    program.save(tmp_path)
+    loaded = GradedProgram.load(tmp_path)
+    assert loaded.input_offset == 0.5
+    assert [layer.neuron.levels for layer in loaded.network.layers] == [4, 8, 2, 0]
+    np.testing.assert_array_equal(loaded.run(x, 1).outputs, program.run(x, 1).outputs)
+    relu = quantize_graded(lower(convert(qcfs_cnn(seed=3), x[:16])), x[:16], GradedOptions(staircase=False))
+    assert relu.input_offset is None
+    assert all(layer.neuron.levels == 0 and layer.neuron.top == 255 for layer in relu.network.layers)
+    assert not relu.report["scale_source"].startswith("QCFS")
+
+
+def test_qcfs_levels_beyond_the_message_bits_name_the_layer() -> None:
+    from loihi_graphs import convert, qcfs_cnn
+
+    lowered = lower(convert(qcfs_cnn(seed=3)))
+    with pytest.raises(GradedError, match=r"layer 'act2'.*8 levels needs payloads up to 8; message_bits 2 holds at"):
+        quantize_graded(lowered, None, GradedOptions(message_bits=2))
+
+
+def test_graded_staircase_target_option(tmp_path: Path) -> None:
+    from neurodeploy_loihi import Loihi2Backend
+
+    backend = Loihi2Backend("loihi")
+    assert backend.parse_target_options({"graded_staircase": "False"}) == {"graded_staircase": False}
+    with pytest.raises(DataError, match="graded_staircase must be true or false, got 'maybe'"):
+        backend.parse_target_options({"graded_staircase": "maybe"})
+
+
 # -- errors --------------------------------------------------------------------------------------------------
 
 

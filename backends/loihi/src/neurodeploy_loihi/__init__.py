@@ -12,8 +12,9 @@
 * :mod:`neurodeploy_loihi.program`: the artifact's own description (loihi.json + loihi.npz + the host graph),
   read back and run by the emulator; :mod:`neurodeploy_loihi.netx`: a lava-dl netx ``.net`` where netx can
   express the network; :mod:`neurodeploy_loihi.resources`: Loihi 2's limits and the placement on cores;
-* :mod:`neurodeploy_loihi.graded`: graded mode (integer payloads through graded ReLU neurons: the 8-bit quantized
-  ANN, its quantization, emulator and integer reference); :mod:`neurodeploy_loihi.lava_graded` runs it in Lava;
+* :mod:`neurodeploy_loihi.graded`: graded mode (integer payloads through graded ReLU neurons: the quantized ANN
+  with 8-bit weights, QCFS populations sending their level; its quantization, emulator and integer reference);
+  :mod:`neurodeploy_loihi.lava_graded` runs it in Lava;
 * :class:`Loihi2Backend`: the ``loihi`` and ``loihi2`` targets.
 """
 

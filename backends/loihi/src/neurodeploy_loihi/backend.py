@@ -19,7 +19,7 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.graded import GradedProgram, emit_graded, load_graded
+from neurodeploy_loihi.graded import GradedOptions, GradedProgram, emit_graded, load_graded
 from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.quantize import Options, Quantized, quantize, to_lava
@@ -60,7 +60,8 @@ def _readout_range(lowered: Lowered, graph: Graph, calibration: np.ndarray | Non
 class Loihi2Backend(Backend):
     """Intel Loihi 2 through Lava's bit-accurate arithmetic. Mode ``binary``: rate-coded binary spikes,
     integrate-and-fire neurons with reset by subtraction (SubtractiveLIF) or to zero (Lava's LIF). Mode
-    ``graded``: integer payloads through graded ReLU neurons, the 8-bit quantized ANN in one step per layer
+    ``graded``: integer payloads through graded ReLU neurons, the quantized ANN (8-bit weights; a QCFS population
+    sends its level 0..L) in one step per layer
     (:mod:`neurodeploy_loihi.graded`); every artifact holds both programs."""
 
     name = "loihi2"
@@ -77,6 +78,8 @@ class Loihi2Backend(Backend):
         + " (converts with reset=zero)",
         "chips": f"Loihi 2 chips of the system (default 1; Kapoho Point has 8, at most {MAX_CHIPS}): populations are "
         "placed on their cores in order, and the report gives the traffic between chips",
+        "graded_staircase": "true (default): in graded mode a population converted from a QCFS activation sends its "
+        "level 0..L, the trained staircase; false: its activation rounded to the message bits, as a ReLU's",
     }
 
     # -- compile ----------------------------------------------------------------------------------------------
@@ -91,6 +94,11 @@ class Loihi2Backend(Backend):
             if not (text.isdigit() and 1 <= int(text) <= MAX_CHIPS):
                 raise DataError(f"target option chips must be a whole number from 1 to {MAX_CHIPS}, got {text!r}")
             parsed["chips"] = int(text)
+        if "graded_staircase" in parsed:
+            text = str(parsed["graded_staircase"]).lower()
+            if text not in ("true", "false"):
+                raise DataError(f"target option graded_staircase must be true or false, got {text!r}")
+            parsed["graded_staircase"] = text == "true"
         return parsed
 
     def pipeline(self, options: dict[str, Any]) -> str:
@@ -162,8 +170,13 @@ class Loihi2Backend(Backend):
         netx_note = self._write_net(program, plan.netx, folder, files)
         headroom, rates = self._measure(program, plan.model.calibration)
         quantization = [{**entry, "measured": measured} for entry, measured in zip(q.report, headroom)]
-        emit = emit_sdnn if plan.profile == "board" else emit_graded  # stock SigmaDelta neurons, or GradedReLU
-        graded_files, graded_note, graded = emit(lowered, plan.model.calibration, folder)
+        if plan.profile == "board":  # stock SigmaDelta neurons
+            graded_files, graded_note, graded = emit_sdnn(lowered, plan.model.calibration, folder)
+        else:  # GradedReLU
+            staircase = bool(plan.model.target_options.get("graded_staircase", True))
+            graded_files, graded_note, graded = emit_graded(
+                lowered, plan.model.calibration, folder, GradedOptions(staircase=staircase)
+            )
         readiness = self._board(program, graded)
         report = {
             "mode": "binary",

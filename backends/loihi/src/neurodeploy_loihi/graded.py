@@ -1,4 +1,5 @@
-"""Graded mode: integer spike payloads, so an 8-bit quantized ANN runs on Loihi 2 in one step per layer.
+"""Graded mode: integer spike payloads, so a quantized ANN (8-bit weights; 8-bit activations, or a QCFS
+model's L levels) runs on Loihi 2 in one step per layer.
 
 **The neuron.** Every population is a :class:`GradedNeuron`, the arithmetic of
 :class:`neurodeploy_loihi.lava_processes.GradedReLU` (our Lava process; its ``fixed_pt`` model is the
@@ -7,9 +8,11 @@ reference). It has no memory from one step to the next; per step t and neuron:
 ```
 u[t] = a_in[t]                                      the synapse's message (int32; Conv's wrapped to 24 bits)
 v[t] = sat24(u[t] + (bias_mant << bias_exp))        saturates at +-(2**23 - 1), as the LIF's v
-s[t] = clip(v[t] >> shift, 0, 2**message_bits - 1)  relu=True: arithmetic shift (floors), ReLU, saturate
+s[t] = clip(v[t] >> shift, 0, top)                  relu=True: arithmetic shift (floors), ReLU, saturate
 s[t] = v[t]                                         relu=False (the readout): identity
 ```
+
+with top = ``levels`` where set (a QCFS population's L, below), else 2**message_bits - 1.
 
 s[t] is the graded spike's payload, sent every step (0 is a payload too). The synapses are Lava's ``Dense``
 and ``Conv`` with ``num_message_bits = message_bits`` (> 0), which multiply the payloads by the weights
@@ -40,6 +43,20 @@ Bq_k = round(b_k / s_k 2**n_k) + 2**(n_k - 1)    the half LSB turns the floor in
 
 with n_k the largest shift (0..23) that keeps max |Wq_k| within 254 (if even n_k = 0 does not, s_k grows until
 it does). The readout is the identity with n = 0 and s_L = s_{L-1} max|W_L| / 254: output = v s_L.
+
+**QCFS populations compute the trained staircase.** A population converted from a QCFS activation (L levels,
+shift φ; its IF keeps L in its meta) was trained to output λ clip(floor(x L / λ + φ) / L, 0, 1); in lowered units
+(threshold λ folded to 1) that is the level clip(floor(z L + φ), 0, L) / L. Such a population sends the level
+itself: s_k = 1 / L, top = L (``levels``), and φ 2**n_k (rounded) in place of the half LSB, so
+
+```
+q_k = clip(floor((Wq_k q_{k-1} + Bq_k) / 2**n_k), 0, L)    Bq_k = round(b_k L 2**n_k) + round(φ 2**n_k)
+```
+
+which is the QCFS ANN up to the 8-bit weights (the input population: q_0 = clip(floor(current L + φ), 0, L) on
+the host). Rounding a QCFS population's activation to 8 bits instead would compute a ReLU network the model was
+not trained as (on the CIFAR-10 QCFS examples 40% and 28% against ~70%). ``GradedOptions(staircase=False)``
+still does that.
 :meth:`GradedProgram.reference` is this integer forward pass in plain numpy (graph layout, cross-correlation),
 including the chip's 24-bit saturation and Conv's 24-bit wrap, so it equals the network exactly.
 
@@ -63,7 +80,7 @@ from neurodeploy.errors import ArtifactError, DataError, IRVerificationError, Ne
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
-from neurodeploy.schema import Bool, Dict, Int, List, OneOf, Optional, Str, validate
+from neurodeploy.schema import Bool, Dict, Int, List, Number, OneOf, Optional, Str, validate
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import (
     MAX_DELAY,
@@ -126,7 +143,7 @@ GRADED_SCHEMA = Dict(
         "format": Str(),
         "version": Int(),
         "message_bits": Int(1, MESSAGE_BITS_MAX),
-        "input": Dict({"host_graph": HOST_STEM}, {"population": Int(0), "scale": POSITIVE}),
+        "input": Dict({"host_graph": HOST_STEM}, {"population": Int(0), "scale": POSITIVE, "offset": Number()}),
         "layers": List(
             Dict(
                 {
@@ -138,7 +155,8 @@ GRADED_SCHEMA = Dict(
                             "message_bits": Int(),
                             "bias_mant": OneOf(Int(), Dict({"array": Str()})),
                             "bias_exp": OneOf(Int(), Dict({"array": Str()})),
-                        }
+                        },
+                        {"levels": Int(0)},
                     ),
                     "synapse": Optional(synapse_schema({"num_message_bits": Int()})),
                 },
@@ -172,17 +190,19 @@ class GradedNeuron:
     message_bits: int = MESSAGE_BITS
     bias_mant: int | np.ndarray = 0
     bias_exp: int | np.ndarray = 0
+    levels: int = 0
 
     def __post_init__(self) -> None:
         fp.check_range("shift", self.shift, 0, SHIFT_MAX, "graded neuron: ")
         fp.check_range("message_bits", self.message_bits, 1, MESSAGE_BITS_MAX, "graded neuron: ")
         fp.check_range("bias_mant", self.bias_mant, BIAS_MANT_MIN, BIAS_MANT_MAX, "graded neuron: ")
         fp.check_range("bias_exp", self.bias_exp, 0, BIAS_EXP_MAX, "graded neuron: ")
+        fp.check_range("levels", self.levels, 0, (1 << int(self.message_bits)) - 1, "graded neuron: ")
 
     @property
     def top(self) -> int:
-        """The largest payload: 2**message_bits - 1."""
-        return (1 << int(self.message_bits)) - 1
+        """The largest payload: ``levels`` where set (a QCFS population's L), else 2**message_bits - 1."""
+        return int(self.levels) or (1 << int(self.message_bits)) - 1
 
 
 def graded_step(
@@ -453,6 +473,9 @@ class GradedProgram:
     readout_scale: np.ndarray | None = None
     message_bits: int = MESSAGE_BITS
     report: dict[str, Any] = field(default_factory=dict)
+    input_offset: float | None = None
+    """None: the input payload is current / s_0 rounded half to even; a QCFS input population's φ: floor(current /
+    s_0 + φ), the staircase it was trained with."""
 
     @property
     def delay(self) -> int:
@@ -461,10 +484,12 @@ class GradedProgram:
 
     # -- running ----------------------------------------------------------------------------------------------
     def input_payload(self, x: np.ndarray) -> np.ndarray:
-        """q_0 (B, *graph shape of population 0): the host's current / s_0, rounded half to even, in [0, top]."""
+        """q_0 (B, *graph shape of population 0): the host's current / s_0, rounded half to even (or floor(current /
+        s_0 + φ) with an ``input_offset`` φ), in [0, top]."""
         current = interpret.run(self.host, np.asarray(x, np.float32))[self.host.outputs[0]]
-        top = (1 << self.message_bits) - 1
-        return np.clip(np.rint(current.astype(np.float64) / self.scales[0]), 0, top).astype(np.int64)
+        ratio = current.astype(np.float64) / self.scales[0]
+        level = np.rint(ratio) if self.input_offset is None else np.floor(ratio + self.input_offset)
+        return np.clip(level, 0, self.network.layers[0].neuron.top).astype(np.int64)
 
     def run(self, x: np.ndarray, steps: int, *, checkpoints: tuple[int, ...] = ()) -> GradedRun:
         """Emulate ``steps`` graph steps (``steps + delay`` Loihi steps) on analog inputs x (B, *input shape)."""
@@ -552,6 +577,8 @@ class GradedProgram:
                 "scale": self.scales[k],
                 "neuron": {"relu": bool(n.relu), "shift": int(n.shift), "message_bits": int(n.message_bits)},
             }
+            if n.levels:
+                entry["neuron"]["levels"] = int(n.levels)
             entry["neuron"].update(neuron_entries(n, ("bias_mant", "bias_exp"), k, arrays))
             entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
             if entry["synapse"] is not None:
@@ -576,11 +603,13 @@ class GradedProgram:
             "version": FORMAT_VERSION,
             "mode": "graded",
             "neuron": "GradedReLU (neurodeploy_loihi.lava_processes): v = sat24(a_in + bias); "
-            "payload = clip(v >> shift, 0, 2**message_bits - 1), or v for the readout",
+            "payload = clip(v >> shift, 0, top), or v for the readout; top = levels (a QCFS population's L) where "
+            "given, else 2**message_bits - 1",
             "layout": "populations in Lava order: (X, Y, C) = (W, H, C) for convolutional ones, flat otherwise",
             "delay": self.delay,
             "message_bits": self.message_bits,
-            "input": {"host_graph": "host", "population": 0, "scale": self.scales[0]},
+            "input": {"host_graph": "host", "population": 0, "scale": self.scales[0]}
+            | ({} if self.input_offset is None else {"offset": self.input_offset}),
             "layers": layers,
             "readout": readout,
         }
@@ -609,6 +638,7 @@ class GradedProgram:
                     message_bits=int(n["message_bits"]),
                     bias_mant=value(n["bias_mant"]),
                     bias_exp=value(n["bias_exp"]),
+                    levels=int(n.get("levels", 0)),
                 )
                 s = entry["synapse"]
                 synapse = None if s is None else synapse_of(s, value)
@@ -638,6 +668,7 @@ class GradedProgram:
                 readout=readout,
                 readout_scale=readout_scale,
                 message_bits=int(doc["message_bits"]),
+                input_offset=doc["input"].get("offset"),
             )
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, IRVerificationError) as exc:
             raise ArtifactError(f"{path} does not describe a valid graded Loihi network ({where}): {exc}") from exc
@@ -680,25 +711,40 @@ def _integer_synapse(synapse: Any, q: np.ndarray, below: tuple[int, ...], shape:
 @dataclass
 class GradedOptions:
     """``message_bits``: payload width (activations 0..2**bits - 1). ``percentile``: the activation scale's
-    calibration statistic (100: the largest activation)."""
+    calibration statistic (100: the largest activation). ``staircase``: QCFS populations send their level 0..L
+    (the trained activation); False rounds them to ``message_bits`` as ReLU populations are."""
 
     message_bits: int = MESSAGE_BITS
     percentile: float = 100.0
+    staircase: bool = True
 
 
-def _float_forward(lowered: Lowered, x: np.ndarray) -> list[np.ndarray]:
-    """The lowered network's float activations (graph layout, float64): ReLU everywhere but the readout; a
-    population sums its synapses from every source (main synapse and skips)."""
+def qcfs_levels(pop: Any) -> int:
+    """L of a population converted from a QCFS activation (its IF's meta), else 0."""
+    levels = pop.meta.get("levels", 0) if pop.role != "readout" else 0
+    return int(levels) if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool) else 0
+
+
+def _float_forward(lowered: Lowered, x: np.ndarray, staircase: bool = False) -> list[np.ndarray]:
+    """The lowered network's float activations (graph layout, float64): ReLU everywhere but the readout (with
+    ``staircase``, a QCFS population's clip(floor(z L + φ), 0, L) / L); a population sums its synapses from every
+    source (main synapse and skips)."""
     current = interpret.run(lowered.host, np.asarray(x, np.float32))[lowered.host.outputs[0]]
-    out = [np.maximum(current.astype(np.float64), 0)]
+
+    def act(pop: Any, z: np.ndarray) -> np.ndarray:
+        levels = qcfs_levels(pop) if staircase else 0
+        if levels:
+            return np.clip(np.floor(z * levels + float(pop.initial)), 0, levels) / levels
+        return z if pop.role == "readout" else np.maximum(z, 0)
+
+    out = [act(lowered.populations[0], current.astype(np.float64))]
     for k, pop in enumerate(lowered.populations[1:], start=1):
         main = k - 1 if pop.source is None else pop.source
         z = sum(
             _float_synapse(spec, out[j])
             for j, spec in [(main, pop.synapse), *((s.source, s.synapse) for s in pop.skips)]
         )
-        z = np.asarray(z).reshape(len(current), *pop.shape) + pop.bias.astype(np.float64)
-        out.append(z if pop.role == "readout" else np.maximum(z, 0))
+        out.append(act(pop, np.asarray(z).reshape(len(current), *pop.shape) + pop.bias.astype(np.float64)))
     return out
 
 
@@ -752,20 +798,34 @@ def quantize_graded(
     pops = lowered.populations
     if any(isinstance(p.synapse, ConvSpec) and p.synapse.dilation != (1, 1) for p in pops):
         raise GradedError("graded mode maps undilated convolutions only")
-    if calibration is not None and len(calibration):
-        acts = _float_forward(lowered, calibration)
+    levels = [qcfs_levels(p) if options.staircase else 0 for p in pops]
+    if any(top < L for L in levels):
+        worst = max(range(len(pops)), key=lambda k: levels[k])
+        raise GradedError(
+            f"layer {pops[worst].name!r}: a QCFS staircase of {levels[worst]} levels needs payloads up to "
+            f"{levels[worst]}; message_bits {bits} holds at most {top}"
+        )
+    every_qcfs = all(levels[k] for k, p in enumerate(pops) if p.role != "readout")
+    if calibration is not None and len(calibration) and not every_qcfs:
+        acts = _float_forward(lowered, calibration, options.staircase)
         ranges = [float(np.percentile(a, options.percentile)) if a.size else 0.0 for a in acts]
         source = f"calibration ({len(calibration)} samples, percentile {options.percentile:g})"
     else:
         ranges, source = [1.0] * len(pops), "converter thresholds (no calibration data)"
-    scales = [max(r, 1e-12) / top for r in ranges]
+    if any(levels):
+        source = "QCFS staircase (the trained lambda, L levels)" + ("" if every_qcfs else "; others: " + source)
+    scales = [max(r, 1e-12) / (levels[k] or top) for k, r in enumerate(ranges)]
+    for k in (k for k, L in enumerate(levels) if L):
+        ranges[k], scales[k] = 1.0, 1.0 / levels[k]
     layers: list[GradedLayer] = []
     report: list[dict[str, Any]] = []
     for k, pop in enumerate(pops):
         where = f"layer {pop.name!r}"
         entry: dict[str, Any] = {"name": pop.name, "role": pop.role, "range": ranges[k]}
+        if levels[k]:
+            entry["levels"] = levels[k]
         if pop.role == "input":
-            neuron = GradedNeuron(relu=True, shift=0, message_bits=bits)
+            neuron = GradedNeuron(relu=True, shift=0, message_bits=bits, levels=levels[k])
             layers.append(GradedLayer(None, neuron, pop.name, lava_shape(pop.shape)))
             entry |= {"scale": scales[0], "shift": 0}
             report.append(entry)
@@ -784,6 +844,12 @@ def quantize_graded(
                 float(np.abs(spec.weight).max(initial=0)) * scales[j] / scales[k] for j, spec, _ in branches
             )
             shift = SHIFT_MAX if ratio_top == 0 else floor(log2(WEIGHT_TOP / ratio_top))
+            if shift < 1 and levels[k]:
+                raise GradedError(
+                    f"{where}: a weight of {ratio_top:.4g} QCFS levels does not fit 8-bit weights with a fraction "
+                    f"bit (at most {WEIGHT_TOP // 2}); compile with --target-option graded_staircase=false to "
+                    "round this layer to message_bits instead"
+                )
             if shift < 0:  # the activation scale is finer than 8-bit weights can reach: coarsen it
                 scales[k] = ratio_top * scales[k] / WEIGHT_TOP
                 shift = 0
@@ -794,15 +860,24 @@ def quantize_graded(
             ints = np.clip(2 * np.rint(spec.weight.astype(np.float64) * unit / 2), WEIGHT_BOTTOM, WEIGHT_TOP)
             synapses.append(lava_synapse(spec, ints.astype(np.int64), 0, fp.SignMode.MIXED, pops[j].shape, pop.shape))
         w_int = np.clip(2 * np.rint(w * scales[main] / scales[k] * 2.0**shift / 2), WEIGHT_BOTTOM, WEIGHT_TOP)
-        half = (1 << (shift - 1)) if shift > 0 else 0  # rounds the floor of >> shift to nearest
+        if levels[k]:  # the QCFS shift: floor(z L + φ)
+            half = floor(float(pop.initial) * 2.0**shift + 0.5)
+        else:  # rounds the floor of >> shift to nearest
+            half = (1 << (shift - 1)) if shift > 0 else 0
         bias_total = np.rint(pop.bias.astype(np.float64) / scales[k] * 2.0**shift) + half
         mant, exp = _split_bias(to_lava(bias_total[None], pop.shape)[0], where)
         neuron = GradedNeuron(
-            relu=not readout, shift=shift, message_bits=bits, bias_mant=compact(mant), bias_exp=compact(exp)
+            relu=not readout,
+            shift=shift,
+            message_bits=bits,
+            bias_mant=compact(mant),
+            bias_exp=compact(exp),
+            levels=levels[k],
         )
         skips = tuple(Skip(j, synapse, d) for (j, _, d), synapse in zip(branches[1:], synapses[1:]))
         layers.append(GradedLayer(synapses[0], neuron, pop.name, None, branches[0][2], skips, pop.source))
-        per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * top * len(branches)
+        per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * (levels[main] or top)
+        per_out *= len(branches)
         entry |= {
             "scale": scales[k],
             "shift": shift,
@@ -833,6 +908,7 @@ def quantize_graded(
         readout_scale=lowered.readout.scale,
         message_bits=bits,
         report={"scale_source": source, "message_bits": bits, "delay": len(pops) - 1, "layers": report},
+        input_offset=float(pops[0].initial) if levels[0] else None,
     )
     return program
 
@@ -841,13 +917,13 @@ def quantize_graded(
 
 
 def emit_graded(
-    lowered: Lowered, calibration: np.ndarray | None, folder: Path
+    lowered: Lowered, calibration: np.ndarray | None, folder: Path, options: GradedOptions | None = None
 ) -> tuple[list[str], dict[str, Any], "GradedProgram | None"]:
     """Write the graded program next to the binary one; return the files, the report/manifest note and the
     program. A network the graded mode cannot hold is no compile error (binary mode still runs): the note gives the
     reason (and there is no program)."""
     try:
-        program = quantize_graded(lowered, calibration)
+        program = quantize_graded(lowered, calibration, options)
     except GradedError as exc:
         return [], {"available": False, "reason": str(exc)}, None
     files = program.save(folder)
@@ -857,7 +933,7 @@ def emit_graded(
         "pipeline_delay": program.delay,
         "pipeline_delay_note": (
             f"graded payloads pass one synapse per step: the output after T steps is read at Loihi step T + "
-            f"{program.delay}; every T >= 1 gives the 8-bit quantized ANN's output"
+            f"{program.delay}; every T >= 1 gives the quantized ANN's output"
         ),
     }
     return files, {**note, "quantization": program.report}, program

@@ -63,6 +63,7 @@ class _GradedChain:
                 shift=int(neuron.shift),
                 message_bits=int(neuron.message_bits),
                 relu=bool(neuron.relu),
+                levels=int(neuron.levels),
             )
             for source, synapse, delay in layer.inbound(k):  # several: the neurons' InPort sums them
                 port, below_shape = outs[source]

@@ -178,13 +178,13 @@ class GradedReLU(AbstractProcess):
     ```
     u = a_in                                          the synaptic message (int32)
     v = clip(u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)      24-bit saturation, as the LIF's v
-    s_out = clip(v >> shift, 0, 2**message_bits - 1)  relu = 1: arithmetic shift (floors), ReLU, saturate
+    s_out = clip(v >> shift, 0, top)                  relu = 1: arithmetic shift (floors), ReLU, saturate
     s_out = v                                         relu = 0: identity (a readout)
     ```
 
     s_out is the graded spike's payload (for a Dense or Conv with ``num_message_bits > 0``), sent every step.
     ``bias_mant`` (13-bit signed) and ``bias_exp`` (3-bit unsigned) are scalars or one per neuron; ``shift``
-    0..23; ``message_bits`` 1..24."""
+    0..23; ``message_bits`` 1..24; top = ``levels`` where > 0 (a QCFS staircase's L), else 2**message_bits - 1."""
 
     def __init__(
         self,
@@ -195,6 +195,7 @@ class GradedReLU(AbstractProcess):
         shift: int = 0,
         message_bits: int = 8,
         relu: bool = True,
+        levels: int = 0,
         name: str | None = None,
     ) -> None:
         super().__init__(shape=shape, name=name)
@@ -207,6 +208,7 @@ class GradedReLU(AbstractProcess):
         self.shift = Var(shape=(1,), init=shift)
         self.message_bits = Var(shape=(1,), init=message_bits)
         self.relu = Var(shape=(1,), init=int(relu))
+        self.levels = Var(shape=(1,), init=levels)
 
 
 @implements(proc=GradedReLU, protocol=LoihiProtocol)
@@ -215,7 +217,8 @@ class GradedReLU(AbstractProcess):
 class PyGradedReLUModelFixed(PyLoihiProcessModel):
     """Bit-accurate GradedReLU. a_in int32 (a Dense message is int32, a Conv's wrapped to 24 bits), u and v int32
     holding 24-bit values, s_out int32 with ``precision=24`` (the payload), bias_mant int16 (precision 13),
-    bias_exp int16 (precision 3), shift and message_bits int32 (precision 5), relu (precision 1)."""
+    bias_exp int16 (precision 3), shift and message_bits int32 (precision 5), relu (precision 1), levels int32
+    (precision 24)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
@@ -226,6 +229,7 @@ class PyGradedReLUModelFixed(PyLoihiProcessModel):
     shift: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=5)
     message_bits: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=5)
     relu: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
+    levels: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv().astype(np.int64)  # int64: the bias is added without an int32 overflow
@@ -233,7 +237,7 @@ class PyGradedReLUModelFixed(PyLoihiProcessModel):
         limit = (1 << 23) - 1
         v = np.clip(a_in + bias, -limit, limit)  # saturate to 24 bits
         if self.relu.item():
-            top = (1 << int(self.message_bits.item())) - 1
+            top = int(self.levels.item()) or (1 << int(self.message_bits.item())) - 1
             s = np.clip(np.right_shift(v, int(self.shift.item())), 0, top)  # floor, ReLU, saturate to the payload
         else:
             s = v

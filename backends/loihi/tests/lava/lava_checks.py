@@ -56,3 +56,12 @@ def assert_program_equals_lava(program, x: np.ndarray, steps: int, label: str) -
     run = program.run(x, steps)
     np.testing.assert_array_equal(lava.outputs, run.outputs)  # the readout, read from Lava's v
     assert np.ptp(run.outputs) > 0
+
+
+def assert_same(ours, lava, names: list[str]) -> None:
+    """Two traces (emulator, Lava) equal in every population's spikes or payloads, u and v at every step."""
+    for k, name in enumerate(names):
+        for field in ("spikes", "u", "v"):
+            np.testing.assert_array_equal(
+                getattr(lava, field)[k], getattr(ours, field)[k], err_msg=f"layer {k} ({name}): {field}"
+            )

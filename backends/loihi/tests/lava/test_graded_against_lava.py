@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lava_checks import require_lava
+from lava_checks import assert_same, require_lava
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared graphs of backends/loihi/tests
 from neurodeploy_loihi import fixed_point as fp
@@ -132,14 +132,6 @@ def lava_traces() -> dict[str, Trace]:
     return traces
 
 
-def assert_same(ours: Trace, lava: Trace, names: list[str]) -> None:
-    for k, name in enumerate(names):
-        for field in ("spikes", "u", "v"):
-            np.testing.assert_array_equal(
-                getattr(lava, field)[k], getattr(ours, field)[k], err_msg=f"layer {k} ({name}): {field}"
-            )
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_graded_network_equals_lava_fixed_pt(case: Case, lava_traces: dict[str, Trace]) -> None:
     ours = case.network.run(case.inputs, STEPS)
@@ -241,3 +233,29 @@ def test_graded_branches_equal_lava_fixed_pt_and_the_quantized_ann(name: str, tm
     want = to_lava(program.integer_forward(x)[k], program.shapes[k])
     for t in range(program.delay, steps):
         np.testing.assert_array_equal(lava.v[k][:, t], want, err_msg=f"readout at t={t}")
+
+
+def test_qcfs_staircase_equals_lava_fixed_pt_and_the_qcfs_ann(tmp_path: Path) -> None:
+    """QCFS populations in graded mode (GradedReLU with ``levels``: payloads clipped at L): payloads, u and v equal
+    Lava's at every step, and from the pipeline delay on every population's payload is the level of the trained
+    staircase the float QCFS ANN computes (a model whose weights 8-bit integers hold exactly)."""
+    from loihi_graphs import convert, emit_graph, qcfs_cnn
+    from neurodeploy_loihi.lava_graded import run_graded_in_lava
+    from neurodeploy_loihi.quantize import to_lava
+
+    from neurodeploy.ir import interpret
+
+    ann = qcfs_cnn(seed=3)
+    x = (np.random.default_rng(5).integers(0, 9, size=(3, 1, 6, 6)) / 8).astype(np.float32)
+    emit_graph(convert(ann, x), tmp_path, x)
+    program = GradedProgram.load(tmp_path)
+    assert [layer.neuron.levels for layer in program.network.layers] == [4, 8, 2, 0]
+    q0 = to_lava(program.input_payload(x), program.shapes[0])
+    steps = 2 * program.delay + 4
+    (lava,) = run_graded_in_lava([(program.network, q0)], steps)
+    assert_same(program.network.run(q0, steps), lava, program.names)
+    floats = interpret.run(ann, x, keep=("a1", "a2", "a3"))
+    for k, (value, lam, levels) in enumerate([("a1", 1.0, 4), ("a2", 2.0, 8), ("a3", 0.5, 2)]):
+        want = to_lava(np.rint(floats[value] * levels / lam).astype(np.int64), program.shapes[k])
+        for t in range(k, steps):
+            np.testing.assert_array_equal(lava.spikes[k][:, t], want, err_msg=f"{value} at t={t}")
