@@ -22,7 +22,9 @@ outputs (checked). What is timed:
 * emulator: ``Program.run`` (what ``neurodeploy emulate`` runs: the host graph, then every Loihi step, no
   per-step recording), at batch 1 and at ``--batch`` samples per call; median of ``--emulator-repeats``; once on
   its numpy path (every weight every step) and, with numba, once with its event loops (work per spike) and fused
-  neuron step, which is what the emulator uses;
+  neuron step, both computing every population at every step; then trimmed (``Program.run``'s default, what
+  the emulator uses): each population computes only the steps that can change the outputs and spike counts,
+  from its first input (when it is quiet before it) to the last step whose spikes still reach the readout;
 * Lava: ``run_program_in_lava(..., record_all=False)`` (only the readout population is recorded, which the
   outputs need) under ``Loihi2SimCfg(select_tag="fixed_pt")``: the steps alone (``sink.run``), without building
   the processes or Lava's compile and start-up, which are reported separately; at batch 1 (one network per
@@ -137,15 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     if compiled is None:
         print("note: numba is not installed: the emulator runs its numpy path only")
     emulators = {}
-    for path in ("numpy", "events") if compiled else ("numpy",):
+    paths = [("numpy", False), ("events", False), ("events", True)] if compiled else [("numpy", False), ("numpy", True)]
+    for path, trim in paths:
         _kernels.kernels = (lambda: None) if path == "numpy" else (lambda: compiled)
         program.run(x[:1], 1)  # compiles the loops once, outside the timing
-        emulators[path] = (
-            _median_time(lambda: program.run(x[:1], steps), args.emulator_repeats),
-            _median_time(lambda: program.run(x[: args.batch], steps), args.emulator_repeats),
+        emulators[f"{path}, trimmed" if trim else path] = (
+            _median_time(lambda trim=trim: program.run(x[:1], steps, trim=trim), args.emulator_repeats),
+            _median_time(lambda trim=trim: program.run(x[: args.batch], steps, trim=trim), args.emulator_repeats),
         )
-    fastest = "events" if compiled else "numpy"
+    fastest = "events, trimmed" if compiled else "numpy, trimmed"
     _kernels.kernels = lambda: compiled
+    windows = program.network.windows(total, [d + steps for d in program.network.depths])
+    computed = sum(int(np.prod(layer.shape)) * (b - a + 1) for layer, (a, b) in zip(program.network.layers, windows))
     emu_1, emu_b = emulators[fastest]
     density = _input_density(program, x[: args.batch], steps)
     lava_1: dict[str, float] = {}
@@ -173,12 +178,18 @@ def main(argv: list[str] | None = None) -> int:
         f"T = {steps} graph steps = {total} Loihi steps (pipeline delay {program.delay})"
     )
     print(f"spikes per neuron and graph step (the event loops' work): {density:.4f}")
-    print(f"{'simulator':<16} {'batch':>5} {'wall s':>8} {'ms/sample/step':>15} {'start-up s':>11}")
+    print(
+        f"trimmed: each population computes only the steps that can change the outputs and counts (from its first "
+        f"input to the last step that reaches the readout): {computed / (neurons * total):.1%} of the neuron-steps"
+    )
+    print(f"{'simulator':<26} {'batch':>5} {'wall s':>8} {'ms/sample/step':>15} {'start-up s':>11}")
     for name, batch, seconds, startup in rows:
-        print(f"{name:<16} {batch:>5} {seconds:>8.2f} {per(seconds, batch):>15.3f} {startup:>11}")
-    if "events" in emulators:
-        for i, at in enumerate(("batch 1", f"batch {args.batch}")):
+        print(f"{name:<26} {batch:>5} {seconds:>8.2f} {per(seconds, batch):>15.3f} {startup:>11}")
+    for i, at in enumerate(("batch 1", f"batch {args.batch}")):
+        if "events" in emulators:
             print(f"emulator event loops vs numpy path at {at}: {emulators['numpy'][i] / emulators['events'][i]:.1f}x")
+        plain = "events" if compiled else "numpy"
+        print(f"trimmed vs every step at {at}: {emulators[plain][i] / emulators[fastest][i]:.1f}x")
     lava_best = min(per(lava_1["run_s"], 1), per(lava_b["run_s"], args.lava_batch))
     for at, ours in (("batch 1", per(emu_1, 1)), (f"batch {args.batch}", per(emu_b, args.batch))):
         ratio = lava_best / ours

@@ -514,6 +514,45 @@ class Network:
                 maps[source] += synapse.fan_out.reshape(maps[source].shape)
         return maps
 
+    def windows(self, steps: int, needed: list[int] | None = None) -> list[tuple[int, int]]:
+        """Per layer, the Loihi steps (first, last), 1-based and inclusive, that a run of ``steps`` steps must
+        compute so that the last layer's state at every step, and every layer k's spikes up to step ``needed[k]``
+        (default: none beyond what the last layer needs), are what computing every step gives.
+
+        Before its first input can arrive a layer is *quiet* when nothing moves it: u is 0, no bias is added yet
+        (``bias_start``, or a zero bias), v does not decay (dv = 0, or v0 = 0) and v0 is below the threshold; it
+        then holds (0, v0) and sends nothing, so those steps are skipped (the first is kept from the layer's depth
+        on, one step before its first input on the longest path). A layer that is not quiet runs from step 1.
+        After the last step at which its spikes can still reach the last layer, or be counted, nothing it does is
+        seen, so it stops there."""
+        fires = []  # the first step at which each layer can spike
+        first = []
+        for k, layer in enumerate(self.layers):
+            if k == 0:
+                fires.append(1)
+                first.append(1)
+                continue
+            arrival = min(fires[source] + 1 + delay for source, _, delay in layer.inbound(k))
+            n = layer.neuron
+            quiet = (
+                (n.bias_start >= arrival - 1 or not np.any(np.asarray(n.bias_mant)))
+                and (n.dv == 0 or not np.any(np.asarray(n.v0)))
+                and bool(np.all(np.asarray(n.v0) <= n.threshold))
+            )
+            fires.append(arrival if quiet else 1)
+            first.append(max(1, min(fires[k], self.depths[k])) if quiet else 1)
+        last = [steps] * len(self.layers)
+        wanted = [0] * len(self.layers) if needed is None else [min(int(n), steps) for n in needed]
+        for k in range(len(self.layers) - 2, -1, -1):
+            readers = [
+                last[j] - 1 - delay
+                for j in range(k + 1, len(self.layers))
+                for source, _, delay in self.layers[j].inbound(j)
+                if source == k
+            ]
+            last[k] = max([wanted[k], *readers])
+        return list(zip(first, last))
+
     @property
     def input_shape(self) -> tuple[int, ...] | None:
         """The shape of the input spikes, or None when the first layer is an input population."""
@@ -529,6 +568,7 @@ class Network:
         record_spikes: bool = True,
         input_bias: tuple[np.ndarray, np.ndarray] | None = None,
         observe: Callable[[StepState], None] | None = None,
+        windows: list[tuple[int, int]] | None = None,
     ) -> Trace:
         """Run ``steps`` steps (default: the number of input frames) on binary input spikes (B, T, *input_shape);
         frame t - 1 is the input of step t, and steps beyond T get no input spikes.
@@ -536,7 +576,11 @@ class Network:
         A network whose first layer is an input population takes no spikes but ``input_bias`` = (bias_mant,
         bias_exp), each (B, *shape) of that layer: per sample, the bias that replaces its neurons' own.
         ``record_spikes`` / ``record_state`` keep the spikes / u and v of every step in the trace (memory grows
-        with the steps); ``observe`` sees every layer after every step instead (see :class:`StepState`)."""
+        with the steps); ``observe`` sees every layer after every step instead (see :class:`StepState`).
+
+        ``windows`` (from :meth:`windows`): per layer, the steps (first, last) to compute; a layer sends nothing
+        outside them and ``observe`` does not see it there. Nothing is recorded with windows (the trace's spikes,
+        u and v would hold steps that were not computed); the overflow counts cover the computed steps."""
         first = self.layers[0]
         if first.synapse is None:
             if spikes is not None or input_bias is None:
@@ -565,6 +609,9 @@ class Network:
         steps = frames if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if windows is not None and (record_state or record_spikes or len(windows) != len(self.layers)):
+            raise ValueError("windows need one (first, last) per layer and record_state = record_spikes = False")
+        span = [(1, steps)] * len(self.layers) if windows is None else [(int(a), int(b)) for a, b in windows]
         shapes = [layer.shape for layer in self.layers]
         messages = [np.zeros((batch, *shape), np.int64) for shape in shapes]  # a_buff: what each synapse sends
         u = [np.zeros((batch, *shape), np.int64) for shape in shapes]
@@ -589,19 +636,29 @@ class Network:
             if layer.skips or layer.delay or layer.source is not None
         }
         fired_now: list[np.ndarray | None] = [None] * len(self.layers)
+        silent = [np.zeros((batch, *shape), bool) for shape in shapes]  # what a layer outside its window sends
+        nothing = [np.zeros((batch, *shape), np.int64) for shape in shapes]  # ... and what its synapses then carry
         for t in range(steps):
             below = None if x is None else (x[:, t] if t < frames else no_input)
+            running = [a <= t + 1 <= b for a, b in span]
             for k, layer in enumerate(self.layers):
                 if k in queues:  # 1. every synapse sends the oldest of its queue; the neurons' InPort sums them
                     total = np.zeros((batch, *shapes[k]), np.int64)
                     for queue, (source, synapse, _) in zip(queues[k], layer.inbound(k)):
                         total += queue.pop(0)  # 2. and accumulates this step's spikes of its source
-                        queue.append(synapse.accumulate(fired_now[source]).reshape(batch, *shapes[k]))
+                        sent = synapse.accumulate(fired_now[source]) if running[source] else nothing[k]
+                        queue.append(sent.reshape(batch, *shapes[k]))
                     message = fp.wrap(total, fp.PORT_BITS)  # int16 zeros + int32 + int32 ...: an int32 sum
                 else:
                     message = messages[k]  # 1. sent now: accumulated at the previous step
                     if layer.synapse is not None:  # 2. accumulated now, for the next step
-                        messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
+                        if k == 0 or running[k - 1]:
+                            messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
+                        else:
+                            messages[k] = nothing[k]
+                if not running[k]:
+                    below = fired_now[k] = silent[k]
+                    continue
                 neuron = layer.neuron  # 3. the neurons
                 b = bias[k] if t >= neuron.bias_start else ZERO  # Loihi step t + 1: bias from bias_start + 1
                 if _compiled.kernels() is not None:  # the same arithmetic, one pass per neuron

@@ -374,8 +374,15 @@ class Program:
         checkpoints: tuple[int, ...] = (),
         counts: bool = False,
         observe: Any = None,
+        trim: bool = True,
     ) -> RunResult:
-        """Emulate ``steps`` graph steps (``steps + delay`` Loihi steps) on analog inputs x (B, *input shape)."""
+        """Emulate ``steps`` graph steps (``steps + delay`` Loihi steps) on analog inputs x (B, *input shape).
+
+        ``trim``: each population computes only the Loihi steps that can change the result
+        (:meth:`~neurodeploy_loihi.emulator.Network.windows`: from its first input, when it is quiet before it, to
+        the last step whose spikes still reach the readout or are counted, depth + ``steps``); the outputs, spike
+        counts and SynOps are those of computing every step (a test checks), and ``stats`` counts the computed
+        steps. ``observe`` sees the computed steps only."""
         if steps < 1:
             raise DataError(f"steps must be >= 1, got {steps}")
         mant, exp = self.input_bias(np.asarray(x, np.float32))
@@ -428,7 +435,15 @@ class Program:
             if observe is not None:
                 observe(state)
 
-        self.network.run(steps=total, input_bias=(mant, exp), record_state=False, record_spikes=False, observe=record)
+        windows = self.network.windows(total, [d + steps for d in depths]) if trim else None
+        self.network.run(
+            steps=total,
+            input_bias=(mant, exp),
+            record_state=False,
+            record_spikes=False,
+            observe=record,
+            windows=windows,
+        )
         outputs = {c: self._readout(readouts[c], c) for c in wanted}
         return RunResult(
             outputs=outputs[steps],
