@@ -133,3 +133,58 @@ def test_a_conv_spike_worth_more_than_254_thresholds_names_the_layer_and_the_lim
     conv2.weight = conv2.weight * np.float32(1e5)
     with pytest.raises(QuantizationError, match=r"layer 'if2': a single spike is worth .* more than the 254 .*Conv"):
         quantize(lower(graph), readout_range=2.0, options=Options())
+
+
+# -- bias correction -----------------------------------------------------------------------------------------
+
+
+def _dequantized(q, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Population k's Dense weights and bias back in thresholds (flat populations: Lava's order is the graph's)."""
+    layer = q.network.layers[k]
+    scale = q.scales[k]
+    w = layer.synapse.effective_weights * 2.0**layer.synapse.weight_exp * 64 / scale
+    b = np.broadcast_to(fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp), layer.shape) / scale
+    return w, b
+
+
+def test_bias_correction_takes_the_weights_mean_rounding_error_back_from_the_bias() -> None:
+    """With the calibration rates m of the population below, the corrected integer network's mean input W_q m + b'
+    equals the float network's W m + b up to the bias's own rounding, where the uncorrected one is off by the
+    rounding of the weights (a dense net whose weights fall between the 8-bit grid's points)."""
+    from neurodeploy_loihi.floats import mean_rates
+
+    rng = np.random.default_rng(11)
+    w1 = rng.uniform(0.0, 0.25, (12, 6)).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (5, 12)).astype(np.float32)
+    w2[0, 0] = 2.0  # the largest weight sets vth = floor(254 / 2) = 127: the grid step is 2/127 thresholds
+    b2 = rng.normal(0, 0.05, 5).astype(np.float32)
+    lowered = lower(dense_net(w1, w2, b2))
+    x = rng.random((256, 6)).astype(np.float32)
+    rates = mean_rates(lowered, x)
+    np.testing.assert_allclose(rates[0], np.clip(x @ w1.T, 0, 1).mean(axis=0), rtol=1e-6)
+    assert rates[0].min() > 0.2
+    assert rates[0].max() < 0.9
+    plain = quantize(lowered, 4.0, Options())
+    corrected = quantize(lowered, 4.0, Options(means=rates))
+    want = w2.astype(np.float64) @ rates[0] + b2
+    errors = {}
+    for name, q in (("plain", plain), ("corrected", corrected)):
+        w, b = _dequantized(q, 1)
+        errors[name] = np.abs(w @ rates[0] + b - want)
+    bias_lsb = 1 / corrected.scales[1]  # bias_exp 0 here: one integer unit of v
+    assert errors["corrected"].max() <= 0.5 * bias_lsb + 1e-9
+    assert errors["plain"].max() > 20 * bias_lsb  # what the weights' rounding moved
+    entry = corrected.report[1]["bias_correction"]
+    assert entry["max_abs"] == pytest.approx(errors["plain"].max(), abs=bias_lsb)
+    assert "bias_correction" not in plain.report[1]
+
+
+def test_bias_correction_target_option(tmp_path) -> None:
+    from neurodeploy_loihi import Loihi2Backend
+
+    from neurodeploy.errors import DataError
+
+    backend = Loihi2Backend("loihi")
+    assert backend.parse_target_options({"bias_correction": "false"}) == {"bias_correction": False}
+    with pytest.raises(DataError, match="bias_correction must be true or false"):
+        backend.parse_target_options({"bias_correction": "no"})

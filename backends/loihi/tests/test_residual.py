@@ -31,9 +31,10 @@ def _x(n: int = 32, seed: int = 5) -> np.ndarray:
 def test_emulated_residual_network_matches_the_float_snn(tmp_path: Path, skip: str, deep: bool) -> None:
     """The integer network computes the float SNN's spikes, T counted after the delay (3 steps with the delayed
     skip, 2 without IF b): most neurons of the joined population fire exactly as often in 32 steps as in the
-    float SNN (8-bit weights move some by a spike or two) and the outputs agree to a few percent of their range
-    (measured on these 32 inputs: 88-93% exact counts, at most 2 spikes apart, outputs within 3.5-5.4% of the
-    range, every argmax the float SNN's)."""
+    float SNN (8-bit weights move some by a spike; the bias correction takes their mean error back) and the
+    outputs agree to a few percent of their range (measured on these 32 inputs: 95.6-96.2% exact counts, at most
+    1 spike apart, outputs within 1.9-3.1% of the range, the argmax the float SNN's on all 32, or 31 where two
+    outputs are within that of each other; without the bias correction 88-93%, 2 spikes, 3.5-5.4%)."""
     graph = residual_block(seed=0, skip=skip, deep=deep)
     x = _x()
     program, _ = emit(graph, tmp_path, x)
@@ -45,11 +46,11 @@ def test_emulated_residual_network_matches_the_float_snn(tmp_path: Path, skip: s
     ref = reference.counts["if_c"]
     assert ref.mean() > 3  # the joined layer is active, so the comparison means something
     same = np.mean(ours.counts["if_c"] == ref)
-    assert same >= 0.85, f"if_c: {same:.3f} of neurons fire as often as in the float SNN"
-    assert np.abs(ours.counts["if_c"] - ref).max() <= 2
+    assert same >= 0.95, f"if_c: {same:.3f} of neurons fire as often as in the float SNN"
+    assert np.abs(ours.counts["if_c"] - ref).max() <= 1
     want = reference.outputs["y"]
-    assert np.abs(ours.outputs - want).max() <= 0.06 * np.abs(want).max()
-    np.testing.assert_array_equal(ours.outputs.argmax(axis=1), want.argmax(axis=1))
+    assert np.abs(ours.outputs - want).max() <= 0.035 * np.abs(want).max()
+    assert np.count_nonzero(ours.outputs.argmax(axis=1) != want.argmax(axis=1)) <= 1
 
 
 def test_the_delayed_skip_agrees_with_the_float_snn_better_than_an_undelayed_one(tmp_path: Path) -> None:

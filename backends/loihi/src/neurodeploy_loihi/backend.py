@@ -19,6 +19,7 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
+from neurodeploy_loihi.floats import mean_rates
 from neurodeploy_loihi.graded import GradedOptions, GradedProgram, emit_graded, load_graded
 from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
@@ -78,6 +79,8 @@ class Loihi2Backend(Backend):
         + " (converts with reset=zero)",
         "chips": f"Loihi 2 chips of the system (default 1; Kapoho Point has 8, at most {MAX_CHIPS}): populations are "
         "placed on their cores in order, and the report gives the traffic between chips",
+        "bias_correction": "true (default): with calibration data, each neuron's bias takes back the mean error "
+        "the 8-bit weights add to its input on the calibration rates; false: the bias as converted",
         "graded_staircase": "true (default): in graded mode a population converted from a QCFS activation sends its "
         "level 0..L, the trained staircase; false: its activation rounded to the message bits, as a ReLU's",
     }
@@ -94,11 +97,12 @@ class Loihi2Backend(Backend):
             if not (text.isdigit() and 1 <= int(text) <= MAX_CHIPS):
                 raise DataError(f"target option chips must be a whole number from 1 to {MAX_CHIPS}, got {text!r}")
             parsed["chips"] = int(text)
-        if "graded_staircase" in parsed:
-            text = str(parsed["graded_staircase"]).lower()
-            if text not in ("true", "false"):
-                raise DataError(f"target option graded_staircase must be true or false, got {text!r}")
-            parsed["graded_staircase"] = text == "true"
+        for key in ("graded_staircase", "bias_correction"):
+            if key in parsed:
+                text = str(parsed[key]).lower()
+                if text not in ("true", "false"):
+                    raise DataError(f"target option {key} must be true or false, got {text!r}")
+                parsed[key] = text == "true"
         return parsed
 
     def pipeline(self, options: dict[str, Any]) -> str:
@@ -135,7 +139,11 @@ class Loihi2Backend(Backend):
         netx = _netx_profile(graph)
         lowered = lower(graph)
         readout_range, source = _readout_range(lowered, graph, model.calibration)
-        q = quantize(lowered, readout_range, Options(netx=netx))
+        means = None
+        if model.target_options.get("bias_correction", True) and model.calibration is not None:
+            if len(model.calibration):
+                means = mean_rates(lowered, np.asarray(model.calibration, np.float32))
+        q = quantize(lowered, readout_range, Options(netx=netx, means=means))
         names = [p.name for p in lowered.populations]
         op_types = [{"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role] for p in lowered.populations]
         chips = int(model.target_options.get("chips", 1))

@@ -92,7 +92,9 @@ from neurodeploy_loihi.emulator import (
     inbound,
     layer_shape,
 )
-from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered, SparseSpec
+from neurodeploy_loihi.floats import conv2d_nchw, qcfs_levels
+from neurodeploy_loihi.floats import float_forward as _float_forward
+from neurodeploy_loihi.lowering import ConvSpec, Lowered
 from neurodeploy_loihi.program import (
     HOST_STEM,
     POSITIVE,
@@ -379,34 +381,6 @@ class GradedNetwork:
 
 
 # -- the integer forward pass in the graph's layout ----------------------------------------------------------
-
-
-def conv2d_nchw(
-    x: np.ndarray,
-    w: np.ndarray,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> np.ndarray:
-    """Cross-correlation as ONNX defines it: x (B, C, H, W), w (O, C / groups, kH, kW), symmetric zero padding
-    (pH, pW); float64 (exact for integers below 2**53)."""
-    x = np.asarray(x, np.float64)
-    b, _, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    taps = [
-        xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
-        for i in range(kh)
-        for j in range(kw)
-    ]
-    cols = np.stack(taps, axis=2).reshape(b, groups, cg * kh * kw, ho * wo)  # (B, g, C/g * taps, pixels)
-    kernel = np.asarray(w, np.float64).reshape(groups, o // groups, cg * kh * kw)
-    out = np.einsum("gok,bgkp->bgop", kernel, cols, optimize=True)
-    return out.reshape(b, o, ho, wo)
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -717,49 +691,6 @@ class GradedOptions:
     message_bits: int = MESSAGE_BITS
     percentile: float = 100.0
     staircase: bool = True
-
-
-def qcfs_levels(pop: Any) -> int:
-    """L of a population converted from a QCFS activation (its IF's meta), else 0."""
-    levels = pop.meta.get("levels", 0) if pop.role != "readout" else 0
-    return int(levels) if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool) else 0
-
-
-def _float_forward(lowered: Lowered, x: np.ndarray, staircase: bool = False) -> list[np.ndarray]:
-    """The lowered network's float activations (graph layout, float64): ReLU everywhere but the readout (with
-    ``staircase``, a QCFS population's clip(floor(z L + φ), 0, L) / L); a population sums its synapses from every
-    source (main synapse and skips)."""
-    current = interpret.run(lowered.host, np.asarray(x, np.float32))[lowered.host.outputs[0]]
-
-    def act(pop: Any, z: np.ndarray) -> np.ndarray:
-        levels = qcfs_levels(pop) if staircase else 0
-        if levels:
-            return np.clip(np.floor(z * levels + float(pop.initial)), 0, levels) / levels
-        return z if pop.role == "readout" else np.maximum(z, 0)
-
-    out = [act(lowered.populations[0], current.astype(np.float64))]
-    for k, pop in enumerate(lowered.populations[1:], start=1):
-        main = k - 1 if pop.source is None else pop.source
-        z = sum(
-            _float_synapse(spec, out[j])
-            for j, spec in [(main, pop.synapse), *((s.source, s.synapse) for s in pop.skips)]
-        )
-        out.append(act(pop, np.asarray(z).reshape(len(current), *pop.shape) + pop.bias.astype(np.float64)))
-    return out
-
-
-def _float_synapse(spec: Any, a: np.ndarray) -> np.ndarray:
-    """A float synapse (lowering spec) applied to activations a (B, *graph shape): (B, n_out) flat."""
-    batch = len(a)
-    if isinstance(spec, DenseSpec):
-        return a.reshape(batch, -1) @ spec.weight.astype(np.float64).T
-    if isinstance(spec, SparseSpec):
-        n = int(np.prod(spec.shape))
-        terms = a.reshape(batch, -1)[:, spec.cols] * spec.weight.astype(np.float64)
-        index = (spec.rows[None, :] + n * np.arange(batch)[:, None]).reshape(-1)
-        return np.bincount(index, weights=terms.reshape(-1), minlength=batch * n).reshape(batch, n)
-    kernel = np.repeat(np.repeat(spec.weight.astype(np.float64), spec.pool[0], axis=2), spec.pool[1], axis=3)
-    return conv2d_nchw(a, kernel, spec.stride, spec.padding, spec.dilation, spec.groups).reshape(batch, -1)
 
 
 def _split_bias(total: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:

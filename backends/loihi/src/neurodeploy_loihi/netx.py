@@ -22,7 +22,10 @@ holds the input layer's neuron parameters and a zero bias, as netx's ``Input`` e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -139,13 +142,25 @@ def write_net(program: Program, path: Path) -> None:
     """Write ``program`` as a netx .net at ``path``; raise NetxError when netx cannot express it."""
     _check(program)
     h5py = _require_h5py()
-    with h5py.File(path, "w", track_order=True) as f:
+    with _net_file(h5py, path) as f:
         root = f.create_group("layer")
         index = 0
         for k, layer in enumerate(program.network.layers):
             where = f"no network.net: layer {program.names[k]!r}"
             g, index = _layer(root, index, layer.synapse, program.shapes, k, layer.neuron.bias_mant, where)
             _neuron(g, layer)
+
+
+@contextmanager
+def _net_file(h5py: Any, path: Path) -> Iterator[Any]:
+    """The .net at ``path``, open for writing; removed again when a layer turns out inexpressible (NetxError), so
+    that no half-written file is left behind."""
+    try:
+        with h5py.File(path, "w", track_order=True) as f:
+            yield f
+    except NetxError:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def write_sdnn_net(program, path: Path) -> None:
@@ -157,7 +172,7 @@ def write_sdnn_net(program, path: Path) -> None:
     at run time; netx's default of 16 bits is the program's. ``spike_exp`` is an argument of ``netx.hdf5.Network``
     (the program's ``spike_exp``; the manifest records it)."""
     h5py = _require_h5py()
-    with h5py.File(path, "w", track_order=True) as f:
+    with _net_file(h5py, path) as f:
         root = f.create_group("layer")
         _, index = _layer(root, 0, None, program.shapes, 0, 0, "")
         for k, layer in enumerate(program.layers, start=1):
