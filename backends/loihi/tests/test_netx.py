@@ -203,3 +203,22 @@ def test_no_net_file_where_netx_cannot_express_the_network() -> None:
     assert "network.net" not in artifact.manifest["files"]
     assert not (artifact.root / "network.net").exists()
     assert artifact.manifest["target"]["netx"] is False
+
+
+def test_a_layer_netx_cannot_express_leaves_no_half_written_file(netx_artifact, tmp_path) -> None:
+    """write_net stops at a convolution with per-neuron biases (a .net's conv layer holds one per channel) with a
+    NetxError naming the layer, and removes the file it had begun."""
+    from dataclasses import replace
+
+    from neurodeploy_loihi.netx import NetxError, write_net
+
+    program = Program.load(netx_artifact.root)
+    k = next(k for k, layer in enumerate(program.network.layers) if isinstance(layer.synapse, ConvSynapse))
+    layer = program.network.layers[k]
+    per_neuron = np.arange(int(np.prod(layer.shape))).reshape(layer.shape) % 7
+    program.network.layers[k] = replace(layer, neuron=replace(layer.neuron, bias_mant=per_neuron))
+    path = tmp_path / "network.net"
+    with pytest.raises(NetxError, match=rf"layer {program.names[k]!r} has a per-neuron conv bias"):
+        write_net(program, path)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
