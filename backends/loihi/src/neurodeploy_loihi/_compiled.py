@@ -76,12 +76,27 @@ def _sparse(s, indptr, rows, weights, out):  # pragma: no cover - compiled
 
 def _neurons(message, u, v, bias, decays, threshold, subtractive, fired, folded, saturated):  # pragma: no cover
     """One step of every neuron of a population, fused (``emulator._subthreshold``, the spike and the reset of
-    :mod:`neurodeploy_loihi.fixed_point`, in int64 with the int32 wraps written out): message, u, v, bias
-    (B, n) int64 (u and v updated in place), ``decays`` (du + 1, dv) out of 4096, into fired, folded and
-    saturated (B, n) bool."""
-    half, full, limit = np.int64(1) << 31, np.int64(1) << 32, np.int64(1) << 23
+    :mod:`neurodeploy_loihi.fixed_point`, in int64 with the int32 wraps written out as masks): message, u, v,
+    bias (B, n) int64 (u and v updated in place), ``decays`` (du + 1, dv) out of 4096, into fired, folded and
+    saturated (B, n) bool. An integrate-and-fire population (du + 1 = 4096, dv = 0) takes a branch-free loop."""
+    half, mask, limit = np.int64(1) << 31, (np.int64(1) << 32) - 1, np.int64(1) << 23
     du, dv = decays[0], decays[1]
     batch, n = u.shape
+    if du == 4096 and dv == 0:  # u holds this step's input only, v does not leak
+        for b in range(batch):
+            for i in range(n):
+                act = (((message[b, i] << 6) + half) & mask) - half  # int32 shift: wraps
+                new_u = act - 2 * limit if act > limit else act  # Lava's single, asymmetric fold
+                new_u = act + 2 * limit if new_u <= -limit else new_u
+                total = ((v[b, i] + new_u + bias[b, i] + half) & mask) - half
+                new_v = min(max(total, 1 - limit), limit - 1)  # saturates
+                spike = new_v > threshold
+                folded[b, i] = new_u != act
+                saturated[b, i] = new_v != total
+                fired[b, i] = spike
+                u[b, i] = new_u
+                v[b, i] = (new_v - threshold if subtractive else 0) if spike else new_v
+        return
     for b in range(batch):
         for i in range(n):
             x = u[b, i]
@@ -90,8 +105,8 @@ def _neurons(message, u, v, bias, decays, threshold, subtractive, fired, folded,
             elif du != 0:
                 x = x * (4096 - du)
                 x = (x >> 12) if x >= 0 else -((-x) >> 12)  # toward zero
-            act = ((message[b, i] << 6) + half) % full - half  # int32 shift: wraps
-            total = (x + act + half) % full - half  # int32 sum: wraps
+            act = (((message[b, i] << 6) + half) & mask) - half  # int32 shift: wraps
+            total = ((x + act + half) & mask) - half  # int32 sum: wraps
             new_u = total - 2 * limit if total > limit else total  # Lava's single, asymmetric fold
             if new_u <= -limit:
                 new_u = total + 2 * limit
@@ -102,7 +117,7 @@ def _neurons(message, u, v, bias, decays, threshold, subtractive, fired, folded,
             elif dv != 0:
                 y = y * (4096 - dv)
                 y = (y >> 12) if y >= 0 else -((-y) >> 12)
-            total = (y + new_u + bias[b, i] + half) % full - half
+            total = ((y + new_u + bias[b, i] + half) & mask) - half
             new_v = min(max(total, 1 - limit), limit - 1)  # saturates
             saturated[b, i] = new_v != total
             spike = new_v > threshold
