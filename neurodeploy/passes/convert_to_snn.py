@@ -95,6 +95,7 @@ class ConvertToSNN(Pass):
     maxpool: str = "avg"
     readout: str = "membrane"
     spike_steps: int = 64
+    clip: str = "auto"
 
     def __post_init__(self) -> None:
         for option, value, allowed in (
@@ -104,6 +105,7 @@ class ConvertToSNN(Pass):
             ("reset", self.reset, IF.RESETS),
             ("maxpool", self.maxpool, ("avg", "error")),
             ("readout", self.readout, ("membrane", "spikes")),
+            ("clip", self.clip, ("auto", "trained")),
         ):
             if value not in allowed:
                 raise ValueError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
@@ -190,8 +192,12 @@ class ConvertToSNN(Pass):
             # A QCFS saturates at its trained λ; the IF it becomes reproduces it exactly after T = L steps.
             lam = np.float32(act.lam) if isinstance(act, QCFS) else np.asarray(stats[act.output], np.float32)
             clip = _clip_value(act)
-            if clip is not None:
+            if clip is not None and (self.clip == "trained" or used not in ("max", "percentile")):
                 lam = np.float32(clip)  # a clipped ReLU saturates exactly at its clip value
+            elif clip is not None:
+                # A cap the data sit below (ReLU6's 6 on activations that reach 4) is no trained threshold: the
+                # statistic of the clipped output, never above the cap, is. Where the data reach the cap, it is.
+                lam = np.where(lam > 0, np.minimum(lam, np.float32(clip)), np.float32(clip)).astype(np.float32)
             _require_finite(lam, act, used)
             # Never active on the calibration data: any threshold works, 1 is as good as another.
             lam = np.where(lam > 0, lam, np.float32(1.0)).astype(np.float32)
@@ -313,6 +319,7 @@ class ConvertToSNN(Pass):
             "reset": self.reset,
             "initial": self.initial,
             "readout": self.readout,
+            "clip": self.clip,
             "lambda": {k: (v.reshape(-1).tolist() if v.ndim else float(v)) for k, v in sorted(lambdas.items())},
         }
         if levels := {a.name: a.levels for a in activations if isinstance(a, QCFS)}:

@@ -173,3 +173,49 @@ def test_spike_norm_balances_layer_by_layer_by_simulation():
     expected = interpret.run(ann, x)["logits"]
     errors = [np.abs(simulate(snn, {"x": x}, steps).outputs["logits"] - expected).mean() for steps in (32, 512)]
     assert errors[1] < errors[0]
+
+
+def _capped(high: float, gain: float) -> Graph:
+    """x (4) -> dense (gain * I) -> Clip(0, high) -> dense (2): a clipped ReLU whose inputs reach ``gain``."""
+    return Graph(
+        "capped",
+        {"x": TensorType((4,))},
+        ["y"],
+        [
+            Dense(name="fc", inputs=("x",), output="h", weight=gain * np.eye(4, dtype=np.float32)),
+            Clip(name="relu6", inputs=("h",), output="a", low=0.0, high=high),
+            Dense(name="out", inputs=("a",), output="y", weight=np.ones((2, 4), np.float32)),
+        ],
+    )
+
+
+def test_a_cap_the_data_sit_below_takes_the_datas_threshold_and_a_reached_clip_keeps_its_value():
+    """ReLU6 on activations that reach 2 (uniform inputs times 2): clip=auto takes the 99.9th percentile of the
+    clipped output (below 2), clip=trained keeps 6. A clip the data exceed (inputs reach 2, clip 0.5) keeps 0.5
+    either way, and without data the clip value is λ."""
+    x = np.random.default_rng(2).random((512, 4)).astype(np.float32)
+    _, _, ctx = convert(_capped(6.0, 2.0), x)
+    auto = ctx.records["convert-to-snn"]["lambda"]["relu6"]
+    a = interpret.run(_capped(6.0, 2.0), x, keep=["a"])["a"]
+    assert auto == pytest.approx(float(np.percentile(a[a > 0], 99.9)), rel=1e-5)
+    assert 1.9 < auto < 2.0
+    assert ctx.records["convert-to-snn"]["clip"] == "auto"
+    _, _, ctx = convert(_capped(6.0, 2.0), x, "{clip=trained}")
+    assert ctx.records["convert-to-snn"]["lambda"]["relu6"] == pytest.approx(6.0)
+    for options in ("", "{clip=trained}"):
+        _, _, ctx = convert(_capped(0.5, 2.0), x, options)
+        assert ctx.records["convert-to-snn"]["lambda"]["relu6"] == pytest.approx(0.5)
+    _, _, ctx = convert(_capped(6.0, 2.0), None)
+    assert ctx.records["convert-to-snn"]["lambda"]["relu6"] == pytest.approx(6.0)
+
+
+def test_a_cap_the_data_sit_below_fires_at_the_rate_the_data_call_for():
+    """At T = 16 the SNN with λ from the data is closer to the ANN than the one with the cap as λ: each neuron
+    fires about 3x as often, so the rate carries more of the value."""
+    x = np.random.default_rng(3).random((256, 4)).astype(np.float32)
+    errors = {}
+    for options in ("", "{clip=trained}"):
+        ann, snn, _ = convert(_capped(6.0, 2.0), x, options)
+        want = interpret.run(ann, x)["y"]
+        errors[options] = np.abs(simulate(snn, {"x": x}, 16).outputs["y"] - want).mean()
+    assert errors[""] < 0.5 * errors["{clip=trained}"]
