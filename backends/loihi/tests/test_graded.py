@@ -231,7 +231,7 @@ def test_qcfs_levels_beyond_the_message_bits_name_the_layer() -> None:
         quantize_graded(lowered, None, GradedOptions(message_bits=2))
 
 
-def test_graded_staircase_target_option(tmp_path: Path) -> None:
+def test_graded_staircase_target_option() -> None:
     from neurodeploy_loihi import Loihi2Backend
 
     backend = Loihi2Backend("loihi")

@@ -179,7 +179,7 @@ def test_bias_correction_takes_the_weights_mean_rounding_error_back_from_the_bia
     assert "bias_correction" not in plain.report[1]
 
 
-def test_bias_correction_target_option(tmp_path) -> None:
+def test_bias_correction_target_option() -> None:
     from neurodeploy_loihi import Loihi2Backend
 
     from neurodeploy.errors import DataError

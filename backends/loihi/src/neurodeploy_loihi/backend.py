@@ -140,9 +140,9 @@ class Loihi2Backend(Backend):
         lowered = lower(graph)
         readout_range, source = _readout_range(lowered, graph, model.calibration)
         means = None
-        if model.target_options.get("bias_correction", True) and model.calibration is not None:
-            if len(model.calibration):
-                means = mean_rates(lowered, np.asarray(model.calibration, np.float32))
+        calibration = model.calibration
+        if model.target_options.get("bias_correction", True) and calibration is not None and len(calibration):
+            means = mean_rates(lowered, np.asarray(calibration, np.float32))
         q = quantize(lowered, readout_range, Options(netx=netx, means=means))
         names = [p.name for p in lowered.populations]
         op_types = [{"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role] for p in lowered.populations]

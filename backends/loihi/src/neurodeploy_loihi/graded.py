@@ -745,9 +745,8 @@ def quantize_graded(
         ranges, source = [1.0] * len(pops), "converter thresholds (no calibration data)"
     if any(levels):
         source = "QCFS staircase (the trained lambda, L levels)" + ("" if every_qcfs else "; others: " + source)
+    ranges = [1.0 if levels[k] else r for k, r in enumerate(ranges)]  # a QCFS population's range: its threshold
     scales = [max(r, 1e-12) / (levels[k] or top) for k, r in enumerate(ranges)]
-    for k in (k for k, L in enumerate(levels) if L):
-        ranges[k], scales[k] = 1.0, 1.0 / levels[k]
     layers: list[GradedLayer] = []
     report: list[dict[str, Any]] = []
     for k, pop in enumerate(pops):
@@ -807,8 +806,8 @@ def quantize_graded(
         )
         skips = tuple(Skip(j, synapse, d) for (j, _, d), synapse in zip(branches[1:], synapses[1:]))
         layers.append(GradedLayer(synapses[0], neuron, pop.name, None, branches[0][2], skips, pop.source))
-        per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * (levels[main] or top)
-        per_out *= len(branches)
+        largest_payload = max(levels[j] or top for j, _, _ in branches)
+        per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * largest_payload * len(branches)
         entry |= {
             "scale": scales[k],
             "shift": shift,

@@ -424,21 +424,18 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         unit = scale / (1 << fp.ACT_SHIFT) / 2.0**weight_exp  # integer weight per float weight
         scaled = weight.astype(np.float64) * unit
         w_int, clipped = _grid(scaled, sign_mode)
-        below = lowered.populations[depth - 1 if pop.source is None else pop.source].shape
-        synapse = lava_synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
+        main = depth - 1 if pop.source is None else pop.source
+        synapse = lava_synapse(spec, w_int, weight_exp, sign_mode, lowered.populations[main].shape, pop.shape)
+        rounded = [(main, spec, w_int, unit)]  # every synapse's integer weights and units, for the bias correction
         skip_reports = []
         for source, s_spec, s_exp, s_mode, delay in skips:
-            s_scaled = s_spec.weight.astype(np.float64) * (scale / (1 << fp.ACT_SHIFT) / 2.0**s_exp)
-            s_int, s_clipped = _grid(s_scaled, s_mode)
+            s_unit = scale / (1 << fp.ACT_SHIFT) / 2.0**s_exp
+            s_int, s_clipped = _grid(s_spec.weight.astype(np.float64) * s_unit, s_mode)
             s_syn = lava_synapse(s_spec, s_int, s_exp, s_mode, lowered.populations[source].shape, pop.shape)
             skip_reports.append((Skip(source, s_syn, delay), s_spec, s_int, s_clipped, s_exp, s_mode))
+            rounded.append((source, s_spec, s_int, s_unit))
         pop_bias = pop.bias.astype(np.float64)
         if options.means is not None:  # the rounded weights' mean error on the calibration rates, taken back
-            main = depth - 1 if pop.source is None else pop.source
-            rounded = [(main, spec, w_int, unit)] + [
-                (source, s_spec, s_int, scale / (1 << fp.ACT_SHIFT) / 2.0**s_exp)
-                for (source, s_spec, s_exp, _, _), (_, _, s_int, _, _, _) in zip(skips, skip_reports)
-            ]
             correction = bias_correction(rounded, options.means, pop.shape)
             if options.netx and len(pop.shape) == 3:  # a .net's conv layer has one bias per channel: their mean
                 correction = np.broadcast_to(correction.mean(axis=(1, 2), keepdims=True), pop.shape)
