@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `dummy`) is installed in none: tests/conftest.py provides it to the tests, so `neurodeploy targets` in the
 # environment `make demo` runs lists the real targets only. The recipes uninstall it from an environment made
 # before that, and depend on this Makefile, so that a changed recipe reinstalls rather than leaving a stale install.
-PLUGINS := backends/loihi backends/speck
+PLUGINS := backends/loihi backends/speck backends/pynn
 PLUGIN_FILES := $(addsuffix /pyproject.toml,$(PLUGINS))
 TEST_ONLY := neurodeploy-dummy
 # The oldest supported Python with numpy 1.x: the core's compatibility run (tests needing torch skip there).
@@ -20,7 +20,7 @@ COMPAT := .venv-py310
 # when Lava cannot be imported; elsewhere (a plain pytest in .venv) they skip.
 LAVA := .venv-lava
 
-.PHONY: env demo test test-main test-compat test-lava lint format bench clean
+.PHONY: env demo test test-main test-compat test-lava lint format bench clean arm-tools
 
 env: $(STAMP)
 
@@ -40,10 +40,23 @@ demo: $(STAMP)
 
 test: lint test-main test-compat test-lava
 
-# The sinabs cross-checks and the numba-compiled loops must run here: NEURODEPLOY_REQUIRE_SINABS=1 and
-# NEURODEPLOY_REQUIRE_NUMBA=1 turn their skip (without the package) into a failure. The compatibility run skips them.
-test-main: $(STAMP)
-	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 $(BIN)/python -m pytest
+# The SpiNNaker emulator is compared with sPyNNaker's tick written in C on GCC's fixed-point `accum` type,
+# compiled for ARM and run under qemu (backends/pynn/tests/test_spinnaker_arm.py): Debian's gcc-arm-linux-gnueabihf
+# and qemu-user, installed here when either tool is missing (apt-get as root, else through sudo).
+ARM_TOOLS := arm-linux-gnueabihf-gcc qemu-arm
+arm-tools:
+	@missing=; for tool in $(ARM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		as_root=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$as_root apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -q --no-install-recommends gcc-arm-linux-gnueabihf qemu-user; \
+	fi
+
+# The sinabs cross-checks, the numba-compiled loops and the ARM reference must run here: NEURODEPLOY_REQUIRE_SINABS=1,
+# NEURODEPLOY_REQUIRE_NUMBA=1 and NEURODEPLOY_REQUIRE_ARM=1 turn their skip (without the package or the tools) into a
+# failure. The compatibility run skips the first two.
+test-main: $(STAMP) arm-tools
+	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 $(BIN)/python -m pytest
 
 $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found (looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT, ROOT / "backends" / "loihi" / "src", ROOT / "backends" / "speck" / "src"]
-PACKAGES = ("neurodeploy", "neurodeploy_loihi", "neurodeploy_speck")
+SOURCES = [ROOT, *(ROOT / "backends" / name / "src" for name in ("loihi", "speck", "pynn"))]
+PACKAGES = ("neurodeploy", "neurodeploy_loihi", "neurodeploy_speck", "neurodeploy_pynn")
 
 LAYERS: list[list[str]] = [
     # bottom first; components in one layer may not import each other
@@ -32,7 +32,7 @@ LAYERS: list[list[str]] = [
     ["neurodeploy.evaluation", "neurodeploy.training"],
     ["neurodeploy.evaluate"],
     ["neurodeploy.cli", "neurodeploy"],
-    ["neurodeploy_loihi", "neurodeploy_speck"],  # the plugins import the core, never each other
+    ["neurodeploy_loihi", "neurodeploy_speck", "neurodeploy_pynn"],  # the plugins import the core, never each other
 ]
 EXACT = {"neurodeploy"}
 """Components that are one module only (the package's ``__init__``; its submodules are placed one by one)."""
