@@ -34,6 +34,44 @@ def test_shapes_and_dtypes_of_a_trace() -> None:
     assert all(s.any() for s in trace.spikes)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-step", "numpy-step"])
+def test_overflow_statistics_are_those_of_the_recorded_states(monkeypatch, fused) -> None:
+    """u_max and v_max of a trace are the largest |u| and |v| of its recorded steps, per sample; u_folds and
+    v_saturations count the neurons that observe saw fold and saturate: on the fused step (numba) and on the
+    numpy functions alike, with inputs large enough that u folds and v saturates."""
+    from neurodeploy_loihi import _compiled
+
+    if fused and _compiled.kernels() is None:
+        pytest.skip("numba is not installed")
+    if not fused:
+        monkeypatch.setattr(_compiled, "kernels", lambda: None)
+    rng = np.random.default_rng(5)
+    conv = ConvSynapse(rng.integers(-256, 256, (4, 3, 3, 2)), (6, 5, 2), padding=1)
+    net = Network(
+        [
+            Layer(
+                conv,
+                Neuron(du=0, dv=0, vth=1000, bias_mant=rng.integers(-4000, 4000, (6, 5, 4)), bias_exp=7),
+            ),
+            Layer(DenseSynapse(rng.integers(0, 256, (3, 120)), weight_exp=7), Neuron(du=4095, dv=0, vth=20)),
+        ]
+    )
+    x = rng.random((3, 20, 6, 5, 2)) < 0.6
+    seen = {"u_folds": np.zeros((2, 3), np.int64), "v_saturations": np.zeros((2, 3), np.int64)}
+
+    def observe(state) -> None:
+        for name, flags in (("u_folds", state.u_folded), ("v_saturations", state.v_saturated)):
+            seen[name][state.k] += np.count_nonzero(flags.reshape(3, -1), axis=1)
+
+    trace = net.run(x, observe=observe)
+    for k in range(2):
+        np.testing.assert_array_equal(trace.u_max[k], np.abs(trace.u[k].astype(np.int64)).reshape(3, -1).max(axis=1))
+        np.testing.assert_array_equal(trace.v_max[k], np.abs(trace.v[k].astype(np.int64)).reshape(3, -1).max(axis=1))
+        for name in seen:
+            np.testing.assert_array_equal(getattr(trace, name)[k], seen[name][k])
+    assert trace.v_saturations[0].sum() > 0 and trace.u_folds[1].sum() > 0  # both statistics are exercised
+
+
 def test_a_batch_equals_its_samples_run_one_by_one() -> None:
     rng = np.random.default_rng(1)
     net = conv_then_dense(rng)

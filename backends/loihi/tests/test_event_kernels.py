@@ -140,7 +140,9 @@ def test_fused_neuron_step_equals_the_numpy_step(kind, decays):
         v = rng.integers(-limit + 1, limit, shape)
         u.flat[-len(edges) :] = np.clip(edges, -limit + 1, limit - 1)
         bias = rng.integers(-(1 << 19), 1 << 19, shape[1:]) if draw > 2 else np.int64(draw * 1000 - 2000)
-        u_c, v_c, fired_c, folded_c, saturated_c = _compiled.neurons(message, u.copy(), v.copy(), bias, neuron)
+        stats = np.zeros((4, shape[0]), np.int64)
+        stats[2:, 0] = limit  # a maximum from earlier steps: kept unless this step exceeds it
+        u_c, v_c, fired_c, folded_c, saturated_c = _compiled.neurons(message, u.copy(), v.copy(), bias, neuron, stats)
         u_n, v_sum, folded_n, saturated_n = _subthreshold(neuron, u, v, message, np.asarray(bias, np.int64))
         fired_n = fp.spikes_of(v_sum, neuron.threshold)
         if kind == "lif":
@@ -150,3 +152,7 @@ def test_fused_neuron_step_equals_the_numpy_step(kind, decays):
         for got, want in ((u_c, u_n), (v_c, v_n), (fired_c, fired_n), (folded_c, folded_n), (saturated_c, saturated_n)):
             np.testing.assert_array_equal(got, want)
         assert folded_n.any() or draw % 2  # the edges are reached
+        per_sample = [np.count_nonzero(f.reshape(shape[0], -1), axis=1) for f in (folded_n, saturated_n)]
+        per_sample += [np.abs(a).reshape(shape[0], -1).max(axis=1) for a in (u_n, v_n)]
+        per_sample[2][0], per_sample[3][0] = max(per_sample[2][0], limit), max(per_sample[3][0], limit)
+        np.testing.assert_array_equal(stats, np.stack(per_sample))

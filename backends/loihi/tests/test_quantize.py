@@ -107,6 +107,24 @@ def test_split_bias_takes_the_smallest_exponent_that_holds_the_mantissa() -> Non
     assert clipped == 1  # 2**30 does not fit even at exponent 7: saturated, counted
 
 
+def test_split_bias_exponent_is_the_first_that_fits_at_every_rounding_edge() -> None:
+    """The exponent split_bias computes (from the binary exponent, then one up or down) against its definition:
+    try 0, 1, ..., 7 and keep the first whose rounded mantissa fits 13 bits; at the edges where rounding half to
+    even carries a mantissa to 4096, where -4096 fits, and over random magnitudes."""
+    rng = np.random.default_rng(3)
+    edges = [0, 0.5, -0.5, 2.5, 4095, 4095.49, 4095.5, -4096, -4096.5, -4097, 8191, 8191.5, -8192, -8193]
+    edges += [4095 * 128, 4095 * 128 + 63.9, 4095 * 128 + 64, -4096 * 128, -4096 * 128 - 64, -4096 * 128 - 65, 1e9]
+    b = np.concatenate(
+        [edges, rng.normal(0, 1e4, 20000), rng.normal(0, 1e6, 20000), np.rint(rng.normal(0, 1e5, 20000)) + 0.5]
+    )
+    b = np.concatenate([b, -b, b * 2.0 ** rng.integers(-3, 4, len(b))])
+    want = np.full(b.shape, 7)
+    for e in range(7, -1, -1):
+        mant = np.rint(b / 2.0**e)
+        want = np.where((mant >= -4096) & (mant <= 4095), e, want)
+    np.testing.assert_array_equal(split_bias(b)[1], want)
+
+
 def test_input_current_is_clipped_to_one_threshold_below_and_the_largest_bias_above() -> None:
     mant, exp = input_bias(np.array([[-3.0, 0.25, 1.5]]), (3,), vth=8189, clip=(-524096, 524160), fixed_exp=None)
     total = fp.effective_bias(mant, exp)

@@ -33,6 +33,7 @@ population's step is one fused pass (:mod:`neurodeploy_loihi._compiled`); the in
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import product
 from math import prod
 from typing import Any
 
@@ -277,19 +278,22 @@ class ConvSynapse:
         wrapped to 24 bits. Sparse input walks its events (:mod:`neurodeploy_loihi._compiled`, with numba), dense
         input is one matrix product: the same integer sums."""
         s = np.asarray(spikes, np.int64) if graded else np.asarray(spikes, bool)
-        stride = self.stride
+        if _compiled.sparse_enough(s, self.weights.shape[0] // self.groups * self.pool[0] * self.pool[1]):
+            table, bound = self._table
+            return _compiled.conv(
+                s, table, bound, self.output_shape, self.stride, self.padding, self.dilation, self.groups, self.pool
+            )
+        stride, padding = self.stride, self.padding
         if self.pool != (1, 1):
             px, py = self.pool
-            padded = fp.zero_pad(s.astype(np.int64, copy=False), self.padding, np.int64)  # zeros, as Lava
-            nx, ny = padded.shape[1] // px, padded.shape[2] // py  # whole pool blocks (the rest is never read)
-            batch, channels = padded.shape[0], padded.shape[3]
-            blocks = padded[:, : nx * px, : ny * py].reshape(batch, nx, px, ny, py, channels)
-            s = blocks.sum(axis=(2, 4))  # sum pooling: the integer each repeated weight multiplies
-            stride, graded = (self.stride[0] // px, self.stride[1] // py), True
-        padding = (0, 0) if self.pool != (1, 1) else self.padding
-        if _compiled.sparse_enough(s, self.weights.shape[0] // self.groups):
-            out = _compiled.conv(s, *self._table, self.output_shape, stride, padding, self.dilation, self.groups)
-            return fp.wrap(out, fp.CONV_BITS)
+            # sum pooling: the integer each repeated weight multiplies (spike counts fit int16)
+            padded = fp.zero_pad(s, self.padding, np.int64 if graded else np.int16)  # zeros, as Lava
+            nx, ny = padded.shape[1] // px * px, padded.shape[2] // py * py  # whole blocks (the rest is never read)
+            s = padded[:, :nx:px, :ny:py].copy()
+            for i, j in product(range(px), range(py)):
+                if i or j:
+                    s += padded[:, i:nx:px, j:ny:py]
+            stride, padding, graded = (self.stride[0] // px, self.stride[1] // py), (0, 0), True
         return fp.conv_accumulate(s, self.weights, stride, padding, self.dilation, self.groups, graded=graded)
 
 
@@ -413,14 +417,17 @@ def layer_shape(layer: Any) -> tuple[int, ...]:
 class Trace:
     """What :meth:`Network.run` records, one entry per layer: ``spikes`` (B, steps, *shape) bool; when asked,
     ``u`` and ``v`` (B, steps, *shape) int32 after step t's update and reset; and, per sample (B,), how many
-    neuron-steps folded u (``u_folds``: the sum left the 24-bit range) and saturated v (``v_saturations``),
-    the quantization report's overflow statistics. (Traces read back from Lava have no fold counts.)"""
+    neuron-steps folded u (``u_folds``: the sum left the 24-bit range) and saturated v (``v_saturations``), and
+    the largest |u| and |v| after any computed step (``u_max``, ``v_max``): the quantization report's overflow
+    statistics. (Traces read back from Lava have no fold counts.)"""
 
     spikes: list[np.ndarray]
     u: list[np.ndarray] = field(default_factory=list)
     v: list[np.ndarray] = field(default_factory=list)
     u_folds: list[np.ndarray] = field(default_factory=list)
     v_saturations: list[np.ndarray] = field(default_factory=list)
+    u_max: list[np.ndarray] = field(default_factory=list)
+    v_max: list[np.ndarray] = field(default_factory=list)
 
 
 def _subthreshold(
@@ -619,10 +626,14 @@ class Network:
         bias = [fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp) for layer in self.layers]
         if input_bias is not None:
             bias[0] = fp.effective_bias(mant, exp)
+        # per layer, (4, B): u folds, v saturations, largest |u| and |v| (the fused step updates them in place)
+        stats = [np.zeros((4, batch), np.int64) for _ in shapes]
         trace = Trace(
             spikes=[np.zeros((batch, steps, *shape), bool) for shape in shapes] if record_spikes else [],
-            u_folds=[np.zeros(batch, np.int64) for _ in shapes],
-            v_saturations=[np.zeros(batch, np.int64) for _ in shapes],
+            u_folds=[s[0] for s in stats],
+            v_saturations=[s[1] for s in stats],
+            u_max=[s[2] for s in stats],
+            v_max=[s[3] for s in stats],
         )
         if record_state:
             trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
@@ -662,7 +673,7 @@ class Network:
                 neuron = layer.neuron  # 3. the neurons
                 b = bias[k] if t >= neuron.bias_start else ZERO  # Loihi step t + 1: bias from bias_start + 1
                 if _compiled.kernels() is not None:  # the same arithmetic, one pass per neuron
-                    u[k], v[k], fired, folded, saturated = _compiled.neurons(message, u[k], v[k], b, neuron)
+                    u[k], v[k], fired, folded, saturated = _compiled.neurons(message, u[k], v[k], b, neuron, stats[k])
                 else:
                     u[k], v_new, folded, saturated = _subthreshold(neuron, u[k], v[k], message, b)
                     fired = fp.spikes_of(v_new, neuron.threshold)
@@ -670,8 +681,9 @@ class Network:
                         v[k] = fp.reset_to_zero(v_new, fired)
                     else:
                         v[k] = fp.reset_by_subtraction(v_new, fired, neuron.threshold)
-                trace.u_folds[k] += np.count_nonzero(folded.reshape(batch, -1), axis=1)
-                trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
+                    stats[k][:2] += [np.count_nonzero(f.reshape(batch, -1), axis=1) for f in (folded, saturated)]
+                    for row, state in ((2, u[k]), (3, v[k])):
+                        np.maximum(stats[k][row], np.abs(state).reshape(batch, -1).max(axis=1), out=stats[k][row])
                 if record_spikes:
                     trace.spikes[k][:, t] = fired
                 if record_state:

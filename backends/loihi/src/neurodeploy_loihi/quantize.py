@@ -162,13 +162,20 @@ def split_bias(total: np.ndarray, fixed_exp: int | None = None) -> tuple[np.ndar
     if fixed_exp is not None:
         exp = np.full(b.shape, fixed_exp, np.int64)
     else:
-        exp = np.zeros(b.shape, np.int64)
-        for e in range(1, EXP_MAX + 1):  # raise the exponent while the mantissa does not fit
-            too_big = (np.rint(b / 2.0 ** (e - 1)) > MANT_MAX) | (np.rint(b / 2.0 ** (e - 1)) < MANT_MIN)
-            exp = np.where(too_big & (exp == e - 1), e, exp)
+        # |b| < 2**k, so b / 2**(k - 12) is within 4096: the exponent is k - 12, give or take one (a mantissa of
+        # -4096 fits one lower; one that rounds up to 4096 needs one more), clipped to 0..7
+        exp = np.clip(np.frexp(b)[1].astype(np.int64) - (fp.BIAS_MANT_BITS - 1), 0, EXP_MAX)
+        for step in (-1, 1):
+            other = np.clip(exp + step, 0, EXP_MAX)
+            fits = _fits(np.rint(b / np.exp2(other if step < 0 else exp)))
+            exp = np.where(fits, other, exp) if step < 0 else np.where(fits, exp, other)
     mant = np.rint(b / np.exp2(exp))  # round half to even, deterministic
     clipped = int(np.count_nonzero((mant > MANT_MAX) | (mant < MANT_MIN)))
     return np.clip(mant, MANT_MIN, MANT_MAX).astype(np.int64), exp, clipped  # saturate, never wrap
+
+
+def _fits(mant: np.ndarray) -> np.ndarray:
+    return (mant <= MANT_MAX) & (mant >= MANT_MIN)
 
 
 def max_bias(fixed_exp: int | None) -> int:

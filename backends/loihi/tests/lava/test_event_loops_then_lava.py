@@ -21,7 +21,7 @@ spikes = np.zeros((1, 5, 5, 2), bool)
 spikes[0, 2, 2, 1] = True
 assert synapse.accumulate(spikes).sum() == 18  # walked by the event loop: one spike, 9 taps, 2 outputs
 _compiled.neurons(np.zeros((1, 3), np.int64), np.zeros((1, 3)), np.zeros((1, 3)), 0,
-                  type("N", (), {"du": 4095, "dv": 0, "threshold": 64, "kind": "lif"})())
+                  type("N", (), {"du": 4095, "dv": 0, "threshold": 64, "kind": "lif"})(), np.zeros((4, 1), np.int64))
 import lava.magma.runtime.runtime  # sets the start method ('fork'): raises if it is fixed already
 from lava.lib.dl import netx  # noqa: F401
 print("ok")
