@@ -330,6 +330,24 @@ def _diagonal(ops: list[Op], shape: tuple[int, ...]) -> SparseSpec:
     return SparseSpec(index, index.copy(), np.ascontiguousarray((ones - zero).reshape(-1), np.float32), shape, shape)
 
 
+def synapse_list(spec: ConvSpec | DenseSpec | SparseSpec, shape: tuple[int, ...]) -> SparseSpec:
+    """Any synapse as its list of synapses (a target that takes connection lists, such as PyNN's
+    ``FromListConnector``): a convolution's taps, a Dense's nonzero entries, a sparse synapse itself; ``shape`` is
+    the output population's."""
+    if isinstance(spec, SparseSpec):
+        return spec
+    if isinstance(spec, ConvSpec):
+        return _taps(spec, shape)
+    rows, cols = np.nonzero(spec.weight)
+    return SparseSpec(
+        rows.astype(np.int64),
+        cols.astype(np.int64),
+        spec.weight[rows, cols].astype(np.float32),
+        spec.input_shape,
+        shape,
+    )
+
+
 def _taps(spec: ConvSpec, shape: tuple[int, ...]) -> SparseSpec:
     """A convolution synapse as its list of synapses: every (output neuron, kernel tap) inside the input, the pool
     repeated into the kernel, zero weights left out."""

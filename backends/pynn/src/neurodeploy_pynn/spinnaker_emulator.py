@@ -39,7 +39,7 @@ differently at ties: build words with :func:`neurodeploy_pynn.s1615.weight_words
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -237,30 +237,91 @@ class LifPopulation:
 
 @dataclass(frozen=True, eq=False)
 class Projection:
-    """Synapses from ``pre`` (a population or an input) to population ``post``: ``words`` (n_pre, n_post), 16-bit
-    weight words (0 = no synapse; :func:`neurodeploy_pynn.s1615.weight_words` makes them from weights), all on one
-    ``receptor`` ("excitatory" or "inhibitory") with one ``delay`` in ticks (>= 1)."""
+    """Synapses from ``pre`` (a population or an input) to population ``post``, all on one ``receptor``
+    ("excitatory" or "inhibitory") with one ``delay`` in ticks (>= 1): either ``words`` (n_pre, n_post), a dense
+    matrix of 16-bit weight words (0 = no synapse), or ``connections`` = (pre_index, post_index, words), a list of
+    synapses (PyNN's ``FromListConnector``; a pair may repeat, each synapse adding its word to the slot). Words are
+    in [0, 0xFFFF]; :func:`neurodeploy_pynn.s1615.weight_words` makes them from weights."""
 
     pre: str
     post: str
-    words: Any
+    words: Any = None
     receptor: str = "excitatory"
     delay: int = 1
+    connections: Any = None
 
     def __post_init__(self) -> None:
-        w = np.asarray(self.words)
-        if w.dtype.kind == "b" or w.dtype.kind not in "iu" or w.ndim != 2:
-            raise TypeError(f"projection {self.pre}->{self.post}: words must be a 2-D integer array")
-        if w.size and (int(w.min()) < 0 or int(w.max()) > s1615.WEIGHT_WORD_MAX):
-            raise ValueError(f"projection {self.pre}->{self.post}: words must be in [0, 0xFFFF]")
+        where = f"projection {self.pre}->{self.post}"
+        if (self.words is None) == (self.connections is None):
+            raise ValueError(f"{where}: give either words (a matrix) or connections (a list), not both or neither")
+        if self.words is not None:
+            w = np.asarray(self.words)
+            if w.dtype.kind == "b" or w.dtype.kind not in "iu" or w.ndim != 2:
+                raise TypeError(f"{where}: words must be a 2-D integer array")
+            _check_words(w, where)
+            w = w.astype(np.int64)
+            w.setflags(write=False)
+            object.__setattr__(self, "words", w)
+        else:
+            try:
+                pre_index, post_index, words = (np.asarray(a) for a in self.connections)
+            except (TypeError, ValueError):
+                raise TypeError(f"{where}: connections must be three arrays (pre_index, post_index, words)") from None
+            for name, a in (("pre_index", pre_index), ("post_index", post_index), ("words", words)):
+                if a.dtype.kind == "b" or a.dtype.kind not in "iu" or a.ndim != 1:
+                    raise TypeError(f"{where}: connection {name} must be a 1-D integer array")
+                if len(a) != len(pre_index):
+                    raise ValueError(f"{where}: connection arrays differ in length")
+            _check_words(words, where)
+            if pre_index.size and min(int(pre_index.min()), int(post_index.min())) < 0:
+                raise ValueError(f"{where}: connection indices must be >= 0")
+            order = np.argsort(pre_index, kind="stable")  # by presynaptic neuron: a spike's synapses are a slice
+            listed = tuple(np.ascontiguousarray(a[order], np.int64) for a in (pre_index, post_index, words))
+            for a in listed:
+                a.setflags(write=False)
+            object.__setattr__(self, "connections", listed)
         if self.receptor not in RECEPTORS:
-            raise ValueError(f"projection {self.pre}->{self.post}: receptor must be one of {RECEPTORS}")
+            raise ValueError(f"{where}: receptor must be one of {RECEPTORS}")
         if not isinstance(self.delay, (int, np.integer)) or isinstance(self.delay, bool) or self.delay < 1:
-            raise ValueError(f"projection {self.pre}->{self.post}: delay must be an integer >= 1 (ticks)")
-        w = w.astype(np.int64)
-        w.setflags(write=False)
-        object.__setattr__(self, "words", w)
+            raise ValueError(f"{where}: delay must be an integer >= 1 (ticks)")
         object.__setattr__(self, "delay", int(self.delay))
+
+    def check_sizes(self, n_pre: int, n_post: int) -> None:
+        """Raise ValueError unless the synapses fit populations of ``n_pre`` and ``n_post`` neurons."""
+        where = f"projection {self.pre}->{self.post}"
+        if self.words is not None:
+            if self.words.shape != (n_pre, n_post):
+                raise ValueError(f"{where}: words have shape {self.words.shape}, expected {(n_pre, n_post)}")
+            return
+        pre_index, post_index, _ = self.connections
+        if pre_index.size and (int(pre_index.max()) >= n_pre or int(post_index.max()) >= n_post):
+            raise ValueError(f"{where}: a connection index is beyond the {n_pre} -> {n_post} neurons it joins")
+
+    def sums(self, spikes: np.ndarray, n_post: int) -> np.ndarray:
+        """(batch, n_post) int64: the sum of the words of the synapses of the neurons that spiked (spikes (batch,
+        n_pre), 0/1), in proportion to those synapses for a connection list."""
+        if self.words is not None:
+            # exact: 0/1 times words below 2**16, summed over fewer than 2**37 sources, stays below 2**53
+            return (spikes.astype(np.float64) @ self.words).astype(np.int64)
+        pre_index, post_index, words = self.connections
+        batch = len(spikes)
+        sample, neuron = np.nonzero(spikes)
+        start = np.searchsorted(pre_index, neuron, side="left")
+        length = np.searchsorted(pre_index, neuron, side="right") - start
+        total = int(length.sum())
+        if not total:
+            return np.zeros((batch, n_post), np.int64)
+        # the synapse slices of the active (sample, neuron) pairs, end to end
+        offsets = np.repeat(start - np.concatenate(([0], np.cumsum(length)[:-1])), length)
+        k = offsets + np.arange(total)
+        cell = np.repeat(sample, length) * n_post + post_index[k]
+        summed = np.bincount(cell, words[k].astype(np.float64), minlength=batch * n_post)  # exact below 2**53
+        return summed.astype(np.int64).reshape(batch, n_post)
+
+
+def _check_words(words: np.ndarray, where: str) -> None:
+    if words.size and (int(words.min()) < 0 or int(words.max()) > s1615.WEIGHT_WORD_MAX):
+        raise ValueError(f"{where}: words must be in [0, 0xFFFF]")
 
 
 @dataclass(frozen=True)
@@ -279,12 +340,18 @@ class EmulatorResult:
     """``spikes[name]``: bool (batch, steps, size), for the recorded populations. ``v[name]``: int32 raw
     (batch, steps, size), V at the start of each tick (before its update, as sPyNNaker records it), for the
     populations recorded. ``final[name]``: the state after the last tick. ``saturated_slots[name]``: how many
-    ring-buffer slots (sample, receptor, neuron, tick) were saturated at 0xFFFF."""
+    ring-buffer slots (sample, receptor, neuron, tick) were saturated at 0xFFFF. ``counts[name]``: int64 (batch,
+    size), every population's spikes per neuron over all ticks. For each tick count n of ``count_ticks`` /
+    ``v_ticks``: ``checkpoint_counts[n][name]``, the spikes per neuron over the first n ticks, and
+    ``checkpoint_v[n][name]`` (int32 raw), V after n ticks (after the n-th tick's reset; n = 0: the initial V)."""
 
     spikes: dict[str, np.ndarray]
     v: dict[str, np.ndarray]
     final: dict[str, LifState]
     saturated_slots: dict[str, int]
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    checkpoint_counts: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    checkpoint_v: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _selection(record: bool | Iterable[str], names: list[str], what: str) -> set[str]:
@@ -308,13 +375,19 @@ def run(
     batch: int | None = None,
     record_spikes: bool | Iterable[str] = True,
     record_v: bool | Iterable[str] = False,
+    i_offset: Mapping[str, Any] | None = None,
+    count_ticks: Iterable[int] = (),
+    v_ticks: Iterable[int] = (),
 ) -> EmulatorResult:
     """Run ``steps`` ticks of the network for a batch of samples.
 
     ``inputs[name]``: binary (batch, steps, n) spike trains of spike-source inputs, a spike at [b, t, i] sent in
     tick t. ``steps`` and ``batch`` default to the inputs' shape (they are required without inputs). Every sample
     starts from the populations' initial values with empty ring buffers. ``record_spikes`` / ``record_v``: True,
-    False or the names of the populations to record."""
+    False or the names of the populations to record. ``i_offset[name]``: int (batch, size) s16.15 raw bits that
+    replace that population's ``i_offset`` per sample (a converted network's input current). ``count_ticks`` /
+    ``v_ticks``: tick counts at which to keep every population's spike counts / the V of the ``record_v``
+    populations (see :class:`EmulatorResult`)."""
     inputs = dict(inputs or {})
     pop_names = [p.name for p in populations]
     if len(set(pop_names)) != len(pop_names):
@@ -347,11 +420,7 @@ def run(
             raise ValueError(f"projection {prj.pre}->{prj.post}: no population or input {prj.pre!r}")
         if prj.post not in pops:
             raise ValueError(f"projection {prj.pre}->{prj.post}: no population {prj.post!r}")
-        if prj.words.shape != (sizes[prj.pre], sizes[prj.post]):
-            raise ValueError(
-                f"projection {prj.pre}->{prj.post}: words have shape {prj.words.shape}, expected "
-                f"{(sizes[prj.pre], sizes[prj.post])}"
-            )
+        prj.check_sizes(sizes[prj.pre], sizes[prj.post])
         max_delay[prj.post] = max(max_delay[prj.post], prj.delay)
     rec_spikes = _selection(record_spikes, pop_names, "record_spikes")
     rec_v = _selection(record_v, pop_names, "record_v")
@@ -367,8 +436,26 @@ def run(
     saturated = dict.fromkeys(pops, 0)
     out_spikes = {n: np.zeros((batch, steps, pops[n].size), dtype=bool) for n in rec_spikes}
     out_v = {n: np.zeros((batch, steps, pops[n].size), dtype=np.int32) for n in rec_v}
-    weights = [prj.words.astype(np.float64) for prj in projections]
     receptor_index = [RECEPTORS.index(prj.receptor) for prj in projections]
+    offsets = {n: p.i_offset for n, p in pops.items()}
+    for name, raw in (i_offset or {}).items():
+        if name not in pops:
+            raise ValueError(f"i_offset: no population {name!r}")
+        a = np.asarray(raw)
+        if a.dtype.kind not in "iu" or a.shape != (batch, pops[name].size):
+            raise ValueError(
+                f"i_offset[{name!r}]: expected integer raw bits of shape {(batch, pops[name].size)}, got {a.dtype} "
+                f"{a.shape}"
+            )
+        if a.size and (int(a.min()) < s1615.INT32_MIN or int(a.max()) > s1615.INT32_MAX):
+            raise ValueError(f"i_offset[{name!r}]: raw bits outside int32")
+        offsets[name] = a.astype(np.int64)
+    counts = {n: np.zeros((batch, p.size), np.int64) for n, p in pops.items()}
+    count_at, v_at = {int(n) for n in count_ticks}, {int(n) for n in v_ticks}
+    if any(n < 0 or n > steps for n in count_at | v_at):
+        raise ValueError(f"count_ticks and v_ticks must be within 0..{steps}")
+    checkpoint_counts = {0: {n: c.copy() for n, c in counts.items()}} if 0 in count_at else {}
+    checkpoint_v = {0: {n: v[n].astype(np.int32) for n in rec_v}} if 0 in v_at else {}
 
     for t in range(steps):
         fired: dict[str, np.ndarray] = {}
@@ -397,7 +484,7 @@ def run(
             # 4. LIF update outside the refractory period
             vm = v[name]
             active = refract[name] <= 0
-            current = _wrap(exc - inh + p.i_offset)
+            current = _wrap(exc - inh + offsets[name])
             alpha = _wrap(_mul(current, p.r_membrane) + p.v_rest)
             updated = _wrap(alpha - _mul(p.exp_tc, _wrap(alpha - vm)))
             vm = np.where(active, updated, vm)
@@ -407,6 +494,7 @@ def run(
             v[name] = np.where(spike, p.v_reset, vm)
             refract[name] = np.where(spike, p.t_refract, timer)
             fired[name] = spike
+            counts[name] += spike
             if name in rec_spikes:
                 out_spikes[name][:, t] = spike
             # 6. shaping
@@ -414,20 +502,17 @@ def run(
                 isyn[name] = [_decay(isyn[name][0], p.decay_exc), _decay(isyn[name][1], p.decay_inh)]
             else:
                 isyn[name] = [np.zeros_like(exc), np.zeros_like(inh)]
+        if t + 1 in count_at:
+            checkpoint_counts[t + 1] = {n: c.copy() for n, c in counts.items()}
+        if t + 1 in v_at:
+            checkpoint_v[t + 1] = {n: v[n].astype(np.int32) for n in rec_v}
         # 7. this tick's spikes into the slots of tick t + delay
-        for prj, w, r in zip(projections, weights, receptor_index):
-            if prj.pre in fired:
-                src = fired[prj.pre]
-                if not src.any():
-                    continue
-                src = src.astype(np.float64)
-            else:
-                src = sources[prj.pre][:, t]
-                if not src.any():
-                    continue
-            # exact: 0/1 times words below 2**16, summed over fewer than 2**37 sources, stays below 2**53
+        for prj, r in zip(projections, receptor_index):
+            src = fired[prj.pre] if prj.pre in fired else sources[prj.pre][:, t]
+            if not src.any():
+                continue
             buf = ring[prj.post]
-            buf[r, (t + prj.delay) % buf.shape[1]] += (src @ w).astype(np.int64)
+            buf[r, (t + prj.delay) % buf.shape[1]] += prj.sums(src, sizes[prj.post])
 
     final = {
         n: LifState(
@@ -438,4 +523,12 @@ def run(
         )
         for n in pops
     }
-    return EmulatorResult(spikes=out_spikes, v=out_v, final=final, saturated_slots=saturated)
+    return EmulatorResult(
+        spikes=out_spikes,
+        v=out_v,
+        final=final,
+        saturated_slots=saturated,
+        counts=counts,
+        checkpoint_counts=checkpoint_counts,
+        checkpoint_v=checkpoint_v,
+    )

@@ -1,0 +1,183 @@
+"""The ``spinnaker`` target: a converted graph as sPyNNaker 1!7.4.1 populations and connection lists
+(:mod:`neurodeploy_pynn.spinnaker`), written as a netlist, and emulated bit-exactly in sPyNNaker's s16.15 ARM
+arithmetic (:mod:`neurodeploy_pynn.spinnaker_emulator`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from neurodeploy.backends.base import (
+    Backend,
+    CompiledModel,
+    Emitted,
+    EmulationResult,
+    LayerUsage,
+    Plan,
+    ResourceReport,
+    TargetSpec,
+)
+from neurodeploy.emulation import Run
+from neurodeploy.encoding import Encoding
+from neurodeploy.errors import ConversionError, DataError
+from neurodeploy_pynn import spinnaker
+
+SPEC = TargetSpec(
+    name="spinnaker",
+    description=(
+        "SpiNNaker through sPyNNaker 1!7.4.1: IF_curr_delta neurons in s16.15 fixed point (leaky, reset to "
+        "v_reset), 16-bit weight words with a ring-buffer shift per receptor, 256 neurons per core"
+    ),
+    weight_bits=16,
+    state_bits=32,
+    neurons_per_core=spinnaker.NEURONS_PER_CORE,
+    ops=frozenset({"Conv2d", "Dense", "AvgPool2d", "GlobalAvgPool", "Reshape", "Scale", "Bias", "IF"}),
+)
+
+
+@dataclass
+class SpiNNakerPlan(Plan):
+    netlist: spinnaker.Netlist
+    report: ResourceReport
+
+
+def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
+    """Per population: neurons, synapses into it, the largest fan-in and fan-out of a neuron, and its first core
+    when the populations fill cores of 256 neurons in order."""
+    layers = []
+    core = 0
+    fan_in = [np.zeros(p.size, np.int64) for p in netlist.populations]
+    fan_out = [np.zeros(p.size, np.int64) for p in netlist.populations]
+    synapses = [0] * len(netlist.populations)
+    for q in netlist.projections:
+        fan_in[q.post] += np.bincount(q.post_index, minlength=netlist.populations[q.post].size)
+        fan_out[q.pre] += np.bincount(q.pre_index, minlength=netlist.populations[q.pre].size)
+        synapses[q.post] += len(q.words)
+    for k, p in enumerate(netlist.populations):
+        op = {"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role]
+        layers.append(LayerUsage(p.name, op, p.size, synapses[k], int(fan_in[k].max()), int(fan_out[k].max()), core))
+        core += -(-p.size // spinnaker.NEURONS_PER_CORE)
+    notes = [
+        f"cores: populations split into slices of {spinnaker.NEURONS_PER_CORE} neurons, one core each; sPyNNaker's "
+        "partitioner may add synapse and delay-extension cores",
+    ]
+    return ResourceReport(target, layers, cores_used=core, notes=notes)
+
+
+class SpiNNakerBackend(Backend):
+    """SpiNNaker through sPyNNaker: rate-coded spikes, IF_curr_delta neurons (leaky, reset to zero), exact s16.15."""
+
+    name = "spinnaker"
+    version = "0.1.0"
+    fidelity = "bit-exact"
+    modes = ("snn",)
+    default_steps = 64
+    spec = SPEC
+    target_options: ClassVar[dict[str, str]] = {}
+
+    def pipeline(self, options: dict[str, Any]) -> str:
+        """Convert with reset to zero (sPyNNaker's neurons reset to v_reset), unless the user asked for another
+        reset, which is an error."""
+        from neurodeploy.passes import build_pipeline, conversion_pass
+
+        given = options.get("conversion_as_given") or options.get("conversion")
+        keys = {item.partition("=")[0].strip() for item in (given or "").split(",") if item.strip()}
+        if "reset" not in keys:
+            return conversion_pass(",".join(filter(None, [given, "reset=zero"])))
+        (convert,) = build_pipeline(conversion_pass(given))
+        if convert.reset != "zero":
+            raise DataError(
+                f"the spinnaker target runs sPyNNaker's LIF neurons, which reset to v_reset; the conversion asks for "
+                f"reset={convert.reset}: drop reset= (the target converts with reset=zero)"
+            )
+        return conversion_pass(given)
+
+    def plan(self, model: CompiledModel) -> SpiNNakerPlan:
+        for op in model.snn.ops:
+            if op.is_stateful and getattr(op, "reset", "zero") != "zero":
+                raise ConversionError(
+                    f"layer {op.name!r} resets by {op.reset}: sPyNNaker's neurons reset to v_reset (convert with "
+                    "reset=zero)"
+                )
+        netlist = spinnaker.plan(model.snn)
+        return SpiNNakerPlan(model, netlist, resource_report(self.target, netlist))
+
+    def resources(self, plan: SpiNNakerPlan) -> ResourceReport:
+        return plan.report
+
+    def emit(self, plan: SpiNNakerPlan, folder: Path) -> Emitted:
+        netlist = plan.netlist
+        files = spinnaker.save(netlist, folder)
+        g = spinnaker.gain()
+        leak = 1 - (1 - g / (spinnaker.TAU_M / spinnaker.CM))
+        report = {
+            "cell": spinnaker.CELL,
+            "parameters": spinnaker.cell_parameters(1.0) | {"v_thresh": "per population, threshold_mv"},
+            "gain_mv_per_na": g,
+            "leak_per_tick": leak,
+            "pipeline_delay": netlist.delay,
+            "populations": [
+                {
+                    "name": p.name,
+                    "role": p.role,
+                    "threshold_mv": p.threshold,
+                    "max_expected_summed_weight": list(p.max_summed),
+                    "ring_buffer_shift": list(p.shifts),
+                    "depth": p.depth,
+                }
+                for p in netlist.populations
+            ],
+            "quantization": [
+                {"name": q.name, "pre": netlist.populations[q.pre].name, "post": netlist.populations[q.post].name}
+                | q.report
+                for q in netlist.projections
+            ],
+        }
+        zeroed = sum(q.report["zeroed"] for q in netlist.projections)
+        warnings = []
+        if zeroed:
+            warnings.append(
+                f"{zeroed} nonzero weight(s) are below half the resolution of their ring buffer and became 0 "
+                "(per projection: report.json target.quantization)"
+            )
+        manifest = {
+            "pipeline_delay": netlist.delay,
+            "pipeline_delay_note": (
+                f"each of the {netlist.delay} projection(s) on the longest path delays spikes by one tick: T steps run "
+                f"as T + {netlist.delay} ticks"
+            ),
+            "runs_on": "the netlist (spinnaker.json + spinnaker.npz) describes sPyNNaker populations and "
+            "projections; the host graph computes the input population's i_offset per sample",
+        }
+        return Emitted(files=files, manifest=manifest, report=report, warnings=warnings)
+
+    # -- run --------------------------------------------------------------------------------------------------
+    batch_size: ClassVar[int] = 64
+
+    def load(self, artifact: Any, mode: str) -> spinnaker.Netlist:
+        return spinnaker.load(artifact)
+
+    def prepare(self, loaded: spinnaker.Netlist, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
+        if encoding.kind != "direct":
+            raise DataError(
+                f"the {self.target} target takes direct (analog) input, which the host turns into the first "
+                f"population's current; got the {encoding.kind!r} encoding"
+            )
+        return encoding.check_inputs(loaded.host, inputs)[next(iter(loaded.host.inputs))]
+
+    def emulate_batch(self, loaded: spinnaker.Netlist, inputs: np.ndarray, run: Run) -> EmulationResult:
+        done = spinnaker.run(loaded, inputs, run.steps, checkpoints=run.checkpoints, counts=run.neuron_counts)
+        return EmulationResult(
+            outputs=done["outputs"],
+            steps=run.steps,
+            mode=run.mode,
+            spikes=done["spikes"],
+            neurons=done["neurons"],
+            checkpoints=done["checkpoints"],
+            checkpoint_spikes=done["checkpoint_spikes"],
+            counts=done["counts"],
+            encoding=run.encoding.describe(),
+        )

@@ -1,0 +1,629 @@
+"""A converted network as sPyNNaker runs it: ``IF_curr_delta`` populations and connection lists of 16-bit weight
+words, planned from the core's lowering (:mod:`neurodeploy.lowering`), written as a netlist, and run by the
+bit-exact emulator (:mod:`neurodeploy_pynn.spinnaker_emulator`).
+
+**Neurons.** sPyNNaker has no integrate-and-fire neuron: every LIF leaks towards ``alpha = I R + V_rest`` by
+``exp_TC = expk(-ts / tau_m)`` per tick and resets to ``V_reset``. A converted population (threshold 1 in float
+units, reset to zero: the target converts with ``reset=zero``) becomes ``IF_curr_delta`` with ts = 1 ms,
+``tau_m`` = 1024 ms (ts / tau_m = 2**-10, an exact s16.15 quotient), ``cm`` = 1 nF, ``V_rest = V_reset = 0``,
+``tau_refrac`` = 0 (no refractory tick: a converted neuron may fire every tick) and ``v_thresh`` = θ mV, a power
+of two chosen per population so that no input can push ``alpha`` out of ±2**14 mV (the s16.15 range is ±2**16).
+One tick raises V by ``g I`` for an input current I (nA), g = (1 - exp_TC) R = 33/32 exactly on the chip, and
+lets it leak by (1 - exp_TC) = 33/32768 of itself: about 0.1% per tick, 6% over 64 ticks. A float weight w
+(thresholds) is sent as ``w θ / g`` nA, a bias b as ``i_offset = b θ / g``.
+
+**Weights.** Each population's two ring buffers (excitatory, inhibitory) get the shift sPyNNaker computes from
+``max_expected_summed_weight`` (set in the netlist to the largest sum of one receptor's weights into one neuron, so
+that no 16-bit slot saturates even when every input spikes at once); a weight becomes the word ``rint(|w| *
+2**(15 - shift))`` (:func:`neurodeploy_pynn.s1615.weight_words`), which the netlist writes back as the weight
+``word * 2**(shift - 15)`` nA, so sPyNNaker's own rounding gives the same word. The quantization report counts,
+per projection, the weights that became 0 and the largest rounding error in thresholds.
+
+**Time.** Population k first receives input at tick depth(k) (one tick per synapse on the longest path from the
+input population; a residual branch gets the extra delay that makes it arrive with the others). Its bias current
+flows from tick 0, so its initial V is lowered by the charge of the depth(k) ticks before (capped below the
+threshold). A run of T graph steps takes T + delay ticks; population k's spikes count over ticks depth(k) ..
+depth(k) + T - 1, and a membrane readout is (V after depth + T ticks - V after depth ticks) / (θ T).
+
+**Input.** The host computes the first population's current per sample (:attr:`Netlist.host`, float32, in
+thresholds per tick), clips it to ±:data:`INPUT_CLIP` and rounds ``i_offset`` to s16.15, which the PyNN script
+sets per neuron before each sample's run (exactly, as it is a multiple of 2**-15).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.artifact import open_files
+from neurodeploy.errors import ArtifactError, ConversionError
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
+from neurodeploy.lowering import Lowered, Population, Rules, synapse_list
+from neurodeploy.lowering import lower as lower_graph
+from neurodeploy.schema import Dict, Int, List, Number, Str, validate
+from neurodeploy_pynn import s1615
+
+RULES = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True)
+"""Every synapse becomes a connection list, so a convolution takes a delay like any other."""
+
+TIME_STEP = 1.0
+"""ms per tick (sPyNNaker's default machine time step)."""
+CELL = "IF_curr_delta"
+TAU_M = 1024.0
+"""ms: ts / tau_m = 2**-10, the leak per tick about 0.1%."""
+CM = 1.0
+"""nF."""
+ALPHA_LIMIT = 2.0**14
+"""mV: the largest |I R| a planned population can see (the s16.15 range is ±2**16: margin for V and the sums)."""
+INPUT_CLIP = 4.0
+"""Thresholds per tick: the input current is clipped to ±this (a neuron that resets to zero fires at most once a
+tick, so a current above 1 adds nothing)."""
+READOUT_THRESHOLD = 2.0**15
+"""mV: a readout population's threshold, above any V it can reach (|V| <= |alpha| <= ALPHA_LIMIT)."""
+NEURONS_PER_CORE = 256
+"""sPyNNaker's default neurons per core (``DEFAULT_MAX_ATOMS_PER_CORE``)."""
+MAX_DELAY = 64
+"""Ticks: the longest delay planned (sPyNNaker reaches beyond 16 ticks with delay-extension cores)."""
+RECEPTORS = ("excitatory", "inhibitory")
+
+
+def cell_parameters(threshold: float) -> dict[str, float]:
+    """The PyNN parameters of a planned population with threshold ``threshold`` mV (``i_offset`` and the initial
+    ``v`` are per neuron, apart)."""
+    return {
+        "tau_m": TAU_M,
+        "cm": CM,
+        "v_rest": 0.0,
+        "v_reset": 0.0,
+        "v_thresh": float(threshold),
+        "tau_refrac": 0.0,
+    }
+
+
+def gain() -> float:
+    """The rise of V per tick for an input of 1 nA, (1 - exp_TC) R, from the constants the chip computes."""
+    c = s1615.lif_constants(
+        np.array([s1615.encode(TIME_STEP)]),
+        np.array([s1615.encode(TAU_M)]),
+        np.array([s1615.encode(CM)]),
+        np.array([0]),
+    )
+    return (s1615.ONE - int(c.exp_tc[0])) * int(c.r_membrane[0]) / s1615.ONE**2
+
+
+def _threshold(summed: float) -> float:
+    """θ (mV, a power of two, at most 1) so that ``summed`` thresholds of input keep |alpha| <= ALPHA_LIMIT:
+    alpha = I R = summed θ R / g."""
+    if summed <= 0:
+        return 1.0
+    bound = ALPHA_LIMIT * gain() / (TAU_M / CM * summed)
+    return 2.0 ** min(0, math.floor(math.log2(bound)))
+
+
+def _raw(values_mv: np.ndarray) -> np.ndarray:
+    """mV or nA as s16.15 raw bits, rounded half to even (values already on the grid stay exact)."""
+    return np.rint(np.asarray(values_mv, np.float64) * s1615.ONE).astype(np.int64)
+
+
+@dataclass
+class PopulationPlan:
+    """One population as sPyNNaker holds it: ``threshold`` θ (mV), ``i_offset`` and ``v_init`` raw s16.15 per neuron
+    (graph C order), ``max_summed`` the ``max_expected_summed_weight`` per receptor (nA) and ``shifts`` the ring
+    buffer shifts sPyNNaker derives from them; ``depth`` the first tick of its input."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    threshold: float
+    i_offset: np.ndarray
+    v_init: np.ndarray
+    max_summed: tuple[float, float]
+    shifts: tuple[int, int]
+    depth: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def v_thresh(self) -> float:
+        return READOUT_THRESHOLD if self.role == "readout" else self.threshold
+
+
+@dataclass
+class ProjectionPlan:
+    """Synapses of one receptor from population ``pre`` to ``post`` (indices), ``delay`` ticks: connection lists
+    (graph C order indices) and 16-bit words; ``report`` what the rounding did."""
+
+    name: str
+    pre: int
+    post: int
+    receptor: str
+    delay: int
+    pre_index: np.ndarray
+    post_index: np.ndarray
+    words: np.ndarray
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Netlist:
+    """A planned network: the host graph (input -> the first population's current), populations, projections,
+    and the readout (``kind`` membrane or spikes, ``population``, ``output``, ``shape``, ``scale`` for spikes)."""
+
+    host: Graph
+    populations: list[PopulationPlan]
+    projections: list[ProjectionPlan]
+    readout: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def delay(self) -> int:
+        return max(p.depth for p in self.populations)
+
+
+def _incoming(lowered: Lowered, k: int) -> list[tuple[int, Any, int, str]]:
+    """(source population, synapse spec, extra delay, name) of every synapse into population k."""
+    pop = lowered.populations[k]
+    out = []
+    if pop.synapse is not None:
+        source = k - 1 if pop.source is None else pop.source
+        out.append((source, pop.synapse, pop.delay, pop.ops[-1] if pop.ops else pop.name))
+    for i, skip in enumerate(pop.skips):
+        out.append((skip.source, skip.synapse, skip.delay, f"{pop.name}/skip{i}"))
+    return out
+
+
+def plan(graph: Graph, *, initial_cap: float = 1.0) -> Netlist:
+    """Lower ``graph`` (a converted SNN with reset to zero) and fit it to sPyNNaker: thresholds, currents, shifts
+    and words (see the module docstring). A ConversionError names an op that does not map or a delay too long."""
+    lowered = lower_graph(graph, RULES)
+    g = gain()
+    populations: list[PopulationPlan] = []
+    projections: list[ProjectionPlan] = []
+    for k, pop in enumerate(lowered.populations):
+        synapses = []
+        for source, spec, extra, name in _incoming(lowered, k):
+            listed = synapse_list(spec, pop.shape)
+            delay = 1 + int(extra)
+            if delay > MAX_DELAY:
+                raise ConversionError(
+                    f"population {pop.name!r}: the synapse from {lowered.populations[source].name!r} needs a delay "
+                    f"of {delay} ticks; the spinnaker target plans at most {MAX_DELAY}"
+                )
+            synapses.append((source, listed, delay, name))
+        size = int(np.prod(pop.shape))
+        bias = np.asarray(pop.bias, np.float64).reshape(-1)
+        pos, neg = np.zeros(size), np.zeros(size)
+        for _, listed, _, _ in synapses:
+            w = np.asarray(listed.weight, np.float64)
+            pos += np.bincount(listed.rows, np.where(w > 0, w, 0), minlength=size)
+            neg += np.bincount(listed.rows, np.where(w < 0, -w, 0), minlength=size)
+        if pop.role == "input":
+            summed = INPUT_CLIP
+        else:
+            summed = float((np.maximum(pos, neg) + np.abs(bias)).max(initial=0.0))
+        theta = _threshold(summed)
+        to_na = theta / g  # float thresholds -> nA
+        max_summed = (float(pos.max(initial=0.0)) * to_na, float(neg.max(initial=0.0)) * to_na)
+        shifts = (s1615.ring_buffer_shift(max_summed[0]), s1615.ring_buffer_shift(max_summed[1]))
+        i_offset = _raw(bias * to_na)
+        populations.append(
+            PopulationPlan(
+                pop.name,
+                pop.role,
+                tuple(pop.shape),
+                theta,
+                i_offset,
+                _initial(pop, theta, i_offset, initial_cap),
+                max_summed,
+                shifts,
+                int(pop.depth),
+            )
+        )
+        for source, listed, delay, name in synapses:
+            projections += _projections(name, source, k, listed, delay, to_na, shifts)
+    readout = {
+        "kind": lowered.readout.kind,
+        "population": lowered.readout.population,
+        "output": lowered.readout.output,
+        "shape": list(lowered.readout.shape),
+    }
+    if lowered.readout.scale is not None:
+        readout["scale"] = np.asarray(lowered.readout.scale, np.float32)
+    return Netlist(lowered.host, populations, projections, readout)
+
+
+def _initial(pop: Population, theta: float, i_offset: np.ndarray, cap: float) -> np.ndarray:
+    """Initial V (raw): the conversion's initial charge, less the bias of the ticks before the first input
+    (the leak over them neglected), below the threshold. The input population starts at its initial charge; a
+    readout at 0."""
+    size = int(np.prod(pop.shape))
+    if pop.role == "readout":
+        return np.zeros(size, np.int64)
+    v = np.full(size, _raw(pop.initial * theta * cap), np.int64)
+    if pop.role == "hidden" and pop.depth:
+        v = v - np.rint(pop.depth * i_offset * gain()).astype(np.int64)
+    top = int(_raw(theta)) - 1
+    return np.clip(v, -int(_raw(ALPHA_LIMIT)), top)
+
+
+def _projections(
+    name: str,
+    pre: int,
+    post: int,
+    listed: Any,
+    delay: int,
+    to_na: float,
+    shifts: tuple[int, int],
+) -> list[ProjectionPlan]:
+    """A synapse list split by receptor (the sign of its weights) into words."""
+    w = np.asarray(listed.weight, np.float64) * to_na
+    out = []
+    for r, receptor in enumerate(RECEPTORS):
+        keep = w > 0 if r == 0 else w < 0
+        if not keep.any():
+            continue
+        rounded = s1615.weight_words(np.abs(w[keep]), shifts[r])
+        words = rounded.words
+        live = words != 0
+        error = np.abs(words.astype(np.float64) * rounded.resolution - np.abs(w[keep])) / to_na
+        out.append(
+            ProjectionPlan(
+                f"{name}:{receptor}",
+                pre,
+                post,
+                receptor,
+                delay,
+                np.asarray(listed.cols[keep][live], np.int32),
+                np.asarray(listed.rows[keep][live], np.int32),
+                words[live],
+                {
+                    "synapses": int(live.sum()),
+                    "shift": int(shifts[r]),
+                    "resolution_na": rounded.resolution,
+                    "resolution_thresholds": rounded.resolution / to_na,
+                    "zeroed": rounded.n_zeroed,
+                    "wrapped": rounded.n_wrapped,
+                    "max_error_thresholds": float(error.max(initial=0.0)),
+                },
+            )
+        )
+    return out
+
+
+# -- the netlist files ---------------------------------------------------------------------------------------
+
+FORMAT = "neurodeploy-pynn-netlist"
+FORMAT_VERSION = 1
+DESCRIPTION = "spinnaker.json"
+ARRAYS = "spinnaker.npz"
+HOST = "host"
+
+_ARRAY = Dict({"array": Str()})
+HOST_STEM = Str(
+    pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,122}", meaning="the plain name of a graph of the artifact (no folders)"
+)
+_SHAPE = List(Int(1), min_len=1)
+NETLIST_SCHEMA = Dict(
+    {
+        "format": Str(),
+        "version": Int(),
+        "simulator": Dict({"timestep_ms": Number(1e-6, 1e6), "sPyNNaker": Str()}),
+        "input": Dict(
+            {
+                "host_graph": HOST_STEM,
+                "population": Str(),
+                "current_clip": Number(0, ALPHA_LIMIT),
+                "current_to_na": Number(0, 1e6),
+            }
+        ),
+        "populations": List(
+            Dict(
+                {
+                    "name": Str(),
+                    "role": Str(choices=("input", "hidden", "readout")),
+                    "shape": _SHAPE,
+                    "size": Int(1),
+                    "cell": Str(choices=(CELL,)),
+                    "parameters": Dict({k: Number(-65536, 65536) for k in cell_parameters(1.0)}),
+                    "threshold_mv": Number(0, 65536),
+                    "i_offset": _ARRAY,
+                    "v_init": _ARRAY,
+                    "max_expected_summed_weight": List(Number(0, 65536), length=2),
+                    "ring_buffer_shift": List(Int(0, 31), length=2),
+                    "depth": Int(0, 1 << 20),
+                    "neurons_per_core": Int(1),
+                }
+            ),
+            min_len=1,
+        ),
+        "projections": List(
+            Dict(
+                {
+                    "name": Str(),
+                    "pre": Str(),
+                    "post": Str(),
+                    "receptor": Str(choices=RECEPTORS),
+                    "delay_ticks": Int(1, MAX_DELAY),
+                    "connector": Str(choices=("FromListConnector",)),
+                    "pre_index": _ARRAY,
+                    "post_index": _ARRAY,
+                    "words": _ARRAY,
+                    "shift": Int(0, 31),
+                },
+                {"report": Dict()},
+            )
+        ),
+        "readout": Dict(
+            {"kind": Str(choices=("membrane", "spikes")), "population": Str(), "output": Str(), "shape": _SHAPE},
+            {"scale": _ARRAY},
+        ),
+    },
+    {"notes": List(Str()), "delay": Int(0)},
+)
+
+
+def save(netlist: Netlist, folder: Path) -> list[str]:
+    """Write spinnaker.json (the netlist: PyNN cell types and parameters, projections, what the host computes),
+    spinnaker.npz (per neuron currents and initial V, the connection lists and words) and the host graph; return
+    the file names."""
+    arrays: dict[str, np.ndarray] = {}
+    pops = []
+    for k, p in enumerate(netlist.populations):
+        arrays[f"{k}/i_offset"] = p.i_offset.astype(np.int32)
+        arrays[f"{k}/v_init"] = p.v_init.astype(np.int32)
+        pops.append(
+            {
+                "name": p.name,
+                "role": p.role,
+                "shape": list(p.shape),
+                "size": p.size,
+                "cell": CELL,
+                "parameters": cell_parameters(p.v_thresh),
+                "threshold_mv": p.threshold,
+                "i_offset": {"array": f"{k}/i_offset"},
+                "v_init": {"array": f"{k}/v_init"},
+                "max_expected_summed_weight": list(p.max_summed),
+                "ring_buffer_shift": list(p.shifts),
+                "depth": p.depth,
+                "neurons_per_core": NEURONS_PER_CORE,
+            }
+        )
+    projections = []
+    for j, q in enumerate(netlist.projections):
+        for key in ("pre_index", "post_index", "words"):
+            arrays[f"p{j}/{key}"] = getattr(q, key)
+        projections.append(
+            {
+                "name": q.name,
+                "pre": netlist.populations[q.pre].name,
+                "post": netlist.populations[q.post].name,
+                "receptor": q.receptor,
+                "delay_ticks": q.delay,
+                "connector": "FromListConnector",
+                "pre_index": {"array": f"p{j}/pre_index"},
+                "post_index": {"array": f"p{j}/post_index"},
+                "words": {"array": f"p{j}/words"},
+                "shift": netlist.populations[q.post].shifts[RECEPTORS.index(q.receptor)],
+                "report": q.report,
+            }
+        )
+    readout = {k: v for k, v in netlist.readout.items() if k != "scale"}
+    readout["population"] = netlist.populations[netlist.readout["population"]].name
+    if "scale" in netlist.readout:
+        arrays["readout/scale"] = np.asarray(netlist.readout["scale"], np.float32)
+        readout["scale"] = {"array": "readout/scale"}
+    doc = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "simulator": {"timestep_ms": TIME_STEP, "sPyNNaker": "1!7.4.1"},
+        "layout": "neurons of a population in the graph's C order of its shape (channels, height, width)",
+        "units": "mV, nA, nF, ms (PyNN); i_offset and v_init arrays: s16.15 raw bits (value * 2**15)",
+        "weights": "a projection's weight is words * 2**(shift - 15) nA, always positive: the receptor is its sign",
+        "delay": netlist.delay,
+        "input": {
+            "host_graph": HOST,
+            "population": netlist.populations[0].name,
+            "current_clip": INPUT_CLIP,
+            "current_to_na": netlist.populations[0].threshold / gain(),
+        },
+        "populations": pops,
+        "projections": projections,
+        "readout": readout,
+        "notes": list(netlist.notes),
+    }
+    (folder / DESCRIPTION).write_bytes(dumps_json(doc))
+    write_npz(folder / ARRAYS, arrays)
+    save_graph(netlist.host, folder, HOST)
+    return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz"]
+
+
+def load(source: Any) -> Netlist:
+    """Read what :func:`save` wrote (an Artifact, whose files are checked against its manifest, a Folder or a
+    path); an ArtifactError names the file and what is wrong."""
+    files = open_files(source)
+    where = files.where(DESCRIPTION)
+    doc = files.read_json(DESCRIPTION)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
+        raise ArtifactError(f"{where} is not a {FORMAT} v{FORMAT_VERSION} description")
+    validate(NETLIST_SCHEMA, doc, where)
+    arrays = files.read_npz(ARRAYS)
+    host = files.read_graph(doc["input"]["host_graph"])
+
+    def array(entry: dict, what: str, dtype: type, length: int | None, low: int, high: int) -> np.ndarray:
+        key = entry["array"]
+        if key not in arrays:
+            raise ArtifactError(f"{files.where(ARRAYS)} has no array {key!r} ({what})")
+        a = np.asarray(arrays[key])
+        if a.dtype.kind not in "iu" or a.ndim != 1 or (length is not None and len(a) != length):
+            raise ArtifactError(f"{where}: {what} must be {length or 'a list of'} integers, got {a.dtype} {a.shape}")
+        if a.size and (int(a.min()) < low or int(a.max()) > high):
+            raise ArtifactError(f"{where}: {what} holds values outside [{low}, {high}]")
+        return a.astype(dtype)
+
+    names = [p["name"] for p in doc["populations"]]
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{where}: population names repeat")
+    populations = []
+    for p in doc["populations"]:
+        size = int(np.prod(p["shape"]))
+        if size != p["size"]:
+            raise ArtifactError(f"{where}: population {p['name']!r} has shape {p['shape']} but size {p['size']}")
+        raw = (s1615.INT32_MIN, s1615.INT32_MAX)
+        populations.append(
+            PopulationPlan(
+                p["name"],
+                p["role"],
+                tuple(p["shape"]),
+                float(p["threshold_mv"]),
+                array(p["i_offset"], f"{p['name']} i_offset", np.int64, size, *raw),
+                array(p["v_init"], f"{p['name']} v_init", np.int64, size, *raw),
+                (float(p["max_expected_summed_weight"][0]), float(p["max_expected_summed_weight"][1])),
+                (
+                    s1615.ring_buffer_shift(p["max_expected_summed_weight"][0]),
+                    s1615.ring_buffer_shift(p["max_expected_summed_weight"][1]),
+                ),
+                int(p["depth"]),
+            )
+        )
+    if populations[0].role != "input" or doc["input"]["population"] != names[0]:
+        raise ArtifactError(f"{where}: the first population must be the input population the host feeds")
+    projections = []
+    for q in doc["projections"]:
+        for end in ("pre", "post"):
+            if q[end] not in names:
+                raise ArtifactError(f"{where}: projection {q['name']!r} names no population {q[end]!r}")
+        pre, post = names.index(q["pre"]), names.index(q["post"])
+        what = f"projection {q['name']!r}"
+        pre_index = array(q["pre_index"], f"{what} pre_index", np.int32, None, 0, populations[pre].size - 1)
+        post_index = array(
+            q["post_index"], f"{what} post_index", np.int32, len(pre_index), 0, populations[post].size - 1
+        )
+        words = array(q["words"], f"{what} words", np.uint16, len(pre_index), 0, s1615.WEIGHT_WORD_MAX)
+        shift = populations[post].shifts[RECEPTORS.index(q["receptor"])]
+        if q["shift"] != shift:
+            raise ArtifactError(f"{where}: {what} says shift {q['shift']}; its population's weights give {shift}")
+        projections.append(
+            ProjectionPlan(q["name"], pre, post, q["receptor"], int(q["delay_ticks"]), pre_index, post_index, words)
+        )
+    readout = dict(doc["readout"])
+    if readout["population"] not in names:
+        raise ArtifactError(f"{where}: the readout names no population {readout['population']!r}")
+    readout["population"] = names.index(readout["population"])
+    if "scale" in readout:
+        key = readout["scale"]["array"]
+        if key not in arrays:
+            raise ArtifactError(f"{files.where(ARRAYS)} has no array {key!r} (the readout scale)")
+        readout["scale"] = np.asarray(arrays[key], np.float32)
+    elif readout["kind"] == "spikes":
+        raise ArtifactError(f"{where}: a spike readout needs its scale")
+    return Netlist(host, populations, projections, readout, list(doc.get("notes", [])))
+
+
+# -- emulation -----------------------------------------------------------------------------------------------
+
+
+def emulated(netlist: Netlist) -> tuple[list[Any], list[Any]]:
+    """The netlist as the emulator's populations (:meth:`LifPopulation.from_pynn`: the parameters encoded as the
+    host does, the constants derived as the chip does) and connection-list projections, built once per netlist."""
+    from neurodeploy_pynn.spinnaker_emulator import LifPopulation, Projection
+
+    cached = getattr(netlist, "_emulated", None)
+    if cached is not None:
+        return cached
+    populations = [
+        LifPopulation.from_pynn(
+            p.name,
+            CELL,
+            p.size,
+            time_step=TIME_STEP,
+            shift_exc=p.shifts[0],
+            shift_inh=p.shifts[1],
+            i_offset=p.i_offset / s1615.ONE,  # multiples of 2**-15: encoded exactly
+            v=p.v_init / s1615.ONE,
+            **{k: v for k, v in cell_parameters(p.v_thresh).items()},
+        )
+        for p in netlist.populations
+    ]
+    projections = [
+        Projection(
+            netlist.populations[q.pre].name,
+            netlist.populations[q.post].name,
+            connections=(q.pre_index, q.post_index, q.words),
+            receptor=q.receptor,
+            delay=q.delay,
+        )
+        for q in netlist.projections
+    ]
+    netlist._emulated = (populations, projections)  # type: ignore[attr-defined]
+    return populations, projections
+
+
+def input_current(netlist: Netlist, x: np.ndarray) -> np.ndarray:
+    """The input population's ``i_offset`` per sample, raw s16.15 (B, size): the host graph's current (thresholds
+    per tick), clipped to ±INPUT_CLIP, in nA, rounded to the s16.15 grid."""
+    from neurodeploy.ir import interpret
+
+    host = netlist.host
+    current = interpret.run(host, np.asarray(x, np.float32))[host.outputs[0]]
+    current = np.clip(np.asarray(current, np.float64).reshape(len(x), -1), -INPUT_CLIP, INPUT_CLIP)
+    return _raw(current * netlist.populations[0].threshold / gain())
+
+
+def run(
+    netlist: Netlist, x: np.ndarray, steps: int, *, checkpoints: tuple[int, ...] = (), counts: bool = False
+) -> dict[str, Any]:
+    """Emulate ``steps`` graph steps (``steps`` + delay ticks) on analog inputs x (B, *input shape): the outputs
+    after ``steps`` and after each checkpoint, the spikes per sample of every spiking population over its own
+    ``steps`` ticks (and per neuron when ``counts``)."""
+    from neurodeploy_pynn.spinnaker_emulator import run as emulate
+
+    populations, projections = emulated(netlist)
+    batch = len(x)
+    wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+    ticks = steps + netlist.delay
+    marks = sorted({p.depth + c for p in netlist.populations for c in [0, *wanted]})
+    k_out = netlist.readout["population"]
+    top = netlist.populations[k_out]
+    result = emulate(
+        populations,
+        projections,
+        steps=ticks,
+        batch=batch,
+        i_offset={netlist.populations[0].name: input_current(netlist, x)},
+        record_spikes=False,
+        count_ticks=tuple(t for t in marks if t <= ticks),
+        v_ticks=tuple(top.depth + c for c in [0, *wanted]) if netlist.readout["kind"] == "membrane" else (),
+        record_v=[top.name] if netlist.readout["kind"] == "membrane" else [],
+    )
+
+    def counted(p: PopulationPlan, c: int) -> np.ndarray:
+        """Spikes per neuron over the population's first c graph steps (ticks depth .. depth + c - 1)."""
+        return result.checkpoint_counts[p.depth + c][p.name] - result.checkpoint_counts[p.depth][p.name]
+
+    spiking = [p for p in netlist.populations if p.role != "readout"]
+    outputs = {}
+    for c in wanted:
+        if netlist.readout["kind"] == "membrane":
+            v = result.checkpoint_v[top.depth + c][top.name].astype(np.float64)
+            v0 = result.checkpoint_v[top.depth][top.name].astype(np.float64)
+            value = (v - v0) / s1615.ONE / (top.threshold * c)
+        else:
+            value = counted(top, c) / c * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
+        outputs[c] = value.reshape(batch, *netlist.readout["shape"]).astype(np.float32)
+    return {
+        "outputs": outputs[steps],
+        "checkpoints": {c: outputs[c] for c in wanted if c in checkpoints},
+        "spikes": {p.name: counted(p, steps).sum(axis=1) for p in spiking},
+        "checkpoint_spikes": {
+            c: {p.name: counted(p, c).sum(axis=1) for p in spiking} for c in wanted if c in checkpoints
+        },
+        "counts": {p.name: counted(p, steps).reshape(batch, *p.shape) for p in spiking} if counts else {},
+        "neurons": {p.name: p.size for p in spiking},
+    }
