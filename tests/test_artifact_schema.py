@@ -115,7 +115,7 @@ def compiled(tmp_path_factory) -> dict[str, Path]:
     calibration = load_calibration(str(CALIBRATION), 64)
     folder = tmp_path_factory.mktemp("schema")
     out = {}
-    for target in ("reference", "loihi2", "speck2f"):
+    for target in ("reference", "loihi2", "speck2f", "spinnaker"):
         if target in available_backends():
             out[target] = compile_model(BUNDLED_MODEL, target, folder / target, calibration=calibration).root
     return out
@@ -131,6 +131,9 @@ CASES = [
     ("loihi2", "graded.json", "graded"),
     ("speck2f", MANIFEST, "event"),
     ("speck2f", "speck.json", "event"),
+    ("spinnaker", MANIFEST, "snn"),
+    ("spinnaker", "spinnaker.json", "snn"),
+    ("spinnaker", "host.json", "snn"),
 ]
 
 

@@ -494,6 +494,16 @@ def load(source: Any) -> Netlist:
         )
     if populations[0].role != "input" or doc["input"]["population"] != names[0]:
         raise ArtifactError(f"{where}: the first population must be the input population the host feeds")
+    if len(host.inputs) != 1 or len(host.outputs) != 1:
+        raise ArtifactError(
+            f"{files.where(doc['input']['host_graph'] + '.json')}: a host graph has one input and one output"
+        )
+    fed = host.types()[host.outputs[0]].shape
+    if int(np.prod(fed)) != populations[0].size:
+        raise ArtifactError(
+            f"{files.where(doc['input']['host_graph'] + '.json')} computes a current of shape {tuple(fed)} for "
+            f"population {names[0]!r} of {populations[0].size} neurons"
+        )
     projections = []
     for q in doc["projections"]:
         for end in ("pre", "post"):
