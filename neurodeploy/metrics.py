@@ -18,6 +18,7 @@ import numpy as np
 
 from neurodeploy.errors import IRVerificationError
 from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import Conv2d, Dense
 
@@ -74,6 +75,23 @@ def fan_out_maps(graph: Graph, sources: list[str] | None = None) -> dict[str, np
         return fan_out
 
     return {v: reach(v) for v in sources}
+
+
+def input_synapses(host: Graph) -> int:
+    """The synapses leaving a direct input's elements, summed, where a host graph computes the first population's
+    current from it: the input's fan-out through the host's ops into that population (:func:`fan_out_maps` of
+    the host graph closed by the population's neurons, so an element the host hands to a neuron unweighted counts
+    one synapse, as in the reference target). A target counts it every step (the input is dense)."""
+    (name,) = host.inputs
+    current = host.outputs[0]
+    neurons = IF(
+        name=host.fresh_name("input_population"),
+        inputs=(current,),
+        output=host.fresh_name("spikes"),
+        threshold=np.array(1, np.float32),
+    )
+    closed = Graph(host.name, dict(host.inputs), [neurons.output], [*host.ops, neurons])
+    return int(fan_out_maps(closed, [name])[name].sum())
 
 
 def layer_macs(graph: Graph) -> dict[str, int]:

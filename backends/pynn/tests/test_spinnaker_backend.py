@@ -130,4 +130,12 @@ def test_emulation_follows_the_float_snn_it_was_converted_to(artifact, tmp_path)
         assert same >= 0.8
     for name, spikes in floats.spikes.items():
         assert abs(chip.spikes[name].sum() / spikes.sum() - 1) < 0.02, name
+    # SynOps: the same input count; a population's within 3% (its spikes, and weights the rounding made 0)
+    assert set(chip.synops) == set(floats.synops)
+    for name, ops in floats.synops.items():
+        if name in floats.spikes:
+            assert abs(chip.synops[name].sum() / ops.sum() - 1) < 0.03, name
+        else:
+            np.testing.assert_array_equal(chip.synops[name], ops)
+    assert set(chip.checkpoint_synops) == {24}
     assert chip.outputs.shape == floats.outputs.shape == (48, 10)

@@ -34,9 +34,8 @@ from neurodeploy.artifact import open_files
 from neurodeploy.errors import ArtifactError, DataError, IRVerificationError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
-from neurodeploy.metrics import fan_out_maps
+from neurodeploy.metrics import input_synapses
 from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch, validate
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import (
@@ -463,22 +462,6 @@ class Program:
         else:
             out = values / steps * self.readout_scale
         return out.reshape(len(out), *self.readout["shape"]).astype(np.float32)
-
-
-def input_synapses(host: Graph) -> int:
-    """The synapses leaving the direct input's elements, summed: its fan-out through the host's ops into the
-    input population (:func:`neurodeploy.metrics.fan_out_maps` of the host graph closed by that population's
-    neurons, so an element the host hands to a neuron unweighted counts one synapse, as in the reference target)."""
-    (name,) = host.inputs
-    current = host.outputs[0]
-    neurons = IF(
-        name=host.fresh_name("input_population"),
-        inputs=(current,),
-        output=host.fresh_name("spikes"),
-        threshold=np.float32(1),
-    )
-    closed = Graph(host.name, dict(host.inputs), [neurons.output], [*host.ops, neurons])
-    return int(fan_out_maps(closed, [name])[name].sum())
 
 
 def weighted(counts: np.ndarray, fan_out: np.ndarray) -> np.ndarray:

@@ -50,11 +50,10 @@ def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
     layers = []
     core = 0
     fan_in = [np.zeros(p.size, np.int64) for p in netlist.populations]
-    fan_out = [np.zeros(p.size, np.int64) for p in netlist.populations]
+    fan_out = list(spinnaker.synapses_out(netlist).values())
     synapses = [0] * len(netlist.populations)
     for q in netlist.projections:
         fan_in[q.post] += np.bincount(q.post_index, minlength=netlist.populations[q.post].size)
-        fan_out[q.pre] += np.bincount(q.pre_index, minlength=netlist.populations[q.pre].size)
         synapses[q.post] += len(q.words)
     for k, p in enumerate(netlist.populations):
         op = {"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role]
@@ -178,6 +177,8 @@ class SpiNNakerBackend(Backend):
             neurons=done["neurons"],
             checkpoints=done["checkpoints"],
             checkpoint_spikes=done["checkpoint_spikes"],
+            synops=done["synops"],
+            checkpoint_synops=done["checkpoint_synops"],
             counts=done["counts"],
             encoding=run.encoding.describe(),
         )

@@ -45,6 +45,7 @@ from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.lowering import Lowered, Population, Rules, synapse_list
 from neurodeploy.lowering import lower as lower_graph
+from neurodeploy.metrics import input_synapses
 from neurodeploy.schema import Dict, Int, List, Number, Str, validate
 from neurodeploy_pynn import s1615
 
@@ -315,6 +316,7 @@ NETLIST_SCHEMA = Dict(
         "format": Str(),
         "version": Int(),
         "simulator": Dict({"timestep_ms": Number(1e-6, 1e6), "sPyNNaker": Str()}),
+        "gain_mv_per_na": Number(0, 1e6),
         "input": Dict(
             {
                 "host_graph": HOST_STEM,
@@ -427,6 +429,7 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
         "units": "mV, nA, nF, ms (PyNN); i_offset and v_init arrays: s16.15 raw bits (value * 2**15)",
         "weights": "a projection's weight is words * 2**(shift - 15) nA, always positive: the receptor is its sign",
         "delay": netlist.delay,
+        "gain_mv_per_na": gain(),
         "input": {
             "host_graph": HOST,
             "population": netlist.populations[0].name,
@@ -618,6 +621,15 @@ def run(
         return result.checkpoint_counts[p.depth + c][p.name] - result.checkpoint_counts[p.depth][p.name]
 
     spiking = [p for p in netlist.populations if p.role != "readout"]
+    fan_out = synapses_out(netlist)
+    per_step = input_synapses(netlist.host)  # the dense input: every element, every step
+    (input_name,) = netlist.host.inputs
+
+    def synops(c: int) -> dict[str, np.ndarray]:
+        """SynOps per sample over the first c graph steps: each spike times the synapses leaving its neuron."""
+        out = {p.name: counted(p, c).astype(np.int64) @ fan_out[p.name] for p in spiking}
+        return {input_name: np.full(batch, c * per_step, np.int64), **out}
+
     outputs = {}
     for c in wanted:
         if netlist.readout["kind"] == "membrane":
@@ -636,4 +648,15 @@ def run(
         },
         "counts": {p.name: counted(p, steps).reshape(batch, *p.shape) for p in spiking} if counts else {},
         "neurons": {p.name: p.size for p in spiking},
+        "synops": synops(steps),
+        "checkpoint_synops": {c: synops(c) for c in wanted if c in checkpoints},
     }
+
+
+def synapses_out(netlist: Netlist) -> dict[str, np.ndarray]:
+    """Per population, the synapses leaving each neuron (int64, flat): its entries in every projection's list."""
+    out = {p.name: np.zeros(p.size, np.int64) for p in netlist.populations}
+    for q in netlist.projections:
+        pre = netlist.populations[q.pre]
+        out[pre.name] += np.bincount(q.pre_index, minlength=pre.size)
+    return out
