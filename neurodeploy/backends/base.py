@@ -151,6 +151,23 @@ class Emitted:
     warnings: list[str] = field(default_factory=list)
 
 
+def zero_reset_pipeline(options: dict[str, Any], refusal: str) -> str:
+    """The conversion pass of a target whose neurons reset to zero: the user's convert-to-snn options with
+    ``reset=zero`` added where they name no reset; where they ask for another reset, a :class:`DataError` saying
+    ``refusal`` (formatted with ``reset``, the reset asked for)."""
+    from neurodeploy.passes import build_pipeline, conversion_pass
+
+    given = options.get("conversion_as_given") or options.get("conversion")
+    keys = {item.partition("=")[0].strip() for item in (given or "").split(",") if item.strip()}
+    if "reset" not in keys:
+        return conversion_pass(",".join(filter(None, [given, "reset=zero"])))
+    (convert,) = build_pipeline(conversion_pass(given))
+    reset = getattr(convert, "reset", "zero")  # the convert-to-snn pass
+    if reset != "zero":
+        raise DataError(refusal.format(reset=reset))
+    return conversion_pass(given)
+
+
 class Backend(ABC):
     """A compilation target. Subclasses set the class attributes and implement the three methods."""
 

@@ -11,7 +11,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from neurodeploy.backends.base import Backend, CompiledModel, Emitted, EmulationResult, Plan, ResourceReport
+from neurodeploy.backends.base import (
+    Backend,
+    CompiledModel,
+    Emitted,
+    EmulationResult,
+    Plan,
+    ResourceReport,
+    zero_reset_pipeline,
+)
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
@@ -108,22 +116,14 @@ class Loihi2Backend(Backend):
     def pipeline(self, options: dict[str, Any]) -> str:
         """The board profile converts with reset to zero (Lava's LIF), unless the user said otherwise, which is an
         error naming the profile that would take it."""
-        from neurodeploy.passes import build_pipeline, conversion_pass
-
         if options.get("target_options", {}).get("profile") != "board":
             return super().pipeline(options)
-        given = options.get("conversion_as_given") or options.get("conversion")
-        keys = {item.partition("=")[0].strip() for item in (given or "").split(",") if item.strip()}
-        if "reset" not in keys:
-            return conversion_pass(",".join(filter(None, [given, "reset=zero"])))
-        (convert,) = build_pipeline(conversion_pass(given))
-        if convert.reset != "zero":
-            raise DataError(
-                "--target-option profile=board runs stock Lava LIF neurons, which reset to zero; the conversion asks "
-                f"for reset={convert.reset}, which only profile=exact (SubtractiveLIF, Lava's CPU simulation) takes: "
-                "drop reset= or use profile=exact"
-            )
-        return conversion_pass(given)
+        return zero_reset_pipeline(
+            options,
+            "--target-option profile=board runs stock Lava LIF neurons, which reset to zero; the conversion asks for "
+            "reset={reset}, which only profile=exact (SubtractiveLIF, Lava's CPU simulation) takes: drop reset= or use "
+            "profile=exact",
+        )
 
     def plan(self, model: CompiledModel) -> LoihiPlan:
         graph = model.snn

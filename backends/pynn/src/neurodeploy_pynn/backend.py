@@ -19,6 +19,7 @@ from neurodeploy.backends.base import (
     Plan,
     ResourceReport,
     TargetSpec,
+    zero_reset_pipeline,
 )
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
@@ -80,19 +81,11 @@ class SpiNNakerBackend(Backend):
     def pipeline(self, options: dict[str, Any]) -> str:
         """Convert with reset to zero (sPyNNaker's neurons reset to v_reset), unless the user asked for another
         reset, which is an error."""
-        from neurodeploy.passes import build_pipeline, conversion_pass
-
-        given = options.get("conversion_as_given") or options.get("conversion")
-        keys = {item.partition("=")[0].strip() for item in (given or "").split(",") if item.strip()}
-        if "reset" not in keys:
-            return conversion_pass(",".join(filter(None, [given, "reset=zero"])))
-        (convert,) = build_pipeline(conversion_pass(given))
-        if convert.reset != "zero":
-            raise DataError(
-                f"the spinnaker target runs sPyNNaker's LIF neurons, which reset to v_reset; the conversion asks for "
-                f"reset={convert.reset}: drop reset= (the target converts with reset=zero)"
-            )
-        return conversion_pass(given)
+        return zero_reset_pipeline(
+            options,
+            "the spinnaker target runs sPyNNaker's LIF neurons, which reset to v_reset; the conversion asks for "
+            "reset={reset}: drop reset= (the target converts with reset=zero)",
+        )
 
     def plan(self, model: CompiledModel) -> SpiNNakerPlan:
         for op in model.snn.ops:
@@ -111,7 +104,7 @@ class SpiNNakerBackend(Backend):
         netlist = plan.netlist
         files = spinnaker.save(netlist, folder)
         g = spinnaker.gain()
-        leak = 1 - (1 - g / (spinnaker.TAU_M / spinnaker.CM))
+        leak = g / (spinnaker.TAU_M / spinnaker.CM)  # 1 - exp_TC: g = (1 - exp_TC) R
         report = {
             "cell": spinnaker.CELL,
             "parameters": spinnaker.cell_parameters(1.0) | {"v_thresh": "per population, threshold_mv"},

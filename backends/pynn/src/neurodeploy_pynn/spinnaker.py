@@ -162,6 +162,8 @@ class Netlist:
     projections: list[ProjectionPlan]
     readout: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    emulated: tuple[list[Any], list[Any]] | None = field(default=None, repr=False, compare=False)
+    """The emulator's populations and projections, built on the first run (:func:`emulated`)."""
 
     @property
     def delay(self) -> int:
@@ -180,7 +182,7 @@ def _incoming(lowered: Lowered, k: int) -> list[tuple[int, Any, int, str]]:
     return out
 
 
-def plan(graph: Graph, *, initial_cap: float = 1.0) -> Netlist:
+def plan(graph: Graph) -> Netlist:
     """Lower ``graph`` (a converted SNN with reset to zero) and fit it to sPyNNaker: thresholds, currents, shifts
     and words (see the module docstring). A ConversionError names an op that does not map or a delay too long."""
     lowered = lower_graph(graph, RULES)
@@ -221,7 +223,7 @@ def plan(graph: Graph, *, initial_cap: float = 1.0) -> Netlist:
                 tuple(pop.shape),
                 theta,
                 i_offset,
-                _initial(pop, theta, i_offset, initial_cap),
+                _initial(pop, theta, i_offset),
                 max_summed,
                 shifts,
                 int(pop.depth),
@@ -240,14 +242,14 @@ def plan(graph: Graph, *, initial_cap: float = 1.0) -> Netlist:
     return Netlist(lowered.host, populations, projections, readout)
 
 
-def _initial(pop: Population, theta: float, i_offset: np.ndarray, cap: float) -> np.ndarray:
+def _initial(pop: Population, theta: float, i_offset: np.ndarray) -> np.ndarray:
     """Initial V (raw): the conversion's initial charge, less the bias of the ticks before the first input
     (the leak over them neglected), below the threshold. The input population starts at its initial charge; a
     readout at 0."""
     size = int(np.prod(pop.shape))
     if pop.role == "readout":
         return np.zeros(size, np.int64)
-    v = np.full(size, _raw(pop.initial * theta * cap), np.int64)
+    v = np.full(size, _raw(pop.initial * theta), np.int64)
     if pop.role == "hidden" and pop.depth:
         v = v - np.rint(pop.depth * i_offset * gain()).astype(np.int64)
     top = int(_raw(theta)) - 1
@@ -547,9 +549,8 @@ def emulated(netlist: Netlist) -> tuple[list[Any], list[Any]]:
     host does, the constants derived as the chip does) and connection-list projections, built once per netlist."""
     from neurodeploy_pynn.spinnaker_emulator import LifPopulation, Projection
 
-    cached = getattr(netlist, "_emulated", None)
-    if cached is not None:
-        return cached
+    if netlist.emulated is not None:
+        return netlist.emulated
     populations = [
         LifPopulation.from_pynn(
             p.name,
@@ -574,8 +575,8 @@ def emulated(netlist: Netlist) -> tuple[list[Any], list[Any]]:
         )
         for q in netlist.projections
     ]
-    netlist._emulated = (populations, projections)  # type: ignore[attr-defined]
-    return populations, projections
+    netlist.emulated = (populations, projections)
+    return netlist.emulated
 
 
 def input_current(netlist: Netlist, x: np.ndarray) -> np.ndarray:
