@@ -20,6 +20,11 @@ COMPAT := .venv-py310
 # when Lava cannot be imported; elsewhere (a plain pytest in .venv) they skip.
 LAVA := .venv-lava
 
+# The simulators the spinnaker target's netlist is checked in: NEST 3.10 (through PyNN 0.13: the generated script
+# against the emulator) and sPyNNaker 1!7.4.1 (its own partitioner and placer on a virtual board). The tests run
+# the artifact's run_pynn.py with this interpreter, as a user would (NEURODEPLOY_PYNN_PYTHON).
+PYNN_ENV := .venv-pynn
+
 .PHONY: env demo test test-main test-compat test-lava lint format bench clean arm-tools
 
 env: $(STAMP)
@@ -52,11 +57,20 @@ arm-tools:
 		DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -q --no-install-recommends gcc-arm-linux-gnueabihf qemu-user; \
 	fi
 
-# The sinabs cross-checks, the numba-compiled loops and the ARM reference must run here: NEURODEPLOY_REQUIRE_SINABS=1,
-# NEURODEPLOY_REQUIRE_NUMBA=1 and NEURODEPLOY_REQUIRE_ARM=1 turn their skip (without the package or the tools) into a
-# failure. The compatibility run skips the first two.
-test-main: $(STAMP) arm-tools
-	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 $(BIN)/python -m pytest
+$(PYNN_ENV)/.installed: Makefile
+	test -x $(PYNN_ENV)/bin/python || $(PYTHON) -m venv $(PYNN_ENV)
+	$(PYNN_ENV)/bin/python -m pip install --quiet --disable-pip-version-check 'nest-simulator==3.10.0' 'PyNN==0.13.0' \
+		'spynnaker==1!7.4.1'
+	$(PYNN_ENV)/bin/python -c 'import nest, pyNN.nest, pyNN.spiNNaker' >/dev/null 2>&1 || \
+		{ echo "error: NEST, PyNN or sPyNNaker does not import in $(PYNN_ENV)"; exit 1; }
+	touch $@
+
+# The sinabs cross-checks, the numba-compiled loops, the ARM reference and the PyNN simulators must run here:
+# NEURODEPLOY_REQUIRE_SINABS=1, NEURODEPLOY_REQUIRE_NUMBA=1, NEURODEPLOY_REQUIRE_ARM=1 and NEURODEPLOY_REQUIRE_PYNN=1
+# turn their skip (without the package or the tools) into a failure. The compatibility run requires none of them.
+test-main: $(STAMP) arm-tools $(PYNN_ENV)/.installed
+	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 NEURODEPLOY_REQUIRE_PYNN=1 \
+		NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
 
 $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found (looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }
@@ -107,4 +121,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compile_time.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) $(LAVA) demo-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) $(LAVA) $(PYNN_ENV) demo-out .pytest_cache .ruff_cache

@@ -21,11 +21,8 @@ EXAMPLE = ROOT / "examples" / "mnist"
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    calibration = load_calibration(str(EXAMPLE / "calibration.npz"), 64)
-    return compile_model(
-        EXAMPLE / "mnist_cnn.onnx", "spinnaker", tmp_path_factory.mktemp("spinnaker") / "a", calibration=calibration
-    )
+def artifact(mnist_spinnaker):
+    return mnist_spinnaker
 
 
 @pytest.fixture(scope="module")

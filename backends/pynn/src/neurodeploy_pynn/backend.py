@@ -142,7 +142,8 @@ class SpiNNakerBackend(Backend):
                 f"as T + {netlist.delay} ticks"
             ),
             "runs_on": "the netlist (spinnaker.json + spinnaker.npz) describes sPyNNaker populations and "
-            "projections; the host graph computes the input population's i_offset per sample",
+            "projections; the host graph computes the input population's i_offset per sample; run_pynn.py rebuilds "
+            "the netlist with PyNN on SpiNNaker (sPyNNaker) or NEST and runs samples through it",
         }
         return Emitted(files=files, manifest=manifest, report=report, warnings=warnings)
 

@@ -307,6 +307,8 @@ FORMAT_VERSION = 1
 DESCRIPTION = "spinnaker.json"
 ARRAYS = "spinnaker.npz"
 HOST = "host"
+SCRIPT = "run_pynn.py"
+"""The PyNN script that rebuilds the netlist in sPyNNaker or NEST (:mod:`neurodeploy_pynn.run_pynn`)."""
 
 _ARRAY = Dict({"array": Str()})
 HOST_STEM = Str(
@@ -375,8 +377,8 @@ NETLIST_SCHEMA = Dict(
 
 def save(netlist: Netlist, folder: Path) -> list[str]:
     """Write spinnaker.json (the netlist: PyNN cell types and parameters, projections, what the host computes),
-    spinnaker.npz (per neuron currents and initial V, the connection lists and words) and the host graph; return
-    the file names."""
+    spinnaker.npz (per neuron currents and initial V, the connection lists and words), the host graph and the PyNN
+    script run_pynn.py; return the file names."""
     arrays: dict[str, np.ndarray] = {}
     pops = []
     for k, p in enumerate(netlist.populations):
@@ -446,7 +448,8 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
     (folder / DESCRIPTION).write_bytes(dumps_json(doc))
     write_npz(folder / ARRAYS, arrays)
     save_graph(netlist.host, folder, HOST)
-    return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz"]
+    (folder / SCRIPT).write_bytes(Path(__file__).with_name(SCRIPT).read_bytes())
+    return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz", SCRIPT]
 
 
 def load(source: Any) -> Netlist:

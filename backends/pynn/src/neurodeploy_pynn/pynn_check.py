@@ -1,0 +1,96 @@
+"""A ``spinnaker`` artifact's PyNN script run in a simulator, and compared with the emulator.
+
+The script (``run_pynn.py`` in the artifact, :mod:`neurodeploy_pynn.run_pynn`) runs under another Python, one
+that has PyNN with NEST or sPyNNaker (``make`` builds ``.venv-pynn``); these functions call it as a user would
+and read back what it wrote:
+
+* :func:`simulate`: samples through the netlist in NEST (floating point, the chip's decay and gain) or sPyNNaker;
+* :func:`map_virtual_board`: sPyNNaker's own partitioner, placer and router on a virtual SpiNN-5 board;
+* :func:`compare`: the emulator's spike counts and outputs against the simulator's, per population.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import DataError
+from neurodeploy_pynn import spinnaker
+
+
+def _script(folder: Path, python: str, args: list[str], timeout: float) -> None:
+    command = [python, str(folder / spinnaker.SCRIPT), "--folder", str(folder), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise DataError(f"{folder / spinnaker.SCRIPT} failed under {python}:\n{done.stderr[-4000:]}")
+
+
+def simulate(
+    folder: Path, x: np.ndarray, steps: int, python: str, *, simulator: str = "nest", timeout: float = 3600
+) -> dict[str, Any]:
+    """Run the inputs ``x`` (B, *input shape) for ``steps`` graph steps through the artifact in ``folder`` with
+    ``python``'s PyNN ``simulator``: ``outputs`` (B, *readout shape), ``counts`` {population: (B, neurons)} over
+    each population's own ``steps`` ticks, and ``seconds`` {build, run}."""
+    folder = Path(folder)
+    netlist = spinnaker.load(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        currents, output = Path(tmp) / "currents.npy", Path(tmp) / "out.npz"
+        np.save(currents, spinnaker.input_current(netlist, x))
+        args = ["--simulator", simulator, "--currents", str(currents), "--steps", str(steps), "--output", str(output)]
+        _script(folder, python, args, timeout)
+        with np.load(output) as data:
+            done = {k: data[k] for k in data.files}
+    top = netlist.populations[netlist.readout["population"]]
+    if netlist.readout["kind"] == "membrane":
+        v = done[f"v/{top.name}"]
+        value = (v[:, top.depth + steps] - v[:, top.depth]) / (top.threshold * steps)
+    else:
+        value = done[f"counts/{top.name}"] / steps * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
+    return {
+        "outputs": value.reshape(len(x), *netlist.readout["shape"]).astype(np.float32),
+        "counts": {p.name: done[f"counts/{p.name}"] for p in netlist.populations if p.role != "readout"},
+        "seconds": {"build": float(done["seconds/build"]), "run": float(done["seconds/run"])},
+    }
+
+
+def map_virtual_board(folder: Path, python: str, *, timeout: float = 3600) -> dict[str, Any]:
+    """sPyNNaker's mapping of the artifact's netlist on a virtual board: {"populations": {name: {"cores",
+    "slices", "ring_buffer_shift"}}, "seconds"}."""
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "map.json"
+        _script(folder, python, ["--map-virtual-board", "--output", str(output)], timeout)
+        result: dict[str, Any] = json.loads(output.read_text())
+    return result
+
+
+def compare(emulated: dict[str, Any], simulated: dict[str, Any]) -> dict[str, Any]:
+    """Per population, the emulator's spike counts per neuron against the simulator's: Pearson correlation over
+    every (sample, neuron), the totals, and the share of (sample, neuron) pairs that differ; and over the
+    outputs, the largest difference, the largest emulated |output| and the share of samples whose top class
+    agrees."""
+    populations = {}
+    for name, counts in simulated["counts"].items():
+        a = np.asarray(emulated["counts"][name], np.float64).reshape(-1)
+        b = np.asarray(counts, np.float64).reshape(-1)
+        same = bool(np.array_equal(a, b))
+        correlation = 1.0 if same else float(np.corrcoef(a, b)[0, 1]) if a.std() and b.std() else 0.0
+        populations[name] = {
+            "correlation": correlation,
+            "spikes_emulator": int(a.sum()),
+            "spikes_simulator": int(b.sum()),
+            "differing": float((a != b).mean()),
+        }
+    out_e = np.asarray(emulated["outputs"], np.float64).reshape(len(emulated["outputs"]), -1)
+    out_s = np.asarray(simulated["outputs"], np.float64).reshape(len(out_e), -1)
+    return {
+        "populations": populations,
+        "outputs_max_difference": float(np.abs(out_e - out_s).max()),
+        "outputs_largest": float(np.abs(out_e).max()),
+        "top_class_agreement": float((out_e.argmax(1) == out_s.argmax(1)).mean()),
+    }
