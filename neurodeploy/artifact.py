@@ -350,6 +350,21 @@ def open_files(source: Artifact | Folder | str | os.PathLike) -> Artifact | Fold
     return Folder(root)
 
 
+def open_description(
+    source: Artifact | Folder | str | os.PathLike, name: str, fmt: str, version: int, schema: Schema
+) -> tuple[Artifact | Folder, dict[str, Any], str]:
+    """A target's JSON description ``name`` in ``source`` (:func:`open_files`): the files, the document (its
+    ``format`` and ``version`` checked, then every field against ``schema``) and how messages name it. Errors are
+    ArtifactErrors naming the file and the problem."""
+    files = open_files(source)
+    where = files.where(name)
+    doc = files.read_json(name)
+    if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("version") != version:
+        raise ArtifactError(f"{where} is not a {fmt} v{version} description")
+    validate(schema, doc, where)
+    return files, doc, where
+
+
 def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST
     try:

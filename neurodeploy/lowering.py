@@ -49,7 +49,7 @@ IF thresholds (scalar or per channel) are folded into the synapse that feeds the
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations of what they import.
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -166,6 +166,15 @@ class Readout:
     scale: np.ndarray | None = None
 
 
+class Incoming(NamedTuple):
+    """One synapse into a population (:meth:`Lowered.incoming`)."""
+
+    source: int
+    synapse: ConvSpec | DenseSpec | SparseSpec
+    delay: int
+    name: str
+
+
 @dataclass
 class Lowered:
     """The host graph (input -> the first population's current), the populations in chain order, the readout."""
@@ -179,6 +188,19 @@ class Lowered:
         """Steps from a change of the input to the readout: the synapses on the longest path (the input population
         has none)."""
         return self.populations[-1].depth
+
+    def incoming(self, k: int) -> list[Incoming]:
+        """Every synapse into population k: its main synapse (from the population before it, or from ``source``)
+        first, then its skips, each with its source population, its extra delay and a name (the last op of the
+        population's chain, or ``<population>/skip<i>``)."""
+        pop = self.populations[k]
+        out = []
+        if pop.synapse is not None:
+            source = k - 1 if pop.source is None else pop.source
+            out.append(Incoming(source, pop.synapse, pop.delay, pop.ops[-1] if pop.ops else pop.name))
+        for i, skip in enumerate(pop.skips):
+            out.append(Incoming(skip.source, skip.synapse, skip.delay, f"{pop.name}/skip{i}"))
+        return out
 
 
 def _where(op: Op) -> str:

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Compile the bundled MNIST CNN for every installed first-party target, then emulate it on the bundled test
-# images and print accuracy. Run from the repository root (`make demo` does, with the environment on PATH).
+# Compile the bundled MNIST CNN for every installed first-party target (brainscales2: the MLP that fits one chip,
+# examples/mnist_bss2), then emulate it on the bundled test images and print accuracy. Run from the repository
+# root (`make demo` does, with the environment on PATH).
 set -eu
 here=examples/mnist
 out=demo-out
@@ -9,8 +10,11 @@ installed=$(neurodeploy targets | awk 'NR > 1 {print $1}')
 for target in reference loihi speck spinnaker brainscales2; do
     echo "$installed" | grep -qx "$target" || continue
     echo "== $target"
-    neurodeploy compile "$here/mnist_cnn.onnx" --target "$target" --calibration "$here/calibration.npz" \
-        -o "$out/$target"
+    model="$here/mnist_cnn.onnx"
+    if [ "$target" = brainscales2 ]; then  # one chip holds 512 neurons: the MLP of examples/mnist_bss2 (9x9 pixels)
+        model=examples/mnist_bss2/mnist_bss2.onnx
+    fi
+    neurodeploy compile "$model" --target "$target" --calibration "$here/calibration.npz" -o "$out/$target"
     if [ "$target" = reference ]; then
         neurodeploy emulate "$out/$target" --input "$here/test_images.npz" --mode ann
     fi

@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.artifact import open_files
+from neurodeploy.artifact import open_description, open_files
 from neurodeploy.errors import ArtifactError, DataError, IRVerificationError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.metrics import input_synapses
-from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch, validate
+from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import (
     BIAS_START_MAX,
@@ -161,12 +161,7 @@ def read_description(
     messages name the description. ``source``: an Artifact (its files are checked against the manifest), a
     :class:`~neurodeploy.artifact.Folder`, or a path (:func:`~neurodeploy.artifact.open_files`). Errors are
     ArtifactErrors naming the file and the problem."""
-    files = open_files(source)
-    where = files.where(description)
-    doc = files.read_json(description)
-    if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("version") != version:
-        raise ArtifactError(f"{where} is not a {fmt} v{version} description")
-    validate(schema, doc, where)
+    files, doc, where = open_description(source, description, fmt, version, schema)
     arrays = files.read_npz(arrays_file)
 
     def value(v: Any, dtype: type = np.int64) -> Any:

@@ -67,7 +67,43 @@ def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
     return ResourceReport(target, layers, cores_used=core, notes=notes)
 
 
-class SpiNNakerBackend(Backend):
+class NetlistBackend(Backend):
+    """What the netlist targets of this plugin share at run time: direct (analog) input, which the netlist's host
+    graph turns into the input population's drive (:attr:`feeds`), and a run of the netlist (:meth:`simulate`)
+    returning the dict of ``spinnaker.run`` (outputs, spikes, counts, SynOps, and their checkpoints)."""
+
+    feeds: ClassVar[str] = "current"
+    batch_size: ClassVar[int] = 64
+
+    def prepare(self, loaded: Any, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
+        if encoding.kind != "direct":
+            raise DataError(
+                f"the {self.target} target takes direct (analog) input, which the host turns into the input "
+                f"population's {self.feeds}; got the {encoding.kind!r} encoding"
+            )
+        return encoding.check_inputs(loaded.host, inputs)[next(iter(loaded.host.inputs))]
+
+    def simulate(self, loaded: Any, inputs: np.ndarray, run: Run) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def emulate_batch(self, loaded: Any, inputs: np.ndarray, run: Run) -> EmulationResult:
+        done = self.simulate(loaded, inputs, run)
+        return EmulationResult(
+            outputs=done["outputs"],
+            steps=run.steps,
+            mode=run.mode,
+            spikes=done["spikes"],
+            neurons=done["neurons"],
+            checkpoints=done["checkpoints"],
+            checkpoint_spikes=done["checkpoint_spikes"],
+            synops=done["synops"],
+            checkpoint_synops=done["checkpoint_synops"],
+            counts=done["counts"],
+            encoding=run.encoding.describe(),
+        )
+
+
+class SpiNNakerBackend(NetlistBackend):
     """SpiNNaker through sPyNNaker: rate-coded spikes, IF_curr_delta neurons (leaky, reset to zero), exact s16.15."""
 
     name = "spinnaker"
@@ -148,31 +184,8 @@ class SpiNNakerBackend(Backend):
         return Emitted(files=files, manifest=manifest, report=report, warnings=warnings)
 
     # -- run --------------------------------------------------------------------------------------------------
-    batch_size: ClassVar[int] = 64
-
     def load(self, artifact: Any, mode: str) -> spinnaker.Netlist:
         return spinnaker.load(artifact)
 
-    def prepare(self, loaded: spinnaker.Netlist, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
-        if encoding.kind != "direct":
-            raise DataError(
-                f"the {self.target} target takes direct (analog) input, which the host turns into the first "
-                f"population's current; got the {encoding.kind!r} encoding"
-            )
-        return encoding.check_inputs(loaded.host, inputs)[next(iter(loaded.host.inputs))]
-
-    def emulate_batch(self, loaded: spinnaker.Netlist, inputs: np.ndarray, run: Run) -> EmulationResult:
-        done = spinnaker.run(loaded, inputs, run.steps, checkpoints=run.checkpoints, counts=run.neuron_counts)
-        return EmulationResult(
-            outputs=done["outputs"],
-            steps=run.steps,
-            mode=run.mode,
-            spikes=done["spikes"],
-            neurons=done["neurons"],
-            checkpoints=done["checkpoints"],
-            checkpoint_spikes=done["checkpoint_spikes"],
-            synops=done["synops"],
-            checkpoint_synops=done["checkpoint_synops"],
-            counts=done["counts"],
-            encoding=run.encoding.describe(),
-        )
+    def simulate(self, loaded: spinnaker.Netlist, inputs: np.ndarray, run: Run) -> dict[str, Any]:
+        return spinnaker.run(loaded, inputs, run.steps, checkpoints=run.checkpoints, counts=run.neuron_counts)

@@ -39,14 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.artifact import open_files
+from neurodeploy.artifact import open_description
 from neurodeploy.errors import ArtifactError, ConversionError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
-from neurodeploy.lowering import Lowered, Population, Rules, synapse_list
+from neurodeploy.lowering import Population, Rules, synapse_list
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
-from neurodeploy.schema import Dict, Int, List, Number, Str, validate
+from neurodeploy.schema import Dict, Int, List, Number, Str
 from neurodeploy_pynn import s1615
 
 RULES = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True)
@@ -170,18 +170,6 @@ class Netlist:
         return max(p.depth for p in self.populations)
 
 
-def _incoming(lowered: Lowered, k: int) -> list[tuple[int, Any, int, str]]:
-    """(source population, synapse spec, extra delay, name) of every synapse into population k."""
-    pop = lowered.populations[k]
-    out = []
-    if pop.synapse is not None:
-        source = k - 1 if pop.source is None else pop.source
-        out.append((source, pop.synapse, pop.delay, pop.ops[-1] if pop.ops else pop.name))
-    for i, skip in enumerate(pop.skips):
-        out.append((skip.source, skip.synapse, skip.delay, f"{pop.name}/skip{i}"))
-    return out
-
-
 def plan(graph: Graph) -> Netlist:
     """Lower ``graph`` (a converted SNN with reset to zero) and fit it to sPyNNaker: thresholds, currents, shifts
     and words (see the module docstring). A ConversionError names an op that does not map or a delay too long."""
@@ -191,7 +179,7 @@ def plan(graph: Graph) -> Netlist:
     projections: list[ProjectionPlan] = []
     for k, pop in enumerate(lowered.populations):
         synapses = []
-        for source, spec, extra, name in _incoming(lowered, k):
+        for source, spec, extra, name in lowered.incoming(k):
             listed = synapse_list(spec, pop.shape)
             delay = 1 + int(extra)
             if delay > MAX_DELAY:
@@ -455,12 +443,7 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
 def load(source: Any) -> Netlist:
     """Read what :func:`save` wrote (an Artifact, whose files are checked against its manifest, a Folder or a
     path); an ArtifactError names the file and what is wrong."""
-    files = open_files(source)
-    where = files.where(DESCRIPTION)
-    doc = files.read_json(DESCRIPTION)
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
-        raise ArtifactError(f"{where} is not a {FORMAT} v{FORMAT_VERSION} description")
-    validate(NETLIST_SCHEMA, doc, where)
+    files, doc, where = open_description(source, DESCRIPTION, FORMAT, FORMAT_VERSION, NETLIST_SCHEMA)
     arrays = files.read_npz(ARRAYS)
     host = files.read_graph(doc["input"]["host_graph"])
 

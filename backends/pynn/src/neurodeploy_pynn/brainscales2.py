@@ -1,0 +1,1062 @@
+"""A converted network as BrainScaleS-2 runs it: pynn-brainscales ``CalibHXNeuronCuba`` populations on the two
+hemispheres of one chip, 6-bit synapses, and spike sources fed by the host; planned from the core's lowering
+(:mod:`neurodeploy.lowering`), written as a netlist, and run by the model in
+:mod:`neurodeploy_pynn.brainscales2_emulator`.
+
+**What runs where.** The lowering splits a converted graph into a host graph (the input -> the first IF
+population's current), the input population, the further IF populations and the readout. The host computes the
+current and runs the input population's integrate-and-fire neurons exactly as the float SNN does (float32,
+threshold 1, initial charge ``initial``, reset to zero, at most one spike a step): a deterministic regular rate
+code, in which a constant current c fires about every 1/c steps (c >= 1 every step; c <= 0 never). Their spikes
+go to the chip as ``SpikeSourceArray`` spike times (step t at t µs), routed into synapse rows: external input is
+not on-chip neurons. Every further population runs on the chip. A model whose first layer is a Dense therefore
+runs that layer's neurons on the host; a ReLU (or Clip(0, 1)) on the input makes the input itself the spike
+sources and puts the first Dense on the chip (``examples/mnist_bss2``).
+
+**Time.** One graph step is 1 µs of hardware time (the analog network runs about 1000x faster than biology; 1 µs
+is hxtorch's time step). The model integrates in :data:`SUBSTEPS` steps per µs; a synapse of an on-chip
+population takes one integration step (the model's latency), so population k (depth d, one synapse per layer)
+receives step t's spikes at t µs + (d - 1) integration steps, and counts its spikes from there. Branches of
+different depth (a residual skip) arrive within the same step, so no projection needs a delay: every projection
+has delay 0, which is all pynn-brainscales accepts.
+
+**Neurons** (every value within ``CalibHXNeuronCuba``'s published ranges, :data:`RANGES`):
+
+* ``tau_m`` = 60 µs, the longest: the leak moves V by 1/60 of its distance to v_rest per step. Cost: a leaky
+  neuron, where the float SNN's neurons do not leak.
+* ``v_reset`` = 60, ``v_thresh`` = v_reset + Θ with Θ = 140 (CADC units), and ``v_rest`` = v_reset +
+  initial * Θ (130 for the conversion's initial charge of 0.5): a neuron starts at the float SNN's initial charge,
+  and the leak pulls V towards it rather than towards the reset, so that over one regular firing cycle (V from 0
+  to 1 threshold) it adds about as much as it takes. Cost: a silent neuron drifts up towards half a threshold.
+* ``tau_syn_E`` = ``tau_syn_I`` = 0.3 µs, the shortest: 96% of a spike's charge arrives within the step. Cost:
+  the rest arrives in the next step.
+* ``tau_refrac`` = 0.5 µs: after a spike the neuron is held for half a step, so the charge still arriving from
+  that step's input is lost (as the float SNN's reset to zero loses the charge above threshold), while the next
+  step's input, at the next µs, mostly is not. Measured with ``examples/mnist_bss2/measure.py`` (500 MNIST test
+  images, T = 16 / 64): the hidden layer fires 1.077 / 1.110 times the float SNN's spikes at 0.1 µs, 1.029 /
+  1.050 at 0.3, 1.001 / 1.017 at 0.5 and 0.964 / 0.976 at 0.9, and 0.5 µs gives the smallest output error.
+* ``cm`` = 63 (the default; the model's gain stands for the synaptic strength, see below).
+
+**Weights.** Per population (a layer: the projections into it, and its bias, share one scale): the float
+weights (thresholds per spike) are multiplied by ``lsb = 63 / max |w|`` so the largest maps to 63, rounded half
+away from zero (as hxtorch's ``linear_saturating`` and its ±0.5 before ``int()``) and clamped to ±63; the sign
+picks the receptor (excitatory or inhibitory). A weight LSB moves V by ``gain = Θ / lsb`` CADC units (the
+emulator's gain, set on the chip by the synaptic input calibration). The report gives, per projection, the
+scale, the weights that became 0, those clipped and the largest rounding error (in thresholds). A bias b becomes
+a spike source that fires every step with weight ``round(b * lsb)``; above 63, several such sources (as
+pynn-brainscales builds weights above 63 from several synapses).
+
+**Readout.** A membrane readout is a population of leaky integrators (threshold ``v_thresh`` = 220, the top of
+its range, never reached): Θ_r and ``v_rest`` are chosen so that even if every source spiked every step, V would
+stay within [50, 220] (the span of the calibrated voltage parameters). Its value after c steps is (V - v_rest) /
+(Θ_r N_c), where N_c is the V of a neuron that received one threshold's charge at the start of each of the c
+steps (:func:`readout_norm`): a leak-weighted mean of the readout's input, where the float SNN takes the plain
+mean. Cost: the worst case is far from the usual input, so the readout's V moves little (for the MNIST example
+about 0.012 CADC units per output unit and µs) and is the part most sensitive to membrane noise. A spike readout
+counts the last population's spikes.
+
+**Placement.** 512 neuron circuits in two hemispheres of 256; each hemisphere has 256 synapse rows, one per
+presynaptic source and receptor, which spans the hemisphere's 256 columns (the synapse addresses that let
+sources share a row are not used). A source with weights of both signs onto a hemisphere takes two rows there.
+Populations are placed whole on a hemisphere (one of more than 256 neurons fills the first and continues on the
+second); the placement with the fewest rows in its fuller hemisphere is chosen. Too many neurons, too many rows
+or a population that does not map raise a :class:`~neurodeploy.errors.ResourceError` /
+:class:`~neurodeploy.errors.ConversionError` naming the population, the limit and what would fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.artifact import open_description
+from neurodeploy.errors import ArtifactError, ConversionError, ResourceError
+from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
+from neurodeploy.lowering import Population, Rules, SparseSpec, synapse_list
+from neurodeploy.lowering import lower as lower_graph
+from neurodeploy.metrics import input_synapses
+from neurodeploy.schema import Dict, Int, List, Number, Str
+from neurodeploy_pynn import brainscales2_emulator as emulator
+from neurodeploy_pynn.brainscales2_emulator import RECEPTORS, WEIGHT_MAX, Noise
+
+RULES = Rules(target="brainscales2", chip="BrainScaleS-2", delayed_conv=True)
+
+CELL = "CalibHXNeuronCuba"
+HEMISPHERES = 2
+NEURONS_PER_HEMISPHERE = 256
+ROWS_PER_HEMISPHERE = 256
+NEURONS = HEMISPHERES * NEURONS_PER_HEMISPHERE
+"""512 neuron circuits."""
+SPEEDUP = 1000
+"""The analog network's time runs about this much faster than biological time."""
+STEP_US = 1.0
+"""µs of hardware time per graph step."""
+SUBSTEPS = 10
+"""Integration steps per µs in the emulator (0.1 µs each)."""
+
+RANGES: dict[str, tuple[float, float]] = {
+    "tau_m": (0.5, 60.0),
+    "tau_syn_E": (0.3, 30.0),
+    "tau_syn_I": (0.3, 30.0),
+    "v_rest": (50.0, 160.0),
+    "v_reset": (50.0, 160.0),
+    "v_thresh": (50.0, 220.0),
+    "cm": (0.0, 63.0),
+    "tau_refrac": (0.04, 32.0),
+}
+"""pynn-brainscales ``CalibHXNeuronCuba``'s parameter ranges (µs; voltages in CADC units)."""
+TAU_M = 60.0
+TAU_SYN = 0.3
+TAU_REFRAC = 0.5
+"""µs (see the module docstring for how it was chosen)."""
+CM = 63.0
+V_RESET = 60.0
+THRESHOLD = 140.0
+"""Θ = v_thresh - v_reset of a spiking population, CADC units (lowered where initial * Θ would put v_rest above
+its range)."""
+V_LOW, V_HIGH = 50.0, 220.0
+"""The span of the calibrated voltage parameters; a readout's V is planned to stay within it."""
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round half away from zero (hxtorch adds ±0.5 and truncates): 0.5 -> 1, -2.5 -> -3."""
+    x = np.asarray(x, np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+@dataclass
+class Quantized:
+    """Float weights as signed 6-bit integers (``words``, int64 in -63..63) at ``lsb`` LSB per float unit:
+    ``zeroed`` nonzero weights that became 0, ``clipped`` weights beyond ±63.5 LSB, ``max_error`` the largest
+    |words / lsb - w| in float units."""
+
+    words: np.ndarray
+    lsb: float
+    zeroed: int
+    clipped: int
+    max_error: float
+
+
+def quantize(weights: np.ndarray, lsb: float) -> Quantized:
+    """``weights`` (float units) times ``lsb``, rounded half away from zero and clamped to ±63."""
+    w = np.asarray(weights, np.float64)
+    raw = round_half_away(w * lsb)
+    words = np.clip(raw, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int64)
+    error = np.abs(words / lsb - w)
+    return Quantized(
+        words,
+        float(lsb),
+        int(np.count_nonzero((words == 0) & (w != 0))),
+        int(np.count_nonzero(np.abs(raw) > WEIGHT_MAX)),
+        float(error.max(initial=0.0)),
+    )
+
+
+def layer_lsb(weights: list[np.ndarray]) -> float:
+    """LSB per float unit of one layer: its largest |w| maps to 63 (1 when every weight is 0)."""
+    largest = max((float(np.abs(w).max(initial=0.0)) for w in weights), default=0.0)
+    return WEIGHT_MAX / largest if largest > 0 else 1.0
+
+
+def readout_norm(steps: int, tau_m: float = TAU_M, tau_syn: float = TAU_SYN) -> float:
+    """N_c: V - v_rest (per unit of charge) after ``steps`` µs of a leaky integrator that received a unit charge at
+    the start of every step: the sum of the membrane response 1 .. steps µs after a charge."""
+    return float(emulator.response(tau_m, tau_syn, np.arange(1, steps + 1) * STEP_US).sum())
+
+
+def _saturated_norm(tau_m: float = TAU_M, tau_syn: float = TAU_SYN) -> float:
+    """N_c as c grows without bound (the response summed until it is below 1e-12 of its peak)."""
+    horizon = math.ceil(30 * tau_m / STEP_US)
+    return readout_norm(horizon, tau_m, tau_syn)
+
+
+@dataclass
+class PopulationPlan:
+    """One population on the chip: PyNN parameters, ``threshold`` Θ (CADC units per float unit: a threshold of a
+    spiking population), ``lsb`` (weight LSB per float unit) and ``gain`` = Θ / lsb (CADC units per LSB),
+    ``depth`` (synapses from the input population), ``hemisphere`` (its neurons in hemisphere 0 and 1; the
+    first ones in 0)."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    parameters: dict[str, float]
+    threshold: float
+    lsb: float
+    depth: int
+    initial: float = 0.0
+    hemisphere: tuple[int, int] = (0, 0)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def gain(self) -> float:
+        return self.threshold / self.lsb
+
+
+@dataclass
+class SourcePlan:
+    """Spike sources on the host: the input population (``kind`` input) or a population's bias (``kind`` bias,
+    firing every step)."""
+
+    name: str
+    kind: str
+    size: int
+
+
+@dataclass
+class ProjectionPlan:
+    """Synapses of one receptor from ``pre`` (a source or population name) to population ``post`` (an index):
+    a connection list of flat indices and weights 1..63; ``report`` what the quantization did."""
+
+    name: str
+    pre: str
+    post: int
+    receptor: str
+    pre_index: np.ndarray
+    post_index: np.ndarray
+    weights: np.ndarray
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Netlist:
+    """A planned network: the host graph (input -> the input population's current), the input population
+    (``input``: name, shape, initial charge), the spike sources, the chip's populations and projections, the
+    readout (``kind``, ``population`` name, ``output``, ``shape``, ``scale`` for spikes), the rows per
+    hemisphere, and the noise the emulator applies."""
+
+    host: Graph
+    input: dict[str, Any]
+    sources: list[SourcePlan]
+    populations: list[PopulationPlan]
+    projections: list[ProjectionPlan]
+    readout: dict[str, Any]
+    rows: tuple[int, int] = (0, 0)
+    noise: Noise = field(default_factory=Noise)
+    substeps: int = SUBSTEPS
+    notes: list[str] = field(default_factory=list)
+    emulated: list[emulator.Neurons] | None = field(default=None, repr=False, compare=False)
+    """The emulator's populations of this chip instance (mismatch applied), built on the first run."""
+
+    def index(self, name: str) -> int:
+        return [p.name for p in self.populations].index(name)
+
+
+# -- planning ------------------------------------------------------------------------------------------------
+
+
+def _spiking_parameters(initial: float) -> tuple[dict[str, float], float]:
+    """A spiking population's parameters and Θ for the conversion's initial charge (thresholds)."""
+    if not 0.0 <= initial < 1.0:
+        raise ConversionError(
+            f"the brainscales2 target starts a neuron at v_rest = v_reset + initial x threshold; the conversion's "
+            f"initial charge {initial} is outside [0, 1)"
+        )
+    top = RANGES["v_rest"][1] - V_RESET
+    theta = min(THRESHOLD, top / initial) if initial > 0 else THRESHOLD
+    return {
+        "tau_m": TAU_M,
+        "tau_syn_E": TAU_SYN,
+        "tau_syn_I": TAU_SYN,
+        "v_rest": V_RESET + initial * theta,
+        "v_reset": V_RESET,
+        "v_thresh": V_RESET + theta,
+        "cm": CM,
+        "tau_refrac": TAU_REFRAC,
+    }, theta
+
+
+def _readout_parameters(positive: float, negative: float) -> tuple[dict[str, float], float]:
+    """A readout's parameters and Θ_r: the largest input per step (float units, every source spiking) of either
+    sign, integrated without end, stays within [V_LOW, V_HIGH] around v_rest."""
+    span = V_HIGH - V_LOW
+    total = positive + negative
+    v_rest = V_LOW + span * negative / total if total > 0 else (V_LOW + V_HIGH) / 2
+    v_rest = float(np.clip(v_rest, *RANGES["v_rest"]))
+    saturated = _saturated_norm()
+    room = [(V_HIGH - v_rest) / (positive * saturated)] if positive > 0 else []
+    room += [(v_rest - V_LOW) / (negative * saturated)] if negative > 0 else []
+    theta = min(room) if room else 1.0
+    return {
+        "tau_m": TAU_M,
+        "tau_syn_E": TAU_SYN,
+        "tau_syn_I": TAU_SYN,
+        "v_rest": v_rest,
+        "v_reset": v_rest,
+        "v_thresh": V_HIGH,
+        "cm": CM,
+        "tau_refrac": TAU_REFRAC,
+    }, theta
+
+
+def plan(graph: Graph, noise: Noise | None = None) -> Netlist:
+    """Lower ``graph`` (a converted SNN with reset to zero), quantize, and place it on one chip (see the module
+    docstring). A ConversionError names what does not map, a ResourceError what does not fit."""
+    lowered = lower_graph(graph, RULES)
+    first = lowered.populations[0]
+    if len(lowered.populations) < 2:
+        raise ConversionError(
+            f"the only neurons of the network are the input population {first.name!r}, which the host runs as spike "
+            "sources; nothing is left for the chip (add a layer after it)"
+        )
+    for pop in lowered.populations:
+        if pop.role != "readout" and pop.reset != "zero":
+            raise ConversionError(
+                f"population {pop.name!r} resets by {pop.reset}: BrainScaleS-2's neurons reset to v_reset (convert "
+                "with reset=zero)"
+            )
+    sources = [SourcePlan(first.name, "input", int(np.prod(first.shape)))]
+    populations: list[PopulationPlan] = []
+    projections: list[ProjectionPlan] = []
+    notes: list[str] = []
+    names = {0: first.name}
+    for k, pop in enumerate(lowered.populations[1:], start=1):
+        names[k] = pop.name
+        listed = []
+        for source, spec, delay, name in lowered.incoming(k):
+            if delay:
+                notes.append(
+                    f"{name}: the lowering aligns this branch with a delay of {delay} step(s) (one step per synapse); "
+                    "here a synapse takes one integration step, so the branches arrive in the same step without one"
+                )
+            listed.append((names[source], synapse_list(spec, pop.shape), name))
+        bias = np.asarray(pop.bias, np.float64).reshape(-1)
+        lsb = layer_lsb([np.asarray(s.weight) for _, s, _ in listed])
+        plan_k = _population(pop, [s for _, s, _ in listed], bias, lsb)
+        populations.append(plan_k)
+        post = len(populations) - 1
+        for pre, s, name in listed:
+            projections += _projections(name, pre, post, s.cols, s.rows, np.asarray(s.weight), lsb)
+        if np.any(bias != 0):
+            bias_sources, bias_projections = _bias(pop.name, post, bias, lsb)
+            sources.append(bias_sources)
+            projections += bias_projections
+    readout: dict[str, Any] = {
+        "kind": lowered.readout.kind,
+        "population": names[lowered.readout.population],
+        "output": lowered.readout.output,
+        "shape": list(lowered.readout.shape),
+    }
+    if lowered.readout.scale is not None:
+        readout["scale"] = np.asarray(lowered.readout.scale, np.float32)
+    netlist = Netlist(
+        lowered.host,
+        {"name": first.name, "shape": list(first.shape), "initial": float(first.initial)},
+        sources,
+        populations,
+        projections,
+        readout,
+        noise=noise or Noise(),
+        substeps=SUBSTEPS,
+        notes=notes,
+    )
+    place(netlist)
+    return netlist
+
+
+def _population(pop: Population, listed: list[SparseSpec], bias: np.ndarray, lsb: float) -> PopulationPlan:
+    """A lowered population's plan: a spiking one's parameters for its initial charge; a readout's range from the
+    largest input of either sign its neurons can get in a step (every source spiking, plus the bias)."""
+    if pop.role == "readout":
+        size = int(np.prod(pop.shape))
+        pos, neg = np.maximum(bias, 0.0), np.maximum(-bias, 0.0)
+        for s in listed:
+            w = np.asarray(s.weight, np.float64)
+            pos += np.bincount(s.rows, np.maximum(w, 0.0), minlength=size)
+            neg += np.bincount(s.rows, np.maximum(-w, 0.0), minlength=size)
+        parameters, theta = _readout_parameters(float(pos.max()), float(neg.max()))
+        initial = 0.0
+    else:
+        parameters, theta = _spiking_parameters(pop.initial)
+        initial = pop.initial
+    return PopulationPlan(pop.name, pop.role, tuple(pop.shape), parameters, theta, lsb, int(pop.depth), initial)
+
+
+def _projections(
+    name: str, pre: str, post: int, cols: np.ndarray, rows: np.ndarray, weight: np.ndarray, lsb: float
+) -> list[ProjectionPlan]:
+    """One synapse list as its excitatory and inhibitory projections (the sign of the 6-bit word); each one's
+    report counts the float weights of its sign (those that became 0 included)."""
+    q = quantize(weight, lsb)
+    out = []
+    for receptor, sign in (("excitatory", 1), ("inhibitory", -1)):
+        part = np.sign(weight) == sign
+        if not part.any():
+            continue
+        keep = np.sign(q.words) == sign
+        of_sign = quantize(weight[part], lsb)
+        out.append(
+            ProjectionPlan(
+                f"{name}:{receptor}",
+                pre,
+                post,
+                receptor,
+                np.asarray(cols[keep], np.int32),
+                np.asarray(rows[keep], np.int32),
+                np.abs(q.words[keep]).astype(np.uint8),
+                {
+                    "synapses": int(keep.sum()),
+                    "lsb_per_unit": lsb,
+                    "resolution": 1.0 / lsb,
+                    "zeroed": of_sign.zeroed,
+                    "clipped": of_sign.clipped,
+                    "max_error": of_sign.max_error,
+                },
+            )
+        )
+    return out
+
+
+def _bias(name: str, post: int, bias: np.ndarray, lsb: float) -> tuple[SourcePlan, list[ProjectionPlan]]:
+    """A population's bias as spike sources that fire every step: source r carries min(63, |b| - 63 r) LSB of
+    each neuron's rounded bias |b| (several sources where |b| > 63), the sign as the receptor."""
+    words = round_half_away(bias * lsb).astype(np.int64)
+    count = max(1, math.ceil(np.abs(words).max() / WEIGHT_MAX))
+    source = SourcePlan(f"{name}/bias", "bias", count)
+    error = float(np.abs(words / lsb - bias).max(initial=0.0))
+    out = []
+    for receptor, sign in (("excitatory", 1), ("inhibitory", -1)):
+        magnitude = np.where(np.sign(words) == sign, np.abs(words), 0)
+        pre, post_index, weights = [], [], []
+        for r in range(count):
+            part = np.clip(magnitude - WEIGHT_MAX * r, 0, WEIGHT_MAX)
+            live = np.nonzero(part)[0]
+            pre.append(np.full(len(live), r, np.int32))
+            post_index.append(live.astype(np.int32))
+            weights.append(part[live].astype(np.uint8))
+        if not sum(len(p) for p in pre):
+            continue
+        out.append(
+            ProjectionPlan(
+                f"{name}/bias:{receptor}",
+                source.name,
+                post,
+                receptor,
+                np.concatenate(pre),
+                np.concatenate(post_index),
+                np.concatenate(weights),
+                {
+                    "synapses": int(sum(len(p) for p in pre)),
+                    "lsb_per_unit": lsb,
+                    "resolution": 1.0 / lsb,
+                    "zeroed": int(np.count_nonzero((words == 0) & (bias != 0) & (np.sign(bias) == sign))),
+                    "clipped": 0,
+                    "max_error": error,
+                },
+            )
+        )
+    return source, out
+
+
+# -- placement -----------------------------------------------------------------------------------------------
+
+
+def _row_keys(netlist: Netlist) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per population index: (post neuron, row key) of every synapse into it, the key naming one presynaptic
+    source or neuron and receptor (one synapse row of a hemisphere)."""
+    nodes = [s.name for s in netlist.sources] + [p.name for p in netlist.populations]
+    sizes = [s.size for s in netlist.sources] + [p.size for p in netlist.populations]
+    offsets = dict(zip(nodes, np.cumsum([0, *sizes[:-1]]).tolist()))
+    per: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in range(len(netlist.populations))}
+    for q in netlist.projections:
+        key = (offsets[q.pre] + q.pre_index.astype(np.int64)) * 2 + RECEPTORS.index(q.receptor)
+        per[q.post].append((q.post_index.astype(np.int64), key))
+    return {
+        k: (np.concatenate([a for a, _ in v]), np.concatenate([b for _, b in v]))
+        if v
+        else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        for k, v in per.items()
+    }
+
+
+def _rows(keys: dict[int, tuple[np.ndarray, np.ndarray]], split: list[int]) -> tuple[int, int]:
+    """Synapse rows of hemispheres 0 and 1 when population k has its first split[k] neurons in hemisphere 0."""
+    sides: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    for k, (post, key) in keys.items():
+        first = post < split[k]
+        sides[0].append(key[first])
+        sides[1].append(key[~first])
+    return tuple(len(np.unique(np.concatenate(s))) if s else 0 for s in sides)  # type: ignore[return-value]
+
+
+def _describe_rows(netlist: Netlist, k: int) -> str:
+    """What population k's rows are, per presynaptic source or population: '81 sources of 'x' (81 of both
+    signs) = 162 rows'."""
+    parts = []
+    for pre in dict.fromkeys(q.pre for q in netlist.projections if q.post == k):
+        seen: dict[int, set[str]] = {}
+        for q in netlist.projections:
+            if q.post == k and q.pre == pre:
+                for i in np.unique(q.pre_index).tolist():
+                    seen.setdefault(i, set()).add(q.receptor)
+        both = sum(len(r) == 2 for r in seen.values())
+        parts.append(f"{len(seen)} sources of {pre!r} ({both} with weights of both signs) = {len(seen) + both} rows")
+    return "; ".join(parts)
+
+
+EXHAUSTIVE = 12
+"""Up to this many populations that fit a hemisphere, every way of placing them is tried; beyond, they fill
+hemisphere 0 in order, then hemisphere 1."""
+
+
+def _candidates(sizes: list[int]) -> list[list[int]]:
+    """Placements as the neurons of each population in hemisphere 0 (its first ones; the rest in hemisphere 1):
+    each population of at most 256 neurons whole on one side, every combination (or in order, beyond
+    :data:`EXHAUSTIVE`); a larger one (at most one fits 512) fills what hemisphere 0 has left and goes on in 1."""
+    whole = [k for k, n in enumerate(sizes) if n <= NEURONS_PER_HEMISPHERE]
+    if len(whole) <= EXHAUSTIVE:
+        sides = list(itertools.product((0, 1), repeat=len(whole)))
+    else:
+        used, side = 0, []
+        for k in whole:
+            side.append(0 if used + sizes[k] <= NEURONS_PER_HEMISPHERE else 1)
+            used += sizes[k] if side[-1] == 0 else 0
+        sides = [tuple(side)]
+    out = []
+    for choice in sides:
+        split = [0] * len(sizes)
+        for k, side_k in zip(whole, choice):
+            split[k] = sizes[k] if side_k == 0 else 0
+        free = max(0, NEURONS_PER_HEMISPHERE - sum(split))
+        for k, n in enumerate(sizes):
+            if n > NEURONS_PER_HEMISPHERE:
+                split[k] = min(n, free)
+        out.append(split)
+    return out
+
+
+def place(netlist: Netlist) -> None:
+    """Place the populations on the two hemispheres (sets each ``hemisphere`` and ``netlist.rows``), or raise a
+    ResourceError naming the population, the limit and what would fit."""
+    pops = netlist.populations
+    total = sum(p.size for p in pops)
+    if total > NEURONS:
+        listing = ", ".join(f"{p.name!r}: {p.size}" for p in pops)
+        raise ResourceError(
+            f"the network needs {total} neurons on the chip ({listing}); BrainScaleS-2 has {NEURONS} neuron circuits "
+            f"({HEMISPHERES} hemispheres of {NEURONS_PER_HEMISPHERE}): remove {total - NEURONS} neurons (the input "
+            "population runs on the host and needs none)"
+        )
+    keys = _row_keys(netlist)
+    for k, p in enumerate(pops):
+        alone = len(np.unique(keys[k][1]))
+        if p.size <= NEURONS_PER_HEMISPHERE and alone > ROWS_PER_HEMISPHERE:
+            left = ROWS_PER_HEMISPHERE // 2
+            raise ResourceError(
+                f"population {p.name!r} ({p.size} neurons) needs {alone} synapse rows in its hemisphere: "
+                f"{_describe_rows(netlist, k)}; a BrainScaleS-2 hemisphere has {ROWS_PER_HEMISPHERE} rows (one per "
+                f"presynaptic source and receptor): it fits {left} sources with weights of both signs, or "
+                f"{ROWS_PER_HEMISPHERE} of one sign; reduce its inputs by {alone - ROWS_PER_HEMISPHERE} rows"
+            )
+    scored = []
+    for split in _candidates([p.size for p in pops]):
+        neurons = (sum(split), total - sum(split))
+        rows = _rows(keys, split)
+        over = sum(max(0, n - NEURONS_PER_HEMISPHERE) for n in neurons)
+        over += sum(max(0, r - ROWS_PER_HEMISPHERE) for r in rows)
+        scored.append(((over, max(rows), max(neurons)), split, neurons, rows))
+    score, split, neurons, rows = min(scored, key=lambda s: s[0])
+    if score[0]:
+        where = "; ".join(
+            f"hemisphere {h}: "
+            + ", ".join(
+                f"{p.name!r} ({split[k] if h == 0 else p.size - split[k]})"
+                for k, p in enumerate(pops)
+                if (split[k] if h == 0 else p.size - split[k])
+            )
+            + f" = {neurons[h]} neurons and {rows[h]} synapse rows"
+            for h in range(HEMISPHERES)
+        )
+        raise ResourceError(
+            f"no placement of the populations on BrainScaleS-2's {HEMISPHERES} hemispheres stays within "
+            f"{NEURONS_PER_HEMISPHERE} neurons and {ROWS_PER_HEMISPHERE} synapse rows each (a row per presynaptic "
+            f"source and receptor); the closest: {where}. Reduce the largest layer or its inputs"
+        )
+    for k, p in enumerate(pops):
+        p.hemisphere = (split[k], p.size - split[k])
+    netlist.rows = rows
+
+
+# -- the netlist files ---------------------------------------------------------------------------------------
+
+FORMAT = "neurodeploy-brainscales2-netlist"
+FORMAT_VERSION = 1
+DESCRIPTION = "brainscales2.json"
+ARRAYS = "brainscales2.npz"
+HOST = "host"
+
+_ARRAY = Dict({"array": Str()})
+_NAME = Str(pattern=r"[^\x00-\x1f]{1,256}", meaning="a name of 1 to 256 characters")
+HOST_STEM = Str(
+    pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,122}", meaning="the plain name of a graph of the artifact (no folders)"
+)
+_SHAPE = List(Int(1), min_len=1)
+PARAMETERS = Dict({key: Number(low, high) for key, (low, high) in RANGES.items()})
+NETLIST_SCHEMA = Dict(
+    {
+        "format": Str(),
+        "version": Int(),
+        "chip": Dict(
+            {
+                "cell": Str(choices=(CELL,)),
+                "hemispheres": Int(HEMISPHERES, HEMISPHERES),
+                "neurons_per_hemisphere": Int(NEURONS_PER_HEMISPHERE, NEURONS_PER_HEMISPHERE),
+                "rows_per_hemisphere": Int(ROWS_PER_HEMISPHERE, ROWS_PER_HEMISPHERE),
+                "weight_bits": Int(emulator.WEIGHT_BITS, emulator.WEIGHT_BITS),
+            }
+        ),
+        "timing": Dict({"step_us": Number(STEP_US, STEP_US), "substeps": Int(1, 100)}),
+        "noise": Dict({"mismatch": Number(0, 10), "mismatch_seed": Int(0), "membrane": Number(0, 1e6), "seed": Int(0)}),
+        "input": Dict({"host_graph": HOST_STEM, "population": _NAME, "shape": _SHAPE, "initial": Number(-1e6, 1e6)}),
+        "sources": List(Dict({"name": _NAME, "kind": Str(choices=("input", "bias")), "size": Int(1)}), min_len=1),
+        "populations": List(
+            Dict(
+                {
+                    "name": _NAME,
+                    "role": Str(choices=("hidden", "readout")),
+                    "shape": _SHAPE,
+                    "size": Int(1),
+                    "cell": Str(choices=(CELL,)),
+                    "parameters": PARAMETERS,
+                    "threshold_cadc": Number(1e-12, 1e6),
+                    "lsb_per_unit": Number(1e-12, 1e30),
+                    "gain_cadc_per_lsb": Number(0, 1e30),
+                    "depth": Int(1),
+                    "initial": Number(0, 1),
+                    "hemisphere_neurons": List(Int(0, NEURONS_PER_HEMISPHERE), length=HEMISPHERES),
+                }
+            ),
+            min_len=1,
+        ),
+        "projections": List(
+            Dict(
+                {
+                    "name": Str(),
+                    "pre": _NAME,
+                    "post": _NAME,
+                    "receptor": Str(choices=RECEPTORS),
+                    "delay": Number(),
+                    "connector": Str(choices=("FromListConnector",)),
+                    "pre_index": _ARRAY,
+                    "post_index": _ARRAY,
+                    "weights": _ARRAY,
+                },
+                {"report": Dict()},
+            )
+        ),
+        "rows": List(Int(0, ROWS_PER_HEMISPHERE), length=HEMISPHERES),
+        "readout": Dict(
+            {"kind": Str(choices=("membrane", "spikes")), "population": _NAME, "output": Str(), "shape": _SHAPE},
+            {"scale": _ARRAY},
+        ),
+    },
+    {"notes": List(Str())},
+)
+
+
+def save(netlist: Netlist, folder: Path) -> list[str]:
+    """Write brainscales2.json (the netlist: cell parameters per population, spike sources, projections, the
+    placement, what the host computes), brainscales2.npz (connection lists and 6-bit weights) and the host graph;
+    return the file names."""
+    arrays: dict[str, np.ndarray] = {}
+    pops = [
+        {
+            "name": p.name,
+            "role": p.role,
+            "shape": list(p.shape),
+            "size": p.size,
+            "cell": CELL,
+            "parameters": dict(p.parameters),
+            "threshold_cadc": p.threshold,
+            "lsb_per_unit": p.lsb,
+            "gain_cadc_per_lsb": p.gain,
+            "depth": p.depth,
+            "initial": p.initial,
+            "hemisphere_neurons": list(p.hemisphere),
+        }
+        for p in netlist.populations
+    ]
+    projections = []
+    for j, q in enumerate(netlist.projections):
+        arrays[f"p{j}/pre_index"] = q.pre_index.astype(np.int32)
+        arrays[f"p{j}/post_index"] = q.post_index.astype(np.int32)
+        arrays[f"p{j}/weights"] = q.weights.astype(np.uint8)
+        projections.append(
+            {
+                "name": q.name,
+                "pre": q.pre,
+                "post": netlist.populations[q.post].name,
+                "receptor": q.receptor,
+                "delay": 0,
+                "connector": "FromListConnector",
+                "pre_index": {"array": f"p{j}/pre_index"},
+                "post_index": {"array": f"p{j}/post_index"},
+                "weights": {"array": f"p{j}/weights"},
+                "report": q.report,
+            }
+        )
+    readout = {k: v for k, v in netlist.readout.items() if k != "scale"}
+    if "scale" in netlist.readout:
+        arrays["readout/scale"] = np.asarray(netlist.readout["scale"], np.float32)
+        readout["scale"] = {"array": "readout/scale"}
+    noise = netlist.noise
+    doc = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "chip": {
+            "cell": CELL,
+            "hemispheres": HEMISPHERES,
+            "neurons_per_hemisphere": NEURONS_PER_HEMISPHERE,
+            "rows_per_hemisphere": ROWS_PER_HEMISPHERE,
+            "weight_bits": emulator.WEIGHT_BITS,
+        },
+        "timing": {"step_us": STEP_US, "substeps": netlist.substeps, "speedup_over_biology": SPEEDUP},
+        "units": "µs of hardware time (about 1000x faster than biology); voltages in CADC units (calibrated hardware "
+        "units); weights: integers 1..63, the receptor is the sign",
+        "layout": "neurons of a population and sources of the input in the graph's C order of their shape",
+        "noise": {
+            "mismatch": noise.mismatch,
+            "mismatch_seed": int(noise.mismatch_seed),
+            "membrane": noise.membrane,
+            "seed": int(noise.seed),
+        },
+        "input": {
+            "host_graph": HOST,
+            "population": netlist.input["name"],
+            "shape": list(netlist.input["shape"]),
+            "initial": netlist.input["initial"],
+        },
+        "input_coding": "the host runs the input population's IF neurons on the host graph's current (float32, "
+        "threshold 1, initial charge `initial`, reset to zero, at most one spike a step) and sends step t's spikes "
+        "as SpikeSourceArray spike times t µs; a bias source spikes at every step",
+        "sources": [{"name": s.name, "kind": s.kind, "size": s.size} for s in netlist.sources],
+        "populations": pops,
+        "projections": projections,
+        "rows": list(netlist.rows),
+        "readout": readout,
+        "notes": list(netlist.notes),
+    }
+    (folder / DESCRIPTION).write_bytes(dumps_json(doc))
+    write_npz(folder / ARRAYS, arrays)
+    save_graph(netlist.host, folder, HOST)
+    return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz"]
+
+
+class _Arrays:
+    """The arrays of brainscales2.npz, handed out checked: 1-D integers of a length, within bounds."""
+
+    def __init__(self, files: Any, where: str) -> None:
+        self.files, self.where = files, where
+        self.arrays = files.read_npz(ARRAYS)
+
+    def get(self, entry: dict, what: str) -> np.ndarray:
+        key = entry["array"]
+        if key not in self.arrays:
+            raise ArtifactError(f"{self.files.where(ARRAYS)} has no array {key!r} ({what})")
+        return np.asarray(self.arrays[key])
+
+    def integers(self, entry: dict, what: str, length: int | None, low: int, high: int) -> np.ndarray:
+        a = self.get(entry, what)
+        if a.dtype.kind not in "iu" or a.ndim != 1 or (length is not None and len(a) != length):
+            raise ArtifactError(
+                f"{self.where}: {what} must be {length or 'a list of'} integers, got {a.dtype} {a.shape}"
+            )
+        if a.size and (int(a.min()) < low or int(a.max()) > high):
+            raise ArtifactError(f"{self.where}: {what} holds values outside [{low}, {high}]")
+        return a
+
+
+def _load_sources(doc: dict, where: str) -> list[SourcePlan]:
+    sources = [SourcePlan(s["name"], s["kind"], int(s["size"])) for s in doc["sources"]]
+    if sources[0].kind != "input" or sources[0].name != doc["input"]["population"]:
+        raise ArtifactError(f"{where}: the first source must be the input population the host runs")
+    if sum(s.kind == "input" for s in sources) != 1:
+        raise ArtifactError(f"{where}: there must be exactly one input source")
+    if int(np.prod(doc["input"]["shape"])) != sources[0].size:
+        raise ArtifactError(f"{where}: the input population's shape {doc['input']['shape']} and size disagree")
+    for s in sources[1:]:
+        if s.size > HEMISPHERES * ROWS_PER_HEMISPHERE:  # each bias source needs a row of a hemisphere
+            raise ArtifactError(f"{where}: bias source {s.name!r} of {s.size} sources cannot have rows on the chip")
+    return sources
+
+
+def _load_populations(doc: dict, where: str) -> list[PopulationPlan]:
+    populations = []
+    for p in doc["populations"]:
+        if sum(p["hemisphere_neurons"]) != p["size"] or int(np.prod(p["shape"])) != p["size"]:
+            raise ArtifactError(
+                f"{where}: population {p['name']!r} of shape {p['shape']} and size {p['size']} places "
+                f"{p['hemisphere_neurons']} neurons on the hemispheres"
+            )
+        if p["depth"] > len(doc["populations"]):
+            raise ArtifactError(f"{where}: population {p['name']!r} has depth {p['depth']}, deeper than the network")
+        populations.append(
+            PopulationPlan(
+                p["name"],
+                p["role"],
+                tuple(p["shape"]),
+                {k: float(v) for k, v in p["parameters"].items() if k in RANGES},
+                float(p["threshold_cadc"]),
+                float(p["lsb_per_unit"]),
+                int(p["depth"]),
+                float(p["initial"]),
+                (int(p["hemisphere_neurons"][0]), int(p["hemisphere_neurons"][1])),
+            )
+        )
+    for h in range(HEMISPHERES):
+        used = sum(p.hemisphere[h] for p in populations)
+        if used > NEURONS_PER_HEMISPHERE:
+            raise ArtifactError(
+                f"{where}: hemisphere {h} holds {used} neurons; BrainScaleS-2 has {NEURONS_PER_HEMISPHERE}"
+            )
+    return populations
+
+
+def _load_projections(
+    doc: dict, arrays: _Arrays, sources: list[SourcePlan], populations: list[PopulationPlan]
+) -> list[ProjectionPlan]:
+    where = arrays.where
+    size_of = {s.name: s.size for s in sources} | {p.name: p.size for p in populations}
+    names = [p.name for p in populations]
+    projections = []
+    for q in doc["projections"]:
+        what = f"projection {q['name']!r}"
+        if q["delay"] != 0:
+            raise ArtifactError(
+                f"{where}: {what} has delay {q['delay']}; BrainScaleS-2 synapses have none (pynn-brainscales refuses a "
+                "delay other than 0)"
+            )
+        if q["pre"] not in size_of:
+            raise ArtifactError(f"{where}: {what} names no source or population {q['pre']!r}")
+        if q["post"] not in names:
+            raise ArtifactError(f"{where}: {what} names no population {q['post']!r}")
+        post = names.index(q["post"])
+        pre_index = arrays.integers(q["pre_index"], f"{what} pre_index", None, 0, size_of[q["pre"]] - 1)
+        post_index = arrays.integers(
+            q["post_index"], f"{what} post_index", len(pre_index), 0, populations[post].size - 1
+        )
+        weights = arrays.integers(q["weights"], f"{what} weights", len(pre_index), 1, WEIGHT_MAX)
+        projections.append(
+            ProjectionPlan(
+                q["name"],
+                q["pre"],
+                post,
+                q["receptor"],
+                pre_index.astype(np.int32),
+                post_index.astype(np.int32),
+                weights.astype(np.uint8),
+                dict(q.get("report", {})),
+            )
+        )
+    return projections
+
+
+def _load_readout(doc: dict, arrays: _Arrays, populations: list[PopulationPlan]) -> dict[str, Any]:
+    where = arrays.where
+    readout = dict(doc["readout"])
+    sizes = {p.name: p.size for p in populations}
+    if readout["population"] not in sizes:
+        raise ArtifactError(f"{where}: the readout names no population {readout['population']!r}")
+    size = sizes[readout["population"]]
+    if int(np.prod(readout["shape"])) != size:
+        raise ArtifactError(f"{where}: the readout's shape {readout['shape']} does not hold its {size} neurons")
+    if "scale" in readout:
+        scale = arrays.get(readout["scale"], "the readout scale")
+        if scale.dtype.kind != "f" or scale.size not in (1, size):
+            raise ArtifactError(
+                f"{where}: the readout scale must be 1 or {size} numbers, got {scale.dtype} {scale.shape}"
+            )
+        readout["scale"] = scale.astype(np.float32)
+    elif readout["kind"] == "spikes":
+        raise ArtifactError(f"{where}: a spike readout needs its scale")
+    return readout
+
+
+def load(source: Any) -> Netlist:
+    """Read what :func:`save` wrote (an Artifact, whose files are checked against its manifest, a Folder or a
+    path); an ArtifactError names the file and what is wrong."""
+    files, doc, where = open_description(source, DESCRIPTION, FORMAT, FORMAT_VERSION, NETLIST_SCHEMA)
+    arrays = _Arrays(files, where)
+    host = files.read_graph(doc["input"]["host_graph"])
+    sources = _load_sources(doc, where)
+    populations = _load_populations(doc, where)
+    names = [s.name for s in sources] + [p.name for p in populations]
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{where}: source and population names repeat")
+    fed = host.types()[host.outputs[0]].shape if len(host.inputs) == 1 and len(host.outputs) == 1 else None
+    if fed is None or int(np.prod(fed)) != sources[0].size:
+        raise ArtifactError(
+            f"{files.where(doc['input']['host_graph'] + '.json')}: a host graph has one input and one output, the "
+            f"current of the {sources[0].size} input neurons"
+        )
+    noise = doc["noise"]
+    netlist = Netlist(
+        host,
+        {"name": sources[0].name, "shape": list(doc["input"]["shape"]), "initial": float(doc["input"]["initial"])},
+        sources,
+        populations,
+        _load_projections(doc, arrays, sources, populations),
+        _load_readout(doc, arrays, populations),
+        (int(doc["rows"][0]), int(doc["rows"][1])),
+        Noise(float(noise["mismatch"]), int(noise["mismatch_seed"]), float(noise["membrane"]), int(noise["seed"])),
+        int(doc["timing"]["substeps"]),
+        list(doc.get("notes", [])),
+    )
+    rows = _rows(_row_keys(netlist), [p.hemisphere[0] for p in populations])
+    if rows != netlist.rows:
+        raise ArtifactError(
+            f"{where}: the projections need {list(rows)} synapse rows on the hemispheres; the netlist says "
+            f"{list(netlist.rows)}"
+        )
+    return netlist
+
+
+# -- emulation -----------------------------------------------------------------------------------------------
+
+
+def emulated(netlist: Netlist) -> list[emulator.Neurons]:
+    """The netlist's populations as the emulator's neurons of this chip instance (the netlist's mismatch)."""
+    if netlist.emulated is None:
+        neurons = [
+            emulator.Neurons(
+                p.name,
+                p.size,
+                tau_m=p.parameters["tau_m"],
+                tau_syn_exc=p.parameters["tau_syn_E"],
+                tau_syn_inh=p.parameters["tau_syn_I"],
+                tau_refrac=p.parameters["tau_refrac"],
+                v_rest=p.parameters["v_rest"],
+                v_reset=p.parameters["v_reset"],
+                v_thresh=p.parameters["v_thresh"],
+                gain_exc=p.gain,
+                gain_inh=p.gain,
+                spiking=p.role != "readout",
+            )
+            for p in netlist.populations
+        ]
+        netlist.emulated = emulator.with_mismatch(neurons, netlist.noise.mismatch, netlist.noise.mismatch_seed)
+    return netlist.emulated
+
+
+def input_spikes(netlist: Netlist, x: np.ndarray, steps: int) -> np.ndarray:
+    """The input population's spikes (B, steps, size), bool: its IF neurons run on the host as the float SNN runs
+    them (float32: v starts at ``initial``, v += current, a spike where v >= 1, then v = 0)."""
+    from neurodeploy.ir import interpret
+
+    host = netlist.host
+    current = interpret.run(host, np.asarray(x, np.float32))[host.outputs[0]]
+    current = np.asarray(current, np.float32).reshape(len(x), -1)
+    v = np.full(current.shape, np.float32(netlist.input["initial"]), np.float32)
+    out = np.zeros((len(x), steps, current.shape[1]), bool)
+    for t in range(steps):
+        v += current
+        fired = v >= np.float32(1.0)
+        v[fired] = 0.0
+        out[:, t] = fired
+    return out
+
+
+def synapses_out(netlist: Netlist) -> dict[str, np.ndarray]:
+    """Per input population and chip population, the synapses leaving each neuron on the chip (int64, flat)."""
+    out = {netlist.sources[0].name: np.zeros(netlist.sources[0].size, np.int64)}
+    out |= {p.name: np.zeros(p.size, np.int64) for p in netlist.populations}
+    for q in netlist.projections:
+        if q.pre in out:
+            out[q.pre] += np.bincount(q.pre_index, minlength=len(out[q.pre]))
+    return out
+
+
+def run(
+    netlist: Netlist,
+    x: np.ndarray,
+    steps: int,
+    *,
+    checkpoints: tuple[int, ...] = (),
+    counts: bool = False,
+    noise: Noise | None = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Emulate ``steps`` µs steps on analog inputs x (B, *input shape): the outputs after ``steps`` and after each
+    checkpoint, the spikes per sample of the input population and every spiking chip population (per neuron when
+    ``counts``), SynOps. ``noise`` replaces the netlist's trial-to-trial noise (its mismatch stays the chip's);
+    ``offset`` is the index of x's first sample in the data set (it keys the trial-to-trial noise)."""
+    batch = len(x)
+    wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+    substeps = netlist.substeps
+    spikes_in = input_spikes(netlist, x, steps)
+    sources = {netlist.sources[0].name: spikes_in}
+    for s in netlist.sources[1:]:
+        sources[s.name] = np.ones((batch, steps, s.size), bool)
+    sizes = {s.name: s.size for s in netlist.sources}
+    readout = netlist.readout
+    top = netlist.populations[netlist.index(readout["population"])]
+
+    def mark(p: PopulationPlan, c: int) -> int:
+        """Integration steps after which population p has seen c steps of input (its latency: depth - 1)."""
+        return c * substeps + p.depth - 1
+
+    marks = tuple(sorted({mark(p, c) for p in netlist.populations for c in [0, *wanted]}))
+    chip_noise = noise if noise is not None else netlist.noise
+    result = emulator.run(
+        emulated(netlist),
+        [
+            emulator.Synapses(q.pre, netlist.populations[q.post].name, q.receptor, q.pre_index, q.post_index, q.weights)
+            for q in netlist.projections
+        ],
+        sources,
+        sizes,
+        integration_steps=max(marks),
+        substeps=substeps,
+        marks=marks,
+        record_v=(top.name,) if readout["kind"] == "membrane" else (),
+        noise=chip_noise,
+        offset=offset,
+    )
+
+    def counted(name: str, c: int) -> np.ndarray:
+        """Spikes per neuron over the first c steps of a population (the input's on the host)."""
+        if name == netlist.sources[0].name:
+            return spikes_in[:, :c].sum(axis=1, dtype=np.int64)
+        p = netlist.populations[netlist.index(name)]
+        return result.counts[mark(p, c)][name] - result.counts[mark(p, 0)][name]
+
+    spiking = [netlist.sources[0].name] + [p.name for p in netlist.populations if p.role != "readout"]
+    shapes = {netlist.sources[0].name: tuple(netlist.input["shape"])} | {p.name: p.shape for p in netlist.populations}
+    fan_out = synapses_out(netlist)
+    per_step = input_synapses(netlist.host)
+    (input_name,) = netlist.host.inputs
+
+    def synops(c: int) -> dict[str, np.ndarray]:
+        """SynOps per sample over the first c steps: each spike times the synapses leaving its neuron."""
+        out = {name: counted(name, c) @ fan_out[name] for name in spiking}
+        return {input_name: np.full(batch, c * per_step, np.int64), **out}
+
+    outputs = {}
+    for c in wanted:
+        if readout["kind"] == "membrane":
+            v = result.v[mark(top, c)][top.name]
+            value = (v - top.parameters["v_rest"]) / (top.threshold * readout_norm(c))
+        else:
+            value = counted(top.name, c) / c * np.asarray(readout["scale"], np.float64).reshape(-1)
+        outputs[c] = value.reshape(batch, *readout["shape"]).astype(np.float32)
+    return {
+        "outputs": outputs[steps],
+        "checkpoints": {c: outputs[c] for c in wanted if c in checkpoints},
+        "spikes": {name: counted(name, steps).sum(axis=1) for name in spiking},
+        "checkpoint_spikes": {
+            c: {name: counted(name, c).sum(axis=1) for name in spiking} for c in wanted if c in checkpoints
+        },
+        "counts": {name: counted(name, steps).reshape(batch, *shapes[name]) for name in spiking} if counts else {},
+        "neurons": {name: int(np.prod(shapes[name])) for name in spiking},
+        "synops": synops(steps),
+        "checkpoint_synops": {c: synops(c) for c in wanted if c in checkpoints},
+    }
