@@ -224,7 +224,7 @@ def saved(tmp_path):
 
 def test_the_netlist_round_trips(saved):
     netlist, folder, files = saved
-    assert files == ["brainscales2.json", "brainscales2.npz", "host.json", "host.npz"]
+    assert files == ["brainscales2.json", "brainscales2.npz", "host.json", "host.npz", "run_pynn.py"]
     again = bss2.load(folder)
     assert [(s.name, s.kind, s.size) for s in again.sources] == [(s.name, s.kind, s.size) for s in netlist.sources]
     for a, b in zip(again.populations, netlist.populations):

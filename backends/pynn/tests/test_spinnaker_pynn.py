@@ -16,8 +16,6 @@ NEST, PyNN and sPyNNaker); without it the tests skip, unless NEURODEPLOY_REQUIRE
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -28,29 +26,6 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "mnist"
 STEPS = 32
 SAMPLES = 8
-
-
-def _python() -> str:
-    python = os.environ.get("NEURODEPLOY_PYNN_PYTHON", "")
-    problem = None
-    if not python:
-        problem = "NEURODEPLOY_PYNN_PYTHON (a Python with NEST, PyNN and sPyNNaker: make .venv-pynn/.installed) unset"
-    else:
-        check = subprocess.run(
-            [python, "-c", "import nest, pyNN.nest, pyNN.spiNNaker"], capture_output=True, text=True, check=False
-        )
-        if check.returncode != 0:
-            problem = f"{python} cannot import NEST, PyNN and sPyNNaker: {check.stderr[-500:]}"
-    if problem is not None:
-        if os.environ.get("NEURODEPLOY_REQUIRE_PYNN") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return python
-
-
-@pytest.fixture(scope="module")
-def python() -> str:
-    return _python()
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +46,11 @@ def test_the_artifact_carries_the_script(artifact):
     assert spinnaker.SCRIPT in artifact.manifest["files"]
 
 
-def test_nest_runs_the_generated_script_as_the_emulator_does_on_the_bundled_cnn(artifact, images, python):
+def test_nest_runs_the_generated_script_as_the_emulator_does_on_the_bundled_cnn(artifact, images, pynn_python):
     netlist = spinnaker.load(artifact)
     emulated = spinnaker.run(netlist, images, STEPS, counts=True)
     emulated["counts"] = {k: v.reshape(SAMPLES, -1) for k, v in emulated["counts"].items()}
-    simulated = pynn_check.simulate(artifact.root, images, STEPS, python)
+    simulated = pynn_check.simulate(artifact.root, images, STEPS, pynn_python)
     result = pynn_check.compare(emulated, simulated)
     assert set(result["populations"]) == {p.name for p in netlist.populations if p.role != "readout"}
     for name, agreement in result["populations"].items():
@@ -86,8 +61,8 @@ def test_nest_runs_the_generated_script_as_the_emulator_does_on_the_bundled_cnn(
     assert result["outputs_max_difference"] <= 0.02 * result["outputs_largest"], result
 
 
-def test_sPyNNaker_maps_the_bundled_cnn_on_a_virtual_board_as_the_resource_report_says(artifact, python):
-    placed = pynn_check.map_virtual_board(artifact.root, python)
+def test_sPyNNaker_maps_the_bundled_cnn_on_a_virtual_board_as_the_resource_report_says(artifact, pynn_python):
+    placed = pynn_check.map_virtual_board(artifact.root, pynn_python)
     netlist = spinnaker.load(artifact)
     resources = json.loads((artifact.root / "report.json").read_text())["resources"]
     layers = {layer["name"]: layer for layer in resources["layers"]}

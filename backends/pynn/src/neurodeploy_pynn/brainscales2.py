@@ -593,6 +593,9 @@ FORMAT_VERSION = 1
 DESCRIPTION = "brainscales2.json"
 ARRAYS = "brainscales2.npz"
 HOST = "host"
+SCRIPT = "run_pynn.py"
+"""The PyNN script that rebuilds the netlist in pynn-brainscales or NEST
+(:mod:`neurodeploy_pynn.run_pynn_brainscales2`)."""
 
 _ARRAY = Dict({"array": Str()})
 _NAME = Str(pattern=r"[^\x00-\x1f]{1,256}", meaning="a name of 1 to 256 characters")
@@ -665,8 +668,8 @@ NETLIST_SCHEMA = Dict(
 
 def save(netlist: Netlist, folder: Path) -> list[str]:
     """Write brainscales2.json (the netlist: cell parameters per population, spike sources, projections, the
-    placement, what the host computes), brainscales2.npz (connection lists and 6-bit weights) and the host graph;
-    return the file names."""
+    placement, what the host computes), brainscales2.npz (connection lists and 6-bit weights), the host graph and
+    the PyNN script run_pynn.py; return the file names."""
     arrays: dict[str, np.ndarray] = {}
     pops = [
         {
@@ -748,7 +751,8 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
     (folder / DESCRIPTION).write_bytes(dumps_json(doc))
     write_npz(folder / ARRAYS, arrays)
     save_graph(netlist.host, folder, HOST)
-    return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz"]
+    (folder / SCRIPT).write_bytes(Path(__file__).with_name("run_pynn_brainscales2.py").read_bytes())
+    return [DESCRIPTION, ARRAYS, f"{HOST}.json", f"{HOST}.npz", SCRIPT]
 
 
 class _Arrays:

@@ -1,10 +1,13 @@
-"""A ``spinnaker`` artifact's PyNN script run in a simulator, and compared with the emulator.
+"""The PyNN script of a ``spinnaker`` or ``brainscales2`` artifact run in a simulator, and compared with the
+emulator.
 
-The script (``run_pynn.py`` in the artifact, :mod:`neurodeploy_pynn.run_pynn`) runs under another Python, one
-that has PyNN with NEST or sPyNNaker (``make`` builds ``.venv-pynn``); these functions call it as a user would
-and read back what it wrote:
+The script (``run_pynn.py`` in the artifact: :mod:`neurodeploy_pynn.run_pynn` or
+:mod:`neurodeploy_pynn.run_pynn_brainscales2`) runs under another Python, one that has PyNN with NEST or
+sPyNNaker (``make`` builds ``.venv-pynn``); these functions call it as a user would and read back what it
+wrote:
 
-* :func:`simulate`: samples through the netlist in NEST (floating point, the chip's decay and gain) or sPyNNaker;
+* :func:`simulate`: samples through a ``spinnaker`` netlist in NEST (floating point, the chip's decay and gain)
+  or sPyNNaker, or through a ``brainscales2`` netlist in NEST (the model the emulator runs) or pynn-brainscales;
 * :func:`map_virtual_board`: sPyNNaker's own partitioner, placer and router on a virtual SpiNN-5 board;
 * :func:`compare`: the emulator's spike counts and outputs against the simulator's, per population.
 """
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import DataError
-from neurodeploy_pynn import spinnaker
+from neurodeploy_pynn import brainscales2, spinnaker
 
 
 def _script(folder: Path, python: str, args: list[str], timeout: float) -> None:
@@ -33,18 +36,15 @@ def _script(folder: Path, python: str, args: list[str], timeout: float) -> None:
 def simulate(
     folder: Path, x: np.ndarray, steps: int, python: str, *, simulator: str = "nest", timeout: float = 3600
 ) -> dict[str, Any]:
-    """Run the inputs ``x`` (B, *input shape) for ``steps`` graph steps through the artifact in ``folder`` with
-    ``python``'s PyNN ``simulator``: ``outputs`` (B, *readout shape), ``counts`` {population: (B, neurons)} over
-    each population's own ``steps`` ticks, and ``seconds`` {build, run}."""
+    """Run the inputs ``x`` (B, *input shape) for ``steps`` graph steps through the artifact in ``folder`` (a
+    ``spinnaker`` or a ``brainscales2`` artifact) with ``python``'s PyNN ``simulator``: ``outputs`` (B, *readout
+    shape), ``counts`` {population: (B, neurons)} over each population's own ``steps`` steps, and ``seconds``
+    {build, run}."""
     folder = Path(folder)
+    if (folder / brainscales2.DESCRIPTION).exists():
+        return _simulate_brainscales2(folder, x, steps, python, simulator, timeout)
     netlist = spinnaker.load(folder)
-    with tempfile.TemporaryDirectory() as tmp:
-        currents, output = Path(tmp) / "currents.npy", Path(tmp) / "out.npz"
-        np.save(currents, spinnaker.input_current(netlist, x))
-        args = ["--simulator", simulator, "--currents", str(currents), "--steps", str(steps), "--output", str(output)]
-        _script(folder, python, args, timeout)
-        with np.load(output) as data:
-            done = {k: data[k] for k in data.files}
+    done = _run(folder, python, simulator, "--currents", spinnaker.input_current(netlist, x), steps, timeout)
     top = netlist.populations[netlist.readout["population"]]
     if netlist.readout["kind"] == "membrane":
         v = done[f"v/{top.name}"]
@@ -56,6 +56,42 @@ def simulate(
         "counts": {p.name: done[f"counts/{p.name}"] for p in netlist.populations if p.role != "readout"},
         "seconds": {"build": float(done["seconds/build"]), "run": float(done["seconds/run"])},
     }
+
+
+def _simulate_brainscales2(
+    folder: Path, x: np.ndarray, steps: int, python: str, simulator: str, timeout: float
+) -> dict[str, Any]:
+    netlist = brainscales2.load(folder)
+    spikes = brainscales2.input_spikes(netlist, x, steps)
+    done = _run(folder, python, simulator, "--spikes", spikes, None, timeout)
+    top = netlist.populations[netlist.index(netlist.readout["population"])]
+    if netlist.readout["kind"] == "membrane":
+        v = done[f"v/{top.name}"][:, steps]
+        value = (v - top.parameters["v_rest"]) / (top.threshold * brainscales2.readout_norm(steps))
+    else:
+        value = done[f"counts/{top.name}"] / steps * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
+    counts = {netlist.sources[0].name: spikes.sum(axis=1, dtype=np.int64)}
+    counts |= {p.name: done[f"counts/{p.name}"] for p in netlist.populations if p.role != "readout"}
+    return {
+        "outputs": value.reshape(len(x), *netlist.readout["shape"]).astype(np.float32),
+        "counts": counts,
+        "seconds": {"build": float(done["seconds/build"]), "run": float(done["seconds/run"])},
+    }
+
+
+def _run(
+    folder: Path, python: str, simulator: str, flag: str, data: np.ndarray, steps: int | None, timeout: float
+) -> dict[str, np.ndarray]:
+    """The artifact's script run on ``data`` (passed as ``flag``): what it wrote."""
+    with tempfile.TemporaryDirectory() as tmp:
+        given, output = Path(tmp) / "input.npy", Path(tmp) / "out.npz"
+        np.save(given, data)
+        args = ["--simulator", simulator, flag, str(given), "--output", str(output)]
+        if steps is not None:
+            args += ["--steps", str(steps)]
+        _script(folder, python, args, timeout)
+        with np.load(output) as out:
+            return {k: out[k] for k in out.files}
 
 
 def map_virtual_board(folder: Path, python: str, *, timeout: float = 3600) -> dict[str, Any]:
