@@ -183,7 +183,7 @@ def run_brainscales2(folder, spikes):
         populations[p["name"]] = population
     for s in doc["sources"]:
         sources[s["name"]] = pynn.Population(
-            s["size"], pynn.standardmodels.cells.SpikeSourceArray(spike_times=[]), label=s["name"]
+            s["size"], pynn.cells.SpikeSourceArray(spike_times=[]), label=s["name"]
         )
     for q in doc["projections"]:
         pre = np.asarray(arrays[q["pre_index"]["array"]], np.int64)
