@@ -182,9 +182,7 @@ def run_brainscales2(folder, spikes):
         population.record(["spikes"])
         populations[p["name"]] = population
     for s in doc["sources"]:
-        sources[s["name"]] = pynn.Population(
-            s["size"], pynn.cells.SpikeSourceArray(spike_times=[]), label=s["name"]
-        )
+        sources[s["name"]] = pynn.Population(s["size"], pynn.cells.SpikeSourceArray(spike_times=[]), label=s["name"])
     for q in doc["projections"]:
         pre = np.asarray(arrays[q["pre_index"]["array"]], np.int64)
         post = np.asarray(arrays[q["post_index"]["array"]], np.int64)
