@@ -78,10 +78,17 @@ def test_unknown_op_without_schema():
     assert "FancyOp (domain 'com.example') node 'fancy': not supported (no ONNX schema at opset 17)" in message
 
 
-def test_opset_outside_range_gets_a_hint():
+def test_opset_above_the_range_gets_a_hint():
+    nodes = [helper.make_node("Sin", ["x"], ["y"], name="sin")]
+    message = _error(make_model(nodes, (2, 3), opset=22))
+    assert "Opsets 11-21 are supported" in message
+
+
+def test_opset_below_the_range_is_upgraded_first_and_the_message_says_so():
     nodes = [helper.make_node("Sin", ["x"], ["y"], name="sin")]
     message = _error(make_model(nodes, (2, 3), opset=9))
-    assert "Opsets 11-21 are supported" in message
+    assert "(opset 9, upgraded to 13)" in message
+    assert "Sin node 'sin': not supported" in message
 
 
 @pytest.mark.parametrize("opset", [11, 13, 17])

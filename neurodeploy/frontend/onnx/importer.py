@@ -53,6 +53,50 @@ def _default_opset(model: onnx.ModelProto) -> int:
     raise ModelLoadError("the model imports no version of the default ONNX domain (opset_import is empty)")
 
 
+_NO_SPIKING_FORM = {
+    "LRN": "local response normalization divides by a sum of squares across channels, which integrate-and-fire "
+    "neurons have no form for; retrain with BatchNormalization in its place (it folds into the weights)",
+}
+"""Ops of the classic CNN families that will not be imported, and why (added to the refusal)."""
+
+UPGRADE_TO = 13
+"""The opset a model below MIN_OPSET is upgraded to, with onnx's own version converter, before import."""
+_LISTED = 200
+"""Nodes listed at most when an upgrade fails."""
+
+
+def _domain(proto: onnx.NodeProto) -> str:
+    return proto.domain if proto.domain != "ai.onnx" else ""
+
+
+def _upgrade(model: onnx.ModelProto, opset: int, name: str) -> onnx.ModelProto:
+    """``model`` (at an opset below MIN_OPSET, as most published ONNX files of the classic CNN families are, with
+    an op no handler covers at that opset) converted to :data:`UPGRADE_TO` by onnx's version converter; the model
+    itself is left unchanged. Where the
+    converter cannot, an UnsupportedOpError lists every node with its op and the op's version at ``opset``."""
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, UPGRADE_TO)
+    except Exception as exc:  # the converter raises RuntimeError, ValueError or its own errors from C++
+        reason = shorten(" ".join(str(exc).split()) or type(exc).__name__)
+        lines = []
+        for proto in model.graph.node[:_LISTED]:
+            version = since_version(proto.op_type, opset, _domain(proto))
+            known_as = f"{display_name(proto.op_type)}-{version}" if version is not None else "no ONNX schema"
+            lines.append(
+                f"  - {display_name(proto.op_type)} node '{display_name(proto.name)}': {known_as} at opset {opset}"
+            )
+        if len(model.graph.node) > _LISTED:
+            lines.append(f"  - ... and {len(model.graph.node) - _LISTED} more")
+        raise UnsupportedOpError(
+            f"{name} is at opset {opset}, below the supported {MIN_OPSET}-{MAX_OPSET}, and onnx's version converter "
+            f"could not upgrade it to opset {UPGRADE_TO} ({reason}). Its nodes:\n" + "\n".join(lines) + "\n"
+            f"Re-export the model at an opset in {MIN_OPSET}-{MAX_OPSET}, or upgrade it yourself "
+            "(onnx.version_converter.convert_version) after replacing the nodes the converter refuses."
+        ) from None
+
+
 def _given_shape(name: str, shape: Iterable[int | None]) -> list[int | None]:
     """The dimensions of an ``--input-shape``, checked at run time: untyped callers pass anything."""
     try:
@@ -212,13 +256,22 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
     """Import a loaded ONNX model (left unchanged). Raises UnsupportedOpError listing every op it cannot import,
     and a one-line ModelLoadError naming the node, attribute or tensor for a malformed model."""
     refuse_external_data(model, name)
-    opset = _default_opset(model)
-    where = f"{name} (opset {opset})"
+    opset = source_opset = _default_opset(model)
+    if opset < MIN_OPSET and any(resolve(n.op_type, opset, _domain(n)) is None for n in model.graph.node):
+        # handlers cover some old versions (Clip-6, BatchNormalization-9, ...); where one is missing, upgrade
+        model = _upgrade(model, opset, name)
+        opset = _default_opset(model)
+        log.info("%s: upgraded from opset %d to %d with onnx's version converter", name, source_opset, opset)
+    where = (
+        f"{name} (opset {opset})" if opset == source_opset else f"{name} (opset {source_opset}, upgraded to {opset})"
+    )
     initializer_names = {t.name for t in model.graph.initializer}
     inputs, batch = _input_types(model, initializer_names, input_shapes, name)
     graph = Graph(
-        display_name(model.graph.name) or name, inputs, [], meta={"source": {"format": "onnx", "opset": opset}}
+        display_name(model.graph.name) or name, inputs, [], meta={"source": {"format": "onnx", "opset": source_opset}}
     )
+    if opset != source_opset:
+        graph.meta["source"]["upgraded_to"] = opset
     known = set(inputs) | initializer_names
     order = _sorted_nodes(model.graph, known, name)
     reserved = known | {o for n in order for o in n.output}
@@ -228,15 +281,17 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
     problems: list[str] = []
     poisoned: set[str] = set()
     for index, proto in enumerate(order):
-        domain = proto.domain if proto.domain != "ai.onnx" else ""
+        domain = _domain(proto)
         node = Node(proto, opset, index, where=name, schema=schema(proto.op_type, opset, domain))
         handler = resolve(proto.op_type, opset, domain)
         if handler is None:
             version = since_version(proto.op_type, opset, domain)
             known_as = f"{display_name(proto.op_type)}-{version}" if version is not None else "no ONNX schema"
             dom = f" (domain {display_name(domain)!r})" if domain else ""
+            why = _NO_SPIKING_FORM.get(proto.op_type, "") if not domain else ""
             problems.append(
                 f"{display_name(proto.op_type)}{dom} node '{node.name}': not supported ({known_as} at opset {opset})"
+                + (f": {why}" if why else "")
             )
             poisoned.update(proto.output)
             continue

@@ -1,4 +1,4 @@
-"""Add (of runtime values, or of a runtime value and a constant) and Concat."""
+"""Add (of runtime values, or of a runtime value and a constant), Sum (a chain of Adds) and Concat."""
 
 from __future__ import annotations
 
@@ -11,19 +11,50 @@ from neurodeploy.ir.ops import Add, Bias, Concat
 
 @onnx_op("Add", 7, 13, 14)
 def add(ctx: ImportContext, node: Node) -> None:
-    a, b = node.required_input(0), node.required_input(1)
+    _add(ctx, node, node.required_input(0), node.required_input(1), node.outputs[0])
+
+
+@onnx_op("Sum", 8, 13)
+def sum_(ctx: ImportContext, node: Node) -> None:
+    """Sum of any number of inputs (the residual join of older exports): a chain of Adds, constants folded first
+    into one (what a chain of Add nodes would import as)."""
+    names = [n for n in node.inputs if n]
+    if not names:
+        raise node.error("has no inputs")
+    runtime = [n for n in names if ctx.is_runtime(n)]
+    consts = [n for n in names if not ctx.is_runtime(n)]
+    terms = runtime + consts[:1]
+    if len(consts) > 1:  # the constants folded into one, added last
+        folded = ctx.fresh_name(f"{node.outputs[0]}/constants")
+        values = [ctx.const(n) for n in consts]
+        ctx.check_const_size(np.broadcast_shapes(*(v.shape for v in values)), np.result_type(*values))
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are refused by set_const
+            ctx.set_const(folded, np.sum(np.broadcast_arrays(*values), axis=0))
+        terms = [*runtime, folded]
+    if len(terms) == 1:
+        ctx.alias(node.outputs[0], terms[0])
+        return
+    total = terms[0]
+    for k, term in enumerate(terms[1:], start=1):
+        out = node.outputs[0] if k == len(terms) - 1 else ctx.fresh_name(f"{node.outputs[0]}/partial{k}")
+        _add(ctx, node, total, term, out)
+        total = out
+
+
+def _add(ctx: ImportContext, node: Node, a: str, b: str, output: str) -> None:
+    """``output`` = a + b: folded when both are constant, an Add of two runtime values, or a Bias."""
     if ctx.is_const(a) and ctx.is_const(b):
         av, bv = ctx.const(a), ctx.const(b)
         ctx.check_const_size(np.broadcast_shapes(av.shape, bv.shape), np.result_type(av, bv))
         with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are refused by set_const
-            ctx.set_const(node.outputs[0], av + bv)
+            ctx.set_const(output, av + bv)
         return
     if ctx.is_runtime(a) and ctx.is_runtime(b):
         if ctx.type_of(a).rank != ctx.type_of(b).rank:
             raise UnsupportedVariant(
                 f"Add '{node.name}': runtime inputs {ctx.full_shape(a)} and {ctx.full_shape(b)} differ in rank"
             )
-        ctx.emit(node, Add, [a, b])
+        ctx.emit(node, Add, [a, b], output=output)
         return
     x, c = (a, b) if ctx.is_runtime(a) else (b, a)
     value = ctx.const(c)
@@ -35,7 +66,7 @@ def add(ctx: ImportContext, node: Node) -> None:
         value = value[0]
     elif value.ndim > rank + 1:
         raise UnsupportedVariant(f"Add '{node.name}': constant of shape {value.shape} has a higher rank than the input")
-    ctx.emit(node, Bias, [x], value=np.asarray(value, np.float32))
+    ctx.emit(node, Bias, [x], output=output, value=np.asarray(value, np.float32))
 
 
 @onnx_op("Concat", 11, 13)

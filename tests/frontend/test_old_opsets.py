@@ -1,0 +1,154 @@
+"""Models at opsets 7-10 (as most published ONNX files of the classic CNN families are): upgraded with onnx's
+version converter and imported, equal to onnxruntime on the original file; Sum; and the refusals (LRN, a model
+the converter cannot upgrade) that name every node and what to do."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from neurodeploy.errors import UnsupportedOpError
+from neurodeploy.frontend.onnx.importer import UPGRADE_TO
+
+from .onnx_cases import check, const, import_model, op_types, randn
+
+C = 4
+
+
+def _classic(opset: int, *, lrn: bool = False) -> onnx.ModelProto:
+    """A small network of the classic families' ops as their opset-7..10 exports write them: Conv, an inference
+    BatchNormalization, Relu, MaxPool-8, two branches joined by Concat-4, a residual Sum-8, AveragePool-7,
+    Dropout-7, Flatten-9 and Gemm; with ``lrn`` an LRN-1 after the first Relu."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "s", "bb", "m", "v"], ["bn"], name="bn", epsilon=1e-5),
+        helper.make_node("Relu", ["bn"], ["r1"], name="relu1"),
+        helper.make_node(
+            "MaxPool", ["r1n" if lrn else "r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], name="branch_a", kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["p1", "w3"], ["c3"], name="branch_b", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu_a"),
+        helper.make_node("Relu", ["c3"], ["r3"], name="relu_b"),
+        helper.make_node("Concat", ["r2", "r3"], ["cat"], name="concat", axis=1),
+        helper.make_node("Conv", ["cat", "w4"], ["c4"], name="conv4", kernel_shape=[1, 1]),
+        helper.make_node("Sum", ["c4", "p1"], ["res"], name="residual"),
+        helper.make_node("AveragePool", ["res"], ["p2"], name="pool2", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Dropout", ["p2"], ["d"], name="dropout"),
+        helper.make_node("Flatten", ["d"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    if lrn:
+        nodes.insert(3, helper.make_node("LRN", ["r1"], ["r1n"], name="lrn", size=3))
+    inits = [
+        const("w1", randn((C, 1, 3, 3), seed=1, scale=0.5)),
+        const("b1", randn((C,), seed=2)),
+        const("s", np.abs(randn((C,), seed=3)) + 0.5),
+        const("bb", randn((C,), seed=4)),
+        const("m", randn((C,), seed=5)),
+        const("v", np.abs(randn((C,), seed=6)) + 0.5),
+        const("w2", randn((3, C, 1, 1), seed=7)),
+        const("w3", randn((1, C, 1, 1), seed=8)),
+        const("w4", randn((C, C, 1, 1), seed=9)),
+        const("wf", randn((5, C * 4), seed=10)),
+        const("bf", randn((5,), seed=11)),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("opset", [7, 8, 9, 10])
+def test_a_classic_network_at_an_old_opset_imports_and_equals_onnxruntime(opset):
+    model = _classic(opset)
+    before = model.SerializeToString()
+    graph, _ = check(model)
+    assert model.SerializeToString() == before  # the caller's model is left as it was
+    assert graph.meta["source"] == {"format": "onnx", "opset": opset, "upgraded_to": UPGRADE_TO}
+    assert op_types(graph) == [
+        "Conv2d",
+        "BatchNorm",
+        "Relu",
+        "MaxPool2d",
+        "Conv2d",
+        "Conv2d",
+        "Relu",
+        "Relu",
+        "Concat",
+        "Conv2d",
+        "Add",
+        "AvgPool2d",
+        "Reshape",
+        "Dense",
+    ]
+
+
+def test_lrn_is_refused_with_what_to_retrain_with():
+    with pytest.raises(UnsupportedOpError) as caught:
+        import_model(_classic(9, lrn=True))
+    message = str(caught.value)
+    assert "(opset 9, upgraded to 13)" in message
+    assert "LRN node 'lrn'" in message
+    assert "retrain with BatchNormalization" in message
+
+
+def test_a_model_the_converter_cannot_upgrade_lists_every_node_with_its_opset():
+    model = _classic(9)
+    model.graph.node.insert(3, helper.make_node("Swizzle", ["r1"], ["r1s"], name="swizzle"))
+    model.graph.node[4].input[0] = "r1s"
+    with pytest.raises(UnsupportedOpError) as caught:
+        import_model(model)
+    message = str(caught.value)
+    assert "is at opset 9, below the supported 11-21" in message
+    assert "could not upgrade it to opset 13" in message
+    for node in model.graph.node:  # every node, its op and the op's version at opset 9
+        assert f"{node.op_type} node '{node.name}'" in message
+    assert "Swizzle node 'swizzle': no ONNX schema at opset 9" in message
+    assert "MaxPool node 'pool1': MaxPool-8 at opset 9" in message
+    assert "Re-export the model at an opset in 11-21" in message
+
+
+@pytest.mark.parametrize("opset", [8, 13])
+def test_sum_of_runtime_values_and_constants(opset):
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["h"], name="conv"),
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Sum", ["h", "c1", "r", "c2"], ["y"], name="sum"),
+    ]
+    inits = [
+        const("w", randn((C, C, 1, 1), seed=1)),
+        const("c1", randn((C, 1, 1), seed=2)),
+        const("c2", randn((1, 5, 5), seed=3)),
+    ]
+    graph_proto = helper.make_graph(
+        nodes,
+        "sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C, 5, 5])],
+        inits,
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
+    graph, _ = check(model)
+    assert op_types(graph) == ["Conv2d", "Relu", "Add", "Bias"]
+
+
+def test_sum_of_one_input_is_the_input():
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Sum", ["r"], ["y"], name="sum")]
+    graph_proto = helper.make_graph(
+        nodes,
+        "sum1",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C])],
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    graph, _ = check(model)
+    assert op_types(graph) == ["Relu"]
