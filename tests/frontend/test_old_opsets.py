@@ -152,3 +152,40 @@ def test_sum_of_one_input_is_the_input():
     model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
     graph, _ = check(model)
     assert op_types(graph) == ["Relu"]
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_an_all_zero_pad_before_a_pool_is_the_identity(opset):
+    """As torch exports DenseNet's transition pools at opset 9 (Pad-2 with pads all zero, upgraded)."""
+    if opset < 11:
+        pad = helper.make_node("Pad", ["x"], ["p"], name="pad", pads=[0] * 8, mode="constant", value=0.0)
+        inits = []
+    else:
+        pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode="constant")
+        inits = [const("pads", np.zeros(8, np.int64))]
+    pool = helper.make_node("AveragePool", ["p"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2])
+    graph_proto = helper.make_graph(
+        [pad, pool],
+        "pad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C, 3, 3])],
+        inits,
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
+    graph, _ = check(model)
+    assert op_types(graph) == ["AvgPool2d"]
+
+
+def test_a_pad_that_pads_is_refused_naming_it():
+    pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="the_pad", mode="constant")
+    relu = helper.make_node("Relu", ["p"], ["y"], name="relu")
+    graph_proto = helper.make_graph(
+        [pad, relu],
+        "pad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C, 8, 8])],
+        [const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))],
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    with pytest.raises(UnsupportedOpError, match=r"Pad 'the_pad': pads \[0, 0, 1, 1, 0, 0, 1, 1\]"):
+        import_model(model)

@@ -1,4 +1,4 @@
-"""Identity, inference-mode Dropout and Constant: no IR op, only a name for an existing value."""
+"""Identity, inference-mode Dropout, an all-zero Pad and Constant: no IR op, only a name for an existing value."""
 
 from __future__ import annotations
 
@@ -10,6 +10,24 @@ from neurodeploy.frontend.onnx.registry import onnx_op
 
 @onnx_op("Identity", 1, 13, 14, 16, 19, 21)
 def identity(ctx: ImportContext, node: Node) -> None:
+    ctx.alias(node.outputs[0], node.required_input(0))
+
+
+@onnx_op("Pad", 11, 13, 18, 19, 21)
+def pad(ctx: ImportContext, node: Node) -> None:
+    """A Pad whose pads are all zero (what older torch exports put before a pool) is the identity. Another Pad is
+    refused by name: a zero pad belongs in the next Conv's or pool's own ``pads``."""
+    pads_name = node.input(1)
+    if pads_name and not ctx.is_const(pads_name):
+        raise UnsupportedVariant(f"Pad '{node.name}': pads computed from the model input are not supported")
+    pads = ctx.const_ints(pads_name, "pads") if pads_name else []
+    if node.input(3):
+        raise UnsupportedVariant(f"Pad '{node.name}': the axes input is not supported")
+    if any(pads):
+        raise UnsupportedVariant(
+            f"Pad '{node.name}': pads {pads} (mode {node.attr_str('mode', 'constant')!r}); only an all-zero Pad is "
+            "imported: export the padding as the next Conv's or pool's own pads"
+        )
     ctx.alias(node.outputs[0], node.required_input(0))
 
 
