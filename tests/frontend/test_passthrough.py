@@ -70,10 +70,24 @@ def test_dropout_training_mode_true_is_rejected():
         import_model(make_model(nodes, (2, 6), initializers=inits, opset=13))
 
 
-def test_dropout_mask_output_is_rejected():
-    nodes = [helper.make_node("Dropout", ["x"], ["y", "mask"], name="dropout")]
-    with pytest.raises(UnsupportedOpError, match=r"Dropout 'dropout': the mask"):
+def test_a_dropout_mask_that_is_read_is_rejected():
+    nodes = [
+        helper.make_node("Dropout", ["x"], ["d", "mask"], name="dropout"),
+        helper.make_node("Cast", ["mask"], ["m"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Add", ["d", "m"], ["y"], name="add"),
+    ]
+    with pytest.raises(UnsupportedOpError, match=r"Dropout 'dropout': the mask output is read"):
         import_model(make_model(nodes, (2, 6), opset=13))
+
+
+def test_a_dropout_mask_nothing_reads_is_left_out():
+    """As the opset-9 exports of VGG-19 and SqueezeNet name it."""
+    nodes = [
+        helper.make_node("Dropout", ["x"], ["d", "mask"], name="dropout"),
+        helper.make_node("Relu", ["d"], ["y"], name="relu"),
+    ]
+    graph, _ = check(make_model(nodes, (2, 6), opset=13))
+    assert op_types(graph) == ["Relu"]
 
 
 def _constant_then_add(constant: object, opset: int, x_shape=(2, 3, 4), cast: bool = False):

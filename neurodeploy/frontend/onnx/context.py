@@ -239,8 +239,12 @@ class ImportContext:
     value name of the model, so names made up for intermediate values never meet one defined later.
     """
 
-    def __init__(self, graph: Graph, batch: int, reserved: set[str] | None = None) -> None:
+    def __init__(
+        self, graph: Graph, batch: int, reserved: set[str] | None = None, read: set[str] | None = None
+    ) -> None:
         self.graph = graph
+        self.read = read
+        """The values some node or a graph output reads (None: unknown, every value counts as read)."""
         self.batch = batch
         self.consts: dict[str, np.ndarray] = {}
         self.types: dict[str, TensorType] = dict(graph.inputs)
@@ -251,6 +255,11 @@ class ImportContext:
         self._taken: set[str] = set(reserved or ()) | set(graph.inputs)
 
     # -- reading values -------------------------------------------------------------------------------------
+    def is_read(self, name: str) -> bool:
+        """Whether a node or a graph output of the model reads ``name`` (an output nothing reads may be left
+        undefined)."""
+        return self.read is None or name in self.read
+
     def resolve(self, name: str) -> str:
         return self.aliases.get(name, name)
 

@@ -275,7 +275,8 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
     known = set(inputs) | initializer_names
     order = _sorted_nodes(model.graph, known, name)
     reserved = known | {o for n in order for o in n.output}
-    ctx = ImportContext(graph, batch, reserved)
+    read = {i for n in order for i in n.input} | {o.name for o in model.graph.output}
+    ctx = ImportContext(graph, batch, reserved, read)
     _initializers(model, ctx, name)
 
     problems: list[str] = []

@@ -38,8 +38,8 @@ def dropout(ctx: ImportContext, node: Node) -> None:
         not ctx.is_const(training) or ctx.const(training).size != 1 or bool(ctx.const(training).reshape(-1)[0])
     ):
         raise UnsupportedVariant(f"Dropout '{node.name}': training_mode must be a constant false")
-    if len(node.outputs) > 1 and node.outputs[1]:
-        raise UnsupportedVariant(f"Dropout '{node.name}': the mask output is not supported")
+    if len(node.outputs) > 1 and node.outputs[1] and ctx.is_read(node.outputs[1]):  # opset-9 exports name it
+        raise UnsupportedVariant(f"Dropout '{node.name}': the mask output is read, which is not supported")
     ctx.alias(node.outputs[0], node.required_input(0))
 
 
