@@ -713,3 +713,17 @@ class Softmax(Op):
     def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         return np.asarray(e / e.sum(axis=axis, keepdims=True), dtype=np.float32)
+
+
+def softmax_readout(index: Any, value: str, outputs: set[str] | list[str]) -> list[str] | None:
+    """The values from a Softmax output ``value`` to a model output, when nothing but a chain of Reshapes (one
+    reader each: what a version converter or exporter puts after a Softmax on a 4-D tensor) follows it: the
+    value itself when it is a model output read by nothing; None otherwise. ``index`` answers ``consumers``."""
+    chain = [value]
+    while True:
+        readers = index.consumers(chain[-1])
+        if not readers:
+            return chain if chain[-1] in outputs else None
+        if len(readers) != 1 or not isinstance(readers[0], Reshape) or chain[-1] in outputs:
+            return None
+        chain.append(readers[0].output)

@@ -189,3 +189,38 @@ def test_a_pad_that_pads_is_refused_naming_it():
     model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
     with pytest.raises(UnsupportedOpError, match=r"Pad 'the_pad': pads \[0, 0, 1, 1, 0, 0, 1, 1\]"):
         import_model(model)
+
+
+def _softmax_end(opset: int, after: list) -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+        helper.make_node("Softmax", ["g"], ["s" if after else "y"], name="softmax", axis=1),
+        *after,
+    ]
+    graph_proto = helper.make_graph(
+        nodes,
+        "softmax_end",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [const("w", randn((3, C, 1, 1), seed=1))],
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def test_a_final_softmax_on_a_4d_tensor_at_opset_9_imports_and_is_dropped_for_the_readout():
+    """SqueezeNet's ending: Softmax-1 over (N, C, 1, 1), which the upgrade writes as Flatten, Softmax, Reshape."""
+    from neurodeploy.passes.base import PassContext
+    from neurodeploy.passes.drop_softmax import DropSoftmax
+
+    graph, _ = check(_softmax_end(9, []))
+    assert op_types(graph) == ["Conv2d", "GlobalAvgPool", "Reshape", "Softmax", "Reshape"]
+    DropSoftmax().run(graph, PassContext())
+    assert op_types(graph) == ["Conv2d", "GlobalAvgPool", "Reshape", "Reshape"]
+
+
+def test_a_softmax_followed_by_more_than_reshapes_is_refused():
+    after = [helper.make_node("Relu", ["s"], ["y"], name="relu")]
+    with pytest.raises(UnsupportedOpError, match=r"Softmax node 'softmax': only supported as the last op"):
+        import_model(_softmax_end(13, after))

@@ -31,7 +31,7 @@ from neurodeploy.frontend.onnx.registry import (
 )
 from neurodeploy.frontend.onnx.tensors import MAX_RANK, check_finite, nbytes, shape_text, tensor_array, type_name
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.ops import Softmax
+from neurodeploy.ir.ops import Softmax, softmax_readout
 from neurodeploy.ir.types import TensorType
 
 log = logging.getLogger(__name__)
@@ -319,9 +319,10 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
     model_outputs = {ctx.resolve(o.name) for o in model.graph.output}
     graph_index = graph.index()  # O(1) queries per op: the per-call Graph queries scan every op
     for op in graph.ops:
-        if isinstance(op, Softmax) and (graph_index.consumers(op.output) or op.output not in model_outputs):
+        if isinstance(op, Softmax) and softmax_readout(graph_index, op.output, model_outputs) is None:
             problems.append(
-                f"Softmax node '{op.meta.get('onnx_node', op.name)}': only supported as the last op "
+                f"Softmax node '{op.meta.get('onnx_node', op.name)}': only supported as the last op, or followed "
+                "only by Reshapes "
                 "(its output must be a model output read by nothing else)"
             )
     if problems:
