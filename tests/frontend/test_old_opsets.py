@@ -224,3 +224,44 @@ def test_a_softmax_followed_by_more_than_reshapes_is_refused():
     after = [helper.make_node("Relu", ["s"], ["y"], name="relu")]
     with pytest.raises(UnsupportedOpError, match=r"Softmax node 'softmax': only supported as the last op"):
         import_model(_softmax_end(13, after))
+
+
+def _shuffle_model(opset: int, perm: list[int]) -> onnx.ModelProto:
+    groups, per_group = 3, 2
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], name="conv1"),
+        helper.make_node("Reshape", ["c", "split_shape"], ["g"], name="split"),
+        helper.make_node("Transpose", ["g"], ["t"], name="shuffle", perm=perm),
+        helper.make_node("Reshape", ["t", "merge_shape"], ["m"], name="merge"),
+        helper.make_node("Conv", ["m", "w2"], ["y"], name="conv2"),
+    ]
+    graph_proto = helper.make_graph(
+        nodes,
+        "shuffle",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            const("w1", randn((groups * per_group, C, 1, 1), seed=1)),
+            const("split_shape", np.array([2, groups, per_group, 5, 5], np.int64)),
+            const("merge_shape", np.array([2, groups * per_group, 5, 5], np.int64)),
+            const("w2", randn((2, groups * per_group, 1, 1), seed=2)),
+        ],
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_a_channel_shuffle_imports_as_a_permutation_and_equals_onnxruntime(opset):
+    """ShuffleNet's Reshape (N, g, c, H, W), Transpose [0, 2, 1, 3, 4], Reshape back."""
+    graph, _ = check(_shuffle_model(opset, [0, 2, 1, 3, 4]))
+    assert op_types(graph) == ["Conv2d", "Reshape", "Reshape", "Conv2d", "Reshape", "Reshape", "Conv2d"]
+    (permutation,) = [op for op in graph.ops if op.meta["onnx_node"] == "shuffle" and op.op_type == "Conv2d"]
+    weight = permutation.weight[:, :, 0, 0]
+    assert sorted(weight.reshape(-1).tolist()) == [0.0] * 30 + [1.0] * 6  # one input channel per output channel
+    assert weight.argmax(axis=1).tolist() == [0, 2, 4, 1, 3, 5]
+
+
+def test_another_transpose_of_a_computed_tensor_is_refused_naming_its_perm():
+    with pytest.raises(UnsupportedOpError, match=r"Transpose 'shuffle': perm \[0, 1, 2, 4, 3\]"):
+        import_model(_shuffle_model(13, [0, 1, 2, 4, 3]))

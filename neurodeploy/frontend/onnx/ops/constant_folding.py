@@ -1,7 +1,8 @@
 """Ops imported only when every input is a constant: they are evaluated at import (shape arithmetic that
 exporters emit around Reshape, mostly). ``Shape`` of a runtime value is also a constant, because every
 per-sample dimension is static; its batch entry is the importer's assumed batch size. Mul, Sub and Div, which
-also take a runtime operand, live in ``elementwise``."""
+also take a runtime operand, live in ``elementwise``; a Transpose of a runtime value is imported in one case, the
+channel shuffle (``_channel_shuffle``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from onnx import TensorProto, helper
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
 from neurodeploy.frontend.onnx.registry import onnx_op
 from neurodeploy.frontend.onnx.tensors import type_name
+from neurodeploy.ir.ops import Conv2d, Reshape
 
 
 def _consts(ctx: ImportContext, node: Node) -> list[np.ndarray | None]:
@@ -137,12 +139,41 @@ def slice_(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("Transpose", 1, 13, 21, constant_only=True)
 def transpose(ctx: ImportContext, node: Node) -> None:
+    x = node.required_input(0)
+    if ctx.is_runtime(x):
+        _channel_shuffle(ctx, node, x)
+        return
     (value,) = _consts(ctx, node)
     data = _required(node, value, 0)
     perm = node.attr_ints("perm", None)
     if perm is not None and sorted(perm) != list(range(data.ndim)):
         raise node.error(f"perm {perm} is not a permutation of the {data.ndim} axes of its input")
     ctx.set_const(node.outputs[0], np.transpose(data, None if perm is None else tuple(perm)))
+
+
+def _channel_shuffle(ctx: ImportContext, node: Node, x: str) -> None:
+    """A Transpose of a runtime value that swaps its two leading per-sample axes, (g, c, ...) -> (c, g, ...):
+    the channel shuffle of ShuffleNet, exported as Reshape (N, g, c, H, W), this Transpose and a Reshape back to
+    (N, g c, H, W). It is a permutation of the g c channels, which becomes a 1x1 Conv2d whose weights are that
+    permutation (exact: every output channel is one input channel times 1), between two Reshapes. Any other
+    Transpose of a runtime value is refused."""
+    shape = ctx.full_shape(x)
+    perm = node.attr_ints("perm", None)
+    if len(shape) != 5 or perm != [0, 2, 1, 3, 4]:
+        raise UnsupportedVariant(
+            f"Transpose '{node.name}': perm {perm} of a computed {shape} tensor; only a channel shuffle is imported "
+            "(perm [0, 2, 1, 3, 4] of an (N, g, c, H, W) tensor)"
+        )
+    groups, per_group, rest = shape[1], shape[2], tuple(shape[3:])
+    channels = groups * per_group
+    source = np.arange(channels).reshape(groups, per_group).T.reshape(-1)  # output channel o reads source[o]
+    weight = np.zeros((channels, channels, 1, 1), np.float32)
+    weight[np.arange(channels), source, 0, 0] = 1.0
+    flat = ctx.fresh_name(f"{node.outputs[0]}/channels")
+    mixed = ctx.fresh_name(f"{node.outputs[0]}/shuffled")
+    ctx.emit(node, Reshape, [x], output=flat, shape=(channels, *rest))
+    ctx.emit(node, Conv2d, [flat], output=mixed, weight=weight, bias=None)
+    ctx.emit(node, Reshape, [mixed], shape=(per_group, groups, *rest))
 
 
 @onnx_op("ConstantOfShape", 9, 20, 21, constant_only=True)
