@@ -265,3 +265,45 @@ def test_a_channel_shuffle_imports_as_a_permutation_and_equals_onnxruntime(opset
 def test_another_transpose_of_a_computed_tensor_is_refused_naming_its_perm():
     with pytest.raises(UnsupportedOpError, match=r"Transpose 'shuffle': perm \[0, 1, 2, 4, 3\]"):
         import_model(_shuffle_model(13, [0, 1, 2, 4, 3]))
+
+
+def _split_model(opset: int, shape: tuple[int, ...], *, axis: int = 1) -> onnx.ModelProto:
+    """Relu, a Split into two parts, a Relu on one and an Add of both (parts of 2 and 4 channels at opsets 11 and
+    13, where sizes are given; 3 and 3 at opset 18, from num_outputs)."""
+    sizes = [2, 4] if opset < 18 else [3, 3]
+    if opset >= 18:
+        split = helper.make_node("Split", ["r"], ["a", "b"], name="split", axis=axis, num_outputs=2)
+    elif opset >= 13:
+        split = helper.make_node("Split", ["r", "sizes"], ["a", "b"], name="split", axis=axis)
+    else:
+        split = helper.make_node("Split", ["r"], ["a", "b"], name="split", axis=axis, split=sizes)
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        split,
+        helper.make_node("Relu", ["b"], ["rb"], name="relu_b"),
+        helper.make_node("Concat", ["rb", "a"], ["y"], name="concat", axis=1),
+    ]
+    inits = [const("sizes", np.array(sizes, np.int64))] if 13 <= opset < 18 else []
+    graph_proto = helper.make_graph(
+        nodes,
+        "split",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+@pytest.mark.parametrize("shape", [(2, 6, 4, 4), (2, 6)])
+def test_a_channel_split_imports_as_channel_selections_and_equals_onnxruntime(opset, shape):
+    """ShuffleNet v2 splits its channels in two."""
+    graph, _ = check(_split_model(opset, shape))
+    picked = [op for op in graph.ops if op.meta["onnx_node"] == "split"]
+    assert [op.op_type for op in picked] == ["Conv2d" if len(shape) == 4 else "Dense"] * 2
+
+
+def test_a_split_along_another_axis_is_refused():
+    with pytest.raises(UnsupportedOpError, match=r"Split 'split': axis 2 of a \(2, 6, 4, 4\) tensor"):
+        import_model(_split_model(13, (2, 6, 4, 4), axis=2))

@@ -1,4 +1,5 @@
-"""Add (of runtime values, or of a runtime value and a constant), Sum (a chain of Adds) and Concat."""
+"""Add (of runtime values, or of a runtime value and a constant), Sum (a chain of Adds), Concat, and Split along
+the channels (its inverse)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
 from neurodeploy.frontend.onnx.registry import onnx_op
-from neurodeploy.ir.ops import Add, Bias, Concat
+from neurodeploy.ir.ops import Add, Bias, Concat, Conv2d, Dense
 
 
 @onnx_op("Add", 7, 13, 14)
@@ -96,3 +97,43 @@ def concat(ctx: ImportContext, node: Node) -> None:
     if axis == 0:
         raise UnsupportedVariant(f"Concat '{node.name}': concatenates along the batch axis")
     ctx.emit(node, Concat, names, axis=axis - 1)
+
+
+@onnx_op("Split", 11, 13, 18)
+def split(ctx: ImportContext, node: Node) -> None:
+    """A Split of a computed tensor along its channels (axis 1 of (N, C, H, W) or (N, C)): each part is a 1x1
+    Conv2d (or a Dense) whose weights select its channels, exactly (every output channel is one input channel
+    times 1). ShuffleNet v2 splits its channels this way. Other axes are refused."""
+    x = node.required_input(0)
+    if not ctx.is_runtime(x):
+        raise UnsupportedVariant(f"Split '{node.name}': a Split of constants is not supported")
+    shape = ctx.full_shape(x)
+    axis = node.attr_int("axis", 0)
+    axis = axis + len(shape) if axis < 0 else axis
+    if axis != 1 or len(shape) not in (2, 4):
+        raise UnsupportedVariant(
+            f"Split '{node.name}': axis {axis} of a {shape} tensor; only a split of the channels (axis 1 of an (N, C) "
+            "or (N, C, H, W) tensor) is imported"
+        )
+    channels = shape[1]
+    outputs = node.outputs
+    if node.input(1):
+        sizes = ctx.const_ints(node.required_input(1), "split") if ctx.is_const(node.required_input(1)) else None
+        if sizes is None:
+            raise UnsupportedVariant(f"Split '{node.name}': split sizes computed from the model input")
+    elif node.has_attr("split"):
+        sizes = node.attr_ints("split")
+    else:  # equal parts (the last one smaller at opset 18)
+        part = -(-channels // len(outputs))
+        sizes = [min(part, channels - k * part) for k in range(len(outputs))]
+    if len(sizes) != len(outputs) or sum(sizes) != channels or min(sizes) < 1:
+        raise node.error(f"split {sizes} does not divide the {channels} channels into {len(outputs)} parts")
+    start = 0
+    for size, out in zip(sizes, outputs):
+        weight = np.zeros((size, channels), np.float32)
+        weight[np.arange(size), start + np.arange(size)] = 1.0
+        if len(shape) == 4:
+            ctx.emit(node, Conv2d, [x], output=out, weight=weight[:, :, None, None], bias=None)
+        else:
+            ctx.emit(node, Dense, [x], output=out, weight=weight, bias=None)
+        start += size
