@@ -61,3 +61,23 @@ def test_nest_runs_the_generated_script_as_the_emulator_does_on_the_bundled_exam
     gap = np.abs(simulated["outputs"] - emulated["outputs"]).reshape(SAMPLES, -1).max(axis=1)
     assert (gap <= 1e-3 * result["outputs_largest"]).mean() >= 0.5, gap
     assert result["outputs_max_difference"] <= 0.03 * result["outputs_largest"], result
+
+
+def test_the_check_never_runs_the_script_inside_an_artifact(artifact, tmp_path):
+    """An artifact is data: ``pynn_check`` runs the package's copy of the script, so a tampered ``run_pynn.py``
+    (here one that would write a marker file) runs nothing. The interpreter has no PyNN, so the package's script
+    fails, which is reported."""
+    import shutil
+    import sys
+
+    from neurodeploy.errors import DataError
+
+    copy = tmp_path / "artifact"
+    shutil.copytree(artifact.root, copy)
+    marker = tmp_path / "ran"
+    (copy / brainscales2.SCRIPT).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    with np.load(IMAGES) as data:
+        x = data["x"][:2]
+    with pytest.raises(DataError, match=r"run_pynn_brainscales2.py on .* failed"):
+        pynn_check.simulate(copy, x, 4, sys.executable)
+    assert not marker.exists()

@@ -3,8 +3,8 @@ emulator.
 
 The script (``run_pynn.py`` in the artifact: :mod:`neurodeploy_pynn.run_pynn` or
 :mod:`neurodeploy_pynn.run_pynn_brainscales2`) runs under another Python, one that has PyNN with NEST or
-sPyNNaker (``make`` builds ``.venv-pynn``); these functions call it as a user would and read back what it
-wrote:
+sPyNNaker (``make`` builds ``.venv-pynn``); these functions call it on the artifact as a user would and read back
+what it wrote. They run this package's copy of the script, never the one inside the artifact.
 
 * :func:`simulate`: samples through a ``spinnaker`` netlist in NEST (floating point, the chip's decay and gain)
   or sPyNNaker, or through a ``brainscales2`` netlist in NEST (the model the emulator runs) or pynn-brainscales;
@@ -23,14 +23,19 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import DataError
-from neurodeploy_pynn import brainscales2, spinnaker
+from neurodeploy_pynn import brainscales2, run_pynn, run_pynn_brainscales2, spinnaker
 
 
 def _script(folder: Path, python: str, args: list[str], timeout: float) -> None:
-    command = [python, str(folder / spinnaker.SCRIPT), "--folder", str(folder), *args]
+    """Run this package's own copy of the artifact's script on the artifact in ``folder``. The artifact's
+    ``run_pynn.py`` is never executed here: an artifact is data, and a tampered one must not run code; the two
+    copies are the same file for an artifact this version wrote."""
+    module = run_pynn_brainscales2 if (folder / brainscales2.DESCRIPTION).exists() else run_pynn
+    script = Path(module.__file__ or "")
+    command = [python, str(script), "--folder", str(folder), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
-        raise DataError(f"{folder / spinnaker.SCRIPT} failed under {python}:\n{done.stderr[-4000:]}")
+        raise DataError(f"{script.name} on {folder} failed under {python}:\n{done.stderr[-4000:]}")
 
 
 def simulate(
