@@ -8,11 +8,20 @@ target, ANN accuracy with onnxruntime, one SNN simulation up to the largest T, r
 smaller T from the emulator's checkpoints):
 
   (a) qcfs    examples/mnist_qcfs/mnist_qcfs.onnx, MNIST test set, direct encoding; thresholds are the trained
-              QCFS λ (calibration data is not used); T = 1, 2, 4, ..., 256.
+              QCFS λ (calibration data is not used); windowed neurons (``qcfs=window``, the reference target's
+              default: T counts the steps after the fill) and rate-coded IF neurons (``qcfs=rate``);
+              T = 1, 2, 4, ..., 256.
   (b) relu    examples/mnist/mnist_cnn.onnx, MNIST test set, direct encoding; thresholds from the first 1024
               MNIST training images: the largest activation per layer, the 99.9th percentile per layer, the
               99.9th percentile per channel (``convert-to-snn{norm=...,percentile=...,granularity=...}`` after
               the canonicalization passes); T = 1, 2, 4, ..., 256.
+  (d) fs      few-spike coding (``coding=fs``, Stöckl & Maass 2021): the ReLU CNN of (b) with K = 4, 6 and 8
+              steps per layer, and the ReLU6 MobileNet of examples/mnist_relu6 with K = 6; thresholds the 99.9th
+              percentile per layer of the first 1024 MNIST training images; T = 1, 2, 4, ..., 64 counted after
+              the fill (K steps per layer); spikes per neuron and window at the largest T.
+  (e) signed  signed neurons with memory (``coding=signed``) on the ReLU CNN of (b), p99.9 per layer and per
+              channel; and examples/mnist_maxpool (two max pools) with ``maxpool=avg`` (the default),
+              ``maxpool=exact`` (max pooling of spike counts) and both with signed neurons; T = 1, 2, ..., 256.
   (c) nmnist  examples/nmnist/nmnist_cnn.onnx, the 100 N-MNIST test samples as 1 ms event frames over 300 ms
               (events encoding: frame t at step t); the ANN sees the mean frame. Thresholds from the 1000
               training samples' mean frames: largest activation per layer, and 99.9th percentile per channel;
@@ -45,6 +54,22 @@ ROOT = Path(__file__).resolve().parents[1]
 QCFS_MODEL = ROOT / "examples" / "mnist_qcfs" / "mnist_qcfs.onnx"
 RELU_MODEL = ROOT / "examples" / "mnist" / "mnist_cnn.onnx"
 NMNIST_MODEL = ROOT / "examples" / "nmnist" / "nmnist_cnn.onnx"
+RELU6_MODEL = ROOT / "examples" / "mnist_relu6" / "mnist_relu6.onnx"
+MAXPOOL_MODEL = ROOT / "examples" / "mnist_maxpool" / "mnist_maxpool.onnx"
+SIGNED_RUNS = {
+    "ReLU CNN, signed, p99.9 per layer": (RELU_MODEL, "coding=signed"),
+    "ReLU CNN, signed, p99.9 per channel": (RELU_MODEL, "coding=signed,granularity=channel"),
+    "max-pool CNN, maxpool=avg": (MAXPOOL_MODEL, "maxpool=avg"),
+    "max-pool CNN, maxpool=exact": (MAXPOOL_MODEL, "maxpool=exact"),
+    "max-pool CNN, signed, maxpool=avg": (MAXPOOL_MODEL, "coding=signed,maxpool=avg"),
+    "max-pool CNN, signed, maxpool=exact": (MAXPOOL_MODEL, "coding=signed,maxpool=exact"),
+}
+FS_RUNS = {
+    "ReLU CNN, FS K=4": (RELU_MODEL, 4),
+    "ReLU CNN, FS K=6": (RELU_MODEL, 6),
+    "ReLU CNN, FS K=8": (RELU_MODEL, 8),
+    "ReLU6 MobileNet, FS K=6": (RELU6_MODEL, 6),
+}
 POWERS = [2**k for k in range(9)]  # 1 .. 256
 NMNIST_OPTIONS = {"bin_us": 1000, "window_us": 300_000}  # the loader's defaults: 300 frames of 1 ms
 NMNIST_FRAMES = NMNIST_OPTIONS["window_us"] // NMNIST_OPTIONS["bin_us"]
@@ -134,12 +159,25 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join("  " + line for line in lines)
 
 
+QCFS_CODINGS = {
+    "QCFS, windows": "qcfs=window",
+    "QCFS, rate": "qcfs=rate",
+}
+
+
 def part_qcfs(args: argparse.Namespace) -> dict[str, Any]:
     # No calibration: a QCFS λ is trained (convert-to-snn ignores data for QCFS activations anyway).
-    pipeline = f"{CANONICALIZE},convert-to-snn"
-    result = run(QCFS_MODEL, "mnist", args.powers, args, calibration=None, pipeline=pipeline)
-    result["note"] = "calibration data unused: every threshold is a trained QCFS λ"
-    return {"runs": {"QCFS (trained λ)": result}}
+    results = {}
+    for name, coding in QCFS_CODINGS.items():
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        pipeline = f"{CANONICALIZE},convert-to-snn{{{coding}}}"
+        result = run(QCFS_MODEL, "mnist", args.powers, args, calibration=None, pipeline=pipeline)
+        fill = result["evaluation"]["fill_steps"]
+        result["note"] = "calibration data unused: every threshold is a trained QCFS λ" + (
+            f"; read after a fill of {fill} steps" if fill else ""
+        )
+        results[name] = result
+    return {"runs": results}
 
 
 def part_relu(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,10 +215,40 @@ def part_nmnist(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": results, "data_options": dict(NMNIST_OPTIONS)}
 
 
+def part_fs(args: argparse.Namespace) -> dict[str, Any]:
+    steps = [t for t in args.powers if t <= 64] or args.powers
+    results = {}
+    for name, (model, k) in FS_RUNS.items():
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        pipeline = f"{CANONICALIZE},convert-to-snn{{coding=fs,fs-steps={k}}}"
+        result = run(model, "mnist", steps, args, calibration="mnist", pipeline=pipeline)
+        report = result["evaluation"]
+        fill, last = report["fill_steps"], steps[-1]
+        per_window = report["spikes_per_neuron"][str(last)] * k / (last + fill)
+        result["spikes_per_neuron_and_window"] = per_window
+        result["note"] = (
+            f"read after a fill of {fill} steps; {per_window:.3f} spikes per neuron and window of {k} steps "
+            f"(over the {last + fill} steps run)"
+        )
+        results[name] = result
+    return {"runs": results}
+
+
+def part_signed(args: argparse.Namespace) -> dict[str, Any]:
+    results = {}
+    for name, (model, options) in SIGNED_RUNS.items():
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        pipeline = f"{CANONICALIZE},convert-to-snn{{{options}}}"
+        results[name] = run(model, "mnist", args.powers, args, calibration="mnist", pipeline=pipeline)
+    return {"runs": results}
+
+
 PARTS = {
     "qcfs": ("(a) QCFS-trained CNN on MNIST, direct input", part_qcfs),
     "relu": ("(b) ReLU CNN on MNIST, direct input, data-based normalization", part_relu),
     "nmnist": ("(c) N-MNIST CNN, event input (1 ms frames, one per step)", part_nmnist),
+    "fs": ("(d) few-spike coding on MNIST, direct input", part_fs),
+    "signed": ("(e) signed neurons and max pooling of spike counts on MNIST, direct input", part_signed),
 }
 
 

@@ -151,10 +151,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     summary = f"emulated {len(result.outputs)} sample(s) on {artifact.target} ({result.mode}"
     if result.mode == "ann":
         summary += ")"
-    elif encoding.kind == "direct":
-        summary += f", {result.steps} steps)"
     else:
-        summary += f", {result.steps} steps, {_describe_encoding(encoding)})"
+        summary += f", {result.steps} steps"
+        if result.delay:
+            summary += f" after a fill of {result.delay}"
+        summary += ")" if encoding.kind == "direct" else f", {_describe_encoding(encoding)})"
     if labels is not None:
         if len(labels) != len(result.outputs):
             raise DataError(f"{len(labels)} labels for {len(result.outputs)} inputs")

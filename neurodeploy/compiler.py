@@ -44,6 +44,7 @@ from neurodeploy.passes import (
     conversion_pass,
     format_pipeline,
 )
+from neurodeploy.simulate import readout_delay
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,12 @@ def _io_description(graph: Graph, encoding: Encoding) -> tuple[list[dict[str, An
         {"name": k, "shape": list(t.shape), "dtype": t.dtype, "encoding": encoding.manifest_value()}
         for k, t in graph.inputs.items()
     ]
+    delay = readout_delay(graph)
+    readout = "mean over time steps"
+    if delay:
+        readout += f" after a fill of {delay} steps (windowed neurons, one window per layer)"
     outputs = [
-        {"name": v, "shape": list(types[v].shape), "readout": "mean over time steps", "decision": "argmax"}
-        for v in graph.outputs
+        {"name": v, "shape": list(types[v].shape), "readout": readout, "decision": "argmax"} for v in graph.outputs
     ]
     return inputs, outputs
 

@@ -49,6 +49,9 @@ class EmulationResult:
     encoding: dict[str, Any] | None = None
     """The input encoding used (:meth:`neurodeploy.encoding.Encoding.describe`); None for modes without time."""
     diagnostics: dict[str, int] = field(default_factory=dict)
+    delay: int = 0
+    """Steps run before the readout's first (the pipeline's fill, windowed neurons): the run took ``delay +
+    steps`` steps, spikes and SynOps counted over all of them."""
 
     @property
     def predictions(self) -> np.ndarray:
@@ -203,4 +206,5 @@ def join(parts: list[EmulationResult]) -> EmulationResult:
         counts=cat(lambda p: p.counts),
         encoding=first.encoding,
         diagnostics=diagnostics,
+        delay=first.delay,
     )

@@ -15,6 +15,9 @@ Metrics, per sample and averaged over the evaluated samples:
 * ``layers``: per spiking layer, the firing rate (spikes per neuron per step) at the largest T, and the
   Pearson correlation over all evaluated samples and neurons between the ANN's activation and the SNN's spike
   rate times the layer's scale λ (what a spike is worth); 1 means the SNN reproduces the ANN's activations.
+* ``fill_steps``: steps run before the readout's first (windowed QCFS neurons send each layer's result one
+  window later, so the readout waits one window per layer; 0 for rate-coded neurons). T counts the steps
+  after the fill; spikes, SynOps and firing rates count every step run, the fill included.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ later layer in the step it is emitted. The inputs are fed as the encoding says (
 with direct encoding the input is the same every step, so the values that depend on it alone (the input and
 e.g. the first convolution) are computed once. The readout is the mean of each output over the steps run.
 
+Neurons that compute in windows (:class:`~neurodeploy.ir.neurons.WindowIF`) pass their result on one window
+later, layer by layer. A run of T steps then first runs the pipeline's fill, :func:`readout_delay` steps, and
+reads the mean over the T steps after it; spikes and SynOps count every step run, the fill included.
+
 Activity is counted per neuron (spikes of every stateful op) and, given fan-out maps
 (:func:`neurodeploy.metrics.fan_out_maps`), as SynOps: each spike, or each input event, times the synapses
 leaving its neuron. Convention for direct encoding: the analog input drives the first layers densely every
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurodeploy import limits
 from neurodeploy.encoding import Encoding
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.op import StatefulOp
@@ -44,6 +49,23 @@ class Simulation:
     checkpoint_synops: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
+def settled(graph: Graph) -> dict[str, int]:
+    """The step after which each value has settled, for inputs settled from the start: each op's
+    :meth:`~neurodeploy.ir.op.StatefulOp.ready` applied along the longest path to it."""
+    ready = dict.fromkeys(graph.inputs, 0)
+    for op in graph.ops:
+        start = max((ready.get(v, 0) for v in op.inputs), default=0)
+        ready[op.output] = op.ready(start) if isinstance(op, StatefulOp) else start
+    return ready
+
+
+def readout_delay(graph: Graph) -> int:
+    """Steps before every output has settled, for inputs that are settled from the start (:func:`settled`):
+    0 for a graph of rate-coded neurons."""
+    ready = settled(graph)
+    return max((ready.get(v, 0) for v in graph.outputs), default=0)
+
+
 def _weighted(counts: np.ndarray, fan_out: np.ndarray) -> np.ndarray:
     """Per sample: sum over positions of count x fan-out (float64)."""
     batch = counts.shape[0]
@@ -59,17 +81,22 @@ def simulate(
     fan_out: dict[str, np.ndarray] | None = None,
     observe: Callable[[str, np.ndarray], None] | None = None,
 ) -> Simulation:
-    """Run ``steps`` time steps, feeding ``inputs`` (checked arrays, batch first) as ``encoding`` says (direct
-    when None). ``fan_out`` maps spike-source values (graph inputs, stateful op outputs) to per-element fan-out;
-    with it, SynOps are counted. ``observe(value, array)`` sees every value as it is computed: time-invariant
-    values once, the others every step."""
+    """Run ``steps`` time steps after the pipeline's fill (:func:`readout_delay`; 0 for rate-coded neurons),
+    feeding ``inputs`` (checked arrays, batch first) as ``encoding`` says (direct when None); checkpoints, too,
+    count steps after the fill. ``fan_out`` maps spike-source values (graph inputs, stateful op outputs) to
+    per-element fan-out; with it, SynOps are counted. ``observe(value, array)`` sees every value as it is
+    computed: time-invariant values once, the others every step."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     encoding = encoding if encoding is not None else Encoding()
     fan_out = fan_out or {}
     types = graph.types()
     batch = len(next(iter(inputs.values())))
-    stimuli = {name: encoding.stimulus(x, steps, stream=i) for i, (name, x) in enumerate(inputs.items())}
+    delay = readout_delay(graph)
+    total = delay + steps
+    if delay:  # a graph's windows decide the fill: it counts against the step limit with the steps asked for
+        limits.check_steps(total, f"the emulation ({steps} steps after a pipeline fill of {delay})")
+    stimuli = {name: encoding.stimulus(x, total, stream=i) for i, (name, x) in enumerate(inputs.items())}
     static: dict[str, np.ndarray] = {}
     if encoding.time_invariant:
         static.update(inputs)
@@ -109,7 +136,7 @@ def simulate(
                 synops[op.name] = _weighted(counts[op.name], fan_out[op.output])
         return totals, synops
 
-    for t in range(1, steps + 1):
+    for t in range(1, total + 1):
         values = dict(static)
         for name, stimulus in stimuli.items():
             if name not in static:
@@ -126,11 +153,13 @@ def simulate(
             values[op.output] = out
             if observe is not None:
                 observe(op.output, out)
+        if (read := t - delay) < 1:
+            continue
         for v in graph.outputs:
             sums[v] += values[v]
-        if t in wanted:
-            recorded[t] = {v: (sums[v] / t).astype(np.float32) for v in graph.outputs}
-            spike_marks[t], synop_marks[t] = activity(t)
+        if read in wanted:
+            recorded[read] = {v: (sums[v] / read).astype(np.float32) for v in graph.outputs}
+            spike_marks[read], synop_marks[read] = activity(t)
     outputs = {v: (sums[v] / steps).astype(np.float32) for v in graph.outputs}
-    spikes, synops = activity(steps)
+    spikes, synops = activity(total)
     return Simulation(outputs, spikes, recorded, counts, synops, spike_marks, synop_marks)

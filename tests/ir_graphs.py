@@ -18,6 +18,7 @@ from neurodeploy.ir import (
     GlobalAvgPool,
     Graph,
     MaxPool2d,
+    Op,
     Relu,
     Reshape,
     Scale,
@@ -115,17 +116,46 @@ def qcfs_chain(x: str, y: str, lam: float, levels: int, prefix: str = "q", shift
     ]
 
 
-def qcfs_net(seed: int = 0) -> Graph:
-    """dense, a QCFS as exported (the op chain of ``qcfs_chain``), dense, a QCFS op, dense."""
+def qcfs_net(seed: int = 0, levels2: int = 8) -> Graph:
+    """dense, a QCFS as exported (the op chain of ``qcfs_chain``, L = 4), dense, a QCFS op (L = ``levels2``),
+    dense."""
     rng = np.random.default_rng(seed)
     ops = [
         Dense(name="fc1", inputs=("x",), output="h1", weight=_w(rng, 8, 6, scale=2), bias=_w(rng, 8, 1)[:, 0]),
         *qcfs_chain("h1", "a1", lam=0.75, levels=4, prefix="act1"),
         Dense(name="fc2", inputs=("a1",), output="h2", weight=_w(rng, 8, 8, scale=2)),
-        QCFS(name="act2", inputs=("h2",), output="a2", lam=0.5, levels=8),
+        QCFS(name="act2", inputs=("h2",), output="a2", lam=0.5, levels=levels2),
         Dense(name="fc3", inputs=("a2",), output="logits", weight=_w(rng, 3, 8, scale=2)),
     ]
     return Graph("qcfs_net", {"x": TensorType((6,))}, ["logits"], ops)
+
+
+def two_layer(levels: int | None, readout: bool = True, seed: int = 0) -> Graph:
+    """x (6) -> fc1 (16, no bias) -> act1 -> fc2 (8, with bias) -> act2 [-> fc3 (3)] -> y: QCFS activations with
+    ``levels`` (λ 2 and 1.5), or ReLU when ``levels`` is None; without ``readout`` act2's output is y."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+
+    def act(name: str, src: str, out: str, lam: float) -> Op:
+        if levels is None:
+            return Relu(name=name, inputs=(src,), output=out)
+        return QCFS(name=name, inputs=(src,), output=out, lam=lam, levels=levels)
+
+    ops = [
+        Dense(name="fc1", inputs=("x",), output="z1", weight=rng.normal(size=(16, 6)).astype(f32)),
+        act("act1", "z1", "a1", 2.0),
+        Dense(
+            name="fc2",
+            inputs=("a1",),
+            output="z2",
+            weight=(rng.normal(size=(8, 16)) * 0.4).astype(f32),
+            bias=(rng.normal(size=8) * 0.3).astype(f32),
+        ),
+        act("act2", "z2", "a2" if readout else "y", 1.5),
+    ]
+    if readout:
+        ops.append(Dense(name="fc3", inputs=("a2",), output="y", weight=rng.normal(size=(3, 8)).astype(f32)))
+    return Graph("two_layer", {"x": TensorType((6,))}, ["y"], ops)
 
 
 def inputs_for(graph: Graph, batch: int = 16, seed: int = 1) -> np.ndarray:

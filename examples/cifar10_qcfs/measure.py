@@ -7,8 +7,12 @@ Run from the repository root after ``train.py`` (``.venv`` has everything it nee
 Each configuration is one ``neurodeploy evaluate`` (the :func:`neurodeploy.evaluate.evaluate` function) of
 ``<arch>_qcfs.onnx`` on the first ``--limit`` CIFAR-10 (JPEG copy) test images, which hold every class equally:
 
-* ``reference``: the float SNN (IF neurons, reset by subtraction, thresholds the trained λ), the accuracy the
-  Loihi modes are held to;
+* ``reference``: the float SNN as the reference target converts it by default: windowed QCFS neurons
+  (``qcfs=window``, :class:`neurodeploy.ir.neurons.WindowIF`), the quantized ANN exactly at every T that is a whole
+  number of L-step windows, after a fill of one window per layer;
+* ``reference rate``: the float SNN with rate-coded IF neurons (``-C qcfs=rate``: reset by subtraction,
+  thresholds the trained λ, exact at T = L only), the accuracy the Loihi modes, which run the same neurons, are
+  held to;
 * ``loihi binary exact`` / ``loihi graded exact``: the default profile (SubtractiveLIF binary spikes; GradedReLU
   graded spikes, each QCFS population sending its level 0..L: the QCFS ANN with 8-bit weights);
 * ``loihi graded exact relu``: ``-X graded_staircase=false``, each population's activation rounded to
@@ -35,14 +39,18 @@ from neurodeploy.errors import NeurodeployError
 from neurodeploy.evaluate import evaluate
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = {
-    "reference": ("reference", None, {}),
-    "loihi binary exact": ("loihi", "binary", {}),
-    "loihi graded exact": ("loihi", "graded", {}),
-    "loihi graded exact relu": ("loihi", "graded", {"graded_staircase": "false"}),
-    "loihi binary board": ("loihi", "binary", {"profile": "board"}),
-    "loihi graded board": ("loihi", "graded", {"profile": "board"}),
+CONFIGS: dict[str, tuple[str, str | None, dict[str, str], str | None]] = {
+    "reference": ("reference", None, {}, None),
+    "reference rate": ("reference", None, {}, "qcfs=rate"),
+    "loihi binary exact": ("loihi", "binary", {}, None),
+    "loihi graded exact": ("loihi", "graded", {}, None),
+    "loihi graded exact relu": ("loihi", "graded", {"graded_staircase": "false"}, None),
+    "loihi binary board": ("loihi", "binary", {"profile": "board"}, None),
+    "loihi graded board": ("loihi", "graded", {"profile": "board"}, None),
 }
+"""name: (target, mode, target options, conversion options)."""
+FLOAT_SNN = "reference rate"
+"""The float SNN the Loihi modes are compared with: the same rate-coded IF neurons."""
 
 
 def resources(model: Path, options: dict[str, str]) -> dict:
@@ -70,15 +78,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
     parser.add_argument("--only", default=",".join(CONFIGS), help="configurations to run, comma-separated")
     parser.add_argument("--model", type=Path, help="the model (default: <arch>_qcfs.onnx in this folder)")
+    parser.add_argument("--output", type=Path, help="the record (default: <arch>_snn_accuracy.json beside the model)")
     args = parser.parse_args()
     model = args.model or HERE / f"{args.arch}_qcfs.onnx"
     steps = sorted({int(s) for s in args.steps.split(",")})
-    output = model.parent / f"{args.arch}_snn_accuracy.json"
+    output = args.output or model.parent / f"{args.arch}_snn_accuracy.json"
     results = json.loads(output.read_text()) if output.is_file() else {}
     results.update({"model": model.name, "data": "CIFAR-10 (JPEG copy), test split", "test_images": args.limit})
     runs = results.setdefault("runs", {})
     for name in args.only.split(","):
-        target, mode, options = CONFIGS[name]
+        target, mode, options, conversion = CONFIGS[name]
         start = time.perf_counter()
         try:
             report = evaluate(
@@ -89,6 +98,7 @@ def main() -> None:
                 limit=args.limit,
                 mode=mode,
                 target_options=options,
+                conversion=conversion,
                 workers=args.workers,
             ).report
         except NeurodeployError as exc:
@@ -97,6 +107,7 @@ def main() -> None:
             continue
         entry = {
             "target_options": options,
+            "conversion": conversion,
             "ann_accuracy": report["ann_accuracy"],
             "quantized_ann_accuracy": report["quantized_ann_accuracy"],
             "snn_accuracy": report["snn_accuracy"],
@@ -110,10 +121,10 @@ def main() -> None:
         accuracy = " ".join(f"T={t}: {100 * a:.2f}" for t, a in report["snn_accuracy"].items())
         print(f"{name}: ANN {100 * report['ann_accuracy']:.2f}; {accuracy} ({entry['seconds']} s)", flush=True)
         output.write_text(json.dumps(results, indent=2) + "\n")  # after every configuration: a partial run keeps
-    if "reference" in runs and "snn_accuracy" in runs["reference"]:
-        float_snn = runs["reference"]["snn_accuracy"]
+    if FLOAT_SNN in runs and "snn_accuracy" in runs[FLOAT_SNN]:
+        float_snn = runs[FLOAT_SNN]["snn_accuracy"]
         for name, entry in runs.items():
-            if name != "reference" and "snn_accuracy" in entry:
+            if name.startswith("loihi") and "snn_accuracy" in entry:
                 entry["points_below_float_snn"] = {
                     t: round(100 * (float_snn[t] - a), 2) for t, a in entry["snn_accuracy"].items() if t in float_snn
                 }

@@ -164,6 +164,34 @@ def export_onnx(model: nn.Module, path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(path)))
 
 
+def train_and_export(model: nn.Module, args: argparse.Namespace, path: Path, keys: tuple[str, ...]) -> dict:
+    """Train ``model`` on the MNIST training set as :func:`train` does, export it to ``path``, check that
+    onnxruntime's test accuracy is torch's, and write ``training_log.json`` beside it (``keys``: the arguments it
+    records). Returns the log."""
+    train_set, test_set = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    start = time.perf_counter()
+    history = train(model, torch.from_numpy(train_set.x), torch.from_numpy(train_set.y), args)
+    seconds = time.perf_counter() - start
+    torch_acc = torch_accuracy(model, torch.from_numpy(test_set.x), torch.from_numpy(test_set.y))
+    export_onnx(model, path)
+    onnx_acc = onnx_accuracy(path, test_set.x, test_set.y)
+    if onnx_acc != torch_acc:
+        raise SystemExit(f"onnxruntime accuracy {onnx_acc} differs from torch accuracy {torch_acc}")
+    log = {
+        **{k: getattr(args, k) for k in keys},
+        "history": history,
+        "training_seconds": round(seconds, 2),
+        "torch_test_accuracy": torch_acc,
+        "onnxruntime_test_accuracy": onnx_acc,
+        "parameter_count": sum(p.numel() for p in model.parameters()),
+        "onnx_op_types": sorted({node.op_type for node in onnx.load(str(path)).graph.node}),
+        "torch_version": torch.__version__,
+    }
+    (path.parent / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    print(f"test accuracy {onnx_acc:.4f}; wrote {path}")
+    return log
+
+
 def save_samples(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     """Save the first SAMPLE_COUNT images and labels as a compressed ``.npz`` with arrays ``x`` and ``y``."""
     np.savez_compressed(
@@ -171,13 +199,14 @@ def save_samples(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     )
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
+def parse_args(description: str | None = None, epochs: int = 8, out_dir: Path | None = None) -> argparse.Namespace:
+    """The training options (an example that reuses this script passes its own description, default epochs and
+    folder)."""
+    parser = argparse.ArgumentParser(description=description or __doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default: {epochs})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument(
-        "--out-dir", type=Path, default=Path(__file__).resolve().parent, help="output folder (default: this folder)"
-    )
+    out_dir = out_dir or Path(__file__).resolve().parent
+    parser.add_argument("--out-dir", type=Path, default=out_dir, help="output folder (default: the script's folder)")
     parser.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="Adam weight decay (default: 1e-4)")

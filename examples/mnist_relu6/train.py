@@ -17,21 +17,15 @@ Writes ``mnist_relu6.onnx`` and ``training_log.json`` next to this file.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-import onnx
 import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "mnist"))
-from train import export_onnx, onnx_accuracy, seed_everything, torch_accuracy, train  # noqa: E402
-
-from neurodeploy.data import load_dataset  # noqa: E402
+from train import parse_args, seed_everything, train_and_export  # noqa: E402
 
 
 def block(c_in: int, c_out: int, kernel: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -65,38 +59,10 @@ class MobileMnist(nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    args = parser.parse_args()
+    args = parse_args(__doc__.split("\n")[0], epochs=3, out_dir=HERE)
     seed_everything(args.seed)
-    train_set, test_set = load_dataset("mnist", "train"), load_dataset("mnist", "test")
-    model = MobileMnist()
-    start = time.perf_counter()
-    history = train(model, torch.from_numpy(train_set.x), torch.from_numpy(train_set.y), args)
-    seconds = time.perf_counter() - start
-    torch_acc = torch_accuracy(model, torch.from_numpy(test_set.x), torch.from_numpy(test_set.y))
-    path = HERE / "mnist_relu6.onnx"
-    export_onnx(model, path)
-    onnx_acc = onnx_accuracy(path, test_set.x, test_set.y)
-    if onnx_acc != torch_acc:
-        raise SystemExit(f"onnxruntime accuracy {onnx_acc} differs from torch accuracy {torch_acc}")
-    ops = sorted({node.op_type for node in onnx.load(str(path)).graph.node})
-    log = {
-        **{k: getattr(args, k) for k in ("seed", "epochs", "batch_size", "lr", "weight_decay")},
-        "history": history,
-        "training_seconds": round(seconds, 2),
-        "torch_test_accuracy": torch_acc,
-        "onnxruntime_test_accuracy": onnx_acc,
-        "parameter_count": sum(p.numel() for p in model.parameters()),
-        "onnx_op_types": ops,
-        "torch_version": torch.__version__,
-    }
-    (HERE / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
-    print(f"test accuracy {onnx_acc:.4f}; wrote {path}")
+    keys = ("seed", "epochs", "batch_size", "lr", "weight_decay")
+    train_and_export(MobileMnist(), args, args.out_dir / "mnist_relu6.onnx", keys)
 
 
 if __name__ == "__main__":

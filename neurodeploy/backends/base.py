@@ -21,6 +21,14 @@ from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.ir.graph import Graph
 
+CONVERSION_FEATURES = {
+    "window": "windowed QCFS neurons, WindowIF, qcfs=window",
+    "fs": "few-spike neurons, FewSpike, graded spikes, coding=fs",
+    "signed": "signed IF neurons, SignedIF, coding=signed",
+    "maxpool-exact": "max pooling of spike counts, SpikeMaxPool2d, maxpool=exact",
+}
+"""What convert-to-snn can make beyond rate-coded IF neurons, by :attr:`Backend.conversion_features` name."""
+
 FIDELITIES = ("float", "bit-exact", "statistical")
 """``float``: a float32 model of the target (the reference). ``bit-exact``: reproduces the chip's integer
 arithmetic exactly. ``statistical``: an analog chip, modelled only in distribution."""
@@ -151,21 +159,26 @@ class Emitted:
     warnings: list[str] = field(default_factory=list)
 
 
-def zero_reset_pipeline(options: dict[str, Any], refusal: str) -> str:
-    """The conversion pass of a target whose neurons reset to zero: the user's convert-to-snn options with
-    ``reset=zero`` added where they name no reset; where they ask for another reset, a :class:`DataError` saying
-    ``refusal`` (formatted with ``reset``, the reset asked for)."""
+def pinned_conversion(options: dict[str, Any], pins: dict[str, tuple[str, tuple[str, ...], str]]) -> str:
+    """The conversion pass of a target that limits some convert-to-snn options: the user's options, where
+    ``pins[key] = (value, accepted, refusal)``. A key the user did not name, or named ``auto``, is set to
+    ``value``; one named with an ``accepted`` value keeps it; another value is a :class:`DataError` saying
+    ``refusal``, formatted with the key (e.g. ``{reset}``) as the value asked for."""
     from neurodeploy.passes import build_pipeline, conversion_pass
 
     given = options.get("conversion_as_given") or options.get("conversion")
-    keys = {item.partition("=")[0].strip() for item in (given or "").split(",") if item.strip()}
-    if "reset" not in keys:
-        return conversion_pass(",".join(filter(None, [given, "reset=zero"])))
-    (convert,) = build_pipeline(conversion_pass(given))
-    reset = getattr(convert, "reset", "zero")  # the convert-to-snn pass
-    if reset != "zero":
-        raise DataError(refusal.format(reset=reset))
-    return conversion_pass(given)
+    items = [item.strip() for item in (given or "").split(",") if item.strip()]
+    (convert,) = build_pipeline(conversion_pass(given))  # the user's options checked first, as the pass reads them
+    named = {item.partition("=")[0].strip().replace("-", "_") for item in items}
+    kept = [item for item in items if item.partition("=")[0].strip().replace("-", "_") not in pins]
+    for key, (value, accepted, refusal) in pins.items():
+        asked = getattr(convert, key)
+        if key in named and asked != "auto":
+            if asked not in accepted:
+                raise DataError(refusal.format(**{key: asked}))
+            value = asked
+        kept.append(f"{key.replace('_', '-')}={value}")
+    return conversion_pass(",".join(kept))
 
 
 class Backend(ABC):
@@ -207,13 +220,36 @@ class Backend(ABC):
             raise DataError(f"target {self.target!r} has no option {', '.join(map(repr, unknown))}{takes}")
         return dict(options)
 
+    conversion_features: ClassVar[frozenset[str]] = frozenset()
+    """The conversions beyond rate-coded IF neurons the target runs (see ``CONVERSION_FEATURES``); the others'
+    options are fixed to rate coding (:meth:`conversion`), and asking for them is an error naming the target."""
+
     def pipeline(self, options: dict[str, Any]) -> str:
         """Passes this target runs after the shared canonicalization (a pipeline string). ``options["conversion"]``
         holds the user's convert-to-snn options (a string such as ``"norm=max"``) in canonical form (defaults
         left out), if any; ``options["conversion_as_given"]`` the same as the user wrote them."""
-        from neurodeploy.passes import conversion_pass
+        return self.conversion(options)
 
-        return conversion_pass(options.get("conversion"))
+    def conversion(self, options: dict[str, Any], **pins: tuple[str, tuple[str, ...], str]) -> str:
+        """The convert-to-snn pass for the user's ``options`` with the options this target fixes: ``pins``
+        (:func:`pinned_conversion`), and rate-coded IF neurons wherever the target lacks a conversion feature."""
+        features = self.conversion_features
+        codings = ("rate", *(c for c in ("signed", "fs") if c in features))
+        fixed: dict[str, tuple[str, tuple[str, ...], str]] = {}
+        if len(codings) < 3:
+            fixed["coding"] = ("rate", codings, self._refusal("coding={coding}", CONVERSION_FEATURES))
+        if "window" not in features:
+            fixed["qcfs"] = ("rate", ("rate",), self._refusal("qcfs={qcfs}", CONVERSION_FEATURES))
+        if "maxpool-exact" not in features:
+            fixed["maxpool"] = ("avg", ("avg", "error"), self._refusal("maxpool={maxpool}", CONVERSION_FEATURES))
+        return pinned_conversion(options, {**fixed, **pins})
+
+    def _refusal(self, option: str, features: dict[str, str]) -> str:
+        kinds = "; ".join(f"{key}: {what}" for key, what in features.items() if key not in self.conversion_features)
+        return (
+            f"{option} asks for neurons the {self.target} target does not run (it runs rate-coded IF neurons; "
+            f"not: {kinds}). Drop the option or compile for the reference target"
+        )
 
     # -- compile ----------------------------------------------------------------------------------------------
     def plan(self, model: CompiledModel) -> Plan:

@@ -32,6 +32,11 @@ class Evaluation:
             lines.append(
                 f"quantized ANN accuracy ({r['mode']} mode computes it): {100 * r['quantized_ann_accuracy']:.2f}%"
             )
+        if r.get("fill_steps"):
+            lines.append(
+                f"read after a fill of {r['fill_steps']} steps (windowed neurons, one window per layer); spikes and "
+                "SynOps count the fill too"
+            )
         lines += _columns(_per_t_rows(r), str.rjust, "")
         lines.append(f"per layer at T={r['steps'][-1]}:")
         lines += _columns(_layer_rows(r), str.ljust, "  ")
@@ -117,6 +122,7 @@ def build_report(run: Run, totals: Sums, versions: dict[str, str]) -> dict[str, 
         "seed": int(run.encoding.seed),
         "calibration": run.manifest["options"]["calibration"],
         "steps": steps,
+        "fill_steps": totals.fill,
         "ann_accuracy": run.ann_accuracy,
         "ann_ir_accuracy": totals.ir_correct / n,
         "quantized_ann_accuracy": None if totals.quantized_correct is None else totals.quantized_correct / n,
@@ -127,7 +133,7 @@ def build_report(run: Run, totals: Sums, versions: dict[str, str]) -> dict[str, 
         "ann_macs": run.macs,
         "synops_per_mac": per_t(totals.synops, n * run.macs, measured),
         "neurons": neurons,
-        "layers": [_layer_entry(layer, totals, steps[-1]) for layer in run.layers],
+        "layers": [_layer_entry(layer, totals, steps[-1] + totals.fill) for layer in run.layers],
         "warnings": warnings,
         "versions": versions,
     }

@@ -65,7 +65,7 @@ class Runner:
         require_finite_outputs(result, self.artifact.target)
         keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]
         ann = interpret.run(self.ann, job.encoding.analog(x), keep=keep)
-        sums = Sums(samples=n)
+        sums = Sums(samples=n, fill=result.delay)
         sums.ir_correct = int((ann[self.ann.outputs[0]].reshape(n, -1).argmax(axis=1) == labels).sum())
         # a mode that computes a quantized ANN exactly (e.g. loihi's graded mode) may offer that ANN's outputs
         reference = self.emulation.quantized_outputs(x, encoding=job.encoding)
@@ -82,7 +82,8 @@ class Runner:
             sums.layer_spikes[layer.name] = float(result.spikes[layer.name].sum())
             sums.layer_synops[layer.name] = float(result.synops[layer.name].sum()) if layer.name in result.synops else 0
             if layer.ann_value is not None and layer.scale is not None and layer.name in result.counts:
-                rate = result.counts[layer.name] / np.float32(t_max) * layer.scale  # in the ANN's units
+                run_steps = np.float32(t_max + result.delay)  # the counts include the fill
+                rate = result.counts[layer.name] / run_steps * layer.scale  # in the ANN's units
                 sums.pearson[layer.name] = Pearson.of(ann[layer.ann_value], rate)
         return sums
 

@@ -100,8 +100,11 @@ class Sums:
     layer_spikes: dict[str, float] = field(default_factory=dict)
     layer_synops: dict[str, float] = field(default_factory=dict)
     pearson: dict[str, Pearson] = field(default_factory=dict)
+    fill: int = 0
+    """Steps run before the readout (windowed neurons' pipeline fill); the same for every chunk."""
 
     def merge(self, other: Sums) -> None:
+        self.fill = max(self.fill, other.fill)
         self.samples += other.samples
         self.ir_correct += other.ir_correct
         if other.quantized_correct is not None:

@@ -1,7 +1,7 @@
 """The intermediate representation: values, ops, graphs, and their text and file forms."""
 
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.neurons import IF
+from neurodeploy.ir.neurons import IF, FewSpike, SignedIF, WindowIF
 from neurodeploy.ir.op import OP_TYPES, Op, StatefulOp
 from neurodeploy.ir.ops import (
     QCFS,
@@ -20,6 +20,7 @@ from neurodeploy.ir.ops import (
     Reshape,
     Scale,
     Softmax,
+    SpikeMaxPool2d,
 )
 from neurodeploy.ir.printer import format_graph
 from neurodeploy.ir.types import TensorType
@@ -36,6 +37,7 @@ __all__ = [
     "Concat",
     "Conv2d",
     "Dense",
+    "FewSpike",
     "Floor",
     "GlobalAvgPool",
     "Graph",
@@ -44,8 +46,11 @@ __all__ = [
     "Relu",
     "Reshape",
     "Scale",
+    "SignedIF",
     "Softmax",
+    "SpikeMaxPool2d",
     "StatefulOp",
     "TensorType",
+    "WindowIF",
     "format_graph",
 ]

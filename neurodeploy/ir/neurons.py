@@ -11,6 +11,34 @@ from neurodeploy.ir.op import StatefulOp, as_f32
 from neurodeploy.ir.types import TensorType
 
 
+def _broadcast(threshold: np.ndarray, rank: int) -> np.ndarray:
+    """A scalar threshold as it is, one per channel shaped to broadcast against a (batch, C, ...) value."""
+    if threshold.ndim == 0:
+        return threshold
+    return threshold.reshape((1, -1) + (1,) * (rank - 1))
+
+
+def _check_threshold(op: StatefulOp, threshold: np.ndarray, in_types: list[TensorType]) -> TensorType:
+    (t,) = in_types
+    if threshold.ndim == 1 and (t.rank < 1 or t.shape[0] != threshold.shape[0]):
+        raise ValueError(f"{op.op_type} '{op.name}': {threshold.shape[0]} thresholds for input {t}")
+    return t
+
+
+def _window_state(batch: int, shape: tuple[int, ...], *names: str) -> dict[str, np.ndarray]:
+    """Zeroed per-neuron arrays ``names`` and the step counter ``t`` of a neuron that works in windows."""
+    state = {name: np.zeros((batch, *shape), np.float32) for name in names}
+    state["t"] = np.zeros((), np.int64)
+    return state
+
+
+def _verify_windowed(op: StatefulOp, threshold: np.ndarray, start: int) -> None:
+    if threshold.ndim > 1 or not np.all(threshold > 0):
+        raise ValueError(f"{op.op_type} '{op.name}': threshold must be positive, scalar or one per channel")
+    if start < 0:
+        raise ValueError(f"{op.op_type} '{op.name}': start must be >= 0, got {start}")
+
+
 @dataclass(eq=False, kw_only=True)
 class IF(StatefulOp):
     r"""Integrate-and-fire neurons, one per element of the input; no leak.
@@ -48,15 +76,10 @@ class IF(StatefulOp):
             raise ValueError(f"IF '{self.name}': threshold must be positive, scalar or one per channel")
 
     def infer(self, in_types: list[TensorType]) -> TensorType:
-        (t,) = in_types
-        if self.threshold.ndim == 1 and (t.rank < 1 or t.shape[0] != self.threshold.shape[0]):
-            raise ValueError(f"IF '{self.name}': {self.threshold.shape[0]} thresholds for input {t}")
-        return t
+        return _check_threshold(self, self.threshold, in_types)
 
     def _theta(self, rank: int) -> np.ndarray:
-        if self.threshold.ndim == 0:
-            return self.threshold
-        return self.threshold.reshape((1, -1) + (1,) * (rank - 1))
+        return _broadcast(self.threshold, rank)
 
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         x = xs[0]
@@ -77,3 +100,236 @@ class IF(StatefulOp):
         else:
             v[spikes] = 0.0
         return spikes.astype(np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class WindowIF(StatefulOp):
+    r"""Integrate-and-fire neurons gated to windows of L steps (L = ``levels``): the spiking form of a QCFS
+    activation with L levels that is exact at every T that is a whole number of windows.
+
+    Window k holds steps kL + 1 ... (k + 1)L. Within a window the neuron integrates without firing; at the
+    window's last step it turns its charge into a spike count and starts the next window empty; during the next
+    window it sends that many spikes, one per step from the window's first step:
+
+        v[t] = v[t-1] + x[t]                              (v = 0 when a window starts)
+        at t = (k + 1)L:  n = clip(floor(v / theta + shift), 0, L),  v = 0
+        s[t] = 1 for the first n steps of window k + 1, else 0
+
+    Fed the window sums of a constant current x (direct input, or a layer of these neurons below it), n is
+    QCFS's level count clip(floor(x·L/θ + φ), 0, L) exactly (up to float32 rounding of the sum), so each layer
+    computes its QCFS activation, one window after the layer below it: the output settles after one window per
+    layer on the longest path (:meth:`ready`), and from then on every window repeats it. There is no residual
+    charge carried between windows, and windows that begin before step ``start`` (when the input has not
+    settled) send nothing, so the pipeline's fill costs no spikes.
+
+    ``forward`` is the same quantized function of a constant per-step current: clip(floor(L·x/θ + φ), 0, L) / L.
+    """
+
+    threshold: np.ndarray
+    levels: int
+    shift: float = 0.5
+    start: int = 0
+    """The step after which the input has settled (convert-to-snn sets it: one window per layer below): windows
+    that begin earlier hold no result worth sending, so the neuron sends nothing for them."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.threshold = as_f32(self.threshold)
+        self.shift = float(self.shift)
+        self.start = int(self.start)
+
+    def verify(self) -> None:
+        super().verify()
+        if isinstance(self.levels, bool) or not isinstance(self.levels, (int, np.integer)) or self.levels < 1:
+            raise ValueError(f"WindowIF '{self.name}': levels must be an int >= 1, got {self.levels!r}")
+        if not 0.0 <= self.shift < 1.0:
+            raise ValueError(f"WindowIF '{self.name}': shift must be in [0, 1), got {self.shift}")
+        _verify_windowed(self, self.threshold, self.start)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return _check_threshold(self, self.threshold, in_types)
+
+    def ready(self, start: int) -> int:
+        """Inputs settled after step ``start``: the first whole window after it is integrated, and its count is
+        sent in the window after that."""
+        levels = int(self.levels)
+        return (-(-start // levels) + 1) * levels
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        levels = np.float32(self.levels)
+        counts = np.floor(x * levels / _broadcast(self.threshold, x.ndim - 1) + np.float32(self.shift))
+        return (np.clip(counts, 0, levels) / levels).astype(np.float32)
+
+    def init_state(self, batch: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return _window_state(batch, shape, "v", "pending")
+
+    def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
+        v, pending, t = state["v"], state["pending"], state["t"]
+        t += 1
+        spikes = pending > 0
+        pending -= spikes
+        v += xs[0]
+        if int(t) % int(self.levels) == 0:
+            if int(t) - int(self.levels) >= self.start:
+                theta = _broadcast(self.threshold, v.ndim - 1)
+                pending[...] = np.clip(np.floor(v / theta + np.float32(self.shift)), 0, self.levels)
+            v[...] = 0
+        return spikes.astype(np.float32)
+
+
+def fs_digits(levels: int, steps: int) -> tuple[int, ...]:
+    """The spike values, in steps of the activation's 1/L, of a few-spike neuron that sends any level 0..L in
+    ``steps`` steps: digits c_1 >= ... >= c_K >= 1 that sum to L, each at most one more than the digits after it,
+    so that sending greedily (a digit's spike whenever what is left reaches it) writes every level exactly. The
+    largest digits first: L = 2^K - 1 gives the binary digits 2^(K-1) ... 1, and K = L the unary code. Needs
+    ceil(log2(L + 1)) <= K <= L; a ValueError says so otherwise."""
+    if not (1 <= steps <= levels < 2**steps):
+        raise ValueError(
+            f"{levels} levels take {max(1, (levels).bit_length())} to {levels} few-spike steps, not {steps}"
+        )
+    digits, left = [], levels
+    for j in range(1, steps + 1):
+        digit = min((left + 1) // 2, left - (steps - j))
+        digits.append(digit)
+        left -= digit
+    return tuple(digits)
+
+
+@dataclass(eq=False, kw_only=True)
+class FewSpike(StatefulOp):
+    r"""Few-spike (FS) neurons (Stöckl & Maass, Nature Machine Intelligence 2021): K = ``len(spike_values)`` steps
+    per layer, graded spikes, pipelined layer by layer in windows of K steps like :class:`WindowIF`.
+
+    During window k the neuron integrates its input, a = (the window's sum) / K, the mean current. During window
+    k + 1 it runs the FS recursion on a, with time-varying thresholds T_j, reset amounts h_j and spike values d_j
+    (in units of θ; j = 1 ... K):
+
+        z_j = 1 if a >= T_j·θ else 0,     a = a - h_j·θ·z_j,     output at step j: K·d_j·z_j
+
+    so the window's mean output is Σ_j d_j·z_j, the FS approximation of the activation (in units of what a
+    spike of an IF neuron is worth, λ). The codes the conversion uses (:func:`fs_digits`) are exact quantizers:
+    h_j = d_j = c_j / L and T_j = (c_j - φ) / L send clip(floor(a·L/θ + φ), 0, L) / L, a QCFS staircase with L
+    levels (a ReLU is given L = 2^K - 1 and φ = 1/2: K-bit rounding of clip(a, 0, θ)); the neuron sends at most K
+    spikes a window, one per set digit. The outputs are graded (K·d_j), which a target needs graded spikes for.
+
+    ``forward`` is the window's result for a constant current: Σ_j d_j·z_j.
+    """
+
+    threshold: np.ndarray
+    thresholds: np.ndarray
+    resets: np.ndarray
+    spike_values: np.ndarray
+    start: int = 0
+    """As :attr:`WindowIF.start`: windows that begin before this step send nothing."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.start = int(self.start)
+        self.threshold = as_f32(self.threshold)
+        self.thresholds, self.resets = as_f32(self.thresholds), as_f32(self.resets)
+        self.spike_values = as_f32(self.spike_values)
+
+    @property
+    def steps(self) -> int:
+        return int(self.spike_values.shape[0])
+
+    def verify(self) -> None:
+        super().verify()
+        codes = (self.thresholds, self.resets, self.spike_values)
+        if any(c.ndim != 1 for c in codes) or len({c.shape[0] for c in codes}) != 1 or self.steps < 1:
+            raise ValueError(f"FewSpike '{self.name}': thresholds, resets and spike_values must be K >= 1 values each")
+        if not all(np.all(np.isfinite(c)) for c in codes):
+            raise ValueError(f"FewSpike '{self.name}': its code is not finite")
+        if not np.all(self.thresholds > 0):
+            raise ValueError(
+                f"FewSpike '{self.name}': the thresholds T_j must be positive (a silent neuron sends nothing)"
+            )
+        _verify_windowed(self, self.threshold, self.start)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return _check_threshold(self, self.threshold, in_types)
+
+    def ready(self, start: int) -> int:
+        return (-(-start // self.steps) + 1) * self.steps
+
+    def _send(self, a: np.ndarray, j: int, theta: np.ndarray) -> np.ndarray:
+        """Step j of the FS recursion on ``a`` (in place): the spikes z_j."""
+        z = a >= self.thresholds[j] * theta
+        a -= z * (self.resets[j] * theta)
+        return z
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        a = np.array(xs[0], np.float32)
+        theta = _broadcast(self.threshold, a.ndim - 1)
+        out = np.zeros_like(a)
+        for j in range(self.steps):
+            out += self._send(a, j, theta) * self.spike_values[j]
+        return out
+
+    def init_state(self, batch: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return _window_state(batch, shape, "sum", "a")
+
+    def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
+        total, a, t = state["sum"], state["a"], state["t"]
+        j = int(t) % self.steps
+        t += 1
+        theta = _broadcast(self.threshold, a.ndim - 1)
+        out = self._send(a, j, theta) * np.float32(self.steps * self.spike_values[j])
+        total += xs[0]
+        if j == self.steps - 1:
+            a[...] = total / np.float32(self.steps) if int(t) - self.steps >= self.start else 0
+            total[...] = 0
+        return out.astype(np.float32)
+
+
+@dataclass(eq=False, kw_only=True)
+class SignedIF(StatefulOp):
+    r"""Integrate-and-fire neurons with signed spikes and a memory of what they sent (the signed neuron with memory
+    of Wang et al., "A New ANN-SNN Conversion Method with High Accuracy, Low Latency and Good Robustness", IJCAI
+    2023): a neuron that has sent more than its input now supports takes spikes back.
+
+        v[0] = initial·θ,   v[t] = v[t-1] + x[t]
+        s[t] = +1 if v[t] >= θ;  -1 if v[t] < 0 and the neuron's count N (its spikes so far, signed) is above 0;
+               else 0
+        v[t] = v[t] - θ·s[t],   N = N + s[t]
+
+    An IF neuron (:class:`IF`) that fired early on a large input cannot take the spike back when later input is
+    negative, so deeper layers, whose input arrives unevenly, over-fire in the first steps; here the count
+    follows clip(round(A/θ), 0, t) of the charge A received, from above as from below, and N is never negative.
+    Reset by subtraction only. ``forward`` is the rate limit clip(x/θ, 0, 1), as for :class:`IF`.
+    """
+
+    threshold: np.ndarray
+    initial: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.threshold = as_f32(self.threshold)
+        self.initial = float(self.initial)
+
+    def verify(self) -> None:
+        super().verify()
+        if self.threshold.ndim > 1 or not np.all(self.threshold > 0):
+            raise ValueError(f"SignedIF '{self.name}': threshold must be positive, scalar or one per channel")
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return _check_threshold(self, self.threshold, in_types)
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        return np.clip(x / _broadcast(self.threshold, x.ndim - 1), 0.0, 1.0).astype(np.float32)
+
+    def init_state(self, batch: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        theta = _broadcast(self.threshold, len(shape))
+        v = np.broadcast_to(np.float32(self.initial) * theta, (batch, *shape)).astype(np.float32)
+        return {"v": v, "count": np.zeros((batch, *shape), np.float32)}
+
+    def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
+        v, count = state["v"], state["count"]
+        theta = _broadcast(self.threshold, v.ndim - 1)
+        v += xs[0]
+        spikes = (v >= theta).astype(np.float32) - ((v < 0) & (count > 0)).astype(np.float32)
+        v -= spikes * theta
+        count += spikes
+        return spikes

@@ -155,6 +155,13 @@ class StatefulOp(Op, abstract=True):
         """Advance ``state`` in place by one time step; return this step's output."""
         raise NotImplementedError(f"{self.op_type}.step")
 
+    def ready(self, start: int) -> int:
+        """The step after which the output has settled, when the inputs have settled after step ``start`` (for a
+        time-invariant input, 0). Rate-coded neurons approach their value from the start: ``start``. Neurons
+        that compute in windows take longer (:class:`~neurodeploy.ir.neurons.WindowIF`); the readout waits for
+        the slowest path (:func:`neurodeploy.simulate.readout_delay`)."""
+        return start
+
     def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
         """Neurons read the value element by element: one synapse each."""
         return np.ones(in_shapes[slot], np.int64)

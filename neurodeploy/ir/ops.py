@@ -11,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 
 from neurodeploy.ir import kernels
-from neurodeploy.ir.op import Bounds, Carried, Downstream, Op, Shape, Shapes, Wanted, as_f32
+from neurodeploy.ir.op import Bounds, Carried, Downstream, Op, Shape, Shapes, StatefulOp, Wanted, as_f32
 from neurodeploy.ir.scales import ScaleValue, channel_vector, compress
 from neurodeploy.ir.types import TensorType
 
@@ -467,6 +467,39 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:
         return kernels.max_pool2d(xs[0], self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+
+@dataclass(eq=False, kw_only=True)
+class SpikeMaxPool2d(_Pool2d, StatefulOp):
+    """Max pooling of what its input has sent so far: with C[t] the input summed over steps 1..t, the output at
+    step t is maxpool(C[t]) - maxpool(C[t-1]), so the output summed over steps is the max pooling of the input's
+    sums. Fed the spikes of IF neurons, each window sends the spikes of its busiest neuron so far, which is the
+    max pooling of the rates: exact where max pooling of spikes (or AvgPool in its place) is not. Binary spikes in
+    give binary spikes out (each count grows by at most 1 a step, so their max does); signed spikes in
+    (:class:`~neurodeploy.ir.neurons.SignedIF`) give signed spikes out. ``forward`` is max pooling."""
+
+    passes_target_scale = True
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return kernels.max_pool2d(xs[0], self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        """A positive scale, one per layer or channel, commutes with the max within a channel's window."""
+        return compress(in_scales[0], in_shapes[0]), [None]
+
+    def init_state(self, batch: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {}
+
+    def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        if "sum" not in state:  # the input's shape is known at the first step
+            state["sum"] = np.zeros_like(x, np.float32)
+            state["max"] = np.zeros_like(self.forward([state["sum"]]))
+        state["sum"] += x
+        pooled = self.forward([state["sum"]])
+        out = pooled - state["max"]
+        state["max"] = pooled
+        return out.astype(np.float32)
 
 
 @dataclass(eq=False, kw_only=True)

@@ -11,12 +11,31 @@ Pooling and reshapes pass scales through; branches meeting at an Add are brought
 ``Scale`` op where a branch cannot absorb it); Concat keeps each branch's scale per channel. Outputs are
 scaled back to the ANN's units, so the readout (the output's mean over time steps) estimates the ANN output.
 
-A QCFS activation (Bu et al. 2022, trained with L levels) keeps its trained λ and becomes an IF neuron with
-v(0) = φ·θ (φ = 0.5), whatever ``initial`` says: with a constant input current it then reproduces the QCFS
-output exactly after T = L steps. The IF's meta and the pass record keep L (``levels``).
+A QCFS activation (Bu et al. 2022, trained with L levels) keeps its trained λ. How it spikes is the ``qcfs``
+option:
 
-MaxPool has no exact rate-coded equivalent: ``maxpool=avg`` replaces it with AvgPool2d (and warns),
-``maxpool=error`` refuses.
+* ``rate``: an IF neuron with v(0) = φ·θ (φ = 0.5), whatever ``initial`` says. With a constant input current it
+  reproduces the QCFS output after exactly T = L steps (Bu et al.'s result), and only then: past L the rates
+  get finer than the L levels the network was trained on, and accuracy slides toward that of the clipped-ReLU
+  network without the quantization.
+* ``window``: a :class:`~neurodeploy.ir.neurons.WindowIF`, which integrates over L-step windows and sends the
+  window's QCFS level count as spikes in the next window. Every layer then computes its QCFS activation exactly,
+  one window after the layer below, so the SNN's readout equals the quantized ANN at every T that is a whole
+  number of windows, read after a fill of one window per spiking layer (the pipelined, layer-by-layer timing
+  of few-spike and burst coding, here with the QCFS levels as the code). Needs every activation to be a QCFS
+  of one L; the readout neurons of ``readout=spikes`` are no QCFS.
+* ``auto`` (default): ``window`` where the model allows it, else ``rate`` with a warning saying why. Targets
+  whose neurons are rate-coded IF only convert with ``rate`` (:meth:`neurodeploy.backends.base.Backend.pipeline`).
+
+The neurons' meta and the pass record keep L (``levels``).
+
+MaxPool has no exact rate-coded equivalent with IF neurons alone: ``maxpool=avg`` replaces it with AvgPool2d (and
+warns), ``maxpool=error`` refuses, ``maxpool=exact`` replaces it with :class:`~neurodeploy.ir.ops.SpikeMaxPool2d`,
+the max pooling of spike counts (Wang et al. 2023's pooling with memory; reference target).
+
+``coding`` chooses the neurons: ``rate`` (IF, or WindowIF as ``qcfs`` says), ``signed``
+(:class:`~neurodeploy.ir.neurons.SignedIF`: signed spikes, a neuron takes back spikes it sent in excess) or ``fs``
+(:class:`~neurodeploy.ir.neurons.FewSpike`: few-spike coding, K = ``fs-steps`` steps per layer).
 """
 
 from __future__ import annotations
@@ -24,20 +43,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
 from neurodeploy.conversion.statistics import ASSUMED_INPUT_RANGE, activation_statistics, weight_bounds
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphEditor, GraphIndex
-from neurodeploy.ir.neurons import IF
-from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import QCFS, AvgPool2d, BatchNorm, Clip, Conv2d, Dense, MaxPool2d, Relu, Scale, Softmax
+from neurodeploy.ir.neurons import IF, FewSpike, SignedIF, WindowIF, fs_digits
+from neurodeploy.ir.op import Op, StatefulOp
+from neurodeploy.ir.ops import (
+    QCFS,
+    AvgPool2d,
+    BatchNorm,
+    Clip,
+    Conv2d,
+    Dense,
+    MaxPool2d,
+    Relu,
+    Scale,
+    Softmax,
+    SpikeMaxPool2d,
+)
 from neurodeploy.ir.scales import ScaleValue, channel_vector, compress
 from neurodeploy.passes.base import Pass, PassContext
-from neurodeploy.simulate import simulate  # the float SNN simulator
+from neurodeploy.simulate import settled, simulate  # the float SNN simulator
 
 SPIKE_NORM_SAMPLES = 256
+
+MAX_FS_STEPS = 16
+"""The most steps a few-spike layer may take: 2^16 - 1 levels, beyond float32's resolution of a window sum."""
+
+QCFS_CODINGS = ("auto", "window", "rate")
+"""Values of the ``qcfs`` option: how QCFS activations spike (see the module docstring)."""
 
 
 def is_activation(op: Op) -> bool:
@@ -77,8 +115,17 @@ def _check_converted(graph: Graph) -> None:
                         f"{op.op_type} '{op.name}': its {key} is not finite after conversion (NaN or Inf): the "
                         "thresholds of the layers around it are degenerate or the weights are not finite"
                     )
-        if isinstance(op, IF) and not np.all(np.asarray(op.threshold) > 0):
-            raise ConversionError(f"IF '{op.name}': its threshold is not positive after conversion")
+        if isinstance(op, (IF, WindowIF, SignedIF, FewSpike)) and not np.all(np.asarray(op.threshold) > 0):
+            raise ConversionError(f"{op.op_type} '{op.name}': its threshold is not positive after conversion")
+
+
+def _schedule(graph: Graph) -> None:
+    """Give each windowed neuron (WindowIF, FewSpike) the step after which its input has settled, so that it
+    sends nothing for the windows before (the pipeline's fill costs no spikes)."""
+    ready = settled(graph)
+    for op in graph.ops:
+        if isinstance(op, (WindowIF, FewSpike)):
+            op.start = max((ready.get(v, 0) for v in op.inputs), default=0)
 
 
 @dataclass(frozen=True)
@@ -96,6 +143,9 @@ class ConvertToSNN(Pass):
     readout: str = "membrane"
     spike_steps: int = 64
     clip: str = "auto"
+    qcfs: str = "auto"
+    coding: str = "rate"
+    fs_steps: int = 8
 
     def __post_init__(self) -> None:
         for option, value, allowed in (
@@ -103,12 +153,16 @@ class ConvertToSNN(Pass):
             ("granularity", self.granularity, ("layer", "channel")),
             ("zeros", self.zeros, ("exclude", "include")),
             ("reset", self.reset, IF.RESETS),
-            ("maxpool", self.maxpool, ("avg", "error")),
+            ("maxpool", self.maxpool, ("avg", "error", "exact")),
             ("readout", self.readout, ("membrane", "spikes")),
             ("clip", self.clip, ("auto", "trained")),
+            ("qcfs", self.qcfs, QCFS_CODINGS),
+            ("coding", self.coding, ("rate", "signed", "fs")),
         ):
             if value not in allowed:
                 raise ValueError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+        if not 1 <= self.fs_steps <= MAX_FS_STEPS:
+            raise ValueError(f"fs-steps must be in [1, {MAX_FS_STEPS}], got {self.fs_steps}")
         if self.spike_steps < 1:
             raise ValueError(f"spike-steps must be at least 1, got {self.spike_steps}")
         if not 0.0 < self.percentile <= 100.0:
@@ -131,11 +185,17 @@ class ConvertToSNN(Pass):
                     f"Clip '{op.name}' with low={op.low} has no spiking equivalent: IF neurons "
                     "only represent non-negative values (Clip(0, a) and ReLU convert)"
                 )
-            if isinstance(op, MaxPool2d):
+            if isinstance(op, MaxPool2d) and self.maxpool == "exact":
+                fields = {f: getattr(op, f) for f in ("kernel", "stride", "padding", "dilation", "ceil_mode")}
+                edit.replace(
+                    op, SpikeMaxPool2d(name=op.name, inputs=op.inputs, output=op.output, meta=dict(op.meta), **fields)
+                )
+            elif isinstance(op, MaxPool2d):
                 if self.maxpool == "error":
                     raise ConversionError(
-                        f"MaxPool2d '{op.name}' cannot be rate-coded exactly; retrain with "
-                        "average pooling or pass maxpool=avg"
+                        f"MaxPool2d '{op.name}' cannot be rate-coded exactly by IF neurons; retrain with "
+                        "average pooling, pass maxpool=avg (an approximation) or maxpool=exact (max pooling of spike "
+                        "counts, reference target)"
                     )
                 edit.replace(
                     op,
@@ -306,11 +366,27 @@ class ConvertToSNN(Pass):
         activations = [op for op in graph.ops if is_activation(op)]
         if not activations:
             ctx.warn("The model has no ReLU activations: nothing spikes; the SNN is the ANN run every step")
+        if self.coding != "rate":
+            if self.qcfs != "auto":
+                raise ConversionError(
+                    f"qcfs={self.qcfs} chooses how QCFS activations spike in coding=rate; coding={self.coding} makes "
+                    "every activation, QCFS included, the same neurons: drop qcfs="
+                )
+            if self.coding == "signed" and self.reset != "subtract":
+                raise ConversionError(
+                    "coding=signed resets by subtraction (a neuron takes back a spike by adding θ); "
+                    f"reset={self.reset} does not combine with it"
+                )
+            coding = self.coding
+        else:
+            coding = "window" if self._windows(activations, ctx) else "rate"
         if self.norm == "spike" and ctx.calibration is not None:
             lambdas, used = self._spike_norm(graph, ctx, activations), "spike"
         else:
             lambdas, used = self._lambdas(graph, ctx, activations)
-        self._apply(graph, lambdas)
+        self._apply(graph, lambdas, coding)
+        if coding in ("window", "fs"):
+            _schedule(graph)
         _check_converted(graph)
         graph.meta["snn"] = {
             "norm": used,
@@ -320,14 +396,77 @@ class ConvertToSNN(Pass):
             "initial": self.initial,
             "readout": self.readout,
             "clip": self.clip,
+            "coding": self.coding,
+            "qcfs": coding,
             "lambda": {k: (v.reshape(-1).tolist() if v.ndim else float(v)) for k, v in sorted(lambdas.items())},
         }
         if levels := {a.name: a.levels for a in activations if isinstance(a, QCFS)}:
             graph.meta["snn"]["levels"] = levels
+        if coding == "fs":
+            graph.meta["snn"]["fs_steps"] = self.fs_steps
         ctx.records[self.name] = graph.meta["snn"]
 
-    def _apply(self, graph: Graph, lambdas: dict[str, ScaleValue]) -> dict[str, ScaleValue]:
-        """Rewrite ``graph`` for the given λ: activations into IF neurons; every other op carries the scales as it
+    def _windows(self, activations: list[Op], ctx: PassContext) -> bool:
+        """Whether the QCFS activations become :class:`WindowIF` neurons: ``qcfs=window``, or ``auto`` where every
+        activation is a QCFS of one L. ``window`` on a model that does not allow it is an error naming why."""
+        qcfs = [a for a in activations if isinstance(a, QCFS)]
+        if self.qcfs == "rate" or (self.qcfs == "auto" and not qcfs):
+            return False
+        others = [a for a in activations if not isinstance(a, QCFS)]
+        levels = sorted({int(a.levels) for a in qcfs})
+        why = None
+        if not qcfs:
+            why = "the model has no QCFS activation"
+        elif others:
+            names = ", ".join(f"{a.op_type} '{a.name}'" for a in others[:3]) + (" ..." if len(others) > 3 else "")
+            readout = " (readout=spikes adds readout neurons, which are no QCFS)" if self.readout == "spikes" else ""
+            why = f"{len(others)} activation(s) are no QCFS: {names}{readout}"
+        elif len(levels) > 1:
+            why = f"the QCFS activations have different numbers of levels L ({', '.join(map(str, levels))})"
+        if why is None:
+            return True
+        if self.qcfs == "window":
+            raise ConversionError(
+                f"qcfs=window needs every activation to be a QCFS of one L, and {why}: pass qcfs=rate (IF neurons, "
+                "exact at T = L only)"
+            )
+        ctx.warn(
+            f"QCFS activations converted to rate-coded IF neurons, exact at T = L only and not past it: {why}; "
+            "windowed neurons (qcfs=window) need every activation to be a QCFS of one L"
+        )
+        return False
+
+    def _neuron(self, act: Op, theta: np.ndarray, meta: dict[str, Any], coding: str) -> StatefulOp:
+        """The neurons that replace activation ``act`` (threshold ``theta``) for ``coding``: ``rate`` (IF),
+        ``window`` (WindowIF for a QCFS, IF otherwise), ``signed`` (SignedIF) or ``fs`` (FewSpike)."""
+        common: dict[str, Any] = {"name": act.name, "inputs": act.inputs, "output": act.output, "meta": meta}
+        qcfs = act if isinstance(act, QCFS) else None
+        if coding == "fs":
+            levels = int(qcfs.levels) if qcfs is not None else 2**self.fs_steps - 1
+            shift = qcfs.shift if qcfs is not None else 0.5
+            try:
+                digits = np.asarray(fs_digits(levels, self.fs_steps), np.float32)
+            except ValueError as exc:
+                raise ConversionError(
+                    f"{act.op_type} '{act.name}': {exc} (QCFS L = {levels}); pass fs-steps between "
+                    f"{levels.bit_length()} and {levels}, or coding=rate"
+                ) from None
+            meta["levels"], meta["fs_steps"] = levels, self.fs_steps
+            code = digits / np.float32(levels)
+            thresholds = (digits - np.float32(shift)) / np.float32(levels)
+            return FewSpike(**common, threshold=theta, thresholds=thresholds, resets=code, spike_values=code)
+        if coding == "signed":
+            initial = qcfs.shift if qcfs is not None else self.initial
+            return SignedIF(**common, threshold=theta, initial=initial)
+        if coding == "window" and qcfs is not None:
+            return WindowIF(**common, threshold=theta, levels=int(qcfs.levels), shift=qcfs.shift)
+        # QCFS: v(0) = φ·θ (φ = 0.5 as trained), whatever ``initial`` says; exactness at T = L needs it.
+        initial = qcfs.shift if qcfs is not None else self.initial
+        return IF(**common, threshold=theta, reset=self.reset, initial=initial)
+
+    def _apply(self, graph: Graph, lambdas: dict[str, ScaleValue], coding: str = "rate") -> dict[str, ScaleValue]:
+        """Rewrite ``graph`` for the given λ: activations into neurons (:meth:`_neuron` for ``coding``); every
+        other op carries the scales as it
         says (:meth:`~neurodeploy.ir.op.Op.carry_scales`: weights rescaled, branches brought to one scale by a
         ``Scale`` op); outputs brought back to the ANN's units. Returns the scale of every value."""
         types = graph.types()
@@ -346,19 +485,7 @@ class ConvertToSNN(Pass):
                 meta = {**op.meta, "lambda": lam.reshape(-1).tolist() if lam.ndim else float(lam)}
                 if isinstance(op, QCFS):
                     meta["levels"] = op.levels
-                edit.replace(
-                    op,
-                    IF(
-                        name=op.name,
-                        inputs=op.inputs,
-                        output=op.output,
-                        meta=meta,
-                        threshold=theta,
-                        reset=self.reset,
-                        # QCFS: v(0) = φ·θ (φ = 0.5 as trained), whatever ``initial`` says; exactness needs it.
-                        initial=op.shift if isinstance(op, QCFS) else self.initial,
-                    ),
-                )
+                edit.replace(op, self._neuron(op, theta, meta, coding))
                 scales[op.output] = lam
                 continue
             wanted = partial(self._target, edit, op.output, lambdas, targets)

@@ -35,6 +35,10 @@ STATES: dict[str, tuple[set[str], bool]] = {
     "Concat": (LINEAR, True),
     "Softmax": (set(), False),
     "IF": ({"fan_out_map"}, False),
+    "WindowIF": ({"fan_out_map"}, False),
+    "FewSpike": ({"fan_out_map"}, False),
+    "SignedIF": ({"fan_out_map"}, False),
+    "SpikeMaxPool2d": (LINEAR, True),
 }
 
 

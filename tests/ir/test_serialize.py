@@ -13,8 +13,9 @@ from neurodeploy.ir.serialize import graph_from_dict, graph_to_dict, save_graph
 from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
 
 
-def converted(graph):
-    PassManager(build_pipeline(f"{CANONICALIZE},convert-to-snn")).run(graph, PassContext(calibration=inputs_for(graph)))
+def converted(graph, options: str = ""):
+    pipeline = f"{CANONICALIZE},convert-to-snn{{{options}}}"
+    PassManager(build_pipeline(pipeline)).run(graph, PassContext(calibration=inputs_for(graph)))
     return graph
 
 
@@ -24,6 +25,9 @@ GRAPHS = {
     "residual_net": residual_net,
     "converted_residual_net": lambda: converted(residual_net()),
     "qcfs_net": qcfs_net,
+    "windowed_qcfs_net": lambda: converted(qcfs_net(levels2=4), "qcfs=window"),
+    "few_spike_residual_net": lambda: converted(residual_net(), "coding=fs,fs-steps=4"),
+    "signed_maxpool_net": lambda: converted(conv_net(maxpool=True), "coding=signed,maxpool=exact"),
 }
 
 

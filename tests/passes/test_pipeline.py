@@ -29,7 +29,7 @@ def test_default_canonicalization_names_registered_passes():
         (
             "convert-to-snn{speed=3}",
             r"unknown option 'speed' \(options: norm, percentile, granularity, zeros, reset, initial, maxpool, "
-            r"readout, spike-steps, clip\)",
+            r"readout, spike-steps, clip, qcfs, coding, fs-steps\)",
         ),
         ("convert-to-snn{initial=half}", "initial='half' is not a valid float"),
         ("convert-to-snn{norm=median}", "norm must be one of max, percentile, spike, weights"),

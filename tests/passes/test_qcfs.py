@@ -1,5 +1,6 @@
-"""QCFS conversion: an IF neuron with threshold λ, reset by subtraction and v(0) = θ/2 reproduces a QCFS
-activation with L levels exactly after T = L steps of constant input.
+"""QCFS conversion with rate-coded neurons (``qcfs=rate``): an IF neuron with threshold λ, reset by subtraction
+and v(0) = θ/2 reproduces a QCFS activation with L levels exactly after T = L steps of constant input. (The
+windowed neurons the reference target converts to by default are tested in test_qcfs_window.py.)
 
 Why it is exact: with θ = 1 (the layer before carries z / λ) and a constant current u = z / λ, the neuron's
 charge after t steps is 1/2 + t·u, and it fires whenever the charge not yet spent reaches 1, at most once a
@@ -12,7 +13,7 @@ boundaries and the outputs round identically (both are N·λ/L correctly rounded
 
 import numpy as np
 import pytest
-from ir_graphs import qcfs_chain
+from ir_graphs import qcfs_chain, two_layer
 
 from neurodeploy.ir import IF, QCFS, Dense, Graph, Relu, TensorType, interpret
 from neurodeploy.passes import CANONICALIZE, PassContext, PassManager, build_pipeline
@@ -26,7 +27,7 @@ def _convert(graph: Graph, options: str = "") -> tuple[Graph, Graph, PassContext
     PassManager(build_pipeline(CANONICALIZE)).run(graph, PassContext())
     ann = graph.copy()
     ctx = PassContext()  # no calibration data: a QCFS λ is trained, nothing is measured
-    PassManager(build_pipeline(f"convert-to-snn{options}")).run(graph, ctx)
+    PassManager(build_pipeline(f"convert-to-snn{{qcfs=rate{options}}}")).run(graph, ctx)
     return ann, graph, ctx
 
 
@@ -128,7 +129,7 @@ def test_other_shifts_start_the_membrane_at_shift_times_threshold():
 
 
 def test_threshold_initial_state_and_levels_are_recorded_whatever_initial_says():
-    _, snn, ctx = _convert(_single_layer(2.0, 8, readout=True), "{initial=0.0}")
+    _, snn, ctx = _convert(_single_layer(2.0, 8, readout=True), ",initial=0.0")
     (neuron,) = [op for op in snn.ops if isinstance(op, IF)]
     assert float(neuron.threshold) == 1.0  # fc1 produces z / λ
     assert neuron.initial == 0.5
@@ -155,27 +156,6 @@ def test_exported_chain_converts_exactly_after_canonicalize():
     np.testing.assert_array_equal(simulate(snn, {"x": x}, steps=levels).outputs["y"], interpret.run(ann, x)["y"])
 
 
-def _two_layer(levels: int, seed: int = 0) -> Graph:
-    rng = np.random.default_rng(seed)
-    return Graph(
-        "qcfs_two",
-        {"x": TensorType((6,))},
-        ["y"],
-        [
-            Dense(name="fc1", inputs=("x",), output="z1", weight=rng.normal(size=(16, 6)).astype(F32)),
-            QCFS(name="act1", inputs=("z1",), output="a1", lam=2.0, levels=levels),
-            Dense(
-                name="fc2",
-                inputs=("a1",),
-                output="z2",
-                weight=(rng.normal(size=(8, 16)) * 0.4).astype(F32),
-                bias=(rng.normal(size=8) * 0.3).astype(F32),
-            ),
-            QCFS(name="act2", inputs=("z2",), output="y", lam=1.5, levels=levels),
-        ],
-    )
-
-
 @pytest.mark.parametrize("levels", [4, 8, 16])
 def test_two_qcfs_layers_at_T_equal_L_are_within_the_unevenness_bound(levels):
     """Layer 1 is exact at T = L, but its spikes arrive unevenly in time (N1(t) = floor(1/2 + t·u) is not
@@ -187,7 +167,7 @@ def test_two_qcfs_layers_at_T_equal_L_are_within_the_unevenness_bound(levels):
     the bias adds evenly and cancels). An IF neuron's count after L steps is monotone in its charge sequence
     and shifting that sequence by a whole k changes the count by at most k; with the even ramp the count is
     the QCFS count. So |N2_snn - N2_ann| <= ceil(D) steps of λ2 / L, per output unit and sample."""
-    ann, snn, _ = _convert(_two_layer(levels))
+    ann, snn, _ = _convert(two_layer(levels, readout=False))
     x = np.random.default_rng(1).normal(size=(256, 6)).astype(F32)
     kept = interpret.run(ann, x, keep=["z1", "y"])
     expected = kept["y"].astype(np.float64)
@@ -234,7 +214,8 @@ def test_qcfs_next_to_a_relu_keeps_its_lambda_while_the_relu_is_balanced(calibra
     ann = graph.copy()
     x = rng.uniform(-1, 1, size=(64, 4)).astype(F32)
     ctx = PassContext(calibration=x if calibration else None)
-    PassManager(build_pipeline("convert-to-snn")).run(graph, ctx)
+    PassManager(build_pipeline("convert-to-snn")).run(graph, ctx)  # qcfs=auto: a ReLU beside it, so rate
+    assert any("converted to rate-coded IF neurons" in w and "Relu 'act2'" in w for w in ctx.warnings)
     lambdas = ctx.records["convert-to-snn"]["lambda"]
     assert lambdas["act1"] == 1.5
     w2 = ann.op("fc2").weight

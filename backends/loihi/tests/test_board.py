@@ -44,7 +44,7 @@ def test_board_profile_is_board_ready_and_equals_the_reset_to_zero_program(board
     target = board_artifact.manifest["target"]
     assert target["profile"] == "board"
     assert target["board_ready"] is True, target["board_reason"]
-    assert "convert-to-snn{reset=zero}" in board_artifact.manifest["pipeline"]
+    assert "convert-to-snn{reset=zero,qcfs=rate}" in board_artifact.manifest["pipeline"]
     modes = board_artifact.read_json("report.json")["target"]["board"]["modes"]
     assert set(modes) == {"binary", "graded"}  # graded: the SDNN program (test_sdnn.py)
     used = {p for entry in modes["binary"]["processes"] for p in [entry["neuron"], *entry["synapses"]]}

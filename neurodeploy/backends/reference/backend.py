@@ -9,7 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.backends.base import Backend, Emitted, EmulationResult, LayerUsage, Plan, ResourceReport, TargetSpec
+from neurodeploy.backends.base import (
+    CONVERSION_FEATURES,
+    Backend,
+    Emitted,
+    EmulationResult,
+    LayerUsage,
+    Plan,
+    ResourceReport,
+    TargetSpec,
+)
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError, IRVerificationError
@@ -17,7 +26,7 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.metrics import neuron_counts as neuron_counts_of
-from neurodeploy.simulate import simulate
+from neurodeploy.simulate import readout_delay, simulate
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +46,16 @@ def layer_usage(graph: Graph) -> list[LayerUsage]:
 
 
 class ReferenceBackend(Backend):
-    """Emulates the ANN (mode ``ann``) and the converted SNN (mode ``snn``: IF neurons, reset by subtraction,
-    direct, rate or events input encoding) in float32. The readout of the SNN is the mean of its output over
-    the time steps. The ANN of an events input is run on the mean of its frames."""
+    """Emulates the ANN (mode ``ann``) and the converted SNN (mode ``snn``: IF neurons, reset by subtraction, or
+    windowed QCFS neurons; direct, rate or events input encoding) in float32. The readout of the SNN is the mean
+    of its output over the time steps (after the pipeline's fill, for windowed neurons). The ANN of an events
+    input is run on the mean of its frames."""
 
     name = "reference"
     version = "0.1.0"
     fidelity = "float"
     modes = ("snn", "ann")
+    conversion_features = frozenset(CONVERSION_FEATURES)
     spec = TargetSpec(name="reference", description="float32 numpy model of the ANN and the converted SNN; no limits")
 
     def resources(self, plan: Plan) -> ResourceReport:
@@ -86,6 +97,7 @@ class ReferenceBackend(Backend):
             checkpoint_synops=sim.checkpoint_synops,
             counts=sim.counts if run.neuron_counts else {},
             encoding=encoding.describe(),
+            delay=readout_delay(graph),
         )
 
 

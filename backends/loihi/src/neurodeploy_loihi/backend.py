@@ -18,12 +18,11 @@ from neurodeploy.backends.base import (
     EmulationResult,
     Plan,
     ResourceReport,
-    zero_reset_pipeline,
 )
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
-from neurodeploy.ir import interpret
+from neurodeploy.ir import IF, interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
@@ -118,16 +117,26 @@ class Loihi2Backend(Backend):
         error naming the profile that would take it."""
         if options.get("target_options", {}).get("profile") != "board":
             return super().pipeline(options)
-        return zero_reset_pipeline(
+        return self.conversion(
             options,
-            "--target-option profile=board runs stock Lava LIF neurons, which reset to zero; the conversion asks for "
-            "reset={reset}, which only profile=exact (SubtractiveLIF, Lava's CPU simulation) takes: drop reset= or use "
-            "profile=exact",
+            reset=(
+                "zero",
+                ("zero",),
+                "--target-option profile=board runs stock Lava LIF neurons, which reset to zero; the conversion asks "
+                "for reset={reset}, which only profile=exact (SubtractiveLIF, Lava's CPU simulation) takes: drop "
+                "reset= or use profile=exact",
+            ),
         )
 
     def plan(self, model: CompiledModel) -> LoihiPlan:
         graph = model.snn
         profile = model.target_options.get("profile", "exact")
+        for op in graph.ops:
+            if op.is_stateful and not isinstance(op, IF):
+                raise ConversionError(
+                    f"{op.op_type} '{op.name}': the {self.target} target runs IF neurons only (binary or graded "
+                    "spikes); convert with the target's own pipeline (QCFS models: qcfs=rate)"
+                )
         if profile == "board":
             for op in graph.ops:
                 if op.is_stateful and op.reset != "zero":

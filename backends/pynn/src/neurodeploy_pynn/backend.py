@@ -19,7 +19,6 @@ from neurodeploy.backends.base import (
     Plan,
     ResourceReport,
     TargetSpec,
-    zero_reset_pipeline,
 )
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
@@ -117,10 +116,14 @@ class SpiNNakerBackend(NetlistBackend):
     def pipeline(self, options: dict[str, Any]) -> str:
         """Convert with reset to zero (sPyNNaker's neurons reset to v_reset), unless the user asked for another
         reset, which is an error."""
-        return zero_reset_pipeline(
+        return self.conversion(
             options,
-            "the spinnaker target runs sPyNNaker's LIF neurons, which reset to v_reset; the conversion asks for "
-            "reset={reset}: drop reset= (the target converts with reset=zero)",
+            reset=(
+                "zero",
+                ("zero",),
+                "the spinnaker target runs sPyNNaker's LIF neurons, which reset to v_reset; the conversion asks for "
+                "reset={reset}: drop reset= (the target converts with reset=zero)",
+            ),
         )
 
     def plan(self, model: CompiledModel) -> SpiNNakerPlan:

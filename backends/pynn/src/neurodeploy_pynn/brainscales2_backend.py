@@ -18,7 +18,6 @@ from neurodeploy.backends.base import (
     Plan,
     ResourceReport,
     TargetSpec,
-    zero_reset_pipeline,
 )
 from neurodeploy.emulation import Run
 from neurodeploy.errors import ConversionError, DataError
@@ -119,10 +118,14 @@ class BrainScaleS2Backend(NetlistBackend):
 
     def pipeline(self, options: dict[str, Any]) -> str:
         """Convert with reset to zero (the chip's neurons reset to v_reset); another reset is an error."""
-        return zero_reset_pipeline(
+        return self.conversion(
             options,
-            "the brainscales2 target runs BrainScaleS-2's LIF neurons, which reset to v_reset; the conversion asks "
-            "for reset={reset}: drop reset= (the target converts with reset=zero)",
+            reset=(
+                "zero",
+                ("zero",),
+                "the brainscales2 target runs BrainScaleS-2's LIF neurons, which reset to v_reset; the conversion asks "
+                "for reset={reset}: drop reset= (the target converts with reset=zero)",
+            ),
         )
 
     def plan(self, model: CompiledModel) -> BrainScaleS2Plan:
