@@ -24,7 +24,8 @@ smaller T from the emulator's checkpoints):
               ``maxpool=exact`` (max pooling of spike counts) and both with signed neurons; T = 1, 2, ..., 256.
   (c) nmnist  examples/nmnist/nmnist_cnn.onnx, the 100 N-MNIST test samples as 1 ms event frames over 300 ms
               (events encoding: frame t at step t); the ANN sees the mean frame. Thresholds from the 1000
-              training samples' mean frames: largest activation per layer, and 99.9th percentile per channel;
+              training samples' mean frames: largest activation per layer, and 99.9th percentile per channel
+              with IF neurons and with signed neurons (``coding=signed``);
               T = 1, 2, 4, ..., 256 and 300 (the full window).
 
 For each run: the ANN's accuracy (onnxruntime), the SNN's accuracy per T, and the smallest T at which the SNN
@@ -81,7 +82,11 @@ NORMS = {
     "p99.9, per layer": "convert-to-snn{norm=percentile,percentile=99.9,granularity=layer}",
     "p99.9, per channel": "convert-to-snn{norm=percentile,percentile=99.9,granularity=channel}",
 }
-NMNIST_NORMS = ("max, per layer", "p99.9, per channel")
+NMNIST_RUNS = {
+    "max, per layer": NORMS["max, per layer"],
+    "p99.9, per channel": NORMS["p99.9, per channel"],
+    "p99.9, per channel, signed": "convert-to-snn{norm=percentile,percentile=99.9,granularity=channel,coding=signed}",
+}
 
 
 def training_seed(model: Path) -> int | None:
@@ -200,7 +205,7 @@ def part_relu(args: argparse.Namespace) -> dict[str, Any]:
 
 def part_nmnist(args: argparse.Namespace) -> dict[str, Any]:
     results = {}
-    for name in NMNIST_NORMS:
+    for name, convert in NMNIST_RUNS.items():
         print(f"  running {name} ...", file=sys.stderr, flush=True)
         results[name] = run(
             NMNIST_MODEL,
@@ -208,7 +213,7 @@ def part_nmnist(args: argparse.Namespace) -> dict[str, Any]:
             args.nmnist_steps,
             args,
             calibration="nmnist",
-            pipeline=f"{CANONICALIZE},{NORMS[name]}",
+            pipeline=f"{CANONICALIZE},{convert}",
             encoding=Encoding("events"),
             data_options=dict(NMNIST_OPTIONS),
         )
