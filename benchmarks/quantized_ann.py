@@ -1,6 +1,7 @@
 """The best a rate-coded SNN with these thresholds can do at T: the ANN with every activation rounded to T levels.
 
     .venv/bin/python benchmarks/quantized_ann.py [--granularity layer|channel] [--steps 1,2,3,4,8,16] [--limit N]
+        [--conversion norm=mse,mse-steps=4]
 
 A converted IF neuron that runs T steps sends a count 0..T; at best (every spike where the charge says, v(0) =
 θ/2) that count is its activation rounded to T levels of [0, λ]: λ·clip(floor(x·T/λ + 1/2), 0, T)/T. This script
@@ -52,19 +53,21 @@ def main() -> None:
     parser.add_argument("--granularity", choices=("layer", "channel"), default="layer")
     parser.add_argument("--steps", default="1,2,3,4,8,16,32", help="T values (default: 1,2,3,4,8,16,32)")
     parser.add_argument("--limit", type=int, default=10000, help="test images (default: all 10000)")
+    parser.add_argument("--conversion", default="", help="more convert-to-snn options, e.g. norm=mse,mse-steps=4")
     args = parser.parse_args()
     graph = load_model(MODEL)
     PassManager(build_pipeline(CANONICALIZE)).run(graph, PassContext())
     snn = graph.copy()
     calibration = load_calibration(str(CALIBRATION))
     ctx = PassContext(calibration=calibration.x)
-    PassManager(build_pipeline(f"convert-to-snn{{granularity={args.granularity}}}")).run(snn, ctx)
+    options = ",".join(filter(None, [f"granularity={args.granularity}", args.conversion]))
+    PassManager(build_pipeline(f"convert-to-snn{{{options}}}")).run(snn, ctx)
     lambdas = ctx.records["convert-to-snn"]["lambda"]
     test = load_dataset("mnist", "test")
     x, y = test.x[: args.limit], test.y[: args.limit]
     exact = interpret.run(graph, x)[graph.outputs[0]]
     ann = 100 * (exact.argmax(1) == y).mean()
-    print(f"{MODEL.name}, p99.9 per {args.granularity}, {len(x)} test images; ANN {ann:.2f}%")
+    print(f"{MODEL.name}, convert-to-snn{{{options}}}, {len(x)} test images; ANN {ann:.2f}%")
     for t in sorted({int(s) for s in args.steps.split(",")}):
         out = run_rounded(graph, x, lambdas, t)
         print(f"  T = {t:3d}: {100 * (out.argmax(1) == y).mean():6.2f}%")

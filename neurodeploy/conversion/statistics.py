@@ -39,15 +39,22 @@ def activation_statistics(
     per_channel: bool = False,
     zeros: str = "exclude",
     batch_size: int = 256,
+    levels: int = 4,
 ) -> dict[str, np.ndarray]:
     """λ for each activation output over the calibration inputs: a scalar, or one value per channel.
 
     ``statistic`` is ``max`` or ``percentile`` (the p-th percentile, "robust normalization", Rueckauer et al.
     2017). With ``zeros="exclude"`` the percentile is taken over the positive values only, as SNN Toolbox does;
     ``include`` counts the zeros a ReLU outputs, which lowers λ. The maximum is the same either way.
+
+    ``mse`` fits λ to a number of time steps: the λ whose rounding to ``levels`` steps of [0, λ],
+    λ·clip(floor(a·L/λ + 1/2), 0, L)/L, is closest to the activations a in mean square (:func:`mse_lambda`):
+    what T = L steps of a rate-coded neuron can hold best. Fewer steps want a smaller λ (coarse steps near the
+    many small activations, the rare large ones clipped).
     """
-    if statistic not in ("max", "percentile"):
-        raise ValueError(f"statistic must be max or percentile, got {statistic!r}")
+    if statistic not in ("max", "percentile", "mse"):
+        raise ValueError(f"statistic must be max, percentile or mse, got {statistic!r}")
+    sampled = statistic in ("percentile", "mse")
     maxima: dict[str, np.ndarray] = {}
     samples: dict[str, list[np.ndarray]] = {v: [] for v in activations}
     rng = np.random.default_rng(0)
@@ -59,12 +66,12 @@ def activation_statistics(
         rows = _channel_rows(array, per_channel)
         top = rows.max(axis=1)
         maxima[value] = top if value not in maxima else np.maximum(maxima[value], top)
-        if statistic == "percentile":
+        if sampled:
             if keep_fraction < 1.0:  # a fixed-seed column sample keeps memory bounded on large sets
                 rows = rows[:, rng.random(rows.shape[1]) < keep_fraction]
             samples[value].append(rows)
 
-    if statistic == "percentile":
+    if sampled:
         types = graph.types()
         per_batch = max(types[v].size for v in activations) * min(batch_size, len(calibration))
         batches = -(-len(calibration) // batch_size)
@@ -78,10 +85,33 @@ def activation_statistics(
         rows = np.concatenate(samples[v], axis=1)
         values = []
         for row in rows:
-            pool = row[row > 0] if zeros == "exclude" else row
-            values.append(np.percentile(pool, percentile) if pool.size else 0.0)
+            pool = row[row > 0] if zeros == "exclude" or statistic == "mse" else row
+            if not pool.size:
+                values.append(0.0)
+            elif statistic == "mse":
+                values.append(mse_lambda(pool, levels))
+            else:
+                values.append(np.percentile(pool, percentile))
         result[v] = _squeeze(np.asarray(values, np.float32), per_channel)
     return result
+
+
+MSE_CANDIDATES = 64
+"""How many λ :func:`mse_lambda` tries, evenly spaced up to the largest activation."""
+
+
+def mse_lambda(values: np.ndarray, levels: int) -> float:
+    """The λ in (0, max] whose rounding of the positive ``values`` to ``levels`` steps of [0, λ] has the least
+    mean squared error (zeros are exact for every λ and do not move the choice), from ``MSE_CANDIDATES`` evenly
+    spaced candidates."""
+    a = np.asarray(values, np.float64)
+    best, best_error = float(a.max()), np.inf
+    for lam in a.max() * np.arange(1, MSE_CANDIDATES + 1) / MSE_CANDIDATES:
+        q = lam * np.clip(np.floor(a / lam * levels + 0.5), 0, levels) / levels
+        error = float(np.mean((a - q) ** 2))
+        if error < best_error:
+            best, best_error = float(lam), error
+    return best
 
 
 def _squeeze(values: np.ndarray, per_channel: bool) -> np.ndarray:

@@ -74,6 +74,9 @@ SPIKE_NORM_SAMPLES = 256
 MAX_FS_STEPS = 16
 """The most steps a few-spike layer may take: 2^16 - 1 levels, beyond float32's resolution of a window sum."""
 
+MAX_MSE_STEPS = 4096
+"""The most time steps ``norm=mse`` fits thresholds for."""
+
 QCFS_CODINGS = ("auto", "window", "rate")
 """Values of the ``qcfs`` option: how QCFS activations spike (see the module docstring)."""
 
@@ -95,7 +98,7 @@ def _require_finite(lam: ScaleValue, act: Op, norm: str) -> None:
     inputs, and would make every threshold after it meaningless."""
     flat = np.asarray(lam, np.float64).reshape(-1)
     if not np.all(np.isfinite(flat)):
-        source = "the calibration data" if norm in ("max", "percentile", "spike") else "the weight bounds"
+        source = "the calibration data" if norm in ("max", "percentile", "mse", "spike") else "the weight bounds"
         raise ConversionError(
             f"{act.op_type} '{act.name}': its threshold scale λ from {source} ({norm} normalization) is "
             f"{flat[~np.isfinite(flat)][0]}; the ANN computes NaN or Inf there: check the weights before it and the "
@@ -146,10 +149,11 @@ class ConvertToSNN(Pass):
     qcfs: str = "auto"
     coding: str = "rate"
     fs_steps: int = 8
+    mse_steps: int = 4
 
     def __post_init__(self) -> None:
         for option, value, allowed in (
-            ("norm", self.norm, ("max", "percentile", "spike", "weights")),
+            ("norm", self.norm, ("max", "percentile", "mse", "spike", "weights")),
             ("granularity", self.granularity, ("layer", "channel")),
             ("zeros", self.zeros, ("exclude", "include")),
             ("reset", self.reset, IF.RESETS),
@@ -161,6 +165,8 @@ class ConvertToSNN(Pass):
         ):
             if value not in allowed:
                 raise ValueError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+        if not 1 <= self.mse_steps <= MAX_MSE_STEPS:
+            raise ValueError(f"mse-steps must be in [1, {MAX_MSE_STEPS}], got {self.mse_steps}")
         if not 1 <= self.fs_steps <= MAX_FS_STEPS:
             raise ValueError(f"fs-steps must be in [1, {MAX_FS_STEPS}], got {self.fs_steps}")
         if self.spike_steps < 1:
@@ -224,7 +230,7 @@ class ConvertToSNN(Pass):
         stats: Mapping[str, ScaleValue]
         if activations and not values:
             stats, used = {}, "trained"
-        elif self.norm in ("max", "percentile") and ctx.calibration is not None:
+        elif self.norm in ("max", "percentile", "mse") and ctx.calibration is not None:
             stats = activation_statistics(
                 graph,
                 values,
@@ -233,6 +239,7 @@ class ConvertToSNN(Pass):
                 percentile=self.percentile,
                 per_channel=per_channel,
                 zeros=self.zeros,
+                levels=self.mse_steps,
             )
             used = self.norm
         else:
@@ -252,7 +259,7 @@ class ConvertToSNN(Pass):
             # A QCFS saturates at its trained λ; the IF it becomes reproduces it exactly after T = L steps.
             lam = np.float32(act.lam) if isinstance(act, QCFS) else np.asarray(stats[act.output], np.float32)
             clip = _clip_value(act)
-            if clip is not None and (self.clip == "trained" or used not in ("max", "percentile")):
+            if clip is not None and (self.clip == "trained" or used not in ("max", "percentile", "mse")):
                 lam = np.float32(clip)  # a clipped ReLU saturates exactly at its clip value
             elif clip is not None:
                 # A cap the data sit below (ReLU6's 6 on activations that reach 4) is no trained threshold: the
@@ -391,6 +398,7 @@ class ConvertToSNN(Pass):
         graph.meta["snn"] = {
             "norm": used,
             "percentile": self.percentile if used == "percentile" else None,
+            "mse_steps": self.mse_steps if used == "mse" else None,
             "granularity": self.granularity if used != "weights" else "layer",
             "reset": self.reset,
             "initial": self.initial,

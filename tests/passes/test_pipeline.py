@@ -29,10 +29,10 @@ def test_default_canonicalization_names_registered_passes():
         (
             "convert-to-snn{speed=3}",
             r"unknown option 'speed' \(options: norm, percentile, granularity, zeros, reset, initial, maxpool, "
-            r"readout, spike-steps, clip, qcfs, coding, fs-steps\)",
+            r"readout, spike-steps, clip, qcfs, coding, fs-steps, mse-steps\)",
         ),
         ("convert-to-snn{initial=half}", "initial='half' is not a valid float"),
-        ("convert-to-snn{norm=median}", "norm must be one of max, percentile, spike, weights"),
+        ("convert-to-snn{norm=median}", "norm must be one of max, percentile, mse, spike, weights"),
         ("convert-to-snn{norm=max", "unbalanced"),
         ("convert-to-snn}", "unbalanced"),
         ("convert-to-snn{percentile=0}", "percentile must be in"),
