@@ -20,7 +20,8 @@ smaller T from the emulator's checkpoints):
               percentile per layer of the first 1024 MNIST training images; T = 1, 2, 4, ..., 64 counted after
               the fill (K steps per layer); spikes per neuron and window at the largest T.
   (e) signed  signed neurons with memory (``coding=signed``) on the ReLU CNN of (b), p99.9 per layer and per
-              channel; and examples/mnist_maxpool (two max pools) with ``maxpool=avg`` (the default),
+              channel, and thresholds fitted to T = 4 and 8 (``norm=mse,mse-steps=T``); and
+              examples/mnist_maxpool (two max pools) with ``maxpool=avg`` (the default),
               ``maxpool=exact`` (max pooling of spike counts) and both with signed neurons; T = 1, 2, ..., 256.
   (c) nmnist  examples/nmnist/nmnist_cnn.onnx, the 100 N-MNIST test samples as 1 ms event frames over 300 ms
               (events encoding: frame t at step t); the ANN sees the mean frame. Thresholds from the 1000
@@ -60,6 +61,8 @@ MAXPOOL_MODEL = ROOT / "examples" / "mnist_maxpool" / "mnist_maxpool.onnx"
 SIGNED_RUNS = {
     "ReLU CNN, signed, p99.9 per layer": (RELU_MODEL, "coding=signed"),
     "ReLU CNN, signed, p99.9 per channel": (RELU_MODEL, "coding=signed,granularity=channel"),
+    "ReLU CNN, signed, mse-steps=4": (RELU_MODEL, "coding=signed,norm=mse,mse-steps=4"),
+    "ReLU CNN, signed, mse-steps=8": (RELU_MODEL, "coding=signed,norm=mse,mse-steps=8"),
     "max-pool CNN, maxpool=avg": (MAXPOOL_MODEL, "maxpool=avg"),
     "max-pool CNN, maxpool=exact": (MAXPOOL_MODEL, "maxpool=exact"),
     "max-pool CNN, signed, maxpool=avg": (MAXPOOL_MODEL, "coding=signed,maxpool=avg"),
