@@ -47,6 +47,8 @@ class Simulation:
     synops: dict[str, np.ndarray] = field(default_factory=dict)
     checkpoint_spikes: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     checkpoint_synops: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    delay: int = 0
+    """The pipeline's fill (:func:`readout_delay`): steps run before the readout's first."""
 
 
 def settled(graph: Graph) -> dict[str, int]:
@@ -162,4 +164,4 @@ def simulate(
             spike_marks[read], synop_marks[read] = activity(t)
     outputs = {v: (sums[v] / steps).astype(np.float32) for v in graph.outputs}
     spikes, synops = activity(total)
-    return Simulation(outputs, spikes, recorded, counts, synops, spike_marks, synop_marks)
+    return Simulation(outputs, spikes, recorded, counts, synops, spike_marks, synop_marks, delay)

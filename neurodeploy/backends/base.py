@@ -237,15 +237,17 @@ class Backend(ABC):
         codings = ("rate", *(c for c in ("signed", "fs") if c in features))
         fixed: dict[str, tuple[str, tuple[str, ...], str]] = {}
         if len(codings) < 3:
-            fixed["coding"] = ("rate", codings, self._refusal("coding={coding}", CONVERSION_FEATURES))
+            fixed["coding"] = ("rate", codings, self._refusal("coding={coding}"))
         if "window" not in features:
-            fixed["qcfs"] = ("rate", ("rate",), self._refusal("qcfs={qcfs}", CONVERSION_FEATURES))
+            fixed["qcfs"] = ("rate", ("rate",), self._refusal("qcfs={qcfs}"))
         if "maxpool-exact" not in features:
-            fixed["maxpool"] = ("avg", ("avg", "error"), self._refusal("maxpool={maxpool}", CONVERSION_FEATURES))
+            fixed["maxpool"] = ("avg", ("avg", "error"), self._refusal("maxpool={maxpool}"))
         return pinned_conversion(options, {**fixed, **pins})
 
-    def _refusal(self, option: str, features: dict[str, str]) -> str:
-        kinds = "; ".join(f"{key}: {what}" for key, what in features.items() if key not in self.conversion_features)
+    def _refusal(self, option: str) -> str:
+        kinds = "; ".join(
+            f"{key}: {what}" for key, what in CONVERSION_FEATURES.items() if key not in self.conversion_features
+        )
         return (
             f"{option} asks for neurons the {self.target} target does not run (it runs rate-coded IF neurons; "
             f"not: {kinds}). Drop the option or compile for the reference target"

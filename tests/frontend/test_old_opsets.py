@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 from neurodeploy.errors import UnsupportedOpError
 from neurodeploy.frontend.onnx.importer import UPGRADE_TO
 
-from .onnx_cases import check, const, import_model, op_types, randn
+from .onnx_cases import check, const, import_model, make_model, op_types, randn
 
 C = 4
 
@@ -129,28 +129,13 @@ def test_sum_of_runtime_values_and_constants(opset):
         const("c1", randn((C, 1, 1), seed=2)),
         const("c2", randn((1, 5, 5), seed=3)),
     ]
-    graph_proto = helper.make_graph(
-        nodes,
-        "sum",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 5, 5])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C, 5, 5])],
-        inits,
-    )
-    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
-    graph, _ = check(model)
+    graph, _ = check(make_model(nodes, [2, C, 5, 5], initializers=inits, opset=opset))
     assert op_types(graph) == ["Conv2d", "Relu", "Add", "Bias"]
 
 
 def test_sum_of_one_input_is_the_input():
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Sum", ["r"], ["y"], name="sum")]
-    graph_proto = helper.make_graph(
-        nodes,
-        "sum1",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C])],
-    )
-    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
-    graph, _ = check(model)
+    graph, _ = check(make_model(nodes, [2, C], opset=13))
     assert op_types(graph) == ["Relu"]
 
 
@@ -164,29 +149,15 @@ def test_an_all_zero_pad_before_a_pool_is_the_identity(opset):
         pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode="constant")
         inits = [const("pads", np.zeros(8, np.int64))]
     pool = helper.make_node("AveragePool", ["p"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2])
-    graph_proto = helper.make_graph(
-        [pad, pool],
-        "pad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 6, 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C, 3, 3])],
-        inits,
-    )
-    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
-    graph, _ = check(model)
+    graph, _ = check(make_model([pad, pool], [2, C, 6, 6], initializers=inits, opset=opset))
     assert op_types(graph) == ["AvgPool2d"]
 
 
 def test_a_pad_that_pads_is_refused_naming_it():
     pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="the_pad", mode="constant")
     relu = helper.make_node("Relu", ["p"], ["y"], name="relu")
-    graph_proto = helper.make_graph(
-        [pad, relu],
-        "pad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, C, 6, 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, C, 8, 8])],
-        [const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))],
-    )
-    model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    pads = const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
+    model = make_model([pad, relu], [2, C, 6, 6], initializers=[pads], opset=13)
     with pytest.raises(UnsupportedOpError, match=r"Pad 'the_pad': pads \[0, 0, 1, 1, 0, 0, 1, 1\]"):
         import_model(model)
 

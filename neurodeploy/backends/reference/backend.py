@@ -26,7 +26,7 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.metrics import neuron_counts as neuron_counts_of
-from neurodeploy.simulate import readout_delay, simulate
+from neurodeploy.simulate import simulate
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class ReferenceBackend(Backend):
             checkpoint_synops=sim.checkpoint_synops,
             counts=sim.counts if run.neuron_counts else {},
             encoding=encoding.describe(),
-            delay=readout_delay(graph),
+            delay=sim.delay,
         )
 
 
