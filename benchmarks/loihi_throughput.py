@@ -20,11 +20,13 @@ folder, for ``steps`` graph steps (``steps`` + the pipeline delay Loihi steps), 
 outputs (checked). What is timed:
 
 * emulator: ``Program.run`` (what ``neurodeploy emulate`` runs: the host graph, then every Loihi step, no
-  per-step recording), at batch 1 and at ``--batch`` samples per call; median of ``--emulator-repeats``; once on
-  its numpy path (every weight every step) and, with numba, once with its event loops (work per spike) and fused
-  neuron step, both computing every population at every step; then trimmed (``Program.run``'s default, what
-  the emulator uses): each population computes only the steps that can change the outputs and spike counts,
-  from its first input (when it is quiet before it) to the last step whose spikes still reach the readout;
+  per-step recording), at batch 1 and at ``--batch`` samples per call; median of ``--emulator-repeats``; four
+  ways, each giving the same outputs: step by step on its numpy path (every weight every step); step by step
+  with numba's event loops (work per spike) and fused neuron step, every population at every step; the same
+  trimmed: each population computes only the steps that can change the outputs and spike counts, from its first
+  input (when it is quiet before it) to the last step whose spikes still reach the readout; and **fused**
+  (``Program.run``'s default with numba, what the emulator uses): the trimmed run as one compiled call per
+  sample (``neurodeploy_loihi.fused``), the batch split between the CPUs;
 * Lava: ``run_program_in_lava(..., record_all=False)`` (only the readout population is recorded, which the
   outputs need) under ``Loihi2SimCfg(select_tag="fixed_pt")``: the steps alone (``sink.run``), without building
   the processes or Lava's compile and start-up, which are reported separately; at batch 1 (one network per
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: this benchmark needs lava-nc; run it with .venv-lava/bin/python (make test-lava creates it)")
         return 1
     from neurodeploy_loihi import _compiled as _kernels
+    from neurodeploy_loihi import fused
     from neurodeploy_loihi.lava_runner import run_program_in_lava
 
     from neurodeploy.compiler import compile_model
@@ -139,16 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     if compiled is None:
         print("note: numba is not installed: the emulator runs its numpy path only")
     emulators = {}
-    paths = [("numpy", False), ("events", False), ("events", True)] if compiled else [("numpy", False), ("numpy", True)]
-    for path, trim in paths:
+    paths = [("numpy", False), ("events", False), ("events", True), ("fused", True)]
+    accepts = fused.accepts
+    for path, trim in paths if compiled else [("numpy", False), ("numpy", True)]:
         _kernels.kernels = (lambda: None) if path == "numpy" else (lambda: compiled)
+        fused.accepts = accepts if path == "fused" else (lambda *_: False)
         program.run(x[:1], 1)  # compiles the loops once, outside the timing
-        emulators[f"{path}, trimmed" if trim else path] = (
+        emulators[f"{path}, trimmed" if trim and path != "fused" else path] = (
             _median_time(lambda trim=trim: program.run(x[:1], steps, trim=trim), args.emulator_repeats),
             _median_time(lambda trim=trim: program.run(x[: args.batch], steps, trim=trim), args.emulator_repeats),
         )
-    fastest = "events, trimmed" if compiled else "numpy, trimmed"
-    _kernels.kernels = lambda: compiled
+    fastest = "fused" if compiled else "numpy, trimmed"
+    _kernels.kernels, fused.accepts = (lambda: compiled), accepts
     windows = program.network.windows(total, [d + steps for d in program.network.depths])
     computed = sum(int(np.prod(layer.shape)) * (b - a + 1) for layer, (a, b) in zip(program.network.layers, windows))
     emu_1, emu_b = emulators[fastest]
@@ -188,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     for i, at in enumerate(("batch 1", f"batch {args.batch}")):
         if "events" in emulators:
             print(f"emulator event loops vs numpy path at {at}: {emulators['numpy'][i] / emulators['events'][i]:.1f}x")
-        plain = "events" if compiled else "numpy"
-        print(f"trimmed vs every step at {at}: {emulators[plain][i] / emulators[fastest][i]:.1f}x")
+            print(f"trimmed vs every step at {at}: {emulators['events'][i] / emulators['events, trimmed'][i]:.1f}x")
+            speedup = emulators["events, trimmed"][i] / emulators["fused"][i]
+            print(f"fused vs step by step, trimmed, at {at}: {speedup:.1f}x")
+        else:
+            print(f"trimmed vs every step at {at}: {emulators['numpy'][i] / emulators[fastest][i]:.1f}x")
     lava_best = min(per(lava_1["run_s"], 1), per(lava_b["run_s"], args.lava_batch))
     for at, ours in (("batch 1", per(emu_1, 1)), (f"batch {args.batch}", per(emu_b, args.batch))):
         ratio = lava_best / ours

@@ -100,13 +100,14 @@ def _run_in_worker(bounds: tuple[int, int]) -> Sums:
     return _WORKER["runner"].run(bounds)
 
 
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NEURODEPLOY_EMULATOR_THREADS")
 
 
 @contextmanager
 def _single_threaded_blas() -> Iterator[None]:
-    """Spawned workers read these when they load numpy: one BLAS thread each (unless the user set them), since
-    the workers already use the cores and BLAS threads on small matrices mostly wait."""
+    """Spawned workers read these when they load numpy (and a backend's emulator when it runs): one BLAS and
+    emulator thread each (unless the user set them), since the workers already use the cores and BLAS threads on
+    small matrices mostly wait."""
     saved = {name: os.environ.get(name) for name in _BLAS_THREADS}
     for name in _BLAS_THREADS:
         os.environ.setdefault(name, "1")

@@ -4,6 +4,7 @@ docstring, and the errors for values the chip's fields cannot hold."""
 import numpy as np
 import pytest
 from loihi_graphs import dense_net, small_cnn
+from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import DenseSynapse
 from neurodeploy_loihi.lowering import lower
@@ -100,14 +101,24 @@ def test_netx_profile_keeps_v0_at_zero_and_bias_exp_at_6() -> None:
     np.testing.assert_array_equal(hidden.neuron.bias_mant, [254, -508])
 
 
-def test_split_bias_takes_the_smallest_exponent_that_holds_the_mantissa() -> None:
+@pytest.fixture(params=["compiled", "numpy"])
+def split_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """split_bias runs a compiled loop where numba is installed and numpy otherwise: both are tested."""
+    if request.param == "compiled" and _compiled.kernels() is None:
+        pytest.skip("numba is not installed")
+    if request.param == "numpy":
+        monkeypatch.setattr(_compiled, "kernels", lambda: None)
+    return request.param
+
+
+def test_split_bias_takes_the_smallest_exponent_that_holds_the_mantissa(split_path: str) -> None:
     mant, exp, clipped = split_bias(np.array([4095, 4096, -4096, -4097, 100000, 4095 << 7, 1 << 30]))
     np.testing.assert_array_equal(exp, [0, 1, 0, 1, 5, 7, 7])
     np.testing.assert_array_equal(mant, [4095, 2048, -4096, -2048, 3125, 4095, 4095])
     assert clipped == 1  # 2**30 does not fit even at exponent 7: saturated, counted
 
 
-def test_split_bias_exponent_is_the_first_that_fits_at_every_rounding_edge() -> None:
+def test_split_bias_exponent_is_the_first_that_fits_at_every_rounding_edge(split_path: str) -> None:
     """The exponent split_bias computes (from the binary exponent, then one up or down) against its definition:
     try 0, 1, ..., 7 and keep the first whose rounded mantissa fits 13 bits; at the edges where rounding half to
     even carries a mantissa to 4096, where -4096 fits, and over random magnitudes."""
@@ -122,7 +133,15 @@ def test_split_bias_exponent_is_the_first_that_fits_at_every_rounding_edge() -> 
     for e in range(7, -1, -1):
         mant = np.rint(b / 2.0**e)
         want = np.where((mant >= -4096) & (mant <= 4095), e, want)
-    np.testing.assert_array_equal(split_bias(b)[1], want)
+    mant, exp, clipped = split_bias(b)
+    np.testing.assert_array_equal(exp, want)
+    np.testing.assert_array_equal(mant, np.clip(np.rint(b / 2.0**want), -4096, 4095))
+    top = np.rint(b / 2.0**7)
+    assert clipped == np.count_nonzero((top > 4095) | (top < -4096)) > 0
+    for fixed in (0, 5):  # one exponent for all: the mantissas rounded and clipped
+        mant, exp, _ = split_bias(b, fixed)
+        assert (exp == fixed).all()
+        np.testing.assert_array_equal(mant, np.clip(np.rint(b / 2.0**fixed), -4096, 4095))
 
 
 def test_input_current_is_clipped_to_one_threshold_below_and_the_largest_bias_above() -> None:

@@ -27,67 +27,107 @@ _KERNELS = None
 
 def _conv(s, table, geometry, cells, index, count, acc, out):  # pragma: no cover - compiled
     """Lava's true convolution of the payloads s (B, X, Y, C_in) (spikes 0/1, or integers), with an average pool
-    folded in, into ``out`` (B, X', Y', C_out) int64, wrapped to 24 bits.
+    folded in, into ``out`` (B, X', Y', C_out) int64, wrapped to 24 bits: :func:`_conv_one` per sample."""
+    for b in range(s.shape[0]):
+        _conv_one(s[b], table, geometry, cells, index, count, acc, out[b])
 
-    Per sample: (1) each input lands in its *cell*: with padding (pad_x, pad_y) around the input, cell
+
+def _conv_one(s, table, geometry, cells, index, count, acc, out):  # pragma: no cover - compiled
+    """One sample of :func:`_conv`: payloads s (X, Y, C_in) into ``out`` (X', Y', C_out).
+
+    (1) each input lands in its *cell*: with padding (pad_x, pad_y) around the input, cell
     (x + pad_x) // px, (y + pad_y) // py sums a px x py pool block (one input per cell without a pool; padding
     cells stay 0); (2) each cell's nonzero channels are listed, branch-free, in ``index`` and ``cells`` (their
-    sums); (3) each output gathers the listed channels of the cells its taps read, output x' reading cell x' * sx
-    + i * dx through tap i (the correlation with the kernel flipped, as ``conv_accumulate``), into ``acc``
-    (C_out,), int32 where no partial sum can leave it, else int64. ``table`` (kX, kY, C_in, C_out / groups) is the
-    flipped kernel, input channel c adding to the outputs of its group. The work is one pass over the input plus
-    one add per listed channel, tap and output channel of its group: in proportion to the spikes."""
+    sums); (3) each cell with a listed channel adds, through each tap (i, j), the kernel rows of its listed
+    channels to the output that tap connects it to: output x' reads cell x' * sx + i * dx through tap i (the
+    correlation with the kernel flipped, as ``conv_accumulate``), so cell q reaches x' = (q - i * dx) / sx where
+    that is a whole number in range. ``acc`` (X', Y', C_out) holds the sums, int32 where no partial sum can leave
+    it, else int64; ``table`` (kX, kY, C_in, C_out / groups) is the flipped kernel, input channel c adding to the
+    outputs of its group. The work is one pass over the input plus one add per listed channel, tap and output
+    channel of its group: in proportion to the spikes; empty cells cost nothing more, and with one group four
+    listed channels are summed before they reach the accumulator (the adds into one output row are a chain)."""
     px, py, pad_x, pad_y, sx, sy, dx, dy, per_group, per_out = geometry
-    batch, size_x, size_y, channels = s.shape
+    size_x, size_y, channels = s.shape
     cells_x, cells_y = cells.shape[0], cells.shape[1]
     kx, ky = table.shape[0], table.shape[1]
-    out_x, out_y, c_out = out.shape[1], out.shape[2], out.shape[3]
+    out_x, out_y, c_out = out.shape
     half, mask = np.int64(1) << 23, (np.int64(1) << 24) - 1
-    for b in range(batch):
-        cells[:] = 0
-        for x in range(size_x):
-            qx = (x + pad_x) // px
-            if qx >= cells_x:  # a partial block past the last whole one: never read
-                break
-            for y in range(size_y):
-                qy = (y + pad_y) // py
-                if qy >= cells_y:
-                    break
-                for c in range(channels):
-                    cells[qx, qy, c] += s[b, x, y, c]
-        for qx in range(cells_x):
+    cells[:] = 0
+    for qx in range(cells_x):  # cell by cell (a partial block past the last whole one is never read)
+        for a in range(px):
+            x = qx * px + a - pad_x
+            if x < 0 or x >= size_x:  # padding
+                continue
             for qy in range(cells_y):
-                n = 0
-                for c in range(channels):  # in place: entry n <= c is written after entry c is read
-                    p = cells[qx, qy, c]
-                    index[qx, qy, n] = c
-                    cells[qx, qy, n] = p
-                    n += p != 0
-                count[qx, qy] = n
-        for ox in range(out_x):
-            for oy in range(out_y):
-                acc[:] = 0
-                for i in range(kx):
-                    qx = ox * sx + i * dx
-                    for j in range(ky):
-                        qy = oy * sy + j * dy
-                        listed = index[qx, qy]
-                        sums = cells[qx, qy]
-                        taps = table[i, j]
-                        for k in range(count[qx, qy]):
+                for b in range(py):
+                    y = qy * py + b - pad_y
+                    if y < 0 or y >= size_y:
+                        continue
+                    for c in range(channels):
+                        cells[qx, qy, c] += s[x, y, c]
+    for qx in range(cells_x):
+        for qy in range(cells_y):
+            n = 0
+            for c in range(channels):  # in place: entry n <= c is written after entry c is read
+                p = cells[qx, qy, c]
+                index[qx, qy, n] = c
+                cells[qx, qy, n] = p
+                n += p != 0
+            count[qx, qy] = n
+    single = per_group == channels  # one group: every channel adds to every output
+    acc[:] = 0
+    for qx in range(cells_x):
+        for qy in range(cells_y):
+            n = count[qx, qy]
+            if n == 0:
+                continue
+            listed = index[qx, qy]
+            sums = cells[qx, qy]
+            for i in range(kx):
+                ox = qx - i * dx
+                if ox < 0 or (sx != 1 and ox % sx):  # (no division for stride 1)
+                    continue
+                ox = ox if sx == 1 else ox // sx
+                if ox >= out_x:
+                    continue
+                for j in range(ky):
+                    oy = qy - j * dy
+                    if oy < 0 or (sy != 1 and oy % sy):
+                        continue
+                    oy = oy if sy == 1 else oy // sy
+                    if oy >= out_y:
+                        continue
+                    row = acc[ox, oy]
+                    taps = table[i, j]
+                    k = 0
+                    if single:
+                        while k + 3 < n:
+                            w1, w2, w3, w4 = (
+                                taps[listed[k]],
+                                taps[listed[k + 1]],
+                                taps[listed[k + 2]],
+                                taps[listed[k + 3]],
+                            )
+                            p1, p2, p3, p4 = sums[k], sums[k + 1], sums[k + 2], sums[k + 3]
+                            for o in range(per_out):
+                                row[o] += (p1 * w1[o] + p2 * w2[o]) + (p3 * w3[o] + p4 * w4[o])
+                            k += 4
+                        while k < n:
+                            p, w = sums[k], taps[listed[k]]
+                            for o in range(per_out):  # indices from the loop alone: vectorized
+                                row[o] += p * w[o]
+                            k += 1
+                    else:
+                        for k in range(n):
                             c = listed[k]
-                            p = sums[k]
-                            w = taps[c]
-                            base = (c // per_group) * per_out
-                            if p == 1:  # a spike (always, without a pool): a plain add
-                                for o in range(per_out):
-                                    acc[base + o] += w[o]
-                            else:
-                                for o in range(per_out):
-                                    acc[base + o] += p * w[o]
-                target = out[b, ox, oy]
-                for o in range(c_out):
-                    target[o] = ((acc[o] + half) & mask) - half  # signed_clamp(x, bits=24)
+                            p, w = sums[k], taps[c]
+                            group = row[(c // per_group) * per_out :]
+                            for o in range(per_out):
+                                group[o] += p * w[o]
+    for ox in range(out_x):
+        for oy in range(out_y):
+            for o in range(c_out):
+                out[ox, oy, o] = ((acc[ox, oy, o] + half) & mask) - half  # signed_clamp(x, bits=24)
 
 
 def _sparse(s, indptr, rows, weights, out):  # pragma: no cover - compiled
@@ -108,65 +148,344 @@ def _neurons(message, u, v, bias, decays, threshold, subtractive, fired, folded,
     :mod:`neurodeploy_loihi.fixed_point`, in int64 with the int32 wraps written out as masks): message, u, v,
     bias (B, n) int64 (u and v updated in place), ``decays`` (du + 1, dv) out of 4096, into fired, folded and
     saturated (B, n) bool; ``stats`` (4, B) int64 gains, per sample, the neurons that folded u and saturated v,
-    and keeps the largest |u| and |v| after the step. An integrate-and-fire population (du + 1 = 4096, dv = 0)
-    takes a branch-free loop."""
+    and keeps the largest |u| and |v| after the step: :func:`_neuron_row` per sample."""
+    for b in range(u.shape[0]):
+        folds, saturations, u_top, v_top = _neuron_row(
+            message[b],
+            u[b],
+            v[b],
+            bias[b],
+            decays[0],
+            decays[1],
+            threshold,
+            subtractive,
+            fired[b],
+            folded[b],
+            saturated[b],
+        )
+        stats[0, b] += folds
+        stats[1, b] += saturations
+        stats[2, b] = max(stats[2, b], u_top)
+        stats[3, b] = max(stats[3, b], v_top)
+
+
+def _neuron_row(message, u, v, bias, du, dv, threshold, subtractive, fired, folded, saturated):  # pragma: no cover
+    """One sample of :func:`_neurons` (every array (n,)): returns the neurons that folded u and saturated v, and
+    the largest |u| and |v| after the step. An integrate-and-fire population (du + 1 = 4096, dv = 0) takes a
+    branch-free loop."""
     half, mask, limit = np.int64(1) << 31, (np.int64(1) << 32) - 1, np.int64(1) << 23
-    du, dv = decays[0], decays[1]
-    batch, n = u.shape
+    n = u.shape[0]
+    folds, saturations, u_top, v_top = 0, 0, np.int64(0), np.int64(0)
+    if du == 4096 and dv == 0:  # u holds this step's input only, v does not leak
+        for i in range(n):
+            act = (((message[i] << 6) + half) & mask) - half  # int32 shift: wraps
+            new_u = act - 2 * limit if act > limit else act  # Lava's single, asymmetric fold
+            new_u = act + 2 * limit if new_u <= -limit else new_u
+            total = ((v[i] + new_u + bias[i] + half) & mask) - half
+            new_v = min(max(total, 1 - limit), limit - 1)  # saturates
+            spike = new_v > threshold
+            folded[i] = new_u != act
+            saturated[i] = new_v != total
+            fired[i] = spike
+            folds += new_u != act
+            saturations += new_v != total
+            new_v = (new_v - threshold if subtractive else 0) if spike else new_v
+            u_top = max(u_top, abs(new_u))
+            v_top = max(v_top, abs(new_v))
+            u[i] = new_u
+            v[i] = new_v
+    else:
+        for i in range(n):
+            x = u[i]
+            if du == 4096:
+                x = 0
+            elif du != 0:
+                x = x * (4096 - du)
+                x = (x >> 12) if x >= 0 else -((-x) >> 12)  # toward zero
+            act = (((message[i] << 6) + half) & mask) - half  # int32 shift: wraps
+            total = ((x + act + half) & mask) - half  # int32 sum: wraps
+            new_u = total - 2 * limit if total > limit else total  # Lava's single, asymmetric fold
+            if new_u <= -limit:
+                new_u = total + 2 * limit
+            folded[i] = new_u != total
+            folds += new_u != total
+            y = v[i]
+            if dv == 4096:
+                y = 0
+            elif dv != 0:
+                y = y * (4096 - dv)
+                y = (y >> 12) if y >= 0 else -((-y) >> 12)
+            total = ((y + new_u + bias[i] + half) & mask) - half
+            new_v = min(max(total, 1 - limit), limit - 1)  # saturates
+            saturated[i] = new_v != total
+            saturations += new_v != total
+            spike = new_v > threshold
+            fired[i] = spike
+            if spike:
+                new_v = new_v - threshold if subtractive else 0
+            u_top = max(u_top, abs(new_u))
+            v_top = max(v_top, abs(new_v))
+            u[i] = new_u
+            v[i] = new_v
+    return folds, saturations, u_top, v_top
+
+
+def _run(
+    layers,
+    edges,
+    v0,
+    bias,
+    bias_in,
+    tables,
+    dense,
+    indptr,
+    rows,
+    weights,
+    fan_out,
+    steps_total,
+    steps,
+    checkpoints,
+    top,
+    counts,
+    sums,
+    synops,
+    readout,
+    stats,
+    readout_spikes,
+    u,
+    v,
+    fired,
+    silent,
+    folded,
+    saturated,
+    message,
+    nothing,
+    baseline,
+    buffers,
+    cells,
+    index,
+    count,
+    acc32,
+    acc64,
+):  # pragma: no cover - compiled
+    """A whole run of a network, one sample at a time, every step and every population in this one call: what
+    ``emulator.Network.run`` computes, read as ``program.Program.run`` reads it (see :mod:`neurodeploy_loihi.fused`
+    for the tables, the outputs and the scratch arrays from ``u`` on, which the caller keeps between runs: fresh
+    memory costs a page fault per page). Per sample the state is one flat array per quantity (u, v, spikes), so a
+    population's step, its synapses' walks over its spikes and the counts stay in cache. ``counts`` is (B, N)
+    when the caller keeps every neuron's count, else one row reused per sample."""
+    n_layers, n_check, batch = layers.shape[0], checkpoints.shape[0], bias_in.shape[0]
+    half, mask = np.int64(1) << 31, (np.int64(1) << 32) - 1
+    keep = counts.shape[0] == batch
     for b in range(batch):
-        folds, saturations, u_top, v_top = stats[0, b], stats[1, b], stats[2, b], stats[3, b]
-        if du == 4096 and dv == 0:  # u holds this step's input only, v does not leak
-            for i in range(n):
-                act = (((message[b, i] << 6) + half) & mask) - half  # int32 shift: wraps
-                new_u = act - 2 * limit if act > limit else act  # Lava's single, asymmetric fold
-                new_u = act + 2 * limit if new_u <= -limit else new_u
-                total = ((v[b, i] + new_u + bias[b, i] + half) & mask) - half
-                new_v = min(max(total, 1 - limit), limit - 1)  # saturates
-                spike = new_v > threshold
-                folded[b, i] = new_u != act
-                saturated[b, i] = new_v != total
-                fired[b, i] = spike
-                folds += new_u != act
-                saturations += new_v != total
-                new_v = (new_v - threshold if subtractive else 0) if spike else new_v
-                u_top = max(u_top, abs(new_u))
-                v_top = max(v_top, abs(new_v))
-                u[b, i] = new_u
-                v[b, i] = new_v
+        u[:] = 0
+        v[:] = v0
+        fired[:] = False
+        silent[:] = True
+        buffers[:] = 0
+        baseline[:] = 0
+        counted_b = counts[b] if keep else counts[0]
+        counted_b[:] = 0
+        for t in range(steps_total):
+            step = t + 1
+            for k in range(n_layers):
+                n, off = layers[k, 0], layers[k, 1]
+                running = layers[k, 7] <= step <= layers[k, 8]
+                row = fired[off : off + n]
+                first, last = layers[k, 11], layers[k, 12]
+                if running:
+                    if last == first:  # the input population: no synapse
+                        msg = nothing[:n]
+                    elif last == first + 1 and edges[first, 2] == 0:  # one synapse without delay: its message as is
+                        msg = buffers[edges[first, 3] : edges[first, 3] + n]  # (in int32 already)
+                    else:  # each synapse sends its oldest message, summed through the InPort's int32
+                        msg = message[:n]
+                        msg[:] = 0
+                        for e in range(first, last):
+                            start = edges[e, 3] + (t % (edges[e, 2] + 1)) * n
+                            for i in range(n):
+                                msg[i] += buffers[start + i]
+                        for i in range(n):
+                            msg[i] = ((msg[i] + half) & mask) - half
+                    _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats)
+                    silent[k] = False
+                elif not silent[k]:  # outside its window: it sends nothing
+                    row[:] = False
+                    silent[k] = True
+                for e in range(first, last):  # each synapse takes this step's spikes of its source...
+                    if not layers[k, 7] <= step + edges[e, 2] + 1 <= layers[k, 8]:
+                        continue  # ... unless its target does not run when they arrive (nobody reads the slot)
+                    source = edges[e, 0]
+                    start = edges[e, 3] + (t % (edges[e, 2] + 1)) * n
+                    slot = buffers[start : start + n]
+                    if layers[source, 7] <= step <= layers[source, 8]:
+                        spikes = fired[layers[source, 1] : layers[source, 1] + layers[source, 0]]
+                        _send(
+                            edges[e],
+                            spikes,
+                            slot,
+                            tables,
+                            dense,
+                            indptr,
+                            rows,
+                            weights,
+                            cells,
+                            index,
+                            count,
+                            acc32,
+                            acc64,
+                        )
+                    else:
+                        slot[:] = 0
+                if not running:
+                    continue
+                local = step - layers[k, 9]  # the graph step this population computes now
+                mark = -1
+                for c in range(n_check):
+                    if checkpoints[c] == local:
+                        mark = c
+                if layers[k, 10] == 0:  # a spiking population: its spikes are counted
+                    counted = counted_b[off : off + n]
+                    if 1 <= local <= steps:
+                        for i in range(n):
+                            counted[i] += row[i]
+                    if mark >= 0:
+                        total, synaptic = 0, 0
+                        for i in range(n):
+                            total += counted[i]
+                            synaptic += counted[i] * fan_out[off + i]
+                        sums[b, k, mark] = total
+                        synops[b, k, mark] = synaptic
+                        if k == top:
+                            for i in range(n):
+                                readout[b, mark, i] = counted[i]
+                else:  # the readout population: its v is the output
+                    state = v[off : off + n]
+                    if local == 0:  # v before its first input: what the integral starts from
+                        baseline[:n] = state
+                    if 1 <= local <= steps:
+                        for i in range(n):
+                            readout_spikes[b] += row[i]
+                    if mark >= 0:
+                        for i in range(n):
+                            readout[b, mark, i] = state[i] - baseline[i]
+
+
+def _bias_row(v, bias, threshold, subtractive, fired):  # pragma: no cover - compiled
+    """:func:`_neuron_row` for neurons without synapses whose v does not leak (dv = 0): u, 0 from the start, stays
+    0 whatever its decay, and nothing folds; v + bias wraps to int32, saturates, spikes and resets as there.
+    Returns the saturations and the largest |v|."""
+    half, mask, limit = np.int64(1) << 31, (np.int64(1) << 32) - 1, np.int64(1) << 23
+    saturations, v_top = 0, np.int64(0)
+    for i in range(v.shape[0]):
+        total = ((v[i] + bias[i] + half) & mask) - half
+        new_v = min(max(total, 1 - limit), limit - 1)  # saturates
+        spike = new_v > threshold
+        fired[i] = spike
+        saturations += new_v != total
+        new_v = (new_v - threshold if subtractive else 0) if spike else new_v
+        v_top = max(v_top, abs(new_v))
+        v[i] = new_v
+    return saturations, v_top
+
+
+def _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats):  # pragma: no cover
+    """Population k's neurons in step t + 1 of sample b (:func:`_neuron_row`), their statistics kept."""
+    n, off = layers[k, 0], layers[k, 1]
+    if t < layers[k, 6]:  # bias_start
+        own = nothing[:n]
+    elif k == 0:
+        own = bias_in[b]
+    else:
+        own = bias[off : off + n]
+    if layers[k, 11] == layers[k, 12] and layers[k, 3] == 0:  # no synapse and no leak in v (an input population)
+        saturations, v_top = _bias_row(v[off : off + n], own, layers[k, 4], layers[k, 5] != 0, row)
+        stats[b, k, 1] += saturations
+        stats[b, k, 3] = max(stats[b, k, 3], v_top)
+        return
+    folds, saturations, u_top, v_top = _neuron_row(
+        msg,
+        u[off : off + n],
+        v[off : off + n],
+        own,
+        layers[k, 2],
+        layers[k, 3],
+        layers[k, 4],
+        layers[k, 5] != 0,
+        row,
+        folded[:n],
+        saturated[:n],
+    )
+    stats[b, k, 0] += folds
+    stats[b, k, 1] += saturations
+    stats[b, k, 2] = max(stats[b, k, 2], u_top)
+    stats[b, k, 3] = max(stats[b, k, 3], v_top)
+
+
+def _send(
+    edge, spikes, out, tables, dense, indptr, rows, weights, cells, index, count, acc32, acc64
+):  # pragma: no cover
+    """One synapse of :func:`_run` accumulates binary ``spikes`` (its source population, flat) into ``out`` (its
+    target's size, flat): a convolution (kind 0, :func:`_conv_one`, wrapped to 24 bits), a dense matrix (1,
+    stored by input) or a synapse list (2, by input); the last two shifted by 2**weight_exp and wrapped to
+    int32, as Lava's Dense and Sparse."""
+    kind = edge[1]
+    if kind == 0:
+        kx, ky, c_in, per_out = edge[7], edge[8], edge[9], edge[10]
+        cells_x, cells_y = edge[13], edge[14]
+        table = tables[edge[4] : edge[4] + kx * ky * c_in * per_out].reshape((kx, ky, c_in, per_out))
+        cell_count = cells_x * cells_y * c_in
+        shape = (cells_x, cells_y, c_in)
+        s = spikes.reshape((edge[15], edge[16], c_in))
+        target = out.reshape((edge[18], edge[19], edge[20]))
+        geometry = edge[21:31]
+        size, grid = edge[18] * edge[19] * edge[20], (edge[18], edge[19], edge[20])
+        sums, listed = cells[:cell_count].reshape(shape), index[:cell_count].reshape(shape)
+        counts = count[: cells_x * cells_y].reshape((cells_x, cells_y))
+        if edge[6] != 0:  # int32 sums (typed apart: one call each)
+            _conv_one(s, table, geometry, sums, listed, counts, acc32[:size].reshape(grid), target)
         else:
-            for i in range(n):
-                x = u[b, i]
-                if du == 4096:
-                    x = 0
-                elif du != 0:
-                    x = x * (4096 - du)
-                    x = (x >> 12) if x >= 0 else -((-x) >> 12)  # toward zero
-                act = (((message[b, i] << 6) + half) & mask) - half  # int32 shift: wraps
-                total = ((x + act + half) & mask) - half  # int32 sum: wraps
-                new_u = total - 2 * limit if total > limit else total  # Lava's single, asymmetric fold
-                if new_u <= -limit:
-                    new_u = total + 2 * limit
-                folded[b, i] = new_u != total
-                folds += new_u != total
-                y = v[b, i]
-                if dv == 4096:
-                    y = 0
-                elif dv != 0:
-                    y = y * (4096 - dv)
-                    y = (y >> 12) if y >= 0 else -((-y) >> 12)
-                total = ((y + new_u + bias[b, i] + half) & mask) - half
-                new_v = min(max(total, 1 - limit), limit - 1)  # saturates
-                saturated[b, i] = new_v != total
-                saturations += new_v != total
-                spike = new_v > threshold
-                fired[b, i] = spike
-                if spike:
-                    new_v = new_v - threshold if subtractive else 0
-                u_top = max(u_top, abs(new_u))
-                v_top = max(v_top, abs(new_v))
-                u[b, i] = new_u
-                v[b, i] = new_v
-        stats[0, b], stats[1, b], stats[2, b], stats[3, b] = folds, saturations, u_top, v_top
+            _conv_one(s, table, geometry, sums, listed, counts, acc64[:size].reshape(grid), target)
+        return
+    out[:] = 0
+    n_in, n_out = edge[7], edge[8]
+    if kind == 1:
+        matrix = dense[edge[4] : edge[4] + n_in * n_out].reshape((n_in, n_out))
+        for j in range(n_in):
+            if spikes[j]:
+                w = matrix[j]
+                for o in range(n_out):
+                    out[o] += w[o]
+    else:
+        for j in range(n_in):
+            if spikes[j]:
+                for q in range(indptr[edge[4] + j], indptr[edge[4] + j + 1]):
+                    out[rows[q]] += weights[q]
+    exp = edge[5]
+    half, mask = np.int64(1) << 31, (np.int64(1) << 32) - 1
+    for o in range(n_out):
+        x = out[o] << exp if exp > 0 else out[o] >> -exp  # arithmetic: floors negatives
+        out[o] = ((x + half) & mask) - half
+
+
+def _split_bias(b, fixed_exp, mant, exp):  # pragma: no cover - compiled
+    """``quantize.split_bias`` in one pass: per integer-valued bias b (float64), the smallest exponent 0..7 whose
+    mantissa round(b / 2**exp) (half to even) fits 13 signed bits (``fixed_exp`` >= 0: that one), the mantissa
+    clipped where even 7 does not hold it; returns how many were clipped. (Dividing by a power of two is exact,
+    so the mantissas are numpy's; a mantissa that fits at one exponent fits at every larger one.)"""
+    clipped = 0
+    for i in range(b.shape[0]):
+        x = b[i]
+        e = fixed_exp
+        if e < 0:
+            e = 0
+            while e < 7 and not -4096.0 <= np.rint(x / (1 << e)) <= 4095.0:
+                e += 1
+        m = np.rint(x / (1 << e))
+        clipped += not -4096.0 <= m <= 4095.0
+        mant[i] = min(max(m, -4096.0), 4095.0)
+        exp[i] = e
+    return clipped
 
 
 def kernels():
@@ -178,11 +497,16 @@ def kernels():
         except ImportError:
             _KERNELS = {}
         else:
-            # serial loops: numba's parallel backend fixes the multiprocessing start method when it starts, and
-            # Lava, imported after an emulation, then fails to set its own ('fork'); `evaluate --workers` runs
-            # batches in parallel processes instead
+            # no numba parallel backend: it fixes the multiprocessing start method when it starts, and Lava,
+            # imported after an emulation, then fails to set its own ('fork'); the loops release the GIL instead
+            # (`fused.run` splits a batch between threads; `evaluate --workers` runs batches in processes)
             jit = numba.njit(cache=True, nogil=True)
-            _KERNELS = {"conv": jit(_conv), "sparse": jit(_sparse), "neurons": jit(_neurons)}
+            # the loops below call these: they are compiled first, in their place (numba resolves globals then)
+            global _conv_one, _neuron_row, _bias_row, _send, _neurons_of
+            _conv_one, _neuron_row, _bias_row = jit(_conv_one), jit(_neuron_row), jit(_bias_row)
+            _send, _neurons_of = jit(_send), jit(_neurons_of)
+            _KERNELS = {"conv": jit(_conv), "sparse": jit(_sparse), "neurons": jit(_neurons), "run": jit(_run)}
+            _KERNELS["split_bias"] = jit(_split_bias)
     return _KERNELS or None
 
 
@@ -231,7 +555,7 @@ def conv(
     cells = np.empty((cells_x, cells_y, s.shape[3]), np.int32 if s.dtype == bool else np.int64)
     index = np.empty(cells.shape, np.int32)
     count = np.empty((cells_x, cells_y), np.int64)
-    acc = np.empty(out_shape[2], np.int32 if narrow else np.int64)
+    acc = np.empty(out_shape, np.int32 if narrow else np.int64)
     out = np.empty((len(s), *out_shape), np.int64)
     kernels()["conv"](np.ascontiguousarray(s), table, geometry, cells, index, count, acc, out)
     return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.metrics import input_synapses
 from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch
 from neurodeploy_loihi import fixed_point as fp
+from neurodeploy_loihi import fused
 from neurodeploy_loihi.emulator import (
     BIAS_START_MAX,
     ConvSynapse,
@@ -354,6 +356,10 @@ class Program:
             raise ArtifactError(f"{path} does not describe a valid Loihi network ({where}): {exc}") from exc
 
     # -- running ----------------------------------------------------------------------------------------------
+    @cached_property
+    def _input_synapses(self) -> int:
+        return input_synapses(self.host)
+
     def input_bias(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The input population's (bias_mant, bias_exp) per sample, Lava layout: the host graph's float32
         current (in thresholds), scaled, rounded and clipped (:func:`neurodeploy_loihi.quantize.input_bias`)."""
@@ -379,24 +385,31 @@ class Program:
         steps. ``observe`` sees the computed steps only."""
         if steps < 1:
             raise DataError(f"steps must be >= 1, got {steps}")
-        mant, exp = self.input_bias(np.asarray(x, np.float32))
-        batch, delay = len(mant), self.delay
+        top = self.readout["population"]
+        roles = [role == "readout" for role in self.roles]
+        compiled = fused.accepts(self.network, roles, top, observe)
+        (x,) = interpret.check_inputs(self.host, np.asarray(x, np.float32)).values()  # (B, ...), the input policy
+        if compiled:  # each thread computes its slice's input bias (the host's part), then runs it
+            batch = len(x)
+        else:
+            mant, exp = self.input_bias(x)
+            batch = len(mant)
+        delay = self.delay
         total = steps + delay
         wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
         layers = self.network.layers
         spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
-        counted = {k: np.zeros((batch, *layers[k].shape), np.int32) for k in spiking}
-        fan_out = self.network.fan_out()
+        counted: dict[int, np.ndarray] = {}  # per spiking population, (B, *shape) spike counts
         marks: dict[int, dict[str, np.ndarray]] = {c: {} for c in wanted}
         (input_name,) = self.host.inputs
-        per_step = input_synapses(self.host)  # the dense input: every element, every step
+        per_step = self._input_synapses  # the dense input: every element, every step
         synop_marks = {c: {input_name: np.full(batch, c * per_step, np.int64)} for c in wanted}
         readouts: dict[int, np.ndarray] = {}
         baseline = [np.zeros((batch, *layers[-1].shape), np.int64)]
-        top = self.readout["population"]
         stats: dict[str, Any] = {"readout_spikes": 0}  # and, per layer, the trace's overflow statistics
 
         depths = self.network.depths
+        fan_out: list[np.ndarray] = []  # the step-by-step path's SynOps weights, computed on its first use
 
         def record(state: StepState) -> None:
             k, t = state.k, state.t
@@ -406,6 +419,7 @@ class Program:
                     counted[k] += state.spikes
                 if local in marks:
                     marks[local][self.names[k]] = counted[k].reshape(batch, -1).sum(axis=1)
+                    fan_out[:] = fan_out or self.network.fan_out()
                     synop_marks[local][self.names[k]] = weighted(counted[k], fan_out[k])
                 if k == top and local in marks:
                     readouts[local] = counted[k].copy()
@@ -420,23 +434,53 @@ class Program:
                 observe(state)
 
         windows = self.network.windows(total, [d + steps for d in depths]) if trim else None
-        trace = self.network.run(
-            steps=total,
-            input_bias=(mant, exp),
-            record_state=False,
-            record_spikes=False,
-            observe=record,
-            windows=windows,
-        )
+        if compiled:  # one compiled call: the same integers
+            with fused.quiet_blas():  # one BLAS thread per run thread: BLAS threads left spinning take their cores
+                done = fused.run(
+                    self.network,
+                    lambda lo, hi: fp.effective_bias(*self.input_bias(x[lo:hi])),
+                    batch,
+                    total,
+                    steps,
+                    windows or [(1, total)] * len(layers),
+                    wanted,
+                    top,
+                    roles,
+                    keep_counts=counts,
+                )
+            spikes = {self.names[k]: done.sums[:, k, -1] for k in spiking}  # the last checkpoint is T
+            if counts:
+                counted = {k: done.population(k).reshape(batch, *layers[k].shape) for k in spiking}
+            for i, c in enumerate(wanted):
+                for k in spiking:
+                    marks[c][self.names[k]] = done.sums[:, k, i]
+                    synop_marks[c][self.names[k]] = done.synops[:, k, i]
+                readouts[c] = done.readout[:, i].reshape(batch, *layers[top].shape)
+            stats["readout_spikes"] = int(done.readout_spikes.sum())
+            per_layer = {"u_folds": done.stats[..., 0], "v_saturations": done.stats[..., 1]}
+            per_layer |= {"u_max": done.stats[..., 2], "v_max": done.stats[..., 3]}
+        else:
+            counted.update({k: np.zeros((batch, *layers[k].shape), np.int32) for k in spiking})
+            trace = self.network.run(
+                steps=total,
+                input_bias=(mant, exp),
+                record_state=False,
+                record_spikes=False,
+                observe=record,
+                windows=windows,
+            )
+            per_layer = {name: np.stack(getattr(trace, name), axis=1) for name in ("u_folds", "v_saturations")}
+            per_layer |= {name: np.stack(getattr(trace, name), axis=1) for name in ("u_max", "v_max")}
+            spikes = {self.names[k]: counted[k].reshape(batch, -1).sum(axis=1) for k in spiking}
         for name in ("u_folds", "v_saturations"):  # neuron-steps over the batch
-            stats[name] = np.array([a.sum() for a in getattr(trace, name)], np.int64)
+            stats[name] = per_layer[name].sum(axis=0).astype(np.int64)
         for name in ("u_max", "v_max"):  # over the batch and the computed steps
-            stats[name] = np.array([a.max(initial=0) for a in getattr(trace, name)], np.int64)
+            stats[name] = per_layer[name].max(axis=0, initial=0).astype(np.int64)
         outputs = {c: self._readout(readouts[c], c) for c in wanted}
         return RunResult(
             outputs=outputs[steps],
             checkpoints={c: outputs[c] for c in wanted if c in checkpoints},
-            spikes={self.names[k]: counted[k].reshape(batch, -1).sum(axis=1) for k in spiking},
+            spikes=spikes,
             checkpoint_spikes={c: marks[c] for c in wanted if c in checkpoints},
             counts={self.names[k]: to_graph(counted[k], self.shapes[k]) for k in spiking} if counts else {},
             neurons={self.names[k]: int(np.prod(self.shapes[k])) for k in spiking},

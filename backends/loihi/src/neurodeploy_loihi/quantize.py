@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import ConversionError, NeurodeployError
+from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse
 from neurodeploy_loihi.floats import float_synapse
@@ -159,6 +160,12 @@ def split_bias(total: np.ndarray, fixed_exp: int | None = None) -> tuple[np.ndar
     ``round(b / 2**exp)`` fits 13 signed bits (or ``fixed_exp`` for all), the mantissa rounded half to even
     and clipped to [-4096, 4095] where even exp 7 does not hold it."""
     b = np.asarray(total, np.float64)
+    compiled = _compiled.kernels()
+    if compiled is not None:  # the same steps, one pass per value (the input's biases are split every run)
+        flat = np.ascontiguousarray(b).reshape(-1)
+        mant, exp = np.empty(flat.shape, np.int64), np.empty(flat.shape, np.int64)
+        clipped = compiled["split_bias"](flat, -1 if fixed_exp is None else int(fixed_exp), mant, exp)
+        return mant.reshape(b.shape), exp.reshape(b.shape), int(clipped)
     if fixed_exp is not None:
         exp = np.full(b.shape, fixed_exp, np.int64)
     else:

@@ -1,0 +1,359 @@
+"""A whole emulator run in one compiled call: every Loihi step of every population, sample by sample.
+
+:meth:`neurodeploy_loihi.program.Program.run` (what ``neurodeploy emulate`` and ``evaluate`` run) takes this path
+when numba is installed and nobody observes the steps: the network's synapses and neurons are packed into flat
+integer tables (:class:`Packed`, once per network), and :func:`_compiled._run` steps one sample through all its
+steps with the same arithmetic as :meth:`neurodeploy_loihi.emulator.Network.run` (the gather convolution and the
+fused neuron step of :mod:`neurodeploy_loihi._compiled`, called per sample) and counts what the program reads:
+each spiking population's spikes over the graph steps 1..T, the readout's v relative to its value before its
+first input, and the overflow statistics. The integers are the same as the step-by-step path's (tested equal,
+population by population, on the example networks; that path is tested against Lava's ``fixed_pt`` models).
+
+What it saves is Python: the step-by-step path makes a few numpy or numba calls per population and step, which
+at batch 1 cost more than the arithmetic. The batch is split between threads (the compiled loop releases the
+GIL), one slice per CPU.
+"""
+
+# No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder.
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import DataError
+from neurodeploy.evaluation.runner import available_cpus
+from neurodeploy_loihi import _compiled
+from neurodeploy_loihi import fixed_point as fp
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, SparseSynapse
+
+EDGE_COLUMNS = 31
+"""Per synapse (see :func:`_compiled._run` and ``_send``): source, kind, delay, buffer offset, weight offset,
+weight_exp, narrow (int32 sums), kX | n_in, kY | n_out, C_in, C_out / groups, target, -, cells X and Y, input X and
+Y, C_out, output X, Y and C, and the ten numbers of the convolution's geometry."""
+LAYER_COLUMNS = 13
+"""Per population: size, offset, du + 1, dv, threshold, subtractive, bias_start, first and last step computed,
+depth, role (0 spiking and counted, 1 the readout), first and last synapse (exclusive) into it."""
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A network's synapses and neurons as :func:`_compiled._run` reads them (see the column notes above)."""
+
+    edges: np.ndarray
+    offsets: list[int]
+    sizes: list[int]
+    v0: np.ndarray
+    bias: np.ndarray
+    tables: np.ndarray
+    dense: np.ndarray
+    indptr: np.ndarray
+    rows: np.ndarray
+    weights: np.ndarray
+    fan_out: np.ndarray
+    inbound: list[tuple[int, int]]
+    scratch_sizes: tuple[int, int, int, int]
+    """The widest population, the synapses' message buffers, the largest cell table and accumulator."""
+    pool: list["Scratch"] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> "Scratch":
+        """A scratch set for one thread's run (reused: fresh memory costs a page fault per page touched)."""
+        with self.lock:
+            return self.pool.pop() if self.pool else Scratch.new(len(self.v0), len(self.sizes), *self.scratch_sizes)
+
+    def give(self, scratch: "Scratch") -> None:
+        with self.lock:
+            self.pool.append(scratch)
+
+
+@dataclass
+class Scratch:
+    """One thread's working arrays for :func:`_compiled._run` (their values do not carry over between runs)."""
+
+    arrays: tuple[np.ndarray, ...]
+    row: np.ndarray
+    """(1, N) int32: the spike counts of one sample, when the caller does not keep every sample's."""
+
+    @classmethod
+    def new(cls, neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int) -> "Scratch":
+        arrays = (
+            np.zeros(neurons, np.int64),  # u
+            np.zeros(neurons, np.int64),  # v
+            np.zeros(neurons, np.bool_),  # spikes
+            np.zeros(layers, np.bool_),  # silent populations
+            np.zeros(widest, np.bool_),  # folded
+            np.zeros(widest, np.bool_),  # saturated
+            np.zeros(widest, np.int64),  # message
+            np.zeros(widest, np.int64),  # nothing (stays 0)
+            np.zeros(widest, np.int64),  # the readout's baseline
+            np.zeros(buffer, np.int64),  # the synapses' messages in flight
+            np.zeros(cells, np.int32),  # conv cells
+            np.zeros(cells, np.int32),  # conv listed channels
+            np.zeros(cells, np.int64),  # conv counts per cell
+            np.zeros(acc, np.int32),  # conv sums, narrow
+            np.zeros(acc, np.int64),  # conv sums, wide
+        )
+        return cls(arrays, np.zeros((1, neurons), np.int32))
+
+
+def supported(network: Network) -> bool:
+    """Whether the fused run can take ``network``: numba is there, the first layer is the input population (the
+    programs' layout), and every synapse is one this path knows."""
+    if _compiled.kernels() is None or network.layers[0].synapse is not None:
+        return False
+    kinds = (ConvSynapse, DenseSynapse, SparseSynapse)
+    return all(
+        isinstance(synapse, kinds) for k, layer in enumerate(network.layers) for _, synapse, _ in layer.inbound(k)
+    )
+
+
+def pack(network: Network) -> Packed:
+    """The flat tables of ``network`` (cached on it: a network's synapses do not change)."""
+    cached = getattr(network, "_packed", None)
+    if cached is not None:
+        return cached
+    layers = network.layers
+    sizes = [int(np.prod(layer.shape)) for layer in layers]
+    offsets = [int(v) for v in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
+    edges, tables, dense, indptr, rows, weights = [], [], [], [], [], []
+    inbound, buffer, table_at, dense_at, indptr_at, nnz = [], 0, 0, 0, 0, 0
+    for k, layer in enumerate(layers):
+        start = len(edges)
+        for source, synapse, delay in layer.inbound(k):
+            row = np.zeros(EDGE_COLUMNS, np.int64)
+            row[[0, 2, 3, 11]] = source, delay, buffer, k
+            buffer += (delay + 1) * sizes[k]
+            if isinstance(synapse, ConvSynapse):
+                table, bound = synapse._table
+                kx, ky, c_in, per_out = table.shape
+                x, y, _ = synapse.input_shape
+                (px, py), (pad_x, pad_y) = synapse.pool, synapse.padding
+                out = synapse.output_shape
+                row[[1, 4, 6]] = 0, table_at, int(px * py * bound < 1 << 31)
+                row[7:11] = kx, ky, c_in, per_out
+                row[13:21] = (x + 2 * pad_x) // px, (y + 2 * pad_y) // py, x, y, out[2], *out
+                row[21:31] = (
+                    px,
+                    py,
+                    pad_x,
+                    pad_y,
+                    synapse.stride[0] // px,
+                    synapse.stride[1] // py,
+                    *synapse.dilation,
+                    c_in // synapse.groups,
+                    per_out,
+                )
+                tables.append(table.reshape(-1))
+                table_at += table.size
+            elif isinstance(synapse, DenseSynapse):
+                matrix = np.ascontiguousarray(synapse.effective_weights.T, np.int64)  # (n_in, n_out): by input
+                row[[1, 4, 5]] = 1, dense_at, int(synapse.weight_exp)
+                row[7:9] = matrix.shape
+                dense.append(matrix.reshape(-1))
+                dense_at += matrix.size
+            else:
+                pointers, targets, values = synapse._by_column
+                row[[1, 4, 5]] = 2, indptr_at, int(synapse.weight_exp)
+                row[7:9] = synapse.shape[1], synapse.shape[0]
+                indptr.append(pointers + nnz)
+                rows.append(targets)
+                weights.append(values)
+                indptr_at += len(pointers)
+                nnz += len(targets)
+            edges.append(row)
+        inbound.append((start, len(edges)))
+    fan_out = network.fan_out()
+    convs = [row for row in edges if row[1] == 0]
+    scratch_sizes = (
+        max(sizes),
+        max(buffer, 1),
+        max([int(row[13] * row[14] * row[9]) for row in convs], default=1),
+        max([int(row[18] * row[19] * row[20]) for row in convs], default=1),
+    )
+
+    def flat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(1), dtype)
+
+    packed = Packed(
+        edges=np.array(edges, np.int64).reshape(-1, EDGE_COLUMNS),
+        offsets=offsets,
+        sizes=sizes,
+        v0=flat([np.broadcast_to(np.asarray(ly.neuron.v0, np.int64), ly.shape).reshape(-1) for ly in layers], np.int64),
+        bias=flat(
+            [
+                np.broadcast_to(fp.effective_bias(ly.neuron.bias_mant, ly.neuron.bias_exp), ly.shape).reshape(-1)
+                for ly in layers
+            ],
+            np.int64,
+        ),
+        tables=flat(tables, np.int32),
+        dense=flat(dense, np.int64),
+        indptr=flat(indptr, np.int64),
+        rows=flat(rows, np.int64),
+        weights=flat(weights, np.int64),
+        fan_out=flat([f.reshape(-1) for f in fan_out], np.int64),
+        inbound=inbound,
+        scratch_sizes=scratch_sizes,
+    )
+    network._packed = packed  # type: ignore[attr-defined]
+    return packed
+
+
+@dataclass
+class FusedRun:
+    """What :func:`run` counts, per sample b: ``counts`` (B, N) int32, each neuron's spikes over its graph steps
+    1..T (populations at :attr:`Packed.offsets`; the readout's entries stay 0); per population and checkpoint,
+    ``sums`` and ``synops`` (B, L, C) int64 (its spikes, and spikes times fan-out, up to that graph step);
+    ``readout`` (B, C, n) int64, the readout population's counts or v change at each checkpoint;
+    ``stats`` (B, L, 4) int64, u folds, v saturations, largest |u| and |v|; ``readout_spikes`` (B,) int64."""
+
+    packed: Packed
+    counts: np.ndarray | None
+    sums: np.ndarray
+    synops: np.ndarray
+    readout: np.ndarray
+    stats: np.ndarray
+    readout_spikes: np.ndarray
+
+    def population(self, k: int) -> np.ndarray:
+        """(B, n) int32: population k's spike counts."""
+        if self.counts is None:
+            raise ValueError("this run kept no per-neuron counts (keep_counts=False)")
+        at, size = self.packed.offsets[k], self.packed.sizes[k]
+        return self.counts[:, at : at + size]
+
+
+def run(
+    network: Network,
+    bias_in: Callable[[int, int], np.ndarray],
+    batch: int,
+    steps_total: int,
+    steps: int,
+    windows: list[tuple[int, int]],
+    checkpoints: list[int],
+    top: int,
+    readout_roles: list[bool],
+    threads: int | None = None,
+    keep_counts: bool = True,
+) -> FusedRun:
+    """Run ``steps_total`` Loihi steps of ``network`` for ``batch`` samples and count as
+    :meth:`neurodeploy_loihi.program.Program.run` does. The first layer is an input population whose per-sample
+    bias (bias_mant << bias_exp) for samples lo..hi - 1 ``bias_in(lo, hi)`` gives as (hi - lo, *shape): each
+    thread computes its own slice's, so the host's part runs in parallel too. Each population computes the steps
+    of its window; its graph step is its Loihi step minus its depth; spikes count over graph steps 1..``steps``;
+    at each of ``checkpoints`` (graph steps) the counts, or for a population whose ``readout_roles`` entry is
+    true, its v change since graph step 0, are kept; ``top`` is the population read out. ``keep_counts=False``
+    keeps no per-neuron counts (``counts`` is None; the sums at the checkpoints remain)."""
+    packed = pack(network)
+    n_layers, n_check = len(network.layers), len(checkpoints)
+    layers = np.zeros((n_layers, LAYER_COLUMNS), np.int64)
+    for k, layer in enumerate(network.layers):
+        neuron = layer.neuron
+        layers[k] = (
+            packed.sizes[k],
+            packed.offsets[k],
+            neuron.du + 1,
+            neuron.dv,
+            neuron.threshold,
+            int(neuron.kind == "subtractive"),
+            neuron.bias_start,
+            windows[k][0],
+            windows[k][1],
+            network.depths[k],
+            int(readout_roles[k]),
+            *packed.inbound[k],
+        )
+    counts = np.zeros((batch, len(packed.v0)), np.int32) if keep_counts else None
+    sums = np.zeros((batch, n_layers, n_check), np.int64)
+    synops = np.zeros((batch, n_layers, n_check), np.int64)
+    readout = np.zeros((batch, n_check, packed.sizes[top]), np.int64)
+    stats = np.zeros((batch, n_layers, 4), np.int64)
+    readout_spikes = np.zeros(batch, np.int64)
+    marks = np.asarray(checkpoints, np.int64)
+    kernel = _compiled.kernels()["run"]
+
+    def part(lo: int, hi: int) -> None:
+        scratch = packed.take()
+        try:
+            kernel(
+                layers,
+                packed.edges,
+                packed.v0,
+                packed.bias,
+                np.ascontiguousarray(np.asarray(bias_in(lo, hi), np.int64).reshape(hi - lo, -1)),
+                packed.tables,
+                packed.dense,
+                packed.indptr,
+                packed.rows,
+                packed.weights,
+                packed.fan_out,
+                int(steps_total),
+                int(steps),
+                marks,
+                int(top),
+                scratch.row if counts is None else counts[lo:hi],
+                sums[lo:hi],
+                synops[lo:hi],
+                readout[lo:hi],
+                stats[lo:hi],
+                readout_spikes[lo:hi],
+                *scratch.arrays,
+            )
+        finally:
+            packed.give(scratch)
+
+    workers = max(1, min(batch, threads or default_threads()))
+    bounds = np.linspace(0, batch, workers + 1).astype(int)
+    if workers == 1:
+        part(0, batch)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(part, bounds[:-1], bounds[1:]))
+    return FusedRun(packed, counts, sums, synops, readout, stats, readout_spikes)
+
+
+THREADS_VARIABLE = "NEURODEPLOY_EMULATOR_THREADS"
+"""How many threads a run may use (default: one per CPU this process may run on). ``neurodeploy evaluate``'s
+worker processes, one per CPU already, set it to 1."""
+
+
+def default_threads() -> int:
+    value = os.environ.get(THREADS_VARIABLE, "")
+    if value.strip():
+        try:
+            threads = int(value)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise DataError(f"{THREADS_VARIABLE}={value!r}: give a whole number of threads, at least 1")
+        return threads
+    return available_cpus()
+
+
+def quiet_blas() -> Any:
+    """A context in which numpy's BLAS uses one thread (``threadpoolctl``, when installed): OpenBLAS threads keep
+    spinning for a while after a product, and on a machine with few cores they then take the cores this run's
+    threads need (measured: the bundled MNIST model's run took twice as long right after the host's product)."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _BLAS = False
+        else:
+            _BLAS = ThreadpoolController()  # finds the libraries once (a lookup per call costs a millisecond)
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else nullcontext()
+
+
+_BLAS: Any = None
+
+
+def accepts(network: Network, readout_roles: list[bool], top: int, observe: Any) -> bool:
+    """Whether :meth:`Program.run` can take the fused path: nothing observes the steps, the network is
+    :func:`supported`, and no population but ``top`` is a readout."""
+    return observe is None and supported(network) and all(not r or k == top for k, r in enumerate(readout_roles))

@@ -1,0 +1,178 @@
+"""The fused run (:mod:`neurodeploy_loihi.fused`: ``Program.run`` as one compiled call per batch slice) against the
+step-by-step path (``Network.run`` with the program's counting, itself equal to Lava's ``fixed_pt`` models in the
+Lava cross-checks, which also compare the fused run's outputs with Lava's): every field of the result equal, on
+the bundled MNIST model, on chains, residual blocks with delayed skips, Concats and parallel branches, trimmed and
+untrimmed, and on a hand-made network with leaky LIF neurons, initial potentials, a delayed bias and a delayed
+dense skip; the batch split over threads changes nothing."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loihi_graphs import emit_graph
+from loihi_mnist import compiled, mnist_test_images
+from neurodeploy_loihi import _compiled, fused
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
+from neurodeploy_loihi.program import Program, RunResult
+from test_windows import GRAPHS
+
+from neurodeploy.errors import DataError
+
+pytestmark = pytest.mark.skipif(_compiled.kernels() is None, reason="numba is not installed: there is no fused run")
+
+
+def _equal(a: object, b: object, where: str) -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict), where
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _equal(a[key], b[key], f"{where}[{key!r}]")
+    else:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
+
+
+def assert_same_result(fast: RunResult, slow: RunResult) -> None:
+    for field in dataclasses.fields(RunResult):
+        _equal(getattr(fast, field.name), getattr(slow, field.name), field.name)
+
+
+def both_paths(program: Program, x: np.ndarray, steps: int, monkeypatch: pytest.MonkeyPatch, **options):
+    """(fused, step by step) results of one run; the first must have taken the fused path."""
+    taken = []
+    run = fused.run
+
+    def spy(*args, **kwargs):
+        taken.append(True)
+        return run(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "run", spy)
+        fast = program.run(x, steps, **options)
+    assert taken, "the fused path was not taken"
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "accepts", lambda *args: False)
+        slow = program.run(x, steps, **options)
+    return fast, slow
+
+
+def test_the_bundled_model_gives_the_same_result_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+    program = Program.load(compiled("subtract").root)
+    x = mnist_test_images()[0][:5]
+    fast, slow = both_paths(program, x, 12, monkeypatch, checkpoints=(1, 4, 12), counts=True)
+    assert_same_result(fast, slow)
+    assert_same_result(*both_paths(program, x, 7, monkeypatch))
+    assert sum(int(s.sum()) for s in fast.spikes.values()) > 1000
+    assert fast.stats["u_max"].max() > 0
+    assert fast.stats["v_max"].max() > 0
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+@pytest.mark.parametrize("trim", [True, False])
+def test_every_graph_gives_the_same_result_fused(
+    name: str, trim: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = GRAPHS[name]()
+    x = np.random.default_rng(5).random((5, *graph.inputs["x"].shape)).astype(np.float32)
+    emit_graph(graph, tmp_path, x)
+    program = Program.load(tmp_path)
+    for steps, counts in ((1, True), (6, True), (6, False)):  # without counts: no per-neuron array is kept
+        fast, slow = both_paths(program, x, steps, monkeypatch, checkpoints=(1, 2, steps), counts=counts, trim=trim)
+        assert_same_result(fast, slow)
+    assert sum(int(s.sum()) for s in fast.spikes.values()) > 0
+
+
+def _leaky(tmp_path: Path) -> Program:
+    """A program whose network is replaced by one the compiler does not make: an input population of 2 x 3 x 2,
+    a pooled-free conv into leaky LIF neurons with per-neuron v0 and a delayed bias (subtractive), a dense layer of
+    leaky neurons with a dense skip from the input population delayed by 2 steps, and a readout of 3."""
+    rng = np.random.default_rng(11)
+    graph = GRAPHS["chain"]()
+    x = rng.random((1, *graph.inputs["x"].shape)).astype(np.float32)
+    emit_graph(graph, tmp_path, x)
+    program = Program.load(tmp_path)
+    conv = ConvSynapse(rng.integers(-200, 256, (4, 3, 3, 2)), (2, 3, 2), padding=(1, 1))
+    hidden = Neuron(du=300, dv=200, vth=40, kind="subtractive", bias_mant=rng.integers(-50, 100, (2, 3, 4)), bias_exp=3)
+    hidden = dataclasses.replace(hidden, v0=rng.integers(-3000, 3000, (2, 3, 4)), bias_start=3)
+    dense = DenseSynapse(rng.integers(-120, 256, (5, 24)), weight_exp=-1)
+    skip = Skip(0, DenseSynapse(rng.integers(-100, 200, (5, 12)), weight_exp=1), delay=2)
+    network = Network(
+        [
+            Layer(None, Neuron(du=4095, dv=0, vth=100, kind="subtractive"), population_shape=(2, 3, 2)),
+            Layer(conv, hidden),
+            Layer(dense, Neuron(du=1000, dv=50, vth=60, kind="lif", bias_mant=7, v0=500), skips=(skip,)),
+            Layer(DenseSynapse(rng.integers(-256, 256, (3, 5))), Neuron(du=4095, dv=0, vth=10000, kind="lif")),
+        ]
+    )
+    readout = {"kind": "membrane", "output": "y", "population": 3, "shape": [3]}
+    return dataclasses.replace(
+        program,
+        network=network,
+        names=["a", "b", "c", "out"],
+        roles=["input", "hidden", "hidden", "readout"],
+        shapes=[(2, 3, 2), (4, 3, 2), (5,), (3,)],
+        scales=[1.0, 1.0, 1.0, 100.0],
+        readout=readout,
+    )
+
+
+def test_leaky_neurons_delays_and_skips_give_the_same_result_fused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = _leaky(tmp_path)
+    rng = np.random.default_rng(2)
+    bias = (rng.integers(-4096, 4096, (7, 2, 3, 2)), rng.integers(0, 4, (7, 2, 3, 2)))
+    x = np.zeros((7, *program.host.inputs["x"].shape), np.float32)
+    x.reshape(7, -1)[:, 0] = np.arange(7)  # each sample names its bias: the host graph's currents, replaced
+
+    def input_bias(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        index = x.reshape(len(x), -1)[:, 0].astype(int)
+        return bias[0][index], bias[1][index]
+
+    monkeypatch.setattr(program, "input_bias", input_bias)
+    for trim in (True, False):
+        fast, slow = both_paths(program, x, 9, monkeypatch, checkpoints=(1, 3, 9), counts=True, trim=trim)
+        assert_same_result(fast, slow)
+    assert all(int(s.sum()) > 0 for s in fast.spikes.values()), fast.spikes
+
+
+def test_the_batch_split_over_threads_changes_nothing(tmp_path: Path) -> None:
+    graph = GRAPHS["residual-identity"]()
+    x = np.random.default_rng(4).random((9, *graph.inputs["x"].shape)).astype(np.float32)
+    emit_graph(graph, tmp_path, x)
+    program = Program.load(tmp_path)
+    mant, exp = program.input_bias(x)
+    network, total = program.network, 8 + program.delay
+    windows = network.windows(total, [d + 8 for d in network.depths])
+    roles = [role == "readout" for role in program.roles]
+    bias = mant << exp
+    runs = [
+        fused.run(network, lambda lo, hi: bias[lo:hi], 9, total, 8, windows, [2, 8], len(roles) - 1, roles, threads=t)
+        for t in (1, 2, 4)
+    ]
+    for other in runs[1:]:
+        for field in ("counts", "sums", "synops", "readout", "stats", "readout_spikes"):
+            np.testing.assert_array_equal(getattr(other, field), getattr(runs[0], field), err_msg=field)
+    assert runs[0].counts.any()
+
+
+def test_observed_runs_and_unknown_synapses_take_the_step_by_step_path() -> None:
+    program = Program.load(compiled("subtract").root)
+    roles = [role == "readout" for role in program.roles]
+    top = program.readout["population"]
+    assert fused.accepts(program.network, roles, top, None)
+    assert not fused.accepts(program.network, roles, top, lambda state: None)  # steps observed: the slow path
+    assert not fused.accepts(program.network, [True] * len(roles), top, None)  # two readouts
+    chain = Network([Layer(DenseSynapse(np.ones((2, 3), np.int64)), Neuron(du=4095, dv=0, vth=1))])
+    assert not fused.supported(chain)  # input spikes, no input population: not a program's layout
+
+
+def test_the_thread_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(fused.THREADS_VARIABLE, "3")
+    assert fused.default_threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(fused.THREADS_VARIABLE, bad)
+        with pytest.raises(DataError, match=fused.THREADS_VARIABLE):
+            fused.default_threads()
+    monkeypatch.delenv(fused.THREADS_VARIABLE)
+    assert fused.default_threads() >= 1
