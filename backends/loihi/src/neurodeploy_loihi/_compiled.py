@@ -20,19 +20,21 @@ folding px x py inputs into one listed cell): each listed input adds its kernel 
 the matrix product does every multiply-add of the layer at BLAS speed, 10 to 20 times the loop's rate per add.
 Measured on 2 cores, 16 samples of 3x3 convolutions, events against the matrix product: 64 to 64 channels at 32 x
 32, 2.6x faster at 2% density, even at 7%; 256 channels at 8 x 8, even at 4% (10 additions); 16 to 32 channels
-with a 2 x 2 pool, even at 10% (13 additions); 32 to 64 with the pool, even at 2.5% (6 additions)."""
+with a 2 x 2 pool, even at 10% (13 additions); 32 to 64 with the pool, even at 2.5% (6 additions). (Measured with
+the gather loop :func:`_conv_one` replaced; this choice is the step-by-step path's: the fused run always walks the
+events.)"""
 
 _KERNELS = None
 
 
-def _conv(s, table, geometry, cells, index, count, acc, out):  # pragma: no cover - compiled
+def _conv(s, table, rows, geometry, cells, index, count, acc, vec, out):  # pragma: no cover - compiled
     """Lava's true convolution of the payloads s (B, X, Y, C_in) (spikes 0/1, or integers), with an average pool
     folded in, into ``out`` (B, X', Y', C_out) int64, wrapped to 24 bits: :func:`_conv_one` per sample."""
     for b in range(s.shape[0]):
-        _conv_one(s[b], table, geometry, cells, index, count, acc, out[b])
+        _conv_one(s[b], table, rows, geometry, cells, index, count, acc, vec, out[b])
 
 
-def _conv_one(s, table, geometry, cells, index, count, acc, out):  # pragma: no cover - compiled
+def _conv_one(s, table, rows, geometry, cells, index, count, acc, vec, out):  # pragma: no cover - compiled
     """One sample of :func:`_conv`: payloads s (X, Y, C_in) into ``out`` (X', Y', C_out).
 
     (1) each input lands in its *cell*: with padding (pad_x, pad_y) around the input, cell
@@ -43,9 +45,11 @@ def _conv_one(s, table, geometry, cells, index, count, acc, out):  # pragma: no 
     correlation with the kernel flipped, as ``conv_accumulate``), so cell q reaches x' = (q - i * dx) / sx where
     that is a whole number in range. ``acc`` (X', Y', C_out) holds the sums, int32 where no partial sum can leave
     it, else int64; ``table`` (kX, kY, C_in, C_out / groups) is the flipped kernel, input channel c adding to the
-    outputs of its group. The work is one pass over the input plus one add per listed channel, tap and output
-    channel of its group: in proportion to the spikes; empty cells cost nothing more, and with one group four
-    listed channels are summed before they reach the accumulator (the adds into one output row are a chain)."""
+    outputs of its group. With one group, a cell first sums its listed channels' whole kernels into ``vec`` (kX *
+    kY * C_out, acc's type), each channel's one contiguous row of ``rows`` (:func:`channel_rows`), then adds each
+    tap's part to its output: long vectorized runs instead of a short one per channel and tap. The work is one
+    pass over the input plus one add per listed channel, tap and output channel of its group: in proportion to
+    the spikes; empty cells cost nothing more."""
     px, py, pad_x, pad_y, sx, sy, dx, dy, per_group, per_out = geometry
     size_x, size_y, channels = s.shape
     cells_x, cells_y = cells.shape[0], cells.shape[1]
@@ -75,6 +79,7 @@ def _conv_one(s, table, geometry, cells, index, count, acc, out):  # pragma: no 
                 n += p != 0
             count[qx, qy] = n
     single = per_group == channels  # one group: every channel adds to every output
+    length = kx * ky * per_out
     acc[:] = 0
     for qx in range(cells_x):
         for qy in range(cells_y):
@@ -83,6 +88,16 @@ def _conv_one(s, table, geometry, cells, index, count, acc, out):  # pragma: no 
                 continue
             listed = index[qx, qy]
             sums = cells[qx, qy]
+            if single:  # the cell's listed channels, summed over their whole kernels (slices: loops vectorize)
+                first = rows[listed[0] * length : listed[0] * length + length]
+                p = sums[0]
+                for o in range(length):
+                    vec[o] = p * first[o]
+                for k in range(1, n):
+                    p, c = sums[k], listed[k]
+                    kernel = rows[c * length : c * length + length]
+                    for o in range(length):
+                        vec[o] += p * kernel[o]
             for i in range(kx):
                 ox = qx - i * dx
                 if ox < 0 or (sx != 1 and ox % sx):  # (no division for stride 1)
@@ -98,26 +113,13 @@ def _conv_one(s, table, geometry, cells, index, count, acc, out):  # pragma: no 
                     if oy >= out_y:
                         continue
                     row = acc[ox, oy]
-                    taps = table[i, j]
-                    k = 0
                     if single:
-                        while k + 3 < n:
-                            w1, w2, w3, w4 = (
-                                taps[listed[k]],
-                                taps[listed[k + 1]],
-                                taps[listed[k + 2]],
-                                taps[listed[k + 3]],
-                            )
-                            p1, p2, p3, p4 = sums[k], sums[k + 1], sums[k + 2], sums[k + 3]
-                            for o in range(per_out):
-                                row[o] += (p1 * w1[o] + p2 * w2[o]) + (p3 * w3[o] + p4 * w4[o])
-                            k += 4
-                        while k < n:
-                            p, w = sums[k], taps[listed[k]]
-                            for o in range(per_out):  # indices from the loop alone: vectorized
-                                row[o] += p * w[o]
-                            k += 1
+                        at = (i * ky + j) * per_out
+                        part = vec[at : at + per_out]
+                        for o in range(per_out):
+                            row[o] += part[o]
                     else:
+                        taps = table[i, j]
                         for k in range(n):
                             c = listed[k]
                             p, w = sums[k], taps[c]
@@ -237,6 +239,7 @@ def _run(
     bias,
     bias_in,
     tables,
+    channel,
     dense,
     indptr,
     rows,
@@ -267,6 +270,8 @@ def _run(
     count,
     acc32,
     acc64,
+    vec32,
+    vec64,
 ):  # pragma: no cover - compiled
     """A whole run of a network, one sample at a time, every step and every population in this one call: what
     ``emulator.Network.run`` computes, read as ``program.Program.run`` reads it (see :mod:`neurodeploy_loihi.fused`
@@ -303,8 +308,9 @@ def _run(
                         msg[:] = 0
                         for e in range(first, last):
                             start = edges[e, 3] + (t % (edges[e, 2] + 1)) * n
+                            sent = buffers[start : start + n]  # (a view: indices from the loop alone vectorize)
                             for i in range(n):
-                                msg[i] += buffers[start + i]
+                                msg[i] += sent[i]
                         for i in range(n):
                             msg[i] = ((msg[i] + half) & mask) - half
                     _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats)
@@ -325,6 +331,7 @@ def _run(
                             spikes,
                             slot,
                             tables,
+                            channel,
                             dense,
                             indptr,
                             rows,
@@ -334,6 +341,8 @@ def _run(
                             count,
                             acc32,
                             acc64,
+                            vec32,
+                            vec64,
                         )
                     else:
                         slot[:] = 0
@@ -351,9 +360,10 @@ def _run(
                             counted[i] += row[i]
                     if mark >= 0:
                         total, synaptic = 0, 0
+                        weights_out = fan_out[off : off + n]
                         for i in range(n):
                             total += counted[i]
-                            synaptic += counted[i] * fan_out[off + i]
+                            synaptic += counted[i] * weights_out[i]
                         sums[b, k, mark] = total
                         synops[b, k, mark] = synaptic
                         if k == top:
@@ -423,7 +433,7 @@ def _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded,
 
 
 def _send(
-    edge, spikes, out, tables, dense, indptr, rows, weights, cells, index, count, acc32, acc64
+    edge, spikes, out, tables, channel, dense, indptr, rows, weights, cells, index, count, acc32, acc64, vec32, vec64
 ):  # pragma: no cover
     """One synapse of :func:`_run` accumulates binary ``spikes`` (its source population, flat) into ``out`` (its
     target's size, flat): a convolution (kind 0, :func:`_conv_one`, wrapped to 24 bits), a dense matrix (1,
@@ -433,7 +443,9 @@ def _send(
     if kind == 0:
         kx, ky, c_in, per_out = edge[7], edge[8], edge[9], edge[10]
         cells_x, cells_y = edge[13], edge[14]
-        table = tables[edge[4] : edge[4] + kx * ky * c_in * per_out].reshape((kx, ky, c_in, per_out))
+        size = kx * ky * c_in * per_out
+        table = tables[edge[4] : edge[4] + size].reshape((kx, ky, c_in, per_out))
+        per_channel = channel[edge[4] : edge[4] + size]  # the same weights, one row per input channel
         cell_count = cells_x * cells_y * c_in
         shape = (cells_x, cells_y, c_in)
         s = spikes.reshape((edge[15], edge[16], c_in))
@@ -442,10 +454,13 @@ def _send(
         size, grid = edge[18] * edge[19] * edge[20], (edge[18], edge[19], edge[20])
         sums, listed = cells[:cell_count].reshape(shape), index[:cell_count].reshape(shape)
         counts = count[: cells_x * cells_y].reshape((cells_x, cells_y))
+        length = kx * ky * per_out
         if edge[6] != 0:  # int32 sums (typed apart: one call each)
-            _conv_one(s, table, geometry, sums, listed, counts, acc32[:size].reshape(grid), target)
+            acc, vec = acc32[:size].reshape(grid), vec32[:length]
+            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc, vec, target)
         else:
-            _conv_one(s, table, geometry, sums, listed, counts, acc64[:size].reshape(grid), target)
+            acc, vec = acc64[:size].reshape(grid), vec64[:length]
+            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc, vec, target)
         return
     out[:] = 0
     n_in, n_out = edge[7], edge[8]
@@ -462,6 +477,8 @@ def _send(
                 for q in range(indptr[edge[4] + j], indptr[edge[4] + j + 1]):
                     out[rows[q]] += weights[q]
     exp = edge[5]
+    if exp == 0 and edge[12] != 0:  # no shift, and no sum can leave int32: nothing to do
+        return
     half, mask = np.int64(1) << 31, (np.int64(1) << 32) - 1
     for o in range(n_out):
         x = out[o] << exp if exp > 0 else out[o] >> -exp  # arithmetic: floors negatives
@@ -532,6 +549,7 @@ def conv_table(weight: np.ndarray, groups: int) -> np.ndarray:
 def conv(
     s: np.ndarray,
     table: np.ndarray,
+    rows: np.ndarray,
     bound: int,
     out_shape: tuple[int, int, int],
     stride: tuple[int, int],
@@ -541,9 +559,10 @@ def conv(
     pool: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """(B, X', Y', C_out) int64 wrapped to 24 bits: the convolution sums of payloads s (B, X, Y, C_in), by
-    :func:`_conv`; ``bound`` is the table's :func:`reach`. With a ``pool`` (px, py), the kernel is ``table``
-    repeated over px x py input blocks (an average pool folded into the convolution): ``stride`` and ``padding``
-    are then the Lava Conv's, multiples of the pool, and ``dilation`` is 1."""
+    :func:`_conv`; ``rows`` is the table's :func:`channel_rows`, ``bound`` its :func:`reach`. With a ``pool``
+    (px, py), the kernel is ``table`` repeated over px x py input blocks (an average pool folded into the
+    convolution): ``stride`` and ``padding`` are then the Lava Conv's, multiples of the pool, and ``dilation``
+    is 1."""
     (px, py), (pad_x, pad_y) = pool, padding
     cells_x, cells_y = (s.shape[1] + 2 * pad_x) // px, (s.shape[2] + 2 * pad_y) // py  # whole blocks only
     geometry = np.array(
@@ -556,9 +575,16 @@ def conv(
     index = np.empty(cells.shape, np.int32)
     count = np.empty((cells_x, cells_y), np.int64)
     acc = np.empty(out_shape, np.int32 if narrow else np.int64)
+    vec = np.empty(table.shape[0] * table.shape[1] * table.shape[3], acc.dtype)
     out = np.empty((len(s), *out_shape), np.int64)
-    kernels()["conv"](np.ascontiguousarray(s), table, geometry, cells, index, count, acc, out)
+    kernels()["conv"](np.ascontiguousarray(s), table, rows, geometry, cells, index, count, acc, vec, out)
     return out
+
+
+def channel_rows(table: np.ndarray) -> np.ndarray:
+    """:func:`conv_table`'s (kX, kY, C_in, C_out / groups) as one flat row per input channel, (C_in * kX * kY *
+    C_out / groups,) int32: channel c's whole kernel, contiguous (what :func:`_conv_one` sums per cell)."""
+    return np.ascontiguousarray(np.asarray(table, np.int32).transpose(2, 0, 1, 3)).reshape(-1)
 
 
 def reach(table: np.ndarray) -> int:

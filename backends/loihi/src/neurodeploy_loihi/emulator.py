@@ -269,9 +269,9 @@ class ConvSynapse:
         return np.einsum("ijc,ix,jy->xyc", per_channel.astype(np.int64), rows, cols)
 
     @cached_property
-    def _table(self) -> tuple[np.ndarray, int]:
+    def _table(self) -> tuple[np.ndarray, np.ndarray, int]:
         table = _compiled.conv_table(self.weights, self.groups)
-        return table, _compiled.reach(table)
+        return table, _compiled.channel_rows(table), _compiled.reach(table)
 
     def accumulate(self, spikes: np.ndarray, graded: bool = False) -> np.ndarray:
         """(B, X, Y, C_in) spikes (binary, or integer payloads when ``graded``) -> (B, X', Y', C_out) int64
@@ -279,9 +279,18 @@ class ConvSynapse:
         input is one matrix product: the same integer sums."""
         s = np.asarray(spikes, np.int64) if graded else np.asarray(spikes, bool)
         if _compiled.sparse_enough(s, self.weights.shape[0] // self.groups * self.pool[0] * self.pool[1]):
-            table, bound = self._table
+            table, rows, bound = self._table
             return _compiled.conv(
-                s, table, bound, self.output_shape, self.stride, self.padding, self.dilation, self.groups, self.pool
+                s,
+                table,
+                rows,
+                bound,
+                self.output_shape,
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.groups,
+                self.pool,
             )
         stride, padding = self.stride, self.padding
         if self.pool != (1, 1):

@@ -33,8 +33,9 @@ from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, Spars
 
 EDGE_COLUMNS = 31
 """Per synapse (see :func:`_compiled._run` and ``_send``): source, kind, delay, buffer offset, weight offset,
-weight_exp, narrow (int32 sums), kX | n_in, kY | n_out, C_in, C_out / groups, target, -, cells X and Y, input X and
-Y, C_out, output X, Y and C, and the ten numbers of the convolution's geometry."""
+weight_exp, narrow (int32 sums), kX | n_in, kY | n_out, C_in, C_out / groups, target, whether no dense or sparse sum
+can leave int32, cells X and Y, input X and Y, C_out, output X, Y and C, and the ten numbers of the convolution's
+geometry."""
 LAYER_COLUMNS = 13
 """Per population: size, offset, du + 1, dv, threshold, subtractive, bias_start, first and last step computed,
 depth, role (0 spiking and counted, 1 the readout), first and last synapse (exclusive) into it."""
@@ -50,14 +51,17 @@ class Packed:
     v0: np.ndarray
     bias: np.ndarray
     tables: np.ndarray
+    channel: np.ndarray
+    """The convolutions' weights again, one row per input channel (``_compiled.channel_rows``), at the same
+    offsets."""
     dense: np.ndarray
     indptr: np.ndarray
     rows: np.ndarray
     weights: np.ndarray
     fan_out: np.ndarray
     inbound: list[tuple[int, int]]
-    scratch_sizes: tuple[int, int, int, int]
-    """The widest population, the synapses' message buffers, the largest cell table and accumulator."""
+    scratch_sizes: tuple[int, int, int, int, int]
+    """The widest population, the synapses' message buffers, the largest cell table, accumulator and kernel."""
     pool: list["Scratch"] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,7 +84,7 @@ class Scratch:
     """(1, N) int32: the spike counts of one sample, when the caller does not keep every sample's."""
 
     @classmethod
-    def new(cls, neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int) -> "Scratch":
+    def new(cls, neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int, kernel: int) -> "Scratch":
         arrays = (
             np.zeros(neurons, np.int64),  # u
             np.zeros(neurons, np.int64),  # v
@@ -97,6 +101,8 @@ class Scratch:
             np.zeros(cells, np.int64),  # conv counts per cell
             np.zeros(acc, np.int32),  # conv sums, narrow
             np.zeros(acc, np.int64),  # conv sums, wide
+            np.zeros(kernel, np.int32),  # one cell's kernels, summed, narrow
+            np.zeros(kernel, np.int64),  # ... wide
         )
         return cls(arrays, np.zeros((1, neurons), np.int32))
 
@@ -120,7 +126,7 @@ def pack(network: Network) -> Packed:
     layers = network.layers
     sizes = [int(np.prod(layer.shape)) for layer in layers]
     offsets = [int(v) for v in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
-    edges, tables, dense, indptr, rows, weights = [], [], [], [], [], []
+    edges, tables, channels, dense, indptr, rows, weights = [], [], [], [], [], [], []
     inbound, buffer, table_at, dense_at, indptr_at, nnz = [], 0, 0, 0, 0, 0
     for k, layer in enumerate(layers):
         start = len(edges)
@@ -129,7 +135,7 @@ def pack(network: Network) -> Packed:
             row[[0, 2, 3, 11]] = source, delay, buffer, k
             buffer += (delay + 1) * sizes[k]
             if isinstance(synapse, ConvSynapse):
-                table, bound = synapse._table
+                table, per_channel, bound = synapse._table
                 kx, ky, c_in, per_out = table.shape
                 x, y, _ = synapse.input_shape
                 (px, py), (pad_x, pad_y) = synapse.pool, synapse.padding
@@ -149,17 +155,21 @@ def pack(network: Network) -> Packed:
                     per_out,
                 )
                 tables.append(table.reshape(-1))
+                channels.append(per_channel)
                 table_at += table.size
             elif isinstance(synapse, DenseSynapse):
                 matrix = np.ascontiguousarray(synapse.effective_weights.T, np.int64)  # (n_in, n_out): by input
                 row[[1, 4, 5]] = 1, dense_at, int(synapse.weight_exp)
                 row[7:9] = matrix.shape
+                row[12] = int(np.abs(matrix).sum(axis=0).max(initial=0)) < 1 << 31  # no int32 wrap possible
                 dense.append(matrix.reshape(-1))
                 dense_at += matrix.size
             else:
                 pointers, targets, values = synapse._by_column
                 row[[1, 4, 5]] = 2, indptr_at, int(synapse.weight_exp)
                 row[7:9] = synapse.shape[1], synapse.shape[0]
+                reach = np.bincount(targets, np.abs(values), minlength=synapse.shape[0]).max(initial=0)
+                row[12] = int(reach) < 1 << 31  # no int32 wrap possible
                 indptr.append(pointers + nnz)
                 rows.append(targets)
                 weights.append(values)
@@ -174,6 +184,7 @@ def pack(network: Network) -> Packed:
         max(buffer, 1),
         max([int(row[13] * row[14] * row[9]) for row in convs], default=1),
         max([int(row[18] * row[19] * row[20]) for row in convs], default=1),
+        max([int(row[7] * row[8] * row[10]) for row in convs], default=1),
     )
 
     def flat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -192,6 +203,7 @@ def pack(network: Network) -> Packed:
             np.int64,
         ),
         tables=flat(tables, np.int32),
+        channel=flat(channels, np.int32),
         dense=flat(dense, np.int64),
         indptr=flat(indptr, np.int64),
         rows=flat(rows, np.int64),
@@ -287,6 +299,7 @@ def run(
                 packed.bias,
                 np.ascontiguousarray(np.asarray(bias_in(lo, hi), np.int64).reshape(hi - lo, -1)),
                 packed.tables,
+                packed.channel,
                 packed.dense,
                 packed.indptr,
                 packed.rows,
