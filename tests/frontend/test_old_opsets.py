@@ -153,12 +153,95 @@ def test_an_all_zero_pad_before_a_pool_is_the_identity(opset):
     assert op_types(graph) == ["AvgPool2d"]
 
 
-def test_a_pad_that_pads_is_refused_naming_it():
-    pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="the_pad", mode="constant")
-    relu = helper.make_node("Relu", ["p"], ["y"], name="relu")
-    pads = const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
-    model = make_model([pad, relu], [2, C, 6, 6], initializers=[pads], opset=13)
-    with pytest.raises(UnsupportedOpError, match=r"Pad 'the_pad': pads \[0, 0, 1, 1, 0, 0, 1, 1\]"):
+def _pad(pads: list[int], opset: int = 13, **attrs) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
+    """A Pad node ``pad`` of x into p: the pads as an attribute before opset 11, as an input from it on."""
+    if opset < 11:
+        return helper.make_node("Pad", ["x"], ["p"], name="the_pad", pads=pads, mode="constant", **attrs), []
+    node = helper.make_node("Pad", ["x", "pads"], ["p"], name="the_pad", mode="constant", **attrs)
+    return node, [const("pads", np.array(pads, np.int64))]
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_a_pad_before_a_conv_becomes_its_padding(opset):
+    """As ZeroPad2d before a Conv exports: the zeros add to the Conv's own pads (asymmetric ones included), equal
+    to onnxruntime on the original model."""
+    pad, inits = _pad([0, 0, 1, 2, 0, 0, 0, 1], opset)
+    conv = helper.make_node("Conv", ["p", "w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1, 0, 1, 1])
+    inits = [*inits, const("w", randn((3, C, 3, 3), seed=2))]
+    graph, _ = check(make_model([pad, conv], [2, C, 6, 7], initializers=inits, opset=opset))
+    assert op_types(graph) == ["Conv2d"]
+    assert graph.ops[0].padding == (2, 2, 1, 2)  # (top, left, bottom, right): the Pad's plus the Conv's
+    assert graph.ops[0].inputs == ("x",)
+
+
+def test_a_pad_before_an_average_pool_is_counted_as_the_pool_counts_its_padding():
+    pad, inits = _pad([0, 0, 1, 1, 0, 0, 1, 1])
+    pool = helper.make_node("AveragePool", ["p"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2])
+    graph, _ = check(make_model([pad, pool], [2, C, 7, 7], initializers=inits), reference="onnx")
+    assert op_types(graph) == ["AvgPool2d"]
+    assert graph.ops[0].padding == (1, 1, 1, 1)
+    assert graph.ops[0].count_include_pad  # the Pad's zeros are inputs: the average counts them
+
+
+@pytest.mark.parametrize(
+    ("reader", "match"),
+    [
+        (helper.make_node("Relu", ["p"], ["y"], name="relu"), r"Pad 'the_pad' .* is read by Relu 'relu'"),
+        (
+            helper.make_node("MaxPool", ["p"], ["y"], name="pool", kernel_shape=[2, 2]),
+            r"MaxPool 'pool' reads Pad 'the_pad', whose zeros are not the pool's own padding",
+        ),
+        (
+            helper.make_node("AveragePool", ["p"], ["y"], name="pool", kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
+            r"AveragePool 'pool' reads Pad 'the_pad'.*count_include_pad=1",
+        ),
+    ],
+    ids=["relu", "max-pool", "average-pool-not-counting-its-padding"],
+)
+def test_a_pad_that_pads_is_refused_where_its_reader_cannot_take_its_zeros(reader, match):
+    pad, inits = _pad([0, 0, 1, 1, 0, 0, 1, 1])
+    model = make_model([pad, reader], [2, C, 6, 6], initializers=inits, opset=13)
+    with pytest.raises(UnsupportedOpError, match=match):
+        import_model(model)
+
+
+def test_a_pad_read_by_a_conv_and_another_op_is_refused_naming_the_other():
+    pad, inits = _pad([0, 0, 1, 1, 0, 0, 1, 1])
+    conv = helper.make_node("Conv", ["p", "w"], ["c"], name="conv", kernel_shape=[3, 3])
+    add = helper.make_node("Add", ["p", "p"], ["y"], name="double")
+    inits = [*inits, const("w", randn((C, C, 3, 3), seed=2))]
+    model = make_model([pad, conv, add], [2, C, 6, 6], initializers=inits, outputs=("y", "c"))
+    with pytest.raises(UnsupportedOpError, match=r"is read by Add 'double'"):
+        import_model(model)
+
+
+@pytest.mark.parametrize(
+    ("pads", "attrs", "value", "match"),
+    [
+        ([0, 1, 0, 0, 0, 0, 0, 0], {}, None, r"only zeros around the two spatial axes"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "reflect"}, None, r"mode 'reflect'"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {}, 0.5, r"only zeros around the two spatial axes"),
+        ([0, 0, -1, 0, 0, 0, 0, 0], {}, None, r"crop"),
+    ],
+    ids=["channel-pads", "reflect", "nonzero-value", "negative"],
+)
+def test_a_pad_that_is_not_zeros_around_h_and_w_is_refused_naming_it(pads, attrs, value, match):
+    node = helper.make_node(
+        "Pad", ["x", "pads", *(["value"] if value is not None else [])], ["p"], name="the_pad", **attrs
+    )
+    conv = helper.make_node("Conv", ["p", "w"], ["y"], name="conv", kernel_shape=[1, 1])
+    inits = [const("pads", np.array(pads, np.int64)), const("w", randn((C, C + max(0, pads[1]), 1, 1)))]
+    if value is not None:
+        inits.append(const("value", np.array(value, np.float32)))
+    model = make_model([node, conv], [2, C, 6, 6], initializers=inits, opset=13)
+    with pytest.raises(UnsupportedOpError, match=rf"Pad 'the_pad': .*{match}"):
+        import_model(model)
+
+
+def test_a_pad_that_is_a_model_output_is_refused():
+    pad, inits = _pad([0, 0, 1, 1, 0, 0, 1, 1])
+    model = make_model([pad], [2, C, 6, 6], initializers=inits, outputs=("p",))
+    with pytest.raises(UnsupportedOpError, match=r"Pad 'the_pad': .*not as a model output"):
         import_model(model)
 
 

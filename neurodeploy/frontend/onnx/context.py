@@ -249,6 +249,9 @@ class ImportContext:
         self.consts: dict[str, np.ndarray] = {}
         self.types: dict[str, TensorType] = dict(graph.inputs)
         self.aliases: dict[str, str] = {}
+        self.pending_pads: dict[str, tuple[str, tuple[int, int, int, int], str]] = {}
+        """Zero Pads that pad (output -> (input, (top, left, bottom, right), node name)): no value of their own; the
+        Conv or AveragePool that reads one takes its zeros as padding of its own (``ops/padding.py``)."""
         self.node: Node | None = None
         self.limits = limits.current()  # read once per import; limits.check re-reads them to word a refusal
         self._op_names: set[str] = set()

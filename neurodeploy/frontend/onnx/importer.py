@@ -53,6 +53,9 @@ def _default_opset(model: onnx.ModelProto) -> int:
     raise ModelLoadError("the model imports no version of the default ONNX domain (opset_import is empty)")
 
 
+_PAD_READERS = ("Conv", "AveragePool", "MaxPool")
+"""The ops whose handlers resolve a Pad that pads (``ops/padding.py: folded_pad``; MaxPool refuses it by name)."""
+
 _NO_SPIKING_FORM = {
     "LRN": "local response normalization divides by a sum of squares across channels, which integrate-and-fire "
     "neurons have no form for; retrain with BatchNormalization in its place (it folds into the weights)",
@@ -299,6 +302,18 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
         if any(i in poisoned for i in proto.input):
             poisoned.update(proto.output)
             continue
+        padded = [i for i in proto.input[1:] if i in ctx.pending_pads]  # a window op reads a Pad as its input 0
+        if proto.input and proto.input[0] in ctx.pending_pads and proto.op_type not in _PAD_READERS:
+            padded.insert(0, proto.input[0])
+        if padded:
+            pad = ctx.pending_pads[padded[0]]
+            problems.append(
+                f"Pad '{pad[2]}' (zeros {list(pad[1])} around H and W) is read by {display_name(proto.op_type)} "
+                f"'{node.name}': a Pad that pads is imported only where a Conv or AveragePool reads it (its zeros "
+                "become their padding)"
+            )
+            poisoned.update(proto.output)
+            continue
         node.validate()
         ctx.node = node
         try:
@@ -313,9 +328,15 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
             raise node.error(f"cannot import: {_describe(exc)}") from exc
         finally:
             ctx.node = None
-        if not ctx.defined(node.outputs[0]):
+        if not ctx.defined(node.outputs[0]) and node.outputs[0] not in ctx.pending_pads:
             raise AssertionError(f"handler for {proto.op_type} defined no output")  # a bug, not bad input
 
+    for output in model.graph.output:
+        if output.name in ctx.pending_pads:
+            problems.append(
+                f"Pad '{ctx.pending_pads[output.name][2]}': a Pad that pads is imported only where a "
+                "Conv or AveragePool reads it, not as a model output"
+            )
     model_outputs = {ctx.resolve(o.name) for o in model.graph.output}
     graph_index = graph.index()  # O(1) queries per op: the per-call Graph queries scan every op
     for op in graph.ops:

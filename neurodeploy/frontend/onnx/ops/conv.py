@@ -1,9 +1,10 @@
-"""Conv: 2-D convolution with groups (depthwise included), strides, dilations, explicit pads and auto_pad."""
+"""Conv: 2-D convolution with groups (depthwise included), strides, dilations, explicit pads and auto_pad (and the
+zeros of a Pad before it)."""
 
 from __future__ import annotations
 
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
-from neurodeploy.frontend.onnx.ops.padding import spatial_input, window_attrs
+from neurodeploy.frontend.onnx.ops.padding import folded_pad, spatial_input, window_attrs, with_pad
 from neurodeploy.frontend.onnx.registry import onnx_op
 from neurodeploy.ir.ops import Conv2d
 
@@ -22,7 +23,7 @@ def conv(ctx: ImportContext, node: Node) -> None:
     if declared is not None and tuple(declared) != kernel:
         raise UnsupportedVariant(f"Conv '{node.name}': kernel_shape {tuple(declared)} disagrees with weight {kernel}")
     attrs = window_attrs(node, (h, w), kernel)
+    x, extra = folded_pad(ctx, node)  # a Pad's zeros before it: more of its own zero padding
+    attrs["padding"] = with_pad(attrs["padding"], extra)
     bias = ctx.const(bias_name) if bias_name is not None else None
-    ctx.emit(
-        node, Conv2d, [node.required_input(0)], weight=weight, bias=bias, groups=node.attr_int("group", 1), **attrs
-    )
+    ctx.emit(node, Conv2d, [x], weight=weight, bias=bias, groups=node.attr_int("group", 1), **attrs)

@@ -50,9 +50,24 @@ def window_attrs(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int]) ->
     return {"stride": strides, "dilation": dilations, "padding": padding}
 
 
-def spatial_input(ctx: ImportContext, node: Node, what: str = "input") -> tuple[int, int, int]:
-    """The (C, H, W) type of a 2-D op's runtime input, or an UnsupportedVariant naming the rank."""
+def folded_pad(ctx: ImportContext, node: Node) -> tuple[str, tuple[int, int, int, int]]:
+    """The value a 2-D window op reads and the zeros (top, left, bottom, right) a Pad before it adds: the Pad's
+    input and pads where its input is a Pad that pads (``ImportContext.pending_pads``), else its input and
+    none."""
     x = node.required_input(0)
+    pending = ctx.pending_pads.get(x)
+    return (x, (0, 0, 0, 0)) if pending is None else (pending[0], pending[1])
+
+
+def with_pad(padding: tuple[int, int, int, int], extra: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    top, left, bottom, right = (a + b for a, b in zip(padding, extra))
+    return top, left, bottom, right
+
+
+def spatial_input(ctx: ImportContext, node: Node, what: str = "input") -> tuple[int, int, int]:
+    """The (C, H, W) type of a 2-D op's runtime input (after a folded Pad's zeros), or an UnsupportedVariant
+    naming the rank."""
+    x, (top, left, bottom, right) = folded_pad(ctx, node)
     if not ctx.is_runtime(x):
         raise UnsupportedVariant(f"{node.op_type} '{node.name}': its {what} must come from the model input")
     shape = ctx.type_of(x).shape
@@ -61,4 +76,4 @@ def spatial_input(ctx: ImportContext, node: Node, what: str = "input") -> tuple[
             f"{node.op_type} '{node.name}' has {len(shape) - 1} spatial dimension(s); only 2-D "
             f"(N, C, H, W) is supported"
         )
-    return shape
+    return shape[0], shape[1] + top + bottom, shape[2] + left + right

@@ -1,4 +1,5 @@
-"""Identity, inference-mode Dropout, an all-zero Pad and Constant: no IR op, only a name for an existing value."""
+"""Identity, inference-mode Dropout, Pad and Constant: no IR op, only a name for an existing value (a Pad that
+pads: a name its reader's padding resolves)."""
 
 from __future__ import annotations
 
@@ -15,20 +16,32 @@ def identity(ctx: ImportContext, node: Node) -> None:
 
 @onnx_op("Pad", 11, 13, 18, 19, 21)
 def pad(ctx: ImportContext, node: Node) -> None:
-    """A Pad whose pads are all zero (what older torch exports put before a pool) is the identity. Another Pad is
-    refused by name: a zero pad belongs in the next Conv's or pool's own ``pads``."""
+    """A Pad whose pads are all zero (what older torch exports put before a pool) is the identity. One that adds
+    zeros around the two spatial axes (mode constant, value 0, no pads on N or C, none negative) is folded into
+    the Conv or AveragePool that reads it: its zeros become their padding (``ImportContext.pending_pads``); any
+    other reader, and any other Pad, is refused by name."""
     pads_name = node.input(1)
     if pads_name and not ctx.is_const(pads_name):
         raise UnsupportedVariant(f"Pad '{node.name}': pads computed from the model input are not supported")
     pads = ctx.const_ints(pads_name, "pads") if pads_name else []
     if node.input(3):
         raise UnsupportedVariant(f"Pad '{node.name}': the axes input is not supported")
-    if any(pads):
+    x = node.required_input(0)
+    if not any(pads):
+        ctx.alias(node.outputs[0], x)
+        return
+    mode = node.attr_str("mode", "constant")
+    value = node.input(2)
+    zero = value is None or (ctx.is_const(value) and ctx.const(value).size == 1 and not ctx.const(value).any())
+    rank = len(ctx.type_of(x).shape) + 1 if ctx.is_runtime(x) else 0
+    if mode != "constant" or not zero or rank != 4 or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
         raise UnsupportedVariant(
-            f"Pad '{node.name}': pads {pads} (mode {node.attr_str('mode', 'constant')!r}); only an all-zero Pad is "
-            "imported: export the padding as the next Conv's or pool's own pads"
+            f"Pad '{node.name}': pads {pads} (mode {mode!r}); only zeros around the two spatial axes of an (N, C, "
+            "H, W) activation are imported (folded into the Conv or AveragePool that reads them)"
         )
-    ctx.alias(node.outputs[0], node.required_input(0))
+    if min(pads) < 0:
+        raise UnsupportedVariant(f"Pad '{node.name}': pads {pads} crop (negative pads are not supported)")
+    ctx.pending_pads[node.outputs[0]] = (ctx.resolve(x), (pads[2], pads[3], pads[6], pads[7]), node.name)
 
 
 @onnx_op("Dropout", 10, 12, 13)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
-from neurodeploy.frontend.onnx.ops.padding import spatial_input, window_attrs
+from neurodeploy.frontend.onnx.ops.padding import folded_pad, spatial_input, window_attrs, with_pad
 from neurodeploy.frontend.onnx.registry import onnx_op
 from neurodeploy.ir.ops import AvgPool2d, GlobalAvgPool, MaxPool2d, Reshape
 
@@ -19,21 +19,29 @@ def _kernel(node: Node) -> tuple[int, int]:
 def average_pool(ctx: ImportContext, node: Node) -> None:
     _, h, w = spatial_input(ctx, node)
     kernel = _kernel(node)
-    ctx.emit(
-        node,
-        AvgPool2d,
-        [node.required_input(0)],
-        kernel=kernel,
-        ceil_mode=bool(node.attr_int("ceil_mode", 0)),
-        count_include_pad=bool(node.attr_int("count_include_pad", 0)),
-        **window_attrs(node, (h, w), kernel),
-    )
+    x, extra = folded_pad(ctx, node)
+    attrs = window_attrs(node, (h, w), kernel)
+    ceil_mode, counts_padding = bool(node.attr_int("ceil_mode", 0)), bool(node.attr_int("count_include_pad", 0))
+    if any(extra):  # a Pad's zeros are inputs the average always counts
+        if ceil_mode or (any(attrs["padding"]) and not counts_padding):
+            raise UnsupportedVariant(
+                f"AveragePool '{node.name}' reads Pad '{ctx.pending_pads[node.required_input(0)][2]}': its zeros "
+                "fold into the pool's padding only without ceil_mode and where the pool counts its own padding "
+                "(count_include_pad=1) or has none"
+            )
+        attrs["padding"], counts_padding = with_pad(attrs["padding"], extra), True
+    ctx.emit(node, AvgPool2d, [x], kernel=kernel, ceil_mode=ceil_mode, count_include_pad=counts_padding, **attrs)
 
 
 @onnx_op("MaxPool", 11, 12)
 def max_pool(ctx: ImportContext, node: Node) -> None:
     if len(node.outputs) > 1 and node.outputs[1]:
         raise UnsupportedVariant(f"MaxPool '{node.name}': the Indices output is not supported")
+    if node.required_input(0) in ctx.pending_pads:  # MaxPool's own padding is -inf, not zeros
+        raise UnsupportedVariant(
+            f"MaxPool '{node.name}' reads Pad '{ctx.pending_pads[node.required_input(0)][2]}', whose zeros are not "
+            "the pool's own padding (-inf): export the padding as the MaxPool's pads"
+        )
     _, h, w = spatial_input(ctx, node)
     kernel = _kernel(node)
     ctx.emit(
