@@ -171,10 +171,13 @@ def _neurons(message, u, v, bias, decays, threshold, subtractive, fired, folded,
         stats[3, b] = max(stats[3, b], v_top)
 
 
-def _neuron_row(message, u, v, bias, du, dv, threshold, subtractive, fired, folded, saturated):  # pragma: no cover
+def _neuron_row(
+    message, u, v, bias, du, dv, threshold, subtractive, fired, folded, saturated, flags=True, counted=None, count=False
+):  # pragma: no cover - compiled
     """One sample of :func:`_neurons` (every array (n,)): returns the neurons that folded u and saturated v, and
     the largest |u| and |v| after the step. An integrate-and-fire population (du + 1 = 4096, dv = 0) takes a
-    branch-free loop."""
+    branch-free loop. ``flags=False`` leaves ``folded`` and ``saturated`` alone (the counts are returned either
+    way); ``counted`` (int32, (n,)) gains the spikes where ``count``."""
     half, mask, limit = np.int64(1) << 31, (np.int64(1) << 32) - 1, np.int64(1) << 23
     n = u.shape[0]
     folds, saturations, u_top, v_top = 0, 0, np.int64(0), np.int64(0)
@@ -186,8 +189,12 @@ def _neuron_row(message, u, v, bias, du, dv, threshold, subtractive, fired, fold
             total = ((v[i] + new_u + bias[i] + half) & mask) - half
             new_v = min(max(total, 1 - limit), limit - 1)  # saturates
             spike = new_v > threshold
-            folded[i] = new_u != act
-            saturated[i] = new_v != total
+            if flags:
+                folded[i] = new_u != act
+                saturated[i] = new_v != total
+            if counted is not None:
+                if count:
+                    counted[i] += spike
             fired[i] = spike
             folds += new_u != act
             saturations += new_v != total
@@ -209,7 +216,8 @@ def _neuron_row(message, u, v, bias, du, dv, threshold, subtractive, fired, fold
             new_u = total - 2 * limit if total > limit else total  # Lava's single, asymmetric fold
             if new_u <= -limit:
                 new_u = total + 2 * limit
-            folded[i] = new_u != total
+            if flags:
+                folded[i] = new_u != total
             folds += new_u != total
             y = v[i]
             if dv == 4096:
@@ -219,10 +227,14 @@ def _neuron_row(message, u, v, bias, du, dv, threshold, subtractive, fired, fold
                 y = (y >> 12) if y >= 0 else -((-y) >> 12)
             total = ((y + new_u + bias[i] + half) & mask) - half
             new_v = min(max(total, 1 - limit), limit - 1)  # saturates
-            saturated[i] = new_v != total
+            if flags:
+                saturated[i] = new_v != total
             saturations += new_v != total
             spike = new_v > threshold
             fired[i] = spike
+            if counted is not None:
+                if count:
+                    counted[i] += spike
             if spike:
                 new_v = new_v - threshold if subtractive else 0
             u_top = max(u_top, abs(new_u))
@@ -313,7 +325,27 @@ def _run(
                                 msg[i] += sent[i]
                         for i in range(n):
                             msg[i] = ((msg[i] + half) & mask) - half
-                    _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats)
+                    local = step - layers[k, 9]  # the graph step this population computes now
+                    counting = layers[k, 10] == 0 and 1 <= local <= steps  # a spiking population's spikes count
+                    counted = counted_b[off : off + n]
+                    _neurons_of(
+                        k,
+                        t,
+                        b,
+                        layers,
+                        msg,
+                        u,
+                        v,
+                        bias,
+                        bias_in,
+                        nothing,
+                        row,
+                        folded,
+                        saturated,
+                        stats,
+                        counted,
+                        counting,
+                    )
                     silent[k] = False
                 elif not silent[k]:  # outside its window: it sends nothing
                     row[:] = False
@@ -348,16 +380,13 @@ def _run(
                         slot[:] = 0
                 if not running:
                     continue
-                local = step - layers[k, 9]  # the graph step this population computes now
+                local = step - layers[k, 9]
                 mark = -1
                 for c in range(n_check):
                     if checkpoints[c] == local:
                         mark = c
-                if layers[k, 10] == 0:  # a spiking population: its spikes are counted
+                if layers[k, 10] == 0:  # a spiking population: its counts at the checkpoints
                     counted = counted_b[off : off + n]
-                    if 1 <= local <= steps:
-                        for i in range(n):
-                            counted[i] += row[i]
                     if mark >= 0:
                         total, synaptic = 0, 0
                         weights_out = fan_out[off : off + n]
@@ -381,10 +410,10 @@ def _run(
                             readout[b, mark, i] = state[i] - baseline[i]
 
 
-def _bias_row(v, bias, threshold, subtractive, fired):  # pragma: no cover - compiled
+def _bias_row(v, bias, threshold, subtractive, fired, counted=None, count=False):  # pragma: no cover - compiled
     """:func:`_neuron_row` for neurons without synapses whose v does not leak (dv = 0): u, 0 from the start, stays
     0 whatever its decay, and nothing folds; v + bias wraps to int32, saturates, spikes and resets as there.
-    Returns the saturations and the largest |v|."""
+    Returns the saturations and the largest |v|; ``counted`` (int32, (n,)) gains the spikes where ``count``."""
     half, mask, limit = np.int64(1) << 31, (np.int64(1) << 32) - 1, np.int64(1) << 23
     saturations, v_top = 0, np.int64(0)
     for i in range(v.shape[0]):
@@ -392,6 +421,9 @@ def _bias_row(v, bias, threshold, subtractive, fired):  # pragma: no cover - com
         new_v = min(max(total, 1 - limit), limit - 1)  # saturates
         spike = new_v > threshold
         fired[i] = spike
+        if counted is not None:
+            if count:
+                counted[i] += spike
         saturations += new_v != total
         new_v = (new_v - threshold if subtractive else 0) if spike else new_v
         v_top = max(v_top, abs(new_v))
@@ -399,8 +431,11 @@ def _bias_row(v, bias, threshold, subtractive, fired):  # pragma: no cover - com
     return saturations, v_top
 
 
-def _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats):  # pragma: no cover
-    """Population k's neurons in step t + 1 of sample b (:func:`_neuron_row`), their statistics kept."""
+def _neurons_of(
+    k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats, counted, count
+):  # pragma: no cover - compiled
+    """Population k's neurons in step t + 1 of sample b (:func:`_neuron_row`), their statistics kept and, where
+    ``count``, their spikes added to ``counted``."""
     n, off = layers[k, 0], layers[k, 1]
     if t < layers[k, 6]:  # bias_start
         own = nothing[:n]
@@ -409,7 +444,7 @@ def _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded,
     else:
         own = bias[off : off + n]
     if layers[k, 11] == layers[k, 12] and layers[k, 3] == 0:  # no synapse and no leak in v (an input population)
-        saturations, v_top = _bias_row(v[off : off + n], own, layers[k, 4], layers[k, 5] != 0, row)
+        saturations, v_top = _bias_row(v[off : off + n], own, layers[k, 4], layers[k, 5] != 0, row, counted, count)
         stats[b, k, 1] += saturations
         stats[b, k, 3] = max(stats[b, k, 3], v_top)
         return
@@ -425,6 +460,9 @@ def _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded,
         row,
         folded[:n],
         saturated[:n],
+        False,  # nobody reads the flags here
+        counted,
+        count,
     )
     stats[b, k, 0] += folds
     stats[b, k, 1] += saturations
