@@ -135,3 +135,31 @@ def test_global_average_pool_head_from_both_exporters(dynamo, tmp_path):
         torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), dynamo=dynamo, verbose=False)
     graph = _compare(path, net, randn((1, 3, 8, 8), seed=4))
     assert "GlobalAvgPool" in op_types(graph)
+
+
+class _ZeroPadNet(torch.nn.Module):
+    """ZeroPad2d before a Conv (symmetric) and before an AvgPool2d (right and bottom only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad = torch.nn.ZeroPad2d(1)
+        self.conv = torch.nn.Conv2d(3, 6, 3)
+        self.pad2 = torch.nn.ZeroPad2d((0, 1, 0, 1))
+        self.avg = torch.nn.AvgPool2d(2)
+        self.fc = torch.nn.Linear(6 * 4 * 4, 10)
+
+    def forward(self, x):
+        h = self.avg(self.pad2(torch.relu(self.conv(self.pad(x)))))
+        return self.fc(torch.flatten(h, 1))
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_zero_pads_from_both_exporters_become_padding(dynamo, tmp_path):
+    torch.manual_seed(0)
+    net = _ZeroPadNet().eval()
+    path = tmp_path / "zero_pad.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 7, 7),), str(path), dynamo=dynamo, verbose=False)
+    graph = _compare(path, net, randn((1, 3, 7, 7), seed=5))
+    assert [op.padding for op in graph.ops if op.op_type in ("Conv2d", "AvgPool2d")] == [(1, 1, 1, 1), (0, 0, 1, 1)]
