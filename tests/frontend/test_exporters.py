@@ -125,15 +125,20 @@ class _GapNet(torch.nn.Module):
         return self.fc(torch.flatten(h, 1))
 
 
-@pytest.mark.parametrize("dynamo", [False, True])
-def test_global_average_pool_head_from_both_exporters(dynamo, tmp_path):
+def _export_and_compare(net_class: type, shape: tuple[int, ...], dynamo: bool, path, seed: int):
+    """A fresh ``net_class`` (seed 0) exported for one sample of ``shape`` by one exporter, imported and compared
+    with torch and onnxruntime on one random sample."""
     torch.manual_seed(0)
-    net = _GapNet().eval()
-    path = tmp_path / "gap.onnx"
+    net = net_class().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), dynamo=dynamo, verbose=False)
-    graph = _compare(path, net, randn((1, 3, 8, 8), seed=4))
+        torch.onnx.export(net, (torch.zeros(1, *shape),), str(path), dynamo=dynamo, verbose=False)
+    return _compare(path, net, randn((1, *shape), seed=seed))
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_global_average_pool_head_from_both_exporters(dynamo, tmp_path):
+    graph = _export_and_compare(_GapNet, (3, 8, 8), dynamo, tmp_path / "gap.onnx", seed=4)
     assert "GlobalAvgPool" in op_types(graph)
 
 
@@ -155,11 +160,5 @@ class _ZeroPadNet(torch.nn.Module):
 
 @pytest.mark.parametrize("dynamo", [False, True])
 def test_zero_pads_from_both_exporters_become_padding(dynamo, tmp_path):
-    torch.manual_seed(0)
-    net = _ZeroPadNet().eval()
-    path = tmp_path / "zero_pad.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, 3, 7, 7),), str(path), dynamo=dynamo, verbose=False)
-    graph = _compare(path, net, randn((1, 3, 7, 7), seed=5))
+    graph = _export_and_compare(_ZeroPadNet, (3, 7, 7), dynamo, tmp_path / "zero_pad.onnx", seed=5)
     assert [op.padding for op in graph.ops if op.op_type in ("Conv2d", "AvgPool2d")] == [(1, 1, 1, 1), (0, 0, 1, 1)]

@@ -308,6 +308,7 @@ def _run(
             for k in range(n_layers):
                 n, off = layers[k, 0], layers[k, 1]
                 running = layers[k, 7] <= step <= layers[k, 8]
+                local = step - layers[k, 9]  # the graph step this population computes now
                 row = fired[off : off + n]
                 first, last = layers[k, 11], layers[k, 12]
                 if running:
@@ -325,7 +326,6 @@ def _run(
                                 msg[i] += sent[i]
                         for i in range(n):
                             msg[i] = ((msg[i] + half) & mask) - half
-                    local = step - layers[k, 9]  # the graph step this population computes now
                     counting = layers[k, 10] == 0 and 1 <= local <= steps  # a spiking population's spikes count
                     counted = counted_b[off : off + n]
                     _neurons_of(
@@ -380,7 +380,6 @@ def _run(
                         slot[:] = 0
                 if not running:
                     continue
-                local = step - layers[k, 9]
                 mark = -1
                 for c in range(n_check):
                     if checkpoints[c] == local:

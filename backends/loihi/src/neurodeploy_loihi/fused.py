@@ -3,11 +3,11 @@
 :meth:`neurodeploy_loihi.program.Program.run` (what ``neurodeploy emulate`` and ``evaluate`` run) takes this path
 when numba is installed and nobody observes the steps: the network's synapses and neurons are packed into flat
 integer tables (:class:`Packed`, once per network), and :func:`_compiled._run` steps one sample through all its
-steps with the same arithmetic as :meth:`neurodeploy_loihi.emulator.Network.run` (the gather convolution and the
-fused neuron step of :mod:`neurodeploy_loihi._compiled`, called per sample) and counts what the program reads:
-each spiking population's spikes over the graph steps 1..T, the readout's v relative to its value before its
-first input, and the overflow statistics. The integers are the same as the step-by-step path's (tested equal,
-population by population, on the example networks; that path is tested against Lava's ``fixed_pt`` models).
+steps with the same arithmetic as :meth:`neurodeploy_loihi.emulator.Network.run` (the event-driven convolution
+and the fused neuron step of :mod:`neurodeploy_loihi._compiled`, called per sample) and counts what the program
+reads: each spiking population's spikes over the graph steps 1..T, the readout's v relative to its value before
+its first input, and the overflow statistics. Every field of the result equals the step-by-step path's
+(``tests/test_fused.py``; that path is tested against Lava's ``fixed_pt`` models).
 
 What it saves is Python: the step-by-step path makes a few numpy or numba calls per population and step, which
 at batch 1 cost more than the arithmetic. The batch is split between threads (the compiled loop releases the

@@ -409,7 +409,7 @@ class Program:
         stats: dict[str, Any] = {"readout_spikes": 0}  # and, per layer, the trace's overflow statistics
 
         depths = self.network.depths
-        fan_out: list[np.ndarray] = []  # the step-by-step path's SynOps weights, computed on its first use
+        fan_out: list[np.ndarray] = []  # the step-by-step path's SynOps weights (set below, before it runs)
 
         def record(state: StepState) -> None:
             k, t = state.k, state.t
@@ -419,7 +419,6 @@ class Program:
                     counted[k] += state.spikes
                 if local in marks:
                     marks[local][self.names[k]] = counted[k].reshape(batch, -1).sum(axis=1)
-                    fan_out[:] = fan_out or self.network.fan_out()
                     synop_marks[local][self.names[k]] = weighted(counted[k], fan_out[k])
                 if k == top and local in marks:
                     readouts[local] = counted[k].copy()
@@ -461,6 +460,7 @@ class Program:
             per_layer |= {"u_max": done.stats[..., 2], "v_max": done.stats[..., 3]}
         else:
             counted.update({k: np.zeros((batch, *layers[k].shape), np.int32) for k in spiking})
+            fan_out.extend(self.network.fan_out())
             trace = self.network.run(
                 steps=total,
                 input_bias=(mant, exp),
