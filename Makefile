@@ -31,13 +31,14 @@ env: $(STAMP)
 
 # torch==2.13.0 goes first: it is the local CPU build, and anything that pulls torch later finds it installed.
 # sinabs (the Speck cross-check's reference) keeps that torch; it pulls the samna stub, which nothing imports.
-# numba compiles the Speck event mode's loop here; .venv-py310 goes without it, so its run tests the numpy loop.
+# numba (the Loihi plugin's `fast` extra, with threadpoolctl) compiles the Speck event mode's loop and the Loihi
+# emulator's here; .venv-py310 goes without it, so its run tests the numpy loops.
 $(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y $(TEST_ONLY)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' $(addprefix -e ,$(PLUGINS)) \
-		'sinabs==3.1.3' 'numba>=0.60'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' \
+		$(addprefix -e ,$(filter-out backends/loihi,$(PLUGINS))) -e 'backends/loihi[fast]' 'sinabs==3.1.3'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -93,7 +94,7 @@ $(LAVA)/.installed: Makefile pyproject.toml backends/loihi/pyproject.toml
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found for $(LAVA) (lava-nc 0.10.0 runs only on 3.10; looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }
 	test -x $(LAVA)/bin/python || $(PY310) -m venv $(LAVA)
 	$(LAVA)/bin/python -m pip install --quiet --disable-pip-version-check 'numpy>=1.26,<2' 'lava-nc==0.10.0' h5py \
-		pytest -e . -e 'backends/loihi[lava]'
+		pytest -e . -e 'backends/loihi[lava,fast]'
 	$(LAVA)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'lava-dl==0.6.0' 'torchvision==0.28.0'
 	$(LAVA)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 'opencv-python-headless<4.12' \
 		matplotlib scipy 'numba>=0.60' 'numpy>=1.26,<2'

@@ -73,6 +73,34 @@ def test_conv_event_sums_wrap_to_24_bits_like_lava(monkeypatch):
     np.testing.assert_array_equal(events, dense)
 
 
+def test_conv_sums_in_the_narrowest_type_that_holds_them(monkeypatch):
+    """Spikes sum in int16 where the positive weights' sum (and the negative ones') fits; payloads of both signs
+    are bounded by the sum of |weights| instead: here every term of the center output is +510, a sum of 55080
+    that int16 cannot hold, where the one-sign bound alone (27540) would have chosen it."""
+    weights = np.full((1, 3, 3, 12), 255, np.int64)
+    weights[..., 6:] = -255
+    synapse = ConvSynapse(weights, (3, 3, 12), padding=(1, 1))
+    table = _compiled.conv_table(weights, 1)
+    assert _compiled.reach(table) == 9 * 6 * 255
+    assert _compiled.reach(table, mixed_signs=True) == 9 * 12 * 255
+    assert [_compiled.sum_type(b) for b in ((1 << 15) - 1, 1 << 15, (1 << 31) - 1, 1 << 31)] == [
+        np.int16,
+        np.int32,
+        np.int32,
+        np.int64,
+    ]
+    signs = np.where(np.arange(12) < 6, 2, -2)
+    for spikes, graded, center in (
+        (np.ones((1, 3, 3, 12), bool), False, 0),  # the six positive channels cancel the six negative ones
+        (np.broadcast_to(signs, (1, 3, 3, 12)).copy(), True, 9 * 12 * 510),
+        (np.full((1, 3, 3, 12), 1 << 18), True, None),  # beyond int32: int64, wrapped to 24 bits
+    ):
+        events, dense = both_paths(monkeypatch, synapse, spikes, graded)
+        np.testing.assert_array_equal(events, dense)
+        if center is not None:
+            assert events[0, 1, 1, 0] == center
+
+
 @pytest.mark.parametrize("kind", ["one_to_one", "taps", "zeros"])
 @pytest.mark.parametrize("graded", [False, True], ids=["binary", "graded"])
 def test_sparse_events_equal_the_sum(monkeypatch, kind, graded):

@@ -13,7 +13,7 @@ import pytest
 from loihi_graphs import emit_graph
 from loihi_mnist import compiled, mnist_test_images
 from neurodeploy_loihi import _compiled, fused
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse
 from neurodeploy_loihi.program import Program, RunResult
 from test_windows import GRAPHS
 
@@ -134,6 +134,84 @@ def test_leaky_neurons_delays_and_skips_give_the_same_result_fused(
         fast, slow = both_paths(program, x, 9, monkeypatch, checkpoints=(1, 3, 9), counts=True, trim=trim)
         assert_same_result(fast, slow)
     assert all(int(s.sum()) > 0 for s in fast.spikes.values()), fast.spikes
+
+
+def _projection(rng: np.random.Generator, shape: tuple[int, int, int], c_out: int) -> SparseSynapse:
+    """A 1x1 convolution as a synapse list in Lava's flat (x, y, c) order, some weights zero: each input's outputs
+    are the C_out channels at its position, consecutive (the runs walk, gaps included)."""
+    x, y, c_in = shape
+    position, channel, out = np.meshgrid(np.arange(x * y), np.arange(c_in), np.arange(c_out), indexing="ij")
+    weights = rng.integers(-200, 256, position.size)
+    weights[rng.random(position.size) < 0.2] = 0
+    rows, cols = (position * c_out + out).reshape(-1), (position * c_in + channel).reshape(-1)
+    return SparseSynapse(rows, cols, weights, (x * y * c_out, x * y * c_in), weight_exp=-1)
+
+
+def test_wide_convolution_sums_and_synapse_runs_give_the_same_result_fused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A convolution whose partial sums can leave int16 (summed in int32), and a delayed 1x1 projection from the
+    same input walked in runs."""
+    rng = np.random.default_rng(3)
+    shape = (3, 3, 24)  # Lava (X, Y, C)
+    weights = rng.integers(200, 256, (4, 3, 3, 24))
+    weights[..., :3] *= -1
+    conv = ConvSynapse(weights, shape, padding=(1, 1))
+    network = Network(
+        [
+            Layer(None, Neuron(du=4095, dv=0, vth=100, kind="subtractive"), population_shape=shape),
+            Layer(
+                conv,
+                Neuron(du=4095, dv=0, vth=60000, kind="subtractive"),
+                skips=(Skip(0, _projection(rng, shape, 4), delay=1),),
+            ),
+            Layer(DenseSynapse(rng.integers(-256, 256, (3, 36))), Neuron(du=4095, dv=0, vth=10000, kind="lif")),
+        ]
+    )
+    packed = fused.pack(network)
+    conv_edge, projection_edge = packed.edges[0], packed.edges[1]
+    assert fused.SUM_TYPES[conv_edge[6]] == np.int32  # 9 taps x 21 channels x 200 or more > 2**15
+    assert projection_edge[1] == 2  # a synapse list...
+    assert projection_edge[13] == 2  # ... walked in runs
+    program = dataclasses.replace(
+        _leaky(tmp_path),
+        network=network,
+        names=["a", "b", "out"],
+        roles=["input", "hidden", "readout"],
+        shapes=[(24, 3, 3), (4, 3, 3), (3,)],
+        scales=[1.0, 1.0, 100.0],
+        readout={"kind": "membrane", "output": "y", "population": 2, "shape": [3]},
+    )
+    bias = (rng.integers(-1024, 4096, (6, *shape)), rng.integers(0, 3, (6, *shape)))
+    x = np.zeros((6, *program.host.inputs["x"].shape), np.float32)
+    x.reshape(6, -1)[:, 0] = np.arange(6)  # each sample names its bias, as in the test above
+    monkeypatch.setattr(
+        program, "input_bias", lambda x: tuple(b[x.reshape(len(x), -1)[:, 0].astype(int)] for b in bias)
+    )
+    fast, slow = both_paths(program, x, 9, monkeypatch, checkpoints=(1, 4, 9), counts=True)
+    assert_same_result(fast, slow)
+    assert all(int(s.sum()) > 0 for s in fast.spikes.values()), fast.spikes
+
+
+def test_synapse_lists_are_walked_as_their_shape_allows() -> None:
+    rng = np.random.default_rng(0)
+
+    def layout(rows, cols, weights, shape):
+        synapse = SparseSynapse(np.asarray(rows), np.asarray(cols), np.asarray(weights), shape)
+        return fused.sparse_layout(*synapse._by_column, *shape)
+
+    walk, spans, walked = layout([0, 2, 3], [0, 2, 3], [6, -8, 10], (4, 4))  # an identity skip, input 1 unused
+    assert walk == 1
+    assert spans is None
+    assert walked.tolist() == [6, 0, -8, 10]
+    walk, spans, walked = layout([4, 6, 7, 0], [0, 0, 0, 2], [2, 4, 6, 8], (8, 3))  # 4..7 with a gap at 5
+    assert walk == 2
+    assert spans.tolist() == [[4, 4, 0], [0, 0, 4], [0, 1, 4]]
+    assert walked.tolist() == [2, 0, 4, 6, 8]
+    assert layout([0, 30], [1, 1], [1, 1], (31, 2))[0] == 0  # outputs 0 and 30: too far apart for a run
+    assert layout([1, 0], [0, 0], [1, 1], (2, 1))[0] == 0  # outputs listed in decreasing order
+    projection = _projection(rng, (2, 2, 3), 5)
+    assert fused.sparse_layout(*projection._by_column, *projection.shape)[0] == 2
 
 
 def test_the_batch_split_over_threads_changes_nothing(tmp_path: Path) -> None:

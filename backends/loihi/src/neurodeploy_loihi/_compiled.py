@@ -43,13 +43,17 @@ def _conv_one(s, table, rows, geometry, cells, index, count, acc, vec, out):  # 
     sums); (3) each cell with a listed channel adds, through each tap (i, j), the kernel rows of its listed
     channels to the output that tap connects it to: output x' reads cell x' * sx + i * dx through tap i (the
     correlation with the kernel flipped, as ``conv_accumulate``), so cell q reaches x' = (q - i * dx) / sx where
-    that is a whole number in range. ``acc`` (X', Y', C_out) holds the sums, int32 where no partial sum can leave
-    it, else int64; ``table`` (kX, kY, C_in, C_out / groups) is the flipped kernel, input channel c adding to the
-    outputs of its group. With one group, a cell first sums its listed channels' whole kernels into ``vec`` (kX *
-    kY * C_out, acc's type), each channel's one contiguous row of ``rows`` (:func:`channel_rows`), then adds each
-    tap's part to its output: long vectorized runs instead of a short one per channel and tap. The work is one
-    pass over the input plus one add per listed channel, tap and output channel of its group: in proportion to
-    the spikes; empty cells cost nothing more."""
+    that is a whole number in range. ``acc`` (flat, at least (X' + kX - 1) * (Y' + kY - 1) * C_out long) holds
+    the sums, int16 or int32 where no partial sum can leave that type (:func:`reach`), else int64; ``table`` (kX,
+    kY, C_in, C_out / groups) is the flipped kernel, input channel c adding to the outputs of its group, ``rows``
+    the same weights one contiguous row per channel (:func:`channel_rows`). With one group and stride and
+    dilation 1 (in cells), each listed channel adds, per tap row i, its kY taps as one run into a padded
+    accumulator, where every tap lands in range (no bounds checks), and each output row is then one run of it;
+    with other strides, a cell first sums its listed channels' whole rows into ``vec`` (kX * kY * C_out, acc's
+    type), then adds each tap's part to its output. Long vectorized runs either way, in the narrowest type that
+    holds the sums (half the memory traffic and twice the lanes of the next). The work is one pass over the
+    input plus one add per listed channel, tap and output channel of its group: in proportion to the spikes;
+    empty cells cost nothing more."""
     px, py, pad_x, pad_y, sx, sy, dx, dy, per_group, per_out = geometry
     size_x, size_y, channels = s.shape
     cells_x, cells_y = cells.shape[0], cells.shape[1]
@@ -80,7 +84,35 @@ def _conv_one(s, table, rows, geometry, cells, index, count, acc, vec, out):  # 
             count[qx, qy] = n
     single = per_group == channels  # one group: every channel adds to every output
     length = kx * ky * per_out
-    acc[:] = 0
+    if single and sx == 1 and sy == 1 and dx == 1 and dy == 1:
+        # output (ox, oy) sums at (ox + kx - 1, oy + ky - 1) of a padded accumulator (cells_x + kx - 1, cells_y +
+        # ky - 1, C_out): tap (i, j) of cell (qx, qy) reaches (qx - i, qy - j), so a channel's taps (i, 0..ky - 1),
+        # stored j-reversed by channel_rows, add one run of ky * C_out, and no tap needs a bounds check
+        wide = cells_y + ky - 1
+        run = ky * per_out
+        acc[: (cells_x + kx - 1) * wide * per_out] = 0
+        for qx in range(cells_x):
+            for qy in range(cells_y):
+                listed = index[qx, qy]
+                sums = cells[qx, qy]
+                for k in range(count[qx, qy]):
+                    p, at = sums[k], listed[k] * length
+                    for i in range(kx):
+                        kernel = rows[at + i * run : at + i * run + run]
+                        start = ((qx - i + kx - 1) * wide + qy) * per_out
+                        target = acc[start : start + run]
+                        for o in range(run):
+                            target[o] += p * kernel[o]
+        span = out_y * c_out
+        flat = out.reshape(out_x, span)
+        for ox in range(out_x):  # an output row is one run of the accumulator
+            start = ((ox + kx - 1) * wide + ky - 1) * per_out
+            part = acc[start : start + span]
+            row = flat[ox]
+            for o in range(span):
+                row[o] = ((part[o] + half) & mask) - half  # signed_clamp(x, bits=24)
+        return
+    acc[: out_x * out_y * c_out] = 0  # (X', Y', C_out), flat
     for qx in range(cells_x):
         for qy in range(cells_y):
             n = count[qx, qy]
@@ -112,24 +144,24 @@ def _conv_one(s, table, rows, geometry, cells, index, count, acc, vec, out):  # 
                     oy = oy if sy == 1 else oy // sy
                     if oy >= out_y:
                         continue
-                    row = acc[ox, oy]
+                    start = (ox * out_y + oy) * c_out
                     if single:
-                        at = (i * ky + j) * per_out
+                        at = (i * ky + ky - 1 - j) * per_out  # (taps j reversed in rows)
                         part = vec[at : at + per_out]
+                        target = acc[start : start + per_out]
                         for o in range(per_out):
-                            row[o] += part[o]
+                            target[o] += part[o]
                     else:
                         taps = table[i, j]
                         for k in range(n):
                             c = listed[k]
                             p, w = sums[k], taps[c]
-                            group = row[(c // per_group) * per_out :]
+                            group = acc[start + (c // per_group) * per_out :]
                             for o in range(per_out):
                                 group[o] += p * w[o]
-    for ox in range(out_x):
-        for oy in range(out_y):
-            for o in range(c_out):
-                out[ox, oy, o] = ((acc[ox, oy, o] + half) & mask) - half  # signed_clamp(x, bits=24)
+    flat = out.reshape(out_x * out_y * c_out)
+    for o in range(out_x * out_y * c_out):
+        flat[o] = ((acc[o] + half) & mask) - half  # signed_clamp(x, bits=24)
 
 
 def _sparse(s, indptr, rows, weights, out):  # pragma: no cover - compiled
@@ -256,6 +288,8 @@ def _run(
     indptr,
     rows,
     weights,
+    runs,
+    run_weights,
     fan_out,
     steps_total,
     steps,
@@ -280,8 +314,10 @@ def _run(
     cells,
     index,
     count,
+    acc16,
     acc32,
     acc64,
+    vec16,
     vec32,
     vec64,
 ):  # pragma: no cover - compiled
@@ -294,6 +330,8 @@ def _run(
     n_layers, n_check, batch = layers.shape[0], checkpoints.shape[0], bias_in.shape[0]
     half, mask = np.int64(1) << 31, (np.int64(1) << 32) - 1
     keep = counts.shape[0] == batch
+    synapses = (tables, channel, dense, indptr, rows, weights, runs, run_weights)
+    work = (cells, index, count, acc16, acc32, acc64, vec16, vec32, vec64)
     for b in range(batch):
         u[:] = 0
         v[:] = v0
@@ -358,24 +396,7 @@ def _run(
                     slot = buffers[start : start + n]
                     if layers[source, 7] <= step <= layers[source, 8]:
                         spikes = fired[layers[source, 1] : layers[source, 1] + layers[source, 0]]
-                        _send(
-                            edges[e],
-                            spikes,
-                            slot,
-                            tables,
-                            channel,
-                            dense,
-                            indptr,
-                            rows,
-                            weights,
-                            cells,
-                            index,
-                            count,
-                            acc32,
-                            acc64,
-                            vec32,
-                            vec64,
-                        )
+                        _send(edges[e], spikes, slot, synapses, work)
                     else:
                         slot[:] = 0
                 if not running:
@@ -469,13 +490,18 @@ def _neurons_of(
     stats[b, k, 3] = max(stats[b, k, 3], v_top)
 
 
-def _send(
-    edge, spikes, out, tables, channel, dense, indptr, rows, weights, cells, index, count, acc32, acc64, vec32, vec64
-):  # pragma: no cover
+def _send(edge, spikes, out, synapses, work):  # pragma: no cover - compiled
     """One synapse of :func:`_run` accumulates binary ``spikes`` (its source population, flat) into ``out`` (its
-    target's size, flat): a convolution (kind 0, :func:`_conv_one`, wrapped to 24 bits), a dense matrix (1,
-    stored by input) or a synapse list (2, by input); the last two shifted by 2**weight_exp and wrapped to
-    int32, as Lava's Dense and Sparse."""
+    target's size, flat), with the network's ``synapses`` (tables, channel, dense, indptr, rows, weights, runs,
+    run_weights: ``fused.Packed``) and the scratch arrays ``work`` (cells, index, count, then the sums and a cell's
+    kernels in int16, int32 and int64): a convolution (kind 0, :func:`_conv_one`, wrapped to 24 bits, summed in the type
+    ``edge[6]`` names: 2 int16, 1 int32, 0 int64), a dense matrix (1, stored by input) or a synapse list (2); the
+    last two shifted by 2**weight_exp and wrapped to int32, as Lava's Dense and Sparse. A synapse list is walked
+    as ``edge[13]`` says (see ``fused.sparse_layout``): 1, one synapse per neuron to the same index (an identity
+    or Scale skip), a branch-free pass; 2, each input's synapses as one run of consecutive outputs (a 1x1
+    convolution), a vectorized add per spike; 0, one synapse at a time."""
+    tables, channel, dense, indptr, rows, weights, runs, run_weights = synapses
+    cells, index, count, acc16, acc32, acc64, vec16, vec32, vec64 = work
     kind = edge[1]
     if kind == 0:
         kx, ky, c_in, per_out = edge[7], edge[8], edge[9], edge[10]
@@ -488,27 +514,41 @@ def _send(
         s = spikes.reshape((edge[15], edge[16], c_in))
         target = out.reshape((edge[18], edge[19], edge[20]))
         geometry = edge[21:31]
-        size, grid = edge[18] * edge[19] * edge[20], (edge[18], edge[19], edge[20])
         sums, listed = cells[:cell_count].reshape(shape), index[:cell_count].reshape(shape)
         counts = count[: cells_x * cells_y].reshape((cells_x, cells_y))
         length = kx * ky * per_out
-        if edge[6] != 0:  # int32 sums (typed apart: one call each)
-            acc, vec = acc32[:size].reshape(grid), vec32[:length]
-            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc, vec, target)
+        if edge[6] == 2:  # (typed apart: one call each)
+            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc16, vec16[:length], target)
+        elif edge[6] == 1:
+            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc32, vec32[:length], target)
         else:
-            acc, vec = acc64[:size].reshape(grid), vec64[:length]
-            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc, vec, target)
+            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc64, vec64[:length], target)
         return
-    out[:] = 0
     n_in, n_out = edge[7], edge[8]
     if kind == 1:
+        out[:] = 0
         matrix = dense[edge[4] : edge[4] + n_in * n_out].reshape((n_in, n_out))
         for j in range(n_in):
             if spikes[j]:
                 w = matrix[j]
                 for o in range(n_out):
                     out[o] += w[o]
+    elif edge[13] == 1:
+        diagonal = run_weights[edge[14] : edge[14] + n_in]
+        for j in range(n_in):
+            out[j] = diagonal[j] * spikes[j]
+    elif edge[13] == 2:
+        out[:] = 0
+        spans = runs[edge[15] : edge[15] + n_in]
+        for j in range(n_in):
+            if spikes[j]:
+                first, length, at = spans[j, 0], spans[j, 1], spans[j, 2]
+                target = out[first : first + length]
+                w = run_weights[at : at + length]
+                for o in range(length):
+                    target[o] += w[o]
     else:
+        out[:] = 0
         for j in range(n_in):
             if spikes[j]:
                 for q in range(indptr[edge[4] + j], indptr[edge[4] + j + 1]):
@@ -607,27 +647,45 @@ def conv(
         np.int64,
     )
     top = px * py * (1 if s.dtype == bool else int(np.abs(s).max(initial=0)))
-    narrow = top * bound < 1 << 31  # no partial sum leaves int32: half the memory traffic, twice the lanes
+    if s.dtype != bool and s.size and s.min() < 0 < s.max():  # payloads of both signs: the sum of |weights|
+        bound = reach(table, mixed_signs=True)
     cells = np.empty((cells_x, cells_y, s.shape[3]), np.int32 if s.dtype == bool else np.int64)
     index = np.empty(cells.shape, np.int32)
     count = np.empty((cells_x, cells_y), np.int64)
-    acc = np.empty(out_shape, np.int32 if narrow else np.int64)
-    vec = np.empty(table.shape[0] * table.shape[1] * table.shape[3], acc.dtype)
+    kx, ky = table.shape[0], table.shape[1]
+    padded = (cells_x + kx - 1) * (cells_y + ky - 1) * out_shape[2]
+    acc = np.empty(max(padded, int(np.prod(out_shape))), sum_type(top * bound))
+    vec = np.empty(kx * ky * table.shape[3], acc.dtype)
     out = np.empty((len(s), *out_shape), np.int64)
     kernels()["conv"](np.ascontiguousarray(s), table, rows, geometry, cells, index, count, acc, vec, out)
     return out
 
 
+def sum_type(bound: int) -> type:
+    """The narrowest integer type :func:`_conv_one` can sum in when no partial sum exceeds ``bound`` in size."""
+    return np.int16 if bound < 1 << 15 else np.int32 if bound < 1 << 31 else np.int64
+
+
 def channel_rows(table: np.ndarray) -> np.ndarray:
     """:func:`conv_table`'s (kX, kY, C_in, C_out / groups) as one flat row per input channel, (C_in * kX * kY *
-    C_out / groups,) int32: channel c's whole kernel, contiguous (what :func:`_conv_one` sums per cell)."""
-    return np.ascontiguousarray(np.asarray(table, np.int32).transpose(2, 0, 1, 3)).reshape(-1)
+    C_out / groups,) int16 (Loihi's weights are 9-bit): channel c's whole kernel, contiguous, taps (i, j) in the
+    order i, then j reversed (what :func:`_conv_one` adds per listed channel: tap row i as one run)."""
+    table = np.asarray(table)
+    if table.size and np.abs(table).max() >= 1 << 15:
+        raise ValueError("convolution weights beyond 16 bits: Loihi's are 9-bit")
+    return np.ascontiguousarray(table[:, ::-1].transpose(2, 0, 1, 3), np.int16).reshape(-1)
 
 
-def reach(table: np.ndarray) -> int:
-    """The largest sum of |weights| into one output neuron (over all its inputs and taps): a bound on |sum| / max
-    |payload|."""
-    return int(np.abs(table.astype(np.int64)).sum(axis=(0, 1, 2)).max(initial=0))
+def reach(table: np.ndarray, mixed_signs: bool = False) -> int:
+    """A bound on |partial sum| / max |payload| of one output neuron, over all its inputs and taps: for payloads
+    of one sign (spikes, pooled counts), the larger of its positive weights' sum and its negative weights' |sum|
+    (any partial sum lies between the two); with ``mixed_signs``, the sum of |weights|."""
+    table = np.asarray(table, np.int64)
+    if mixed_signs:
+        return int(np.abs(table).sum(axis=(0, 1, 2)).max(initial=0))
+    positive = np.clip(table, 0, None).sum(axis=(0, 1, 2))
+    negative = np.clip(-table, 0, None).sum(axis=(0, 1, 2))
+    return int(np.maximum(positive, negative).max(initial=0))
 
 
 def by_column(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n_in: int) -> tuple[np.ndarray, ...]:

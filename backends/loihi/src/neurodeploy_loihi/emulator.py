@@ -540,7 +540,14 @@ class Network:
         then holds (0, v0) and sends nothing, so those steps are skipped (the first is kept from the layer's depth
         on, one step before its first input on the longest path). A layer that is not quiet runs from step 1.
         After the last step at which its spikes can still reach the last layer, or be counted, nothing it does is
-        seen, so it stops there."""
+        seen, so it stops there. (Kept per network and arguments: a network's layers do not change.)"""
+        key = (int(steps), None if needed is None else tuple(int(n) for n in needed))
+        cache = self.__dict__.setdefault("_window_cache", {})
+        if key not in cache:
+            cache[key] = tuple(self._windows(steps, needed))
+        return list(cache[key])
+
+    def _windows(self, steps: int, needed: list[int] | None) -> list[tuple[int, int]]:
         fires = []  # the first step at which each layer can spike
         first = []
         for k, layer in enumerate(self.layers):

@@ -33,9 +33,10 @@ from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, Spars
 
 EDGE_COLUMNS = 31
 """Per synapse (see :func:`_compiled._run` and ``_send``): source, kind, delay, buffer offset, weight offset,
-weight_exp, narrow (int32 sums), kX | n_in, kY | n_out, C_in, C_out / groups, target, whether no dense or sparse sum
-can leave int32, cells X and Y, input X and Y, C_out, output X, Y and C, and the ten numbers of the convolution's
-geometry."""
+weight_exp, the convolution's sum type (2 int16, 1 int32, 0 int64), kX | n_in, kY | n_out, C_in, C_out / groups,
+target, whether no dense or sparse sum can leave int32; then for a convolution cells X and Y, input X and Y, C_out,
+output X, Y and C, and the ten numbers of its geometry; for a synapse list, its walk (:func:`sparse_layout`) and
+its offsets into ``run_weights`` and ``runs``."""
 LAYER_COLUMNS = 13
 """Per population: size, offset, du + 1, dv, threshold, subtractive, bias_start, first and last step computed,
 depth, role (0 spiking and counted, 1 the readout), first and last synapse (exclusive) into it."""
@@ -58,6 +59,11 @@ class Packed:
     indptr: np.ndarray
     rows: np.ndarray
     weights: np.ndarray
+    runs: np.ndarray
+    """(n, 3) int64: per input of a synapse list walked in runs, its first output, run length and offset into
+    ``run_weights``."""
+    run_weights: np.ndarray
+    """The weights of the synapse lists walked per neuron or in runs (:func:`sparse_layout`)."""
     fan_out: np.ndarray
     inbound: list[tuple[int, int]]
     scratch_sizes: tuple[int, int, int, int, int]
@@ -99,10 +105,12 @@ class Scratch:
             np.zeros(cells, np.int32),  # conv cells
             np.zeros(cells, np.int32),  # conv listed channels
             np.zeros(cells, np.int64),  # conv counts per cell
-            np.zeros(acc, np.int32),  # conv sums, narrow
-            np.zeros(acc, np.int64),  # conv sums, wide
-            np.zeros(kernel, np.int32),  # one cell's kernels, summed, narrow
-            np.zeros(kernel, np.int64),  # ... wide
+            np.zeros(acc, np.int16),  # conv sums, in the type that holds them
+            np.zeros(acc, np.int32),
+            np.zeros(acc, np.int64),
+            np.zeros(kernel, np.int16),  # one cell's kernels, summed, likewise
+            np.zeros(kernel, np.int32),
+            np.zeros(kernel, np.int64),
         )
         return cls(arrays, np.zeros((1, neurons), np.int32))
 
@@ -118,6 +126,47 @@ def supported(network: Network) -> bool:
     )
 
 
+SUM_TYPES = (np.int64, np.int32, np.int16)
+"""A convolution's sum type, by its code in column 6."""
+RUN_SLACK = 8
+"""A synapse list is walked in runs when each input's outputs span at most twice its synapses plus this many
+(the gaps are zero weights, added like the rest)."""
+
+
+def sparse_layout(
+    pointers: np.ndarray, targets: np.ndarray, values: np.ndarray, n_out: int, n_in: int
+) -> tuple[int, np.ndarray | None, np.ndarray]:
+    """How :func:`_compiled._send` walks a synapse list compressed by input (``pointers``, ``targets``, ``values``:
+    ``_compiled.by_column``): (1, None, per-neuron weights) when every synapse joins input i to output i (an
+    identity or Scale skip: a branch-free pass, out = weight x spike); (2, spans, run weights) when each input's
+    outputs are increasing and span at most twice its synapses plus :data:`RUN_SLACK` (a 1x1 convolution in
+    Lava's channel-last order: one vectorized add per spike; spans (n_in, 3) holds each input's first output, run
+    length and offset into the run weights, zeros filling the gaps); else (0, None, empty): one synapse at a
+    time."""
+    per_input = np.diff(pointers)
+    cols = np.repeat(np.arange(n_in), per_input)
+    if n_in == n_out and per_input.max(initial=0) <= 1 and np.array_equal(targets, cols):
+        diagonal = np.zeros(n_in, np.int64)
+        diagonal[cols] = values
+        return 1, None, diagonal
+    if not len(targets):
+        return 0, None, np.zeros(0, np.int64)
+    first = np.zeros(n_in, np.int64)
+    last = np.zeros(n_in, np.int64)
+    live = per_input > 0
+    first[live] = targets[pointers[:-1][live]]
+    last[live] = targets[pointers[1:][live] - 1]
+    same_input = cols[1:] == cols[:-1]
+    increasing = bool(np.all(np.diff(targets)[same_input] > 0))
+    length = np.where(live, last - first + 1, 0)
+    if not increasing or np.any(length > 2 * per_input + RUN_SLACK):
+        return 0, None, np.zeros(0, np.int64)
+    offset = np.concatenate([[0], np.cumsum(length)[:-1]])
+    walked = np.zeros(int(length.sum()), np.int64)
+    walked[offset[cols] + targets - first[cols]] = values
+    return 2, np.stack([first, length, offset], axis=1).astype(np.int64), walked
+
+
 def pack(network: Network) -> Packed:
     """The flat tables of ``network`` (cached on it: a network's synapses do not change)."""
     cached = getattr(network, "_packed", None)
@@ -126,8 +175,8 @@ def pack(network: Network) -> Packed:
     layers = network.layers
     sizes = [int(np.prod(layer.shape)) for layer in layers]
     offsets = [int(v) for v in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
-    edges, tables, channels, dense, indptr, rows, weights = [], [], [], [], [], [], []
-    inbound, buffer, table_at, dense_at, indptr_at, nnz = [], 0, 0, 0, 0, 0
+    edges, tables, channels, dense, indptr, rows, weights, runs, run_weights = [], [], [], [], [], [], [], [], []
+    inbound, buffer, table_at, dense_at, indptr_at, nnz, runs_at, run_weights_at = [], 0, 0, 0, 0, 0, 0, 0
     for k, layer in enumerate(layers):
         start = len(edges)
         for source, synapse, delay in layer.inbound(k):
@@ -140,7 +189,7 @@ def pack(network: Network) -> Packed:
                 x, y, _ = synapse.input_shape
                 (px, py), (pad_x, pad_y) = synapse.pool, synapse.padding
                 out = synapse.output_shape
-                row[[1, 4, 6]] = 0, table_at, int(px * py * bound < 1 << 31)
+                row[[1, 4, 6]] = 0, table_at, SUM_TYPES.index(_compiled.sum_type(px * py * bound))
                 row[7:11] = kx, ky, c_in, per_out
                 row[13:21] = (x + 2 * pad_x) // px, (y + 2 * pad_y) // py, x, y, out[2], *out
                 row[21:31] = (
@@ -175,6 +224,13 @@ def pack(network: Network) -> Packed:
                 weights.append(values)
                 indptr_at += len(pointers)
                 nnz += len(targets)
+                walk, spans, walked = sparse_layout(pointers, targets, values, *synapse.shape)
+                row[[13, 14, 15]] = walk, run_weights_at, runs_at
+                if spans is not None:
+                    runs.append(spans + np.array([0, 0, run_weights_at]))
+                    runs_at += len(spans)
+                run_weights.append(walked)
+                run_weights_at += len(walked)
             edges.append(row)
         inbound.append((start, len(edges)))
     fan_out = network.fan_out()
@@ -183,7 +239,10 @@ def pack(network: Network) -> Packed:
         max(sizes),
         max(buffer, 1),
         max([int(row[13] * row[14] * row[9]) for row in convs], default=1),
-        max([int(row[18] * row[19] * row[20]) for row in convs], default=1),
+        max(
+            [int(max(row[18], row[13] + row[7] - 1) * max(row[19], row[14] + row[8] - 1) * row[20]) for row in convs],
+            default=1,
+        ),
         max([int(row[7] * row[8] * row[10]) for row in convs], default=1),
     )
 
@@ -203,11 +262,13 @@ def pack(network: Network) -> Packed:
             np.int64,
         ),
         tables=flat(tables, np.int32),
-        channel=flat(channels, np.int32),
+        channel=flat(channels, np.int16),
         dense=flat(dense, np.int64),
         indptr=flat(indptr, np.int64),
         rows=flat(rows, np.int64),
         weights=flat(weights, np.int64),
+        runs=np.concatenate(runs) if runs else np.zeros((1, 3), np.int64),
+        run_weights=flat(run_weights, np.int64),
         fan_out=flat([f.reshape(-1) for f in fan_out], np.int64),
         inbound=inbound,
         scratch_sizes=scratch_sizes,
@@ -304,6 +365,8 @@ def run(
                 packed.indptr,
                 packed.rows,
                 packed.weights,
+                packed.runs,
+                packed.run_weights,
                 packed.fan_out,
                 int(steps_total),
                 int(steps),
