@@ -136,3 +136,45 @@ def test_mnist_artifact_binned_equals_sinabs(tmp_path):
     for core, want in zip(network.cores, expected):
         np.testing.assert_array_equal(run.counts[core.index], want, err_msg=f"core {core.index}")
     assert all(int(want.sum()) > 0 for want in expected)
+
+
+def test_depthwise_and_global_average_pool_artifact_binned_equals_sinabs(tmp_path):
+    """A torch model with a depthwise convolution (run as the full one) and a global average pool over 16 x 16
+    before its readout (sum pooling 4x4, the rest in a 4x4 kernel), compiled for Speck: every core's spikes
+    equal sinabs' on the artifact's own integers, T = 32."""
+    import warnings
+
+    from neurodeploy_speck import SpeckBackend
+    from neurodeploy_speck.backend import direct_events
+    from neurodeploy_speck.sinabs_model import run_sinabs
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import Calibration
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(2, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+        nn.Conv2d(8, 16, 1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 2, 32, 32),), str(path), dynamo=False, input_names=["x"])
+    x = np.random.default_rng(0).random((8, 2, 32, 32)).astype(np.float32)
+    artifact = compile_model(path, "speck", tmp_path / "a", calibration=Calibration(x, "random"))
+    document = SpeckBackend.load_config(artifact)
+    frames = direct_events(x[:4], 32)
+    network = Network.from_config(document)
+    assert len(network.cores) == 4
+    readout = network.cores[-1]
+    assert readout.weight.shape[-1] == 4
+    assert readout.in_shape == (16, 4, 4)
+    assert readout.sources[0][1] == 4  # sum pooling 4x4 of the 16 x 16 map
+    run = network.run_binned(frames, record=tuple(c.index for c in network.cores))
+    expected = run_sinabs(document, frames)
+    for core, want in zip(network.cores, expected):
+        np.testing.assert_array_equal(run.counts[core.index], want, err_msg=f"core {core.index}")
+    assert all(int(want.sum()) > 0 for want in expected)

@@ -99,7 +99,7 @@ def test_placement_of_large_layers_names_the_memory():
         ({"convs": [(4, 3, 3, 1)], "pools": [1]}, "stride 3x3 is not one of 1/2/4/8"),
         ({"convs": [(4, 17, 1, 8)], "pools": [1], "in_shape": (1, 20, 20)}, "exceeds the 16x16 limit"),
         ({"convs": [(4, 3, 1, 8)], "pools": [1]}, "padding 8 exceeds the limit of 7"),
-        ({"convs": [(4, 3, 1, 1)], "pools": [8], "in_shape": (1, 16, 16)}, "sum pooling 8x8 is not one of"),
+        ({"convs": [(4, 3, 1, 1), (4, 1, 1, 0)], "pools": [8, 1], "in_shape": (1, 16, 16)}, "sum pooling 8x8 is not"),
         ({"convs": [(1025, 1, 1, 0)], "pools": [1], "in_shape": (1, 2, 2)}, "1025 output channels exceed"),
         ({"in_shape": (1, 130, 130), "convs": [(2, 3, 2, 1)], "pools": [4]}, "input map 130x130 exceeds 128x128"),
         ({"in_shape": (1, 8, 6), "convs": [(2, 3, 1, 1)], "pools": [1]}, "kernel 8x6 is not square"),
@@ -111,6 +111,77 @@ def test_design_rule_failures_name_layer_rule_and_limit(kwargs, expected):
         lower(graph)
     assert expected in str(err.value)
     assert "layer '" in str(err.value) or "input:" in str(err.value)
+
+
+def _pooled_sums(x: np.ndarray, pool: int) -> np.ndarray:
+    c, h, w = x.shape
+    return x.reshape(c, h // pool, pool, w // pool, pool).sum(axis=(2, 4))
+
+
+@pytest.mark.parametrize(("size", "pools", "kept", "kernel"), [(16, [8], 4, 4), (12, [3], 1, 12), (16, [2, 8], 4, 2)])
+def test_a_readout_pooled_beyond_the_chip_keeps_its_sums(size, pools, kept, kernel):
+    """A Dense reading a map pooled more than 4x4 in all (a global average pool before the readout): the chip's
+    largest pooling that divides it stays sum pooling, the rest goes into the kernel, and the readout's sums on
+    any spike map are the graph's (the average pool, then the Dense) to rounding."""
+    graph = conv_chain(in_shape=(1, size, size), convs=[(5, 3, 1, 1)] * len(pools), pools=pools, classes=4)
+    readout = lower(graph).layers[-1]
+    assert readout.source_pooling == kept
+    assert readout.weight.shape == (4, 5, kernel, kernel)
+    before = int(np.prod(pools[:-1]))  # the pooling between the earlier layers
+    x = np.random.default_rng(1).integers(0, 3, (5, size // before, size // before))  # the last layer's spikes
+    total = pools[-1]
+    fc = graph.op("fc")
+    expected = fc.weight @ (_pooled_sums(x.astype(np.float64), total) / total**2).reshape(-1)
+    got = np.einsum("fchw,chw->f", readout.weight, _pooled_sums(x.astype(np.float64), kept))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def _depthwise(channels: int, size: int = 8) -> Graph:
+    rng = np.random.default_rng(2)
+    ops = [
+        Conv2d(name="c0", inputs=("x",), output="a", weight=rng.normal(size=(channels, 1, 3, 3)).astype(np.float32)),
+        IF(name="n0", inputs=("a",), output="s", threshold=np.float32(1)),
+        Conv2d(
+            name="dw",
+            inputs=("s",),
+            output="b",
+            weight=rng.normal(size=(channels, 1, 3, 3)).astype(np.float32),
+            padding=(1, 1, 1, 1),
+            groups=channels,
+        ),
+        IF(name="n1", inputs=("b",), output="t", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("t",), output="f", shape=(channels * (size - 2) ** 2,)),
+        Dense(
+            name="fc",
+            inputs=("f",),
+            output="y",
+            weight=rng.normal(size=(3, channels * (size - 2) ** 2)).astype(np.float32),
+        ),
+    ]
+    return Graph("depthwise", {"x": TensorType((1, size, size))}, ["y"], ops)
+
+
+def test_a_depthwise_convolution_becomes_the_full_one_it_equals():
+    from neurodeploy.ir.kernels import conv2d
+
+    graph = _depthwise(6)
+    layer = lower(graph).layers[1]
+    grouped = graph.op("dw")
+    assert layer.weight.shape == (6, 6, 3, 3)
+    x = np.random.default_rng(3).random((2, 6, 6, 6)).astype(np.float32)
+    want = conv2d(x, grouped.weight, None, (1, 1), (1, 1, 1, 1), (1, 1), 6)
+    got = conv2d(x, layer.weight.astype(np.float32), None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.count_nonzero(layer.weight) == np.count_nonzero(grouped.weight)  # zeros between the channels
+
+
+def test_a_depthwise_convolution_too_big_when_full_is_refused_with_the_numbers():
+    # 256 -> 256 channels 3x3 as a full convolution: kernel 256 * 2^(4 + 8) = 1Mi, beyond every core's 64Ki
+    with pytest.raises(ResourceError) as err:
+        lower(_depthwise(256))
+    assert "layer 'dw'" in str(err.value)
+    assert "kernel 1024Ki" in str(err.value)
+    assert "grouped (groups=256) convolution, which Speck runs as a full one" in str(err.value)
 
 
 def test_non_square_conv_kernel_is_refused():

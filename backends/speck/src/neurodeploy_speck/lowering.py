@@ -4,6 +4,10 @@
   two pools in a row multiply); the next layer's weights are divided by k*k, so sum pooling carries the mean.
 * Dense over a (C, H, W) map (through a flatten Reshape) becomes a convolution with an H x W kernel and no
   padding, as sinabs' ``convert_linear_to_conv`` does; over a vector (C,) it is a 1x1 convolution on (C, 1, 1).
+  Pooled by more than the chip pools (a global average pool over 8 x 8 before the readout), the chip's largest
+  pooling that divides it stays sum pooling and the rest goes into the kernel (:func:`unpooled`).
+* A grouped or depthwise Conv2d becomes the full convolution it equals, zeros between the groups
+  (:func:`full_convolution`), where the core's kernel memory holds it.
 * Per-channel thresholds are folded into the weights (channel c's weights, bias and initial value divided by
   theta_c), leaving one threshold per core as the chip has.
 * The graph's output must be a Conv2d/Dense without neurons (the readout: it becomes a core of IF neurons whose
@@ -58,6 +62,8 @@ class Layer:
     destinations: list[tuple[int, int]] = field(default_factory=list)
     """(layer index, pooling) of every consumer."""
     op_type: str = "Conv2d"
+    groups: int = 1
+    """The graph's groups (the weight is the full convolution; see :func:`full_convolution`)."""
 
     @property
     def kernel(self) -> int:
@@ -197,7 +203,10 @@ def lower(graph: Graph, *, input_scale: float = 1.0, readout_threshold: float = 
     problems.add("input", chip.rule_input_size(*in_type.shape[1:]))
     for layer in layers:
         problems.add(f"layer '{layer.name}'", chip.rule_destinations(len(layer.destinations)))
-        problems.add(f"layer '{layer.name}'", chip.rule_memory(layer.memory))
+        memory = chip.rule_memory(layer.memory)
+        if memory and layer.groups != 1:
+            memory = f"a grouped (groups={layer.groups}) convolution, which Speck runs as a full one, {memory}"
+        problems.add(f"layer '{layer.name}'", memory)
     if problems.items:
         raise ResourceError(
             f"{len(problems.items)} problem(s) keep graph '{graph.name}' off Speck:\n  " + "\n  ".join(problems.items)
@@ -226,6 +235,7 @@ def _weighted(
     input_scale: float,
 ) -> Layer | None:
     c, h, w = src.map_shape
+    average = src.pool  # every pooled input carries 1 / pool^2 of a spike
     if isinstance(op, Conv2d):
         if src.flat:
             problems.add(where, "a convolution cannot follow a flatten")
@@ -237,8 +247,8 @@ def _weighted(
         problems.add(where, chip.rule_kernel_size(max(kh, kw)))
         problems.add(where, chip.rule_stride(op.stride))
         problems.add(where, chip.rule_padding(op.padding))
-        if op.groups != 1:
-            problems.add(where, f"groups={op.groups}: Speck cores run full convolutions only (groups=1)")
+        if op.groups != 1:  # a full convolution, zero between groups: the kernel memory check says if it fits
+            weight = full_convolution(weight, op.groups)
         if op.dilation != (1, 1):
             problems.add(where, f"dilation {op.dilation}: Speck cores have no dilation")
         if len(problems.items) > before:
@@ -256,10 +266,14 @@ def _weighted(
         weight = op.weight.reshape(op.weight.shape[0], c, h, w)  # sinabs convert_linear_to_conv
         stride, padding = (1, 1), (0, 0)
         out = (op.weight.shape[0], 1, 1)
+        if src.pool not in chip.POOLINGS:  # e.g. a global average pool over 8 x 8 before the readout
+            weight, src = unpooled(weight, src)
+            c, h, w = src.map_shape
+            problems.add(where, chip.rule_kernel_size(h))
     problems.add(where, chip.rule_channels(c, "input"))
     problems.add(where, chip.rule_channels(weight.shape[0], "output"))
     problems.add(where, chip.rule_pooling(src.pool))
-    scale = (input_scale if src.source == INPUT else 1.0) / (src.pool * src.pool)
+    scale = (input_scale if src.source == INPUT else 1.0) / (average * average)
     bias = op.bias if op.bias is not None else np.zeros(weight.shape[0], np.float32)
     return Layer(
         name=op.name,
@@ -276,7 +290,34 @@ def _weighted(
         source=src.source,
         source_pooling=src.pool,
         op_type=op.op_type,
+        groups=op.groups if isinstance(op, Conv2d) else 1,
     )
+
+
+def full_convolution(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped (or depthwise) kernel (F, C / groups, k, k) as the full one (F, C, k, k) it equals: output
+    channel f of group g reads its group's inputs through its own weights and every other input through 0."""
+    f, per_group = weight.shape[:2]
+    per_out = f // groups
+    full = np.zeros((f, per_group * groups, *weight.shape[2:]), weight.dtype)
+    for g in range(groups):
+        full[g * per_out : (g + 1) * per_out, g * per_group : (g + 1) * per_group] = weight[
+            g * per_out : (g + 1) * per_out
+        ]
+    return full
+
+
+def unpooled(weight: np.ndarray, src: _Spikes) -> tuple[np.ndarray, _Spikes]:
+    """A Dense over a map pooled ``src.pool`` times, a pooling the chip has no size for, as the same sums over a
+    map pooled less: the largest size the chip has that divides the pooling stays sum pooling, the rest r goes
+    into the kernel (each weight repeated over r x r positions). The 1/pool^2 of the average is applied with the
+    layer's other scales (:func:`_weighted`), so the sums are the ones the graph computes: a global average pool
+    over 8 x 8 before the readout becomes sum pooling 4x4 and a 2x2 kernel on a 2 x 2 map."""
+    hardware = max(p for p in chip.POOLINGS if src.pool % p == 0)
+    r = src.pool // hardware
+    c, h, w = src.map_shape
+    weight = np.repeat(np.repeat(weight, r, axis=2), r, axis=3)
+    return weight, _Spikes(src.source, hardware, (c, h * r, w * r), flat=src.flat)
 
 
 def _attach_neurons(layer: Layer, op: IF) -> None:
@@ -300,8 +341,7 @@ def _pooling(op: AvgPool2d, problems: _Problems, where: str) -> int | None:
             "with stride = kernel, no padding, no ceil mode",
         )
         return None
-    problems.add(where, chip.rule_pooling(kh))
-    return kh
+    return kh  # (the pooling a layer reads, these multiplied, is checked there: a readout can take more)
 
 
 def limit_spikes_per_event(lowered: Lowered, limit: float) -> list[dict]:
