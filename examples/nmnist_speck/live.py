@@ -53,7 +53,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.artifact or Path(tmp) / "nmnist-speck"
         calibration = load_calibration("nmnist", args.calibration_samples)
-        options = {} if args.spikes_per_event == "off" else {"spikes_per_event": args.spikes_per_event}
+        # windows are counted here from the first frame on: no readout delay (the default ignores the first steps)
+        options = {"readout_delay": "0"}
+        if args.spikes_per_event != "off":
+            options["spikes_per_event"] = args.spikes_per_event
         artifact = compile_model(
             args.model, "speck", out, calibration=calibration, encoding=Encoding("events"), target_options=options
         )

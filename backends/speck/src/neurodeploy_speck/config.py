@@ -17,7 +17,9 @@
   output is read from the output core's monitored events instead, which the erratum does not touch.
 
 ``host`` holds the input's name, shape and event value, which core each layer went to, and how output spikes
-become the output. :func:`to_samna` builds the real samna object from ``configuration``.
+become the output: the output core's events, less those of the first ``min(readout_delay, T // 2)`` steps (the
+transient while every core fills from its initial value), times ``value_per_spike``, over the steps counted.
+:func:`to_samna` builds the real samna object from ``configuration``.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ SCHEMA = Dict(
                     min_len=1,
                 ),
                 "output": Dict(
-                    {"name": Str(), "shape": List(Int(1)), "core": Int(0, chip.CORES - 1), "value_per_spike": Number()}
+                    {"name": Str(), "shape": List(Int(1)), "core": Int(0, chip.CORES - 1), "value_per_spike": Number()},
+                    {"readout_delay": Int(0)},
                 ),
             }
         ),
@@ -95,7 +98,12 @@ def _destinations(pairs: list[tuple[int, int]]) -> list[dict[str, Any]]:
 
 
 def build_config(
-    target: str, lowered: Lowered, quantized: list[QuantizedLayer], cores: dict[int, int], input_scale: float
+    target: str,
+    lowered: Lowered,
+    quantized: list[QuantizedLayer],
+    cores: dict[int, int],
+    input_scale: float,
+    readout_delay: int = 0,
 ) -> dict[str, Any]:
     """The speck.json document of a placed, quantized network."""
     cnn_layers: list[dict[str, Any] | None] = [None] * chip.CORES
@@ -172,6 +180,10 @@ def build_config(
                 "core": cores[lowered.readout_layer],
                 "value_per_spike": float(lowered.readout_threshold),
                 "readout_is_spiking_layer": readout.neuron is not None,
+                "readout_delay": int(readout_delay),
+                "readout_note": "host: over T steps, ignore the output core's events of the first "
+                "min(readout_delay, T // 2) steps (the transient while the cores fill); output = counted events x "
+                "value_per_spike / the steps counted",
             },
         },
     }

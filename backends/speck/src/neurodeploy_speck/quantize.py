@@ -49,7 +49,9 @@ class QuantizedLayer:
     report: dict
 
 
-def quantize_layer(layer: Layer) -> QuantizedLayer:
+def quantize_layer(layer: Layer, floor: float | None = None) -> QuantizedLayer:
+    """``floor``: threshold_low = -floor x threshold_high (at least the chip's -2^15), for the readout core; None
+    leaves the chip's most negative state."""
     for what, values in (
         ("weights", layer.weight),
         ("bias", layer.bias),
@@ -80,6 +82,7 @@ def quantize_layer(layer: Layer) -> QuantizedLayer:
             f"to {np.abs(layer.weight).max():g} (8-bit weights, shared scale {scale:g}); the weights are over "
             "2^15 times the threshold: rebalance the thresholds (convert-to-snn norm options)"
         )
+    low = chip.STATE_MIN if floor is None else max(chip.STATE_MIN, -int(np.rint(floor * threshold)))
     nonzero = layer.weight != 0
     zeroed = int(np.count_nonzero(nonzero & (weight == 0)))
     err = np.abs(weight / scale - layer.weight)
@@ -101,6 +104,7 @@ def quantize_layer(layer: Layer) -> QuantizedLayer:
         "zeroed_fraction": round(zeroed / max(1, int(np.count_nonzero(nonzero))), 6),
         "max_weight_error": float(err.max()) if err.size else 0.0,
         "threshold_bits_used": int(threshold).bit_length() + 1,
+        "threshold_low": low,
         "spikes_per_event_max": -(-max(int(weight.max(initial=0)), 0) // threshold),
         "spikes_per_bias_tick_max": -(-max(int(bias.max(initial=0)), 0) // threshold),
     }
@@ -108,7 +112,7 @@ def quantize_layer(layer: Layer) -> QuantizedLayer:
         weight=weight,
         bias=bias,
         threshold_high=threshold,
-        threshold_low=chip.STATE_MIN,
+        threshold_low=low,
         initial=int(np.rint(v0 * scale)),
         scale=scale,
         report=report,
