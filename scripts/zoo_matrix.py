@@ -36,6 +36,7 @@ EXAMPLES = {
     "MNIST CNN (examples/mnist)": "examples/mnist/mnist_cnn.onnx",
     "VGG, QCFS (examples/cifar10_qcfs)": "examples/cifar10_qcfs/vgg_qcfs.onnx",
     "ResNet-20, QCFS (examples/cifar10_qcfs)": "examples/cifar10_qcfs/resnet20_qcfs.onnx",
+    "MNIST residual (examples/mnist_residual)": "examples/mnist_residual/mnist_residual.onnx",
 }
 CALIBRATION_SAMPLES = 4
 REASON_CHARS = 240

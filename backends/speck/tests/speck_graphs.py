@@ -101,7 +101,7 @@ def integer_document(specs, in_shape, target="speck", input_pooling=1):
         pool_in = s.get("pool", 1)
         shape = (out[0], out[1] // pool_in, out[2] // pool_in)
     for i in range(len(layers) - 1):
-        layers[i].destinations.append((i + 1, layers[i + 1].source_pooling))
+        layers[i].destinations.append((i + 1, layers[i + 1].source_pooling, 0))
     lowered = Lowered(
         layers=layers,
         input_name="x",

@@ -178,3 +178,52 @@ def test_depthwise_and_global_average_pool_artifact_binned_equals_sinabs(tmp_pat
     for core, want in zip(network.cores, expected):
         np.testing.assert_array_equal(run.counts[core.index], want, err_msg=f"core {core.index}")
     assert all(int(want.sum()) > 0 for want in expected)
+
+
+def test_residual_and_concat_artifact_binned_equals_sinabs(tmp_path):
+    """A torch model with an identity residual block and a two-branch channel concatenation, compiled for Speck
+    (the skip and the second branch arrive as shifted channels, the chip's feature shift): every core's spikes
+    equal sinabs' (Conv2d, IAFSqueeze, SumPool2d, each core's sources summed onto their channels), T = 24."""
+    import warnings
+
+    from neurodeploy_speck import SpeckBackend
+    from neurodeploy_speck.backend import direct_events
+    from neurodeploy_speck.sinabs_model import run_sinabs
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import Calibration
+
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+            self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+            self.a = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU())
+            self.b = nn.Sequential(nn.Conv2d(8, 6, 3, padding=1), nn.ReLU())
+            self.head = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(10 * 4 * 4, 5))
+
+        def forward(self, x):
+            h = self.stem(x)
+            h = torch.relu(self.body(h) + h)
+            return self.head(torch.cat([self.a(h), self.b(h)], dim=1))
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 2, 16, 16),), str(path), dynamo=False, input_names=["x"])
+    x = np.random.default_rng(0).random((8, 2, 16, 16)).astype(np.float32)
+    artifact = compile_model(path, "speck", tmp_path / "a", calibration=Calibration(x, "random"))
+    document = SpeckBackend.load_config(artifact)
+    network = Network.from_config(document)
+    shifted = sorted(shift for core in network.cores for _, _, shift in core.sources if shift)
+    assert shifted == [4, 8]  # the skip after the block's 8 channels; branch b after branch a's 4
+    frames = direct_events(x[:4], 24)
+    run = network.run_binned(frames, record=tuple(c.index for c in network.cores))
+    expected = run_sinabs(document, frames)
+    for core, want in zip(network.cores, expected):
+        np.testing.assert_array_equal(run.counts[core.index], want, err_msg=f"core {core.index}")
+    assert all(int(want.sum()) > 0 for want in expected)

@@ -57,9 +57,15 @@ def sequential_reference(network: Network, frames: np.ndarray) -> dict[int, np.n
                         for y in range(oh):
                             for x in range(ow):
                                 touch(f, y, x, int(core.bias[f]))
-                (source, pool), *more = core.sources
-                assert not more, "the reference runs chains"
-                incoming = [(ci, y // pool, x // pool) for ci, y, x in events[source]]
+                streams = [  # each source's events that land inside the map, then one from each in turn
+                    [
+                        (ci + shift, y // pool, x // pool)
+                        for ci, y, x in events[source]
+                        if ci + shift < c and y // pool < h and x // pool < w
+                    ]
+                    for source, pool, shift in core.sources
+                ]
+                incoming = [stream[i] for i in range(max(map(len, streams))) for stream in streams if i < len(stream)]
                 for ci, y, x in incoming:
                     if ci >= c or y >= h or x >= w:
                         continue

@@ -233,7 +233,7 @@ def test_dense_layers_become_convolutions_over_the_whole_map():
     np.testing.assert_array_equal(first.weight, ops[1].weight.reshape(8, 2, 4, 4))  # sinabs convert_linear_to_conv
     assert (second.in_shape, second.kernel, second.out_shape) == ((8, 1, 1), 1, (3, 1, 1))
     assert second.readout
-    assert first.destinations == [(1, 1)]
+    assert first.destinations == [(1, 1, 0)]
 
 
 def test_resources_report_per_core_usage():

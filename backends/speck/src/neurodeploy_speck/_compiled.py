@@ -60,15 +60,16 @@ def _integrate(v, stream, weight, geometry, thr, low, return_to_zero):  # pragma
     return out[:, : counts.max()] if batch else out[:, :0]
 
 
-def _scatter(source, pool, v, weight, geometry, fan, synops):  # pragma: no cover - compiled
+def _scatter(source, pool, shift, v, weight, geometry, fan, synops):  # pragma: no cover - compiled
     """Time-binned step, first half, channels last: the counts of ``source`` (B, Hs, Ws, C), sum-pooled by
-    ``pool`` (whole windows only) onto the core's input map, each add n times its kernel (C, k, k, F) to the
+    ``pool`` (whole windows only) onto the core's input map at channels shift.., each add n times its kernel
+    (C, k, k, F) to the
     neurons they reach in v (B, OH, OW, F): work in proportion to the events, not to the neurons. ``synops``
     (B,) gains n times the synapses each reaches (``fan``, (H, W, C))."""
     h, w, oh, ow, sy, sx, py, px = geometry
     batch, hs, ws, channels = source.shape
     k, f_out = weight.shape[1], weight.shape[3]
-    channels = min(channels, weight.shape[0])
+    channels = min(channels, weight.shape[0] - shift)
     rows, cols = min(hs // pool, h) * pool, min(ws // pool, w) * pool
     for b in _prange(batch):  # samples in parallel: each has its own state
         reached = 0
@@ -76,10 +77,11 @@ def _scatter(source, pool, v, weight, geometry, fan, synops):  # pragma: no cove
             y = ys // pool
             for xs in range(cols):
                 x = xs // pool
-                for c in range(channels):
-                    n = source[b, ys, xs, c]
+                for cs in range(channels):
+                    n = source[b, ys, xs, cs]
                     if n == 0:
                         continue
+                    c = cs + shift
                     reached += n * fan[y, x, c]
                     for ky in range(k):
                         ty = y + py - ky
@@ -163,9 +165,9 @@ def geometry(core) -> np.ndarray:
     return np.array([h, w, oh, ow, *core.stride, *core.padding], np.int64)
 
 
-def scatter(source: np.ndarray, pool: int, v: np.ndarray, core, synops: np.ndarray) -> None:
+def scatter(source: np.ndarray, pool: int, shift: int, v: np.ndarray, core, synops: np.ndarray) -> None:
     """:func:`_scatter` into ``core``'s state v (B, OH, OW, F) int64, channels last."""
-    kernels()["scatter"](source, int(pool), v, core.weight_last, geometry(core), core.fan_last, synops)
+    kernels()["scatter"](source, int(pool), int(shift), v, core.weight_last, geometry(core), core.fan_last, synops)
 
 
 def fire(v, core, state_max: int, spikes, totals, step_totals) -> int:

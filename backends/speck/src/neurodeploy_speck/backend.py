@@ -74,7 +74,7 @@ def pipeline_depth(lowered: Lowered) -> int:
     input can take back, unlike a membrane readout) mostly follow that transient, not the input."""
     depth: dict[int, int] = {}
     for i, layer in enumerate(lowered.layers):  # topological order: a source comes before its consumers
-        depth[i] = 1 + (depth[layer.source] if layer.source >= 0 else 0)
+        depth[i] = 1 + max(depth[src] if src >= 0 else 0 for src, _, _ in layer.sources)
     return depth[lowered.readout_layer]
 
 

@@ -39,7 +39,9 @@ CONFIG_FILE = "speck.json"
 
 _XY = Dict({"x": Int(), "y": Int()})
 _MAP = Dict({"size": Dict({"x": Int(1), "y": Int(1)}), "feature_count": Int(1)})
-_DESTINATIONS = List(Dict({"layer": Int(0, chip.CORES - 1), "enable": Bool(), "pooling": Int(1)}))
+_DESTINATIONS = List(
+    Dict({"layer": Int(0, chip.CORES - 1), "enable": Bool(), "pooling": Int(1)}, {"feature_shift": Int(0)})
+)
 _CORE = Dict(
     {
         "dimensions": Dict(
@@ -90,8 +92,15 @@ def _xy(y: int, x: int) -> dict[str, int]:
     return {"x": int(x), "y": int(y)}
 
 
-def _destinations(pairs: list[tuple[int, int]]) -> list[dict[str, Any]]:
-    slots = [{"layer": int(core), "enable": True, "pooling": int(pool)} for core, pool in pairs]
+def _destinations(triples: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
+    """The two destination slots: (core, pooling, feature shift) each; a shift is written only where it is not 0
+    (the field samna's CnnLayerDestination has for channel concatenation, which sinabs never sets)."""
+    slots = []
+    for core, pool, shift in triples:
+        slot: dict[str, Any] = {"layer": int(core), "enable": True, "pooling": int(pool)}
+        if shift:
+            slot["feature_shift"] = int(shift)
+        slots.append(slot)
     while len(slots) < chip.MAX_DESTINATIONS:
         slots.append({"layer": 0, "enable": False, "pooling": 1})
     return slots
@@ -126,7 +135,7 @@ def build_config(
             "threshold_low": int(q.threshold_low),
             "monitor_enable": i == lowered.readout_layer,
             "neurons_initial_value": np.full((f, ow, oh), q.initial, np.int64).tolist(),  # [f][x][y]
-            "destinations": _destinations([(cores[d], p) for d, p in layer.destinations]),
+            "destinations": _destinations([(cores[d], p, shift) for d, p, shift in layer.destinations]),
         }
     c, h, w = lowered.input_shape
     pool = lowered.input_pooling
@@ -139,7 +148,7 @@ def build_config(
             "origin": _xy(0, 0),
             "pooling": _xy(pool, pool),
             "pass_sensor_events": False,
-            "destinations": _destinations([(cores[d], 1) for d in lowered.input_destinations]),
+            "destinations": _destinations([(cores[d], 1, 0) for d in lowered.input_destinations]),
         },
         "cnn_layers": cnn_layers,
     }
@@ -169,6 +178,20 @@ def build_config(
                     "op_type": layer.op_type,
                     "core": cores[i],
                     "source": "input" if layer.source == INPUT else cores[layer.source],
+                    **(
+                        {
+                            "sources": [
+                                {
+                                    "from": "input" if src == INPUT else cores[src],
+                                    "pooling": pool,
+                                    "feature_shift": shift,
+                                }
+                                for src, pool, shift in layer.sources
+                            ]
+                        }
+                        if len(layer.sources) > 1
+                        else {}
+                    ),
                     "readout": i == lowered.readout_layer,
                     "scale": q.scale,
                 }
@@ -264,3 +287,5 @@ def _set_destinations(targets, values: list[dict[str, Any]]) -> None:
         targets[slot].enable = value["enable"]
         if hasattr(targets[slot], "pooling"):
             targets[slot].pooling = value["pooling"]
+        if value.get("feature_shift"):
+            targets[slot].feature_shift = value["feature_shift"]

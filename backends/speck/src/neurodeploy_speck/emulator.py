@@ -23,6 +23,10 @@ A neuron's state depends only on the events that reach it, in their order; the e
 (a compiled loop over events and synapses when numba is installed, else numpy over each neuron's r-th event),
 and is tested equal to a one-event-at-a-time reference.
 
+A core with several sources (a residual join, a concatenation, a merge) takes the sum of their pooled maps,
+each source's channel c on input channel c + its destination's feature_shift; in event mode their events
+interleave, one from each source in turn (the chip's router order is not modelled).
+
 Both modes start from v[0] = neurons_initial_value. Inputs are event counts per step: (batch, steps, C, H, W)
 non-negative integers.
 """
@@ -58,8 +62,8 @@ class Core:
     initial: np.ndarray
     """(F, H, W) int64."""
     return_to_zero: bool
-    sources: list[tuple[int, int]] = field(default_factory=list)
-    """(source core or -1 for the input, pooling)."""
+    sources: list[tuple[int, int, int]] = field(default_factory=list)
+    """(source core or -1 for the input, pooling, feature shift: the core input channel its channel 0 lands on)."""
 
     @cached_property
     def weight_last(self) -> np.ndarray:
@@ -93,6 +97,9 @@ class Network:
     engine: str = "auto"
     """Event mode's inner loop: ``auto`` (compiled with numba when it is installed, else numpy) or ``numpy``."""
 
+    def core(self, index: int) -> Core:
+        return next(c for c in self.cores if c.index == index)
+
     @classmethod
     def from_config(cls, document: dict[str, Any]) -> Network:
         configuration = document["configuration"]
@@ -123,13 +130,15 @@ class Network:
         pool = int(dvs["pooling"]["x"])
         for dest in dvs["destinations"]:
             if dest["enable"]:
-                cores[dest["layer"]].sources.append((-1, 1))
+                cores[dest["layer"]].sources.append((-1, 1, int(dest.get("feature_shift", 0))))
         for index, layer in enumerate(configuration["cnn_layers"]):
             if layer is None:
                 continue
             for dest in layer["destinations"]:
                 if dest["enable"]:
-                    cores[dest["layer"]].sources.append((index, int(dest["pooling"])))
+                    cores[dest["layer"]].sources.append(
+                        (index, int(dest["pooling"]), int(dest.get("feature_shift", 0)))
+                    )
         host = document["host"]
         order = [layer["core"] for layer in host["layers"]]  # the lowering's topological order
         network = cls(
@@ -172,14 +181,19 @@ class Network:
                 raise ValueError(f"{where}: a {k}x{k} kernel on a {h}x{w} map gives {size}, not its output {(oh, ow)}")
             if core.threshold_high < 1:
                 raise ValueError(f"{where}: threshold_high {core.threshold_high}; it must be >= 1")
-            for source, pool in core.sources:
+            covered = np.zeros(c, bool)
+            for source, pool, shift in core.sources:
                 if source not in channels:
                     raise ValueError(f"{where} reads core {source}, which does not come before it")
-                if pool < 1 or channels[source] != c:
+                if pool < 1 or shift < 0 or shift + channels[source] > c:
                     raise ValueError(
                         f"{where} reads {channels[source]} channels pooled by {pool} from "
-                        f"{'the input' if source == -1 else f'core {source}'}; it has {c} input channels"
+                        f"{'the input' if source == -1 else f'core {source}'} onto its channels {shift}..; it has "
+                        f"{c} input channels"
                     )
+                covered[shift : shift + channels[source]] = True
+            if core.sources and not covered.all():
+                raise ValueError(f"{where}: input channels {np.flatnonzero(~covered).tolist()} have no source")
             channels[core.index] = f
         if self.output_core not in channels or self.output_core == -1:
             raise ValueError(f"the output core {self.output_core} is not among the network's cores")
@@ -192,9 +206,10 @@ class Network:
             maps.setdefault(core.index, [])
         for core in self.cores:
             fan = core.fan_out
-            for source, pool in core.sources:
+            for source, pool, shift in core.sources:
                 total_pool = pool * self.input_pooling if source == -1 else pool
-                maps[source].append((total_pool, fan))
+                channels = self.input_shape[0] if source == -1 else self.core(source).out_shape[0]
+                maps[source].append((total_pool, fan[shift : shift + channels]))
         return maps
 
     # -- time-binned --------------------------------------------------------------------------------------
@@ -241,9 +256,9 @@ class Network:
             spikes = {-1: last[:, t]}
             for core in self.cores:
                 state = v[core.index]
-                for source, pool in core.sources:
+                for source, pool, shift in core.sources:
                     total_pool = pool * (self.input_pooling if source == -1 else 1)  # the DVS layer's pooling
-                    _compiled.scatter(spikes[source], total_pool, state, core, run.synops[source][:, t])
+                    _compiled.scatter(spikes[source], total_pool, shift, state, core, run.synops[source][:, t])
                 s = np.empty_like(state)
                 step = run.per_step_totals[core.index][:, t]
                 run.overflow[core.index] += _compiled.fire(state, core, chip.STATE_MAX, s, totals[core.index], step)
@@ -255,10 +270,11 @@ class Network:
 
     def _gather(self, core: Core, spikes: dict[int, np.ndarray], batch: int) -> np.ndarray:
         x = np.zeros((batch, *core.in_shape), np.int64)
-        for source, pool in core.sources:
+        for source, pool, shift in core.sources:
             pooled = sum_pool(spikes[source], pool)
             h, w = min(pooled.shape[2], x.shape[2]), min(pooled.shape[3], x.shape[3])
-            x[:, :, :h, :w] += pooled[:, :, :h, :w]
+            c = min(pooled.shape[1], x.shape[1] - shift)
+            x[:, shift : shift + c, :h, :w] += pooled[:, :c, :h, :w]
         return x
 
     # -- event-driven -------------------------------------------------------------------------------------
@@ -304,8 +320,8 @@ class Network:
             order = np.where(fired, np.arange(fired.shape[1])[None], -1)
             fired_all.append(order)
         incoming = [
-            _translate(events[source], self._source_shape(source, input_shape), pool, core.in_shape)
-            for source, pool in core.sources
+            _translate(events[source], self._source_shape(source, input_shape), pool, core.in_shape, shift)
+            for source, pool, shift in core.sources
         ]
         stream = _interleave(incoming) if len(incoming) > 1 else incoming[0]
         fired = None if self.engine == "numpy" else _compiled.integrate_events(v, stream, core)
@@ -542,14 +558,17 @@ def _compact(events: np.ndarray) -> np.ndarray:
     return out[:, :width]
 
 
-def _translate(events: np.ndarray, shape: tuple[int, int, int], pool: int, dest: tuple[int, int, int]) -> np.ndarray:
-    """Flat indices in a source map -> flat indices in the destination's input map after sum pooling."""
+def _translate(
+    events: np.ndarray, shape: tuple[int, int, int], pool: int, dest: tuple[int, int, int], shift: int = 0
+) -> np.ndarray:
+    """Flat indices in a source map -> flat indices in the destination's input map after sum pooling, channel c
+    landing on channel c + shift (the destination's feature shift)."""
     _, h, w = shape
     valid = events >= 0
     e = np.where(valid, events, 0)
     ci, rest = np.divmod(e, h * w)
     y, x = np.divmod(rest, w)
-    y, x = y // pool, x // pool
+    y, x, ci = y // pool, x // pool, ci + shift
     dc, dh, dw = dest
     inside = valid & (y < dh) & (x < dw) & (ci < dc)
     return _compact(np.where(inside, (ci * dh + y) * dw + x, -1))

@@ -1,12 +1,14 @@
 """The network of a speck.json document as sinabs layers (torch, sinabs), for cross-checks and benchmarks.
 
-``to_sinabs(document, batch)`` builds ``torch.nn.Sequential`` of the chain of cores: per core a
-``torch.nn.Conv2d`` (float64 by default) with the integer weights and biases (zero biases when
-``leak_enable`` is off), then ``sinabs.layers.IAFSqueeze`` (``MultiSpike``, ``MembraneSubtract`` or
-``MembraneReset``, ``min_v_mem`` = threshold_low, v initialised to ``neurons_initial_value``), then
-``sinabs.layers.SumPool2d`` for the destination's pooling; the DVS layer's pooling comes first. Chains only (one
-source and one destination per core). torch and sinabs are imported when called; ``sinabs.backend.dynapcnn``
-(which needs samna) never is.
+``to_sinabs(document, batch)`` builds, per core, a ``torch.nn.Conv2d`` (float64 by default) with the integer
+weights and biases (zero biases when ``leak_enable`` is off) and ``sinabs.layers.IAFSqueeze`` (``MultiSpike``,
+``MembraneSubtract`` or ``MembraneReset``, ``min_v_mem`` = threshold_low, v initialised to
+``neurons_initial_value``). ``run_sinabs`` feeds each core the sum of its sources, each summed by
+``sinabs.layers.SumPool2d`` with its destination's pooling (the DVS layer's pooling first for the input) and
+placed at its destination's feature shift: sinabs' ``Merge`` (a sum of spike maps) for sources on the same
+channels, a channel concatenation for shifted ones (the chip's ``feature_shift``, which sinabs does not write).
+Cores run one after another over all steps at once, which is exact for networks without loops. torch and sinabs
+are imported when called; ``sinabs.backend.dynapcnn`` (which needs samna) never is.
 """
 
 from __future__ import annotations
@@ -19,32 +21,16 @@ from neurodeploy_speck.emulator import Network
 
 
 def to_sinabs(document: dict[str, Any], batch: int, dtype: str = "float64"):
-    """(torch.nn.Sequential, [IAFSqueeze layers in core order]) for inputs of ``batch`` samples, computing in
-    ``dtype`` (float64 is exact for any state; float32 while states and sums stay below 2^24)."""
+    """(network, {core index: (Conv2d, IAFSqueeze)}) for inputs of ``batch`` samples, computing in ``dtype``
+    (float64 is exact for any state; float32 while states and sums stay below 2^24)."""
     import torch
     from sinabs.activation import MembraneReset, MembraneSubtract, MultiSpike
-    from sinabs.layers import IAFSqueeze, SumPool2d
+    from sinabs.layers import IAFSqueeze
 
     torch_dtype = getattr(torch, dtype)
-
-    class Cast(torch.nn.Module):
-        """MultiSpike returns float32 spike counts (exact); the next convolution computes in ``dtype``."""
-
-        def forward(self, x):
-            return x.to(torch_dtype)
-
     network = Network.from_config(document)
-    layers: list[torch.nn.Module] = []
-    if network.input_pooling > 1:
-        layers.append(SumPool2d(kernel_size=network.input_pooling))
-    neurons = []
-    for i, core in enumerate(network.cores):
-        expected_source = -1 if i == 0 else network.cores[i - 1].index
-        if [s for s, _ in core.sources] != [expected_source]:
-            raise ValueError(f"to_sinabs handles chains of cores; core {core.index} has sources {core.sources}")
-        pool = core.sources[0][1]
-        if pool > 1:
-            layers.append(SumPool2d(kernel_size=pool))
+    modules = {}
+    for core in network.cores:
         f, c, k, _ = core.weight.shape
         conv = torch.nn.Conv2d(c, f, k, stride=core.stride, padding=core.padding, bias=True).to(torch_dtype)
         conv.weight.data = torch.tensor(core.weight, dtype=torch_dtype)
@@ -59,27 +45,35 @@ def to_sinabs(document: dict[str, Any], batch: int, dtype: str = "float64"):
         shape = (batch, *core.out_shape)
         iaf.init_state_with_shape(shape)
         iaf.v_mem.data = torch.tensor(np.broadcast_to(core.initial, shape).copy(), dtype=torch_dtype)
-        layers += [conv, iaf, Cast()]
-        neurons.append(iaf)
-    return torch.nn.Sequential(*layers), neurons
+        modules[core.index] = (conv, iaf)
+    return network, modules
 
 
 def run_sinabs(document: dict[str, Any], frames: np.ndarray, dtype: str = "float64") -> list[np.ndarray]:
-    """Spike counts (batch, T, F, H, W) of every core of ``document`` on (batch, T, C, H, W) event counts."""
+    """Spike counts (batch, T, F, H, W) of every core of ``document``, in the host's core order, on
+    (batch, T, C, H, W) event counts."""
     import torch
+    from sinabs.layers import SumPool2d
 
+    torch_dtype = getattr(torch, dtype)
     batch, steps = frames.shape[:2]
-    model, neurons = to_sinabs(document, batch, dtype)
+    network, modules = to_sinabs(document, batch, dtype)
+    x = torch.tensor(frames.reshape(batch * steps, *frames.shape[2:]), dtype=torch_dtype)
+    if network.input_pooling > 1:
+        x = SumPool2d(kernel_size=network.input_pooling)(x)
+    spikes = {-1: x}
     recorded: list[np.ndarray] = []
-
-    def keep(_module, _inputs, output):
-        recorded.append(output.detach().numpy().reshape(batch, steps, *output.shape[1:]).astype(np.int64))
-
-    hooks = [n.register_forward_hook(keep) for n in neurons]
-    try:
-        with torch.no_grad():
-            model(torch.tensor(frames.reshape(batch * steps, *frames.shape[2:]), dtype=getattr(torch, dtype)))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with torch.no_grad():
+        for core in network.cores:
+            c, h, w = core.in_shape
+            total = torch.zeros((batch * steps, c, h, w), dtype=torch_dtype)
+            for source, pool, shift in core.sources:
+                pooled = SumPool2d(kernel_size=pool)(spikes[source]) if pool > 1 else spikes[source]
+                n = min(pooled.shape[1], c - shift)
+                rows, cols = min(pooled.shape[2], h), min(pooled.shape[3], w)
+                total[:, shift : shift + n, :rows, :cols] += pooled[:, :n, :rows, :cols]
+            conv, iaf = modules[core.index]
+            out = iaf(conv(total)).to(torch_dtype)  # MultiSpike returns float32 counts (exact)
+            spikes[core.index] = out
+            recorded.append(out.numpy().reshape(batch, steps, *out.shape[1:]).astype(np.int64))
     return recorded
