@@ -142,14 +142,9 @@ def test_depthwise_and_global_average_pool_artifact_binned_equals_sinabs(tmp_pat
     """A torch model with a depthwise convolution (run as the full one) and a global average pool over 16 x 16
     before its readout (sum pooling 4x4, the rest in a 4x4 kernel), compiled for Speck: every core's spikes
     equal sinabs' on the artifact's own integers, T = 32."""
-    import warnings
 
-    from neurodeploy_speck import SpeckBackend
     from neurodeploy_speck.backend import direct_events
     from neurodeploy_speck.sinabs_model import run_sinabs
-
-    from neurodeploy.compiler import compile_model
-    from neurodeploy.data.calibration import Calibration
 
     torch.manual_seed(0)
     nn = torch.nn
@@ -159,13 +154,7 @@ def test_depthwise_and_global_average_pool_artifact_binned_equals_sinabs(tmp_pat
         nn.Conv2d(8, 16, 1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
     ).eval()  # fmt: skip
-    path = tmp_path / "model.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 2, 32, 32),), str(path), dynamo=False, input_names=["x"])
-    x = np.random.default_rng(0).random((8, 2, 32, 32)).astype(np.float32)
-    artifact = compile_model(path, "speck", tmp_path / "a", calibration=Calibration(x, "random"))
-    document = SpeckBackend.load_config(artifact)
+    x, document = compiled_for_speck(model, (2, 32, 32), tmp_path)
     frames = direct_events(x[:4], 32)
     network = Network.from_config(document)
     assert len(network.cores) == 4
@@ -184,14 +173,9 @@ def test_residual_and_concat_artifact_binned_equals_sinabs(tmp_path):
     """A torch model with an identity residual block and a two-branch channel concatenation, compiled for Speck
     (the skip and the second branch arrive as shifted channels, the chip's feature shift): every core's spikes
     equal sinabs' (Conv2d, IAFSqueeze, SumPool2d, each core's sources summed onto their channels), T = 24."""
-    import warnings
 
-    from neurodeploy_speck import SpeckBackend
     from neurodeploy_speck.backend import direct_events
     from neurodeploy_speck.sinabs_model import run_sinabs
-
-    from neurodeploy.compiler import compile_model
-    from neurodeploy.data.calibration import Calibration
 
     nn = torch.nn
 
@@ -211,13 +195,7 @@ def test_residual_and_concat_artifact_binned_equals_sinabs(tmp_path):
 
     torch.manual_seed(0)
     model = Net().eval()
-    path = tmp_path / "model.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 2, 16, 16),), str(path), dynamo=False, input_names=["x"])
-    x = np.random.default_rng(0).random((8, 2, 16, 16)).astype(np.float32)
-    artifact = compile_model(path, "speck", tmp_path / "a", calibration=Calibration(x, "random"))
-    document = SpeckBackend.load_config(artifact)
+    x, document = compiled_for_speck(model, (2, 16, 16), tmp_path)
     network = Network.from_config(document)
     shifted = sorted(shift for core in network.cores for _, _, shift in core.sources if shift)
     assert shifted == [4, 8]  # the skip after the block's 8 channels; branch b after branch a's 4
@@ -227,3 +205,22 @@ def test_residual_and_concat_artifact_binned_equals_sinabs(tmp_path):
     for core, want in zip(network.cores, expected):
         np.testing.assert_array_equal(run.counts[core.index], want, err_msg=f"core {core.index}")
     assert all(int(want.sum()) > 0 for want in expected)
+
+
+def compiled_for_speck(model, shape, tmp_path):
+    """(8 random inputs, speck.json) of a torch model exported (legacy exporter) and compiled for Speck with those
+    inputs as calibration."""
+    import warnings
+
+    from neurodeploy_speck import SpeckBackend
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import Calibration
+
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, *shape),), str(path), dynamo=False, input_names=["x"])
+    x = np.random.default_rng(0).random((8, *shape)).astype(np.float32)
+    artifact = compile_model(path, "speck", tmp_path / "a", calibration=Calibration(x, "random"))
+    return x, SpeckBackend.load_config(artifact)

@@ -143,7 +143,7 @@ def test_lowered_layers_compute_the_graph(build, seed):
 
 def test_a_residual_block_joins_the_skip_as_shifted_channels():
     lowered = lower(residual_graph(0))
-    stem, conv1, conv2, readout = lowered.layers
+    stem, _conv1, conv2, readout = lowered.layers
     assert conv2.in_shape == (12, 8, 8)
     assert conv2.sources == [(1, 1, 0), (0, 1, 6)]
     assert stem.destinations == [(1, 1, 0), (2, 1, 6)]
