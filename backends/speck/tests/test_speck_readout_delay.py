@@ -51,6 +51,17 @@ def _document(artifact) -> dict:
     return json.loads((load_artifact(artifact.root).root / "speck.json").read_text())
 
 
+def _rewritten(artifact, copy: Path, document: dict):
+    """A copy of ``artifact`` whose speck.json is ``document``, its manifest's checksum updated."""
+    shutil.copytree(artifact.root, copy)
+    data = json.dumps(document).encode()
+    (copy / "speck.json").write_bytes(data)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["speck.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return load_artifact(copy)
+
+
 def test_auto_delay_is_the_cores_on_the_longest_path(artifacts):
     auto, none, _nodelay = artifacts
     assert _document(auto)["host"]["output"]["readout_delay"] == 4  # conv, conv, conv, readout: one chain
@@ -114,16 +125,9 @@ def test_delay_and_floor_remove_the_start_transient_on_mnist(artifacts, images):
 def test_an_artifact_without_the_field_counts_every_step(artifacts, images, tmp_path):
     auto, _none, nodelay = artifacts
     x = images[0][:4]
-    copy = tmp_path / "old"
-    shutil.copytree(auto.root, copy)
     document = _document(auto)
     del document["host"]["output"]["readout_delay"]  # as artifacts written before the field
-    data = json.dumps(document).encode()
-    (copy / "speck.json").write_bytes(data)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["files"]["speck.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    old = load_artifact(copy)
+    old = _rewritten(auto, tmp_path / "old", document)
     np.testing.assert_array_equal(
         emulate_artifact(old, x, steps=12).outputs, emulate_artifact(nodelay, x, steps=12).outputs
     )
@@ -138,3 +142,95 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path, option, tex
     with pytest.raises(DataError, match=option):
         _compile(tmp_path / "out", **{option: text})
     assert not (tmp_path / "out").exists()
+
+
+def _gap_model(path: Path, bias: float) -> Path:
+    """conv 3x3 (1 -> 4) -> ReLU -> global average pool over 16 x 16 -> Gemm (3 classes, bias ``bias``): after
+    the pool, each readout weight is 1/256 of the trained one next to an undivided bias."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.normal(size=(4, 1, 3, 3)) * 0.5).astype(np.float32), "w1"),
+        numpy_helper.from_array(np.full(4, 0.05, np.float32), "b1"),
+        numpy_helper.from_array((rng.normal(size=(3, 4)) * 0.5).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.array([bias, -bias, 0.5 * bias], np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "gap",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_readout_bias_that_would_zero_its_weights_goes_to_the_host(tmp_path):
+    from neurodeploy.data.calibration import Calibration
+
+    x = np.random.default_rng(1).random((8, 1, 16, 16)).astype(np.float32)
+    model = _gap_model(tmp_path / "gap.onnx", bias=0.4)
+    artifact = compile_model(model, "speck", tmp_path / "a", calibration=Calibration(x, "random"))
+    document = _document(artifact)
+    bias = document["host"]["output"]["bias"]
+    np.testing.assert_allclose(bias, [0.4, -0.4, 0.2], rtol=1e-6)
+    readout = document["configuration"]["cnn_layers"][document["host"]["output"]["core"]]
+    assert not any(readout["biases"])
+    assert not readout["leak_enable"]
+    assert np.count_nonzero(readout["weights"]) > 0
+    report = json.loads((artifact.root / "report.json").read_text())["target"]
+    assert report["readout_bias"]["on"] == "host"
+    # the output is the counted spikes' value plus the host's bias, by hand from the emulator's record
+    steps = 12
+    network = Network.from_config(document)
+    counts = network.run_binned(direct_events(x, steps)).counts[network.output_core].reshape(len(x), steps, -1)
+    skip = min(document["host"]["output"]["readout_delay"], steps // 2)
+    value = document["host"]["output"]["value_per_spike"]
+    expected = (counts[:, skip:].sum(axis=1) * value / (steps - skip) + np.asarray(bias)).astype(np.float32)
+    np.testing.assert_array_equal(emulate_artifact(artifact, x, steps=steps).outputs, expected)
+
+
+def test_a_hidden_layer_whose_weights_all_round_to_zero_is_refused(tmp_path):
+    from neurodeploy_speck.lowering import Layer
+    from neurodeploy_speck.quantize import quantize_layer
+
+    from neurodeploy.errors import ResourceError
+
+    layer = Layer(
+        name="conv",
+        neuron="if",
+        in_shape=(1, 4, 4),
+        out_shape=(2, 4, 4),
+        weight=np.full((2, 1, 3, 3), 1e-3),
+        bias=np.array([1.0, -1.0]),
+        stride=(1, 1),
+        padding=(1, 1),
+        threshold=1.0,
+        initial=0.5,
+        reset="subtract",
+        source=-1,
+        source_pooling=1,
+    )
+    with pytest.raises(ResourceError, match=r"layer 'conv': every weight rounds to 0"):
+        quantize_layer(layer)
+
+
+def test_a_host_bias_of_the_wrong_length_is_refused(artifacts, tmp_path):
+    from neurodeploy.errors import ArtifactError
+
+    auto = artifacts[0]
+    document = _document(auto)
+    document["host"]["output"]["bias"] = [0.0, 1.0]
+    bad = _rewritten(auto, tmp_path / "bad", document)
+    with pytest.raises(ArtifactError, match="host bias has 2 values"):
+        emulate_artifact(bad, np.zeros((1, 1, 28, 28), np.float32), steps=4)

@@ -25,7 +25,7 @@ from neurodeploy_speck.config import SCHEMA as CONFIG_SCHEMA
 from neurodeploy_speck.emulator import MODES, Network
 from neurodeploy_speck.lowering import Lowered, limit_spikes_per_event, lower
 from neurodeploy_speck.mapping import place
-from neurodeploy_speck.quantize import quantize_layer
+from neurodeploy_speck.quantize import BIAS_TO_HOST, bias_to_host, quantize_layer
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +181,16 @@ class SpeckBackend(Backend):
         if scaling is not None and lowered.readout_threshold != theta:
             source += f"; times {lowered.readout_threshold / theta:g} for spikes_per_event={limit:g}"
         cores = placement(lowered)
+        host_bias = None
+        if lowered.readout_layer >= 0 and lowered.layers[lowered.readout_layer].readout:
+            readout = lowered.layers[lowered.readout_layer]
+            if bias_to_host(readout):
+                host_bias, readout.bias = readout.bias.copy(), np.zeros_like(readout.bias)
         floor = model.target_options.get("readout_floor", DEFAULT_READOUT_FLOOR)
         quantized = [quantize_layer(layer, floor if layer.readout else None) for layer in lowered.layers]
         delay = model.target_options.get("readout_delay", "auto")
         delay = pipeline_depth(lowered) if delay == "auto" else int(delay)
-        return SpeckPlan(model, lowered, cores, quantized, source, limit, scaling, delay)
+        return SpeckPlan(model, lowered, cores, quantized, source, limit, scaling, delay, host_bias)
 
     def resources(self, plan: SpeckPlan) -> ResourceReport:
         lowered, cores = plan.lowered, plan.cores
@@ -229,7 +234,9 @@ class SpeckBackend(Backend):
 
     def emit(self, plan: SpeckPlan, folder: Path) -> Emitted:
         lowered, quantized, limit = plan.lowered, plan.quantized, plan.spikes_per_event
-        document = build_config(self.target, lowered, quantized, plan.cores, INPUT_EVENT_VALUE, plan.readout_delay)
+        document = build_config(
+            self.target, lowered, quantized, plan.cores, INPUT_EVENT_VALUE, plan.readout_delay, plan.host_bias
+        )
         (folder / CONFIG_FILE).write_text(json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n")
         report = {
             "chip": chip.CHIPS[self.target],
@@ -244,6 +251,12 @@ class SpeckBackend(Backend):
             "quantization": [q.report for q in quantized],
             "cores": self._core_usage(lowered, plan.cores),
         }
+        if plan.host_bias is not None:
+            report["readout_bias"] = {
+                "on": "host",
+                "why": f"on the chip it would shrink the readout's 8-bit weight scale more than {BIAS_TO_HOST:g} times",
+                "range": [float(plan.host_bias.min()), float(plan.host_bias.max())],
+            }
         if plan.scaling is not None:
             report["spikes_per_event"] = {"limit": limit, "threshold_scaling": plan.scaling}
         return Emitted(
@@ -273,6 +286,9 @@ class SpeckBackend(Backend):
             out = next(c for c in network.cores if c.index == network.output_core)
             if int(np.prod(host["output"]["shape"])) != int(np.prod(out.out_shape)):
                 raise ValueError(f"the output's shape {host['output']['shape']} does not fit core {out.index}")
+            bias = host["output"].get("bias")
+            if bias is not None and len(bias) != int(np.prod(host["output"]["shape"])):
+                raise ValueError(f"the output's host bias has {len(bias)} values for {host['output']['shape']} outputs")
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             where = (
                 f"it refers to core {exc.args[0]!r}, which has no configuration" if isinstance(exc, KeyError) else exc
@@ -298,6 +314,7 @@ class SpeckBackend(Backend):
         run = network.run_binned(inputs) if options.mode == "binned" else network.run_events(inputs)
         value, out_shape = host["output"]["value_per_spike"], tuple(host["output"]["shape"])
         delay = int(host["output"].get("readout_delay", 0))
+        bias = np.asarray(host["output"].get("bias", 0.0), np.float64).reshape(-1)
         marks = sorted({int(c) for c in options.checkpoints if 0 < int(c) <= steps})
         names = {layer["core"]: layer["neuron"] or layer["name"] for layer in host["layers"]}
         n = len(inputs)
@@ -306,7 +323,8 @@ class SpeckBackend(Backend):
         def readout(t: int) -> np.ndarray:
             skip = readout_skip(delay, t)
             counted = cumulative[:, t - 1] - (cumulative[:, skip - 1] if skip else 0)
-            return (counted * value / (t - skip)).reshape(n, *out_shape).astype(np.float32)
+            per_output = counted.reshape(n, -1) * value / (t - skip) + bias
+            return per_output.reshape(n, *out_shape).astype(np.float32)
 
         def totals(per_source: dict, key, t: int) -> dict[str, np.ndarray]:
             return {key(source): per_step[:, :t].sum(axis=1) for source, per_step in per_source.items()}
@@ -407,3 +425,5 @@ class SpeckPlan(Plan):
     scaling: Any
     readout_delay: int = 0
     """Steps at the start whose readout spikes the host ignores (:func:`readout_skip`)."""
+    host_bias: np.ndarray | None = None
+    """The readout's bias when the host adds it (:func:`neurodeploy_speck.quantize.bias_to_host`)."""

@@ -18,7 +18,8 @@
 
 ``host`` holds the input's name, shape and event value, which core each layer went to, and how output spikes
 become the output: the output core's events, less those of the first ``min(readout_delay, T // 2)`` steps (the
-transient while every core fills from its initial value), times ``value_per_spike``, over the steps counted.
+transient while every core fills from its initial value), times ``value_per_spike``, over the steps counted,
+plus ``bias`` per output where the host adds the readout's bias (:func:`neurodeploy_speck.quantize.bias_to_host`).
 :func:`to_samna` builds the real samna object from ``configuration``.
 """
 
@@ -79,7 +80,7 @@ SCHEMA = Dict(
                 ),
                 "output": Dict(
                     {"name": Str(), "shape": List(Int(1)), "core": Int(0, chip.CORES - 1), "value_per_spike": Number()},
-                    {"readout_delay": Int(0)},
+                    {"readout_delay": Int(0), "bias": List(Number())},
                 ),
             }
         ),
@@ -113,6 +114,7 @@ def build_config(
     cores: dict[int, int],
     input_scale: float,
     readout_delay: int = 0,
+    host_bias: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The speck.json document of a placed, quantized network."""
     cnn_layers: list[dict[str, Any] | None] = [None] * chip.CORES
@@ -204,6 +206,7 @@ def build_config(
                 "value_per_spike": float(lowered.readout_threshold),
                 "readout_is_spiking_layer": readout.neuron is not None,
                 "readout_delay": int(readout_delay),
+                **({} if host_bias is None else {"bias": [float(b) for b in np.asarray(host_bias).reshape(-1)]}),
                 "readout_note": "host: over T steps, ignore the output core's events of the first "
                 "min(readout_delay, T // 2) steps (the transient while the cores fill); output = counted events x "
                 "value_per_spike / the steps counted",

@@ -35,6 +35,25 @@ def discretization_scale(x: np.ndarray, bits: int) -> float:
     return abs(lo / bottom)
 
 
+BIAS_TO_HOST = 8.0
+"""A readout whose bias would shrink its weights' 8-bit scale more than this many times leaves the bias to the
+host (added to the output), where it costs nothing."""
+
+
+def bias_to_host(layer: Layer) -> bool:
+    """Whether ``layer`` (the readout) should leave its bias to the host: with the bias, the shared scale would be
+    more than :data:`BIAS_TO_HOST` times smaller than without it (a Dense after a global average pool over 16 x 16
+    has weights 1/256 of the trained ones next to an undivided bias: on the chip they would round to 0)."""
+    if not np.any(layer.bias):
+        return False
+    others = min(
+        discretization_scale(layer.weight, chip.WEIGHT_BITS),
+        discretization_scale(np.array([layer.threshold]), chip.STATE_BITS),
+        discretization_scale(np.array([layer.initial * layer.threshold]), chip.STATE_BITS),
+    )
+    return discretization_scale(layer.bias, chip.WEIGHT_BITS) * BIAS_TO_HOST < others
+
+
 @dataclass
 class QuantizedLayer:
     weight: np.ndarray
@@ -85,6 +104,13 @@ def quantize_layer(layer: Layer, floor: float | None = None) -> QuantizedLayer:
     low = chip.STATE_MIN if floor is None else max(chip.STATE_MIN, -int(np.rint(floor * threshold)))
     nonzero = layer.weight != 0
     zeroed = int(np.count_nonzero(nonzero & (weight == 0)))
+    if zeroed and zeroed == int(np.count_nonzero(nonzero)):
+        raise ResourceError(
+            f"layer '{layer.name}': every weight rounds to 0 in 8 bits: the scale it shares with its bias and "
+            f"threshold ({scale:g}) is set by a bias up to {np.abs(layer.bias).max():g} next to weights up to "
+            f"{np.abs(layer.weight).max():g}; the layer would compute its bias alone. Retrain with smaller biases "
+            "(or none: sinabs advises against Speck biases) or without the pooling that divides these weights"
+        )
     err = np.abs(weight / scale - layer.weight)
     report = {
         "layer": layer.name,
