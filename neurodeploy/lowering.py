@@ -408,7 +408,9 @@ def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], rules
             "target's Conv pads both sides equally. Pad symmetrically when training, or crop the input"
         )
     weight, factor = conv.weight, (1, 1)
-    if pool is not None:
+    if pool is not None and _box_folds(pool, conv):
+        weight, (top, left) = _box_composed(pool, conv), pool.padding[:2]
+    elif pool is not None:
         k = pool.kernel
         if (
             k != pool.stride
@@ -421,9 +423,9 @@ def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], rules
         ):
             raise ConversionError(
                 f"{_where(pool)} before {_where(conv)}: a pooling folds into the convolution only with kernel == "
-                f"stride, no padding, no dilation and an input divisible by the kernel (input {in_shape}, kernel "
-                f"{k}, stride {pool.stride}, padding {pool.padding}); the {rules.target} target has no separate "
-                "pooling layer"
+                f"stride, no padding, no dilation and an input divisible by the kernel, or with stride 1 (padding "
+                f"counted in the average) before an unpadded convolution (input {in_shape}, kernel {k}, stride "
+                f"{pool.stride}, padding {pool.padding}); the {rules.target} target has no separate pooling layer"
             )
         weight, factor = conv.weight / np.float32(k[0] * k[1]), k
     bias = np.zeros(conv.out_channels, np.float32) if conv.bias is None else conv.bias
@@ -437,6 +439,34 @@ def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], rules
         input_shape=tuple(in_shape),
     )
     return spec, bias
+
+
+def _box_folds(pool: AvgPool2d, conv: Conv2d) -> bool:
+    """A stride-1 average pool (an Inception branch's 3x3 pool, padding 1) before an unpadded convolution is one
+    convolution: linear and shift-invariant, with the padded cells counted in the average (zeros, as the
+    convolution's own padding of the input would be)."""
+    top, left, bottom, right = pool.padding
+    return (
+        tuple(pool.stride) == (1, 1)
+        and tuple(pool.dilation) == (1, 1)
+        and not pool.ceil_mode
+        and (top, left) == (bottom, right)
+        and (bool(pool.count_include_pad) or not any(pool.padding))
+        and not any(conv.padding)
+        and tuple(conv.dilation) == (1, 1)
+    )
+
+
+def _box_composed(pool: AvgPool2d, conv: Conv2d) -> np.ndarray:
+    """The kernel of conv(avgpool(x)) for :func:`_box_folds`: each tap of the convolution spread over the pool's
+    k x k window, divided by its area; (kH + pH - 1, kW + pW - 1)."""
+    kh, kw = conv.weight.shape[2:]
+    ph, pw = pool.kernel
+    out = np.zeros((*conv.weight.shape[:2], kh + ph - 1, kw + pw - 1), np.float64)
+    for i in range(ph):
+        for j in range(pw):
+            out[:, :, i : i + kh, j : j + kw] += conv.weight
+    return (out / (ph * pw)).astype(np.float32)
 
 
 def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str, rules: Rules):

@@ -94,3 +94,71 @@ def test_errors_name_the_target_of_the_rules() -> None:
         lower(graph, SPINNAKER)
     with pytest.raises(ConversionError, match=r"the spinnaker target takes one input and one output"):
         lower(Graph(name="two", inputs={"x": TensorType((1,)), "z": TensorType((1,))}, outputs=["x"]), SPINNAKER)
+
+
+@pytest.mark.parametrize(
+    ("pool_k", "pad", "include_pad", "conv_k", "stride"),
+    [(3, 1, True, 1, 1), (3, 0, False, 3, 1), (2, 0, False, 1, 2), (3, 1, True, 3, 2)],
+)
+def test_a_stride_one_average_pool_folds_into_an_unpadded_convolution(pool_k, pad, include_pad, conv_k, stride):
+    """An Inception branch's pool (3x3, stride 1, padding 1, the padding counted) before an unpadded convolution is
+    one convolution: the lowered synapse, applied to spikes, equals the graph's own AvgPool2d then Conv2d."""
+    from neurodeploy.ir import AvgPool2d, kernels
+
+    rng = np.random.default_rng(pool_k + 10 * conv_k + stride)
+    pool = AvgPool2d(
+        name="pool",
+        inputs=("sa",),
+        output="p",
+        kernel=(pool_k, pool_k),
+        stride=(1, 1),
+        padding=(pad,) * 4,
+        count_include_pad=include_pad,
+    )
+    conv = Conv2d(
+        name="conv2",
+        inputs=("p",),
+        output="c2",
+        weight=rng.normal(size=(3, 2, conv_k, conv_k)).astype(np.float32),
+        bias=None,
+        stride=(stride, stride),
+    )
+    side = (8 + 2 * pad - pool_k + 1 - conv_k) // stride + 1
+    ops = [
+        _conv("conv1", "x", "c1", 1, 2, 3, 0),
+        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        pool,
+        conv,
+        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("sb",), output="f", shape=(3 * side * side,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, 3 * side * side), np.float32), bias=None),
+    ]
+    graph = Graph(name="box", inputs={"x": TensorType((1, 8, 8))}, outputs=["y"], ops=ops)
+    graph.verify()
+    b = next(p for p in lower(graph, SPINNAKER).populations if p.name == "b")
+    spec = b.synapse
+    assert isinstance(spec, ConvSpec)
+    assert spec.pool == (1, 1)
+    spikes = (rng.random((4, 2, 8, 8)) < 0.4).astype(np.float32)
+    want = conv.forward([pool.forward([spikes])])
+    pads = (spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1])
+    got = kernels.conv2d(spikes, spec.weight, None, spec.stride, pads, (1, 1), 1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_stride_one_pool_before_a_padded_convolution_is_refused():
+    from neurodeploy.ir import AvgPool2d
+
+    ops = [
+        _conv("conv1", "x", "c1", 1, 2, 3, 0),
+        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        AvgPool2d(name="pool", inputs=("sa",), output="p", kernel=(3, 3), stride=(1, 1), padding=(1,) * 4),
+        _conv("conv2", "p", "c2", 2, 2, 3, 1),
+        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("sb",), output="f", shape=(2 * 8 * 8,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, 128), np.float32), bias=None),
+    ]
+    graph = Graph(name="box", inputs={"x": TensorType((1, 8, 8))}, outputs=["y"], ops=ops)
+    graph.verify()
+    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool'.*stride 1 \(padding counted"):
+        lower(graph, SPINNAKER)
