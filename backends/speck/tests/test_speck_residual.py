@@ -16,7 +16,7 @@ import pytest
 from neurodeploy_speck.backend import direct_events, placement
 from neurodeploy_speck.config import build_config
 from neurodeploy_speck.emulator import Network, sum_pool
-from neurodeploy_speck.lowering import INPUT, lower
+from neurodeploy_speck.lowering import INPUT, limit_spikes_per_event, lower
 from neurodeploy_speck.quantize import quantize_layer
 from test_speck_event_mode_reference import sequential_reference
 
@@ -110,9 +110,10 @@ def merge_graph(seed: int = 0) -> Graph:
     return Graph("merge", {"x": TensorType((2, 8, 8))}, ["logits"], ops)
 
 
-def lowered_rates(lowered, x: np.ndarray) -> np.ndarray:
+def lowered_rates(lowered, x: np.ndarray, clip: bool = True) -> np.ndarray:
     """The lowered float layers' rate function, every source summed onto its channels after sum pooling:
-    rate = clip((conv + b) / theta, 0, 1); the readout's pre-activation is returned."""
+    rate = clip((conv + b) / theta, 0, 1) (without the upper clip where ``clip`` is off); the readout's
+    pre-activation is returned."""
     rates = {INPUT: x.astype(np.float64)}
     z = None
     for i, layer in enumerate(lowered.layers):
@@ -122,7 +123,7 @@ def lowered_rates(lowered, x: np.ndarray) -> np.ndarray:
             total[:, shift : shift + pooled.shape[1]] += pooled[:, :, : layer.in_shape[1], : layer.in_shape[2]]
         pads = (layer.padding[0], layer.padding[1], layer.padding[0], layer.padding[1])
         z = kernels.conv2d(total, layer.weight, None, layer.stride, pads, (1, 1), 1) + layer.bias.reshape(1, -1, 1, 1)
-        rates[i] = np.clip(z / layer.threshold, 0.0, 1.0)
+        rates[i] = np.clip(z / layer.threshold, 0.0, 1.0 if clip else None)
     return z.reshape(len(x), -1)
 
 
@@ -139,6 +140,24 @@ def test_lowered_layers_compute_the_graph(build, seed):
     want = interpret.run(graph, x)["logits"]
     got = lowered_rates(lower(graph), x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("build", [residual_graph, concat_graph])
+def test_spikes_per_event_scales_the_shifted_channels_it_feeds(build):
+    """Raising a layer's thresholds by alpha multiplies, in each consumer, only the channels its spikes land on
+    (its feature shift): the network's function (without the rate's upper clip) stays the same."""
+    x = np.random.default_rng(3).random((5, 2, 8, 8)).astype(np.float32)
+    before = lower(build(3))
+    want = lowered_rates(before, x, clip=False)
+    after = lower(build(3))
+    report = limit_spikes_per_event(after, 1.0)
+    assert max(r["alpha_max"] for r in report[:-1]) > 1  # some hidden channel was rescaled
+    np.testing.assert_allclose(lowered_rates(after, x, clip=False), want, rtol=1e-6, atol=1e-9)
+
+
+def test_spikes_per_event_refuses_a_merge():
+    with pytest.raises(ResourceError, match=r"layer 'mix' reads two spike maps added onto the same channels"):
+        limit_spikes_per_event(lower(merge_graph(0)), 2.0)
 
 
 def test_a_residual_block_joins_the_skip_as_shifted_channels():

@@ -182,10 +182,9 @@ class SpeckBackend(Backend):
             source += f"; times {lowered.readout_threshold / theta:g} for spikes_per_event={limit:g}"
         cores = placement(lowered)
         host_bias = None
-        if lowered.readout_layer >= 0 and lowered.layers[lowered.readout_layer].readout:
-            readout = lowered.layers[lowered.readout_layer]
-            if bias_to_host(readout):
-                host_bias, readout.bias = readout.bias.copy(), np.zeros_like(readout.bias)
+        readout = lowered.layers[lowered.readout_layer]
+        if readout.readout and bias_to_host(readout):  # not for a spiking output: its bias shapes its spikes
+            host_bias, readout.bias = readout.bias.copy(), np.zeros_like(readout.bias)
         floor = model.target_options.get("readout_floor", DEFAULT_READOUT_FLOOR)
         quantized = [quantize_layer(layer, floor if layer.readout else None) for layer in lowered.layers]
         delay = model.target_options.get("readout_delay", "auto")
@@ -243,9 +242,9 @@ class SpeckBackend(Backend):
             "readout_threshold": {"value": lowered.readout_threshold, "source": plan.readout_source},
             "readout_delay": {
                 "steps": plan.readout_delay,
-                "source": "target option"
-                if "readout_delay" in plan.model.target_options and plan.model.target_options["readout_delay"] != "auto"
-                else "cores on the longest path to the readout",
+                "source": "cores on the longest path to the readout"
+                if plan.model.target_options.get("readout_delay", "auto") == "auto"
+                else "target option",
                 "rule": "the host ignores readout spikes of the first min(delay, T // 2) steps and divides by the rest",
             },
             "quantization": [q.report for q in quantized],

@@ -209,7 +209,7 @@ def build_config(
                 **({} if host_bias is None else {"bias": [float(b) for b in np.asarray(host_bias).reshape(-1)]}),
                 "readout_note": "host: over T steps, ignore the output core's events of the first "
                 "min(readout_delay, T // 2) steps (the transient while the cores fill); output = counted events x "
-                "value_per_spike / the steps counted",
+                "value_per_spike / the steps counted (+ bias per output where given)",
             },
         },
     }

@@ -214,7 +214,7 @@ def lower(graph: Graph, *, input_scale: float = 1.0, readout_threshold: float = 
                 continue
             values[op.output] = joined
         elif isinstance(op, Add):
-            added = _added([values.get(v) for v in op.inputs], layers, input_scale)
+            added = _added([values.get(v) for v in op.inputs], input_scale)
             if isinstance(added, str):
                 problems.add(where, added)
                 continue
@@ -414,7 +414,7 @@ def _concatenated(op: Concat, sources: list) -> _Spikes | str:
     return _Spikes(parts, (offset, *sources[0].map_shape[1:]))
 
 
-def _added(sources: list, layers: list[Layer], input_scale: float) -> _Spikes | _Pending | str:
+def _added(sources: list, input_scale: float) -> _Spikes | _Pending | str:
     """A residual Add: two spike maps (the chip merges both into the next core's input: parts on the same
     channels), or a convolution's output and a spike map of its shape (the spike map becomes more input channels
     of that convolution's core, through an identity kernel tap: :func:`_residual`)."""
@@ -499,6 +499,10 @@ def unpooled(weight: np.ndarray, src: _Spikes) -> tuple[np.ndarray, _Spikes]:
     return weight, _Spikes(parts, (c, h * r, w * r), flat=src.flat)
 
 
+def _channels(lowered: Lowered, source: int) -> int:
+    return lowered.input_shape[0] if source == INPUT else lowered.layers[source].out_shape[0]
+
+
 def _attach_neurons(layer: Layer, op: IF) -> None:
     theta = np.asarray(op.threshold, np.float64)
     if theta.ndim == 1:  # one threshold per core: fold theta_c into channel c's weights and bias
@@ -539,6 +543,13 @@ def limit_spikes_per_event(lowered: Lowered, limit: float) -> list[dict]:
     mean alpha."""
     if not limit >= 1:
         raise ValueError(f"the spikes-per-event limit must be at least 1, got {limit}")
+    for layer in lowered.layers:  # merged sources share the consumer's kernel: one alpha each could not hold
+        spans = [(shift, shift + _channels(lowered, src)) for src, _, shift in layer.sources]
+        if any(a < d and c < b for i, (a, b) in enumerate(spans) for c, d in spans[i + 1 :]):
+            raise ResourceError(
+                f"layer '{layer.name}' reads two spike maps added onto the same channels (a merge), whose sources' "
+                "thresholds spikes_per_event would raise apart under one kernel; compile without spikes_per_event"
+            )
     report = []
     for index, layer in enumerate(lowered.layers):
         weight_max = layer.weight.reshape(layer.weight.shape[0], -1).max(axis=1, initial=0.0)

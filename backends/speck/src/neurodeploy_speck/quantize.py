@@ -40,18 +40,26 @@ BIAS_TO_HOST = 8.0
 host (added to the output), where it costs nothing."""
 
 
+def shared_scales(layer: Layer) -> dict[str, float]:
+    """The largest scale each quantity of ``layer`` allows (8-bit weights and bias, 16-bit threshold and v(0));
+    the layer's shared scale is the smallest of them."""
+    return {
+        "weights": discretization_scale(layer.weight, chip.WEIGHT_BITS),
+        "bias": discretization_scale(layer.bias, chip.WEIGHT_BITS),
+        "threshold": discretization_scale(np.array([layer.threshold]), chip.STATE_BITS),
+        "initial value": discretization_scale(np.array([layer.initial * layer.threshold]), chip.STATE_BITS),
+    }
+
+
 def bias_to_host(layer: Layer) -> bool:
     """Whether ``layer`` (the readout) should leave its bias to the host: with the bias, the shared scale would be
     more than :data:`BIAS_TO_HOST` times smaller than without it (a Dense after a global average pool over 16 x 16
     has weights 1/256 of the trained ones next to an undivided bias: on the chip they would round to 0)."""
     if not np.any(layer.bias):
         return False
-    others = min(
-        discretization_scale(layer.weight, chip.WEIGHT_BITS),
-        discretization_scale(np.array([layer.threshold]), chip.STATE_BITS),
-        discretization_scale(np.array([layer.initial * layer.threshold]), chip.STATE_BITS),
-    )
-    return discretization_scale(layer.bias, chip.WEIGHT_BITS) * BIAS_TO_HOST < others
+    scales = shared_scales(layer)
+    others = min(value for what, value in scales.items() if what != "bias")
+    return scales["bias"] * BIAS_TO_HOST < others
 
 
 @dataclass
@@ -86,12 +94,9 @@ def quantize_layer(layer: Layer, floor: float | None = None) -> QuantizedLayer:
     if not layer.threshold > 0:
         raise ConversionError(f"layer '{layer.name}': its threshold is {layer.threshold:g}; it must be positive")
     v0 = layer.initial * layer.threshold
-    scale = min(
-        discretization_scale(layer.weight, chip.WEIGHT_BITS),
-        discretization_scale(layer.bias, chip.WEIGHT_BITS),
-        discretization_scale(np.array([layer.threshold]), chip.STATE_BITS),
-        discretization_scale(np.array([v0]), chip.STATE_BITS),
-    )
+    scales = shared_scales(layer)
+    scale = min(scales.values())
+    limited_by = min(("weights", "bias", "threshold"), key=scales.__getitem__)
     weight = np.rint(layer.weight * scale).astype(np.int64)
     bias = np.rint(layer.bias * scale).astype(np.int64)
     threshold = int(np.rint(layer.threshold * scale))
@@ -105,24 +110,22 @@ def quantize_layer(layer: Layer, floor: float | None = None) -> QuantizedLayer:
     nonzero = layer.weight != 0
     zeroed = int(np.count_nonzero(nonzero & (weight == 0)))
     if zeroed and zeroed == int(np.count_nonzero(nonzero)):
+        instead = (
+            "retrain with smaller biases (or none: sinabs advises against Speck biases)"
+            if limited_by == "bias"
+            else "rebalance the thresholds (convert-to-snn norm options)"
+        )
         raise ResourceError(
             f"layer '{layer.name}': every weight rounds to 0 in 8 bits: the scale it shares with its bias and "
-            f"threshold ({scale:g}) is set by a bias up to {np.abs(layer.bias).max():g} next to weights up to "
-            f"{np.abs(layer.weight).max():g}; the layer would compute its bias alone. Retrain with smaller biases "
-            "(or none: sinabs advises against Speck biases) or without the pooling that divides these weights"
+            f"threshold ({scale:g}) is set by its {limited_by} (weights up to {np.abs(layer.weight).max():g}, bias "
+            f"up to {np.abs(layer.bias).max():g}, threshold {layer.threshold:g}); the layer would compute its bias "
+            f"alone: {instead}, or train without the pooling that divides these weights"
         )
     err = np.abs(weight / scale - layer.weight)
     report = {
         "layer": layer.name,
         "scale": scale,
-        "limited_by": min(
-            (
-                ("weights", discretization_scale(layer.weight, chip.WEIGHT_BITS)),
-                ("bias", discretization_scale(layer.bias, chip.WEIGHT_BITS)),
-                ("threshold", discretization_scale(np.array([layer.threshold]), chip.STATE_BITS)),
-            ),
-            key=lambda kv: kv[1],
-        )[0],
+        "limited_by": limited_by,
         "threshold_high": threshold,
         "weight_range": [int(weight.min()), int(weight.max())],
         "bias_range": [int(bias.min()), int(bias.max())],
