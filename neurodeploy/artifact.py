@@ -40,6 +40,7 @@ from neurodeploy.errors import ArtifactError, NeurodeployError
 from neurodeploy.fileio import file_kind, read_regular_file, remove_stale, temporary_name
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, graph_from_dict, read_npz
+from neurodeploy.readout import MAX_DELAY
 from neurodeploy.schema import (
     Bool,
     Dict,
@@ -80,7 +81,10 @@ MANIFEST_SCHEMA: Schema = Dict(
             ),
             min_len=1,
         ),
-        "outputs": List(Dict({"name": Str(), "shape": List(Int(1))}), min_len=1),
+        "outputs": List(
+            Dict({"name": Str(), "shape": List(Int(1))}, {"readout_delay": Dict({"steps": Int(0, MAX_DELAY)})}),
+            min_len=1,
+        ),
         "warnings": List(Str()),
         "files": Map(
             Dict({"sha256": Str(pattern="[0-9a-f]{64}", meaning="a sha256 (64 hex digits)"), "bytes": Int(0)}),

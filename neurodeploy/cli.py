@@ -24,6 +24,7 @@ import numpy as np
 from neurodeploy._version import __version__
 from neurodeploy.data.policy import SUMMARY as INPUT_POLICY
 from neurodeploy.errors import DataError, NeurodeployError
+from neurodeploy.readout import readout_skip
 
 log = logging.getLogger("neurodeploy")
 
@@ -155,6 +156,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         summary += f", {result.steps} steps"
         if result.delay:
             summary += f" after a fill of {result.delay}"
+        if skip := readout_skip(result.readout_delay, result.steps):
+            summary += f", read over steps {skip + 1}..{result.steps}"
         summary += ")" if encoding.kind == "direct" else f", {_describe_encoding(encoding)})"
     if labels is not None:
         if len(labels) != len(result.outputs):

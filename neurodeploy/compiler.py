@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from neurodeploy import limits
+from neurodeploy import limits, readout_calibration
 from neurodeploy._version import __version__
 from neurodeploy.artifact import (
     ARTIFACT_FORMAT,
@@ -53,18 +53,27 @@ def default_output_dir(model: Path, target: str) -> Path:
     return Path(f"{model.stem}-{target}")
 
 
-def _io_description(graph: Graph, encoding: Encoding) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _io_description(
+    graph: Graph, encoding: Encoding, delayed: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     types = graph.types()
     inputs = [
         {"name": k, "shape": list(t.shape), "dtype": t.dtype, "encoding": encoding.manifest_value()}
         for k, t in graph.inputs.items()
     ]
     delay = readout_delay(graph)
-    readout = "mean over time steps"
+    text = "mean over time steps"
     if delay:
-        readout += f" after a fill of {delay} steps (windowed neurons, one window per layer)"
+        text += f" after a fill of {delay} steps (windowed neurons, one window per layer)"
+    if delayed is not None and delayed["steps"]:
+        text += (
+            f" after the first min({delayed['steps']}, T // 2) of the T steps run (the readout delay; in mode "
+            f"{', '.join(delayed['modes'])})"
+        )
+    extra: dict[str, Any] = {} if delayed is None else {"readout_delay": delayed}
     outputs = [
-        {"name": v, "shape": list(types[v].shape), "readout": readout, "decision": "argmax"} for v in graph.outputs
+        {"name": v, "shape": list(types[v].shape), "readout": text, "decision": "argmax", **extra}
+        for v in graph.outputs
     ]
     return inputs, outputs
 
@@ -147,7 +156,12 @@ def compile_model(
     )
     plan = backend.plan(compiled)  # lowering, quantization and placement, once
     report = backend.resources(plan)
-    inputs, outputs = _io_description(snn, encoding)
+    delayed = None
+    if backend.delayed_modes:  # the readout delay (neurodeploy.readout), resolved once and recorded
+        option = (parsed_target_options or {}).get("readout_delay", "auto")
+        delayed = readout_calibration.choose(option, snn, compiled.ann, ctx.calibration, encoding)
+    entry = None if delayed is None else {**delayed.manifest(), "modes": list(backend.delayed_modes)}
+    inputs, outputs = _io_description(snn, encoding, entry)
     if ctx.calibration is not None:  # what emulate checks inputs against (the input policy)
         inputs[0]["range"] = input_range(ctx.calibration)
 
@@ -162,6 +176,8 @@ def compile_model(
             log.warning("%s", warning)
         warnings = [*compiled.warnings, *emitted.warnings]
         sections = {"resources": report.to_dict(), "conversion": ctx.records, "warnings": warnings}
+        if delayed is not None:
+            sections["readout_delay"] = delayed.report()
         if emitted.report is not None:
             sections["target"] = emitted.report
         (folder / "report.json").write_bytes(dumps_json(require_finite(sections, "report.json")))

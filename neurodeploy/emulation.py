@@ -19,6 +19,7 @@ import numpy as np
 from neurodeploy import limits
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
+from neurodeploy.readout import recorded_delay
 
 
 @dataclass
@@ -52,6 +53,9 @@ class EmulationResult:
     delay: int = 0
     """Steps run before the readout's first (the pipeline's fill, windowed neurons): the run took ``delay +
     steps`` steps, spikes and SynOps counted over all of them."""
+    readout_delay: int = 0
+    """The artifact's readout delay D applied to this run (:mod:`neurodeploy.readout`): the readout after t steps
+    (``outputs``, each checkpoint) is the mean over steps min(D, t // 2) + 1 .. t; 0 when none applies."""
 
     @property
     def predictions(self) -> np.ndarray:
@@ -66,13 +70,16 @@ class Run:
     """What one batch runs: ``steps`` time steps in ``mode``, readouts also after each of ``checkpoints`` steps,
     inputs fed as ``encoding`` says (direct: the analog input every step; an ``events`` input is (batch, frames,
     *shape)), whose ``offset`` is the batch's first sample index; ``neuron_counts`` asks for spikes per neuron
-    (``EmulationResult.counts``), which a backend that cannot measure them leaves empty."""
+    (``EmulationResult.counts``), which a backend that cannot measure them leaves empty. ``readout_delay``: the
+    artifact's readout delay D in this mode (:mod:`neurodeploy.readout`; 0 outside the backend's
+    ``delayed_modes``): the readout after t steps is the mean over steps min(D, t // 2) + 1 .. t."""
 
     steps: int
     mode: str
     checkpoints: tuple[int, ...] = ()
     encoding: Encoding = field(default_factory=Encoding)
     neuron_counts: bool = False
+    readout_delay: int = 0
 
 
 class Emulator(Protocol):
@@ -83,6 +90,9 @@ class Emulator(Protocol):
 
     @property
     def quantized_modes(self) -> tuple[str, ...]: ...
+
+    @property
+    def delayed_modes(self) -> tuple[str, ...]: ...
 
     def resolve_mode(self, mode: str | None) -> str: ...
 
@@ -111,6 +121,9 @@ class Emulation:
         self.backend = backend
         self.mode = backend.resolve_mode(mode)
         self.loaded = backend.load(artifact, self.mode)
+        manifest = getattr(artifact, "manifest", None)
+        self.readout_delay = recorded_delay(manifest) if self.mode in backend.delayed_modes else 0
+        """The artifact's readout delay, applied in this mode (:mod:`neurodeploy.readout`)."""
 
     def run(
         self,
@@ -131,7 +144,7 @@ class Emulation:
         if n == 0:
             raise DataError("no inputs to emulate (the input array has 0 samples)")
         size = batch_size or self.backend.batch_size
-        run = Run(steps, self.mode, tuple(checkpoints), encoding, neuron_counts)
+        run = Run(steps, self.mode, tuple(checkpoints), encoding, neuron_counts, self.readout_delay)
         parts = [
             self.backend.emulate_batch(
                 self.loaded,
@@ -142,6 +155,7 @@ class Emulation:
         ]
         result = join(parts)
         result.encoding = None if result.encoding is None else encoding.describe()
+        result.readout_delay = self.readout_delay
         self.backend.after_run(self.loaded, result)
         return result
 

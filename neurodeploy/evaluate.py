@@ -18,6 +18,9 @@ Metrics, per sample and averaged over the evaluated samples:
 * ``fill_steps``: steps run before the readout's first (windowed QCFS neurons send each layer's result one
   window later, so the readout waits one window per layer; 0 for rate-coded neurons). T counts the steps
   after the fill; spikes, SynOps and firing rates count every step run, the fill included.
+* ``readout_delay`` and ``readout_skip[T]``: the artifact's readout delay D where the mode applies it
+  (:mod:`neurodeploy.readout`): the accuracy at T reads the output over steps min(D, T // 2) + 1 .. T; spikes,
+  SynOps and firing rates count all T steps.
 """
 
 from __future__ import annotations

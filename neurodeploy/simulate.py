@@ -28,6 +28,7 @@ from neurodeploy import limits
 from neurodeploy.encoding import Encoding
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.op import StatefulOp
+from neurodeploy.readout import readout_skip
 
 
 @dataclass
@@ -68,6 +69,11 @@ def readout_delay(graph: Graph) -> int:
     return max((ready.get(v, 0) for v in graph.outputs), default=0)
 
 
+def _means(sums: dict[str, np.ndarray], before: dict[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
+    """Per output, the mean over the ``steps`` steps after ``before``'s sums (float64 sums; float32 means)."""
+    return {v: ((s - before[v]) / steps).astype(np.float32) for v, s in sums.items()}
+
+
 def _weighted(counts: np.ndarray, fan_out: np.ndarray) -> np.ndarray:
     """Per sample: sum over positions of count x fan-out (float64)."""
     batch = counts.shape[0]
@@ -82,12 +88,15 @@ def simulate(
     encoding: Encoding | None = None,
     fan_out: dict[str, np.ndarray] | None = None,
     observe: Callable[[str, np.ndarray], None] | None = None,
+    delayed_readout: int = 0,
 ) -> Simulation:
     """Run ``steps`` time steps after the pipeline's fill (:func:`readout_delay`; 0 for rate-coded neurons),
     feeding ``inputs`` (checked arrays, batch first) as ``encoding`` says (direct when None); checkpoints, too,
     count steps after the fill. ``fan_out`` maps spike-source values (graph inputs, stateful op outputs) to
     per-element fan-out; with it, SynOps are counted. ``observe(value, array)`` sees every value as it is
-    computed: time-invariant values once, the others every step."""
+    computed: time-invariant values once, the others every step. ``delayed_readout`` D: the readout after t steps
+    (the outputs, each checkpoint) is the mean over steps min(D, t // 2) + 1 .. t
+    (:func:`neurodeploy.readout.readout_skip`)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     encoding = encoding if encoding is not None else Encoding()
@@ -119,6 +128,8 @@ def simulate(
     }
     sums = {v: np.zeros((batch, *types[v].shape), np.float64) for v in graph.outputs}
     wanted = sorted({c for c in checkpoints if 1 <= c <= steps})
+    skips = {t: readout_skip(delayed_readout, t) for t in (*wanted, steps)}
+    early: dict[int, dict[str, np.ndarray]] = {0: {v: np.zeros_like(s) for v, s in sums.items()}}
     recorded: dict[int, dict[str, np.ndarray]] = {}
     spike_marks: dict[int, dict[str, np.ndarray]] = {}
     synop_marks: dict[int, dict[str, np.ndarray]] = {}
@@ -159,9 +170,11 @@ def simulate(
             continue
         for v in graph.outputs:
             sums[v] += values[v]
+        if read in skips.values():
+            early[read] = {v: s.copy() for v, s in sums.items()}
         if read in wanted:
-            recorded[read] = {v: (sums[v] / read).astype(np.float32) for v in graph.outputs}
+            recorded[read] = _means(sums, early[skips[read]], read - skips[read])
             spike_marks[read], synop_marks[read] = activity(t)
-    outputs = {v: (sums[v] / steps).astype(np.float32) for v in graph.outputs}
+    outputs = _means(sums, early[skips[steps]], steps - skips[steps])
     spikes, synops = activity(total)
     return Simulation(outputs, spikes, recorded, counts, synops, spike_marks, synop_marks, delay)

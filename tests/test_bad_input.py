@@ -208,7 +208,7 @@ def test_unknown_target_lists_installed_targets(tmp_path, work, capsys):
 @pytest.mark.parametrize(
     ("option", "fragments"),
     [
-        ("norm=max", ("'norm'", "'reference'", "takes none")),
+        ("norm=max", ("'norm'", "'reference'", "it takes readout_delay (auto (default)")),
         ("novalue", ("--target-option takes KEY=VALUE", "'novalue'")),
         ("=1", ("--target-option takes KEY=VALUE",)),
     ],
@@ -216,6 +216,11 @@ def test_unknown_target_lists_installed_targets(tmp_path, work, capsys):
 def test_target_options_the_target_does_not_take(tmp_path, work, capsys, option, fragments):
     model = save_tiny(tmp_path / "models")
     compile_fails(capsys, model, work, "--target-option", option, fragments=fragments)
+
+
+def test_a_target_without_options_says_it_takes_none(tmp_path, work, capsys):
+    model = save_tiny(tmp_path / "models")
+    compile_fails(capsys, model, work, "--target", "spinnaker", "-X", "x=1", fragments=("'spinnaker'", "takes none"))
 
 
 # --- calibration -----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy import readout
 from neurodeploy.emulation import Emulation, EmulationResult, Inputs, Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
@@ -193,6 +194,11 @@ class Backend(ABC):
     default_steps: ClassVar[int] = 32
     target_options: ClassVar[dict[str, str]] = {}
     """The ``--target-option KEY=VALUE`` keys this target takes, with a line of help each."""
+    delayed_modes: ClassVar[tuple[str, ...]] = ()
+    """Modes whose readout is the mean of the output over the steps run, to which the emulation driver passes the
+    artifact's readout delay (``Run.readout_delay``, :mod:`neurodeploy.readout`): ``emulate_batch`` leaves the
+    first min(D, t // 2) steps out of the readout after t steps. A target that names any takes the target option
+    ``readout_delay`` (list it in ``target_options``), which the compiler resolves and records."""
 
     def __init__(self, target: str | None = None) -> None:
         self.target = target or self.name
@@ -218,7 +224,10 @@ class Backend(ABC):
                 else "; it takes none"
             )
             raise DataError(f"target {self.target!r} has no option {', '.join(map(repr, unknown))}{takes}")
-        return dict(options)
+        parsed: dict[str, Any] = dict(options)
+        if self.delayed_modes and "readout_delay" in parsed:
+            parsed["readout_delay"] = readout.parse_option(parsed["readout_delay"])
+        return parsed
 
     conversion_features: ClassVar[frozenset[str]] = frozenset()
     """The conversions beyond rate-coded IF neurons the target runs (see ``CONVERSION_FEATURES``); the others'

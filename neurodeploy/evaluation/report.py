@@ -9,6 +9,7 @@ from typing import Any
 from neurodeploy.data.datasets import Dataset
 from neurodeploy.encoding import Encoding
 from neurodeploy.evaluation.statistics import Layer, Sums
+from neurodeploy.readout import readout_skip
 
 
 @dataclass
@@ -36,6 +37,12 @@ class Evaluation:
             lines.append(
                 f"read after a fill of {r['fill_steps']} steps (windowed neurons, one window per layer); spikes and "
                 "SynOps count the fill too"
+            )
+        if r.get("readout_delay"):
+            lines.append(
+                f"the readout leaves out the first min({r['readout_delay']}, T // 2) steps of each run (the "
+                "artifact's readout delay; compile with --target-option readout_delay=0 to read every step); "
+                "spikes and SynOps count every step"
             )
         lines += _columns(_per_t_rows(r), str.rjust, "")
         lines.append(f"per layer at T={r['steps'][-1]}:")
@@ -123,6 +130,8 @@ def build_report(run: Run, totals: Sums, versions: dict[str, str]) -> dict[str, 
         "calibration": run.manifest["options"]["calibration"],
         "steps": steps,
         "fill_steps": totals.fill,
+        "readout_delay": totals.readout_delay,
+        "readout_skip": {str(t): readout_skip(totals.readout_delay, t) for t in steps},
         "ann_accuracy": run.ann_accuracy,
         "ann_ir_accuracy": totals.ir_correct / n,
         "quantized_ann_accuracy": None if totals.quantized_correct is None else totals.quantized_correct / n,

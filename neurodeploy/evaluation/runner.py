@@ -65,7 +65,7 @@ class Runner:
         require_finite_outputs(result, self.artifact.target)
         keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]
         ann = interpret.run(self.ann, job.encoding.analog(x), keep=keep)
-        sums = Sums(samples=n, fill=result.delay)
+        sums = Sums(samples=n, fill=result.delay, readout_delay=result.readout_delay)
         sums.ir_correct = int((ann[self.ann.outputs[0]].reshape(n, -1).argmax(axis=1) == labels).sum())
         # a mode that computes a quantized ANN exactly (e.g. loihi's graded mode) may offer that ANN's outputs
         reference = self.emulation.quantized_outputs(x, encoding=job.encoding)

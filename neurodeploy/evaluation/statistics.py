@@ -102,9 +102,12 @@ class Sums:
     pearson: dict[str, Pearson] = field(default_factory=dict)
     fill: int = 0
     """Steps run before the readout (windowed neurons' pipeline fill); the same for every chunk."""
+    readout_delay: int = 0
+    """The readout delay applied (:mod:`neurodeploy.readout`); the same for every chunk."""
 
     def merge(self, other: Sums) -> None:
         self.fill = max(self.fill, other.fill)
+        self.readout_delay = max(self.readout_delay, other.readout_delay)
         self.samples += other.samples
         self.ir_correct += other.ir_correct
         if other.quantized_correct is not None:

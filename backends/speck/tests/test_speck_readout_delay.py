@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from neurodeploy_speck.backend import direct_events, readout_skip
+from neurodeploy_speck.backend import direct_events
 from neurodeploy_speck.emulator import Network
 
 from neurodeploy.artifact import load_artifact
 from neurodeploy.compiler import compile_model, emulate_artifact
 from neurodeploy.data.calibration import load_calibration
 from neurodeploy.errors import DataError
+from neurodeploy.readout import readout_skip
 
 ROOT = Path(__file__).resolve().parents[3]
 MNIST = ROOT / "examples" / "mnist"

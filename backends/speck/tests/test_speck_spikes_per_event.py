@@ -109,9 +109,9 @@ def test_bad_target_options_fail_before_anything_is_written(tmp_path, options, m
     assert not (tmp_path / "out").exists()
 
 
-def test_targets_without_options_refuse_them(tmp_path):
-    with pytest.raises(DataError, match="it takes none"):
-        compile_model(MNIST / "mnist_cnn.onnx", "reference", tmp_path / "out", target_options={"x": "1"})
+def test_other_targets_refuse_speck_options_naming_theirs(tmp_path):
+    with pytest.raises(DataError, match=r"no option 'spikes_per_event'; it takes readout_delay \(auto"):
+        compile_model(MNIST / "mnist_cnn.onnx", "reference", tmp_path / "out", target_options={"spikes_per_event": "1"})
 
 
 def test_cli_passes_target_options_and_lists_them(tmp_path):

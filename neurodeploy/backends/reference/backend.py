@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy import readout
 from neurodeploy.backends.base import (
     CONVERSION_FEATURES,
     Backend,
@@ -48,13 +49,16 @@ def layer_usage(graph: Graph) -> list[LayerUsage]:
 class ReferenceBackend(Backend):
     """Emulates the ANN (mode ``ann``) and the converted SNN (mode ``snn``: IF neurons, reset by subtraction, or
     windowed QCFS neurons; direct, rate or events input encoding) in float32. The readout of the SNN is the mean
-    of its output over the time steps (after the pipeline's fill, for windowed neurons). The ANN of an events
+    of its output over the time steps (after the pipeline's fill, for windowed neurons; after the readout
+    delay, :mod:`neurodeploy.readout`, for rate-coded ones). The ANN of an events
     input is run on the mean of its frames."""
 
     name = "reference"
     version = "0.1.0"
     fidelity = "float"
     modes = ("snn", "ann")
+    delayed_modes = ("snn",)
+    target_options: ClassVar[dict[str, str]] = {"readout_delay": readout.OPTION_HELP}
     conversion_features = frozenset(CONVERSION_FEATURES)
     spec = TargetSpec(name="reference", description="float32 numpy model of the ANN and the converted SNN; no limits")
 
@@ -84,7 +88,9 @@ class ReferenceBackend(Backend):
         if run.mode == "ann":
             analog = encoding.analog(inputs[next(iter(graph.inputs))])
             return EmulationResult(outputs=interpret.run(graph, analog)[out_name], steps=0, mode=run.mode)
-        sim = simulate(graph, inputs, run.steps, run.checkpoints, encoding, loaded.fan_out)
+        sim = simulate(
+            graph, inputs, run.steps, run.checkpoints, encoding, loaded.fan_out, delayed_readout=run.readout_delay
+        )
         return EmulationResult(
             outputs=sim.outputs[out_name],
             steps=run.steps,

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy import readout
 from neurodeploy.backends.base import (
     Backend,
     CompiledModel,
@@ -76,6 +77,7 @@ class Loihi2Backend(Backend):
     version = "0.2.0"
     fidelity = "bit-exact"
     modes = ("binary", "graded")
+    delayed_modes = ("binary",)
     default_steps = 32
     spec = SPEC
     target_options: ClassVar[dict[str, str]] = {
@@ -88,6 +90,7 @@ class Loihi2Backend(Backend):
         "placed on their cores in order, and the report gives the traffic between chips",
         "bias_correction": "true (default): with calibration data, each neuron's bias takes back the mean error "
         "the 8-bit weights add to its input on the calibration rates; false: the bias as converted",
+        "readout_delay": readout.OPTION_HELP + " (binary mode; the host reads the readout's v at that step and at T)",
         "graded_staircase": "true (default): in graded mode a population converted from a QCFS activation sends its "
         "level 0..L, the trained staircase; false: its activation rounded to the message bits, as a ReLU's",
     }
@@ -305,7 +308,13 @@ class Loihi2Backend(Backend):
             done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints)
             counts, diagnostics = {}, {}
         else:
-            done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints, counts=run.neuron_counts)
+            done = loaded.run(
+                inputs,
+                run.steps,
+                checkpoints=run.checkpoints,
+                counts=run.neuron_counts,
+                readout_delay=run.readout_delay,
+            )
             counts, diagnostics = done.counts, {"readout_spikes": int(done.stats["readout_spikes"])}
         return EmulationResult(
             outputs=done.outputs,

@@ -369,6 +369,7 @@ def run_program_in_lava(
     run_cfg: Any = None,
     record_all: bool = True,
     timings: dict[str, float] | None = None,
+    skip: int = 0,
 ) -> ProgramRun:
     """Run a compiled :class:`~neurodeploy_loihi.program.Program` on analog inputs x (B, *input shape) for
     ``steps`` graph steps (``steps + program.delay`` Loihi steps) in one Lava run: the host graph computes the
@@ -377,7 +378,9 @@ def run_program_in_lava(
     it on a board where Lava's Loihi extension is installed. ``record_all=False`` records the readout population
     only (the trace then holds that one population), which is all the outputs need. ``timings``, when given,
     receives the wall seconds of building the processes (``build_s``), of Lava's compile and start-up
-    (``start_s``) and of the steps themselves (``run_s``).
+    (``start_s``) and of the steps themselves (``run_s``). ``skip``: graph steps at the start the readout leaves
+    out (the artifact's readout delay, :func:`neurodeploy.readout.readout_skip`): the outputs are the readout's
+    change from graph step ``skip`` to ``steps``, over ``steps - skip``.
 
     A hardware run configuration (a ``Loihi2HwCfg``) is refused for a program that is not board-ready (a process
     without a Loihi 2 hardware model, :mod:`neurodeploy_loihi.board`): Lava would run that process on the host
@@ -413,7 +416,7 @@ def run_program_in_lava(
         folder.cleanup()
     if timings is not None:
         timings.update(zip(("build_s", "start_s", "run_s"), np.diff(clock).tolist()))
-    return ProgramRun(trace, _outputs(program, trace, steps))
+    return ProgramRun(trace, _outputs(program, trace, steps, skip))
 
 
 def run_net_in_netx(
@@ -491,18 +494,21 @@ def run_net_in_netx(
     )
 
 
-def _outputs(program: Any, trace: Trace, steps: int) -> np.ndarray:
-    """The program's outputs after ``steps`` graph steps from a trace of steps + delay Loihi steps (of every
-    population, or of the readout population alone)."""
+def _outputs(program: Any, trace: Trace, steps: int, skip: int = 0) -> np.ndarray:
+    """The program's outputs after ``steps`` graph steps, leaving the first ``skip`` out, from a trace of steps +
+    delay Loihi steps (of every population, or of the readout population alone)."""
+    if not 0 <= skip < steps:
+        raise ValueError(f"skip must be 0..{steps - 1} for {steps} steps, got {skip}")
     at = program.readout["population"]
     k = program.network.depths[at]  # the population's depth: where its first input arrives
     at = at if len(trace.v) == len(program.network.layers) else -1
     if program.readout["kind"] == "membrane":
         v = trace.v[at].astype(np.int64)
-        state = v[:, steps + k - 1] - (v[:, k - 1] if k > 0 else 0)  # graph step T, minus before its first input
-    else:  # population k computes graph step t at Loihi step t + depth: count its steps depth + 1 .. depth + T
-        state = trace.spikes[at][:, k : k + steps].sum(axis=1).astype(np.int64)
-    return program._readout(state, steps)
+        start = skip + k  # graph step T, minus graph step skip (before its first input when skip = 0)
+        state = v[:, steps + k - 1] - (v[:, start - 1] if start > 0 else 0)
+    else:  # population k computes graph step t at Loihi step t + depth: count its steps depth + skip + 1 .. depth + T
+        state = trace.spikes[at][:, k + skip : k + steps].sum(axis=1).astype(np.int64)
+    return program._readout(state, steps - skip)
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.metrics import input_synapses
+from neurodeploy.readout import readout_skip
 from neurodeploy.schema import Dict, Int, List, Number, OneOf, Optional, Schema, Str, Switch
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi import fused
@@ -375,6 +376,7 @@ class Program:
         counts: bool = False,
         observe: Any = None,
         trim: bool = True,
+        readout_delay: int = 0,
     ) -> RunResult:
         """Emulate ``steps`` graph steps (``steps + delay`` Loihi steps) on analog inputs x (B, *input shape).
 
@@ -382,7 +384,10 @@ class Program:
         (:meth:`~neurodeploy_loihi.emulator.Network.windows`: from its first input, when it is quiet before it, to
         the last step whose spikes still reach the readout or are counted, depth + ``steps``); the outputs, spike
         counts and SynOps are those of computing every step (a test checks), and ``stats`` counts the computed
-        steps. ``observe`` sees the computed steps only."""
+        steps. ``observe`` sees the computed steps only. ``readout_delay`` D: the readout after t graph steps
+        (the outputs, each checkpoint) is the readout's change from graph step min(D, t // 2) to t
+        (:func:`neurodeploy.readout.readout_skip`), over the steps between: v read at both steps, as a host
+        would on a board."""
         if steps < 1:
             raise DataError(f"steps must be >= 1, got {steps}")
         top = self.readout["population"]
@@ -396,7 +401,9 @@ class Program:
             batch = len(mant)
         delay = self.delay
         total = steps + delay
-        wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+        read = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+        skips = {c: readout_skip(readout_delay, c) for c in read}
+        wanted = sorted(set(read) | set(skips.values()) - {0})  # the readout's marks, the skipped steps' too
         layers = self.network.layers
         spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
         counted: dict[int, np.ndarray] = {}  # per spiking population, (B, *shape) spike counts
@@ -476,7 +483,7 @@ class Program:
             stats[name] = per_layer[name].sum(axis=0).astype(np.int64)
         for name in ("u_max", "v_max"):  # over the batch and the computed steps
             stats[name] = per_layer[name].max(axis=0, initial=0).astype(np.int64)
-        outputs = {c: self._readout(readouts[c], c) for c in wanted}
+        outputs = {c: self._readout(readouts[c] - readouts[s] if s else readouts[c], c - s) for c, s in skips.items()}
         return RunResult(
             outputs=outputs[steps],
             checkpoints={c: outputs[c] for c in wanted if c in checkpoints},

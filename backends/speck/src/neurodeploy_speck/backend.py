@@ -18,6 +18,7 @@ from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ArtifactError, DataError
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
+from neurodeploy.readout import readout_skip
 from neurodeploy.schema import validate
 from neurodeploy_speck import chip
 from neurodeploy_speck.config import CONFIG_FILE, FORMAT, build_config, to_samna
@@ -76,11 +77,6 @@ def pipeline_depth(lowered: Lowered) -> int:
     for i, layer in enumerate(lowered.layers):  # topological order: a source comes before its consumers
         depth[i] = 1 + max(depth[src] if src >= 0 else 0 for src, _, _ in layer.sources)
     return depth[lowered.readout_layer]
-
-
-def readout_skip(delay: int, steps: int) -> int:
-    """Steps at the start whose readout spikes a run of ``steps`` ignores: the delay, at most half the run."""
-    return min(int(delay), int(steps) // 2)
 
 
 def direct_events(x: np.ndarray, steps: int) -> np.ndarray:
