@@ -275,3 +275,19 @@ def _events():
     from neurodeploy.encoding import Encoding
 
     return Encoding("events")
+
+
+def test_the_report_states_the_readout_delay_and_the_accuracy_follows_it():
+    """The bundled model's artifact carries a readout delay (chosen on its calibration data): the report says it
+    and the skip at every T, and the accuracy at each T is the delayed readout's (it differs from
+    ``readout_delay=0`` at T = 8 on these images: the read from step 0 sits at chance there)."""
+    kwargs = {"calibration": str(CALIBRATION), "limit": 32, "workers": 1}
+    delayed = evaluate(BUNDLED_MODEL, str(TEST_IMAGES), [4, 8], **kwargs).to_dict()
+    assert delayed["readout_delay"] > 0
+    assert delayed["readout_skip"] == {"4": min(delayed["readout_delay"], 2), "8": min(delayed["readout_delay"], 4)}
+    plain = evaluate(BUNDLED_MODEL, str(TEST_IMAGES), [4, 8], target_options={"readout_delay": "0"}, **kwargs)
+    plain_report = plain.to_dict()
+    assert plain_report["readout_delay"] == 0
+    assert plain_report["readout_skip"] == {"4": 0, "8": 0}
+    assert delayed["snn_accuracy"]["8"] > plain_report["snn_accuracy"]["8"] + 0.25
+    assert delayed["spikes_per_neuron"] == plain_report["spikes_per_neuron"]  # spikes count every step either way
