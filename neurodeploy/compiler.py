@@ -158,7 +158,7 @@ def compile_model(
     report = backend.resources(plan)
     delayed = None
     if backend.delayed_modes:  # the readout delay (neurodeploy.readout), resolved once and recorded
-        option = (parsed_target_options or {}).get("readout_delay", "auto")
+        option = parsed_target_options.get("readout_delay", "auto")
         delayed = readout_calibration.choose(option, snn, compiled.ann, ctx.calibration, encoding)
     entry = None if delayed is None else {**delayed.manifest(), "modes": list(backend.delayed_modes)}
     inputs, outputs = _io_description(snn, encoding, entry)

@@ -23,14 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from neurodeploy.errors import DataError
 
 MAX_DELAY = 1000
 """The largest readout delay a target option may set."""
-CALIBRATION_STEPS = (2, 4, 8, 16, 32, 64)
-"""The T over which ``auto`` averages the agreement with the ANN."""
 OPTION_HELP = (
     "auto (default): steps at the start of a run whose part of the output the readout leaves out (at most half "
     "the run), chosen on the calibration data (the delay whose readout agrees most with the ANN over T = 2..64; "
@@ -74,34 +70,19 @@ class Choice:
         """The choice with its calibration table, for ``report.json``."""
         doc: dict[str, Any] = self.manifest()
         if self.agreement:
+            steps = list(next(iter(self.agreement.values())))
             doc["calibration"] = {
                 "samples": self.samples,
-                "steps": list(CALIBRATION_STEPS),
+                "steps": steps,
                 "agreement_with_ann_percent": [
-                    {"delay": d, "percent": [round(row[t], 2) for t in CALIBRATION_STEPS]}
-                    for d, row in self.agreement.items()
+                    {"delay": d, "percent": [round(row[t], 2) for t in steps]} for d, row in self.agreement.items()
                 ],
             }
         return doc
 
 
-def delayed_mean(mean: np.ndarray, steps: int, skip: int, early: np.ndarray | None) -> np.ndarray:
-    """The mean over steps skip+1..steps from the means over the first ``steps`` and the first ``skip`` steps
-    (``early``), in float64, returned in ``mean``'s dtype."""
-    if not skip:
-        return mean
-    assert early is not None
-    late = (steps * mean.astype(np.float64) - skip * early.astype(np.float64)) / (steps - skip)
-    return late.astype(mean.dtype)
-
-
 def recorded_delay(manifest: dict[str, Any] | None) -> int:
-    """The readout delay an artifact's manifest records for its first output (0 when none is)."""
-    outputs = (manifest or {}).get("outputs") or [{}]
-    entry = outputs[0].get("readout_delay") if isinstance(outputs[0], dict) else None
-    if entry is None:
-        return 0
-    steps = entry.get("steps") if isinstance(entry, dict) else None
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_DELAY:
-        raise DataError(f"the manifest's readout_delay {entry!r} is not a whole number of steps 0..{MAX_DELAY}")
-    return steps
+    """The readout delay an artifact's manifest records for its first output (0 when none is; the manifest's
+    schema, :data:`neurodeploy.artifact.MANIFEST_SCHEMA`, has checked it is a whole number 0..MAX_DELAY)."""
+    entry = (manifest or {}).get("outputs", [{}])[0].get("readout_delay")
+    return 0 if entry is None else int(entry["steps"])

@@ -9,10 +9,12 @@ from neurodeploy.encoding import Encoding
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.metrics import layer_macs
-from neurodeploy.readout import CALIBRATION_STEPS, Choice, delayed_mean, readout_skip
+from neurodeploy.readout import Choice, readout_skip
 from neurodeploy.simulate import readout_delay as pipeline_fill
 from neurodeploy.simulate import simulate
 
+CALIBRATION_STEPS = (2, 4, 8, 16, 32, 64)
+"""The T over which ``auto`` averages the agreement with the ANN."""
 CANDIDATES = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 """The delays ``auto`` chooses among."""
 CALIBRATION_SAMPLES = 128
@@ -63,7 +65,6 @@ def choose(
 
 def calibrate(snn: Graph, ann: Graph, x: np.ndarray) -> Choice:
     """The candidate delay whose readout agrees most with the ANN on ``x``, averaged over CALIBRATION_STEPS."""
-
     name = next(iter(snn.inputs))
     target = interpret.run(ann, {next(iter(ann.inputs)): x})[ann.outputs[0]].reshape(len(x), -1).argmax(axis=1)
     top = max(CALIBRATION_STEPS)
@@ -96,3 +97,13 @@ def calibrate(snn: Graph, ann: Graph, x: np.ndarray) -> Choice:
         f"{', '.join(map(str, usable))}: {mean:.1f}% on average)"
     )
     return Choice(best, source, agreement, len(x))
+
+
+def delayed_mean(mean: np.ndarray, steps: int, skip: int, early: np.ndarray | None) -> np.ndarray:
+    """The mean over steps skip+1..steps from the means over the first ``steps`` and the first ``skip`` steps
+    (``early``), in float64, returned in ``mean``'s dtype."""
+    if not skip:
+        return mean
+    assert early is not None
+    late = (steps * mean.astype(np.float64) - skip * early.astype(np.float64)) / (steps - skip)
+    return late.astype(mean.dtype)

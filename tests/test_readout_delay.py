@@ -11,8 +11,8 @@ from neurodeploy import compile_model, emulate_artifact, readout_calibration
 from neurodeploy.artifact import load_artifact
 from neurodeploy.data.calibration import load_calibration
 from neurodeploy.errors import ArtifactError, DataError
-from neurodeploy.readout import CALIBRATION_STEPS, readout_skip
-from neurodeploy.readout_calibration import CANDIDATES
+from neurodeploy.readout import readout_skip
+from neurodeploy.readout_calibration import CALIBRATION_STEPS, CANDIDATES
 from neurodeploy.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1] / "examples"
