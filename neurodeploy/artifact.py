@@ -37,7 +37,7 @@ import numpy as np
 
 from neurodeploy.encoding import KINDS
 from neurodeploy.errors import ArtifactError, NeurodeployError
-from neurodeploy.fileio import file_kind, read_regular_file, remove_stale, temporary_name
+from neurodeploy.fileio import file_kind, output_mode, read_regular_file, remove_stale, temporary_name
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, graph_from_dict, read_npz
 from neurodeploy.readout import MAX_DELAY
@@ -141,12 +141,9 @@ def check_destination(out_dir: Path) -> None:
     """Refuse to replace anything that is not an artifact: a regular file, a symbolic link, a device, a FIFO, a
     socket, or a folder with other content. An absent path or an empty folder is fine."""
     out_dir = Path(out_dir)
-    try:
-        mode = os.lstat(out_dir).st_mode
-    except FileNotFoundError:
+    mode = output_mode(out_dir, f"artifact {out_dir}", error=ArtifactError)
+    if mode is None:
         return
-    except OSError as exc:
-        raise ArtifactError(f"cannot write artifact {out_dir}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(mode):
         raise ArtifactError(
             f"output {out_dir} is a symbolic link; neurodeploy neither replaces links nor writes through them: "

@@ -268,6 +268,64 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hil_list(args: argparse.Namespace) -> int:
+    from neurodeploy.hil.harness import adapter_name, board_status, unlisted_boards
+    from neurodeploy.hil.inventory import load_inventory, locate
+
+    where = locate(args.inventory)
+    boards = load_inventory(where)
+    print(f"boards in {where}:")
+    for board in boards.values():
+        kind = ", ".join(filter(None, [board.target, adapter_name(board), board.address]))
+        print(f"  {board.name} ({kind}): {board_status(board)}")
+        if board.description:
+            print(f"      {board.description}")
+    if not boards:
+        print("  (none)")
+    extra = unlisted_boards(boards)
+    if extra:
+        print("attached, not in the inventory:")
+        for target, adapter, address in extra:
+            print(f"  {address} ({target}, {adapter}): add it to the inventory to use it")
+    return 0
+
+
+def _cmd_hil_run(args: argparse.Namespace) -> int:
+    from neurodeploy.artifact import load_artifact
+    from neurodeploy.backends.registry import get_backend
+    from neurodeploy.compiler import artifact_encoding, check_step_count
+    from neurodeploy.hil.harness import run_on_board, write_report
+    from neurodeploy.hil.inventory import load_inventory
+
+    if args.steps is not None:
+        check_step_count(args.steps, "--steps")
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit must be at least 1, got {args.limit}")
+    boards = load_inventory(args.inventory)
+    if args.board not in boards:
+        raise DataError(f"no board {args.board!r} in the inventory; it has {', '.join(boards) or 'none'}")
+    board = boards[args.board]
+    out = Path(args.output or f"hil-{board.name}")
+    artifact = load_artifact(args.artifact)
+    encoding = _encoding(args, artifact_encoding(artifact))
+    x, _ = _load_inputs(args.input)
+    if args.limit is not None:
+        x = x[: args.limit]
+    if x.ndim > 0 and len(x) == 0:
+        raise DataError(f"{args.input} holds no inputs (array of shape {x.shape}); give at least one sample")
+    steps = args.steps or get_backend(artifact.target).default_steps
+    progress = _Progress(f"on {board.name}", not args.quiet)
+    report = run_on_board(artifact.root, board, x, steps=steps, encoding=encoding, progress=progress)
+    write_report(report, out)
+    summary = report.to_dict()["summary"]
+    fake = " (fake board)" if board.fake else ""
+    print(
+        f"{report.verdict}: {summary['samples']} sample(s) on {board.name}{fake}, {steps} steps: {summary['match']} "
+        f"match, {summary['mismatch']} mismatch, {summary['not_run']} not run -> {out}/report.md"
+    )
+    return 0 if report.verdict == "pass" else 1
+
+
 def _cmd_targets(args: argparse.Namespace) -> int:
     from neurodeploy.backends.registry import available_backends
 
@@ -442,6 +500,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_option(p)
     _add_encoding_options(p, "input encoding (default: direct, events for event data)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "hil",
+        parents=[common],
+        help="run an artifact on a lab board and compare it with the emulator",
+        description="Hardware in the loop: boards come from an inventory file (--inventory, $NEURODEPLOY_BOARDS, "
+        "or hil/boards.toml here; see hil/README.md).",
+    )
+    hil = p.add_subparsers(dest="hil_command", required=True, metavar="ACTION")
+    q = hil.add_parser("list", parents=[common], help="the inventory's boards, whether each can be used, and why not")
+    q.add_argument(
+        "--inventory", metavar="TOML", help="the board inventory (default: $NEURODEPLOY_BOARDS, hil/boards.toml)"
+    )
+    q.set_defaults(func=_cmd_hil_list)
+    q = hil.add_parser(
+        "run",
+        parents=[common],
+        help="run an artifact on a board and on its emulator, sample by sample; write report.json and report.md",
+        description="Exit status 0 only when every sample ran and equals the emulator's record.",
+    )
+    q.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
+    q.add_argument("--board", "-b", required=True, help="a board of the inventory (see `neurodeploy hil list`)")
+    q.add_argument("--input", "-i", required=True, help=".npy (batch first) or .npz with x")
+    q.add_argument("--steps", "-T", type=int, help="time steps (default: the target's)")
+    q.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
+    q.add_argument(
+        "--inventory", metavar="TOML", help="the board inventory (default: $NEURODEPLOY_BOARDS, hil/boards.toml)"
+    )
+    q.add_argument("-o", "--output", metavar="DIR", help="report folder (default hil-<board>)")
+    _add_encoding_options(q, "input encoding (default: the artifact's)")
+    q.set_defaults(func=_cmd_hil_run)
 
     p = sub.add_parser("targets", parents=[common], help="list installed targets")
     p.set_defaults(func=_cmd_targets)

@@ -186,16 +186,24 @@ def remove_stale(folder: Path, name: str, kinds: tuple[str, ...] = ("tmp",)) -> 
 # -- output files -------------------------------------------------------------------------------------------
 
 
+def output_mode(path: Path, what: str, *, error: type[NeurodeployError] = DataError) -> int | None:
+    """The ``st_mode`` of an output path (not following a link), None when it does not exist; any other failure
+    is ``error`` saying ``cannot write {what}``."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(f"cannot write {what}: {exc.strerror or exc}") from None
+
+
 def check_output_file(path: str | os.PathLike, *, error: type[NeurodeployError] = DataError) -> None:
     """Refuse an output path that exists and is not a regular file (a folder, a symbolic link, a FIFO, a device,
     a socket): writing it would replace or write through something that is not ours."""
     path = Path(path)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    mode = output_mode(path, str(path), error=error)
+    if mode is None:
         return
-    except OSError as exc:
-        raise error(f"cannot write {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):
         raise error(
             f"output {path} exists and is {file_kind(mode)}, not a regular file; neurodeploy replaces only regular "

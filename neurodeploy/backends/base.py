@@ -20,6 +20,7 @@ from neurodeploy import readout
 from neurodeploy.emulation import Emulation, EmulationResult, Inputs, Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
+from neurodeploy.hil.device import Board, BoardUnavailable, Clock, Device
 from neurodeploy.ir.graph import Graph
 
 CONVERSION_FEATURES = {
@@ -307,6 +308,35 @@ class Backend(ABC):
         """The outputs of the quantized ANN that ``mode`` (one of :attr:`quantized_modes`) computes, on one batch
         of prepared inputs."""
         raise NotImplementedError(f"target {self.target!r} has no quantized ANN in mode {mode!r}")
+
+    # -- boards -----------------------------------------------------------------------------------------------
+    device_adapters: ClassVar[dict[str, str]] = {}
+    """Board adapters for hardware in the loop (:mod:`neurodeploy.hil.device`) by name, each as
+    ``"module:Class"``, imported only when a board is used; the first is the target's default."""
+
+    def device_class(self, adapter: str = "") -> type[Device]:
+        """The adapter class named ``adapter`` (the target's default when empty); a target without one, or an
+        unknown name, is a :class:`BoardUnavailable` naming what the target has."""
+        import importlib
+
+        if not self.device_adapters:
+            raise BoardUnavailable(
+                f"target {self.target!r} has no board adapter: its artifacts run in the emulator only"
+            )
+        name = adapter or next(iter(self.device_adapters))
+        if name not in self.device_adapters:
+            raise BoardUnavailable(
+                f"target {self.target!r} has no board adapter {name!r}; it has {', '.join(self.device_adapters)}"
+            )
+        module, _, attr = self.device_adapters[name].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        if not (isinstance(cls, type) and issubclass(cls, Device)):
+            raise BoardUnavailable(f"target {self.target!r}: adapter {name!r} is not a neurodeploy Device")
+        return cls
+
+    def device(self, board: Board, clock: Clock | None = None) -> Device:
+        """The adapter of ``board`` (its ``adapter``, or the target's default), not yet opened."""
+        return self.device_class(board.adapter)(board, clock or Clock())
 
     def emulate(
         self,

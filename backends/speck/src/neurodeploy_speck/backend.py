@@ -296,6 +296,7 @@ class SpeckBackend(Backend):
         return to_samna(self.load_config(artifact))
 
     batch_size = 64
+    device_adapters: ClassVar[dict[str, str]] = {"samna": "neurodeploy_speck.device:SamnaDevice"}
 
     def load(self, artifact: Any, mode: str) -> _Loaded:
         document = self.load_config(artifact)

@@ -220,7 +220,9 @@ class SamnaMissingError(ImportError):
     """samna (SynSense's SDK) is not importable: only to_samna() and a board need it."""
 
 
-def _import_samna(chip_name: str):
+def _import_samna(chip_name: str, sdk: Any = None):
+    if sdk is not None:  # a samna module given by the caller (a board adapter's, or a fake board's)
+        return sdk, getattr(sdk, chip_name)
     try:
         samna = importlib.import_module("samna")
         module = importlib.import_module(f"samna.{chip_name}")
@@ -234,12 +236,13 @@ def _import_samna(chip_name: str):
     return samna, module
 
 
-def to_samna(document: dict[str, Any]):
+def to_samna(document: dict[str, Any], sdk: Any = None):
     """Build (and validate, where samna offers it) the samna configuration object of a speck.json document.
 
-    Imports samna here, never at module load; raises SamnaMissingError saying what to install without it."""
+    Imports samna here, never at module load (or uses ``sdk``, a samna module the caller has); raises
+    SamnaMissingError saying what to install without it."""
     chip_name = document["chip"]
-    _, module = _import_samna(chip_name)
+    _, module = _import_samna(chip_name, sdk)
     configuration = document["configuration"]
     if chip_name == "dynapcnn":
         config = module.configuration.DynapcnnConfiguration()

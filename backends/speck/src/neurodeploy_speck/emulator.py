@@ -278,21 +278,39 @@ class Network:
         return x
 
     # -- event-driven -------------------------------------------------------------------------------------
-    def run_events(self, frames: np.ndarray, record: tuple[int, ...] | None = None) -> Run:
-        """Run (batch, T, C, H, W) input event counts one event at a time (chip semantics)."""
+    def run_events(
+        self,
+        frames: np.ndarray,
+        record: tuple[int, ...] | None = None,
+        arrivals: list[np.ndarray] | None = None,
+        state: dict[int, np.ndarray] | None = None,
+    ) -> Run:
+        """Run (batch, T, C, H, W) input event counts one event at a time (chip semantics). ``arrivals[t]``, when
+        given, is step t's input events in the order they reach the chip, (batch, E) flat input indices padded
+        with -1 (what ``frames[:, t]`` counts); by default they arrive in rounds (see the module). ``state``,
+        when given, holds the neurons' state: empty, it is filled with the initial state; either way it is the
+        state after the run, from which a later call goes on."""
         frames = _check_frames(frames, self.input_shape)
         batch, steps = frames.shape[:2]
         tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the numpy engine's, built on first use
-        v = {c.index: np.broadcast_to(c.initial, (batch, *c.out_shape)).reshape(batch, -1).copy() for c in self.cores}
-        v = {k: np.concatenate([a, np.zeros((batch, 1), np.int64)], axis=1) for k, a in v.items()}  # + a dummy
+        if not state:
+            v = {c.index: np.broadcast_to(c.initial, (batch, *c.out_shape)).reshape(batch, -1) for c in self.cores}
+            # + a dummy neuron; C order, which integrate_events_numpy updates through a flat view
+            v = {
+                k: np.ascontiguousarray(np.concatenate([a, np.zeros((batch, 1), np.int64)], axis=1))
+                for k, a in v.items()
+            }
+            if state is not None:
+                state.update(v)
+        else:
+            v = state
         run = Run.empty(self, batch, steps, (self.output_core,) if record is None else record)
         c_in, h_in, w_in = self.input_shape
         pool = self.input_pooling
         pooled = (c_in, h_in // pool, w_in // pool)  # the DVS layer's pooling (and cut to whole windows)
         for t in range(steps):
-            events: dict[int, np.ndarray] = {
-                -1: _translate(_frame_events(frames[:, t]), self.input_shape, pool, pooled)
-            }
+            arrived = frame_events(frames[:, t]) if arrivals is None else np.asarray(arrivals[t], np.int64)
+            events: dict[int, np.ndarray] = {-1: _translate(arrived, self.input_shape, pool, pooled)}
             run.add_synops(-1, t, frames[:, t])
             for core in self.cores:
                 out_events = self._core_events(core, tables, v[core.index], events, pooled)
@@ -500,6 +518,8 @@ def integrate_events_numpy(
     at a time: each (event, neuron) pair gets its rank among the pairs of its neuron, and rank r of every neuron
     is integrated at once (r up to the most events one neuron receives in the step, not the number of events).
     The pairs keep their (event, raster) layout, so the fired ones read out in the chip's firing order."""
+    if not v.flags.c_contiguous:  # a flat view of v must be v itself, or the updates would be lost
+        raise ValueError("integrate_events_numpy needs v in C order")
     batch, n = v.shape
     dummy = n - 1
     events = stream.shape[1]
@@ -538,7 +558,7 @@ def integrate_events_numpy(
     return _compact(out.reshape(batch, events * width))
 
 
-def _frame_events(frame: np.ndarray) -> np.ndarray:
+def frame_events(frame: np.ndarray) -> np.ndarray:
     """(batch, C, H, W) counts -> (batch, E) flat input indices in rounds (see the module), -1 padded."""
     batch = frame.shape[0]
     flat = frame.reshape(batch, -1)
