@@ -290,6 +290,23 @@ def _cmd_hil_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _earlier_report(out: Path) -> dict[str, Any] | None:
+    """The report a --resume continues: ``out``'s report.json, None when there is none."""
+    from neurodeploy.fileio import read_regular_file
+    from neurodeploy.hil.harness import FORMAT
+
+    where = out / "report.json"
+    try:
+        document = json.loads(read_regular_file(where, cap="max_json_bytes"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--resume: cannot read {where}: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise DataError(f"--resume: {where} is not a report of `neurodeploy hil run`")
+    return document
+
+
 def _cmd_hil_run(args: argparse.Namespace) -> int:
     from neurodeploy.artifact import load_artifact
     from neurodeploy.backends.registry import get_backend
@@ -314,8 +331,9 @@ def _cmd_hil_run(args: argparse.Namespace) -> int:
     if x.ndim > 0 and len(x) == 0:
         raise DataError(f"{args.input} holds no inputs (array of shape {x.shape}); give at least one sample")
     steps = args.steps or get_backend(artifact.target).default_steps
+    previous = _earlier_report(out) if args.resume else None
     progress = _Progress(f"on {board.name}", not args.quiet)
-    report = run_on_board(artifact.root, board, x, steps=steps, encoding=encoding, progress=progress)
+    report = run_on_board(artifact.root, board, x, steps=steps, encoding=encoding, progress=progress, previous=previous)
     write_report(report, out)
     summary = report.to_dict()["summary"]
     fake = " (fake board)" if board.fake else ""
@@ -529,6 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--inventory", metavar="TOML", help="the board inventory (default: $NEURODEPLOY_BOARDS, hil/boards.toml)"
     )
     q.add_argument("-o", "--output", metavar="DIR", help="report folder (default hil-<board>)")
+    q.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the samples the report in the output folder completed, and run only those it could not",
+    )
     _add_encoding_options(q, "input encoding (default: the artifact's)")
     q.set_defaults(func=_cmd_hil_run)
 

@@ -67,6 +67,8 @@ class SampleResult:
     events: int = 0
     out_of_order: int = 0
     stale: int = 0
+    resumed: bool = False
+    """Taken from an earlier report of the same run (``--resume``), not run again."""
 
 
 @dataclass
@@ -80,6 +82,9 @@ class HilReport:
     """Why the run stopped before its last sample, if it did."""
     reconnects: int = 0
     seconds: float = 0.0
+    inputs_sha256: str = ""
+    """Of the inputs as sent (the adapter's prepared array): what ``--resume`` checks, with the artifact, the
+    board and the steps."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -103,12 +108,14 @@ class HilReport:
             "artifact": self.artifact,
             "board": self.board,
             "steps": self.steps,
+            "inputs_sha256": self.inputs_sha256,
             "compare": self.compare,
             "summary": {
                 "samples": len(self.samples),
                 **{k.replace(" ", "_"): v for k, v in self.counts.items()},
                 "retries": sum(max(0, s.attempts - 1) for s in self.samples),
                 "reconnects": self.reconnects,
+                "resumed": sum(s.resumed for s in self.samples),
                 "stopped": self.stopped,
                 "seconds": round(self.seconds, 3),
             },
@@ -123,6 +130,7 @@ class HilReport:
                     "events": s.events,
                     "out_of_order": s.out_of_order,
                     "stale": s.stale,
+                    "resumed": s.resumed,
                     "layers": s.layers,
                 }
                 for s in self.samples
@@ -161,8 +169,11 @@ def run_on_board(
     encoding: Encoding | None = None,
     clock: Clock | None = None,
     progress: Any = None,
+    previous: dict[str, Any] | None = None,
 ) -> HilReport:
-    """Run ``inputs`` (batch first) through the artifact on ``board`` and through its emulator; compare."""
+    """Run ``inputs`` (batch first) through the artifact on ``board`` and through its emulator; compare.
+    ``previous``: an earlier report of the same run (artifact, board, steps and inputs, else a DataError), whose
+    completed samples are kept and not run again: only those it could not run are."""
     started = time.monotonic()
     artifact = load_artifact(Path(artifact_path))
     backend = get_backend(artifact.target)
@@ -192,12 +203,17 @@ def run_on_board(
         steps=steps,
         compare=device.compare,
         samples=[SampleResult(i, "not run") for i in range(len(expected))],
+        inputs_sha256=_sha(prepared),
     )
+    if previous is not None:
+        _resume(report, previous)
+    todo = [i for i, s in enumerate(report.samples) if not s.resumed]
     try:
-        report.board["info"] = _connect(device)
+        if todo:
+            report.board["info"] = _connect(device)
         failures = 0
-        for i, want in enumerate(expected):
-            result = report.samples[i]
+        for done, i in enumerate(todo, 1):
+            want, result = expected[i], report.samples[i]
             observed = _run_sample(device, prepared, i, steps, result, report, policy)
             if observed is None:
                 failures += 1
@@ -208,7 +224,7 @@ def run_on_board(
                 failures = 0
                 _compare(result, observed, want)
             if progress is not None:
-                progress(i + 1, len(expected))
+                progress(done, len(todo))
     except BoardError as exc:
         if report.board.get("info") is None:
             raise  # the board could not be opened or configured: nothing ran
@@ -220,6 +236,41 @@ def run_on_board(
             result.error = report.stopped or "not run"
     report.seconds = time.monotonic() - started
     return report
+
+
+def _sha(prepared: Any) -> str:
+    import hashlib
+
+    array = np.ascontiguousarray(prepared)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _resume(report: HilReport, previous: dict[str, Any]) -> None:
+    """Keep the completed samples of ``previous``, a report of the same run."""
+    samples = previous.get("samples")
+    if not isinstance(samples, list) or not all(isinstance(s, dict) for s in samples):
+        raise DataError("the earlier report's samples are not a list of samples; run without --resume")
+    ours = report.to_dict()
+    for key, get in (
+        ("artifact", lambda d: d.get("artifact", {}).get("manifest_sha256")),
+        ("board", lambda d: d.get("board", {}).get("name")),
+        ("steps", lambda d: d.get("steps")),
+        ("inputs", lambda d: d.get("inputs_sha256")),
+        ("samples", lambda d: len(d.get("samples", []))),
+    ):
+        if get(previous) != get(ours):
+            raise DataError(
+                f"the earlier report is of another run (its {key} differ): --resume continues a run with the same "
+                "artifact, board, steps and inputs; run without --resume, or write the report elsewhere (-o)"
+            )
+    for old, result in zip(previous["samples"], report.samples):
+        if old.get("status") in ("match", "mismatch") and isinstance(old.get("layers"), dict):
+            for name in ("status", "attempts", "seconds", "error", "layers", "prediction", "events"):
+                setattr(result, name, old.get(name))
+            result.out_of_order, result.stale = old.get("out_of_order", 0), old.get("stale", 0)
+            result.resumed = True
 
 
 def _connect(device: Device) -> dict[str, Any]:
@@ -336,7 +387,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- steps: {report['steps']}; comparison: {report['compare']} (every spike count of every watched layer at "
         "every step)",
         f"- samples: {summary['samples']}: {summary['match']} match, {summary['mismatch']} mismatch, "
-        f"{summary['not_run']} not run; {summary['retries']} retried, {summary['reconnects']} reconnect(s); "
+        f"{summary['not_run']} not run; {summary['retries']} retried, {summary['reconnects']} reconnect(s), "
+        f"{summary['resumed']} kept from an earlier run; "
         f"{summary['seconds']:.1f} s",
     ]
     if summary["stopped"]:

@@ -224,6 +224,10 @@ def test_hil_run_command_writes_the_report_and_exits_by_verdict(artifact, tmp_pa
     assert "Fake board" in (out / "report.md").read_text()
     assert main(["hil", "run", str(artifact), "--board", "fake-speck-lossy", "-o", str(out), *common]) == 1
     assert json.loads((out / "report.json").read_text())["verdict"] == "mismatch"  # the earlier report replaced
+    assert main(["hil", "run", str(artifact), "--board", "fake-speck", "-o", str(out), "--resume", *common]) == 1
+    assert "another run" in capsys.readouterr().err  # the report there is the lossy board's
+    assert main(["hil", "run", str(artifact), "--board", "fake-speck-lossy", "-o", str(out), "--resume", *common]) == 1
+    assert json.loads((out / "report.json").read_text())["summary"]["resumed"] == 2  # nothing run again
     assert main(["hil", "run", str(artifact), "--board", "speck-lab", "-o", str(out), *common]) == 1
     assert "no board 'speck-lab' in the inventory" in capsys.readouterr().err
 
@@ -269,3 +273,22 @@ def test_event_mode_run_on_from_its_state_equals_one_run(artifact, images, engin
         for core in cores:
             pieces = np.concatenate([first.counts[core][0], rest.counts[core][0]])
             assert np.array_equal(pieces, whole.counts[core][i]), (engine, i, core)
+
+
+def test_a_run_cut_short_resumes_where_it_stopped(artifact, images, tmp_path):
+    """The board went away for good after the first sample; once it is back, --resume runs only the rest."""
+    name = "fake-speck-bench"
+    away = Board(name, "speck", "", settings=FAST, fake=True, faults={"disconnect_at": 1, "disconnect_for": 50})
+    first = run_on_board(artifact, away, images, steps=STEPS)
+    assert [s.status for s in first.samples] == ["match", "not run", "not run"]
+    back = Board(name, "speck", "", settings=FAST, fake=True)
+    second = run_on_board(artifact, back, images, steps=STEPS, previous=first.to_dict())
+    assert second.verdict == "pass"
+    assert [s.resumed for s in second.samples] == [True, False, False]
+    assert second.to_dict()["summary"]["resumed"] == 1
+    with pytest.raises(DataError, match="another run"):
+        run_on_board(artifact, back, images[:2], steps=STEPS, previous=first.to_dict())
+    with pytest.raises(DataError, match="another run"):
+        run_on_board(artifact, back, images, steps=STEPS + 1, previous=first.to_dict())
+    with pytest.raises(DataError, match="not a list"):
+        run_on_board(artifact, back, images, steps=STEPS, previous={**first.to_dict(), "samples": [1, 2, 3]})
