@@ -170,3 +170,15 @@ def test_lab_suite_runs_on_a_fake_board(tmp_path):
     bad = subprocess.run([*command, "--board", "fake-speck-lossy"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "mismatch on fake-speck-lossy" in bad.stdout
+
+
+def test_hil_list_checks_each_boards_settings(tmp_path, capsys):
+    inventory = tmp_path / "b.toml"
+    inventory.write_text(
+        '[[board]]\nname = "fake-speck"\ntarget = "speck"\nfake = true\n[board.settings]\nstep_us = 2.5\n\n'
+        '[[board]]\nname = "fake-speck-2"\ntarget = "speck"\nfake = true\n[board.settings]\nretries = -1\n'
+    )
+    assert main(["hil", "list", "--inventory", str(inventory)]) == 0
+    out = capsys.readouterr().out
+    assert "step_us must be a whole number" in out
+    assert "retries must be a number >= 0" in out

@@ -487,6 +487,10 @@ def board_status(board: Board) -> str:
         device_class = backend.device_class(board.adapter)
     except (UnknownTargetError, BoardUnavailable) as exc:
         return f"unavailable: {exc}"
+    try:
+        _policy(board, device_class(board, Clock()))  # the settings, checked as a run checks them
+    except DataError as exc:
+        return f"unavailable: {exc}"
     if board.fake:
         unknown = sorted(set(board.faults) - set(device_class.faults))
         if unknown:

@@ -269,8 +269,8 @@ class SamnaDevice(Device):
         deadline = start + window_us / 1e6 + self.timeout_s
         received: list[Any] = []
         while True:
-            got = list(_call(self.sink.get_events))
-            received += got
+            got = [e for e in _call(self.sink.get_events) if getattr(e, "timestamp", None) is not None]
+            received += got  # events without a timestamp (register reads, ...) say nothing about the run
             if not any(int(e.timestamp) < window_us for e in got):
                 break
             if self.clock.monotonic() > deadline:
