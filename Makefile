@@ -48,14 +48,19 @@ test: lint test-main test-compat test-lava
 
 # The SpiNNaker emulator is compared with sPyNNaker's tick written in C on GCC's fixed-point `accum` type,
 # compiled for ARM and run under qemu (backends/pynn/tests/test_spinnaker_arm.py): Debian's gcc-arm-linux-gnueabihf
-# and qemu-user, installed here when either tool is missing (apt-get as root, else through sudo).
+# and qemu-user, with the ARM C library's headers (libc6-dev-armhf-cross, only a recommendation of the compiler, so
+# not pulled in by --no-install-recommends), installed here when a tool or the headers are missing (apt-get as
+# root, else through sudo).
 ARM_TOOLS := arm-linux-gnueabihf-gcc qemu-arm
+ARM_HEADER := /usr/arm-linux-gnueabihf/include/stdint.h
 arm-tools:
 	@missing=; for tool in $(ARM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	test -f $(ARM_HEADER) || missing=1; \
 	if [ -n "$$missing" ]; then \
 		as_root=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$as_root apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -q --no-install-recommends gcc-arm-linux-gnueabihf qemu-user; \
+		DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -q --no-install-recommends gcc-arm-linux-gnueabihf \
+			libc6-dev-armhf-cross qemu-user; \
 	fi
 
 $(PYNN_ENV)/.installed: Makefile
