@@ -333,7 +333,7 @@ def _cmd_hil_run(args: argparse.Namespace) -> int:
     steps = args.steps or get_backend(artifact.target).default_steps
     previous = _earlier_report(out) if args.resume else None
     progress = _Progress(f"on {board.name}", not args.quiet)
-    report = run_on_board(artifact.root, board, x, steps=steps, encoding=encoding, progress=progress, previous=previous)
+    report = run_on_board(artifact, board, x, steps=steps, encoding=encoding, progress=progress, previous=previous)
     write_report(report, out)
     summary = report.to_dict()["summary"]
     fake = " (fake board)" if board.fake else ""

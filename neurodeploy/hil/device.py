@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from neurodeploy.errors import NeurodeployError
+from neurodeploy.errors import DataError, NeurodeployError
 
 
 class BoardError(NeurodeployError):
@@ -76,6 +76,16 @@ class Board:
     """On a fake board, the faults it injects (the adapter's ``faults`` lists the names)."""
     description: str = ""
 
+    def number(self, key: str, default: float, *, integer: bool = False) -> float:
+        """Setting ``key`` (``default`` when absent), a number >= 0 (a whole one with ``integer``), else a
+        DataError naming the board and the setting."""
+        value = self.settings.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise DataError(f"board {self.name!r}: setting {key} must be a number >= 0 (got {value!r})")
+        if integer and value != int(value):
+            raise DataError(f"board {self.name!r}: setting {key} must be a whole number (got {value!r})")
+        return value
+
 
 class Clock:
     """Wall-clock time, and waiting. Adapters wait through their clock, so that a fake board's runs take no real
@@ -120,10 +130,6 @@ class Observed:
     seconds: float = 0.0
 
 
-PASS_RULES = ("exact",)
-"""How records are compared: ``exact``: every count of every watched layer at every step equal."""
-
-
 class Device(ABC):
     """A board adapter for one :class:`Board`. Subclasses implement the abstract methods; the vendor SDK is
     imported in :meth:`open`."""
@@ -133,7 +139,8 @@ class Device(ABC):
     settings_help: ClassVar[dict[str, str]] = {}
     """The board settings the adapter reads, with a line of help each."""
     compare: ClassVar[str] = "exact"
-    """How the harness compares the board's record with the emulator's (:data:`PASS_RULES`)."""
+    """How the harness compares the board's record with the emulator's: ``exact``, every count of every watched
+    layer at every step equal (the only rule so far)."""
 
     def __init__(self, board: Board, clock: Clock) -> None:
         self.board = board

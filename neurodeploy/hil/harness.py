@@ -15,6 +15,7 @@ that does, the timing, the retries, and why a sample did not run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from neurodeploy._version import __version__
-from neurodeploy.artifact import load_artifact
+from neurodeploy.artifact import Artifact, load_artifact
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.encoding import Encoding
-from neurodeploy.errors import DataError, NeurodeployError
+from neurodeploy.errors import DataError, NeurodeployError, UnknownTargetError
 from neurodeploy.fileio import output_mode, remove_stale, temporary_name
 from neurodeploy.hil.device import (
     Board,
@@ -151,17 +152,11 @@ def _policy(board: Board, device: Device) -> dict[str, float]:
             f"board {board.name!r}: unknown setting(s) {', '.join(unknown)}; its adapter takes "
             + "; ".join(f"{k} ({v})" for k, v in known.items())
         )
-    policy = {}
-    for key, (default, _) in POLICY.items():
-        value = board.settings.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise DataError(f"board {board.name!r}: setting {key} must be a number >= 0 (got {value!r})")
-        policy[key] = value
-    return policy
+    return {key: board.number(key, default) for key, (default, _) in POLICY.items()}
 
 
 def run_on_board(
-    artifact_path: str | os.PathLike,
+    artifact_path: str | os.PathLike | Artifact,
     board: Board,
     inputs: Any,
     *,
@@ -171,11 +166,12 @@ def run_on_board(
     progress: Any = None,
     previous: dict[str, Any] | None = None,
 ) -> HilReport:
-    """Run ``inputs`` (batch first) through the artifact on ``board`` and through its emulator; compare.
+    """Run ``inputs`` (batch first) through the artifact (a folder, or one loaded) on ``board`` and through its
+    emulator; compare.
     ``previous``: an earlier report of the same run (artifact, board, steps and inputs, else a DataError), whose
     completed samples are kept and not run again: only those it could not run are."""
     started = time.monotonic()
-    artifact = load_artifact(Path(artifact_path))
+    artifact = artifact_path if isinstance(artifact_path, Artifact) else load_artifact(Path(artifact_path))
     backend = get_backend(artifact.target)
     board_backend = get_backend(board.target)
     if type(board_backend) is not type(backend):
@@ -239,8 +235,6 @@ def run_on_board(
 
 
 def _sha(prepared: Any) -> str:
-    import hashlib
-
     array = np.ascontiguousarray(prepared)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.tobytes())
@@ -359,8 +353,6 @@ def _argmax(outputs: np.ndarray | None) -> int | None:
 
 
 def _manifest_sha(artifact: Any) -> str:
-    import hashlib
-
     return hashlib.sha256(artifact.manifest_path.read_bytes()).hexdigest()
 
 
@@ -468,20 +460,16 @@ def _is_report(path: Path) -> bool:
 # -- the inventory, as `hil list` shows it ------------------------------------------------------------------
 def adapter_name(board: Board) -> str:
     """The board's adapter: the inventory's, or its target's default (empty when the target has none)."""
-    from neurodeploy.errors import UnknownTargetError
-
     if board.adapter:
         return board.adapter
     try:
         return next(iter(get_backend(board.target).device_adapters), "")
-    except (UnknownTargetError, NeurodeployError):
+    except NeurodeployError:
         return ""
 
 
 def board_status(board: Board) -> str:
     """Whether ``board`` can be used here, and if not, why."""
-    from neurodeploy.errors import UnknownTargetError
-
     try:
         backend = get_backend(board.target)
         device_class = backend.device_class(board.adapter)

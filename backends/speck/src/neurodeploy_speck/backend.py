@@ -79,6 +79,21 @@ def pipeline_depth(lowered: Lowered) -> int:
     return depth[lowered.readout_layer]
 
 
+def layer_names(host: dict[str, Any]) -> dict[int, str]:
+    """speck.json's ``host.layers``: core -> the layer's name (its neurons', where it has them)."""
+    return {layer["core"]: layer["neuron"] or layer["name"] for layer in host["layers"]}
+
+
+def host_readout(output: dict[str, Any], per_step: np.ndarray, steps: int) -> np.ndarray:
+    """The output after ``steps`` steps as the host computes it (speck.json's ``host.output``) from the readout
+    core's spikes per step, (batch, >= steps, ...): its spikes of steps min(readout_delay, steps // 2) + 1 ..
+    steps, times ``value_per_spike``, over the steps counted, plus ``bias``; (batch, outputs) float64."""
+    skip = readout_skip(int(output.get("readout_delay", 0)), steps)
+    counted = per_step[:, skip:steps].reshape(len(per_step), steps - skip, -1).sum(axis=1)
+    bias = np.asarray(output.get("bias", 0.0), np.float64).reshape(-1)
+    return counted * output["value_per_spike"] / (steps - skip) + bias
+
+
 def direct_events(x: np.ndarray, steps: int) -> np.ndarray:
     """Analog inputs x >= 0 as event counts per step: count[t] = floor(x t + 1/2) - floor(x (t-1) + 1/2), an
     integrate-and-fire encoder (threshold 1, v(0) = 1/2, several events per step), so t steps carry x t events
@@ -308,19 +323,13 @@ class SpeckBackend(Backend):
     def emulate_batch(self, loaded: _Loaded, inputs: np.ndarray, options: Run) -> EmulationResult:
         network, host, steps = loaded.network, loaded.document["host"], options.steps
         run = network.run_binned(inputs) if options.mode == "binned" else network.run_events(inputs)
-        value, out_shape = host["output"]["value_per_spike"], tuple(host["output"]["shape"])
-        delay = int(host["output"].get("readout_delay", 0))
-        bias = np.asarray(host["output"].get("bias", 0.0), np.float64).reshape(-1)
+        out_shape = tuple(host["output"]["shape"])
         marks = sorted({int(c) for c in options.checkpoints if 0 < int(c) <= steps})
-        names = {layer["core"]: layer["neuron"] or layer["name"] for layer in host["layers"]}
-        n = len(inputs)
-        cumulative = np.cumsum(run.counts[network.output_core], axis=1)
+        names = layer_names(host)
+        per_step = run.counts[network.output_core]
 
         def readout(t: int) -> np.ndarray:
-            skip = readout_skip(delay, t)
-            counted = cumulative[:, t - 1] - (cumulative[:, skip - 1] if skip else 0)
-            per_output = counted.reshape(n, -1) * value / (t - skip) + bias
-            return per_output.reshape(n, *out_shape).astype(np.float32)
+            return host_readout(host["output"], per_step, t).reshape(len(inputs), *out_shape).astype(np.float32)
 
         def totals(per_source: dict, key, t: int) -> dict[str, np.ndarray]:
             return {key(source): per_step[:, :t].sum(axis=1) for source, per_step in per_source.items()}

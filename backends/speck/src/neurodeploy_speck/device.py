@@ -52,7 +52,6 @@ from neurodeploy.hil.device import (
     Device,
     Observed,
 )
-from neurodeploy.readout import readout_skip
 from neurodeploy_speck import fake_samna
 from neurodeploy_speck.config import to_samna
 from neurodeploy_speck.emulator import Network, frame_events
@@ -87,12 +86,11 @@ class SamnaDevice(Device):
 
     def __init__(self, board: Board, clock: Clock) -> None:
         super().__init__(board, clock)
-        settings = board.settings
-        self.step_us = _number(board, "step_us", 1000, integer=True)
-        self.timeout_s = _number(board, "timeout_s", 5.0)
-        self.quiet_s = _number(board, "quiet_s", 0.1)
-        self.settle_s = _number(board, "settle_s", 1.0)
-        self.watch = settings.get("watch", "all")
+        self.step_us = int(board.number("step_us", 1000, integer=True))
+        self.timeout_s = board.number("timeout_s", 5.0)
+        self.quiet_s = board.number("quiet_s", 0.1)
+        self.settle_s = board.number("settle_s", 1.0)
+        self.watch = board.settings.get("watch", "all")
         if self.watch not in ("all", "output"):
             raise DataError(f"board {board.name!r}: setting watch must be 'all' or 'output' (got {self.watch!r})")
         if self.step_us < 1 or self.quiet_s <= 0:
@@ -102,10 +100,14 @@ class SamnaDevice(Device):
         self.document: dict[str, Any] = {}
         self.network: Network | None = None
         self.names: dict[int, str] = {}
+        self.config: Any = None
+        self.source: Any = None
+        self.sink: Any = None
+        self.graphs: list[Any] = []
 
     # -- before the board ---------------------------------------------------------------------------------------
     def check(self, artifact: Any, inputs: Any, steps: int, encoding: Any) -> np.ndarray:
-        from neurodeploy_speck.backend import SpeckBackend
+        from neurodeploy_speck.backend import SpeckBackend, layer_names
 
         backend = SpeckBackend(artifact.target)
         loaded = backend.load(artifact, "event")
@@ -125,11 +127,7 @@ class SamnaDevice(Device):
             if layer is not None:
                 layer["monitor_enable"] = index in watched
         self.document = document
-        self.names = {
-            layer["core"]: layer["neuron"] or layer["name"]
-            for layer in document["host"]["layers"]
-            if layer["core"] in watched
-        }
+        self.names = {core: name for core, name in layer_names(document["host"]).items() if core in watched}
         return frames
 
     def reference(self, prepared: np.ndarray, steps: int) -> list[Observed]:
@@ -142,13 +140,12 @@ class SamnaDevice(Device):
 
     def _observed(self, counts: dict[int, np.ndarray], steps: int, **extra: Any) -> Observed:
         """A record from per-core counts; the readout as the host computes it (speck.json's ``host.output``)."""
+        from neurodeploy_speck.backend import host_readout
+
         output = self.document["host"]["output"]
         outputs = None
         if output["core"] in counts:
-            per_step = counts[output["core"]]
-            skip = readout_skip(int(output.get("readout_delay", 0)), steps)
-            bias = np.asarray(output.get("bias", 0.0), np.float64).reshape(-1)
-            outputs = per_step[skip:].sum(axis=0) * output["value_per_spike"] / (steps - skip) + bias
+            outputs = host_readout(output, counts[output["core"]][None], steps)[0]
         return Observed(layers={self.names[c]: a for c, a in counts.items()}, outputs=outputs, **extra)
 
     # -- the board ----------------------------------------------------------------------------------------------
@@ -284,7 +281,8 @@ class SamnaDevice(Device):
         return self._record(received, steps, stale, self.clock.monotonic() - start)
 
     def _input_events(self, make: Any, frames: np.ndarray) -> list[Any]:
-        _, h, w = self.network.input_shape if self.network else (0, 1, 1)
+        assert self.network is not None
+        _, h, w = self.network.input_shape
         events = []
         for t in range(len(frames)):
             order = frame_events(frames[t][None])[0]
@@ -325,7 +323,7 @@ class SamnaDevice(Device):
         handle, self.handle = self.handle, None
         if handle is None or self.sdk is None:
             return
-        for graph in getattr(self, "graphs", []):
+        for graph in self.graphs:
             try:
                 graph.stop()
             except Exception:  # the board may be gone; closing must not fail
@@ -338,15 +336,6 @@ class SamnaDevice(Device):
             self.sdk.device.close_device(handle)
         except Exception:
             pass
-
-
-def _number(board: Board, key: str, default: float, integer: bool = False) -> Any:
-    value = board.settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise DataError(f"board {board.name!r}: setting {key} must be a number >= 0 (got {value!r})")
-    if integer and value != int(value):
-        raise DataError(f"board {board.name!r}: setting {key} must be a whole number (got {value!r})")
-    return int(value) if integer else float(value)
 
 
 def _call(fn: Any, *args: Any) -> Any:
