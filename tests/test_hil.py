@@ -15,7 +15,7 @@ import pytest
 
 from neurodeploy.cli import main
 from neurodeploy.errors import DataError
-from neurodeploy.hil.device import Board, BoardUnavailable, Observed
+from neurodeploy.hil.device import Board, BoardUnavailable, Clock, Device, Observed
 from neurodeploy.hil.harness import HilReport, SampleResult, _compare, board_status, markdown, write_report
 from neurodeploy.hil.inventory import ENVIRONMENT, load_inventory, locate, parse_inventory
 
@@ -109,6 +109,35 @@ def test_comparison_counts_every_differing_count_and_the_first_step():
     same = SampleResult(0, "not run")
     _compare(same, Observed(layers={"a": want.layers["a"].copy()}), Observed(layers={"a": want.layers["a"]}))
     assert same.status == "match"
+
+
+def test_comparison_uses_the_devices_rule_and_the_report_states_it(tmp_path):
+    class Loose(Device):  # an analog target's rule: total spikes within one of the emulator's
+        compare = "statistic"
+
+        def check(self, *args):
+            raise NotImplementedError
+
+        reference = open = load = run_sample = close = check
+
+        def compare_rule(self):
+            return "total spikes within 1"
+
+        def compare_layer(self, got, expected):
+            return {"board_spikes": int(got.sum()), "match": abs(int(got.sum()) - int(expected.sum())) <= 1}
+
+    device = Loose(Board("fake-x", "speck", "samna", fake=True), Clock())
+    want = Observed(layers={"a": np.array([[1, 0], [0, 1]])})
+    close, far = SampleResult(0, "not run"), SampleResult(1, "not run")
+    _compare(close, Observed(layers={"a": np.array([[0, 0], [0, 1]])}), want, device)
+    _compare(far, Observed(layers={"a": np.zeros((2, 2), np.int64)}), want, device)
+    assert (close.status, far.status) == ("match", "mismatch")
+    assert close.layers["a"] == {"board_spikes": 1}  # the rule's own entry, "match" taken out
+    report = _report(["match"])
+    report.compare, report.compare_rule = device.compare, device.compare_rule()
+    document = report.to_dict()
+    assert (document["compare"], document["compare_rule"]) == ("statistic", "total spikes within 1")
+    assert "comparison: statistic (total spikes within 1)" in markdown(document)
 
 
 def test_report_folder_is_written_whole_and_replaces_only_a_report(tmp_path):

@@ -139,8 +139,9 @@ class Device(ABC):
     settings_help: ClassVar[dict[str, str]] = {}
     """The board settings the adapter reads, with a line of help each."""
     compare: ClassVar[str] = "exact"
-    """How the harness compares the board's record with the emulator's: ``exact``, every count of every watched
-    layer at every step equal (the only rule so far)."""
+    """How the harness compares the board's record with the emulator's: ``exact`` (bit-exact targets), every
+    count of every watched layer at every step equal; ``statistic`` (analog targets), :meth:`compare_layer`'s
+    own rule, which :meth:`compare_rule` states."""
 
     def __init__(self, board: Board, clock: Clock) -> None:
         self.board = board
@@ -173,6 +174,15 @@ class Device(ABC):
     def close(self) -> None:
         """Release the board; safe to call when it is not open, or after it went away."""
 
+    def compare_rule(self) -> str:
+        """The comparison rule in words, for the report."""
+        return "every spike count of every watched layer at every step equal"
+
+    def compare_layer(self, got: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
+        """One watched layer's comparison, (steps, neurons) counts on both sides of the same shape: the report's
+        entry for it, with ``match`` (bool). Here the exact rule (:func:`exact_layer`)."""
+        return exact_layer(got, expected)
+
     @classmethod
     def discover(cls) -> list[str]:
         """The addresses of boards this adapter's SDK finds attached (none when the SDK is missing)."""
@@ -182,3 +192,17 @@ class Device(ABC):
     def sdk_status(cls) -> str | None:
         """None when the vendor SDK can be used here; otherwise why not (what to install)."""
         return None
+
+
+def exact_layer(got: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
+    """The exact rule for one layer's (steps, neurons) counts: spikes on both sides, ``differing`` (how many
+    (step, neuron) counts differ), the first step that does, and ``match`` when none does."""
+    differ = got != expected
+    steps_differing = np.flatnonzero(differ.reshape(len(differ), -1).any(axis=1))
+    return {
+        "board_spikes": int(got.sum()),
+        "emulator_spikes": int(expected.sum()),
+        "differing": int(differ.sum()),
+        "first_step_differing": int(steps_differing[0]) if len(steps_differing) else None,
+        "match": not len(steps_differing),
+    }

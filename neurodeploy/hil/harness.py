@@ -42,6 +42,7 @@ from neurodeploy.hil.device import (
     Device,
     Observed,
     VirtualClock,
+    exact_layer,
 )
 
 FORMAT = "neurodeploy-hil/1"
@@ -79,6 +80,8 @@ class HilReport:
     steps: int
     compare: str
     samples: list[SampleResult]
+    compare_rule: str = "every spike count of every watched layer at every step equal"
+    """The comparison rule in words (the device's)."""
     stopped: str | None = None
     """Why the run stopped before its last sample, if it did."""
     reconnects: int = 0
@@ -111,6 +114,7 @@ class HilReport:
             "steps": self.steps,
             "inputs_sha256": self.inputs_sha256,
             "compare": self.compare,
+            "compare_rule": self.compare_rule,
             "summary": {
                 "samples": len(self.samples),
                 **{k.replace(" ", "_"): v for k, v in self.counts.items()},
@@ -198,6 +202,7 @@ def run_on_board(
         },
         steps=steps,
         compare=device.compare,
+        compare_rule=device.compare_rule(),
         samples=[SampleResult(i, "not run") for i in range(len(expected))],
         inputs_sha256=_sha(prepared),
     )
@@ -218,7 +223,7 @@ def run_on_board(
                     break
             else:
                 failures = 0
-                _compare(result, observed, want)
+                _compare(result, observed, want, device)
             if progress is not None:
                 progress(done, len(todo))
     except BoardError as exc:
@@ -321,7 +326,10 @@ def _reconnect(device: Device, report: HilReport, policy: dict[str, float]) -> N
                 raise
 
 
-def _compare(result: SampleResult, observed: Observed, want: Observed) -> None:
+def _compare(result: SampleResult, observed: Observed, want: Observed, device: Device | None = None) -> None:
+    """Compare one sample's records layer by layer with the device's rule (:meth:`Device.compare_layer`; the
+    exact rule without a device)."""
+    rule = device.compare_layer if device is not None else exact_layer
     status = "match"
     for name, expected in want.layers.items():
         got = observed.layers.get(name)
@@ -331,14 +339,8 @@ def _compare(result: SampleResult, observed: Observed, want: Observed) -> None:
             entry["problem"] = "not reported by the board" if got is None else f"shape {got.shape}"
             status = "mismatch"
         else:
-            differ = got != expected
-            steps_differing = np.flatnonzero(differ.reshape(len(differ), -1).any(axis=1))
-            entry.update(
-                board_spikes=int(got.sum()),
-                differing=int(differ.sum()),
-                first_step_differing=int(steps_differing[0]) if len(steps_differing) else None,
-            )
-            if len(steps_differing):
+            entry = rule(np.asarray(got), np.asarray(expected))
+            if not entry.pop("match"):
                 status = "mismatch"
         result.layers[name] = entry
     for extra in sorted(set(observed.layers) - set(want.layers)):
@@ -376,8 +378,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- board: `{board['name']}` (target {board['target']}, adapter {board['adapter']}"
         + (f", address `{board['address']}`" if board["address"] else "")
         + ")",
-        f"- steps: {report['steps']}; comparison: {report['compare']} (every spike count of every watched layer at "
-        "every step)",
+        f"- steps: {report['steps']}; comparison: {report['compare']} "
+        f"({report.get('compare_rule', 'every spike count of every watched layer at every step equal')})",
         f"- samples: {summary['samples']}: {summary['match']} match, {summary['mismatch']} mismatch, "
         f"{summary['not_run']} not run; {summary['retries']} retried, {summary['reconnects']} reconnect(s), "
         f"{summary['resumed']} kept from an earlier run; "
