@@ -28,7 +28,10 @@ def artifact(pytestconfig, board, tmp_path_factory):
         return Path(given)
     out = tmp_path_factory.mktemp("hil") / f"mnist-{board.target}"
     calibration = load_calibration(str(MNIST / "calibration.npz"))
-    return compile_model(MNIST / "mnist_cnn.onnx", board.target, out, calibration=calibration).root
+    options = dict(get_backend(board.target).board_options)  # e.g. Loihi's stock processes only
+    return compile_model(
+        MNIST / "mnist_cnn.onnx", board.target, out, calibration=calibration, target_options=options
+    ).root
 
 
 @pytest.fixture(scope="session")

@@ -314,6 +314,10 @@ class Backend(ABC):
     """Board adapters for hardware in the loop (:mod:`neurodeploy.hil.device`) by name, each as
     ``"module:Class"``, imported only when a board is used; the first is the target's default."""
 
+    board_options: ClassVar[dict[str, str]] = {}
+    """Target options (``--target-option``) with which an artifact of this target is one a board runs, where the
+    default artifact is not (the lab suite compiles with them)."""
+
     def device_class(self, adapter: str = "") -> type[Device]:
         """The adapter class named ``adapter`` (the target's default when empty); a target without one, or an
         unknown name, is a :class:`BoardUnavailable` naming what the target has."""
