@@ -124,7 +124,8 @@ def test_comparison_uses_the_devices_rule_and_the_report_states_it(tmp_path):
             return "total spikes within 1"
 
         def compare_layer(self, got, expected):
-            return {"board_spikes": int(got.sum()), "match": abs(int(got.sum()) - int(expected.sum())) <= 1}
+            distance = abs(int(got.sum()) - int(expected.sum()))
+            return {"board_spikes": int(got.sum()), "distance": distance, "tolerance": 1, "match": distance <= 1}
 
     device = Loose(Board("fake-x", "speck", "samna", fake=True), Clock())
     want = Observed(layers={"a": np.array([[1, 0], [0, 1]])})
@@ -132,12 +133,14 @@ def test_comparison_uses_the_devices_rule_and_the_report_states_it(tmp_path):
     _compare(close, Observed(layers={"a": np.array([[0, 0], [0, 1]])}), want, device)
     _compare(far, Observed(layers={"a": np.zeros((2, 2), np.int64)}), want, device)
     assert (close.status, far.status) == ("match", "mismatch")
-    assert close.layers["a"] == {"board_spikes": 1}  # the rule's own entry, "match" taken out
+    assert close.layers["a"] == {"board_spikes": 1, "distance": 1, "tolerance": 1}  # the rule's entry, less "match"
     report = _report(["match"])
+    report.samples[0].layers = close.layers
     report.compare, report.compare_rule = device.compare, device.compare_rule()
     document = report.to_dict()
     assert (document["compare"], document["compare_rule"]) == ("statistic", "total spikes within 1")
     assert "comparison: statistic (total spikes within 1)" in markdown(document)
+    assert "(distance 1.000, tolerance 1)" in markdown(document)
 
 
 def test_report_folder_is_written_whole_and_replaces_only_a_report(tmp_path):

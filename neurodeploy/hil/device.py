@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -182,6 +183,27 @@ class Device(ABC):
         """One watched layer's comparison, (steps, neurons) counts on both sides of the same shape: the report's
         entry for it, with ``match`` (bool). Here the exact rule (:func:`exact_layer`)."""
         return exact_layer(got, expected)
+
+    def vendor_sdk(self, fake: Callable[[], Any], real: Callable[[], Any], what: str, install: str) -> Any:
+        """The SDK the board is driven through: on a fake board ``fake()`` (a ValueError from it, a fault it cannot
+        take, is a DataError naming the board); otherwise, where :meth:`sdk_status` allows, ``real()``, which
+        imports the vendor's module (its failure a :class:`BoardUnavailable` naming ``what`` and ``install``)."""
+        if self.board.fake:
+            try:
+                return fake()
+            except ValueError as exc:
+                raise DataError(f"board {self.board.name!r}: {exc}") from None
+        status = self.sdk_status()
+        if status is not None:
+            raise BoardUnavailable(f"board {self.board.name!r}: {status}")
+        try:
+            return real()
+        except Exception as exc:
+            raise BoardUnavailable(f"board {self.board.name!r}: {what} does not import ({exc}); {install}") from exc
+
+    discoverable: ClassVar[bool] = True
+    """Whether the SDK can list the attached boards (USB devices can; a board on a network, reached by its
+    address, cannot: it is found, or not, when it is opened)."""
 
     @classmethod
     def discover(cls) -> list[str]:

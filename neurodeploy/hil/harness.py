@@ -400,9 +400,17 @@ def markdown(report: dict[str, Any]) -> str:
             first = layer.get("first_step_differing")
             lines.append(
                 f"{head} {name} | {_cell(layer.get('board_spikes'))} | {_cell(layer.get('emulator_spikes'))} | "
-                f"{_cell(layer.get('differing', layer.get('problem')))} | {_cell(first)} |"
+                f"{_differing(layer)} | {_cell(first)} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _differing(layer: dict[str, Any]) -> str:
+    """The "counts differing" cell: how many counts differ, and a statistical rule's distance and tolerance."""
+    text = _cell(layer.get("differing", layer.get("problem")))
+    if "distance" in layer:
+        text += f" (distance {layer['distance']:.3f}, tolerance {layer.get('tolerance')})"
+    return text
 
 
 def _cell(value: Any) -> str:
@@ -489,6 +497,9 @@ def board_status(board: Board) -> str:
     status = device_class.sdk_status()
     if status is not None:
         return f"unavailable: {status}"
+    if not device_class.discoverable:
+        where = board.address or "its default address"
+        return f"ready (SDK installed; the board at {where} is reached when a run opens it)"
     found = device_class.discover()
     if board.address and board.address not in found:
         return f"not attached: the SDK sees {', '.join(found) or 'no board'}"

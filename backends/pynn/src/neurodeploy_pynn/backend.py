@@ -112,6 +112,7 @@ class SpiNNakerBackend(NetlistBackend):
     default_steps = 64
     spec = SPEC
     target_options: ClassVar[dict[str, str]] = {}
+    device_adapters: ClassVar[dict[str, str]] = {"spinnaker": "neurodeploy_pynn.spinnaker_device:SpiNNakerDevice"}
 
     def pipeline(self, options: dict[str, Any]) -> str:
         """Convert with reset to zero (sPyNNaker's neurons reset to v_reset), unless the user asked for another

@@ -133,6 +133,66 @@ def now(sim, simulator):
     return float(sim.get_current_time())
 
 
+def initial_v(doc, arrays):
+    """Every population's initial V (mV), by name."""
+    return {p["name"]: np.asarray(arrays[p["v_init"]["array"]], np.float64) / ONE for p in doc["populations"]}
+
+
+def set_v(population, values, simulator):
+    """Set V now. PyNN's ``initialize`` does so under NEST; sPyNNaker's ``initialize`` after a run only sets the
+    value a ``reset()`` goes back to ("Calling initialize without reset will have no effect": sPyNNaker 1!7.4.1,
+    ``spynnaker/pyNN/models/populations/population.py``), so there its ``set_state`` sets V, which sPyNNaker reads
+    back from the cores and writes to them, changed, before the next run (``PopulationVertex.
+    set_current_state_values``)."""
+    if simulator == "spiNNaker":
+        population.set_state(v=values)
+    else:
+        population.initialize(v=values)
+
+
+def sample_ticks(doc, steps, simulator):
+    """Ticks one sample runs: T + delay, and on sPyNNaker one more. sPyNNaker records V at the start of a tick,
+    before its update (``neuron_impl_standard.h``), so V after the sample's last tick is the record of the tick
+    after it; NEST records V after the update. The extra tick's spikes fall outside every population's window."""
+    return steps + doc["delay"] + (1 if simulator == "spiNNaker" else 0)
+
+
+def flush_ticks(doc):
+    """Ticks of the flush after a sample: the longest delay + 1, so that every spike in flight has landed."""
+    return max([q["delay_ticks"] for q in doc["projections"]] + [1]) + 1
+
+
+def spike_ticks(times_ms, timestep, simulator):
+    """The tick (from the simulation's first, 0) in which each spike happened, from its recorded time (ms).
+    sPyNNaker stamps a spike with its tick's number times the time step: the cores start their clock at -1 and
+    count it up before a tick's update, so the first tick is 0, and a later run goes on counting
+    (``neural_modelling/src/neuron/c_main_neurons.c``; the host multiplies by the time step,
+    ``NeoBufferDatabase``). NEST's on-grid spikes are stamped at the end of their step: a spike at t closes tick
+    ceil(t / ts) - 1."""
+    t = np.asarray(times_ms, np.float64) / timestep
+    if simulator == "spiNNaker":
+        return np.rint(t).astype(np.int64)
+    return np.ceil(t - 1e-6).astype(np.int64) - 1
+
+
+def start_sample(sim, populations, doc, initial, current, simulator):
+    """Before a sample: the input population's ``i_offset`` (``current``: raw s16.15 per neuron) and every V
+    back to its initial value. Returns the tick at which the sample starts."""
+    populations[doc["populations"][0]["name"]].set(i_offset=np.asarray(current, np.float64) / ONE)
+    for name, population in populations.items():
+        set_v(population, initial[name], simulator)
+    return round(now(sim, simulator) / doc["simulator"]["timestep_ms"])
+
+
+def flush_sample(sim, populations, doc, simulator):
+    """After a sample: every V pulled down to :data:`FLUSH_V` and the input switched off for
+    :func:`flush_ticks` ticks, so that the spikes still in flight land where they cannot fire."""
+    for population in populations.values():
+        set_v(population, FLUSH_V, simulator)
+    populations[doc["populations"][0]["name"]].set(i_offset=0.0)
+    sim.run(flush_ticks(doc) * doc["simulator"]["timestep_ms"])
+
+
 def run(folder, simulator, currents, steps):
     """Every sample of ``currents`` through the netlist in ``folder``: {key: array} as the module describes, and
     ``seconds/build``, ``seconds/run`` (wall clock)."""
@@ -140,24 +200,16 @@ def run(folder, simulator, currents, steps):
     doc, arrays = load(folder)
     timestep = doc["simulator"]["timestep_ms"]
     ticks = steps + doc["delay"]
-    flush = max([q["delay_ticks"] for q in doc["projections"]] + [1]) + 1
     start = time.perf_counter()
     setup(sim, doc, simulator)
     populations, _ = build(sim, doc, arrays, simulator)
     built = time.perf_counter()
-    first = doc["populations"][0]["name"]
-    initial = {p["name"]: np.asarray(arrays[p["v_init"]["array"]], np.float64) / ONE for p in doc["populations"]}
+    initial = initial_v(doc, arrays)
     starts = []
     for current in currents:
-        populations[first].set(i_offset=np.asarray(current, np.float64) / ONE)
-        for name, population in populations.items():
-            population.initialize(v=initial[name])
-        starts.append(round(now(sim, simulator) / timestep))
-        sim.run(ticks * timestep)
-        for population in populations.values():
-            population.initialize(v=FLUSH_V)
-        populations[first].set(i_offset=0.0)
-        sim.run(flush * timestep)
+        starts.append(start_sample(sim, populations, doc, initial, current, simulator))
+        sim.run(sample_ticks(doc, steps, simulator) * timestep)
+        flush_sample(sim, populations, doc, simulator)
     ran = time.perf_counter()
     out = {"seconds/build": np.float64(built - start), "seconds/run": np.float64(ran - built)}
     readout = doc["readout"]["population"]
@@ -168,8 +220,8 @@ def run(folder, simulator, currents, steps):
         segment = population.get_data().segments[0]
         counts = np.zeros((samples, population.size), np.int64)
         for i, train in enumerate(segment.spiketrains):
-            # a spike at t closes tick ceil(t / ts) - 1 of the run; sample b runs ticks starts[b] .. + ticks - 1
-            tick = np.ceil(np.asarray(train.magnitude) / timestep - 1e-6).astype(np.int64) - 1
+            # sample b runs ticks starts[b] .. + ticks - 1
+            tick = spike_ticks(np.asarray(train.magnitude), timestep, simulator)
             sample = np.searchsorted(starts, tick, side="right") - 1
             k = tick - starts[np.maximum(sample, 0)]
             keep = (sample >= 0) & (k >= depth[name]) & (k < depth[name] + steps)
@@ -178,7 +230,9 @@ def run(folder, simulator, currents, steps):
         if name == readout:
             signal = segment.filter(name="v")[0]
             t = np.rint(np.asarray(signal.times.magnitude) / timestep).astype(np.int64)
-            v = np.asarray(signal.magnitude, np.float64)  # (times, neurons): V at the end of the step closing t
+            # (times, neurons): V after t ticks (NEST: at the end of the step closing t; sPyNNaker: at the start of
+            # tick t, before its update)
+            v = np.asarray(signal.magnitude, np.float64)
             trace = np.zeros((samples, ticks + 1, population.size))
             trace[:, 0] = initial[name]
             wanted = (starts[:, None] + np.arange(1, ticks + 1)).reshape(-1)

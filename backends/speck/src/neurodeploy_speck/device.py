@@ -168,24 +168,15 @@ class SamnaDevice(Device):
         except Exception:  # a broken SDK lists nothing; `hil list` reports sdk_status
             return []
 
-    def _samna(self) -> Any:
-        if self.board.fake:
-            chip = self.document.get("chip", "speck2f")
-            try:
-                return fake_samna.FakeSamna(self.board.faults, self.clock, chip)
-            except ValueError as exc:
-                raise DataError(f"board {self.board.name!r}: {exc}") from None
-        status = self.sdk_status()
-        if status is not None:
-            raise BoardUnavailable(f"board {self.board.name!r}: {status}")
-        try:
-            return importlib.import_module("samna")
-        except Exception as exc:
-            raise BoardUnavailable(f"board {self.board.name!r}: samna does not import ({exc}); {INSTALL}") from exc
-
     def open(self) -> dict[str, Any]:
         if self.sdk is None:
-            self.sdk = self._samna()
+            chip = self.document.get("chip", "speck2f")
+            self.sdk = self.vendor_sdk(
+                lambda: fake_samna.FakeSamna(self.board.faults, self.clock, chip),
+                lambda: importlib.import_module("samna"),
+                "samna",
+                INSTALL,
+            )
         samna = self.sdk
         version = _samna_version(samna)
         if version is None or version < MIN_SAMNA:
