@@ -111,6 +111,9 @@ class BrainScaleS2Backend(NetlistBackend):
     spec = SPEC
     target_options: ClassVar[dict[str, str]] = OPTIONS
     feeds: ClassVar[str] = "spikes"
+    device_adapters: ClassVar[dict[str, str]] = {
+        "brainscales2": "neurodeploy_pynn.brainscales2_device:BrainScaleS2Device"
+    }
 
     def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
         parsed = super().parse_target_options(options)

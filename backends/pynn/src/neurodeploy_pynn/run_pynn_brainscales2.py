@@ -167,15 +167,10 @@ def run_nest(folder, spikes):
     return out
 
 
-def run_brainscales2(folder, spikes):
-    """Every sample of ``spikes`` through the netlist on a BrainScaleS-2 chip with pynn-brainscales: spike
-    counts per population over the T steps (the chip's V is not read here)."""
-    pynn = importlib.import_module("pynn_brainscales.brainscales2")
-    doc, arrays = load(folder)
-    samples, steps, _ = spikes.shape
-    step_ms = doc["timing"]["step_us"] / 1000.0  # pynn-brainscales: spike times and durations in ms
-    start = time.perf_counter()
-    pynn.setup()
+def build_brainscales2(pynn, doc, arrays):
+    """The netlist through pynn-brainscales' PyNN API (``pynn`` is ``pynn_brainscales.brainscales2``, set up by the
+    caller): ``CalibHXNeuronCuba`` populations recording their spikes, empty ``SpikeSourceArray`` sources and the
+    projections (integer weights, the sign as the receptor); returns (populations, sources), by name."""
     populations, sources = {}, {}
     for p in doc["populations"]:
         population = pynn.Population(p["size"], pynn.cells.CalibHXNeuronCuba(**p["parameters"]), label=p["name"])
@@ -195,12 +190,32 @@ def run_brainscales2(folder, spikes):
             receptor_type=q["receptor"],
             label=q["name"],
         )
+    return populations, sources
+
+
+def set_spikes_brainscales2(doc, sources, spikes, steps):
+    """One sample's spike times on the sources (ms of hardware time): the input source's ``spikes`` (T, sources)
+    bool, and a spike every step of each bias source."""
+    step_ms = doc["timing"]["step_us"] / 1000.0  # pynn-brainscales: spike times and durations in ms
+    for s in doc["sources"]:
+        fired = spikes if s["kind"] == "input" else np.ones((steps, s["size"]), bool)
+        sources[s["name"]].set(spike_times=[list(np.nonzero(fired[:, i])[0] * step_ms) for i in range(s["size"])])
+
+
+def run_brainscales2(folder, spikes):
+    """Every sample of ``spikes`` through the netlist on a BrainScaleS-2 chip with pynn-brainscales: spike
+    counts per population over the T steps (the chip's V is not read here)."""
+    pynn = importlib.import_module("pynn_brainscales.brainscales2")
+    doc, arrays = load(folder)
+    samples, steps, _ = spikes.shape
+    step_ms = doc["timing"]["step_us"] / 1000.0
+    start = time.perf_counter()
+    pynn.setup()
+    populations, sources = build_brainscales2(pynn, doc, arrays)
     built = time.perf_counter()
     counts = {name: np.zeros((samples, p.size), np.int64) for name, p in populations.items()}
     for b in range(samples):
-        for s in doc["sources"]:
-            fired = spikes[b] if s["kind"] == "input" else np.ones((steps, s["size"]), bool)
-            sources[s["name"]].set(spike_times=[list(np.nonzero(fired[:, i])[0] * step_ms) for i in range(s["size"])])
+        set_spikes_brainscales2(doc, sources, spikes[b], steps)
         pynn.run(steps * step_ms)
         for name, population in populations.items():
             for i, train in enumerate(population.get_data("spikes").segments[-1].spiketrains):
