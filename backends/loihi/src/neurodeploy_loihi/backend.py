@@ -80,6 +80,8 @@ class Loihi2Backend(Backend):
     delayed_modes = ("binary",)
     default_steps = 32
     spec = SPEC
+    device_adapters: ClassVar[dict[str, str]] = {"lava": "neurodeploy_loihi.device:LavaDevice"}
+    board_options: ClassVar[dict[str, str]] = {"profile": "board"}  # stock Lava processes only (board.py)
     target_options: ClassVar[dict[str, str]] = {
         "profile": "exact (default): "
         + board.PROFILES["exact"]

@@ -190,6 +190,7 @@ class _Chain:
         input_bias: tuple[np.ndarray, np.ndarray] | None = None,
         record_all: bool = True,
         folder: Path | None = None,
+        watch: Any = None,
     ) -> None:
         from lava.proc.io.source import RingBuffer
         from lava.proc.lif.process import LIF
@@ -200,6 +201,9 @@ class _Chain:
         self.steps = steps
         self.folder = folder  # where the recorders save their records (see Recorder); None: read with get()
         self.recorders = []
+        self.populations: list[Any] = []  # every layer's neuron process, in layer order
+        self.synapses: list[Any] = []  # every synapse process
+        # watch(neurons, shape), when given, replaces the recorders: the caller attaches its own sinks
         self.recorded = list(network.layers) if record_all else [network.layers[-1]]
         layers = list(network.layers)
         if input_bias is not None:  # an input population: its neurons get the per-sample bias, and no input
@@ -221,7 +225,10 @@ class _Chain:
                 v=_per_sample(neuron.v0, shape, batch, conv_shaped),
                 **_bias_start(neuron),
             )
-            if record_all or not layers:
+            self.populations.append(neurons)
+            if watch is not None:
+                watch(neurons, merged)
+            elif record_all or not layers:
                 self._record(neurons, merged, sink, Recorder)
             self.source = neurons
             outs = {0: (neurons.s_out, shape, conv_shaped)}  # per layer: its spikes' port, shape, conv-shaped
@@ -249,6 +256,7 @@ class _Chain:
                     port = port.reshape(process.s_in.shape)  # conv (X, Y, B * C) -> dense (X * Y * B * C,)
                 port.connect(process.s_in)
                 processes.append(process)
+                self.synapses.append(process)
             neuron = layer.neuron
             kind = LIF if neuron.kind == "lif" else SubtractiveLIF
             neurons = kind(
@@ -264,7 +272,10 @@ class _Chain:
             for process in processes:  # several: the InPort sums them
                 out = process.a_out
                 (out if out.shape == shape else out.reshape(shape)).connect(neurons.a_in)
-            if record_all or layer is network.layers[-1]:
+            self.populations.append(neurons)
+            if watch is not None:
+                watch(neurons, shape)
+            elif record_all or layer is network.layers[-1]:
                 self._record(neurons, shape, sink, Recorder)
             outs[k] = (neurons.s_out, layer.shape, conv)
 
@@ -543,3 +554,13 @@ def _bias_start(neuron) -> dict:
     """SubtractiveLIF's ``bias_start`` where the neuron has one (Lava's LIF has no such parameter: a Neuron of kind
     ``lif`` keeps 0)."""
     return {"bias_start": int(neuron.bias_start)} if neuron.kind != "lif" else {}
+
+
+def program_chain(program: Any, input_bias: tuple[np.ndarray, np.ndarray], steps: int, watch: Any) -> _Chain:
+    """The Lava processes of a compiled program for the samples of ``input_bias`` ((bias_mant, bias_exp), batch
+    first), built as :func:`run_program_in_lava` builds them, with no recorder: each population's neuron process
+    is handed to ``watch(neurons, shape)``, which attaches the caller's own sinks (a board's host sinks, in
+    :mod:`neurodeploy_loihi.device`). ``steps``: the Loihi steps of one run. The chain's ``populations`` and
+    ``synapses`` list the processes, in layer order."""
+    _require_lava()
+    return _Chain(program.network, None, steps, None, input_bias, False, None, watch)
