@@ -19,6 +19,8 @@ from neurodeploy.hil.harness import run_on_board, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "examples" / "mnist"
+MODELS = {"brainscales2": ROOT / "examples" / "mnist_bss2" / "mnist_bss2.onnx"}
+"""Per target, the bundled model that fits its chip where the MNIST CNN does not (as ``make demo`` chooses)."""
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +31,8 @@ def artifact(pytestconfig, board, tmp_path_factory):
     out = tmp_path_factory.mktemp("hil") / f"mnist-{board.target}"
     calibration = load_calibration(str(MNIST / "calibration.npz"))
     options = dict(get_backend(board.target).board_options)  # e.g. Loihi's stock processes only
-    return compile_model(
-        MNIST / "mnist_cnn.onnx", board.target, out, calibration=calibration, target_options=options
-    ).root
+    model = MODELS.get(board.target, MNIST / "mnist_cnn.onnx")
+    return compile_model(model, board.target, out, calibration=calibration, target_options=options).root
 
 
 @pytest.fixture(scope="session")

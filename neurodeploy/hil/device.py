@@ -215,6 +215,12 @@ class Device(ABC):
         """None when the vendor SDK can be used here; otherwise why not (what to install)."""
         return None
 
+    @classmethod
+    def fake_status(cls) -> str | None:
+        """None when this adapter's fake board can run here; otherwise why not (a fake that replays the network in
+        a simulator of the vendor's needs that simulator)."""
+        return None
+
 
 def exact_layer(got: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
     """The exact rule for one layer's (steps, neurons) counts: spikes on both sides, ``differing`` (how many

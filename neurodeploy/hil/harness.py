@@ -493,6 +493,9 @@ def board_status(board: Board) -> str:
         unknown = sorted(set(board.faults) - set(device_class.faults))
         if unknown:
             return f"unavailable: unknown fault(s) {', '.join(unknown)}; it takes {', '.join(device_class.faults)}"
+        status = device_class.fake_status()
+        if status is not None:
+            return f"unavailable: {status}"
         return "ready (fake board: a rehearsal against the emulator)"
     status = device_class.sdk_status()
     if status is not None:

@@ -223,6 +223,10 @@ class LavaDevice(Device):
         return None
 
     @classmethod
+    def fake_status(cls) -> Any:
+        return fake_loihi.status()
+
+    @classmethod
     def discover(cls) -> list[str]:
         if cls.sdk_status() is not None:
             return []

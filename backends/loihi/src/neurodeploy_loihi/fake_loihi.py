@@ -61,6 +61,23 @@ GENERATIONS = ("N2A2", "N3B2", "N3B3", "N3C1", "N3D1")
 """``lava.utils.loihi.ChipGeneration``'s values in Lava 0.10 (N2A2 is Loihi 1)."""
 
 
+WITHOUT_LAVA = (
+    "a fake Loihi board runs the network in Lava's CPU models, and lava-nc is not installed here: run it in the Lava "
+    "environment (`make test-lava` creates .venv-lava, Python 3.10), or pip install 'neurodeploy-loihi[lava]'"
+)
+
+
+def status() -> Any:
+    """None where Lava can be imported (a fake board can run); otherwise :data:`WITHOUT_LAVA`."""
+    import importlib.util
+
+    try:  # the module the fake runs on (a bare "lava" may be another package's folder, e.g. a tests folder)
+        found = importlib.util.find_spec("lava.magma.core.run_configs") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else WITHOUT_LAVA
+
+
 class BoardLost(ConnectionError):
     """The link to the board broke (an ``OSError``, as a lost connection to a Loihi host is)."""
 
@@ -124,11 +141,7 @@ class FakeLava:
         try:
             from lava.magma.core.run_configs import Loihi2SimCfg
         except ImportError:  # without Lava a fake board cannot run anything: never a pass
-            raise NeurodeployError(
-                "a fake Loihi board runs the network in Lava's CPU models, and lava-nc is not installed here: run it "
-                "in the Lava environment (`make test-lava` creates .venv-lava, Python 3.10), or pip install "
-                "'neurodeploy-loihi[lava]'"
-            ) from None
+            raise NeurodeployError(WITHOUT_LAVA) from None
 
         return Loihi2SimCfg(select_tag="fixed_pt")
 

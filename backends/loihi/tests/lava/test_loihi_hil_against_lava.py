@@ -22,7 +22,7 @@ from neurodeploy.artifact import load_artifact
 from neurodeploy.cli import main
 from neurodeploy.compiler import emulate_artifact
 from neurodeploy.hil.device import BoardRejected, VirtualClock
-from neurodeploy.hil.harness import run_on_board
+from neurodeploy.hil.harness import board_status, run_on_board
 
 require_lava()
 
@@ -193,6 +193,9 @@ def test_example_inventory_fakes_behave_as_described(artifact, images):
                 verdicts[name] = run_on_board(artifact, board, images, steps=STEPS).verdict
             except BoardUnavailable:
                 verdicts[name] = "refused"
+    assert {name: board_status(boards[name]) for name in verdicts} == dict.fromkeys(
+        verdicts, "ready (fake board: a rehearsal against the emulator)"
+    )  # where Lava is, `hil list` calls them ready
     assert verdicts == {
         "fake-loihi": "pass",
         "fake-loihi-lossy": "mismatch",
