@@ -143,6 +143,36 @@ def test_comparison_uses_the_devices_rule_and_the_report_states_it(tmp_path):
     assert "(distance 1.000, tolerance 1)" in markdown(document)
 
 
+def test_an_exact_device_judges_the_readout_too():
+    """Equal spikes with a readout that differs (a membrane read back wrong) is a mismatch, and one the board did
+    not give where the emulator has one as well."""
+
+    class Exact(Device):
+        def check(self, *args):
+            raise NotImplementedError
+
+        reference = open = load = run_sample = close = check
+
+    device = Exact(Board("fake-x", "speck", "samna", fake=True), Clock())
+    spikes = {"a": np.array([[1, 0], [0, 1]])}
+    want = Observed(layers=spikes, outputs=np.array([0.5, 0.25], np.float32))
+    cases = {
+        "same": np.array([0.5, 0.25], np.float32),
+        "off": np.array([0.5, 0.26], np.float32),
+        "missing": None,
+    }
+    results = {}
+    for name, outputs in cases.items():
+        results[name] = SampleResult(0, "not run")
+        _compare(results[name], Observed(layers={"a": spikes["a"].copy()}, outputs=outputs), want, device)
+    assert {k: r.status for k, r in results.items()} == {"same": "match", "off": "mismatch", "missing": "mismatch"}
+    assert results["off"].readout == {"differing": 1}
+    assert results["missing"].readout["problem"] == "not reported by the board"
+    report = _report(["mismatch"])
+    report.samples[0] = results["off"]
+    assert "| (readout) | | | 1 | |" in markdown(report.to_dict())
+
+
 def test_report_folder_is_written_whole_and_replaces_only_a_report(tmp_path):
     out = write_report(_report(["match", "mismatch"]), tmp_path / "r")
     document = json.loads((out / "report.json").read_text())

@@ -205,6 +205,22 @@ class Device(ABC):
     """Whether the SDK can list the attached boards (USB devices can; a board on a network, reached by its
     address, cannot: it is found, or not, when it is opened)."""
 
+    def compare_outputs(self, got: np.ndarray | None, expected: np.ndarray | None) -> dict[str, Any] | None:
+        """The readout's comparison (the artifact's output vector as the host computes it from the board's
+        record), the report's entry for it with ``match``; None where the readout is not judged. Here the exact
+        rule: every value equal (a readout the host computes from state read back, such as a membrane, is
+        compared as well as the spikes), and a readout the board did not give where the emulator has one is a
+        mismatch."""
+        if expected is None:
+            return None
+        if got is None:
+            return {"differing": None, "problem": "not reported by the board", "match": False}
+        got, expected = np.asarray(got), np.asarray(expected)
+        if got.shape != expected.shape:
+            return {"differing": None, "problem": f"shape {got.shape}", "match": False}
+        differing = int(np.count_nonzero(got != expected))
+        return {"differing": differing, "match": differing == 0}
+
     @classmethod
     def discover(cls) -> list[str]:
         """The addresses of boards this adapter's SDK finds attached (none when the SDK is missing)."""

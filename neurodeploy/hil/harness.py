@@ -66,6 +66,8 @@ class SampleResult:
     error: str | None = None
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     prediction: dict[str, int | None] = field(default_factory=dict)
+    readout: dict[str, Any] | None = None
+    """The output vector's comparison, where the device judges it (:meth:`Device.compare_outputs`)."""
     events: int = 0
     out_of_order: int = 0
     stale: int = 0
@@ -132,6 +134,7 @@ class HilReport:
                     "seconds": round(s.seconds, 6),
                     "error": s.error,
                     "prediction": s.prediction,
+                    "readout": s.readout,
                     "events": s.events,
                     "out_of_order": s.out_of_order,
                     "stale": s.stale,
@@ -190,6 +193,11 @@ def run_on_board(
     encoding = encoding if encoding is not None else Encoding()
     prepared = device.check(artifact, inputs, steps, encoding)  # nothing has been sent yet
     expected = device.reference(prepared, steps)
+    if any(not e.layers and device.compare_outputs(e.outputs, e.outputs) is None for e in expected):
+        raise DataError(
+            f"{artifact.root}: the board's host can watch no layer of this artifact and its readout is not compared "
+            f"on {board.target}: a run would compare nothing; compile a network with a spiking layer"
+        )
     report = HilReport(
         artifact={"path": str(artifact.root), "target": artifact.target, "manifest_sha256": _manifest_sha(artifact)},
         board={
@@ -266,7 +274,7 @@ def _resume(report: HilReport, previous: dict[str, Any]) -> None:
             )
     for old, result in zip(previous["samples"], report.samples):
         if old.get("status") in ("match", "mismatch") and isinstance(old.get("layers"), dict):
-            for name in ("status", "attempts", "seconds", "error", "layers", "prediction", "events"):
+            for name in ("status", "attempts", "seconds", "error", "layers", "prediction", "events", "readout"):
                 setattr(result, name, old.get(name))
             result.out_of_order, result.stale = old.get("out_of_order", 0), old.get("stale", 0)
             result.resumed = True
@@ -346,6 +354,11 @@ def _compare(result: SampleResult, observed: Observed, want: Observed, device: D
     for extra in sorted(set(observed.layers) - set(want.layers)):
         result.layers[extra] = {"board_spikes": int(observed.layers[extra].sum()), "problem": "not in the emulator"}
         status = "mismatch"
+    readout = device.compare_outputs(observed.outputs, want.outputs) if device is not None else None
+    if readout is not None:
+        if not readout.pop("match"):
+            status = "mismatch"
+        result.readout = readout
     result.prediction = {"board": _argmax(observed.outputs), "emulator": _argmax(want.outputs)}
     result.status = status
 
@@ -402,6 +415,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{head} {name} | {_cell(layer.get('board_spikes'))} | {_cell(layer.get('emulator_spikes'))} | "
                 f"{_differing(layer)} | {_cell(first)} |"
             )
+        if sample.get("readout") is not None:  # the output vector: values differing, not spikes
+            lines.append(f"{head} (readout) | | | {_differing(sample['readout'])} | |")
     return "\n".join(lines) + "\n"
 
 

@@ -377,3 +377,12 @@ def test_example_inventory_fakes_behave_as_described(artifact, images):
         "fake-brainscales2-flaky": "pass",
         "fake-brainscales2-unplugged": "incomplete",
     }
+
+
+def test_a_run_that_would_compare_nothing_is_refused_before_the_board(artifact, images, monkeypatch):
+    """Where the host could watch no population (the compiler refuses a network without one, so the watch list is
+    emptied here) and the analog readout is not judged, a run would compare nothing: it is refused, never a
+    vacuous pass."""
+    monkeypatch.setattr(BrainScaleS2Device, "_watched", lambda self: [])
+    with pytest.raises(DataError, match="would compare nothing"):
+        run_on_board(artifact, fake(), images, steps=STEPS)

@@ -117,6 +117,7 @@ def test_clean_fake_board_equals_the_emulator_in_every_population(artifact, imag
         assert all(layer["differing"] == 0 and layer["board_spikes"] > 0 for layer in sample["layers"].values())
         assert sample["events"] > 0
         assert (sample["out_of_order"], sample["stale"]) == (0, 0)
+        assert sample["readout"] == {"differing": 0}  # the readout from the V read back, judged exactly too
     emulated = emulate_artifact(artifact, images, steps=STEPS)
     assert [s["prediction"]["board"] for s in document["samples"]] == list(emulated.outputs.argmax(axis=1))
     assert [s["prediction"]["emulator"] for s in document["samples"]] == list(emulated.outputs.argmax(axis=1))

@@ -64,6 +64,7 @@ def test_clean_fake_board_equals_the_emulator_in_every_core(artifact, images):
     assert len(sample["layers"]) == 4  # every core watched and compared, not only the readout
     assert all(layer["differing"] == 0 and layer["board_spikes"] > 0 for layer in sample["layers"].values())
     assert sample["prediction"]["board"] == sample["prediction"]["emulator"]
+    assert sample["readout"] == {"differing": 0}
     assert document["board"]["info"]["device"] == "speck2fdevkit:0"
     assert document["board"]["adapter"] == "samna"
 

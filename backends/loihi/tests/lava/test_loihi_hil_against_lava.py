@@ -56,6 +56,7 @@ def test_clean_fake_board_equals_the_emulator_in_every_population_at_every_step(
         spiking = [layer for name, layer in layers.items() if layer["emulator_spikes"]]
         assert len(spiking) == 2  # both spiking populations fire: the comparison is not an empty one
         assert sample["prediction"]["board"] == sample["prediction"]["emulator"]
+        assert sample["readout"] == {"differing": 0}  # the readout from the v read back, judged exactly too
     assert document["board"]["info"]["board"] == "ncl-fake-01"
     assert document["board"]["adapter"] == "lava"
 
