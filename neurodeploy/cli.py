@@ -344,6 +344,29 @@ def _cmd_hil_run(args: argparse.Namespace) -> int:
     return 0 if report.verdict == "pass" else 1
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from neurodeploy import inspect
+
+    info = inspect.summary(args.artifact)
+    print(json.dumps(info, indent=2) if args.json else inspect.text(info).rstrip("\n"))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from neurodeploy import inspect
+    from neurodeploy.fileio import check_output_file, write_file_atomic
+
+    if args.output is not None:
+        check_output_file(args.output)  # before the artifact is read: a bad destination fails first
+    document = inspect.markdown(inspect.summary(args.artifact))
+    if args.output is None:
+        print(document, end="")
+    else:
+        write_file_atomic(args.output, document.encode())
+        print(f"wrote {args.output}")
+    return 0
+
+
 def _cmd_targets(args: argparse.Namespace) -> int:
     from neurodeploy.backends.registry import available_backends
 
@@ -554,6 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_encoding_options(q, "input encoding (default: the artifact's)")
     q.set_defaults(func=_cmd_hil_run)
+
+    p = sub.add_parser("inspect", parents=[common], help="what an artifact holds: model, shapes, layers, warnings")
+    p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_cmd_inspect)
+    p = sub.add_parser("report", parents=[common], help="an artifact's summary as Markdown (stdout, or -o FILE)")
+    p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
+    p.add_argument("-o", "--output", metavar="FILE", help="the Markdown file to write (replaced whole)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("targets", parents=[common], help="list installed targets")
     p.set_defaults(func=_cmd_targets)

@@ -40,7 +40,7 @@ LAYERS: list[list[str]] = [
     ],
     ["neurodeploy.frontend", "neurodeploy.passes", "neurodeploy.readout_calibration"],
     ["neurodeploy.backends"],
-    ["neurodeploy.compiler", "neurodeploy.hil"],
+    ["neurodeploy.compiler", "neurodeploy.hil", "neurodeploy.inspect"],
     ["neurodeploy.evaluation", "neurodeploy.training"],
     ["neurodeploy.evaluate"],
     ["neurodeploy.cli", "neurodeploy"],
