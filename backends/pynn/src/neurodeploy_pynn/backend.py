@@ -171,9 +171,14 @@ class SpiNNakerBackend(NetlistBackend):
         zeroed = sum(q.report["zeroed"] for q in netlist.projections)
         warnings = []
         if zeroed:
+            nonzero = zeroed + sum(q.report["synapses"] for q in netlist.projections)
+            largest = max(q.report["resolution_thresholds"] / 2 for q in netlist.projections if q.report["zeroed"])
             warnings.append(
-                f"{zeroed} nonzero weight(s) are below half the resolution of their ring buffer and became 0 "
-                "(per projection: report.json target.quantization)"
+                f"{zeroed} of {nonzero} nonzero weights ({100 * zeroed / nonzero:.2g}%) are below half the resolution "
+                f"of their ring buffer and became 0, each worth less than {largest:.2g} threshold per spike; the "
+                "emulated accuracy includes the loss. The resolution is what the largest summed input into a neuron "
+                "leaves (no ring-buffer slot may saturate): only smaller summed weights (retraining) keep them (per "
+                "projection: report.json target.quantization)"
             )
         manifest = {
             "pipeline_delay": netlist.delay,

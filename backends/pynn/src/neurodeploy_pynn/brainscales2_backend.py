@@ -186,9 +186,14 @@ class BrainScaleS2Backend(NetlistBackend):
         warnings = []
         zeroed = sum(q.report.get("zeroed", 0) for q in netlist.projections)
         if zeroed:
+            nonzero = zeroed + sum(q.report.get("synapses", 0) for q in netlist.projections)
+            largest = max(q.report["resolution"] / 2 for q in netlist.projections if q.report.get("zeroed"))
             warnings.append(
-                f"{zeroed} nonzero weight(s) are below half a 6-bit LSB of their layer and became 0 (per projection: "
-                "report.json target.quantization)"
+                f"{zeroed} of {nonzero} nonzero weights ({100 * zeroed / nonzero:.2g}%) are below half a 6-bit LSB of "
+                f"their layer and became 0, each worth less than {largest:.2g} threshold per spike; the emulated "
+                "accuracy includes the loss. A layer's LSB is its largest weight / 63: a layer whose weights span a "
+                "smaller range (retraining, or a weight clip) keeps more of them (per projection: report.json "
+                "target.quantization)"
             )
         chip = ", ".join(f"{p.name!r} ({p.size})" for p in netlist.populations)
         host_ops = ", ".join(op.op_type for op in netlist.host.ops) or "nothing"
