@@ -32,6 +32,7 @@ from neurodeploy.data.policy import check_values, input_range, recorded_range
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError, PipelineError
 from neurodeploy.frontend import load_model, model_format
+from neurodeploy.inspect import describe, markdown
 from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph
@@ -45,6 +46,9 @@ from neurodeploy.passes import (
     format_pipeline,
 )
 from neurodeploy.simulate import readout_delay
+
+REPORT_MD = "report.md"
+"""The artifact's summary for a person (:mod:`neurodeploy.inspect`), written by every compile."""
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +185,7 @@ def compile_model(
         if emitted.report is not None:
             sections["target"] = emitted.report
         (folder / "report.json").write_bytes(dumps_json(require_finite(sections, "report.json")))
-        manifest = {
+        manifest: dict[str, Any] = {
             "neurodeploy": {"version": __version__, "artifact_format": ARTIFACT_FORMAT},
             "target": {
                 "name": backend.target,
@@ -205,7 +209,11 @@ def compile_model(
             "versions": {"python": platform.python_version(), "numpy": np.__version__, "onnx": onnx.__version__},
             "warnings": warnings,
         }
-        return require_finite(manifest, "manifest.json")
+        require_finite(manifest, "manifest.json")
+        # the summary for a person (what `neurodeploy report` renders, less the path and the file list)
+        summary = describe(manifest, sections, "", has_ann=compiled.ann is not None)
+        (folder / REPORT_MD).write_text(markdown(summary))
+        return manifest
 
     write_artifact(out_dir, fill)
     log.info("wrote %s", out_dir)

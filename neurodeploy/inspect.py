@@ -1,6 +1,6 @@
-"""``neurodeploy inspect`` and ``neurodeploy report``: what an artifact holds, read from its manifest and
-``report.json``, for a person: the model it came from, what it takes and gives, how it was converted, what it uses
-of the chip layer by layer, and its warnings.
+"""``neurodeploy inspect``, ``neurodeploy report`` and every artifact's ``report.md``: what an artifact holds, read
+from its manifest and ``report.json``, for a person: the model it came from, what it takes and gives, how it was
+converted, what it uses of the chip layer by layer, and its warnings.
 
 Nothing is recomputed: :func:`summary` gathers what the compile recorded (the artifact's files are checked as
 every reader checks them), :func:`text` lays it out for a terminal and :func:`markdown` for a notebook or a pull
@@ -19,13 +19,28 @@ from neurodeploy.errors import ArtifactError
 COLUMNS = ("layer", "op", "neurons", "synapses", "fan-in", "fan-out", "core")
 
 
-def summary(folder: str | os.PathLike | Artifact) -> dict[str, Any]:
-    """What the artifact in ``folder`` holds, as a JSON-ready dict (see the module)."""
+def summary(folder: str | os.PathLike | Artifact, *, embedded: bool = False) -> dict[str, Any]:
+    """What the artifact in ``folder`` holds, as a JSON-ready dict (see the module). ``embedded``: as the compile
+    writes it into the artifact's ``report.md`` (no path and no file list: the same wherever it is compiled)."""
     artifact = folder if isinstance(folder, Artifact) else load_artifact(Path(folder))
-    manifest = artifact.manifest
     report = artifact.read_json("report.json") if "report.json" in artifact.files else {}
     if not isinstance(report, dict):
         raise ArtifactError(f"{artifact.where('report.json')} is not a JSON object; compile again")
+    files = None if embedded else {name: entry["bytes"] for name, entry in sorted(artifact.files.items())}
+    where = "" if embedded else str(artifact.root)
+    return describe(artifact.manifest, report, where, has_ann=artifact.has_ann, files=files)
+
+
+def describe(
+    manifest: dict[str, Any],
+    report: dict[str, Any],
+    where: str,
+    *,
+    has_ann: bool,
+    files: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The summary of an artifact from its manifest and ``report.json`` sections (the compile calls this before
+    the manifest lists the files: ``files`` None leaves the list out)."""
     target = manifest["target"]
     found = report.get("resources")
     resources: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -35,7 +50,7 @@ def summary(folder: str | os.PathLike | Artifact) -> dict[str, Any]:
         board = {"ready": bool(target["board_ready"]), "reason": str(target.get("board_reason", ""))}
     options = manifest.get("options", {})
     return {
-        "artifact": str(artifact.root),
+        "artifact": where,
         "neurodeploy": manifest["neurodeploy"],
         "target": {
             key: target.get(key)
@@ -48,7 +63,7 @@ def summary(folder: str | os.PathLike | Artifact) -> dict[str, Any]:
         "pipeline": manifest.get("pipeline", ""),
         "calibration": options.get("calibration"),
         "target_options": options.get("target_options", {}),
-        "has_ann": artifact.has_ann,
+        "has_ann": has_ann,
         "board": board,
         "resources": {
             "neurons": resources.get("neurons"),
@@ -58,7 +73,7 @@ def summary(folder: str | os.PathLike | Artifact) -> dict[str, Any]:
             "notes": [str(n) for n in resources.get("notes", [])],
         },
         "warnings": [str(w) for w in manifest.get("warnings", [])],
-        "files": {name: entry["bytes"] for name, entry in sorted(artifact.files.items())},
+        "files": files,
     }
 
 
@@ -73,7 +88,8 @@ def _count(value: Any) -> str:
 def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) lines of the summary's head."""
     target, source = info["target"], info["source"]
-    facts = [("artifact", f"{info['artifact']} (neurodeploy {info['neurodeploy'].get('version', '?')})")]
+    version = f"neurodeploy {info['neurodeploy'].get('version', '?')}"
+    facts = [("artifact", f"{info['artifact']} ({version})") if info["artifact"] else ("written by", version)]
     details = [str(target.get("fidelity", "")), f"default T {target.get('default_steps', '?')}"]
     if target.get("pipeline_delay"):
         details.append(f"pipeline delay {target['pipeline_delay']} step(s)")
@@ -183,5 +199,6 @@ def markdown(info: dict[str, Any]) -> str:
     for title, items in (("Notes", info["resources"]["notes"]), ("Warnings", info["warnings"])):
         if items:
             lines += ["", f"## {title}", "", *(f"- {item}" for item in items)]
-    lines += ["", "## Files", "", *(f"- `{name}`: {size:,} bytes" for name, size in info["files"].items())]
+    if info["files"] is not None:
+        lines += ["", "## Files", "", *(f"- `{name}`: {size:,} bytes" for name, size in info["files"].items())]
     return "\n".join(lines) + "\n"

@@ -137,3 +137,16 @@ def test_numbers_are_grouped_and_missing_ones_are_dashes():
     assert "1,234,567 neurons, - synapses, - cores" in shown
     assert "the model arrived spiking" in shown
     assert np.all([line == line.rstrip() for line in shown.splitlines()])
+
+
+def test_every_artifact_carries_its_summary_as_report_md(artifacts, tmp_path):
+    """The compile writes report.md (listed in the manifest, so checked like every file): the summary without the
+    folder's path or the file list, so compiling the same model anywhere gives the same bytes."""
+    for artifact in artifacts.values():
+        assert "report.md" in artifact.files
+        written = artifact.read_bytes("report.md").decode()
+        assert written == markdown(summary(artifact.root, embedded=True))
+        assert str(artifact.root) not in written
+        assert "## Files" not in written
+    again = compile_model(MNIST / "mnist_cnn.onnx", "reference", tmp_path / "elsewhere")
+    assert again.read_bytes("report.md") == artifacts["reference"].read_bytes("report.md")
