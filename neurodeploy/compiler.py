@@ -211,7 +211,8 @@ def compile_model(
         }
         require_finite(manifest, "manifest.json")
         # the summary for a person (what `neurodeploy report` renders, less the path and the file list)
-        summary = describe(manifest, sections, "", has_ann=compiled.ann is not None)
+        rows = backend.quantization_rows(emitted.report) if emitted.report is not None else []
+        summary = describe(manifest, sections, "", has_ann=compiled.ann is not None, quantization=rows)
         (folder / REPORT_MD).write_text(markdown(summary))
         return manifest
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from neurodeploy.artifact import Artifact, load_artifact
-from neurodeploy.errors import ArtifactError
+from neurodeploy.backends.registry import get_backend
+from neurodeploy.errors import ArtifactError, NeurodeployError
 
 COLUMNS = ("layer", "op", "neurons", "synapses", "fan-in", "fan-out", "core")
 
@@ -28,7 +29,24 @@ def summary(folder: str | os.PathLike | Artifact, *, embedded: bool = False) -> 
         raise ArtifactError(f"{artifact.where('report.json')} is not a JSON object; compile again")
     files = None if embedded else {name: entry["bytes"] for name, entry in sorted(artifact.files.items())}
     where = "" if embedded else str(artifact.root)
-    return describe(artifact.manifest, report, where, has_ann=artifact.has_ann, files=files)
+    return describe(
+        artifact.manifest, report, where, has_ann=artifact.has_ann, files=files, quantization=_quantization(report)
+    )
+
+
+def _quantization(report: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The target backend's per-layer quantization rows of ``report`` (None where that backend is not installed
+    here or cannot read its section: the summary then says so)."""
+    target = report.get("target")
+    name = report.get("resources", {}).get("target") if isinstance(report.get("resources"), dict) else None
+    if not isinstance(target, dict) or not isinstance(name, str):
+        return []
+    try:
+        return get_backend(name).quantization_rows(target)
+    except NeurodeployError:
+        return None
+    except (AttributeError, KeyError, TypeError, ValueError):  # a section this backend version does not read
+        return None
 
 
 def describe(
@@ -38,6 +56,7 @@ def describe(
     *,
     has_ann: bool,
     files: dict[str, int] | None = None,
+    quantization: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The summary of an artifact from its manifest and ``report.json`` sections (the compile calls this before
     the manifest lists the files: ``files`` None leaves the list out)."""
@@ -72,6 +91,7 @@ def describe(
             "layers": layers,
             "notes": [str(n) for n in resources.get("notes", [])],
         },
+        "quantization": quantization,
         "warnings": [str(w) for w in manifest.get("warnings", [])],
         "files": files,
     }
@@ -175,10 +195,31 @@ def text(info: dict[str, Any]) -> str:
             lines.append("  ".join(cells).rstrip())
             if k == 0:
                 lines.append("  ".join("-" * w for w in widths))
+    table = _quantization_table(info)
+    if table:
+        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+        lines += ["", "quantization:"]
+        for k, row in enumerate(table):
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            if k == 0:
+                lines.append("  ".join("-" * w for w in widths))
+    elif info.get("quantization") is None:
+        lines += ["", "quantization: the target's backend is not installed here (its rows are in report.json)"]
     for title, items in (("notes", info["resources"]["notes"]), ("warnings", info["warnings"])):
         if items:
             lines += ["", f"{title} ({len(items)}):", *(f"  - {item}" for item in items)]
     return "\n".join(lines) + "\n"
+
+
+def _quantization_table(info: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The quantization rows as a table (header first; the union of their columns, in order); [] when none."""
+    rows = info.get("quantization") or []
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    if not rows:
+        return []
+    return [tuple(columns), *(tuple(str(row.get(c, "-")) for c in columns) for row in rows)]
 
 
 def markdown(info: dict[str, Any]) -> str:
@@ -196,6 +237,10 @@ def markdown(info: dict[str, Any]) -> str:
             "| " + " | ".join("---" for _ in COLUMNS) + " |",
         ]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    table = _quantization_table(info)
+    if table:
+        lines += ["", "## Quantization", "", "| " + " | ".join(table[0]) + " |", "|" + " --- |" * len(table[0])]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table[1:]]
     for title, items in (("Notes", info["resources"]["notes"]), ("Warnings", info["warnings"])):
         if items:
             lines += ["", f"## {title}", "", *(f"- {item}" for item in items)]

@@ -30,6 +30,10 @@ def artifacts(tmp_path_factory):
             MNIST / "mnist_cnn.onnx", "loihi", out / "l", calibration=calibration, target_options={"profile": "board"}
         ),
         "reference": compile_model(MNIST / "mnist_cnn.onnx", "reference", out / "r"),
+        "speck": compile_model(MNIST / "mnist_cnn.onnx", "speck", out / "k", calibration=calibration),
+        "brainscales2": compile_model(
+            ROOT / "examples" / "mnist_bss2" / "mnist_bss2.onnx", "brainscales2", out / "b", calibration=calibration
+        ),
     }
 
 
@@ -67,7 +71,8 @@ def test_markdown_has_the_facts_the_layer_table_and_the_warnings(artifacts):
     document = markdown(info)
     assert document.startswith("# mnist_cnn.onnx for spinnaker\n")
     assert "| layer | op | neurons | synapses | fan-in | fan-out | core |" in document
-    assert document.count("\n| /") == len(info["resources"]["layers"])
+    layers = document.split("## Layers")[1].split("\n## ")[0]
+    assert layers.count("\n| /") == len(info["resources"]["layers"])
     assert "## Warnings" in document
     assert info["warnings"][0] in document
     assert "`manifest.json`" not in document  # the files the manifest lists, not the manifest itself
@@ -150,3 +155,47 @@ def test_every_artifact_carries_its_summary_as_report_md(artifacts, tmp_path):
         assert "## Files" not in written
     again = compile_model(MNIST / "mnist_cnn.onnx", "reference", tmp_path / "elsewhere")
     assert again.read_bytes("report.md") == artifacts["reference"].read_bytes("report.md")
+
+
+@pytest.mark.parametrize(
+    ("target", "columns"),
+    [
+        ("loihi", ["layer", "role", "weights", "scale", "threshold", "zeroed", "clipped", "headroom"]),
+        ("speck", ["layer", "weights", "scale", "threshold", "zeroed", "max error", "spikes/event"]),
+        ("spinnaker", ["layer", "weights", "resolution", "threshold", "zeroed", "wrapped", "max error"]),
+        ("brainscales2", ["layer", "weights", "threshold", "zeroed", "clipped", "max error"]),
+    ],
+)
+def test_each_target_says_what_quantization_did_per_layer(artifacts, target, columns):
+    artifact = artifacts[target]
+    info = summary(artifact.root)
+    rows = info["quantization"]
+    assert rows
+    assert all(list(row) == columns for row in rows)
+    report = json.loads((artifact.root / "report.json").read_text())["target"]["quantization"]
+    if target in ("spinnaker", "brainscales2"):  # one row per population with inputs; zeroed summed over them
+        assert len(rows) == len({entry["post"] for entry in report})
+        zeroed = sum(int(row["zeroed"].split(" of ")[0]) for row in rows)
+        assert zeroed == sum(entry["zeroed"] for entry in report)
+        assert f"{zeroed} of " in info["warnings"][0]  # the same count as the compile's warning
+    else:
+        assert [row["layer"] for row in rows] == [entry.get("name", entry.get("layer")) for entry in report]
+    shown = text(info)
+    assert "quantization:" in shown
+    assert all(row["layer"] in shown for row in rows)
+    assert "## Quantization" in markdown(info)
+    assert "## Quantization" in artifact.read_bytes("report.md").decode()  # the compile's report.md has it too
+
+
+def test_without_the_targets_backend_the_summary_says_so(artifacts, monkeypatch):
+    import neurodeploy.inspect as module
+    from neurodeploy.errors import UnknownTargetError
+
+    def missing(name):
+        raise UnknownTargetError(f"unknown target {name!r}")
+
+    monkeypatch.setattr(module, "get_backend", missing)
+    info = summary(artifacts["spinnaker"].root)
+    assert info["quantization"] is None
+    assert "quantization: the target's backend is not installed here" in text(info)
+    assert summary(artifacts["reference"].root)["quantization"] == []  # nothing quantized: nothing to say

@@ -278,6 +278,13 @@ class Backend(ABC):
         """Write the target's files into ``folder`` (a temporary folder holding the converted graphs, which the
         compiler writes); return what was made. Must not change ``plan.model``."""
 
+    def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
+        """What the fit to the chip's number formats did, per layer, for a person (``neurodeploy inspect`` and
+        ``report.md``): from the ``target`` section this backend wrote into ``report.json`` (``report``), one row
+        per layer, column name -> text (``layer`` first; weights, scale, threshold, zeroed, clipped, rounding error,
+        headroom where the target has them). A target that quantizes nothing gives none (the default)."""
+        return []
+
     # -- run --------------------------------------------------------------------------------------------------
     batch_size: ClassVar[int] = 256
     """Samples :meth:`emulate_batch` runs at once unless told otherwise."""

@@ -164,6 +164,36 @@ class Loihi2Backend(Backend):
         report, cores = resource_report(self.target, q.network, names, op_types, chips)
         return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores, profile)
 
+    def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
+        """Per population of the binary program: its synapses' weight format (bits, sign mode, exponent), the
+        scale (fixed-point units per float unit), the threshold (and its mantissa vth), weights zeroed and clipped,
+        and the state's bits to spare measured on calibration data."""
+        rows = []
+        for entry in report.get("quantization", []):
+            synapse = entry.get("synapse") or {}
+            weights = synapse.get("weights") or {}
+            measured = entry.get("measured") or {}
+            bias = entry.get("bias") or {}
+            row = {"layer": str(entry.get("name", "?")), "role": str(entry.get("role", ""))}
+            row["weights"] = (
+                f"{synapse.get('num_weight_bits')}-bit {str(synapse.get('sign_mode', '')).lower()}, "
+                f"exp {synapse.get('weight_exp')}"
+                if synapse
+                else "-"
+            )
+            row["scale"] = f"{entry.get('scale', 0):g}"
+            row["threshold"] = f"{entry.get('threshold')} (vth {entry.get('vth')})"
+            row["zeroed"] = (
+                f"{weights.get('zeroed', 0)} of {weights.get('count', 0)} ({weights.get('zeroed_fraction', 0):.1%})"
+                if weights
+                else "-"
+            )
+            row["clipped"] = str(int(weights.get("clipped", 0)) + int(bias.get("clipped", 0)))
+            spare = measured.get("bits_to_spare")
+            row["headroom"] = "-" if spare is None else f"{spare} bits"
+            rows.append(row)
+        return rows
+
     def resources(self, plan: LoihiPlan) -> ResourceReport:
         return plan.report
 

@@ -66,6 +66,21 @@ def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
     return ResourceReport(target, layers, cores_used=core, notes=notes)
 
 
+def by_post(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """A netlist report's per-projection entries grouped by the population they lead into, in order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        out.setdefault(str(entry.get("post", "?")), []).append(entry)
+    return out
+
+
+def count_share(entries: list[dict[str, Any]], key: str) -> str:
+    """``key``'s count over the projections, of the nonzero weights they were given (kept + ``zeroed``)."""
+    count = sum(int(e.get(key, 0)) for e in entries)
+    total = sum(int(e.get("synapses", 0)) + int(e.get("zeroed", 0)) for e in entries)
+    return f"{count} of {total} ({count / total:.1%})" if total else str(count)
+
+
 class NetlistBackend(Backend):
     """What the netlist targets of this plugin share at run time: direct (analog) input, which the netlist's host
     graph turns into the input population's drive (:attr:`feeds`), and a run of the netlist (:meth:`simulate`)
@@ -136,6 +151,26 @@ class SpiNNakerBackend(NetlistBackend):
                 )
         netlist = spinnaker.plan(model.snn)
         return SpiNNakerPlan(model, netlist, resource_report(self.target, netlist))
+
+    def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
+        """Per population with inputs: its ring buffers' shifts (excitatory / inhibitory) and resolution (in
+        thresholds), its threshold, the weights zeroed and wrapped over its projections, and the largest rounding
+        error (in thresholds)."""
+        thresholds = {p.get("name"): p.get("threshold_mv") for p in report.get("populations", [])}
+        rows = []
+        for post, entries in by_post(report.get("quantization", [])).items():
+            rows.append(
+                {
+                    "layer": post,
+                    "weights": "16-bit words, shift " + " / ".join(str(e.get("shift")) for e in entries),
+                    "resolution": f"{min(e.get('resolution_thresholds', 0) for e in entries):.2g} thr",
+                    "threshold": f"{thresholds[post]:.4g} mV" if post in thresholds else "?",
+                    "zeroed": count_share(entries, "zeroed"),
+                    "wrapped": str(sum(int(e.get("wrapped", 0)) for e in entries)),
+                    "max error": f"{max(e.get('max_error_thresholds', 0) for e in entries):.2g} thr",
+                }
+            )
+        return rows
 
     def resources(self, plan: SpiNNakerPlan) -> ResourceReport:
         return plan.report

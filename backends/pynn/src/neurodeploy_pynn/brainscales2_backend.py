@@ -22,7 +22,7 @@ from neurodeploy.backends.base import (
 from neurodeploy.emulation import Run
 from neurodeploy.errors import ConversionError, DataError
 from neurodeploy_pynn import brainscales2 as bss2
-from neurodeploy_pynn.backend import NetlistBackend
+from neurodeploy_pynn.backend import NetlistBackend, by_post, count_share
 from neurodeploy_pynn.brainscales2_emulator import WEIGHT_BITS, Noise
 
 SPEC = TargetSpec(
@@ -147,6 +147,24 @@ class BrainScaleS2Backend(NetlistBackend):
         )
         netlist = bss2.plan(model.snn, noise)
         return BrainScaleS2Plan(model, netlist, resource_report(self.target, netlist))
+
+    def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
+        """Per population with inputs: the 6-bit weights' LSB (in thresholds), its threshold, the weights zeroed
+        and clipped over its projections, and the largest rounding error (in thresholds)."""
+        thresholds = {p.get("name"): p.get("threshold_cadc") for p in report.get("populations", [])}
+        rows = []
+        for post, entries in by_post(report.get("quantization", [])).items():
+            rows.append(
+                {
+                    "layer": post,
+                    "weights": f"6-bit, LSB {min(e.get('resolution', 0) for e in entries):.2g} thr",
+                    "threshold": f"{thresholds[post]:.4g} CADC" if post in thresholds else "?",
+                    "zeroed": count_share(entries, "zeroed"),
+                    "clipped": str(sum(int(e.get("clipped", 0)) for e in entries)),
+                    "max error": f"{max(e.get('max_error', 0) for e in entries):.2g} thr",
+                }
+            )
+        return rows
 
     def resources(self, plan: BrainScaleS2Plan) -> ResourceReport:
         return plan.report

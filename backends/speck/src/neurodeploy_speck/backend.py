@@ -202,6 +202,26 @@ class SpeckBackend(Backend):
         delay = pipeline_depth(lowered) if delay == "auto" else int(delay)
         return SpeckPlan(model, lowered, cores, quantized, source, limit, scaling, delay, host_bias)
 
+    def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
+        """Per core's layer: the 8-bit weights' range, the scale, the threshold, weights zeroed, the largest
+        weight rounding error (in thresholds), and how many spikes one input event could ask for (the chip sends
+        one)."""
+        rows = []
+        for entry in report.get("quantization", []):
+            low, high = entry.get("weight_range", ["?", "?"])
+            rows.append(
+                {
+                    "layer": str(entry.get("layer", "?")),
+                    "weights": f"8-bit, {low}..{high}",
+                    "scale": f"{entry.get('scale', 0):.4g}",
+                    "threshold": str(entry.get("threshold_high")),
+                    "zeroed": f"{entry.get('zeroed_weights', 0)} ({entry.get('zeroed_fraction', 0):.1%})",
+                    "max error": f"{entry.get('max_weight_error', 0):.2g}",
+                    "spikes/event": str(entry.get("spikes_per_event_max", "-")),
+                }
+            )
+        return rows
+
     def resources(self, plan: SpeckPlan) -> ResourceReport:
         lowered, cores = plan.lowered, plan.cores
         layers, notes = [], []
