@@ -11,6 +11,7 @@ from neurodeploy.passes.detect_qcfs import DetectQCFS
 from neurodeploy.passes.drop_softmax import DropSoftmax
 from neurodeploy.passes.fold_batchnorm import FoldBatchNorm
 from neurodeploy.passes.fold_bias import FoldBias
+from neurodeploy.passes.fold_scale import FoldScale
 from neurodeploy.passes.fuse_activations import FuseActivations
 
 PASSES: dict[str, type[Pass]] = {
@@ -20,6 +21,7 @@ PASSES: dict[str, type[Pass]] = {
         FoldBias,
         FuseActivations,
         DetectQCFS,
+        FoldScale,
         CanonicalizePooling,
         CanonicalizeFlatten,
         DropSoftmax,
@@ -28,7 +30,8 @@ PASSES: dict[str, type[Pass]] = {
 }
 
 CANONICALIZE = (
-    "fold-batchnorm,fold-bias,fuse-activations,detect-qcfs,canonicalize-pooling,canonicalize-flatten,drop-softmax"
+    "fold-batchnorm,fold-bias,fuse-activations,detect-qcfs,fold-scale,canonicalize-pooling,canonicalize-flatten,"
+    "drop-softmax"
 )
 """Target-independent clean-up every pipeline starts with."""
 

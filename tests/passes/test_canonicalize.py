@@ -17,6 +17,7 @@ from neurodeploy.ir import (
     MaxPool2d,
     Relu,
     Reshape,
+    Scale,
     TensorType,
     interpret,
 )
@@ -72,6 +73,43 @@ def test_fold_bias_into_dense_and_conv():
     )
     assert kinds(apply(conv, "fold-bias")) == [Conv2d]
     assert conv.outputs == ["y"]
+
+
+def test_a_caffe_style_batchnorm_scale_bias_after_a_convolution_folds_into_it():
+    """Conv -> BatchNorm -> Scale -> Bias (as Caffe-converted models such as the zoo's DenseNet-121 have it): one
+    Conv2d computing the same function; a Scale that varies over space, or of a Dense with a shared output, is
+    left in place."""
+    rng = np.random.default_rng(0)
+    ops = [
+        Conv2d(name="c", inputs=("x",), output="c", weight=rng.normal(size=(3, 2, 3, 3)).astype(np.float32)),
+        BatchNorm(
+            name="n",
+            inputs=("c",),
+            output="n",
+            scale=rng.uniform(0.5, 2, 3),
+            shift=rng.normal(size=3),
+            mean=rng.normal(size=3),
+            var=rng.uniform(0.5, 2, 3),
+        ),
+        Scale(name="s", inputs=("n",), output="s", value=rng.uniform(-2, 2, (3, 1, 1)).astype(np.float32)),
+        Bias(name="b", inputs=("s",), output="y", value=rng.normal(size=(3, 1, 1)).astype(np.float32)),
+    ]
+    graph = Graph("g", {"x": TensorType((2, 5, 5))}, ["y"], ops)
+    x = rng.normal(size=(4, 2, 5, 5)).astype(np.float32)
+    before = interpret.run(graph, x)["y"]
+    folded = apply(apply(graph, "fold-batchnorm"), "fold-scale")
+    assert kinds(folded) == [Conv2d]
+    np.testing.assert_allclose(interpret.run(folded, x)["y"], before, rtol=1e-5, atol=1e-5)
+    spatial = Graph(
+        "g",
+        {"x": TensorType((2, 2, 2))},
+        ["y"],
+        [
+            Conv2d(name="c", inputs=("x",), output="c", weight=np.ones((1, 2, 1, 1), np.float32)),
+            Scale(name="s", inputs=("c",), output="y", value=np.arange(4, dtype=np.float32).reshape(1, 2, 2)),
+        ],
+    )
+    assert kinds(apply(spatial, "fold-scale")) == [Conv2d, Scale]
 
 
 def test_bias_varying_over_space_is_not_folded():
