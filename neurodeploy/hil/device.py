@@ -88,6 +88,16 @@ class Board:
         return value
 
 
+def check_faults(faults: dict[str, Any], known: dict[str, str], what: str) -> None:
+    """A fake board's ``faults`` must all be among ``known`` (name -> help); else a ValueError naming them and
+    listing what ``what`` (e.g. "a fake Speck board") takes."""
+    unknown = sorted(set(faults) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown fault(s) {', '.join(unknown)}; {what} takes " + "; ".join(f"{k} ({v})" for k, v in known.items())
+        )
+
+
 class Clock:
     """Wall-clock time, and waiting. Adapters wait through their clock, so that a fake board's runs take no real
     time (:class:`VirtualClock`)."""

@@ -42,6 +42,7 @@ from neurodeploy.hil.device import (
     Device,
     Observed,
     VirtualClock,
+    check_faults,
     exact_layer,
 )
 
@@ -505,9 +506,10 @@ def board_status(board: Board) -> str:
     except DataError as exc:
         return f"unavailable: {exc}"
     if board.fake:
-        unknown = sorted(set(board.faults) - set(device_class.faults))
-        if unknown:
-            return f"unavailable: unknown fault(s) {', '.join(unknown)}; it takes {', '.join(device_class.faults)}"
+        try:
+            check_faults(board.faults, device_class.faults, "its fake board")
+        except ValueError as exc:
+            return f"unavailable: {exc}"
         status = device_class.fake_status()
         if status is not None:
             return f"unavailable: {status}"

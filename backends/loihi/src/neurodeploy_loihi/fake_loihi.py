@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.hil.device import Clock
+from neurodeploy.hil.device import Clock, check_faults
 
 FAULTS = {
     "missing": "no Loihi system is found: SLURM lists no board (true/false)",
@@ -86,12 +86,7 @@ class FakeLava:
     """The Lava surface of :mod:`neurodeploy_loihi.device` over one fake board (see the module)."""
 
     def __init__(self, faults: dict[str, Any], clock: Clock) -> None:
-        unknown = sorted(set(faults) - set(FAULTS))
-        if unknown:
-            raise ValueError(
-                f"unknown fault(s) {', '.join(unknown)}; a fake Loihi board takes "
-                + "; ".join(f"{k} ({v})" for k, v in FAULTS.items())
-            )
+        check_faults(faults, FAULTS, "a fake Loihi board")
         for key in ("drop", "duplicate", "reorder", "timeout_at", "timeout_times", "disconnect_at", "disconnect_for"):
             value = faults.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -47,21 +47,21 @@ timing jitter of its event routing) move across step boundaries without changing
 readout's prediction is reported per sample by the harness, not judged: near a tie a healthy chip's noise flips
 it.
 
-**The tolerance, measured** (``examples/mnist_bss2`` compiled with ``examples/mnist/calibration.npz``, the first
-100 images of ``examples/mnist/test_images.npz``, T = 16 and 64; the hidden layer of 100 LIF neurons is the one
-spiking population; reference: the noise-free model). Healthy chips, the fake's default variation (mismatch 0.05,
-membrane noise 0.05) for six chip instances (``mismatch_seed`` = ``noise_seed`` = 1..6): d = 0.094 to 0.121 on
-average, at most 0.204 of 600 samples at T = 16, 0.169 at T = 64 (the distance is the chip instance's fixed
-pattern, not the trial noise: it does not shrink with T). Broken ones (T = 16 / 64, smallest and mean d): a badly
-calibrated chip, mismatch 0.3: 0.44 / 0.45, mean 0.63 / 0.61; mismatch 0.2: 0.29 / 0.29; synaptic gains 30% low
-(``gain = 0.7``): 0.24 / 0.25, mean 0.30 / 0.29; 30% high: 0.15 / 0.20, mean 0.27; half of the spikes lost:
-0.48 / 0.48; a fifth lost: mean 0.25 / 0.23. The default :data:`TOLERANCE` 0.25 sits 20% above the largest
-healthy distance, below every sample of the mismatch-0.2/0.3 chips and of the halved events, and below most
-samples of gains 30% off (the run's verdict is a mismatch as soon as one sample fails). A loss of
-10% of the events (d up to 0.27) is mostly within it: the statistic cannot tell so small a loss from the chip's
-variation. The readout's prediction agreed with the model's on 85% to 98% of the samples of the healthy chips.
-The healthy variation (mismatch 0.05, noise 0.05) is the model's setting, not a measurement of a chip: the first
-runs on a calibrated chip should measure its distances (``report.json``, per layer) and set ``tolerance`` for it.
+**The tolerance, measured** (``scripts/bss2_tolerance.py``, about 100 s: ``examples/mnist_bss2`` compiled with
+``examples/mnist/calibration.npz``, the first 100 images of ``examples/mnist/test_images.npz``, T = 16 and 64; the
+hidden layer of 100 LIF neurons is the one spiking population; reference: the noise-free model). Healthy chips, the
+fake's default variation (mismatch 0.05, membrane noise 0.05) for six chip instances (``mismatch_seed`` =
+``noise_seed`` = 1..6): d = 0.094 to 0.121 on average, at most 0.204 of 600 samples at T = 16, 0.169 at T = 64 (the
+distance is the chip instance's fixed pattern, not the trial noise: it does not shrink with T). Broken ones (T = 16
+/ 64, smallest and mean d): a badly calibrated chip, mismatch 0.3: 0.44 / 0.45, mean 0.63 / 0.61; mismatch 0.2: 0.29
+/ 0.29; synaptic gains 30% low (``gain = 0.7``): 0.24 / 0.25, mean 0.30 / 0.29; 30% high: 0.15 / 0.20, mean 0.27;
+half of the spikes lost: 0.48 / 0.48; a fifth lost: mean 0.25 / 0.23. The default :data:`TOLERANCE` 0.25 sits 20%
+above the largest healthy distance, below every sample of the mismatch-0.2/0.3 chips and of the halved events, and
+below most samples of gains 30% off (the run's verdict is a mismatch as soon as one sample fails). A loss of 10% of
+the events (d up to 0.27) is mostly within it: the statistic cannot tell so small a loss from the chip's variation.
+The readout's prediction agreed with the model's on 85% to 98% of the samples of the healthy chips. The healthy
+variation (mismatch 0.05, noise 0.05) is the model's setting, not a measurement of a chip: the first runs on a
+calibrated chip should measure its distances (``report.json``, per layer) and set ``tolerance`` for it.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.hil.device import Clock
+from neurodeploy.hil.device import Clock, check_faults
 from neurodeploy_pynn import brainscales2_emulator as emulator
 
 FAULTS = {
@@ -300,12 +300,7 @@ class FakePyNN:
     label, the synaptic gain (CADC units per weight LSB) its calibration realises."""
 
     def __init__(self, faults: dict[str, Any], clock: Clock, gains: dict[str, float] | None = None) -> None:
-        unknown = sorted(set(faults) - set(FAULTS))
-        if unknown:
-            raise ValueError(
-                f"unknown fault(s) {', '.join(unknown)}; a fake BrainScaleS-2 setup takes "
-                + "; ".join(f"{k} ({v})" for k, v in FAULTS.items())
-            )
+        check_faults(faults, FAULTS, "a fake BrainScaleS-2 setup")
         for key in ("drop", "duplicate", "mismatch", "noise", "gain"):
             value = faults.get(key, 0.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.hil.device import Clock
+from neurodeploy.hil.device import Clock, check_faults
 from neurodeploy_pynn import s1615
 from neurodeploy_pynn.spinnaker_emulator import LifPopulation
 from neurodeploy_pynn.spinnaker_emulator import run as emulate
@@ -292,12 +292,7 @@ class FakeSpynnaker:
     FromListConnector = _FromListConnector
 
     def __init__(self, faults: dict[str, Any], clock: Clock) -> None:
-        unknown = sorted(set(faults) - set(FAULTS))
-        if unknown:
-            raise ValueError(
-                f"unknown fault(s) {', '.join(unknown)}; a fake SpiNNaker board takes "
-                + "; ".join(f"{k} ({v})" for k, v in FAULTS.items())
-            )
+        check_faults(faults, FAULTS, "a fake SpiNNaker board")
         if "kind" in faults and faults["kind"] not in SIZES:
             raise ValueError(f"fault kind={faults['kind']!r}: a fake board is version 3 or 5")
         self.__version__ = str(faults.get("sdk_version", VERSION))

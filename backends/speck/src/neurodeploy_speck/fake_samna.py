@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.hil.device import Clock
+from neurodeploy.hil.device import Clock, check_faults
 from neurodeploy_speck.emulator import Network
 
 FAULTS = {
@@ -341,12 +341,7 @@ class FakeSamna:
         kind = str(faults.get("kind", chip))
         if kind not in DEVICE_TYPES:
             raise ValueError(f"fault kind={kind!r}: the fake board can be one of {', '.join(DEVICE_TYPES)}")
-        unknown = sorted(set(faults) - set(FAULTS))
-        if unknown:
-            raise ValueError(
-                f"unknown fault(s) {', '.join(unknown)}; a fake Speck board takes "
-                + "; ".join(f"{k} ({v})" for k, v in FAULTS.items())
-            )
+        check_faults(faults, FAULTS, "a fake Speck board")
         self.__version__ = str(faults.get("sdk_version", "0.48.6"))
         self._chip = _Chip(faults, clock, kind)
         self._info = SimpleNamespace(
