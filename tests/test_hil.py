@@ -48,6 +48,7 @@ def test_example_inventory_has_a_real_and_fake_boards():
         ({"board": [{"name": "b", "target": "speck", "faults": {"drop": 1}}]}, "only a fake board takes 'faults'"),
         ({"board": [{"name": "b", "target": "speck", "settings": {"x": [1]}}]}, "table of strings"),
         ({"board": [{"name": "b", "target": "speck"}, {"name": "b", "target": "speck"}]}, "two boards"),
+        ({"board": [{"name": "b", "target": "spinnaker", "address": "10.0.0.1\nversion = 3"}]}, "'address' must"),
     ],
 )
 def test_bad_inventories_name_the_board_and_the_key(document, words):

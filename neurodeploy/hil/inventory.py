@@ -112,6 +112,9 @@ def _board(entry: Any, where: str) -> Board:
         if not isinstance(value, str) or len(value) > 256:
             raise DataError(f"{where}: {key!r} must be a string of at most 256 characters")
         texts[key] = value
+    if any(ch.isspace() or not ch.isprintable() for ch in texts["address"]):
+        # an address goes into SDK configuration (sPyNNaker's spynnaker.cfg): a line break would add keys there
+        raise DataError(f"{where}: 'address' must not contain spaces, line breaks or control characters")
     fake = entry.get("fake", False)
     if not isinstance(fake, bool):
         raise DataError(f"{where}: 'fake' must be true or false")
