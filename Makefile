@@ -37,7 +37,7 @@ $(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y $(TEST_ONLY)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev]' \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev,nir]' \
 		$(addprefix -e ,$(filter-out backends/loihi,$(PLUGINS))) -e 'backends/loihi[fast]' 'sinabs==3.1.3'
 	touch $(STAMP)
 
@@ -83,7 +83,7 @@ $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	test -x $(COMPAT)/bin/python || $(PY310) -m venv $(COMPAT)
 	$(COMPAT)/bin/python -m pip uninstall --quiet --disable-pip-version-check -y $(TEST_ONLY)
 	$(COMPAT)/bin/python -m pip install --quiet --disable-pip-version-check 'numpy>=1.26,<2' onnxruntime pytest \
-		hypothesis -e . $(addprefix -e ,$(PLUGINS))
+		hypothesis -e '.[nir]' $(addprefix -e ,$(PLUGINS))
 	$(COMPAT)/bin/python -c 'import numpy, sys; sys.exit(numpy.__version__ >= "2")' || \
 		{ echo "error: the compatibility environment must have numpy 1.x"; exit 1; }
 	touch $@

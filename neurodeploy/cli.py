@@ -76,6 +76,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         after_pass=dump if args.dump_ir else None,
         encoding=_encoding(args),
         target_options=_target_options(args.target_option),
+        import_options=_target_options(args.import_option, "--import-option") or None,
     )
     files = ", ".join(sorted(artifact.manifest["files"]))
     print(f"compiled {Path(args.model).name} for {artifact.target} -> {artifact.root}/ ({files})")
@@ -211,13 +212,13 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _target_options(items: list[str] | None) -> dict[str, str]:
+def _target_options(items: list[str] | None, flag: str = "--target-option") -> dict[str, str]:
     """``--target-option KEY=VALUE`` items as a dict (the backend checks keys and values)."""
     options: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise DataError(f"--target-option takes KEY=VALUE, got {item!r}")
+            raise DataError(f"{flag} takes KEY=VALUE, got {item!r}")
         options[key.strip()] = value.strip()
     return options
 
@@ -416,6 +417,17 @@ def _add_encoding_options(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_import_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--import-option",
+        "-I",
+        action="append",
+        metavar="KEY=VALUE",
+        help="how to read the model file, for formats with choices: NIR's dt, discretization, reset, compare, writer "
+        "(docs/nir.md)",
+    )
+
+
 def _add_target_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target-option",
@@ -437,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("compile", parents=[common], help="compile an ONNX model into an artifact folder")
-    p.add_argument("model", help="the .onnx file")
+    p.add_argument("model", help="the model file (.onnx, or .nir for a spiking network)")
     p.add_argument("--target", "-t", required=True, help="target name (see `neurodeploy targets`)")
     p.add_argument("-o", "--output", help="artifact folder (default: <model>-<target>)")
     p.add_argument(
@@ -467,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(see docs/conversion.md)",
     )
     p.add_argument("--dump-ir", action="store_true", help="print the IR after import and after every pass")
+    _add_import_option(p)
     _add_target_option(p)
     _add_encoding_options(p, "the input encoding recorded in the artifact (default direct)")
     p.set_defaults(func=_cmd_compile)
@@ -493,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile a model, then compare ANN and SNN accuracy over time steps",
         description="Compile a model, then compare ANN and SNN accuracy over time steps. " + INPUT_POLICY,
     )
-    p.add_argument("model", help="the .onnx file")
+    p.add_argument("model", help="the model file (.onnx, or .nir for a spiking network)")
     p.add_argument("--target", "-t", default="reference", help="target name (default reference)")
     p.add_argument(
         "--data",

@@ -53,6 +53,10 @@ REPORT_MD = "report.md"
 log = logging.getLogger(__name__)
 
 
+SPIKING_PIPELINE = "fold-scale-forward,canonicalize-pooling,canonicalize-flatten"
+"""What a model that arrives already spiking (a NIR file) is compiled with: shape clean-up, no conversion."""
+
+
 def default_output_dir(model: Path, target: str) -> Path:
     return Path(f"{model.stem}-{target}")
 
@@ -106,6 +110,7 @@ def compile_model(
     encoding: Encoding | None = None,
     conversion: str | None = None,
     target_options: dict[str, str] | None = None,
+    import_options: dict[str, str] | None = None,
 ) -> Artifact:
     """Compile a model file (ONNX, or another format :mod:`neurodeploy.frontend` reads) for ``target`` into an
     artifact folder and return it. A model that arrives already spiking has no ANN: the artifact holds none.
@@ -123,7 +128,7 @@ def compile_model(
     parsed_target_options = backend.parse_target_options(dict(target_options or {}))
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model, target)
     check_destination(out_dir)
-    graph = load_model(model, input_shapes=input_shapes)
+    graph = load_model(model, input_shapes=input_shapes, options=import_options)
     spiking = any(op.is_stateful for op in graph.ops)  # arrived already spiking: there is no ANN to keep
     if after_pass is not None:
         after_pass(None, graph)
@@ -138,6 +143,12 @@ def compile_model(
         options["target_options"] = parsed_target_options
     # the backend also sees the conversion options as the user wrote them (the manifest keeps the canonical form,
     # which leaves out defaults a target profile may need to tell apart from an explicit choice)
+    if spiking and pipeline is None:  # nothing to convert: the neurons and their thresholds are the model's own
+        if conversion is not None:
+            raise PipelineError(
+                f"{model.name} arrives already spiking: there is nothing to convert, so conversion options do not apply"
+            )
+        pipeline = SPIKING_PIPELINE
     target_pipeline = backend.pipeline({**options, "conversion_as_given": conversion})
     passes = build_pipeline(pipeline if pipeline is not None else f"{CANONICALIZE},{target_pipeline}")
     ctx = PassContext()
@@ -201,6 +212,11 @@ def compile_model(
                 "sha256": sha256_file(model),
                 "format": model_format(model).name,
                 "opset": graph.meta.get("source", {}).get("opset"),
+                **(
+                    {"import_options": graph.meta["source"]["import_options"]}
+                    if "import_options" in graph.meta.get("source", {})
+                    else {}
+                ),
             },
             "pipeline": compiled.pipeline,
             "options": options,

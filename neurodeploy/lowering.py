@@ -55,7 +55,7 @@ import numpy as np
 
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphIndex
-from neurodeploy.ir.neurons import IF
+from neurodeploy.ir.neurons import IF, leaky_refusal
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Reshape, Scale
 
@@ -612,7 +612,9 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
     neurons: list[IF] = []
     for op in graph.ops:
         if op.is_stateful and not isinstance(op, IF):
-            raise ConversionError(f"{_where(op)}: the {rules.target} target runs IF neurons only")
+            raise ConversionError(
+                leaky_refusal(op, rules.target) or f"{_where(op)}: the {rules.target} target runs IF neurons only"
+            )
         if isinstance(op, IF):
             neurons.append(op)
     if not neurons:

@@ -160,7 +160,8 @@ def simulate(
             xs = [values[v] for v in op.inputs]
             if isinstance(op, StatefulOp):
                 out = op.step(states[op.name], xs)
-                counts[op.name] += out
+                if op.emits_spikes:
+                    counts[op.name] += out
             else:
                 out = op.forward(xs)
             values[op.output] = out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurodeploy.ir import (
+    LIF,
     QCFS,
     Add,
     AvgPool2d,
@@ -24,6 +25,7 @@ from neurodeploy.ir import (
     Scale,
     Softmax,
     TensorType,
+    Threshold,
 )
 
 
@@ -156,6 +158,45 @@ def two_layer(levels: int | None, readout: bool = True, seed: int = 0) -> Graph:
     if readout:
         ops.append(Dense(name="fc3", inputs=("a2",), output="y", weight=rng.normal(size=(3, 8)).astype(f32)))
     return Graph("two_layer", {"x": TensorType((6,))}, ["y"], ops)
+
+
+def leaky_net(seed: int = 0) -> Graph:
+    """A spiking network as a NIR file arrives: leaky neurons with a synaptic current and a v_reset per neuron,
+    several spikes a step, a stateless threshold and a leaky-integrator readout."""
+    rng = np.random.default_rng(seed)
+    graph = Graph(name="leaky", inputs={"x": TensorType((6,))}, outputs=["v"])
+    graph.ops = [
+        Dense(name="fc1", inputs=("x",), output="h1", weight=_w(rng, 5, 6), bias=None),
+        LIF(
+            name="cuba",
+            inputs=("h1",),
+            output="s1",
+            decay=np.float32(0.9),
+            gain=np.float32(0.1),
+            drive=np.float32(0.0),
+            threshold=rng.uniform(0.5, 1, 5),
+            syn_decay=np.float32(0.8),
+            syn_gain=np.float32(0.2),
+            v_reset=rng.uniform(0, 0.1, 5),
+            strict=True,
+        ),
+        Dense(name="fc2", inputs=("s1",), output="h2", weight=_w(rng, 4, 5), bias=None),
+        LIF(
+            name="multi",
+            inputs=("h2",),
+            output="s2",
+            decay=np.float32(1),
+            gain=np.float32(1),
+            drive=np.float32(0),
+            threshold=np.float32(0.5),
+            reset="subtract",
+            multi=True,
+        ),
+        Threshold(name="thr", inputs=("s2",), output="z", threshold=np.float32(0.5), strict=False),
+        Dense(name="fc3", inputs=("z",), output="h3", weight=_w(rng, 3, 4), bias=None),
+        LIF(name="li", inputs=("h3",), output="v", decay=np.float32(0.95), gain=np.float32(0.05), drive=np.float32(0)),
+    ]
+    return graph
 
 
 def inputs_for(graph: Graph, batch: int = 16, seed: int = 1) -> np.ndarray:

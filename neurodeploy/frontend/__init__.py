@@ -1,8 +1,9 @@
 """Model importers: model files in, IR graphs out, chosen by the file's suffix.
 
 Each format registers a loader under its suffixes (:func:`register_format`); :func:`load_model` picks the one a
-file's suffix names. ONNX is the default: a file with a suffix no format claims is read as ONNX, and the ONNX
-loader says what is wrong with it when it is not one.
+file's suffix names: ``.onnx`` and ``.nir`` (:mod:`neurodeploy.frontend.nir`) are built in. ONNX is the default: a
+file with a suffix no format claims is read as ONNX, and the ONNX loader says what is wrong with it when it is not
+one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neurodeploy.errors import ModelLoadError
+from neurodeploy.frontend.nir import import_nir
 from neurodeploy.frontend.onnx import import_onnx
 from neurodeploy.ir.graph import Graph
 
@@ -24,10 +27,13 @@ class ModelFormat:
 
     name: str
     load: Callable[..., Graph]
+    takes_options: bool = False
+    """Whether the loader takes import options (``options=``, the command line's ``--import-option``)."""
 
 
 DEFAULT_FORMAT = ModelFormat("onnx", import_onnx)
-_FORMATS: dict[str, ModelFormat] = {".onnx": DEFAULT_FORMAT}
+NIR_FORMAT = ModelFormat("nir", import_nir, takes_options=True)
+_FORMATS: dict[str, ModelFormat] = {".onnx": DEFAULT_FORMAT, ".nir": NIR_FORMAT}
 
 
 def register_format(suffixes: tuple[str, ...], model_format: ModelFormat) -> None:
@@ -42,9 +48,9 @@ def register_format(suffixes: tuple[str, ...], model_format: ModelFormat) -> Non
 
 
 def unregister_format(suffixes: tuple[str, ...]) -> None:
-    """Forget the formats of ``suffixes`` (the default ONNX format stays)."""
+    """Forget the formats of ``suffixes`` (the built-in ONNX and NIR formats stay)."""
     for suffix in suffixes:
-        if suffix.lower() != ".onnx":
+        if suffix.lower() not in (".onnx", ".nir"):
             _FORMATS.pop(suffix.lower(), None)
 
 
@@ -53,6 +59,13 @@ def model_format(path: str | Path) -> ModelFormat:
     return _FORMATS.get(Path(path).suffix.lower(), DEFAULT_FORMAT)
 
 
-def load_model(path: str | Path, *, input_shapes: Any = None) -> Graph:
-    """The IR graph of the model file ``path``, read by the format its suffix names (:func:`model_format`)."""
-    return model_format(path).load(Path(path), input_shapes=input_shapes)
+def load_model(path: str | Path, *, input_shapes: Any = None, options: dict[str, str] | None = None) -> Graph:
+    """The IR graph of the model file ``path``, read by the format its suffix names (:func:`model_format`).
+    ``options`` are import options for formats that take them (NIR's time step and conventions); given for a
+    format that takes none, they are a ModelLoadError."""
+    fmt = model_format(path)
+    if not fmt.takes_options:
+        if options:
+            raise ModelLoadError(f"{Path(path).name} is read as {fmt.name}, which takes no import options")
+        return fmt.load(Path(path), input_shapes=input_shapes)
+    return fmt.load(Path(path), input_shapes=input_shapes, options=options)

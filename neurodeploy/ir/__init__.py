@@ -1,7 +1,7 @@
 """The intermediate representation: values, ops, graphs, and their text and file forms."""
 
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.neurons import IF, FewSpike, SignedIF, WindowIF
+from neurodeploy.ir.neurons import IF, LIF, FewSpike, SignedIF, WindowIF
 from neurodeploy.ir.op import OP_TYPES, Op, StatefulOp
 from neurodeploy.ir.ops import (
     QCFS,
@@ -21,12 +21,14 @@ from neurodeploy.ir.ops import (
     Scale,
     Softmax,
     SpikeMaxPool2d,
+    Threshold,
 )
 from neurodeploy.ir.printer import format_graph
 from neurodeploy.ir.types import TensorType
 
 __all__ = [
     "IF",
+    "LIF",
     "OP_TYPES",
     "QCFS",
     "Add",
@@ -51,6 +53,7 @@ __all__ = [
     "SpikeMaxPool2d",
     "StatefulOp",
     "TensorType",
+    "Threshold",
     "WindowIF",
     "format_graph",
 ]

@@ -9,10 +9,10 @@ only for the edits made through it.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from neurodeploy.errors import IRVerificationError
 from neurodeploy.ir.op import Op
@@ -89,7 +89,7 @@ class Graph:
     # -- edits (each O(n); see edit() for many edits) ---------------------------------------------------------
     def fresh_name(self, base: str) -> str:
         """A value/op name not used yet, derived from ``base``."""
-        return _fresh_name(base, self.value_names() | {op.name for op in self.ops})
+        return unique_name(base, self.value_names() | {op.name for op in self.ops})
 
     def replace_uses(self, old: str, new: str) -> None:
         """Make every reader of ``old`` (ops and graph outputs) read ``new`` instead."""
@@ -158,7 +158,30 @@ class Graph:
         self.types()
 
 
-def _fresh_name(base: str, taken: set[str] | Counter[str]) -> str:
+N = TypeVar("N", bound=Hashable)
+
+
+def topological_order(nodes: list[N], successors: Mapping[N, list[N]]) -> list[N]:
+    """``nodes`` in an order where every edge (``successors[n]``, each a node) goes forward, ties kept in the given
+    order; nodes on a cycle, or reached only through one, are left out (the caller compares lengths)."""
+    indegree = dict.fromkeys(nodes, 0)
+    for n in nodes:
+        for d in successors.get(n, []):
+            indegree[d] += 1
+    ready = deque(n for n in nodes if indegree[n] == 0)
+    order: list[N] = []
+    while ready:
+        n = ready.popleft()
+        order.append(n)
+        for d in successors.get(n, []):
+            indegree[d] -= 1
+            if indegree[d] == 0:
+                ready.append(d)
+    return order
+
+
+def unique_name(base: str, taken: set[str] | Counter[str]) -> str:
+    """``base``, or ``base_1``, ``base_2``, ...: the first not in ``taken``."""
     if base not in taken:
         return base
     i = 1
@@ -305,7 +328,7 @@ class GraphEditor(GraphIndex):
     def fresh_name(self, base: str) -> str:
         """A value/op name not used yet, derived from ``base``; it stays reserved (two calls never return the
         same name, even before the first is used)."""
-        name = _fresh_name(base, self._names)
+        name = unique_name(base, self._names)
         self._names[name] += 1
         return name
 

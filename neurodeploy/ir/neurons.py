@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from neurodeploy.ir.op import StatefulOp, as_f32
+from neurodeploy.ir.op import Op, StatefulOp, as_f32
 from neurodeploy.ir.types import TensorType
 
 
@@ -333,3 +333,180 @@ class SignedIF(StatefulOp):
         v -= spikes * theta
         count += spikes
         return spikes
+
+
+def _per_neuron(op: StatefulOp, name: str, value: np.ndarray | None, shape: tuple[int, ...]) -> None:
+    if value is not None and (value.ndim > len(shape) or np.broadcast_shapes(value.shape, shape) != shape):
+        raise ValueError(f"{op.op_type} '{op.name}': {name} of shape {value.shape} does not fit the layer {shape}")
+
+
+@dataclass(eq=False, kw_only=True)
+class LIF(StatefulOp):
+    r"""Leaky integrate-and-fire neurons with an optional synaptic current (current-based, CUBA), in discrete
+    time, one per element of the input. Every parameter is a scalar or an array that broadcasts to the layer's
+    shape (one value per neuron, per channel as (C, 1, 1), ...):
+
+        i[t] = syn_decay·i[t-1] + syn_gain·x[t]        (with a synaptic stage; else i[t] = x[t])
+        v[t] = decay·v[t-1] + gain·i[t] + drive
+        s[t] = 1 if v[t] >= θ else 0                   (strict: v[t] > θ)
+        reset "subtract":  v[t] = v[t] - θ·s[t];   reset "zero": v[t] = v_reset where s[t] = 1
+
+    Without a threshold the op is a leaky integrator (NIR's LI, CubaLI, I): it never fires and its output is
+    v[t] itself. With ``multi`` a neuron sends floor(v/θ) spikes in one step (reset by subtraction, >= only). All
+    state starts at 0. This is what a NIR file's continuous-time neurons become once a time
+    step and a discretization are chosen (:mod:`neurodeploy.frontend.nir`); a decay of 1 and no drive is the
+    IF neuron. ``forward`` (there is no ANN behind such a network) is what one step does from rest:
+    clip(gain·syn_gain·x + drive) against θ as a spike, or the integrator's v.
+    """
+
+    decay: np.ndarray
+    gain: np.ndarray
+    drive: np.ndarray
+    threshold: np.ndarray | None = None
+    syn_decay: np.ndarray | None = None
+    syn_gain: np.ndarray | None = None
+    reset: str = "zero"
+    v_reset: np.ndarray | None = None
+    strict: bool = False
+    multi: bool = False
+    """Send floor(v / θ) spikes in one step where v reaches θ, and subtract them all (sinabs' MultiSpike), instead of
+    one spike at most: the output is then a spike count."""
+
+    RESETS: ClassVar[tuple[str, ...]] = ("subtract", "zero")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.multi = bool(self.multi)
+        for name in ("decay", "gain", "drive", "threshold", "syn_decay", "syn_gain", "v_reset"):
+            value = getattr(self, name)
+            setattr(self, name, None if value is None else as_f32(value))
+        self.strict = bool(self.strict)
+
+    @property
+    def emits_spikes(self) -> bool:
+        return self.threshold is not None
+
+    def as_if(self) -> IF | None:
+        """The same neurons as an :class:`IF` op (its threshold a scalar or one per channel), if they are IF neurons:
+        no leak, no synaptic stage, input gain 1, no drive, ``>=``, reset to 0 or by subtraction. ``multi`` is
+        dropped: the caller decides whether its target fires that way (Speck's neurons fire once per input event,
+        so several times in a step)."""
+        plain = (
+            self.threshold is not None
+            and self.syn_decay is None
+            and not self.strict
+            and self.v_reset is None
+            and all(np.all(np.asarray(p) == want) for p, want in ((self.decay, 1), (self.gain, 1), (self.drive, 0)))
+        )
+        if not plain:
+            return None
+        theta = np.asarray(self.threshold)
+        if theta.ndim > 1:
+            rows = theta.reshape(theta.shape[0], -1)
+            if not np.all(rows == rows[:, :1]):
+                return None
+            theta = np.ascontiguousarray(rows[:, 0])
+        return IF(
+            name=self.name,
+            inputs=tuple(self.inputs),
+            output=self.output,
+            threshold=theta,
+            reset=self.reset,
+            initial=0.0,
+        )
+
+    def verify(self) -> None:
+        super().verify()
+        if self.reset not in self.RESETS:
+            raise ValueError(f"LIF '{self.name}': reset must be one of {self.RESETS}, got {self.reset!r}")
+        if (self.syn_decay is None) != (self.syn_gain is None):
+            raise ValueError(f"LIF '{self.name}': a synaptic stage needs both syn_decay and syn_gain")
+        values = [self.decay, self.gain, self.drive, self.threshold, self.syn_decay, self.syn_gain, self.v_reset]
+        if not all(v is None or np.all(np.isfinite(v)) for v in values):
+            raise ValueError(f"LIF '{self.name}': its parameters must be finite")
+        for decay in (self.decay, self.syn_decay):
+            if decay is not None and not np.all((decay >= 0) & (decay <= 1)):
+                raise ValueError(f"LIF '{self.name}': decays must lie in [0, 1] (a larger one grows without input)")
+        if self.threshold is not None and not np.all(self.threshold > 0):
+            raise ValueError(f"LIF '{self.name}': thresholds must be positive")
+        if self.multi and (self.reset != "subtract" or self.threshold is None or self.strict):
+            raise ValueError(f"LIF '{self.name}': several spikes a step need a threshold, >= and reset by subtraction")
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        for name in ("decay", "gain", "drive", "threshold", "syn_decay", "syn_gain", "v_reset"):
+            _per_neuron(self, name, getattr(self, name), t.shape)
+        return t
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        current = xs[0] if self.syn_gain is None else xs[0] * self.syn_gain
+        v = current * self.gain + self.drive
+        if self.threshold is None:
+            return np.asarray(v, np.float32)
+        return np.clip(v / self.threshold, 0.0, 1.0).astype(np.float32)
+
+    def init_state(self, batch: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        state = {"v": np.zeros((batch, *shape), np.float32)}
+        if self.syn_decay is not None:
+            state["i"] = np.zeros((batch, *shape), np.float32)
+        return state
+
+    def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
+        v, current = state["v"], xs[0]
+        if self.syn_decay is not None:
+            i = state["i"]
+            i *= self.syn_decay
+            i += current * self.syn_gain
+            current = i
+        v *= self.decay
+        v += current * self.gain + self.drive
+        if self.threshold is None:
+            return v.copy()
+        if self.multi:
+            counts = np.maximum(np.floor(v / self.threshold), 0.0).astype(np.float32)
+            v -= counts * self.threshold
+            return counts
+        spikes = v > self.threshold if self.strict else v >= self.threshold
+        if self.reset == "subtract":
+            v -= spikes * self.threshold
+        else:
+            reset = np.float32(0.0) if self.v_reset is None else self.v_reset
+            np.copyto(v, np.broadcast_to(reset, v.shape), where=spikes)
+        return spikes.astype(np.float32)
+
+
+def describe_leaky(op: LIF) -> str:
+    """What makes ``op`` more than an IF neuron, with its numbers (for a target's refusal)."""
+
+    def span(value: np.ndarray) -> str:
+        low, high = float(np.min(value)), float(np.max(value))
+        return f"{low:.6g}" if low == high else f"{low:.6g}..{high:.6g}"
+
+    parts = []
+    if np.any(np.asarray(op.decay) != 1):
+        parts.append(f"leak: v decays by a factor {span(op.decay)} per step")
+    if op.syn_decay is not None:
+        parts.append(f"a synaptic current decaying by a factor {span(op.syn_decay)} per step")
+    if op.threshold is None:
+        parts.append("no threshold (a leaky integrator: its output is v)")
+    if op.strict:
+        parts.append("fires on v > threshold (the targets fire on v >= threshold: --import-option compare=ge)")
+    if op.v_reset is not None:
+        parts.append("resets to a v_reset other than 0")
+    if op.multi:
+        parts.append("sends several spikes in one step (--import-option spikes=multi)")
+    if np.any(np.asarray(op.drive) != 0):
+        parts.append("a constant drive (v_leak)")
+    if np.any(np.asarray(op.gain) != 1) and not parts:
+        parts.append("an input gain r other than 1")
+    return "; ".join(parts) or "a neuron the IR keeps as LIF"
+
+
+def leaky_refusal(op: Op, target: str) -> str | None:
+    """The error for a target that runs IF neurons only, when ``op`` is a leaky neuron (from a NIR file)."""
+    if not isinstance(op, LIF):
+        return None
+    return (
+        f"LIF '{op.name}' ({describe_leaky(op)}): the {target} target runs IF neurons only (no leak, v >= threshold, "
+        "reset to 0 or by subtraction); leaky neurons run on the reference target"
+    )

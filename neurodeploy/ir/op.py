@@ -170,6 +170,11 @@ class StatefulOp(Op, abstract=True):
     def is_stateful(self) -> bool:
         return True
 
+    @property
+    def emits_spikes(self) -> bool:
+        """Whether ``step`` returns spikes (counted as activity), not a potential (a leaky integrator's readout)."""
+        return True
+
 
 def as_f32(array: Any) -> np.ndarray:
     """A float32 C-contiguous array of the same rank (IR ops store all tensors this way)."""

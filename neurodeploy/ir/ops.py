@@ -760,3 +760,33 @@ def softmax_readout(index: Any, value: str, outputs: set[str] | list[str]) -> li
         if len(readers) != 1 or not isinstance(readers[0], Reshape) or chain[-1] in outputs:
             return None
         chain.append(readers[0].output)
+
+
+@dataclass(eq=False, kw_only=True)
+class Threshold(Op):
+    """A spike where the input crosses ``threshold`` (a scalar, or an array that broadcasts to each sample):
+    y = 1 if x > threshold else 0 (``strict``), or x >= threshold. No state: NIR's Threshold node."""
+
+    threshold: np.ndarray
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.threshold = as_f32(self.threshold)
+        self.strict = bool(self.strict)
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        (t,) = in_types
+        if self.threshold.ndim > t.rank or np.broadcast_shapes(self.threshold.shape, t.shape) != t.shape:
+            raise ValueError(f"Threshold '{self.name}': threshold of shape {self.threshold.shape} does not fit {t}")
+        return t
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        return (x > self.threshold if self.strict else x >= self.threshold).astype(np.float32)
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        return 0.0, 1.0

@@ -11,7 +11,7 @@ from neurodeploy.passes.detect_qcfs import DetectQCFS
 from neurodeploy.passes.drop_softmax import DropSoftmax
 from neurodeploy.passes.fold_batchnorm import FoldBatchNorm
 from neurodeploy.passes.fold_bias import FoldBias
-from neurodeploy.passes.fold_scale import FoldScale
+from neurodeploy.passes.fold_scale import FoldScale, FoldScaleForward
 from neurodeploy.passes.fuse_activations import FuseActivations
 
 PASSES: dict[str, type[Pass]] = {
@@ -22,6 +22,7 @@ PASSES: dict[str, type[Pass]] = {
         FuseActivations,
         DetectQCFS,
         FoldScale,
+        FoldScaleForward,
         CanonicalizePooling,
         CanonicalizeFlatten,
         DropSoftmax,

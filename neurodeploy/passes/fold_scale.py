@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.ops import Bias, Conv2d, Dense, Scale
+from neurodeploy.ir.ops import AvgPool2d, Bias, Conv2d, Dense, Reshape, Scale
 from neurodeploy.passes.base import Pass, PassContext
 from neurodeploy.passes.fold_bias import add_bias, fold_into_producer
 
@@ -35,3 +35,33 @@ class FoldScale(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> None:
         fold_into_producer(graph, Scale, _scale)
         fold_into_producer(graph, Bias, add_bias)  # the Bias that followed the Scale now follows the convolution
+
+
+_COMMUTES = (Reshape, AvgPool2d)
+"""Ops a constant factor passes through unchanged: y(s·x) = s·y(x)."""
+
+
+@dataclass(frozen=True)
+class FoldScaleForward(Pass):
+    """fold-scale-forward: merge a scalar ``Scale`` into the one Conv2d/Dense its value reaches, through ops that a
+    constant factor passes through (Reshape, AvgPool2d): W' = W * s. A NIR SumPool2d arrives as an average pool
+    and a Scale by the window's area; this makes it the convolution after the pool, which the targets map
+    together. A Scale whose value is used more than once on the way, or reaches anything else, stays."""
+
+    name = "fold-scale-forward"
+
+    def run(self, graph: Graph, ctx: PassContext) -> None:
+        with graph.edit() as edit:
+            for op in graph:
+                if not isinstance(op, Scale) or op.value.size != 1:
+                    continue
+                value, consumer = op.output, None
+                while edit.uses(value) == 1 and value not in graph.outputs:
+                    (consumer,) = edit.consumers(value)
+                    if not isinstance(consumer, _COMMUTES) or len(consumer.inputs) != 1:
+                        break
+                    value = consumer.output
+                if not isinstance(consumer, (Conv2d, Dense)) or consumer.inputs[0] != value:
+                    continue
+                consumer.weight = (consumer.weight * op.value.reshape(())).astype(np.float32)
+                edit.bypass(op)

@@ -38,6 +38,8 @@ STATES: dict[str, tuple[set[str], bool]] = {
     "WindowIF": ({"fan_out_map"}, False),
     "FewSpike": ({"fan_out_map"}, False),
     "SignedIF": ({"fan_out_map"}, False),
+    "LIF": ({"fan_out_map"}, False),
+    "Threshold": ({"fan_out_map", "bounds"}, False),
     "SpikeMaxPool2d": (LINEAR, True),
 }
 

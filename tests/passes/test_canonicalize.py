@@ -197,3 +197,33 @@ def test_drop_softmax_keeps_the_decision():
 def test_whole_canonicalization_keeps_function(make):
     graph = apply(make(), CANONICALIZE.replace(",drop-softmax", ""))
     assert not {BatchNorm, Bias, GlobalAvgPool} & set(kinds(graph))
+
+
+def test_a_scalar_scale_folds_forward_through_pool_and_reshape_into_the_next_weights():
+    """A NIR SumPool2d (an average pool and a Scale by the window's area) before a Dense becomes the Dense's weights;
+    a Scale whose value is read twice, or reaches no weights, stays."""
+    rng = np.random.default_rng(0)
+
+    def net(second_reader: bool) -> Graph:
+        ops = [
+            AvgPool2d(name="p", inputs=("x",), output="p", kernel=(2, 2), stride=(2, 2)),
+            Scale(name="s", inputs=("p",), output="s", value=np.array(4.0, np.float32)),
+            Reshape(name="f", inputs=("s",), output="f", shape=(8,)),
+            Dense(name="d", inputs=("f",), output="y", weight=rng.normal(size=(3, 8)).astype(np.float32)),
+        ]
+        if second_reader:
+            ops.append(Relu(name="r", inputs=("s",), output="r"))
+        return Graph("g", {"x": TensorType((2, 4, 4))}, ["y", "r"] if second_reader else ["y"], ops)
+
+    assert kinds(apply(net(False), "fold-scale-forward")) == [AvgPool2d, Reshape, Dense]
+    assert kinds(apply(net(True), "fold-scale-forward")) == [AvgPool2d, Scale, Reshape, Dense, Relu]
+    last = Graph(
+        "g",
+        {"x": TensorType((2, 4, 4))},
+        ["y"],
+        [
+            Scale(name="s", inputs=("x",), output="s", value=np.array(2.0, np.float32)),
+            Relu(name="r", inputs=("s",), output="y"),
+        ],
+    )
+    assert kinds(apply(last, "fold-scale-forward")) == [Scale, Relu]

@@ -25,6 +25,7 @@ from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
 from neurodeploy.ir import IF, interpret
 from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.neurons import leaky_refusal
 from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.floats import mean_rates
@@ -138,6 +139,8 @@ class Loihi2Backend(Backend):
         profile = model.target_options.get("profile", "exact")
         for op in graph.ops:
             if op.is_stateful and not isinstance(op, IF):
+                if (leaky := leaky_refusal(op, self.target)) is not None:
+                    raise ConversionError(leaky)
                 raise ConversionError(
                     f"{op.op_type} '{op.name}': the {self.target} target runs IF neurons only (binary or graded "
                     "spikes); convert with the target's own pipeline (QCFS models: qcfs=rate)"

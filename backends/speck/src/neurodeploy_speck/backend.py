@@ -16,7 +16,7 @@ from neurodeploy.data.policy import check_values
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ArtifactError, DataError
-from neurodeploy.ir import interpret
+from neurodeploy.ir import IF, LIF, interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.readout import readout_skip
 from neurodeploy.schema import validate
@@ -104,6 +104,25 @@ def direct_events(x: np.ndarray, steps: int) -> np.ndarray:
     return np.diff(cumulative, axis=1).astype(np.int64)
 
 
+def speck_neurons(graph: Graph) -> tuple[Graph, str | None]:
+    """A spiking network's neurons as Speck runs them: a LIF op that is an IF neuron sending several spikes a step
+    (sinabs' MultiSpike, ``--import-option spikes=multi``) becomes the IF neuron of a core, which fires once per
+    input event and so several times a step; and, when IF neurons of the network send one spike a step at most,
+    the warning that Speck's do not."""
+    single = [op.name for op in graph.ops if isinstance(op, IF)]
+    if any(isinstance(op, LIF) and op.multi and op.as_if() is not None for op in graph.ops):
+        graph = graph.copy()
+        graph.ops = [op.as_if() or op if isinstance(op, LIF) and op.multi else op for op in graph.ops]
+    if not single:
+        return graph, None
+    shown = ", ".join(repr(n) for n in single[:4]) + (" ..." if len(single) > 4 else "")
+    return graph, (
+        f"IF neurons {shown} send at most one spike a step in the imported network; Speck's neurons fire once per "
+        "input event, so several times in a step where the input is strong (sinabs' MultiSpike): the chip's "
+        "outputs can exceed the network's. Import with --import-option spikes=multi to emulate what the chip does"
+    )
+
+
 def one_spike_per_event_warnings(quantized: list, limit: float | None = None) -> list[str]:
     """Warnings for layers whose single input event (or bias tick) can raise v by more than one threshold (more
     than ``limit`` when the spikes_per_event option set one): the chip emits at most one spike per event (the
@@ -185,8 +204,13 @@ class SpeckBackend(Backend):
         return parsed
 
     def plan(self, model: CompiledModel) -> SpeckPlan:
-        theta, source = readout_threshold(model.snn, model.calibration)
-        lowered = lower(model.snn, input_scale=INPUT_EVENT_VALUE, readout_threshold=theta)
+        graph = model.snn
+        if model.ann is None:  # a network that arrived spiking (a NIR file)
+            graph, note = speck_neurons(graph)
+            if note:
+                model.warnings.append(note)
+        theta, source = readout_threshold(graph, model.calibration)
+        lowered = lower(graph, input_scale=INPUT_EVENT_VALUE, readout_threshold=theta)
         limit = model.target_options.get("spikes_per_event")
         scaling = limit_spikes_per_event(lowered, limit) if limit is not None else None
         if scaling is not None and lowered.readout_threshold != theta:
@@ -199,7 +223,9 @@ class SpeckBackend(Backend):
         floor = model.target_options.get("readout_floor", DEFAULT_READOUT_FLOOR)
         quantized = [quantize_layer(layer, floor if layer.readout else None) for layer in lowered.layers]
         delay = model.target_options.get("readout_delay", "auto")
-        delay = pipeline_depth(lowered) if delay == "auto" else int(delay)
+        if delay == "auto":  # a network that arrived spiking is read as its own framework reads it: every step
+            delay = pipeline_depth(lowered) if model.ann is not None else 0
+        delay = int(delay)
         return SpeckPlan(model, lowered, cores, quantized, source, limit, scaling, delay, host_bias)
 
     def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
@@ -273,9 +299,13 @@ class SpeckBackend(Backend):
             "readout_threshold": {"value": lowered.readout_threshold, "source": plan.readout_source},
             "readout_delay": {
                 "steps": plan.readout_delay,
-                "source": "cores on the longest path to the readout"
-                if plan.model.target_options.get("readout_delay", "auto") == "auto"
-                else "target option",
+                "source": (
+                    "target option"
+                    if plan.model.target_options.get("readout_delay", "auto") != "auto"
+                    else "cores on the longest path to the readout"
+                    if plan.model.ann is not None
+                    else "none: the network arrived spiking and is read at every step, as its framework reads it"
+                ),
                 "rule": "the host ignores readout spikes of the first min(delay, T // 2) steps and divides by the rest",
             },
             "quantization": [q.report for q in quantized],

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.hil.device import Clock, check_faults
+from neurodeploy.ir.graph import topological_order
 from neurodeploy_speck.emulator import Network
 
 FAULTS = {
@@ -133,19 +134,7 @@ def configuration_from_samna(config: Any) -> dict[str, Any]:
 
 
 def _topological(nodes: list[int], edges: dict[int, list[int]]) -> list[int]:
-    indegree = {n: 0 for n in nodes}
-    for targets in edges.values():
-        for t in targets:
-            indegree[t] += 1
-    ready = sorted(n for n in nodes if indegree[n] == 0)
-    order = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for t in edges[n]:
-            indegree[t] -= 1
-            if indegree[t] == 0:
-                ready.append(t)
+    order = topological_order(sorted(nodes), edges)
     if len(order) != len(nodes):
         raise ValueError("the cores' destinations form a cycle")
     return order

@@ -34,7 +34,7 @@ import numpy as np
 
 from neurodeploy.errors import ResourceError, UnsupportedOpError
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.neurons import IF
+from neurodeploy.ir.neurons import IF, LIF, describe_leaky
 from neurodeploy.ir.ops import Add, AvgPool2d, Concat, Conv2d, Dense, Reshape, Scale
 from neurodeploy_speck import chip
 
@@ -220,7 +220,7 @@ def lower(graph: Graph, *, input_scale: float = 1.0, readout_threshold: float = 
                 continue
             values[op.output] = added
         else:
-            unsupported.append(f"'{op.name}' ({op.op_type})")
+            unsupported.append(f"'{op.name}' ({op.op_type}{': ' + describe_leaky(op) if isinstance(op, LIF) else ''})")
     if unsupported:
         raise UnsupportedOpError(
             f"the Speck target cannot run {len(unsupported)} op(s): {', '.join(unsupported)}; Speck cores run "
