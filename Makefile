@@ -31,6 +31,7 @@ env: $(STAMP)
 
 # torch==2.13.0 goes first: it is the local CPU build, and anything that pulls torch later finds it installed.
 # sinabs (the Speck cross-check's reference) keeps that torch; it pulls the samna stub, which nothing imports.
+# snnTorch (the NIR cross-checks) declares no dependencies; 0.9.4 writes files the nir 1.0.4 sinabs pins can hold.
 # numba (the Loihi plugin's `fast` extra, with threadpoolctl) compiles the Speck event mode's loop and the Loihi
 # emulator's here; .venv-py310 goes without it, so its run tests the numpy loops.
 $(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
@@ -39,6 +40,7 @@ $(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev,nir]' \
 		$(addprefix -e ,$(filter-out backends/loihi,$(PLUGINS))) -e 'backends/loihi[fast]' 'sinabs==3.1.3'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'snntorch==0.9.4'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -76,7 +78,7 @@ $(PYNN_ENV)/.installed: Makefile
 # turn their skip (without the package or the tools) into a failure. The compatibility run requires none of them.
 test-main: $(STAMP) arm-tools $(PYNN_ENV)/.installed
 	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 NEURODEPLOY_REQUIRE_PYNN=1 \
-		NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
+		NEURODEPLOY_REQUIRE_SNNTORCH=1 NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
 
 $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found (looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }

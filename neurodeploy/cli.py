@@ -257,6 +257,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         progress=_Progress("simulating", not args.quiet),
         mode=args.mode,
         target_options=_target_options(args.target_option),
+        import_options=_target_options(args.import_option, "--import-option") or None,
     )
     report = result.to_dict()
     sys.stdout.write(result.format_table())
@@ -350,6 +351,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     info = inspect.summary(args.artifact)
     print(json.dumps(info, indent=2) if args.json else inspect.text(info).rstrip("\n"))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from neurodeploy.artifact import load_artifact
+    from neurodeploy.export import export_nir
+
+    options = export_nir(load_artifact(args.artifact), args.output, dt=args.dt)
+    import nir
+
+    version = getattr(nir, "version", None) or getattr(nir, "__version__", "?")
+    flags = " ".join(f"-I {key}={value}" for key, value in options.items())
+    print(f"wrote {args.output} (NIR, written by nir {version}); read it back with: {flags}")
     return 0
 
 
@@ -551,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bin-us", type=int, metavar="US", help="event data: frame width in microseconds (1000)")
     p.add_argument("--window-us", type=int, metavar="US", help="event data: window per sample in us (300000)")
     p.add_argument("--mode", help="the target's emulation mode, e.g. binary or graded for loihi (default: its first)")
+    _add_import_option(p)
     _add_target_option(p)
     _add_encoding_options(p, "input encoding (default: direct, events for event data)")
     p.set_defaults(func=_cmd_evaluate)
@@ -599,6 +614,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
     p.add_argument("-o", "--output", metavar="FILE", help="the Markdown file to write (replaced whole)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "export", parents=[common], help="write an artifact's spiking network to another format (NIR, docs/nir.md)"
+    )
+    p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
+    p.add_argument("--format", choices=["nir"], default="nir", help="the format (nir)")
+    p.add_argument(
+        "--dt",
+        type=float,
+        default=1.0,
+        help="the time step leaky neurons' time constants are written for (default 1: in steps, as sinabs reads "
+        "them; snnTorch's reader assumes 1e-4)",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the file to write (replaced whole)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("targets", parents=[common], help="list installed targets")
     p.set_defaults(func=_cmd_targets)

@@ -50,6 +50,7 @@ from neurodeploy.evaluation.reference import import_onnxruntime, onnxruntime_out
 from neurodeploy.evaluation.report import Evaluation, Run, build_report
 from neurodeploy.evaluation.runner import MAX_WORKERS_PER_CPU, Job, available_cpus, simulate_chunks
 from neurodeploy.evaluation.statistics import Pearson, Sums, spiking_layers
+from neurodeploy.frontend import model_format
 from neurodeploy.ir.graph import Graph
 from neurodeploy.limits import check_steps
 from neurodeploy.metrics import layer_macs
@@ -87,6 +88,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     mode: str | None = None,
     target_options: dict[str, str] | None = None,
+    import_options: dict[str, str] | None = None,
 ) -> Evaluation:
     """Compile ``model`` for ``target`` and measure ANN and SNN accuracy at every T in ``steps`` on ``data``
     (a data set name, whose test split is used, or an .npz with x and y). See the module for the metrics.
@@ -94,10 +96,13 @@ def evaluate(
     The samples are simulated ``batch_size`` at a time by ``workers`` processes (default: one per CPU; 1 runs
     them in this process); the results do not depend on either (beyond float rounding: BLAS may sum in another
     order with another number of threads). ``mode`` is the target's emulation mode (default: its first);
-    ``target_options`` go to the compiler (the target's own settings)."""
+    ``target_options`` go to the compiler (the target's own settings), ``import_options`` to the model's reader
+    (NIR's time step and conventions). A model that arrives spiking (a NIR file) has no ANN: its report has the
+    SNN's numbers alone."""
     model = Path(model)
     steps = _check_arguments(model, steps, batch_size, workers, calibration_samples)
-    import_onnxruntime()  # fail before the work if the ANN reference is missing
+    if model_format(model).name == "onnx":
+        import_onnxruntime()  # fail before the work if the ANN reference is missing
     data_options = dict(data_options or {})
     dataset = load_evaluation_data(data, limit, data_options)
     encoding = encoding if encoding is not None else Encoding(dataset.encoding)
@@ -117,9 +122,10 @@ def evaluate(
             pipeline=pipeline,
             conversion=conversion,
             target_options=target_options,
+            import_options=import_options,
         )
         snn, ann = _graphs(artifact, model, dataset, encoding, x)
-        ann_scores = onnxruntime_outputs(model, encoding.analog(x), batch_size)
+        ann_scores = onnxruntime_outputs(model, encoding.analog(x), batch_size) if ann is not None else None
         modes = artifact.manifest["target"].get("modes", [])
         if mode is not None and mode not in modes:
             raise DataError(f"target {target!r} has emulation modes {', '.join(modes)}; got {mode!r}")
@@ -136,9 +142,11 @@ def evaluate(
         limit=limit,
         encoding=encoding,
         manifest=artifact.manifest,
-        ann_accuracy=float((ann_scores.reshape(len(x), -1).argmax(axis=1) == dataset.y).mean()),
+        ann_accuracy=None
+        if ann_scores is None
+        else float((ann_scores.reshape(len(x), -1).argmax(axis=1) == dataset.y).mean()),
         layers=spiking_layers(snn, ann),
-        macs=int(sum(layer_macs(ann).values())),
+        macs=int(sum(layer_macs(ann if ann is not None else snn).values())),
     )
     report = build_report(
         run, totals, {"neurodeploy": __version__, "python": platform.python_version(), "numpy": np.__version__}
@@ -206,14 +214,10 @@ def _presented(dataset: Dataset, encoding: Encoding, t_max: int) -> np.ndarray:
 
 def _graphs(
     artifact: Artifact, model: Path, dataset: Dataset, encoding: Encoding, x: np.ndarray
-) -> tuple[Graph, Graph]:
-    """The artifact's converted graph and ANN, once the data is checked against them (inputs, label classes)."""
-    if not artifact.has_ann:
-        raise DataError(
-            f"{model.name} arrived already spiking: there is no ANN to compare the emulation with; run it with "
-            "neurodeploy compile and neurodeploy emulate --labels"
-        )
-    snn, ann = artifact.read_graph("snn"), artifact.read_graph("ann")
+) -> tuple[Graph, Graph | None]:
+    """The artifact's converted graph and ANN (None for a model that arrived spiking), once the data is checked
+    against them (inputs, label classes)."""
+    snn, ann = artifact.read_graph("snn"), artifact.read_graph("ann") if artifact.has_ann else None
     try:
         encoding.check_inputs(snn, x[:1])
     except DataError as exc:

@@ -179,3 +179,20 @@ def simulate(
     outputs = _means(sums, early[skips[steps]], steps - skips[steps])
     spikes, synops = activity(total)
     return Simulation(outputs, spikes, recorded, counts, synops, spike_marks, synop_marks, delay)
+
+
+def output_trace(graph: Graph, x: np.ndarray, steps: int, value: str | None = None) -> np.ndarray:
+    """``value`` (default the graph's first output) at every step of a run of ``steps`` steps on the one input
+    ``x`` (batch first, direct encoding): (steps, batch, ...). What a time-stepped framework's loop records, to
+    compare step by step."""
+    wanted = value if value is not None else graph.outputs[0]
+    trace: list[np.ndarray] = []
+
+    def observe(name: str, array: np.ndarray) -> None:
+        if name == wanted:
+            trace.append(array.copy())
+
+    simulate(graph, {next(iter(graph.inputs)): x}, steps, observe=observe)
+    if len(trace) == 1 and steps > 1:  # a value that does not change over time is computed once
+        trace *= steps
+    return np.stack(trace)

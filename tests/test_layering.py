@@ -40,7 +40,7 @@ LAYERS: list[list[str]] = [
     ],
     ["neurodeploy.frontend", "neurodeploy.passes", "neurodeploy.readout_calibration"],
     ["neurodeploy.backends"],
-    ["neurodeploy.inspect"],
+    ["neurodeploy.inspect", "neurodeploy.export"],
     ["neurodeploy.compiler", "neurodeploy.hil"],
     ["neurodeploy.evaluation", "neurodeploy.training"],
     ["neurodeploy.evaluate"],

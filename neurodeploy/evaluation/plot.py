@@ -34,7 +34,8 @@ def plot_accuracy(report: dict[str, Any], path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
         ax.plot(steps, accuracy, marker="o", label=f"SNN ({report['encoding']['kind']} input)")
-        ax.axhline(100 * report["ann_accuracy"], color="gray", linestyle="--", label="ANN (onnxruntime)")
+        if report["ann_accuracy"] is not None:  # (none for a model that arrived spiking)
+            ax.axhline(100 * report["ann_accuracy"], color="gray", linestyle="--", label="ANN (onnxruntime)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(steps)
         ax.set_xticklabels([str(t) for t in steps])

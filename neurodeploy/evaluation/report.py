@@ -25,10 +25,16 @@ class Evaluation:
 
     def format_table(self) -> str:
         r = self.report
-        lines = [
-            f"ANN accuracy (onnxruntime): {100 * r['ann_accuracy']:.2f}% on {r['samples']} samples; "
-            f"ANN MACs per sample: {r['ann_macs']:,}"
-        ]
+        if r["ann_accuracy"] is None:
+            lines = [
+                f"{r['samples']} samples; the model arrived spiking: no ANN to compare with; MACs of its layers per "
+                f"step: {r['ann_macs']:,}"
+            ]
+        else:
+            lines = [
+                f"ANN accuracy (onnxruntime): {100 * r['ann_accuracy']:.2f}% on {r['samples']} samples; "
+                f"ANN MACs per sample: {r['ann_macs']:,}"
+            ]
         if r.get("quantized_ann_accuracy") is not None:
             lines.append(
                 f"quantized ANN accuracy ({r['mode']} mode computes it): {100 * r['quantized_ann_accuracy']:.2f}%"
@@ -101,7 +107,8 @@ class Run:
     limit: int | None
     encoding: Encoding
     manifest: dict[str, Any]
-    ann_accuracy: float
+    ann_accuracy: float | None
+    """None for a model that arrived spiking (no ANN)."""
     layers: list[Layer]
     macs: int
 
@@ -133,7 +140,7 @@ def build_report(run: Run, totals: Sums, versions: dict[str, str]) -> dict[str, 
         "readout_delay": totals.readout_delay,
         "readout_skip": {str(t): readout_skip(totals.readout_delay, t) for t in steps},
         "ann_accuracy": run.ann_accuracy,
-        "ann_ir_accuracy": totals.ir_correct / n,
+        "ann_ir_accuracy": None if totals.ir_correct is None else totals.ir_correct / n,
         "quantized_ann_accuracy": None if totals.quantized_correct is None else totals.quantized_correct / n,
         "snn_accuracy": per_t(totals.correct, n),
         "spikes_per_neuron": per_t(totals.spikes, n * max(neurons, 1)),

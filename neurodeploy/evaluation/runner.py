@@ -44,7 +44,7 @@ class Runner:
         self.artifact = load_artifact(job.artifact, verify=False)
         self.emulation = Emulation(get_backend(self.artifact.target), self.artifact, job.mode)
         snn = self.artifact.read_graph("snn")  # through the artifact's checks, in workers too
-        self.ann = self.artifact.read_graph("ann")
+        self.ann = self.artifact.read_graph("ann") if self.artifact.has_ann else None
         self.layers = spiking_layers(snn, self.ann)
         self.inputs = set(snn.inputs)
         self.x = np.load(job.inputs, mmap_mode="r") if isinstance(job.inputs, Path) else job.inputs
@@ -64,9 +64,12 @@ class Runner:
         )
         require_finite_outputs(result, self.artifact.target)
         keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]
-        ann = interpret.run(self.ann, job.encoding.analog(x), keep=keep)
+        ann = interpret.run(self.ann, job.encoding.analog(x), keep=keep) if self.ann is not None else {}
         sums = Sums(samples=n, fill=result.delay, readout_delay=result.readout_delay)
-        sums.ir_correct = int((ann[self.ann.outputs[0]].reshape(n, -1).argmax(axis=1) == labels).sum())
+        if self.ann is None:
+            sums.ir_correct = None
+        else:
+            sums.ir_correct = int((ann[self.ann.outputs[0]].reshape(n, -1).argmax(axis=1) == labels).sum())
         # a mode that computes a quantized ANN exactly (e.g. loihi's graded mode) may offer that ANN's outputs
         reference = self.emulation.quantized_outputs(x, encoding=job.encoding)
         if reference is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.op import StatefulOp
 
 
 @dataclass
@@ -66,11 +67,11 @@ class Layer:
     scale: np.ndarray | None
 
 
-def spiking_layers(snn: Graph, ann: Graph) -> list[Layer]:
-    snn_types, ann_values = snn.types(), set(ann.types())
+def spiking_layers(snn: Graph, ann: Graph | None) -> list[Layer]:
+    snn_types, ann_values = snn.types(), set(ann.types()) if ann is not None else set()
     layers = []
     for op in snn.ops:
-        if not op.is_stateful:
+        if not isinstance(op, StatefulOp) or not op.emits_spikes:  # (a leaky integrator's readout sends none)
             continue
         shape = snn_types[op.output].shape
         lam = op.meta.get("lambda")
@@ -91,7 +92,8 @@ class Sums:
 
     samples: int = 0
     correct: dict[int, int] = field(default_factory=dict)
-    ir_correct: int = 0
+    ir_correct: int | None = 0
+    """None when there is no ANN (a model that arrived spiking)."""
     quantized_correct: int | None = None
     spikes: dict[int, float] = field(default_factory=dict)
     synops: dict[int, float] = field(default_factory=dict)
@@ -109,7 +111,9 @@ class Sums:
         self.fill = max(self.fill, other.fill)
         self.readout_delay = max(self.readout_delay, other.readout_delay)
         self.samples += other.samples
-        self.ir_correct += other.ir_correct
+        self.ir_correct = (
+            None if self.ir_correct is None or other.ir_correct is None else self.ir_correct + other.ir_correct
+        )
         if other.quantized_correct is not None:
             self.quantized_correct = (self.quantized_correct or 0) + other.quantized_correct
         self.synops_measured = self.synops_measured and other.synops_measured

@@ -20,6 +20,8 @@ records the choices it was read with (the artifact's manifest keeps them under `
 ``reset``
     ``zero`` (default; NIR's definition): a neuron that fires is set to ``v_reset`` (0 where the file has none).
     ``subtract``: the threshold is subtracted (sinabs' IAF and LIF; snnTorch's IF).
+    ``subtract-next``: the threshold is subtracted at the next step, after the decay (snnTorch's ``Leaky`` and
+    ``Synaptic`` as they train, with their default ``reset_delay=True``).
 ``compare``
     ``gt`` (default; NIR's docstrings, snnTorch): a neuron fires when v > v_threshold. ``ge``: v >= v_threshold
     (sinabs).
@@ -28,7 +30,9 @@ records the choices it was read with (the artifact's manifest keeps them under `
     once, all subtracted (sinabs' default ``MultiSpike``, which its ``from_nir`` builds; needs ``reset=subtract``
     and ``compare=ge``). The output is then a spike count.
 ``writer``
-    Sets the options above as a library writes its files: ``snntorch`` (dt = 1e-4, euler, zero, gt) or
+    Sets the options above as a library runs the networks it writes: ``snntorch`` (dt = 1e-4, euler,
+    subtract-next, gt: ``Leaky`` and ``Synaptic`` with their defaults, not snnTorch's own ``import_from_nir``,
+    which rebuilds them with reset to zero) or
     ``sinabs`` (dt = 1, sinabs, subtract, ge). Options given beside it win.
 ``conv_input_shape``
     ``check`` (default): a Conv1d/Conv2d ``input_shape`` that disagrees with the shape the graph gives that
@@ -85,14 +89,14 @@ DEFAULTS: dict[str, str | None] = {
 }
 CHOICES = {
     "discretization": ("euler", "exact", "sinabs"),
-    "reset": ("zero", "subtract"),
+    "reset": ("zero", "subtract", "subtract-next"),
     "compare": ("gt", "ge"),
     "writer": ("snntorch", "sinabs"),
     "spikes": ("single", "multi"),
     "conv_input_shape": ("check", "ignore"),
 }
 WRITERS: dict[str, dict[str, str]] = {
-    "snntorch": {"dt": "0.0001", "discretization": "euler", "reset": "zero", "compare": "gt"},
+    "snntorch": {"dt": "0.0001", "discretization": "euler", "reset": "subtract-next", "compare": "gt"},
     "sinabs": {"dt": "1", "discretization": "sinabs", "reset": "subtract", "compare": "ge"},
 }
 MAX_DEPTH = 32
@@ -280,9 +284,11 @@ def _neuron(reader: _Reader, node: dict[str, Any], kind: str, source: str, name:
     v_reset = _array(node, "v_reset", where, 0.0)
     strict = opts["compare"] == "gt"
     multi = opts["spikes"] == "multi" and threshold is not None
-    if multi and (opts["reset"] != "subtract" or strict):
+    # without a leak, subtracting at the next step is subtracting now (nothing decays in between)
+    reset = "subtract" if kind == "IF" and opts["reset"] == "subtract-next" else opts["reset"]
+    if multi and (reset != "subtract" or strict):
         raise ModelLoadError(f"{where}: spikes=multi needs reset=subtract and compare=ge (sinabs' MultiSpike)")
-    if not multi and kind == "IF" and (opts["reset"] == "subtract" or not np.any(v_reset)):
+    if not multi and kind == "IF" and (reset == "subtract" or not np.any(v_reset)):
         theta = _per_channel(_fit(threshold, shape, "v_threshold", where)) if threshold is not None else None
         if not strict and theta is not None and np.all(r == 1) and np.all(theta > 0):
             return reader.add(
@@ -291,7 +297,7 @@ def _neuron(reader: _Reader, node: dict[str, Any], kind: str, source: str, name:
                     inputs=(source,),
                     output=reader.value(name),
                     threshold=theta,
-                    reset=opts["reset"],
+                    reset=reset,
                     initial=0.0,
                 )
             )
@@ -322,8 +328,8 @@ def _neuron(reader: _Reader, node: dict[str, Any], kind: str, source: str, name:
             threshold=fit(threshold, "v_threshold"),
             syn_decay=fit(syn_decay, "tau_syn"),
             syn_gain=fit(syn_gain, "w_in"),
-            reset="subtract" if opts["reset"] == "subtract" else "zero",
-            v_reset=fit(v_reset, "v_reset") if np.any(v_reset) and opts["reset"] == "zero" else None,
+            reset=reset,
+            v_reset=fit(v_reset, "v_reset") if np.any(v_reset) and reset == "zero" else None,
             strict=strict,
             multi=multi,
         )
@@ -555,6 +561,19 @@ def _order(nodes: dict[str, Any], edges: list[tuple[str, str]], where: str) -> l
     return order
 
 
+_RANK = {"Affine": 1, "Linear": 1, "Conv1d": 2, "Conv2d": 3, "SumPool2d": 3, "AvgPool2d": 3}
+"""The rank per sample of what these nodes read."""
+
+
+def _without_batch(shape: tuple[int, ...], readers: list[dict[str, Any]], where: str) -> tuple[int, ...]:
+    """An Input's shape per sample: writers that trace a batch (snnTorch's ``export_to_nir``) record it in the
+    Input's shape; a leading dimension one more than every reader takes is that batch, and is dropped."""
+    wanted = {_RANK[r["type"]] for r in readers if r.get("type") in _RANK}
+    if len(wanted) == 1 and len(shape) == wanted.pop() + 1:
+        return shape[1:]
+    return shape
+
+
 def import_nir(path: str | Path, *, input_shapes: Any = None, options: dict[str, str] | None = None) -> Graph:
     """The IR graph of the NIR file ``path`` (see the module's docstring for ``options``). ``input_shapes``
     replaces an Input node's shape (one shape, or a dict by input node name)."""
@@ -595,6 +614,8 @@ def import_nir(path: str | Path, *, input_shapes: Any = None, options: dict[str,
         node, kind, where = nodes[name], nodes[name]["type"], f"{path}, node {name!r} ({nodes[name]['type']})"
         if kind == "Input":
             shape = tuple((given or {}).get(name) or _shape(node, where))
+            if name not in (given or {}):
+                shape = _without_batch(shape, [nodes[d] for s, d in edges if s == name], where)
             value = reader.value(_ir_name(name))
             graph_inputs[value] = reader.types[value] = TensorType(tuple(int(d) for d in shape))
             produced[name] = value

@@ -350,6 +350,8 @@ class LIF(StatefulOp):
         v[t] = decay·v[t-1] + gain·i[t] + drive
         s[t] = 1 if v[t] >= θ else 0                   (strict: v[t] > θ)
         reset "subtract":  v[t] = v[t] - θ·s[t];   reset "zero": v[t] = v_reset where s[t] = 1
+        reset "subtract-next": θ·s[t] leaves v at the next step, after the decay:
+                           v[t+1] = decay·v[t] + gain·i[t+1] + drive - θ·s[t]   (snnTorch's default reset_delay)
 
     Without a threshold the op is a leaky integrator (NIR's LI, CubaLI, I): it never fires and its output is
     v[t] itself. With ``multi`` a neuron sends floor(v/θ) spikes in one step (reset by subtraction, >= only). All
@@ -372,7 +374,7 @@ class LIF(StatefulOp):
     """Send floor(v / θ) spikes in one step where v reaches θ, and subtract them all (sinabs' MultiSpike), instead of
     one spike at most: the output is then a spike count."""
 
-    RESETS: ClassVar[tuple[str, ...]] = ("subtract", "zero")
+    RESETS: ClassVar[tuple[str, ...]] = ("subtract", "zero", "subtract-next")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -449,6 +451,8 @@ class LIF(StatefulOp):
         state = {"v": np.zeros((batch, *shape), np.float32)}
         if self.syn_decay is not None:
             state["i"] = np.zeros((batch, *shape), np.float32)
+        if self.reset == "subtract-next":
+            state["sent"] = np.zeros((batch, *shape), np.float32)
         return state
 
     def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
@@ -462,6 +466,8 @@ class LIF(StatefulOp):
         v += current * self.gain + self.drive
         if self.threshold is None:
             return v.copy()
+        if self.reset == "subtract-next":
+            v -= state["sent"] * self.threshold
         if self.multi:
             counts = np.maximum(np.floor(v / self.threshold), 0.0).astype(np.float32)
             v -= counts * self.threshold
@@ -469,6 +475,8 @@ class LIF(StatefulOp):
         spikes = v > self.threshold if self.strict else v >= self.threshold
         if self.reset == "subtract":
             v -= spikes * self.threshold
+        elif self.reset == "subtract-next":
+            state["sent"][...] = spikes
         else:
             reset = np.float32(0.0) if self.v_reset is None else self.v_reset
             np.copyto(v, np.broadcast_to(reset, v.shape), where=spikes)
@@ -495,6 +503,8 @@ def describe_leaky(op: LIF) -> str:
         parts.append("resets to a v_reset other than 0")
     if op.multi:
         parts.append("sends several spikes in one step (--import-option spikes=multi)")
+    if op.reset == "subtract-next":
+        parts.append("subtracts the threshold at the next step (--import-option reset=subtract-next)")
     if np.any(np.asarray(op.drive) != 0):
         parts.append("a constant drive (v_leak)")
     if np.any(np.asarray(op.gain) != 1) and not parts:

@@ -76,12 +76,17 @@ def test_a_spiking_model_compiles_and_emulates_without_an_ann(spiking_format, tm
     assert "holds no ANN" in out.err
 
 
-def test_evaluate_says_a_spiking_model_has_no_ann(spiking_format, tmp_path) -> None:
+def test_evaluate_reports_a_spiking_model_without_an_ann(spiking_format, tmp_path) -> None:
     from neurodeploy.evaluate import evaluate
 
     model = tmp_path / "net.spk"
     model.write_bytes(b"toy")
     data = tmp_path / "data.npz"
     np.savez(data, x=np.full((4, 4), 0.5, np.float32), y=np.array([0, 1, 2, 0]))
-    with pytest.raises(DataError, match="arrived already spiking: there is no ANN to compare"):
-        evaluate(model, str(data), [4], pipeline="", workers=1)
+    report = evaluate(model, str(data), [4, 8], pipeline="", workers=1).to_dict()
+    assert report["ann_accuracy"] is None
+    assert report["ann_ir_accuracy"] is None
+    # the rates of the toy network's three IF neurons (sum(w) * 0.5 per step, clipped to 1): as emulate computes
+    current = spiking_graph(model).ops[0].weight.sum(axis=1) * 0.5
+    predicted = int(np.argmax(np.minimum(np.floor(0.5 + 8 * current) / 8, 1.0)))
+    assert report["snn_accuracy"]["8"] == np.mean(np.array([0, 1, 2, 0]) == predicted)

@@ -4,6 +4,8 @@ files that reach outside themselves. The files are written with the nir package 
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import itertools
 import math
 import shutil
@@ -22,6 +24,8 @@ from neurodeploy.errors import ModelLoadError, NeurodeployError, UnsupportedOpEr
 from neurodeploy.frontend import load_model  # noqa: E402
 from neurodeploy.ir import IF, LIF  # noqa: E402
 from neurodeploy.simulate import simulate  # noqa: E402
+
+PLOT = importlib.util.find_spec("matplotlib") is not None
 
 
 def chain(*nodes, shape=(3,), out=None) -> nir.NIRGraph:
@@ -314,3 +318,63 @@ def test_files_that_are_not_nir(tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="symbolic link"):
         load_model(tmp_path / "d.nir")
     shutil.rmtree(tmp_path)
+
+
+def test_evaluate_runs_a_nir_network_with_no_ann(tmp_path, capsys) -> None:
+    """Three IF neurons reading one input each: the class whose input is largest fires most."""
+    graph = chain(
+        nir.Affine(weight=np.eye(3, dtype=np.float32), bias=ones(3, 0.0)), nir.IF(r=ones(3), v_threshold=ones(3, 1.0))
+    )
+    model = write(tmp_path, graph)
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 3)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=x.argmax(axis=1))
+    out = run_cli(
+        capsys,
+        "evaluate",
+        model,
+        "--data",
+        tmp_path / "data.npz",
+        "-T",
+        "4,32",
+        "-I",
+        "compare=ge",
+        "--json",
+        tmp_path / "r.json",
+        "--workers",
+        "1",
+        *(["--plot", tmp_path / "r.png"] if PLOT else []),
+    )
+    assert out.code == 0, out.err
+    assert "no ANN to compare with" in out.out
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ann_accuracy"] is None
+    assert report["snn_accuracy"]["32"] >= 0.75
+    assert not PLOT or (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_subtract_next_and_a_traced_batch_in_the_input_shape(tmp_path) -> None:
+    """reset=subtract-next (snnTorch's Leaky): v[t] = 0.5·v[t-1] + x - s[t-1]; s[t] = v[t] > 1. The Input node
+    records a batch of 4 before the 3 features the Affine reads: it is dropped."""
+    unchecked = {"type_check": False} if "type_check" in inspect.signature(nir.NIRGraph).parameters else {}
+    graph = nir.NIRGraph(
+        **unchecked,
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([4, 3])}),
+            "fc": nir.Affine(weight=np.eye(3, dtype=np.float32), bias=ones(3, 0.0)),
+            "lif": nir.LIF(tau=ones(3, 2.0), r=ones(3, 2.0), v_leak=ones(3, 0.0), v_threshold=ones(3, 1.0)),
+            "output": nir.Output(output_type={"output": np.array([4, 3])}),
+        },
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+    )
+    g = load_model(write(tmp_path, graph), options={"dt": "1", "reset": "subtract-next"})
+    assert g.inputs[next(iter(g.inputs))].shape == (3,)
+    x = np.array([[0.7, 1.3, 2.6]], np.float32)
+    v, s, expected = np.zeros(3, np.float32), np.zeros(3, np.float32), []
+    for _ in range(8):
+        v = np.float32(0.5) * v + x[0] - s
+        s = (v > 1.0).astype(np.float32)
+        expected.append(s)
+    np.testing.assert_array_equal(run(g, x, 8)[:, 0], expected)
