@@ -354,6 +354,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from neurodeploy.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.spec, args.output)  # every point checked before any work
+    print(f"{len(sweep.points)} point(s); results in {sweep.output}/", flush=True)
+    document = run_sweep(sweep, progress=lambda line: print(line, flush=True))
+    failed = [entry for entry in document["points"] if "error" in entry]
+    for entry in failed:
+        sys.stderr.write(f"point {entry['point']} failed: {entry['error']}\n")
+    print(f"wrote {sweep.output / 'results.csv'} and results.json ({len(document['rows'])} rows)")
+    return 1 if failed else 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from neurodeploy.artifact import load_artifact
     from neurodeploy.export import export_nir
@@ -614,6 +627,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
     p.add_argument("-o", "--output", metavar="FILE", help="the Markdown file to write (replaced whole)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="run many compile-and-evaluate points from a TOML spec; reruns reuse unchanged points",
+        description="Run every point of a sweep spec (neurodeploy/sweep.py documents the format), keeping each "
+        "point's result: a rerun or a resumed run does only what changed. " + INPUT_POLICY,
+    )
+    p.add_argument("spec", help="the sweep's TOML file, e.g. examples/sweep/mnist.toml")
+    p.add_argument("-o", "--output", metavar="DIR", help="the sweep's folder (default: the spec's output setting)")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(
         "export", parents=[common], help="write an artifact's spiking network to another format (NIR, docs/nir.md)"

@@ -44,6 +44,7 @@ LAYERS: list[list[str]] = [
     ["neurodeploy.compiler", "neurodeploy.hil"],
     ["neurodeploy.evaluation", "neurodeploy.training"],
     ["neurodeploy.evaluate"],
+    ["neurodeploy.sweep"],
     ["neurodeploy.cli", "neurodeploy"],
     ["neurodeploy_loihi", "neurodeploy_speck", "neurodeploy_pynn"],  # the plugins import the core, never each other
 ]

@@ -121,6 +121,13 @@ def _load_cifar10(split: str, limit: int | None, analog: bool) -> Dataset:
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {"mnist": _load_mnist, "nmnist": _load_nmnist, "cifar10": _load_cifar10}
+
+
+def is_dataset(name: str) -> bool:
+    """Whether ``name`` names a data set (rather than a file)."""
+    return name in _LOADERS
+
+
 _OPTIONS: dict[str, tuple[str, ...]] = {"mnist": (), "nmnist": ("bin_us", "window_us"), "cifar10": ()}
 
 
