@@ -28,13 +28,15 @@ Each point's result is the evaluation report (:func:`neurodeploy.evaluate.evalua
 data, calibration) and the neurodeploy version, so a rerun reuses every point whose inputs did not change, and a
 sweep that was interrupted resumes where it stopped. A point that fails is recorded with its error and the others
 go on. ``DIR/results.csv`` and ``DIR/results.json`` hold one row per point and T: the point's settings, the SNN's
-accuracy, the ANN's, spikes per neuron and SynOps per sample.
+accuracy, the ANN's, spikes per neuron and SynOps per sample; with matplotlib installed, ``DIR/accuracy.png`` draws
+the SNN's accuracy against T, a line per point.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import io
 import itertools
 import json
@@ -50,6 +52,7 @@ from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.datasets import is_dataset
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.evaluate import evaluate
+from neurodeploy.evaluation.plot import plot_sweep
 from neurodeploy.fileio import check_output_file, read_regular_file, write_file_atomic
 from neurodeploy.ir.serialize import dumps_json
 from neurodeploy.passes import conversion_pass
@@ -228,6 +231,9 @@ def run_sweep(
     document = {"spec": str(sweep.source), "points": entries, "rows": rows, "neurodeploy": __version__}
     write_file_atomic(sweep.output / "results.json", dumps_json(document))
     write_file_atomic(sweep.output / "results.csv", _csv(rows))
+    if importlib.util.find_spec("matplotlib") is not None:  # the plot extra: accuracy against T, a line per point
+        check_output_file(sweep.output / "accuracy.png")
+        plot_sweep(rows, sweep.output / "accuracy.png", f"{sweep.source.name}: {len(sweep.points)} point(s)")
     return document
 
 

@@ -4,6 +4,7 @@ and interrupted runs doing only what is left, a failing point recorded beside th
 from __future__ import annotations
 
 import csv
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -130,6 +131,8 @@ def test_the_command_runs_a_real_sweep(tmp_path, capsys) -> None:
     assert [r["T"] for r in rows] == ["4", "8"]
     assert 0 <= float(rows[1]["snn_accuracy"]) <= 1
     assert float(rows[1]["ann_accuracy"]) > 0.9
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "out" / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = run_cli(capsys, "sweep", path, "-o", tmp_path / "out")
     assert "cached" in out.out
 

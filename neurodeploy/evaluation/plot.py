@@ -55,3 +55,37 @@ def plot_accuracy(report: dict[str, Any], path: str | Path) -> None:
     finally:
         plt.close(fig)
     write_file_atomic(path, image.getvalue())
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: str | Path, title: str) -> None:
+    """A sweep's SNN accuracy against T (log2 x axis), one line per point (its target and options in the legend),
+    written whole like :func:`plot_accuracy`; needs matplotlib."""
+    plt = require_matplotlib()
+    lines: dict[int, list[tuple[int, float, str]]] = {}
+    for row in rows:
+        if row.get("error") or row.get("snn_accuracy") is None:
+            continue
+        label = ", ".join(str(row[k]) for k in ("target", "conversion", "target_options", "import_options") if row[k])
+        lines.setdefault(int(row["point"]), []).append((int(row["T"]), 100 * float(row["snn_accuracy"]), label))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        for point, values in sorted(lines.items()):
+            values.sort()
+            ax.plot([t for t, _, _ in values], [a for _, a, _ in values], marker="o", label=f"{point}: {values[0][2]}")
+        ax.set_xscale("log", base=2)
+        steps = sorted({t for values in lines.values() for t, _, _ in values})
+        ax.set_xticks(steps)
+        ax.set_xticklabels([str(t) for t in steps])
+        ax.set_xlabel("time steps T")
+        ax.set_ylabel("SNN accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        if lines:
+            ax.legend(loc="lower right", fontsize="small")
+        fig.tight_layout()
+        image = io.BytesIO()
+        fig.savefig(image, dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    write_file_atomic(path, image.getvalue())
