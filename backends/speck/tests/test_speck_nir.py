@@ -22,6 +22,7 @@ from sinabs.activation import MultiSpike, SingleSpike  # noqa: E402
 from sinabs.nir import to_nir  # noqa: E402
 
 from neurodeploy.compiler import compile_model, emulate_artifact  # noqa: E402
+from neurodeploy.errors import DataError  # noqa: E402
 from neurodeploy.frontend import load_model  # noqa: E402
 from neurodeploy.simulate import output_trace, simulate  # noqa: E402
 
@@ -133,6 +134,8 @@ def test_sinabs_if_cnn_on_loihi_within_its_quantization(tmp_path, inputs) -> Non
     artifact = compile_model(tmp_path / "cnn.nir", "loihi", tmp_path / "l", import_options={"writer": "sinabs"})
     outputs = emulate_artifact(artifact, inputs, steps=T).outputs
     assert np.abs(outputs - expected).max() <= 1 / T + 1e-6
+    with pytest.raises(DataError, match="arrived spiking"):  # graded payloads would be an ANN's activations
+        emulate_artifact(artifact, inputs, steps=T, mode="graded")
 
 
 def test_sinabs_multi_spike_cnn_on_speck(tmp_path, inputs) -> None:

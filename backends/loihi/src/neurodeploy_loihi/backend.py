@@ -47,6 +47,12 @@ MAX_CHIPS = 1152
 built."""
 
 
+SPIKING_IMPORT = (
+    "the network arrived spiking (a NIR file): graded mode sends the activations of the ANN a converted network "
+    "approximates, and this network has none; run it in binary mode, its spikes"
+)
+
+
 def _netx_profile(graph: Graph) -> bool:
     """True when every IF neuron resets to zero and starts at v = 0: what a netx .net (Lava's LIF) expresses."""
     neurons = [op for op in graph.ops if op.is_stateful]
@@ -225,7 +231,12 @@ class Loihi2Backend(Backend):
         netx_note = self._write_net(program, plan.netx, folder, files)
         headroom, rates = self._measure(program, plan.model.calibration)
         quantization = [{**entry, "measured": measured} for entry, measured in zip(q.report, headroom)]
-        if plan.profile == "board":  # stock SigmaDelta neurons
+        graded_files: list[str]
+        graded_note: dict[str, Any]
+        graded: GradedProgram | SdnnProgram | None
+        if plan.model.ann is None:  # graded payloads carry the activations of an ANN this network never had
+            graded_files, graded, graded_note = [], None, {"available": False, "reason": SPIKING_IMPORT}
+        elif plan.profile == "board":  # stock SigmaDelta neurons
             graded_files, graded_note, graded = emit_sdnn(lowered, plan.model.calibration, folder)
         else:  # GradedReLU
             staircase = bool(plan.model.target_options.get("graded_staircase", True))
