@@ -168,6 +168,7 @@ def compile_model(
         options=options,
         warnings=list(ctx.warnings),
         calibration=ctx.calibration,
+        arrived_spiking=spiking,
     )
     plan = backend.plan(compiled)  # lowering, quantization and placement, once
     report = backend.resources(plan)

@@ -133,6 +133,9 @@ class CompiledModel:
     warnings: list[str] = field(default_factory=list)
     calibration: np.ndarray | None = None
     """The calibration inputs the conversion used (batch first), if any; a backend may measure ranges on them."""
+    arrived_spiking: bool = False
+    """The model arrived as a spiking network (a NIR file): nothing was converted, its neurons are its own, and
+    nothing about it approximates an ANN."""
 
     @property
     def target_options(self) -> dict[str, Any]:

@@ -234,7 +234,7 @@ class Loihi2Backend(Backend):
         graded_files: list[str]
         graded_note: dict[str, Any]
         graded: GradedProgram | SdnnProgram | None
-        if plan.model.ann is None:  # graded payloads carry the activations of an ANN this network never had
+        if plan.model.arrived_spiking:  # graded payloads carry the activations of an ANN this network never had
             graded_files, graded, graded_note = [], None, {"available": False, "reason": SPIKING_IMPORT}
         elif plan.profile == "board":  # stock SigmaDelta neurons
             graded_files, graded_note, graded = emit_sdnn(lowered, plan.model.calibration, folder)

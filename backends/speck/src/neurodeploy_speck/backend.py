@@ -205,7 +205,7 @@ class SpeckBackend(Backend):
 
     def plan(self, model: CompiledModel) -> SpeckPlan:
         graph = model.snn
-        if model.ann is None:  # a network that arrived spiking (a NIR file)
+        if model.arrived_spiking:  # a NIR file
             graph, note = speck_neurons(graph)
             if note:
                 model.warnings.append(note)
@@ -224,7 +224,7 @@ class SpeckBackend(Backend):
         quantized = [quantize_layer(layer, floor if layer.readout else None) for layer in lowered.layers]
         delay = model.target_options.get("readout_delay", "auto")
         if delay == "auto":  # a network that arrived spiking is read as its own framework reads it: every step
-            delay = pipeline_depth(lowered) if model.ann is not None else 0
+            delay = 0 if model.arrived_spiking else pipeline_depth(lowered)
         delay = int(delay)
         return SpeckPlan(model, lowered, cores, quantized, source, limit, scaling, delay, host_bias)
 
@@ -303,7 +303,7 @@ class SpeckBackend(Backend):
                     "target option"
                     if plan.model.target_options.get("readout_delay", "auto") != "auto"
                     else "cores on the longest path to the readout"
-                    if plan.model.ann is not None
+                    if not plan.model.arrived_spiking
                     else "none: the network arrived spiking and is read at every step, as its framework reads it"
                 ),
                 "rule": "the host ignores readout spikes of the first min(delay, T // 2) steps and divides by the rest",
