@@ -24,6 +24,13 @@ one synapse (a ``Dense`` or ``Conv`` connection) that joins them:
 IF thresholds (scalar or per channel) are folded into the synapse that feeds the neurons (row o divided by
 θ_o), so every population has threshold 1 in float units.
 
+Leaky neurons of a spiking import (LIF ops) map where the target's neurons leak (``Rules.leaky``: Loihi 2): one
+population each, with v's ``decay`` and the synaptic current's ``syn_decay`` per step; the op's input gain is
+folded into the synapse with the threshold (θ / (gain·syn_gain)) and its constant drive into the bias. Each
+needs one decay and gain per layer and thresholds per channel, no v_reset, at most one spike a step
+(:func:`leaky_problem`); the first population, driven by the host's current, and one after a layer with a bias
+take no synaptic stage (a chip's bias adds to v).
+
 * **Residual Add**: an Add directly before IF neurons sums several *branches*, each a chain of linear ops from
   an earlier population (an identity or ``Scale`` skip becomes one-to-one synapses, :class:`SparseSpec`); every
   branch is one more
@@ -55,7 +62,7 @@ import numpy as np
 
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphIndex
-from neurodeploy.ir.neurons import IF, leaky_refusal
+from neurodeploy.ir.neurons import IF, LIF, leaky_refusal
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Reshape, Scale
 
@@ -75,6 +82,9 @@ class Rules:
     chip: str
     delayed_conv: bool = False
     max_dense_entries: int = MAX_DENSE_ENTRIES
+    leaky: bool = False
+    """Whether the target's neurons leak and have a synaptic current: leaky neurons of a spiking import (LIF ops
+    with one decay per layer) map (:func:`leaky_problem`)."""
 
 
 @dataclass
@@ -152,6 +162,16 @@ class Population:
     adds: list[str] = field(default_factory=list)
     depth: int = 0
     source: int | None = None
+    decay: float = 1.0
+    """v's factor per step (1: no leak); a leaky neuron of a spiking import."""
+    syn_decay: float | None = None
+    """The synaptic current's factor per step, where the neurons have one (their input adds to it, it adds to v)."""
+    strict: bool = False
+    """The neurons fire on v > threshold (NIR's), not v >= threshold (a converted network's)."""
+
+    @property
+    def leaky(self) -> bool:
+        return self.decay != 1.0 or self.syn_decay is not None
 
 
 @dataclass
@@ -536,9 +556,16 @@ def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[
     return spec, bias
 
 
+def _drive(op: IF | LIF, shape: tuple[int, ...]) -> np.ndarray:
+    """The constant a LIF op adds to v every step (its v_leak term), in the op's units; 0 for IF."""
+    if isinstance(op, IF):
+        return np.zeros(shape, np.float32)
+    return np.broadcast_to(np.asarray(op.drive, np.float32), shape).astype(np.float32)
+
+
 def _hidden(
     wiring: GraphIndex,
-    op: IF,
+    op: IF | LIF,
     stops: set[str],
     types: dict,
     populations: list,
@@ -578,10 +605,17 @@ def _hidden(
             spec, _ = _dense(ops, types[source].shape, where, rules)  # a delayed Dense, or a reshaping skip
         else:
             spec, _ = _synapse(ops, types[source].shape, shape, where, rules)
-        spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), op.threshold, shape)
+        spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), _theta(op) / np.float32(_input_gain(op)), shape)
         names = [o.name for o in ops if not isinstance(o, _Embed)]
         specs.append((sources[i], spec, delay, names))
-    _, bias = _fold_threshold(None, _at_rest(wiring, op.inputs[0], stops, types)[0].reshape(shape), op.threshold, shape)
+    rest = _at_rest(wiring, op.inputs[0], stops, types)[0].reshape(shape)
+    if isinstance(op, LIF) and op.syn_decay is not None and np.any(rest):
+        raise ConversionError(
+            f"LIF '{op.name}': the layer before it has a bias, a constant input to its synaptic current, which the "
+            "chip cannot add there (its bias adds to v): retrain that layer without a bias, or without the synaptic "
+            "stage"
+        )
+    _, bias = _fold_threshold(None, rest * np.float32(_input_gain(op)) + _drive(op, shape), _theta(op), shape)
     (_, spec, delay, ops), rest = specs[0], specs[1:]
     skips = [Skip(j, s, d, names) for j, s, d, names in rest]
     return Population(
@@ -600,6 +634,62 @@ def _hidden(
     )
 
 
+def leaky_problem(op: LIF) -> str | None:
+    """Why the LIF op ``op`` does not map onto a population of neurons with one decay per layer (None when it
+    does): a v_reset, several spikes a step, a reset one step late, no threshold (an integrator readout), or decays,
+    gains or a threshold that vary along more than the channels."""
+
+    def uniform(value: np.ndarray | None) -> bool:
+        return value is None or bool(np.all(np.asarray(value) == np.asarray(value).reshape(-1)[0]))
+
+    if op.threshold is None:
+        return "a leaky integrator (no threshold): its v is the output, which the chip's readout does not read"
+    if op.v_reset is not None:
+        return "it resets to a v_reset other than 0"
+    if op.multi or op.reset not in ("zero", "subtract"):
+        return f"it {'sends several spikes a step' if op.multi else 'subtracts its threshold one step late'}"
+    if not all(uniform(v) for v in (op.decay, op.syn_decay, op.gain, op.syn_gain)):
+        return "its decays or gains differ between neurons (the chip has one per layer)"
+    if _per_channel_threshold(op.threshold) is None:
+        return "its thresholds differ within a channel"
+    return None
+
+
+def _per_channel_threshold(threshold: np.ndarray) -> np.ndarray | None:
+    theta = np.asarray(threshold, np.float32)
+    if theta.ndim <= 1:
+        return theta
+    rows = theta.reshape(theta.shape[0], -1)
+    return np.ascontiguousarray(rows[:, 0]) if np.all(rows == rows[:, :1]) else None
+
+
+def _theta(op: IF | LIF) -> np.ndarray:
+    """The op's threshold, a scalar or one per channel (leaky_problem refused any other)."""
+    theta = _per_channel_threshold(np.asarray(op.threshold, np.float32))
+    if theta is None:  # pragma: no cover - leaky_problem refused it
+        raise ConversionError(f"{_where(op)}: its thresholds differ within a channel")
+    return theta
+
+
+def _scalar(value: np.ndarray | None, default: float) -> float:
+    return default if value is None else float(np.asarray(value).reshape(-1)[0])
+
+
+def _neuron_fields(op: IF | LIF) -> dict[str, Any]:
+    """A population's fields from its neuron op (reset, initial potential, decays, comparison)."""
+    if isinstance(op, IF):
+        return {"reset": op.reset, "initial": op.initial}
+    syn = None if op.syn_decay is None else _scalar(op.syn_decay, 1.0)
+    return {"reset": op.reset, "initial": 0.0, "decay": _scalar(op.decay, 1.0), "syn_decay": syn, "strict": op.strict}
+
+
+def _input_gain(op: IF | LIF) -> float:
+    """What one unit of input current adds to v: the gains of a LIF op (through its synaptic stage), 1 for IF."""
+    if isinstance(op, IF):
+        return 1.0
+    return _scalar(op.gain, 1.0) * _scalar(op.syn_gain, 1.0)
+
+
 def lower(graph: Graph, rules: Rules) -> Lowered:
     """Map a converted graph onto populations and synapses; raise ConversionError naming the op that does not map
     on ``rules.target``."""
@@ -609,13 +699,17 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
             f"{len(graph.outputs)}"
         )
     types = graph.types()
-    neurons: list[IF] = []
+    neurons: list[IF | LIF] = []
     for op in graph.ops:
-        if op.is_stateful and not isinstance(op, IF):
-            raise ConversionError(
-                leaky_refusal(op, rules.target) or f"{_where(op)}: the {rules.target} target runs IF neurons only"
-            )
-        if isinstance(op, IF):
+        if isinstance(op, LIF) and rules.leaky:
+            problem = leaky_problem(op)
+            if problem is not None:
+                raise ConversionError(f"LIF '{op.name}': {problem}; the {rules.target} target does not run it")
+            neurons.append(op)
+        elif op.is_stateful and not isinstance(op, IF):
+            refusal = leaky_refusal(op, rules.target) if isinstance(op, LIF) else None
+            raise ConversionError(refusal or f"{_where(op)}: the {rules.target} target runs IF neurons only")
+        elif isinstance(op, IF):
             neurons.append(op)
     if not neurons:
         raise ConversionError("the graph has no spiking neurons (no ReLU was converted); nothing runs on the chip")
@@ -628,7 +722,7 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
     previous = input_name
     index: dict[str, int] = {}  # IF output -> population
     for op in neurons:
-        common: dict[str, Any] = {"reset": op.reset, "initial": op.initial, "value": op.output, "meta": dict(op.meta)}
+        common: dict[str, Any] = {**_neuron_fields(op), "value": op.output, "meta": dict(op.meta)}
         if host is not None:
             populations.append(_hidden(wiring, op, stops, types, populations, index, common, rules))
             index[op.output] = len(populations) - 1
@@ -640,7 +734,12 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
         shape = types[op.output].shape
         # the input population: its current is computed on the host
         host = Graph(f"{graph.name}-host", dict(graph.inputs), [op.inputs[0]], [o.copy() for o in ops])
-        theta = np.asarray(op.threshold, np.float32)
+        if isinstance(op, LIF) and op.syn_decay is not None:
+            raise ConversionError(
+                f"LIF '{op.name}' reads the input through a synaptic current; the input population is driven by "
+                "the host's current, which enters v directly: put the synaptic stage on a later layer"
+            )
+        theta = _theta(op) / np.float32(_input_gain(op))
         if not np.all(theta == 1):
             scale = 1 / (theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta)
             current = graph.fresh_name(f"{op.inputs[0]}_per_threshold")
@@ -654,7 +753,7 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
             )
             host.outputs = [current]
         host.verify()
-        bias = np.zeros(shape, np.float32)
+        bias = _fold_threshold(None, _drive(op, shape), _theta(op), shape)[1]
         populations.append(Population(op.name, "input", shape, None, bias, [o.name for o in ops], **common))
         index[op.output] = 0
         previous = op.output

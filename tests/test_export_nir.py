@@ -5,6 +5,7 @@ cannot say is refused."""
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,49 @@ def _mixed_compare(tmp_path):
         return compile_model(tmp_path / "m.mix", "reference", tmp_path / "mixed-art")
     finally:
         unregister_format((".mix",))
+
+
+def test_leaky_neurons_compile_for_loihi_with_their_decays_reported(tmp_path) -> None:
+    """The CubaLIF, LIF network above on Loihi 2: v and u decays as 12-bit dv and du (their rounding in the report),
+    stock Lava LIF neurons (board-ready), no graded program; its outputs near the float network's (8-bit weights)."""
+    from neurodeploy.compiler import emulate_artifact
+    from neurodeploy.errors import ConversionError, DataError
+
+    model = leaky_file(tmp_path / "net.nir")
+    options = {"dt": "1e-3"}
+    # thresholds that differ within a channel of a convolution cannot fold into its shared kernel
+    with pytest.raises(ConversionError, match="LIF 'cuba': its thresholds differ within a channel"):
+        compile_model(model, "loihi", tmp_path / "refused", import_options=options)
+    graph = nir.read(str(model))
+    cuba = graph.nodes["cuba"]
+    cuba.v_threshold = full(cuba.v_threshold.shape, 0.3)
+    nir.write(str(tmp_path / "uniform.nir"), graph)
+    # the LI readout is an integrator whose v is the output: the chip's readout does not read it
+    with pytest.raises(ConversionError, match="LIF 'li': a leaky integrator"):
+        compile_model(tmp_path / "uniform.nir", "loihi", tmp_path / "refused2", import_options=options)
+    graph.nodes["li"] = nir.LIF(tau=full(3, 2e-3), r=full(3, 2.0), v_leak=full(3, 0.0), v_threshold=full(3, 0.3))
+    nir.write(str(tmp_path / "spiking-out.nir"), graph)
+    # the first neurons are driven by the host's current, which enters v: they cannot have a synaptic stage
+    with pytest.raises(ConversionError, match="LIF 'cuba' reads the input through a synaptic current"):
+        compile_model(tmp_path / "spiking-out.nir", "loihi", tmp_path / "refused3", import_options=options)
+    conv = cuba.v_threshold.shape
+    graph.nodes["cuba"] = nir.LIF(
+        tau=full(conv, 8e-3), r=full(conv, 8.0), v_leak=full(conv, 0.0), v_threshold=full(conv, 0.3)
+    )
+    spiking = tmp_path / "spiking.nir"
+    nir.write(str(spiking), graph)
+    artifact = compile_model(spiking, "loihi", tmp_path / "art", import_options=options)
+    assert artifact.manifest["target"]["board_ready"]
+    report = json.loads((tmp_path / "art" / "report.json").read_text())
+    decays = {q["name"]: q.get("decay") for q in report["target"]["quantization"]}
+    assert decays["cuba"] == {"dv": 512, "v_decay": 0.875, "v_decay_quantized": 0.875}
+    assert decays["lif"] == {"dv": 819, "v_decay": pytest.approx(0.8), "v_decay_quantized": 0.800048828125}
+    x = np.random.default_rng(1).random((8, 1, 6, 6)).astype(np.float32)
+    reference = trace(load_model(spiking, options=options), x, 32)[load_model(spiking, options=options).outputs[0]]
+    outputs = emulate_artifact(artifact, x, steps=32).outputs
+    assert 0.05 < reference.mean() < 0.95  # the output spikes, but not every step
+    assert np.abs(outputs - reference.mean(axis=0)).mean() < 0.05
+    with pytest.raises(DataError, match="arrived spiking"):
+        emulate_artifact(artifact, x, steps=32, mode="graded")
+    with pytest.raises(ConversionError, match=r"LIF 'cuba'.*the spinnaker target runs IF neurons only"):
+        compile_model(spiking, "spinnaker", tmp_path / "s", import_options=options)

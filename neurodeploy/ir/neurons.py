@@ -518,5 +518,5 @@ def leaky_refusal(op: Op, target: str) -> str | None:
         return None
     return (
         f"LIF '{op.name}' ({describe_leaky(op)}): the {target} target runs IF neurons only (no leak, v >= threshold, "
-        "reset to 0 or by subtraction); leaky neurons run on the reference target"
+        "reset to 0 or by subtraction); leaky neurons run on the reference and loihi targets"
     )

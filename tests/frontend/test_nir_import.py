@@ -267,9 +267,24 @@ def test_targets_that_run_if_neurons_refuse_a_leak_with_its_numbers(tmp_path) ->
         nir.LIF(tau=ones(3, 1e-3), r=ones(3, 10.0), v_leak=ones(3, 0.0), v_threshold=ones(3)),
     )
     model = write(tmp_path, graph)
-    with pytest.raises(NeurodeployError, match=r"LIF 'n1' \(leak: v decays by a factor 0.9 per step.*reference target"):
-        compile_model(model, "loihi", tmp_path / "l", import_options={"dt": "1e-4"})
+    with pytest.raises(
+        NeurodeployError, match=r"LIF 'n1' \(leak: v decays by a factor 0.9 per step.*reference and loihi targets"
+    ):
+        compile_model(model, "spinnaker", tmp_path / "l", import_options={"dt": "1e-4"})
     assert not (tmp_path / "l").exists()
+    image = write(
+        tmp_path,
+        chain(
+            nir.Flatten(input_type={"input": np.array([1, 1, 3])}, start_dim=0, end_dim=-1),
+            nir.Affine(weight=np.eye(3, dtype=np.float32), bias=ones(3, 0.0)),
+            nir.LIF(tau=ones(3, 1e-3), r=ones(3, 10.0), v_leak=ones(3, 0.0), v_threshold=ones(3)),
+            shape=(1, 1, 3),
+            out=(3,),
+        ),
+        "image.nir",
+    )
+    with pytest.raises(NeurodeployError, match=r"'n2' \(LIF: leak: v decays by a factor 0.9 per step"):
+        compile_model(image, "speck", tmp_path / "s", import_options={"dt": "1e-4"})
 
 
 @pytest.mark.parametrize(

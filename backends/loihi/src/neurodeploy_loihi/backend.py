@@ -23,9 +23,8 @@ from neurodeploy.backends.base import (
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
-from neurodeploy.ir import IF, interpret
+from neurodeploy.ir import IF, LIF, interpret
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.neurons import leaky_refusal
 from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.floats import mean_rates
@@ -56,7 +55,8 @@ SPIKING_IMPORT = (
 def _netx_profile(graph: Graph) -> bool:
     """True when every IF neuron resets to zero and starts at v = 0: what a netx .net (Lava's LIF) expresses."""
     neurons = [op for op in graph.ops if op.is_stateful]
-    return bool(neurons) and all(op.reset == "zero" and op.initial == 0 for op in neurons)
+    # (a .net's neurons do not leak: leaky neurons of a spiking import are not written)
+    return bool(neurons) and all(isinstance(op, IF) and op.reset == "zero" and op.initial == 0 for op in neurons)
 
 
 def _readout_range(lowered: Lowered, graph: Graph, calibration: np.ndarray | None) -> tuple[float, str]:
@@ -144,9 +144,7 @@ class Loihi2Backend(Backend):
         graph = model.snn
         profile = model.target_options.get("profile", "exact")
         for op in graph.ops:
-            if op.is_stateful and not isinstance(op, IF):
-                if (leaky := leaky_refusal(op, self.target)) is not None:
-                    raise ConversionError(leaky)
+            if op.is_stateful and not isinstance(op, (IF, LIF)):
                 raise ConversionError(
                     f"{op.op_type} '{op.name}': the {self.target} target runs IF neurons only (binary or graded "
                     "spikes); convert with the target's own pipeline (QCFS models: qcfs=rate)"
@@ -168,7 +166,10 @@ class Loihi2Backend(Backend):
             means = mean_rates(lowered, np.asarray(calibration, np.float32))
         q = quantize(lowered, readout_range, Options(netx=netx, means=means))
         names = [p.name for p in lowered.populations]
-        op_types = [{"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role] for p in lowered.populations]
+        op_types = [
+            {"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role].replace("IF", "LIF" * p.leaky or "IF")
+            for p in lowered.populations
+        ]
         chips = int(model.target_options.get("chips", 1))
         report, cores = resource_report(self.target, q.network, names, op_types, chips)
         return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores, profile)

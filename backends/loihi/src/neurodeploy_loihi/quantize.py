@@ -64,7 +64,7 @@ from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse
 from neurodeploy_loihi.floats import float_synapse
-from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered, SparseSpec
+from neurodeploy_loihi.lowering import ConvSpec, DenseSpec, Lowered, Population, SparseSpec
 
 VTH_MAX = (1 << fp.VTH_BITS) - 1
 """131071: the 17-bit threshold mantissa."""
@@ -378,6 +378,28 @@ def require_finite(lowered: Lowered, readout_range: float) -> None:
                 )
 
 
+def decays(pop: Population) -> tuple[int, int, dict[str, Any] | None]:
+    """(du, dv) of a population and, for leaky neurons, what their rounding costs. Lava's decays are 12-bit: v keeps
+    (4096 - dv) / 4096 of itself per step, u (4096 - du - 1) / 4096; an IF population keeps all of v and none of u
+    (u is the step's input)."""
+    if not pop.leaky:
+        return IF_DECAY_U, IF_DECAY_V, None
+    unity = 1 << fp.DECAY_BITS
+    dv = min(max(round((1.0 - pop.decay) * unity), 0), unity - 1)
+    du = IF_DECAY_U if pop.syn_decay is None else min(max(round((1.0 - pop.syn_decay) * unity) - 1, 0), unity - 1)
+    note: dict[str, Any] = {"dv": dv, "v_decay": pop.decay, "v_decay_quantized": (unity - dv) / unity}
+    if pop.syn_decay is not None:
+        note |= {"du": du, "u_decay": pop.syn_decay, "u_decay_quantized": (unity - du - 1) / unity}
+    return du, dv, note
+
+
+def _offset(pop: Population) -> int:
+    """What v starts above its target: 1 where the neurons compare v >= threshold on a chip that compares v > vth
+    (integer v >= R is v + 1 > R); 0 for neurons that compare v > threshold themselves, and for leaky ones, whose
+    offset would decay (they fire on v > threshold on the chip: the report says so)."""
+    return 0 if pop.strict or pop.leaky else 1
+
+
 def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quantized:
     """The integer network of ``lowered``. ``readout_range`` bounds |readout output| per step in float units
     (the largest calibration output, or a bound from the weights)."""
@@ -404,8 +426,11 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             input_vth = (top - 1) >> fp.VTH_SHIFT  # threshold + 1 must stay a representable bias
             threshold = fp.effective_threshold(input_vth)
             input_clip = (-threshold, top)
-            target = 0 if options.netx else round(pop.initial * threshold) + 1
-            neuron = Neuron(du=IF_DECAY_U, dv=IF_DECAY_V, vth=input_vth, kind=kind, v0=target)
+            target = 0 if options.netx else round(pop.initial * threshold) + _offset(pop)
+            du, dv, note = decays(pop)
+            neuron = Neuron(du=du, dv=dv, vth=input_vth, kind=kind, v0=target)
+            if note is not None:
+                entry["decay"] = note
             layers.append(Layer(None, neuron, pop.name, shape))
             scales.append(float(threshold))
             entry |= {"vth": input_vth, "threshold": threshold, "scale": threshold, "current_clip": list(input_clip)}
@@ -470,14 +495,24 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         if options.netx:
             v0, v0_clipped = np.zeros(bias_int.shape, np.int64), 0
         elif neuron_kind == "subtractive":  # the bias waits for the first input: v0 needs no compensation
-            v0, v0_clipped = np.full(bias_int.shape, round(pop.initial * threshold) + 1, np.int64), 0
+            v0, v0_clipped = np.full(bias_int.shape, round(pop.initial * threshold) + _offset(pop), np.int64), 0
             bias_start = int(pop.depth)
+        elif pop.leaky:  # Lava's LIF adds the bias from step 1, decaying: no v0 takes the d steps back exactly
+            v0, v0_clipped = np.zeros(bias_int.shape, np.int64), 0
+            if pop.depth and np.any(bias_int):
+                entry["bias_prefill"] = (
+                    f"the bias runs {pop.depth} step(s) before the first input arrives (Lava's LIF adds it from step "
+                    "1; leaky neurons cannot be given a v0 that undoes it)"
+                )
         else:
-            target = round(pop.initial * threshold) + 1 if spiking else 0
+            target = round(pop.initial * threshold) + _offset(pop) if spiking else 0
             v0, v0_clipped = _v0(np.full(bias_int.shape, target, np.int64), bias_int, pop.depth, threshold, spiking)
+        du, dv, note = decays(pop) if spiking else (IF_DECAY_U, IF_DECAY_V, None)
+        if note is not None:
+            entry["decay"] = note
         neuron = Neuron(
-            du=IF_DECAY_U,
-            dv=IF_DECAY_V,
+            du=du,
+            dv=dv,
             vth=vth,
             kind=neuron_kind,
             bias_mant=mant,
