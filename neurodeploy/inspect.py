@@ -139,8 +139,10 @@ def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
     calibration = info["calibration"]
     if isinstance(calibration, dict):
         facts.append(("calibration", f"{calibration.get('source', '?')} ({calibration.get('samples', '?')} samples)"))
-    else:
+    elif info["has_ann"]:
         facts.append(("calibration", "none (thresholds from weight bounds)"))
+    else:
+        facts.append(("calibration", "none (the thresholds are the spiking model's own)"))
     facts.append(
         ("ANN", "kept (emulate --mode ann compares)" if info["has_ann"] else "none: the model arrived spiking")
     )

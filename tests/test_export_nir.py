@@ -215,3 +215,11 @@ def test_leaky_neurons_compile_for_loihi_with_their_decays_reported(tmp_path) ->
         emulate_artifact(artifact, x, steps=32, mode="graded")
     with pytest.raises(ConversionError, match=r"LIF 'cuba'.*the spinnaker target runs IF neurons only"):
         compile_model(spiking, "spinnaker", tmp_path / "s", import_options=options)
+
+
+def test_inspect_says_a_spiking_models_thresholds_are_its_own(tmp_path, capsys) -> None:
+    model = leaky_file(tmp_path / "net.nir")
+    compile_model(model, "reference", tmp_path / "art", import_options={"dt": "1e-3"})
+    out = run_cli(capsys, "inspect", tmp_path / "art")
+    assert "none (the thresholds are the spiking model's own)" in out.out
+    assert "ANN          none: the model arrived spiking" in out.out
