@@ -44,8 +44,9 @@ as a PyTorch ``Sequential`` of snnTorch or sinabs layers runs. Several edges int
 rule). Nested graphs are inlined. A recurrent graph (a cycle), a Delay node, and node types or parameter shapes
 this reader cannot map are refused in one error that lists every such node, its type and what to do.
 
-The file is read with h5py alone (no pickled or external data): links to other files, external or virtual
-datasets and anything but numbers and strings are refused before a value is read.
+The file is read into memory whole and walked with h5py alone (no pickled or external data): links to other files,
+symbolic links, external or virtual datasets and anything but numbers and strings are refused, each before its
+value is read, and the arrays together count against ``NEURODEPLOY_MAX_CONSTANT_BYTES``.
 """
 
 from __future__ import annotations
