@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurodeploy.errors import DataError
 from neurodeploy.frontend.onnx import import_onnx
 from neurodeploy.ir import interpret
 
@@ -18,14 +17,11 @@ NMNIST = Path(__file__).resolve().parents[1] / "examples" / "nmnist"
 @pytest.fixture(scope="module")
 def nmnist_test():
     """The first 8 N-MNIST test samples, as the ANN sees them (mean of the 1 ms frames)."""
-    from neurodeploy.data import data_root, load_dataset
+    from neurodeploy.data import data_folder, load_dataset
 
-    try:
-        folder = data_root() / "nmnist-small"
-    except DataError:
-        pytest.skip("no shared data folder")
-    if not folder.is_dir():
-        pytest.skip("the shared data has no nmnist-small/")
+    folder = data_folder("nmnist-small")
+    if folder is None:
+        pytest.skip("the shared data (or its nmnist-small/) is not here")
     return load_dataset("nmnist", "test", limit=8, analog=True)
 
 

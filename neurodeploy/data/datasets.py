@@ -39,6 +39,16 @@ def data_root() -> Path:
     raise DataError(f"No data folder found (looked in {looked}); set NEURODEPLOY_DATA to the shared data folder.")
 
 
+def data_folder(subfolder: str) -> Path | None:
+    """The shared data's ``subfolder`` (e.g. ``nmnist-small``), or None when there is no data folder or it lacks
+    that subfolder (for callers that can go without, such as tests that then skip)."""
+    try:
+        folder = data_root() / subfolder
+    except DataError:
+        return None
+    return folder if folder.is_dir() else None
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format), gzipped or not: big-endian header, then raw unsigned bytes."""
     try:

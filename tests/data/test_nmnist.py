@@ -80,14 +80,11 @@ def test_loader_reads_labels_and_names_missing_files(tmp_path):
 
 @pytest.fixture(scope="module")
 def nmnist_folder():
-    from neurodeploy.data import data_root
+    from neurodeploy.data import data_folder
 
-    try:
-        folder = data_root() / "nmnist-small"
-    except DataError:
-        pytest.skip("no shared data folder")
-    if not folder.is_dir():
-        pytest.skip("the shared data has no nmnist-small/")
+    folder = data_folder("nmnist-small")
+    if folder is None:
+        pytest.skip("the shared data (or its nmnist-small/) is not here")
     return folder
 
 

@@ -9,22 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from neurodeploy.errors import DataError
-
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "nmnist_speck"
 
 
 @pytest.fixture(scope="module")
 def nmnist_data():
-    from neurodeploy.data import data_root
+    from neurodeploy.data import data_folder
 
-    try:
-        folder = data_root() / "nmnist-small"
-    except DataError:
-        pytest.skip("no shared data folder")
-    if not folder.is_dir():
-        pytest.skip("the shared data has no nmnist-small/")
+    folder = data_folder("nmnist-small")
+    if folder is None:
+        pytest.skip("the shared data (or its nmnist-small/) is not here")
     return folder
 
 
