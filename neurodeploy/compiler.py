@@ -125,6 +125,12 @@ def compile_model(
     encoding = encoding if encoding is not None else Encoding()
     model = Path(model)
     backend = get_backend(target)
+    if encoding.kind not in backend.encodings:
+        raise DataError(
+            f"the {backend.target} target runs {' or '.join(backend.encodings)} input, not the {encoding.kind!r} "
+            "encoding; compile without --encoding or with one of those (for event data, a target that takes events: "
+            "reference, speck)"
+        )
     parsed_target_options = backend.parse_target_options(dict(target_options or {}))
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model, target)
     check_destination(out_dir)

@@ -195,6 +195,8 @@ class Backend(ABC):
     fidelity: ClassVar[str] = "float"
     modes: ClassVar[tuple[str, ...]] = ("snn",)
     """Emulation modes, the first being the default."""
+    encodings: ClassVar[tuple[str, ...]] = ("direct", "rate", "events")
+    """The input encodings this target's emulator runs (compile refuses the others before any work)."""
     default_steps: ClassVar[int] = 32
     target_options: ClassVar[dict[str, str]] = {}
     """The ``--target-option KEY=VALUE`` keys this target takes, with a line of help each."""

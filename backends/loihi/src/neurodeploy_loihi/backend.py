@@ -84,6 +84,7 @@ class Loihi2Backend(Backend):
     version = "0.2.0"
     fidelity = "bit-exact"
     modes = ("binary", "graded")
+    encodings = ("direct",)  # the host turns the analog input into the first layer's current
     delayed_modes = ("binary",)
     default_steps = 32
     spec = SPEC
