@@ -393,3 +393,75 @@ def test_subtract_next_and_a_traced_batch_in_the_input_shape(tmp_path) -> None:
         s = (v > 1.0).astype(np.float32)
         expected.append(s)
     np.testing.assert_array_equal(run(g, x, 8)[:, 0], expected)
+
+
+def _affine_file(tmp_path, name="net.nir"):
+    return write(tmp_path, chain(nir.Affine(weight=np.eye(3, dtype=np.float32), bias=ones(3, 0.0))), name)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: f["node/nodes/n0/weight"].__setitem__((0, 0), np.nan), "not finite"),
+        (
+            lambda f: (f["node/nodes/n0"].__delitem__("type"), f["node/nodes/n0"].create_dataset("type", data=3)),
+            "not a NIR node",
+        ),
+        (
+            lambda f: (f["node"].__delitem__("edges"), f["node"].create_dataset("edges", data=np.arange(4))),
+            "edges are not",
+        ),
+        (
+            lambda f: (
+                f["node/nodes/n0"].__delitem__("weight"),
+                f["node/nodes/n0"].create_dataset("weight", data=np.ones((2, 2, 2), np.float32)),
+            ),
+            "is not \\(out, in\\)",
+        ),
+        (
+            lambda f: f["node/nodes/n0"].create_dataset("extra", data=np.zeros(2, dtype=[("a", "i4"), ("b", "f4")])),
+            "holds .* values; NIR files hold numbers and strings",
+        ),
+    ],
+)
+def test_damaged_files_are_refused_naming_the_node(tmp_path, damage, message) -> None:
+    path = _affine_file(tmp_path)
+    with h5py.File(path, "a") as f:
+        damage(f)
+    with pytest.raises(NeurodeployError, match=message):
+        load_model(path)
+
+
+def test_a_compressed_array_too_large_to_hold_is_refused_before_it_is_read(tmp_path, monkeypatch) -> None:
+    """A gzip-compressed dataset of 64 MiB of zeros is a file of kilobytes: its size is checked from its shape."""
+    path = _affine_file(tmp_path)
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/n0/weight"]
+        f["node/nodes/n0"].create_dataset("weight", shape=(4096, 4096), dtype="f4", compression="gzip")
+    assert path.stat().st_size < 2**20
+    monkeypatch.setenv("NEURODEPLOY_MAX_CONSTANT_BYTES", str(2**24))
+    with pytest.raises(NeurodeployError, match="NEURODEPLOY_MAX_CONSTANT_BYTES"):
+        load_model(path)
+
+
+def test_graphs_nested_too_deep_are_refused(tmp_path) -> None:
+    inner = chain(nir.Affine(weight=np.eye(3, dtype=np.float32), bias=ones(3, 0.0)))
+    for _ in range(40):
+        inner = nir.NIRGraph(
+            nodes={
+                "input": nir.Input(input_type={"input": np.array([3])}),
+                "g": inner,
+                "output": nir.Output(output_type={"output": np.array([3])}),
+            },
+            edges=[("input", "g"), ("g", "output")],
+        )
+    with pytest.raises(ModelLoadError, match="nested more than"):
+        load_model(write(tmp_path, inner))
+
+
+def test_an_object_reference_is_refused(tmp_path) -> None:
+    path = _affine_file(tmp_path)
+    with h5py.File(path, "a") as f:
+        f["node/nodes/n0"].create_dataset("extra", data=f["node/nodes/n0/weight"].ref, dtype=h5py.ref_dtype)
+    with pytest.raises(ModelLoadError, match="NIR files hold numbers and strings"):
+        load_model(path)
