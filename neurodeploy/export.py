@@ -244,10 +244,9 @@ def export_nir(artifact: Artifact, out: str | Path, dt: float = 1.0) -> dict[str
         name = unique_name("output" if len(graph.outputs) == 1 else f"output{k}", set(nodes))
         nodes[name] = nir.Output(output_type={"output": np.array(types[value].shape)})
         edges += [(s, name) for s in sources[value]]
-    document = nir.NIRGraph(nodes=nodes, edges=edges)
     buffer = io.BytesIO()
-    try:
-        nir.write(buffer, document)
+    try:  # (newer nir packages check the graph's types as it is built)
+        nir.write(buffer, nir.NIRGraph(nodes=nodes, edges=edges))
     except (TypeError, ValueError) as exc:
         raise DataError(f"the nir package cannot write this graph: {exc}") from None
     write_file_atomic(out, buffer.getvalue())

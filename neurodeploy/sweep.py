@@ -205,6 +205,9 @@ def run_sweep(
     document. ``progress`` sees one line per point (done, cached, failed) with the count left."""
     say = progress or (lambda line: None)
     folder = sweep.output / "points"
+    for path in (sweep.output, folder):
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise DataError(f"the sweep's folder {path} exists and is not a folder (a file or a symbolic link)")
     folder.mkdir(parents=True, exist_ok=True)
     for out in (sweep.output / "results.csv", sweep.output / "results.json"):
         check_output_file(out)
@@ -212,8 +215,8 @@ def run_sweep(
     for n, point in enumerate(sweep.points, 1):
         stored = folder / f"{point.key}.json"
         left = len(sweep.points) - n
-        if stored.is_file():
-            entry = json.loads(read_regular_file(stored, what=str(stored)))
+        entry = _stored(stored, point)
+        if entry is not None:
             say(f"{point.label()}: cached ({left} left)")
         else:
             say(f"{point.label()}: running ({left} left after it)")
@@ -235,6 +238,19 @@ def run_sweep(
         check_output_file(sweep.output / "accuracy.png")
         plot_sweep(rows, sweep.output / "accuracy.png", f"{sweep.source.name}: {len(sweep.points)} point(s)")
     return document
+
+
+def _stored(path: Path, point: Point) -> dict[str, Any] | None:
+    """The point's kept result, or None when there is none or it cannot be read back whole (the point then runs
+    again and replaces it)."""
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(read_regular_file(path, what=str(path)))
+    except (NeurodeployError, OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(entry, dict) and entry.get("key") == point.key and isinstance(entry.get("report"), dict)
+    return entry if ok and all(k in entry["report"] for k in ("steps", "snn_accuracy")) else None
 
 
 def _evaluate(point: Point, evaluate_fn: Callable[..., Any]) -> dict[str, Any]:

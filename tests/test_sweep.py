@@ -143,3 +143,17 @@ def test_the_example_spec_is_valid() -> None:
     assert len(sweep.points) == 4
     assert sweep.output == example.parent / "mnist-sweep"  # ignored by git
     assert {p.settings["target"] for p in sweep.points} == {"reference", "loihi"}
+
+
+def test_a_damaged_kept_result_runs_again_and_a_folder_that_is_a_file_is_refused(tmp_path) -> None:
+    path = spec(tmp_path, BASE)
+    sweep = load_sweep(path)
+    run_sweep(sweep, evaluate_fn=FakeEvaluate())
+    (stored,) = (sweep.output / "points").iterdir()
+    stored.write_text("{not json")
+    again = FakeEvaluate()
+    run_sweep(load_sweep(path), evaluate_fn=again)
+    assert len(again.calls) == 1
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="exists and is not a folder"):
+        run_sweep(load_sweep(path, tmp_path / "file"), evaluate_fn=FakeEvaluate())
