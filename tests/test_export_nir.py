@@ -206,6 +206,16 @@ def test_leaky_neurons_compile_for_loihi_with_their_decays_reported(tmp_path) ->
     decays = {q["name"]: q.get("decay") for q in report["target"]["quantization"]}
     assert decays["cuba"] == {"dv": 512, "v_decay": 0.875, "v_decay_quantized": 0.875}
     assert decays["lif"] == {"dv": 819, "v_decay": pytest.approx(0.8), "v_decay_quantized": 0.800048828125}
+    # calibration data does not bring in the bias correction, whose rates are those of a converted ANN
+    from neurodeploy.data.calibration import Calibration
+
+    sample = np.random.default_rng(2).random((16, 1, 6, 6)).astype(np.float32)
+    calibrated = compile_model(
+        spiking, "loihi", tmp_path / "cal", import_options=options, calibration=Calibration(sample, "random")
+    )
+    assert calibrated.manifest["target"]["board_ready"]
+    report_cal = json.loads((tmp_path / "cal" / "report.json").read_text())
+    assert all("bias_correction" not in q for q in report_cal["target"]["quantization"])
     x = np.random.default_rng(1).random((8, 1, 6, 6)).astype(np.float32)
     reference = trace(load_model(spiking, options=options), x, 32)[load_model(spiking, options=options).outputs[0]]
     outputs = emulate_artifact(artifact, x, steps=32).outputs

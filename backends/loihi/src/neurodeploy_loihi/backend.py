@@ -163,7 +163,8 @@ class Loihi2Backend(Backend):
         readout_range, source = _readout_range(lowered, graph, model.calibration)
         means = None
         calibration = model.calibration
-        if model.target_options.get("bias_correction", True) and calibration is not None and len(calibration):
+        corrected = model.target_options.get("bias_correction", True) and not model.arrived_spiking
+        if corrected and calibration is not None and len(calibration):  # (rates from the ANN a conversion kept)
             means = mean_rates(lowered, np.asarray(calibration, np.float32))
         q = quantize(lowered, readout_range, Options(netx=netx, means=means))
         names = [p.name for p in lowered.populations]
