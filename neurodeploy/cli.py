@@ -75,8 +75,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         conversion=args.conversion,
         after_pass=dump if args.dump_ir else None,
         encoding=_encoding(args),
-        target_options=_target_options(args.target_option),
-        import_options=_target_options(args.import_option, "--import-option") or None,
+        target_options=_key_values(args.target_option),
+        import_options=_key_values(args.import_option, "--import-option") or None,
     )
     files = ", ".join(sorted(artifact.manifest["files"]))
     print(f"compiled {Path(args.model).name} for {artifact.target} -> {artifact.root}/ ({files})")
@@ -212,8 +212,8 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _target_options(items: list[str] | None, flag: str = "--target-option") -> dict[str, str]:
-    """``--target-option KEY=VALUE`` items as a dict (the backend checks keys and values)."""
+def _key_values(items: list[str] | None, flag: str = "--target-option") -> dict[str, str]:
+    """``--target-option`` / ``--import-option`` KEY=VALUE items as a dict (whoever reads them checks them)."""
     options: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -256,8 +256,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=_Progress("simulating", not args.quiet),
         mode=args.mode,
-        target_options=_target_options(args.target_option),
-        import_options=_target_options(args.import_option, "--import-option") or None,
+        target_options=_key_values(args.target_option),
+        import_options=_key_values(args.import_option, "--import-option") or None,
     )
     report = result.to_dict()
     sys.stdout.write(result.format_table())

@@ -62,7 +62,7 @@ import numpy as np
 
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphIndex
-from neurodeploy.ir.neurons import IF, LIF, leaky_refusal
+from neurodeploy.ir.neurons import IF, LIF, channel_threshold, leaky_refusal
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Reshape, Scale
 
@@ -650,22 +650,14 @@ def leaky_problem(op: LIF) -> str | None:
         return f"it {'sends several spikes a step' if op.multi else 'subtracts its threshold one step late'}"
     if not all(uniform(v) for v in (op.decay, op.syn_decay, op.gain, op.syn_gain)):
         return "its decays or gains differ between neurons (the chip has one per layer)"
-    if _per_channel_threshold(op.threshold) is None:
+    if channel_threshold(op.threshold) is None:
         return "its thresholds differ within a channel"
     return None
 
 
-def _per_channel_threshold(threshold: np.ndarray) -> np.ndarray | None:
-    theta = np.asarray(threshold, np.float32)
-    if theta.ndim <= 1:
-        return theta
-    rows = theta.reshape(theta.shape[0], -1)
-    return np.ascontiguousarray(rows[:, 0]) if np.all(rows == rows[:, :1]) else None
-
-
 def _theta(op: IF | LIF) -> np.ndarray:
     """The op's threshold, a scalar or one per channel (leaky_problem refused any other)."""
-    theta = _per_channel_threshold(np.asarray(op.threshold, np.float32))
+    theta = None if op.threshold is None else channel_threshold(op.threshold)
     if theta is None:  # pragma: no cover - leaky_problem refused it
         raise ConversionError(f"{_where(op)}: its thresholds differ within a channel")
     return theta

@@ -137,6 +137,14 @@ def load_sweep(path: str | Path, output: str | Path | None = None) -> Sweep:
         raise DataError(f"sweep spec {path}: unknown section(s) {', '.join(unknown)}; use [sweep], [grid], [[points]]")
     base = dict(document.get("sweep", {}))
     folder = base.pop("output", None)
+    if folder is not None and (
+        not isinstance(folder, str) or not folder or Path(folder).is_absolute() or ".." in Path(folder).parts
+    ):
+        # a spec names where its results go only beside itself: one from elsewhere cannot write into other folders
+        raise DataError(
+            f"sweep spec {path}: output {folder!r} must be a folder name beside the spec (relative, without ..); "
+            "pass -o DIR for another place"
+        )
     for key, value in base.items():
         _check_value(key, value, f"{path}: [sweep]")
     grid = document.get("grid", {})

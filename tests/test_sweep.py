@@ -111,6 +111,8 @@ def test_an_interrupted_sweep_resumes_and_a_failed_point_runs_again(tmp_path) ->
         (BASE + 'conversion = "norm=sometimes"\n', "point 1 .*norm"),
         (BASE + '[[points]]\nmodel = "missing.onnx"\n', "point 1 .*missing.onnx does not exist"),
         (BASE + "[extra]\n", "unknown section"),
+        (BASE + 'output = "../elsewhere"\n', "output '../elsewhere' must be a folder name beside the spec"),
+        (BASE + 'output = "/tmp/elsewhere"\n', "must be a folder name beside the spec"),
         ("", "no target"),
     ],
 )

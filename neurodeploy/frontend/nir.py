@@ -77,6 +77,7 @@ from neurodeploy.ir import (
     Threshold,
 )
 from neurodeploy.ir.graph import topological_order, unique_name
+from neurodeploy.ir.neurons import channel_threshold
 from neurodeploy.ir.op import Op
 
 DEFAULTS: dict[str, str | None] = {
@@ -148,11 +149,12 @@ def _read_tree(path: Path) -> dict[str, Any]:
     with handle as f:
         if "node" not in f:
             raise ModelLoadError(f"{path} is an HDF5 file but not a NIR file: it has no 'node' group")
-        budget = [limits.current().max_constant_bytes]
-        return _walk(h5py, f, "node", f"{path}", budget, 0)
+        return _walk(h5py, f, "node", f"{path}", [0], 0)
 
 
-def _walk(h5py: Any, parent: Any, key: str, where: str, budget: list[int], depth: int) -> Any:
+def _walk(h5py: Any, parent: Any, key: str, where: str, held: list[int], depth: int) -> Any:
+    """``parent[key]`` read as plain values; ``held`` counts the bytes of the arrays read so far (the file's arrays
+    together are one constant for NEURODEPLOY_MAX_CONSTANT_BYTES)."""
     link = parent.get(key, getlink=True)
     here = f"{where}/{key}" if depth else f"{where}: /{key}"
     if not isinstance(link, h5py.HardLink):
@@ -162,7 +164,7 @@ def _walk(h5py: Any, parent: Any, key: str, where: str, budget: list[int], depth
     if isinstance(item, h5py.Group):
         if depth >= MAX_DEPTH:
             raise ModelLoadError(f"{here}: groups nested more than {MAX_DEPTH} deep")
-        return {str(k): _walk(h5py, item, k, here, budget, depth + 1) for k in item}
+        return {str(k): _walk(h5py, item, k, here, held, depth + 1) for k in item}
     if not isinstance(item, h5py.Dataset):
         raise ModelLoadError(f"{here} is neither a group nor a dataset")
     if item.external or item.is_virtual:
@@ -175,10 +177,8 @@ def _walk(h5py: Any, parent: Any, key: str, where: str, budget: list[int], depth
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     if kind not in "biuf":
         raise ModelLoadError(f"{here} holds {item.dtype} values; NIR files hold numbers and strings")
-    size = int(item.size) * item.dtype.itemsize
-    budget[0] -= size
-    if budget[0] < 0:
-        limits.check("max_constant_bytes", limits.current().max_constant_bytes + 1, f"{where}: its arrays")
+    held[0] += int(item.size) * item.dtype.itemsize  # from the shape: before a compressed array is inflated
+    limits.check("max_constant_bytes", held[0], f"{where}: its arrays")
     return np.asarray(item[()])
 
 
@@ -187,11 +187,9 @@ def _walk(h5py: Any, parent: Any, key: str, where: str, budget: list[int], depth
 
 @dataclass
 class _Reader:
-    path: Path
     options: dict[str, Any]
     ops: list[Op] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
-    problems: list[str] = field(default_factory=list)
     types: dict[str, TensorType] = field(default_factory=dict)
 
     def value(self, base: str) -> str:
@@ -252,15 +250,6 @@ def _fit(array: np.ndarray, shape: tuple[int, ...], what: str, where: str) -> np
     return np.ascontiguousarray(full, np.float32)
 
 
-def _per_channel(value: np.ndarray) -> np.ndarray | None:
-    """A threshold for the IR's IF op (a scalar, or one per channel), if ``value`` is one."""
-    if value.ndim == 0:
-        return value
-    if value.ndim == 1 or all(np.all(c == c.reshape(-1)[0]) for c in value.reshape(value.shape[0], -1)):
-        return np.ascontiguousarray(value.reshape(value.shape[0], -1)[:, 0]) if value.ndim > 1 else value
-    return None
-
-
 def _decay(reader: _Reader, tau: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(the per-step decay, the weight of the driving term) for time constant ``tau``."""
     if np.any(tau <= 0):
@@ -289,8 +278,8 @@ def _neuron(reader: _Reader, node: dict[str, Any], kind: str, source: str, name:
     reset = "subtract" if kind == "IF" and opts["reset"] == "subtract-next" else opts["reset"]
     if multi and (reset != "subtract" or strict):
         raise ModelLoadError(f"{where}: spikes=multi needs reset=subtract and compare=ge (sinabs' MultiSpike)")
-    if not multi and kind == "IF" and (reset == "subtract" or not np.any(v_reset)):
-        theta = _per_channel(_fit(threshold, shape, "v_threshold", where)) if threshold is not None else None
+    if not multi and threshold is not None and kind == "IF" and (reset == "subtract" or not np.any(v_reset)):
+        theta = channel_threshold(_fit(threshold, shape, "v_threshold", where))
         if not strict and theta is not None and np.all(r == 1) and np.all(theta > 0):
             return reader.add(
                 IF(
@@ -566,7 +555,7 @@ _RANK = {"Affine": 1, "Linear": 1, "Conv1d": 2, "Conv2d": 3, "SumPool2d": 3, "Av
 """The rank per sample of what these nodes read."""
 
 
-def _without_batch(shape: tuple[int, ...], readers: list[dict[str, Any]], where: str) -> tuple[int, ...]:
+def _without_batch(shape: tuple[int, ...], readers: list[dict[str, Any]]) -> tuple[int, ...]:
     """An Input's shape per sample: writers that trace a batch (snnTorch's ``export_to_nir``) record it in the
     Input's shape; a leading dimension one more than every reader takes is that batch, and is dropped."""
     wanted = {_RANK[r["type"]] for r in readers if r.get("type") in _RANK}
@@ -600,7 +589,7 @@ def import_nir(path: str | Path, *, input_shapes: Any = None, options: dict[str,
         )
     if problems:
         raise UnsupportedOpError(f"{path}: cannot import {len(problems)} node(s):\n  " + "\n  ".join(problems))
-    reader = _Reader(path, resolved)
+    reader = _Reader(resolved)
     sources: dict[str, list[str]] = {n: [] for n in nodes}
     for s, d in edges:
         sources[d].append(s)
@@ -616,7 +605,7 @@ def import_nir(path: str | Path, *, input_shapes: Any = None, options: dict[str,
         if kind == "Input":
             shape = tuple((given or {}).get(name) or _shape(node, where))
             if name not in (given or {}):
-                shape = _without_batch(shape, [nodes[d] for s, d in edges if s == name], where)
+                shape = _without_batch(shape, [nodes[d] for s, d in edges if s == name])
             value = reader.value(_ir_name(name))
             graph_inputs[value] = reader.types[value] = TensorType(tuple(int(d) for d in shape))
             produced[name] = value
@@ -626,7 +615,8 @@ def import_nir(path: str | Path, *, input_shapes: Any = None, options: dict[str,
             raise ModelLoadError(f"{where}: nothing feeds this node")
         try:
             if len(feeds) > 1:
-                source = reader.add(Add(name=f"{name}_sum", inputs=tuple(feeds), output=reader.value(f"{name}_sum")))
+                summed = f"{_ir_name(name)}_sum"
+                source = reader.add(Add(name=summed, inputs=tuple(feeds), output=reader.value(summed)))
             else:
                 source = feeds[0]
             if kind in ("Output", "_Identity"):

@@ -335,6 +335,16 @@ class SignedIF(StatefulOp):
         return spikes
 
 
+def channel_threshold(threshold: np.ndarray) -> np.ndarray | None:
+    """``threshold`` as the IF op keeps it (a scalar, or one per channel: per neuron of a vector layer), or None
+    when it differs within a channel of a (C, ...) layer."""
+    theta = np.asarray(threshold, np.float32)
+    if theta.ndim <= 1:
+        return theta
+    rows = theta.reshape(theta.shape[0], -1)
+    return np.ascontiguousarray(rows[:, 0]) if np.all(rows == rows[:, :1]) else None
+
+
 def _per_neuron(op: StatefulOp, name: str, value: np.ndarray | None, shape: tuple[int, ...]) -> None:
     if value is not None and (value.ndim > len(shape) or np.broadcast_shapes(value.shape, shape) != shape):
         raise ValueError(f"{op.op_type} '{op.name}': {name} of shape {value.shape} does not fit the layer {shape}")
@@ -400,14 +410,9 @@ class LIF(StatefulOp):
             and self.v_reset is None
             and all(np.all(np.asarray(p) == want) for p, want in ((self.decay, 1), (self.gain, 1), (self.drive, 0)))
         )
-        if not plain:
+        theta = channel_threshold(self.threshold) if plain and self.threshold is not None else None
+        if theta is None:
             return None
-        theta = np.asarray(self.threshold)
-        if theta.ndim > 1:
-            rows = theta.reshape(theta.shape[0], -1)
-            if not np.all(rows == rows[:, :1]):
-                return None
-            theta = np.ascontiguousarray(rows[:, 0])
         return IF(
             name=self.name,
             inputs=tuple(self.inputs),

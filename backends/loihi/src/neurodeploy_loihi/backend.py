@@ -168,8 +168,9 @@ class Loihi2Backend(Backend):
             means = mean_rates(lowered, np.asarray(calibration, np.float32))
         q = quantize(lowered, readout_range, Options(netx=netx, means=means))
         names = [p.name for p in lowered.populations]
+        neuron = {True: "LIF", False: "IF"}
         op_types = [
-            {"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role].replace("IF", "LIF" * p.leaky or "IF")
+            {"input": f"{neuron[p.leaky]} (input)", "hidden": neuron[p.leaky], "readout": "readout"}[p.role]
             for p in lowered.populations
         ]
         chips = int(model.target_options.get("chips", 1))
