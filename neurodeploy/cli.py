@@ -369,14 +369,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from neurodeploy.artifact import load_artifact
-    from neurodeploy.export import export_nir
+    from neurodeploy.export import export_nir, export_nir_quantized
 
-    options = export_nir(load_artifact(args.artifact), args.output, dt=args.dt)
+    metadata: dict = {}
+    if args.quantized:
+        options, metadata = export_nir_quantized(load_artifact(args.artifact), args.output, dt=args.dt)
+    else:
+        options = export_nir(load_artifact(args.artifact), args.output, dt=args.dt)
     import nir
 
     version = getattr(nir, "version", None) or getattr(nir, "__version__", "?")
     flags = " ".join(f"-I {key}={value}" for key, value in options.items())
-    print(f"wrote {args.output} (NIR, written by nir {version}); read it back with: {flags}")
+    what = f"the {metadata.get('target', '?')} target's quantized network, " if args.quantized else ""
+    print(f"wrote {args.output} ({what}NIR, written by nir {version}); read it back with: {flags}")
+    for key, value in metadata.items():  # also in the file's metadata
+        if key != "neurodeploy_export" and value != "":
+            print(f"  {key}: {value}")
     return 0
 
 
@@ -650,6 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="the time step leaky neurons' time constants are written for (default 1: in steps, as sinabs reads "
         "them; snnTorch's reader assumes 1e-4)",
+    )
+    p.add_argument(
+        "--quantized",
+        action="store_true",
+        help="write the network as the artifact's target computes it: integer weights, thresholds and biases in the "
+        "chip's units (loihi, speck; the file's metadata and what the command prints say what it leaves out)",
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the file to write (replaced whole)")
     p.set_defaults(func=_cmd_export)

@@ -129,7 +129,7 @@ def compile_model(
         raise DataError(
             f"the {backend.target} target runs {' or '.join(backend.encodings)} input, not the {encoding.kind!r} "
             "encoding; compile without --encoding or with one of those (for event data, a target that takes events: "
-            "reference, speck)"
+            "reference, loihi, speck)"
         )
     parsed_target_options = backend.parse_target_options(dict(target_options or {}))
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model, target)
@@ -175,6 +175,7 @@ def compile_model(
         warnings=list(ctx.warnings),
         calibration=ctx.calibration,
         arrived_spiking=spiking,
+        encoding=encoding,
     )
     plan = backend.plan(compiled)  # lowering, quantization and placement, once
     report = backend.resources(plan)

@@ -119,6 +119,7 @@ def evaluate(
             target,
             Path(tmp) / "artifact",
             calibration=cal,
+            encoding=encoding,
             pipeline=pipeline,
             conversion=conversion,
             target_options=target_options,

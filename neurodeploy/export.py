@@ -10,11 +10,17 @@ NIR has no fields for what the reader must choose (:mod:`neurodeploy.frontend.ni
 the whole file, and :func:`export_nir` returns it, as the import options that read the file back to the same
 network. IF neurons that reset by subtraction and fire on ``>=`` are what sinabs runs (``writer=sinabs``,
 ``spikes=single``). Leaky neurons are written for forward Euler at the time step ``dt`` (default 1, the time
-constants in steps: tau = dt / (1 - decay), R = gain / (1 - decay); snnTorch's importer assumes dt = 1e-4).
+constants in steps: tau = dt / (1 - decay), R = gain / (1 - decay); snnTorch's importer assumes dt = 1e-4), and
+a Delay of n steps as NIR's Delay of n·dt.
 
 What NIR cannot say is refused with the op and what to do: a neuron's initial potential other than 0 (converted
 networks start at θ/2: compile with ``--conversion initial=0``), neurons of one file that reset or compare in
 different ways, Concat, max pooling, windowed, few-spike and signed neurons, and asymmetric padding.
+
+``--quantized`` (:func:`export_nir_quantized`) writes the network as the artifact's target computes it: the
+backend's :meth:`~neurodeploy.backends.base.Backend.quantized_graph`, in the chip's units (loihi: integers of v;
+speck: int8 weights, int16 thresholds), through the same writer, with what the graph is and leaves out (the
+chip's rounding of the host's input current, Lava's pipeline delay, ...) as the NIR graph's metadata.
 """
 
 from __future__ import annotations
@@ -26,9 +32,23 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.artifact import Artifact
+from neurodeploy.backends.base import Backend
 from neurodeploy.errors import DataError, NeurodeployError, UnsupportedOpError
 from neurodeploy.fileio import check_output_file, write_file_atomic
-from neurodeploy.ir import IF, LIF, Add, AvgPool2d, Conv2d, Dense, GlobalAvgPool, Graph, Reshape, Scale, Threshold
+from neurodeploy.ir import (
+    IF,
+    LIF,
+    Add,
+    AvgPool2d,
+    Conv2d,
+    Delay,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    Reshape,
+    Scale,
+    Threshold,
+)
 from neurodeploy.ir.graph import unique_name
 from neurodeploy.ir.op import Op
 from neurodeploy.passes import PassContext, PassManager, build_pipeline
@@ -92,12 +112,15 @@ def _conventions(graph: Graph) -> dict[str, str]:
     return chosen
 
 
-def _prepare(graph: Graph) -> Graph:
+def _prepare(graph: Graph, keep_sums: bool = False) -> Graph:
     """A copy in which every average pool is a sum pool: AvgPool2d(k) then Scale(k·k) (written as one SumPool2d)
-    then Scale(1/(k·k)), which fold-scale-forward moves into the weights after it where it can."""
+    then Scale(1/(k·k)), which fold-scale-forward moves into the weights after it where it can. ``keep_sums``
+    (a quantized graph): an average pool already followed by Scale(k·k) alone is a sum pool of the chip's and stays
+    as it is, and the Scales are then not moved (the weights after a sum pool are the chip's integers)."""
     graph = graph.copy()
     ops: list[Op] = []
     rename: dict[str, str] = {}
+    kept = False
     for op in graph.ops:
         if isinstance(op, GlobalAvgPool):
             raise UnsupportedOpError(
@@ -107,6 +130,10 @@ def _prepare(graph: Graph) -> Graph:
         ops.append(op)
         if isinstance(op, AvgPool2d):
             area = float(op.kernel[0] * op.kernel[1])
+            readers = [o for o in graph.ops if op.output in o.inputs]
+            if keep_sums and len(readers) == 1 and _is_area_scale(readers[0], op):
+                kept = True
+                continue
             total = Scale(name=f"{op.name}.sum", inputs=(op.output,), output=f"{op.output}.sum", value=np.array(area))
             mean = Scale(
                 name=f"{op.name}.mean", inputs=(total.output,), output=f"{op.output}.mean", value=np.array(1 / area)
@@ -116,8 +143,19 @@ def _prepare(graph: Graph) -> Graph:
     graph.ops = ops
     graph.outputs = [rename.get(v, v) for v in graph.outputs]
     graph.verify()
-    PassManager(build_pipeline("fold-scale-forward")).run(graph, PassContext())
+    if not kept:
+        PassManager(build_pipeline("fold-scale-forward")).run(graph, PassContext())
     return graph
+
+
+def _is_area_scale(op: Op, pool: AvgPool2d) -> bool:
+    """Whether ``op`` is a Scale(k·k) of ``pool``'s output: with it, the pool is a sum pool."""
+    return (
+        isinstance(op, Scale)
+        and op.inputs == (pool.output,)
+        and op.value.size == 1
+        and float(op.value) == pool.kernel[0] * pool.kernel[1]
+    )
 
 
 def _node(nir: Any, op: Op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], sum_pool: bool, dt: float) -> Any:
@@ -158,6 +196,8 @@ def _node(nir: Any, op: Op, in_shape: tuple[int, ...], out_shape: tuple[int, ...
         return nir.IF(r=_full(1.0, out_shape), v_threshold=_channel_full(op.threshold, out_shape))
     if isinstance(op, LIF):
         return _leaky(nir, op, out_shape, dt)
+    if isinstance(op, Delay):  # in the file's time unit: steps x dt
+        return nir.Delay(delay=_full(op.steps * dt, out_shape))
     raise UnsupportedOpError(f"{where}: NIR has no node for {op.op_type}")
 
 
@@ -199,11 +239,58 @@ def export_nir(artifact: Artifact, out: str | Path, dt: float = 1.0) -> dict[str
     """Write the artifact's spiking graph to the NIR file ``out`` (replaced atomically if it is a regular file),
     time constants in units of ``dt`` per step (snnTorch's reader assumes dt = 1e-4; sinabs' counts steps, dt =
     1); return the import options that read it back (``neurodeploy compile out -I KEY=VALUE ...``)."""
-    if not (np.isfinite(dt) and dt > 0):
-        raise DataError(f"the time step must be positive, got {dt}")
+    _check_dt(dt)
     nir = _nir()
     check_output_file(out)
-    graph = _prepare(artifact.read_graph("snn"))
+    return _write(nir, _prepare(artifact.read_graph("snn")), out, dt, {})
+
+
+def export_nir_quantized(artifact: Artifact, out: str | Path, dt: float = 1.0) -> tuple[dict[str, str], dict[str, Any]]:
+    """Write the network as the artifact's target computes it to the NIR file ``out``: the target's own graph in
+    its units (:meth:`~neurodeploy.backends.base.Backend.quantized_graph`: integer weights, thresholds and
+    biases), written as :func:`export_nir` writes a float graph. Return the import options that read it back and
+    what the file's metadata says about it (the target, its units, what the graph leaves out)."""
+    _check_dt(dt)
+    nir = _nir()
+    check_output_file(out)
+    from neurodeploy.backends.registry import get_backend
+
+    backend = get_backend(artifact.target)
+    try:
+        graph = backend.quantized_graph(artifact)
+    except UnsupportedOpError as exc:
+        if type(backend).quantized_graph is Backend.quantized_graph:
+            raise UnsupportedOpError(
+                f"{exc}; --quantized exports artifacts of the targets {', '.join(quantized_targets())}"
+            ) from None
+        raise
+    metadata = {str(k): v for k, v in graph.meta.get("nir_export", {}).items()}
+    return _write(nir, _prepare(graph, keep_sums=True), out, dt, metadata), metadata
+
+
+def quantized_targets() -> list[str]:
+    """The installed targets whose backend writes a quantized graph (``export --quantized``)."""
+    from neurodeploy.backends.registry import available_backends
+
+    found = []
+    for name, entry in sorted(available_backends().items()):
+        try:
+            cls = entry.load()
+        except NeurodeployError:
+            continue
+        if cls.quantized_graph is not Backend.quantized_graph:
+            found.append(name)
+    return found
+
+
+def _check_dt(dt: float) -> None:
+    if not (np.isfinite(dt) and dt > 0):
+        raise DataError(f"the time step must be positive, got {dt}")
+
+
+def _write(nir: Any, graph: Graph, out: str | Path, dt: float, metadata: dict[str, Any]) -> dict[str, str]:
+    """Write a prepared ``graph`` (:func:`_prepare`) as NIR to ``out`` with ``metadata`` (the NIR graph's); return
+    the import options."""
     if len(graph.inputs) != 1:
         raise UnsupportedOpError(f"the graph has {len(graph.inputs)} inputs; export handles one")
     options = {**_conventions(graph), "dt": f"{dt:g}"}
@@ -225,10 +312,8 @@ def export_nir(artifact: Artifact, out: str | Path, dt: float = 1.0) -> dict[str
         nxt = graph.ops[i + 1] if i + 1 < len(graph.ops) else None
         sum_pool = (
             isinstance(op, AvgPool2d)
-            and isinstance(nxt, Scale)
-            and nxt.inputs == (op.output,)
-            and nxt.value.size == 1
-            and float(nxt.value) == op.kernel[0] * op.kernel[1]
+            and nxt is not None
+            and _is_area_scale(nxt, op)
             and sum(op.output in o.inputs for o in graph.ops) == 1
         )
         in_shape = types[op.inputs[0]].shape
@@ -246,7 +331,7 @@ def export_nir(artifact: Artifact, out: str | Path, dt: float = 1.0) -> dict[str
         edges += [(s, name) for s in sources[value]]
     buffer = io.BytesIO()
     try:  # (newer nir packages check the graph's types as it is built)
-        nir.write(buffer, nir.NIRGraph(nodes=nodes, edges=edges))
+        nir.write(buffer, nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata))
     except (TypeError, ValueError) as exc:
         raise DataError(f"the nir package cannot write this graph: {exc}") from None
     write_file_atomic(out, buffer.getvalue())

@@ -9,7 +9,8 @@ one synapse (a ``Dense`` or ``Conv`` connection) that joins them:
 * **Input**: the ops from the (direct, analog) input to the first IF neurons run on the host, in float32, and
   their result is the first population's *bias current*, one value per neuron and sample. The first population
   has no synapse, so it adds no delay. Exact: the first layer's float computation is what the reference target
-  does too.
+  does too. With ``spike_input`` (event frames sent to the chip as spikes, where a target takes them) the host
+  graph passes the input on unchanged, and the first population reads it through its own synapse (depth 1).
 * **Conv**: an AvgPool2d (kernel == stride, no padding, input divisible by the kernel) followed by a Conv2d is
   one ``Conv`` synapse whose kernel is the convolution's, each weight repeated over a pool block and divided by
   the block's size, with stride and padding multiplied by the pool (:class:`ConvSpec`). Exact: the pooled map
@@ -17,6 +18,11 @@ one synapse (a ``Dense`` or ``Conv`` connection) that joins them:
 * **Dense**: any other chain of linear ops ending in a Dense (AvgPool, GlobalAvgPool, Reshape/flatten, Scale)
   is composed into one weight matrix by applying the ops to the identity (:class:`DenseSpec`); the flatten
   order is the graph's (C, H, W) (a target lays it out in its own order, e.g. Lava's (X, Y, C)).
+* **Delay** (a network's own delay, NIR's Delay): a Delay op on the ops between two populations commutes with
+  them; its steps are added to that synapse's ``delay`` (and recorded as its ``lag``), while depths, which align
+  the pipeline, do not count them, so the population receives that input later in the graph's time too. A target
+  whose synapses take no delays (``Rules.delays``) refuses it, and so does every target before the first
+  population (it starts at step 1) and before a spike readout.
 * **Readout**: the linear ops after the last IF neurons that end in a Dense/Conv become a non-spiking readout
   population (``readout=membrane``); an output that is the last IF neurons' spikes times a constant (``Scale``,
   ``readout=spikes``) is read from their spike counts.
@@ -64,10 +70,22 @@ from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphIndex
 from neurodeploy.ir.neurons import IF, LIF, channel_threshold, leaky_refusal
 from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import Add, AvgPool2d, Bias, Concat, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Reshape, Scale
+from neurodeploy.ir.ops import (
+    Add,
+    AvgPool2d,
+    Bias,
+    Concat,
+    Conv2d,
+    Delay,
+    Dense,
+    GlobalAvgPool,
+    MaxPool2d,
+    Reshape,
+    Scale,
+)
 
-LINEAR = (AvgPool2d, GlobalAvgPool, Reshape, Conv2d, Dense, Scale, Bias)
-"""Ops a synapse may be made of."""
+LINEAR = (AvgPool2d, GlobalAvgPool, Reshape, Conv2d, Dense, Scale, Bias, Delay)
+"""Ops a synapse may be made of (a Delay: its steps are the synapse's delay, :func:`_delayed`)."""
 MAX_DENSE_ENTRIES = 1 << 26
 """The largest weight matrix a chain of linear ops is composed into by default (64 Mi entries)."""
 
@@ -85,6 +103,9 @@ class Rules:
     leaky: bool = False
     """Whether the target's neurons leak and have a synaptic current: leaky neurons of a spiking import (LIF ops
     with one decay per layer) map (:func:`leaky_problem`)."""
+    delays: bool = True
+    """Whether a synapse can carry a delay the network asks for (a Delay op between two neuron layers); a target
+    whose projections all arrive in the same step refuses them."""
 
 
 @dataclass
@@ -136,6 +157,8 @@ class Skip:
     synapse: ConvSpec | DenseSpec | SparseSpec
     delay: int = 0
     ops: list[str] = field(default_factory=list)
+    lag: int = 0
+    """Of ``delay``, the steps the network itself asks for (its Delay ops); the rest aligns the branches."""
 
 
 @dataclass
@@ -164,6 +187,9 @@ class Population:
     source: int | None = None
     decay: float = 1.0
     """v's factor per step (1: no leak); a leaky neuron of a spiking import."""
+    lag: int = 0
+    """Of the main synapse's ``delay``, the steps the network itself asks for (its Delay ops): they delay the input
+    in the graph's time too, while the rest of ``delay`` (and ``depth``) only aligns the pipeline."""
     syn_decay: float | None = None
     """The synaptic current's factor per step, where the neurons have one (their input adds to it, it adds to v)."""
     strict: bool = False
@@ -577,6 +603,11 @@ def _hidden(
     population before it first, each delayed so that all arrive at its depth."""
     shape = types[op.output].shape
     branches, adds = _branches(wiring, op.inputs[0], stops, types, rules)
+    asked = []  # per branch, the steps its Delay ops ask for
+    for i, (source, ops) in enumerate(branches):
+        kept, steps = _delayed(ops, f"{_where(op)}'s input", rules)
+        branches[i] = (source, kept)
+        asked.append(steps)
     sources = []
     for source, _ops in branches:
         if source not in index:
@@ -588,13 +619,13 @@ def _hidden(
     # the main synapse: from the population before it where it reads that one (a chain), else from its deepest
     # source (a parallel branch of an Inception-style block, which reads an earlier population)
     main = previous if previous in sources else max(sources, key=lambda j: (populations[j].depth, j))
-    depth = max(populations[j].depth for j in sources) + 1
+    depth = max(populations[j].depth for j in sources) + 1  # the pipeline's alignment; a Delay adds to it below
     order = sorted(range(len(branches)), key=lambda i: (sources[i] != main, i))  # the main synapse first
     specs = []
     for i in order:
         source, ops = branches[i]
         where = _where(op) + (f" (branch from {source!r} through {', '.join(adds)})" if adds else "")
-        delay = depth - populations[sources[i]].depth - 1
+        delay = depth - populations[sources[i]].depth - 1 + asked[i]  # alignment, and the Delay ops' steps
         spec: ConvSpec | DenseSpec | SparseSpec
         if adds and all(isinstance(o, Scale) for o in ops) and types[source].shape == shape:
             spec = _diagonal(ops, shape)  # an identity or Scale skip: one-to-one
@@ -607,7 +638,7 @@ def _hidden(
             spec, _ = _synapse(ops, types[source].shape, shape, where, rules)
         spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), _theta(op) / np.float32(_input_gain(op)), shape)
         names = [o.name for o in ops if not isinstance(o, _Embed)]
-        specs.append((sources[i], spec, delay, names))
+        specs.append((sources[i], spec, delay, names, asked[i]))
     rest = _at_rest(wiring, op.inputs[0], stops, types)[0].reshape(shape)
     if isinstance(op, LIF) and op.syn_decay is not None and np.any(rest):
         raise ConversionError(
@@ -616,22 +647,57 @@ def _hidden(
             "stage"
         )
     _, bias = _fold_threshold(None, rest * np.float32(_input_gain(op)) + _drive(op, shape), _theta(op), shape)
-    (_, spec, delay, ops), rest = specs[0], specs[1:]
-    skips = [Skip(j, s, d, names) for j, s, d, names in rest]
+    (_, spec, delay, ops, lag), rest = specs[0], specs[1:]
+    skips = [Skip(j, s, d, names, lag_) for j, s, d, names, lag_ in rest]
     return Population(
         op.name,
         "hidden",
         shape,
         spec,
         bias.astype(np.float32),
-        list(dict.fromkeys(ops + [n for *_, names in rest for n in names] + adds)),
+        list(dict.fromkeys(ops + [n for _, _, _, names, _ in rest for n in names] + adds)),
         **common,
         delay=delay,
+        lag=lag,
         skips=skips,
         adds=adds,
         depth=depth,
         source=None if main == previous else main,
     )
+
+
+def _delayed(ops: list, where: str, rules: Rules) -> tuple[list, int]:
+    """A chain of linear ops without its Delay ops, and the steps they delay it by (they commute with the linear
+    ops: a synapse that arrives that many steps later)."""
+    steps = sum(o.steps for o in ops if isinstance(o, Delay))
+    if steps and not rules.delays:
+        names = ", ".join(_where(o) for o in ops if isinstance(o, Delay))
+        raise ConversionError(
+            f"{names} on {where} delays it by {steps} step(s); the {rules.target} target's synapses all arrive in "
+            "the step they are sent, so it cannot delay them: remove the Delay, or compile for a target with "
+            "synaptic delays (loihi, spinnaker)"
+        )
+    return [o for o in ops if not isinstance(o, Delay)], steps
+
+
+def _first_from_spikes(
+    op: IF | LIF, ops: list[Op], in_shape: tuple[int, ...], shape: tuple[int, ...], common: dict, rules: Rules
+) -> Population:
+    """The first population when the input arrives as spikes: the linear ops from the input to ``op`` become its
+    synapse, which reads the input's spikes (or event counts) on the chip, one step late (depth 1)."""
+    where = f"{_where(op)} (reading the input's spikes)"
+    if not ops:
+        raise ConversionError(f"{where}: no Dense or Conv between the input and the neurons, so no synapse to send to")
+    spec, rest = _synapse(ops, in_shape, shape, where, rules)
+    rest = np.asarray(rest, np.float32).reshape(shape)
+    if isinstance(op, LIF) and op.syn_decay is not None and np.any(rest):
+        raise ConversionError(
+            f"LIF '{op.name}': its input layer has a bias, a constant input to its synaptic current, which the chip "
+            "cannot add there (its bias adds to v): retrain that layer without a bias, or without the synaptic stage"
+        )
+    spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), _theta(op) / np.float32(_input_gain(op)), shape)
+    _, bias = _fold_threshold(None, rest * np.float32(_input_gain(op)) + _drive(op, shape), _theta(op), shape)
+    return Population(op.name, "hidden", shape, spec, bias.astype(np.float32), [o.name for o in ops], **common, depth=1)
 
 
 def leaky_problem(op: LIF) -> str | None:
@@ -682,9 +748,11 @@ def _input_gain(op: IF | LIF) -> float:
     return _scalar(op.gain, 1.0) * _scalar(op.syn_gain, 1.0)
 
 
-def lower(graph: Graph, rules: Rules) -> Lowered:
+def lower(graph: Graph, rules: Rules, spike_input: bool = False) -> Lowered:
     """Map a converted graph onto populations and synapses; raise ConversionError naming the op that does not map
-    on ``rules.target``."""
+    on ``rules.target``. ``spike_input``: the input is spikes (event frames) sent to the chip, so the first
+    neurons read it through a synapse on the chip (:func:`_first_from_spikes`) and the host graph passes the input
+    through unchanged."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ConversionError(
             f"the {rules.target} target takes one input and one output; the graph has {len(graph.inputs)} and "
@@ -698,6 +766,8 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
             if problem is not None:
                 raise ConversionError(f"LIF '{op.name}': {problem}; the {rules.target} target does not run it")
             neurons.append(op)
+        elif isinstance(op, Delay):  # a synapse's delay (:func:`_delayed`)
+            continue
         elif op.is_stateful and not isinstance(op, IF):
             refusal = leaky_refusal(op, rules.target) if isinstance(op, LIF) else None
             raise ConversionError(refusal or f"{_where(op)}: the {rules.target} target runs IF neurons only")
@@ -723,7 +793,19 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
         source, ops = _segment(wiring, op.inputs[0], stops, rules)
         if source != previous:
             raise ConversionError(f"{_where(op)} reads {source!r}, not the layer before it; only chains map")
+        if any(isinstance(o, Delay) for o in ops):
+            names = ", ".join(_where(o) for o in ops if isinstance(o, Delay))
+            raise ConversionError(
+                f"{names} delays the input of the first neurons, {_where(op)}; the {rules.target} target starts "
+                "the input at step 1: delay the input itself (shift its frames), or put the Delay after them"
+            )
         shape = types[op.output].shape
+        if spike_input:
+            host = Graph(f"{graph.name}-host", dict(graph.inputs), [input_name], [])
+            populations.append(_first_from_spikes(op, ops, types[input_name].shape, shape, common, rules))
+            index[op.output] = 0
+            previous = op.output
+            continue
         # the input population: its current is computed on the host
         host = Graph(f"{graph.name}-host", dict(graph.inputs), [op.inputs[0]], [o.copy() for o in ops])
         if isinstance(op, LIF) and op.syn_decay is not None:
@@ -756,8 +838,12 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
         raise ConversionError(f"the output {output!r} is computed from {source!r}, not from the last neuron layer")
     out_shape = types[output].shape
     where = f"the output {output!r}"
+    named = [o.name for o in ops]
+    ops, steps = _delayed(ops, where, rules)
     if any(isinstance(o, (Conv2d, Dense)) for o in ops):
         spec, bias = _synapse(ops, types[source].shape, out_shape, where, rules)
+        if steps and isinstance(spec, ConvSpec) and not rules.delayed_conv:
+            spec = _taps(spec, out_shape)  # a delayed convolution: its taps
         name = ops[-1].name
         populations.append(
             Population(
@@ -766,13 +852,20 @@ def lower(graph: Graph, rules: Rules) -> Lowered:
                 out_shape,
                 spec,
                 np.asarray(bias, np.float32).reshape(out_shape),
-                [o.name for o in ops],
+                named,
                 value=output,
                 depth=populations[-1].depth + 1,
+                delay=steps,
+                lag=steps,
             )
         )
         readout = Readout("membrane", len(populations) - 1, output, out_shape)
     else:
+        if steps:
+            raise ConversionError(
+                f"{where} is read from the spikes of {source!r} through a Delay of {steps} step(s): a spike readout "
+                "counts the neurons' own spikes; remove the Delay (it only shifts the count's window)"
+            )
         if any(not isinstance(o, Scale) for o in ops):
             names = ", ".join(_where(o) for o in ops)
             raise ConversionError(f"{where} is read from spikes through {names}; only a Scale can follow the neurons")

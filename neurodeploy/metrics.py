@@ -20,7 +20,7 @@ from neurodeploy.errors import IRVerificationError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF
 from neurodeploy.ir.op import Op
-from neurodeploy.ir.ops import Conv2d, Dense
+from neurodeploy.ir.ops import Conv2d, Delay, Dense
 
 
 def _no_downstream() -> np.ndarray:
@@ -105,6 +105,6 @@ def layer_macs(graph: Graph) -> dict[str, int]:
 
 
 def neuron_counts(graph: Graph) -> dict[str, int]:
-    """Neurons of every stateful (spiking) op."""
+    """Neurons of every stateful (spiking) op; a Delay is synapses, not neurons."""
     types = graph.types()
-    return {op.name: types[op.output].size for op in graph.ops if op.is_stateful}
+    return {op.name: types[op.output].size for op in graph.ops if op.is_stateful and not isinstance(op, Delay)}

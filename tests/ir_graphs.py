@@ -14,6 +14,7 @@ from neurodeploy.ir import (
     Clip,
     Concat,
     Conv2d,
+    Delay,
     Dense,
     Floor,
     GlobalAvgPool,
@@ -162,7 +163,7 @@ def two_layer(levels: int | None, readout: bool = True, seed: int = 0) -> Graph:
 
 def leaky_net(seed: int = 0) -> Graph:
     """A spiking network as a NIR file arrives: leaky neurons with a synaptic current and a v_reset per neuron,
-    several spikes a step, a stateless threshold and a leaky-integrator readout."""
+    several spikes a step, a stateless threshold, a delay and a leaky-integrator readout."""
     rng = np.random.default_rng(seed)
     graph = Graph(name="leaky", inputs={"x": TensorType((6,))}, outputs=["v"])
     graph.ops = [
@@ -193,7 +194,8 @@ def leaky_net(seed: int = 0) -> Graph:
             multi=True,
         ),
         Threshold(name="thr", inputs=("s2",), output="z", threshold=np.float32(0.5), strict=False),
-        Dense(name="fc3", inputs=("z",), output="h3", weight=_w(rng, 3, 4), bias=None),
+        Delay(name="late", inputs=("z",), output="zd", steps=2),
+        Dense(name="fc3", inputs=("zd",), output="h3", weight=_w(rng, 3, 4), bias=None),
         LIF(name="li", inputs=("h3",), output="v", decay=np.float32(0.95), gain=np.float32(0.05), drive=np.float32(0)),
     ]
     return graph

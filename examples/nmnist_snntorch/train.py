@@ -2,12 +2,18 @@
 export it to NIR with snnTorch's own exporter, and log its accuracy as snnTorch runs it.
 
     .venv/bin/python examples/nmnist_snntorch/train.py --seed 0
+    .venv/bin/python examples/nmnist_snntorch/train.py --seed 0 --neurons if
 
 The network reads 10 ms event frames (30 over the 300 ms recording, polarity first) one per step: two strided
 convolutions of leaky integrate-and-fire neurons (snnTorch ``Leaky``, reset to zero) and a dense layer of 10 such
 neurons, whose spike counts are the prediction (snnTorch's rate-coded cross-entropy). No biases: a bias on a leaky
 neuron is a constant drive, which every target here maps, but none is needed. Writes ``nmnist_snn.nir`` and
-``training_log.json`` (seed, settings, per-epoch loss, test accuracy in snnTorch) beside this script. Needs snnTorch
+``training_log.json`` (seed, settings, per-epoch loss, test accuracy in snnTorch) beside this script.
+
+``--neurons if`` trains the same network with integrate-and-fire neurons instead (``Leaky`` with β = 1: no leak,
+reset to zero), which Speck runs too, and writes
+``nmnist_snn_if.nir`` and ``training_log_if.json``. snnTorch's exporter would write β = 1 as a LIF with an infinite
+time constant, so those nodes are written as NIR's IF (R = 1, the same threshold), what snnTorch ran. Needs snnTorch
 0.9.4 (the main environment has it); the data comes from ``$NEURODEPLOY_DATA`` or ``../shared/data``.
 """
 
@@ -26,10 +32,12 @@ BIN_US = 10_000
 BETA = 0.9
 
 
-def network():
+def network(neurons: str = "lif"):
     import snntorch as snn
 
     def leaky(**kwargs):
+        if neurons == "if":
+            return snn.Leaky(beta=1.0, reset_mechanism="zero", init_hidden=True, **kwargs)
         return snn.Leaky(beta=BETA, reset_mechanism="zero", init_hidden=True, **kwargs)
 
     return torch.nn.Sequential(
@@ -67,6 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--neurons", choices=("lif", "if"), default="lif")
     args = parser.parse_args()
 
     import nir
@@ -79,10 +88,12 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     train = load_dataset("nmnist", "train", bin_us=BIN_US)
     test = load_dataset("nmnist", "test", bin_us=BIN_US)
-    net = network()
+    net = network(args.neurons)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
     loss_fn = functional.ce_rate_loss()
-    log: dict = {"seed": args.seed, "bin_us": BIN_US, "frames": int(train.x.shape[1]), "beta": BETA, "epochs": []}
+    beta = 1.0 if args.neurons == "if" else BETA
+    log: dict = {"seed": args.seed, "bin_us": BIN_US, "frames": int(train.x.shape[1]), "beta": beta, "epochs": []}
+    log["neurons"] = args.neurons
     started = time.time()
     for epoch in range(args.epochs):
         order = rng.permutation(len(train.x))
@@ -106,8 +117,14 @@ def main() -> None:
     graph.nodes["0"].input_shape = (34, 34)
     graph.nodes["2"].input_shape = (17, 17)
     graph.nodes["4"].input_type = {"input": np.array([16, 9, 9])}
-    nir.write(str(args.out / "nmnist_snn.nir"), graph)
-    (args.out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    suffix = "_if" if args.neurons == "if" else ""
+    if args.neurons == "if":  # β = 1: v += input, what NIR's IF with R = 1 says
+        for name, node in list(graph.nodes.items()):
+            if isinstance(node, nir.LIF):
+                threshold = np.asarray(node.v_threshold, np.float32)
+                graph.nodes[name] = nir.IF(r=np.ones_like(threshold), v_threshold=threshold)
+    nir.write(str(args.out / f"nmnist_snn{suffix}.nir"), graph)
+    (args.out / f"training_log{suffix}.json").write_text(json.dumps(log, indent=2) + "\n")
     print(f"test accuracy (snnTorch): {100 * log['test_accuracy']:.0f}% on {len(test.y)} recordings")
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from neurodeploy import readout
 from neurodeploy.emulation import Emulation, EmulationResult, Inputs, Run
 from neurodeploy.encoding import Encoding
-from neurodeploy.errors import DataError
+from neurodeploy.errors import DataError, UnsupportedOpError
 from neurodeploy.hil.device import Board, BoardUnavailable, Clock, Device
 from neurodeploy.ir.graph import Graph
 
@@ -133,6 +133,9 @@ class CompiledModel:
     warnings: list[str] = field(default_factory=list)
     calibration: np.ndarray | None = None
     """The calibration inputs the conversion used (batch first), if any; a backend may measure ranges on them."""
+    encoding: Encoding = field(default_factory=Encoding)
+    """The input encoding the model is compiled for (``--encoding``): a target that takes events as spikes lowers
+    its first layer differently."""
     arrived_spiking: bool = False
     """The model arrived as a spiking network (a NIR file): nothing was converted, its neurons are its own, and
     nothing about it approximates an ANN."""
@@ -289,6 +292,18 @@ class Backend(ABC):
         per layer, column name -> text (``layer`` first; weights, scale, threshold, zeroed, clipped, rounding error,
         headroom where the target has them). A target that quantizes nothing gives none (the default)."""
         return []
+
+    # -- export -----------------------------------------------------------------------------------------------
+    def quantized_graph(self, artifact: Any) -> Graph:
+        """The artifact's network as the chip computes it, as an IR graph in the target's units (integer weights,
+        thresholds and biases where the chip has them), for ``neurodeploy export --quantized``
+        (:func:`neurodeploy.export.export_nir`). ``graph.meta["nir_export"]`` (a dict of strings and numbers)
+        says what the graph is and what it leaves out; the NIR file keeps it as its metadata. Targets that
+        quantize nothing, or have not said how, raise :class:`~neurodeploy.errors.UnsupportedOpError` (the
+        default)."""
+        raise UnsupportedOpError(
+            f"target {self.target!r} has no quantized export: export its float network without --quantized"
+        )
 
     # -- run --------------------------------------------------------------------------------------------------
     batch_size: ClassVar[int] = 256

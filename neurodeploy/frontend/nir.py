@@ -41,8 +41,11 @@ records the choices it was read with (the artifact's manifest keeps them under `
 
 Within a step, nodes run in graph order with no delay (a spike reaches every later node in the step it is sent),
 as a PyTorch ``Sequential`` of snnTorch or sinabs layers runs. Several edges into one node are summed (NIR's
-rule). Nested graphs are inlined. A recurrent graph (a cycle), a Delay node, and node types or parameter shapes
-this reader cannot map are refused in one error that lists every such node, its type and what to do.
+rule). Nested graphs are inlined. A Delay node (``delay``, in the file's time unit, needs ``dt``) becomes a delay
+of ``delay / dt`` whole steps, the same for every element: its output at step t is its input of step t - steps.
+A recurrent graph (a cycle), delays that are not whole steps or differ between elements, and node types or
+parameter shapes this reader cannot map are refused in one error that lists every such node, its type and what
+to do.
 
 The file is read into memory whole and walked with h5py alone (no pickled or external data): links to other files,
 symbolic links, external or virtual datasets and anything but numbers and strings are refused, each before its
@@ -69,6 +72,7 @@ from neurodeploy.ir import (
     Add,
     AvgPool2d,
     Conv2d,
+    Delay,
     Dense,
     Graph,
     Reshape,
@@ -79,6 +83,7 @@ from neurodeploy.ir import (
 from neurodeploy.ir.graph import topological_order, unique_name
 from neurodeploy.ir.neurons import channel_threshold
 from neurodeploy.ir.op import Op
+from neurodeploy.ir.ops import MAX_DELAY_STEPS
 
 DEFAULTS: dict[str, str | None] = {
     "dt": None,
@@ -447,6 +452,31 @@ def _linear(reader: _Reader, node: dict[str, Any], kind: str, source: str, name:
     return reader.add(Dense(name=name, inputs=(source,), output=reader.value(name), weight=weight, bias=bias))
 
 
+def _delay(reader: _Reader, node: dict[str, Any], source: str, name: str, where: str) -> str:
+    """A Delay node: one delay for every element, a whole number of steps (0: no op)."""
+    delay = np.asarray(_array(node, "delay", where), np.float64)
+    steps = delay / reader.options["dt"]
+    whole = np.rint(steps)
+    if delay.size == 0 or not np.all(np.isfinite(steps)) or np.any(np.abs(steps - whole) > 1e-6 * np.maximum(1, whole)):
+        raise ModelLoadError(
+            f"{where}: delays of {np.unique(steps)[:5].tolist()} steps (delay / dt, dt = {reader.options['dt']:g}) "
+            "are not whole numbers of steps: give the dt the delays were written for (--import-option dt=...)"
+        )
+    if np.any(whole != whole.reshape(-1)[0]):
+        raise ModelLoadError(
+            f"{where}: the elements have different delays ({np.unique(whole)[:5].astype(int).tolist()} steps); "
+            "neurodeploy maps one delay per node: split the node by delay"
+        )
+    count = int(whole.reshape(-1)[0])
+    if not 0 <= count <= MAX_DELAY_STEPS:
+        raise ModelLoadError(f"{where}: a delay of {count} steps is outside 0..{MAX_DELAY_STEPS}")
+    if count == 0:
+        return source
+    if delay.size != 1 and delay.shape != reader.types[source].shape:
+        raise ModelLoadError(f"{where}: delay of shape {list(delay.shape)} does not fit {reader.types[source]}")
+    return reader.add(Delay(name=name, inputs=(source,), output=reader.value(name), steps=count))
+
+
 Handler = Callable[[_Reader, dict[str, Any], str, str, str, str], str]
 HANDLERS: dict[str, Handler] = {
     "Affine": _linear,
@@ -456,6 +486,7 @@ HANDLERS: dict[str, Handler] = {
     "AvgPool2d": _pool,
     "SumPool2d": _pool,
     "Flatten": lambda r, n, k, s, name, w: _flatten(r, n, s, name, w),
+    "Delay": lambda r, n, k, s, name, w: _delay(r, n, s, name, w),
     "Scale": lambda r, n, k, s, name, w: r.add(
         Scale(
             name=name,
@@ -475,9 +506,8 @@ HANDLERS: dict[str, Handler] = {
     ),
     **dict.fromkeys(("IF", "LIF", "LI", "CubaLIF", "CubaLI", "I"), _neuron),
 }
-REFUSED = {
-    "Delay": "no target of neurodeploy runs NIR's synaptic delays yet; remove the Delay or fold it into the input",
-}
+REFUSED: dict[str, str] = {}
+"""Node types named with the reason they are refused (none at present; unknown types are refused as such)."""
 
 
 def _ir_name(name: str) -> str:
@@ -581,10 +611,11 @@ def import_nir(path: str | Path, *, input_shapes: Any = None, options: dict[str,
             problems.append(f"{name!r} ({kind}): {REFUSED[kind]}")
         elif kind not in HANDLERS and kind not in ("Input", "Output", "_Identity"):
             problems.append(f"{name!r} ({kind}): not a NIR node type neurodeploy reads")
-    leaky = [f"{n!r} ({nodes[n]['type']})" for n in order if nodes[n]["type"] in LEAKY]
+    leaky = [f"{n!r} ({nodes[n]['type']})" for n in order if nodes[n]["type"] in (*LEAKY, "Delay")]
     if leaky and resolved["dt"] is None:
         problems.append(
-            f"{', '.join(leaky)}: time constants need a time step: --import-option dt=... in the file's time unit "
+            f"{', '.join(leaky)}: time constants and delays need a time step: --import-option dt=... in the file's "
+            "time unit "
             "(snnTorch's files: --import-option writer=snntorch; sinabs': writer=sinabs)"
         )
     if problems:

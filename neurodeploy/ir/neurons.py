@@ -518,10 +518,12 @@ def describe_leaky(op: LIF) -> str:
 
 
 def leaky_refusal(op: Op, target: str) -> str | None:
-    """The error for a target that runs IF neurons only, when ``op`` is a leaky neuron (from a NIR file)."""
+    """The error for a target that runs IF neurons only, when ``op`` is a leaky neuron (from a NIR file). The targets
+    that map leaky neurons (loihi, spinnaker, brainscales2: ``Rules.leaky``) refuse what they cannot map with their
+    own reasons."""
     if not isinstance(op, LIF):
         return None
     return (
         f"LIF '{op.name}' ({describe_leaky(op)}): the {target} target runs IF neurons only (no leak, v >= threshold, "
-        "reset to 0 or by subtraction); leaky neurons run on the reference and loihi targets"
+        "reset to 0 or by subtraction); leaky neurons run on the reference, loihi, spinnaker and brainscales2 targets"
     )

@@ -503,6 +503,63 @@ class SpikeMaxPool2d(_Pool2d, StatefulOp):
 
 
 @dataclass(eq=False, kw_only=True)
+class Delay(StatefulOp):
+    """Its input ``steps`` time steps late: the output at step t is the input of step t - steps (zero before step
+    steps + 1). NIR's Delay node with one delay for every element; a synaptic delay on a chip (the synapse that
+    reads it arrives that many steps later). ``forward`` is the identity: a delay moves spikes in time, not rates.
+    It is not a neuron: it sends what it receives, so nothing counts its output as spikes of its own."""
+
+    steps: int
+    passes_target_scale = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.steps, (int, np.integer)) and not isinstance(self.steps, bool):
+            self.steps = int(self.steps)
+
+    def verify(self) -> None:
+        super().verify()
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_DELAY_STEPS:
+            raise ValueError(
+                f"Delay '{self.name}': steps must be a whole number 1..{MAX_DELAY_STEPS}, got {self.steps!r}"
+            )
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return in_types[0]
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return xs[0]
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream().reshape(in_shapes[slot])
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        low, high = in_bounds[0]
+        return min(low, 0.0), max(high, 0.0)
+
+    def carry_scales(self, in_scales: list[ScaleValue], in_shapes: Shapes, out_shape: Shape, wanted: Wanted) -> Carried:
+        return compress(in_scales[0], in_shapes[0]), [None]
+
+    def init_state(self, batch: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"queue": np.zeros((self.steps, batch, *shape), np.float32), "head": np.zeros((), np.int64)}
+
+    def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
+        queue, head = state["queue"], int(state["head"])
+        out = queue[head].copy()  # what arrived `steps` steps ago
+        queue[head] = xs[0]
+        state["head"] = np.asarray((head + 1) % self.steps, np.int64)
+        return out
+
+    @property
+    def emits_spikes(self) -> bool:
+        return False
+
+
+MAX_DELAY_STEPS = 1 << 16
+"""The longest Delay an op holds (its state is that many copies of its input)."""
+
+
+@dataclass(eq=False, kw_only=True)
 class GlobalAvgPool(Op):
     """Mean over every axis after the channel axis: (C, ...) -> (C, 1, ..., 1)."""
 

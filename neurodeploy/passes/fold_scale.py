@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.ops import AvgPool2d, Bias, Conv2d, Dense, Reshape, Scale
+from neurodeploy.ir.ops import AvgPool2d, Bias, Conv2d, Delay, Dense, Reshape, Scale
 from neurodeploy.passes.base import Pass, PassContext
 from neurodeploy.passes.fold_bias import add_bias, fold_into_producer
 
@@ -37,7 +37,7 @@ class FoldScale(Pass):
         fold_into_producer(graph, Bias, add_bias)  # the Bias that followed the Scale now follows the convolution
 
 
-_COMMUTES = (Reshape, AvgPool2d)
+_COMMUTES = (Reshape, AvgPool2d, Delay)
 """Ops a constant factor passes through unchanged: y(s·x) = s·y(x)."""
 
 

@@ -41,6 +41,7 @@ STATES: dict[str, tuple[set[str], bool]] = {
     "LIF": ({"fan_out_map"}, False),
     "Threshold": ({"fan_out_map", "bounds"}, False),
     "SpikeMaxPool2d": (LINEAR, True),
+    "Delay": (LINEAR, True),
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from neurodeploy.backends.base import CompiledModel, Emitted
+from neurodeploy.encoding import Encoding
 from neurodeploy.ir import Add, AvgPool2d, Concat, Conv2d, Dense, Graph, MaxPool2d, Reshape, Scale, TensorType
 from neurodeploy.ir.neurons import IF
 
@@ -272,12 +273,14 @@ def delay_alignment(graph: Graph, program, x: np.ndarray, population: str, steps
     return aligned, early
 
 
-def emit_graph(graph: Graph, folder: Path, calibration: np.ndarray | None) -> Emitted:
-    """Plan and emit a converted graph for loihi2 into ``folder``, as the compiler does (without the graphs)."""
+def emit_graph(graph: Graph, folder: Path, calibration: np.ndarray | None, encoding: str = "direct") -> Emitted:
+    """Plan and emit a converted graph for loihi2 into ``folder``, as the compiler does (without the graphs);
+    ``encoding="events"``: the input arrives as spikes (event frames)."""
     from neurodeploy_loihi import Loihi2Backend
 
     backend = Loihi2Backend()
-    return backend.emit(backend.plan(CompiledModel(snn=graph, calibration=calibration)), folder)
+    model = CompiledModel(snn=graph, calibration=calibration, encoding=Encoding(encoding))
+    return backend.emit(backend.plan(model), folder)
 
 
 def resnet20(seed: int = 0, reset: str = "subtract") -> Graph:

@@ -54,15 +54,14 @@ def _missing_tools() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def lif_ref(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``lif_ref.c`` compiled for ARM once per session."""
+def compile_reference(out: Path) -> Path:
+    """``lif_ref.c`` compiled for ARM into folder ``out``; without the tools the calling test skips, or fails under
+    NEURODEPLOY_REQUIRE_ARM=1 (``test_spinnaker_leaky.py`` compiles it this way too)."""
     problem = _missing_tools()
     if problem:
         if os.environ.get("NEURODEPLOY_REQUIRE_ARM") == "1":
             pytest.fail(f"NEURODEPLOY_REQUIRE_ARM=1 but {problem}")
         pytest.skip(f"{problem} (set NEURODEPLOY_REQUIRE_ARM=1 to fail instead)")
-    out = tmp_path_factory.mktemp("lif_ref")
     errors = []
     for arch in ARCHES:
         binary = out / f"lif_ref_{arch.replace('+', '_')}"
@@ -72,6 +71,12 @@ def lif_ref(tmp_path_factory: pytest.TempPathFactory) -> Path:
             return binary
         errors.append(f"{' '.join(cmd)}:\n{proc.stderr}")
     pytest.fail("lif_ref.c does not compile:\n" + "\n".join(errors))
+
+
+@pytest.fixture(scope="session")
+def lif_ref(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``lif_ref.c`` compiled for ARM once per session."""
+    return compile_reference(tmp_path_factory.mktemp("lif_ref"))
 
 
 # ----------------------------------------------------------------------------------------------------------------

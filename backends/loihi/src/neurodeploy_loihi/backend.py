@@ -23,7 +23,7 @@ from neurodeploy.backends.base import (
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
-from neurodeploy.ir import IF, LIF, interpret
+from neurodeploy.ir import IF, LIF, Delay, interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
@@ -52,10 +52,16 @@ SPIKING_IMPORT = (
 )
 
 
+EVENT_INPUT = (
+    "the input is event frames, sent to the chip as spikes: graded mode computes the first layer's activation "
+    "from an analog input on the host; run it in binary mode"
+)
+
+
 def _netx_profile(graph: Graph) -> bool:
     """True when every IF neuron resets to zero and starts at v = 0: what a netx .net (Lava's LIF) expresses."""
     neurons = [op for op in graph.ops if op.is_stateful]
-    # (a .net's neurons do not leak: leaky neurons of a spiking import are not written)
+    # (a .net's neurons do not leak: leaky neurons of a spiking import are not written; nor are delays)
     return bool(neurons) and all(isinstance(op, IF) and op.reset == "zero" and op.initial == 0 for op in neurons)
 
 
@@ -84,7 +90,7 @@ class Loihi2Backend(Backend):
     version = "0.2.0"
     fidelity = "bit-exact"
     modes = ("binary", "graded")
-    encodings = ("direct",)  # the host turns the analog input into the first layer's current
+    encodings = ("direct", "events")  # direct: the host computes the first layer's current; events: spikes in
     delayed_modes = ("binary",)
     default_steps = 32
     spec = SPEC
@@ -145,25 +151,26 @@ class Loihi2Backend(Backend):
         graph = model.snn
         profile = model.target_options.get("profile", "exact")
         for op in graph.ops:
-            if op.is_stateful and not isinstance(op, (IF, LIF)):
+            if op.is_stateful and not isinstance(op, (IF, LIF, Delay)):  # (a Delay is its synapse's delay)
                 raise ConversionError(
                     f"{op.op_type} '{op.name}': the {self.target} target runs IF neurons only (binary or graded "
                     "spikes); convert with the target's own pipeline (QCFS models: qcfs=rate)"
                 )
         if profile == "board":
             for op in graph.ops:
-                if op.is_stateful and op.reset != "zero":
+                if isinstance(op, (IF, LIF)) and op.reset != "zero":
                     raise ConversionError(
                         f"layer {op.name!r} resets by {op.reset}: the board profile runs Lava's LIF, which resets to "
                         "zero (convert with reset=zero, or compile with --target-option profile=exact for Lava's "
                         "CPU simulation)"
                     )
-        netx = _netx_profile(graph)
-        lowered = lower(graph)
+        events = model.encoding.kind == "events"  # the frames go to the chip as spikes
+        netx = _netx_profile(graph) and not events  # (a .net's Input block is driven by a current)
+        lowered = lower(graph, spike_input=events)
         readout_range, source = _readout_range(lowered, graph, model.calibration)
         means = None
         calibration = model.calibration
-        corrected = model.target_options.get("bias_correction", True) and not model.arrived_spiking
+        corrected = model.target_options.get("bias_correction", True) and not model.arrived_spiking and not events
         if corrected and calibration is not None and len(calibration):  # (rates from the ANN a conversion kept)
             means = mean_rates(lowered, np.asarray(calibration, np.float32))
         q = quantize(lowered, readout_range, Options(netx=netx, means=means))
@@ -240,6 +247,8 @@ class Loihi2Backend(Backend):
         graded: GradedProgram | SdnnProgram | None
         if plan.model.arrived_spiking:  # graded payloads carry the activations of an ANN this network never had
             graded_files, graded, graded_note = [], None, {"available": False, "reason": SPIKING_IMPORT}
+        elif program.network.input_bits:
+            graded_files, graded, graded_note = [], None, {"available": False, "reason": EVENT_INPUT}
         elif plan.profile == "board":  # stock SigmaDelta neurons
             graded_files, graded_note, graded = emit_sdnn(lowered, plan.model.calibration, folder)
         else:  # GradedReLU
@@ -314,6 +323,8 @@ class Loihi2Backend(Backend):
         population's mean spikes per neuron and sample (Lava order; the readout's zero), or None without data."""
         if calibration is None or not len(calibration):
             return [{"note": "no calibration data"} for _ in program.names], None
+        if program.network.input_bits:  # calibration data are analog inputs, this program takes event frames
+            return [{"note": "event input: not measured on the (analog) calibration data"} for _ in program.names], None
         run = program.run(np.asarray(calibration[:HEADROOM_SAMPLES], np.float32), HEADROOM_STEPS, counts=True)
         rates = [
             to_lava(run.counts[name].mean(axis=0, keepdims=True), shape)[0]
@@ -341,11 +352,27 @@ class Loihi2Backend(Backend):
     # -- run --------------------------------------------------------------------------------------------------
     quantized_modes = ("graded",)
 
+    def quantized_graph(self, artifact: Any) -> Graph:
+        """The binary program in units of v, the chip's integers (:mod:`neurodeploy_loihi.nir_export`)."""
+        from neurodeploy_loihi.nir_export import quantized_graph
+
+        return quantized_graph(Program.load(artifact), self.target)
+
     def load(self, artifact: Any, mode: str) -> Program | GradedProgram | SdnnProgram:
         """The mode's program: every file listed in the manifest and checked."""
         return load_graded(artifact) if mode == "graded" else Program.load(artifact)
 
     def prepare(self, loaded: Program | GradedProgram, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
+        events = isinstance(loaded, Program) and loaded.network.input_bits > 0
+        if events:  # the artifact takes event frames as spikes
+            if encoding.kind != "events":
+                raise DataError(
+                    f"this {self.target} artifact was compiled for event input (its first layer reads spikes on the "
+                    f"chip); emulate it with the events encoding, not {encoding.kind!r}"
+                )
+            (x,) = encoding.check_inputs(loaded.host, inputs).values()
+            encoding.stimulus(x, steps)  # more steps than frames: an error unless padded
+            return x
         if encoding.kind != "direct":
             raise DataError(
                 f"the {self.target} target takes direct (analog) input, which the host turns into the first "

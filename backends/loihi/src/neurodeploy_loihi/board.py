@@ -19,7 +19,9 @@ neurodeploy's own processes (``SubtractiveLIF``, ``GradedReLU``) have bit-accura
 
 What runs where in a board run: the host (CPU) computes the input layer's current from each sample with the
 artifact's host graph and writes it as the input population's bias, and reads the readout's v at the end; every
-population and synapse runs on the chip's neurocores.
+population and synapse runs on the chip's neurocores. An artifact compiled for event input instead has the host
+send each frame as graded spikes into the first population's synapse, on the chip (the ``lava`` board adapter
+does not stream spikes yet; Lava's CPU models run such artifacts).
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder

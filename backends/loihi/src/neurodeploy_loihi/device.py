@@ -190,6 +190,12 @@ class LavaDevice(Device):
         ready = readiness(binary_processes(program))
         if not ready["board_ready"]:
             raise BoardUnavailable(f"the artifact is not board-ready: {ready['reason']}")
+        if program.network.input_bits:
+            raise BoardUnavailable(
+                "the artifact takes event frames as input spikes; the lava adapter sends each sample as the input "
+                "population's bias and does not yet stream spikes to a board: compare it with the emulator in Lava "
+                "(run_program_in_lava) instead"
+            )
         if steps < 1:
             raise DataError(f"steps must be >= 1, got {steps}")
         prepared = np.asarray(backend.prepare(program, inputs, steps=steps, encoding=encoding), np.float32)

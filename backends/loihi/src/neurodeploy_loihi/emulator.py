@@ -366,6 +366,9 @@ class Skip:
     source: int
     synapse: DenseSynapse | ConvSynapse
     delay: int = 0
+    lag: int = 0
+    """Of ``delay``, the steps the network itself asks for (a Delay between two layers of the graph), which do not
+    count in the layers' depths; the rest aligns the branches."""
 
 
 def _check_delay(delay: int, synapse: object, where: str) -> None:
@@ -394,6 +397,8 @@ class Layer:
     skips: tuple[Skip, ...] = ()
     source: int | None = None
     """The layer the main synapse reads: the one before (None), or an earlier one (a parallel branch)."""
+    lag: int = 0
+    """Of the main synapse's ``delay``, the steps the network itself asks for (see :attr:`Skip.lag`)."""
 
     def inbound(self, k: int) -> list[tuple[int, DenseSynapse | ConvSynapse, int]]:
         """(source layer, synapse, delay) of every synapse into this layer (layer ``k``): the main one first."""
@@ -414,12 +419,17 @@ def inbound(layer: Any, k: int) -> list[tuple[int, Any, int]]:
 
 def layer_shape(layer: Any) -> tuple[int, ...]:
     """A layer's (Lava) shape, binary or graded: its synapse's output, or for the input population (no synapse)
-    its ``population_shape``."""
+    its ``population_shape``; a flat synapse (a Dense or synapse list, e.g. a delayed convolution's taps) into a
+    population of ``population_shape`` (X, Y, C) of as many neurons feeds it in Lava's flat order."""
     if layer.synapse is None:
         if layer.population_shape is None:
             raise ValueError(f"layer {layer.name!r} has no synapse, so it needs population_shape")
         return tuple(int(d) for d in layer.population_shape)
-    return tuple(layer.synapse.output_shape)
+    out = tuple(layer.synapse.output_shape)
+    wanted = layer.population_shape
+    if wanted is not None and len(out) == 1 and len(wanted) > 1 and prod(wanted) == out[0]:
+        return tuple(int(d) for d in wanted)
+    return out
 
 
 @dataclass
@@ -484,13 +494,23 @@ class Network:
     """A chain of layers; layer k reads the spikes of layer k - 1 (the network input for k = 0, unless the first
     layer is an input population without synapse) and, through its ``skips``, of any earlier layer."""
 
-    def __init__(self, layers: list[Layer]) -> None:
+    def __init__(self, layers: list[Layer], input_bits: int = 0) -> None:
         if not layers:
             raise ValueError("a network needs at least one layer")
         self.layers = list(layers)
+        if not 0 <= int(input_bits) <= fp.MAX_MESSAGE_BITS or (input_bits and layers[0].synapse is None):
+            raise ValueError(
+                f"input_bits must be 0 (binary input spikes) or 1..{fp.MAX_MESSAGE_BITS} (graded ones) for a first "
+                f"layer with a synapse, got {input_bits}"
+            )
+        self.input_bits = int(input_bits)
+        """0: the input spikes are binary; above 0: graded, integer payloads 0 .. 2**input_bits - 1 (event counts),
+        which the first synapse multiplies by its weights (Lava's ``num_message_bits``)."""
         self.depths: list[int] = []
-        """Per layer, the Loihi step (after the first) at which its first input arrives: the longest path of
-        synapses and delays from layer 0 (a chain: k)."""
+        """Per layer, the Loihi step (after the first) at which its first input arrives, and at which it computes
+        the graph's step 1: the longest path of synapses and delays from the input (a chain: k, or k + 1 when the
+        first layer reads input spikes through its synapse, which delivers them one step late), not counting the
+        delays the network itself asks for (``lag``), which delay its input in the graph's time too."""
         for k, layer in enumerate(self.layers):
             where = f"layer {k}" + (f" ({layer.name})" if layer.name else "")
             if layer.synapse is None and k > 0:
@@ -499,10 +519,11 @@ class Network:
             if k == 0:
                 if layer.skips or layer.delay:
                     raise ValueError(f"{where}: the first layer reads the input only (no skips, no delay)")
-                self.depths.append(0)
+                self.depths.append(0 if layer.synapse is None else 1)
                 continue
             depth = 0
-            for source, synapse, delay in layer.inbound(k):
+            lags = [int(layer.lag)] * (layer.synapse is not None) + [int(s.lag) for s in layer.skips]
+            for (source, synapse, delay), lag in zip(layer.inbound(k), lags):
                 if not isinstance(source, int | np.integer) or not 0 <= source < k:
                     raise ValueError(f"{where}: a skip reads layer {source}; it must be an earlier layer (0..{k - 1})")
                 _check_delay(delay, synapse, where)
@@ -517,7 +538,9 @@ class Network:
                     raise ValueError(
                         f"{where}: a synapse of {synapse.output_shape} outputs feeds {layer.shape} neurons"
                     )
-                depth = max(depth, self.depths[source] + 1 + delay)
+                if not isinstance(lag, int) or not 0 <= lag <= delay:
+                    raise ValueError(f"{where}: a synapse's lag must be an int in 0..{delay} (its delay), got {lag!r}")
+                depth = max(depth, self.depths[source] + 1 + delay - lag)
             self.depths.append(depth)
 
     def fan_out(self) -> list[np.ndarray]:
@@ -593,8 +616,9 @@ class Network:
         observe: Callable[[StepState], None] | None = None,
         windows: list[tuple[int, int]] | None = None,
     ) -> Trace:
-        """Run ``steps`` steps (default: the number of input frames) on binary input spikes (B, T, *input_shape);
-        frame t - 1 is the input of step t, and steps beyond T get no input spikes.
+        """Run ``steps`` steps (default: the number of input frames) on input spikes (B, T, *input_shape), binary
+        or, with ``input_bits``, integer payloads; frame t - 1 is sent at step t (its synapse delivers it at step
+        t + 1), and steps beyond T get no input spikes.
 
         A network whose first layer is an input population takes no spikes but ``input_bias`` = (bias_mant,
         bias_exp), each (B, *shape) of that layer: per sample, the bias that replaces its neurons' own.
@@ -625,9 +649,15 @@ class Network:
             x = np.asarray(spikes)
             if x.ndim != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
                 raise ValueError(f"input spikes must be (batch, steps, *{self.input_shape}), got {x.shape}")
-            if x.size and not np.isin(x, (0, 1)).all():
-                raise ValueError("input spikes must be binary (0 or 1)")
-            x = x.astype(bool)
+            if self.input_bits:
+                top = (1 << self.input_bits) - 1
+                if x.size and (not np.array_equal(x, np.rint(x)) or x.min() < 0 or x.max() > top):
+                    raise ValueError(f"graded input spikes must be whole numbers 0..{top} ({self.input_bits} bits)")
+                x = x.astype(np.int64)
+            else:
+                if x.size and not np.isin(x, (0, 1)).all():
+                    raise ValueError("input spikes must be binary (0 or 1)")
+                x = x.astype(bool)
             batch, frames = x.shape[:2]
         steps = frames if steps is None else int(steps)
         if steps < 1:
@@ -654,7 +684,7 @@ class Network:
         if record_state:
             trace.u = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
             trace.v = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
-        no_input = None if x is None else np.zeros((batch, *self.input_shape), bool)
+        no_input = None if x is None else np.zeros((batch, *self.input_shape), x.dtype)
         # a layer with skips, delays or a main synapse from an earlier layer: per synapse, a queue of delay + 1
         # messages (DelayDense's a_buff columns), fed from its source's spikes
         queues = {
@@ -679,7 +709,10 @@ class Network:
                 else:
                     message = messages[k]  # 1. sent now: accumulated at the previous step
                     if layer.synapse is not None:  # 2. accumulated now, for the next step
-                        if k == 0 or running[k - 1]:
+                        if k == 0:
+                            graded = self.input_bits > 0
+                            messages[k] = layer.synapse.accumulate(below, graded=graded).reshape(batch, *shapes[k])
+                        elif running[k - 1]:
                             messages[k] = layer.synapse.accumulate(below).reshape(batch, *shapes[k])
                         else:
                             messages[k] = nothing[k]

@@ -26,6 +26,8 @@ import numpy as np
 
 # -- bit widths: each declared once, next to the arithmetic that uses it -------------------------------------
 
+MAX_MESSAGE_BITS = 24
+"""A graded spike's payload is at most 24 bits wide (Lava's ports declare ``precision=24`` for graded spikes)."""
 WEIGHT_BITS = 8
 """Dense weight magnitude bits: ``clip_weights(weights, sign_mode, num_bits=8)`` in ``run_spk`` and
 ``truncate_weights(..., max_num_weight_bits=8)``. MIXED weights get a sign bit on top: [-256, 255]."""

@@ -112,8 +112,7 @@ from neurodeploy_loihi.quantize import compact, lava_order, lava_shape, lava_syn
 
 MESSAGE_BITS = 8
 """Default payload width: activations are unsigned 8-bit integers (0..255)."""
-MESSAGE_BITS_MAX = 24
-"""A payload is at most 24 bits wide (Lava's ports declare ``precision=24`` for graded spikes)."""
+MESSAGE_BITS_MAX = fp.MAX_MESSAGE_BITS
 SHIFT_MAX = fp.STATE_BITS - 1
 """The neuron's right shift is 0..23: a 24-bit v shifted further is 0 or -1."""
 WEIGHT_TOP = 254

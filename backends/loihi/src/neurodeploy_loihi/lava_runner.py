@@ -251,7 +251,8 @@ class _Chain:
             processes = []
             for source, synapse, delay in layer.inbound(k):
                 port, below_shape, below_conv = outs[source]
-                process = synapse_process(synapse, delay, layer.shape, below_shape, batch, below_conv)
+                bits = network.input_bits if source == -1 else 0  # event input: graded spikes (event counts)
+                process = synapse_process(synapse, delay, layer.shape, below_shape, batch, below_conv, bits)
                 if port.shape != process.s_in.shape:
                     port = port.reshape(process.s_in.shape)  # conv (X, Y, B * C) -> dense (X * Y * B * C,)
                 port.connect(process.s_in)
@@ -404,7 +405,6 @@ def run_program_in_lava(
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    mant, exp = program.input_bias(np.asarray(x, np.float32))
     total = steps + program.delay
     network = program.network
     groups = _max_groups(network)
@@ -412,8 +412,15 @@ def run_program_in_lava(
     clock = [time.perf_counter()]
     folder = tempfile.TemporaryDirectory(prefix="neurodeploy-lava-")
     sink = Sink(shape=(1,), buffer=1)
-    biases = [(mant[i : i + per_chain], exp[i : i + per_chain]) for i in range(0, len(mant), per_chain)]
-    chains = [_Chain(network, None, total, sink, bias, record_all, Path(folder.name)) for bias in biases]
+    where = Path(folder.name)
+    if network.input_bits:  # event frames: graded spikes from a RingBuffer into population 0's synapse
+        frames = program.input_frames(x)
+        parts = [frames[i : i + per_chain] for i in range(0, len(frames), per_chain)]
+        chains = [_Chain(network, part, total, sink, None, record_all, where) for part in parts]
+    else:
+        mant, exp = program.input_bias(np.asarray(x, np.float32))
+        biases = [(mant[i : i + per_chain], exp[i : i + per_chain]) for i in range(0, len(mant), per_chain)]
+        chains = [_Chain(network, None, total, sink, bias, record_all, where) for bias in biases]
     clock.append(time.perf_counter())
     try:
         with _models_found_once_per_class():

@@ -14,6 +14,7 @@ __all__ = ["RULES", "ConvSpec", "DenseSpec", "Lowered", "Population", "Readout",
 RULES = Rules(target="loihi", chip="Loihi", delayed_conv=False, leaky=True)
 
 
-def lower(graph: Graph) -> Lowered:
-    """The graph's populations and synapses for Loihi 2; a ConversionError names the op that does not map."""
-    return lower_graph(graph, RULES)
+def lower(graph: Graph, spike_input: bool = False) -> Lowered:
+    """The graph's populations and synapses for Loihi 2; a ConversionError names the op that does not map.
+    ``spike_input``: event frames arrive as spikes, which the first population reads through its synapse."""
+    return lower_graph(graph, RULES, spike_input)

@@ -5,6 +5,10 @@ readout, the pipeline delay); ``loihi.npz`` holds every integer array (weights i
 biases and initial voltages); ``host.json``/``host.npz`` is the float graph the host runs on each input to get
 the input population's current. Both the emulator and the Lava runner are built from these files alone.
 
+Event input (``input.spikes`` in loihi.json): population 0 has a synapse that reads each step's frame as graded
+spikes (payload = the pixel's event count) sent by the host, one step late, so every depth below is one more; the
+host graph then passes the frames on unchanged.
+
 Time: the input population (index 0) has no synapse; population k receives the spikes of k - 1 one step after
 they were emitted, so it computes the graph's step t at Loihi step t + k. A run of T (graph) steps therefore
 takes T + delay Loihi steps, where delay is the readout's depth (the number of synapses), and the readout after
@@ -52,7 +56,7 @@ from neurodeploy_loihi.emulator import (
     SparseSynapse,
     StepState,
 )
-from neurodeploy_loihi.quantize import EXP_MAX, VTH_MAX, input_bias, max_bias, to_graph
+from neurodeploy_loihi.quantize import EXP_MAX, VTH_MAX, input_bias, max_bias, to_graph, to_lava
 
 FORMAT = "neurodeploy-loihi"
 FORMAT_VERSION = 1
@@ -89,7 +93,7 @@ def synapse_schema(extra: dict[str, Schema] | None = None) -> Switch:
         "groups": Int(),
         "pool": List(Int(), length=2),
     }
-    optional = {"delay": Int(0)} | ({} if "source" in extra else {"source": Int(0)})  # a main synapse's source
+    optional = {"delay": Int(0), "lag": Int(0)} | ({} if "source" in extra else {"source": Int(0)})  # (a main one's)
     return Switch(
         "type",
         {
@@ -121,7 +125,7 @@ PROGRAM_SCHEMA = Dict(
                 "current_clip": List(Int(-max_bias(None), max_bias(None)), length=2),
                 "bias_exp": Optional(Int(0, EXP_MAX)),
             },
-            {"population": Int(0)},
+            {"population": Int(0), "spikes": Dict({"message_bits": Int(1, fp.MAX_MESSAGE_BITS)})},
         ),
         "layers": List(
             Dict(
@@ -199,7 +203,11 @@ def check_layout(
             "expected one each"
         )
     current = host.types()[host.outputs[0]]
-    if current.size != prod(shapes[0]):
+    first = layers[0].synapse
+    if first is not None:  # event input: the host passes the frames on to population 0's synapse
+        if current.size != prod(first.input_shape):
+            raise ValueError(f"the output {current} of the host graph {host_file} does not fit the first synapse")
+    elif current.size != prod(shapes[0]):
         raise ValueError(
             f"the output {current} of the host graph {host_file} does not fit the input population {shapes[0]}"
         )
@@ -255,11 +263,14 @@ class Program:
             entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
             if layer.delay:
                 entry["synapse"]["delay"] = int(layer.delay)
+            if layer.lag:  # of the delay, the steps the network asks for (a Delay between two layers)
+                entry["synapse"]["lag"] = int(layer.lag)
             if layer.source is not None:  # a parallel branch: the main synapse reads an earlier population
                 entry["synapse"]["source"] = int(layer.source)
             if layer.skips:
                 entry["skips"] = [
                     {"source": int(skip.source), "delay": int(skip.delay)}
+                    | ({"lag": int(skip.lag)} if skip.lag else {})
                     | synapse_entry(skip.synapse, f"{k}/skip{i}/weights", arrays)
                     for i, skip in enumerate(layer.skips)
                 ]
@@ -285,6 +296,8 @@ class Program:
             "readout": readout,
             "notes": list(self.notes),
         }
+        if self.network.input_bits:  # event input: graded spikes into population 0's synapse, not a current
+            doc["input"]["spikes"] = {"message_bits": self.network.input_bits}
         (folder / DESCRIPTION).write_bytes(dumps_json(doc))
         write_npz(folder / ARRAYS, arrays)
         save_graph(self.host, folder, HOST)
@@ -317,13 +330,19 @@ class Program:
                 s = entry["synapse"]
                 synapse = None if s is None else synapse_of(s, value)
                 skips = tuple(
-                    Skip(e["source"], synapse_of(e, value), e.get("delay", 0)) for e in entry.get("skips", [])
+                    Skip(e["source"], synapse_of(e, value), e.get("delay", 0), e.get("lag", 0))
+                    for e in entry.get("skips", [])
                 )
                 delay = 0 if s is None else s.get("delay", 0)
                 source = None if s is None else s.get("source")
-                layers.append(Layer(synapse, neuron, entry["name"], tuple(entry["lava_shape"]), delay, skips, source))
+                lag = 0 if s is None else s.get("lag", 0)
+                shape = tuple(entry["lava_shape"])
+                layers.append(Layer(synapse, neuron, entry["name"], shape, delay, skips, source, lag))
             where = "its header"
-            network = Network(layers)
+            spikes = doc["input"].get("spikes")
+            if (spikes is not None) != (layers[0].synapse is not None):
+                raise ValueError("population 0 has a synapse exactly when the input is spikes (input.spikes)")
+            network = Network(layers, input_bits=0 if spikes is None else spikes["message_bits"])
             readout = dict(doc["readout"])
             scale = readout.pop("scale", None)
             readout_scale = None if scale is None else value(scale, np.float32)
@@ -367,6 +386,25 @@ class Program:
         currents = interpret.run(self.host, x)[self.host.outputs[0]]
         return input_bias(currents, self.shapes[0], self.input_vth, self.input_clip, self.input_bias_exp)
 
+    def input_frames(self, x: np.ndarray) -> np.ndarray:
+        """Event frames (B, F, *graph input shape) of counts -> the graded spikes the host sends, (B, F, *Lava
+        shape) int64; a count above the payload's range is an error naming it."""
+        x = np.asarray(x)
+        shape = tuple(self.host.types()[self.host.outputs[0]].shape)
+        if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != shape:
+            raise DataError(f"event input must be (batch, frames, *{shape}), got {x.shape}")
+        top = (1 << self.network.input_bits) - 1
+        if x.size and (not np.all(np.isfinite(x)) or not np.array_equal(x, np.rint(x)) or x.min() < 0):
+            raise DataError("event input must hold whole event counts >= 0 per pixel and frame")
+        if x.size and x.max() > top:
+            raise DataError(
+                f"an event frame holds {int(x.max())} events at one pixel; the chip's input spikes carry at most "
+                f"{top} ({self.network.input_bits}-bit payloads): bin the events into shorter frames"
+            )
+        batch, count = x.shape[:2]
+        lava = to_lava(x.reshape(batch * count, *shape).astype(np.int64), shape)
+        return lava.reshape(batch, count, *lava.shape[1:])
+
     def run(
         self,
         x: np.ndarray,
@@ -392,13 +430,18 @@ class Program:
             raise DataError(f"steps must be >= 1, got {steps}")
         top = self.readout["population"]
         roles = [role == "readout" for role in self.roles]
-        compiled = fused.accepts(self.network, roles, top, observe)
-        (x,) = interpret.check_inputs(self.host, np.asarray(x, np.float32)).values()  # (B, ...), the input policy
-        if compiled:  # each thread computes its slice's input bias (the host's part), then runs it
-            batch = len(x)
+        compiled = fused.accepts(self.network, roles, top, observe)  # (not with event input: a first synapse)
+        frames, bias = None, None
+        if self.network.input_bits:  # event frames (B, F, *input shape) -> graded spikes into population 0
+            frames = self.input_frames(x)
+            batch = len(frames)
         else:
-            mant, exp = self.input_bias(x)
-            batch = len(mant)
+            (x,) = interpret.check_inputs(self.host, np.asarray(x, np.float32)).values()  # (B, ...), the policy
+            if compiled:  # each thread computes its slice's input bias (the host's part), then runs it
+                batch = len(x)
+            else:
+                bias = self.input_bias(x)
+                batch = len(bias[0])
         delay = self.delay
         total = steps + delay
         read = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
@@ -409,8 +452,16 @@ class Program:
         counted: dict[int, np.ndarray] = {}  # per spiking population, (B, *shape) spike counts
         marks: dict[int, dict[str, np.ndarray]] = {c: {} for c in wanted}
         (input_name,) = self.host.inputs
-        per_step = self._input_synapses  # the dense input: every element, every step
-        synop_marks = {c: {input_name: np.full(batch, c * per_step, np.int64)} for c in wanted}
+        if frames is None:
+            per_step = self._input_synapses  # the dense input: every element, every step
+            synop_marks = {c: {input_name: np.full(batch, c * per_step, np.int64)} for c in wanted}
+        else:  # each nonzero count of a frame is one graded spike, through the first synapse's fan-out
+            fan_out = self.network.layers[0].synapse.fan_out.reshape(-1)  # per input element, Lava's flat order
+            sent = np.cumsum((frames != 0).reshape(batch, len(frames[0]), -1).astype(np.int64) @ fan_out, axis=1)
+            last = sent.shape[1]
+            synop_marks = {
+                c: {input_name: sent[:, min(c, last) - 1] if last else np.zeros(batch, np.int64)} for c in wanted
+            }
         readouts: dict[int, np.ndarray] = {}
         baseline = [np.zeros((batch, *layers[-1].shape), np.int64)]
         stats: dict[str, Any] = {"readout_spikes": 0}  # and, per layer, the trace's overflow statistics
@@ -469,8 +520,9 @@ class Program:
             counted.update({k: np.zeros((batch, *layers[k].shape), np.int32) for k in spiking})
             fan_out.extend(self.network.fan_out())
             trace = self.network.run(
+                frames,
                 steps=total,
-                input_bias=(mant, exp),
+                input_bias=bias,
                 record_state=False,
                 record_spikes=False,
                 observe=record,

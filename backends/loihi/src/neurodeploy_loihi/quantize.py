@@ -40,6 +40,10 @@ everything that reaches v is multiplied by R:
   ``round(c * R)`` as bias. Values outside [-1, 1] thresholds per step are clipped: a neuron whose current is
   at least one threshold fires every step and one with a negative current never fires, whatever the value,
   so clipping costs nothing but the charge that never matters; R is as large as the bias range then allows.
+* **Event input** (``--encoding events``). The first population reads the input through its own synapse on the
+  chip, scaled as any hidden population's; each step's frame is sent as graded spikes whose payload is the
+  pixel's event count (8 bits, :data:`INPUT_BITS`), which the synapse multiplies by its weights. The synapse
+  delivers them one step late, so every population's depth is one more than with a host-computed current.
 * **The readout** population integrates its input in v (du = 4095, dv = 0, no spike: vth at its maximum), so
   its v after T steps is R times the sum of its float inputs. R is chosen so that ``readout_steps`` steps of
   twice the largest calibration output fit in v's 24 bits; its weights then take a negative ``weight_exp``
@@ -85,6 +89,9 @@ IF_DECAY_U = (1 << fp.DECAY_BITS) - 1
 """du = 4095: u decays by (4095 + 1) / 4096, so u holds this step's input only (an IF neuron has no current)."""
 IF_DECAY_V = 0
 """dv = 0: v does not leak (integrate-and-fire)."""
+INPUT_BITS = 8
+"""Event input: each pixel's events in a step's frame are one graded spike whose payload is their count, 0..255
+(Lava's ``num_message_bits = 8`` on the first synapse)."""
 V_LIMIT = fp.STATE_LIMIT - 1
 """v saturates at +-(2**23 - 1)."""
 
@@ -319,7 +326,7 @@ def _v0(target: np.ndarray, bias: np.ndarray, depth: int, threshold: int, spikin
 
 def _skip_synapses(pop, lowered: Lowered, vth: int, weight_exp: int, top_abs: float, top: int, where: str, options):
     """A population with residual branches: the vth every synapse allows (the smallest), the main synapse's
-    weight_exp at that vth, and (source, spec, weight_exp, sign mode, delay) per skip."""
+    weight_exp at that vth, and (source, spec, weight_exp, sign mode, delay, lag) per skip."""
     found = []
     for skip in pop.skips:
         conv = isinstance(skip.synapse, ConvSpec)
@@ -336,7 +343,7 @@ def _skip_synapses(pop, lowered: Lowered, vth: int, weight_exp: int, top_abs: fl
         """The smallest weight_exp >= 0 that keeps ``abs_max`` thresholds on the grid at this vth."""
         return 0 if abs_max * vth <= grid_top else max(0, ceil(log2(abs_max * vth / grid_top)))
 
-    skips = [(s.source, s.synapse, exponent(a, t), m, int(s.delay)) for s, m, t, a in found]
+    skips = [(s.source, s.synapse, exponent(a, t), m, int(s.delay), int(s.lag)) for s, m, t, a in found]
     return vth, exponent(top_abs, top), skips
 
 
@@ -464,14 +471,15 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         scaled = weight.astype(np.float64) * unit
         w_int, clipped = _grid(scaled, sign_mode)
         main = depth - 1 if pop.source is None else pop.source
-        synapse = lava_synapse(spec, w_int, weight_exp, sign_mode, lowered.populations[main].shape, pop.shape)
+        below = input_shape(lowered) if depth == 0 else lowered.populations[main].shape  # 0: it reads the input
+        synapse = lava_synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
         rounded = [(main, spec, w_int, unit)]  # every synapse's integer weights and units, for the bias correction
         skip_reports = []
-        for source, s_spec, s_exp, s_mode, delay in skips:
+        for source, s_spec, s_exp, s_mode, delay, lag in skips:
             s_unit = scale / (1 << fp.ACT_SHIFT) / 2.0**s_exp
             s_int, s_clipped = _grid(s_spec.weight.astype(np.float64) * s_unit, s_mode)
             s_syn = lava_synapse(s_spec, s_int, s_exp, s_mode, lowered.populations[source].shape, pop.shape)
-            skip_reports.append((Skip(source, s_syn, delay), s_spec, s_int, s_clipped, s_exp, s_mode))
+            skip_reports.append((Skip(source, s_syn, delay, lag), s_spec, s_int, s_clipped, s_exp, s_mode))
             rounded.append((source, s_spec, s_int, s_unit))
         pop_bias = pop.bias.astype(np.float64)
         if options.means is not None:  # the rounded weights' mean error on the calibration rates, taken back
@@ -521,7 +529,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             bias_start=bias_start,
         )
         skips_ = tuple(r[0] for r in skip_reports)
-        layers.append(Layer(synapse, neuron, pop.name, delay=int(pop.delay), skips=skips_, source=pop.source))
+        layers.append(Layer(synapse, neuron, pop.name, shape, int(pop.delay), skips_, pop.source, int(pop.lag)))
         scales.append(float(scale))
         entry |= {
             "vth": vth,
@@ -555,8 +563,14 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
                 for skip, s_spec, s_int, s_clipped, s_exp, s_mode in skip_reports
             ]
         report.append(entry)
-    network = Network(layers)
+    first = lowered.populations[0]
+    network = Network(layers, input_bits=INPUT_BITS if first.synapse is not None else 0)
     return Quantized(network, scales, input_vth, input_clip, fixed_exp, report)
+
+
+def input_shape(lowered: Lowered) -> tuple[int, ...]:
+    """The graph's input shape (no batch): what a first population that reads the input's spikes reads."""
+    return tuple(lowered.host.types()[lowered.host.outputs[0]].shape)
 
 
 def compact(values: np.ndarray) -> int | np.ndarray:

@@ -41,7 +41,10 @@ def assert_program_equals_lava(program, x: np.ndarray, steps: int, label: str) -
     from neurodeploy_loihi.lava_runner import run_program_in_lava
 
     lava = run_program_in_lava(program, x, steps)
-    ours = program.network.run(steps=steps + program.delay, input_bias=program.input_bias(x))
+    if program.network.input_bits:  # event frames, sent as graded spikes
+        ours = program.network.run(program.input_frames(x), steps=steps + program.delay)
+    else:
+        ours = program.network.run(steps=steps + program.delay, input_bias=program.input_bias(x))
     for k, name in enumerate(program.names):
         assert ours.spikes[k].any() or program.roles[k] == "readout", f"{name} never fires: a weak comparison"
         for field in ("spikes", "u", "v"):

@@ -23,18 +23,20 @@ from neurodeploy.backends.base import (
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
+from neurodeploy.ir.neurons import LIF
 from neurodeploy_pynn import spinnaker
 
 SPEC = TargetSpec(
     name="spinnaker",
     description=(
         "SpiNNaker through sPyNNaker 1!7.4.1: IF_curr_delta neurons in s16.15 fixed point (leaky, reset to "
-        "v_reset), 16-bit weight words with a ring-buffer shift per receptor, 256 neurons per core"
+        "v_reset; a spiking import's LIF layers with their own tau_m, IF_curr_exp for a synaptic current), 16-bit "
+        "weight words with a ring-buffer shift per receptor, 256 neurons per core"
     ),
     weight_bits=16,
     state_bits=32,
     neurons_per_core=spinnaker.NEURONS_PER_CORE,
-    ops=frozenset({"Conv2d", "Dense", "AvgPool2d", "GlobalAvgPool", "Reshape", "Scale", "Bias", "IF"}),
+    ops=frozenset({"Conv2d", "Dense", "AvgPool2d", "GlobalAvgPool", "Reshape", "Scale", "Bias", "IF", "LIF"}),
 )
 
 
@@ -56,7 +58,8 @@ def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
         fan_in[q.post] += np.bincount(q.post_index, minlength=netlist.populations[q.post].size)
         synapses[q.post] += len(q.words)
     for k, p in enumerate(netlist.populations):
-        op = {"input": "IF (input)", "hidden": "IF", "readout": "readout"}[p.role]
+        neuron = "LIF" if p.leak else "IF"
+        op = {"input": f"{neuron} (input)", "hidden": neuron, "readout": "readout"}[p.role]
         layers.append(LayerUsage(p.name, op, p.size, synapses[k], int(fan_in[k].max()), int(fan_out[k].max()), core))
         core += -(-p.size // spinnaker.NEURONS_PER_CORE)
     notes = [
@@ -64,6 +67,28 @@ def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
         "partitioner may add synapse and delay-extension cores",
     ]
     return ResourceReport(target, layers, cores_used=core, notes=notes)
+
+
+LEAK_WARNING = 0.05
+"""A leaky layer whose leak per step (1 - decay) the chip's rounded decay changes by more than this gets a warning."""
+
+
+def leak_warnings(netlist: spinnaker.Netlist) -> list[str]:
+    """A warning per leaky population whose rounded decays (exp_TC in s16.15, the synapses' in u0.32) change its leak
+    per step, 1 - decay, by more than LEAK_WARNING (decays close to 1)."""
+    out = []
+    for p in netlist.populations:
+        for what, asked, chip in (("v", "decay", "decay_chip"), ("synaptic current", "syn_decay", "syn_decay_chip")):
+            if asked not in p.leak or chip not in p.leak or p.leak[asked] >= 1:
+                continue
+            off = (1 - p.leak[chip]) / (1 - p.leak[asked]) - 1
+            if abs(off) > LEAK_WARNING:
+                out.append(
+                    f"layer {p.name!r}: its {what} decays by {p.leak[asked]:.9g} per step, {p.leak[chip]:.9g} on the "
+                    f"chip (sPyNNaker's fixed point): its leak per step is {100 * off:+.3g}% off (report.json "
+                    "target.populations[].leak)"
+                )
+    return out
 
 
 def by_post(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -143,10 +168,14 @@ class SpiNNakerBackend(NetlistBackend):
         )
 
     def plan(self, model: CompiledModel) -> SpiNNakerPlan:
+        imported = model.snn.meta.get("source", {}).get("format") == "nir"
         for op in model.snn.ops:
-            if op.is_stateful and getattr(op, "reset", "zero") != "zero":
+            reset = getattr(op, "reset", "zero")
+            if op.is_stateful and reset != "zero" and (imported or isinstance(op, LIF)):
+                raise ConversionError(spinnaker.reset_refusal(op.name, reset, op.op_type))
+            if op.is_stateful and reset != "zero":
                 raise ConversionError(
-                    f"layer {op.name!r} resets by {op.reset}: sPyNNaker's neurons reset to v_reset (convert with "
+                    f"layer {op.name!r} resets by {reset}: sPyNNaker's neurons reset to v_reset (convert with "
                     "reset=zero)"
                 )
         netlist = spinnaker.plan(model.snn)
@@ -194,7 +223,9 @@ class SpiNNakerBackend(NetlistBackend):
                     "max_expected_summed_weight": list(p.max_summed),
                     "ring_buffer_shift": list(p.shifts),
                     "depth": p.depth,
+                    "cell": p.cell,
                 }
+                | ({"leak": p.leak} if p.leak else {})
                 for p in netlist.populations
             ],
             "quantization": [
@@ -215,6 +246,7 @@ class SpiNNakerBackend(NetlistBackend):
                 "leaves (no ring-buffer slot may saturate): only smaller summed weights (retraining) keep them (per "
                 "projection: report.json target.quantization)"
             )
+        warnings += leak_warnings(netlist)
         manifest = {
             "pipeline_delay": netlist.delay,
             "pipeline_delay_note": (

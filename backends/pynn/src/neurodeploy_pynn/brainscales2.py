@@ -7,7 +7,8 @@ hemispheres of one chip, 6-bit synapses, and spike sources fed by the host; plan
 population's current), the input population, the further IF populations and the readout. The host computes the
 current and runs the input population's integrate-and-fire neurons exactly as the float SNN does (float32,
 threshold 1, initial charge ``initial``, reset to zero, at most one spike a step): a deterministic regular rate
-code, in which a constant current c fires about every 1/c steps (c >= 1 every step; c <= 0 never). Their spikes
+code, in which a constant current c fires about every 1/c steps (c >= 1 every step; c <= 0 never); a NIR
+import's leaky input neurons run as its float LIF does (see *Leaky neurons*). Their spikes
 go to the chip as ``SpikeSourceArray`` spike times (step t at t µs), routed into synapse rows: external input is
 not on-chip neurons. Every further population runs on the chip. A model whose first layer is a Dense therefore
 runs that layer's neurons on the host; a ReLU (or Clip(0, 1)) on the input makes the input itself the spike
@@ -46,6 +47,38 @@ scale, the weights that became 0, those clipped and the largest rounding error (
 a spike source that fires every step with weight ``round(b * lsb)``; above 63, several such sources (as
 pynn-brainscales builds weights above 63 from several synapses).
 
+**Leaky neurons** (the LIF and CubaLIF layers of a NIR import, :class:`~neurodeploy.ir.neurons.LIF`, lowered
+with ``Rules(leaky=True)``: one decay d and one synaptic decay s per layer, threshold 1 after the lowering's
+folding, reset to zero). Such a layer gets ``tau_m`` = -STEP_US / ln d (:func:`time_constant`) and, with a
+synaptic stage, ``tau_syn_E`` = ``tau_syn_I`` = -STEP_US / ln s (else the shortest, 0.3 µs); a decay whose time
+constant is outside :data:`RANGES` (tau_m 0.5..60 µs: d from e^-2 to e^(-1/60); tau_syn 0.3..30 µs) is a
+ConversionError naming the layer, the decay, the time constant it needs and the range. ``v_rest`` = ``v_reset``
+= 60 and Θ = 140: the leak pulls V towards the reset level, as the float LIF's pulls v towards 0, and a neuron
+starts there (the IF mapping's v_rest = initial charge would be a drive the float LIF does not have). Weights and
+biases are quantized as any layer's; what changes is the gain: Θ / lsb x :func:`leak_factor`. Derivation: the
+float neuron's v, k steps after a unit input arrived, is r(k) = d^k (with a synaptic stage, r(k) = (d^(k+1) -
+s^(k+1)) / (d - s)); the analog V after a spike of charge g (:func:`~neurodeploy_pynn.brainscales2_emulator.
+response`) read at the end of the step, k + 1 µs after the spike, is g tau_m / (tau_m - tau_syn) (d^(k+1) -
+e^(-(k+1) / tau_syn)). With a synaptic stage e^(-1/tau_syn) = s, and g = (tau_m - tau_syn) / (tau_m (d - s))
+makes the two equal at every step (tau_m / d where d = s). Without one, the chip's 0.3 µs synaptic current has no
+counterpart, and g = (tau_m - tau_syn) / (tau_m d) makes them equal once it has flowed (in the step a spike
+arrives, V is short by the charge still to come, e^(-1/tau_syn) / d of it). A drive (v_leak) and the previous
+layer's bias are bias spike sources, as an IF layer's: the float LIF adds them to v every step, as an input that
+spikes every step. A layer with a synaptic stage and a drive is refused (a bias source's charge would pass
+through the synaptic current; v_rest, which could carry it exactly, is also where a neuron starts). The input
+population's leaky neurons run on the host, in float32 (v = d v + current + drive, v >= 1, or v > 1 for NIR's
+comparison); the chip compares V continuously, where ``>`` and ``>=`` do not differ. Other resets than to zero
+are refused (import with ``-I reset=zero`` if the network was trained so); a per-neuron decay, v_reset,
+several spikes a step and leaky integrators are refused by the lowering. Cost: the chip's threshold sees V
+between steps, where the float LIF sees it only at each step's end; with a short tau_m V peaks within a step
+above what it is at the step's end (a note says so for tau_m below :data:`SHORT_TAU_M`). Measured with
+``backends/pynn/tests/test_brainscales2_leaky.py``'s ``one_layer`` (20 leaky host neurons into 40 leaky neurons
+on the chip, 32 random inputs, T = 64, no noise or mismatch, the weights as drawn and x 2 or x 0.4): the chip
+layer's spikes over the float LIF's are 1.02..1.04 at d = 0.95, 1.01..1.02 at 0.9, 1.02..1.04 at 0.85,
+1.04 at 0.8, 1.06..1.09 at 0.7, 1.09..1.18 at 0.6 and 1.35 at 0.5; with a synaptic stage 0.97..1.01 at (d, s) =
+(0.9, 0.7), (0.85, 0.5) and (0.7, 0.7), 0.94..0.98 at (0.95, 0.9). Without the factor (g = Θ / lsb) the layers
+at d = 0.9 fire 0.83..0.94 times the float LIF's spikes, those with a synaptic stage at most 0.35 times.
+
 **Readout.** A membrane readout is a population of leaky integrators (threshold ``v_thresh`` = 220, the top of
 its range, never reached): Θ_r and ``v_rest`` are chosen so that even if every source spiked every step, V would
 stay within [50, 220] (the span of the calibrated voltage parameters). Its value after c steps is (V - v_rest) /
@@ -81,11 +114,11 @@ from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.lowering import Population, Rules, SparseSpec, synapse_list
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
-from neurodeploy.schema import Dict, Int, List, Number, Str
+from neurodeploy.schema import Bool, Dict, Int, List, Number, Str
 from neurodeploy_pynn import brainscales2_emulator as emulator
 from neurodeploy_pynn.brainscales2_emulator import RECEPTORS, WEIGHT_MAX, Noise
 
-RULES = Rules(target="brainscales2", chip="BrainScaleS-2", delayed_conv=True)
+RULES = Rules(target="brainscales2", chip="BrainScaleS-2", delayed_conv=True, leaky=True, delays=False)
 
 CELL = "CalibHXNeuronCuba"
 HEMISPHERES = 2
@@ -120,6 +153,9 @@ V_RESET = 60.0
 THRESHOLD = 140.0
 """Θ = v_thresh - v_reset of a spiking population, CADC units (lowered where initial * Θ would put v_rest above
 its range)."""
+SHORT_TAU_M = 4.5
+"""µs: a leaky layer without a synaptic stage and a shorter tau_m (a decay below 0.8 per step) gets a note: the
+chip's continuous threshold sees V's peak within a step (see the module docstring)."""
 V_LOW, V_HIGH = 50.0, 220.0
 """The span of the calibrated voltage parameters; a readout's V is planned to stay within it."""
 
@@ -192,6 +228,9 @@ class PopulationPlan:
     depth: int
     initial: float = 0.0
     hemisphere: tuple[int, int] = (0, 0)
+    leak: dict[str, float] | None = None
+    """A leaky population's (a LIF layer of a spiking import): the requested ``decay`` (and ``syn_decay``), the
+    ``tau_m`` and ``tau_syn`` written and the ``weight_factor`` its gain carries (:func:`leak_factor`)."""
 
     @property
     def size(self) -> int:
@@ -199,7 +238,8 @@ class PopulationPlan:
 
     @property
     def gain(self) -> float:
-        return self.threshold / self.lsb
+        factor = 1.0 if self.leak is None else self.leak["weight_factor"]
+        return self.threshold / self.lsb * factor
 
 
 @dataclass
@@ -298,6 +338,87 @@ def _readout_parameters(positive: float, negative: float) -> tuple[dict[str, flo
     }, theta
 
 
+def time_constant(decay: float) -> float:
+    """µs of a continuous decay that keeps ``decay`` of its value over one graph step: -STEP_US / ln(decay) (inf
+    for 1, 0 for 0)."""
+    if decay >= 1.0:
+        return math.inf
+    if decay <= 0.0:
+        return 0.0
+    return -STEP_US / math.log(decay)
+
+
+def leak_factor(tau_m: float, tau_syn: float, decay: float, syn_decay: float | None) -> float:
+    """What a leaky population's gain is multiplied by so that a spike's charge moves V as the float LIF's does.
+
+    The float neuron adds a unit input at step t0 and decays: v is r(k) = d^k k steps later (d = ``decay``); with
+    a synaptic stage (s = ``syn_decay``) r(k) = (d^(k+1) - s^(k+1)) / (d - s) ((k + 1) d^k where d = s). The analog
+    neuron's V, g x :func:`~neurodeploy_pynn.brainscales2_emulator.response` (a charge g at t0 µs), is read at the
+    end of the step, k + 1 µs later: g tau_m / (tau_m - tau_syn) (d^(k+1) - e^(-(k+1) / tau_syn)) with tau_m =
+    -1 / ln d. With a synaptic stage tau_syn = -1 / ln s and the two are equal at every k for g = (tau_m - tau_syn)
+    / (tau_m (d - s)) (tau_m / d where d = s). Without one the chip's synaptic current (tau_syn = 0.3 µs) has no
+    counterpart; g = (tau_m - tau_syn) / (tau_m d) (s = 0 above) makes the two equal once it has flowed: r(k) -
+    e^(-(k+1) / tau_syn) / d, the charge still to arrive in the step after."""
+    s = 0.0 if syn_decay is None else syn_decay
+    if syn_decay is not None and abs(decay - s) <= 1e-9:
+        return tau_m / decay
+    return (tau_m - tau_syn) / (tau_m * (decay - s))
+
+
+def _calibrated(name: str, decay: float, key: str, what: str) -> float:
+    """The time constant (µs) of a per-step ``decay``, or a ConversionError naming the layer, the decay, the time
+    constant it needs and the calibrated range of ``RANGES[key]``."""
+    tau = time_constant(decay)
+    low, high = RANGES[key]
+    if not low <= tau <= high:
+        symbol = key.removesuffix("_E")
+        raise ConversionError(
+            f"LIF {name!r}: {what} by a factor {decay:.6g} per step, which needs {symbol} = {tau:.6g} µs at "
+            f"{STEP_US:g} µs per step; BrainScaleS-2's calibrated {symbol} spans {low:g}..{high:g} µs (a decay of "
+            f"{math.exp(-STEP_US / low):.4g}..{math.exp(-STEP_US / high):.4g} per step): retrain or re-import (NIR's "
+            "dt) for a decay in that range"
+        )
+    return tau
+
+
+def _leaky_parameters(pop: Population) -> tuple[dict[str, float], float, dict[str, float]]:
+    """A leaky population's parameters, Θ and its ``leak`` entry (see the module docstring), or a ConversionError
+    naming the layer, the decay, the time constant it needs and the range."""
+    tau_m = _calibrated(pop.name, pop.decay, "tau_m", "v decays")
+    tau_syn = TAU_SYN
+    if pop.syn_decay is not None:
+        tau_syn = _calibrated(pop.name, pop.syn_decay, "tau_syn_E", "its synaptic current decays")
+    leak = {"decay": float(pop.decay), "tau_m": tau_m, "tau_syn": tau_syn}
+    if pop.syn_decay is not None:
+        leak["syn_decay"] = float(pop.syn_decay)
+    leak["weight_factor"] = leak_factor(tau_m, tau_syn, pop.decay, pop.syn_decay)
+    parameters = {
+        "tau_m": tau_m,
+        "tau_syn_E": tau_syn,
+        "tau_syn_I": tau_syn,
+        "v_rest": V_RESET,
+        "v_reset": V_RESET,
+        "v_thresh": V_RESET + THRESHOLD,
+        "cm": CM,
+        "tau_refrac": TAU_REFRAC,
+    }
+    return parameters, THRESHOLD, leak
+
+
+def _check_reset(pop: Population) -> None:
+    if pop.role == "readout" or pop.reset == "zero":
+        return
+    if pop.leaky or pop.strict:
+        raise ConversionError(
+            f"LIF {pop.name!r} resets by {pop.reset}: BrainScaleS-2's neurons reset to v_reset; import the file with "
+            "-I reset=zero (--import-option reset=zero) if the network was trained that way"
+        )
+    raise ConversionError(
+        f"population {pop.name!r} resets by {pop.reset}: BrainScaleS-2's neurons reset to v_reset (convert with "
+        "reset=zero)"
+    )
+
+
 def plan(graph: Graph, noise: Noise | None = None) -> Netlist:
     """Lower ``graph`` (a converted SNN with reset to zero), quantize, and place it on one chip (see the module
     docstring). A ConversionError names what does not map, a ResourceError what does not fit."""
@@ -309,10 +430,13 @@ def plan(graph: Graph, noise: Noise | None = None) -> Netlist:
             "sources; nothing is left for the chip (add a layer after it)"
         )
     for pop in lowered.populations:
-        if pop.role != "readout" and pop.reset != "zero":
+        _check_reset(pop)
+        if pop.leaky and pop.syn_decay is not None and np.any(np.asarray(pop.bias) != 0):
             raise ConversionError(
-                f"population {pop.name!r} resets by {pop.reset}: BrainScaleS-2's neurons reset to v_reset (convert "
-                "with reset=zero)"
+                f"LIF {pop.name!r} has a synaptic current and a constant drive (v_leak): BrainScaleS-2 adds a drive "
+                "through spike sources, whose charge would pass through the synaptic current (and v_rest, which "
+                "could carry it, is where the neurons start: the float LIF starts at 0); import it without v_leak, "
+                "or without the synaptic stage"
             )
     sources = [SourcePlan(first.name, "input", int(np.prod(first.shape)))]
     populations: list[PopulationPlan] = []
@@ -333,6 +457,12 @@ def plan(graph: Graph, noise: Noise | None = None) -> Netlist:
         lsb = layer_lsb([np.asarray(s.weight) for _, s, _ in listed])
         plan_k = _population(pop, [s for _, s, _ in listed], bias, lsb)
         populations.append(plan_k)
+        if plan_k.leak is not None and "syn_decay" not in plan_k.leak and plan_k.leak["tau_m"] < SHORT_TAU_M:
+            notes.append(
+                f"{pop.name}: tau_m {plan_k.leak['tau_m']:.3g} µs (decay {plan_k.leak['decay']:.4g} per step) is "
+                f"within a few tau_syn ({TAU_SYN:g} µs): V peaks within a step above what the float LIF's v is at "
+                "the step's end, and the chip's threshold sees the peak; expect more spikes than the float LIF"
+            )
         post = len(populations) - 1
         for pre, s, name in listed:
             projections += _projections(name, pre, post, s.cols, s.rows, np.asarray(s.weight), lsb)
@@ -350,7 +480,7 @@ def plan(graph: Graph, noise: Noise | None = None) -> Netlist:
         readout["scale"] = np.asarray(lowered.readout.scale, np.float32)
     netlist = Netlist(
         lowered.host,
-        {"name": first.name, "shape": list(first.shape), "initial": float(first.initial)},
+        _input(first),
         sources,
         populations,
         projections,
@@ -361,6 +491,16 @@ def plan(graph: Graph, noise: Noise | None = None) -> Netlist:
     )
     place(netlist)
     return netlist
+
+
+def _input(first: Population) -> dict[str, Any]:
+    """The input population as the host runs it: name, shape, initial charge and, for leaky neurons, their decay,
+    comparison and drive (``bias``, thresholds per step, one per neuron)."""
+    out: dict[str, Any] = {"name": first.name, "shape": list(first.shape), "initial": float(first.initial)}
+    if first.leaky or first.strict or np.any(np.asarray(first.bias) != 0):
+        out |= {"decay": float(first.decay), "strict": bool(first.strict)}
+        out["bias"] = np.broadcast_to(np.asarray(first.bias, np.float32), tuple(first.shape)).reshape(-1).copy()
+    return out
 
 
 def _population(pop: Population, listed: list[SparseSpec], bias: np.ndarray, lsb: float) -> PopulationPlan:
@@ -375,6 +515,9 @@ def _population(pop: Population, listed: list[SparseSpec], bias: np.ndarray, lsb
             neg += np.bincount(s.rows, np.maximum(-w, 0.0), minlength=size)
         parameters, theta = _readout_parameters(float(pos.max()), float(neg.max()))
         initial = 0.0
+    elif pop.leaky:
+        parameters, theta, leak = _leaky_parameters(pop)
+        return PopulationPlan(pop.name, pop.role, tuple(pop.shape), parameters, theta, lsb, int(pop.depth), leak=leak)
     else:
         parameters, theta = _spiking_parameters(pop.initial)
         initial = pop.initial
@@ -604,6 +747,10 @@ HOST_STEM = Str(
 )
 _SHAPE = List(Int(1), min_len=1)
 PARAMETERS = Dict({key: Number(low, high) for key, (low, high) in RANGES.items()})
+LEAK = Dict(
+    {"decay": Number(0, 1), "tau_m": Number(*RANGES["tau_m"]), "tau_syn": Number(*RANGES["tau_syn_E"])},
+    {"syn_decay": Number(0, 1), "weight_factor": Number(1e-12, 1e6)},
+)
 NETLIST_SCHEMA = Dict(
     {
         "format": Str(),
@@ -619,7 +766,10 @@ NETLIST_SCHEMA = Dict(
         ),
         "timing": Dict({"step_us": Number(STEP_US, STEP_US), "substeps": Int(1, 100)}),
         "noise": Dict({"mismatch": Number(0, 10), "mismatch_seed": Int(0), "membrane": Number(0, 1e6), "seed": Int(0)}),
-        "input": Dict({"host_graph": HOST_STEM, "population": _NAME, "shape": _SHAPE, "initial": Number(-1e6, 1e6)}),
+        "input": Dict(
+            {"host_graph": HOST_STEM, "population": _NAME, "shape": _SHAPE, "initial": Number(-1e6, 1e6)},
+            {"decay": Number(0, 1), "strict": Bool(), "bias": _ARRAY},
+        ),
         "sources": List(Dict({"name": _NAME, "kind": Str(choices=("input", "bias")), "size": Int(1)}), min_len=1),
         "populations": List(
             Dict(
@@ -636,7 +786,8 @@ NETLIST_SCHEMA = Dict(
                     "depth": Int(1),
                     "initial": Number(0, 1),
                     "hemisphere_neurons": List(Int(0, NEURONS_PER_HEMISPHERE), length=HEMISPHERES),
-                }
+                },
+                {"leak": LEAK},
             ),
             min_len=1,
         ),
@@ -686,6 +837,7 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
             "initial": p.initial,
             "hemisphere_neurons": list(p.hemisphere),
         }
+        | ({"leak": dict(p.leak)} if p.leak is not None else {})
         for p in netlist.populations
     ]
     projections = []
@@ -712,6 +864,16 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
         arrays["readout/scale"] = np.asarray(netlist.readout["scale"], np.float32)
         readout["scale"] = {"array": "readout/scale"}
     noise = netlist.noise
+    host_input = {
+        "host_graph": HOST,
+        "population": netlist.input["name"],
+        "shape": list(netlist.input["shape"]),
+        "initial": netlist.input["initial"],
+    }
+    if "decay" in netlist.input:
+        arrays["input/bias"] = np.asarray(netlist.input["bias"], np.float32)
+        host_input |= {"decay": netlist.input["decay"], "strict": netlist.input["strict"]}
+        host_input["bias"] = {"array": "input/bias"}
     doc = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -732,15 +894,11 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
             "membrane": noise.membrane,
             "seed": int(noise.seed),
         },
-        "input": {
-            "host_graph": HOST,
-            "population": netlist.input["name"],
-            "shape": list(netlist.input["shape"]),
-            "initial": netlist.input["initial"],
-        },
+        "input": host_input,
         "input_coding": "the host runs the input population's IF neurons on the host graph's current (float32, "
-        "threshold 1, initial charge `initial`, reset to zero, at most one spike a step) and sends step t's spikes "
-        "as SpikeSourceArray spike times t µs; a bias source spikes at every step",
+        "threshold 1, initial charge `initial`, reset to zero, at most one spike a step; leaky ones: v = decay v + "
+        "current + bias, firing on v > 1 where `strict`) and sends step t's spikes as SpikeSourceArray spike times "
+        "t µs; a bias source spikes at every step",
         "sources": [{"name": s.name, "kind": s.kind, "size": s.size} for s in netlist.sources],
         "populations": pops,
         "projections": projections,
@@ -793,6 +951,25 @@ def _load_sources(doc: dict, where: str) -> list[SourcePlan]:
     return sources
 
 
+def _load_leak(p: dict, where: str) -> dict[str, float] | None:
+    """A population's ``leak`` entry, its weight factor recomputed (the gain it gives is the plan's) and its time
+    constants checked against its parameters and decays."""
+    if "leak" not in p:
+        return None
+    leak = {k: float(v) for k, v in p["leak"].items()}
+    syn_decay = leak.get("syn_decay")
+    tau_syn = TAU_SYN if syn_decay is None else time_constant(syn_decay)
+    written = (p["parameters"]["tau_m"], p["parameters"]["tau_syn_E"], p["parameters"]["tau_syn_I"])
+    wanted = (time_constant(leak["decay"]), tau_syn, tau_syn)
+    if not np.allclose(written, wanted, rtol=1e-9) or not np.allclose((leak["tau_m"], leak["tau_syn"]), wanted[:2]):
+        raise ArtifactError(
+            f"{where}: population {p['name']!r} writes tau_m, tau_syn_E, tau_syn_I = {list(written)} µs; its decays "
+            f"need {list(wanted)}"
+        )
+    leak["weight_factor"] = leak_factor(wanted[0], tau_syn, leak["decay"], syn_decay)
+    return leak
+
+
 def _load_populations(doc: dict, where: str) -> list[PopulationPlan]:
     populations = []
     for p in doc["populations"]:
@@ -814,6 +991,7 @@ def _load_populations(doc: dict, where: str) -> list[PopulationPlan]:
                 int(p["depth"]),
                 float(p["initial"]),
                 (int(p["hemisphere_neurons"][0]), int(p["hemisphere_neurons"][1])),
+                _load_leak(p, where),
             )
         )
     for h in range(HEMISPHERES):
@@ -903,9 +1081,24 @@ def load(source: Any) -> Netlist:
             f"current of the {sources[0].size} input neurons"
         )
     noise = doc["noise"]
+    host_input = {
+        "name": sources[0].name,
+        "shape": list(doc["input"]["shape"]),
+        "initial": float(doc["input"]["initial"]),
+    }
+    if "decay" in doc["input"]:
+        if "bias" not in doc["input"]:
+            raise ArtifactError(f"{where}: a leaky input population needs its bias")
+        bias = arrays.get(doc["input"]["bias"], "the input population's bias")
+        if bias.dtype.kind != "f" or bias.shape != (sources[0].size,):
+            raise ArtifactError(
+                f"{where}: the input population's bias must be {sources[0].size} numbers, got {bias.dtype} {bias.shape}"
+            )
+        host_input |= {"decay": float(doc["input"]["decay"]), "strict": bool(doc["input"].get("strict", False))}
+        host_input["bias"] = bias.astype(np.float32)
     netlist = Netlist(
         host,
-        {"name": sources[0].name, "shape": list(doc["input"]["shape"]), "initial": float(doc["input"]["initial"])},
+        host_input,
         sources,
         populations,
         _load_projections(doc, arrays, sources, populations),
@@ -952,18 +1145,25 @@ def emulated(netlist: Netlist) -> list[emulator.Neurons]:
 
 
 def input_spikes(netlist: Netlist, x: np.ndarray, steps: int) -> np.ndarray:
-    """The input population's spikes (B, steps, size), bool: its IF neurons run on the host as the float SNN runs
-    them (float32: v starts at ``initial``, v += current, a spike where v >= 1, then v = 0)."""
+    """The input population's spikes (B, steps, size), bool: its neurons run on the host as the float SNN runs
+    them (float32: v starts at ``initial``, v = decay v + current + bias, a spike where v >= 1 (v > 1 where
+    ``strict``), then v = 0; an IF neuron has decay 1 and no bias)."""
     from neurodeploy.ir import interpret
 
     host = netlist.host
     current = interpret.run(host, np.asarray(x, np.float32))[host.outputs[0]]
     current = np.asarray(current, np.float32).reshape(len(x), -1)
+    decay = np.float32(netlist.input.get("decay", 1.0))
+    if "bias" in netlist.input:
+        current = current + np.asarray(netlist.input["bias"], np.float32).reshape(1, -1)
+    strict = bool(netlist.input.get("strict", False))
     v = np.full(current.shape, np.float32(netlist.input["initial"]), np.float32)
     out = np.zeros((len(x), steps, current.shape[1]), bool)
     for t in range(steps):
+        if decay != 1:
+            v *= decay
         v += current
-        fired = v >= np.float32(1.0)
+        fired = v > np.float32(1.0) if strict else v >= np.float32(1.0)
         v[fired] = 0.0
         out[:, t] = fired
     return out

@@ -29,7 +29,8 @@ SPEC = TargetSpec(
     name="brainscales2",
     description=(
         "BrainScaleS-2 through pynn-brainscales: CalibHXNeuronCuba LIF neurons (analog, modelled; reset to "
-        "v_reset), 6-bit weights with the sign as the receptor, 2 hemispheres of 256 neurons and 256 synapse rows"
+        "v_reset; leaky layers of a NIR import with their tau_m and tau_syn), 6-bit weights with the sign as the "
+        "receptor, 2 hemispheres of 256 neurons and 256 synapse rows"
     ),
     weight_bits=WEIGHT_BITS,
     cores=bss2.HEMISPHERES,
@@ -59,13 +60,16 @@ def resource_report(target: str, netlist: bss2.Netlist) -> ResourceReport:
     its neurons, synapses, largest fan-in and fan-out, and the hemisphere of its first neuron."""
     fan_out = bss2.synapses_out(netlist)
     first = netlist.sources[0]
-    layers = [LayerUsage(first.name, "IF (host spike sources)", 0, 0, 0, int(fan_out[first.name].max()), None)]
+    kind = "LIF" if netlist.input.get("decay", 1.0) != 1 else "IF"
+    layers = [LayerUsage(first.name, f"{kind} (host spike sources)", 0, 0, 0, int(fan_out[first.name].max()), None)]
     for k, p in enumerate(netlist.populations):
         into = [q for q in netlist.projections if q.post == k]
         fan_in = np.zeros(p.size, np.int64)
         for q in into:
             fan_in += np.bincount(q.post_index, minlength=p.size)
         op = "LIF" if p.role == "hidden" else "LI (readout)"
+        if p.leak is not None:
+            op = f"LIF (tau_m {p.parameters['tau_m']:.4g} µs, tau_syn {p.parameters['tau_syn_E']:.4g} µs)"
         hemisphere = 0 if p.hemisphere[0] else 1
         layers.append(
             LayerUsage(
@@ -86,6 +90,22 @@ def resource_report(target: str, netlist: bss2.Netlist) -> ResourceReport:
     ]
     notes.append(f"the input population's {first.size} neurons run on the host; their spikes are spike sources")
     return ResourceReport(target, layers, cores_used=len(used), notes=notes)
+
+
+def leaky_rows(netlist: bss2.Netlist) -> list[dict[str, Any]]:
+    """Per leaky population (a LIF layer of a spiking import): the decays the graph asks for and the time constants
+    written (µs; the input population's neurons run on the host, in float32, with their decay as it is)."""
+    rows: list[dict[str, Any]] = []
+    if "decay" in netlist.input and netlist.input["decay"] != 1:
+        rows.append({"name": netlist.input["name"], "runs_on": "host", "decay": netlist.input["decay"]})
+    for p in netlist.populations:
+        if p.leak is not None:
+            row = {"name": p.name, "runs_on": "chip", "decay": p.leak["decay"], "tau_m_us": p.parameters["tau_m"]}
+            if "syn_decay" in p.leak:
+                row["syn_decay"] = p.leak["syn_decay"]
+            row |= {"tau_syn_us": p.parameters["tau_syn_E"], "weight_factor": p.leak["weight_factor"]}
+            rows.append(row)
+    return rows
 
 
 def _number(key: str, value: str, *, integer: bool) -> float | int:
@@ -134,9 +154,13 @@ class BrainScaleS2Backend(NetlistBackend):
     def plan(self, model: CompiledModel) -> BrainScaleS2Plan:
         for op in model.snn.ops:
             if op.is_stateful and getattr(op, "reset", "zero") != "zero":
+                how = (
+                    "import the file with -I reset=zero (--import-option reset=zero) if the network was trained so"
+                    if model.arrived_spiking
+                    else "convert with reset=zero"
+                )
                 raise ConversionError(
-                    f"layer {op.name!r} resets by {op.reset}: BrainScaleS-2's neurons reset to v_reset (convert with "
-                    "reset=zero)"
+                    f"layer {op.name!r} resets by {op.reset}: BrainScaleS-2's neurons reset to v_reset ({how})"
                 )
         given = model.target_options
         noise = Noise(
@@ -186,8 +210,10 @@ class BrainScaleS2Backend(NetlistBackend):
                     "gain_cadc_per_lsb": p.gain,
                     "hemisphere_neurons": list(p.hemisphere),
                 }
+                | ({"leak": dict(p.leak)} if p.leak is not None else {})
                 for p in netlist.populations
             ],
+            "leaky": leaky_rows(netlist),
             "rows": list(netlist.rows),
             "quantization": [
                 {"name": q.name, "pre": q.pre, "post": netlist.populations[q.post].name} | q.report
@@ -213,14 +239,24 @@ class BrainScaleS2Backend(NetlistBackend):
                 "smaller range (retraining, or a weight clip) keeps more of them (per projection: report.json "
                 "target.quantization)"
             )
+        leaky = [p.name for p in netlist.populations if p.leak is not None]
+        if leaky:
+            warnings.append(
+                f"leaky layers on the chip ({', '.join(map(repr, leaky))}): the analog neurons compare V with the "
+                f"threshold continuously and may fire again {bss2.TAU_REFRAC:g} µs after a spike, up to twice in a "
+                f"{bss2.STEP_US:g} µs step, where the float LIF fires at most once a step at its end: layers driven "
+                "near one spike a step fire more on the chip (measured in the module docstring of brainscales2.py)"
+            )
+            warnings += [note for note in netlist.notes if "tau_m" in note]
         chip = ", ".join(f"{p.name!r} ({p.size})" for p in netlist.populations)
         host_ops = ", ".join(op.op_type for op in netlist.host.ops) or "nothing"
+        kind = "leaky (LIF)" if netlist.input.get("decay", 1.0) != 1 else "IF"
         manifest = {
             "runs_on": {
                 "chip": f"BrainScaleS-2 (brainscales2.json + brainscales2.npz): the CalibHXNeuronCuba populations "
                 f"{chip} on 2 hemispheres, their 6-bit projections, and the membrane or spike readout",
                 "host": f"the host graph (host.json: {host_ops}) computes the input population's current per sample; "
-                f"the host runs its {netlist.sources[0].size} IF neurons and sends their spikes as spike sources "
+                f"the host runs its {netlist.sources[0].size} {kind} neurons and sends their spikes as spike sources "
                 "(step t at t µs), and sends the bias sources' spikes (one every step)",
             },
             "step_us": bss2.STEP_US,

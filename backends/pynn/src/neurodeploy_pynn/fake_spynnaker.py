@@ -2,8 +2,8 @@
 (:mod:`neurodeploy_pynn.spinnaker_device`, through :mod:`neurodeploy_pynn.run_pynn`), over a replay of the
 emulator, with faults on command.
 
-It stands where ``import pyNN.spiNNaker`` would: ``setup``, ``run``, ``end``, ``get_current_time``,
-``IF_curr_delta``, ``Population`` (``record``, ``set``, ``initialize``, ``set_state``, ``spinnaker_get_data``),
+It stands where ``import pyNN.spiNNaker`` would: ``setup``, ``run``, ``end``, ``get_current_time``, ``IF_curr_delta``,
+``IF_curr_exp``, ``Population`` (``record``, ``set``, ``initialize``, ``set_state``, ``spinnaker_get_data``),
 ``FromListConnector``, ``Projection``, and exceptions named as spinnman's, pacman's, spinn_machine's and
 spinn_front_end_common's (the adapter knows them by class name, as the real classes live in packages that may not
 import). Like sPyNNaker, it reads its configuration from ``spynnaker.cfg`` in the working folder when ``setup`` is
@@ -20,19 +20,20 @@ rounded to a 16-bit word at that shift (:func:`neurodeploy_pynn.s1615.weight_wor
 the value a reset would go back to (sPyNNaker's warning "Calling initialize without reset will have no effect");
 ``set_state`` and ``set`` change what the next run starts from.
 
-**The chip** keeps its state across ``run`` calls, ring buffers included: time goes on from run to run (the first
-tick of the simulation is 0, ``c_main_neurons.c``), V, the refractory timers and the synapse states carry over,
-and spikes still in flight at the end of a run land in the next one. It runs one tick at a time through the
-emulator (:func:`neurodeploy_pynn.spinnaker_emulator.run`, one step, no projections) and holds the ring buffers
-itself: a tick's spikes add each synapse's word to the target's slot for tick + delay; at the slot's tick the sum
-saturates at 0xFFFF, shifts left by the receptor's shift (wrapping to int32) and, for ``IF_curr_delta``'s delta
-synapses, is multiplied by ``kdivk(1.0, ts)``; the excitatory minus the inhibitory input is added to the tick's
-``i_offset`` (wrapping), which is what the emulator's own transfer gives, as ``I = exc - inh + I_offset`` is a sum
-of wrapping int32 adds (see the emulator's module, steps 1-4). Spikes are recorded stamped with their tick's number
-times the time step, V with the tick at whose start it was read (before the update, ``neuron_impl_standard.h``),
-as ``spinnaker_get_data`` returns them (``NeoBufferDatabase``: spikes as (neuron, time) rows sorted by neuron then
-time, V as (neuron, time, value) rows). Time passes on the :class:`~neurodeploy.hil.device.Clock` as the board's
-would: a run of n ticks takes n time steps.
+**The chip** keeps its state across ``run`` calls, ring buffers included: time goes on from run to run (the first tick
+of the simulation is 0, ``c_main_neurons.c``), V, the refractory timers and the synapse states carry over, and spikes
+still in flight at the end of a run land in the next one. It runs one tick at a time through the emulator
+(:func:`neurodeploy_pynn.spinnaker_emulator.run`, one step, no projections) and holds the ring buffers itself: a
+tick's spikes add each synapse's word to the target's slot for tick + delay; at the slot's tick the sum saturates at
+0xFFFF, shifts left by the receptor's shift (wrapping to int32) and, for ``IF_curr_delta``'s delta synapses, is
+multiplied by ``kdivk(1.0, ts)``; the excitatory minus the inhibitory input is added to the tick's ``i_offset``
+(wrapping), which is what the emulator's own transfer gives, as ``I = exc - inh + I_offset`` is a sum of wrapping
+int32 adds (see the emulator's module, steps 1-4). ``IF_curr_exp``'s exponential synapses add
+``decay_s1615(input, init)`` to their synaptic current before the tick instead, as the chip's transfer does. Spikes
+are recorded stamped with their tick's number times the time step, V with the tick at whose start it was read (before
+the update, ``neuron_impl_standard.h``), as ``spinnaker_get_data`` returns them (``NeoBufferDatabase``: spikes as
+(neuron, time) rows sorted by neuron then time, V as (neuron, time, value) rows). Time passes on the
+:class:`~neurodeploy.hil.device.Clock` as the board's would: a run of n ticks takes n time steps.
 
 A fault is a board's or a link's misbehaviour, set in the inventory (:data:`FAULTS`). Runs are counted from 0,
 the runs of 0 ms (the adapter's mapping run) left out: the adapter runs a sample as two runs, the sample and the
@@ -134,8 +135,14 @@ class SimulatorShutdownException(Exception):
 class _IFCurrDelta:
     """PyNN's cell type: its parameters as given."""
 
+    model = "IF_curr_delta"
+
     def __init__(self, **parameters: Any) -> None:
         self.parameters = parameters
+
+
+class _IFCurrExp(_IFCurrDelta):
+    model = "IF_curr_exp"
 
 
 class _FromListConnector:
@@ -156,7 +163,10 @@ class _Population:
         additional_parameters: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(cellclass, _IFCurrDelta):
-            raise ConfigurationException(f"the fake sPyNNaker has IF_curr_delta only, not {type(cellclass).__name__}")
+            raise ConfigurationException(
+                f"the fake sPyNNaker has IF_curr_delta and IF_curr_exp only, not {type(cellclass).__name__}"
+            )
+        self.model = cellclass.model
         self.sim, self.size, self.label = sim, int(size), label or f"population {len(sim.populations)}"
         self.parameters = {k: _per_neuron(v, self.size) for k, v in cellclass.parameters.items()}
         extra = dict(additional_parameters or {})
@@ -168,6 +178,9 @@ class _Population:
         self.max_summed = [float(x) for x in summed]
         v = (initial_values or {}).get("v", -65.0)
         self.v_mv = _per_neuron(v, self.size)
+        self.isyn = {key: _per_neuron(0.0, self.size) for key in ("isyn_exc", "isyn_inh")}
+        self.written: set[str] = set()
+        """The synaptic currents set since the last run (the host writes them to the cores)."""
         self.recording: set[str] = set()
         self.spikes: list[tuple[int, float]] = []
         """(neuron, time in ms) of every spike recorded."""
@@ -188,7 +201,7 @@ class _Population:
         self.sim.check_user_can_act()
         for key, value in parameters.items():
             if key not in self.parameters:
-                raise ConfigurationException(f"{self.label}: IF_curr_delta has no parameter {key!r}")
+                raise ConfigurationException(f"{self.label}: {self.model} has no parameter {key!r}")
             self.parameters[key] = _per_neuron(value, self.size)
 
     def initialize(self, **values: Any) -> None:
@@ -199,12 +212,19 @@ class _Population:
             self.set_state(**values)
 
     def set_state(self, **values: Any) -> None:
+        """V, and an ``IF_curr_exp`` population's synaptic currents ``isyn_exc`` and ``isyn_inh`` (nA): what the host
+        writes to the cores before the next run."""
         self.sim.check_user_can_act()
+        currents = ("isyn_exc", "isyn_inh") if self.model == "IF_curr_exp" else ()
         for key, value in values.items():
-            if key != "v":
-                raise ConfigurationException(f"{self.label}: the fake sets v only, not {key!r}")
-            self.v_mv = _per_neuron(value, self.size)
-            self.sim.chip_v.pop(self.label, None)  # the host writes this V to the cores before the next run
+            if key == "v":
+                self.v_mv = _per_neuron(value, self.size)
+                self.sim.chip_v.pop(self.label, None)  # the host writes this V to the cores before the next run
+            elif key in currents:
+                self.isyn[key] = _per_neuron(value, self.size)
+                self.written.add(key)
+            else:
+                raise ConfigurationException(f"{self.label}: the fake sets v and {self.model}'s currents, not {key!r}")
 
     def spinnaker_get_data(self, variable: str, as_matrix: bool = False, **_: Any) -> np.ndarray:
         self.sim.check_user_can_act()
@@ -289,6 +309,7 @@ class FakeSpynnaker:
     """A ``pyNN.spiNNaker`` over one fake board (see the module)."""
 
     IF_curr_delta = _IFCurrDelta
+    IF_curr_exp = _IFCurrExp
     FromListConnector = _FromListConnector
 
     def __init__(self, faults: dict[str, Any], clock: Clock) -> None:
@@ -394,20 +415,24 @@ class FakeSpynnaker:
             shift_exc, shift_inh = self.shifts[p.label]
             built = LifPopulation.from_pynn(
                 p.label,
-                "IF_curr_delta",
+                p.model,
                 p.size,
                 time_step=self.timestep,
                 shift_exc=shift_exc,
                 shift_inh=shift_inh,
                 v=p.v_mv,
+                **p.isyn,
                 **p.parameters,
             )
-            if p.label in self.chip_state:  # the cores' state, but V where the host writes a new one
+            if p.label in self.chip_state:  # the cores' state, but V and the currents where the host writes new ones
                 refract, exc, inh = self.chip_state[p.label]
                 v = self.chip_v.get(p.label, built.v_init)
+                exc = built.isyn_exc_init if "isyn_exc" in p.written else exc
+                inh = built.isyn_inh_init if "isyn_inh" in p.written else inh
                 built = dataclasses.replace(
                     built, v_init=v, refract_timer_init=refract, isyn_exc_init=exc, isyn_inh_init=inh
                 )
+            p.written.clear()
             out.append(built)
         return out
 
@@ -443,8 +468,18 @@ class FakeSpynnaker:
         for _ in range(ticks):
             t = self.tick
             offsets = {}
-            for pop in populations:
-                offsets[pop.name] = (pop.i_offset.astype(np.int64) + self._landing(pop, t))[None]
+            for k, pop in enumerate(populations):
+                landed = self._landing(pop, t)
+                if pop.model == "IF_curr_exp":  # into the synaptic currents, then the tick as if nothing landed
+                    populations[k] = pop = dataclasses.replace(
+                        pop,
+                        isyn_exc_init=s1615.add(pop.isyn_exc_init, s1615.decay_s1615(landed[0], pop.init_exc)),
+                        isyn_inh_init=s1615.add(pop.isyn_inh_init, s1615.decay_s1615(landed[1], pop.init_inh)),
+                    )
+                    offsets[pop.name] = pop.i_offset.astype(np.int64)[None]
+                    continue
+                current = [s1615.mul(x, pop.input_scale).astype(np.int64) for x in landed]
+                offsets[pop.name] = (pop.i_offset.astype(np.int64) + current[0] - current[1])[None]
                 offsets[pop.name] = ((offsets[pop.name] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
             watched = [p.label for p in self.populations if "v" in p.recording]
             result = emulate(populations, [], steps=1, batch=1, i_offset=offsets, record_spikes=True, record_v=watched)
@@ -478,18 +513,15 @@ class FakeSpynnaker:
             self.chip_state[pop.name] = (pop.refract_timer_init, pop.isyn_exc_init, pop.isyn_inh_init)
         self._record(recorded)
 
-    def _landing(self, pop: LifPopulation, t: int) -> np.ndarray:
-        """What the ring buffers hand population ``pop`` at tick t, as a current (raw): the saturated slot shifted
-        (wrapping to int32), times ``kdivk(1.0, ts)``, excitatory minus inhibitory (wrapping)."""
-        total = np.zeros(pop.size, np.int64)
+    def _landing(self, pop: LifPopulation, t: int) -> list[np.ndarray]:
+        """What the ring buffers hand population ``pop`` at tick t, per receptor (raw int32): the saturated slot
+        shifted (wrapping to int32)."""
+        out = []
         for r, shift in enumerate((pop.shift_exc, pop.shift_inh)):
             slot = self.pending.get((pop.name, r), {}).pop(t, None)
-            if slot is None:
-                continue
-            words = np.minimum(slot, s1615.WEIGHT_WORD_MAX)
-            current = s1615.mul(s1615.wrap32(words << shift), pop.input_scale).astype(np.int64)
-            total = total + current if r == 0 else total - current
-        return total
+            words = np.zeros(pop.size, np.int64) if slot is None else np.minimum(slot, s1615.WEIGHT_WORD_MAX)
+            out.append(s1615.wrap32(words << shift).astype(np.int64))
+        return out
 
     def _record(self, recorded: list[tuple[_Population, int, float]]) -> None:
         """A run's spikes into the recording, with the recording faults of every run."""

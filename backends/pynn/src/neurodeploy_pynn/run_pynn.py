@@ -15,16 +15,26 @@ population's V after each tick (``v/<name>``, mV, (samples, T + delay + 1, neuro
 
 The network is built once. Samples run one after another in one simulation, each for T + delay ticks; between
 two samples every V is pulled down to :data:`FLUSH_V` for the longest delay + 1 ticks, so that the spikes still in
-flight land where they cannot fire, and the next sample starts from the netlist's initial V.
+flight land where they cannot fire, and the next sample starts from the netlist's initial V (and with no synaptic
+current, in ``IF_curr_exp`` populations).
 
-``spiNNaker`` (sPyNNaker) gets the netlist as written: ``IF_curr_delta`` with the netlist's parameters, its
-``max_expected_summed_weight`` (sPyNNaker then picks the planned ring-buffer shifts) and weights ``word *
-2**(shift - 15)`` nA, which its host rounds back to the planned words. ``nest`` runs NEST's ``iaf_psc_delta``
-(PyNN's on-grid ``IF_curr_delta``) in floating point, with ``tau_m`` and ``cm`` that give it the chip's decay
-per step and gain (:func:`chip_constants`: the chip's exp_TC is rounded to 15 bits, which makes its gain g = 33/32
-where exact arithmetic gives 0.9995). A current I moves V by g I per step as on the chip; a delta synapse moves V
-by its weight in mV, where sPyNNaker moves it by g times the weight, so for NEST the weights are multiplied by g.
+``spiNNaker`` (sPyNNaker) gets the netlist as written: each population's cell (``IF_curr_delta``, or
+``IF_curr_exp`` below) with its parameters, its ``max_expected_summed_weight`` (sPyNNaker then picks the planned
+ring-buffer shifts) and weights ``word * 2**(shift - 15)`` nA, which its host rounds back to the planned words.
+``nest`` runs NEST's ``iaf_psc_delta`` (PyNN's on-grid ``IF_curr_delta``) in floating point, with ``tau_m`` and
+``cm`` that give it the chip's decay per step and gain (:func:`chip_constants`: the chip's exp_TC is rounded to 15
+bits, which makes its gain g = 33/32 where exact arithmetic gives 0.9995). A current I moves V by g I per step as
+on the chip; a delta synapse moves V by its weight in mV, where sPyNNaker moves it by g times the weight, so for
+NEST the weights are multiplied by g.
 An inhibitory weight is negative there, as PyNN's NEST backend wants it for current-based synapses.
+
+A leaky population (a spiking import's LIF layer) has its own ``tau_m`` and ``gain_mv_per_na``, and NEST is given
+its chip decay and gain the same way. One with a synaptic current is ``IF_curr_exp`` (NEST's ``iaf_psc_exp``) with
+``tau_syn_E = tau_syn_I``: NEST gets the time constant of the chip's synaptic decay (``leak.syn_decay_chip``), and
+weights scaled so that a spike moves V as on the chip, where it adds ``init`` times its weight to the current and V
+rises by g times the current in that tick: NEST's V rises by P21 times the current, the exact integral of the decaying
+current over a step (:func:`exp_current_gain`). NEST adds a spike to the current after the step's update, so such a
+population runs one tick later there than on the chip.
 """
 
 import argparse
@@ -62,27 +72,61 @@ def setup(sim, doc, simulator):
         sim.setup(timestep=timestep, min_delay=timestep, max_delay=longest)
 
 
-def chip_constants(doc, parameters):
+def chip_constants(doc, parameters, population=None):
     """``tau_m`` and ``cm`` for a float simulator that leak and integrate as the chip does. The chip's decay per
     step exp_TC is ``expk(-ts / tau_m)`` rounded to s16.15, and its R is tau_m / cm. The decay
-    1 - g / R follows from the netlist's gain g = (1 - exp_TC) R. With tau_m' = -ts / ln(exp_TC) and cm' = tau_m' / R,
-    NEST's exact propagators reproduce exp_TC and g."""
+    1 - g / R follows from the netlist's gain g = (1 - exp_TC) R (the population's own, where it has one). With
+    tau_m' = -ts / ln(exp_TC) and cm' = tau_m' / R, NEST's exact propagators reproduce exp_TC and g (a chip decay
+    of 0 becomes a tau_m' far below the step). An ``IF_curr_exp`` population's tau_syn' is -ts / ln of the chip's
+    synaptic decay."""
+    timestep = doc["simulator"]["timestep_ms"]
+    g = doc["gain_mv_per_na"] if population is None else population.get("gain_mv_per_na", doc["gain_mv_per_na"])
     r = parameters["tau_m"] / parameters["cm"]
-    decay = 1.0 - doc["gain_mv_per_na"] / r
-    tau_m = -doc["simulator"]["timestep_ms"] / float(np.log(decay))
-    return {"tau_m": tau_m, "cm": tau_m / r}
+    decay = max(1.0 - g / r, 1e-30)
+    tau_m = -timestep / float(np.log(decay))
+    out = {"tau_m": tau_m, "cm": tau_m / r}
+    if "tau_syn_E" in parameters:
+        keep = max(float(population["leak"]["syn_decay_chip"]), 1e-30)
+        out["tau_syn_E"] = out["tau_syn_I"] = -timestep / float(np.log(keep))
+    return out
+
+
+def exp_current_gain(tau_m, cm, tau_syn, timestep):
+    """P21 of NEST's ``iaf_psc_exp``: V after one step from V = 0 for a synaptic current of 1 nA at the step's
+    start, decaying with tau_syn (mV; ms, nF)."""
+    p22, p11 = np.exp(-timestep / tau_m), np.exp(-timestep / tau_syn)
+    if abs(tau_m - tau_syn) <= 1e-9 * tau_m:
+        return timestep / cm * p22
+    return tau_m * tau_syn / (cm * (tau_syn - tau_m)) * (p11 - p22)
+
+
+def weight_factor(doc, population, parameters, simulator):
+    """What a netlist weight (nA, as sPyNNaker takes it) is multiplied by for ``simulator``: 1 on sPyNNaker; on
+    NEST the chip's rise of V per nA (delta: g mV, a weight there being a jump of V), and for exponential
+    synapses g init / P21 (NEST's current moves V by P21 per nA in the step after it arrives)."""
+    if simulator == "spiNNaker":
+        return 1.0
+    g = population.get("gain_mv_per_na", doc["gain_mv_per_na"])
+    if population.get("cell", "IF_curr_delta") != "IF_curr_exp":
+        return g
+    init = float(population["leak"]["syn_init_chip"])
+    p21 = exp_current_gain(
+        parameters["tau_m"], parameters["cm"], parameters["tau_syn_E"], doc["simulator"]["timestep_ms"]
+    )
+    return g * init / p21
 
 
 def build(sim, doc, arrays, simulator, record_v=True):
     """The populations (by name) and projections of the netlist. The input population's current is set per
     sample by :func:`run`."""
-    gain = 1.0 if simulator == "spiNNaker" else doc["gain_mv_per_na"]
     populations = {}
+    factors = {}
     readout = doc["readout"]["population"]
     for p in doc["populations"]:
         parameters = dict(p["parameters"])
         if simulator != "spiNNaker":
-            parameters.update(chip_constants(doc, parameters))
+            parameters.update(chip_constants(doc, parameters, p))
+        factors[p["name"]] = weight_factor(doc, p, parameters, simulator)
         parameters["i_offset"] = np.asarray(arrays[p["i_offset"]["array"]], np.float64) / ONE
         extra = {}
         if simulator == "spiNNaker":
@@ -90,9 +134,10 @@ def build(sim, doc, arrays, simulator, record_v=True):
                 "max_expected_summed_weight": list(p["max_expected_summed_weight"]),
                 "neurons_per_core": p["neurons_per_core"],
             }
+        cell = getattr(sim, p.get("cell", "IF_curr_delta"))
         population = sim.Population(
             p["size"],
-            sim.IF_curr_delta(**parameters),
+            cell(**parameters),
             initial_values={"v": np.asarray(arrays[p["v_init"]["array"]], np.float64) / ONE},
             label=p["name"],
             **extra,
@@ -103,7 +148,7 @@ def build(sim, doc, arrays, simulator, record_v=True):
     projections = []
     for q in doc["projections"]:
         words = np.asarray(arrays[q["words"]["array"]], np.float64)
-        weights = words * 2.0 ** (q["shift"] - 15) * gain
+        weights = words * 2.0 ** (q["shift"] - 15) * factors[q["post"]]
         if q["receptor"] == "inhibitory" and simulator != "spiNNaker":
             weights = -weights
         pre = np.asarray(arrays[q["pre_index"]["array"]], np.float64)
@@ -175,12 +220,24 @@ def spike_ticks(times_ms, timestep, simulator):
     return np.ceil(t - 1e-6).astype(np.int64) - 1
 
 
+def set_currents(population, simulator):
+    """Set an ``IF_curr_exp`` population's synaptic currents to 0 now, as :func:`set_v` sets V (they outlive the
+    flush: a sample starts with none)."""
+    if simulator == "spiNNaker":
+        population.set_state(isyn_exc=0.0, isyn_inh=0.0)
+    else:
+        population.initialize(isyn_exc=0.0, isyn_inh=0.0)
+
+
 def start_sample(sim, populations, doc, initial, current, simulator):
-    """Before a sample: the input population's ``i_offset`` (``current``: raw s16.15 per neuron) and every V
-    back to its initial value. Returns the tick at which the sample starts."""
+    """Before a sample: the input population's ``i_offset`` (``current``: raw s16.15 per neuron), every V back to
+    its initial value and every synaptic current to 0. Returns the tick at which the sample starts."""
     populations[doc["populations"][0]["name"]].set(i_offset=np.asarray(current, np.float64) / ONE)
+    cells = {p["name"]: p.get("cell", "IF_curr_delta") for p in doc["populations"]}
     for name, population in populations.items():
         set_v(population, initial[name], simulator)
+        if cells[name] == "IF_curr_exp":
+            set_currents(population, simulator)
     return round(now(sim, simulator) / doc["simulator"]["timestep_ms"])
 
 

@@ -25,9 +25,14 @@ sources reach their targets in the step they fire and on-chip spikes in the next
 later in NEST. The script shifts what it reads by that: a population at depth d runs d steps behind, and the bias
 sources of a population at depth d fire d - 1 steps late so that its inputs keep their timing.
 
+Leaky layers of a NIR import are written as any other population, with their own ``tau_m`` and ``tau_syn_E/I``
+(and ``v_rest`` = ``v_reset``); ``gain_cadc_per_lsb`` already holds the factor their weights need (see
+``neurodeploy_pynn.brainscales2.leak_factor``), and the spikes of a leaky input population are computed by
+neurodeploy as any input's.
+
 The network is built once. Samples run one after another in one simulation, each after two steps of rest; between
-two, every V is pulled far below threshold for :data:`FLUSH_US`, long enough for the synaptic currents and the
-refractory time to end, and the next sample starts from ``v_rest``.
+two, every V is pulled far below threshold for :func:`flush_us` (10 µs, longer for long synaptic time constants),
+long enough for the synaptic currents and the refractory time to end, and the next sample starts from ``v_rest``.
 """
 
 import argparse
@@ -41,7 +46,19 @@ import numpy as np
 FLUSH_V = -(2.0**15)
 """CADC units: V between two samples, far below any threshold."""
 FLUSH_US = 10.0
-"""µs between two samples: 33 synaptic time constants of 0.3 µs, 20 refractory times of 0.5 µs."""
+"""µs between two samples: 33 synaptic time constants of 0.3 µs, 20 refractory times of 0.5 µs (longer where a
+leaky population's tau_syn is: :func:`flush_us`)."""
+
+
+def flush_us(doc):
+    """µs between two samples: :data:`FLUSH_US`, or 33 of the longest synaptic time constant or 20 of the longest
+    refractory time where that is longer (a leaky layer of a NIR import may have tau_syn up to 30 µs), rounded up
+    to whole µs (NEST runs whole integration steps)."""
+    longest = [FLUSH_US]
+    for p in doc["populations"]:
+        longest += [33 * p["parameters"]["tau_syn_E"], 33 * p["parameters"]["tau_syn_I"]]
+        longest.append(20 * p["parameters"]["tau_refrac"])
+    return float(np.ceil(max(longest)))
 
 
 def load(folder):
@@ -118,6 +135,7 @@ def run_nest(folder, spikes):
         return c * substeps + 2 * depth[name] - 1
 
     length = max(mark(p["name"], steps) for p in doc["populations"]) + 1
+    flush = flush_us(doc)
     origins = []
     for b in range(samples):
         now = float(sim.simulator.state.t_kernel)  # PyNN runs NEST one step ahead of the time it reports
@@ -139,7 +157,7 @@ def run_nest(folder, spikes):
         sim.run((length + 1) * dt)
         for population in populations.values():
             population.initialize(v=FLUSH_V)
-        sim.run(FLUSH_US)
+        sim.run(flush)
     ran = time.perf_counter()
     out = {"seconds/build": np.float64(built - start), "seconds/run": np.float64(ran - built)}
     origins = np.asarray(origins)

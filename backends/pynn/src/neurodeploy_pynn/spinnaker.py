@@ -1,6 +1,7 @@
-"""A converted network as sPyNNaker runs it: ``IF_curr_delta`` populations and connection lists of 16-bit weight
-words, planned from the core's lowering (:mod:`neurodeploy.lowering`), written as a netlist, and run by the
-bit-exact emulator (:mod:`neurodeploy_pynn.spinnaker_emulator`).
+"""A converted network as sPyNNaker runs it: ``IF_curr_delta`` populations (``IF_curr_exp`` for a spiking import's
+synaptic currents) and connection lists of 16-bit weight words, planned from the core's lowering
+(:mod:`neurodeploy.lowering`), written as a netlist, and run by the bit-exact emulator
+(:mod:`neurodeploy_pynn.spinnaker_emulator`).
 
 **Neurons.** sPyNNaker has no integrate-and-fire neuron: every LIF leaks towards ``alpha = I R + V_rest`` by
 ``exp_TC = expk(-ts / tau_m)`` per tick and resets to ``V_reset``. A converted population (threshold 1 in float
@@ -11,6 +12,22 @@ of two chosen per population so that no input can push ``alpha`` out of ±2**14 
 One tick raises V by ``g I`` for an input current I (nA), g = (1 - exp_TC) R = 33/32 exactly on the chip, and
 lets it leak by (1 - exp_TC) = 33/32768 of itself: about 0.1% per tick, 6% over 64 ticks. A float weight w
 (thresholds) is sent as ``w θ / g`` nA, a bias b as ``i_offset = b θ / g``.
+
+**Leaky neurons.** A LIF layer of a spiking import (NIR) keeps sPyNNaker's leak as its own: tau_m = -ts /
+ln(decay), on the s16.15 grid (a decay at or below e**-16 takes tau_m = TAU_MIN, where exp_TC is 0), and the
+chip's decay is exp_TC as sPyNNaker computes it from the encoded tau_m (:func:`membrane`), which the report's
+``leak`` gives next to the decay asked for. Its gain g = (1 - exp_TC) R is the population's own: a weight w
+(thresholds) is ``w θ / g`` nA, the drive (v_leak) ``i_offset``, and θ is chosen as above with the leak's steady
+state, alpha = summed θ / (1 - exp_TC). A layer with a synaptic current (CubaLIF) is ``IF_curr_exp`` with
+tau_syn_E = tau_syn_I = -ts / ln(synaptic decay): an input adds ``decay_s1615(w, init)`` to the current, which
+keeps decay / 2**32 of itself per tick (``exp_synapse_utils.h``, :func:`synapse`), so a weight is ``w θ / (g init)``
+nA and the current's steady state (1 / (1 - decay) times a tick's input) counts in θ's bound; a synaptic decay at
+or below e**-16 is a delta synapse. NIR's ``v > threshold`` is a ``v_thresh`` one s16.15 step above θ (exact on the
+chip's raw compare). The initial V of a layer deeper than the input is set so that the chip's leak brings it to 0
+at its first input's tick despite the drive flowing from tick 0. Refused with the layer and its numbers
+(ConversionError): a reset other than to zero (sPyNNaker resets V to V_reset; read the file with ``-I
+reset=zero``), a v_reset other than 0, decays or gains that differ between neurons, several spikes a step, and a
+time constant above TAU_MAX (a decay above e**(-ts / TAU_MAX)).
 
 **Weights.** Each population's two ring buffers (excitatory, inhibitory) get the shift sPyNNaker computes from
 ``max_expected_summed_weight`` (set in the netlist to the largest sum of one receptor's weights into one neuron, so
@@ -27,13 +44,15 @@ depth(k) + T - 1, and a membrane readout is (V after depth + T ticks - V after d
 
 **Input.** The host computes the first population's current per sample (:attr:`Netlist.host`, float32, in
 thresholds per tick), clips it to ±:data:`INPUT_CLIP` and rounds ``i_offset`` to s16.15, which the PyNN script
-sets per neuron before each sample's run (exactly, as it is a multiple of 2**-15).
+sets per neuron before each sample's run (exactly, as it is a multiple of 2**-15), plus the population's own
+constant current (a leaky input layer's drive; 0 for a converted network).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +61,34 @@ import numpy as np
 from neurodeploy.artifact import open_description
 from neurodeploy.errors import ArtifactError, ConversionError
 from neurodeploy.ir.graph import Graph
+from neurodeploy.ir.neurons import LIF, describe_leaky
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
-from neurodeploy.lowering import Population, Rules, synapse_list
+from neurodeploy.lowering import Population, Rules, leaky_problem, synapse_list
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
-from neurodeploy.schema import Dict, Int, List, Number, Str
+from neurodeploy.schema import Bool, Dict, Int, List, Number, Str
 from neurodeploy_pynn import s1615
 
-RULES = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True)
-"""Every synapse becomes a connection list, so a convolution takes a delay like any other."""
+RULES = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True, leaky=True)
+"""Every synapse becomes a connection list, so a convolution takes a delay like any other; sPyNNaker's neurons leak
+and have exponential synapses, so leaky neurons of a spiking import map (see "Leaky neurons")."""
 
 TIME_STEP = 1.0
 """ms per tick (sPyNNaker's default machine time step)."""
 CELL = "IF_curr_delta"
+CELL_EXP = "IF_curr_exp"
+"""The cell of a leaky population with a synaptic current (a CubaLIF layer): its exponential synapses hold it."""
+CELLS = (CELL, CELL_EXP)
 TAU_M = 1024.0
 """ms: ts / tau_m = 2**-10, the leak per tick about 0.1%."""
+TAU_MAX = 2.0**15
+"""ms: the longest time constant (tau_m, tau_syn) planned: ts / tau is then 2**-15, the smallest s16.15 quotient; a
+longer one gives ts / tau = 0, where exp_TC is 1 (no leak) and sPyNNaker's synapse decay expulr(0) is 0."""
+TAU_MIN = 1.0 / 16
+"""ms: the shortest time constant planned: at ts / tau = 16 expk and expulr give 0 (the chip keeps nothing of V or
+of the synaptic current from one tick to the next), as every smaller decay, down to 0, rounds to."""
+RESET_FIX = "-I reset=zero"
+"""The import option that reads a NIR file's neurons as sPyNNaker resets them (to V_reset = 0)."""
 CM = 1.0
 """nF."""
 ALPHA_LIMIT = 2.0**14
@@ -73,40 +105,72 @@ MAX_DELAY = 64
 RECEPTORS = ("excitatory", "inhibitory")
 
 
-def cell_parameters(threshold: float) -> dict[str, float]:
-    """The PyNN parameters of a planned population with threshold ``threshold`` mV (``i_offset`` and the initial
-    ``v`` are per neuron, apart)."""
-    return {
-        "tau_m": TAU_M,
+def cell_parameters(threshold: float, tau_m: float = TAU_M, tau_syn: float | None = None) -> dict[str, float]:
+    """The PyNN parameters of a planned population with threshold ``threshold`` mV, membrane time constant
+    ``tau_m`` and, for ``IF_curr_exp``, synaptic time constant ``tau_syn`` (``i_offset`` and the initial ``v`` are
+    per neuron, apart)."""
+    out = {
+        "tau_m": float(tau_m),
         "cm": CM,
         "v_rest": 0.0,
         "v_reset": 0.0,
         "v_thresh": float(threshold),
         "tau_refrac": 0.0,
     }
+    if tau_syn is not None:
+        out |= {"tau_syn_E": float(tau_syn), "tau_syn_I": float(tau_syn)}
+    return out
 
 
-def gain() -> float:
-    """The rise of V per tick for an input of 1 nA, (1 - exp_TC) R, from the constants the chip computes."""
+@cache
+def membrane(tau_m: float = TAU_M) -> tuple[int, float]:
+    """(exp_TC raw s16.15, g) of a population with ``tau_m`` ms: the decay of V per tick and its rise per tick for an
+    input of 1 nA, g = (1 - exp_TC) R mV/nA, from the constants the chip computes from the encoded parameters."""
     c = s1615.lif_constants(
         np.array([s1615.encode(TIME_STEP)]),
-        np.array([s1615.encode(TAU_M)]),
+        np.array([s1615.encode(tau_m)]),
         np.array([s1615.encode(CM)]),
         np.array([0]),
     )
-    return (s1615.ONE - int(c.exp_tc[0])) * int(c.r_membrane[0]) / s1615.ONE**2
+    return int(c.exp_tc[0]), (s1615.ONE - int(c.exp_tc[0])) * int(c.r_membrane[0]) / s1615.ONE**2
 
 
-def _threshold(summed: float) -> float:
-    """θ (mV, a power of two, at most 1) so that ``summed`` thresholds of input keep |alpha| <= ALPHA_LIMIT:
-    alpha = I R = summed θ R / g."""
-    if summed <= 0:
+def gain(tau_m: float = TAU_M) -> float:
+    """The rise of V per tick for an input of 1 nA, (1 - exp_TC) R, from the constants the chip computes."""
+    return membrane(tau_m)[1]
+
+
+@cache
+def synapse(tau_syn: float) -> tuple[int, int]:
+    """(decay, init) of ``IF_curr_exp``'s synapses with ``tau_syn`` ms, u0.32 raw, as the chip computes them
+    (``exp_synapse_utils.h``): the synaptic current keeps decay / 2**32 of itself per tick, and a weight w nA adds
+    ``decay_s1615(w, init)``, about w init / 2**32, to it."""
+    decay, init = s1615.exp_synapse_constants(np.array([s1615.encode(TIME_STEP)]), np.array([s1615.encode(tau_syn)]))
+    return int(decay[0]), int(init[0])
+
+
+def time_constant(decay: float) -> float:
+    """tau (ms, on the s16.15 grid) with exp(-ts / tau) = ``decay`` per tick; TAU_MIN for decays at or below
+    exp(-ts / TAU_MIN) (the chip's decay is 0 there)."""
+    if decay <= math.exp(-TIME_STEP / TAU_MIN):
+        return TAU_MIN
+    return round(-TIME_STEP / math.log(decay) * s1615.ONE) / s1615.ONE
+
+
+def _threshold(summed: float, tau_m: float = TAU_M, words: float = 0.0) -> float:
+    """θ (mV, a power of two, at most 1) so that ``summed`` thresholds of input per tick (for ``IF_curr_exp`` the
+    synaptic current's largest) keep |alpha| = I R = summed θ R / g = summed θ / (1 - exp_TC) and the current
+    I = summed θ / g within ALPHA_LIMIT, and so that ``words``, the largest sum of weights (nA) one tick brings a
+    neuron at θ = 1, stays within it too (a shifted ring-buffer sum of 2**16 nA would wrap)."""
+    exp_tc, g = membrane(tau_m)
+    leak = (s1615.ONE - exp_tc) / s1615.ONE
+    per_theta = max(summed / leak, summed / g, words)
+    if per_theta <= 0:
         return 1.0
-    bound = ALPHA_LIMIT * gain() / (TAU_M / CM * summed)
-    return 2.0 ** min(0, math.floor(math.log2(bound)))
+    return 2.0 ** min(0, math.floor(math.log2(ALPHA_LIMIT / per_theta)))
 
 
-def _raw(values_mv: np.ndarray) -> np.ndarray:
+def _raw(values_mv: Any) -> np.ndarray:
     """mV or nA as s16.15 raw bits, rounded half to even (values already on the grid stay exact)."""
     return np.rint(np.asarray(values_mv, np.float64) * s1615.ONE).astype(np.int64)
 
@@ -115,7 +179,10 @@ def _raw(values_mv: np.ndarray) -> np.ndarray:
 class PopulationPlan:
     """One population as sPyNNaker holds it: ``threshold`` θ (mV), ``i_offset`` and ``v_init`` raw s16.15 per neuron
     (graph C order), ``max_summed`` the ``max_expected_summed_weight`` per receptor (nA) and ``shifts`` the ring
-    buffer shifts sPyNNaker derives from them; ``depth`` the first tick of its input."""
+    buffer shifts sPyNNaker derives from them; ``depth`` the first tick of its input. ``cell`` (``IF_curr_delta``,
+    or ``IF_curr_exp`` for a synaptic current), ``tau_m`` and ``tau_syn`` (ms) its time constants, ``strict``
+    whether it fires on V > θ (``v_thresh`` one s16.15 step above θ), ``leak`` what a leaky population's decays
+    became on the chip (the report's ``leak``; empty for a converted population)."""
 
     name: str
     role: str
@@ -126,6 +193,11 @@ class PopulationPlan:
     max_summed: tuple[float, float]
     shifts: tuple[int, int]
     depth: int
+    cell: str = CELL
+    tau_m: float = TAU_M
+    tau_syn: float | None = None
+    strict: bool = False
+    leak: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -133,7 +205,24 @@ class PopulationPlan:
 
     @property
     def v_thresh(self) -> float:
-        return READOUT_THRESHOLD if self.role == "readout" else self.threshold
+        if self.role == "readout":
+            return READOUT_THRESHOLD
+        return self.threshold + (1.0 / s1615.ONE if self.strict else 0.0)
+
+    @property
+    def gain(self) -> float:
+        """mV per tick for a current of 1 nA, (1 - exp_TC) R."""
+        return gain(self.tau_m)
+
+    @property
+    def weight_gain(self) -> float:
+        """mV that a weight of 1 nA adds to V over the ticks: g, and for ``IF_curr_exp`` g init / 2**32 in the tick
+        it arrives (its synaptic current then decays)."""
+        return self.gain * (synapse(self.tau_syn)[1] / 2.0**32 if self.tau_syn is not None else 1.0)
+
+    def parameters(self) -> dict[str, float]:
+        """The population's PyNN parameters (:func:`cell_parameters`)."""
+        return cell_parameters(self.v_thresh, self.tau_m, self.tau_syn if self.cell == CELL_EXP else None)
 
 
 @dataclass
@@ -170,11 +259,90 @@ class Netlist:
         return max(p.depth for p in self.populations)
 
 
+def _span(value: Any) -> str:
+    """A parameter's values in a message: one number, or the lowest..highest."""
+    if value is None:
+        return "none"
+    low, high = float(np.min(value)), float(np.max(value))
+    return f"{low:.6g}" if low == high else f"{low:.6g}..{high:.6g}"
+
+
+def reset_refusal(layer: str, reset: str, kind: str = "LIF") -> str:
+    """The error for neurons of a spiking import (``kind`` op ``layer``) that reset otherwise than to zero."""
+    return (
+        f"{kind} '{layer}' resets by {reset}: sPyNNaker's neurons reset V to v_reset, the spinnaker target to 0 only; "
+        f"read the file with {RESET_FIX} (NIR's own reset), or compile it for the reference or loihi target"
+    )
+
+
+def _range_refusal(layer: str, what: str, decay: float) -> str:
+    longest = math.exp(-TIME_STEP / TAU_MAX)
+    return (
+        f"LIF '{layer}': its {what} decays by a factor {decay:.9g} per step, which needs a time constant of "
+        f"{-TIME_STEP / math.log(decay) if 0 < decay < 1 else math.inf:.6g} ms at ts = {TIME_STEP:g} ms; "
+        f"sPyNNaker's s16.15 arithmetic takes at most {TAU_MAX:g} ms (a decay of at most {longest:.9g}): the "
+        "spinnaker target does not run it (train a shorter time constant, or compile for the reference target)"
+    )
+
+
+def leak_model(pop: Population) -> tuple[str, float, float | None, dict[str, Any]]:
+    """A population's cell, tau_m, tau_syn (ms) and its leak report: a converted population (or a LIF layer with
+    decay 1) takes the IF mapping's tau_m = TAU_M; a leaky one tau_m = -ts / ln(decay), its synaptic current
+    (where the decay is not 0) ``IF_curr_exp``'s tau_syn = -ts / ln(syn_decay). The report holds the decays asked
+    for and the chip's: exp_TC (s16.15) and the synapses' decay and init (u0.32) as the chip computes them. A
+    ConversionError names a decay outside what the chip's time constants reach."""
+    if not pop.leaky:
+        return CELL, TAU_M, None, {}
+    tau_m = TAU_M
+    if pop.decay != 1.0:
+        if not 0.0 <= pop.decay < math.exp(-TIME_STEP / TAU_MAX):
+            raise ConversionError(_range_refusal(pop.name, "v", pop.decay))
+        tau_m = time_constant(pop.decay)
+    exp_tc = membrane(tau_m)[0]
+    leak: dict[str, Any] = {
+        "decay": float(pop.decay),
+        "tau_m_ms": tau_m,
+        "exp_tc_raw": exp_tc,
+        "decay_chip": exp_tc / s1615.ONE,
+        "gain_mv_per_na": gain(tau_m),
+    }
+    if pop.syn_decay is None:
+        return CELL, tau_m, None, leak
+    syn = float(pop.syn_decay)
+    leak["syn_decay"] = syn
+    if syn <= math.exp(-TIME_STEP / TAU_MIN):  # the chip's synapse would forget it all: a delta synapse
+        leak |= {"syn_decay_chip": 0.0, "synapse": "delta (the current lasts one step)"}
+        return CELL, tau_m, None, leak
+    if not syn < math.exp(-TIME_STEP / TAU_MAX):
+        raise ConversionError(_range_refusal(pop.name, "synaptic current", syn))
+    tau_syn = time_constant(syn)
+    decay, init = synapse(tau_syn)
+    leak |= {
+        "tau_syn_ms": tau_syn,
+        "syn_decay_raw": decay,
+        "syn_decay_chip": decay / 2.0**32,
+        "syn_init_raw": init,
+        "syn_init_chip": init / 2.0**32,
+    }
+    return CELL_EXP, tau_m, tau_syn, leak
+
+
 def plan(graph: Graph) -> Netlist:
-    """Lower ``graph`` (a converted SNN with reset to zero) and fit it to sPyNNaker: thresholds, currents, shifts
-    and words (see the module docstring). A ConversionError names an op that does not map or a delay too long."""
+    """Lower ``graph`` (a converted SNN with reset to zero, or a spiking import whose neurons reset to zero) and fit
+    it to sPyNNaker: cells, thresholds, currents, shifts and words (see the module docstring). A ConversionError
+    names an op that does not map, a reset other than to zero, a decay out of range or a delay too long."""
+    for op in graph.ops:
+        if not isinstance(op, LIF):
+            continue
+        if op.threshold is not None and op.reset != "zero":
+            raise ConversionError(reset_refusal(op.name, op.reset))
+        problem = leaky_problem(op)
+        if problem is not None:
+            numbers = describe_leaky(op)
+            if op.v_reset is not None:
+                numbers += f" (v_reset {_span(op.v_reset)}, threshold {_span(op.threshold)})"
+            raise ConversionError(f"LIF '{op.name}': {problem}; the spinnaker target does not run it ({numbers})")
     lowered = lower_graph(graph, RULES)
-    g = gain()
     populations: list[PopulationPlan] = []
     projections: list[ProjectionPlan] = []
     for k, pop in enumerate(lowered.populations):
@@ -188,6 +356,10 @@ def plan(graph: Graph) -> Netlist:
                     f"of {delay} ticks; the spinnaker target plans at most {MAX_DELAY}"
                 )
             synapses.append((source, listed, delay, name))
+        cell, tau_m, tau_syn, leak = leak_model(pop)
+        g = gain(tau_m)
+        # what the synaptic current keeps per tick and what a weight of 1 nA adds to it (delta: 0 and 1)
+        syn_keep, syn_init = (synapse(tau_syn)[0] / 2.0**32, synapse(tau_syn)[1] / 2.0**32) if tau_syn else (0.0, 1.0)
         size = int(np.prod(pop.shape))
         bias = np.asarray(pop.bias, np.float64).reshape(-1)
         pos, neg = np.zeros(size), np.zeros(size)
@@ -196,27 +368,33 @@ def plan(graph: Graph) -> Netlist:
             pos += np.bincount(listed.rows, np.where(w > 0, w, 0), minlength=size)
             neg += np.bincount(listed.rows, np.where(w < 0, -w, 0), minlength=size)
         if pop.role == "input":
-            summed = INPUT_CLIP
+            summed = INPUT_CLIP + float(np.abs(bias).max(initial=0.0))
         else:
-            summed = float((np.maximum(pos, neg) + np.abs(bias)).max(initial=0.0))
-        theta = _threshold(summed)
-        to_na = theta / g  # float thresholds -> nA
+            summed = float((np.maximum(pos, neg) / (1.0 - syn_keep) + np.abs(bias)).max(initial=0.0))
+        words = float(np.maximum(pos, neg).max(initial=0.0)) / (g * syn_init)
+        theta = _threshold(summed, tau_m, words)
+        to_na = theta / (g * syn_init)  # float thresholds of weight -> nA
         max_summed = (float(pos.max(initial=0.0)) * to_na, float(neg.max(initial=0.0)) * to_na)
         shifts = (s1615.ring_buffer_shift(max_summed[0]), s1615.ring_buffer_shift(max_summed[1]))
-        i_offset = _raw(bias * to_na)
-        populations.append(
-            PopulationPlan(
-                pop.name,
-                pop.role,
-                tuple(pop.shape),
-                theta,
-                i_offset,
-                _initial(pop, theta, i_offset),
-                max_summed,
-                shifts,
-                int(pop.depth),
-            )
+        i_offset = _raw(bias * theta / g)
+        planned = PopulationPlan(
+            pop.name,
+            pop.role,
+            tuple(pop.shape),
+            theta,
+            i_offset,
+            np.zeros(size, np.int64),
+            max_summed,
+            shifts,
+            int(pop.depth),
+            cell=cell,
+            tau_m=tau_m,
+            tau_syn=tau_syn,
+            strict=bool(pop.strict),
+            leak=leak,
         )
+        planned.v_init = _initial(pop, planned)
+        populations.append(planned)
         for source, listed, delay, name in synapses:
             projections += _projections(name, source, k, listed, delay, to_na, shifts)
     readout = {
@@ -230,16 +408,28 @@ def plan(graph: Graph) -> Netlist:
     return Netlist(lowered.host, populations, projections, readout)
 
 
-def _initial(pop: Population, theta: float, i_offset: np.ndarray) -> np.ndarray:
-    """Initial V (raw): the conversion's initial charge, less the bias of the ticks before the first input
-    (the leak over them neglected), below the threshold. The input population starts at its initial charge; a
+def _initial(pop: Population, planned: PopulationPlan) -> np.ndarray:
+    """Initial V (raw): the conversion's initial charge, less the bias of the ticks before the first input, below
+    the threshold. A converted population neglects the leak over those ticks (V - depth g I_offset); a leaky one
+    starts where the chip's leak brings it to its initial charge at tick depth, (V - g I (1 - e**d) / (1 - e)) /
+    e**d for exp_TC = e (as far as ±ALPHA_LIMIT reaches). The input population starts at its initial charge; a
     readout at 0."""
-    size = int(np.prod(pop.shape))
+    size = planned.size
     if pop.role == "readout":
         return np.zeros(size, np.int64)
+    theta = planned.threshold
+    i_offset = planned.i_offset
     v = np.full(size, _raw(pop.initial * theta), np.int64)
     if pop.role == "hidden" and pop.depth:
-        v = v - np.rint(pop.depth * i_offset * gain()).astype(np.int64)
+        g = planned.gain
+        if not planned.leak:
+            v = v - np.rint(pop.depth * i_offset * g).astype(np.int64)
+        else:
+            e = membrane(planned.tau_m)[0] / s1615.ONE
+            if e > 0:
+                charged = g * i_offset * (1 - e**pop.depth) / (1 - e)
+                start = (v - charged) / e**pop.depth
+                v = np.rint(np.clip(start, -float(_raw(ALPHA_LIMIT)), float(_raw(ALPHA_LIMIT)))).astype(np.int64)
     top = int(_raw(theta)) - 1
     return np.clip(v, -int(_raw(ALPHA_LIMIT)), top)
 
@@ -324,8 +514,11 @@ NETLIST_SCHEMA = Dict(
                     "role": Str(choices=("input", "hidden", "readout")),
                     "shape": _SHAPE,
                     "size": Int(1),
-                    "cell": Str(choices=(CELL,)),
-                    "parameters": Dict({k: Number(-65536, 65536) for k in cell_parameters(1.0)}),
+                    "cell": Str(choices=CELLS),
+                    "parameters": Dict(
+                        {k: Number(-65536, 65536) for k in cell_parameters(1.0)},
+                        {k: Number(TAU_MIN, TAU_MAX) for k in ("tau_syn_E", "tau_syn_I")},
+                    ),
                     "threshold_mv": Number(0, 65536),
                     "i_offset": _ARRAY,
                     "v_init": _ARRAY,
@@ -333,7 +526,8 @@ NETLIST_SCHEMA = Dict(
                     "ring_buffer_shift": List(Int(0, 31), length=2),
                     "depth": Int(0, 1 << 20),
                     "neurons_per_core": Int(1),
-                }
+                },
+                {"gain_mv_per_na": Number(0, 1e6), "strict": Bool(), "leak": Dict()},
             ),
             min_len=1,
         ),
@@ -378,8 +572,10 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
                 "role": p.role,
                 "shape": list(p.shape),
                 "size": p.size,
-                "cell": CELL,
-                "parameters": cell_parameters(p.v_thresh),
+                "cell": p.cell,
+                "parameters": p.parameters(),
+                "gain_mv_per_na": p.gain,
+                "strict": p.strict,
                 "threshold_mv": p.threshold,
                 "i_offset": {"array": f"{k}/i_offset"},
                 "v_init": {"array": f"{k}/v_init"},
@@ -388,6 +584,7 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
                 "depth": p.depth,
                 "neurons_per_core": NEURONS_PER_CORE,
             }
+            | ({"leak": p.leak} if p.leak else {})
         )
     projections = []
     for j, q in enumerate(netlist.projections):
@@ -426,7 +623,7 @@ def save(netlist: Netlist, folder: Path) -> list[str]:
             "host_graph": HOST,
             "population": netlist.populations[0].name,
             "current_clip": INPUT_CLIP,
-            "current_to_na": netlist.populations[0].threshold / gain(),
+            "current_to_na": netlist.populations[0].threshold / netlist.populations[0].gain,
         },
         "populations": pops,
         "projections": projections,
@@ -467,6 +664,12 @@ def load(source: Any) -> Netlist:
         if size != p["size"]:
             raise ArtifactError(f"{where}: population {p['name']!r} has shape {p['shape']} but size {p['size']}")
         raw = (s1615.INT32_MIN, s1615.INT32_MAX)
+        parameters = p["parameters"]
+        tau_syn = parameters.get("tau_syn_E")
+        if (p["cell"] == CELL_EXP) != (tau_syn is not None) or tau_syn != parameters.get("tau_syn_I"):
+            raise ArtifactError(
+                f"{where}: population {p['name']!r}: an {CELL_EXP} population has tau_syn_E = tau_syn_I, an {CELL} none"
+            )
         populations.append(
             PopulationPlan(
                 p["name"],
@@ -481,6 +684,11 @@ def load(source: Any) -> Netlist:
                     s1615.ring_buffer_shift(p["max_expected_summed_weight"][1]),
                 ),
                 int(p["depth"]),
+                cell=p["cell"],
+                tau_m=float(parameters["tau_m"]),
+                tau_syn=None if tau_syn is None else float(tau_syn),
+                strict=bool(p.get("strict", False)),
+                leak=dict(p.get("leak", {})),
             )
         )
     if populations[0].role != "input" or doc["input"]["population"] != names[0]:
@@ -540,14 +748,14 @@ def emulated(netlist: Netlist) -> tuple[list[Any], list[Any]]:
     populations = [
         LifPopulation.from_pynn(
             p.name,
-            CELL,
+            p.cell,
             p.size,
             time_step=TIME_STEP,
             shift_exc=p.shifts[0],
             shift_inh=p.shifts[1],
             i_offset=p.i_offset / s1615.ONE,  # multiples of 2**-15: encoded exactly
             v=p.v_init / s1615.ONE,
-            **{k: v for k, v in cell_parameters(p.v_thresh).items()},
+            **p.parameters(),
         )
         for p in netlist.populations
     ]
@@ -567,13 +775,15 @@ def emulated(netlist: Netlist) -> tuple[list[Any], list[Any]]:
 
 def input_current(netlist: Netlist, x: np.ndarray) -> np.ndarray:
     """The input population's ``i_offset`` per sample, raw s16.15 (B, size): the host graph's current (thresholds
-    per tick), clipped to ±INPUT_CLIP, in nA, rounded to the s16.15 grid."""
+    per tick), clipped to ±INPUT_CLIP, in nA, rounded to the s16.15 grid, plus the population's own constant
+    current (a leaky layer's drive; 0 for a converted network)."""
     from neurodeploy.ir import interpret
 
     host = netlist.host
+    first = netlist.populations[0]
     current = interpret.run(host, np.asarray(x, np.float32))[host.outputs[0]]
     current = np.clip(np.asarray(current, np.float64).reshape(len(x), -1), -INPUT_CLIP, INPUT_CLIP)
-    return _raw(current * netlist.populations[0].threshold / gain())
+    return _raw(current * first.threshold / first.gain) + first.i_offset
 
 
 def run(

@@ -356,6 +356,14 @@ class SpeckBackend(Backend):
             raise ArtifactError(f"{artifact.where(CONFIG_FILE)} does not describe a valid network: {where}") from None
         return network
 
+    def quantized_graph(self, artifact: Any) -> Graph:
+        """The cores in the chip's integers (:mod:`neurodeploy_speck.nir_export`)."""
+        from neurodeploy_speck.nir_export import quantized_graph
+
+        document = self.load_config(artifact)
+        host = document["host"]
+        return quantized_graph(self.network(artifact, document), host, layer_names(host), self.target)
+
     def to_samna(self, artifact: Any):
         """The artifact's samna configuration object (needs samna; see :func:`neurodeploy_speck.config.to_samna`)."""
         return to_samna(self.load_config(artifact))

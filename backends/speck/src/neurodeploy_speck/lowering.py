@@ -35,10 +35,11 @@ import numpy as np
 from neurodeploy.errors import ResourceError, UnsupportedOpError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import IF, LIF, describe_leaky
-from neurodeploy.ir.ops import Add, AvgPool2d, Concat, Conv2d, Dense, Reshape, Scale
+from neurodeploy.ir.ops import Add, AvgPool2d, Concat, Conv2d, Delay, Dense, Reshape, Scale
 from neurodeploy_speck import chip
 
 INPUT = -1
+DELAY = "Speck's synapses have no delays: every spike arrives in the step it is sent; remove the Delay"
 """The source index of the network input (the DVS layer, or events sent by the host)."""
 
 
@@ -220,7 +221,8 @@ def lower(graph: Graph, *, input_scale: float = 1.0, readout_threshold: float = 
                 continue
             values[op.output] = added
         else:
-            unsupported.append(f"'{op.name}' ({op.op_type}{': ' + describe_leaky(op) if isinstance(op, LIF) else ''})")
+            why = describe_leaky(op) if isinstance(op, LIF) else DELAY if isinstance(op, Delay) else ""
+            unsupported.append(f"'{op.name}' ({op.op_type}{': ' + why if why else ''})")
     if unsupported:
         raise UnsupportedOpError(
             f"the Speck target cannot run {len(unsupported)} op(s): {', '.join(unsupported)}; Speck cores run "
