@@ -639,14 +639,7 @@ def _hidden(
         spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), _theta(op) / np.float32(_input_gain(op)), shape)
         names = [o.name for o in ops if not isinstance(o, _Embed)]
         specs.append((sources[i], spec, delay, names, asked[i]))
-    rest = _at_rest(wiring, op.inputs[0], stops, types)[0].reshape(shape)
-    if isinstance(op, LIF) and op.syn_decay is not None and np.any(rest):
-        raise ConversionError(
-            f"LIF '{op.name}': the layer before it has a bias, a constant input to its synaptic current, which the "
-            "chip cannot add there (its bias adds to v): retrain that layer without a bias, or without the synaptic "
-            "stage"
-        )
-    _, bias = _fold_threshold(None, rest * np.float32(_input_gain(op)) + _drive(op, shape), _theta(op), shape)
+    bias = _neuron_bias(op, _at_rest(wiring, op.inputs[0], stops, types)[0], shape)
     (_, spec, delay, ops, lag), rest = specs[0], specs[1:]
     skips = [Skip(j, s, d, names, lag_) for j, s, d, names, lag_ in rest]
     return Population(
@@ -664,6 +657,20 @@ def _hidden(
         depth=depth,
         source=None if main == previous else main,
     )
+
+
+def _neuron_bias(op: IF | LIF, rest: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The population's bias in thresholds per step: its synapses' input when no spike arrives (``rest``), through
+    the op's gain, plus its drive; refused where that input would enter a synaptic current (a chip's bias adds to
+    v)."""
+    rest = np.asarray(rest, np.float32).reshape(shape)
+    if isinstance(op, LIF) and op.syn_decay is not None and np.any(rest):
+        raise ConversionError(
+            f"LIF '{op.name}': the layer before it has a bias, a constant input to its synaptic current, which the "
+            "chip cannot add there (its bias adds to v): retrain that layer without a bias, or without the synaptic "
+            "stage"
+        )
+    return _fold_threshold(None, rest * np.float32(_input_gain(op)) + _drive(op, shape), _theta(op), shape)[1]
 
 
 def _delayed(ops: list, where: str, rules: Rules) -> tuple[list, int]:
@@ -689,14 +696,8 @@ def _first_from_spikes(
     if not ops:
         raise ConversionError(f"{where}: no Dense or Conv between the input and the neurons, so no synapse to send to")
     spec, rest = _synapse(ops, in_shape, shape, where, rules)
-    rest = np.asarray(rest, np.float32).reshape(shape)
-    if isinstance(op, LIF) and op.syn_decay is not None and np.any(rest):
-        raise ConversionError(
-            f"LIF '{op.name}': its input layer has a bias, a constant input to its synaptic current, which the chip "
-            "cannot add there (its bias adds to v): retrain that layer without a bias, or without the synaptic stage"
-        )
+    bias = _neuron_bias(op, rest, shape)
     spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), _theta(op) / np.float32(_input_gain(op)), shape)
-    _, bias = _fold_threshold(None, rest * np.float32(_input_gain(op)) + _drive(op, shape), _theta(op), shape)
     return Population(op.name, "hidden", shape, spec, bias.astype(np.float32), [o.name for o in ops], **common, depth=1)
 
 

@@ -171,7 +171,7 @@ class _Builder:
         value = self.add(
             Dense(
                 name=name,
-                inputs=(self.flat(read, below, f"{read}"),),
+                inputs=(self.flat(read, below, read),),
                 output=name,
                 weight=_f32(weight, where),
                 bias=None if bias is None else _f32(bias.reshape(-1), where),
