@@ -14,7 +14,11 @@ one synapse (a ``Dense`` or ``Conv`` connection) that joins them:
 * **Conv**: an AvgPool2d (kernel == stride, no padding, input divisible by the kernel) followed by a Conv2d is
   one ``Conv`` synapse whose kernel is the convolution's, each weight repeated over a pool block and divided by
   the block's size, with stride and padding multiplied by the pool (:class:`ConvSpec`). Exact: the pooled map
-  is linear in the spikes. Padding must be symmetric.
+  is linear in the spikes. Padding must be symmetric. Any other pooling before a convolution (overlapping or
+  padded windows, a map the windows do not tile) is exact too: where the target's convolutions share their
+  kernel (``Rules.shared_kernels``), the composed convolution (every window full) plus a list of the corrections
+  where the real windows differ, along the borders, as a second synapse from the same population (:class:`_Patched`);
+  otherwise, or where no symmetric convolution has the output's shape, every composed synapse listed.
 * **Dense**: any other chain of linear ops ending in a Dense (AvgPool, GlobalAvgPool, Reshape/flatten, Scale)
   is composed into one weight matrix by applying the ops to the identity (:class:`DenseSpec`); the flatten
   order is the graph's (C, H, W) (a target lays it out in its own order, e.g. Lava's (X, Y, C)).
@@ -52,8 +56,9 @@ take no synaptic stage (a chip's bias adds to v).
   are in a's own C order and are laid out as any Dense's). The synapses are joined as a residual Add's branches
   (delays, one scale per population); an Add before the neurons may sum such a Concat's synapses with other
   branches. The bias is the synapse's once: the neurons' input when no population spikes (:func:`_at_rest`). A
-  Concat read by anything else (the output, a pooling only), on another axis, or before the readout, an Add
-  anywhere else are refused with an error naming the op.
+  Concat read by the readout's Conv2d or Dense (an Inception block's end) gives the readout population a synapse
+  per input the same way (:func:`_joined_readout`). A Concat read by anything else (the output, a pooling only),
+  on another axis, or before the first neurons, an Add anywhere else are refused with an error naming the op.
 * **Parallel branches** (Inception-style): a population that does not read the one before it (several
   populations reading one) takes its main synapse from its deepest source (``Population.source``).
 """
@@ -106,6 +111,10 @@ class Rules:
     delays: bool = True
     """Whether a synapse can carry a delay the network asks for (a Delay op between two neuron layers); a target
     whose projections all arrive in the same step refuses them."""
+    shared_kernels: bool = False
+    """Whether the target's convolution synapses store their kernel once (weight sharing): a pooling that is no
+    convolution's block before a convolution is then the composed convolution plus a list of its corrections along
+    the borders (:class:`_Patched`), not one list of every synapse."""
 
 
 @dataclass
@@ -249,6 +258,18 @@ class Lowered:
         return out
 
 
+def spiking_layers(graph: Graph) -> list[tuple[str, int]]:
+    """(name, neurons) of every op that emits spikes, in graph order: what a chip must hold at least, before any
+    lowering (a target checks its neuron budget with it first, so a network far too large is refused at once,
+    naming the limit)."""
+    types = graph.types()
+    return [
+        (op.name, int(np.prod(types[op.output].shape)))
+        for op in graph.ops
+        if isinstance(op, (IF, LIF)) and op.emits_spikes
+    ]
+
+
 def _where(op: Op) -> str:
     return f"{op.op_type} '{op.name}'"
 
@@ -270,8 +291,8 @@ def _check_linear(op: Op | None, rules: Rules) -> Op:
     if isinstance(op, Concat):
         raise ConversionError(
             f"{_where(op)} joins {len(op.inputs)} branches; the {rules.target} target maps a Concat of neuron "
-            "layers read by a Conv2d or Dense before IF neurons only (not before the input neurons or the readout: "
-            "add IF neurons after the layer that reads it)"
+            "layers read by a Conv2d or Dense before IF neurons or the readout only (not before the input neurons: "
+            "the host computes their input from the graph's input alone)"
         )
     if len(op.inputs) != 1:
         raise ConversionError(
@@ -416,6 +437,12 @@ def synapse_list(spec: ConvSpec | DenseSpec | SparseSpec, shape: tuple[int, ...]
     )
 
 
+def _taps_count(spec: ConvSpec, shape: tuple[int, ...]) -> int:
+    """At most how many synapses a convolution synapse lists (every output neuron times its kernel's taps)."""
+    per_group = spec.input_shape[0] // spec.groups
+    return int(np.prod(shape)) * per_group * int(np.prod(spec.weight.shape[2:])) * int(np.prod(spec.pool))
+
+
 def _taps(spec: ConvSpec, shape: tuple[int, ...]) -> SparseSpec:
     """A convolution synapse as its list of synapses: every (output neuron, kernel tap) inside the input, the pool
     repeated into the kernel, zero weights left out."""
@@ -446,35 +473,190 @@ def _taps(spec: ConvSpec, shape: tuple[int, ...]) -> SparseSpec:
     )
 
 
-def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], rules: Rules) -> tuple[ConvSpec, np.ndarray]:
+@dataclass
+class _Patched:
+    """conv(avgpool(x)) for a pooling that is no convolution's block, on a target whose convolutions share their
+    kernel (:attr:`Rules.shared_kernels`): the composed convolution over the input (``conv``: the pooling's
+    windows all full) and the synapses where the pooling's real windows differ from it (``fix``: padded, clipped
+    or dropped windows along the map's borders), listed; both read the same population, and their sum is exact.
+    :func:`_hidden` makes ``fix`` a further synapse of the population (delay as the convolution's)."""
+
+    conv: ConvSpec
+    fix: SparseSpec
+
+    def listed(self) -> SparseSpec:
+        """The two as one list of synapses (each pair once, weights summed)."""
+        return _summed([_taps(self.conv, self.fix.shape), self.fix])
+
+
+def _summed(lists: list[SparseSpec]) -> SparseSpec:
+    first = lists[0]
+    n_in = int(np.prod(first.input_shape))
+    rows = np.concatenate([s.rows for s in lists])
+    cols = np.concatenate([s.cols for s in lists])
+    keys, where = np.unique(rows * n_in + cols, return_inverse=True)  # sorted by (row, col)
+    weight = np.bincount(where, np.concatenate([s.weight for s in lists]).astype(np.float64), minlength=keys.size)
+    keep = weight != 0
+    return SparseSpec(
+        (keys // n_in)[keep], (keys % n_in)[keep], weight[keep].astype(np.float32), first.input_shape, first.shape
+    )
+
+
+class _PooledConv:
+    """The geometry of conv(avgpool(x)) on a (C, H, W) input: per output neuron and kernel tap, the pooled cell it
+    reads, and per pooled cell the input cells of its window with its 1 / divisor (taken from the pooling itself:
+    its image of ones over the cells inside the window)."""
+
+    def __init__(self, pool: AvgPool2d, conv: Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+        self.pool, self.conv, self.in_shape, self.out_shape = pool, conv, tuple(in_shape), tuple(out_shape)
+        _, h, w = in_shape
+        ones = _apply([pool], np.ones((1, 1, h, w), np.float32))[0, 0].astype(np.float64)
+        self.pooled = ones.shape
+        self.area = int(pool.kernel[0] * pool.kernel[1])
+        kh, kw = conv.weight.shape[2:]
+        cells_h = np.arange(pool.kernel[0]) * pool.dilation[0]  # a window's cells from its first, per axis
+        cells_w = np.arange(pool.kernel[1]) * pool.dilation[1]
+        window_y = (np.arange(ones.shape[0]) * pool.stride[0] - pool.padding[0])[:, None] + cells_h
+        window_x = (np.arange(ones.shape[1]) * pool.stride[1] - pool.padding[1])[:, None] + cells_w
+        inside = ((window_y >= 0) & (window_y < h)).sum(1)[:, None] * ((window_x >= 0) & (window_x < w)).sum(1)
+        per_cell = np.divide(ones, inside, out=np.zeros_like(ones), where=inside > 0)
+        full = 1.0 / self.area
+        self.per_cell = np.where(np.isclose(per_cell, full, rtol=1e-6, atol=0.0), full, per_cell)
+        # input cell (first + u, first + v) of an output is reached through kernel tap i and window cell k where
+        # u == i * conv dilation * pool stride + k * pool dilation: the taps per offset, per axis
+        self.pairs = (
+            _tap_pairs(kh, conv.dilation[0] * pool.stride[0], cells_h),
+            _tap_pairs(kw, conv.dilation[1] * pool.stride[1], cells_w),
+        )
+        _, oh, ow = out_shape
+        self.first_y = np.arange(oh) * conv.stride[0] - conv.padding[0]  # the pooled cell of tap 0, per output
+        self.first_x = np.arange(ow) * conv.stride[1] - conv.padding[1]
+        self.stride = (conv.stride[0] * pool.stride[0], conv.stride[1] * pool.stride[1])
+        self.padding = (
+            conv.padding[0] * pool.stride[0] + pool.padding[0],
+            conv.padding[1] * pool.stride[1] + pool.padding[1],
+        )
+
+    def count(self) -> int:
+        """At most how many synapses the composition lists."""
+        per_group = self.in_shape[0] // self.conv.groups
+        return int(np.prod(self.out_shape)) * per_group * len(self.pairs[0]) * len(self.pairs[1])
+
+    def composed(self) -> ConvSpec | None:
+        """The convolution over the input whose pooling windows are all full, where its output is the population's
+        shape and its padding symmetric (a chip's Conv); None where not."""
+        _, h, w = self.in_shape
+        span = (len(self.pairs[0]), len(self.pairs[1]))
+        (top, left), conv = self.padding, self.conv
+        if (h + 2 * top - span[0]) // self.stride[0] + 1 != self.out_shape[1]:
+            return None
+        if (w + 2 * left - span[1]) // self.stride[1] + 1 != self.out_shape[2]:
+            return None
+        weight = np.zeros((*conv.weight.shape[:2], *span), np.float64)
+        for u, taps_h in enumerate(self.pairs[0]):
+            for v, taps_w in enumerate(self.pairs[1]):
+                for i in taps_h:
+                    for j in taps_w:
+                        weight[:, :, u, v] += conv.weight[:, :, i, j]
+        return ConvSpec(
+            weight=(weight / self.area).astype(np.float32),
+            stride=self.stride,
+            padding=(top, left),
+            dilation=(1, 1),
+            groups=int(conv.groups),
+            pool=(1, 1),
+            input_shape=self.in_shape,
+        )
+
+    def listed(self, minus: float = 0.0) -> SparseSpec:
+        """The synapses of conv(avgpool(x)), each (output, input) pair once (taps that reach an input cell through
+        several windows summed), less ``minus`` (1 / area: what the composed convolution has) per window cell: with
+        ``minus``, the synapses where the pooling's real windows differ from full ones (its corrections)."""
+        c, h, w = self.in_shape
+        o, oh, ow = self.out_shape
+        ph, pw = self.pooled
+        conv = self.conv
+        per_group, out_group = c // conv.groups, o // conv.groups
+        base_y = self.first_y * self.pool.stride[0] - self.pool.padding[0]  # the input row of offset 0
+        base_x = self.first_x * self.pool.stride[1] - self.pool.padding[1]
+        weight = conv.weight.astype(np.float64)
+        out_index = np.arange(o * oh * ow, dtype=np.int64).reshape(o, oh, ow)
+        rows, cols, values = [], [], []
+        for ci in range(per_group):
+            channel = (np.arange(o) // out_group) * per_group + ci  # the input channel output channel o reads
+            for u, taps_h in enumerate(self.pairs[0]):
+                y = base_y + u
+                for v, taps_w in enumerate(self.pairs[1]):
+                    x = base_x + v
+                    value = np.zeros((o, oh, ow), np.float64)
+                    for i in taps_h:
+                        cell_y = self.first_y + i * conv.dilation[0]
+                        for j in taps_w:
+                            cell_x = self.first_x + j * conv.dilation[1]
+                            keep = ((cell_y >= 0) & (cell_y < ph))[:, None] & ((cell_x >= 0) & (cell_x < pw))[None]
+                            cell = self.per_cell[np.clip(cell_y, 0, ph - 1)][:, np.clip(cell_x, 0, pw - 1)]
+                            factor = cell * keep - minus
+                            if np.any(factor):
+                                value += weight[:, ci, i, j][:, None, None] * factor[None]
+                    value *= (((y >= 0) & (y < h))[:, None] & ((x >= 0) & (x < w))[None, :])[None]
+                    oo, yy, xx = np.nonzero(value)
+                    rows.append(out_index[oo, yy, xx])
+                    cols.append((channel[oo] * h + y[yy]) * w + x[xx])
+                    values.append(value[oo, yy, xx])
+        order = np.lexsort((np.concatenate(cols), np.concatenate(rows)))
+        return SparseSpec(
+            np.concatenate(rows)[order].astype(np.int64),
+            np.concatenate(cols)[order].astype(np.int64),
+            np.concatenate(values)[order].astype(np.float32),
+            self.in_shape,
+            self.out_shape,
+        )
+
+
+def _pooled(
+    pool: AvgPool2d, conv: Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...], rules: Rules
+) -> SparseSpec | _Patched:
+    """conv(avgpool(x)) for a pooling that is no convolution's block (overlapping or padded windows, a map the
+    windows do not tile; the convolution's padding pads the pooled map, never the input): where the target's
+    convolutions share their kernel, the composed convolution and its corrections along the borders
+    (:class:`_Patched`); otherwise (or where no convolution fits the shapes) every synapse listed. Exact for any
+    pooling and convolution."""
+    geometry = _PooledConv(pool, conv, in_shape, out_shape)
+    composed = geometry.composed() if rules.shared_kernels else None
+    if composed is not None:
+        fix = geometry.listed(minus=1.0 / geometry.area)
+        if fix.weight.size <= rules.max_dense_entries:
+            return _Patched(composed, fix)
+    count = geometry.count()
+    if count > rules.max_dense_entries:
+        _, h, w = in_shape
+        raise ConversionError(
+            f"{_where(pool)} before {_where(conv)}: this pooling (kernel {tuple(pool.kernel)}, stride "
+            f"{tuple(pool.stride)}, padding {tuple(pool.padding)} on a {h}x{w} map) is no convolution's block, so "
+            f"the {rules.target} target lists the composed synapses one by one: up to {count} of them, above the "
+            f"{rules.max_dense_entries} it builds; pool with kernel == stride on a map the kernel divides, or pool "
+            "after fewer channels"
+        )
+    return geometry.listed()
+
+
+def _conv(
+    pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...], rules: Rules
+) -> tuple[ConvSpec | SparseSpec | _Patched, np.ndarray]:
     top, left, bottom, right = conv.padding
-    if (top, left) != (bottom, right):
+    bias = np.zeros(conv.out_channels, np.float32) if conv.bias is None else conv.bias
+    weight, factor = conv.weight, (1, 1)
+    if pool is not None and _box_folds(pool, conv):
+        weight, (top, left) = _box_composed(pool, conv), pool.padding[:2]
+    elif pool is not None and _block_folds(pool, conv, in_shape) and (top, left) == (bottom, right):
+        weight, factor = conv.weight / np.float32(pool.kernel[0] * pool.kernel[1]), pool.kernel
+    elif pool is not None:  # overlapping, padded or cropping windows: no convolution, but a list of synapses
+        return _pooled(pool, conv, in_shape, out_shape, rules), bias
+    elif (top, left) != (bottom, right):
         raise ConversionError(
             f"{_where(conv)}: padding {conv.padding} (top, left, bottom, right) is asymmetric; the {rules.target} "
             "target's Conv pads both sides equally. Pad symmetrically when training, or crop the input"
         )
-    weight, factor = conv.weight, (1, 1)
-    if pool is not None and _box_folds(pool, conv):
-        weight, (top, left) = _box_composed(pool, conv), pool.padding[:2]
-    elif pool is not None:
-        k = pool.kernel
-        if (
-            k != pool.stride
-            or any(pool.padding)
-            or pool.dilation != (1, 1)
-            or pool.ceil_mode
-            or conv.dilation != (1, 1)
-            or in_shape[1] % k[0]
-            or in_shape[2] % k[1]
-        ):
-            raise ConversionError(
-                f"{_where(pool)} before {_where(conv)}: a pooling folds into the convolution only with kernel == "
-                f"stride, no padding, no dilation and an input divisible by the kernel, or with stride 1 (padding "
-                f"counted in the average) before an unpadded convolution (input {in_shape}, kernel {k}, stride "
-                f"{pool.stride}, padding {pool.padding}); the {rules.target} target has no separate pooling layer"
-            )
-        weight, factor = conv.weight / np.float32(k[0] * k[1]), k
-    bias = np.zeros(conv.out_channels, np.float32) if conv.bias is None else conv.bias
     spec = ConvSpec(
         weight=np.ascontiguousarray(weight, np.float32),
         stride=(conv.stride[0] * factor[0], conv.stride[1] * factor[1]),
@@ -485,6 +667,32 @@ def _conv(pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], rules
         input_shape=tuple(in_shape),
     )
     return spec, bias
+
+
+def _block_folds(pool: AvgPool2d, conv: Conv2d, in_shape: tuple[int, ...]) -> bool:
+    """An average pool over disjoint blocks that tile the input (kernel == stride, no padding, no dilation, the
+    input divisible by the kernel) before an undilated convolution is one convolution over the blocks."""
+    k = tuple(pool.kernel)
+    return (
+        k == tuple(pool.stride)
+        and not any(pool.padding)
+        and tuple(pool.dilation) == (1, 1)
+        and not pool.ceil_mode
+        and tuple(conv.dilation) == (1, 1)
+        and in_shape[1] % k[0] == 0
+        and in_shape[2] % k[1] == 0
+    )
+
+
+def _tap_pairs(taps: int, tap_step: int, cells: np.ndarray) -> list[list[int]]:
+    """Per offset u from an output's first input cell, the kernel taps i whose pooled cell's window holds it: u ==
+    i * tap_step + cell for one of the window's cell offsets (at most one per tap)."""
+    span = (taps - 1) * tap_step + int(cells[-1]) + 1
+    pairs: list[list[int]] = [[] for _ in range(span)]
+    for i in range(taps):
+        for cell in cells:
+            pairs[i * tap_step + int(cell)].append(i)
+    return pairs
 
 
 def _box_folds(pool: AvgPool2d, conv: Conv2d) -> bool:
@@ -513,6 +721,37 @@ def _box_composed(pool: AvgPool2d, conv: Conv2d) -> np.ndarray:
         for j in range(pw):
             out[:, :, i : i + kh, j : j + kw] += conv.weight
     return (out / (ph * pw)).astype(np.float32)
+
+
+def _listed(spec: ConvSpec | _Patched, shape: tuple[int, ...], where: str, rules: Rules, why: str) -> SparseSpec:
+    """A convolution (a :class:`_Patched` one: the composed convolution's taps and its corrections, summed) as its
+    list of synapses, refused where the list would exceed what the target builds (``why`` says why it is listed)."""
+    conv = spec.conv if isinstance(spec, _Patched) else spec
+    count = _taps_count(conv, shape)
+    if count > rules.max_dense_entries:
+        raise ConversionError(
+            f"{where}: {why}, so the {rules.target} target lists it tap by tap: up to {count} synapses, above the "
+            f"{rules.max_dense_entries} it builds; use fewer channels there, or a shorter path to it"
+        )
+    return spec.listed() if isinstance(spec, _Patched) else _taps(spec, shape)
+
+
+def _plain(
+    spec: ConvSpec | DenseSpec | SparseSpec | _Patched, shape: tuple[int, ...], where: str, rules: Rules
+) -> ConvSpec | DenseSpec | SparseSpec:
+    """One synapse where a population takes no further one: a :class:`_Patched` convolution as its list."""
+    if isinstance(spec, _Patched):
+        return _listed(spec, shape, where, rules, "its pooling is no convolution's block and it takes one synapse")
+    return spec
+
+
+def _delayed_taps(
+    spec: ConvSpec | DenseSpec | SparseSpec | _Patched, shape: tuple[int, ...], where: str, rules: Rules
+) -> DenseSpec | SparseSpec:
+    """A delayed convolution on a target whose convolutions take no delay: its taps."""
+    if isinstance(spec, DenseSpec | SparseSpec):
+        return spec
+    return _listed(spec, shape, where, rules, "the target's convolutions take no delay and this branch is delayed")
 
 
 def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str, rules: Rules):
@@ -548,7 +787,7 @@ def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...
                 f"{rules.target} target maps [AvgPool2d] Conv2d, or linear ops ending in a Dense"
             )
         pools = [o for o in before if isinstance(o, AvgPool2d)]  # all of them: checked above
-        spec, bias = _conv(pools[0] if pools else None, conv, in_shape, rules)
+        spec, bias = _conv(pools[0] if pools else None, conv, in_shape, out_shape, rules)
         return spec, np.broadcast_to(bias.reshape(-1, 1, 1), out_shape).astype(np.float32)
     if not weighted:
         raise ConversionError(f"{where}: no Conv or Dense between two neuron layers; there is no synapse to map")
@@ -573,7 +812,10 @@ def _fold_threshold(spec, bias: np.ndarray, threshold: np.ndarray, shape: tuple[
         return spec, bias
     per_neuron = np.broadcast_to(theta.reshape((-1,) + (1,) * (len(shape) - 1)) if theta.ndim else theta, shape)
     bias = (bias / per_neuron).astype(np.float32)
-    if isinstance(spec, ConvSpec):
+    if isinstance(spec, _Patched):
+        _fold_threshold(spec.conv, bias, threshold, shape)
+        _fold_threshold(spec.fix, bias, threshold, shape)
+    elif isinstance(spec, ConvSpec):
         spec.weight = (spec.weight / per_neuron[:, 0, 0].reshape(-1, 1, 1, 1)).astype(np.float32)
     elif isinstance(spec, SparseSpec):
         spec.weight = (spec.weight / per_neuron.reshape(-1)[spec.rows]).astype(np.float32)
@@ -621,7 +863,7 @@ def _hidden(
     main = previous if previous in sources else max(sources, key=lambda j: (populations[j].depth, j))
     depth = max(populations[j].depth for j in sources) + 1  # the pipeline's alignment; a Delay adds to it below
     order = sorted(range(len(branches)), key=lambda i: (sources[i] != main, i))  # the main synapse first
-    specs = []
+    specs: list[tuple[int, ConvSpec | DenseSpec | SparseSpec, int, list[str], int]] = []
     for i in order:
         source, ops = branches[i]
         where = _where(op) + (f" (branch from {source!r} through {', '.join(adds)})" if adds else "")
@@ -631,14 +873,18 @@ def _hidden(
             spec = _diagonal(ops, shape)  # an identity or Scale skip: one-to-one
         elif delay > 0 and not rules.delayed_conv and any(isinstance(o, Conv2d) for o in ops):
             conv, _ = _synapse(ops, types[source].shape, shape, where, rules)
-            spec = _taps(conv, shape) if isinstance(conv, ConvSpec) else conv  # a delayed conv: its taps
+            spec = _delayed_taps(conv, shape, where, rules)  # a delayed conv: its taps
         elif (delay > 0 and not rules.delayed_conv) or (adds and not any(isinstance(o, (Conv2d, Dense)) for o in ops)):
             spec, _ = _dense(ops, types[source].shape, where, rules)  # a delayed Dense, or a reshaping skip
         else:
             spec, _ = _synapse(ops, types[source].shape, shape, where, rules)
         spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), _theta(op) / np.float32(_input_gain(op)), shape)
         names = [o.name for o in ops if not isinstance(o, _Embed)]
-        specs.append((sources[i], spec, delay, names, asked[i]))
+        if isinstance(spec, _Patched):  # the composed convolution, and its corrections as a further synapse
+            specs.append((sources[i], spec.conv, delay, names, asked[i]))
+            specs.append((sources[i], spec.fix, delay, names, asked[i]))
+        else:
+            specs.append((sources[i], spec, delay, names, asked[i]))
     bias = _neuron_bias(op, _at_rest(wiring, op.inputs[0], stops, types)[0], shape)
     (_, spec, delay, ops, lag), rest = specs[0], specs[1:]
     skips = [Skip(j, s, d, names, lag_) for j, s, d, names, lag_ in rest]
@@ -655,6 +901,60 @@ def _hidden(
         skips=skips,
         adds=adds,
         depth=depth,
+        source=None if main == previous else main,
+    )
+
+
+def _joined_readout(
+    wiring: GraphIndex,
+    output: str,
+    chains: list[tuple[str, list]],
+    joins: list[str],
+    stops: set[str],
+    types: dict,
+    populations: list,
+    index: dict,
+    rules: Rules,
+) -> Population:
+    """The readout population of an output computed from a Concat of several neuron layers (an Inception block's
+    branches): one synapse per concatenated input, as a hidden population's Concat (its slice of the readout's
+    weights), each delayed to arrive together; the bias once."""
+    shape = tuple(types[output].shape)
+    where = f"the output {output!r}"
+    sources, specs = [], []
+    for source, ops in chains:
+        if source not in index:
+            raise ConversionError(f"{where} reads the graph input {source!r} directly; only neurons feed the readout")
+        kept, steps = _delayed(ops, where, rules)
+        sources.append((index[source], kept, steps))
+    depth = max(populations[j].depth for j, _, _ in sources) + 1
+    previous = len(populations) - 1
+    main = previous if any(j == previous for j, _, _ in sources) else max(j for j, _, _ in sources)
+    sources.sort(key=lambda b: b[0] != main)  # the main synapse first
+    for j, ops, steps in sources:
+        branch = f"{where} (branch from {populations[j].name!r} through {', '.join(joins)})"
+        delay = depth - populations[j].depth - 1 + steps
+        spec, _ = _synapse(ops, populations[j].shape, shape, branch, rules)
+        spec = _plain(spec, shape, branch, rules)
+        if delay and not rules.delayed_conv:
+            spec = _delayed_taps(spec, shape, branch, rules)
+        names = [o.name for o in ops if not isinstance(o, _Embed)]
+        specs.append((j, spec, delay, names, steps))
+    bias = _at_rest(wiring, output, stops, types)[0]
+    (_, spec, delay, names, lag), rest = specs[0], specs[1:]
+    return Population(
+        str(names[-1]) if names else output,
+        "readout",
+        shape,
+        spec,
+        np.asarray(bias, np.float32).reshape(shape),
+        list(dict.fromkeys(names + [n for _, _, _, more, _ in rest for n in more] + joins)),
+        value=output,
+        depth=depth,
+        delay=delay,
+        lag=lag,
+        skips=[Skip(j, s, d, more, lag_) for j, s, d, more, lag_ in rest],
+        adds=joins,
         source=None if main == previous else main,
     )
 
@@ -696,6 +996,7 @@ def _first_from_spikes(
     if not ops:
         raise ConversionError(f"{where}: no Dense or Conv between the input and the neurons, so no synapse to send to")
     spec, rest = _synapse(ops, in_shape, shape, where, rules)
+    spec = _plain(spec, shape, where, rules)
     bias = _neuron_bias(op, rest, shape)
     spec, _ = _fold_threshold(spec, np.zeros(shape, np.float32), _theta(op) / np.float32(_input_gain(op)), shape)
     return Population(op.name, "hidden", shape, spec, bias.astype(np.float32), [o.name for o in ops], **common, depth=1)
@@ -833,7 +1134,13 @@ def lower(graph: Graph, rules: Rules, spike_input: bool = False) -> Lowered:
         index[op.output] = 0
         previous = op.output
 
+    if host is None:  # pragma: no cover - there are neurons, and the first makes the host graph
+        raise ConversionError("the graph has no spiking neurons")
     output = graph.outputs[0]
+    chains, joins = _chains(wiring, output, stops, types, [], rules)
+    if len(chains) > 1:  # a Concat of neuron layers read by the readout's Conv2d or Dense: a synapse per input
+        populations.append(_joined_readout(wiring, output, chains, joins, stops, types, populations, index, rules))
+        return Lowered(host, populations, Readout("membrane", len(populations) - 1, output, types[output].shape))
     source, ops = _segment(wiring, output, stops, rules)
     if source != previous:
         raise ConversionError(f"the output {output!r} is computed from {source!r}, not from the last neuron layer")
@@ -843,8 +1150,9 @@ def lower(graph: Graph, rules: Rules, spike_input: bool = False) -> Lowered:
     ops, steps = _delayed(ops, where, rules)
     if any(isinstance(o, (Conv2d, Dense)) for o in ops):
         spec, bias = _synapse(ops, types[source].shape, out_shape, where, rules)
-        if steps and isinstance(spec, ConvSpec) and not rules.delayed_conv:
-            spec = _taps(spec, out_shape)  # a delayed convolution: its taps
+        spec = _plain(spec, out_shape, where, rules)
+        if steps and not rules.delayed_conv:
+            spec = _delayed_taps(spec, out_shape, where, rules)  # a delayed convolution: its taps
         name = ops[-1].name
         populations.append(
             Population(
@@ -873,6 +1181,4 @@ def lower(graph: Graph, rules: Rules, spike_input: bool = False) -> Lowered:
         ones = np.ones((1, *out_shape), np.float32)
         scale = _apply(ops, ones)[0]
         readout = Readout("spikes", len(populations) - 1, output, out_shape, scale.astype(np.float32))
-    if host is None:  # pragma: no cover - there are neurons, and the first makes the host graph
-        raise ConversionError("the graph has no spiking neurons")
     return Lowered(host, populations, readout)

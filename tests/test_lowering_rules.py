@@ -146,19 +146,121 @@ def test_a_stride_one_average_pool_folds_into_an_unpadded_convolution(pool_k, pa
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_a_stride_one_pool_before_a_padded_convolution_is_refused():
+POOLED = [
+    # pool: kernel, stride, padding (t, l, b, r), dilation, ceil, count pad; conv: kernel, stride, padding, dilation,
+    # groups
+    ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False, False, 3, 1, (1, 1, 1, 1), 1, 1),  # stride 1, padded conv
+    ((2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False, False, 3, 1, (1, 1, 1, 1), 1, 1),  # 9x9: the last row dropped
+    ((3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False, True, 1, 1, (0, 0, 0, 0), 1, 1),  # ResNet's stem pool
+    ((3, 3), (2, 2), (0, 0, 0, 0), (1, 1), True, False, 3, 2, (1, 1, 1, 1), 1, 2),  # ceil mode, grouped
+    ((2, 3), (1, 2), (0, 1, 1, 0), (2, 1), False, False, 2, 1, (1, 0, 0, 1), 2, 1),  # everything asymmetric
+]
+
+
+SHARED = Rules(target="loihi", chip="Loihi", delayed_conv=False, shared_kernels=True)
+
+
+def _applied(spec, spikes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A synapse applied to a batch of spike maps, in float64: a convolution by the graph's kernels, a list of
+    synapses one at a time."""
+    from neurodeploy.ir import kernels
+
+    if isinstance(spec, ConvSpec):
+        pads = (spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1])
+        got = kernels.conv2d(spikes, spec.weight, None, spec.stride, pads, spec.dilation, spec.groups)
+        return got.astype(np.float64).reshape(len(spikes), *shape)
+    assert len(np.unique(spec.rows * spikes[0].size + spec.cols)) == spec.weight.size  # each pair listed once
+    flat = spikes.reshape(len(spikes), -1).astype(np.float64)
+    got = np.zeros((len(spikes), int(np.prod(shape))), np.float64)
+    np.add.at(got.T, spec.rows, (flat[:, spec.cols] * spec.weight).T)
+    return got.reshape(len(spikes), *shape)
+
+
+@pytest.mark.parametrize("geometry", POOLED, ids=[f"pool{i}" for i in range(len(POOLED))])
+@pytest.mark.parametrize("rules", [SPINNAKER, LOIHI_LIKE, SHARED], ids=["listed", "listed-loihi", "shared"])
+def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_synapses(geometry, rules):
+    """A pooling whose windows overlap, are padded or do not tile the map, before a convolution: the composed
+    synapses listed one by one (or, where kernels are shared, the composed convolution plus its border corrections
+    as a second synapse from the same population) equal the graph's own AvgPool2d then Conv2d (independent
+    kernels) on random spikes, including where the convolution pads the pooled map next to input cells the pooling
+    dropped."""
+    from neurodeploy.ir import AvgPool2d
+
+    (pk, ps, pp, pd, ceil, count_pad, ck, cs, cp, cd, groups) = geometry
+    rng = np.random.default_rng(sum(pk) + 3 * ck + cs)
+    pool = AvgPool2d(
+        name="pool",
+        inputs=("sa",),
+        output="p",
+        kernel=pk,
+        stride=ps,
+        padding=pp,
+        dilation=pd,
+        ceil_mode=ceil,
+        count_include_pad=count_pad,
+    )
+    weight = rng.normal(size=(4, 4 // groups, ck, ck)).astype(np.float32)
+    conv = Conv2d(
+        name="conv2",
+        inputs=("p",),
+        output="c2",
+        weight=weight,
+        bias=np.arange(4, dtype=np.float32),
+        stride=(cs, cs),
+        padding=cp,
+        dilation=(cd, cd),
+        groups=groups,
+    )
+    spikes = (rng.random((5, 4, 9, 9)) < 0.4).astype(np.float32)
+    want = conv.forward([pool.forward([spikes])])
+    shape = want.shape[1:]
+    ops = [
+        _conv("conv1", "x", "c1", 1, 4, 3, 0),
+        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        pool,
+        conv,
+        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(2)),
+        Reshape(name="flat", inputs=("sb",), output="f", shape=(int(np.prod(shape)),)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, int(np.prod(shape))), np.float32), bias=None),
+    ]
+    graph = Graph(name="pooled", inputs={"x": TensorType((1, 9, 9))}, outputs=["y"], ops=ops)
+    graph.verify()
+    populations = lower(graph, rules).populations
+    b = next(p for p in populations if p.name == "b")
+    if rules.shared_kernels:
+        assert isinstance(b.synapse, ConvSpec)
+        assert len(b.skips) == 1
+        (fix,) = b.skips
+        assert (fix.source, fix.delay) == (populations.index(b) - 1, 0)
+        assert isinstance(fix.synapse, SparseSpec)
+        assert fix.synapse.weight.size < _applied(b.synapse, spikes[:1], shape).size * 4 * 9  # the borders only
+        got = _applied(b.synapse, spikes, shape) + _applied(fix.synapse, spikes, shape)
+    else:
+        assert isinstance(b.synapse, SparseSpec)
+        assert not b.skips
+        assert b.synapse.shape == shape
+        assert b.synapse.input_shape == (4, 9, 9)
+        got = _applied(b.synapse, spikes, shape)
+    # threshold 2 folded into the synapse, the convolution's bias into the neurons' bias
+    bias = np.broadcast_to(np.arange(4, dtype=np.float32).reshape(-1, 1, 1), shape)
+    np.testing.assert_allclose(got * 2 + bias, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b.bias * 2, bias, rtol=1e-6)
+
+
+def test_a_pooled_convolution_too_large_to_list_names_the_limit():
     from neurodeploy.ir import AvgPool2d
 
     ops = [
-        _conv("conv1", "x", "c1", 1, 2, 3, 0),
+        _conv("conv1", "x", "c1", 1, 4, 3, 0),
         IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
-        AvgPool2d(name="pool", inputs=("sa",), output="p", kernel=(3, 3), stride=(1, 1), padding=(1,) * 4),
-        _conv("conv2", "p", "c2", 2, 2, 3, 1),
+        AvgPool2d(name="pool", inputs=("sa",), output="p", kernel=(3, 3), stride=(2, 2), padding=(1,) * 4),
+        _conv("conv2", "p", "c2", 4, 4, 3, 1),
         IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(1)),
-        Reshape(name="flat", inputs=("sb",), output="f", shape=(2 * 8 * 8,)),
-        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, 128), np.float32), bias=None),
+        Reshape(name="flat", inputs=("sb",), output="f", shape=(4 * 5 * 5,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, 100), np.float32), bias=None),
     ]
-    graph = Graph(name="box", inputs={"x": TensorType((1, 8, 8))}, outputs=["y"], ops=ops)
+    graph = Graph(name="box", inputs={"x": TensorType((1, 9, 9))}, outputs=["y"], ops=ops)
     graph.verify()
-    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool'.*stride 1 \(padding counted"):
-        lower(graph, SPINNAKER)
+    small = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True, max_dense_entries=1000)
+    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool' before Conv2d 'conv2'.*up to 19600 .* above the 1000"):
+        lower(graph, small)

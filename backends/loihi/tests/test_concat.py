@@ -254,7 +254,7 @@ def test_graded_mode_maps_a_concat_exactly_and_netx_refuses_it_naming_it(tmp_pat
     assert emitted.manifest["graded"]["available"] is True
     graded = GradedProgram.load(tmp_path)
     np.testing.assert_array_equal(graded.run(x, 1).outputs, graded.reference(x))
-    with pytest.raises(NetxError, match=r"layer 'if_d' joins residual branches"):
+    with pytest.raises(NetxError, match=r"layer 'if_d' has more than one synapse"):
         write_net(program, tmp_path / "network.net")
 
 
@@ -296,12 +296,36 @@ def test_a_concat_on_another_axis_is_refused_naming_it() -> None:
         lower(graph)
 
 
-def test_a_concat_before_the_readout_is_refused_naming_it() -> None:
-    head = [
-        Reshape(name="cat_flat", inputs=("cat_out",), output="cf", shape=(64,)),
-        Dense(name="out", inputs=("cf",), output="y", weight=np.ones((2, 64), np.float32)),
-    ]
-    graph = _two_maps(0, head, "y", (2,), readout=False)
-    pattern = r"Concat 'cat' joins 2 branches; .* only \(not before the input neurons or the readout"
-    with pytest.raises(ConversionError, match=pattern):
-        lower(graph)
+@pytest.mark.parametrize("head", ["dense", "conv"])
+def test_a_concat_before_the_readout_is_a_readout_with_a_synapse_per_input(tmp_path: Path, head: str) -> None:
+    """An Inception block's end: the readout reads a Concat of two neuron layers through a Dense (after a flatten)
+    or a Conv. The readout population gets one synapse per concatenated input (its slice of the weights; the
+    shallower input delayed a step), the lowered synapses compute the graph's readout input, and the integer
+    program's outputs follow the float SNN's."""
+    rng = np.random.default_rng(4)
+    if head == "dense":
+        tail = [
+            Reshape(name="cat_flat", inputs=("cat_out",), output="cf", shape=(64,)),
+            Dense(name="out", inputs=("cf",), output="y", weight=rng.normal(size=(3, 64)).astype(np.float32)),
+        ]
+        out_shape: tuple[int, ...] = (3,)
+    else:
+        weight = rng.normal(size=(2, 4, 3, 3)).astype(np.float32)
+        tail = [Conv2d(name="out", inputs=("cat_out",), output="y", weight=weight, padding=(1, 1, 1, 1))]
+        out_shape = (2, 4, 4)
+    graph = _two_maps(0, tail, "y", out_shape, readout=False)
+    lowered = lower(graph)
+    pop = lowered.populations[-1]
+    assert (pop.role, pop.adds, pop.depth) == ("readout", ["cat"], 2)
+    (skip,) = pop.skips
+    assert (skip.source, skip.delay, pop.delay) == (0, 1, 0)  # the main synapse reads if_b, the skip if_a
+    spikes = {k: (np.random.default_rng(k).random((5, 2, 4, 4)) < 0.5).astype(np.float32) for k in range(2)}
+    want = _value(graph, "y", {"sa": spikes[0], "sb": spikes[1]}).reshape(5, -1)
+    got = _apply(pop.synapse, spikes[1]) + _apply(skip.synapse, spikes[0]) + pop.bias.reshape(1, -1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    x = np.random.default_rng(6).random((16, 1, 4, 4)).astype(np.float32)
+    program, _ = emit(graph, tmp_path, x)
+    assert len(program.network.layers[-1].skips) == 1
+    ours = program.run(x, 32).outputs
+    reference = simulate(graph, {"x": x}, 32).outputs["y"].reshape(16, -1)
+    assert np.abs(ours.reshape(16, -1) - reference).max() <= 0.05 * np.abs(reference).max()

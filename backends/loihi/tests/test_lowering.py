@@ -161,7 +161,19 @@ def test_maxpool_is_refused_naming_the_op() -> None:
         lower(with_maxpool())
 
 
-def test_concat_is_refused_naming_the_op() -> None:
+def test_concat_before_the_input_neurons_is_refused_naming_the_op() -> None:
+    rng = np.random.default_rng(0)
+    ops = [
+        Concat(name="cat", inputs=("x", "x"), output="c", axis=0),
+        Dense(name="fc1", inputs=("c",), output="a", weight=rng.normal(size=(3, 8)).astype(np.float32)),
+        IF(name="if1", inputs=("a",), output="s", threshold=np.float32(1)),
+        Dense(name="fc2", inputs=("s",), output="y", weight=rng.normal(size=(2, 3)).astype(np.float32)),
+    ]
+    with pytest.raises(ConversionError, match=r"Concat 'cat' joins 2 branches.*not before the input neurons"):
+        lower(Graph("cat", {"x": TensorType((4,))}, ["y"], ops))
+
+
+def test_a_layer_concatenated_with_itself_before_the_readout_is_two_synapses_from_it() -> None:
     rng = np.random.default_rng(0)
     ops = [
         Dense(name="fc1", inputs=("x",), output="a", weight=rng.normal(size=(3, 4)).astype(np.float32)),
@@ -169,32 +181,62 @@ def test_concat_is_refused_naming_the_op() -> None:
         Concat(name="cat", inputs=("s", "s"), output="c", axis=0),
         Dense(name="fc2", inputs=("c",), output="y", weight=rng.normal(size=(2, 6)).astype(np.float32)),
     ]
-    with pytest.raises(ConversionError, match=r"Concat 'cat' joins 2 branches"):
-        lower(Graph("cat", {"x": TensorType((4,))}, ["y"], ops))
+    readout = lower(Graph("cat", {"x": TensorType((4,))}, ["y"], ops)).populations[-1]
+    (skip,) = readout.skips
+    assert (readout.role, skip.source, skip.delay, readout.delay) == ("readout", 0, 0, 0)
+    weight = ops[-1].weight
+    np.testing.assert_allclose(readout.synapse.weight + skip.synapse.weight, weight[:, :3] + weight[:, 3:], rtol=1e-6)
 
 
 def test_asymmetric_conv_padding_is_refused_naming_the_op_and_padding() -> None:
     graph = small_cnn()
+    graph.ops.remove(_ops(graph, "pool1")[0])
     conv2 = _ops(graph, "conv2")[0]
-    conv2.padding = (1, 1, 0, 0)
+    conv2.inputs, conv2.stride, conv2.padding = ("s1",), (2, 2), (1, 1, 0, 0)
     conv2.weight = conv2.weight[:, :, :2, :2].copy()  # keep the output 4x4
     graph.verify()
     with pytest.raises(ConversionError, match=r"Conv2d 'conv2': padding \(1, 1, 0, 0\).*asymmetric"):
         lower(graph)
 
 
-def test_pooling_that_cannot_fold_is_refused_naming_both_ops() -> None:
+@pytest.mark.parametrize("case", ["overlapping", "asymmetric"])
+def test_a_pooling_that_is_no_block_is_a_convolution_plus_its_border_corrections(case: str) -> None:
+    """Overlapping windows (kernel 2, stride 1): the main synapse is the composed convolution (Lava's Conv, its
+    kernel shared), a second synapse from the same population lists where the real windows differ from it (the
+    border), and the two sum to the graph's pool then conv (the graph's own kernels) on random spikes. A block
+    pooling before an asymmetrically padded convolution has no composed Conv of the output's shape (Lava pads
+    symmetrically): its synapses are listed, and equal the graph's too."""
     graph = small_cnn()
-    pool = _ops(graph, "pool1")[0]
-    pool.stride = (1, 1)  # kernel 2, stride 1: not a block pooling
     conv2 = _ops(graph, "conv2")[0]
-    conv2.padding = (1, 1, 1, 1)
-    graph.ops[graph.ops.index(_ops(graph, "flat")[0])] = Reshape(name="flat", inputs=("p2",), output="f", shape=(54,))
-    fc = _ops(graph, "fc")[0]
-    fc.weight = np.zeros((5, 54), np.float32)
+    if case == "overlapping":
+        _ops(graph, "pool1")[0].stride = (1, 1)  # 8x8 -> 7x7, conv2 (padding 1) 7x7, pool2 3x3
+        graph.ops[graph.ops.index(_ops(graph, "flat")[0])] = Reshape(
+            name="flat", inputs=("p2",), output="f", shape=(54,)
+        )
+        fc = _ops(graph, "fc")[0]
+        fc.weight = np.ones((5, 54), np.float32)
+    else:
+        conv2.padding = (1, 1, 0, 0)
+        conv2.weight = conv2.weight[:, :, :2, :2].copy()  # keep the output 4x4
     graph.verify()
-    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool1' before Conv2d 'conv2'.*kernel == stride"):
-        lower(graph)
+    pop = lower(graph).populations[1]
+    s = (np.random.default_rng(3).random((3, 4, 8, 8)) < 0.5).astype(np.float32)
+    (theta,) = (op.threshold for op in _ops(graph, "if2"))
+    want = _apply(_ops(graph, "pool1", "conv2"), s) / theta
+    if case == "asymmetric":
+        assert isinstance(pop.synapse, SparseSpec)
+        assert not pop.skips
+        got = _sparse_in_float(pop.synapse, s) + pop.bias
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        return
+    assert isinstance(pop.synapse, ConvSpec)
+    assert pop.synapse.pool == (1, 1)
+    (fix,) = pop.skips
+    assert (fix.source, fix.delay) == (0, 0)
+    assert isinstance(fix.synapse, SparseSpec)
+    assert 0 < fix.synapse.weight.size < int(np.prod(pop.shape)) * pop.synapse.weight[0].size
+    got = _lava_conv_in_float(pop.synapse, s) + _sparse_in_float(fix.synapse, s) + pop.bias
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_a_graph_without_neurons_is_refused() -> None:

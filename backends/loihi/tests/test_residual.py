@@ -114,7 +114,7 @@ def test_graded_mode_computes_the_quantized_residual_ann_exactly(tmp_path: Path,
 
 def test_netx_refuses_a_residual_network(tmp_path: Path) -> None:
     program, _ = emit(residual_block(seed=0, reset="zero"), tmp_path, _x(4))
-    with pytest.raises(NetxError, match=r"layer 'if_c' joins residual branches"):
+    with pytest.raises(NetxError, match=r"layer 'if_c' has more than one synapse"):
         write_net(program, tmp_path / "network.net")
 
 

@@ -25,6 +25,7 @@ from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
 from neurodeploy.ir import IF, LIF, Delay, interpret
 from neurodeploy.ir.graph import Graph
+from neurodeploy.lowering import spiking_layers
 from neurodeploy_loihi import board
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.floats import mean_rates
@@ -32,7 +33,7 @@ from neurodeploy_loihi.graded import GradedOptions, GradedProgram, emit_graded, 
 from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.quantize import Options, Quantized, quantize, to_lava
-from neurodeploy_loihi.resources import SPEC, cores_to_dicts, interchip_routes, resource_report
+from neurodeploy_loihi.resources import SPEC, check_neurons, cores_to_dicts, interchip_routes, resource_report
 from neurodeploy_loihi.sdnn import SdnnProgram, emit_sdnn
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class Loihi2Backend(Backend):
                         "zero (convert with reset=zero, or compile with --target-option profile=exact for Lava's "
                         "CPU simulation)"
                     )
+        check_neurons(spiking_layers(graph), int(model.target_options.get("chips", 1)), MAX_CHIPS)
         events = model.encoding.kind == "events"  # the frames go to the chip as spikes
         netx = _netx_profile(graph) and not events  # (a .net's Input block is driven by a current)
         lowered = lower(graph, spike_input=events)

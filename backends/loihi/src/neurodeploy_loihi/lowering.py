@@ -11,7 +11,7 @@ from neurodeploy.lowering import lower as lower_graph
 
 __all__ = ["RULES", "ConvSpec", "DenseSpec", "Lowered", "Population", "Readout", "Skip", "SparseSpec", "lower"]
 
-RULES = Rules(target="loihi", chip="Loihi", delayed_conv=False, leaky=True)
+RULES = Rules(target="loihi", chip="Loihi", delayed_conv=False, leaky=True, shared_kernels=True)
 
 
 def lower(graph: Graph, spike_input: bool = False) -> Lowered:

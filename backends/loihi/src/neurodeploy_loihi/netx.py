@@ -66,8 +66,8 @@ def _check(program: Program) -> None:
     for k, layer in enumerate(program.network.layers):
         if layer.skips or layer.delay or layer.source is not None:
             raise NetxError(
-                f"no network.net: layer {program.names[k]!r} joins residual branches; a .net describes a chain of "
-                "layers"
+                f"no network.net: layer {program.names[k]!r} has more than one synapse (residual branches, or a "
+                "pooling's border corrections) or reads an earlier layer; a .net describes a chain of layers"
             )
     for k, layer in enumerate(program.network.layers):
         neuron, where = layer.neuron, f"no network.net: layer {program.names[k]!r}"

@@ -163,7 +163,8 @@ class _Builder:
         if len(shape) > 1:
             raise UnsupportedOpError(
                 f"{where}: its synapse from {prog.names[source] if source >= 0 else 'the input'!r} is a list of "
-                f"synapses into a {tuple(shape)} layer (a delayed convolution's taps: Lava's Conv takes no delay), "
+                f"synapses into a {tuple(shape)} layer (a delayed convolution's taps, Lava's Conv taking no delay, "
+                "or a pooling's border corrections beside its Conv), "
                 "which NIR can write only as an Affine into a flat layer; the quantized export does not write it"
             )
         weight = dense_in_v(synapse, below, shape)

@@ -347,6 +347,32 @@ def _skip_synapses(pop, lowered: Lowered, vth: int, weight_exp: int, top_abs: fl
     return vth, exponent(top_abs, top), skips
 
 
+def _readout_synapses(pop, limit: float) -> tuple[float, int, list]:
+    """A readout with several synapses (a Concat's inputs): the one scale every synapse's weights allow at
+    weight_exp 0 (at most ``limit``), then per synapse the smallest weight_exp that keeps its weights on the grid
+    (negative where they are small: more of the grid; 0 for a Conv); the main synapse's exponent and (source,
+    spec, weight_exp, sign mode, delay, lag) per skip."""
+    specs = [pop.synapse, *(skip.synapse for skip in pop.skips)]
+    grids = []
+    for spec in specs:
+        conv = isinstance(spec, ConvSpec)
+        mode = _sign_mode(spec.weight, conv)
+        top = MIXED_TOP if mode == fp.SignMode.MIXED else ONE_SIGNED_TOP
+        grids.append((conv, mode, top, float(np.abs(spec.weight).max(initial=0))))
+    scale = min([limit] + [top * 64.0 / a for _, _, top, a in grids if a > 0])
+
+    def exponent(conv: bool, top: int, abs_max: float) -> int:  # (no .net holds several synapses: netx's 0 aside)
+        if conv or abs_max == 0:
+            return 0
+        return min(0, max(WEIGHT_EXP_RANGE[0], ceil(log2(abs_max * scale / (top * 64.0)))))
+
+    exps = [exponent(conv, top, a) for conv, _, top, a in grids]
+    skips = [
+        (s.source, s.synapse, e, g[1], int(s.delay), int(s.lag)) for s, e, g in zip(pop.skips, exps[1:], grids[1:])
+    ]
+    return scale, exps[0], skips
+
+
 def bias_correction(rounded: list, means: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Per neuron (graph layout, thresholds per step), minus the mean error the rounded weights add to its input
     on the calibration rates: -sum over synapses of (w_int / unit - W) applied to the source's mean rate.
@@ -460,7 +486,9 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             vth = VTH_MAX
             threshold = fp.effective_threshold(vth)
             limit = V_LIMIT / (options.readout_steps * 2.0 * max(readout_range, 1e-12))
-            if conv or options.netx or top_abs == 0:
+            if pop.skips:  # a Concat's inputs: one scale, an exponent per synapse
+                scale, weight_exp, skips = _readout_synapses(pop, limit)
+            elif conv or options.netx or top_abs == 0:
                 weight_exp = 0
                 scale = limit if top_abs == 0 else min(limit, top * 64.0 / top_abs)
             else:

@@ -109,6 +109,25 @@ class Core:
         return positions.reshape(x, y)[:, :, None] & channels[None, None, :]
 
 
+def check_neurons(layers: list[tuple[str, int]], chips: int, most: int) -> None:
+    """Refuse a network whose spiking neurons alone (``layers``: name and size of each, before any lowering) exceed
+    what ``chips`` chips hold, naming the largest layers and the chips it needs (at most ``most`` in a system)."""
+    total = sum(n for _, n in layers)
+    if total <= chips * NEURONS_PER_CHIP:
+        return
+    need = -(-total // NEURONS_PER_CHIP)
+    largest = ", ".join(f"{name!r}: {n:,}" for name, n in sorted(layers, key=lambda layer: -layer[1])[:3])
+    advice = (
+        f"compile with --target-option chips={need} or more (Kapoho Point has 8, the largest system {most})"
+        if need <= most
+        else f"no Loihi 2 system holds it (the largest has {most} chips): use a smaller input or fewer channels"
+    )
+    raise ResourceError(
+        f"the network has {total:,} spiking neurons (largest layers {largest}); {chips} Loihi 2 chip(s) hold at most "
+        f"{chips * NEURONS_PER_CHIP:,} ({CORES_PER_CHIP} cores of {NEURONS_PER_CORE:,} neurons each): {advice}"
+    )
+
+
 def fan_in_per_neuron(synapse: DenseSynapse | ConvSynapse | None) -> np.ndarray:
     """Synapses into each neuron (Lava flat order); zero for an input population."""
     if synapse is None:
@@ -193,25 +212,42 @@ def _tiles(k: int, layer: Layer, name: str) -> list[tuple[int, int, tuple[int, i
         return out
     x, y, c = layer.shape
     per_channel = sum(int(np.prod(s.lava_weights.shape[1:])) for s in convs) * WEIGHT_BYTES  # kX * kY * C_in/groups
-    # dense rows and sparse lists into the same population: the most any one neuron stores
+    # dense rows and sparse lists into the same population (a residual branch, a pooling's border corrections):
+    # the weights each neuron stores, (positions, channels) in Lava's flat order
     others = [s for _, s, _ in inbound if not isinstance(s, ConvSynapse)]
-    per_neuron = sum(int(fan_in_per_neuron(s).max(initial=0)) for s in others) * WEIGHT_BYTES
+    stored = sum((fan_in_per_neuron(s) for s in others), np.zeros(n, np.int64)).reshape(x * y, c) * WEIGHT_BYTES
+    per_neuron = int(stored.max(initial=0))
     if per_channel + per_neuron > SYNAPTIC_MEMORY_BYTES:
         raise ResourceError(
             f"layer {name!r}: one output channel's kernel takes {per_channel} bytes (plus {per_neuron} per neuron for "
             f"dense branches), more than the {SYNAPTIC_MEMORY_BYTES} of a Loihi 2 core's synaptic memory; use fewer "
             "input channels or a smaller kernel (or groups)"
         )
-    group = min(c, NEURONS_PER_CORE, SYNAPTIC_MEMORY_BYTES // (per_channel + per_neuron))
+    widest = min(c, NEURONS_PER_CORE, SYNAPTIC_MEMORY_BYTES // (per_channel + per_neuron))
+    if not per_neuron:
+        return _conv_tiles(stored, widest, per_channel)
+    # every tile stores its channels' kernels once more: with listed weights too, fewer channels per core may take
+    # fewer cores; try each number of channel groups
+    widths = sorted({-(-c // groups) for groups in range(1, c + 1)} & set(range(1, widest + 1)))
+    return min((_conv_tiles(stored, width, per_channel) for width in widths), key=len)
+
+
+def _conv_tiles(stored: np.ndarray, width: int, per_channel: int) -> list[tuple[int, int, tuple[int, int], int]]:
+    """Tiles of ``width`` channels (the last may be narrower) x as many positions as fit a core's neurons and
+    synaptic memory: its channels' kernels (``per_channel`` bytes each) and the listed weights ``stored`` (bytes
+    per neuron, (positions, channels)) of its neurons."""
+    positions, c = stored.shape
     out = []
-    for c0 in range(0, c, group):
-        c1 = min(c, c0 + group)
-        width = c1 - c0
-        room = (SYNAPTIC_MEMORY_BYTES - width * per_channel) // (width * per_neuron) if per_neuron else x * y
-        step = max(1, min(x * y, NEURONS_PER_CORE // width, room))
-        for p0 in range(0, x * y, step):
-            p1 = min(x * y, p0 + step)
-            out.append((p0, p1, (c0, c1), width * per_channel + width * (p1 - p0) * per_neuron))
+    for c0 in range(0, c, width):
+        c1 = min(c, c0 + width)
+        room = SYNAPTIC_MEMORY_BYTES - (c1 - c0) * per_channel  # for the listed weights of the tile's neurons
+        cumulative = np.concatenate([[0], np.cumsum(stored[:, c0:c1].sum(axis=1))])
+        p0 = 0
+        while p0 < positions:  # as many positions as fit the neurons and the memory (one always fits)
+            by_memory = int(np.searchsorted(cumulative, cumulative[p0] + room, side="right")) - 1
+            p1 = min(positions, p0 + max(1, NEURONS_PER_CORE // (c1 - c0)), max(by_memory, p0 + 1))
+            out.append((p0, p1, (c0, c1), (c1 - c0) * per_channel + int(cumulative[p1] - cumulative[p0])))
+            p0 = p1
     return out
 
 

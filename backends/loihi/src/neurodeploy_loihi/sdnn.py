@@ -435,10 +435,14 @@ def quantize_sdnn(lowered: Lowered, calibration: np.ndarray | None, spike_exp: i
                 f"the SDNN graded program maps chains only: {pop.name!r} reads {pops[pop.source].name!r}, a branch"
             )
         if pop.skips:
-            raise GradedError(
-                f"the SDNN graded program maps chains only: {pop.adds[0]!r} (a residual Add or a Concat) joins "
-                f"branches into {pop.name!r} (binary mode runs it)"
+            joined = (
+                f"{pop.adds[0]!r} (a residual Add or a Concat) joins branches into {pop.name!r}"
+                if pop.adds
+                else (
+                    f"{pop.name!r} reads a pooling that is no convolution's block (a convolution and its corrections)"
+                )
             )
+            raise GradedError(f"the SDNN graded program maps chains only: {joined} (binary mode runs it)")
     if lowered.readout.kind != "membrane" or lowered.readout.population != len(pops) - 1:
         raise GradedError("the SDNN graded program needs a linear readout after the last neurons (a Sigma)")
     if len(pops) < 2:

@@ -54,3 +54,39 @@ def test_concat_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
     assert all(isinstance(s.synapse, delayed) for s in layer.skips)
     assert program.delay == len(order) + 1
     assert_program_equals_lava(program, x, STEPS, f"{graph.name} seed {seed}")
+
+
+@pytest.mark.parametrize("head", ["dense", "conv"])
+def test_concat_before_the_readout_equals_lava_fixed_pt(tmp_path: Path, head: str) -> None:
+    """An Inception block's end: the readout reads a Concat of two neuron layers (through a flatten and a Dense, or a
+    Conv), so the readout population has a synapse per input, the shallower one delayed a step."""
+    from neurodeploy.ir import Concat, Conv2d, Dense, Graph, Reshape, TensorType
+    from neurodeploy.ir.neurons import IF
+
+    rng = np.random.default_rng(11)
+    ops = [
+        Conv2d(name="conv1", inputs=("x",), output="c1", weight=rng.normal(size=(2, 1, 3, 3)).astype(np.float32)),
+        IF(name="if_a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        Conv2d(name="conv2", inputs=("sa",), output="c2", weight=rng.normal(size=(3, 2, 3, 3)).astype(np.float32)),
+        IF(name="if_b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        Concat(name="cat", inputs=("sa", "sb"), output="cat_out", axis=0),
+    ]
+    if head == "dense":
+        ops += [
+            Reshape(name="flat", inputs=("cat_out",), output="f", shape=(5 * 4 * 4,)),
+            Dense(name="out", inputs=("f",), output="y", weight=rng.normal(size=(4, 80)).astype(np.float32)),
+        ]
+    else:
+        weight = rng.normal(size=(2, 5, 1, 1)).astype(np.float32)
+        ops.append(Conv2d(name="out", inputs=("cat_out",), output="y", weight=weight))
+    for op in ops:  # the convolutions keep the 6x6 map 4x4 (no padding, 3x3)
+        if isinstance(op, Conv2d) and op.name == "conv2":
+            op.padding = (1, 1, 1, 1)
+    graph = Graph(f"concat_readout_{head}", {"x": TensorType((1, 6, 6))}, ["y"], ops)
+    graph.verify()
+    x = np.random.default_rng(12).random((SAMPLES, 1, 6, 6)).astype(np.float32)
+    emit_graph(graph, tmp_path, x)
+    program = Program.load(tmp_path)
+    readout = program.network.layers[-1]
+    assert [s.delay for s in readout.skips] == [1]
+    assert_program_equals_lava(program, x, STEPS, graph.name)

@@ -111,7 +111,7 @@ from neurodeploy.artifact import open_description
 from neurodeploy.errors import ArtifactError, ConversionError, ResourceError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
-from neurodeploy.lowering import Population, Rules, SparseSpec, synapse_list
+from neurodeploy.lowering import Population, Rules, SparseSpec, spiking_layers, synapse_list
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
 from neurodeploy.schema import Bool, Dict, Int, List, Number, Str
@@ -422,6 +422,15 @@ def _check_reset(pop: Population) -> None:
 def plan(graph: Graph, noise: Noise | None = None) -> Netlist:
     """Lower ``graph`` (a converted SNN with reset to zero), quantize, and place it on one chip (see the module
     docstring). A ConversionError names what does not map, a ResourceError what does not fit."""
+    layers = spiking_layers(graph)[1:]  # the first neurons read the input: spike sources on the host
+    if sum(n for _, n in layers) > NEURONS:  # before any lowering: a network far too large is refused at once
+        total = sum(n for _, n in layers)
+        listing = ", ".join(f"{name!r}: {n}" for name, n in layers)
+        raise ResourceError(
+            f"the network needs at least {total} neurons on the chip ({listing}); BrainScaleS-2 has {NEURONS} neuron "
+            f"circuits ({HEMISPHERES} hemispheres of {NEURONS_PER_HEMISPHERE}): remove {total - NEURONS} neurons "
+            "(the input population runs on the host and needs none)"
+        )
     lowered = lower_graph(graph, RULES)
     first = lowered.populations[0]
     if len(lowered.populations) < 2:
