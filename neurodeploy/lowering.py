@@ -57,7 +57,9 @@ take no synaptic stage (a chip's bias adds to v).
   (delays, one scale per population); an Add before the neurons may sum such a Concat's synapses with other
   branches. The bias is the synapse's once: the neurons' input when no population spikes (:func:`_at_rest`). A
   Concat read by the readout's Conv2d or Dense (an Inception block's end) gives the readout population a synapse
-  per input the same way (:func:`_joined_readout`). A Concat read by anything else (the output, a pooling only),
+  per input the same way (:func:`_joined_readout`). A Concat read by the neurons through elementwise ops only (a
+  BatchNorm's Scale and Bias after a DenseNet block's Concat) reaches them one to one, each input into its own
+  channels (:func:`_one_to_one`). A Concat read by anything else (the output, a pooling only),
   on another axis, or before the first neurons, an Add anywhere else are refused with an error naming the op.
 * **Parallel branches** (Inception-style): a population that does not read the one before it (several
   populations reading one) takes its main synapse from its deepest source (``Population.source``).
@@ -270,6 +272,19 @@ def spiking_layers(graph: Graph) -> list[tuple[str, int]]:
     ]
 
 
+def machine_advice(option: str, need: int, most: int, largest: str) -> str:
+    """What to do when a network needs ``need`` units of a machine (chips, boards) that the target option ``option``
+    sets: ask for them, or, past the largest system (``most``, described by ``largest``), shrink the network."""
+    if need <= most:
+        return f"compile with --target-option {option}={need} or more ({largest})"
+    return f"no system holds it ({largest}): use a smaller input or fewer channels"
+
+
+def largest_layers(layers: list[tuple[str, int]], count: int = 3) -> str:
+    """The ``count`` largest of (name, neurons), for a message."""
+    return ", ".join(f"{name!r}: {n:,}" for name, n in sorted(layers, key=lambda layer: -layer[1])[:count])
+
+
 def _where(op: Op) -> str:
     return f"{op.op_type} '{op.name}'"
 
@@ -345,11 +360,12 @@ def _chains(
                     f"{_where(op)} concatenates along axis {op.axis}; the {rules.target} target maps a Concat along "
                     "the channel axis (0) only"
                 )
-            if not any(isinstance(o, (Conv2d, Dense)) for o in tail):
+            if not any(isinstance(o, (Conv2d, Dense)) for o in tail) and not _elementwise(tail):
                 raise ConversionError(
                     f"{_where(op)} is read by {', '.join(_where(o) for o in tail) or 'the neurons'} without a Conv2d "
                     f"or Dense; the {rules.target} target maps a Concat of neuron layers read by a Conv2d or Dense "
-                    "(its weights split by input), not a Concat feeding neurons, pooling or an Add directly"
+                    "(its weights split by input) or by neurons through elementwise Scale/Bias, not a Concat "
+                    "feeding pooling, an Add or another op directly"
                 )
             branches: list[tuple[str, list]] = []
             joins, offset = [op.name], 0
@@ -364,6 +380,27 @@ def _chains(
         ops.append(linear)
         value = linear.inputs[0]
     return [(value, ops[::-1] + after)], []
+
+
+def _elementwise(ops: list) -> bool:
+    """Whether a Concat's readers up to the neurons are elementwise ops only (a BatchNorm's Scale and Bias after a
+    DenseNet block's Concat): each input then reaches the neurons one to one (:func:`_one_to_one`)."""
+    return bool(ops) and all(isinstance(o, (Scale, Bias)) for o in ops)
+
+
+def _one_to_one(ops: list, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> SparseSpec:
+    """One input of a Concat (its :class:`_Embed` first) through elementwise ops: a synapse from each input neuron
+    to its own neuron in the input's channels of the Concat, weighted by the ops' gain there (their image of ones
+    less their image of zeros; the constant they add is the population's bias)."""
+    embed = ops[0]
+    ones = _apply(ops, np.ones((1, *in_shape), np.float32))[0]
+    zero = _apply(ops, np.zeros((1, *in_shape), np.float32))[0]
+    n = int(np.prod(in_shape))
+    cols = np.arange(n, dtype=np.int64)
+    rows = cols + embed.offset * int(np.prod(in_shape[1:]))
+    gain = (ones - zero).reshape(-1)[rows].astype(np.float32)
+    keep = gain != 0
+    return SparseSpec(rows[keep], cols[keep], gain[keep], tuple(in_shape), tuple(out_shape))
 
 
 def _branches(
@@ -871,6 +908,8 @@ def _hidden(
         spec: ConvSpec | DenseSpec | SparseSpec
         if adds and all(isinstance(o, Scale) for o in ops) and types[source].shape == shape:
             spec = _diagonal(ops, shape)  # an identity or Scale skip: one-to-one
+        elif ops and isinstance(ops[0], _Embed) and _elementwise(ops[1:]):
+            spec = _one_to_one(ops, types[source].shape, shape)  # a Concat's input into its channels, one to one
         elif delay > 0 and not rules.delayed_conv and any(isinstance(o, Conv2d) for o in ops):
             conv, _ = _synapse(ops, types[source].shape, shape, where, rules)
             spec = _delayed_taps(conv, shape, where, rules)  # a delayed conv: its taps
@@ -934,8 +973,12 @@ def _joined_readout(
     for j, ops, steps in sources:
         branch = f"{where} (branch from {populations[j].name!r} through {', '.join(joins)})"
         delay = depth - populations[j].depth - 1 + steps
-        spec, _ = _synapse(ops, populations[j].shape, shape, branch, rules)
-        spec = _plain(spec, shape, branch, rules)
+        spec: ConvSpec | DenseSpec | SparseSpec
+        if ops and isinstance(ops[0], _Embed) and _elementwise(ops[1:]):
+            spec = _one_to_one(ops, populations[j].shape, shape)  # read through a Scale: one to one
+        else:
+            spec, _ = _synapse(ops, populations[j].shape, shape, branch, rules)
+            spec = _plain(spec, shape, branch, rules)
         if delay and not rules.delayed_conv:
             spec = _delayed_taps(spec, shape, branch, rules)
         names = [o.name for o in ops if not isinstance(o, _Embed)]

@@ -804,7 +804,9 @@ def quantize_graded(
             levels=levels[k],
         )
         skips = tuple(Skip(j, synapse, d) for (j, _, d), synapse in zip(branches[1:], synapses[1:]))
-        layers.append(GradedLayer(synapses[0], neuron, pop.name, None, branches[0][2], skips, pop.source))
+        layers.append(
+            GradedLayer(synapses[0], neuron, pop.name, lava_shape(pop.shape), branches[0][2], skips, pop.source)
+        )
         largest_payload = max(levels[j] or top for j, _, _ in branches)
         per_out = np.abs(w_int.reshape(len(w_int), -1)).sum(axis=1).max(initial=0) * largest_payload * len(branches)
         entry |= {

@@ -36,6 +36,7 @@ import numpy as np
 from neurodeploy.backends.base import LayerUsage, ResourceReport, TargetSpec
 from neurodeploy.errors import ResourceError
 from neurodeploy.ir.kernels import kernel_taps
+from neurodeploy.lowering import largest_layers, machine_advice
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, SparseSynapse
 
 CORES_PER_CHIP = 128
@@ -116,12 +117,8 @@ def check_neurons(layers: list[tuple[str, int]], chips: int, most: int) -> None:
     if total <= chips * NEURONS_PER_CHIP:
         return
     need = -(-total // NEURONS_PER_CHIP)
-    largest = ", ".join(f"{name!r}: {n:,}" for name, n in sorted(layers, key=lambda layer: -layer[1])[:3])
-    advice = (
-        f"compile with --target-option chips={need} or more (Kapoho Point has 8, the largest system {most})"
-        if need <= most
-        else f"no Loihi 2 system holds it (the largest has {most} chips): use a smaller input or fewer channels"
-    )
+    largest = largest_layers(layers)
+    advice = machine_advice("chips", need, most, f"Kapoho Point has 8 chips, the largest system {most}")
     raise ResourceError(
         f"the network has {total:,} spiking neurons (largest layers {largest}); {chips} Loihi 2 chip(s) hold at most "
         f"{chips * NEURONS_PER_CHIP:,} ({CORES_PER_CHIP} cores of {NEURONS_PER_CORE:,} neurons each): {advice}"

@@ -24,6 +24,7 @@ from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
 from neurodeploy.ir.neurons import LIF
+from neurodeploy.lowering import spiking_layers
 from neurodeploy_pynn import spinnaker
 
 SPEC = TargetSpec(
@@ -46,9 +47,9 @@ class SpiNNakerPlan(Plan):
     report: ResourceReport
 
 
-def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
+def resource_report(target: str, netlist: spinnaker.Netlist, boards: int = 1) -> ResourceReport:
     """Per population: neurons, synapses into it, the largest fan-in and fan-out of a neuron, and its first core
-    when the populations fill cores of 256 neurons in order."""
+    when the populations fill cores of 256 neurons in order; the machine's boards in the notes."""
     layers = []
     core = 0
     fan_in = [np.zeros(p.size, np.int64) for p in netlist.populations]
@@ -65,6 +66,9 @@ def resource_report(target: str, netlist: spinnaker.Netlist) -> ResourceReport:
     notes = [
         f"cores: populations split into slices of {spinnaker.NEURONS_PER_CORE} neurons, one core each; sPyNNaker's "
         "partitioner may add synapse and delay-extension cores",
+        f"machine: {boards} SpiNN-5 board(s), {boards * spinnaker.CHIPS_PER_BOARD} chips, "
+        f"{boards * spinnaker.CORES_PER_BOARD} cores for neurons "
+        f"(--target-option boards=N)",
     ]
     return ResourceReport(target, layers, cores_used=core, notes=notes)
 
@@ -151,8 +155,23 @@ class SpiNNakerBackend(NetlistBackend):
     modes = ("snn",)
     default_steps = 64
     spec = SPEC
-    target_options: ClassVar[dict[str, str]] = {}
+    target_options: ClassVar[dict[str, str]] = {
+        "boards": f"SpiNN-5 boards of the machine (default 1: {spinnaker.CHIPS_PER_BOARD} chips, "
+        f"{spinnaker.CORES_PER_BOARD} cores for neurons; SpiNNaker1M has "
+        f"{spinnaker.MAX_BOARDS}): a network whose neurons need more cores is refused, naming the boards it needs",
+    }
     device_adapters: ClassVar[dict[str, str]] = {"spinnaker": "neurodeploy_pynn.spinnaker_device:SpiNNakerDevice"}
+
+    def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
+        parsed = super().parse_target_options(options)
+        if "boards" in parsed:
+            text = parsed["boards"]
+            if not (text.isdigit() and 1 <= int(text) <= spinnaker.MAX_BOARDS):
+                raise DataError(
+                    f"target option boards must be a whole number from 1 to {spinnaker.MAX_BOARDS}, got {text!r}"
+                )
+            parsed["boards"] = int(text)
+        return parsed
 
     def pipeline(self, options: dict[str, Any]) -> str:
         """Convert with reset to zero (sPyNNaker's neurons reset to v_reset), unless the user asked for another
@@ -178,8 +197,10 @@ class SpiNNakerBackend(NetlistBackend):
                     f"layer {op.name!r} resets by {reset}: sPyNNaker's neurons reset to v_reset (convert with "
                     "reset=zero)"
                 )
+        boards = int(model.target_options.get("boards", 1))
+        spinnaker.check_machine(spiking_layers(model.snn), boards)
         netlist = spinnaker.plan(model.snn)
-        return SpiNNakerPlan(model, netlist, resource_report(self.target, netlist))
+        return SpiNNakerPlan(model, netlist, resource_report(self.target, netlist, boards))
 
     def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
         """Per population with inputs: its ring buffers' shifts (excitatory / inhibitory) and resolution (in

@@ -59,11 +59,11 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.artifact import open_description
-from neurodeploy.errors import ArtifactError, ConversionError
+from neurodeploy.errors import ArtifactError, ConversionError, ResourceError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import LIF, describe_leaky
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
-from neurodeploy.lowering import Population, Rules, leaky_problem, synapse_list
+from neurodeploy.lowering import Population, Rules, largest_layers, leaky_problem, machine_advice, synapse_list
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
 from neurodeploy.schema import Bool, Dict, Int, List, Number, Str
@@ -100,9 +100,34 @@ READOUT_THRESHOLD = 2.0**15
 """mV: a readout population's threshold, above any V it can reach (|V| <= |alpha| <= ALPHA_LIMIT)."""
 NEURONS_PER_CORE = 256
 """sPyNNaker's default neurons per core (``DEFAULT_MAX_ATOMS_PER_CORE``)."""
+CHIPS_PER_BOARD = 48
+"""Chips on a SpiNN-5 board (the 48-chip board sPyNNaker runs on; the SpiNNaker1M machine is 1200 of them)."""
+CORES_PER_BOARD = 807
+"""Cores of a SpiNN-5 board that run neurons: 48 chips of 18 ARM968 cores (Painkras et al., IEEE JSSC 48(8), 2013);
+sPyNNaker 1!7.4.1's virtual board counts 856 working cores, 49 of which run its monitors (measured here: see the
+README's file-size paragraph). A lower bound of what a network takes: sPyNNaker may add delay-extension cores."""
+MAX_BOARDS = 1200
+"""Boards of the largest machine, SpiNNaker1M: 1200 SpiNN-5 boards, 57,600 chips, 1,036,800 cores."""
 MAX_DELAY = 64
 """Ticks: the longest delay planned (sPyNNaker reaches beyond 16 ticks with delay-extension cores)."""
 RECEPTORS = ("excitatory", "inhibitory")
+
+
+def check_machine(layers: list[tuple[str, int]], boards: int) -> None:
+    """Refuse a network whose spiking neurons alone (``layers``: name and size, before any lowering), in slices of
+    :data:`NEURONS_PER_CORE`, need more cores than ``boards`` SpiNN-5 boards have, naming the boards it needs."""
+    cores = sum(-(-n // NEURONS_PER_CORE) for _, n in layers)
+    per_board = CORES_PER_BOARD
+    if cores <= boards * per_board:
+        return
+    need = -(-cores // per_board)
+    largest = largest_layers(layers)
+    advice = machine_advice("boards", need, MAX_BOARDS, f"SpiNNaker1M has {MAX_BOARDS} boards")
+    raise ResourceError(
+        f"the network has {sum(n for _, n in layers):,} spiking neurons (largest layers {largest}), {cores:,} cores "
+        f"of {NEURONS_PER_CORE}; {boards} SpiNN-5 board(s) have {boards * per_board:,} for neurons ({CHIPS_PER_BOARD} "
+        f"chips a board, less sPyNNaker's monitors): {advice}"
+    )
 
 
 def cell_parameters(threshold: float, tau_m: float = TAU_M, tau_syn: float | None = None) -> dict[str, float]:
