@@ -25,7 +25,7 @@ LAVA := .venv-lava
 # the artifact's run_pynn.py with this interpreter, as a user would (NEURODEPLOY_PYNN_PYTHON).
 PYNN_ENV := .venv-pynn
 
-.PHONY: env demo test test-main test-compat test-lava lint format bench clean arm-tools
+.PHONY: env demo test test-main test-compat test-lava lint format bench clean arm-tools browser-tools
 
 env: $(STAMP)
 
@@ -38,7 +38,7 @@ $(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y $(TEST_ONLY)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev,nir]' \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev,nir,rich]' \
 		$(addprefix -e ,$(filter-out backends/loihi,$(PLUGINS))) -e 'backends/loihi[fast]' 'sinabs==3.1.3'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'snntorch==0.9.4'
 	touch $(STAMP)
@@ -65,6 +65,16 @@ arm-tools:
 			libc6-dev-armhf-cross qemu-user; \
 	fi
 
+# Every artifact's report.html is opened in headless Chromium (tests/headless_chromium.py: console errors, images
+# that do not load, a screenshot), as a person would open it: Debian's chromium, installed here when it is missing
+# (apt-get as root, else through sudo).
+browser-tools:
+	@if ! command -v chromium >/dev/null; then \
+		as_root=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$as_root apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -q --no-install-recommends chromium; \
+	fi
+
 $(PYNN_ENV)/.installed: Makefile
 	test -x $(PYNN_ENV)/bin/python || $(PYTHON) -m venv $(PYNN_ENV)
 	$(PYNN_ENV)/bin/python -m pip install --quiet --disable-pip-version-check 'nest-simulator==3.10.0' 'PyNN==0.13.0' \
@@ -73,12 +83,14 @@ $(PYNN_ENV)/.installed: Makefile
 		{ echo "error: NEST, PyNN or sPyNNaker does not import in $(PYNN_ENV)"; exit 1; }
 	touch $@
 
-# The sinabs cross-checks, the numba-compiled loops, the ARM reference and the PyNN simulators must run here:
-# NEURODEPLOY_REQUIRE_SINABS=1, NEURODEPLOY_REQUIRE_NUMBA=1, NEURODEPLOY_REQUIRE_ARM=1 and NEURODEPLOY_REQUIRE_PYNN=1
-# turn their skip (without the package or the tools) into a failure. The compatibility run requires none of them.
-test-main: $(STAMP) arm-tools $(PYNN_ENV)/.installed
-	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 NEURODEPLOY_REQUIRE_PYNN=1 \
-		NEURODEPLOY_REQUIRE_SNNTORCH=1 NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
+# The sinabs cross-checks, the numba-compiled loops, the ARM reference, the PyNN simulators and the browser check
+# must run here: NEURODEPLOY_REQUIRE_SINABS=1, NEURODEPLOY_REQUIRE_NUMBA=1, NEURODEPLOY_REQUIRE_ARM=1,
+# NEURODEPLOY_REQUIRE_PYNN=1 and NEURODEPLOY_REQUIRE_CHROMIUM=1 turn their skip (without the package or the tools)
+# into a failure. The compatibility run requires none of them.
+test-main: $(STAMP) arm-tools browser-tools $(PYNN_ENV)/.installed
+	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 NEURODEPLOY_REQUIRE_CHROMIUM=1 \
+		NEURODEPLOY_REQUIRE_PYNN=1 NEURODEPLOY_REQUIRE_SNNTORCH=1 \
+		NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
 
 $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found (looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }

@@ -225,6 +225,7 @@ def _key_values(items: list[str] | None, flag: str = "--target-option") -> dict[
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from neurodeploy.evaluate import evaluate, plot_accuracy, require_matplotlib
+    from neurodeploy.evaluation.folder import check_report_folder, write_report_folder
     from neurodeploy.fileio import check_output_file, write_file_atomic
 
     if args.plot:
@@ -232,6 +233,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for output in (args.json, args.plot):
         if output:
             check_output_file(output)  # only regular files are replaced; say so before the work
+    if args.report:
+        check_report_folder(Path(args.report), Path(args.model).name, args.data)
     options = {}
     if args.bin_us is not None:
         options["bin_us"] = args.bin_us
@@ -258,6 +261,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         mode=args.mode,
         target_options=_key_values(args.target_option),
         import_options=_key_values(args.import_option, "--import-option") or None,
+        details=bool(args.report),
     )
     report = result.to_dict()
     sys.stdout.write(result.format_table())
@@ -265,7 +269,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_file_atomic(Path(args.json), (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
     if args.plot:
         plot_accuracy(report, args.plot)
-    written = ", ".join(str(p) for p in (args.json, args.plot) if p)
+    page = write_report_folder(Path(args.report), report, result.artifact, result.raster) if args.report else None
+    written = ", ".join(str(p) for p in (args.json, args.plot, page) if p)
     print(f"evaluated {report['samples']} sample(s) in {result.seconds:.1f} s" + (f" -> {written}" if written else ""))
     return 0
 
@@ -350,8 +355,24 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from neurodeploy import inspect
 
     info = inspect.summary(args.artifact)
-    print(json.dumps(info, indent=2) if args.json else inspect.text(info).rstrip("\n"))
+    console = None if args.json or args.plain else _rich_console()
+    if console is not None:
+        inspect.print_rich(info, console)
+    else:
+        print(json.dumps(info, indent=2) if args.json else inspect.text(info).rstrip("\n"))
     return 0
+
+
+def _rich_console() -> Any:
+    """A ``rich`` console on standard output where it is a terminal and ``rich`` is installed; else None (plain
+    text: a pipe, a file, a terminal without it)."""
+    if not sys.stdout.isatty():
+        return None
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    return Console()
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -389,12 +410,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from neurodeploy import inspect
+    from neurodeploy import htmlreport, inspect
     from neurodeploy.fileio import check_output_file, write_file_atomic
 
     if args.output is not None:
         check_output_file(args.output)  # before the artifact is read: a bad destination fails first
-    document = inspect.markdown(inspect.summary(args.artifact))
+    info = inspect.summary(args.artifact)
+    html = args.output is not None and Path(args.output).suffix.lower() in (".html", ".htm")
+    document = htmlreport.page(info) if html else inspect.markdown(info)
     if args.output is None:
         print(document, end="")
     else:
@@ -560,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--plot", metavar="PNG", help="draw accuracy against T (needs matplotlib)")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="add this evaluation to the report folder DIR (report.html and report.md: accuracy against T for "
+        "every target evaluated there, SynOps, firing rates, ANN-SNN correlation, a spike raster, the artifact)",
+    )
     p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N samples")
     p.add_argument(
         "--calibration",
@@ -630,10 +659,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", parents=[common], help="what an artifact holds: model, shapes, layers, warnings")
     p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--plain", action="store_true", help="plain text, also on a terminal where rich tables show")
     p.set_defaults(func=_cmd_inspect)
-    p = sub.add_parser("report", parents=[common], help="an artifact's summary as Markdown (stdout, or -o FILE)")
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        help="an artifact's report rendered again: Markdown (stdout, or -o FILE) or the HTML page (-o FILE.html)",
+    )
     p.add_argument("artifact", help="artifact folder written by `neurodeploy compile`")
-    p.add_argument("-o", "--output", metavar="FILE", help="the Markdown file to write (replaced whole)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="the file to write (replaced whole): .html for the page with its charts"
+    )
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(

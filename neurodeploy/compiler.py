@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from neurodeploy import limits, readout_calibration
+from neurodeploy import htmlreport, limits, readout_calibration
 from neurodeploy._version import __version__
 from neurodeploy.artifact import (
     ARTIFACT_FORMAT,
@@ -49,6 +49,8 @@ from neurodeploy.simulate import readout_delay
 
 REPORT_MD = "report.md"
 """The artifact's summary for a person (:mod:`neurodeploy.inspect`), written by every compile."""
+REPORT_HTML = "report.html"
+"""The same summary as a self-contained page with charts (:mod:`neurodeploy.htmlreport`)."""
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +200,8 @@ def compile_model(
         for warning in emitted.warnings:
             log.warning("%s", warning)
         warnings = [*compiled.warnings, *emitted.warnings]
-        sections = {"resources": report.to_dict(), "conversion": ctx.records, "warnings": warnings}
+        sections = {"resources": _with_shapes(report.to_dict(), snn), "conversion": ctx.records, "warnings": warnings}
+        sections["graph"] = {"ann": op_counts(compiled.ann), "snn": op_counts(snn)}
         if delayed is not None:
             sections["readout_delay"] = delayed.report()
         if emitted.report is not None:
@@ -236,13 +239,40 @@ def compile_model(
         require_finite(manifest, "manifest.json")
         # the summary for a person (what `neurodeploy report` renders, less the path and the file list)
         rows = backend.quantization_rows(emitted.report) if emitted.report is not None else []
-        summary = describe(manifest, sections, "", has_ann=compiled.ann is not None, quantization=rows)
+        placement = backend.placement_rows(sections)
+        summary = describe(
+            manifest, sections, "", has_ann=compiled.ann is not None, quantization=rows, placement=placement
+        )
         (folder / REPORT_MD).write_text(markdown(summary))
+        (folder / REPORT_HTML).write_text(htmlreport.page(summary))
         return manifest
 
     write_artifact(out_dir, fill)
     log.info("wrote %s", out_dir)
     return load_artifact(out_dir)
+
+
+def op_counts(graph: Graph | None) -> list[list[Any]] | None:
+    """How many ops of each type ``graph`` has, as [type, count] pairs in the order the types first appear (a
+    list: report.json's objects are written with sorted keys); None without a graph."""
+    if graph is None:
+        return None
+    counts: dict[str, int] = {}
+    for op in graph.ops:
+        counts[op.op_type] = counts.get(op.op_type, 0) + 1
+    return [[op_type, n] for op_type, n in counts.items()]
+
+
+def _with_shapes(resources: dict[str, Any], snn: Graph) -> dict[str, Any]:
+    """``resources`` with each layer's output shape (batch left out) where the layer is named after an op or a
+    value of the converted graph."""
+    types = snn.types()
+    shapes = {op.name: list(types[op.output].shape) for op in snn.ops}
+    shapes.update({value: list(t.shape) for value, t in types.items()})
+    for layer in resources["layers"]:
+        if layer["name"] in shapes:
+            layer["shape"] = shapes[layer["name"]]
+    return resources
 
 
 def check_emitted(emitted: Emitted, folder: Path, graphs: list[str], target: str) -> None:

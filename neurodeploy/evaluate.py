@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy import inspect
 from neurodeploy._version import __version__
 from neurodeploy.artifact import Artifact
 from neurodeploy.compiler import compile_model
@@ -46,6 +47,7 @@ from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.evaluation.data import calibration_for, data_name, load_evaluation_data, parse_steps
 from neurodeploy.evaluation.plot import plot_accuracy, require_matplotlib
+from neurodeploy.evaluation.raster import spike_raster
 from neurodeploy.evaluation.reference import import_onnxruntime, onnxruntime_outputs
 from neurodeploy.evaluation.report import Evaluation, Run, build_report
 from neurodeploy.evaluation.runner import MAX_WORKERS_PER_CPU, Job, available_cpus, simulate_chunks
@@ -89,6 +91,7 @@ def evaluate(
     mode: str | None = None,
     target_options: dict[str, str] | None = None,
     import_options: dict[str, str] | None = None,
+    details: bool = False,
 ) -> Evaluation:
     """Compile ``model`` for ``target`` and measure ANN and SNN accuracy at every T in ``steps`` on ``data``
     (a data set name, whose test split is used, or an .npz with x and y). See the module for the metrics.
@@ -98,7 +101,8 @@ def evaluate(
     order with another number of threads). ``mode`` is the target's emulation mode (default: its first);
     ``target_options`` go to the compiler (the target's own settings), ``import_options`` to the model's reader
     (NIR's time step and conventions). A model that arrives spiking (a NIR file) has no ANN: its report has the
-    SNN's numbers alone."""
+    SNN's numbers alone. ``details``: the result also carries the compiled artifact's summary and the spike
+    raster of the first sample (what ``--report`` draws)."""
     model = Path(model)
     steps = _check_arguments(model, steps, batch_size, workers, calibration_samples)
     if model_format(model).name == "onnx":
@@ -132,6 +136,8 @@ def evaluate(
             raise DataError(f"target {target!r} has emulation modes {', '.join(modes)}; got {mode!r}")
         job = Job(artifact.root, x, dataset.y, tuple(steps), encoding, mode)
         totals = _simulate(job, Path(tmp), batch_size, workers, progress)
+        summary = inspect.summary(artifact, embedded=True) if details else None
+        raster = spike_raster(snn, x[:1], steps[-1], encoding) if details else None
     elapsed = time.perf_counter() - started
     run = Run(
         model=model.name,
@@ -153,7 +159,7 @@ def evaluate(
         run, totals, {"neurodeploy": __version__, "python": platform.python_version(), "numpy": np.__version__}
     )
     log.info("evaluated %d samples up to T=%d in %.1f s", len(x), steps[-1], elapsed)
-    return Evaluation(report, elapsed)
+    return Evaluation(report, elapsed, summary, raster)
 
 
 def _simulate(

@@ -30,23 +30,49 @@ def summary(folder: str | os.PathLike | Artifact, *, embedded: bool = False) -> 
     files = None if embedded else {name: entry["bytes"] for name, entry in sorted(artifact.files.items())}
     where = "" if embedded else str(artifact.root)
     return describe(
-        artifact.manifest, report, where, has_ann=artifact.has_ann, files=files, quantization=_quantization(report)
+        artifact.manifest,
+        report,
+        where,
+        has_ann=artifact.has_ann,
+        files=files,
+        quantization=_backend_rows(report, "quantization"),
+        placement=_backend_rows(report, "placement") or [],
     )
 
 
-def _quantization(report: dict[str, Any]) -> list[dict[str, str]] | None:
-    """The target backend's per-layer quantization rows of ``report`` (None where that backend is not installed
-    here or cannot read its section: the summary then says so)."""
+def _backend_rows(report: dict[str, Any], kind: str) -> list[dict[str, Any]] | None:
+    """The target backend's per-layer ``quantization`` rows (from ``report``'s target section) or per-core
+    ``placement`` rows (from the whole report); None where that backend is not installed here or cannot read
+    its section (the summary then says so)."""
     target = report.get("target")
     name = report.get("resources", {}).get("target") if isinstance(report.get("resources"), dict) else None
     if not isinstance(target, dict) or not isinstance(name, str):
         return []
     try:
-        return get_backend(name).quantization_rows(target)
+        backend = get_backend(name)
+        return backend.quantization_rows(target) if kind == "quantization" else backend.placement_rows(report)
     except NeurodeployError:
         return None
     except (AttributeError, KeyError, TypeError, ValueError):  # a section this backend version does not read
         return None
+
+
+def calibration_ranges(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per converted activation whose threshold the calibration data set: its value range on those data (see
+    :func:`neurodeploy.conversion.statistics.value_range`) and its threshold λ (the median over channels where
+    each channel has its own); [] without calibration data."""
+    conversion = report.get("conversion", {}).get("convert-to-snn", {}) if isinstance(report, dict) else {}
+    ranges, lambdas = conversion.get("ranges", []), conversion.get("lambda", {})
+    found = []
+    for values in ranges if isinstance(ranges, list) else []:  # in the network's order
+        name = values.get("layer") if isinstance(values, dict) else None
+        lam = lambdas.get(name) if isinstance(lambdas, dict) else None
+        per_channel = isinstance(lam, list)
+        threshold = float(sorted(lam)[len(lam) // 2]) if per_channel and lam else lam
+        if isinstance(values, dict) and isinstance(threshold, (int, float)):
+            values = {k: v for k, v in values.items() if k != "layer"}
+            found.append({"layer": name, "range": values, "threshold": float(threshold), "per_channel": per_channel})
+    return found
 
 
 def describe(
@@ -57,6 +83,7 @@ def describe(
     has_ann: bool,
     files: dict[str, int] | None = None,
     quantization: list[dict[str, str]] | None = None,
+    placement: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The summary of an artifact from its manifest and ``report.json`` sections (the compile calls this before
     the manifest lists the files: ``files`` None leaves the list out)."""
@@ -92,6 +119,9 @@ def describe(
             "notes": [str(n) for n in resources.get("notes", [])],
         },
         "quantization": quantization,
+        "placement": placement or [],
+        "graph": report.get("graph") if isinstance(report.get("graph"), dict) else {},
+        "calibration_ranges": calibration_ranges(report),
         "warnings": [str(w) for w in manifest.get("warnings", [])],
         "files": files,
     }
@@ -105,7 +135,7 @@ def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "-"
 
 
-def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
+def facts(info: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) lines of the summary's head."""
     target, source = info["target"], info["source"]
     version = f"neurodeploy {info['neurodeploy'].get('version', '?')}"
@@ -136,6 +166,11 @@ def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
         how = ", ".join(str(entry[k]) for k in ("readout", "decision") if entry.get(k))
         facts.append(("output", f"{entry.get('name')}: {_shape(entry.get('shape'))}" + (f", {how}" if how else "")))
     facts.append(("pipeline", info["pipeline"] or "(none)"))
+    for key, label in (("ann", "ANN graph"), ("snn", "SNN graph")):
+        counts = info.get("graph", {}).get(key)
+        if isinstance(counts, list) and counts and all(isinstance(c, list) and len(c) == 2 for c in counts):
+            ops = ", ".join(f"{op} {n}" for op, n in counts)
+            facts.append((label, f"{sum(int(n) for _, n in counts)} ops ({ops})"))
     calibration = info["calibration"]
     if isinstance(calibration, dict):
         facts.append(("calibration", f"{calibration.get('source', '?')} ({calibration.get('samples', '?')} samples)"))
@@ -185,9 +220,9 @@ def _rows(info: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def text(info: dict[str, Any]) -> str:
     """The summary for a terminal: the facts, the per-layer table, notes and warnings."""
-    facts = _facts(info)
-    width = max(len(label) for label, _ in facts)
-    lines = [f"{label.ljust(width)}  {value}" for label, value in facts]
+    head = facts(info)
+    width = max(len(label) for label, _ in head)
+    lines = [f"{label.ljust(width)}  {value}" for label, value in head]
     rows = [COLUMNS, *_rows(info)]
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
@@ -213,6 +248,62 @@ def text(info: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def layer_table(info: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per layer joining its resources (with its output shape where the compile recorded it) and its
+    quantization row (matched by name; a quantized layer the resources do not list gets a row of its own),
+    header first; [] when there are no layers."""
+    quantized = {row.get("layer"): row for row in info.get("quantization") or []}
+    extra = [c for c in dict.fromkeys(c for row in quantized.values() for c in row) if c != "layer"]
+    shapes = {layer.get("name"): layer.get("shape") for layer in info["resources"]["layers"]}
+    header = (*COLUMNS[:2], "shape", *COLUMNS[2:], *extra)
+    rows = []
+    for row in _rows(info):
+        found = quantized.pop(row[0], {})
+        shape = shapes.get(row[0])
+        rows.append((*row[:2], "-" if shape is None else _shape(shape), *row[2:], *(found.get(c, "-") for c in extra)))
+    for name, found in quantized.items():
+        rows.append((str(name), *("-" for _ in COLUMNS[1:]), "-", *(found.get(c, "-") for c in extra)))
+    return [header, *rows] if rows else []
+
+
+def print_rich(info: dict[str, Any], console: Any) -> None:
+    """The summary on a ``rich`` console (a terminal that shows colour and box drawing): the facts, one table
+    joining each layer's resources and quantization, the placement per chip, notes and warnings."""
+    from rich.table import Table
+
+    head = Table.grid(padding=(0, 2))
+    for label, value in facts(info):
+        head.add_row(f"[bold]{label}[/bold]", value)
+    console.print(head)
+    joined = layer_table(info)
+    width = len(COLUMNS) + 1  # the resources' columns and the shape; the quantization's in a table of its own
+    for title, rows in (
+        ("layers", [row[:width] for row in joined]),
+        ("quantization", [row[:1] + row[width:] for row in joined] if joined and len(joined[0]) > width else []),
+    ):
+        if rows:
+            table = Table(title=title, title_justify="left")
+            for k, column in enumerate(rows[0]):
+                table.add_column(column, justify="left" if k < 3 or title == "quantization" else "right")
+            for row in rows[1:]:
+                table.add_row(*row)
+            console.print(table)
+    if info.get("quantization") is None:
+        console.print("quantization: the target's backend is not installed here (its rows are in report.json)")
+    chips: dict[Any, list[dict[str, Any]]] = {}
+    for row in info.get("placement") or []:
+        chips.setdefault(row.get("chip"), []).append(row)
+    for chip, cores in chips.items():
+        where = "chip not assigned by the compiler" if chip is None else f"chip {chip}"
+        used = f"{len(cores)} cores, {sum(c['neurons'] for c in cores):,} neurons"
+        console.print(f"placement ({where}): {used}", highlight=False)
+    for title, items, style in (("notes", info["resources"]["notes"], ""), ("warnings", info["warnings"], "yellow")):
+        if items:
+            console.print(f"\n[bold]{title} ({len(items)}):[/bold]")
+            for item in items:
+                console.print(f"  - {item}", style=style or None, markup=False, highlight=False)
+
+
 def _quantization_table(info: dict[str, Any]) -> list[tuple[str, ...]]:
     """The quantization rows as a table (header first; the union of their columns, in order); [] when none."""
     rows = info.get("quantization") or []
@@ -228,7 +319,7 @@ def markdown(info: dict[str, Any]) -> str:
     """The summary as Markdown."""
     target = info["target"]
     lines = [f"# {info['source'].get('file', 'model')} for {target.get('name')}", ""]
-    lines += [f"- **{label}**: {value}" for label, value in _facts(info)]
+    lines += [f"- **{label}**: {value}" for label, value in facts(info)]
     rows = _rows(info)
     if rows:
         lines += [

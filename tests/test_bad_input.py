@@ -227,6 +227,26 @@ def test_a_target_without_options_says_it_takes_none(tmp_path, work, capsys, mon
     compile_fails(capsys, model, work, "--target", "spinnaker", "-X", "x=1", fragments=("'spinnaker'", "takes none"))
 
 
+@pytest.mark.parametrize(
+    ("target", "encoding", "runs"),
+    [
+        ("loihi", "rate", "direct or events"),
+        ("speck", "rate", "direct or events"),
+        ("spinnaker", "rate", "direct input"),
+        ("spinnaker", "events", "direct input"),
+        ("brainscales2", "events", "direct input"),
+    ],
+)
+def test_an_encoding_the_targets_emulator_does_not_run_is_refused_at_compile(
+    tmp_path, work, capsys, target, encoding, runs
+):
+    """Before any work, not later when emulate would refuse the artifact."""
+    pytest.importorskip({"loihi": "neurodeploy_loihi", "speck": "neurodeploy_speck"}.get(target, "neurodeploy_pynn"))
+    model = save_tiny(tmp_path / "models")
+    fragments = (f"the {target} target runs {runs}", f"not the '{encoding}' encoding")
+    compile_fails(capsys, model, work, "--target", target, "--encoding", encoding, fragments=fragments)
+
+
 # --- calibration -----------------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ LAYERS: list[list[str]] = [
     [
         "neurodeploy.encoding",
         "neurodeploy.metrics",
+        "neurodeploy.charts",
         "neurodeploy.conversion",
         "neurodeploy.readout",
         "neurodeploy.hil.device",
@@ -41,6 +42,7 @@ LAYERS: list[list[str]] = [
     ["neurodeploy.frontend", "neurodeploy.passes", "neurodeploy.readout_calibration"],
     ["neurodeploy.backends"],
     ["neurodeploy.inspect", "neurodeploy.export"],
+    ["neurodeploy.htmlreport"],
     ["neurodeploy.compiler", "neurodeploy.hil"],
     ["neurodeploy.evaluation", "neurodeploy.training"],
     ["neurodeploy.evaluate"],

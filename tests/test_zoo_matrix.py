@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import load_script
 
 from neurodeploy.backends.registry import available_backends
 
@@ -18,16 +17,8 @@ pytestmark = pytest.mark.torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("zoo_matrix", ROOT / "scripts" / "zoo_matrix.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (its dataclass looks itself up there)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_documented_zoo_matrix_is_current():
-    zoo = _script()
+    zoo = load_script("zoo_matrix")
     missing = set(zoo.TARGETS) - set(available_backends())
     if missing:
         pytest.skip(f"targets not installed here: {', '.join(sorted(missing))}")

@@ -29,3 +29,4 @@ for target in reference loihi speck spinnaker brainscales2; do
     neurodeploy emulate "$out/$target" --input "$here/test_images.npz" --steps "$steps" \
         --output "$out/$target-outputs.npz"
 done
+echo "reports: $out/<target>/report.html (open in a browser) and report.md; \`neurodeploy inspect $out/loihi\` prints one"

@@ -293,6 +293,25 @@ class Backend(ABC):
         headroom where the target has them). A target that quantizes nothing gives none (the default)."""
         return []
 
+    def placement_rows(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """Where the network sits, one row per core in use, for the report's placement chart: ``core`` (int),
+        ``chip`` (int, or None where the target does not say), ``layer``, ``neurons`` and ``fill`` (the share of
+        the core's tightest limit in use, 0..1, or None where the target does not say), from the whole
+        ``report.json`` (``report``). The default: the first core of each layer the resources name."""
+        found = report.get("resources")
+        layers = found.get("layers", []) if isinstance(found, dict) else []
+        return [
+            {
+                "core": int(layer["core"]),
+                "chip": None,
+                "layer": str(layer.get("name", "?")),
+                "neurons": int(layer.get("neurons", 0)),
+                "fill": None,
+            }
+            for layer in layers
+            if isinstance(layer, dict) and isinstance(layer.get("core"), int)
+        ]
+
     # -- export -----------------------------------------------------------------------------------------------
     def quantized_graph(self, artifact: Any) -> Graph:
         """The artifact's network as the chip computes it, as an IR graph in the target's units (integer weights,

@@ -40,6 +40,7 @@ def activation_statistics(
     zeros: str = "exclude",
     batch_size: int = 256,
     levels: int = 4,
+    ranges: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, np.ndarray]:
     """λ for each activation output over the calibration inputs: a scalar, or one value per channel.
 
@@ -51,10 +52,13 @@ def activation_statistics(
     λ·clip(floor(a·L/λ + 1/2), 0, L)/L, is closest to the activations a in mean square (:func:`mse_lambda`):
     what T = L steps of a rate-coded neuron can hold best. Fewer steps want a smaller λ (coarse steps near the
     many small activations, the rare large ones clipped).
+
+    ``ranges``, when given, is filled with each activation's :func:`value_range` over the same values (what the
+    report draws against the thresholds).
     """
     if statistic not in ("max", "percentile", "mse"):
         raise ValueError(f"statistic must be max, percentile or mse, got {statistic!r}")
-    sampled = statistic in ("percentile", "mse")
+    sampled = statistic in ("percentile", "mse") or ranges is not None
     maxima: dict[str, np.ndarray] = {}
     samples: dict[str, list[np.ndarray]] = {v: [] for v in activations}
     rng = np.random.default_rng(0)
@@ -78,6 +82,9 @@ def activation_statistics(
         keep_fraction = min(1.0, MAX_VALUES / max(1, per_batch * batches))
     for i in range(0, len(calibration), batch_size):
         interpret.run(graph, calibration[i : i + batch_size], observe=observe)
+    if ranges is not None:
+        for v in activations:
+            ranges[v] = value_range(np.concatenate(samples[v], axis=1), float(maxima[v].max()))
     if statistic == "max":
         return {v: _squeeze(maxima[v], per_channel) for v in activations}
     result = {}
@@ -94,6 +101,24 @@ def activation_statistics(
                 values.append(np.percentile(pool, percentile))
         result[v] = _squeeze(np.asarray(values, np.float32), per_channel)
     return result
+
+
+RANGE_PERCENTILES = (50.0, 99.0, 99.9, 99.99)
+"""The percentiles of the positive activations :func:`value_range` reports."""
+
+
+def value_range(rows: np.ndarray, largest: float) -> dict[str, float]:
+    """What an activation's calibration values look like, for a person: the share that is positive, the
+    ``RANGE_PERCENTILES`` of the positive values (``p99.9`` and so on; over the fixed-seed sample where the
+    values were sampled) and the largest value seen (``max``, over every value)."""
+    pool = rows.reshape(-1)
+    positive = pool[pool > 0]
+    found: dict[str, float] = {"positive_fraction": float(positive.size / max(pool.size, 1))}
+    with np.errstate(invalid="ignore"):  # infinite activations (refused by the conversion, naming the layer)
+        for q in RANGE_PERCENTILES:
+            found[f"p{q:g}"] = float(np.percentile(positive, q)) if positive.size else 0.0
+    found["max"] = largest
+    return found
 
 
 MSE_CANDIDATES = 64

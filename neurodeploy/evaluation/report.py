@@ -19,6 +19,10 @@ class Evaluation:
 
     report: dict[str, Any]
     seconds: float = 0.0
+    artifact: dict[str, Any] | None = None
+    """The summary of the artifact the evaluation compiled (:func:`neurodeploy.inspect.summary`), when asked for."""
+    raster: dict[str, Any] | None = None
+    """One sample's spike raster (:func:`neurodeploy.evaluation.raster.spike_raster`), when asked for."""
 
     def to_dict(self) -> dict[str, Any]:
         return self.report

@@ -223,8 +223,11 @@ class ConvertToSNN(Pass):
         if replaced:
             ctx.warn(f"MaxPool replaced by AvgPool (an approximation; accuracy may drop): {', '.join(replaced)}")
 
-    def _lambdas(self, graph: Graph, ctx: PassContext, activations: list[Op]) -> tuple[dict[str, ScaleValue], str]:
-        """λ of every activation, shaped to broadcast against its output (a scalar or one per channel)."""
+    def _lambdas(
+        self, graph: Graph, ctx: PassContext, activations: list[Op], ranges: dict[str, dict[str, float]]
+    ) -> tuple[dict[str, ScaleValue], str]:
+        """λ of every activation, shaped to broadcast against its output (a scalar or one per channel); where
+        calibration data set them, ``ranges`` gets each activation output's value range (the report's plot)."""
         values = [a.output for a in activations if not isinstance(a, QCFS)]  # a QCFS λ is trained, not measured
         per_channel = self.granularity == "channel"
         stats: Mapping[str, ScaleValue]
@@ -240,6 +243,7 @@ class ConvertToSNN(Pass):
                 per_channel=per_channel,
                 zeros=self.zeros,
                 levels=self.mse_steps,
+                ranges=ranges,
             )
             used = self.norm
         else:
@@ -387,10 +391,11 @@ class ConvertToSNN(Pass):
             coding = self.coding
         else:
             coding = "window" if self._windows(activations, ctx) else "rate"
+        ranges: dict[str, dict[str, float]] = {}
         if self.norm == "spike" and ctx.calibration is not None:
             lambdas, used = self._spike_norm(graph, ctx, activations), "spike"
         else:
-            lambdas, used = self._lambdas(graph, ctx, activations)
+            lambdas, used = self._lambdas(graph, ctx, activations, ranges)
         self._apply(graph, lambdas, coding)
         if coding in ("window", "fs"):
             _schedule(graph)
@@ -412,6 +417,10 @@ class ConvertToSNN(Pass):
             graph.meta["snn"]["levels"] = levels
         if coding == "fs":
             graph.meta["snn"]["fs_steps"] = self.fs_steps
+        if ranges:  # the calibration data's activations, per layer (what the thresholds were chosen from)
+            graph.meta["snn"]["ranges"] = [
+                {"layer": a.name, **ranges[a.output]} for a in activations if a.output in ranges
+            ]
         ctx.records[self.name] = graph.meta["snn"]
 
     def _windows(self, activations: list[Op], ctx: PassContext) -> bool:

@@ -33,7 +33,15 @@ from neurodeploy_loihi.graded import GradedOptions, GradedProgram, emit_graded, 
 from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.quantize import Options, Quantized, quantize, to_lava
-from neurodeploy_loihi.resources import SPEC, check_neurons, cores_to_dicts, interchip_routes, resource_report
+from neurodeploy_loihi.resources import (
+    NEURONS_PER_CORE,
+    SPEC,
+    SYNAPTIC_MEMORY_BYTES,
+    check_neurons,
+    cores_to_dicts,
+    interchip_routes,
+    resource_report,
+)
 from neurodeploy_loihi.sdnn import SdnnProgram, emit_sdnn
 
 log = logging.getLogger(__name__)
@@ -185,6 +193,23 @@ class Loihi2Backend(Backend):
         chips = int(model.target_options.get("chips", 1))
         report, cores = resource_report(self.target, q.network, names, op_types, chips)
         return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores, profile)
+
+    def placement_rows(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per core of the binary program's placement: its chip, layer, neurons, and the larger of its neuron
+        and synaptic memory shares."""
+        rows = []
+        for entry in (report.get("target") or {}).get("placement", []):
+            fill = max(entry["neurons"] / NEURONS_PER_CORE, entry.get("synapse_bytes", 0) / SYNAPTIC_MEMORY_BYTES)
+            rows.append(
+                {
+                    "core": int(entry["core"]),
+                    "chip": int(entry.get("chip", 0)),
+                    "layer": str(entry["layer"]),
+                    "neurons": int(entry["neurons"]),
+                    "fill": float(fill),
+                }
+            )
+        return rows
 
     def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
         """Per population of the binary program: its synapses' weight format (bits, sign mode, exponent), the

@@ -117,6 +117,7 @@ class NetlistBackend(Backend):
 
     feeds: ClassVar[str] = "current"
     batch_size: ClassVar[int] = 64
+    encodings = ("direct",)  # compile refuses rate and events input, which run_pynn.py and the emulator do not take
 
     def prepare(self, loaded: Any, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:
         if encoding.kind != "direct":
@@ -201,6 +202,27 @@ class SpiNNakerBackend(NetlistBackend):
         spinnaker.check_machine(spiking_layers(model.snn), boards)
         netlist = spinnaker.plan(model.snn)
         return SpiNNakerPlan(model, netlist, resource_report(self.target, netlist, boards))
+
+    def placement_rows(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """One core per slice of ``NEURONS_PER_CORE`` neurons, in order, as the resource report counts them (the
+        chip is sPyNNaker's placer's to choose: not said)."""
+        rows = []
+        per_core = spinnaker.NEURONS_PER_CORE
+        for layer in report["resources"]["layers"]:
+            if not isinstance(layer.get("core"), int) or not layer.get("neurons"):
+                continue
+            for k, start in enumerate(range(0, layer["neurons"], per_core)):
+                size = min(per_core, layer["neurons"] - start)
+                rows.append(
+                    {
+                        "core": layer["core"] + k,
+                        "chip": None,
+                        "layer": str(layer["name"]),
+                        "neurons": size,
+                        "fill": size / per_core,
+                    }
+                )
+        return rows
 
     def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
         """Per population with inputs: its ring buffers' shifts (excitatory / inhibitory) and resolution (in

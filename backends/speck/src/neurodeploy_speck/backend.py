@@ -151,6 +151,7 @@ class SpeckBackend(Backend):
 
     name = "speck"
     version = "0.1.0"
+    encodings = ("direct", "events")  # rate spikes carry per-sample amplitudes the chip's events cannot
     fidelity = "bit-exact"
     modes = MODES
     default_steps = 64
@@ -227,6 +228,23 @@ class SpeckBackend(Backend):
             delay = 0 if model.arrived_spiking else pipeline_depth(lowered)
         delay = int(delay)
         return SpeckPlan(model, lowered, cores, quantized, source, limit, scaling, delay, host_bias)
+
+    def placement_rows(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per core in use: its layer, neurons, and the largest share of its kernel, neuron and bias memories."""
+        neurons = {layer.get("name"): layer.get("neurons", 0) for layer in report["resources"]["layers"]}
+        rows = []
+        for entry in (report.get("target") or {}).get("cores", []):
+            memories = [entry[key] for key in ("kernel_memory", "neuron_memory", "bias_memory") if key in entry]
+            rows.append(
+                {
+                    "core": int(entry["core"]),
+                    "chip": 0,
+                    "layer": str(entry["layer"]),
+                    "neurons": int(neurons.get(entry["layer"], 0)),
+                    "fill": max((used / size for used, size in memories if size), default=None),
+                }
+            )
+        return rows
 
     def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
         """Per core's layer: the 8-bit weights' range, the scale, the threshold, weights zeroed, the largest
