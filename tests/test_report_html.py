@@ -36,6 +36,9 @@ def artifacts(tmp_path_factory):
         "spinnaker": compile_model(model, "spinnaker", out / "s", calibration=calibration),
         "speck": compile_model(model, "speck", out / "k", calibration=calibration),
         "reference": compile_model(model, "reference", out / "r"),
+        "brainscales2": compile_model(
+            ROOT / "examples" / "mnist_bss2" / "mnist_bss2.onnx", "brainscales2", out / "b", calibration=calibration
+        ),
     }
 
 
@@ -60,7 +63,7 @@ def test_every_artifact_carries_a_self_contained_report_html(artifacts):
         page = artifact.read_bytes("report.html").decode()
         assert page.startswith("<!DOCTYPE html>")
         assert page.rstrip().endswith("</html>")
-        assert f"mnist_cnn.onnx for {target}</title>" in page
+        assert f"{artifact.manifest['source']['file']} for {target}</title>" in page
         assert_self_contained(page)
         assert len(images(page)) == (0 if target == "reference" else 2)  # placement, calibration (none: no data)
         for svg in images(page):
@@ -87,7 +90,7 @@ def test_the_layer_table_joins_resources_shapes_and_quantization(artifacts):
 
 
 def test_placement_rows_cover_every_core_the_resources_count(artifacts):
-    for target in ("loihi", "spinnaker", "speck"):
+    for target in ("loihi", "spinnaker", "speck", "brainscales2"):
         info = summary(artifacts[target].root)
         placement = info["placement"]
         assert len({(row["chip"], row["core"]) for row in placement}) == info["resources"]["cores_used"], target
@@ -103,6 +106,12 @@ def test_placement_rows_cover_every_core_the_resources_count(artifacts):
         bars = [r for r in chart.iter(SVG + "rect") if r.find(SVG + "title") is not None]
         assert len(bars) == len(placement)  # one bar per core, its tooltip naming it
     assert summary(artifacts["reference"].root)["placement"] == []  # no cores: no chart
+    loihi = summary(artifacts["loihi"].root)["placement"]
+    assert sum(row["neurons"] for row in loihi) == 21_962  # every neuron placed once
+    assert loihi[0]["fill"] == 1.0  # 8192 input neurons fill a core's neurons (12,544 take two cores)
+    spinnaker = [row for row in summary(artifacts["spinnaker"].root)["placement"] if "features.2" in row["layer"]]
+    assert len(spinnaker) == 49  # 12,544 neurons in slices of 256
+    assert spinnaker[-1]["fill"] == (12_544 - 48 * 256) / 256
 
 
 def test_calibration_ranges_are_those_the_thresholds_came_from(artifacts):

@@ -172,6 +172,22 @@ class BrainScaleS2Backend(NetlistBackend):
         netlist = bss2.plan(model.snn, noise)
         return BrainScaleS2Plan(model, netlist, resource_report(self.target, netlist))
 
+    def placement_rows(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """One row per hemisphere in use (the chip's two halves, each with its neurons and synapse rows): the
+        populations it holds, their neurons there, and the larger of its neuron and synapse-row shares."""
+        target = report.get("target") or {}
+        rows = []
+        for h, used_rows in enumerate(target.get("rows", [])):
+            held = [(p["name"], p["hemisphere_neurons"][h]) for p in target.get("populations", [])]
+            held = [(name, n) for name, n in held if n]
+            if not held:
+                continue
+            neurons = sum(n for _, n in held)
+            fill = max(neurons / bss2.NEURONS_PER_HEMISPHERE, used_rows / bss2.ROWS_PER_HEMISPHERE)
+            layer = " + ".join(name for name, _ in held)
+            rows.append({"core": h, "chip": 0, "layer": layer, "neurons": neurons, "fill": fill})
+        return rows
+
     def quantization_rows(self, report: dict[str, Any]) -> list[dict[str, str]]:
         """Per population with inputs: the 6-bit weights' LSB (in thresholds), its threshold, the weights zeroed
         and clipped over its projections, and the largest rounding error (in thresholds)."""
