@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from neurodeploy_pynn import pynn_check, spinnaker
 
+from neurodeploy.readout import recorded_delay
+
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "mnist"
 STEPS = 32
@@ -47,10 +49,13 @@ def test_the_artifact_carries_the_script(artifact):
 
 
 def test_nest_runs_the_generated_script_as_the_emulator_does_on_the_bundled_cnn(artifact, images, pynn_python):
+    """With the artifact's readout delay (the readout's V read at step D and at T, in both)."""
     netlist = spinnaker.load(artifact)
-    emulated = spinnaker.run(netlist, images, STEPS, counts=True)
+    delay = recorded_delay(artifact.manifest)
+    assert delay > 0  # calibrated: the readout leaves out the start-up transient
+    emulated = spinnaker.run(netlist, images, STEPS, counts=True, readout_delay=delay)
     emulated["counts"] = {k: v.reshape(SAMPLES, -1) for k, v in emulated["counts"].items()}
-    simulated = pynn_check.simulate(artifact.root, images, STEPS, pynn_python)
+    simulated = pynn_check.simulate(artifact.root, images, STEPS, pynn_python, readout_delay=delay)
     result = pynn_check.compare(emulated, simulated)
     assert set(result["populations"]) == {p.name for p in netlist.populations if p.role != "readout"}
     for name, agreement in result["populations"].items():

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy import readout
 from neurodeploy.backends.base import (
     Backend,
     CompiledModel,
@@ -154,9 +155,11 @@ class SpiNNakerBackend(NetlistBackend):
     version = "0.1.0"
     fidelity = "bit-exact"
     modes = ("snn",)
+    delayed_modes = ("snn",)
     default_steps = 64
     spec = SPEC
     target_options: ClassVar[dict[str, str]] = {
+        "readout_delay": readout.OPTION_HELP + " (the host reads the readout population's V at that step and at T)",
         "boards": f"SpiNN-5 boards of the machine (default 1: {spinnaker.CHIPS_PER_BOARD} chips, "
         f"{spinnaker.CORES_PER_BOARD} cores for neurons; SpiNNaker1M has "
         f"{spinnaker.MAX_BOARDS}): a network whose neurons need more cores is refused, naming the boards it needs",
@@ -307,4 +310,11 @@ class SpiNNakerBackend(NetlistBackend):
         return spinnaker.load(artifact)
 
     def simulate(self, loaded: spinnaker.Netlist, inputs: np.ndarray, run: Run) -> dict[str, Any]:
-        return spinnaker.run(loaded, inputs, run.steps, checkpoints=run.checkpoints, counts=run.neuron_counts)
+        return spinnaker.run(
+            loaded,
+            inputs,
+            run.steps,
+            checkpoints=run.checkpoints,
+            counts=run.neuron_counts,
+            readout_delay=run.readout_delay,
+        )

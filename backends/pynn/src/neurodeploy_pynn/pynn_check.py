@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import DataError
+from neurodeploy.readout import readout_skip
 from neurodeploy_pynn import brainscales2, run_pynn, run_pynn_brainscales2, spinnaker
 
 
@@ -39,21 +40,32 @@ def _script(folder: Path, python: str, args: list[str], timeout: float) -> None:
 
 
 def simulate(
-    folder: Path, x: np.ndarray, steps: int, python: str, *, simulator: str = "nest", timeout: float = 3600
+    folder: Path,
+    x: np.ndarray,
+    steps: int,
+    python: str,
+    *,
+    simulator: str = "nest",
+    timeout: float = 3600,
+    readout_delay: int = 0,
 ) -> dict[str, Any]:
     """Run the inputs ``x`` (B, *input shape) for ``steps`` graph steps through the artifact in ``folder`` (a
     ``spinnaker`` or a ``brainscales2`` artifact) with ``python``'s PyNN ``simulator``: ``outputs`` (B, *readout
     shape), ``counts`` {population: (B, neurons)} over each population's own ``steps`` steps, and ``seconds``
-    {build, run}."""
+    {build, run}. ``readout_delay``: a spinnaker readout reads steps min(D, T // 2) + 1 .. T, as the emulator
+    (:func:`neurodeploy_pynn.spinnaker.run`) does; the counts are those of all T steps."""
     folder = Path(folder)
     if (folder / brainscales2.DESCRIPTION).exists():
         return _simulate_brainscales2(folder, x, steps, python, simulator, timeout)
     netlist = spinnaker.load(folder)
     done = _run(folder, python, simulator, "--currents", spinnaker.input_current(netlist, x), steps, timeout)
     top = netlist.populations[netlist.readout["population"]]
+    skip = readout_skip(readout_delay, steps)
     if netlist.readout["kind"] == "membrane":
         v = done[f"v/{top.name}"]
-        value = (v[:, top.depth + steps] - v[:, top.depth]) / (top.threshold * steps)
+        value = (v[:, top.depth + steps] - v[:, top.depth + skip]) / (top.threshold * (steps - skip))
+    elif skip:
+        raise DataError("a delayed spike readout needs the readout's spikes per step, which run_pynn.py does not keep")
     else:
         value = done[f"counts/{top.name}"] / steps * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
     return {

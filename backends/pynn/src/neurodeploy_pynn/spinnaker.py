@@ -66,6 +66,7 @@ from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.lowering import Population, Rules, largest_layers, leaky_problem, machine_advice, synapse_list
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
+from neurodeploy.readout import readout_skip
 from neurodeploy.schema import Bool, Dict, Int, List, Number, Str
 from neurodeploy_pynn import s1615
 
@@ -812,18 +813,27 @@ def input_current(netlist: Netlist, x: np.ndarray) -> np.ndarray:
 
 
 def run(
-    netlist: Netlist, x: np.ndarray, steps: int, *, checkpoints: tuple[int, ...] = (), counts: bool = False
+    netlist: Netlist,
+    x: np.ndarray,
+    steps: int,
+    *,
+    checkpoints: tuple[int, ...] = (),
+    counts: bool = False,
+    readout_delay: int = 0,
 ) -> dict[str, Any]:
     """Emulate ``steps`` graph steps (``steps`` + delay ticks) on analog inputs x (B, *input shape): the outputs
     after ``steps`` and after each checkpoint, the spikes per sample of every spiking population over its own
-    ``steps`` ticks (and per neuron when ``counts``)."""
+    ``steps`` ticks (and per neuron when ``counts``). ``readout_delay`` D: the output after c steps reads the
+    readout over its steps s + 1 .. c, s = min(D, c // 2) (:func:`neurodeploy.readout.readout_skip`): (V after
+    depth + c ticks - V after depth + s ticks) / (θ (c - s)), or the spikes of those steps."""
     from neurodeploy_pynn.spinnaker_emulator import run as emulate
 
     populations, projections = emulated(netlist)
     batch = len(x)
     wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
+    skip = {c: readout_skip(readout_delay, c) for c in wanted}
     ticks = steps + netlist.delay
-    marks = sorted({p.depth + c for p in netlist.populations for c in [0, *wanted]})
+    marks = sorted({p.depth + c for p in netlist.populations for c in [0, *wanted, *skip.values()]})
     k_out = netlist.readout["population"]
     top = netlist.populations[k_out]
     result = emulate(
@@ -834,7 +844,9 @@ def run(
         i_offset={netlist.populations[0].name: input_current(netlist, x)},
         record_spikes=False,
         count_ticks=tuple(t for t in marks if t <= ticks),
-        v_ticks=tuple(top.depth + c for c in [0, *wanted]) if netlist.readout["kind"] == "membrane" else (),
+        v_ticks=tuple(sorted({top.depth + c for c in [0, *wanted, *skip.values()]}))
+        if netlist.readout["kind"] == "membrane"
+        else (),
         record_v=[top.name] if netlist.readout["kind"] == "membrane" else [],
     )
 
@@ -854,12 +866,14 @@ def run(
 
     outputs = {}
     for c in wanted:
+        s = skip[c]
         if netlist.readout["kind"] == "membrane":
             v = result.checkpoint_v[top.depth + c][top.name].astype(np.float64)
-            v0 = result.checkpoint_v[top.depth][top.name].astype(np.float64)
-            value = (v - v0) / s1615.ONE / (top.threshold * c)
+            v0 = result.checkpoint_v[top.depth + s][top.name].astype(np.float64)
+            value = (v - v0) / s1615.ONE / (top.threshold * (c - s))
         else:
-            value = counted(top, c) / c * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
+            spikes = counted(top, c) - counted(top, s)
+            value = spikes / (c - s) * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
         outputs[c] = value.reshape(batch, *netlist.readout["shape"]).astype(np.float32)
     return {
         "outputs": outputs[steps],

@@ -77,6 +77,7 @@ from neurodeploy.hil.device import (
     Device,
     Observed,
 )
+from neurodeploy.readout import readout_skip, recorded_delay
 from neurodeploy_pynn import fake_spynnaker, run_pynn, s1615, spinnaker
 
 SUPPORTED_MAJOR = 7
@@ -166,6 +167,7 @@ class SpiNNakerDevice(Device):
                 raise DataError(f"board {board.name!r}: setting time_scale_factor must be at least 1")
         self.sdk: Any = None
         self.netlist: spinnaker.Netlist | None = None
+        self.readout_delay = 0
         self.doc: dict[str, Any] = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.populations: dict[str, Any] = {}
@@ -192,6 +194,7 @@ class SpiNNakerDevice(Device):
         netlist = backend.load(artifact, "snn")
         x = backend.prepare(netlist, inputs, steps=steps, encoding=encoding)
         self.netlist = netlist
+        self.readout_delay = recorded_delay(artifact.manifest)
         self.doc, self.arrays = run_pynn.load(Path(artifact.root))
         return np.asarray(spinnaker.input_current(netlist, x), np.int64)
 
@@ -211,7 +214,7 @@ class SpiNNakerDevice(Device):
             i_offset={netlist.populations[0].name: prepared},
             record_spikes=[p.name for p in self._spiking()],
             record_v=[top.name] if membrane else [],
-            v_ticks=(top.depth, top.depth + steps) if membrane else (),
+            v_ticks=tuple(sorted({top.depth, top.depth + self._skip(steps), top.depth + steps})) if membrane else (),
         )
         out = []
         for i in range(len(prepared)):
@@ -219,7 +222,10 @@ class SpiNNakerDevice(Device):
                 p.name: result.spikes[p.name][i, p.depth : p.depth + steps].astype(np.int64) for p in self._spiking()
             }
             v = (
-                (result.checkpoint_v[top.depth][top.name][i], result.checkpoint_v[top.depth + steps][top.name][i])
+                (
+                    result.checkpoint_v[top.depth + self._skip(steps)][top.name][i],
+                    result.checkpoint_v[top.depth + steps][top.name][i],
+                )
                 if membrane
                 else None
             )
@@ -230,17 +236,23 @@ class SpiNNakerDevice(Device):
         assert self.netlist is not None
         return [p for p in self.netlist.populations if p.role != "readout"]
 
+    def _skip(self, steps: int) -> int:
+        """The steps at the start the readout leaves out (the artifact's readout delay, at most half the run)."""
+        return readout_skip(self.readout_delay, steps)
+
     def _readout(self, layers: dict[str, np.ndarray], v: tuple[np.ndarray, np.ndarray] | None, steps: int) -> Any:
         """The host's readout, as :func:`neurodeploy_pynn.spinnaker.run` computes it: (V after depth + T ticks - V
-        after depth ticks) / (θ T) of the readout population (raw V), or its spike rate times the scale."""
+        after depth + s ticks) / (θ (T - s)) of the readout population (raw V), s the steps the readout delay
+        leaves out, or its spike rate over those steps times the scale."""
         netlist = self.netlist
         assert netlist is not None
         top = netlist.populations[netlist.readout["population"]]
+        skip = self._skip(steps)
         if v is not None:
-            value = (v[1].astype(np.float64) - v[0].astype(np.float64)) / s1615.ONE / (top.threshold * steps)
+            value = (v[1].astype(np.float64) - v[0].astype(np.float64)) / s1615.ONE / (top.threshold * (steps - skip))
         else:
-            counts = layers[top.name].sum(axis=0)
-            value = counts / steps * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
+            counts = layers[top.name][skip:].sum(axis=0)
+            value = counts / (steps - skip) * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
         return value.reshape(netlist.readout["shape"]).astype(np.float32)
 
     # -- the board ----------------------------------------------------------------------------------------------
@@ -458,7 +470,7 @@ class SpiNNakerDevice(Device):
         v = None
         if netlist.readout["kind"] == "membrane":
             top = netlist.populations[netlist.readout["population"]]
-            v = (self._v(top, start + top.depth), self._v(top, start + top.depth + steps))
+            v = (self._v(top, start + top.depth + self._skip(steps)), self._v(top, start + top.depth + steps))
         return Observed(
             layers=layers, outputs=self._readout(layers, v, steps), events=events, out_of_order=out_of_order
         )
