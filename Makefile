@@ -38,7 +38,7 @@ $(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y $(TEST_ONLY)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev,nir,rich]' \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ort,torch,plot,dev,nir,rich,cluster]' \
 		$(addprefix -e ,$(filter-out backends/loihi,$(PLUGINS))) -e 'backends/loihi[fast]' 'sinabs==3.1.3'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'snntorch==0.9.4'
 	touch $(STAMP)
@@ -85,11 +85,12 @@ $(PYNN_ENV)/.installed: Makefile
 
 # The sinabs cross-checks, the numba-compiled loops, the ARM reference, the PyNN simulators and the browser check
 # must run here: NEURODEPLOY_REQUIRE_SINABS=1, NEURODEPLOY_REQUIRE_NUMBA=1, NEURODEPLOY_REQUIRE_ARM=1,
-# NEURODEPLOY_REQUIRE_PYNN=1 and NEURODEPLOY_REQUIRE_CHROMIUM=1 turn their skip (without the package or the tools)
+# NEURODEPLOY_REQUIRE_PYNN=1, NEURODEPLOY_REQUIRE_CHROMIUM=1 and NEURODEPLOY_REQUIRE_DASK=1 (the Dask engine's
+# tests, which start a two-worker local cluster) turn their skip (without the package or the tools)
 # into a failure. The compatibility run requires none of them.
 test-main: $(STAMP) arm-tools browser-tools $(PYNN_ENV)/.installed
 	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 NEURODEPLOY_REQUIRE_CHROMIUM=1 \
-		NEURODEPLOY_REQUIRE_PYNN=1 NEURODEPLOY_REQUIRE_SNNTORCH=1 \
+		NEURODEPLOY_REQUIRE_PYNN=1 NEURODEPLOY_REQUIRE_SNNTORCH=1 NEURODEPLOY_REQUIRE_DASK=1 \
 		NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
 
 $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)

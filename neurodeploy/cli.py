@@ -243,7 +243,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.encoding is None and (args.seed is not None or args.pad_events):
         raise DataError("--seed and --pad-events need --encoding (rate or events)")
     encoding = _encoding(args) if args.encoding else None
-    result = evaluate(
+    with _engine(args, args.workers) as cluster:  # connected before any work
+        result = _evaluate_with(args, evaluate, encoding, options, cluster)
+    report = result.to_dict()
+    sys.stdout.write(result.format_table())
+    if args.json:
+        write_file_atomic(Path(args.json), (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
+    if args.plot:
+        plot_accuracy(report, args.plot)
+    page = write_report_folder(Path(args.report), report, result.artifact, result.raster) if args.report else None
+    written = ", ".join(str(p) for p in (args.json, args.plot, page) if p)
+    print(f"evaluated {report['samples']} sample(s) in {result.seconds:.1f} s" + (f" -> {written}" if written else ""))
+    return 0
+
+
+def _evaluate_with(args: argparse.Namespace, evaluate: Any, encoding: Any, options: dict, cluster: Any) -> Any:
+    return evaluate(
         args.model,
         args.data,
         args.steps,
@@ -262,17 +277,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         target_options=_key_values(args.target_option),
         import_options=_key_values(args.import_option, "--import-option") or None,
         details=bool(args.report),
+        cluster=cluster,
     )
-    report = result.to_dict()
-    sys.stdout.write(result.format_table())
-    if args.json:
-        write_file_atomic(Path(args.json), (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
-    if args.plot:
-        plot_accuracy(report, args.plot)
-    page = write_report_folder(Path(args.report), report, result.artifact, result.raster) if args.report else None
-    written = ", ".join(str(p) for p in (args.json, args.plot, page) if p)
-    print(f"evaluated {report['samples']} sample(s) in {result.seconds:.1f} s" + (f" -> {written}" if written else ""))
-    return 0
+
+
+@contextmanager
+def _engine(args: argparse.Namespace, workers: int | None) -> Iterator[Any]:
+    """The Dask cluster of ``--engine dask`` (``--address``, or local worker processes started here), connected
+    before any work and closed afterwards; None for the local engine."""
+    if args.engine != "dask":
+        if args.address is not None:
+            raise DataError("--address names a Dask scheduler; add --engine dask")
+        yield None
+        return
+    if args.address is not None and workers is not None:
+        raise DataError(f"--workers sets the local engine's processes; the cluster at {args.address} has its own")
+    from neurodeploy.evaluation.cluster import connect
+
+    with connect(args.address, workers, args.connect_timeout) as cluster:
+        yield cluster
 
 
 def _cmd_hil_list(args: argparse.Namespace) -> int:
@@ -380,7 +403,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.spec, args.output)  # every point checked before any work
     print(f"{len(sweep.points)} point(s); results in {sweep.output}/", flush=True)
-    document = run_sweep(sweep, progress=lambda line: print(line, flush=True))
+    with _engine(args, None) as cluster:
+        document = run_sweep(sweep, progress=lambda line: print(line, flush=True), cluster=cluster)
     failed = [entry for entry in document["points"] if "error" in entry]
     for entry in failed:
         sys.stderr.write(f"point {entry['point']} failed: {entry['error']}\n")
@@ -472,6 +496,24 @@ def _add_encoding_options(p: argparse.ArgumentParser, what: str) -> None:
         "--pad-events",
         action="store_true",
         help="events encoding: feed zero input after the last frame instead of refusing to run longer",
+    )
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        default="local",
+        help="where the batches run: local processes (default), or tasks on a Dask cluster (needs "
+        "neurodeploy[cluster]; local worker processes started here unless --address names a running scheduler)",
+    )
+    p.add_argument("--address", metavar="tcp://HOST:PORT", help="the Dask scheduler of a running cluster")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for the Dask scheduler before giving up (10)",
     )
 
 
@@ -618,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_option(p)
     _add_target_option(p)
     _add_encoding_options(p, "input encoding (default: direct, events for event data)")
+    _add_engine_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -681,6 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help="the sweep's TOML file, e.g. examples/sweep/mnist.toml")
     p.add_argument("-o", "--output", metavar="DIR", help="the sweep's folder (default: the spec's output setting)")
+    _add_engine_options(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(

@@ -58,3 +58,8 @@ class ResourceError(NeurodeployError):
 class LimitError(NeurodeployError):
     """A configurable safety cap (constant size, activation size, time steps, file size) would be exceeded;
     the message names the cap, the value asked for, and the environment variable that raises it."""
+
+
+class ClusterError(NeurodeployError):
+    """A distributed engine (Dask) is missing, its cluster cannot be reached, or a worker failed for good; the
+    message names the address and, for a worker failure, the chunk."""

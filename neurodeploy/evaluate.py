@@ -45,6 +45,7 @@ from neurodeploy.data.datasets import Dataset
 from neurodeploy.data.policy import check_labels, check_values, input_range
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
+from neurodeploy.evaluation.cluster import Cluster
 from neurodeploy.evaluation.data import calibration_for, data_name, load_evaluation_data, parse_steps
 from neurodeploy.evaluation.plot import plot_accuracy, require_matplotlib
 from neurodeploy.evaluation.raster import spike_raster
@@ -92,6 +93,7 @@ def evaluate(
     target_options: dict[str, str] | None = None,
     import_options: dict[str, str] | None = None,
     details: bool = False,
+    cluster: Cluster | None = None,
 ) -> Evaluation:
     """Compile ``model`` for ``target`` and measure ANN and SNN accuracy at every T in ``steps`` on ``data``
     (a data set name, whose test split is used, or an .npz with x and y). See the module for the metrics.
@@ -102,7 +104,8 @@ def evaluate(
     ``target_options`` go to the compiler (the target's own settings), ``import_options`` to the model's reader
     (NIR's time step and conventions). A model that arrives spiking (a NIR file) has no ANN: its report has the
     SNN's numbers alone. ``details``: the result also carries the compiled artifact's summary and the spike
-    raster of the first sample (what ``--report`` draws)."""
+    raster of the first sample (what ``--report`` draws). ``cluster``: run the chunks as tasks on that Dask cluster
+    (:func:`neurodeploy.evaluation.cluster.connect`) instead of ``workers`` local processes; the same numbers."""
     model = Path(model)
     steps = _check_arguments(model, steps, batch_size, workers, calibration_samples)
     if model_format(model).name == "onnx":
@@ -135,7 +138,7 @@ def evaluate(
         if mode is not None and mode not in modes:
             raise DataError(f"target {target!r} has emulation modes {', '.join(modes)}; got {mode!r}")
         job = Job(artifact.root, x, dataset.y, tuple(steps), encoding, mode)
-        totals = _simulate(job, Path(tmp), batch_size, workers, progress)
+        totals = _simulate(job, Path(tmp), batch_size, workers, progress, cluster)
         summary = inspect.summary(artifact, embedded=True) if details else None
         raster = spike_raster(snn, x[:1], steps[-1], encoding) if details else None
     elapsed = time.perf_counter() - started
@@ -163,14 +166,22 @@ def evaluate(
 
 
 def _simulate(
-    job: Job, tmp: Path, batch_size: int, workers: int | None, progress: Callable[[int, int], None] | None
+    job: Job,
+    tmp: Path,
+    batch_size: int,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+    cluster: Cluster | None = None,
 ) -> Sums:
     """Run the job's samples ``batch_size`` at a time on ``workers`` processes (default: one per CPU, at most one
-    per chunk), which map the inputs from a file in ``tmp`` rather than receive a copy each."""
+    per chunk), which map the inputs from a file in ``tmp`` rather than receive a copy each; or as tasks on
+    ``cluster``, each carrying its chunk."""
     x = job.inputs
     if isinstance(x, Path):
         raise TypeError("the job's inputs are mapped from a file only here")
     chunks = [(start, min(start + batch_size, len(x))) for start in range(0, len(x), batch_size)]
+    if cluster is not None:
+        return cluster.simulate(job, chunks, progress)
     workers = min(workers if workers is not None else available_cpus(), len(chunks))
     if workers > 1:
         np.save(tmp / "inputs.npy", x)

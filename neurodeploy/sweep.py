@@ -27,7 +27,9 @@ Each point's result is the evaluation report (:func:`neurodeploy.evaluate.evalua
 ``DIR/points/KEY.json``; KEY is the SHA-256 of the point's settings, the contents of the files it reads (model,
 data, calibration) and the neurodeploy version, so a rerun reuses every point whose inputs did not change, and a
 sweep that was interrupted resumes where it stopped. A point that fails is recorded with its error and the others
-go on. ``DIR/results.csv`` and ``DIR/results.json`` hold one row per point and T: the point's settings, the SNN's
+go on. With ``--engine dask`` the points run one after another, each one's chunks as tasks on a Dask cluster
+(:mod:`neurodeploy.evaluation.cluster`), with the same results; a worker's error names the point and its samples.
+``DIR/results.csv`` and ``DIR/results.json`` hold one row per point and T: the point's settings, the SNN's
 accuracy, the ANN's, spikes per neuron and SynOps per sample; with matplotlib installed, ``DIR/accuracy.png`` draws
 the SNN's accuracy against T, a line per point.
 """
@@ -52,6 +54,7 @@ from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.datasets import is_dataset
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.evaluate import evaluate
+from neurodeploy.evaluation.cluster import Cluster
 from neurodeploy.evaluation.plot import plot_sweep
 from neurodeploy.fileio import check_output_file, read_regular_file, write_file_atomic
 from neurodeploy.ir.serialize import dumps_json
@@ -207,10 +210,14 @@ def _key(point: Point) -> str:
 
 
 def run_sweep(
-    sweep: Sweep, progress: Callable[[str], None] | None = None, evaluate_fn: Callable[..., Any] = evaluate
+    sweep: Sweep,
+    progress: Callable[[str], None] | None = None,
+    evaluate_fn: Callable[..., Any] = evaluate,
+    cluster: Cluster | None = None,
 ) -> dict[str, Any]:
     """Run every point not already in ``sweep.output/points``, then write the results table; return the results
-    document. ``progress`` sees one line per point (done, cached, failed) with the count left."""
+    document. ``progress`` sees one line per point (done, cached, failed) with the count left. ``cluster``: the
+    points run one after another, each one's chunks as tasks on that Dask cluster (the same results)."""
     say = progress or (lambda line: None)
     folder = sweep.output / "points"
     for path in (sweep.output, folder):
@@ -230,7 +237,7 @@ def run_sweep(
             say(f"{point.label()}: running ({left} left after it)")
             entry = {"settings": point.settings, "key": point.key}
             try:
-                entry["report"] = _evaluate(point, evaluate_fn)
+                entry["report"] = _evaluate(point, evaluate_fn, cluster)
             except NeurodeployError as exc:
                 entry["error"] = str(exc)
                 say(f"{point.label()}: failed: {exc}")
@@ -261,7 +268,7 @@ def _stored(path: Path, point: Point) -> dict[str, Any] | None:
     return entry if ok and all(k in entry["report"] for k in ("steps", "snn_accuracy")) else None
 
 
-def _evaluate(point: Point, evaluate_fn: Callable[..., Any]) -> dict[str, Any]:
+def _evaluate(point: Point, evaluate_fn: Callable[..., Any], cluster: Cluster | None = None) -> dict[str, Any]:
     s = point.settings
     result = evaluate_fn(
         s["model"],
@@ -275,6 +282,7 @@ def _evaluate(point: Point, evaluate_fn: Callable[..., Any]) -> dict[str, Any]:
         workers=s.get("workers"),
         target_options={k: str(v) for k, v in s.get("target_options", {}).items()} or None,
         import_options={k: str(v) for k, v in s.get("import_options", {}).items()} or None,
+        **({"cluster": cluster} if cluster is not None else {}),
     )
     return result.to_dict()
 

@@ -25,7 +25,8 @@ from neurodeploy.ir import interpret
 @dataclass(frozen=True)
 class Job:
     """Everything a chunk's simulation needs, picklable for worker processes: the compiled artifact, the inputs
-    (an array, or an .npy file workers map), labels, steps and encoding."""
+    (an array, or an .npy file workers map), labels, steps and encoding. ``offset`` is the index of the first
+    input in the whole data (a cluster task carries its chunk alone; rate spikes are keyed by that index)."""
 
     artifact: Path
     inputs: np.ndarray | Path
@@ -33,6 +34,7 @@ class Job:
     steps: tuple[int, ...]
     encoding: Encoding
     mode: str | None = None
+    offset: int = 0
 
 
 class Runner:
@@ -49,6 +51,12 @@ class Runner:
         self.inputs = set(snn.inputs)
         self.x = np.load(job.inputs, mmap_mode="r") if isinstance(job.inputs, Path) else job.inputs
 
+    def use(self, job: Job) -> Runner:
+        """This runner (its artifact and emulator, loaded once) on ``job``'s data; the artifact and mode stay."""
+        self.job = job
+        self.x = np.load(job.inputs, mmap_mode="r") if isinstance(job.inputs, Path) else job.inputs
+        return self
+
     def run(self, bounds: tuple[int, int]) -> Sums:
         start, stop = bounds
         job, steps = self.job, self.job.steps
@@ -59,7 +67,9 @@ class Runner:
             x,
             steps=t_max,
             checkpoints=steps,
-            encoding=replace(job.encoding, offset=start),  # rate spikes keyed by the sample's index in the data
+            encoding=replace(
+                job.encoding, offset=job.offset + start
+            ),  # rate spikes keyed by the sample's index in the data
             neuron_counts=True,
         )
         require_finite_outputs(result, self.artifact.target)
