@@ -97,7 +97,7 @@ def _label(evaluation: dict[str, Any]) -> str:
     return f"{r['target']}{mode}"
 
 
-def accuracy_chart(evaluations: list[dict[str, Any]]) -> str:
+def accuracy_chart(evaluations: Sequence[dict[str, Any]]) -> str:
     """Accuracy against T: one line per evaluated target (and mode), the ANN's as a dashed line."""
     series = []
     for e in evaluations:
@@ -166,7 +166,7 @@ def evaluation_section(evaluation: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def page(info: dict[str, Any] | None, evaluations: list[dict[str, Any]] = ()) -> str:  # type: ignore[assignment]
+def page(info: dict[str, Any] | None, evaluations: Sequence[dict[str, Any]] = ()) -> str:
     """The whole page: the artifact's summary (``info``) or, for an evaluation folder, the accuracy chart over
     every evaluation, then each evaluation with its artifact's summary."""
     if info is not None:
@@ -187,7 +187,7 @@ def page(info: dict[str, Any] | None, evaluations: list[dict[str, Any]] = ()) ->
     )
 
 
-def evaluation_markdown(evaluations: list[dict[str, Any]]) -> str:
+def evaluation_markdown(evaluations: Sequence[dict[str, Any]]) -> str:
     """The evaluations' numbers as Markdown: accuracy per T and target, then per layer."""
     first = evaluations[0]["evaluation"]
     lines = [f"# {first['model']} evaluated on {first['data']['name']}", ""]
