@@ -26,7 +26,8 @@ outputs (checked). What is timed:
   trimmed: each population computes only the steps that can change the outputs and spike counts, from its first
   input (when it is quiet before it) to the last step whose spikes still reach the readout; and **fused**
   (``Program.run``'s default with numba, what the emulator uses): the trimmed run as one compiled call per
-  sample (``neurodeploy_loihi.fused``), the batch split between the CPUs;
+  sample (``neurodeploy_loihi.fused``), the batch split between the CPUs (at batch 1, the populations split
+  between two threads that share the sample);
 * Lava: ``run_program_in_lava(..., record_all=False)`` (only the readout population is recorded, which the
   outputs need) under ``Loihi2SimCfg(select_tag="fixed_pt")``: the steps alone (``sink.run``), without building
   the processes or Lava's compile and start-up, which are reported separately; at batch 1 (one network per

@@ -3,7 +3,8 @@ step-by-step path (``Network.run`` with the program's counting, itself equal to 
 Lava cross-checks, which also compare the fused run's outputs with Lava's): every field of the result equal, on
 the bundled MNIST model, on chains, residual blocks with delayed skips, Concats and parallel branches, trimmed and
 untrimmed, and on a hand-made network with leaky LIF neurons, initial potentials, a delayed bias and a delayed
-dense skip; the batch split over threads changes nothing."""
+dense skip; the batch split over threads changes nothing, nor does a single sample shared by two threads at any
+split of its populations."""
 
 import dataclasses
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_leaky_neurons_delays_and_skips_give_the_same_result_fused(
     x = np.zeros((7, *program.host.inputs["x"].shape), np.float32)
     x.reshape(7, -1)[:, 0] = np.arange(7)  # each sample names its bias: the host graph's currents, replaced
 
-    def input_bias(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def input_bias(x: np.ndarray, checked: bool = False) -> tuple[np.ndarray, np.ndarray]:
         index = x.reshape(len(x), -1)[:, 0].astype(int)
         return bias[0][index], bias[1][index]
 
@@ -186,7 +187,7 @@ def test_wide_convolution_sums_and_synapse_runs_give_the_same_result_fused(
     x = np.zeros((6, *program.host.inputs["x"].shape), np.float32)
     x.reshape(6, -1)[:, 0] = np.arange(6)  # each sample names its bias, as in the test above
     monkeypatch.setattr(
-        program, "input_bias", lambda x: tuple(b[x.reshape(len(x), -1)[:, 0].astype(int)] for b in bias)
+        program, "input_bias", lambda x, checked=False: tuple(b[x.reshape(len(x), -1)[:, 0].astype(int)] for b in bias)
     )
     fast, slow = both_paths(program, x, 9, monkeypatch, checkpoints=(1, 4, 9), counts=True)
     assert_same_result(fast, slow)
@@ -254,3 +255,50 @@ def test_the_thread_count_comes_from_the_environment(monkeypatch: pytest.MonkeyP
             fused.default_threads()
     monkeypatch.delenv(fused.THREADS_VARIABLE)
     assert fused.default_threads() >= 1
+
+
+def _single_sample_runs(program: Program, x: np.ndarray, steps: int) -> list[fused.FusedRun]:
+    """One sample of ``x`` run by one thread, then by two sharing it at every split of the populations."""
+    network, total = program.network, steps + program.delay
+    windows = network.windows(total, [d + steps for d in network.depths])
+    roles = [role == "readout" for role in program.roles]
+    mant, exp = program.input_bias(x[:1])
+    bias = mant << exp
+    packed = fused.pack(network)
+
+    def run(threads: int) -> fused.FusedRun:
+        marks, top = [1, 3, steps], len(roles) - 1
+        return fused.run(network, lambda lo, hi: bias, 1, total, steps, windows, marks, top, roles, threads=threads)
+
+    runs = [run(1)]
+    try:
+        for split in range(1, len(network.layers)):
+            network._packed = dataclasses.replace(packed, split=split, pool=[])  # type: ignore[attr-defined]
+            runs.append(run(2))
+    finally:
+        network._packed = packed  # type: ignore[attr-defined]
+    return runs
+
+
+@pytest.mark.parametrize("name", [*GRAPHS, "mnist"])
+def test_two_threads_sharing_one_sample_change_nothing(name: str, tmp_path: Path) -> None:
+    if name == "mnist":
+        program, x = Program.load(compiled("subtract").root), mnist_test_images()[0][:1]
+    else:
+        graph = GRAPHS[name]()
+        x = np.random.default_rng(6).random((1, *graph.inputs["x"].shape)).astype(np.float32)
+        emit_graph(graph, tmp_path, x)
+        program = Program.load(tmp_path)
+    runs = _single_sample_runs(program, x, 7)
+    assert len(runs) > 2
+    for other in runs[1:]:
+        for field in ("counts", "sums", "synops", "readout", "stats", "readout_spikes"):
+            np.testing.assert_array_equal(getattr(other, field), getattr(runs[0], field), err_msg=field)
+    assert runs[0].counts.any()
+
+
+def test_the_work_split_balances_the_bundled_model() -> None:
+    network = Program.load(compiled("subtract").root).network
+    assert fused.pack(network).split == 2  # the input population and the first convolution, then the rest
+    assert fused.split_work([10, 10], [], []) == 1  # two equal populations: twice as fast, taken
+    assert fused.split_work([100, 1], [], []) == 0  # one population does nearly all the work: one thread

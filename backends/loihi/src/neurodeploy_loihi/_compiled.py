@@ -301,16 +301,18 @@ def _run(
     readout,
     stats,
     readout_spikes,
+    owner,
+    me,
+    progress,
     u,
     v,
     fired,
-    silent,
+    buffers,
     folded,
     saturated,
     message,
     nothing,
     baseline,
-    buffers,
     cells,
     index,
     count,
@@ -326,108 +328,141 @@ def _run(
     for the tables, the outputs and the scratch arrays from ``u`` on, which the caller keeps between runs: fresh
     memory costs a page fault per page). Per sample the state is one flat array per quantity (u, v, spikes), so a
     population's step, its synapses' walks over its spikes and the counts stay in cache. ``counts`` is (B, N)
-    when the caller keeps every neuron's count, else one row reused per sample."""
-    n_layers, n_check, batch = layers.shape[0], checkpoints.shape[0], bias_in.shape[0]
-    half, mask = np.int64(1) << 31, (np.int64(1) << 32) - 1
+    when the caller keeps every neuron's count, else one row reused per sample.
+
+    This call computes the populations k with ``owner[k] == me``. Two calls (threads) may share one sample:
+    ``u``, ``v``, ``fired`` (two rows: the spikes of even and odd steps), ``buffers``, ``counts`` and the outputs
+    are then the same arrays in both, the rest each call's own; ``progress`` (2,) holds the steps each has
+    finished. A synapse takes its source's spikes of the step before at the start of a step (with the delay
+    counted from that step, this is the same schedule), so in a step a population reads only what the other
+    thread finished the step before: each waits, before step s, until the other has finished s - 1 steps, and
+    no row of ``fired`` is written while the other may read it. ``me`` alone (``progress`` of length 1) waits
+    for nobody. Each synapse's source comes before its target (``fused.supported``); the owners split the
+    populations into a first and a second part, so the second part's thread only reads the first's spikes."""
+    n_layers, batch = layers.shape[0], bias_in.shape[0]
     keep = counts.shape[0] == batch
     synapses = (tables, channel, dense, indptr, rows, weights, runs, run_weights)
     work = (cells, index, count, acc16, acc32, acc64, vec16, vec32, vec64)
+    network, reading = (layers, edges, bias, bias_in, fan_out), (steps, checkpoints, top)
+    outputs = (sums, synops, readout, stats, readout_spikes)
+    state, own = (u, v, fired, buffers), (folded, saturated, message, nothing, baseline)
+    partner = 1 - me if progress.shape[0] > 1 else -1
+    clock = 0
     for b in range(batch):
-        u[:] = 0
-        v[:] = v0
-        fired[:] = False
-        silent[:] = True
-        buffers[:] = 0
-        baseline[:] = 0
         counted_b = counts[b] if keep else counts[0]
-        counted_b[:] = 0
+        _reset(layers, edges, owner, me, v0, u, v, fired, buffers, baseline, counted_b)
         for t in range(steps_total):
-            step = t + 1
+            if partner >= 0:
+                _wait(progress, partner, clock)
             for k in range(n_layers):
-                n, off = layers[k, 0], layers[k, 1]
-                running = layers[k, 7] <= step <= layers[k, 8]
-                local = step - layers[k, 9]  # the graph step this population computes now
-                row = fired[off : off + n]
-                first, last = layers[k, 11], layers[k, 12]
-                if running:
-                    if last == first:  # the input population: no synapse
-                        msg = nothing[:n]
-                    elif last == first + 1 and edges[first, 2] == 0:  # one synapse without delay: its message as is
-                        msg = buffers[edges[first, 3] : edges[first, 3] + n]  # (in int32 already)
-                    else:  # each synapse sends its oldest message, summed through the InPort's int32
-                        msg = message[:n]
-                        msg[:] = 0
-                        for e in range(first, last):
-                            start = edges[e, 3] + (t % (edges[e, 2] + 1)) * n
-                            sent = buffers[start : start + n]  # (a view: indices from the loop alone vectorize)
-                            for i in range(n):
-                                msg[i] += sent[i]
-                        for i in range(n):
-                            msg[i] = ((msg[i] + half) & mask) - half
-                    counting = layers[k, 10] == 0 and 1 <= local <= steps  # a spiking population's spikes count
-                    counted = counted_b[off : off + n]
-                    _neurons_of(
-                        k,
-                        t,
-                        b,
-                        layers,
-                        msg,
-                        u,
-                        v,
-                        bias,
-                        bias_in,
-                        nothing,
-                        row,
-                        folded,
-                        saturated,
-                        stats,
-                        counted,
-                        counting,
-                    )
-                    silent[k] = False
-                elif not silent[k]:  # outside its window: it sends nothing
-                    row[:] = False
-                    silent[k] = True
-                for e in range(first, last):  # each synapse takes this step's spikes of its source...
-                    if not layers[k, 7] <= step + edges[e, 2] + 1 <= layers[k, 8]:
-                        continue  # ... unless its target does not run when they arrive (nobody reads the slot)
-                    source = edges[e, 0]
-                    start = edges[e, 3] + (t % (edges[e, 2] + 1)) * n
-                    slot = buffers[start : start + n]
-                    if layers[source, 7] <= step <= layers[source, 8]:
-                        spikes = fired[layers[source, 1] : layers[source, 1] + layers[source, 0]]
-                        _send(edges[e], spikes, slot, synapses, work)
-                    else:
-                        slot[:] = 0
-                if not running:
-                    continue
-                mark = -1
-                for c in range(n_check):
-                    if checkpoints[c] == local:
-                        mark = c
-                if layers[k, 10] == 0:  # a spiking population: its counts at the checkpoints
-                    counted = counted_b[off : off + n]
-                    if mark >= 0:
-                        total, synaptic = 0, 0
-                        weights_out = fan_out[off : off + n]
-                        for i in range(n):
-                            total += counted[i]
-                            synaptic += counted[i] * weights_out[i]
-                        sums[b, k, mark] = total
-                        synops[b, k, mark] = synaptic
-                        if k == top:
-                            for i in range(n):
-                                readout[b, mark, i] = counted[i]
-                else:  # the readout population: its v is the output
-                    state = v[off : off + n]
-                    if local == 0:  # v before its first input: what the integral starts from
-                        baseline[:n] = state
-                    if 1 <= local <= steps:
-                        for i in range(n):
-                            readout_spikes[b] += row[i]
-                    if mark >= 0:
-                        for i in range(n):
-                            readout[b, mark, i] = state[i] - baseline[i]
+                if owner[k] == me:
+                    _population(k, t, b, network, synapses, work, reading, counted_b, outputs, state, own)
+            clock += 1
+            if partner >= 0:
+                _release(progress, me, clock)
+
+
+def _reset(layers, edges, owner, me, v0, u, v, fired, buffers, baseline, counted):  # pragma: no cover - compiled
+    """A sample's start for the populations this thread owns: u 0, v at v0, no spikes, empty synapse buffers, no
+    counts, the readout's baseline 0."""
+    for k in range(layers.shape[0]):
+        if owner[k] != me:
+            continue
+        n, off = layers[k, 0], layers[k, 1]
+        for i in range(off, off + n):
+            u[i] = 0
+            v[i] = v0[i]
+            fired[0, i] = False
+            fired[1, i] = False
+            counted[i] = 0
+        for e in range(layers[k, 11], layers[k, 12]):
+            buffers[edges[e, 3] : edges[e, 3] + (edges[e, 2] + 1) * n] = 0
+        if layers[k, 10] != 0:
+            baseline[:n] = 0
+
+
+def _population(k, t, b, network, synapses, work, reading, counted_b, outputs, state, own):  # pragma: no cover
+    """Population k in step t + 1 of sample b: its synapses take their sources' spikes of step t, its neurons
+    step, and what the program reads is kept (see :func:`_run`)."""
+    layers, edges, bias, bias_in, fan_out = network
+    steps, checkpoints, top = reading
+    sums, synops, readout, stats, readout_spikes = outputs
+    u, v, fired, buffers = state
+    folded, saturated, message, nothing, baseline = own
+    n_check, half, mask = checkpoints.shape[0], np.int64(1) << 31, (np.int64(1) << 32) - 1
+    step = t + 1
+    n, off = layers[k, 0], layers[k, 1]
+    first, last = layers[k, 11], layers[k, 12]
+    if t > 0:
+        for e in range(first, last):  # each synapse takes the last step's spikes of its source...
+            if not layers[k, 7] <= step + edges[e, 2] <= layers[k, 8]:
+                continue  # ... unless its target does not run when they arrive (nobody reads the slot)
+            source = edges[e, 0]
+            start = edges[e, 3] + ((t - 1) % (edges[e, 2] + 1)) * n
+            slot = buffers[start : start + n]
+            if layers[source, 7] <= t <= layers[source, 8]:  # the source ran in step t (outside it sends nothing)
+                spikes = fired[(t - 1) % 2, layers[source, 1] : layers[source, 1] + layers[source, 0]]
+                _send(edges[e], spikes, slot, synapses, work)
+            else:
+                slot[:] = 0
+    if not layers[k, 7] <= step <= layers[k, 8]:
+        return
+    local = step - layers[k, 9]  # the graph step this population computes now
+    row = fired[t % 2, off : off + n]
+    if last == first:  # the input population: no synapse
+        msg = nothing[:n]
+    elif last == first + 1 and edges[first, 2] == 0:  # one synapse without delay: its message as is
+        msg = buffers[edges[first, 3] : edges[first, 3] + n]  # (in int32 already)
+    else:  # each synapse sends its oldest message, summed through the InPort's int32
+        msg = message[:n]
+        msg[:] = 0
+        for e in range(first, last):
+            start = edges[e, 3] + (t % (edges[e, 2] + 1)) * n
+            sent = buffers[start : start + n]  # (a view: indices from the loop alone vectorize)
+            for i in range(n):
+                msg[i] += sent[i]
+        for i in range(n):
+            msg[i] = ((msg[i] + half) & mask) - half
+    counting = layers[k, 10] == 0 and 1 <= local <= steps  # a spiking population's spikes count
+    counted = counted_b[off : off + n]
+    _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats, counted, counting)
+    mark = -1
+    for c in range(n_check):
+        if checkpoints[c] == local:
+            mark = c
+    if layers[k, 10] == 0:  # a spiking population: its counts at the checkpoints
+        if mark >= 0:
+            total, synaptic = 0, 0
+            weights_out = fan_out[off : off + n]
+            for i in range(n):
+                total += counted[i]
+                synaptic += counted[i] * weights_out[i]
+            sums[b, k, mark] = total
+            synops[b, k, mark] = synaptic
+            if k == top:
+                for i in range(n):
+                    readout[b, mark, i] = counted[i]
+    else:  # the readout population: its v is the output
+        state = v[off : off + n]
+        if local == 0:  # v before its first input: what the integral starts from
+            baseline[:n] = state
+        if 1 <= local <= steps:
+            for i in range(n):
+                readout_spikes[b] += row[i]
+        if mark >= 0:
+            for i in range(n):
+                readout[b, mark, i] = state[i] - baseline[i]
+
+
+def _wait(progress, other, steps):  # pragma: no cover - compiled (replaced by an atomic spin in kernels())
+    """Until the thread ``other`` has finished ``steps`` steps (``progress[other]``)."""
+    while progress[other] < steps:
+        pass
+
+
+def _release(progress, me, steps):  # pragma: no cover - compiled (replaced by an atomic store in kernels())
+    """Tell the other thread that this one has finished ``steps`` steps."""
+    progress[me] = steps
 
 
 def _bias_row(v, bias, threshold, subtractive, fired, counted=None, count=False):  # pragma: no cover - compiled
@@ -527,12 +562,12 @@ def _send(edge, spikes, out, synapses, work):  # pragma: no cover - compiled
     n_in, n_out = edge[7], edge[8]
     if kind == 1:
         out[:] = 0
-        matrix = dense[edge[4] : edge[4] + n_in * n_out].reshape((n_in, n_out))
+        at = edge[4]
         for j in range(n_in):
             if spikes[j]:
-                w = matrix[j]
+                row = at + j * n_out  # (an index: a view per spike costs more than a short row's adds)
                 for o in range(n_out):
-                    out[o] += w[o]
+                    out[o] += dense[row + o]
     elif edge[13] == 1:
         diagonal = run_weights[edge[14] : edge[14] + n_in]
         for j in range(n_in):
@@ -596,12 +631,56 @@ def kernels():
             # (`fused.run` splits a batch between threads; `evaluate --workers` runs batches in processes)
             jit = numba.njit(cache=True, nogil=True)
             # the loops below call these: they are compiled first, in their place (numba resolves globals then)
-            global _conv_one, _neuron_row, _bias_row, _send, _neurons_of
+            global _conv_one, _neuron_row, _bias_row, _send, _neurons_of, _reset, _population, _wait, _release
             _conv_one, _neuron_row, _bias_row = jit(_conv_one), jit(_neuron_row), jit(_bias_row)
-            _send, _neurons_of = jit(_send), jit(_neurons_of)
+            _send, _neurons_of, _reset = jit(_send), jit(_neurons_of), jit(_reset)
+            _wait, _release = _atomics(jit)
+            _population = jit(_population)
             _KERNELS = {"conv": jit(_conv), "sparse": jit(_sparse), "neurons": jit(_neurons), "run": jit(_run)}
             _KERNELS["split_bias"] = jit(_split_bias)
     return _KERNELS or None
+
+
+def _atomics(jit):
+    """:func:`_wait` and :func:`_release` for two threads sharing a sample: an acquire load in the spin (so the
+    compiler reads the memory on every pass, and what the other thread wrote before its release is seen) and a
+    release store (what this thread wrote before it is visible first); the spin yields the CPU after a while, so
+    a thread waiting for a descheduled one does not hold its core."""
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    def pointer(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return cgutils.get_item_pointer(context, builder, signature.args[0], array, [args[1]])
+
+    @intrinsic
+    def acquire(typingctx, array, at):
+        def codegen(context, builder, signature, args):
+            return builder.load_atomic(pointer(context, builder, signature, args), "acquire", 8)
+
+        return types.int64(array, at), codegen
+
+    @intrinsic
+    def release(typingctx, array, at, value):
+        def codegen(context, builder, signature, args):
+            builder.store_atomic(args[2], pointer(context, builder, signature, args), "release", 8)
+            return context.get_dummy_value()
+
+        return types.none(array, at, value), codegen
+
+    yield_cpu = types.ExternalFunction("sched_yield", types.int32())  # (libc's, by name: the cache keeps no address)
+
+    def wait(progress, other, steps):  # pragma: no cover - compiled
+        spins = 0
+        while acquire(progress, other) < steps:
+            spins += 1
+            if spins > 2000:
+                yield_cpu()
+
+    def release_steps(progress, me, steps):  # pragma: no cover - compiled
+        release(progress, me, np.int64(steps))
+
+    return jit(wait), jit(release_steps)
 
 
 def sparse_enough(s: np.ndarray, fan: int = 1) -> bool:

@@ -11,7 +11,8 @@ its first input, and the overflow statistics. Every field of the result equals t
 
 What it saves is Python: the step-by-step path makes a few numpy or numba calls per population and step, which
 at batch 1 cost more than the arithmetic. The batch is split between threads (the compiled loop releases the
-GIL), one slice per CPU.
+GIL), one slice per CPU; a single sample on two CPUs or more is shared by two threads, the first running the
+populations up to :attr:`Packed.split` and the second the rest, a step apart at most (:func:`_compiled._run`).
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder.
@@ -68,6 +69,9 @@ class Packed:
     inbound: list[tuple[int, int]]
     scratch_sizes: tuple[int, int, int, int, int]
     """The widest population, the synapses' message buffers, the largest cell table, accumulator and kernel."""
+    split: int = 0
+    """The first population of the second part when two threads share a sample (:func:`split_work`); 0: one
+    thread runs it."""
     pool: list["Scratch"] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -85,23 +89,27 @@ class Packed:
 class Scratch:
     """One thread's working arrays for :func:`_compiled._run` (their values do not carry over between runs)."""
 
-    arrays: tuple[np.ndarray, ...]
+    shared: tuple[np.ndarray, ...]
+    """u, v, the spikes of even and odd steps, the synapses' buffers: the threads that share a sample share these."""
+    own: tuple[np.ndarray, ...]
+    """Each thread's own working arrays."""
     row: np.ndarray
     """(1, N) int32: the spike counts of one sample, when the caller does not keep every sample's."""
 
     @classmethod
     def new(cls, neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int, kernel: int) -> "Scratch":
-        arrays = (
+        shared = (
             np.zeros(neurons, np.int64),  # u
             np.zeros(neurons, np.int64),  # v
-            np.zeros(neurons, np.bool_),  # spikes
-            np.zeros(layers, np.bool_),  # silent populations
+            np.zeros((2, neurons), np.bool_),  # spikes of even and odd steps
+            np.zeros(buffer, np.int64),  # the synapses' messages in flight
+        )
+        own = (
             np.zeros(widest, np.bool_),  # folded
             np.zeros(widest, np.bool_),  # saturated
             np.zeros(widest, np.int64),  # message
             np.zeros(widest, np.int64),  # nothing (stays 0)
             np.zeros(widest, np.int64),  # the readout's baseline
-            np.zeros(buffer, np.int64),  # the synapses' messages in flight
             np.zeros(cells, np.int32),  # conv cells
             np.zeros(cells, np.int32),  # conv listed channels
             np.zeros(cells, np.int64),  # conv counts per cell
@@ -112,18 +120,22 @@ class Scratch:
             np.zeros(kernel, np.int32),
             np.zeros(kernel, np.int64),
         )
-        return cls(arrays, np.zeros((1, neurons), np.int32))
+        return cls(shared, own, np.zeros((1, neurons), np.int32))
 
 
 def supported(network: Network) -> bool:
     """Whether the fused run can take ``network``: numba is there, the first layer is the input population (the
     programs' layout), and every synapse is one this path knows."""
-    if _compiled.kernels() is None or network.layers[0].synapse is not None:
-        return False
-    kinds = (ConvSynapse, DenseSynapse, SparseSynapse)
-    return all(
-        isinstance(synapse, kinds) for k, layer in enumerate(network.layers) for _, synapse, _ in layer.inbound(k)
-    )
+    known = getattr(network, "_fused", None)  # (kept on the network: its synapses do not change)
+    if known is None:
+        kinds = (ConvSynapse, DenseSynapse, SparseSynapse)
+        known = network.layers[0].synapse is None and all(  # (a synapse from a later population would reach its
+            isinstance(synapse, kinds) and source <= k  # target a step later than the fused loop sends it)
+            for k, layer in enumerate(network.layers)
+            for source, synapse, _ in layer.inbound(k)
+        )
+        network._fused = known  # type: ignore[attr-defined]
+    return known and _compiled.kernels() is not None
 
 
 SUM_TYPES = (np.int64, np.int32, np.int16)
@@ -272,9 +284,40 @@ def pack(network: Network) -> Packed:
         fan_out=flat([f.reshape(-1) for f in fan_out], np.int64),
         inbound=inbound,
         scratch_sizes=scratch_sizes,
+        split=split_work(sizes, edges, indptr),
     )
     network._packed = packed  # type: ignore[attr-defined]
     return packed
+
+
+SHARED_GAIN = 1.25
+"""Two threads share a sample only when the larger part of the work is at most 1 / this of the whole."""
+EVENT_SHARE = 0.1
+"""In :func:`split_work`'s estimate, the share of a population's synapses that carry a spike in a step."""
+
+
+def split_work(sizes: list[int], edges: list[np.ndarray], indptr: list[np.ndarray]) -> int:
+    """Where to split the populations between two threads that share a sample: the first population of the
+    second part, chosen so the larger part's estimated work (per population, its neurons plus
+    :data:`EVENT_SHARE` of the synapses into it) is the smallest; 0 when even that part is more than
+    1 / :data:`SHARED_GAIN` of the whole."""
+    work = np.asarray(sizes, np.float64)
+    pointers = np.concatenate(indptr) if indptr else np.zeros(1, np.int64)
+    for row in edges:
+        k = int(row[11])
+        if row[1] == 0:  # a convolution: each output reads kX x kY x C_in / groups cells of px x py inputs
+            synapses = sizes[k] * row[7] * row[8] * row[29] * row[21] * row[22]
+        elif row[1] == 1:
+            synapses = row[7] * row[8]
+        else:
+            synapses = pointers[row[4] + row[7]] - pointers[row[4]]
+        work[k] += EVENT_SHARE * float(synapses)
+    if len(work) < 2:
+        return 0
+    before = np.cumsum(work)[:-1]
+    larger = np.maximum(before, work.sum() - before)
+    best = int(np.argmin(larger))
+    return best + 1 if larger[best] * SHARED_GAIN <= work.sum() else 0
 
 
 @dataclass
@@ -321,7 +364,8 @@ def run(
     of its window; its graph step is its Loihi step minus its depth; spikes count over graph steps 1..``steps``;
     at each of ``checkpoints`` (graph steps) the counts, or for a population whose ``readout_roles`` entry is
     true, its v change since graph step 0, are kept; ``top`` is the population read out. ``keep_counts=False``
-    keeps no per-neuron counts (``counts`` is None; the sums at the checkpoints remain)."""
+    keeps no per-neuron counts (``counts`` is None; the sums at the checkpoints remain). One sample with two CPUs
+    or more: two threads share it when :attr:`Packed.split` divides the work (see :func:`_compiled._run`)."""
     packed = pack(network)
     n_layers, n_check = len(network.layers), len(checkpoints)
     layers = np.zeros((n_layers, LAYER_COLUMNS), np.int64)
@@ -349,48 +393,66 @@ def run(
     readout_spikes = np.zeros(batch, np.int64)
     marks = np.asarray(checkpoints, np.int64)
     kernel = _compiled.kernels()["run"]
+    outputs = (sums, synops, readout, stats, readout_spikes)
+
+    def call(lo: int, hi: int, bias: np.ndarray, me: int, owner: np.ndarray, progress: np.ndarray, sets: tuple) -> None:
+        shared, own = sets[0], sets[me]
+        row = shared.row if counts is None else counts[lo:hi]
+        kernel(
+            layers, packed.edges, packed.v0, packed.bias, bias, packed.tables, packed.channel, packed.dense,
+            packed.indptr, packed.rows, packed.weights, packed.runs, packed.run_weights, packed.fan_out,
+            int(steps_total), int(steps), marks, int(top), row, *(a[lo:hi] for a in outputs), owner, me, progress,
+            *shared.shared, *own.own,
+        )  # fmt: skip
+
+    def bias_of(lo: int, hi: int) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(bias_in(lo, hi), np.int64).reshape(hi - lo, -1))
 
     def part(lo: int, hi: int) -> None:
         scratch = packed.take()
         try:
-            kernel(
-                layers,
-                packed.edges,
-                packed.v0,
-                packed.bias,
-                np.ascontiguousarray(np.asarray(bias_in(lo, hi), np.int64).reshape(hi - lo, -1)),
-                packed.tables,
-                packed.channel,
-                packed.dense,
-                packed.indptr,
-                packed.rows,
-                packed.weights,
-                packed.runs,
-                packed.run_weights,
-                packed.fan_out,
-                int(steps_total),
-                int(steps),
-                marks,
-                int(top),
-                scratch.row if counts is None else counts[lo:hi],
-                sums[lo:hi],
-                synops[lo:hi],
-                readout[lo:hi],
-                stats[lo:hi],
-                readout_spikes[lo:hi],
-                *scratch.arrays,
-            )
+            call(lo, hi, bias_of(lo, hi), 0, np.zeros(n_layers, np.int64), np.zeros(1, np.int64), (scratch,))
         finally:
             packed.give(scratch)
 
-    workers = max(1, min(batch, threads or default_threads()))
-    bounds = np.linspace(0, batch, workers + 1).astype(int)
+    cpus = threads or default_threads()
+    if batch == 1 and cpus >= 2 and packed.split:  # two threads share the sample, each with its part of the layers
+        sets = (packed.take(), packed.take())
+        owner = (np.arange(n_layers) >= packed.split).astype(np.int64)
+        progress, bias = np.zeros(2, np.int64), bias_of(0, 1)
+        try:
+            partner = _partner().submit(call, 0, 1, bias, 1, owner, progress, sets)
+            call(0, 1, bias, 0, owner, progress, sets)  # (this thread runs the first part)
+            partner.result()
+        finally:
+            for scratch in sets:
+                packed.give(scratch)
+        return FusedRun(packed, counts, sums, synops, readout, stats, readout_spikes)
+    workers = max(1, min(batch, cpus))
+    bounds = [batch * i // workers for i in range(workers + 1)]
     if workers == 1:
         part(0, batch)
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(part, bounds[:-1], bounds[1:]))
     return FusedRun(packed, counts, sums, synops, readout, stats, readout_spikes)
+
+
+_PARTNER: dict[int, ThreadPoolExecutor] = {}
+
+
+def _partner() -> ThreadPoolExecutor:
+    """The thread that runs the second part of a shared sample, started once per process (a thread's start costs
+    about as much as a small network's step; a forked process has none of its parent's threads)."""
+    with _PARTNER_LOCK:
+        pid = os.getpid()
+        if pid not in _PARTNER:
+            _PARTNER.clear()
+            _PARTNER[pid] = ThreadPoolExecutor(1, thread_name_prefix="neurodeploy-loihi-partner")
+        return _PARTNER[pid]
+
+
+_PARTNER_LOCK = threading.Lock()
 
 
 THREADS_VARIABLE = "NEURODEPLOY_EMULATOR_THREADS"

@@ -380,10 +380,13 @@ class Program:
     def _input_synapses(self) -> int:
         return input_synapses(self.host)
 
-    def input_bias(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def input_bias(self, x: np.ndarray, checked: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The input population's (bias_mant, bias_exp) per sample, Lava layout: the host graph's float32
-        current (in thresholds), scaled, rounded and clipped (:func:`neurodeploy_loihi.quantize.input_bias`)."""
-        currents = interpret.run(self.host, x)[self.host.outputs[0]]
+        current (in thresholds), scaled, rounded and clipped (:func:`neurodeploy_loihi.quantize.input_bias`).
+        ``checked``: x already passed the input policy (:func:`neurodeploy.ir.interpret.check_inputs`)."""
+        (name,) = self.host.inputs
+        inputs = {name: x} if checked else x
+        currents = interpret.run(self.host, inputs, checked=checked)[self.host.outputs[0]]
         return input_bias(currents, self.shapes[0], self.input_vth, self.input_clip, self.input_bias_exp)
 
     def input_frames(self, x: np.ndarray) -> np.ndarray:
@@ -440,7 +443,7 @@ class Program:
             if compiled:  # each thread computes its slice's input bias (the host's part), then runs it
                 batch = len(x)
             else:
-                bias = self.input_bias(x)
+                bias = self.input_bias(x, checked=True)
                 batch = len(bias[0])
         delay = self.delay
         total = steps + delay
@@ -495,7 +498,7 @@ class Program:
             with fused.quiet_blas():  # one BLAS thread per run thread: BLAS threads left spinning take their cores
                 done = fused.run(
                     self.network,
-                    lambda lo, hi: fp.effective_bias(*self.input_bias(x[lo:hi])),
+                    lambda lo, hi: fp.effective_bias(*self.input_bias(x[lo:hi], checked=True)),
                     batch,
                     total,
                     steps,
