@@ -85,12 +85,12 @@ $(PYNN_ENV)/.installed: Makefile
 
 # The sinabs cross-checks, the numba-compiled loops, the ARM reference, the PyNN simulators and the browser check
 # must run here: NEURODEPLOY_REQUIRE_SINABS=1, NEURODEPLOY_REQUIRE_NUMBA=1, NEURODEPLOY_REQUIRE_ARM=1,
-# NEURODEPLOY_REQUIRE_PYNN=1, NEURODEPLOY_REQUIRE_CHROMIUM=1 and NEURODEPLOY_REQUIRE_DASK=1 (the Dask engine's
-# tests, which start a two-worker local cluster) turn their skip (without the package or the tools)
-# into a failure. The compatibility run requires none of them.
+# NEURODEPLOY_REQUIRE_PYNN=1, NEURODEPLOY_REQUIRE_CHROMIUM=1, NEURODEPLOY_REQUIRE_DASK=1 (the Dask engine's
+# tests, which start a two-worker local cluster) and NEURODEPLOY_REQUIRE_TORCH=1 (the torch emulator engines, on the
+# CPU) turn their skip (without the package or the tools) into a failure. The compatibility run requires none of them.
 test-main: $(STAMP) arm-tools browser-tools $(PYNN_ENV)/.installed
 	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 NEURODEPLOY_REQUIRE_CHROMIUM=1 \
-		NEURODEPLOY_REQUIRE_PYNN=1 NEURODEPLOY_REQUIRE_SNNTORCH=1 NEURODEPLOY_REQUIRE_DASK=1 \
+		NEURODEPLOY_REQUIRE_PYNN=1 NEURODEPLOY_REQUIRE_SNNTORCH=1 NEURODEPLOY_REQUIRE_DASK=1 NEURODEPLOY_REQUIRE_TORCH=1 \
 		NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
 
 $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)

@@ -116,6 +116,7 @@ def _load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from neurodeploy.artifact import load_artifact
+    from neurodeploy.backends.registry import get_backend
     from neurodeploy.compiler import (
         artifact_classes,
         artifact_encoding,
@@ -124,6 +125,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         emulate_artifact,
     )
     from neurodeploy.data.policy import check_labels
+    from neurodeploy.emulation import check_engine
     from neurodeploy.fileio import check_output_file, write_file_atomic
     from neurodeploy.ir.serialize import write_npz
 
@@ -134,6 +136,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     if args.output:
         check_output_file(args.output)  # before the work, not after it
     artifact = load_artifact(args.artifact)
+    backend = get_backend(artifact.target)
+    check_engine(backend.target, backend.engines, args.emulator, args.device)  # before the inputs are read
     encoding = _encoding(args, artifact_encoding(artifact))
     x, labels = _load_inputs(args.input)
     labels_from = f"{args.input} (y)"
@@ -149,7 +153,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         samples = len(x) if x.ndim > 0 else 1
         labels = check_labels(labels, samples=samples, classes=artifact_classes(artifact), where=labels_from)
     x = checked_inputs(artifact, x, encoding, where=args.input)  # the input policy, naming the file
-    result = emulate_artifact(artifact, x, steps=args.steps, mode=args.mode, encoding=encoding)
+    result = emulate_artifact(
+        artifact, x, steps=args.steps, mode=args.mode, encoding=encoding, engine=args.emulator, device=args.device
+    )
     summary = f"emulated {len(result.outputs)} sample(s) on {artifact.target} ({result.mode}"
     if result.mode == "ann":
         summary += ")"
@@ -278,6 +284,8 @@ def _evaluate_with(args: argparse.Namespace, evaluate: Any, encoding: Any, optio
         import_options=_key_values(args.import_option, "--import-option") or None,
         details=bool(args.report),
         cluster=cluster,
+        emulator=args.emulator,
+        device=args.device,
     )
 
 
@@ -499,13 +507,30 @@ def _add_encoding_options(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_emulator_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--emulator",
+        choices=["numpy", "torch"],
+        default="numpy",
+        help="what the target's emulator computes with: numpy (default), or torch tensors on --device (the "
+        "reference target; needs neurodeploy[torch]); the same numbers up to float rounding",
+    )
+    p.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="the torch device of --emulator torch: cpu, cuda, cuda:1, ... (default: cuda when torch sees one, "
+        "else cpu)",
+    )
+
+
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
         choices=["local", "dask"],
         default="local",
         help="where the batches run: local processes (default), or tasks on a Dask cluster (needs "
-        "neurodeploy[cluster]; local worker processes started here unless --address names a running scheduler)",
+        "neurodeploy[cluster]; local worker processes started here unless --address names a running scheduler); "
+        "what each batch computes with is --emulator",
     )
     p.add_argument("--address", metavar="tcp://HOST:PORT", help="the Dask scheduler of a running cluster")
     p.add_argument(
@@ -598,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help=".npy of labels; prints accuracy (an .npz input's y is used otherwise)")
     p.add_argument("--limit", type=int, help="use only the first N inputs")
     _add_encoding_options(p, "input encoding (default: the artifact's); events inputs are (N, frames, ...)")
+    _add_emulator_options(p)
     p.set_defaults(func=_cmd_emulate)
 
     p = sub.add_parser(
@@ -661,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_option(p)
     _add_encoding_options(p, "input encoding (default: direct, events for event data)")
     _add_engine_options(p)
+    _add_emulator_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

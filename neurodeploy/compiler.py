@@ -29,6 +29,7 @@ from neurodeploy.backends.base import CompiledModel, Emitted
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.calibration import Calibration
 from neurodeploy.data.policy import check_values, input_range, recorded_range
+from neurodeploy.emulation import check_engine
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError, PipelineError
 from neurodeploy.frontend import load_model, model_format
@@ -321,9 +322,12 @@ def emulate_artifact(
     checkpoints: tuple[int, ...] = (),
     encoding: Encoding | None = None,
     neuron_counts: bool = False,
+    engine: str = "numpy",
+    device: str | None = None,
 ):
     """Run an artifact with the emulator of the target it was compiled for, with ``encoding`` or else the
-    encoding its manifest records.
+    encoding its manifest records, on the emulator ``engine`` (numpy, or torch where the target has it) and its
+    torch ``device`` (None: cuda when there is one, else cpu).
 
     The inputs pass the input policy first (:mod:`neurodeploy.data.policy`): checked against the input range
     the manifest records (integer 8-bit images are divided by 255, with a warning, for a model calibrated on
@@ -333,6 +337,7 @@ def emulate_artifact(
     if not isinstance(artifact, Artifact):
         artifact = load_artifact(artifact)
     backend = get_backend(artifact.target)
+    check_engine(backend.target, backend.engines, engine, device)  # before the inputs are checked
     if steps is None:
         steps = check_step_count(
             artifact.manifest["target"].get("default_steps", backend.default_steps), "the artifact's default_steps"
@@ -347,6 +352,8 @@ def emulate_artifact(
         checkpoints=checkpoints,
         encoding=encoding,
         neuron_counts=neuron_counts,
+        engine=engine,
+        device=device,
     )
     require_finite_outputs(result, artifact.target)
     return result

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from neurodeploy import limits
+from neurodeploy import limits, torch_support
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.readout import recorded_delay
@@ -72,7 +72,9 @@ class Run:
     *shape)), whose ``offset`` is the batch's first sample index; ``neuron_counts`` asks for spikes per neuron
     (``EmulationResult.counts``), which a backend that cannot measure them leaves empty. ``readout_delay``: the
     artifact's readout delay D in this mode (:mod:`neurodeploy.readout`; 0 outside the backend's
-    ``delayed_modes``): the readout after t steps is the mean over steps min(D, t // 2) + 1 .. t."""
+    ``delayed_modes``): the readout after t steps is the mean over steps min(D, t // 2) + 1 .. t. ``engine``: the
+    emulator engine (one of the backend's ``engines``: numpy, or torch where the target has it); ``device``: the
+    torch device it runs on (None: cuda when torch sees one, else cpu; numpy runs on the CPU)."""
 
     steps: int
     mode: str
@@ -80,6 +82,13 @@ class Run:
     encoding: Encoding = field(default_factory=Encoding)
     neuron_counts: bool = False
     readout_delay: int = 0
+    engine: str = "numpy"
+    device: str | None = None
+
+
+ENGINES = ("numpy", "torch")
+"""The emulator engines a target may offer (``Backend.engines``): numpy (every target), torch (tensors on a CPU
+or a CUDA device)."""
 
 
 class Emulator(Protocol):
@@ -93,6 +102,9 @@ class Emulator(Protocol):
 
     @property
     def delayed_modes(self) -> tuple[str, ...]: ...
+
+    @property
+    def engines(self) -> tuple[str, ...]: ...
 
     def resolve_mode(self, mode: str | None) -> str: ...
 
@@ -112,6 +124,19 @@ def check_steps(steps: int) -> None:
     if steps < 1:
         raise DataError(f"steps must be >= 1, got {steps}")
     limits.check_steps(steps, "the emulation")
+
+
+def check_engine(target: str, engines: tuple[str, ...], engine: str, device: str | None = None) -> None:
+    """Refuse, before any work, an engine the target lacks (its ``engines``), the torch engine without torch, and
+    a device torch cannot use (or one given to an engine that runs on the CPU only)."""
+    if engine not in engines:
+        raise DataError(
+            f"target {target!r} has no {engine!r} emulator engine; it has {', '.join(engines)} (--emulator)"
+        )
+    if engine == "torch":
+        torch_support.resolve_device(device)
+    elif device is not None:
+        raise DataError(f"--device {device} is for the torch emulator engine; the {engine} engine runs on the CPU")
 
 
 class Emulation:
@@ -134,17 +159,20 @@ class Emulation:
         encoding: Encoding | None = None,
         neuron_counts: bool = False,
         batch_size: int | None = None,
+        engine: str = "numpy",
+        device: str | None = None,
     ) -> EmulationResult:
         """Emulate ``inputs`` (batch first, or a dict of such arrays) for ``steps`` steps, ``batch_size`` samples
-        at a time (the backend's own size by default)."""
+        at a time (the backend's own size by default), with the emulator ``engine`` on ``device`` (:class:`Run`)."""
         check_steps(steps)
+        check_engine(getattr(self.backend, "target", "?"), self.backend.engines, engine, device)
         encoding = encoding if encoding is not None else Encoding()
         x = self.backend.prepare(self.loaded, inputs, steps=steps, encoding=encoding)
         n = samples(x)
         if n == 0:
             raise DataError("no inputs to emulate (the input array has 0 samples)")
         size = batch_size or self.backend.batch_size
-        run = Run(steps, self.mode, tuple(checkpoints), encoding, neuron_counts, self.readout_delay)
+        run = Run(steps, self.mode, tuple(checkpoints), encoding, neuron_counts, self.readout_delay, engine, device)
         parts = [
             self.backend.emulate_batch(
                 self.loaded,

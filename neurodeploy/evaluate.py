@@ -39,10 +39,12 @@ import numpy as np
 from neurodeploy import inspect
 from neurodeploy._version import __version__
 from neurodeploy.artifact import Artifact
+from neurodeploy.backends.registry import get_backend
 from neurodeploy.compiler import compile_model
 from neurodeploy.data.calibration import DEFAULT_SAMPLES
 from neurodeploy.data.datasets import Dataset
 from neurodeploy.data.policy import check_labels, check_values, input_range
+from neurodeploy.emulation import check_engine
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.evaluation.cluster import Cluster
@@ -57,6 +59,7 @@ from neurodeploy.frontend import model_format
 from neurodeploy.ir.graph import Graph
 from neurodeploy.limits import check_steps
 from neurodeploy.metrics import layer_macs
+from neurodeploy.torch_support import resolve_device
 
 __all__ = [
     "Evaluation",
@@ -94,6 +97,8 @@ def evaluate(
     import_options: dict[str, str] | None = None,
     details: bool = False,
     cluster: Cluster | None = None,
+    emulator: str = "numpy",
+    device: str | None = None,
 ) -> Evaluation:
     """Compile ``model`` for ``target`` and measure ANN and SNN accuracy at every T in ``steps`` on ``data``
     (a data set name, whose test split is used, or an .npz with x and y). See the module for the metrics.
@@ -105,9 +110,12 @@ def evaluate(
     (NIR's time step and conventions). A model that arrives spiking (a NIR file) has no ANN: its report has the
     SNN's numbers alone. ``details``: the result also carries the compiled artifact's summary and the spike
     raster of the first sample (what ``--report`` draws). ``cluster``: run the chunks as tasks on that Dask cluster
-    (:func:`neurodeploy.evaluation.cluster.connect`) instead of ``workers`` local processes; the same numbers."""
+    (:func:`neurodeploy.evaluation.cluster.connect`) instead of ``workers`` local processes; the same numbers.
+    ``emulator``: the emulator engine the SNN runs on (numpy, or torch where the target has it), ``device`` the
+    torch device (None: cuda when there is one, else cpu)."""
     model = Path(model)
     steps = _check_arguments(model, steps, batch_size, workers, calibration_samples)
+    device = _emulator(target, emulator, device)
     if model_format(model).name == "onnx":
         import_onnxruntime()  # fail before the work if the ANN reference is missing
     data_options = dict(data_options or {})
@@ -137,7 +145,7 @@ def evaluate(
         modes = artifact.manifest["target"].get("modes", [])
         if mode is not None and mode not in modes:
             raise DataError(f"target {target!r} has emulation modes {', '.join(modes)}; got {mode!r}")
-        job = Job(artifact.root, x, dataset.y, tuple(steps), encoding, mode)
+        job = Job(artifact.root, x, dataset.y, tuple(steps), encoding, mode, engine=emulator, device=device)
         totals = _simulate(job, Path(tmp), batch_size, workers, progress, cluster)
         summary = inspect.summary(artifact, embedded=True) if details else None
         raster = spike_raster(snn, x[:1], steps[-1], encoding) if details else None
@@ -157,12 +165,23 @@ def evaluate(
         else float((ann_scores.reshape(len(x), -1).argmax(axis=1) == dataset.y).mean()),
         layers=spiking_layers(snn, ann),
         macs=int(sum(layer_macs(ann if ann is not None else snn).values())),
+        emulator=emulator,
+        device=device,
     )
     report = build_report(
         run, totals, {"neurodeploy": __version__, "python": platform.python_version(), "numpy": np.__version__}
     )
     log.info("evaluated %d samples up to T=%d in %.1f s", len(x), steps[-1], elapsed)
     return Evaluation(report, elapsed, summary, raster)
+
+
+def _emulator(target: str, engine: str, device: str | None) -> str | None:
+    """The device the emulator ``engine`` runs on, once the target is known to have the engine and torch the
+    device (before any data is read): the torch device as a string (cuda when None and there is one, else cpu);
+    None for numpy."""
+    backend = get_backend(target)
+    check_engine(backend.target, backend.engines, engine, device)
+    return str(resolve_device(device)) if engine == "torch" else None
 
 
 def _simulate(

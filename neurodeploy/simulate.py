@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from neurodeploy import limits
-from neurodeploy.encoding import Encoding
+from neurodeploy.encoding import Encoding, Stimulus
 from neurodeploy.ir.graph import Graph
-from neurodeploy.ir.op import StatefulOp
+from neurodeploy.ir.op import Op, StatefulOp
 from neurodeploy.readout import readout_skip
 
 
@@ -69,15 +70,58 @@ def readout_delay(graph: Graph) -> int:
     return max((ready.get(v, 0) for v in graph.outputs), default=0)
 
 
-def _means(sums: dict[str, np.ndarray], before: dict[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
-    """Per output, the mean over the ``steps`` steps after ``before``'s sums (float64 sums; float32 means)."""
-    return {v: ((s - before[v]) / steps).astype(np.float32) for v, s in sums.items()}
+class Arrays:
+    """What the simulation loop computes with: numpy arrays on the CPU (this class, the default), or another
+    array library's tensors (:class:`neurodeploy.simulate_torch.TorchArrays`, the torch engine), which a subclass
+    gives by overriding every method. The loop (:func:`simulate`) is the same for all of them."""
+
+    name = "numpy"
+
+    def check(self, graph: Graph) -> None:
+        """Refuse, before any work, a graph with an op this engine has no form of."""
+
+    def asarray(self, x: np.ndarray) -> Any:
+        """A (numpy) input or stimulus as this engine's array."""
+        return x
+
+    def host(self, a: Any) -> np.ndarray:
+        """One of this engine's arrays (or a numpy array) as a numpy array."""
+        return np.asarray(a)
+
+    def zeros(self, shape: tuple[int, ...], dtype: type) -> Any:
+        return np.zeros(shape, dtype)
+
+    def copy(self, a: Any) -> Any:
+        return a.copy()
+
+    def forward(self, op: Op, xs: list[Any]) -> Any:
+        return op.forward(xs)
+
+    def init_state(self, op: StatefulOp, batch: int, shape: tuple[int, ...]) -> Any:
+        return op.init_state(batch, shape)
+
+    def step(self, op: StatefulOp, state: Any, xs: list[Any]) -> Any:
+        return op.step(state, xs)
+
+    def events(self, stimulus: Stimulus, x_t: Any) -> Any:
+        """Which elements of this step's input ``x_t`` send an event (1) or not (0)."""
+        return stimulus.events(x_t)
+
+    def totals(self, counts: Any) -> Any:
+        """Per sample, the sum of ``counts`` (float64)."""
+        return counts.reshape(counts.shape[0], -1).sum(axis=1, dtype=np.float64)
+
+    def weighted(self, counts: Any, fan_out: np.ndarray) -> Any:
+        """Per sample: sum over positions of count x fan-out (float64)."""
+        batch = counts.shape[0]
+        return counts.reshape(batch, -1).astype(np.float64) @ fan_out.reshape(-1).astype(np.float64)
+
+    def mean(self, total: Any, before: Any, steps: int) -> Any:
+        """The mean over the ``steps`` steps after ``before`` of float64 sums, as float32."""
+        return ((total - before) / steps).astype(np.float32)
 
 
-def _weighted(counts: np.ndarray, fan_out: np.ndarray) -> np.ndarray:
-    """Per sample: sum over positions of count x fan-out (float64)."""
-    batch = counts.shape[0]
-    return counts.reshape(batch, -1).astype(np.float64) @ fan_out.reshape(-1).astype(np.float64)
+NUMPY = Arrays()
 
 
 def simulate(
@@ -87,18 +131,21 @@ def simulate(
     checkpoints: tuple[int, ...] = (),
     encoding: Encoding | None = None,
     fan_out: dict[str, np.ndarray] | None = None,
-    observe: Callable[[str, np.ndarray], None] | None = None,
+    observe: Callable[[str, Any], None] | None = None,
     delayed_readout: int = 0,
+    arrays: Arrays = NUMPY,
 ) -> Simulation:
     """Run ``steps`` time steps after the pipeline's fill (:func:`readout_delay`; 0 for rate-coded neurons),
     feeding ``inputs`` (checked arrays, batch first) as ``encoding`` says (direct when None); checkpoints, too,
     count steps after the fill. ``fan_out`` maps spike-source values (graph inputs, stateful op outputs) to
     per-element fan-out; with it, SynOps are counted. ``observe(value, array)`` sees every value as it is
-    computed: time-invariant values once, the others every step. ``delayed_readout`` D: the readout after t steps
-    (the outputs, each checkpoint) is the mean over steps min(D, t // 2) + 1 .. t
-    (:func:`neurodeploy.readout.readout_skip`)."""
+    computed (an array of ``arrays``): time-invariant values once, the others every step. ``delayed_readout`` D:
+    the readout after t steps (the outputs, each checkpoint) is the mean over steps min(D, t // 2) + 1 .. t
+    (:func:`neurodeploy.readout.readout_skip`). ``arrays``: what computes (numpy by default, :class:`Arrays`); the
+    result holds numpy arrays whatever it is."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    arrays.check(graph)
     encoding = encoding if encoding is not None else Encoding()
     fan_out = fan_out or {}
     types = graph.types()
@@ -108,62 +155,66 @@ def simulate(
     if delay:  # a graph's windows decide the fill: it counts against the step limit with the steps asked for
         limits.check_steps(total, f"the emulation ({steps} steps after a pipeline fill of {delay})")
     stimuli = {name: encoding.stimulus(x, total, stream=i) for i, (name, x) in enumerate(inputs.items())}
-    static: dict[str, np.ndarray] = {}
+    static: dict[str, Any] = {}
     if encoding.time_invariant:
-        static.update(inputs)
+        static.update({name: arrays.asarray(x) for name, x in inputs.items()})
         for op in graph.ops:
             if not op.is_stateful and all(v in static for v in op.inputs):
-                static[op.output] = op.forward([static[v] for v in op.inputs])
+                static[op.output] = arrays.forward(op, [static[v] for v in op.inputs])
     dynamic_ops = [op for op in graph.ops if op.output not in static]
     if observe is not None:
         for name, value in static.items():
             observe(name, value)
     stateful = [op for op in graph.ops if isinstance(op, StatefulOp)]
-    states = {op.name: op.init_state(batch, types[op.output].shape) for op in stateful}
-    counts = {op.name: np.zeros((batch, *types[op.output].shape), np.float32) for op in stateful}
+    states = {op.name: arrays.init_state(op, batch, types[op.output].shape) for op in stateful}
+    counts = {op.name: arrays.zeros((batch, *types[op.output].shape), np.float32) for op in stateful}
     input_events = {
-        name: np.zeros_like(x if encoding.kind != "events" else x[:, 0])
+        name: arrays.zeros((x if encoding.kind != "events" else x[:, 0]).shape, np.float32)
         for name, x in inputs.items()
         if name in fan_out and not encoding.time_invariant
     }
-    sums = {v: np.zeros((batch, *types[v].shape), np.float64) for v in graph.outputs}
+    sums = {v: arrays.zeros((batch, *types[v].shape), np.float64) for v in graph.outputs}
     wanted = sorted({c for c in checkpoints if 1 <= c <= steps})
     skips = {t: readout_skip(delayed_readout, t) for t in (*wanted, steps)}
-    early: dict[int, dict[str, np.ndarray]] = {0: {v: np.zeros_like(s) for v, s in sums.items()}}
-    recorded: dict[int, dict[str, np.ndarray]] = {}
-    spike_marks: dict[int, dict[str, np.ndarray]] = {}
-    synop_marks: dict[int, dict[str, np.ndarray]] = {}
+    early: dict[int, dict[str, Any]] = {0: {v: arrays.zeros(s.shape, np.float64) for v, s in sums.items()}}
+    recorded: dict[int, dict[str, Any]] = {}
+    spike_marks: dict[int, dict[str, Any]] = {}
+    synop_marks: dict[int, dict[str, Any]] = {}
 
-    def activity(t: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        totals = {name: c.reshape(batch, -1).sum(axis=1, dtype=np.float64) for name, c in counts.items()}
-        synops: dict[str, np.ndarray] = {}
+    def means(read: int) -> dict[str, Any]:
+        before, run = early[skips[read]], read - skips[read]
+        return {v: arrays.mean(s, before[v], run) for v, s in sums.items()}
+
+    def activity(t: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        totals = {name: arrays.totals(c) for name, c in counts.items()}
+        synops: dict[str, Any] = {}
         for name in inputs:
             if name not in fan_out:
                 continue
             if encoding.time_invariant:  # dense analog input: every element, every step
                 synops[name] = np.full(batch, float(t) * float(fan_out[name].sum()))
             else:
-                synops[name] = _weighted(input_events[name], fan_out[name])
+                synops[name] = arrays.weighted(input_events[name], fan_out[name])
         for op in stateful:
             if op.output in fan_out:
-                synops[op.name] = _weighted(counts[op.name], fan_out[op.output])
+                synops[op.name] = arrays.weighted(counts[op.name], fan_out[op.output])
         return totals, synops
 
     for t in range(1, total + 1):
         values = dict(static)
         for name, stimulus in stimuli.items():
             if name not in static:
-                values[name] = stimulus.at(t)
+                values[name] = arrays.asarray(stimulus.at(t))
                 if name in input_events:
-                    input_events[name] += stimulus.events(values[name])
+                    input_events[name] += arrays.events(stimulus, values[name])
         for op in dynamic_ops:
             xs = [values[v] for v in op.inputs]
             if isinstance(op, StatefulOp):
-                out = op.step(states[op.name], xs)
+                out = arrays.step(op, states[op.name], xs)
                 if op.emits_spikes:
                     counts[op.name] += out
             else:
-                out = op.forward(xs)
+                out = arrays.forward(op, xs)
             values[op.output] = out
             if observe is not None:
                 observe(op.output, out)
@@ -172,13 +223,27 @@ def simulate(
         for v in graph.outputs:
             sums[v] += values[v]
         if read in skips.values():
-            early[read] = {v: s.copy() for v, s in sums.items()}
+            early[read] = {v: arrays.copy(s) for v, s in sums.items()}
         if read in wanted:
-            recorded[read] = _means(sums, early[skips[read]], read - skips[read])
+            recorded[read] = means(read)
             spike_marks[read], synop_marks[read] = activity(t)
-    outputs = _means(sums, early[skips[steps]], steps - skips[steps])
     spikes, synops = activity(total)
-    return Simulation(outputs, spikes, recorded, counts, synops, spike_marks, synop_marks, delay)
+    host = _on_host(arrays)
+    return Simulation(
+        host(means(steps)),
+        host(spikes),
+        {t: host(r) for t, r in recorded.items()},
+        host(counts),
+        host(synops),
+        {t: host(r) for t, r in spike_marks.items()},
+        {t: host(r) for t, r in synop_marks.items()},
+        delay,
+    )
+
+
+def _on_host(arrays: Arrays) -> Callable[[dict[str, Any]], dict[str, np.ndarray]]:
+    """A dict of ``arrays``' arrays as numpy arrays."""
+    return lambda values: {k: arrays.host(v) for k, v in values.items()}
 
 
 def output_trace(graph: Graph, x: np.ndarray, steps: int, value: str | None = None) -> np.ndarray:

@@ -20,8 +20,10 @@ changed.
 
 A point's settings are ``model``, ``target``, ``data``, ``limit``, ``steps``, ``calibration``,
 ``calibration_samples``, ``conversion``, ``target_options`` (a table), ``import_options`` (a table) and
-``workers``. Every point is checked before any work starts: an unknown key, a target that is not installed, a
-target option or conversion option the target refuses, a file that does not exist is an error naming the point.
+``workers``, ``emulator`` (numpy, or torch where the target has it: ``--emulator``) and ``device`` (its torch
+device). Every point is checked before any work starts: an unknown key, a target that is not installed, a
+target option or conversion option the target refuses, an emulator engine the target lacks or a device torch cannot
+use, a file that does not exist is an error naming the point.
 
 Each point's result is the evaluation report (:func:`neurodeploy.evaluate.evaluate`), written whole to
 ``DIR/points/KEY.json``; KEY is the SHA-256 of the point's settings, the contents of the files it reads (model,
@@ -52,6 +54,7 @@ from neurodeploy._version import __version__
 from neurodeploy.artifact import sha256_file
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.datasets import is_dataset
+from neurodeploy.emulation import check_engine
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.evaluate import evaluate
 from neurodeploy.evaluation.cluster import Cluster
@@ -77,6 +80,8 @@ KEYS = {
     "target_options": dict,
     "import_options": dict,
     "workers": int,
+    "emulator": str,
+    "device": str,
 }
 """The settings of a point, and their TOML types."""
 REQUIRED = ("model", "target", "data", "steps")
@@ -198,6 +203,7 @@ def _validate(point: Point, spec: Path) -> None:
         backend.parse_target_options({k: str(v) for k, v in s.get("target_options", {}).items()})
         if "conversion" in s:
             conversion_pass(s["conversion"])
+        check_engine(backend.target, backend.engines, s.get("emulator", "numpy"), s.get("device"))
     except NeurodeployError as exc:
         raise DataError(f"{where}: {exc}") from None
 
@@ -283,6 +289,7 @@ def _evaluate(point: Point, evaluate_fn: Callable[..., Any], cluster: Cluster | 
         target_options={k: str(v) for k, v in s.get("target_options", {}).items()} or None,
         import_options={k: str(v) for k, v in s.get("import_options", {}).items()} or None,
         **({"cluster": cluster} if cluster is not None else {}),
+        **{key: s[key] for key in ("emulator", "device") if key in s},
     )
     return result.to_dict()
 

@@ -20,7 +20,7 @@ PACKAGES = ("neurodeploy", "neurodeploy_loihi", "neurodeploy_speck", "neurodeplo
 LAYERS: list[list[str]] = [
     # bottom first; components in one layer may not import each other
     ["neurodeploy._version", "neurodeploy.errors"],
-    ["neurodeploy.limits"],
+    ["neurodeploy.limits", "neurodeploy.torch_support"],
     ["neurodeploy.fileio", "neurodeploy.schema"],
     ["neurodeploy.data"],
     ["neurodeploy.ir"],
@@ -39,6 +39,7 @@ LAYERS: list[list[str]] = [
         "neurodeploy.artifact",
         "neurodeploy.hil.inventory",
     ],
+    ["neurodeploy.simulate_torch"],  # the torch engine of neurodeploy.simulate's loop
     ["neurodeploy.frontend", "neurodeploy.passes", "neurodeploy.readout_calibration"],
     ["neurodeploy.backends"],
     ["neurodeploy.inspect", "neurodeploy.export"],

@@ -109,6 +109,8 @@ def test_an_interrupted_sweep_resumes_and_a_failed_point_runs_again(tmp_path) ->
         ('target = "loihi"\ntarget_options = { profile = "fast" }\n', "point 1 .*profile"),
         ('target = "nosuchchip"\n', "point 1 .*nosuchchip"),
         (BASE + 'conversion = "norm=sometimes"\n', "point 1 .*norm"),
+        ('target = "speck"\nemulator = "torch"\n', "point 1 .*'speck' has no 'torch' emulator engine"),
+        (BASE + 'emulator = "numpy"\ndevice = "cuda"\n', "point 1 .*for the torch emulator engine"),
         (BASE + '[[points]]\nmodel = "missing.onnx"\n', "point 1 .*missing.onnx does not exist"),
         (BASE + "[extra]\n", "unknown section"),
         (BASE + 'output = "../elsewhere"\n', "output '../elsewhere' must be a folder name beside the spec"),
@@ -159,3 +161,17 @@ def test_a_damaged_kept_result_runs_again_and_a_folder_that_is_a_file_is_refused
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="exists and is not a folder"):
         run_sweep(load_sweep(path, tmp_path / "file"), evaluate_fn=FakeEvaluate())
+
+
+def test_a_point_runs_on_the_emulator_engine_it_names(tmp_path) -> None:
+    pytest.importorskip("torch", reason="the torch engine needs torch")
+    path = spec(
+        tmp_path, BASE + '[grid]\nemulator = ["numpy", "torch"]\n[[points]]\nemulator = "torch"\ndevice = "cpu"\n'
+    )
+    fake = FakeEvaluate()
+    run_sweep(load_sweep(path), evaluate_fn=fake)
+    assert [(c["emulator"], c.get("device")) for c in fake.calls] == [
+        ("numpy", None),
+        ("torch", None),
+        ("torch", "cpu"),
+    ]

@@ -209,6 +209,10 @@ class Backend(ABC):
     first min(D, t // 2) steps out of the readout after t steps. A target that names any takes the target option
     ``readout_delay`` (list it in ``target_options``), which the compiler resolves and records."""
 
+    engines: ClassVar[tuple[str, ...]] = ("numpy",)
+    """The emulator engines :meth:`emulate_batch` runs (``Run.engine``; :data:`neurodeploy.emulation.ENGINES`), the
+    first being the default; asking for another is a :class:`DataError` before any work."""
+
     def __init__(self, target: str | None = None) -> None:
         self.target = target or self.name
         """The name the backend was asked for (a backend may serve several names, e.g. loihi and loihi2)."""
@@ -399,9 +403,12 @@ class Backend(ABC):
         encoding: Encoding | None = None,
         neuron_counts: bool = False,
         batch_size: int | None = None,
+        engine: str = "numpy",
+        device: str | None = None,
     ) -> EmulationResult:
         """Run the artifact on ``inputs`` (batch first) for ``steps`` time steps with the target's arithmetic,
-        through the shared driver (:class:`neurodeploy.emulation.Emulation`)."""
+        through the shared driver (:class:`neurodeploy.emulation.Emulation`), with the emulator ``engine`` on
+        ``device`` (:class:`~neurodeploy.emulation.Run`)."""
         run = Emulation(self, artifact, mode)
         return run.run(
             inputs,
@@ -410,4 +417,6 @@ class Backend(ABC):
             encoding=encoding,
             neuron_counts=neuron_counts,
             batch_size=batch_size,
+            engine=engine,
+            device=device,
         )

@@ -115,6 +115,10 @@ class Run:
     """None for a model that arrived spiking (no ANN)."""
     layers: list[Layer]
     macs: int
+    emulator: str = "numpy"
+    """The emulator engine (``--emulator``)."""
+    device: str | None = None
+    """The torch device the engine ran on; None for numpy."""
 
 
 def build_report(run: Run, totals: Sums, versions: dict[str, str]) -> dict[str, Any]:
@@ -138,6 +142,7 @@ def build_report(run: Run, totals: Sums, versions: dict[str, str]) -> dict[str, 
         "limit": run.limit,
         "encoding": run.encoding.describe(),
         "seed": int(run.encoding.seed),
+        "emulator": {"engine": run.emulator, "device": run.device},
         "calibration": run.manifest["options"]["calibration"],
         "steps": steps,
         "fill_steps": totals.fill,

@@ -26,7 +26,8 @@ from neurodeploy.ir import interpret
 class Job:
     """Everything a chunk's simulation needs, picklable for worker processes: the compiled artifact, the inputs
     (an array, or an .npy file workers map), labels, steps and encoding. ``offset`` is the index of the first
-    input in the whole data (a cluster task carries its chunk alone; rate spikes are keyed by that index)."""
+    input in the whole data (a cluster task carries its chunk alone; rate spikes are keyed by that index).
+    ``engine`` and ``device``: what the emulator computes with."""
 
     artifact: Path
     inputs: np.ndarray | Path
@@ -35,6 +36,10 @@ class Job:
     encoding: Encoding
     mode: str | None = None
     offset: int = 0
+    engine: str = "numpy"
+    """The emulator engine (``Run.engine``: numpy, or torch where the target has it)."""
+    device: str | None = None
+    """The torch engine's device (None: cuda when there is one, else cpu)."""
 
 
 class Runner:
@@ -71,6 +76,8 @@ class Runner:
                 job.encoding, offset=job.offset + start
             ),  # rate spikes keyed by the sample's index in the data
             neuron_counts=True,
+            engine=job.engine,
+            device=job.device,
         )
         require_finite_outputs(result, self.artifact.target)
         keep = [layer.ann_value for layer in self.layers if layer.ann_value is not None]

@@ -87,13 +87,14 @@ def conv2d(
     return out
 
 
-def _pool_geometry(
-    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool
+def pool_geometry(
+    hw: Pair, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool
 ) -> tuple[Pair, Pair]:
-    h, w = x.shape[2:]
+    """The output size (OH, OW) of a pooling window over an (H, W) input, and the cells needed past the end
+    padding (bottom, right) that ``ceil_mode`` reads (they hold no data and are never counted)."""
+    h, w = hw
     oh = pool_output_size(h, kernel[0], stride[0], padding[0], padding[2], dilation[0], ceil_mode)
     ow = pool_output_size(w, kernel[1], stride[1], padding[1], padding[3], dilation[1], ceil_mode)
-    # ceil_mode can need cells past the end padding; they hold no data and are never counted.
     need_h = (oh - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1
     need_w = (ow - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 1
     extra = (max(0, need_h - (h + padding[0] + padding[2])), max(0, need_w - (w + padding[1] + padding[3])))
@@ -117,28 +118,36 @@ def _window_reduce(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, o
     return acc
 
 
-def avg_pool2d(
-    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool, count_include_pad: bool
+def avg_pool_divisors(
+    hw: Pair, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool, count_include_pad: bool
 ) -> np.ndarray:
-    """Average pooling. The divisor counts the input cells in the window, plus the explicit padding cells
-    when ``count_include_pad``; cells added only by ``ceil_mode`` never count."""
-    (oh, ow), extra = _pool_geometry(x, kernel, stride, padding, dilation, ceil_mode)
-    sums = _window_reduce(_pad(x, padding, extra), kernel, stride, dilation, (oh, ow), np.add)
-    h, w = x.shape[2:]
-    mask = np.ones((1, 1, h, w), np.float32)
+    """What average pooling divides each window's sum by, (1, 1, OH, OW) float32: the input cells in the window,
+    plus the explicit padding cells when ``count_include_pad`` (cells added only by ``ceil_mode`` never count);
+    at least 1 (a window over padding alone averages nothing: 0, as onnxruntime gives)."""
+    (oh, ow), extra = pool_geometry(hw, kernel, stride, padding, dilation, ceil_mode)
+    mask = np.ones((1, 1, *hw), np.float32)
     if count_include_pad:
         mask = _pad(mask, padding, value=1.0)
         mask = _pad(mask, (0, 0, 0, 0), extra)
     else:
         mask = _pad(mask, padding, extra)
-    counts = _window_reduce(mask, kernel, stride, dilation, (oh, ow), np.add)
-    # A window over padding alone (possible with dilation) averages nothing: 0, as onnxruntime gives.
-    return np.ascontiguousarray(sums / np.maximum(counts, 1), dtype=np.float32)
+    return np.maximum(_window_reduce(mask, kernel, stride, dilation, (oh, ow), np.add), np.float32(1))
+
+
+def avg_pool2d(
+    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool, count_include_pad: bool
+) -> np.ndarray:
+    """Average pooling: each window's sum over :func:`avg_pool_divisors`."""
+    hw = (x.shape[2], x.shape[3])
+    (oh, ow), extra = pool_geometry(hw, kernel, stride, padding, dilation, ceil_mode)
+    sums = _window_reduce(_pad(x, padding, extra), kernel, stride, dilation, (oh, ow), np.add)
+    divisors = avg_pool_divisors(hw, kernel, stride, padding, dilation, ceil_mode, count_include_pad)
+    return np.ascontiguousarray(sums / divisors, dtype=np.float32)
 
 
 def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair, ceil_mode: bool) -> np.ndarray:
     """Max pooling; padding cells hold the lowest float32 so they never win (a window over padding alone gives
     that value, as onnxruntime does)."""
-    (oh, ow), extra = _pool_geometry(x, kernel, stride, padding, dilation, ceil_mode)
+    (oh, ow), extra = pool_geometry((x.shape[2], x.shape[3]), kernel, stride, padding, dilation, ceil_mode)
     lowest = float(np.finfo(np.float32).min)
     return _window_reduce(_pad(x, padding, extra, value=lowest), kernel, stride, dilation, (oh, ow), np.maximum)

@@ -148,12 +148,9 @@ def _projection(rng: np.random.Generator, shape: tuple[int, int, int], c_out: in
     return SparseSynapse(rows, cols, weights, (x * y * c_out, x * y * c_in), weight_exp=-1)
 
 
-def test_wide_convolution_sums_and_synapse_runs_give_the_same_result_fused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A convolution whose partial sums can leave int16 (summed in int32), and a delayed 1x1 projection from the
-    same input walked in runs."""
-    rng = np.random.default_rng(3)
+def wide(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> tuple[Program, np.ndarray]:
+    """A program whose network has a convolution whose partial sums can leave int16 (summed in int32) and a
+    delayed 1x1 projection from the same input walked in runs, with 6 samples that each name their input bias."""
     shape = (3, 3, 24)  # Lava (X, Y, C)
     weights = rng.integers(200, 256, (4, 3, 3, 24))
     weights[..., :3] *= -1
@@ -169,11 +166,6 @@ def test_wide_convolution_sums_and_synapse_runs_give_the_same_result_fused(
             Layer(DenseSynapse(rng.integers(-256, 256, (3, 36))), Neuron(du=4095, dv=0, vth=10000, kind="lif")),
         ]
     )
-    packed = fused.pack(network)
-    conv_edge, projection_edge = packed.edges[0], packed.edges[1]
-    assert fused.SUM_TYPES[conv_edge[6]] == np.int32  # 9 taps x 21 channels x 200 or more > 2**15
-    assert projection_edge[1] == 2  # a synapse list...
-    assert projection_edge[13] == 2  # ... walked in runs
     program = dataclasses.replace(
         _leaky(tmp_path),
         network=network,
@@ -189,6 +181,18 @@ def test_wide_convolution_sums_and_synapse_runs_give_the_same_result_fused(
     monkeypatch.setattr(
         program, "input_bias", lambda x, checked=False: tuple(b[x.reshape(len(x), -1)[:, 0].astype(int)] for b in bias)
     )
+    return program, x
+
+
+def test_wide_convolution_sums_and_synapse_runs_give_the_same_result_fused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program, x = wide(tmp_path, np.random.default_rng(3), monkeypatch)
+    packed = fused.pack(program.network)
+    conv_edge, projection_edge = packed.edges[0], packed.edges[1]
+    assert fused.SUM_TYPES[conv_edge[6]] == np.int32  # 9 taps x 21 channels x 200 or more > 2**15
+    assert projection_edge[1] == 2  # a synapse list...
+    assert projection_edge[13] == 2  # ... walked in runs
     fast, slow = both_paths(program, x, 9, monkeypatch, checkpoints=(1, 4, 9), counts=True)
     assert_same_result(fast, slow)
     assert all(int(s.sum()) > 0 for s in fast.spikes.values()), fast.spikes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +27,7 @@ from neurodeploy.ir import interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.metrics import fan_out_maps
 from neurodeploy.metrics import neuron_counts as neuron_counts_of
-from neurodeploy.simulate import simulate
+from neurodeploy.simulate import Simulation, simulate
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class ReferenceBackend(Backend):
     version = "0.1.0"
     fidelity = "float"
     modes = ("snn", "ann")
+    engines = ("numpy", "torch")
     delayed_modes = ("snn",)
     target_options: ClassVar[dict[str, str]] = {"readout_delay": readout.OPTION_HELP}
     conversion_features = frozenset(CONVERSION_FEATURES)
@@ -88,9 +89,7 @@ class ReferenceBackend(Backend):
         if run.mode == "ann":
             analog = encoding.analog(inputs[next(iter(graph.inputs))])
             return EmulationResult(outputs=interpret.run(graph, analog)[out_name], steps=0, mode=run.mode)
-        sim = simulate(
-            graph, inputs, run.steps, run.checkpoints, encoding, loaded.fan_out, delayed_readout=run.readout_delay
-        )
+        sim = self._simulate(loaded, inputs, run)
         return EmulationResult(
             outputs=sim.outputs[out_name],
             steps=run.steps,
@@ -106,10 +105,25 @@ class ReferenceBackend(Backend):
             delay=sim.delay,
         )
 
+    def _simulate(self, loaded: _Loaded, inputs: dict[str, np.ndarray], run: Run) -> Simulation:
+        """The SNN's simulation on the run's engine: numpy, or torch on its device (one engine per device, kept
+        with the loaded artifact so the weights move to the device once)."""
+        args = (loaded.graph, inputs, run.steps, run.checkpoints, run.encoding, loaded.fan_out)
+        if run.engine == "numpy":
+            return simulate(*args, delayed_readout=run.readout_delay)
+        from neurodeploy.simulate_torch import TorchArrays, simulate_torch
+
+        arrays = loaded.engines.get(run.device)
+        if arrays is None:
+            arrays = loaded.engines[run.device] = TorchArrays(run.device)
+        return simulate_torch(*args, delayed_readout=run.readout_delay, arrays=arrays)
+
 
 @dataclass(frozen=True)
 class _Loaded:
-    """An artifact's graph for one mode, with its fan-out maps (SynOps) when the mode is ``snn``."""
+    """An artifact's graph for one mode, with its fan-out maps (SynOps) when the mode is ``snn``, and the torch
+    engines that ran it, by device asked for."""
 
     graph: Graph
     fan_out: dict
+    engines: dict[str | None, Any] = field(default_factory=dict)

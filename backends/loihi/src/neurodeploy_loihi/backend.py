@@ -101,6 +101,7 @@ class Loihi2Backend(Backend):
     modes = ("binary", "graded")
     encodings = ("direct", "events")  # direct: the host computes the first layer's current; events: spikes in
     delayed_modes = ("binary",)
+    engines = ("numpy", "torch")
     default_steps = 32
     spec = SPEC
     device_adapters: ClassVar[dict[str, str]] = {"lava": "neurodeploy_loihi.device:LavaDevice"}
@@ -409,16 +410,21 @@ class Loihi2Backend(Backend):
 
     def emulate_batch(self, loaded: Program | GradedProgram, inputs: np.ndarray, run: Run) -> EmulationResult:
         if isinstance(loaded, (GradedProgram, SdnnProgram)):  # spikes: nonzero payloads; synops: times fan-out
+            if run.engine != "numpy":
+                raise DataError(
+                    f"the {run.engine} emulator engine runs the {self.target} target's binary mode (--mode binary); "
+                    f"run mode {run.mode} with --emulator numpy"
+                )
             done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints)
             counts, diagnostics = {}, {}
         else:
-            done = loaded.run(
-                inputs,
-                run.steps,
-                checkpoints=run.checkpoints,
-                counts=run.neuron_counts,
-                readout_delay=run.readout_delay,
-            )
+            options = {"checkpoints": run.checkpoints, "counts": run.neuron_counts, "readout_delay": run.readout_delay}
+            if run.engine == "torch":  # the same integers, batch-first tensors on the run's device
+                from neurodeploy_loihi import torch_engine
+
+                done = torch_engine.run(loaded, inputs, run.steps, device=run.device, **options)
+            else:
+                done = loaded.run(inputs, run.steps, **options)
             counts, diagnostics = done.counts, {"readout_spikes": int(done.stats["readout_spikes"])}
         return EmulationResult(
             outputs=done.outputs,
