@@ -513,7 +513,9 @@ def _add_emulator_options(p: argparse.ArgumentParser) -> None:
         choices=["numpy", "torch"],
         default="numpy",
         help="what the target's emulator computes with: numpy (default), or torch tensors on --device (the "
-        "reference target; needs neurodeploy[torch]); the same numbers up to float rounding",
+        "reference and spinnaker targets, loihi's binary mode, the speck targets' binned mode; needs "
+        "neurodeploy[torch]): on the chips' targets the same integers, on reference the same numbers up to float "
+        "rounding",
     )
     p.add_argument(
         "--device",

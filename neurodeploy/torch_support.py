@@ -3,6 +3,8 @@ when neurodeploy is imported, and the device it runs on, checked before any work
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from neurodeploy.errors import DataError
@@ -45,3 +47,24 @@ def resolve_device(device: str | None) -> Any:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"--device {device}: torch cannot use it here ({reason})") from None
     return chosen
+
+
+@contextmanager
+def exact_floats() -> Iterator[None]:
+    """No reduced-precision float32 products while an integer engine runs (TF32 on CUDA, bf16 passes on a CPU):
+    its float32 sums are exact only in full float32; no gradients. The previous settings are restored."""
+    torch = import_torch()
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])

@@ -21,8 +21,7 @@ The graded mode (:class:`neurodeploy_loihi.graded.GradedProgram`) is not covered
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
 # outside sys.modules. torch is imported inside the functions (never when the module loads), for the same reason
 # and because it is optional.
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ import numpy as np
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.ir import interpret
 from neurodeploy.readout import readout_skip
+from neurodeploy.torch_support import exact_floats
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, SparseSynapse
 from neurodeploy_loihi.program import Program, RunResult
@@ -77,30 +77,6 @@ def float_type(bound: float, device: Any, conv: bool = False) -> Any:
     torch = _torch()
     limit = CUDA_CONV_FLOAT32 if conv and device.type == "cuda" else FLOAT32_EXACT
     return torch.float32 if bound < limit else torch.float64
-
-
-@contextmanager
-def exact_floats() -> Iterator[None]:
-    """No reduced-precision float32 products while the engine runs (TF32 on CUDA, bf16 passes on CPU), no
-    gradients; the previous settings are restored."""
-    torch = _torch()
-    saved = (
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.get_float32_matmul_precision(),
-    )
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
-        torch.set_float32_matmul_precision(saved[2])
-
-
-# -- integer arithmetic (fixed_point's, on tensors) ------------------------------------------------------------
 
 
 def wrap(x: Any, bits: int) -> Any:

@@ -165,6 +165,7 @@ class SpiNNakerBackend(NetlistBackend):
         f"{spinnaker.MAX_BOARDS}): a network whose neurons need more cores is refused, naming the boards it needs",
     }
     device_adapters: ClassVar[dict[str, str]] = {"spinnaker": "neurodeploy_pynn.spinnaker_device:SpiNNakerDevice"}
+    engines = ("numpy", "torch")  # the torch engine: neurodeploy_pynn.spinnaker_torch, the same integers
 
     def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
         parsed = super().parse_target_options(options)
@@ -317,4 +318,6 @@ class SpiNNakerBackend(NetlistBackend):
             checkpoints=run.checkpoints,
             counts=run.neuron_counts,
             readout_delay=run.readout_delay,
+            engine=run.engine,
+            device=run.device,
         )

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -820,13 +820,24 @@ def run(
     checkpoints: tuple[int, ...] = (),
     counts: bool = False,
     readout_delay: int = 0,
+    engine: str = "numpy",
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Emulate ``steps`` graph steps (``steps`` + delay ticks) on analog inputs x (B, *input shape): the outputs
     after ``steps`` and after each checkpoint, the spikes per sample of every spiking population over its own
     ``steps`` ticks (and per neuron when ``counts``). ``readout_delay`` D: the output after c steps reads the
     readout over its steps s + 1 .. c, s = min(D, c // 2) (:func:`neurodeploy.readout.readout_skip`): (V after
-    depth + c ticks - V after depth + s ticks) / (θ (c - s)), or the spikes of those steps."""
-    from neurodeploy_pynn.spinnaker_emulator import run as emulate
+    depth + c ticks - V after depth + s ticks) / (θ (c - s)), or the spikes of those steps. ``engine``: the
+    emulator engine, numpy (:mod:`neurodeploy_pynn.spinnaker_emulator`) or torch
+    (:mod:`neurodeploy_pynn.spinnaker_torch`, on torch ``device``; None: cuda where torch sees one, else cpu), which
+    give the same integers."""
+    from neurodeploy_pynn import spinnaker_emulator, spinnaker_torch
+
+    if engine not in ("numpy", "torch"):
+        raise ValueError(f"engine must be numpy or torch, got {engine!r}")
+    if engine == "numpy" and device is not None:
+        raise ValueError(f"device {device!r} is for the torch engine; the numpy engine runs on the CPU")
+    emulate = partial(spinnaker_torch.run, device=device) if engine == "torch" else spinnaker_emulator.run
 
     populations, projections = emulated(netlist)
     batch = len(x)

@@ -719,30 +719,41 @@ class _Delivery:
         return True
 
 
-def run(
+@dataclass(frozen=True)
+class RunSetup:
+    """:func:`run`'s arguments checked and resolved (shared by the engines): the spike-source inputs as bool
+    (batch, steps', n) arrays, ``steps``, ``batch``, the populations by name, every population's and input's size,
+    the population names in order, the recorded populations, the tick counts to keep, the largest delay into each
+    population and each population's ``i_offset`` (per neuron, or per sample (batch, size))."""
+
+    sources: dict[str, np.ndarray]
+    steps: int
+    batch: int
+    pops: dict[str, LifPopulation]
+    sizes: dict[str, int]
+    names: list[str]
+    rec_spikes: set[str]
+    rec_v: set[str]
+    count_at: set[int]
+    v_at: set[int]
+    max_delay: dict[str, int]
+    offsets: dict[str, np.ndarray]
+
+
+def _setup(
     populations: Sequence[LifPopulation],
     projections: Sequence[Projection],
-    inputs: Mapping[str, Any] | None = None,
-    *,
-    steps: int | None = None,
-    batch: int | None = None,
-    record_spikes: bool | Iterable[str] = True,
-    record_v: bool | Iterable[str] = False,
-    i_offset: Mapping[str, Any] | None = None,
-    count_ticks: Iterable[int] = (),
-    v_ticks: Iterable[int] = (),
-) -> EmulatorResult:
-    """Run ``steps`` ticks of the network for a batch of samples; see :class:`EmulatorResult` for what comes back
-    and at which instant.
+    inputs: Mapping[str, Any] | None,
+    steps: int | None,
+    batch: int | None,
+    record_spikes: bool | Iterable[str],
+    record_v: bool | Iterable[str],
+    i_offset: Mapping[str, Any] | None,
+    count_ticks: Iterable[int],
+    v_ticks: Iterable[int],
+) -> RunSetup:
+    """Check :func:`run`'s arguments, refusing what it refuses, before any work."""
 
-    ``inputs[name]``: binary (batch, steps, n) spike trains of spike-source inputs, a spike at [b, t, i] sent in
-    tick t. ``steps`` and ``batch`` default to the inputs' shape (they are required without inputs). Every sample
-    starts from the populations' initial values with empty ring buffers. ``record_spikes`` / ``record_v``: True,
-    False or the names of the populations whose spikes / V to keep per tick. ``i_offset[name]``: an integer
-    (batch, size) array of s16.15 raw bits (int32 range) that replaces population ``name``'s ``i_offset`` for
-    each sample (a converted network's input layer receives the image as a bias current). ``count_ticks``: tick
-    counts n (0 <= n <= steps) after which to keep every population's spike counts; ``v_ticks``: tick counts
-    after which to keep V of the ``record_v`` populations. Spike counts over all ticks are always returned."""
     inputs = dict(inputs or {})
     pop_names = [p.name for p in populations]
     if len(set(pop_names)) != len(pop_names):
@@ -799,6 +810,40 @@ def run(
         if a.size and (int(a.min()) < s1615.INT32_MIN or int(a.max()) > s1615.INT32_MAX):
             raise ValueError(f"i_offset[{name!r}]: raw bits outside int32")
         offsets[name] = a
+
+    return RunSetup(
+        sources, steps, batch, pops, sizes, pop_names, rec_spikes, rec_v, count_at, v_at, max_delay, offsets
+    )
+
+
+def run(
+    populations: Sequence[LifPopulation],
+    projections: Sequence[Projection],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    steps: int | None = None,
+    batch: int | None = None,
+    record_spikes: bool | Iterable[str] = True,
+    record_v: bool | Iterable[str] = False,
+    i_offset: Mapping[str, Any] | None = None,
+    count_ticks: Iterable[int] = (),
+    v_ticks: Iterable[int] = (),
+) -> EmulatorResult:
+    """Run ``steps`` ticks of the network for a batch of samples; see :class:`EmulatorResult` for what comes back
+    and at which instant.
+
+    ``inputs[name]``: binary (batch, steps, n) spike trains of spike-source inputs, a spike at [b, t, i] sent in
+    tick t. ``steps`` and ``batch`` default to the inputs' shape (they are required without inputs). Every sample
+    starts from the populations' initial values with empty ring buffers. ``record_spikes`` / ``record_v``: True,
+    False or the names of the populations whose spikes / V to keep per tick. ``i_offset[name]``: an integer
+    (batch, size) array of s16.15 raw bits (int32 range) that replaces population ``name``'s ``i_offset`` for
+    each sample (a converted network's input layer receives the image as a bias current). ``count_ticks``: tick
+    counts n (0 <= n <= steps) after which to keep every population's spike counts; ``v_ticks``: tick counts
+    after which to keep V of the ``record_v`` populations. Spike counts over all ticks are always returned."""
+    s = _setup(populations, projections, inputs, steps, batch, record_spikes, record_v, i_offset, count_ticks, v_ticks)
+    sources, steps, batch, pops, sizes = s.sources, s.steps, s.batch, s.pops, s.sizes
+    pop_names, rec_spikes, rec_v, count_at, v_at = s.names, s.rec_spikes, s.rec_v, s.count_at, s.v_at
+    max_delay, offsets = s.max_delay, s.offsets
 
     neurons = {n: _Neurons(p, batch, max_delay[n] + 1, offsets[n]) for n, p in pops.items()}
     scratch = _Scratch()

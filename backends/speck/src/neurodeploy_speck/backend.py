@@ -154,6 +154,7 @@ class SpeckBackend(Backend):
     encodings = ("direct", "events")  # rate spikes carry per-sample amplitudes the chip's events cannot
     fidelity = "bit-exact"
     modes = MODES
+    engines = ("numpy", "torch")
     default_steps = 64
     spec = chip.spec("speck")
     target_options: ClassVar[dict[str, str]] = {
@@ -398,7 +399,19 @@ class SpeckBackend(Backend):
 
     def emulate_batch(self, loaded: _Loaded, inputs: np.ndarray, options: Run) -> EmulationResult:
         network, host, steps = loaded.network, loaded.document["host"], options.steps
-        run = network.run_binned(inputs) if options.mode == "binned" else network.run_events(inputs)
+        if options.engine == "torch":  # the same integers, batch-first tensors on the run's device
+            if options.mode != "binned":
+                raise DataError(
+                    f"the torch emulator engine runs the {self.target} target's binned mode only: the event mode "
+                    "takes one event at a time; use --emulator numpy, or --mode binned"
+                )
+            from neurodeploy_speck import torch_engine
+
+            run = torch_engine.run_binned(network, inputs, device=options.device)
+        elif options.mode == "binned":
+            run = network.run_binned(inputs)
+        else:
+            run = network.run_events(inputs)
         out_shape = tuple(host["output"]["shape"])
         marks = sorted({int(c) for c in options.checkpoints if 0 < int(c) <= steps})
         names = layer_names(host)
