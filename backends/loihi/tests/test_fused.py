@@ -3,8 +3,8 @@ step-by-step path (``Network.run`` with the program's counting, itself equal to 
 Lava cross-checks, which also compare the fused run's outputs with Lava's): every field of the result equal, on
 the bundled MNIST model, on chains, residual blocks with delayed skips, Concats and parallel branches, trimmed and
 untrimmed, and on a hand-made network with leaky LIF neurons, initial potentials, a delayed bias and a delayed
-dense skip; the batch split over threads changes nothing, nor does a single sample shared by two threads at any
-split of its populations."""
+dense skip; the batch split over threads changes nothing, nor does a single sample shared by two threads however
+its populations are split between them."""
 
 import dataclasses
 from pathlib import Path
@@ -262,25 +262,24 @@ def test_the_thread_count_comes_from_the_environment(monkeypatch: pytest.MonkeyP
 
 
 def _single_sample_runs(program: Program, x: np.ndarray, steps: int) -> list[fused.FusedRun]:
-    """One sample of ``x`` run by one thread, then by two sharing it at every split of the populations."""
+    """One sample of ``x`` run by one thread, then by two sharing it: the populations split at every place, and
+    alternately."""
     network, total = program.network, steps + program.delay
     windows = network.windows(total, [d + steps for d in network.depths])
     roles = [role == "readout" for role in program.roles]
     mant, exp = program.input_bias(x[:1])
     bias = mant << exp
-    packed = fused.pack(network)
 
     def run(threads: int) -> fused.FusedRun:
         marks, top = [1, 3, steps], len(roles) - 1
         return fused.run(network, lambda lo, hi: bias, 1, total, steps, windows, marks, top, roles, threads=threads)
 
-    runs = [run(1)]
-    try:
-        for split in range(1, len(network.layers)):
-            network._packed = dataclasses.replace(packed, split=split, pool=[])  # type: ignore[attr-defined]
+    runs, layers = [run(1)], np.arange(len(network.layers))
+    splits = [(layers >= split).astype(np.int64) for split in range(1, len(layers))] + [layers % 2]
+    for owner in splits:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fused, "owners", lambda *args, owner=owner: owner)
             runs.append(run(2))
-    finally:
-        network._packed = packed  # type: ignore[attr-defined]
     return runs
 
 
@@ -301,8 +300,13 @@ def test_two_threads_sharing_one_sample_change_nothing(name: str, tmp_path: Path
     assert runs[0].counts.any()
 
 
-def test_the_work_split_balances_the_bundled_model() -> None:
+def test_the_work_split_balances_each_step() -> None:
+    work = np.array([10.0, 10.0, 10.0, 10.0])
+    pipeline = [(1, 4), (2, 5), (3, 6), (4, 7)]  # a population starts a step after its source
+    owner = fused.owners(work, pipeline, 7)
+    assert owner is not None
+    assert owner.tolist() == [0, 1, 0, 1]  # neighbours, which compute in the same steps, apart
+    assert fused.owners(np.array([100.0, 1.0]), [(1, 5), (1, 5)], 5) is None  # one does nearly all: one thread
+    assert fused.owners(np.array([10.0, 10.0]), [(1, 2), (3, 4)], 4) is None  # never at once: nothing to share
     network = Program.load(compiled("subtract").root).network
-    assert fused.pack(network).split == 2  # the input population and the first convolution, then the rest
-    assert fused.split_work([10, 10], [], []) == 1  # two equal populations: twice as fast, taken
-    assert fused.split_work([100, 1], [], []) == 0  # one population does nearly all the work: one thread
+    assert len(fused.pack(network).work) == 4

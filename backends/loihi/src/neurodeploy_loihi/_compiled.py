@@ -337,8 +337,9 @@ def _run(
     counted from that step, this is the same schedule), so in a step a population reads only what the other
     thread finished the step before: each waits, before step s, until the other has finished s - 1 steps, and
     no row of ``fired`` is written while the other may read it. ``me`` alone (``progress`` of length 1) waits
-    for nobody. Each synapse's source comes before its target (``fused.supported``); the owners split the
-    populations into a first and a second part, so the second part's thread only reads the first's spikes."""
+    for nobody. Each synapse's source comes before its target (``fused.supported``). Any split of the
+    populations between the threads is correct: a population reads only spikes of the step before, whoever
+    computed them."""
     n_layers, batch = layers.shape[0], bias_in.shape[0]
     keep = counts.shape[0] == batch
     synapses = (tables, channel, dense, indptr, rows, weights, runs, run_weights)

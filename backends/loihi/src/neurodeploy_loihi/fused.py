@@ -11,8 +11,8 @@ its first input, and the overflow statistics. Every field of the result equals t
 
 What it saves is Python: the step-by-step path makes a few numpy or numba calls per population and step, which
 at batch 1 cost more than the arithmetic. The batch is split between threads (the compiled loop releases the
-GIL), one slice per CPU; a single sample on two CPUs or more is shared by two threads, the first running the
-populations up to :attr:`Packed.split` and the second the rest, a step apart at most (:func:`_compiled._run`).
+GIL), one slice per CPU; a single sample on two CPUs or more is shared by two threads, each running the
+populations :func:`owners` gives it, a step apart at most (:func:`_compiled._run`).
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder.
@@ -69,9 +69,8 @@ class Packed:
     inbound: list[tuple[int, int]]
     scratch_sizes: tuple[int, int, int, int, int]
     """The widest population, the synapses' message buffers, the largest cell table, accumulator and kernel."""
-    split: int = 0
-    """The first population of the second part when two threads share a sample (:func:`split_work`); 0: one
-    thread runs it."""
+    work: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Per population, its estimated work in a step (:func:`work_per_step`), for :func:`owners`."""
     pool: list["Scratch"] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -284,23 +283,21 @@ def pack(network: Network) -> Packed:
         fan_out=flat([f.reshape(-1) for f in fan_out], np.int64),
         inbound=inbound,
         scratch_sizes=scratch_sizes,
-        split=split_work(sizes, edges, indptr),
+        work=work_per_step(sizes, edges, indptr),
     )
     network._packed = packed  # type: ignore[attr-defined]
     return packed
 
 
 SHARED_GAIN = 1.25
-"""Two threads share a sample only when the larger part of the work is at most 1 / this of the whole."""
+"""Two threads share a sample only when the larger share of the work is at most 1 / this of the whole."""
 EVENT_SHARE = 0.1
-"""In :func:`split_work`'s estimate, the share of a population's synapses that carry a spike in a step."""
+"""In :func:`work_per_step`'s estimate, the share of a population's synapses that carry a spike in a step."""
 
 
-def split_work(sizes: list[int], edges: list[np.ndarray], indptr: list[np.ndarray]) -> int:
-    """Where to split the populations between two threads that share a sample: the first population of the
-    second part, chosen so the larger part's estimated work (per population, its neurons plus
-    :data:`EVENT_SHARE` of the synapses into it) is the smallest; 0 when even that part is more than
-    1 / :data:`SHARED_GAIN` of the whole."""
+def work_per_step(sizes: list[int], edges: list[np.ndarray], indptr: list[np.ndarray]) -> np.ndarray:
+    """Per population, an estimate of its work in a step: its neurons plus :data:`EVENT_SHARE` of the synapses
+    into it (the spikes they carry)."""
     work = np.asarray(sizes, np.float64)
     pointers = np.concatenate(indptr) if indptr else np.zeros(1, np.int64)
     for row in edges:
@@ -312,12 +309,26 @@ def split_work(sizes: list[int], edges: list[np.ndarray], indptr: list[np.ndarra
         else:
             synapses = pointers[row[4] + row[7]] - pointers[row[4]]
         work[k] += EVENT_SHARE * float(synapses)
-    if len(work) < 2:
-        return 0
-    before = np.cumsum(work)[:-1]
-    larger = np.maximum(before, work.sum() - before)
-    best = int(np.argmin(larger))
-    return best + 1 if larger[best] * SHARED_GAIN <= work.sum() else 0
+    return work
+
+
+def owners(work: np.ndarray, windows: list[tuple[int, int]], steps_total: int) -> np.ndarray | None:
+    """Which of two threads sharing a sample runs each population (0 or 1): the threads wait for each other at
+    every step, so a step takes as long as the larger share of the populations computing in it; greedily, the
+    population with the most work (``work`` per step times the steps of its window) goes to the thread where the
+    sum over the steps of that larger share grows least. Any assignment is correct (see :func:`_compiled._run`).
+    None when even then a thread would do more than 1 / :data:`SHARED_GAIN` of the whole: one thread runs it."""
+    running = np.zeros((len(work), steps_total))
+    for k, (first, last) in enumerate(windows):
+        running[k, max(first, 1) - 1 : max(last, 0)] = work[k]
+    if len(work) < 2 or not running.any():
+        return None
+    shares, owner = np.zeros((2, steps_total)), np.zeros(len(work), np.int64)
+    for k in np.argsort(-running.sum(axis=1), kind="stable"):
+        cost = [np.maximum(shares[0] + running[k] * (m == 0), shares[1] + running[k] * (m == 1)).sum() for m in (0, 1)]
+        owner[k] = int(cost[1] < cost[0])
+        shares[owner[k]] += running[k]
+    return owner if np.maximum(shares[0], shares[1]).sum() * SHARED_GAIN <= running.sum() else None
 
 
 @dataclass
@@ -365,7 +376,7 @@ def run(
     at each of ``checkpoints`` (graph steps) the counts, or for a population whose ``readout_roles`` entry is
     true, its v change since graph step 0, are kept; ``top`` is the population read out. ``keep_counts=False``
     keeps no per-neuron counts (``counts`` is None; the sums at the checkpoints remain). One sample with two CPUs
-    or more: two threads share it when :attr:`Packed.split` divides the work (see :func:`_compiled._run`)."""
+    or more: two threads share it when :func:`owners` divides the work (see :func:`_compiled._run`)."""
     packed = pack(network)
     n_layers, n_check = len(network.layers), len(checkpoints)
     layers = np.zeros((n_layers, LAYER_COLUMNS), np.int64)
@@ -416,9 +427,9 @@ def run(
             packed.give(scratch)
 
     cpus = threads or default_threads()
-    if batch == 1 and cpus >= 2 and packed.split:  # two threads share the sample, each with its part of the layers
+    owner = owners(packed.work, windows, steps_total) if batch == 1 and cpus >= 2 else None
+    if owner is not None:  # two threads share the sample, each with its populations
         sets = (packed.take(), packed.take())
-        owner = (np.arange(n_layers) >= packed.split).astype(np.int64)
         progress, bias = np.zeros(2, np.int64), bias_of(0, 1)
         try:
             partner = _partner().submit(call, 0, 1, bias, 1, owner, progress, sets)
