@@ -12,8 +12,7 @@ is computed as float32. Torch is imported when the engine is made, never when ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,7 @@ from neurodeploy.ir.ops import (
     Threshold,
 )
 from neurodeploy.simulate import Arrays, Simulation, simulate
-from neurodeploy.torch_support import import_torch, resolve_device
+from neurodeploy.torch_support import exact_floats, import_torch, resolve_device
 
 Tensor = Any
 """A torch.Tensor (torch is imported lazily, so not named in annotations)."""
@@ -120,24 +119,6 @@ class TorchArrays(Arrays):
         return ((total - before) / divisor).to(self.torch.float32)
 
 
-@contextmanager
-def ieee_float32(arrays: TorchArrays) -> Iterator[None]:
-    """On CUDA, float32 convolutions and matrix products in float32 (not TF32) while the block runs."""
-    if arrays.device.type != "cuda":
-        yield
-        return
-    backends = arrays.torch.backends
-    settings = [backends.cudnn.conv, backends.cuda.matmul]
-    saved = [s.fp32_precision for s in settings]
-    for s in settings:
-        s.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        for s, value in zip(settings, saved):
-            s.fp32_precision = value
-
-
 def simulate_torch(
     graph: Graph,
     inputs: dict[str, np.ndarray],
@@ -151,7 +132,7 @@ def simulate_torch(
     """:func:`neurodeploy.simulate.simulate` on the torch engine ``arrays`` (default: a new one on the default
     device); the result holds numpy arrays."""
     arrays = arrays if arrays is not None else TorchArrays()
-    with ieee_float32(arrays), arrays.torch.inference_mode():
+    with exact_floats():
         return simulate(
             graph,
             inputs,

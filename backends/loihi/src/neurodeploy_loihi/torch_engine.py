@@ -30,7 +30,7 @@ import numpy as np
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.ir import interpret
 from neurodeploy.readout import readout_skip
-from neurodeploy.torch_support import exact_floats
+from neurodeploy.torch_support import exact_floats, import_torch, resolve_device
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, SparseSynapse
 from neurodeploy_loihi.program import Program, RunResult
@@ -49,32 +49,13 @@ BATCH = {"cpu": 256, "cuda": 2048}
 per neuron and sample)."""
 
 
-def _torch() -> Any:
-    import torch
-
-    return torch
-
-
-def resolve_device(device: Any = None) -> Any:
-    """``device`` as a torch.device: None is ``cuda`` when torch sees one, else ``cpu``."""
-    torch = _torch()
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NeurodeployError("the torch engine was asked for a cuda device, but torch sees no CUDA device")
-    if device.type not in BATCH:
-        raise NeurodeployError(f"the torch engine runs on cpu or cuda, not {device.type!r}")
-    return device
-
-
 def float_type(bound: float, device: Any, conv: bool = False) -> Any:
     """The float dtype in which a synapse's sums are exact, given ``bound`` >= max over outputs of (sum of |weight|
     over its fan-in) x (largest payload): float32 when every partial sum stays below 2**24 (an integer float32
     holds exactly, so any order of summation gives the integer), float64 otherwise (exact below 2**53; 8-bit
     weights times 24-bit payloads over any fan-in a Loihi core holds stay far below). TF32 is off while the engine
     runs (:func:`exact_floats`). A CUDA convolution is float64 (:data:`CUDA_CONV_FLOAT32`)."""
-    torch = _torch()
+    torch = import_torch()
     limit = CUDA_CONV_FLOAT32 if conv and device.type == "cuda" else FLOAT32_EXACT
     return torch.float32 if bound < limit else torch.float64
 
@@ -102,7 +83,7 @@ def decay(x: Any, d: int) -> Any:
 
 def fold(total: Any) -> Any:
     """:func:`fixed_point.fold_current`: Lava's single, asymmetric 24-bit fold of u."""
-    torch = _torch()
+    torch = import_torch()
     limit = fp.STATE_LIMIT
     folded = torch.where(total > limit, total - 2 * limit, total)
     return torch.where(folded <= -limit, total + 2 * limit, folded)
@@ -142,7 +123,7 @@ def _conv_send(synapse: ConvSynapse, top: int, device: Any) -> Callable[[Any], A
     the kernel flipped in X and Y; Lava's (X, Y, C) is torch's (C, H=X, W=Y). A pooled synapse sums each pool block
     first (avg_pool2d with divisor 1, exact for small counts) and convolves at stride / pool, as the numpy path.
     The sums are exact in the :func:`float_type` of their bound, then rounded and wrapped to 24 bits."""
-    torch = _torch()
+    torch = import_torch()
     functional = torch.nn.functional
     w = synapse.weights
     px, py = synapse.pool
@@ -171,7 +152,7 @@ def _conv_send(synapse: ConvSynapse, top: int, device: Any) -> Callable[[Any], A
 def _dense_send(synapse: DenseSynapse, top: int, device: Any) -> Callable[[Any], Any]:
     """Dense: one matrix product in the exact :func:`float_type`, rounded, shifted by weight_exp, wrapped to int32
     (``fixed_point.dense_accumulate``)."""
-    torch = _torch()
+    torch = import_torch()
     w = synapse.effective_weights
     dtype = float_type(float(top) * float(np.abs(w).sum(axis=1).max(initial=0)), device)
     matrix = torch.as_tensor(np.ascontiguousarray(w.T), dtype=dtype, device=device)
@@ -188,7 +169,7 @@ def _dense_send(synapse: DenseSynapse, top: int, device: Any) -> Callable[[Any],
 def _sparse_send(synapse: SparseSynapse, top: int, device: Any) -> Callable[[Any], Any]:
     """A synapse list: one-to-one (no output has two synapses) as a gather times the weights in int64; otherwise a
     sparse matrix product in the exact :func:`float_type` of its rows' sums. Then the shift and the int32 port."""
-    torch = _torch()
+    torch = import_torch()
     n_out, n_in = synapse.shape
     w = synapse.effective_weights
     exp = int(synapse.weight_exp)
@@ -248,7 +229,7 @@ def plan(network: Network, device: Any) -> Plan:
 
 
 def _build_plan(network: Network, device: Any) -> Plan:
-    torch = _torch()
+    torch = import_torch()
     populations = []
     for k, layer in enumerate(network.layers):
         n = layer.neuron
@@ -315,7 +296,7 @@ class Pass:
 
 
 def _new_pass(p: Plan, batch: int, counting: Counting, device: Any) -> Pass:
-    torch = _torch()
+    torch = import_torch()
     pops = p.populations
     return Pass(
         u=[torch.zeros((batch, q.size), dtype=torch.int64, device=device) for q in pops],
@@ -350,7 +331,7 @@ def _receive(q: Population, queues: list[list[Any]], sources: list[Any]) -> Any:
 def _neurons(q: Population, u: Any, v: Any, message: Any, bias: Any, stats: Any) -> tuple[Any, Any, Any]:
     """Step 3: Lava's ``subthr_dynamics``, spike and reset (``fixed_point``'s functions, in the same order), and the
     overflow statistics. Returns (u, v, spikes)."""
-    torch = _torch()
+    torch = import_torch()
     if message is None and q.du == fp.DECAY_UNITY:  # no input, no current kept: u = 0, nothing folds
         u_new = current = torch.zeros_like(u)
     else:
@@ -438,7 +419,7 @@ def _inputs(program: Program, x: np.ndarray) -> tuple[np.ndarray | None, np.ndar
 
 def _pass_inputs(program: Program, analog: Any, frames: Any, lo: int, hi: int, device: Any) -> tuple[Any, Any]:
     """A slice's (input bias, frames) on the device, flat per sample."""
-    torch = _torch()
+    torch = import_torch()
     if frames is not None:
         part = frames[lo:hi]
         return None, torch.as_tensor(part.reshape(*part.shape[:2], -1), dtype=torch.int64, device=device)
@@ -520,7 +501,7 @@ def run(
     top = int(program.readout["population"])
     counting = Counting(steps, wanted, top, [role == "readout" for role in program.roles], windows)
     totals = Totals({c: {} for c in wanted}, {c: {} for c in wanted}, {c: [] for c in wanted}, {})
-    size = int(batch_size or BATCH[device.type])
+    size = int(batch_size or BATCH.get(device.type, BATCH["cpu"]))
     with exact_floats():
         for lo in range(0, batch, size):
             hi = min(batch, lo + size)
