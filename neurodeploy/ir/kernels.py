@@ -7,7 +7,7 @@ frontend. All kernels return float32.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -70,9 +70,9 @@ def conv2d(
         top, left, bottom, right = padding
         xt = np.zeros((n, h + top + bottom, w + left + right, c), np.float32)
         xt[:, top : top + h, left : left + w, :] = x.transpose(0, 2, 3, 1)
-        eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
-        win = sliding_window_view(xt, (eh, ew), axis=(1, 2))
-        win = win[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]][:, :oh, :ow]
+        sn, sh, sw, sc = xt.strides  # the windows as one strided view: (N, OH, OW, C, kh, kw)
+        shape = (n, oh, ow, c, kh, kw)
+        win = as_strided(xt, shape, (sn, sh * stride[0], sw * stride[1], sc, sh * dilation[0], sw * dilation[1]))
         cols = win.reshape(n * oh * ow, c * kh * kw)
         out = (cols @ weight.reshape(o, -1).T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     else:

@@ -239,6 +239,22 @@ def test_the_batch_split_over_threads_changes_nothing(tmp_path: Path) -> None:
     assert runs[0].counts.any()
 
 
+def test_kept_run_plans_serve_only_their_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-network plans (the kernel's table, checkpoints, the two threads' split) are keyed by every setting
+    they hold: interleaved runs of other lengths, checkpoints and trims equal fresh ones, and few are kept."""
+    program = Program.load(compiled("subtract").root)
+    x = mnist_test_images()[0][:1]
+    settings = [(6, (2, 6), True), (9, (), True), (6, (3,), True), (9, (), False), (6, (2, 6), True)]
+    runs = [program.run(x, steps, checkpoints=marks, trim=trim, counts=True) for steps, marks, trim in settings]
+    for (steps, marks, trim), kept in zip(settings, runs):
+        program.network.__dict__.pop("_fused_plans", None)
+        assert_same_result(kept, program.run(x, steps, checkpoints=marks, trim=trim, counts=True))
+    monkeypatch.setattr(fused, "PLANS_KEPT", 2)
+    for steps in (3, 4, 5, 6):
+        program.run(x, steps)
+    assert len(program.network.__dict__["_fused_plans"]) == 2
+
+
 def test_observed_runs_and_unknown_synapses_take_the_step_by_step_path() -> None:
     program = Program.load(compiled("subtract").root)
     roles = [role == "readout" for role in program.roles]

@@ -379,30 +379,16 @@ def run(
     or more: two threads share it when :func:`owners` divides the work (see :func:`_compiled._run`)."""
     packed = pack(network)
     n_layers, n_check = len(network.layers), len(checkpoints)
-    layers = np.zeros((n_layers, LAYER_COLUMNS), np.int64)
-    for k, layer in enumerate(network.layers):
-        neuron = layer.neuron
-        layers[k] = (
-            packed.sizes[k],
-            packed.offsets[k],
-            neuron.du + 1,
-            neuron.dv,
-            neuron.threshold,
-            int(neuron.kind == "subtractive"),
-            neuron.bias_start,
-            windows[k][0],
-            windows[k][1],
-            network.depths[k],
-            int(readout_roles[k]),
-            *packed.inbound[k],
-        )
+    cpus = threads or default_threads()
+    layers, marks, owner = _plan(
+        network, packed, steps_total, windows, checkpoints, readout_roles, batch == 1 and cpus >= 2
+    )
     counts = np.zeros((batch, len(packed.v0)), np.int32) if keep_counts else None
     sums = np.zeros((batch, n_layers, n_check), np.int64)
     synops = np.zeros((batch, n_layers, n_check), np.int64)
     readout = np.zeros((batch, n_check, packed.sizes[top]), np.int64)
     stats = np.zeros((batch, n_layers, 4), np.int64)
     readout_spikes = np.zeros(batch, np.int64)
-    marks = np.asarray(checkpoints, np.int64)
     kernel = _compiled.kernels()["run"]
     outputs = (sums, synops, readout, stats, readout_spikes)
 
@@ -426,8 +412,6 @@ def run(
         finally:
             packed.give(scratch)
 
-    cpus = threads or default_threads()
-    owner = owners(packed.work, windows, steps_total) if batch == 1 and cpus >= 2 else None
     if owner is not None:  # two threads share the sample, each with its populations
         sets = (packed.take(), packed.take())
         progress, bias = np.zeros(2, np.int64), bias_of(0, 1)
@@ -447,6 +431,51 @@ def run(
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(part, bounds[:-1], bounds[1:]))
     return FusedRun(packed, counts, sums, synops, readout, stats, readout_spikes)
+
+
+def _plan(
+    network: Network,
+    packed: Packed,
+    steps_total: int,
+    windows: list[tuple[int, int]],
+    checkpoints: list[int],
+    readout_roles: list[bool],
+    shared: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The kernel's per-population table (see ``LAYER_COLUMNS``), the checkpoints as an array and, where one sample
+    may be ``shared`` by two threads, :func:`owners`; kept on the network for the last few settings (a run of one
+    sample repeats them, and their Python costs a tenth of a small network's run)."""
+    key = (steps_total, tuple(map(tuple, windows)), tuple(checkpoints), tuple(readout_roles), shared)
+    plans: dict = network.__dict__.setdefault("_fused_plans", {})  # (the kernel only reads them)
+    if key in plans:
+        return plans[key]
+    layers = np.zeros((len(network.layers), LAYER_COLUMNS), np.int64)
+    for k, layer in enumerate(network.layers):
+        neuron = layer.neuron
+        layers[k] = (
+            packed.sizes[k],
+            packed.offsets[k],
+            neuron.du + 1,
+            neuron.dv,
+            neuron.threshold,
+            int(neuron.kind == "subtractive"),
+            neuron.bias_start,
+            windows[k][0],
+            windows[k][1],
+            network.depths[k],
+            int(readout_roles[k]),
+            *packed.inbound[k],
+        )
+    marks = np.asarray(checkpoints, np.int64)
+    plan = layers, marks, owners(packed.work, windows, steps_total) if shared else None
+    if len(plans) >= PLANS_KEPT:
+        plans.pop(next(iter(plans)))
+    plans[key] = plan
+    return plan
+
+
+PLANS_KEPT = 16
+"""How many settings (steps, windows, checkpoints) :func:`_plan` keeps per network."""
 
 
 _PARTNER: dict[int, ThreadPoolExecutor] = {}

@@ -545,11 +545,16 @@ class Program:
             spikes=spikes,
             checkpoint_spikes={c: marks[c] for c in wanted if c in checkpoints},
             counts={self.names[k]: to_graph(counted[k], self.shapes[k]) for k in spiking} if counts else {},
-            neurons={self.names[k]: int(np.prod(self.shapes[k])) for k in spiking},
+            neurons=dict(self._neurons),
             stats=stats,
             synops=synop_marks[steps],
             checkpoint_synops={c: synop_marks[c] for c in wanted if c in checkpoints},
         )
+
+    @cached_property
+    def _neurons(self) -> dict[str, int]:
+        """Each spiking population's neuron count, by its graph name."""
+        return {self.names[k]: int(np.prod(self.shapes[k])) for k, role in enumerate(self.roles) if role != "readout"}
 
     def _readout(self, state: np.ndarray, steps: int) -> np.ndarray:
         """The output after ``steps`` graph steps, in the output's shape: the change of v since the readout's
