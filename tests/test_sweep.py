@@ -109,7 +109,7 @@ def test_an_interrupted_sweep_resumes_and_a_failed_point_runs_again(tmp_path) ->
         ('target = "loihi"\ntarget_options = { profile = "fast" }\n', "point 1 .*profile"),
         ('target = "nosuchchip"\n', "point 1 .*nosuchchip"),
         (BASE + 'conversion = "norm=sometimes"\n', "point 1 .*norm"),
-        ('target = "brainscales2"\nemulator = "torch"\n', "point 1 .*'brainscales2' has no 'torch' emulator engine"),
+        ('target = "dummy"\nemulator = "torch"\n', "point 1 .*'dummy' has no 'torch' emulator engine"),
         (BASE + 'emulator = "numpy"\ndevice = "cuda"\n', "point 1 .*for the torch emulator engine"),
         (BASE + '[[points]]\nmodel = "missing.onnx"\n', "point 1 .*missing.onnx does not exist"),
         (BASE + "[extra]\n", "unknown section"),

@@ -247,8 +247,8 @@ def test_the_mnist_example_predicts_the_same_on_both_engines(mnist) -> None:
 
 
 def test_an_engine_the_target_lacks_is_refused_naming_both() -> None:
-    chip = get_backend("brainscales2")
-    with pytest.raises(DataError, match=r"target 'brainscales2' has no 'torch' emulator engine; it has numpy"):
+    chip = get_backend("dummy")
+    with pytest.raises(DataError, match=r"target 'dummy' has no 'torch' emulator engine; it has numpy"):
         check_engine(chip.target, chip.engines, "torch")
     reference = get_backend("reference")
     with pytest.raises(DataError, match=r"'jax'.*numpy, torch"):
@@ -295,7 +295,7 @@ def test_evaluate_with_the_torch_emulator_on_the_command_line(capsys, tmp_path) 
 
 
 def test_the_command_line_refuses_an_engine_the_target_lacks(capsys) -> None:
-    args = ["evaluate", BUNDLED_MODEL, "--data", "mnist", "--limit", "8", "--steps", "4", "-t", "brainscales2"]
+    args = ["evaluate", BUNDLED_MODEL, "--data", "mnist", "--limit", "8", "--steps", "4", "-t", "dummy"]
     result = run_cli(capsys, *args, "--emulator", "torch")
     assert result.code == 1
     assert "has no 'torch' emulator engine" in result.err

@@ -147,7 +147,7 @@ def test_the_backend_runs_the_bundled_mnist_model_on_torch(mnist_spinnaker) -> N
 
     backend = get_backend("spinnaker")
     assert backend.engines == ("numpy", "torch")
-    assert get_backend("brainscales2").engines == ("numpy",)
+    assert get_backend("brainscales2").engines == ("numpy", "torch")
     x = np.load(EXAMPLE / "test_images.npz")["x"][:16].astype(np.float32)
     options = dict(steps=24, checkpoints=(6, 12), neuron_counts=True)
     want = backend.emulate(mnist_spinnaker, x, **options)

@@ -99,6 +99,7 @@ or a population that does not map raise a :class:`~neurodeploy.errors.ResourceEr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -1197,11 +1198,19 @@ def run(
     counts: bool = False,
     noise: Noise | None = None,
     offset: int = 0,
+    engine: str = "numpy",
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Emulate ``steps`` µs steps on analog inputs x (B, *input shape): the outputs after ``steps`` and after each
     checkpoint, the spikes per sample of the input population and every spiking chip population (per neuron when
     ``counts``), SynOps. ``noise`` replaces the netlist's trial-to-trial noise (its mismatch stays the chip's);
-    ``offset`` is the index of x's first sample in the data set (it keys the trial-to-trial noise)."""
+    ``offset`` is the index of x's first sample in the data set (it keys the trial-to-trial noise). ``engine``:
+    numpy (:mod:`neurodeploy_pynn.brainscales2_emulator`) or torch (:mod:`neurodeploy_pynn.brainscales2_torch`,
+    the same float64 operations on ``device``)."""
+    if engine not in ("numpy", "torch"):
+        raise ValueError(f"engine must be numpy or torch, got {engine!r}")
+    if engine == "numpy" and device is not None:
+        raise ValueError(f"device {device!r} is for the torch engine; the numpy engine runs on the CPU")
     batch = len(x)
     wanted = sorted({c for c in checkpoints if 1 <= c <= steps} | {steps})
     substeps = netlist.substeps
@@ -1219,7 +1228,13 @@ def run(
 
     marks = tuple(sorted({mark(p, c) for p in netlist.populations for c in [0, *wanted]}))
     chip_noise = noise if noise is not None else netlist.noise
-    result = emulator.run(
+    if engine == "torch":
+        from neurodeploy_pynn import brainscales2_torch
+
+        engine_run = functools.partial(brainscales2_torch.run, device=device)
+    else:
+        engine_run = emulator.run
+    result = engine_run(
         emulated(netlist),
         [
             emulator.Synapses(q.pre, netlist.populations[q.post].name, q.receptor, q.pre_index, q.post_index, q.weights)

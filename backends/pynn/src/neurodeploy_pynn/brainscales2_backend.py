@@ -134,6 +134,7 @@ class BrainScaleS2Backend(NetlistBackend):
     device_adapters: ClassVar[dict[str, str]] = {
         "brainscales2": "neurodeploy_pynn.brainscales2_device:BrainScaleS2Device"
     }
+    engines = ("numpy", "torch")  # the torch engine: neurodeploy_pynn.brainscales2_torch, the same float64 steps
 
     def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
         parsed = super().parse_target_options(options)
@@ -291,4 +292,6 @@ class BrainScaleS2Backend(NetlistBackend):
             checkpoints=run.checkpoints,
             counts=run.neuron_counts,
             offset=run.encoding.offset,
+            engine=run.engine,
+            device=run.device,
         )

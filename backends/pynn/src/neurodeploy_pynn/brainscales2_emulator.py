@@ -275,6 +275,25 @@ class _NoiseStreams:
         return self.block[:, self.at - 1]
 
 
+def incoming_matrices(
+    populations: list[Neurons], synapses: list[Synapses], sizes: dict[str, int]
+) -> dict[str, list[tuple[str, int, np.ndarray]]]:
+    """Per population, the projections into it as (pre, receptor index, dense (pre, post) float64 matrix of the
+    integer weights); ``sizes`` gives the sources' sizes. A projection naming no population or source is an error."""
+    size = {p.name: p.size for p in populations}
+    incoming: dict[str, list[tuple[str, int, np.ndarray]]] = {name: [] for name in size}
+    for s in synapses:
+        if s.post not in size:
+            raise ValueError(f"synapses {s.pre} -> {s.post}: no population {s.post!r}")
+        n_pre = size[s.pre] if s.pre in size else sizes.get(s.pre)
+        if n_pre is None:
+            raise ValueError(f"synapses {s.pre} -> {s.post}: no population or source {s.pre!r}")
+        matrix = np.zeros((n_pre, size[s.post]))
+        np.add.at(matrix, (np.asarray(s.pre_index), np.asarray(s.post_index)), np.asarray(s.weight, np.float64))
+        incoming[s.post].append((s.pre, RECEPTORS.index(s.receptor), matrix))
+    return incoming
+
+
 def run(
     populations: list[Neurons],
     synapses: list[Synapses],
@@ -298,17 +317,7 @@ def run(
     names = [p.name for p in populations]
     batch = len(next(iter(sources.values()))) if sources else 1
     states = {p.name: _State(p, batch, dt) for p in populations}
-    # dense integer weight matrices (pre, post), per receptor, of every projection into each population
-    incoming: dict[str, list[tuple[str, int, np.ndarray]]] = {n: [] for n in names}
-    for s in synapses:
-        if s.post not in states:
-            raise ValueError(f"synapses {s.pre} -> {s.post}: no population {s.post!r}")
-        n_pre = states[s.pre].p.size if s.pre in states else sizes.get(s.pre)
-        if n_pre is None:
-            raise ValueError(f"synapses {s.pre} -> {s.post}: no population or source {s.pre!r}")
-        matrix = np.zeros((n_pre, states[s.post].p.size))
-        np.add.at(matrix, (np.asarray(s.pre_index), np.asarray(s.post_index)), np.asarray(s.weight, np.float64))
-        incoming[s.post].append((s.pre, RECEPTORS.index(s.receptor), matrix))
+    incoming = incoming_matrices(populations, synapses, sizes)
     sigma = 0.0 if noise is None else noise.membrane * math.sqrt(dt)
     streams = (
         {p.name: _NoiseStreams(noise.seed, k, offset, batch, p.size) for k, p in enumerate(populations)}

@@ -1,7 +1,7 @@
 """A minimal third-party backend, installed only to test plugin discovery.
 
 It reuses the reference backend's files and emulator, and counts what it emulated, so tests can tell that
-the plugin (not the reference backend) ran.
+the plugin (not the reference backend) ran. It declares the numpy emulator engine only.
 """
 
 from neurodeploy.backends.base import TargetSpec
@@ -12,6 +12,7 @@ class DummyBackend(ReferenceBackend):
     name = "dummy"
     version = "0.1.0"
     spec = TargetSpec(name="dummy", description="test plugin (reference arithmetic under another name)")
+    engines = ("numpy",)  # a plugin that declares no torch engine (tests of the refusal use it)
     calls = 0
 
     def emulate(self, artifact, inputs, **kwargs):
