@@ -29,6 +29,12 @@ smaller T from the emulator's checkpoints):
               with IF neurons and with signed neurons (``coding=signed``);
               T = 1, 2, 4, ..., 256 and 300 (the full window).
 
+  (f) cifar   examples/cifar10_qcfs/resnet20_qcfs.onnx (QCFS, L = 4, trained λ as thresholds), the first
+              ``--cifar-limit`` CIFAR-10 test images (default 1000), direct encoding: windowed neurons
+              (``qcfs=window``), IF neurons (``qcfs=rate``), signed neurons with memory (``coding=signed``) and
+              few-spike neurons with K = 3 steps per layer (``coding=fs,fs-steps=3``: the QCFS staircase's 4
+              levels exactly); T = 1, 2, 4, ..., 64 (windowed and few-spike: counted after the fill).
+
 For each run: the ANN's accuracy (onnxruntime), the SNN's accuracy per T, and the smallest T at which the SNN
 is within 0.5 (and 0.3) points of the ANN. Accuracy differences are in percentage points.
 """
@@ -58,6 +64,13 @@ RELU_MODEL = ROOT / "examples" / "mnist" / "mnist_cnn.onnx"
 NMNIST_MODEL = ROOT / "examples" / "nmnist" / "nmnist_cnn.onnx"
 RELU6_MODEL = ROOT / "examples" / "mnist_relu6" / "mnist_relu6.onnx"
 MAXPOOL_MODEL = ROOT / "examples" / "mnist_maxpool" / "mnist_maxpool.onnx"
+CIFAR_MODEL = ROOT / "examples" / "cifar10_qcfs" / "resnet20_qcfs.onnx"
+CIFAR_RUNS = {
+    "ResNet-20 QCFS, windows": "qcfs=window",
+    "ResNet-20 QCFS, rate": "qcfs=rate",
+    "ResNet-20 QCFS, signed": "coding=signed",
+    "ResNet-20 QCFS, FS K=3": "coding=fs,fs-steps=3",
+}
 SIGNED_RUNS = {
     "ReLU CNN, signed, p99.9 per layer": (RELU_MODEL, "coding=signed"),
     "ReLU CNN, signed, p99.9 per channel": (RELU_MODEL, "coding=signed,granularity=channel"),
@@ -252,12 +265,33 @@ def part_signed(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": results}
 
 
+def part_cifar(args: argparse.Namespace) -> dict[str, Any]:
+    # No calibration: every threshold is a trained QCFS λ. The same images for every run.
+    steps = [t for t in args.powers if t <= 64] or args.powers
+    limited = argparse.Namespace(**{**vars(args), "limit": args.cifar_limit})
+    results = {}
+    for name, coding in CIFAR_RUNS.items():
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        pipeline = f"{CANONICALIZE},convert-to-snn{{{coding}}}"
+        result = run(CIFAR_MODEL, "cifar10", steps, limited, calibration=None, pipeline=pipeline)
+        report = result["evaluation"]
+        fill, last = report["fill_steps"], steps[-1]
+        result["spikes_per_neuron"] = report["spikes_per_neuron"][str(last)]
+        result["note"] = (
+            f"trained QCFS λ as thresholds; {result['spikes_per_neuron']:.3f} spikes per neuron over the "
+            f"{last + fill} steps run" + (f" (read after a fill of {fill} steps)" if fill else "")
+        )
+        results[name] = result
+    return {"runs": results, "limit": args.cifar_limit}
+
+
 PARTS = {
     "qcfs": ("(a) QCFS-trained CNN on MNIST, direct input", part_qcfs),
     "relu": ("(b) ReLU CNN on MNIST, direct input, data-based normalization", part_relu),
     "nmnist": ("(c) N-MNIST CNN, event input (1 ms frames, one per step)", part_nmnist),
     "fs": ("(d) few-spike coding on MNIST, direct input", part_fs),
     "signed": ("(e) signed neurons and max pooling of spike counts on MNIST, direct input", part_signed),
+    "cifar": ("(f) QCFS ResNet-20 on CIFAR-10, direct input: every method", part_cifar),
 }
 
 
@@ -280,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks/README.md measured before the delay were)",
     )
     parser.add_argument("--workers", type=int, help="simulation processes (default: one per CPU)")
+    parser.add_argument(
+        "--cifar-limit", type=int, default=1000, help="CIFAR-10 test images of part (f) (default: the first 1000)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     limit_t = args.steps if args.steps is not None else NMNIST_FRAMES
