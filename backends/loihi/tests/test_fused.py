@@ -277,9 +277,25 @@ def test_the_thread_count_comes_from_the_environment(monkeypatch: pytest.MonkeyP
     assert fused.default_threads() >= 1
 
 
+class _Late:
+    """A partner thread the system did not run: what it is given starts only when its result is asked for, after
+    the first thread has finished the sample alone."""
+
+    def __init__(self) -> None:
+        self.call: tuple = ()
+
+    def submit(self, fn, *args) -> "_Late":
+        self.call = (fn, *args)
+        return self
+
+    def result(self) -> None:
+        fn, *args = self.call
+        fn(*args)
+
+
 def _single_sample_runs(program: Program, x: np.ndarray, steps: int) -> list[fused.FusedRun]:
-    """One sample of ``x`` run by one thread, then by two sharing it: the populations split at every place, and
-    alternately."""
+    """One sample of ``x`` run by one thread, then by two sharing it: claiming the populations in order, in
+    reverse and alternately, and with a partner that starts only after the first thread has done everything."""
     network, total = program.network, steps + program.delay
     windows = network.windows(total, [d + steps for d in network.depths])
     roles = [role == "readout" for role in program.roles]
@@ -288,14 +304,21 @@ def _single_sample_runs(program: Program, x: np.ndarray, steps: int) -> list[fus
 
     def run(threads: int) -> fused.FusedRun:
         marks, top = [1, 3, steps], len(roles) - 1
+        network.__dict__.pop("_fused_plans", None)
         return fused.run(network, lambda lo, hi: bias, 1, total, steps, windows, marks, top, roles, threads=threads)
 
     runs, layers = [run(1)], np.arange(len(network.layers))
-    splits = [(layers >= split).astype(np.int64) for split in range(1, len(layers))] + [layers % 2]
-    for owner in splits:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(fused, "owners", lambda *args, owner=owner: owner)
+    orders = [layers, layers[::-1], np.concatenate([layers[::2], layers[1::2]])]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fused, "owners", lambda *args: np.zeros(len(layers), np.int64))  # (share whatever the split)
+        patch.setattr(fused.Sharing, "share", lambda self: True)
+        for order in orders:
+            patch.setattr(fused, "claim_order", lambda work, order=order: order.astype(np.int64))
             runs.append(run(2))
+        late = _Late()
+        patch.setattr(fused, "_partner", lambda: late)
+        runs.append(run(2))
+        assert late.call, "the partner was not given its part"
     return runs
 
 
@@ -309,11 +332,38 @@ def test_two_threads_sharing_one_sample_change_nothing(name: str, tmp_path: Path
         emit_graph(graph, tmp_path, x)
         program = Program.load(tmp_path)
     runs = _single_sample_runs(program, x, 7)
-    assert len(runs) > 2
+    assert len(runs) == 5
     for other in runs[1:]:
         for field in ("counts", "sums", "synops", "readout", "stats", "readout_spikes"):
             np.testing.assert_array_equal(getattr(other, field), getattr(runs[0], field), err_msg=field)
     assert runs[0].counts.any()
+
+
+def test_sharing_backs_off_while_shared_runs_lose() -> None:
+    """The first run goes alone; shared runs go on while they are not slower than the recent runs alone; one that
+    is sends 1, 2, 4, ... runs alone (up to the limit), and one that wins again resets the backoff."""
+    sharing = fused.Sharing(np.arange(3))
+    assert not sharing.share()  # nothing measured yet
+    sharing.record(False, 1.0)
+    assert sharing.share()
+    sharing.record(True, 0.8)  # wins
+    assert sharing.share()
+    alone = []
+    for _ in range(4):  # loses four times: 1, 2, 4 and 8 runs alone after each
+        sharing.record(True, 3.0)
+        count = 0
+        while not sharing.share():
+            sharing.record(False, 1.0)
+            count += 1
+        alone.append(count)
+    assert alone == [1, 2, 4, 8]
+    sharing.record(True, 0.9)  # wins again: the next loss costs one run alone
+    sharing.record(True, 3.0)
+    assert sharing.skip == 1
+    sharing.backoff = fused.SHARING_BACKOFF
+    sharing.record(False, 1.0)
+    sharing.record(True, 3.0)
+    assert sharing.backoff == fused.SHARING_BACKOFF
 
 
 def test_the_work_split_balances_each_step() -> None:

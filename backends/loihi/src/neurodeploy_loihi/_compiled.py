@@ -301,18 +301,17 @@ def _run(
     readout,
     stats,
     readout_spikes,
-    owner,
-    me,
+    order,
     progress,
     u,
     v,
     fired,
     buffers,
+    baseline,
     folded,
     saturated,
     message,
     nothing,
-    baseline,
     cells,
     index,
     count,
@@ -330,16 +329,18 @@ def _run(
     population's step, its synapses' walks over its spikes and the counts stay in cache. ``counts`` is (B, N)
     when the caller keeps every neuron's count, else one row reused per sample.
 
-    This call computes the populations k with ``owner[k] == me``. Two calls (threads) may share one sample:
-    ``u``, ``v``, ``fired`` (two rows: the spikes of even and odd steps), ``buffers``, ``counts`` and the outputs
-    are then the same arrays in both, the rest each call's own; ``progress`` (2,) holds the steps each has
-    finished. A synapse takes its source's spikes of the step before at the start of a step (with the delay
-    counted from that step, this is the same schedule), so in a step a population reads only what the other
-    thread finished the step before: each waits, before step s, until the other has finished s - 1 steps, and
-    no row of ``fired`` is written while the other may read it. ``me`` alone (``progress`` of length 1) waits
-    for nobody. Each synapse's source comes before its target (``fused.supported``). Any split of the
-    populations between the threads is correct: a population reads only spikes of the step before, whoever
-    computed them."""
+    Alone (``progress`` of length 1) a call computes every population at every step, in order. Two calls
+    (threads) may share one sample (batch 1): ``u``, ``v``, ``fired`` (two rows: the spikes of even and odd
+    steps), ``buffers``, ``baseline``, ``counts`` and the outputs are then the same arrays in both, the rest each
+    call's own, and ``progress`` (2 (steps_total + 1) per sample) holds two counters per phase (the sample's
+    start, then each step): populations claimed and populations done. In each phase each call claims the next
+    population of ``order`` (an atomic add) until none is left, computes it, counts it done, and then waits until
+    every population of the phase is done. A synapse takes its source's spikes of the step before at the start of
+    a step (with the delay counted from that step, this is the same schedule), so in a step a population reads
+    only what was finished the phase before, whichever call computed it, and no row of ``fired`` is written while
+    it may be read. A call that falls behind (a thread the system did not run) finds its phases claimed and
+    catches up; the other never waits for it except for a population it holds. Each synapse's source comes
+    before its target (``fused.supported``)."""
     n_layers, batch = layers.shape[0], bias_in.shape[0]
     keep = counts.shape[0] == batch
     synapses = (tables, channel, dense, indptr, rows, weights, runs, run_weights)
@@ -347,39 +348,44 @@ def _run(
     network, reading = (layers, edges, bias, bias_in, fan_out), (steps, checkpoints, top)
     outputs = (sums, synops, readout, stats, readout_spikes)
     state, own = (u, v, fired, buffers), (folded, saturated, message, nothing, baseline)
-    partner = 1 - me if progress.shape[0] > 1 else -1
-    clock = 0
+    shared = progress.shape[0] > 1
     for b in range(batch):
         counted_b = counts[b] if keep else counts[0]
-        _reset(layers, edges, owner, me, v0, u, v, fired, buffers, baseline, counted_b)
-        for t in range(steps_total):
-            if partner >= 0:
-                _wait(progress, partner, clock)
+        if not shared:
             for k in range(n_layers):
-                if owner[k] == me:
+                _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted_b)
+            for t in range(steps_total):
+                for k in range(n_layers):
                     _population(k, t, b, network, synapses, work, reading, counted_b, outputs, state, own)
-            clock += 1
-            if partner >= 0:
-                _release(progress, me, clock)
-
-
-def _reset(layers, edges, owner, me, v0, u, v, fired, buffers, baseline, counted):  # pragma: no cover - compiled
-    """A sample's start for the populations this thread owns: u 0, v at v0, no spikes, empty synapse buffers, no
-    counts, the readout's baseline 0."""
-    for k in range(layers.shape[0]):
-        if owner[k] != me:
             continue
-        n, off = layers[k, 0], layers[k, 1]
-        for i in range(off, off + n):
-            u[i] = 0
-            v[i] = v0[i]
-            fired[0, i] = False
-            fired[1, i] = False
-            counted[i] = 0
-        for e in range(layers[k, 11], layers[k, 12]):
-            buffers[edges[e, 3] : edges[e, 3] + (edges[e, 2] + 1) * n] = 0
-        if layers[k, 10] != 0:
-            baseline[:n] = 0
+        for phase in range(steps_total + 1):
+            at = 2 * (b * (steps_total + 1) + phase)  # (claimed, done) of this phase
+            i = _claim(progress, at)
+            while i < n_layers:
+                k = order[i]
+                if phase == 0:
+                    _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted_b)
+                else:
+                    _population(k, phase - 1, b, network, synapses, work, reading, counted_b, outputs, state, own)
+                _claim(progress, at + 1)
+                i = _claim(progress, at)
+            _wait(progress, at + 1, n_layers)
+
+
+def _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted):  # pragma: no cover - compiled
+    """Population k at a sample's start: u 0, v at v0, no spikes, empty synapse buffers, no counts, the
+    readout's baseline 0."""
+    n, off = layers[k, 0], layers[k, 1]
+    for i in range(off, off + n):
+        u[i] = 0
+        v[i] = v0[i]
+        fired[0, i] = False
+        fired[1, i] = False
+        counted[i] = 0
+    for e in range(layers[k, 11], layers[k, 12]):
+        buffers[edges[e, 3] : edges[e, 3] + (edges[e, 2] + 1) * n] = 0
+    if layers[k, 10] != 0:
+        baseline[:n] = 0
 
 
 def _population(k, t, b, network, synapses, work, reading, counted_b, outputs, state, own):  # pragma: no cover
@@ -455,15 +461,17 @@ def _population(k, t, b, network, synapses, work, reading, counted_b, outputs, s
                 readout[b, mark, i] = state[i] - baseline[i]
 
 
-def _wait(progress, other, steps):  # pragma: no cover - compiled (replaced by an atomic spin in kernels())
-    """Until the thread ``other`` has finished ``steps`` steps (``progress[other]``)."""
-    while progress[other] < steps:
+def _wait(counters, at, value):  # pragma: no cover - compiled (replaced by an atomic spin in kernels())
+    """Until ``counters[at]`` reaches ``value`` (another thread counts it up)."""
+    while counters[at] < value:
         pass
 
 
-def _release(progress, me, steps):  # pragma: no cover - compiled (replaced by an atomic store in kernels())
-    """Tell the other thread that this one has finished ``steps`` steps."""
-    progress[me] = steps
+def _claim(counters, at):  # pragma: no cover - compiled (replaced by an atomic add in kernels())
+    """``counters[at]`` before adding 1 to it."""
+    old = counters[at]
+    counters[at] = old + 1
+    return old
 
 
 def _bias_row(v, bias, threshold, subtractive, fired, counted=None, count=False):  # pragma: no cover - compiled
@@ -632,10 +640,10 @@ def kernels():
             # (`fused.run` splits a batch between threads; `evaluate --workers` runs batches in processes)
             jit = numba.njit(cache=True, nogil=True)
             # the loops below call these: they are compiled first, in their place (numba resolves globals then)
-            global _conv_one, _neuron_row, _bias_row, _send, _neurons_of, _reset, _population, _wait, _release
+            global _conv_one, _neuron_row, _bias_row, _send, _neurons_of, _reset, _population, _wait, _claim
             _conv_one, _neuron_row, _bias_row = jit(_conv_one), jit(_neuron_row), jit(_bias_row)
             _send, _neurons_of, _reset = jit(_send), jit(_neurons_of), jit(_reset)
-            _wait, _release = _atomics(jit)
+            _wait, _claim = _atomics(jit)
             _population = jit(_population)
             _KERNELS = {"conv": jit(_conv), "sparse": jit(_sparse), "neurons": jit(_neurons), "run": jit(_run)}
             _KERNELS["split_bias"] = jit(_split_bias)
@@ -643,10 +651,10 @@ def kernels():
 
 
 def _atomics(jit):
-    """:func:`_wait` and :func:`_release` for two threads sharing a sample: an acquire load in the spin (so the
-    compiler reads the memory on every pass, and what the other thread wrote before its release is seen) and a
-    release store (what this thread wrote before it is visible first); the spin yields the CPU after a while, so
-    a thread waiting for a descheduled one does not hold its core."""
+    """:func:`_wait` and :func:`_claim` for two threads sharing a sample: an acquire load in the spin (so the
+    compiler reads the memory on every pass, and what the other thread wrote before it counted is seen) and an
+    atomic add with acquire and release order (what this thread wrote before it counts is visible first); the
+    spin yields the CPU after a while, so a thread waiting for a descheduled one does not hold its core."""
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
@@ -662,26 +670,26 @@ def _atomics(jit):
         return types.int64(array, at), codegen
 
     @intrinsic
-    def release(typingctx, array, at, value):
+    def fetch_add(typingctx, array, at):
         def codegen(context, builder, signature, args):
-            builder.store_atomic(args[2], pointer(context, builder, signature, args), "release", 8)
-            return context.get_dummy_value()
+            one = context.get_constant(types.int64, 1)
+            return builder.atomic_rmw("add", pointer(context, builder, signature, args), one, "acq_rel")
 
-        return types.none(array, at, value), codegen
+        return types.int64(array, at), codegen
 
     yield_cpu = types.ExternalFunction("sched_yield", types.int32())  # (libc's, by name: the cache keeps no address)
 
-    def wait(progress, other, steps):  # pragma: no cover - compiled
+    def wait(counters, at, value):  # pragma: no cover - compiled
         spins = 0
-        while acquire(progress, other) < steps:
+        while acquire(counters, at) < value:
             spins += 1
             if spins > 2000:
                 yield_cpu()
 
-    def release_steps(progress, me, steps):  # pragma: no cover - compiled
-        release(progress, me, np.int64(steps))
+    def claim(counters, at):  # pragma: no cover - compiled
+        return fetch_add(counters, at)
 
-    return jit(wait), jit(release_steps)
+    return jit(wait), jit(claim)
 
 
 def sparse_enough(s: np.ndarray, fan: int = 1) -> bool:

@@ -11,13 +11,14 @@ its first input, and the overflow statistics. Every field of the result equals t
 
 What it saves is Python: the step-by-step path makes a few numpy or numba calls per population and step, which
 at batch 1 cost more than the arithmetic. The batch is split between threads (the compiled loop releases the
-GIL), one slice per CPU; a single sample on two CPUs or more is shared by two threads, each running the
-populations :func:`owners` gives it, a step apart at most (:func:`_compiled._run`).
+GIL), one slice per CPU; a single sample on two CPUs or more is shared by two threads, which claim its
+populations one at a time in each step and wait for each other only at the step's end (:func:`_compiled._run`).
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder.
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -89,7 +90,8 @@ class Scratch:
     """One thread's working arrays for :func:`_compiled._run` (their values do not carry over between runs)."""
 
     shared: tuple[np.ndarray, ...]
-    """u, v, the spikes of even and odd steps, the synapses' buffers: the threads that share a sample share these."""
+    """u, v, the spikes of even and odd steps, the synapses' buffers, the readout's baseline: the threads that share
+    a sample share these."""
     own: tuple[np.ndarray, ...]
     """Each thread's own working arrays."""
     row: np.ndarray
@@ -102,13 +104,13 @@ class Scratch:
             np.zeros(neurons, np.int64),  # v
             np.zeros((2, neurons), np.bool_),  # spikes of even and odd steps
             np.zeros(buffer, np.int64),  # the synapses' messages in flight
+            np.zeros(widest, np.int64),  # the readout's baseline
         )
         own = (
             np.zeros(widest, np.bool_),  # folded
             np.zeros(widest, np.bool_),  # saturated
             np.zeros(widest, np.int64),  # message
             np.zeros(widest, np.int64),  # nothing (stays 0)
-            np.zeros(widest, np.int64),  # the readout's baseline
             np.zeros(cells, np.int32),  # conv cells
             np.zeros(cells, np.int32),  # conv listed channels
             np.zeros(cells, np.int64),  # conv counts per cell
@@ -313,11 +315,12 @@ def work_per_step(sizes: list[int], edges: list[np.ndarray], indptr: list[np.nda
 
 
 def owners(work: np.ndarray, windows: list[tuple[int, int]], steps_total: int) -> np.ndarray | None:
-    """Which of two threads sharing a sample runs each population (0 or 1): the threads wait for each other at
-    every step, so a step takes as long as the larger share of the populations computing in it; greedily, the
-    population with the most work (``work`` per step times the steps of its window) goes to the thread where the
-    sum over the steps of that larger share grows least. Any assignment is correct (see :func:`_compiled._run`).
-    None when even then a thread would do more than 1 / :data:`SHARED_GAIN` of the whole: one thread runs it."""
+    """Whether two threads sharing a sample gain, as a split of its populations (0 or 1): the threads wait for
+    each other at every step, so a step takes as long as the larger share of the populations computing in it;
+    greedily, the population with the most work (``work`` per step times the steps of its window) goes to the
+    thread where the sum over the steps of that larger share grows least. None when even then a thread would do
+    more than 1 / :data:`SHARED_GAIN` of the whole: one thread runs it. (The threads claim the populations as they
+    go, :func:`claim_order`, which balances at least as well when both run; this split only decides.)"""
     running = np.zeros((len(work), steps_total))
     for k, (first, last) in enumerate(windows):
         running[k, max(first, 1) - 1 : max(last, 0)] = work[k]
@@ -376,11 +379,11 @@ def run(
     at each of ``checkpoints`` (graph steps) the counts, or for a population whose ``readout_roles`` entry is
     true, its v change since graph step 0, are kept; ``top`` is the population read out. ``keep_counts=False``
     keeps no per-neuron counts (``counts`` is None; the sums at the checkpoints remain). One sample with two CPUs
-    or more: two threads share it when :func:`owners` divides the work (see :func:`_compiled._run`)."""
+    or more: two threads share it when :func:`owners` says they gain (see :func:`_compiled._run`)."""
     packed = pack(network)
     n_layers, n_check = len(network.layers), len(checkpoints)
     cpus = threads or default_threads()
-    layers, marks, owner = _plan(
+    layers, marks, sharing = _plan(
         network, packed, steps_total, windows, checkpoints, readout_roles, batch == 1 and cpus >= 2
     )
     counts = np.zeros((batch, len(packed.v0)), np.int32) if keep_counts else None
@@ -392,13 +395,13 @@ def run(
     kernel = _compiled.kernels()["run"]
     outputs = (sums, synops, readout, stats, readout_spikes)
 
-    def call(lo: int, hi: int, bias: np.ndarray, me: int, owner: np.ndarray, progress: np.ndarray, sets: tuple) -> None:
+    def call(lo: int, hi: int, bias: np.ndarray, me: int, order: np.ndarray, progress: np.ndarray, sets: tuple) -> None:
         shared, own = sets[0], sets[me]
         row = shared.row if counts is None else counts[lo:hi]
         kernel(
             layers, packed.edges, packed.v0, packed.bias, bias, packed.tables, packed.channel, packed.dense,
             packed.indptr, packed.rows, packed.weights, packed.runs, packed.run_weights, packed.fan_out,
-            int(steps_total), int(steps), marks, int(top), row, *(a[lo:hi] for a in outputs), owner, me, progress,
+            int(steps_total), int(steps), marks, int(top), row, *(a[lo:hi] for a in outputs), order, progress,
             *shared.shared, *own.own,
         )  # fmt: skip
 
@@ -408,25 +411,29 @@ def run(
     def part(lo: int, hi: int) -> None:
         scratch = packed.take()
         try:
-            call(lo, hi, bias_of(lo, hi), 0, np.zeros(n_layers, np.int64), np.zeros(1, np.int64), (scratch,))
+            call(lo, hi, bias_of(lo, hi), 0, NO_ORDER, np.zeros(1, np.int64), (scratch,))
         finally:
             packed.give(scratch)
 
-    if owner is not None:  # two threads share the sample, each with its populations
+    started = time.perf_counter()
+    if sharing is not None and sharing.share():  # two threads, claiming the populations phase by phase
         sets = (packed.take(), packed.take())
-        progress, bias = np.zeros(2, np.int64), bias_of(0, 1)
+        progress, bias = np.zeros(2 * (steps_total + 1), np.int64), bias_of(0, 1)
         try:
-            partner = _partner().submit(call, 0, 1, bias, 1, owner, progress, sets)
-            call(0, 1, bias, 0, owner, progress, sets)  # (this thread runs the first part)
+            partner = _partner().submit(call, 0, 1, bias, 1, sharing.order, progress, sets)
+            call(0, 1, bias, 0, sharing.order, progress, sets)  # (this thread works too)
             partner.result()
         finally:
             for scratch in sets:
                 packed.give(scratch)
+        sharing.record(True, time.perf_counter() - started)
         return FusedRun(packed, counts, sums, synops, readout, stats, readout_spikes)
     workers = max(1, min(batch, cpus))
     bounds = [batch * i // workers for i in range(workers + 1)]
     if workers == 1:
         part(0, batch)
+        if sharing is not None:
+            sharing.record(False, time.perf_counter() - started)
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(part, bounds[:-1], bounds[1:]))
@@ -441,10 +448,11 @@ def _plan(
     checkpoints: list[int],
     readout_roles: list[bool],
     shared: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, "Sharing | None"]:
     """The kernel's per-population table (see ``LAYER_COLUMNS``), the checkpoints as an array and, where one sample
-    may be ``shared`` by two threads, :func:`owners`; kept on the network for the last few settings (a run of one
-    sample repeats them, and their Python costs a tenth of a small network's run)."""
+    may be ``shared`` by two threads and they gain (:func:`owners`), its :class:`Sharing`; kept on the network
+    for the last few settings (a run of one sample repeats them, and their Python costs a tenth of a small
+    network's run)."""
     key = (steps_total, tuple(map(tuple, windows)), tuple(checkpoints), tuple(readout_roles), shared)
     plans: dict = network.__dict__.setdefault("_fused_plans", {})  # (the kernel only reads them)
     if key in plans:
@@ -467,7 +475,8 @@ def _plan(
             *packed.inbound[k],
         )
     marks = np.asarray(checkpoints, np.int64)
-    plan = layers, marks, owners(packed.work, windows, steps_total) if shared else None
+    share = shared and owners(packed.work, windows, steps_total) is not None
+    plan = layers, marks, Sharing(claim_order(packed.work)) if share else None
     if len(plans) >= PLANS_KEPT:
         plans.pop(next(iter(plans)))
     plans[key] = plan
@@ -477,6 +486,47 @@ def _plan(
 PLANS_KEPT = 16
 """How many settings (steps, windows, checkpoints) :func:`_plan` keeps per network."""
 
+
+def claim_order(work: np.ndarray) -> np.ndarray:
+    """The order in which two threads sharing a sample claim its populations in each phase: the most work per
+    step first (so the large ones start at once, and the small ones fill in at the end)."""
+    return np.argsort(-np.asarray(work, np.float64), kind="stable").astype(np.int64)
+
+
+@dataclass
+class Sharing:
+    """Two threads sharing one sample, for one plan: the :func:`claim_order`, and whether sharing pays now. It does
+    on a machine with a CPU free for each thread; on one whose CPUs are busy with other work, a thread the system
+    does not run holds up the other at the end of a step (measured: the bundled MNIST model's sample in 3.5 ms
+    shared against 1.2 ms alone, with two other processes computing on two CPUs). So :func:`run` times its runs:
+    the first runs alone, then shared while a shared run is not slower than the recent ones alone; one that is
+    makes the next ``skip`` runs go alone (1, doubling at each shared run that loses again, up to
+    :data:`SHARING_BACKOFF`; a shared run that wins sets it back to 1)."""
+
+    order: np.ndarray
+    alone: float | None = None
+    """Seconds of the recent runs by one thread (a running mean of two)."""
+    skip: int = 0
+    backoff: int = 1
+
+    def share(self) -> bool:
+        return self.alone is not None and self.skip == 0
+
+    def record(self, shared: bool, seconds: float) -> None:
+        if not shared:
+            self.alone = seconds if self.alone is None else 0.5 * (self.alone + seconds)
+            self.skip = max(0, self.skip - 1)
+        elif self.alone is not None and seconds > self.alone:
+            self.skip, self.backoff = self.backoff, min(2 * self.backoff, SHARING_BACKOFF)
+        else:
+            self.backoff = 1
+
+
+SHARING_BACKOFF = 64
+"""The most runs in a row that go alone after a shared run was slower."""
+
+NO_ORDER = np.zeros(1, np.int64)
+"""The claim order of a call that runs alone (it computes every population in order)."""
 
 _PARTNER: dict[int, ThreadPoolExecutor] = {}
 
