@@ -1,8 +1,11 @@
 """Wall time of one ``evaluate`` on the local engine (1 and 2 worker processes) and on a 2-worker Dask
-LocalCluster, side by side in one run (nothing is asserted about time).
+LocalCluster, side by side in one run; then of the example sweep's four points (examples/sweep/mnist.toml) on the
+local engine, on the cluster point after point, and on the cluster as one flat set of tasks (nothing is asserted
+about time).
 
     .venv/bin/python benchmarks/sweep_scaling.py                     # 256 bundled MNIST images, T up to 64
     .venv/bin/python benchmarks/sweep_scaling.py --steps 8,32 --batch-size 64 --repeats 3
+    .venv/bin/python benchmarks/sweep_scaling.py --only sweep        # the sweep's part alone
 
 Every engine runs the same call (compile, onnxruntime, the simulation in chunks of ``--batch-size``), the best of
 ``--repeats``; the Dask cluster is started once before its runs and its start-up is printed apart. The reports
@@ -12,14 +15,18 @@ are checked to agree (accuracies, spikes and SynOps).
 from __future__ import annotations
 
 import argparse
+import functools
+import tempfile
 import time
 from pathlib import Path
 
 from neurodeploy.evaluate import evaluate
-from neurodeploy.evaluation.cluster import connect
+from neurodeploy.evaluation.cluster import Cluster, connect
+from neurodeploy.sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "examples" / "mnist"
+SPEC = ROOT / "examples" / "sweep" / "mnist.toml"
 SAME = ("snn_accuracy", "spikes_per_neuron", "synops")
 
 
@@ -32,14 +39,57 @@ def _best(repeats: int, **kwargs) -> tuple[float, dict]:
     return min(times), report
 
 
+def _sweep(repeats: int, limit: int, steps: list[int], batch_size: int, cluster: Cluster | None, flat: bool):
+    """The best wall time of the example sweep (a fresh folder each time: nothing cached) and its rows."""
+    times, rows = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            sweep = load_sweep(SPEC, tmp)
+            for point in sweep.points:
+                point.settings.update(limit=limit, steps=steps, workers=2)
+            fn = evaluate if cluster is None or flat else functools.partial(evaluate, cluster=cluster)
+            started = time.perf_counter()
+            document = run_sweep(sweep, evaluate_fn=fn, cluster=cluster if flat else None, batch_size=batch_size)
+            times.append(time.perf_counter() - started)
+            rows = document["rows"]
+    return min(times), rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="4,16,64")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=256, help="the sweep's samples per point")
+    parser.add_argument("--only", choices=("evaluate", "sweep"), help="one part alone")
     args = parser.parse_args()
+    steps = [int(t) for t in args.steps.split(",")]
+    started = time.perf_counter()
+    with connect(None, 2) as cluster:
+        start_up = time.perf_counter() - started
+        if args.only != "sweep":
+            _evaluations(args, steps, cluster)
+        if args.only != "evaluate":
+            rows = []
+            for name, on, flat in (
+                ("local, --workers 2, point after point", None, False),
+                ("dask, 2 workers, point after point", cluster, False),
+                ("dask, 2 workers, one flat set of tasks", cluster, True),
+            ):
+                seconds, result = _sweep(args.repeats, args.limit, steps, args.batch_size, on, flat)
+                rows.append((name, seconds, result))
+            print(f"sweep: 4 points x {args.limit} samples, steps {args.steps}, batch {args.batch_size}")
+            print(f"{'engine':40} {'wall s':>8} {'vs local':>9}")
+            for name, seconds, result in rows:
+                print(f"{name:40} {seconds:8.2f} {rows[0][1] / seconds:8.2f}x")
+                assert result == rows[0][2], f"{name}: the rows differ"
+    print(f"(the Dask cluster's start-up, not counted above: {start_up:.2f} s)")
+    return 0
+
+
+def _evaluations(args: argparse.Namespace, steps: list[int], cluster: Cluster) -> None:
     common = dict(
-        steps=[int(t) for t in args.steps.split(",")],
+        steps=steps,
         calibration=str(MNIST / "calibration.npz"),
         calibration_samples=128,
         batch_size=args.batch_size,
@@ -48,10 +98,7 @@ def main() -> int:
     for workers in (1, 2):
         seconds, report = _best(args.repeats, workers=workers, **common)
         rows.append((f"local, --workers {workers}", seconds, report))
-    started = time.perf_counter()
-    with connect(None, 2) as cluster:
-        start_up = time.perf_counter() - started
-        seconds, report = _best(args.repeats, cluster=cluster, **common)
+    seconds, report = _best(args.repeats, cluster=cluster, **common)
     rows.append(("dask LocalCluster, 2 workers", seconds, report))
     base = rows[0][1]
     print(f"{rows[0][2]['samples']} samples, steps {args.steps}, batch {args.batch_size}, best of {args.repeats}")
@@ -59,8 +106,6 @@ def main() -> int:
     for name, seconds, report in rows:
         print(f"{name:32} {seconds:8.2f} {base / seconds:11.2f}x")
         assert all(report[k] == rows[0][2][k] for k in SAME), f"{name}: the report differs"
-    print(f"(the Dask cluster's start-up, not counted above: {start_up:.2f} s)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ import logging
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,14 @@ from neurodeploy.torch_support import resolve_device
 __all__ = [
     "Evaluation",
     "Pearson",
+    "Prepared",
     "available_cpus",
     "evaluate",
     "load_evaluation_data",
     "onnxruntime_outputs",
     "parse_steps",
     "plot_accuracy",
+    "prepare_evaluation",
     "require_matplotlib",
 ]
 
@@ -113,6 +116,88 @@ def evaluate(
     (:func:`neurodeploy.evaluation.cluster.connect`) instead of ``workers`` local processes; the same numbers.
     ``emulator``: the emulator engine the SNN runs on (numpy, or torch where the target has it), ``device`` the
     torch device (None: cuda when there is one, else cpu)."""
+    with prepare_evaluation(
+        model,
+        data,
+        steps,
+        target=target,
+        limit=limit,
+        calibration=calibration,
+        calibration_samples=calibration_samples,
+        encoding=encoding,
+        batch_size=batch_size,
+        pipeline=pipeline,
+        conversion=conversion,
+        data_options=data_options,
+        workers=workers,
+        mode=mode,
+        target_options=target_options,
+        import_options=import_options,
+        details=details,
+        emulator=emulator,
+        device=device,
+    ) as prepared:
+        totals = _simulate(prepared.job, prepared.tmp, prepared.chunks, workers, progress, cluster)
+        return prepared.finish(totals)
+
+
+@dataclass
+class Prepared:
+    """An evaluation compiled and checked, its simulation not yet run (:func:`prepare_evaluation`): the job and
+    its chunks of samples, to run on any engine, and what :meth:`finish` needs to make the report of their sums."""
+
+    job: Job
+    chunks: list[tuple[int, int]]
+    tmp: Path
+    """The evaluation's temporary folder (the compiled artifact is in it), removed when the context ends."""
+    run: Run
+    artifact: Artifact
+    snn: Graph
+    details: bool
+    started: float
+
+    def finish(self, totals: Sums) -> Evaluation:
+        """The evaluation's report, once ``totals`` holds every chunk's sums (merged in chunk order)."""
+        job, x = self.job, self.job.inputs
+        if isinstance(x, Path):
+            raise TypeError("a prepared job carries its inputs as an array")
+        summary = inspect.summary(self.artifact, embedded=True) if self.details else None
+        raster = spike_raster(self.snn, x[:1], job.steps[-1], job.encoding) if self.details else None
+        elapsed = time.perf_counter() - self.started
+        report = build_report(
+            self.run, totals, {"neurodeploy": __version__, "python": platform.python_version(), "numpy": np.__version__}
+        )
+        log.info("evaluated %d samples up to T=%d in %.1f s", len(job.labels), job.steps[-1], elapsed)
+        return Evaluation(report, elapsed, summary, raster)
+
+
+@contextmanager
+def prepare_evaluation(
+    model: str | Path,
+    data: str,
+    steps: Sequence[int],
+    *,
+    target: str = "reference",
+    limit: int | None = None,
+    calibration: str | None = None,
+    calibration_samples: int = DEFAULT_SAMPLES,
+    encoding: Encoding | None = None,
+    batch_size: int = 256,
+    pipeline: str | None = None,
+    conversion: str | None = None,
+    data_options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    mode: str | None = None,
+    target_options: dict[str, str] | None = None,
+    import_options: dict[str, str] | None = None,
+    details: bool = False,
+    emulator: str = "numpy",
+    device: str | None = None,
+) -> Iterator[Prepared]:
+    """What :func:`evaluate` does before the simulation, with its arguments: the arguments and data checked, the
+    model compiled into a temporary folder (kept while the context lasts), the ANN's accuracy measured with
+    onnxruntime. The simulation of the chunks and :meth:`Prepared.finish` are the caller's: a sweep on a Dask
+    cluster submits the chunks of all its points at once (:mod:`neurodeploy.sweep`). ``workers`` is only checked."""
     model = Path(model)
     steps = _check_arguments(model, steps, batch_size, workers, calibration_samples)
     device = _emulator(target, emulator, device)
@@ -146,33 +231,26 @@ def evaluate(
         if mode is not None and mode not in modes:
             raise DataError(f"target {target!r} has emulation modes {', '.join(modes)}; got {mode!r}")
         job = Job(artifact.root, x, dataset.y, tuple(steps), encoding, mode, engine=emulator, device=device)
-        totals = _simulate(job, Path(tmp), batch_size, workers, progress, cluster)
-        summary = inspect.summary(artifact, embedded=True) if details else None
-        raster = spike_raster(snn, x[:1], steps[-1], encoding) if details else None
-    elapsed = time.perf_counter() - started
-    run = Run(
-        model=model.name,
-        target=target,
-        mode=mode if mode is not None else (modes or [None])[0],
-        steps=steps,
-        dataset=dataset,
-        source=data,
-        limit=limit,
-        encoding=encoding,
-        manifest=artifact.manifest,
-        ann_accuracy=None
-        if ann_scores is None
-        else float((ann_scores.reshape(len(x), -1).argmax(axis=1) == dataset.y).mean()),
-        layers=spiking_layers(snn, ann),
-        macs=int(sum(layer_macs(ann if ann is not None else snn).values())),
-        emulator=emulator,
-        device=device,
-    )
-    report = build_report(
-        run, totals, {"neurodeploy": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    )
-    log.info("evaluated %d samples up to T=%d in %.1f s", len(x), steps[-1], elapsed)
-    return Evaluation(report, elapsed, summary, raster)
+        run = Run(
+            model=model.name,
+            target=target,
+            mode=mode if mode is not None else (modes or [None])[0],
+            steps=steps,
+            dataset=dataset,
+            source=data,
+            limit=limit,
+            encoding=encoding,
+            manifest=artifact.manifest,
+            ann_accuracy=None
+            if ann_scores is None
+            else float((ann_scores.reshape(len(x), -1).argmax(axis=1) == dataset.y).mean()),
+            layers=spiking_layers(snn, ann),
+            macs=int(sum(layer_macs(ann if ann is not None else snn).values())),
+            emulator=emulator,
+            device=device,
+        )
+        chunks = [(start, min(start + batch_size, len(x))) for start in range(0, len(x), batch_size)]
+        yield Prepared(job, chunks, Path(tmp), run, artifact, snn, details, started)
 
 
 def _emulator(target: str, engine: str, device: str | None) -> str | None:
@@ -187,18 +265,17 @@ def _emulator(target: str, engine: str, device: str | None) -> str | None:
 def _simulate(
     job: Job,
     tmp: Path,
-    batch_size: int,
+    chunks: list[tuple[int, int]],
     workers: int | None,
     progress: Callable[[int, int], None] | None,
     cluster: Cluster | None = None,
 ) -> Sums:
-    """Run the job's samples ``batch_size`` at a time on ``workers`` processes (default: one per CPU, at most one
-    per chunk), which map the inputs from a file in ``tmp`` rather than receive a copy each; or as tasks on
-    ``cluster``, each carrying its chunk."""
+    """Run the job's chunks of samples on ``workers`` processes (default: one per CPU, at most one per chunk),
+    which map the inputs from a file in ``tmp`` rather than receive a copy each; or as tasks on ``cluster``, each
+    carrying its chunk."""
     x = job.inputs
     if isinstance(x, Path):
         raise TypeError("the job's inputs are mapped from a file only here")
-    chunks = [(start, min(start + batch_size, len(x))) for start in range(0, len(x), batch_size)]
     if cluster is not None:
         return cluster.simulate(job, chunks, progress)
     workers = min(workers if workers is not None else available_cpus(), len(chunks))

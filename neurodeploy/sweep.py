@@ -29,11 +29,31 @@ Each point's result is the evaluation report (:func:`neurodeploy.evaluate.evalua
 ``DIR/points/KEY.json``; KEY is the SHA-256 of the point's settings, the contents of the files it reads (model,
 data, calibration) and the neurodeploy version, so a rerun reuses every point whose inputs did not change, and a
 sweep that was interrupted resumes where it stopped. A point that fails is recorded with its error and the others
-go on. With ``--engine dask`` the points run one after another, each one's chunks as tasks on a Dask cluster
-(:mod:`neurodeploy.evaluation.cluster`), with the same results; a worker's error names the point and its samples.
+go on.
+
+Locally the points run one after another. With ``--engine dask`` (:mod:`neurodeploy.evaluation.cluster`) the
+pending points' chunks are one flat set of tasks, data shard x point: each point is compiled here in turn (its
+model, data and calibration files are read only here, the ANN reference is measured here) and its chunks are
+submitted at once, while the workers already run the tasks of the points before it, so no worker waits between
+points (at most :data:`POINTS_AHEAD` points out at once). Each point's chunk results are merged in chunk order
+once its last one is in, so its report equals a single-process run's, and it is written to ``DIR/points`` then
+(an interrupted sweep keeps every point that ended).
+A chunk that fails for good fails its point alone (its other tasks are cancelled), with an error naming its samples
+and the cluster; a chunk whose worker died is run again and counted once.
+
+Progress is a line per point as it is found cached, starts running, is done or fails, with the counts of points
+``done`` (run now, its result written), ``cached`` (its result read back), ``failed``, ``running`` and ``left``; on
+a cluster also the tasks done of those submitted. A point is running from the moment its work starts (locally the
+call of :func:`~neurodeploy.evaluate.evaluate`, on a cluster its compile here, before its tasks are submitted)
+until its result is in or it fails; left are the points not yet started (one line, here broken)::
+
+    point 3 (target=loihi, conversion=norm=max): running [done 1, cached 0, failed 0, running 2, left 1;
+    tasks 3/6 done]
+
 ``DIR/results.csv`` and ``DIR/results.json`` hold one row per point and T: the point's settings, the SNN's
-accuracy, the ANN's, spikes per neuron and SynOps per sample; with matplotlib installed, ``DIR/accuracy.png`` draws
-the SNN's accuracy against T, a line per point.
+accuracy, the ANN's, spikes per neuron and SynOps per sample. ``DIR/accuracy.svg`` and ``DIR/spikes.svg`` draw the
+SNN's accuracy and the spikes per neuron against T, a line per point (:mod:`neurodeploy.charts`, no plotting
+library needed); with matplotlib installed, ``accuracy.png`` and ``spikes.png`` draw the same.
 """
 
 from __future__ import annotations
@@ -46,6 +66,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +77,9 @@ from neurodeploy.backends.registry import get_backend
 from neurodeploy.data.datasets import is_dataset
 from neurodeploy.emulation import check_engine
 from neurodeploy.errors import DataError, NeurodeployError
-from neurodeploy.evaluate import evaluate
-from neurodeploy.evaluation.cluster import Cluster
-from neurodeploy.evaluation.plot import plot_sweep
+from neurodeploy.evaluate import Prepared, evaluate, prepare_evaluation
+from neurodeploy.evaluation.cluster import Batch, Cluster
+from neurodeploy.evaluation.plot import plot_sweep, sweep_chart
 from neurodeploy.fileio import check_output_file, read_regular_file, write_file_atomic
 from neurodeploy.ir.serialize import dumps_json
 from neurodeploy.passes import conversion_pass
@@ -87,6 +108,14 @@ KEYS = {
 REQUIRED = ("model", "target", "data", "steps")
 FILES = ("model", "data", "calibration")
 """Settings that may name a file, whose contents go into the point's key."""
+POINTS_AHEAD = 4
+"""On a cluster, the points whose tasks may be out at once: the next one is compiled and submitted when one of
+them ends (each holds its compiled artifact and the ANN reference here, its data in its tasks there); enough to
+keep the workers busy across a point's last chunks, few enough that a sweep of hundreds of points does not hold
+them all."""
+PLOTTED = (("snn_accuracy", "accuracy"), ("spikes_per_neuron", "spikes"))
+"""The plotted columns, against T a line per point, and the names of their files (.svg, and .png)."""
+PLOTS = tuple(f"{name}.{kind}" for _, name in PLOTTED for kind in ("svg", "png"))
 COLUMNS = ("point", "model", "target", "conversion", "target_options", "import_options", "data", "limit", "T")
 
 
@@ -215,50 +244,170 @@ def _key(point: Point) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass
+class Progress:
+    """The sweep's points by state, as the progress lines show them (see the module): ``done`` (run now, result
+    written), ``cached`` (result read back), ``failed``, ``running`` (work begun, result not yet in) and the rest
+    ``left``; on a Dask cluster also the tasks (data shard x point) done and submitted."""
+
+    total: int
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    running: int = 0
+    tasks: tuple[int, int] | None = None
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done - self.cached - self.failed - self.running
+
+    def line(self, point: Point, event: str, detail: str = "") -> str:
+        counts = (
+            f"done {self.done}, cached {self.cached}, failed {self.failed}, running {self.running}, left {self.left}"
+        )
+        if self.tasks is not None:
+            counts += f"; tasks {self.tasks[0]}/{self.tasks[1]} done"
+        return f"{point.label()}: {event} [{counts}]" + (f": {detail}" if detail else "")
+
+
 def run_sweep(
     sweep: Sweep,
     progress: Callable[[str], None] | None = None,
     evaluate_fn: Callable[..., Any] = evaluate,
     cluster: Cluster | None = None,
+    *,
+    prepare_fn: Callable[..., AbstractContextManager[Prepared]] = prepare_evaluation,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Run every point not already in ``sweep.output/points``, then write the results table; return the results
-    document. ``progress`` sees one line per point (done, cached, failed) with the count left. ``cluster``: the
-    points run one after another, each one's chunks as tasks on that Dask cluster (the same results)."""
+    """Run every point not already in ``sweep.output/points``, then write the results table and plots; return the
+    results document. ``progress`` sees a line per point as it is found cached, starts running, is done or fails,
+    with the counts of :class:`Progress`. Without ``cluster`` the points run one after another through
+    ``evaluate_fn``; with one, through ``prepare_fn`` (compiled here one after another) and their chunks as one
+    flat set of tasks on that Dask cluster (the same results). ``batch_size``: the samples per chunk (default
+    :func:`~neurodeploy.evaluate.evaluate`'s); not a setting of the spec."""
     say = progress or (lambda line: None)
     folder = sweep.output / "points"
     for path in (sweep.output, folder):
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             raise DataError(f"the sweep's folder {path} exists and is not a folder (a file or a symbolic link)")
     folder.mkdir(parents=True, exist_ok=True)
-    for out in (sweep.output / "results.csv", sweep.output / "results.json"):
+    outputs = [sweep.output / name for name in ("results.csv", "results.json", *PLOTS)]
+    for out in outputs:
         check_output_file(out)
-    entries = []
-    for n, point in enumerate(sweep.points, 1):
-        stored = folder / f"{point.key}.json"
-        left = len(sweep.points) - n
-        entry = _stored(stored, point)
-        if entry is not None:
-            say(f"{point.label()}: cached ({left} left)")
+    state = Progress(len(sweep.points))
+    entries: dict[int, dict[str, Any]] = {}
+    pending = []
+    for point in sweep.points:
+        entry = _stored(folder / f"{point.key}.json", point)
+        if entry is None:
+            pending.append(point)
+            continue
+        entries[point.index] = entry
+        state.cached += 1
+        say(state.line(point, "cached"))
+
+    def ended(point: Point, report: dict[str, Any] | None, error: NeurodeployError | None = None) -> None:
+        entry: dict[str, Any] = {"settings": point.settings, "key": point.key}
+        state.running -= 1
+        if report is not None:
+            entry["report"] = report  # a failure is not kept: the next run tries it again
+            write_file_atomic(folder / f"{point.key}.json", dumps_json(entry))
+            state.done += 1
+            say(state.line(point, "done"))
         else:
-            say(f"{point.label()}: running ({left} left after it)")
-            entry = {"settings": point.settings, "key": point.key}
+            entry["error"] = str(error)
+            state.failed += 1
+            say(state.line(point, "failed", str(error)))
+        entries[point.index] = entry
+
+    options = {} if batch_size is None else {"batch_size": batch_size}
+    if cluster is None:
+        for point in pending:
+            state.running += 1
+            say(state.line(point, "running"))
             try:
-                entry["report"] = _evaluate(point, evaluate_fn, cluster)
+                report = evaluate_fn(**_arguments(point), **options).to_dict()
             except NeurodeployError as exc:
-                entry["error"] = str(exc)
-                say(f"{point.label()}: failed: {exc}")
-            if "report" in entry:  # a failure is not cached: the next run tries it again
-                write_file_atomic(stored, dumps_json(entry))
+                ended(point, None, exc)
+            else:
+                ended(point, report)
+    else:
+        _run_on_cluster(pending, cluster, prepare_fn, options, state, say, ended)
+    ordered = [entries[p.index] for p in sweep.points]
+    for point, entry in zip(sweep.points, ordered):
         entry["point"] = point.index
-        entries.append(entry)
-    rows = _rows(entries)
-    document = {"spec": str(sweep.source), "points": entries, "rows": rows, "neurodeploy": __version__}
+    rows = _rows(ordered)
+    document = {"spec": str(sweep.source), "points": ordered, "rows": rows, "neurodeploy": __version__}
     write_file_atomic(sweep.output / "results.json", dumps_json(document))
     write_file_atomic(sweep.output / "results.csv", _csv(rows))
-    if importlib.util.find_spec("matplotlib") is not None:  # the plot extra: accuracy against T, a line per point
-        check_output_file(sweep.output / "accuracy.png")
-        plot_sweep(rows, sweep.output / "accuracy.png", f"{sweep.source.name}: {len(sweep.points)} point(s)")
+    _plots(rows, sweep)
     return document
+
+
+def _run_on_cluster(
+    pending: list[Point],
+    cluster: Cluster,
+    prepare_fn: Callable[..., AbstractContextManager[Prepared]],
+    options: dict[str, Any],
+    state: Progress,
+    say: Callable[[str], None],
+    ended: Callable[..., None],
+) -> None:
+    """The pending points' chunks as one flat set of tasks on ``cluster`` (see the module): each point compiled
+    here in turn and its tasks submitted at once, while the workers run the tasks of the points before it; each
+    point's report made, and written, as soon as its last chunk is in."""
+    batch = Batch(cluster)
+    contexts: dict[int, ExitStack] = {}
+    prepared: dict[int, Prepared] = {}
+    by_index = {point.index: point for point in pending}
+
+    def collect(block: bool, until: int = 0) -> None:
+        for index, result in batch.results(block, until):
+            state.tasks = (batch.tasks_done, batch.tasks)
+            ready = prepared.pop(index)
+            try:
+                if isinstance(result, NeurodeployError):
+                    raise result
+                report = ready.finish(result).to_dict()
+            except NeurodeployError as exc:
+                ended(by_index[index], None, exc)
+            else:
+                ended(by_index[index], report)
+            finally:
+                contexts.pop(index).close()  # its compiled artifact, in a temporary folder here
+
+    try:
+        for point in pending:
+            collect(block=True, until=POINTS_AHEAD - 1)  # (compiled artifacts and their data held here and there)
+            state.running += 1
+            state.tasks = (batch.tasks_done, batch.tasks)
+            say(state.line(point, "running"))
+            stack = contexts[point.index] = ExitStack()
+            try:
+                ready = prepared[point.index] = stack.enter_context(prepare_fn(**_arguments(point), **options))
+                batch.submit(point.index, ready.job, ready.chunks)
+            except NeurodeployError as exc:  # a compile or a data check: this point alone fails
+                prepared.pop(point.index, None)
+                contexts.pop(point.index).close()
+                ended(point, None, exc)
+                continue
+            collect(block=False)
+        collect(block=True)
+    except BaseException:
+        batch.cancel()  # an interruption: the points done so far are kept, the rest run on the next run
+        raise
+    finally:
+        for stack in contexts.values():
+            stack.close()
+
+
+def _plots(rows: list[dict[str, Any]], sweep: Sweep) -> None:
+    """Accuracy and spikes per neuron against T, a line per point: SVG always, PNG too with matplotlib."""
+    title = f"{sweep.source.name}: {len(sweep.points)} point(s)"
+    for column, name in PLOTTED:
+        write_file_atomic(sweep.output / f"{name}.svg", sweep_chart(rows, column, title).encode())
+        if importlib.util.find_spec("matplotlib") is not None:
+            plot_sweep(rows, sweep.output / f"{name}.png", title, column)
 
 
 def _stored(path: Path, point: Point) -> dict[str, Any] | None:
@@ -274,24 +423,24 @@ def _stored(path: Path, point: Point) -> dict[str, Any] | None:
     return entry if ok and all(k in entry["report"] for k in ("steps", "snn_accuracy")) else None
 
 
-def _evaluate(point: Point, evaluate_fn: Callable[..., Any], cluster: Cluster | None = None) -> dict[str, Any]:
+def _arguments(point: Point) -> dict[str, Any]:
+    """The point's settings as the arguments of :func:`~neurodeploy.evaluate.evaluate` (and of
+    :func:`~neurodeploy.evaluate.prepare_evaluation`)."""
     s = point.settings
-    result = evaluate_fn(
-        s["model"],
-        s["data"],
-        s["steps"],
-        target=s["target"],
-        limit=s.get("limit"),
-        calibration=s.get("calibration"),
+    return {
+        "model": s["model"],
+        "data": s["data"],
+        "steps": s["steps"],
+        "target": s["target"],
+        "limit": s.get("limit"),
+        "calibration": s.get("calibration"),
         **({"calibration_samples": s["calibration_samples"]} if "calibration_samples" in s else {}),
-        conversion=s.get("conversion"),
-        workers=s.get("workers"),
-        target_options={k: str(v) for k, v in s.get("target_options", {}).items()} or None,
-        import_options={k: str(v) for k, v in s.get("import_options", {}).items()} or None,
-        **({"cluster": cluster} if cluster is not None else {}),
+        "conversion": s.get("conversion"),
+        "workers": s.get("workers"),
+        "target_options": {k: str(v) for k, v in s.get("target_options", {}).items()} or None,
+        "import_options": {k: str(v) for k, v in s.get("import_options", {}).items()} or None,
         **{key: s[key] for key in ("emulator", "device") if key in s},
-    )
-    return result.to_dict()
+    }
 
 
 def _rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """The Dask engine (``--engine dask``): evaluate and sweep on a two-worker local Dask cluster give the numbers of the
-local engine; an unreachable scheduler is an error naming it before any work; a worker that dies mid-task is
-replaced and its chunk counted once; a worker's error fails its sweep point alone.
+local engine, a sweep's points as one flat set of tasks; an unreachable scheduler is an error naming it before any
+work; a worker that dies mid-task is replaced and its chunk counted once; a worker's error fails its sweep point
+alone.
 
 Without dask and distributed installed (the ``cluster`` extra) the tests skip, unless NEURODEPLOY_REQUIRE_DASK=1
 (`make test-main`, so CI) says they must run."""
@@ -11,6 +12,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,10 +20,12 @@ import pytest
 from cli_support import BUNDLED_MODEL, ROOT, TEST_IMAGES, run_cli
 
 import neurodeploy.evaluate as evaluate_module
+import neurodeploy.sweep as sweep_module
 from neurodeploy.errors import ClusterError, DataError
-from neurodeploy.evaluate import evaluate
+from neurodeploy.evaluate import evaluate, prepare_evaluation
 from neurodeploy.evaluation import cluster as cluster_module
 from neurodeploy.evaluation.runner import _single_threaded_blas
+from neurodeploy.sweep import load_sweep, run_sweep
 
 
 def _require(module: str):
@@ -78,14 +82,59 @@ def _example_spec(tmp_path: Path, one_conversion: bool = False) -> Path:
 
 
 def test_the_example_sweep_on_the_cluster_equals_the_local_run(address, tmp_path, capsys) -> None:
-    spec = _example_spec(tmp_path)
+    spec = _example_spec(tmp_path, one_conversion=True)
     out = run_cli(capsys, "sweep", spec, "-o", tmp_path / "local")
     assert out.code == 0, out.err
     out = run_cli(capsys, "sweep", spec, "-o", tmp_path / "dask", "--engine", "dask", "--address", address)
     assert out.code == 0, out.err
+    assert (
+        "point 2 (target=loihi, conversion=norm=max): done [done 2, cached 0, failed 0, running 0, left 0; " in out.out
+    )
     local, remote = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("local", "dask"))
-    assert len(remote["rows"]) == 8  # 4 points x 2 T
+    assert len(remote["rows"]) == 4  # 2 points x 2 T
     assert remote["rows"] == local["rows"]  # accuracies, spikes and SynOps per point and T
+
+
+def test_a_flat_sweep_equals_the_local_run_and_counts_a_killed_workers_chunk_once(address, tmp_path) -> None:
+    """Four points of three chunks each as one set of twelve tasks on two workers, one of which dies on its first
+    task: every point's report equals the local engine's (two processes, the workers' one-thread BLAS)."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    spec = _example_spec(tmp_path)
+    local = run_sweep(load_sweep(spec, tmp_path / "local"), batch_size=8)
+    lines: list[str] = []
+    marker = tmp_path / "killed"
+    with cluster_module.connect(address) as cluster:
+        cluster.client.wait_for_workers(2, timeout=120)
+        cluster.client.register_plugin(_KillOnce(str(marker)))
+        try:
+            remote = run_sweep(load_sweep(spec, tmp_path / "dask"), lines.append, cluster=cluster, batch_size=8)
+        finally:
+            cluster.client.unregister_worker_plugin(_KillOnce.name)
+    assert marker.exists()  # a worker died
+    assert [p["report"] for p in remote["points"]] == [p["report"] for p in local["points"]]
+    assert remote["rows"] == local["rows"]
+    assert [p["report"]["samples"] for p in remote["points"]] == [24] * 4
+    # each point is running from its compile here until its last chunk is in; the tasks of the points before it run
+    # while it compiles
+    running = [line for line in lines if ": running [" in line]
+    assert len(running) == 4
+    assert "running 2," in running[1]  # point 1's tasks were out when point 2 began
+    assert lines[-1].endswith("[done 4, cached 0, failed 0, running 0, left 0; tasks 12/12 done]"), lines
+
+
+def test_a_flat_sweep_keeps_at_most_points_ahead_out(address, tmp_path, monkeypatch) -> None:
+    """With two points allowed out, the third is compiled only when one of the first two has ended."""
+    monkeypatch.setattr(sweep_module, "POINTS_AHEAD", 2)
+    lines: list[str] = []
+    with cluster_module.connect(address) as cluster:
+        cluster.client.wait_for_workers(2, timeout=120)
+        done = run_sweep(load_sweep(_example_spec(tmp_path), tmp_path / "dask"), lines.append, cluster=cluster)
+    assert [p["report"]["samples"] for p in done["points"]] == [24] * 4
+    counts = [int(re.search(r"running (\d+),", line).group(1)) for line in lines]
+    assert max(counts) == 2, lines
+    assert lines[-1].endswith("[done 4, cached 0, failed 0, running 0, left 0; tasks 4/4 done]"), lines
 
 
 def test_an_unreachable_scheduler_is_an_error_naming_it_before_any_work(tmp_path, capsys, monkeypatch) -> None:
@@ -190,6 +239,38 @@ def test_a_worker_error_fails_its_point_and_keeps_the_others(address, tmp_path, 
     for point, error in failed.items():
         assert f"point {point} failed: samples 0..23 on the Dask cluster at {address}" in out.err
         assert "the loihi emulator broke here" in error
+    assert "point 2 (target=loihi, conversion=norm=max): failed [done 1, cached 0, failed 1, running 0, left 0; " in (
+        out.out
+    )
+
+
+def test_an_interrupted_flat_sweep_cancels_its_tasks_and_a_failed_compile_fails_its_point_alone(address, tmp_path):
+    spec = _example_spec(tmp_path, one_conversion=True)  # point 1 on the reference target, point 2 on loihi
+
+    def interrupted(**arguments):
+        if arguments["target"] == "loihi":
+            raise KeyboardInterrupt
+        return prepare_evaluation(**arguments)
+
+    def refused(**arguments):
+        if arguments["target"] == "loihi":
+            raise DataError("loihi refused it")
+        return prepare_evaluation(**arguments)
+
+    lines: list[str] = []
+    with cluster_module.connect(address) as cluster:
+        cluster.client.wait_for_workers(2, timeout=120)
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(load_sweep(spec, tmp_path / "out"), lines.append, cluster=cluster, prepare_fn=interrupted)
+        assert not list((tmp_path / "out" / "points").iterdir())  # point 1's tasks were out, not in: cancelled
+        document = run_sweep(load_sweep(spec, tmp_path / "out"), lines.append, cluster=cluster, prepare_fn=refused)
+    assert [("report" in p, p.get("error")) for p in document["points"]] == [(True, None), (False, "loihi refused it")]
+    assert lines[-2:] == [
+        "point 2 (target=loihi, conversion=norm=max): failed [done 0, cached 0, failed 1, running 1, left 0; tasks "
+        "0/1 done]: loihi refused it",
+        "point 1 (target=reference, conversion=norm=max): done [done 1, cached 0, failed 1, running 0, left 0; tasks "
+        "1/1 done]",
+    ]
 
 
 def test_a_missing_dask_names_the_extra(monkeypatch) -> None:

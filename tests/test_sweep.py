@@ -175,3 +175,58 @@ def test_a_point_runs_on_the_emulator_engine_it_names(tmp_path) -> None:
         ("torch", None),
         ("torch", "cpu"),
     ]
+
+
+def test_progress_lines_count_points_done_cached_failed_running_and_left(tmp_path) -> None:
+    path = spec(tmp_path, BASE + GRID)
+    run_sweep(load_sweep(path), evaluate_fn=FakeEvaluate(fail=("norm=percentile,percentile=99.9",)))
+    lines: list[str] = []
+    path.write_text(path.read_text() + '[[points]]\ntarget = "speck"\n')
+    run_sweep(load_sweep(path), progress=lines.append, evaluate_fn=FakeEvaluate(fail=("norm=max",)))
+    # point 1 (norm=max) and 3 (loihi) are kept; 2 failed last time and fails no more; 4 is new
+    events = [(line.split(": ")[1].split(" [")[0], line.split("[")[1].split("]")[0]) for line in lines]
+    assert events == [
+        ("cached", "done 0, cached 1, failed 0, running 0, left 3"),
+        ("cached", "done 0, cached 2, failed 0, running 0, left 2"),
+        ("running", "done 0, cached 2, failed 0, running 1, left 1"),
+        ("done", "done 1, cached 2, failed 0, running 0, left 1"),
+        ("running", "done 1, cached 2, failed 0, running 1, left 0"),
+        ("done", "done 2, cached 2, failed 0, running 0, left 0"),
+    ]
+    assert lines[0].startswith("point 1 (target=reference, conversion=norm=max): cached [")
+    assert lines[2].startswith("point 2 (target=reference, conversion=norm=percentile,percentile=99.9): running [")
+    assert lines[4].startswith("point 4 (target=speck): running [")
+    failing: list[str] = []
+    (tmp_path / "again").mkdir()
+    run_sweep(
+        load_sweep(path, tmp_path / "again"), progress=failing.append, evaluate_fn=FakeEvaluate(fail=("norm=max",))
+    )
+    assert failing[1] == (
+        "point 1 (target=reference, conversion=norm=max): failed "
+        "[done 0, cached 0, failed 1, running 0, left 3]: refused norm=max"
+    )
+    assert failing[-1].endswith("[done 3, cached 0, failed 1, running 0, left 0]")
+
+
+def test_the_sweep_draws_accuracy_and_spikes_per_neuron_against_t(tmp_path) -> None:
+    path = spec(tmp_path, BASE + GRID)
+    sweep = load_sweep(path)
+    run_sweep(sweep, evaluate_fn=FakeEvaluate(fail=("norm=max",)))
+    accuracy = (sweep.output / "accuracy.svg").read_text()
+    spikes = (sweep.output / "spikes.svg").read_text()
+    for svg, axis in ((accuracy, "SNN accuracy (%)"), (spikes, "spikes per neuron per sample")):
+        assert svg.startswith("<svg")
+        assert svg.endswith("</svg>")
+        assert f"<title>{axis} against T: sweep.toml: 3 point(s)</title>" in svg
+        assert svg.count("<polyline") == 2  # points 2 and 3: point 1 failed
+        assert "2: reference, norm=percentile,percentile=99.9" in svg
+        assert ">3: loihi<" in svg
+        assert "1: reference" not in svg
+        assert svg.count("<circle") == 4  # T = 4 and 8 per point
+    # the y axes' labels (the x axis's are 4 and 8): accuracy from 0 to 100 %; the fake's spikes per neuron are
+    # 0.5 T, 2 and 4, on an axis from 0 to 4
+    assert [f">{v}<" in accuracy for v in (0, 50, 100)] == [True] * 3
+    assert [f">{v}<" in spikes for v in (0, 2, 100)] == [True, True, False]
+    if importlib.util.find_spec("matplotlib") is not None:
+        for name in ("accuracy.png", "spikes.png"):
+            assert (sweep.output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

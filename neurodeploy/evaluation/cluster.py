@@ -7,6 +7,10 @@ system, only neurodeploy and the target's plugin installed. The sums come back a
 :func:`~.runner.simulate_chunks` does, so the numbers equal a single-process run's. A task whose worker dies is
 run again by the scheduler (``distributed.scheduler.allowed-failures``, default 3); a task that raises is retried
 once (``retries=1``); each chunk's result is taken once, from its own future, so a rerun is never counted twice.
+
+A :class:`Batch` holds several jobs' chunks as one flat set of tasks (a sweep's points, data shard x point): each
+job's tasks are submitted as soon as it is compiled, and each job's sums are merged in chunk order once its last
+chunk is in; a chunk that fails for good fails its job alone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import atexit
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -76,34 +81,17 @@ class Cluster:
 
     def simulate(self, job: Job, chunks: list[tuple[int, int]], progress: Callable[[int, int], None] | None) -> Sums:
         """Run every chunk of ``job`` as a task and merge the sums in chunk order (see the module)."""
-        distributed = _import_distributed()
-        x = job.inputs
-        if isinstance(x, Path):
-            raise TypeError("a cluster job carries its inputs as an array")
+        batch = Batch(self, None if progress is None else lambda tag, done, n: progress(done, n))
         try:
-            files = self.client.scatter(ArtifactFiles.of(job.artifact), broadcast=True, hash=False)
-            futures = [
-                self.client.submit(
-                    _run_chunk,
-                    files,
-                    replace(job, inputs=x[start:stop], labels=job.labels[start:stop], offset=start),
-                    pure=False,
-                    retries=1,
-                )
-                for start, stop in chunks
-            ]
-        except OSError as exc:
-            raise ClusterError(f"the Dask cluster at {self.address} went away: {exc}") from None
-        sizes = {future.key: stop - start for future, (start, stop) in zip(futures, chunks)}
-        done, n = 0, chunks[-1][1]
-        for future in distributed.as_completed(futures):
-            if future.status == "finished" and progress is not None:
-                done += sizes[future.key]
-                progress(done, n)
-        total = Sums()
-        for (start, stop), future in zip(chunks, futures):
-            total.merge(self._result(future, start, stop))
-        return total
+            batch.submit(0, job, chunks)
+            for _, result in batch.results(block=True):
+                if isinstance(result, NeurodeployError):
+                    raise result
+                return result
+        except BaseException:
+            batch.cancel()
+            raise
+        raise AssertionError("the job's tasks ended without a result")  # pragma: no cover
 
     def _result(self, future: Any, start: int, stop: int) -> Sums:
         """The chunk's sums; a worker's error names the chunk and the cluster (a NeurodeployError keeps its type)."""
@@ -116,6 +104,126 @@ class Cluster:
                 f"samples {start}..{stop - 1} failed on the Dask cluster at {self.address}: {type(exc).__name__}: {exc}"
             ) from None
         return result
+
+
+@dataclass
+class _Submitted:
+    """One job's tasks: its chunks and their futures, in chunk order, and how many are still out."""
+
+    chunks: list[tuple[int, int]]
+    futures: list[Any]
+    files: Any
+    left: int
+    done: int = 0
+
+
+class Batch:
+    """Several jobs' chunks as one flat set of tasks on a cluster (the points of a sweep). Each job is submitted as
+    soon as it is ready, whatever the others are doing, and the scheduler hands the tasks to idle workers in the
+    order they were submitted, so no worker waits for a job's last chunk before starting the next job's first.
+
+    A job's sums are merged in chunk order once its last chunk is in (:meth:`results`), as
+    :func:`~.runner.simulate_chunks` merges them, so each job's numbers equal a single-process run's. A chunk whose
+    worker dies is rerun by the scheduler and its future still finishes once: it is counted once. A chunk that fails
+    for good ends its job alone, with the error naming its samples; that job's other tasks are cancelled and the
+    other jobs go on. ``progress(tag, samples done, samples)`` is called as each chunk comes back."""
+
+    def __init__(self, cluster: Cluster, progress: Callable[[Any, int, int], None] | None = None) -> None:
+        self.cluster, self.progress = cluster, progress
+        self._completed = _import_distributed().as_completed()
+        self._jobs: dict[Any, _Submitted] = {}
+        self._owner: dict[str, tuple[Any, int]] = {}
+        self.tasks = 0
+        """The tasks submitted so far."""
+        self.tasks_done = 0
+        """The tasks whose results are in (each chunk once, a rerun one too)."""
+
+    def submit(self, tag: Any, job: Job, chunks: list[tuple[int, int]]) -> None:
+        """Send the job's artifact to every worker and its chunks as tasks; ``tag`` names the job in :meth:`results`."""
+        if tag in self._jobs:
+            raise ValueError(f"job {tag!r} is already submitted")
+        x = job.inputs
+        if isinstance(x, Path):
+            raise TypeError("a cluster job carries its inputs as an array")
+        client = self.cluster.client
+        try:
+            files = client.scatter(ArtifactFiles.of(job.artifact), broadcast=True, hash=False)
+            futures = [
+                client.submit(
+                    _run_chunk,
+                    files,
+                    replace(job, inputs=x[start:stop], labels=job.labels[start:stop], offset=start),
+                    pure=False,
+                    retries=1,
+                )
+                for start, stop in chunks
+            ]
+        except OSError as exc:
+            raise ClusterError(f"the Dask cluster at {self.cluster.address} went away: {exc}") from None
+        self._jobs[tag] = _Submitted(chunks, futures, files, len(futures))
+        for k, future in enumerate(futures):
+            self._owner[future.key] = (tag, k)
+        self.tasks += len(futures)
+        self._completed.update(futures)
+
+    def running(self) -> list[Any]:
+        """The tags of the jobs submitted whose results are not yet taken, in submission order."""
+        return list(self._jobs)
+
+    def results(self, block: bool, until: int = 0) -> Iterator[tuple[Any, Sums | NeurodeployError]]:
+        """(tag, the job's sums merged in chunk order, or the error of its failed chunk) for each job as it ends:
+        waiting (``block``) until at most ``until`` jobs are still out, or without waiting, those whose tasks are
+        all in already."""
+        while len(self._jobs) > until:
+            if not block and not self._completed.has_ready():
+                return
+            for future in self._completed.next_batch(block=True):
+                ended = self._take(future)
+                if ended is not None:
+                    yield ended
+
+    def _take(self, future: Any) -> tuple[Any, Sums | NeurodeployError] | None:
+        owner = self._owner.pop(future.key, None)
+        entry = None if owner is None else self._jobs.get(owner[0])
+        if owner is None or entry is None:
+            return None  # a task of a job that already failed, cancelled
+        tag, k = owner
+        start, stop = entry.chunks[k]
+        if future.status != "finished":
+            del self._jobs[tag]
+            self._cancel(entry)
+            try:
+                self.cluster._result(future, start, stop)
+            except NeurodeployError as exc:
+                return tag, exc
+            return tag, ClusterError(f"samples {start}..{stop - 1} ended as {future.status}")  # pragma: no cover
+        entry.left -= 1
+        entry.done += stop - start
+        self.tasks_done += 1
+        if self.progress is not None:
+            self.progress(tag, entry.done, entry.chunks[-1][1])
+        if entry.left:
+            return None
+        del self._jobs[tag]
+        total = Sums()
+        try:
+            for (start, stop), chunk in zip(entry.chunks, entry.futures):
+                total.merge(self.cluster._result(chunk, start, stop))
+        except NeurodeployError as exc:  # pragma: no cover - every future here has finished
+            return tag, exc
+        return tag, total
+
+    def _cancel(self, entry: _Submitted) -> None:
+        try:
+            self.cluster.client.cancel([f for f in entry.futures if not f.done()])
+        except OSError:  # pragma: no cover - the cluster went away; its error comes from the results
+            pass
+
+    def cancel(self) -> None:
+        """Cancel every task still out (an interrupted sweep or evaluation)."""
+        for entry in self._jobs.values():
+            self._cancel(entry)
+        self._jobs.clear()
 
 
 def connect(address: str | None, workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> Cluster:
@@ -139,8 +247,12 @@ def connect(address: str | None, workers: int | None = None, timeout: float = CO
 
 _FOLDERS: dict[str, Path] = {}
 """The artifacts written on this worker, by digest."""
-_RUNNERS: dict[tuple[str, str | None], Runner] = {}
-"""This worker's runner, by artifact digest and mode: the artifact is loaded once per worker (the latest only)."""
+_RUNNERS: OrderedDict[tuple[str, str | None], Runner] = OrderedDict()
+"""This worker's runners, by artifact digest and mode, the most recently used last: an artifact is loaded once
+per worker while it is among the last :data:`RUNNERS_KEPT` used."""
+RUNNERS_KEPT = 2
+"""Runners a worker keeps: a flat sweep's worker moves from one point's chunks to the next's, and may take a rerun
+chunk of the one before (a worker died); older networks are not needed again."""
 
 
 def _artifact_folder(files: ArtifactFiles) -> Path:
@@ -159,9 +271,12 @@ def _artifact_folder(files: ArtifactFiles) -> Path:
 def _run_chunk(files: ArtifactFiles, job: Job) -> Sums:
     """A task: the chunk ``job`` carries, on this worker's runner of the artifact."""
     job = replace(job, artifact=_artifact_folder(files))
-    runner = _RUNNERS.get((files.digest, job.mode))
+    key = (files.digest, job.mode)
+    runner = _RUNNERS.get(key)
     if runner is None:
-        _RUNNERS.clear()  # a sweep's next point: the last one's network is not needed again
-        runner = _RUNNERS[(files.digest, job.mode)] = Runner(job)
+        while len(_RUNNERS) >= RUNNERS_KEPT:
+            _RUNNERS.popitem(last=False)
+        runner = _RUNNERS[key] = Runner(job)
+    _RUNNERS.move_to_end(key)
     x = np.asarray(job.inputs)
     return runner.use(job).run((0, len(x)))

@@ -1,11 +1,14 @@
-"""Accuracy against time steps, drawn with matplotlib."""
+"""Accuracy against time steps, drawn with matplotlib; a sweep's accuracy and spikes per neuron against T also as
+SVG (:mod:`neurodeploy.charts`), without it."""
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
+from neurodeploy import charts
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.fileio import write_file_atomic
 
@@ -57,32 +60,65 @@ def plot_accuracy(report: dict[str, Any], path: str | Path) -> None:
     write_file_atomic(path, image.getvalue())
 
 
-def plot_sweep(rows: list[dict[str, Any]], path: str | Path, title: str) -> None:
-    """A sweep's SNN accuracy against T (log2 x axis), one line per point (its target and options in the legend),
-    written whole like :func:`plot_accuracy`; needs matplotlib."""
-    plt = require_matplotlib()
-    lines: dict[int, list[tuple[int, float, str]]] = {}
+SWEEP_COLUMNS = {
+    "snn_accuracy": ("SNN accuracy (%)", 100.0),
+    "spikes_per_neuron": ("spikes per neuron per sample", 1.0),
+}
+"""The columns of a sweep's rows that are drawn against T: their axis label and the factor from the row's value."""
+
+
+def _sweep_lines(rows: list[dict[str, Any]], column: str) -> dict[int, tuple[str, list[tuple[int, float]]]]:
+    """Per point (by number): its label (target and options) and its (T, value) pairs in T order; failed points
+    and missing values left out."""
+    scale = SWEEP_COLUMNS[column][1]
+    lines: dict[int, tuple[str, list[tuple[int, float]]]] = {}
     for row in rows:
-        if row.get("error") or row.get("snn_accuracy") is None:
+        if row.get("error") or row.get(column) is None:
             continue
         label = ", ".join(str(row[k]) for k in ("target", "conversion", "target_options", "import_options") if row[k])
-        lines.setdefault(int(row["point"]), []).append((int(row["T"]), 100 * float(row["snn_accuracy"]), label))
+        lines.setdefault(int(row["point"]), (f"{row['point']}: {label}", []))[1].append(
+            (int(row["T"]), scale * float(row[column]))
+        )
+    return {point: (label, sorted(values)) for point, (label, values) in sorted(lines.items())}
+
+
+def sweep_chart(rows: list[dict[str, Any]], column: str, title: str) -> str:
+    """A sweep's ``column`` (snn_accuracy or spikes_per_neuron) against T (log2 x axis), one line per point, as an
+    SVG document (:func:`neurodeploy.charts.line_chart`: no plotting library needed)."""
+    axis = SWEEP_COLUMNS[column][0]
+    lines = _sweep_lines(rows, column)
+    series = [(label, [t for t, _ in values], [v for _, v in values]) for label, values in lines.values()]
+    top = max([v for _, values in lines.values() for _, v in values if math.isfinite(v)], default=0.0)
+    y_range = (0.0, 100.0) if column == "snn_accuracy" else (0.0, top if top > 0 else 1.0)
+    return charts.line_chart(
+        series, f"{axis} against T: {title}", x_label="time steps T", y_label=axis, y_range=y_range
+    )
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: str | Path, title: str, column: str = "snn_accuracy") -> None:
+    """A sweep's ``column`` (SNN accuracy by default, or spikes_per_neuron) against T (log2 x axis), one line per
+    point (its target and options in the legend), written whole like :func:`plot_accuracy`; needs matplotlib."""
+    plt = require_matplotlib()
+    axis = SWEEP_COLUMNS[column][0]
+    lines = _sweep_lines(rows, column)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     try:
-        for point, values in sorted(lines.items()):
-            values.sort()
-            ax.plot([t for t, _, _ in values], [a for _, a, _ in values], marker="o", label=f"{point}: {values[0][2]}")
+        for label, values in lines.values():
+            ax.plot([t for t, _ in values], [v for _, v in values], marker="o", label=label)
         ax.set_xscale("log", base=2)
-        steps = sorted({t for values in lines.values() for t, _, _ in values})
+        steps = sorted({t for _, values in lines.values() for t, _ in values})
         ax.set_xticks(steps)
         ax.set_xticklabels([str(t) for t in steps])
         ax.set_xlabel("time steps T")
-        ax.set_ylabel("SNN accuracy (%)")
-        ax.set_ylim(0, 100)
+        ax.set_ylabel(axis)
+        if column == "snn_accuracy":
+            ax.set_ylim(0, 100)
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         if lines:
-            ax.legend(loc="lower right", fontsize="small")
+            ax.legend(loc="lower right" if column == "snn_accuracy" else "upper left", fontsize="small")
         fig.tight_layout()
         image = io.BytesIO()
         fig.savefig(image, dpi=120, format="png")
