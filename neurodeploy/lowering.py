@@ -19,17 +19,26 @@ one synapse (a ``Dense`` or ``Conv`` connection) that joins them:
   kernel (``Rules.shared_kernels``), the composed convolution (every window full) plus a list of the corrections
   where the real windows differ, along the borders, as a second synapse from the same population (:class:`_Patched`);
   otherwise, or where no symmetric convolution has the output's shape, every composed synapse listed.
-* **Dense**: any other chain of linear ops ending in a Dense (AvgPool, GlobalAvgPool, Reshape/flatten, Scale)
-  is composed into one weight matrix by applying the ops to the identity (:class:`DenseSpec`); the flatten
-  order is the graph's (C, H, W) (a target lays it out in its own order, e.g. Lava's (X, Y, C)).
+* **Channel mixes**: ops that mix the channels of each position alone (1x1 convolutions, the depthwise 1x1 a
+  BatchNorm becomes, a Concat's embedding of one input, Scale/Bias per channel) are multiplied into one, moved
+  before an average pool and folded into the convolution next to them (:func:`_simplified`), so a DenseNet
+  transition (Conv 1x1, AvgPool) read by the next block's BatchNorm is AvgPool, Conv: one ``Conv`` synapse.
+* **Dense**: a Dense read through a flatten, after at most an AvgPool over blocks (VGG's pool5, flatten, fc6), is
+  the Dense's weights (each column repeated over its block), built directly (:func:`_direct_dense`): its cost is
+  its synapses. Any other chain of linear ops ending in a Dense (AvgPool, GlobalAvgPool, Reshape/flatten, Scale)
+  is composed into one weight matrix by applying the ops to the identity (:class:`DenseSpec`), up to
+  ``Rules.max_dense_entries``; the flatten order is the graph's (C, H, W) (a target lays it out in its own
+  order, e.g. Lava's (X, Y, C)).
 * **Delay** (a network's own delay, NIR's Delay): a Delay op on the ops between two populations commutes with
   them; its steps are added to that synapse's ``delay`` (and recorded as its ``lag``), while depths, which align
   the pipeline, do not count them, so the population receives that input later in the graph's time too. A target
   whose synapses take no delays (``Rules.delays``) refuses it, and so does every target before the first
   population (it starts at step 1) and before a spike readout.
 * **Readout**: the linear ops after the last IF neurons that end in a Dense/Conv become a non-spiking readout
-  population (``readout=membrane``); an output that is the last IF neurons' spikes times a constant (``Scale``,
-  ``readout=spikes``) is read from their spike counts.
+  population (``readout=membrane``), and so do average pools then a flatten or Scale (SqueezeNet's end: Conv,
+  ReLU, GlobalAveragePool), whose synapses are listed (:func:`_pooling_list`: each neuron into its pooled cell);
+  an output that is the last IF neurons' spikes times a constant (``Scale``, ``readout=spikes``) is read from
+  their spike counts.
 
 IF thresholds (scalar or per channel) are folded into the synapse that feeds the neurons (row o divided by
 θ_o), so every population has threshold 1 in float units.
@@ -435,17 +444,217 @@ def _apply(ops: list[Op], x: np.ndarray) -> np.ndarray:
 
 
 def _dense(ops: list[Op], in_shape: tuple[int, ...], where: str, rules: Rules) -> tuple[DenseSpec, np.ndarray]:
-    """Compose linear ops into one matrix (and the constant they add) by applying them to the identity."""
-    n_in = int(np.prod(in_shape))
+    """Compose linear ops into one matrix (and the constant they add): a Dense read through a flatten (and a block
+    pooling) directly from its weights (:func:`_direct_dense`), any other chain by applying it to the identity,
+    refused past ``rules.max_dense_entries``."""
     zero = _apply(ops, np.zeros((1, *in_shape), np.float32))[0]
+    direct = _direct_dense(ops, in_shape, zero)
+    if direct is not None:
+        return direct, zero.astype(np.float32)
+    n_in = int(np.prod(in_shape))
     if n_in * zero.size > rules.max_dense_entries:
         raise ConversionError(
-            f"{where}: {n_in} x {zero.size} synapses exceed the {rules.max_dense_entries} the {rules.target} "
-            "target composes into one Dense; use a convolution (AvgPool then Conv folds into one Conv)"
+            f"{where}: the ops between the two layers ({', '.join(_where(o) for o in ops if isinstance(o, Op))}) "
+            f"compose into {n_in} x {zero.size} synapses, above the {rules.max_dense_entries} the {rules.target} "
+            "target composes into one Dense; end the chain in a Dense read through a flatten (and at most an "
+            "AvgPool whose kernel == stride), or use a convolution (AvgPool then Conv folds into one Conv)"
         )
     basis = np.eye(n_in, dtype=np.float32).reshape(n_in, *in_shape)
     images = _apply(ops, basis).reshape(n_in, -1) - zero.reshape(1, -1)
     return DenseSpec(np.ascontiguousarray(images.T, np.float32), tuple(in_shape)), zero.astype(np.float32)
+
+
+def _block_pool(op: Op, shape: tuple[int, ...]) -> bool:
+    """An AvgPool2d over disjoint blocks that tile its (C, H, W) input."""
+    return (
+        isinstance(op, AvgPool2d)
+        and len(shape) == 3
+        and tuple(op.kernel) == tuple(op.stride)
+        and not any(op.padding)
+        and tuple(op.dilation) == (1, 1)
+        and not op.ceil_mode
+        and shape[1] % op.kernel[0] == 0
+        and shape[2] % op.kernel[1] == 0
+    )
+
+
+def _direct_dense(ops: list, in_shape: tuple[int, ...], zero: np.ndarray) -> DenseSpec | None:
+    """``[AvgPool2d over blocks] Reshape... Dense (Scale|Bias)...`` as its matrix, built from the Dense's weights
+    (each column repeated over its pool block and divided by the block's area; the Scale's gain per row) without
+    composing the identity, so its cost is the synapses themselves (VGG's fc6: 25088 x 4096); None for any other
+    chain. ``zero`` is the chain's image of zeros."""
+    shape, rest, pool = tuple(in_shape), list(ops), None
+    if rest and _block_pool(rest[0], shape):
+        pool = rest.pop(0)
+    while rest and isinstance(rest[0], Reshape):
+        rest.pop(0)
+    if not rest or not isinstance(rest[0], Dense) or not all(isinstance(o, (Scale, Bias)) for o in rest[1:]):
+        return None
+    dense, after = rest[0], rest[1:]
+    pooled = shape if pool is None else (shape[0], shape[1] // pool.kernel[0], shape[2] // pool.kernel[1])
+    if dense.weight.shape[1] != int(np.prod(pooled)) or zero.ndim != 1:
+        return None
+    weight = dense.weight
+    if pool is not None:
+        kh, kw = pool.kernel
+        weight = weight.reshape(-1, *pooled)
+        weight = np.repeat(np.repeat(weight, kh, axis=2), kw, axis=3).reshape(len(weight), -1)
+        weight = weight / np.float32(kh * kw)
+    if after:
+        n_out = weight.shape[0]
+        gain = _apply(after, np.ones((1, n_out), np.float32))[0] - _apply(after, np.zeros((1, n_out), np.float32))[0]
+        weight = weight * gain.reshape(-1, 1).astype(np.float32)
+    return DenseSpec(np.ascontiguousarray(weight, np.float32), tuple(in_shape))
+
+
+def _channel_map(op, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """An op that mixes the channels of each position of a (C, H, W) map alone (a 1x1 convolution, a depthwise one
+    a BatchNorm became, a Concat's :class:`_Embed`, a Scale or Bias per channel) as (matrix (O, C), bias (O,));
+    None for any other op."""
+    if len(shape) != 3:
+        return None
+    c = shape[0]
+    if isinstance(op, Conv2d):
+        if op.weight.shape[2:] != (1, 1) or tuple(op.stride) != (1, 1) or any(op.padding):
+            return None
+        o, per = op.weight.shape[0], op.weight.shape[1]
+        matrix = np.zeros((o, c), np.float32)
+        step = o // op.groups
+        for g in range(op.groups):
+            matrix[g * step : (g + 1) * step, g * per : (g + 1) * per] = op.weight[g * step : (g + 1) * step, :, 0, 0]
+        bias = np.zeros(o, np.float32) if op.bias is None else np.asarray(op.bias, np.float32)
+        return matrix, bias
+    if isinstance(op, _Embed):
+        matrix = np.zeros((op.shape[0], c), np.float32)
+        matrix[op.offset + np.arange(c), np.arange(c)] = 1
+        return matrix, np.zeros(op.shape[0], np.float32)
+    if isinstance(op, (Scale, Bias)):
+        value = np.asarray(op.value, np.float32)
+        if value.ndim > 3:
+            return None
+        try:
+            full = np.broadcast_to(value, shape)
+        except ValueError:
+            return None
+        per_channel = full[:, 0, 0]
+        if not np.array_equal(full, np.broadcast_to(per_channel.reshape(-1, 1, 1), shape)):
+            return None
+        if isinstance(op, Scale):
+            return np.diag(per_channel).astype(np.float32), np.zeros(c, np.float32)
+        return np.eye(c, dtype=np.float32), per_channel.astype(np.float32)
+    return None
+
+
+def _diagonal_map(matrix: np.ndarray) -> bool:
+    """Whether a channel map is a gain per channel (square, zero off the diagonal)."""
+    return matrix.shape[0] == matrix.shape[1] and not np.any(matrix - np.diag(np.diag(matrix)))
+
+
+def _full_weight(conv: Conv2d) -> np.ndarray:
+    """A convolution's kernel as an ungrouped one (O, C, kH, kW), zero between groups."""
+    if conv.groups == 1:
+        return conv.weight
+    o, per = conv.weight.shape[:2]
+    step = o // conv.groups
+    out = np.zeros((o, per * conv.groups, *conv.weight.shape[2:]), np.float32)
+    for g in range(conv.groups):
+        out[g * step : (g + 1) * step, g * per : (g + 1) * per] = conv.weight[g * step : (g + 1) * step]
+    return out
+
+
+def _simplified(ops: list, in_shape: tuple[int, ...]) -> list:
+    """A chain of linear ops rewritten, where exact, into fewer ops that map to a convolution: the ops that mix the
+    channels of each position alone (:func:`_channel_map`: 1x1 convolutions, a BatchNorm's depthwise 1x1, a
+    Concat's embedding, Scale/Bias per channel) are multiplied into one, moved before an average pool (both are
+    linear and act on different axes; a bias passes an unpadded pool or one that averages the cells inside), and
+    folded into the convolution before them (or after them, where they add no bias to a padded map). A DenseNet
+    transition (Conv 1x1, AvgPool) read by the next block's BatchNorm through its Concat becomes AvgPool, Conv
+    1x1 (one convolution over the pool's blocks), a branch into a Concat one convolution. The chain is returned
+    unchanged where it does not become ``[AvgPool2d] Conv2d``."""
+    if len(in_shape) != 3 or not any(isinstance(o, (Conv2d, _Embed)) for o in ops):
+        return ops
+    items: list = []  # ops, and channel maps as ("map", matrix, bias, name)
+    shape = tuple(in_shape)
+    x = np.zeros((1, *shape), np.float32)
+    for op in ops:
+        found = _channel_map(op, shape)
+        items.append(op if found is None else ("map", *found, op.name))
+        x = op.forward([x])
+        shape = tuple(x.shape[1:])
+        if len(shape) != 3:  # a flatten: leave the rest as it is
+            items += ops[len(items) :]
+            break
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(items) - 1):
+            a, b = items[i], items[i + 1]
+            if isinstance(a, tuple) and isinstance(b, tuple):  # two maps: one
+                items[i : i + 2] = [("map", b[1] @ a[1], b[1] @ a[2] + b[2], b[3])]
+            elif (
+                isinstance(a, tuple)
+                and isinstance(b, AvgPool2d)
+                and (not np.any(a[2]) or not (any(b.padding) or b.ceil_mode) or not b.count_include_pad)
+            ):  # a map before a pool: after it
+                items[i : i + 2] = [b, a]
+            elif isinstance(a, Conv2d) and isinstance(b, tuple) and _diagonal_map(b[1]):  # a gain per channel
+                bias = np.zeros(a.out_channels, np.float32) if a.bias is None else a.bias
+                gain = np.diag(b[1]).astype(np.float32)
+                weight = a.weight * gain.reshape(-1, 1, 1, 1)
+                items[i : i + 2] = [
+                    a.copy(weight=weight.astype(np.float32), bias=(gain * bias + b[2]).astype(np.float32))
+                ]
+            elif isinstance(a, Conv2d) and isinstance(b, tuple):  # a convolution, then a map: one convolution
+                weight = np.einsum("oc,cikl->oikl", b[1], _full_weight(a))
+                bias = b[1] @ (np.zeros(a.out_channels, np.float32) if a.bias is None else a.bias) + b[2]
+                items[i : i + 2] = [a.copy(weight=weight.astype(np.float32), bias=bias.astype(np.float32), groups=1)]
+            elif isinstance(a, tuple) and isinstance(b, Conv2d) and (not np.any(a[2]) or not any(b.padding)):
+                weight = _full_weight(b)  # a map, then a convolution: one convolution
+                bias = np.zeros(b.out_channels, np.float32) if b.bias is None else b.bias
+                bias = bias + np.einsum("oikl,i->o", weight, a[2])
+                weight = np.einsum("oikl,ic->ockl", weight, a[1])
+                items[i : i + 2] = [b.copy(weight=weight.astype(np.float32), bias=bias.astype(np.float32), groups=1)]
+            else:
+                continue
+            changed = True
+            break
+    out = [
+        Conv2d(name=item[3], inputs=("x",), output="y", weight=item[1][:, :, None, None], bias=item[2])
+        if isinstance(item, tuple)
+        else item
+        for item in items
+    ]
+    one_conv = isinstance(out[-1], Conv2d) and all(isinstance(o, AvgPool2d) for o in out[:-1]) and len(out) <= 2
+    return out if one_conv else ops  # only where the chain becomes one convolution synapse
+
+
+def _pooling_list(ops: list, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> SparseSpec | None:
+    """A chain of average pools (global or windowed) over a (C, H, W) map, then a flatten, Scale or Bias, as its
+    list of synapses: the pools' map of one channel (their image of that channel's identity), repeated per
+    channel, times the gain of the ops after them; None for any other chain. What a readout through a global
+    average pool reads (SqueezeNet's end: Conv, ReLU, GlobalAveragePool)."""
+    if len(in_shape) != 3:
+        return None
+    pools = 0
+    while pools < len(ops) and isinstance(ops[pools], (AvgPool2d, GlobalAvgPool)):
+        pools += 1
+    if not pools or not all(isinstance(o, (Reshape, Scale, Bias)) for o in ops[pools:]):
+        return None
+    c, h, w = in_shape
+    basis = np.eye(h * w, dtype=np.float32).reshape(h * w, 1, h, w)
+    per_channel = _apply(ops[:pools], basis).reshape(h * w, -1)  # (input cell, pooled cell)
+    cells = per_channel.shape[1]
+    rest = ops[pools:]
+    pooled = (1, c, *_apply(ops[:pools], np.zeros((1, 1, h, w), np.float32)).shape[2:])
+    gain = (_apply(rest, np.ones(pooled, np.float32)) - _apply(rest, np.zeros(pooled, np.float32))).reshape(-1)
+    cell_in, cell_out = np.nonzero(per_channel)
+    channel = np.repeat(np.arange(c, dtype=np.int64), cell_in.size)
+    rows = channel * cells + np.tile(cell_out, c)
+    cols = channel * (h * w) + np.tile(cell_in, c)
+    weight = np.tile(per_channel[cell_in, cell_out], c) * gain[rows]
+    order = np.lexsort((cols, rows))
+    keep = order[weight[order] != 0]
+    return SparseSpec(rows[keep], cols[keep], weight[keep].astype(np.float32), tuple(in_shape), tuple(out_shape))
 
 
 def _diagonal(ops: list[Op], shape: tuple[int, ...]) -> SparseSpec:
@@ -476,8 +685,8 @@ def synapse_list(spec: ConvSpec | DenseSpec | SparseSpec, shape: tuple[int, ...]
 
 def _taps_count(spec: ConvSpec, shape: tuple[int, ...]) -> int:
     """At most how many synapses a convolution synapse lists (every output neuron times its kernel's taps)."""
-    per_group = spec.input_shape[0] // spec.groups
-    return int(np.prod(shape)) * per_group * int(np.prod(spec.weight.shape[2:])) * int(np.prod(spec.pool))
+    positions = int(np.prod(shape[1:]))
+    return positions * int(np.count_nonzero(spec.weight)) * int(np.prod(spec.pool))
 
 
 def _taps(spec: ConvSpec, shape: tuple[int, ...]) -> SparseSpec:
@@ -487,11 +696,14 @@ def _taps(spec: ConvSpec, shape: tuple[int, ...]) -> SparseSpec:
     o, oh, ow = shape
     kernel = np.repeat(np.repeat(spec.weight, spec.pool[0], axis=2), spec.pool[1], axis=3)
     per_group, out_group = c // spec.groups, o // spec.groups
-    oo, yy, xx = (a.reshape(-1) for a in np.meshgrid(np.arange(o), np.arange(oh), np.arange(ow), indexing="ij"))
     rows, cols, values = [], [], []
     for ci in range(per_group):
         for i in range(kernel.shape[2]):
             for j in range(kernel.shape[3]):
+                live = np.flatnonzero(kernel[:, ci, i, j])  # the output channels this tap reaches
+                if not live.size:
+                    continue
+                oo, yy, xx = (a.reshape(-1) for a in np.meshgrid(live, np.arange(oh), np.arange(ow), indexing="ij"))
                 y = yy * spec.stride[0] - spec.padding[0] + i * spec.dilation[0]
                 x = xx * spec.stride[1] - spec.padding[1] + j * spec.dilation[1]
                 weight = kernel[oo, ci, i, j]
@@ -652,7 +864,7 @@ class _PooledConv:
 
 def _pooled(
     pool: AvgPool2d, conv: Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...], rules: Rules
-) -> SparseSpec | _Patched:
+) -> ConvSpec | SparseSpec | _Patched:
     """conv(avgpool(x)) for a pooling that is no convolution's block (overlapping or padded windows, a map the
     windows do not tile; the convolution's padding pads the pooled map, never the input): where the target's
     convolutions share their kernel, the composed convolution and its corrections along the borders
@@ -662,6 +874,8 @@ def _pooled(
     composed = geometry.composed() if rules.shared_kernels else None
     if composed is not None:
         fix = geometry.listed(minus=1.0 / geometry.area)
+        if not fix.weight.size:  # every window full (SqueezeNet's 3x3 pools, stride 2): the convolution alone
+            return composed
         if fix.weight.size <= rules.max_dense_entries:
             return _Patched(composed, fix)
     count = geometry.count()
@@ -794,7 +1008,9 @@ def _delayed_taps(
 def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str, rules: Rules):
     """The synapse a chain of linear ops becomes, and its bias current in the output's shape. A chain from one input
     of a Concat (:class:`_Embed` first) into ``[AvgPool2d] Conv2d`` (ungrouped) is that input's channels of the
-    kernel, ``weight[:, c0:c1]``; any other chain through a Concat is composed into a Dense."""
+    kernel, ``weight[:, c0:c1]``; any other chain through a Concat is composed into a Dense. The chain is first
+    :func:`_simplified` (channel mixes folded into its convolution, moved before its pooling)."""
+    ops = _simplified(ops, in_shape)
     if any(isinstance(o, _Embed) for o in ops):
         embed, *before, last = ops
         if not (
@@ -1218,9 +1434,29 @@ def lower(graph: Graph, rules: Rules, spike_input: bool = False) -> Lowered:
                 f"{where} is read from the spikes of {source!r} through a Delay of {steps} step(s): a spike readout "
                 "counts the neurons' own spikes; remove the Delay (it only shifts the count's window)"
             )
+        pooled = None if all(isinstance(o, Scale) for o in ops) else _pooling_list(ops, types[source].shape, out_shape)
+        if pooled is not None:  # spikes through an average pool (SqueezeNet's end): a readout population
+            bias = _apply(ops, np.zeros((1, *types[source].shape), np.float32))[0]
+            populations.append(
+                Population(
+                    ops[-1].name,
+                    "readout",
+                    out_shape,
+                    pooled,
+                    np.asarray(bias, np.float32).reshape(out_shape),
+                    named,
+                    value=output,
+                    depth=populations[-1].depth + 1,
+                )
+            )
+            return Lowered(host, populations, Readout("membrane", len(populations) - 1, output, out_shape))
         if any(not isinstance(o, Scale) for o in ops):
             names = ", ".join(_where(o) for o in ops)
-            raise ConversionError(f"{where} is read from spikes through {names}; only a Scale can follow the neurons")
+            raise ConversionError(
+                f"{where} is read from spikes through {names}; the {rules.target} target reads the last neurons "
+                "through a Conv or Dense (a readout population), through average pools then a flatten or Scale "
+                "(a readout population of the pooled spikes), or through a Scale alone (their spike counts)"
+            )
         ones = np.ones((1, *out_shape), np.float32)
         scale = _apply(ops, ones)[0]
         readout = Readout("spikes", len(populations) - 1, output, out_shape, scale.astype(np.float32))

@@ -123,9 +123,10 @@ def _apply(spec, spikes: np.ndarray) -> np.ndarray:
     return conv.forward([pool.forward([spikes])]).reshape(len(spikes), -1)
 
 
-def test_a_branch_with_ops_before_the_concat_is_composed_into_a_dense() -> None:
-    """A Scale on an input before the Concat: that input's synapse is the Dense of the Scale and its kernel slice
-    (Lava's Conv cannot scale), and the synapses with the bias compute the graph's input to IF d / its threshold."""
+def test_a_branch_with_ops_before_the_concat_folds_into_its_kernel_slice() -> None:
+    """A Scale on an input before the Concat: that input's synapse is its kernel slice times the Scale (one
+    convolution, not a composed Dense), and the synapses with the bias compute the graph's input to IF d / its
+    threshold."""
     graph = concat_block(seed=2, head="conv", order=("sa", "sb"))
     graph.ops.insert(
         graph.ops.index(_op(graph, "cat")), Scale(name="half", inputs=("sb",), output="hb", value=np.float32(0.5))
@@ -134,7 +135,7 @@ def test_a_branch_with_ops_before_the_concat_is_composed_into_a_dense() -> None:
     graph.verify()
     lowered = lower(graph)
     pop = lowered.populations[-2]
-    assert isinstance(pop.synapse, DenseSpec)
+    assert isinstance(pop.synapse, ConvSpec)
     assert pop.ops == ["half", "conv_d", "cat"]
     rng = np.random.default_rng(4)
     spikes = {s: (rng.random((3, *graph.types()[s].shape)) < 0.5).astype(np.float32) for s in ("sa", "sb")}
