@@ -189,6 +189,14 @@ def pinned_conversion(options: dict[str, Any], pins: dict[str, tuple[str, tuple[
     return conversion_pass(",".join(kept))
 
 
+def _asked_coding(options: dict[str, Any]) -> str:
+    """The ``coding`` the user's convert-to-snn options ask for (rate unless named)."""
+    from neurodeploy.passes import build_pipeline, conversion_pass
+
+    (convert,) = build_pipeline(conversion_pass(options.get("conversion_as_given") or options.get("conversion")))
+    return str(getattr(convert, "coding", "rate"))
+
+
 class Backend(ABC):
     """A compilation target. Subclasses set the class attributes and implement the three methods."""
 
@@ -261,7 +269,9 @@ class Backend(ABC):
         if len(codings) < 3:
             fixed["coding"] = ("rate", codings, self._refusal("coding={coding}"))
         if "window" not in features:
-            fixed["qcfs"] = ("rate", ("rate",), self._refusal("qcfs={qcfs}"))
+            # (a coding the target runs other than rate makes every activation its neurons: qcfs stays auto)
+            other = _asked_coding(options) in features
+            fixed["qcfs"] = ("auto" if other else "rate", ("rate",), self._refusal("qcfs={qcfs}"))
         if "maxpool-exact" not in features:
             fixed["maxpool"] = ("avg", ("avg", "error"), self._refusal("maxpool={maxpool}"))
         return pinned_conversion(options, {**fixed, **pins})
@@ -270,8 +280,11 @@ class Backend(ABC):
         kinds = "; ".join(
             f"{key}: {what}" for key, what in CONVERSION_FEATURES.items() if key not in self.conversion_features
         )
+        runs = "".join(
+            f", {CONVERSION_FEATURES[key]}" for key in CONVERSION_FEATURES if key in self.conversion_features
+        )
         return (
-            f"{option} asks for neurons the {self.target} target does not run (it runs rate-coded IF neurons; "
+            f"{option} asks for neurons the {self.target} target does not run (it runs rate-coded IF neurons{runs}; "
             f"not: {kinds}). Drop the option or compile for the reference target"
         )
 

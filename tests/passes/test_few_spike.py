@@ -160,7 +160,7 @@ def test_bad_few_spike_options_are_refused():
         build_pipeline("convert-to-snn{coding=fs,fs-steps=0}")
 
 
-@pytest.mark.parametrize("target", ["loihi", "speck", "spinnaker", "brainscales2"])
+@pytest.mark.parametrize("target", ["speck", "spinnaker", "brainscales2"])  # (loihi: graded mode, its own tests)
 def test_targets_without_few_spike_neurons_refuse_coding_fs_by_name(tmp_path, target):
     assert "coding" not in get_backend(target).pipeline({})  # rate, the default
     refusal = rf"coding=fs asks for neurons the {target} target does not run .*fs: few-spike"

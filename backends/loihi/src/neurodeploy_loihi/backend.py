@@ -23,7 +23,7 @@ from neurodeploy.backends.base import (
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
 from neurodeploy.errors import ConversionError, DataError
-from neurodeploy.ir import IF, LIF, Delay, interpret
+from neurodeploy.ir import IF, LIF, Delay, FewSpike, interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.lowering import spiking_layers
 from neurodeploy_loihi import board
@@ -67,6 +67,55 @@ EVENT_INPUT = (
 )
 
 
+FS_BINARY = (
+    "few-spike coding (coding=fs): layer {layer!r} is a FewSpike population, whose spikes carry the values d_j of "
+    "its code; binary mode sends 1-bit spikes, which cannot carry them. The {target} target runs few-spike neurons "
+    "in graded mode only (--mode graded: Loihi 2's graded spikes carry K c_j), and rate-coded IF neurons "
+    "(coding=rate) in binary mode"
+)
+
+
+def fs_digits_of(op: FewSpike, where: str) -> tuple[list[int], float]:
+    """The integer digits c_j and the offset φ of a FewSpike op converted with coding=fs: the exact quantizer
+    h_j = d_j = c_j / L, T_j = (c_j - φ) / L that graded mode runs in integers; a ConversionError names the layer
+    for any other code."""
+    levels = op.meta.get("levels")
+    code = op.spike_values.astype(np.float64)
+    if not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ConversionError(f"{where}: a FewSpike op without its levels L (convert with coding=fs)")
+    digits = np.rint(code * levels)
+    phi = (code - op.thresholds.astype(np.float64)) * levels
+    exact = (
+        np.allclose(digits, code * levels, atol=1e-4)
+        and np.array_equal(op.resets, op.spike_values)
+        and digits.min() >= 1
+        and digits.sum() == levels
+        and np.ptp(phi) < 1e-4
+        and 0 <= phi[0] < 1
+    )
+    if not exact:
+        raise ConversionError(
+            f"{where}: its few-spike code is not the exact quantizer of coding=fs (h_j = d_j = c_j / L, T_j = "
+            "(c_j - φ) / L with integer digits c_j that sum to L), the only one the loihi target runs in integers"
+        )
+    return [int(c) for c in digits], round(float(phi[0]), 6)
+
+
+def _fs_as_if(graph: Graph) -> Graph:
+    """A copy of ``graph`` with every FewSpike op an IF op of the same threshold whose meta holds its few-spike
+    code (``fs``: digits, start) and its staircase (``levels``, ``initial`` = φ): what the lowering maps, and what
+    graded mode (:func:`neurodeploy_loihi.graded.quantize_graded`) turns into integer few-spike populations."""
+    graph = graph.copy()
+    for i, op in enumerate(graph.ops):
+        if isinstance(op, FewSpike):
+            digits, phi = fs_digits_of(op, f"FewSpike {op.name!r}")
+            meta = {**op.meta, "fs": {"digits": digits, "start": int(op.start)}}
+            graph.ops[i] = IF(
+                name=op.name, inputs=op.inputs, output=op.output, meta=meta, threshold=op.threshold, initial=phi
+            )
+    return graph
+
+
 def _netx_profile(graph: Graph) -> bool:
     """True when every IF neuron resets to zero and starts at v = 0: what a netx .net (Lava's LIF) expresses."""
     neurons = [op for op in graph.ops if op.is_stateful]
@@ -99,6 +148,7 @@ class Loihi2Backend(Backend):
     version = "0.2.0"
     fidelity = "bit-exact"
     modes = ("binary", "graded")
+    conversion_features = frozenset({"fs"})  # few-spike neurons: graded mode only (graded.py)
     encodings = ("direct", "events")  # direct: the host computes the first layer's current; events: spikes in
     delayed_modes = ("binary",)
     engines = ("numpy", "torch")
@@ -161,11 +211,16 @@ class Loihi2Backend(Backend):
         graph = model.snn
         profile = model.target_options.get("profile", "exact")
         for op in graph.ops:
-            if op.is_stateful and not isinstance(op, (IF, LIF, Delay)):  # (a Delay is its synapse's delay)
+            if op.is_stateful and not isinstance(op, (IF, LIF, Delay, FewSpike)):  # (a Delay: its synapse's delay)
                 raise ConversionError(
-                    f"{op.op_type} '{op.name}': the {self.target} target runs IF neurons only (binary or graded "
-                    "spikes); convert with the target's own pipeline (QCFS models: qcfs=rate)"
+                    f"{op.op_type} '{op.name}': the {self.target} target runs IF neurons (binary or graded spikes) "
+                    "and few-spike neurons (graded spikes) only; convert with the target's own pipeline (QCFS "
+                    "models: qcfs=rate)"
                 )
+        few_spike = [op for op in graph.ops if isinstance(op, FewSpike)]
+        if few_spike:
+            self._check_few_spike(model, few_spike[0], profile)
+            graph = _fs_as_if(graph)
         if profile == "board":
             for op in graph.ops:
                 if isinstance(op, (IF, LIF)) and op.reset != "zero":
@@ -194,6 +249,21 @@ class Loihi2Backend(Backend):
         chips = int(model.target_options.get("chips", 1))
         report, cores = resource_report(self.target, q.network, names, op_types, chips)
         return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores, profile)
+
+    def _check_few_spike(self, model: CompiledModel, op: FewSpike, profile: str) -> None:
+        """Few-spike neurons run in graded mode with our Lava process (profile exact), on analog input."""
+        why = None
+        if profile == "board":
+            why = (
+                "--target-option profile=board runs stock Lava processes, whose graded neurons (SigmaDelta) have no "
+                "few-spike code; compile with profile=exact"
+            )
+        elif model.encoding.kind == "events":
+            why = "event input reaches the chip as binary spikes, and graded mode takes analog input; use direct input"
+        elif model.target_options.get("graded_staircase", True) is False:
+            why = "few-spike neurons send the digits of the QCFS staircase: drop graded_staircase=false"
+        if why:
+            raise ConversionError(f"few-spike coding (coding=fs), layer {op.name!r}: {why}")
 
     def placement_rows(self, report: dict[str, Any]) -> list[dict[str, Any]]:
         """Per core of the binary program's placement: its chip, layer, neurons, and the larger of its neuron
@@ -284,6 +354,12 @@ class Loihi2Backend(Backend):
             graded_files, graded_note, graded = emit_graded(
                 lowered, plan.model.calibration, folder, GradedOptions(staircase=staircase)
             )
+        few_spike = [p.name for p in lowered.populations if "fs" in p.meta]
+        if few_spike and graded is None:
+            raise ConversionError(
+                f"few-spike coding (coding=fs), layer {few_spike[0]!r}: the {self.target} target runs few-spike "
+                f"neurons in graded mode only, and graded mode cannot hold this network: {graded_note['reason']}"
+            )
         readiness = self._board(program, graded)
         report = {
             "mode": "binary",
@@ -315,6 +391,8 @@ class Loihi2Backend(Backend):
             "board_ready": readiness["board_ready"],
             "board_reason": readiness["reason"],
         }
+        if few_spike:  # binary mode refuses to load (see load)
+            manifest["few_spike"] = {"layer": few_spike[0], "modes": ["graded"]}
         return Emitted(files=files + graded_files, manifest=manifest, report=report)
 
     @staticmethod
@@ -388,6 +466,9 @@ class Loihi2Backend(Backend):
 
     def load(self, artifact: Any, mode: str) -> Program | GradedProgram | SdnnProgram:
         """The mode's program: every file listed in the manifest and checked."""
+        few_spike = (artifact.manifest.get("target") or {}).get("few_spike")
+        if mode != "graded" and isinstance(few_spike, dict):
+            raise DataError(FS_BINARY.format(layer=str(few_spike.get("layer", "?")), target=self.target))
         return load_graded(artifact) if mode == "graded" else Program.load(artifact)
 
     def prepare(self, loaded: Program | GradedProgram, inputs: Any, *, steps: int, encoding: Encoding) -> np.ndarray:

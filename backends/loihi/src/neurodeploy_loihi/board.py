@@ -48,6 +48,8 @@ ON_CHIP = {
 HOST_ONLY = {
     "SubtractiveLIF": "neurodeploy's LIF with reset by subtraction: a bit-accurate Python model, no hardware model",
     "GradedReLU": "neurodeploy's memoryless graded ReLU neuron: a bit-accurate Python model, no hardware model",
+    "GradedFewSpike": "neurodeploy's few-spike neuron (coding=fs): a bit-accurate Python model; on Loihi 2 it needs "
+    "a microcode neuron program, which is not written",
 }
 """Processes of our own: Lava's CPU simulation runs them, a board cannot."""
 
@@ -103,7 +105,8 @@ def graded_processes(program: Any) -> list[dict[str, Any]]:
     for name, layer in zip(program.names, program.network.layers):
         synapse = layer.synapse
         synapses = [] if synapse is None else ["Conv" if isinstance(synapse, ConvSynapse) else "Dense"]
-        out.append({"population": name, "neuron": "GradedReLU", "synapses": synapses})
+        neuron = "GradedReLU" if layer.neuron.fs is None else "GradedFewSpike"
+        out.append({"population": name, "neuron": neuron, "synapses": synapses})
     return out
 
 

@@ -157,7 +157,18 @@ GRADED_SCHEMA = Dict(
                             "bias_mant": OneOf(Int(), Dict({"array": Str()})),
                             "bias_exp": OneOf(Int(), Dict({"array": Str()})),
                         },
-                        {"levels": Int(0)},
+                        {
+                            "levels": Int(0),
+                            "fs": Dict(
+                                {
+                                    "thresholds": List(Int(1), min_len=1),
+                                    "resets": List(Int(0), min_len=1),
+                                    "payloads": List(Int(0), min_len=1),
+                                    "start": Int(0),
+                                    "depth": Int(0),
+                                }
+                            ),
+                        },
                     ),
                     "synapse": Optional(synapse_schema({"num_message_bits": Int()})),
                 },
@@ -167,7 +178,7 @@ GRADED_SCHEMA = Dict(
         ),
         "readout": READOUT_SCHEMA,
     },
-    {"delay": Int(0), "mode": Str()},
+    {"delay": Int(0), "mode": Str(), "fs": Dict({"steps": Int(1), "fill": Int(0)})},
 )
 """graded.json: the type of every key :meth:`GradedProgram.load` reads."""
 
@@ -177,6 +188,66 @@ class GradedError(NeurodeployError):
 
 
 # -- the neuron ----------------------------------------------------------------------------------------------
+
+FS_STATE_LIMIT = (1 << 31) - 1
+"""A few-spike neuron's window sum and rest are int32: K <= 16 steps of a 24-bit v cannot leave that range."""
+
+
+@dataclass(frozen=True, eq=False)
+class FewSpikeCode:
+    """The integer few-spike code of a graded population (see the module docstring): K = ``len(thresholds)``;
+    per step j of a window the integer threshold, the reset subtracted when it fires and the payload it sends.
+    ``start``: windows that begin before this (local) step send nothing; ``depth``: the population's distance in
+    synapses from the input population, so its local step is the Loihi step minus ``depth``."""
+
+    thresholds: tuple[int, ...]
+    resets: tuple[int, ...]
+    payloads: tuple[int, ...]
+    start: int = 0
+    depth: int = 0
+
+    def __post_init__(self) -> None:
+        codes = (self.thresholds, self.resets, self.payloads)
+        if len({len(c) for c in codes}) != 1 or not 1 <= len(self.thresholds) <= 16:
+            raise ValueError("few-spike code: thresholds, resets and payloads must be K = 1..16 values each")
+        fp.check_range("thresholds", np.asarray(self.thresholds), 1, FS_STATE_LIMIT, "few-spike code: ")
+        fp.check_range("resets", np.asarray(self.resets), 0, FS_STATE_LIMIT, "few-spike code: ")
+        fp.check_range("payloads", np.asarray(self.payloads), 0, V_LIMIT, "few-spike code: ")
+        fp.check_range("start", self.start, 0, FS_STATE_LIMIT, "few-spike code: ")
+        fp.check_range("depth", self.depth, 0, FS_STATE_LIMIT, "few-spike code: ")
+
+    @property
+    def steps(self) -> int:
+        return len(self.thresholds)
+
+    def ready(self) -> int:
+        """The local step after which the population's payloads have settled (:meth:`FewSpike.ready`)."""
+        return (-(-self.start // self.steps) + 1) * self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "thresholds": [int(x) for x in self.thresholds],
+            "resets": [int(x) for x in self.resets],
+            "payloads": [int(x) for x in self.payloads],
+            "start": int(self.start),
+            "depth": int(self.depth),
+        }
+
+
+def fs_step(code: FewSpikeCode, v: np.ndarray, window: np.ndarray, rest: np.ndarray, local: int) -> np.ndarray:
+    """One step of a few-spike population at its local step ``local`` (from 1; earlier steps are the pipeline's
+    fill before its input arrives): step j = (local - 1) mod K of the FS recursion on ``rest`` (in place), then
+    v added to the window's sum ``window`` (in place); at a window's last step the sum becomes the next window's
+    rest (0 for a window that began before ``start``). Returns the payloads (int64)."""
+    steps = code.steps
+    j = (local - 1) % steps
+    fire = rest >= code.thresholds[j]
+    rest -= fire * np.int64(code.resets[j])
+    window += v
+    if j == steps - 1:
+        rest[...] = window if local - steps >= code.start else 0
+        window[...] = 0
+    return fire * np.int64(code.payloads[j])
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,8 +263,14 @@ class GradedNeuron:
     bias_mant: int | np.ndarray = 0
     bias_exp: int | np.ndarray = 0
     levels: int = 0
+    fs: FewSpikeCode | None = None
+    """A few-spike population's code: it sends ``fs_step``'s payloads instead of clip(v >> shift, 0, top)."""
 
     def __post_init__(self) -> None:
+        if self.fs is not None:
+            if not self.relu:
+                raise ValueError("graded neuron: a few-spike population cannot be the identity (a readout)")
+            fp.check_range("few-spike payloads", np.asarray(self.fs.payloads), 0, (1 << int(self.message_bits)) - 1)
         fp.check_range("shift", self.shift, 0, SHIFT_MAX, "graded neuron: ")
         fp.check_range("message_bits", self.message_bits, 1, MESSAGE_BITS_MAX, "graded neuron: ")
         fp.check_range("bias_mant", self.bias_mant, BIAS_MANT_MIN, BIAS_MANT_MAX, "graded neuron: ")
@@ -256,6 +333,9 @@ class GradedState:
     u: np.ndarray
     v: np.ndarray
     v_saturated: np.ndarray
+    window: np.ndarray | None = None
+    """A few-spike population's window sum and rest after the step (None for the others)."""
+    rest: np.ndarray | None = None
 
 
 class GradedNetwork:
@@ -287,6 +367,16 @@ class GradedNetwork:
                     raise ValueError(f"{where}: synapse reads {needed[0]} inputs; layer {source} has {below}")
                 if isinstance(synapse, ConvSynapse) and tuple(below) != tuple(needed):
                     raise ValueError(f"{where}: conv synapse reads input {tuple(needed)}; layer {source} has {below}")
+        if any(layer.neuron.fs is not None for layer in self.layers):
+            for k, layer in enumerate(self.layers):
+                where = f"layer {k}" + (f" ({layer.name})" if layer.name else "")
+                if layer.skips or layer.delay or layer.source is not None:
+                    raise ValueError(
+                        f"{where}: graded few-spike neurons run in a chain of populations (no residual, Concat, "
+                        "parallel or delayed synapses), whose windows follow one synapse per step"
+                    )
+                if layer.neuron.fs is not None and layer.neuron.fs.depth != k:
+                    raise ValueError(f"{where}: its few-spike depth is {layer.neuron.fs.depth}, not {k}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -325,6 +415,10 @@ class GradedNetwork:
         messages = [np.zeros((batch, *shape), np.int64) for shape in shapes]
         bias = [fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp) for layer in self.layers]
         bias[0] = x.astype(np.int64)
+        codes = [layer.neuron.fs for layer in self.layers]
+        windows = {k: np.zeros((batch, *shapes[k]), np.int64) for k, c in enumerate(codes) if c is not None}
+        rests = {k: np.zeros((batch, *shapes[k]), np.int64) for k in windows}
+        replay = replay and not windows  # few-spike neurons keep state: every step is computed
         trace = Trace(spikes=[], v_saturations=[np.zeros(batch, np.int64) for _ in shapes])
         if record:
             trace.spikes = [np.zeros((batch, steps, *shape), np.int32) for shape in shapes]
@@ -343,7 +437,16 @@ class GradedNetwork:
         settle = 1 + max((d for k, layer in enumerate(self.layers) for _, _, d in layer.inbound(k)), default=0)
         unchanged, last = 0, [None] * len(self.layers)
 
-        def emit(t: int, k: int, u: np.ndarray, v: np.ndarray, payload: np.ndarray, saturated: np.ndarray) -> None:
+        def emit(
+            t: int,
+            k: int,
+            u: np.ndarray,
+            v: np.ndarray,
+            payload: np.ndarray,
+            saturated: np.ndarray,
+            window: np.ndarray | None = None,
+            rest: np.ndarray | None = None,
+        ) -> None:
             """Layer k's step t, computed or replayed, into the trace and to the observer."""
             trace.v_saturations[k] += np.count_nonzero(saturated.reshape(batch, -1), axis=1)
             if record:
@@ -351,7 +454,7 @@ class GradedNetwork:
                 trace.u[k][:, t] = u
                 trace.v[k][:, t] = v
             if observe is not None:
-                observe(GradedState(t + 1, k, payload, u, v, saturated))
+                observe(GradedState(t + 1, k, payload, u, v, saturated, window, rest))
 
         for t in range(steps):
             if replay and unchanged > settle:
@@ -371,6 +474,12 @@ class GradedNetwork:
                     if layer.synapse is not None:  # accumulated now from this step's payloads, sent at t + 1
                         messages[k] = layer.synapse.accumulate(below, graded=True).reshape(batch, *shapes[k])
                 u, v, payload, saturated = graded_step(layer.neuron, message, bias[k])
+                code = codes[k]
+                if code is not None:
+                    payload = fs_step(code, v, windows[k], rests[k], t + 1 - code.depth)
+                    emit(t, k, u, v, payload, saturated, windows[k], rests[k])
+                    below = sent[k] = payload
+                    continue
                 repeated = repeated and np.array_equal(payload, last[k][2]) and np.array_equal(v, last[k][1])
                 last[k] = (u, v, payload, saturated)
                 emit(t, k, u, v, payload, saturated)
@@ -449,6 +558,9 @@ class GradedProgram:
     input_offset: float | None = None
     """None: the input payload is current / s_0 rounded half to even; a QCFS input population's φ: floor(current /
     s_0 + φ), the staircase it was trained with."""
+    fs: dict[str, int] | None = None
+    """A few-spike program's ``steps`` K and pipeline ``fill`` (graph steps before the readout's input settles,
+    :func:`neurodeploy.simulate.readout_delay`); None for the one-step-per-layer program."""
 
     @property
     def delay(self) -> int:
@@ -469,6 +581,8 @@ class GradedProgram:
         wanted = wanted_steps(steps, checkpoints)
         q0 = self.input_payload(x)
         batch, delay = len(q0), self.delay
+        fill = int(self.fs["fill"]) if self.fs else 0  # few-spike windows: the fill runs first, as the reference's
+        sums: np.ndarray | None = None
         top = self.readout["population"]
         spiking = [k for k, role in enumerate(self.roles) if role != "readout"]
         sent = {k: np.zeros(batch, np.int64) for k in spiking}
@@ -477,12 +591,13 @@ class GradedProgram:
         marks: dict[int, dict[str, np.ndarray]] = {c: {} for c in wanted}
         (input_name,) = self.host.inputs
         per_step = input_synapses(self.host)  # the dense input: every element, every step
-        synop_marks = {c: {input_name: np.full(batch, c * per_step, np.int64)} for c in wanted}
+        synop_marks = {c: {input_name: np.full(batch, (fill + c) * per_step, np.int64)} for c in wanted}
         values: dict[int, np.ndarray] = {}
 
         def record(state: GradedState) -> None:
-            local = state.t - state.k  # the graph step this population computes now
-            if not 1 <= local <= steps:
+            nonlocal sums
+            local = state.t - state.k - fill  # the graph step this population computes now (after the fill)
+            if not 1 - fill <= local <= steps:
                 return
             if state.k in sent:
                 messages = state.payload != 0
@@ -491,11 +606,16 @@ class GradedProgram:
                 if local in marks:
                     marks[local][self.names[state.k]] = sent[state.k].copy()
                     synop_marks[local][self.names[state.k]] = synops[state.k].copy()
-            if state.k == top and local in marks:
-                readout = state.payload if self.readout["kind"] == "spikes" else state.v
+            readout = state.payload if self.readout["kind"] == "spikes" else state.v
+            if state.k == top and self.fs and local >= 1:  # the mean over the steps after the fill, as the reference
+                sums = readout.astype(np.int64) if sums is None else sums + readout
+                if local in marks:
+                    values[local] = sums / local
+            elif state.k == top and local in marks:
                 values[local] = readout.copy()
 
-        trace = self.network.run(to_lava(q0, self.shapes[0]), steps + delay, record=False, observe=record)
+        total = fill + steps + delay
+        trace = self.network.run(to_lava(q0, self.shapes[0]), total, record=False, observe=record)
         outputs = {c: self._output(values[c]) for c in wanted}
         counted = {"outputs": outputs, "sent": sent, "marks": marks, "synop_marks": synop_marks}
         return joined_run(self, {**counted, "v_saturations": np.stack(trace.v_saturations, axis=1)}, checkpoints)
@@ -552,6 +672,8 @@ class GradedProgram:
             }
             if n.levels:
                 entry["neuron"]["levels"] = int(n.levels)
+            if n.fs is not None:
+                entry["neuron"]["fs"] = n.fs.to_dict()
             entry["neuron"].update(neuron_entries(n, ("bias_mant", "bias_exp"), k, arrays))
             entry["synapse"] = synapse_entry(layer.synapse, f"{k}/weights", arrays)
             if entry["synapse"] is not None:
@@ -586,6 +708,12 @@ class GradedProgram:
             "layers": layers,
             "readout": readout,
         }
+        if self.fs:
+            doc["fs"] = {"steps": int(self.fs["steps"]), "fill": int(self.fs["fill"])}
+            doc["neuron"] += (
+                "; few-spike populations (an fs entry) send payloads[j] where their window's rest reaches "
+                "thresholds[j] (graded.fs_step)"
+            )
         (folder / DESCRIPTION).write_bytes(dumps_json(doc))
         write_npz(folder / ARRAYS, arrays)
         if not (folder / "host.json").exists():
@@ -612,6 +740,7 @@ class GradedProgram:
                     bias_mant=value(n["bias_mant"]),
                     bias_exp=value(n["bias_exp"]),
                     levels=int(n.get("levels", 0)),
+                    fs=None if "fs" not in n else _fs_code(n["fs"]),
                 )
                 s = entry["synapse"]
                 synapse = None if s is None else synapse_of(s, value)
@@ -642,9 +771,16 @@ class GradedProgram:
                 readout_scale=readout_scale,
                 message_bits=int(doc["message_bits"]),
                 input_offset=doc["input"].get("offset"),
+                fs=doc.get("fs"),
             )
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, IRVerificationError) as exc:
             raise ArtifactError(f"{path} does not describe a valid graded Loihi network ({where}): {exc}") from exc
+
+
+def _fs_code(entry: dict[str, Any]) -> FewSpikeCode:
+    return FewSpikeCode(
+        tuple(entry["thresholds"]), tuple(entry["resets"]), tuple(entry["payloads"]), entry["start"], entry["depth"]
+    )
 
 
 def _graph_weights(synapse: DenseSynapse | ConvSynapse, below: tuple[int, ...], shape: tuple[int, ...]):
@@ -753,8 +889,9 @@ def quantize_graded(
         entry: dict[str, Any] = {"name": pop.name, "role": pop.role, "range": ranges[k]}
         if levels[k]:
             entry["levels"] = levels[k]
+        fs = _fs_of(pop, k, levels[k], where)
         if pop.role == "input":
-            neuron = GradedNeuron(relu=True, shift=0, message_bits=bits, levels=levels[k])
+            neuron = GradedNeuron(relu=True, shift=0, message_bits=_fs_bits(bits, fs), levels=levels[k], fs=fs(0))
             layers.append(GradedLayer(None, neuron, pop.name, lava_shape(pop.shape)))
             entry |= {"scale": scales[0], "shift": 0}
             report.append(entry)
@@ -798,10 +935,11 @@ def quantize_graded(
         neuron = GradedNeuron(
             relu=not readout,
             shift=shift,
-            message_bits=bits,
+            message_bits=_fs_bits(bits, fs),
             bias_mant=compact(mant),
             bias_exp=compact(exp),
             levels=levels[k],
+            fs=fs(shift),
         )
         skips = tuple(Skip(j, synapse, d) for (j, _, d), synapse in zip(branches[1:], synapses[1:]))
         layers.append(
@@ -828,6 +966,11 @@ def quantize_graded(
         "output": lowered.readout.output,
         "shape": list(lowered.readout.shape),
     }
+    codes = [layer.neuron.fs for layer in layers if layer.neuron.fs is not None]
+    fs_note = None
+    if codes:
+        fs_note = {"steps": codes[0].steps, "fill": max(code.ready() for code in codes)}
+        bits = max(layer.neuron.message_bits for layer in layers)
     program = GradedProgram(
         host=lowered.host,
         network=GradedNetwork(layers),
@@ -840,8 +983,48 @@ def quantize_graded(
         message_bits=bits,
         report={"scale_source": source, "message_bits": bits, "delay": len(pops) - 1, "layers": report},
         input_offset=float(pops[0].initial) if levels[0] else None,
+        fs=fs_note,
     )
+    if fs_note:
+        program.report["few_spike"] = {
+            **fs_note,
+            "note": "payloads K c_j of the digits c_j of each level; thresholds and resets K c_j 2**shift on the "
+            "window's sum of v, whose bias carries the QCFS offset",
+        }
     return program
+
+
+def _fs_of(pop: Any, k: int, levels: int, where: str) -> Callable[[int], "FewSpikeCode | None"]:
+    """The integer few-spike code of population ``pop`` (index ``k``) for a given shift, or None for a population
+    that is no few-spike one (its meta has no ``fs``, which the backend sets from a FewSpike op). A FewSpike
+    population needs the QCFS staircase of its L levels (levels > 0)."""
+    meta = pop.meta.get("fs") if pop.role != "readout" else None
+    if meta is None:
+        return lambda shift: None
+    if not levels:
+        raise GradedError(
+            f"{where}: few-spike neurons send the digits of their level 0..L, which graded mode computes as the QCFS "
+            "staircase: compile without --target-option graded_staircase=false"
+        )
+    digits, steps, start = [int(c) for c in meta["digits"]], len(meta["digits"]), int(meta["start"])
+    if sum(digits) != levels:
+        raise GradedError(f"{where}: few-spike digits {digits} do not sum to its {levels} levels")
+
+    def code(shift: int) -> FewSpikeCode:
+        unit = steps << shift  # the window's sum is K v, v in units of 2**shift per level
+        if steps * max(digits) << shift > FS_STATE_LIMIT:
+            raise GradedError(f"{where}: few-spike thresholds K c_j 2**{shift} do not fit the 32-bit window sum")
+        return FewSpikeCode(
+            tuple(c * unit for c in digits), tuple(c * unit for c in digits), tuple(steps * c for c in digits), start, k
+        )
+
+    return code
+
+
+def _fs_bits(bits: int, fs: Callable[[int], "FewSpikeCode | None"]) -> int:
+    """The payload width of a population: ``bits``, or wider for a few-spike one's largest payload K c_1."""
+    code = fs(0)
+    return bits if code is None else max(bits, max(code.payloads).bit_length())
 
 
 # -- the backend's graded mode -------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class _GradedChain:
     """The Lava processes of one graded network for ``batch`` samples, and how to read its results back."""
 
     def __init__(self, network: GradedNetwork, inputs: np.ndarray, steps: int, sink: Any, folder: Path) -> None:
-        from neurodeploy_loihi.lava_processes import GradedReLU, Recorder
+        from neurodeploy_loihi.lava_processes import GradedFewSpike, GradedReLU, Recorder
 
         self.network = network
         self.batch = batch = len(inputs)
@@ -56,15 +56,29 @@ class _GradedChain:
             else:
                 bias_mant = _per_sample(neuron.bias_mant, layer.shape, batch, conv_population)
                 bias_exp = _per_sample(neuron.bias_exp, layer.shape, batch, conv_population)
-            neurons = GradedReLU(
-                shape=shape,
-                bias_mant=bias_mant,
-                bias_exp=bias_exp,
-                shift=int(neuron.shift),
-                message_bits=int(neuron.message_bits),
-                relu=bool(neuron.relu),
-                levels=int(neuron.levels),
-            )
+            neurons: Any
+            if neuron.fs is not None:  # few-spike: its code, window and rest
+                code = neuron.fs
+                neurons = GradedFewSpike(
+                    shape=shape,
+                    thresholds=code.thresholds,
+                    resets=code.resets,
+                    payloads=code.payloads,
+                    start=code.start,
+                    depth=code.depth,
+                    bias_mant=bias_mant,
+                    bias_exp=bias_exp,
+                )
+            else:
+                neurons = GradedReLU(
+                    shape=shape,
+                    bias_mant=bias_mant,
+                    bias_exp=bias_exp,
+                    shift=int(neuron.shift),
+                    message_bits=int(neuron.message_bits),
+                    relu=bool(neuron.relu),
+                    levels=int(neuron.levels),
+                )
             for source, synapse, delay in layer.inbound(k):  # several: the neurons' InPort sums them
                 port, below_shape = outs[source]
                 bits = int(network.layers[source].neuron.message_bits)  # the payload width of the source

@@ -244,3 +244,91 @@ class PyGradedReLUModelFixed(PyLoihiProcessModel):
         self.u[:] = a_in
         self.v[:] = v
         self.s_out.send(s)
+
+
+class GradedFewSpike(AbstractProcess):
+    """Few-spike neurons for graded mode (:func:`neurodeploy_loihi.graded.fs_step`): a K-step window integrates
+    v, the next window sends its value as at most K graded spikes. Per step, at the population's local step
+    l = time_step - ``depth`` (the Loihi steps its input takes to arrive), j = (l - 1) mod K:
+
+    ```
+    u = a_in;   v = clip(u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)
+    z = rest >= thresholds[j];   rest = rest - z * resets[j];   s_out = z * payloads[j]
+    window = window + v
+    at j = K - 1:  rest = window if l - K >= start else 0;   window = 0
+    ```
+
+    Not a Loihi 2 neuron model: on the chip it needs microcode (a custom neuron program), so this process runs in
+    Lava's CPU simulation only."""
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        thresholds: tuple[int, ...],
+        resets: tuple[int, ...],
+        payloads: tuple[int, ...],
+        start: int = 0,
+        depth: int = 0,
+        bias_mant: int | np.ndarray = 0,
+        bias_exp: int | np.ndarray = 0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(shape=shape, name=name)
+        steps = len(thresholds)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.u = Var(shape=shape, init=0)
+        self.v = Var(shape=shape, init=0)
+        self.window = Var(shape=shape, init=0)
+        self.rest = Var(shape=shape, init=0)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=shape, init=bias_exp)
+        self.thresholds = Var(shape=(steps,), init=np.asarray(thresholds))
+        self.resets = Var(shape=(steps,), init=np.asarray(resets))
+        self.payloads = Var(shape=(steps,), init=np.asarray(payloads))
+        self.send_from = Var(shape=(1,), init=start)  # (not `start`: a process model's method)
+        self.depth = Var(shape=(1,), init=depth)
+
+
+@implements(proc=GradedFewSpike, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyGradedFewSpikeModelFixed(PyLoihiProcessModel):
+    """Fixed-point GradedFewSpike: u and v int32 holding 24-bit values, window and rest int32, the code int32,
+    s_out int32 with ``precision=24`` (the payload)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    window: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    rest: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
+    thresholds: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    resets: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    payloads: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    send_from: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    depth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv().astype(np.int64)
+        bias = np.left_shift(self.bias_mant.astype(np.int64), self.bias_exp.astype(np.int64))
+        limit = (1 << 23) - 1
+        v = np.clip(a_in + bias, -limit, limit)
+        steps = len(self.thresholds)
+        local = int(self.time_step) - int(self.depth.item())
+        j = (local - 1) % steps
+        rest = self.rest.astype(np.int64)
+        fire = rest >= int(self.thresholds[j])
+        rest = rest - fire * int(self.resets[j])
+        window = self.window.astype(np.int64) + v
+        if j == steps - 1:
+            rest = window if local - steps >= int(self.send_from.item()) else np.zeros_like(window)
+            window = np.zeros_like(window)
+        self.u[:] = a_in
+        self.v[:] = v
+        self.window[:] = window
+        self.rest[:] = rest
+        self.s_out.send(fire * int(self.payloads[j]))
