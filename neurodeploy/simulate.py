@@ -211,8 +211,8 @@ def simulate(
             xs = [values[v] for v in op.inputs]
             if isinstance(op, StatefulOp):
                 out = arrays.step(op, states[op.name], xs)
-                if op.emits_spikes:
-                    counts[op.name] += out
+                if op.emits_spikes:  # spike events: a graded or signed spike is one
+                    counts[op.name] += op.events(out)
             else:
                 out = arrays.forward(op, xs)
             values[op.output] = out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -253,6 +253,10 @@ class FewSpike(StatefulOp):
     def ready(self, start: int) -> int:
         return (-(-start // self.steps) + 1) * self.steps
 
+    def events(self, out: Any) -> Any:
+        """One event per graded spike (its value K d_j is what the next layer's weights receive, not a count)."""
+        return out != 0
+
     def _send(self, a: np.ndarray, j: int, theta: np.ndarray) -> np.ndarray:
         """Step j of the FS recursion on ``a`` (in place): the spikes z_j."""
         z = a >= self.thresholds[j] * theta
@@ -324,6 +328,10 @@ class SignedIF(StatefulOp):
         theta = _broadcast(self.threshold, len(shape))
         v = np.broadcast_to(np.float32(self.initial) * theta, (batch, *shape)).astype(np.float32)
         return {"v": v, "count": np.zeros((batch, *shape), np.float32)}
+
+    def events(self, out: Any) -> Any:
+        """One event per spike, +1 or -1 (a -1 spike reaches its synapses as a +1 does)."""
+        return abs(out)
 
     def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
         v, count = state["v"], state["count"]

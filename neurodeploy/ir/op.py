@@ -175,6 +175,12 @@ class StatefulOp(Op, abstract=True):
         """Whether ``step`` returns spikes (counted as activity), not a potential (a leaky integrator's readout)."""
         return True
 
+    def events(self, out: Any) -> Any:
+        """The spike events in ``out``, one step's output, per neuron: what spike counts and SynOps count. The
+        output itself for neurons that send 0/1 spikes (or several in a step); neurons whose spikes are signed or
+        graded say otherwise. ``out`` is a numpy array or a torch tensor: only operators both have."""
+        return out
+
 
 def as_f32(array: Any) -> np.ndarray:
     """A float32 C-contiguous array of the same rank (IR ops store all tensors this way)."""

@@ -126,6 +126,33 @@ def test_a_relu_network_becomes_its_rounded_ann_at_every_whole_number_of_windows
             assert sim.counts[op.name].max() <= steps * (windows[-1] // steps + 2)
 
 
+def test_few_spike_counts_are_spike_events_not_their_values():
+    """A graded spike is one event, whatever its value K d_j: the counts, spikes and SynOps count the nonzero
+    outputs (not the step's values, which the next layer's weights receive)."""
+    from neurodeploy.metrics import fan_out_maps
+
+    x = np.random.default_rng(2).normal(size=(64, 6)).astype(F32)
+    _, snn, _ = _convert(two_layer(None), "coding=fs,fs-steps=4,norm=max", calibration=x)
+    names = {op.output: op.name for op in snn.ops if isinstance(op, FewSpike)}
+    events = {name: np.zeros((64, *snn.types()[value].shape)) for value, name in names.items()}
+    values = {name: np.zeros_like(e) for name, e in events.items()}
+
+    def observe(value, out):
+        if value in names:
+            events[names[value]] += out != 0
+            values[names[value]] += out
+
+    sim = simulate(snn, {"x": x}, steps=16, fan_out=fan_out_maps(snn), observe=observe)
+    fan_out = fan_out_maps(snn)
+    for value, name in names.items():
+        np.testing.assert_array_equal(sim.counts[name], events[name])
+        np.testing.assert_array_equal(sim.spikes[name], events[name].reshape(64, -1).sum(axis=1))
+        np.testing.assert_allclose(
+            sim.synops[name], events[name].reshape(64, -1) @ fan_out[value].reshape(-1), rtol=1e-6
+        )
+        assert not np.array_equal(values[name], events[name])  # the values are not the count
+
+
 def test_a_qcfs_network_in_fewer_steps_than_levels_is_its_quantized_ann():
     """L = 4 in K = 3 steps (digits 2, 1, 1): the quantized ANN exactly, after a fill of 3 steps per layer where
     the windowed neurons need 4."""

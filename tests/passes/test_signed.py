@@ -60,6 +60,33 @@ def test_signed_count_is_the_rounded_charge_at_every_step(threshold):
     assert excess.mean() > 1  # an IF neuron keeps what it sent too early
 
 
+def test_signed_spikes_count_as_events_either_sign():
+    """A -1 spike reaches the neuron's synapses as a +1 does: spikes per neuron and SynOps count |s|, the output
+    (what the next layer receives) keeps its sign."""
+    from neurodeploy.metrics import fan_out_maps
+
+    graph = conv_net(seed=2)
+    x = inputs_for(graph, 32, seed=3)
+    _, snn, _ = _convert(graph, "coding=signed")
+    signed = {op.output: op.name for op in snn.ops if isinstance(op, SignedIF)}
+    types = snn.types()
+    events = {value: np.zeros((32, *types[value].shape)) for value in signed}
+    net = {value: np.zeros_like(e) for value, e in events.items()}
+
+    def observe(value, out):
+        if value in signed:
+            events[value] += np.abs(out)
+            net[value] += out
+
+    fan_out = fan_out_maps(snn)
+    sim = simulate(snn, {"x": x}, steps=24, fan_out=fan_out, observe=observe)
+    assert any((net[v] != events[v]).any() for v in signed)  # some -1 spikes were sent
+    for value, name in signed.items():
+        np.testing.assert_array_equal(sim.counts[name], events[value])
+        expected = events[value].reshape(32, -1) @ fan_out[value].reshape(-1)
+        np.testing.assert_allclose(sim.synops[name], expected, rtol=1e-6)
+
+
 def test_max_pooling_of_counts_sends_the_busiest_neurons_spikes():
     """2x2 windows over random binary and signed spike trains: the output summed to step t is the max pooling
     of the input summed to t, at every t; binary in gives binary out."""
