@@ -1407,15 +1407,21 @@ def lower(graph: Graph, rules: Rules, spike_input: bool = False) -> Lowered:
     where = f"the output {output!r}"
     named = [o.name for o in ops]
     ops, steps = _delayed(ops, where, rules)
-    if any(isinstance(o, (Conv2d, Dense)) for o in ops):
-        spec, bias = _synapse(ops, types[source].shape, out_shape, where, rules)
-        spec = _plain(spec, out_shape, where, rules)
-        if steps and not rules.delayed_conv:
-            spec = _delayed_taps(spec, out_shape, where, rules)  # a delayed convolution: its taps
-        name = ops[-1].name
+    synaptic = any(isinstance(o, (Conv2d, Dense)) for o in ops)
+    pooled = None  # spikes through an average pool (SqueezeNet's end): a readout population of listed synapses
+    if not synaptic and not steps and not all(isinstance(o, Scale) for o in ops):
+        pooled = _pooling_list(ops, types[source].shape, out_shape)
+    if synaptic or pooled is not None:
+        if pooled is None:
+            spec, bias = _synapse(ops, types[source].shape, out_shape, where, rules)
+            spec = _plain(spec, out_shape, where, rules)
+            if steps and not rules.delayed_conv:
+                spec = _delayed_taps(spec, out_shape, where, rules)  # a delayed convolution: its taps
+        else:
+            spec, bias = pooled, _apply(ops, np.zeros((1, *types[source].shape), np.float32))[0]
         populations.append(
             Population(
-                name,
+                ops[-1].name,
                 "readout",
                 out_shape,
                 spec,
@@ -1434,22 +1440,6 @@ def lower(graph: Graph, rules: Rules, spike_input: bool = False) -> Lowered:
                 f"{where} is read from the spikes of {source!r} through a Delay of {steps} step(s): a spike readout "
                 "counts the neurons' own spikes; remove the Delay (it only shifts the count's window)"
             )
-        pooled = None if all(isinstance(o, Scale) for o in ops) else _pooling_list(ops, types[source].shape, out_shape)
-        if pooled is not None:  # spikes through an average pool (SqueezeNet's end): a readout population
-            bias = _apply(ops, np.zeros((1, *types[source].shape), np.float32))[0]
-            populations.append(
-                Population(
-                    ops[-1].name,
-                    "readout",
-                    out_shape,
-                    pooled,
-                    np.asarray(bias, np.float32).reshape(out_shape),
-                    named,
-                    value=output,
-                    depth=populations[-1].depth + 1,
-                )
-            )
-            return Lowered(host, populations, Readout("membrane", len(populations) - 1, output, out_shape))
         if any(not isinstance(o, Scale) for o in ops):
             names = ", ".join(_where(o) for o in ops)
             raise ConversionError(
