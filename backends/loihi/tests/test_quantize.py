@@ -8,7 +8,7 @@ from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import DenseSynapse
 from neurodeploy_loihi.lowering import lower
-from neurodeploy_loihi.quantize import Options, QuantizationError, input_bias, quantize, split_bias
+from neurodeploy_loihi.quantize import Options, QuantizationError, input_bias, quantize, split_bias, to_lava
 
 W1 = np.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
 W2 = np.array([[0.5, -0.25], [1.0, 0.125]])
@@ -225,3 +225,44 @@ def test_bias_correction_target_option() -> None:
     assert backend.parse_target_options({"bias_correction": "false"}) == {"bias_correction": False}
     with pytest.raises(DataError, match="bias_correction must be true or false"):
         backend.parse_target_options({"bias_correction": "no"})
+
+
+@pytest.mark.parametrize("fixed_exp", [None, 0, 3, 7])
+def test_input_bias_compiled_equals_numpy_at_every_rounding_edge(fixed_exp: int | None) -> None:
+    """input_bias's compiled, branch-free pass against its numpy steps, value for value: at every total where
+    rounding half to even moves a mantissa across 4095 / -4096 at each exponent (threshold 64, vth 1, so a current
+    k / 64 is the total k exactly), at the clip, over random currents, in a (C, H, W) shape (Lava's order) and a
+    flat one; a NaN current takes the numpy steps."""
+    if _compiled.kernels() is None:
+        pytest.skip("numba is not installed")
+
+    def numpy_steps(x: np.ndarray, shape: tuple[int, ...], vth: int) -> tuple[np.ndarray, np.ndarray]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_compiled, "kernels", lambda: None)
+            return input_bias(x, shape, vth, clip, fixed_exp)
+
+    def check(x: np.ndarray, shape: tuple[int, ...], vth: int) -> None:
+        (mant, exp), (want_mant, want_exp) = input_bias(x, shape, vth, clip, fixed_exp), numpy_steps(x, shape, vth)
+        np.testing.assert_array_equal(mant, want_mant)
+        np.testing.assert_array_equal(exp, want_exp)
+
+    rng = np.random.default_rng(5)
+    clip, edges = (-524096, 524160), []
+    for e in range(8):
+        half = (1 << e) >> 1
+        for edge in (4095 * 2**e + half, -4096 * 2**e - half):
+            edges += [edge - 1, edge, edge + 1]
+    totals = np.array([*edges, 0, 1, -1, 524160, -524096, 600000, -600000], np.float64)
+    currents = np.concatenate([totals / 64, rng.normal(0, 3000, 3 * 4 * 5 * 6 - len(totals))]).astype(np.float32)
+    for shape in ((4, 5, 6), (120,), (10, 12)):
+        x = currents.reshape(3, *shape)
+        check(x, shape, 1)
+        check(x * np.float32(1e3), shape, 777)
+    x = currents.reshape(3, 4, 5, 6).copy()
+    x[1, 2, 3, 4] = np.nan
+    with np.errstate(invalid="ignore"):  # (the cast of the NaN's mantissa)
+        totals = np.clip(np.rint(to_lava(x, (4, 5, 6)).astype(np.float64) * 64), *clip)
+        want_mant, want_exp, _ = split_bias(totals, fixed_exp)  # (the steps before the compiled pass)
+        mant, exp = input_bias(x, (4, 5, 6), 1, clip, fixed_exp)
+    np.testing.assert_array_equal(mant, want_mant)
+    np.testing.assert_array_equal(exp, want_exp)

@@ -613,17 +613,66 @@ def _split_bias(b, fixed_exp, mant, exp):  # pragma: no cover - compiled
     so the mantissas are numpy's; a mantissa that fits at one exponent fits at every larger one.)"""
     clipped = 0
     for i in range(b.shape[0]):
-        x = b[i]
-        e = fixed_exp
-        if e < 0:
-            e = 0
-            while e < 7 and not -4096.0 <= np.rint(x / (1 << e)) <= 4095.0:
-                e += 1
-        m = np.rint(x / (1 << e))
+        m, e = _split_one(b[i], fixed_exp)
         clipped += not -4096.0 <= m <= 4095.0
         mant[i] = min(max(m, -4096.0), 4095.0)
         exp[i] = e
     return clipped
+
+
+def _split_one(x, fixed_exp):  # pragma: no cover - compiled
+    """One value of :func:`_split_bias`: its mantissa, rounded and not yet clipped, and its exponent."""
+    e = fixed_exp
+    if e < 0:
+        e = 0
+        while e < 7 and not -4096.0 <= np.rint(x / (1 << e)) <= 4095.0:
+            e += 1
+    return np.rint(x / (1 << e)), e
+
+
+def _input_bias(currents, threshold, low, high, fixed_exp, scratch, mant, exp):  # pragma: no cover - compiled
+    """``quantize.input_bias``: the host's float32 currents (B, C, H, W) in thresholds (a flat input as (B, 1, 1,
+    N)) into ``mant`` and ``exp`` (B, W * H * C) int64, Lava's (X, Y, C) order: round(current * threshold)
+    (float64: the product of a float32 and a 24-bit integer is exact) clipped to [low, high], split as
+    :func:`_split_bias` does, the mantissa clipped. Returns whether a current was NaN (the caller then takes the
+    numpy steps, whose NaN handling this loop does not copy).
+
+    In integers and without branches, so that the loop vectorizes (a branch per value cost five times the
+    arithmetic): the total is a whole number, a shift rounding half to even is numpy's rint of the division, and
+    the smallest exponent whose mantissa fits 13 signed bits is the count of exponents 0..6 at which it does not
+    (a mantissa that fits at one exponent fits at every larger one): at e, round(total / 2**e) lies in [-4096,
+    4095] for totals from -4096 * 2**e - 2**(e - 1) (a tie rounds to the even -4096) to 4095 * 2**e + 2**(e - 1)
+    - 1 (4095.5 rounds to 4096). Each sample is computed in the graph's order into ``scratch`` (the mantissa
+    times 8 plus the exponent), then written out in Lava's."""
+    batch, channels, size_y, size_x = currents.shape
+    n = channels * size_y * size_x
+    nan = False
+    for b in range(batch):
+        flat = currents[b].reshape(n)
+        for i in range(n):
+            total = np.rint(np.float64(flat[i]) * threshold)
+            nan |= total != total
+            whole = np.int64(min(max(total, low), high))
+            e = fixed_exp
+            if fixed_exp < 0:
+                e = 0
+                for k in range(7):
+                    half = (np.int64(1) << k) >> 1
+                    e += (whole < -(np.int64(4096) << k) - half) | (whole > (np.int64(4095) << k) + half - (k > 0))
+            q = whole >> e  # floor, then up where the rest is above half, or half and q odd
+            rest = whole - (q << e)
+            half = (np.int64(1) << e) >> 1
+            q += ((rest > half) | ((rest == half) & ((q & 1) == 1))) & (e > 0)
+            scratch[i] = min(max(q, -4096), 4095) * 8 + e
+        mant_b, exp_b = mant[b], exp[b]
+        for x in range(size_x):
+            for y in range(size_y):
+                for c in range(channels):
+                    both = scratch[(c * size_y + y) * size_x + x]
+                    at = (x * size_y + y) * channels + c
+                    mant_b[at] = both >> 3  # (floor: e = both - 8 * mant in 0..7)
+                    exp_b[at] = both & 7
+    return nan
 
 
 def kernels():
@@ -641,12 +690,14 @@ def kernels():
             jit = numba.njit(cache=True, nogil=True)
             # the loops below call these: they are compiled first, in their place (numba resolves globals then)
             global _conv_one, _neuron_row, _bias_row, _send, _neurons_of, _reset, _population, _wait, _claim
+            global _split_one
             _conv_one, _neuron_row, _bias_row = jit(_conv_one), jit(_neuron_row), jit(_bias_row)
+            _split_one = jit(_split_one)
             _send, _neurons_of, _reset = jit(_send), jit(_neurons_of), jit(_reset)
             _wait, _claim = _atomics(jit)
             _population = jit(_population)
             _KERNELS = {"conv": jit(_conv), "sparse": jit(_sparse), "neurons": jit(_neurons), "run": jit(_run)}
-            _KERNELS["split_bias"] = jit(_split_bias)
+            _KERNELS["split_bias"], _KERNELS["input_bias"] = jit(_split_bias), jit(_input_bias)
     return _KERNELS or None
 
 
