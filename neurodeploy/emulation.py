@@ -47,6 +47,10 @@ class EmulationResult:
     checkpoint_spikes: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     checkpoint_synops: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     counts: dict[str, np.ndarray] = field(default_factory=dict)
+    sent: dict[str, np.ndarray] = field(default_factory=dict)
+    """With ``counts``, for layers whose spikes are graded or signed (their counts count events): what each neuron
+    sent, summed, in spikes (:attr:`neurodeploy.simulate.Simulation.sent`). A backend that does not fill it
+    leaves those layers' values unknown (their correlation with the ANN is not computed)."""
     encoding: dict[str, Any] | None = None
     """The input encoding used (:meth:`neurodeploy.encoding.Encoding.describe`); None for modes without time."""
     diagnostics: dict[str, int] = field(default_factory=dict)
@@ -246,6 +250,7 @@ def join(parts: list[EmulationResult]) -> EmulationResult:
         checkpoint_spikes=cat_marks(lambda p: p.checkpoint_spikes),
         checkpoint_synops=cat_marks(lambda p: p.checkpoint_synops),
         counts=cat(lambda p: p.counts),
+        sent=cat(lambda p: p.sent),
         encoding=first.encoding,
         diagnostics=diagnostics,
         delay=first.delay,

@@ -37,9 +37,12 @@ class Simulation:
     """Readouts after ``steps`` (and at each checkpoint) and activity.
 
     ``spikes``: total spikes per sample (batch,) of every stateful op. ``counts``: spikes per neuron,
-    (batch, *shape), of every stateful op. ``synops``: SynOps per sample of every spike source that has a
-    fan-out map: stateful ops by op name, graph inputs by value name. ``checkpoint_spikes`` and
-    ``checkpoint_synops`` hold the same per-sample totals after each checkpoint's number of steps.
+    (batch, *shape), of every stateful op (spike events: a graded or a -1 spike is one). ``sent``: for the ops
+    whose spikes are graded or signed, the sum of what each neuron sent, (batch, *shape), in spikes (a graded
+    spike its value, a -1 spike -1): what the next layer's weights received, where ``counts`` is not that.
+    ``synops``: SynOps per sample of every spike source that has a fan-out map: stateful ops by op name, graph
+    inputs by value name. ``checkpoint_spikes`` and ``checkpoint_synops`` hold the same per-sample totals after
+    each checkpoint's number of steps.
     """
 
     outputs: dict[str, np.ndarray]
@@ -51,6 +54,7 @@ class Simulation:
     checkpoint_synops: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     delay: int = 0
     """The pipeline's fill (:func:`readout_delay`): steps run before the readout's first."""
+    sent: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def settled(graph: Graph) -> dict[str, int]:
@@ -168,6 +172,7 @@ def simulate(
     stateful = [op for op in graph.ops if isinstance(op, StatefulOp)]
     states = {op.name: arrays.init_state(op, batch, types[op.output].shape) for op in stateful}
     counts = {op.name: arrays.zeros((batch, *types[op.output].shape), np.float32) for op in stateful}
+    sent = {op.name: arrays.zeros((batch, *types[op.output].shape), np.float32) for op in stateful if op.graded}
     input_events = {
         name: arrays.zeros((x if encoding.kind != "events" else x[:, 0]).shape, np.float32)
         for name, x in inputs.items()
@@ -213,6 +218,8 @@ def simulate(
                 out = arrays.step(op, states[op.name], xs)
                 if op.emits_spikes:  # spike events: a graded or signed spike is one
                     counts[op.name] += op.events(out)
+                if op.name in sent:
+                    sent[op.name] += out
             else:
                 out = arrays.forward(op, xs)
             values[op.output] = out
@@ -238,6 +245,7 @@ def simulate(
         {t: host(r) for t, r in spike_marks.items()},
         {t: host(r) for t, r in synop_marks.items()},
         delay,
+        host(sent),
     )
 
 

@@ -101,9 +101,12 @@ class Runner:
         for layer in self.layers:
             sums.layer_spikes[layer.name] = float(result.spikes[layer.name].sum())
             sums.layer_synops[layer.name] = float(result.synops[layer.name].sum()) if layer.name in result.synops else 0
-            if layer.ann_value is not None and layer.scale is not None and layer.name in result.counts:
+            # what the layer sent: its spike counts, or for graded and signed spikes their values summed (a count
+            # of events is not the activation: a few-spike neuron's one spike may carry half of it)
+            sent = (result.sent if layer.graded else result.counts).get(layer.name)
+            if layer.ann_value is not None and layer.scale is not None and sent is not None:
                 run_steps = np.float32(t_max + result.delay)  # the counts include the fill
-                rate = result.counts[layer.name] / run_steps * layer.scale  # in the ANN's units
+                rate = sent / run_steps * layer.scale  # in the ANN's units
                 sums.pearson[layer.name] = Pearson.of(ann[layer.ann_value], rate)
         return sums
 

@@ -59,12 +59,14 @@ class Pearson:
 
 @dataclass(frozen=True)
 class Layer:
-    """One spiking layer: its neurons, the ANN value it reproduces and its scale λ (what a spike is worth)."""
+    """One spiking layer: its neurons, the ANN value it reproduces, its scale λ (what a spike is worth) and
+    whether its spikes are graded or signed (its spike counts are then not what it sent)."""
 
     name: str
     neurons: int
     ann_value: str | None
     scale: np.ndarray | None
+    graded: bool = False
 
 
 def spiking_layers(snn: Graph, ann: Graph | None) -> list[Layer]:
@@ -82,7 +84,7 @@ def spiking_layers(snn: Graph, ann: Graph | None) -> list[Layer]:
         # only neurons that replaced an ANN activation have an ANN counterpart (not e.g. inserted readout neurons)
         converted = op.output in ann_values and "inserted_by" not in op.meta
         value = op.output if converted and scale is not None else None
-        layers.append(Layer(op.name, snn_types[op.output].size, value, scale))
+        layers.append(Layer(op.name, snn_types[op.output].size, value, scale, op.graded))
     return layers
 
 

@@ -181,6 +181,11 @@ class StatefulOp(Op, abstract=True):
         graded say otherwise. ``out`` is a numpy array or a torch tensor: only operators both have."""
         return out
 
+    @property
+    def graded(self) -> bool:
+        """Whether its spikes are graded or signed: its spike events (:meth:`events`) are not what it sends."""
+        return self.emits_spikes and type(self).events is not StatefulOp.events
+
 
 def as_f32(array: Any) -> np.ndarray:
     """A float32 C-contiguous array of the same rank (IR ops store all tensors this way)."""

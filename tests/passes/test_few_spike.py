@@ -151,6 +151,8 @@ def test_few_spike_counts_are_spike_events_not_their_values():
             sim.synops[name], events[name].reshape(64, -1) @ fan_out[value].reshape(-1), rtol=1e-6
         )
         assert not np.array_equal(values[name], events[name])  # the values are not the count
+        np.testing.assert_allclose(sim.sent[name], values[name], rtol=1e-6)  # what it sent: the values
+    assert set(sim.sent) == set(names.values())  # (only graded and signed neurons keep both)
 
 
 def test_a_qcfs_network_in_fewer_steps_than_levels_is_its_quantized_ann():

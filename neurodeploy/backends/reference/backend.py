@@ -101,6 +101,7 @@ class ReferenceBackend(Backend):
             checkpoint_spikes=sim.checkpoint_spikes,
             checkpoint_synops=sim.checkpoint_synops,
             counts=sim.counts if run.neuron_counts else {},
+            sent=sim.sent if run.neuron_counts else {},
             encoding=encoding.describe(),
             delay=sim.delay,
         )
