@@ -294,8 +294,9 @@ class _Late:
 
 
 def _single_sample_runs(program: Program, x: np.ndarray, steps: int) -> list[fused.FusedRun]:
-    """One sample of ``x`` run by one thread, then by two sharing it: claiming the populations in order, in
-    reverse and alternately, and with a partner that starts only after the first thread has done everything."""
+    """One sample of ``x`` run by one thread, then by two sharing it, each thread walking its own claim order (both
+    in order; one in order, one in reverse; alternately, both ways), and with a partner that starts only after
+    the first thread has done everything."""
     network, total = program.network, steps + program.delay
     windows = network.windows(total, [d + steps for d in network.depths])
     roles = [role == "readout" for role in program.roles]
@@ -308,12 +309,13 @@ def _single_sample_runs(program: Program, x: np.ndarray, steps: int) -> list[fus
         return fused.run(network, lambda lo, hi: bias, 1, total, steps, windows, marks, top, roles, threads=threads)
 
     runs, layers = [run(1)], np.arange(len(network.layers))
-    orders = [layers, layers[::-1], np.concatenate([layers[::2], layers[1::2]])]
+    alternate = np.concatenate([layers[::2], layers[1::2]])
+    orders = [(layers, layers), (layers, layers[::-1]), (alternate, alternate[::-1]), (layers[::-1], alternate)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fused, "owners", lambda *args: np.zeros(len(layers), np.int64))  # (share whatever the split)
         patch.setattr(fused.Sharing, "share", lambda self: True)
-        for order in orders:
-            patch.setattr(fused, "claim_order", lambda work, order=order: order.astype(np.int64))
+        for both in orders:
+            patch.setattr(fused, "claim_orders", lambda work, owner, both=both: np.array(both, np.int64))
             runs.append(run(2))
         late = _Late()
         patch.setattr(fused, "_partner", lambda: late)
@@ -332,7 +334,7 @@ def test_two_threads_sharing_one_sample_change_nothing(name: str, tmp_path: Path
         emit_graph(graph, tmp_path, x)
         program = Program.load(tmp_path)
     runs = _single_sample_runs(program, x, 7)
-    assert len(runs) == 5
+    assert len(runs) == 6
     for other in runs[1:]:
         for field in ("counts", "sums", "synops", "readout", "stats", "readout_spikes"):
             np.testing.assert_array_equal(getattr(other, field), getattr(runs[0], field), err_msg=field)
@@ -342,7 +344,7 @@ def test_two_threads_sharing_one_sample_change_nothing(name: str, tmp_path: Path
 def test_sharing_backs_off_while_shared_runs_lose() -> None:
     """The first run goes alone; shared runs go on while they are not slower than the recent runs alone; one that
     is sends 1, 2, 4, ... runs alone (up to the limit), and one that wins again resets the backoff."""
-    sharing = fused.Sharing(np.arange(3))
+    sharing = fused.Sharing(np.zeros((2, 3), np.int64))
     assert not sharing.share()  # nothing measured yet
     sharing.record(False, 1.0)
     assert sharing.share()
@@ -364,6 +366,13 @@ def test_sharing_backs_off_while_shared_runs_lose() -> None:
     sharing.record(False, 1.0)
     sharing.record(True, 3.0)
     assert sharing.backoff == fused.SHARING_BACKOFF
+
+
+def test_claim_orders_put_each_threads_own_populations_first() -> None:
+    """Each thread walks its own populations (the split), the most work first, then the other's, the least work
+    first: the end of the other's list is what it takes when it has finished its own."""
+    orders = fused.claim_orders(np.array([5.0, 40.0, 30.0, 12.0, 1.0]), np.array([1, 0, 1, 0, 1]))
+    assert orders.tolist() == [[1, 3, 4, 0, 2], [2, 0, 4, 3, 1]]
 
 
 def test_the_work_split_balances_each_step() -> None:

@@ -332,10 +332,11 @@ def _run(
     Alone (``progress`` of length 1) a call computes every population at every step, in order. Two calls
     (threads) may share one sample (batch 1): ``u``, ``v``, ``fired`` (two rows: the spikes of even and odd
     steps), ``buffers``, ``baseline``, ``counts`` and the outputs are then the same arrays in both, the rest each
-    call's own, and ``progress`` (2 (steps_total + 1) per sample) holds two counters per phase (the sample's
-    start, then each step): populations claimed and populations done. In each phase each call claims the next
-    population of ``order`` (an atomic add) until none is left, computes it, counts it done, and then waits until
-    every population of the phase is done. A synapse takes its source's spikes of the step before at the start of
+    call's own, and ``progress`` ((L + 1) (steps_total + 1) per sample) holds L + 1 counters per phase (the
+    sample's start, then each step): one per population, whether it is claimed, and the populations done. In each
+    phase each call walks its ``order`` (``fused.claim_orders``: its own populations first), claims each
+    population not claimed yet (an atomic add), computes it and counts it done, and then waits until every
+    population of the phase is done. A synapse takes its source's spikes of the step before at the start of
     a step (with the delay counted from that step, this is the same schedule), so in a step a population reads
     only what was finished the phase before, whichever call computed it, and no row of ``fired`` is written while
     it may be read. A call that falls behind (a thread the system did not run) finds its phases claimed and
@@ -359,17 +360,17 @@ def _run(
                     _population(k, t, b, network, synapses, work, reading, counted_b, outputs, state, own)
             continue
         for phase in range(steps_total + 1):
-            at = 2 * (b * (steps_total + 1) + phase)  # (claimed, done) of this phase
-            i = _claim(progress, at)
-            while i < n_layers:
+            at = (b * (steps_total + 1) + phase) * (n_layers + 1)  # each population claimed?, then done
+            for i in range(n_layers):
                 k = order[i]
+                if _claim(progress, at + k) != 0:
+                    continue  # the other call has it
                 if phase == 0:
                     _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted_b)
                 else:
                     _population(k, phase - 1, b, network, synapses, work, reading, counted_b, outputs, state, own)
-                _claim(progress, at + 1)
-                i = _claim(progress, at)
-            _wait(progress, at + 1, n_layers)
+                _claim(progress, at + n_layers)
+            _wait(progress, at + n_layers, n_layers)
 
 
 def _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted):  # pragma: no cover - compiled
@@ -698,6 +699,7 @@ def kernels():
             _population = jit(_population)
             _KERNELS = {"conv": jit(_conv), "sparse": jit(_sparse), "neurons": jit(_neurons), "run": jit(_run)}
             _KERNELS["split_bias"], _KERNELS["input_bias"] = jit(_split_bias), jit(_input_bias)
+            _KERNELS["wait"] = _wait
     return _KERNELS or None
 
 

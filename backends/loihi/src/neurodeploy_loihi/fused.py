@@ -422,12 +422,23 @@ def run(
     started = time.perf_counter()
     if sharing is not None and sharing.share():  # two threads, claiming the populations phase by phase
         sets = (packed.take(), packed.take())
-        progress, bias = np.zeros(2 * (steps_total + 1), np.int64), bias_of(0, 1)
+        progress = np.zeros((n_layers + 1) * (steps_total + 1), np.int64)
+        ready, bias = np.zeros(1, np.int64), []  # ready: 1 once the bias is there, 2 if it never will be
+
+        def second() -> None:  # the partner wakes while this thread computes the bias (a thread's wake-up took
+            _compiled.kernels()["wait"](ready, 0, 1)  # 20 to 55 us, a tenth of a sample), then spins for it
+            if ready[0] == 1:
+                call(0, 1, bias[0], 1, sharing.orders[1], progress, sets)
+
+        partner = _partner().submit(second)
         try:
-            partner = _partner().submit(call, 0, 1, bias, 1, sharing.order, progress, sets)
-            call(0, 1, bias, 0, sharing.order, progress, sets)  # (this thread works too)
-            partner.result()
+            try:
+                bias.append(bias_of(0, 1))
+            finally:
+                ready[0] = 1 if bias else 2
+            call(0, 1, bias[0], 0, sharing.orders[0], progress, sets)  # (this thread works too)
         finally:
+            partner.result()  # (before the scratch sets go back)
             for scratch in sets:
                 packed.give(scratch)
         sharing.record(True, time.perf_counter() - started)
@@ -479,8 +490,8 @@ def _plan(
             *packed.inbound[k],
         )
     marks = np.asarray(checkpoints, np.int64)
-    share = shared and owners(packed.work, windows, steps_total) is not None
-    plan = layers, marks, Sharing(claim_order(packed.work)) if share else None
+    owner = owners(packed.work, windows, steps_total) if shared else None
+    plan = layers, marks, Sharing(claim_orders(packed.work, owner)) if owner is not None else None
     if len(plans) >= PLANS_KEPT:
         plans.pop(next(iter(plans)))
     plans[key] = plan
@@ -491,15 +502,21 @@ PLANS_KEPT = 16
 """How many settings (steps, windows, checkpoints) :func:`_plan` keeps per network."""
 
 
-def claim_order(work: np.ndarray) -> np.ndarray:
-    """The order in which two threads sharing a sample claim its populations in each phase: the most work per
-    step first (so the large ones start at once, and the small ones fill in at the end)."""
-    return np.argsort(-np.asarray(work, np.float64), kind="stable").astype(np.int64)
+def claim_orders(work: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """(2, L): for each of two threads sharing a sample, the order in which it claims the populations of a phase:
+    its own (``owner``, :func:`owners`) the most work per step first, then the other thread's, the least first.
+    While both run, each population stays with one thread, its state in that CPU's caches (claimed first come,
+    first served, the large populations changed threads from step to step, and their state with them: a third of
+    a shared MNIST sample's time); a thread that has done its own takes what the other has not started yet, the
+    end of the other's list, and one the system does not run holds up at most the population it holds."""
+    by_work = np.argsort(-np.asarray(work, np.float64), kind="stable")
+    rows = [[*(k for k in by_work if owner[k] == me), *(k for k in by_work[::-1] if owner[k] != me)] for me in (0, 1)]
+    return np.array(rows, np.int64)
 
 
 @dataclass
 class Sharing:
-    """Two threads sharing one sample, for one plan: the :func:`claim_order`, and whether sharing pays now. It does
+    """Two threads sharing one sample, for one plan: their :func:`claim_orders`, and whether sharing pays now. It does
     on a machine with a CPU free for each thread; on one whose CPUs are busy with other work, a thread the system
     does not run holds up the other at the end of a step (measured: the bundled MNIST model's sample in 3.5 ms
     shared against 1.2 ms alone, with two other processes computing on two CPUs). So :func:`run` times its runs:
@@ -507,7 +524,7 @@ class Sharing:
     makes the next ``skip`` runs go alone (1, doubling at each shared run that loses again, up to
     :data:`SHARING_BACKOFF`; a shared run that wins sets it back to 1)."""
 
-    order: np.ndarray
+    orders: np.ndarray
     alone: float | None = None
     """Seconds of the recent runs by one thread (a running mean of two)."""
     skip: int = 0
