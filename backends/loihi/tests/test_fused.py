@@ -341,6 +341,33 @@ def test_two_threads_sharing_one_sample_change_nothing(name: str, tmp_path: Path
     assert runs[0].counts.any()
 
 
+def test_a_shared_sample_whose_host_part_fails_releases_the_partner() -> None:
+    """The partner is started before the host's part and waits for its bias: when the host's part raises, the
+    error reaches the caller, the partner returns without running, and both scratch sets go back to the pool."""
+    program = Program.load(compiled("subtract").root)
+    network, steps = program.network, 7
+    total = steps + program.delay
+    windows = network.windows(total, [d + steps for d in network.depths])
+    roles = [role == "readout" for role in program.roles]
+    network.__dict__.pop("_fused_plans", None)
+    packed = fused.pack(network)
+
+    def failing(lo: int, hi: int) -> np.ndarray:
+        raise DataError("the host's part failed")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fused.Sharing, "share", lambda self: True)
+        patch.setattr(fused, "owners", lambda *args: np.zeros(len(network.layers), np.int64))
+        pooled = len(packed.pool)
+        with pytest.raises(DataError, match="host's part failed"):
+            fused.run(network, failing, 1, total, steps, windows, [steps], len(roles) - 1, roles, threads=2)
+        assert len(packed.pool) >= max(pooled, 2)  # both sets back
+        mant, exp = program.input_bias(mnist_test_images()[0][:1])
+        top = len(roles) - 1
+        done = fused.run(network, lambda lo, hi: mant << exp, 1, total, steps, windows, [steps], top, roles, threads=2)
+        assert done.counts.any()  # the partner thread is free for the next run
+
+
 def test_sharing_backs_off_while_shared_runs_lose() -> None:
     """The first run goes alone; shared runs go on while they are not slower than the recent runs alone; one that
     is sends 1, 2, 4, ... runs alone (up to the limit), and one that wins again resets the backoff."""
