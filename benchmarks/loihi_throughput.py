@@ -20,14 +20,14 @@ folder, for ``steps`` graph steps (``steps`` + the pipeline delay Loihi steps), 
 outputs (checked). What is timed:
 
 * emulator: ``Program.run`` (what ``neurodeploy emulate`` runs: the host graph, then every Loihi step, no
-  per-step recording), at batch 1 and at ``--batch`` samples per call; median of ``--emulator-repeats``; four
-  ways, each giving the same outputs: step by step on its numpy path (every weight every step); step by step
-  with numba's event loops (work per spike) and fused neuron step, every population at every step; the same
-  trimmed: each population computes only the steps that can change the outputs and spike counts, from its first
-  input (when it is quiet before it) to the last step whose spikes still reach the readout; and **fused**
-  (``Program.run``'s default with numba, what the emulator uses): the trimmed run as one compiled call per
-  sample (``neurodeploy_loihi.fused``), the batch split between the CPUs (at batch 1, the populations split
-  between two threads that share the sample);
+  per-step recording), at batch 1 and at ``--batch`` samples per call; median of ``--emulator-repeats`` after an
+  untimed run of the same call; four ways, each giving the same outputs: step by step on its numpy path (every
+  weight every step); step by step with numba's event loops (work per spike) and fused neuron step, every
+  population at every step; the same trimmed: each population computes only the steps that can change the
+  outputs and spike counts, from its first input (when it is quiet before it) to the last step whose spikes
+  still reach the readout; and **fused** (``Program.run``'s default with numba, what the emulator uses): the
+  trimmed run as one compiled call per sample (``neurodeploy_loihi.fused``), the batch split between the CPUs
+  (at batch 1, the populations split between two threads that share the sample);
 * Lava: ``run_program_in_lava(..., record_all=False)`` (only the readout population is recorded, which the
   outputs need) under ``Loihi2SimCfg(select_tag="fixed_pt")``: the steps alone (``sink.run``), without building
   the processes or Lava's compile and start-up, which are reported separately; at batch 1 (one network per
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     for path, trim in paths if compiled else [("numpy", False), ("numpy", True)]:
         _kernels.kernels = (lambda: None) if path == "numpy" else (lambda: compiled)
         fused.accepts = accepts if path == "fused" else (lambda *_: False)
-        program.run(x[:1], 1)  # compiles the loops once, outside the timing
+        for warm in (x[:1], x[: args.batch]):  # compiles the loops and makes the plans, outside the timing
+            program.run(warm, steps, trim=trim)
         emulators[f"{path}, trimmed" if trim and path != "fused" else path] = (
             _median_time(lambda trim=trim: program.run(x[:1], steps, trim=trim), args.emulator_repeats),
             _median_time(lambda trim=trim: program.run(x[: args.batch], steps, trim=trim), args.emulator_repeats),
