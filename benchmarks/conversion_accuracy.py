@@ -34,6 +34,11 @@ smaller T from the emulator's checkpoints):
               (``qcfs=window``), IF neurons (``qcfs=rate``), signed neurons with memory (``coding=signed``) and
               few-spike neurons with K = 3 steps per layer (``coding=fs,fs-steps=3``: the QCFS staircase's 4
               levels exactly); T = 1, 2, 4, ..., 64 (windowed and few-spike: counted after the fill).
+  (g) fs-silu few-spike coding fitted to SiLU: examples/mnist_silu/mnist_silu.onnx (two SiLU layers) with K = 8,
+              12 and 16 steps per layer (``coding=fs,fs-steps=K``; each layer's code fitted at its λ, the 99.9th
+              percentile of the first 1024 MNIST training images, over their range); T = K, 2K and 4K (whole
+              windows) counted after the fill; each layer's fit errors (in units of λ); spikes per neuron and
+              window at the largest T.
 
 For each run: the ANN's accuracy (onnxruntime), the SNN's accuracy per T, and the smallest T at which the SNN
 is within 0.5 (and 0.3) points of the ANN. Accuracy differences are in percentage points.
@@ -81,6 +86,8 @@ SIGNED_RUNS = {
     "max-pool CNN, signed, maxpool=avg": (MAXPOOL_MODEL, "coding=signed,maxpool=avg"),
     "max-pool CNN, signed, maxpool=exact": (MAXPOOL_MODEL, "coding=signed,maxpool=exact"),
 }
+SILU_MODEL = ROOT / "examples" / "mnist_silu" / "mnist_silu.onnx"
+SILU_STEPS = (8, 12, 16)
 FS_RUNS = {
     "ReLU CNN, FS K=4": (RELU_MODEL, 4),
     "ReLU CNN, FS K=6": (RELU_MODEL, 6),
@@ -256,6 +263,60 @@ def part_fs(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": results}
 
 
+def silu_fits(k: int) -> dict[str, Any]:
+    """The few-spike codes the conversion fits to the SiLU model's layers for K = ``k`` (the pass record's
+    ``fs_fit``: λ, range, errors), from the calibration data evaluate uses (the first 1024 training images)."""
+    from neurodeploy.data import load_dataset
+    from neurodeploy.frontend import load_model
+    from neurodeploy.passes import PassContext, PassManager, build_pipeline
+
+    graph = load_model(SILU_MODEL)
+    ctx = PassContext(calibration=load_dataset("mnist", "train", limit=CALIBRATION_SAMPLES).x)
+    PassManager(build_pipeline(f"{CANONICALIZE},convert-to-snn{{coding=fs,fs-steps={k}}}")).run(graph, ctx)
+    return dict(ctx.records["convert-to-snn"]["fs_fit"])
+
+
+def part_fs_silu(args: argparse.Namespace) -> dict[str, Any]:
+    results = {}
+    for k in SILU_STEPS:
+        name = f"SiLU CNN, FS K={k}"
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        steps = [k, 2 * k, 4 * k]
+        pipeline = f"{CANONICALIZE},convert-to-snn{{coding=fs,fs-steps={k}}}"
+        result = run(SILU_MODEL, "mnist", steps, args, calibration="mnist", pipeline=pipeline)
+        report = result["evaluation"]
+        fill, last = report["fill_steps"], steps[-1]
+        per_window = report["spikes_per_neuron"][str(last)] * k / (last + fill)
+        result["spikes_per_neuron_and_window"] = per_window
+        result["fits"] = silu_fits(k)
+        errors = "; ".join(
+            f"{layer}: λ {fit['lambda']:.2f}, r in [{fit['range'][0]:.2f}, 1], mean {fit['mean_error']:.4f}, "
+            f"max {fit['max_error']:.4f}, on the data {fit['data_error']:.4f}"
+            for layer, fit in result["fits"].items()
+        )
+        result["note"] = (
+            f"read after a fill of {fill} steps; {per_window:.3f} spikes per neuron and window of {k} steps (over "
+            f"the {last + fill} steps run); fit errors in units of λ: {errors}"
+        )
+        results[name] = result
+    return {"runs": results}
+
+
+def silu_table(runs: dict[str, dict[str, Any]]) -> str:
+    """One row per K: the ANN, the SNN at 1, 2 and 4 windows, spikes per neuron and window."""
+    rows = [["run", "ANN", "1 window", "2 windows", "4 windows", "spikes/neuron/window"]]
+    for name, r in runs.items():
+        cells = [name, f"{100 * r['ann_accuracy']:.2f}%"]
+        for t in r["evaluation"]["steps"]:
+            acc = r["snn_accuracy"][str(t)]
+            cells.append(f"{100 * acc:.2f}% ({100 * (acc - r['ann_accuracy']):+.2f})")
+        rows.append([*cells, f"{r['spikes_per_neuron_and_window']:.3f}"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join("  " + line for line in lines)
+
+
 def part_signed(args: argparse.Namespace) -> dict[str, Any]:
     results = {}
     for name, (model, options) in SIGNED_RUNS.items():
@@ -291,6 +352,7 @@ PARTS = {
     "nmnist": ("(c) N-MNIST CNN, event input (1 ms frames, one per step)", part_nmnist),
     "fs": ("(d) few-spike coding on MNIST, direct input", part_fs),
     "signed": ("(e) signed neurons and max pooling of spike counts on MNIST, direct input", part_signed),
+    "fs-silu": ("(g) few-spike coding fitted to SiLU on MNIST, direct input", part_fs_silu),
     "cifar": ("(f) QCFS ResNet-20 on CIFAR-10, direct input: every method", part_cifar),
 }
 
@@ -344,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         document["parts"][key] = part
         for name, result in part["runs"].items():
             print(describe(name, result))
-        print(table(part["runs"]))
+        print(silu_table(part["runs"]) if key == "fs-silu" else table(part["runs"]))
         for name, goal in part.get("goal", {}).get("by_norm", {}).items():
             verdict = "goal met" if goal["met"] else "goal missed"
             print(

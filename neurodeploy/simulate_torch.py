@@ -40,6 +40,7 @@ from neurodeploy.ir.ops import (
     Relu,
     Reshape,
     Scale,
+    SiLU,
     Softmax,
     SpikeMaxPool2d,
     Threshold,
@@ -269,6 +270,7 @@ FORWARD: dict[type[Op], Callable[[TorchArrays, Any, list[Tensor]], Tensor]] = {
     Bias: lambda a, op, xs: xs[0] + a.constant(op, "value", op.value),
     Scale: lambda a, op, xs: xs[0] * a.constant(op, "value", op.value),
     Concat: lambda a, op, xs: a.torch.cat(xs, dim=op.axis + 1),
+    SiLU: lambda a, op, xs: xs[0] / (1.0 + a.torch.exp(-xs[0])),
     Softmax: _softmax,
     Threshold: _threshold,
 }
@@ -309,12 +311,16 @@ def _window_if_step(a: TorchArrays, op: WindowIF, state: dict[str, Any], x: Tens
 def _few_spike_step(a: TorchArrays, op: FewSpike, state: dict[str, Any], x: Tensor) -> Tensor:
     total, level = state["sum"], state["a"]
     j, k = state["t"] % op.steps, op.steps
+    live = op.live(int(state["t"]))
     state["t"] += 1
-    theta = _channels(op.threshold, level.ndim - 1)
-    fire = a.constant(op, f"fire{j}/{level.ndim}", op.thresholds[j] * theta)
-    z = level >= fire
-    level -= z * a.constant(op, f"reset{j}/{level.ndim}", op.resets[j] * theta)
-    out = z * a.constant(op, f"value{j}", np.float32(k * op.spike_values[j]))
+    if live:
+        theta = _channels(op.threshold, level.ndim - 1)
+        fire = a.constant(op, f"fire{j}/{level.ndim}", op.thresholds[j] * theta)
+        z = level >= fire
+        level -= z * a.constant(op, f"reset{j}/{level.ndim}", op.resets[j] * theta)
+        out = z * a.constant(op, f"value{j}", np.float32(k * op.spike_values[j]))
+    else:
+        out = a.torch.zeros_like(level)
     total += x
     if j == k - 1:
         if state["t"] - k >= op.start:

@@ -124,6 +124,12 @@ def _op(op_type: str, **attrs) -> Build:
     return lambda net, h: net.op(op_type, h, **attrs)
 
 
+def _silu(net: Net, h: str) -> str:
+    """Conv -> x * Sigmoid(x), as torch exports ``nn.SiLU``."""
+    x = net.conv(h, CHANNELS, CHANNELS)
+    return net.op("Mul", x, net.op("Sigmoid", x))
+
+
 def _before_relu(op_type: str, *consts: float) -> Build:
     """Conv -> ``op_type`` (with constant operands) -> Relu."""
     return lambda net, h: net.op("Relu", net.op(op_type, net.conv(h, CHANNELS, CHANNELS), *map(net.const, consts)))
@@ -237,6 +243,8 @@ PROBES: tuple[Probe, ...] = (
         "Clip(0, 6) after a Conv (ReLU6)",
         lambda net, h: net.op("Clip", net.conv(h, CHANNELS, CHANNELS), *map(net.const, (0.0, 6.0))),
     ),
+    Probe("Sigmoid", "SiLU after a Conv: Mul(x, Sigmoid(x))", _silu),
+    Probe("Sigmoid", "SiLU after a Conv, `--conversion coding=fs`", _silu, conversion="coding=fs,fs-steps=4"),
     Probe("Gemm", _ALONE + " (the readout)", _same),
     Probe("Gemm", "a hidden layer: Flatten -> Gemm -> Relu -> Gemm", _hidden_gemm, tail=False),
     Probe("MatMul", "MatMul + Add (bias) as the readout", _matmul, tail=False),
@@ -359,7 +367,12 @@ def imports_as(path: Path, op: str) -> str:
         graph = load_model(path)
     except NeurodeployError:
         return "refused"
-    made = sorted({o.op_type for o in graph.ops if str(o.meta.get("onnx_op", "")).startswith(f"{op}-")})
+
+    def made_of(o) -> bool:  # the node it was imported from, or one fused into it (SiLU's Sigmoid)
+        sources = [o.meta.get("onnx_op", ""), *(f.get("onnx_op", "") for f in o.meta.get("onnx_fused", []))]
+        return any(str(source).startswith(f"{op}-") for source in sources)
+
+    made = sorted({o.op_type for o in graph.ops if made_of(o)})
     return ", ".join(made) if made else "nothing"
 
 

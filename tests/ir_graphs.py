@@ -24,6 +24,7 @@ from neurodeploy.ir import (
     Relu,
     Reshape,
     Scale,
+    SiLU,
     Softmax,
     TensorType,
     Threshold,
@@ -133,13 +134,16 @@ def qcfs_net(seed: int = 0, levels2: int = 8) -> Graph:
     return Graph("qcfs_net", {"x": TensorType((6,))}, ["logits"], ops)
 
 
-def two_layer(levels: int | None, readout: bool = True, seed: int = 0) -> Graph:
+def two_layer(levels: int | None, readout: bool = True, seed: int = 0, silu: bool = False) -> Graph:
     """x (6) -> fc1 (16, no bias) -> act1 -> fc2 (8, with bias) -> act2 [-> fc3 (3)] -> y: QCFS activations with
-    ``levels`` (λ 2 and 1.5), or ReLU when ``levels`` is None; without ``readout`` act2's output is y."""
+    ``levels`` (λ 2 and 1.5), or ReLU when ``levels`` is None (SiLU with ``silu``); without ``readout`` act2's
+    output is y."""
     rng = np.random.default_rng(seed)
     f32 = np.float32
 
     def act(name: str, src: str, out: str, lam: float) -> Op:
+        if silu:
+            return SiLU(name=name, inputs=(src,), output=out)
         if levels is None:
             return Relu(name=name, inputs=(src,), output=out)
         return QCFS(name=name, inputs=(src,), output=out, lam=lam, levels=levels)

@@ -44,6 +44,7 @@ from neurodeploy.ir import (
     Reshape,
     Scale,
     SignedIF,
+    SiLU,
     Softmax,
     SpikeMaxPool2d,
     TensorType,
@@ -146,6 +147,39 @@ def window_net(seed: int) -> Graph:
     return Graph("window_net", {"x": TensorType((2, 6, 6))}, ["y"], ops)
 
 
+def signed_few_spike_net(seed: int) -> Graph:
+    """Few-spike neurons with codes of either sign, as a code fitted to SiLU has (thresholds at or below 0 spike on
+    inputs at and below 0, negative spike values), per-channel thresholds, pipelined: (2, 6, 6) -> (4,)."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    ops: list[Op] = [
+        Conv2d(name="c1", inputs=("x",), output="c1", weight=_w(rng, 3, 2, 3, 3), bias=_w(rng, 3), padding=(1,) * 4),
+        FewSpike(
+            name="fs1",
+            inputs=("c1",),
+            output="s1",
+            threshold=np.array([1, 0.5, 2], f32),
+            thresholds=np.array([-0.25, 0.5], f32),
+            resets=np.array([-0.5, 0.25], f32),
+            spike_values=np.array([-0.125, 0.5], f32),
+        ),
+        Reshape(name="flat", inputs=("s1",), output="f", shape=(108,)),
+        Dense(name="fc", inputs=("f",), output="h", weight=_w(rng, 6, 108), bias=_w(rng, 6)),
+        FewSpike(
+            name="fs2",
+            inputs=("h",),
+            output="s2",
+            threshold=np.float32(1),
+            thresholds=np.array([0.25, -0.125, 0.5, -0.5], f32),
+            resets=np.array([0.5, -0.25, 0.25, 0.0], f32),
+            spike_values=np.array([0.5, -0.25, 0.125, -0.125], f32),
+            start=2,
+        ),
+        Dense(name="out", inputs=("s2",), output="y", weight=_w(rng, 4, 6)),
+    ]
+    return Graph("signed_few_spike_net", {"x": TensorType((2, 6, 6))}, ["y"], ops)
+
+
 def _inputs(graph: Graph, encoding: Encoding, seed: int, batch: int = 6, frames: int = 12) -> dict[str, np.ndarray]:
     """Inputs that are multiples of 1/16 (direct, rate), or event counts (events)."""
     rng = np.random.default_rng(seed)
@@ -178,7 +212,7 @@ ENCODINGS = [Encoding(), Encoding("rate", seed=3, offset=5), Encoding("events", 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("encoding", ENCODINGS, ids=lambda e: e.kind)
-@pytest.mark.parametrize("build", [rate_net, window_net])
+@pytest.mark.parametrize("build", [rate_net, window_net, signed_few_spike_net])
 def test_the_torch_engine_equals_numpy_value_for_value(build, encoding, seed) -> None:
     graph = build(seed)
     graph.verify()
@@ -190,7 +224,7 @@ def test_the_torch_engine_equals_numpy_value_for_value(build, encoding, seed) ->
     _assert_identical(expected, got)
     assert any(v.sum() > 0 for v in expected.spikes.values())
     assert all(v.dtype == np.float32 for v in got.outputs.values())
-    if build is window_net:
+    if build is not rate_net:
         assert got.delay > 0  # the pipeline's fill ran
 
 
@@ -209,6 +243,19 @@ def test_softmax_agrees_up_to_rounding() -> None:
     got = simulate_torch(graph, x, 8, arrays=TorchArrays("cpu"))
     np.testing.assert_allclose(got.outputs["z"], expected.outputs["z"], rtol=1e-6, atol=1e-7)
     assert np.array_equal(got.spikes["n"], expected.spikes["n"])
+
+
+def test_silu_agrees_up_to_rounding() -> None:
+    rng = np.random.default_rng(0)
+    ops: list[Op] = [
+        Dense(name="fc", inputs=("x",), output="h", weight=_w(rng, 6, 4)),
+        SiLU(name="silu", inputs=("h",), output="y"),
+    ]
+    graph = Graph("silu", {"x": TensorType((4,))}, ["y"], ops)
+    x = {"x": (np.random.default_rng(1).normal(size=(64, 4)) * 8).astype(np.float32)}
+    expected = simulate(graph, x, 2)
+    got = simulate_torch(graph, x, 2, arrays=TorchArrays("cpu"))
+    np.testing.assert_allclose(got.outputs["y"], expected.outputs["y"], rtol=1e-6, atol=1e-7)
 
 
 def test_an_op_without_a_torch_form_is_refused_naming_it() -> None:

@@ -143,10 +143,15 @@ def _squeeze(values: np.ndarray, per_channel: bool) -> np.ndarray:
     return np.asarray(values, np.float32) if per_channel else np.asarray(values[0], np.float32)
 
 
-def weight_bounds(graph: Graph, activations: list[str]) -> dict[str, float]:
-    """An upper bound on each activation output for any input in ``ASSUMED_INPUT_RANGE``, propagated op by op
+def value_bounds(graph: Graph, values: list[str]) -> dict[str, tuple[float, float]]:
+    """Bounds (low, high) on each of ``values`` for any input in ``ASSUMED_INPUT_RANGE``, propagated op by op
     (:meth:`neurodeploy.ir.op.Op.bounds`)."""
     bounds: dict[str, tuple[float, float]] = {v: ASSUMED_INPUT_RANGE for v in graph.inputs}
     for op in graph.ops:
         bounds[op.output] = op.bounds([bounds[v] for v in op.inputs])
-    return {v: bounds[v][1] for v in activations}
+    return {v: bounds[v] for v in values}
+
+
+def weight_bounds(graph: Graph, activations: list[str]) -> dict[str, float]:
+    """An upper bound on each activation output for any input in ``ASSUMED_INPUT_RANGE`` (:func:`value_bounds`)."""
+    return {v: high for v, (_, high) in value_bounds(graph, activations).items()}

@@ -208,10 +208,16 @@ class FewSpike(StatefulOp):
         z_j = 1 if a >= T_j·θ else 0,     a = a - h_j·θ·z_j,     output at step j: K·d_j·z_j
 
     so the window's mean output is Σ_j d_j·z_j, the FS approximation of the activation (in units of what a
-    spike of an IF neuron is worth, λ). The codes the conversion uses (:func:`fs_digits`) are exact quantizers:
-    h_j = d_j = c_j / L and T_j = (c_j - φ) / L send clip(floor(a·L/θ + φ), 0, L) / L, a QCFS staircase with L
-    levels (a ReLU is given L = 2^K - 1 and φ = 1/2: K-bit rounding of clip(a, 0, θ)); the neuron sends at most K
-    spikes a window, one per set digit. The outputs are graded (K·d_j), which a target needs graded spikes for.
+    spike of an IF neuron is worth, λ). The codes the conversion uses for a ReLU or a QCFS (:func:`fs_digits`) are
+    exact quantizers: h_j = d_j = c_j / L and T_j = (c_j - φ) / L send clip(floor(a·L/θ + φ), 0, L) / L, a QCFS
+    staircase with L levels (a ReLU is given L = 2^K - 1 and φ = 1/2: K-bit rounding of clip(a, 0, θ)); the neuron
+    sends at most K spikes a window, one per set digit. The outputs are graded (K·d_j), which a target needs
+    graded spikes for.
+
+    A code fitted to another activation (SiLU: :mod:`neurodeploy.conversion.few_spike`) has values of either sign:
+    a negative d_j is a negative graded spike, and a threshold T_j <= 0 makes the neuron spike on inputs at and
+    below 0 (how it sends SiLU's negative part). Windows that begin before :attr:`start` send nothing whatever the
+    code (a window's state is 0 there, which such a code would answer with spikes).
 
     ``forward`` is the window's result for a constant current: Σ_j d_j·z_j.
     """
@@ -241,10 +247,6 @@ class FewSpike(StatefulOp):
             raise ValueError(f"FewSpike '{self.name}': thresholds, resets and spike_values must be K >= 1 values each")
         if not all(np.all(np.isfinite(c)) for c in codes):
             raise ValueError(f"FewSpike '{self.name}': its code is not finite")
-        if not np.all(self.thresholds > 0):
-            raise ValueError(
-                f"FewSpike '{self.name}': the thresholds T_j must be positive (a silent neuron sends nothing)"
-            )
         _verify_windowed(self, self.threshold, self.start)
 
     def infer(self, in_types: list[TensorType]) -> TensorType:
@@ -274,12 +276,21 @@ class FewSpike(StatefulOp):
     def init_state(self, batch: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         return _window_state(batch, shape, "sum", "a")
 
+    def live(self, t: int) -> bool:
+        """Whether step ``t`` (counted from 0) sends: its window's value was integrated in a window that began at
+        :attr:`start` or later (the first window, step 0 on, has nothing to send)."""
+        return t - t % self.steps - self.steps >= self.start
+
     def step(self, state: dict[str, np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
         total, a, t = state["sum"], state["a"], state["t"]
         j = int(t) % self.steps
+        live = self.live(int(t))
         t += 1
         theta = _broadcast(self.threshold, a.ndim - 1)
-        out = self._send(a, j, theta) * np.float32(self.steps * self.spike_values[j])
+        if live:
+            out = self._send(a, j, theta) * np.float32(self.steps * self.spike_values[j])
+        else:
+            out = np.zeros_like(a)
         total += xs[0]
         if j == self.steps - 1:
             a[...] = total / np.float32(self.steps) if int(t) - self.steps >= self.start else 0

@@ -319,6 +319,42 @@ class Clip(Op):
         return lo, hi
 
 
+SILU_MINIMUM_AT = -1.278464542761074
+"""Where SiLU takes its minimum, x*: the root of its derivative σ(x)·(1 + x·(1 - σ(x)))."""
+SILU_MINIMUM = -0.2784645427610738
+"""SiLU's minimum, x*·σ(x*) = 1 + x* (at the root σ(x*) = 1 + 1/x*)."""
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """x·σ(x) = x / (1 + e^-x), elementwise, in the dtype of ``x`` (a float array)."""
+    with np.errstate(over="ignore"):  # e^-x overflows for x < -88 in float32: x / inf = -0, SiLU's limit
+        return x / (np.asarray(1, x.dtype) + np.exp(-x))
+
+
+@dataclass(eq=False, kw_only=True)
+class SiLU(Op):
+    """y = x·σ(x) = x / (1 + e^-x): SiLU, Swish with β = 1 (the ONNX importer makes it of ``Mul(x, Sigmoid(x))``,
+    which is how torch exports ``nn.SiLU``). Not monotone: its minimum is -0.2785 at x = -1.2785, and it tends to 0
+    as x falls. Integrate-and-fire neurons do not approximate it; few-spike neurons fitted to it do
+    (``convert-to-snn{coding=fs}``, :mod:`neurodeploy.conversion.few_spike`)."""
+
+    def infer(self, in_types: list[TensorType]) -> TensorType:
+        return in_types[0]
+
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+        return silu(np.asarray(xs[0], np.float32))
+
+    def fan_out_map(self, slot: int, in_shapes: Shapes, downstream: Downstream) -> np.ndarray:
+        return downstream()
+
+    def bounds(self, in_bounds: list[Bounds]) -> Bounds:
+        """The minimum over the interval (SiLU's own where the interval holds x*), the larger end's value above."""
+        low, high = in_bounds[0]
+        ends = silu(np.array([low, high], np.float64)).tolist()
+        lo = SILU_MINIMUM if low <= SILU_MINIMUM_AT <= high else min(ends)
+        return float(lo), float(max(ends))
+
+
 @dataclass(eq=False, kw_only=True)
 class Floor(Op):
     """y = floor(x), elementwise (the rounding inside a quantized activation; see :class:`QCFS`)."""

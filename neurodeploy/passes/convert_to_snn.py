@@ -36,6 +36,11 @@ the max pooling of spike counts (Wang et al. 2023's pooling with memory; referen
 ``coding`` chooses the neurons: ``rate`` (IF, or WindowIF as ``qcfs`` says), ``signed``
 (:class:`~neurodeploy.ir.neurons.SignedIF`: signed spikes, a neuron takes back spikes it sent in excess) or ``fs``
 (:class:`~neurodeploy.ir.neurons.FewSpike`: few-spike coding, K = ``fs-steps`` steps per layer).
+
+SiLU (:class:`~neurodeploy.ir.ops.SiLU`) converts with ``coding=fs`` only: its few-spike code is fitted for each
+layer at the layer's λ over the range its calibration inputs reach (:func:`~neurodeploy.conversion.few_spike.fit_silu`;
+one λ per layer, so ``granularity=layer``), and the fit's errors go into the neuron's meta and the pass record
+(``fs_fit``). IF neurons (the other codings) have no SiLU: they are refused by name.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.conversion.statistics import ASSUMED_INPUT_RANGE, activation_statistics, weight_bounds
+from neurodeploy.conversion.few_spike import FewSpikeFit, activation_inputs, fit_silu
+from neurodeploy.conversion.statistics import ASSUMED_INPUT_RANGE, activation_statistics, value_bounds, weight_bounds
 from neurodeploy.errors import ConversionError
 from neurodeploy.ir.graph import Graph, GraphEditor, GraphIndex
 from neurodeploy.ir.neurons import IF, FewSpike, SignedIF, WindowIF, fs_digits
@@ -62,6 +68,7 @@ from neurodeploy.ir.ops import (
     MaxPool2d,
     Relu,
     Scale,
+    SiLU,
     Softmax,
     SpikeMaxPool2d,
 )
@@ -81,9 +88,14 @@ QCFS_CODINGS = ("auto", "window", "rate")
 """Values of the ``qcfs`` option: how QCFS activations spike (see the module docstring)."""
 
 
+FS_ACTIVATIONS = "ReLU, clipped ReLU Clip(0, a), QCFS (exact codes) and SiLU (a fitted code)"
+"""What few-spike coding has a code for."""
+
+
 def is_activation(op: Op) -> bool:
-    """ReLU, a clipped ReLU Clip(0, a) or a QCFS: the activations IF neurons replace."""
-    return isinstance(op, (Relu, QCFS)) or (isinstance(op, Clip) and op.low == 0.0)
+    """ReLU, a clipped ReLU Clip(0, a), a QCFS, or a SiLU: the activations neurons replace (SiLU with few-spike
+    neurons only)."""
+    return isinstance(op, (Relu, QCFS, SiLU)) or (isinstance(op, Clip) and op.low == 0.0)
 
 
 def _clip_value(op: Op) -> float | None:
@@ -186,6 +198,11 @@ class ConvertToSNN(Pass):
                 )
             if isinstance(op, BatchNorm):
                 raise ConversionError(f"BatchNorm '{op.name}' is left over; run fold-batchnorm first")
+            if isinstance(op, Clip) and not is_activation(op) and self.coding == "fs":
+                raise ConversionError(
+                    f"Clip '{op.name}' with low={op.low}: few-spike coding (coding=fs) has a code for "
+                    f"{FS_ACTIVATIONS} only"
+                )
             if isinstance(op, Clip) and not is_activation(op):
                 raise ConversionError(
                     f"Clip '{op.name}' with low={op.low} has no spiking equivalent: IF neurons "
@@ -391,12 +408,16 @@ class ConvertToSNN(Pass):
             coding = self.coding
         else:
             coding = "window" if self._windows(activations, ctx) else "rate"
+        silus = [a for a in activations if isinstance(a, SiLU)]
+        if silus:
+            self._check_silu(silus, ctx)
         ranges: dict[str, dict[str, float]] = {}
         if self.norm == "spike" and ctx.calibration is not None:
             lambdas, used = self._spike_norm(graph, ctx, activations), "spike"
         else:
             lambdas, used = self._lambdas(graph, ctx, activations, ranges)
-        self._apply(graph, lambdas, coding)
+        fits = self._fit_silus(graph, ctx, silus, lambdas, used) if silus else {}
+        self._apply(graph, lambdas, coding, fits)
         if coding in ("window", "fs"):
             _schedule(graph)
         _check_converted(graph)
@@ -417,11 +438,51 @@ class ConvertToSNN(Pass):
             graph.meta["snn"]["levels"] = levels
         if coding == "fs":
             graph.meta["snn"]["fs_steps"] = self.fs_steps
+        if fits:
+            graph.meta["snn"]["fs_fit"] = {name: fit.record() for name, fit in fits.items()}
         if ranges:  # the calibration data's activations, per layer (what the thresholds were chosen from)
             graph.meta["snn"]["ranges"] = [
                 {"layer": a.name, **ranges[a.output]} for a in activations if a.output in ranges
             ]
         ctx.records[self.name] = graph.meta["snn"]
+
+    def _check_silu(self, silus: list[SiLU], ctx: PassContext) -> None:
+        """SiLU converts with few-spike neurons fitted to it, one code per layer: refuse, naming the layer, what
+        does not give it that."""
+        layer = f"SiLU '{silus[0].name}'" + (f" (and {len(silus) - 1} more)" if len(silus) > 1 else "")
+        if self.coding != "fs":
+            raise ConversionError(
+                f"{layer}: integrate-and-fire neurons (coding={self.coding}) send the rate of a ReLU-like "
+                "activation, and SiLU is negative below 0 and not linear above it; convert with coding=fs "
+                "(few-spike neurons fitted to SiLU; the reference target runs them)"
+            )
+        if self.granularity == "channel" and ctx.calibration is not None and self.norm != "weights":
+            raise ConversionError(
+                f"{layer}: coding=fs fits one SiLU code per layer at the layer's λ (SiLU(λx) is not λ·SiLU(x)), "
+                "and granularity=channel gives each channel its own λ; pass granularity=layer"
+            )
+        if self.norm == "spike" and ctx.calibration is not None:
+            raise ConversionError(
+                f"{layer}: norm=spike balances thresholds by simulating rate-coded IF neurons, which SiLU has "
+                "none of; pass norm=percentile (the default), max or mse"
+            )
+
+    def _fit_silus(
+        self, graph: Graph, ctx: PassContext, silus: list[SiLU], lambdas: dict[str, ScaleValue], used: str
+    ) -> dict[str, FewSpikeFit]:
+        """The few-spike code of each SiLU (coding=fs), fitted at its λ over the range of its inputs: the
+        calibration data's (thresholds from data), or the weight bounds'."""
+        inputs = [act.inputs[0] for act in silus]
+        if used != "weights" and ctx.calibration is not None:
+            samples = activation_inputs(graph, inputs, ctx.calibration)
+            return {
+                a.name: fit_silu(float(lambdas[a.name]), self.fs_steps, samples=samples[v])
+                for a, v in zip(silus, inputs)
+            }
+        bounds = value_bounds(graph, inputs)
+        return {
+            a.name: fit_silu(float(lambdas[a.name]), self.fs_steps, low=bounds[v][0]) for a, v in zip(silus, inputs)
+        }
 
     def _windows(self, activations: list[Op], ctx: PassContext) -> bool:
         """Whether the QCFS activations become :class:`WindowIF` neurons: ``qcfs=window``, or ``auto`` where every
@@ -453,11 +514,25 @@ class ConvertToSNN(Pass):
         )
         return False
 
-    def _neuron(self, act: Op, theta: np.ndarray, meta: dict[str, Any], coding: str) -> StatefulOp:
+    def _neuron(
+        self, act: Op, theta: np.ndarray, meta: dict[str, Any], coding: str, fit: FewSpikeFit | None = None
+    ) -> StatefulOp:
         """The neurons that replace activation ``act`` (threshold ``theta``) for ``coding``: ``rate`` (IF),
-        ``window`` (WindowIF for a QCFS, IF otherwise), ``signed`` (SignedIF) or ``fs`` (FewSpike)."""
+        ``window`` (WindowIF for a QCFS, IF otherwise), ``signed`` (SignedIF) or ``fs`` (FewSpike; a SiLU's with
+        its fitted code ``fit``)."""
         common: dict[str, Any] = {"name": act.name, "inputs": act.inputs, "output": act.output, "meta": meta}
         qcfs = act if isinstance(act, QCFS) else None
+        if isinstance(act, SiLU):
+            if coding != "fs" or fit is None:  # pragma: no cover - run() refuses SiLU in any other coding
+                raise ConversionError(f"SiLU '{act.name}': only few-spike neurons fitted to it (coding=fs) send it")
+            meta["fs_steps"], meta["fs_fit"] = self.fs_steps, fit.record()
+            return FewSpike(
+                **common,
+                threshold=theta,
+                thresholds=fit.thresholds,
+                resets=fit.resets,
+                spike_values=fit.spike_values,
+            )
         if coding == "fs":
             levels = int(qcfs.levels) if qcfs is not None else 2**self.fs_steps - 1
             shift = qcfs.shift if qcfs is not None else 0.5
@@ -481,8 +556,15 @@ class ConvertToSNN(Pass):
         initial = qcfs.shift if qcfs is not None else self.initial
         return IF(**common, threshold=theta, reset=self.reset, initial=initial)
 
-    def _apply(self, graph: Graph, lambdas: dict[str, ScaleValue], coding: str = "rate") -> dict[str, ScaleValue]:
-        """Rewrite ``graph`` for the given λ: activations into neurons (:meth:`_neuron` for ``coding``); every
+    def _apply(
+        self,
+        graph: Graph,
+        lambdas: dict[str, ScaleValue],
+        coding: str = "rate",
+        fits: Mapping[str, FewSpikeFit] | None = None,
+    ) -> dict[str, ScaleValue]:
+        """Rewrite ``graph`` for the given λ: activations into neurons (:meth:`_neuron` for ``coding``; SiLU with
+        its few-spike code from ``fits``); every
         other op carries the scales as it
         says (:meth:`~neurodeploy.ir.op.Op.carry_scales`: weights rescaled, branches brought to one scale by a
         ``Scale`` op); outputs brought back to the ANN's units. Returns the scale of every value."""
@@ -502,7 +584,7 @@ class ConvertToSNN(Pass):
                 meta = {**op.meta, "lambda": lam.reshape(-1).tolist() if lam.ndim else float(lam)}
                 if isinstance(op, QCFS):
                     meta["levels"] = op.levels
-                edit.replace(op, self._neuron(op, theta, meta, coding))
+                edit.replace(op, self._neuron(op, theta, meta, coding, (fits or {}).get(op.name)))
                 scales[op.output] = lam
                 continue
             wanted = partial(self._target, edit, op.output, lambdas, targets)

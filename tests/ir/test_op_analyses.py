@@ -23,6 +23,7 @@ STATES: dict[str, tuple[set[str], bool]] = {
     "BatchNorm": (set(), False),
     "Relu": ({"fan_out_map", "bounds"}, False),
     "Clip": ({"fan_out_map", "bounds"}, False),
+    "SiLU": ({"fan_out_map", "bounds"}, False),
     "Floor": ({"bounds"}, False),
     "QCFS": ({"bounds"}, False),
     "AvgPool2d": (LINEAR, True),

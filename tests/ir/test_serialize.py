@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from ir_graphs import conv_net, inputs_for, leaky_net, qcfs_net, residual_net
+from ir_graphs import conv_net, inputs_for, leaky_net, qcfs_net, residual_net, two_layer
 
 from neurodeploy.artifact import load_graph
 from neurodeploy.errors import ArtifactError
@@ -28,6 +28,8 @@ GRAPHS = {
     "windowed_qcfs_net": lambda: converted(qcfs_net(levels2=4), "qcfs=window"),
     "few_spike_residual_net": lambda: converted(residual_net(), "coding=fs,fs-steps=4"),
     "signed_maxpool_net": lambda: converted(conv_net(maxpool=True), "coding=signed,maxpool=exact"),
+    "silu_net": lambda: two_layer(None, silu=True),
+    "few_spike_silu_net": lambda: converted(two_layer(None, silu=True), "coding=fs,fs-steps=4"),
     "leaky_net": leaky_net,
 }
 

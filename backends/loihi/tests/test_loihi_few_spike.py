@@ -1,7 +1,7 @@
 """Few-spike coding (``coding=fs``) on the loihi target, graded mode: the integer few-spike neuron
 (:func:`neurodeploy_loihi.graded.fs_step`) against hand-derived traces, the bundled MNIST model compiled and
 emulated against the 8-bit quantized ANN it computes exactly, and the refusals (binary mode, the board profile,
-the rounded staircase)."""
+the rounded staircase, a code fitted to SiLU)."""
 
 from pathlib import Path
 
@@ -127,4 +127,24 @@ def test_few_spike_is_refused_where_graded_mode_cannot_run_it(tmp_path, option, 
     with pytest.raises(ConversionError, match=rf"few-spike coding \(coding=fs\), layer '.*': .*{match}"):
         compile_model(
             MODEL, "loihi", tmp_path / "a", conversion="coding=fs,fs-steps=4", target_options=dict([option.split("=")])
+        )
+
+
+def test_a_code_fitted_to_silu_is_refused_naming_the_layer_and_why(tmp_path):
+    """A SiLU model's few-spike code is fitted (negative spike values and thresholds, no staircase digits): graded
+    mode's integer few-spike populations send non-negative digits of a staircase only."""
+    example = EXAMPLE.parent / "mnist_silu"
+    calibration = load_calibration(str(example / "calibration.npz"), 64)
+    refusal = (
+        r"few-spike coding \(coding=fs\), layer '/features/features.2/Mul': its code is fitted to SiLU \(.*\), and "
+        r"the loihi target's graded few-spike populations run only the integer digits .* no negative spike .*run it "
+        r"on the reference target"
+    )
+    with pytest.raises(ConversionError, match=refusal):
+        compile_model(
+            example / "mnist_silu.onnx",
+            "loihi",
+            tmp_path / "a",
+            calibration=calibration,
+            conversion="coding=fs,fs-steps=8",
         )

@@ -252,6 +252,9 @@ class ImportContext:
         self.pending_pads: dict[str, tuple[str, tuple[int, int, int, int], str]] = {}
         """Zero Pads that pad (output -> (input, (top, left, bottom, right), node name)): no value of their own; the
         Conv or AveragePool that reads one takes its zeros as padding of its own (``ops/padding.py``)."""
+        self.pending_sigmoids: dict[str, tuple[str, str]] = {}
+        """Sigmoids of runtime values (output -> (input, node name)): no value of their own; the Mul that multiplies
+        a Sigmoid's input by it, x * Sigmoid(x), imports the pair as one SiLU op (``ops/elementwise.py``)."""
         self.node: Node | None = None
         self.limits = limits.current()  # read once per import; limits.check re-reads them to word a refusal
         self._op_names: set[str] = set()

@@ -302,6 +302,17 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
         if any(i in poisoned for i in proto.input):
             poisoned.update(proto.output)
             continue
+        sigmoid = next(
+            (ctx.pending_sigmoids[s] for s in map(ctx.resolve, proto.input) if s in ctx.pending_sigmoids), None
+        )
+        if sigmoid is not None and proto.op_type != "Mul":
+            problems.append(
+                f"Sigmoid '{sigmoid[1]}' is read by {display_name(proto.op_type)} '{node.name}': a Sigmoid is "
+                "imported only inside SiLU, x * Sigmoid(x) (a Mul of its input and its output); a sigmoid by "
+                "itself has no spiking form here"
+            )
+            poisoned.update(proto.output)
+            continue
         padded = [i for i in proto.input[1:] if i in ctx.pending_pads]  # a window op reads a Pad as its input 0
         if proto.input and proto.input[0] in ctx.pending_pads and proto.op_type not in _PAD_READERS:
             padded.insert(0, proto.input[0])
@@ -328,10 +339,16 @@ def import_model(model: onnx.ModelProto, *, input_shapes: InputShapes = None, na
             raise node.error(f"cannot import: {_describe(exc)}") from exc
         finally:
             ctx.node = None
-        if not ctx.defined(node.outputs[0]) and node.outputs[0] not in ctx.pending_pads:
+        pending = node.outputs[0] in ctx.pending_pads or node.outputs[0] in ctx.pending_sigmoids
+        if not ctx.defined(node.outputs[0]) and not pending:
             raise AssertionError(f"handler for {proto.op_type} defined no output")  # a bug, not bad input
 
     for output in model.graph.output:
+        if ctx.resolve(output.name) in ctx.pending_sigmoids:
+            problems.append(
+                f"Sigmoid '{ctx.pending_sigmoids[ctx.resolve(output.name)][1]}': a model output; a Sigmoid is "
+                "imported only inside SiLU, x * Sigmoid(x)"
+            )
         if output.name in ctx.pending_pads:
             problems.append(
                 f"Pad '{ctx.pending_pads[output.name][2]}': a Pad that pads is imported only where a "

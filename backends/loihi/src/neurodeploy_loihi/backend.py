@@ -79,6 +79,15 @@ def fs_digits_of(op: FewSpike, where: str) -> tuple[list[int], float]:
     """The integer digits c_j and the offset φ of a FewSpike op converted with coding=fs: the exact quantizer
     h_j = d_j = c_j / L, T_j = (c_j - φ) / L that graded mode runs in integers; a ConversionError names the layer
     for any other code."""
+    fit = op.meta.get("fs_fit")
+    if isinstance(fit, dict):
+        raise ConversionError(
+            f"few-spike coding (coding=fs), layer {op.name!r}: its code is fitted to {fit.get('activation')} "
+            "(thresholds, resets and spike values of either sign, not the digits of a staircase), and the loihi "
+            "target's graded few-spike populations run only the integer digits c_j of a ReLU or QCFS staircase: "
+            "thresholds of at least 1 and payloads K c_j of at least 0, so no negative spike and no fitted value; "
+            "run it on the reference target"
+        )
     levels = op.meta.get("levels")
     code = op.spike_values.astype(np.float64)
     if not isinstance(levels, (int, np.integer)) or levels < 1:

@@ -1,4 +1,5 @@
-"""Relu, Clip (bounds as attributes before opset 11, as inputs since), and Softmax (only as the last op)."""
+"""Relu, Clip (bounds as attributes before opset 11, as inputs since), Softmax (only as the last op), and Sigmoid
+(only inside SiLU, x * Sigmoid(x): the Mul imports the pair)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,21 @@ def relu(ctx: ImportContext, node: Node) -> None:
         ctx.set_const(node.outputs[0], np.maximum(value, 0))
         return
     ctx.emit(node, Relu, [_runtime_input(ctx, node)])
+
+
+@onnx_op("Sigmoid", 6, 13)
+def sigmoid(ctx: ImportContext, node: Node) -> None:
+    """Folded on a constant. On a runtime value it makes no op of its own: the Mul that multiplies its input by it,
+    x * Sigmoid(x) (how torch exports ``nn.SiLU``), imports the pair as one SiLU op; any other reader of it is
+    refused by name (a sigmoid alone has no spiking form here)."""
+    x = node.required_input(0)
+    if ctx.is_const(x):
+        value = ctx.const(x)
+        ctx.check_const_size(value.shape, value.dtype)
+        with np.errstate(over="ignore"):  # e^-x overflows for very negative x: 1 / inf = 0, the limit
+            ctx.set_const(node.outputs[0], (1 / (1 + np.exp(-value))).astype(value.dtype))
+        return
+    ctx.pending_sigmoids[node.outputs[0]] = (ctx.resolve(_runtime_input(ctx, node)), node.name)
 
 
 def _bound(ctx: ImportContext, node: Node, index: int) -> float | None:

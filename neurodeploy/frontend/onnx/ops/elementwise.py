@@ -3,7 +3,8 @@
 arithmetic of quantized activations such as QCFS, ``floor(x / λ * L + 0.5) / L``).
 
 Runtime-with-constant forms: ``x * c`` and ``c * x`` -> Scale(c); ``x / c`` -> Scale(1 / c); ``x - c`` ->
-Bias(-c); ``c - x`` -> Scale(-1) then Bias(c). Two runtime operands, and ``c / x``, are not supported.
+Bias(-c); ``c - x`` -> Scale(-1) then Bias(c). Two runtime operands, and ``c / x``, are not supported, except
+``x * Sigmoid(x)`` (either order): SiLU, one op.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from neurodeploy.frontend.onnx.context import ImportContext, Node, UnsupportedVariant
 from neurodeploy.frontend.onnx.registry import onnx_op
-from neurodeploy.ir.ops import Bias, Floor, Scale
+from neurodeploy.ir.ops import Bias, Floor, Scale, SiLU
 
 
 def _fold(ctx: ImportContext, node: Node, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> bool:
@@ -62,9 +63,29 @@ def _runtime_and_constant(ctx: ImportContext, node: Node) -> tuple[str, np.ndarr
     return x, np.asarray(value, np.float64), const_first
 
 
+def _silu(ctx: ImportContext, node: Node) -> bool:
+    """Import ``x * Sigmoid(x)`` (or ``Sigmoid(x) * x``) as one SiLU op; return whether the Mul was one. A Mul that
+    reads a Sigmoid and anything but that Sigmoid's input is refused."""
+    a, b = node.required_input(0), node.required_input(1)
+    for x, s in ((a, b), (b, a)):
+        pending = ctx.pending_sigmoids.get(ctx.resolve(s))
+        if pending is None:
+            continue
+        source, sigmoid = pending
+        if not (ctx.is_runtime(x) and ctx.resolve(x) == source):
+            raise UnsupportedVariant(
+                f"Mul '{node.name}' multiplies Sigmoid '{sigmoid}' by {x!r}, not by the Sigmoid's own input: a "
+                "Sigmoid is imported only inside SiLU, x * Sigmoid(x)"
+            )
+        op = ctx.emit(node, SiLU, [x])
+        op.meta["onnx_fused"] = [{"onnx_node": sigmoid, "onnx_op": f"Sigmoid-{node.opset}"}]
+        return True
+    return False
+
+
 @onnx_op("Mul", 7, 13, 14)
 def mul(ctx: ImportContext, node: Node) -> None:
-    if _fold(ctx, node, np.multiply):
+    if _silu(ctx, node) or _fold(ctx, node, np.multiply):
         return
     x, c, _ = _runtime_and_constant(ctx, node)
     ctx.emit(node, Scale, [x], value=c.astype(np.float32))
