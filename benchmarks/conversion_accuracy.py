@@ -251,16 +251,23 @@ def part_fs(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  running {name} ...", file=sys.stderr, flush=True)
         pipeline = f"{CANONICALIZE},convert-to-snn{{coding=fs,fs-steps={k}}}"
         result = run(model, "mnist", steps, args, calibration="mnist", pipeline=pipeline)
-        report = result["evaluation"]
-        fill, last = report["fill_steps"], steps[-1]
-        per_window = report["spikes_per_neuron"][str(last)] * k / (last + fill)
-        result["spikes_per_neuron_and_window"] = per_window
+        fill, last, per_window = spikes_per_window(result, k)
         result["note"] = (
             f"read after a fill of {fill} steps; {per_window:.3f} spikes per neuron and window of {k} steps "
             f"(over the {last + fill} steps run)"
         )
         results[name] = result
     return {"runs": results}
+
+
+def spikes_per_window(result: dict[str, Any], k: int) -> tuple[int, int, float]:
+    """A few-spike run's fill, largest T and spikes per neuron and window of ``k`` steps (the spikes over the whole
+    run, fill included, divided by the windows run), the last also kept in ``result``."""
+    report = result["evaluation"]
+    fill, last = report["fill_steps"], report["steps"][-1]
+    per_window = report["spikes_per_neuron"][str(last)] * k / (last + fill)
+    result["spikes_per_neuron_and_window"] = per_window
+    return fill, last, per_window
 
 
 def silu_fits(k: int) -> dict[str, Any]:
@@ -284,10 +291,7 @@ def part_fs_silu(args: argparse.Namespace) -> dict[str, Any]:
         steps = [k, 2 * k, 4 * k]
         pipeline = f"{CANONICALIZE},convert-to-snn{{coding=fs,fs-steps={k}}}"
         result = run(SILU_MODEL, "mnist", steps, args, calibration="mnist", pipeline=pipeline)
-        report = result["evaluation"]
-        fill, last = report["fill_steps"], steps[-1]
-        per_window = report["spikes_per_neuron"][str(last)] * k / (last + fill)
-        result["spikes_per_neuron_and_window"] = per_window
+        fill, last, per_window = spikes_per_window(result, k)
         result["fits"] = silu_fits(k)
         errors = "; ".join(
             f"{layer}: λ {fit['lambda']:.2f}, r in [{fit['range'][0]:.2f}, 1], mean {fit['mean_error']:.4f}, "

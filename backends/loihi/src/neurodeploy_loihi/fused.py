@@ -262,8 +262,9 @@ def pack(network: Network) -> Packed:
     def flat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(1), dtype)
 
-    def narrowest(parts: list[np.ndarray]) -> type:  # int16 where every weight fits (Loihi's are 8-bit): a
-        top = max((int(np.abs(p).max(initial=0)) for p in parts), default=0)  # quarter of the memory traffic
+    def narrowest(parts: list[np.ndarray]) -> type:
+        """int16 where every weight fits (Loihi's are 8-bit): a quarter of int64's bytes."""
+        top = max((int(np.abs(p).max(initial=0)) for p in parts), default=0)
         return np.int16 if top < 1 << 15 else np.int64
 
     packed = Packed(
@@ -425,8 +426,8 @@ def run(
         progress = np.zeros((n_layers + 1) * (steps_total + 1), np.int64)
         ready, bias = np.zeros(1, np.int64), []  # ready: 1 once the bias is there, 2 if it never will be
 
-        def second() -> None:  # the partner wakes while this thread computes the bias (a thread's wake-up took
-            _compiled.kernels()["wait"](ready, 0, 1)  # 20 to 55 us, a tenth of a sample), then spins for it
+        def second() -> None:  # the partner wakes while this thread computes the bias (it started 0.14 M cycles
+            _compiled.kernels()["wait"](ready, 0, 1)  # after this thread's loop, 0.09 M now), then spins for it
             if ready[0] == 1:
                 call(0, 1, bias[0], 1, sharing.orders[1], progress, sets)
 
@@ -506,9 +507,10 @@ def claim_orders(work: np.ndarray, owner: np.ndarray) -> np.ndarray:
     """(2, L): for each of two threads sharing a sample, the order in which it claims the populations of a phase:
     its own (``owner``, :func:`owners`) the most work per step first, then the other thread's, the least first.
     While both run, each population stays with one thread, its state in that CPU's caches (claimed first come,
-    first served, the large populations changed threads from step to step, and their state with them: a third of
-    a shared MNIST sample's time); a thread that has done its own takes what the other has not started yet, the
-    end of the other's list, and one the system does not run holds up at most the population it holds."""
+    first served, the large populations could change threads from step to step, and their state with them; on the
+    MNIST model the two ways measured the same within the machine's spread); a thread that has done its own takes
+    what the other has not started yet, the end of the other's list, and one the system does not run holds up at
+    most the population it holds."""
     by_work = np.argsort(-np.asarray(work, np.float64), kind="stable")
     rows = [[*(k for k in by_work if owner[k] == me), *(k for k in by_work[::-1] if owner[k] != me)] for me in (0, 1)]
     return np.array(rows, np.int64)
