@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,42 @@ def test_a_worker_that_dies_is_replaced_and_its_chunk_counted_once(address, tmp_
     assert marker.exists()  # a worker died
     assert again == expected
     assert again["samples"] == 48
+
+
+def _digest_of(files) -> str:
+    return files.digest
+
+
+async def _exit_now() -> None:
+    os._exit(1)
+
+
+def test_the_artifact_outlives_the_death_of_the_only_worker_holding_it(address, tmp_path) -> None:
+    """The artifact's bytes are a task's result: the worker holding the only copy dies, and a chunk depending on it
+    still gets the same bytes (the scheduler reruns the task; scattered data would be lost and fail the job)."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    (tmp_path / "art" / "sub").mkdir(parents=True)
+    (tmp_path / "art" / "manifest.json").write_text("{}")
+    (tmp_path / "art" / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 64)
+    expected = cluster_module.ArtifactFiles.of(tmp_path / "art").digest
+    with cluster_module.connect(address) as cluster:
+        client = cluster.client
+        client.wait_for_workers(2, timeout=120)
+        files = cluster_module.artifact(client, tmp_path / "art")
+        distributed.wait(files, timeout=60)
+        (holder,) = client.who_has(files)[files.key]
+        client.run(_exit_now, workers=[holder], wait=False)
+        for _ in range(600):  # the scheduler has seen the worker go and no longer lists the copy
+            if holder not in client.scheduler_info()["workers"]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"{holder} did not die")
+        digest = client.submit(_digest_of, files, pure=False).result(timeout=120)
+        client.wait_for_workers(2, timeout=120)
+    assert digest == expected
 
 
 def _fail_on_loihi(original, files, job):

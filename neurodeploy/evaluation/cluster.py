@@ -1,12 +1,15 @@
-"""The Dask engine of an evaluation: its chunks run as tasks on a Dask cluster, local worker processes started
-here (no set-up) or a running cluster given its address.
+"""The Dask engine of an evaluation: its chunks run as tasks on a Dask cluster, local worker processes started here (no
+set-up) or a running cluster given its address.
 
-Each task carries its chunk of inputs and labels; the compiled artifact travels once to every worker as its
-files' bytes (scattered, broadcast) and is written to a temporary folder there, so the workers need no shared file
-system, only neurodeploy and the target's plugin installed. The sums come back and are merged in chunk order, as
-:func:`~.runner.simulate_chunks` does, so the numbers equal a single-process run's. A task whose worker dies is
-run again by the scheduler (``distributed.scheduler.allowed-failures``, default 3); a task that raises is retried
-once (``retries=1``); each chunk's result is taken once, from its own future, so a rerun is never counted twice.
+Each task carries its chunk of inputs and labels; the compiled artifact travels as its files' bytes, the result of
+one task that every chunk of the job depends on (:func:`artifact`), and is written to a temporary folder on each
+worker that runs a chunk, so the workers need no shared file system, only neurodeploy and the target's plugin
+installed. The bytes are a task's result, not scattered data: when the last worker holding them dies the scheduler
+rebuilds them from the task, where scattered data would be lost with it and fail the job. The sums come back and are
+merged in chunk order, as :func:`~.runner.simulate_chunks` does, so the numbers equal a single-process run's. A task
+whose worker dies is run again by the scheduler (``distributed.scheduler.allowed-failures``, default 3); a task that
+raises is retried once (``retries=1``); each chunk's result is taken once, from its own future, so a rerun is never
+counted twice.
 
 A :class:`Batch` holds several jobs' chunks as one flat set of tasks (a sweep's points, data shard x point): each
 job's tasks are submitted as soon as it is compiled, and each job's sums are merged in chunk order once its last
@@ -19,6 +22,7 @@ import atexit
 import hashlib
 import shutil
 import tempfile
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -147,7 +151,7 @@ class Batch:
             raise TypeError("a cluster job carries its inputs as an array")
         client = self.cluster.client
         try:
-            files = client.scatter(ArtifactFiles.of(job.artifact), broadcast=True, hash=False)
+            files = artifact(client, job.artifact)
             futures = [
                 client.submit(
                     _run_chunk,
@@ -224,6 +228,21 @@ class Batch:
         for entry in self._jobs.values():
             self._cancel(entry)
         self._jobs.clear()
+
+
+def _held(files: ArtifactFiles) -> ArtifactFiles:
+    """A task whose result is the artifact's files (see :func:`artifact`)."""
+    return files
+
+
+def artifact(client: Any, root: Path) -> Any:
+    """A future of the artifact's files at ``root`` that the cluster can rebuild: the bytes are in its task, so a
+    worker that dies holding the last copy costs a rerun of the task, not the job (scattered data is lost with its
+    worker). The bytes sit in the scheduler's task while the future lives, as they would pass through it
+    scattered; distributed's warning about a large graph is expected here and silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        return client.submit(_held, ArtifactFiles.of(root), pure=False)
 
 
 def connect(address: str | None, workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> Cluster:
