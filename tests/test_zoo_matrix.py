@@ -31,3 +31,27 @@ def test_the_documented_zoo_matrix_is_current():
     now, documented = zoo.table(names, outcomes), zoo.documented()
     diff = "\n".join(difflib.unified_diff(documented.splitlines(), now.splitlines(), "docs/zoo.md", "now", lineterm=""))
     assert now == documented, f"docs/zoo.md is out of date: run scripts/zoo_matrix.py --write\n{diff}"
+
+
+def test_squeezenet_compiles_for_loihi_on_the_chips_its_refusal_names(tmp_path):
+    """The matrix's one-chip refusal of SqueezeNet says chips=3; on three chips it compiles (its first
+    convolution's bias once took vth past the bias field: vth is now lowered for it, with a warning)."""
+    import numpy as np
+    import onnx
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import Calibration
+
+    zoo = load_script("zoo_matrix")
+    if "loihi" not in available_backends():
+        pytest.skip("the loihi target is not installed here")
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_squeezenet.onnx"
+    refused = zoo.compile_one(path, "loihi", tmp_path / "one")
+    assert not refused.compiled
+    assert "chips=3" in refused.text
+    x = np.random.default_rng(0).random((zoo.CALIBRATION_SAMPLES, *zoo._input_shape(path))).astype(np.float32)
+    artifact = compile_model(
+        path, "loihi", tmp_path / "three", calibration=Calibration(x, "random"), target_options={"chips": "3"}
+    )
+    assert artifact.manifest["target"]["board_ready"] in (True, False)
+    assert any("have a vth below what their weights allow" in w for w in artifact.manifest["warnings"])

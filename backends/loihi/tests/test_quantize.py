@@ -154,9 +154,55 @@ def test_input_current_is_clipped_to_one_threshold_below_and_the_largest_bias_ab
     np.testing.assert_array_equal(exp, [[7, 5, 7]])
 
 
-def test_a_bias_too_large_names_the_layer_the_field_and_the_limit() -> None:
-    with pytest.raises(QuantizationError, match=r"layer 'if2': bias_mant out of range.*more than 524160.*vth 254"):
-        quantize(lower(dense_net(W1, W2, np.array([100.0, 0.0]))), readout_range=2.0, options=Options())
+def test_a_bias_past_what_the_weights_vth_holds_lowers_vth_hand_derived() -> None:
+    """A bias of 100 thresholds per step at the weights' vth 254 needs 100 * (254 << 6) = 1625600 > 4095 << 7: vth
+    falls to what the bias allows with a quarter of the field left for the bias correction,
+    floor(524160 * 0.75 / (100 * 64)) = 61, and the weights keep fewer bits."""
+    from neurodeploy_loihi.backend import _bias_warnings
+
+    q = quantize(lower(dense_net(W1, W2, np.array([100.0, 0.0]))), readout_range=2.0, options=Options())
+    hidden = q.network.layers[1]
+    assert (hidden.neuron.vth, hidden.synapse.weight_exp) == (61, 0)
+    # W2 * 61 = [[30.5, -15.25], [61, 7.625]] on the even grid: 2 * rint(v / 2) = [[30, -16], [60, 8]]
+    np.testing.assert_array_equal(hidden.synapse.weights, [[30, -16], [60, 8]])
+    # bias 100 * (61 << 6) = 390400 = 3050 << 7
+    np.testing.assert_array_equal(hidden.neuron.bias_mant, [3050, 0])
+    assert hidden.neuron.bias_exp[0] == 7
+    assert q.report[1]["vth_lowered_for_bias"].startswith("vth 61, below the 254 its weights allow")
+    assert "vth_lowered_for_bias" not in q.report[0]
+    (warning,) = _bias_warnings(q.report)
+    assert warning.startswith("1 layer(s) (if2) have a vth below what their weights allow")
+
+
+def test_a_bias_that_vth_1_cannot_hold_names_the_layer_the_field_and_the_limit() -> None:
+    with pytest.raises(QuantizationError, match=r"layer 'if2': a bias of 1e\+04 thresholds per step needs more than "):
+        quantize(lower(dense_net(W1, W2, np.array([1e4, 0.0]))), readout_range=2.0, options=Options())
+
+
+def test_a_bias_correction_past_the_bias_field_is_clipped_there_and_reported() -> None:
+    """32768 inputs at rate 1 through equal weights of 0.45 integer units each (at vth 131071, where tiny weights
+    put it): each rounds to 0 and the correction would be 0.45 * 64 * 32768 = 943718 > 4095 << 7 = 524160, in
+    integer units whatever vth is. The correction is clipped at the field's range, not the layer refused."""
+    from neurodeploy_loihi.backend import _bias_warnings
+    from neurodeploy_loihi.floats import mean_rates
+
+    n = 32768
+    w1 = np.ones((n, 1), np.float32)
+    w2 = np.full((2, n), 0.45 / 131071, np.float32)
+    lowered = lower(dense_net(w1, w2, np.zeros(2, np.float32)))
+    rates = mean_rates(lowered, np.ones((4, 1), np.float32))
+    assert rates[0].min() == 1.0
+    q = quantize(lowered, 4.0, Options(means=rates))
+    hidden = q.network.layers[1]
+    assert hidden.neuron.vth == 131071
+    assert not hidden.synapse.weights.any()  # every weight rounded to 0
+    np.testing.assert_array_equal(fp.effective_bias(hidden.neuron.bias_mant, hidden.neuron.bias_exp), [524160] * 2)
+    assert q.report[1]["bias_correction"]["clipped"] == 2
+    (warning,) = _bias_warnings(q.report)
+    assert warning.startswith("1 layer(s) (if2) have a bias correction")
+    plain = quantize(lowered, 4.0, Options())  # without calibration rates: no correction, nothing clipped
+    assert not plain.network.layers[1].neuron.bias_mant.any()
+    assert _bias_warnings(plain.report) == []
 
 
 def test_weights_beyond_the_weight_exponent_name_the_layer_the_field_and_the_limit() -> None:

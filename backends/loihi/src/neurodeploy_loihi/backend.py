@@ -146,6 +146,30 @@ def _readout_range(lowered: Lowered, graph: Graph, calibration: np.ndarray | Non
     return float(per_out), "weights"
 
 
+def _bias_warnings(report: list[dict[str, Any]]) -> list[str]:
+    """Warnings for the layers whose bias bound what quantization could do (see quantize.py): a vth below what
+    the weights allow, a bias correction clipped at the bias field's range."""
+
+    def names(found: list[str]) -> str:
+        return f"{len(found)} layer(s) ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''})"
+
+    lowered = [entry["name"] for entry in report if "vth_lowered_for_bias" in entry]
+    clipped = [entry["name"] for entry in report if entry.get("bias_correction", {}).get("clipped")]
+    warnings = []
+    if lowered:
+        warnings.append(
+            f"{names(lowered)} have a vth below what their weights allow, so that their bias fits the 13-bit "
+            "mantissa: their weights keep fewer bits (report.json: target.quantization[].vth_lowered_for_bias)"
+        )
+    if clipped:
+        warnings.append(
+            f"{names(clipped)} have a bias correction (the 8-bit weights' mean error on the calibration rates) past "
+            "the bias field's range, clipped there: part of that error stays (report.json: "
+            "target.quantization[].bias_correction.clipped; bias_correction=false turns the correction off)"
+        )
+    return warnings
+
+
 class Loihi2Backend(Backend):
     """Intel Loihi 2 through Lava's bit-accurate arithmetic. Mode ``binary``: rate-coded binary spikes,
     integrate-and-fire neurons with reset by subtraction (SubtractiveLIF) or to zero (Lava's LIF). Mode
@@ -402,7 +426,7 @@ class Loihi2Backend(Backend):
         }
         if few_spike:  # binary mode refuses to load (see load)
             manifest["few_spike"] = {"layer": few_spike[0], "modes": ["graded"]}
-        return Emitted(files=files + graded_files, manifest=manifest, report=report)
+        return Emitted(files=files + graded_files, manifest=manifest, report=report, warnings=_bias_warnings(q.report))
 
     @staticmethod
     def _board(program: Program, graded: GradedProgram | SdnnProgram | None) -> dict[str, Any]:

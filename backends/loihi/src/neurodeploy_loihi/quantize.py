@@ -216,10 +216,11 @@ def _sign_mode(weight: np.ndarray, conv: bool) -> fp.SignMode:
     return fp.determine_sign_mode(np.sign(weight))
 
 
-def _scale_for(top_abs: float, top: int, conv: bool, where: str, netx: bool) -> tuple[int, int]:
-    """(vth, weight_exp) of a spiking population whose largest float weight is ``top_abs`` thresholds."""
+def _scale_for(top_abs: float, top: int, conv: bool, where: str, netx: bool, cap: int = VTH_MAX) -> tuple[int, int]:
+    """(vth, weight_exp) of a spiking population whose largest float weight is ``top_abs`` thresholds, vth at most
+    ``cap`` (what the bias allows, :func:`_bias_cap`): below the weights' own vth, they keep fewer bits."""
     if top_abs == 0:
-        return 1 << 10, 0  # no weight: any threshold; 1024 leaves room for the bias's precision
+        return min(1 << 10, cap), 0  # no weight: any threshold; 1024 leaves room for the bias's precision
     vth = floor(top / top_abs)
     weight_exp = 0
     if vth < 1:
@@ -236,7 +237,32 @@ def _scale_for(top_abs: float, top: int, conv: bool, where: str, netx: bool) -> 
                 f"limit {WEIGHT_EXP_RANGE[1]}"
             )
         vth = floor(top * 2**weight_exp / top_abs)
+    if vth > cap:  # the bias binds: the weights' exponent falls with vth where it can
+        vth = cap
+        weight_exp = 0 if top_abs * vth <= top else ceil(log2(top_abs * vth / top))
     return min(vth, VTH_MAX), weight_exp
+
+
+BIAS_HEADROOM = 0.75
+"""The share of the largest bias that a population's converted bias may take when it sets vth (:func:`_bias_cap`):
+the rest is for the bias correction added after the weights are rounded."""
+
+
+def _bias_cap(bias: np.ndarray, fixed_exp: int | None, where: str) -> int:
+    """The largest vth at which the population's bias, ``max |bias|`` thresholds per step, fits the 13-bit mantissa
+    and its exponent (VTH_MAX where the bias is no limit). Small weights against a large bias (a constant input,
+    a BatchNorm's shift) would otherwise take vth to its maximum and the bias past its range."""
+    top = float(np.abs(bias).max(initial=0))
+    if top == 0:
+        return VTH_MAX
+    cap = floor(max_bias(fixed_exp) * BIAS_HEADROOM / (top * (1 << fp.VTH_SHIFT)))
+    if cap < 1:
+        raise QuantizationError(
+            f"{where}: a bias of {top:.4g} thresholds per step needs more than {max_bias(fixed_exp)} (13-bit mantissa "
+            f"<< {EXP_MAX if fixed_exp is None else fixed_exp}) even at vth 1; lower the layer's bias or raise its "
+            "threshold (norm=max)"
+        )
+    return min(cap, VTH_MAX)
 
 
 # -- layers --------------------------------------------------------------------------------------------------
@@ -477,9 +503,16 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         top_abs = float(np.abs(weight).max(initial=0))
         skips = []
         if pop.role == "hidden":
-            vth, weight_exp = _scale_for(top_abs, top, conv, where, options.netx)
+            cap = _bias_cap(pop.bias, fixed_exp, where)
+            vth, weight_exp = _scale_for(top_abs, top, conv, where, options.netx, cap)
             if pop.skips:
                 vth, weight_exp, skips = _skip_synapses(pop, lowered, vth, weight_exp, top_abs, top, where, options)
+            own = _scale_for(top_abs, top, conv, where, options.netx)[0] if vth == cap < VTH_MAX else vth
+            if own > vth:
+                entry["vth_lowered_for_bias"] = (
+                    f"vth {vth}, below the {own} its weights allow, so that its bias of "
+                    f"{float(np.abs(pop.bias).max()):.4g} thresholds per step fits: its weights keep fewer bits"
+                )
             threshold = fp.effective_threshold(vth)
             scale = float(threshold)
         else:  # readout: as large a scale as readout_steps steps allow, then the weights' exponent
@@ -518,7 +551,12 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             entry["bias_correction"] = {"max_abs": float(np.abs(correction).max(initial=0))}
         bias_total = np.rint(to_lava(pop_bias[None] * scale, pop.shape)[0])
         mant, exp, bias_clipped = split_bias(bias_total, fixed_exp)
-        if bias_clipped and pop.role == "hidden":
+        if bias_clipped and pop.role == "hidden" and options.means is not None:
+            # vth leaves the converted bias room (_bias_cap); the correction is what passes the field's range. Its
+            # integer size hardly depends on vth (a weight's rounding error is up to 1 integer unit whatever the
+            # scale), so a lower vth would not help: the correction is clipped at the range, the rest taken back
+            entry["bias_correction"]["clipped"] = bias_clipped
+        elif bias_clipped and pop.role == "hidden":
             raise QuantizationError(
                 f"{where}: bias_mant out of range for {bias_clipped} neuron(s): a bias of "
                 f"{np.abs(pop.bias).max():.4g} thresholds per step needs more than {max_bias(fixed_exp)} "
