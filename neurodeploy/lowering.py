@@ -371,10 +371,10 @@ def _chains(
                 )
             if not any(isinstance(o, (Conv2d, Dense)) for o in tail) and not _elementwise(tail):
                 raise ConversionError(
-                    f"{_where(op)} is read by {', '.join(_where(o) for o in tail) or 'the neurons'} without a Conv2d "
-                    f"or Dense; the {rules.target} target maps a Concat of neuron layers read by a Conv2d or Dense "
-                    "(its weights split by input) or by neurons through elementwise Scale/Bias, not a Concat "
-                    "feeding pooling, an Add or another op directly"
+                    f"{_where(op)} is read by {', '.join(_where(o) for o in tail)} without a Conv2d or Dense; the "
+                    f"{rules.target} target maps a Concat of neuron layers read by a Conv2d or Dense (its weights "
+                    "split by input) or by neurons, directly or through elementwise Scale/Bias, not a Concat feeding "
+                    "pooling, an Add or another op directly"
                 )
             branches: list[tuple[str, list]] = []
             joins, offset = [op.name], 0
@@ -393,8 +393,9 @@ def _chains(
 
 def _elementwise(ops: list) -> bool:
     """Whether a Concat's readers up to the neurons are elementwise ops only (a BatchNorm's Scale and Bias after a
-    DenseNet block's Concat): each input then reaches the neurons one to one (:func:`_one_to_one`)."""
-    return bool(ops) and all(isinstance(o, (Scale, Bias)) for o in ops)
+    DenseNet block's Concat) or none (a ShuffleNet unit's join): each input then reaches the neurons one to one
+    (:func:`_one_to_one`)."""
+    return all(isinstance(o, (Scale, Bias)) for o in ops)
 
 
 def _one_to_one(ops: list, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> SparseSpec:

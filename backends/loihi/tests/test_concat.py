@@ -170,19 +170,27 @@ def test_emulated_concat_network_matches_the_float_snn(tmp_path: Path, head: str
     and the outputs agree to a few percent of their range (measured on these 32 inputs: 83-93% exact counts, at
     most 3 spikes apart, outputs within 2.2-9.1% of the range, 30-32 of 32 argmaxes the float SNN's)."""
     graph = concat_block(seed=0, head=head, order=order)
-    x = _x()
-    program, _ = emit(graph, tmp_path, x)
+    program, ours, want = _joined_fires_as_the_float_snn(graph, tmp_path, active=3, apart=3)
     assert program.delay == max(DEPTH[s] for s in order) + 2
+    assert np.abs(ours.outputs - want).max() <= 0.12 * np.abs(want).max()
+
+
+def _joined_fires_as_the_float_snn(graph: Graph, folder: Path, active: float, apart: int):
+    """(program, its run, the float SNN's outputs) on 32 inputs over 32 steps, after checking that IF d (the
+    joined population) is active (``active`` spikes per neuron in the float SNN), that 80% of its counts are the
+    float SNN's and none more than ``apart`` away, and that 90% of the argmaxes agree."""
+    x = _x()
+    program, _ = emit(graph, folder, x)
     ours = program.run(x, 32, counts=True)
     reference = simulate(graph, {"x": x}, 32)
     ref = reference.counts["if_d"]
-    assert ref.mean() > 3  # the joined layer is active, so the comparison means something
+    assert ref.mean() > active  # the joined layer is active, so the comparison means something
     same = np.mean(ours.counts["if_d"] == ref)
     assert same >= 0.8, f"if_d: {same:.3f} of neurons fire as often as in the float SNN"
-    assert np.abs(ours.counts["if_d"] - ref).max() <= 3
+    assert np.abs(ours.counts["if_d"] - ref).max() <= apart
     want = reference.outputs["y"]
-    assert np.abs(ours.outputs - want).max() <= 0.12 * np.abs(want).max()
     assert np.mean(ours.outputs.argmax(axis=1) == want.argmax(axis=1)) >= 0.9
+    return program, ours, want
 
 
 def test_the_delays_align_the_concatenated_inputs(tmp_path: Path) -> None:
@@ -330,3 +338,48 @@ def test_a_concat_before_the_readout_is_a_readout_with_a_synapse_per_input(tmp_p
     ours = program.run(x, 32).outputs
     reference = simulate(graph, {"x": x}, 32).outputs["y"].reshape(16, -1)
     assert np.abs(ours.reshape(16, -1) - reference).max() <= 0.05 * np.abs(reference).max()
+
+
+def _concat_into_neurons() -> Graph:
+    """x (1, 6, 6) -> conv -> IF a; Concat(AvgPool 3x3 stride 1 of a, conv of a) -> IF d -> flatten -> dense (2):
+    a ShuffleNet unit's join, the neurons reading the Concat with nothing between (one input a pooled shortcut of
+    spikes, the other a convolution's current)."""
+    rng = np.random.default_rng(3)
+    ops = [
+        Conv2d(
+            name="conv1",
+            inputs=("x",),
+            output="c1",
+            weight=rng.normal(size=(2, 1, 3, 3)).astype(np.float32) * 1.5,
+            bias=np.full(2, 0.2, np.float32),
+            padding=(1, 1, 1, 1),
+        ),
+        IF(name="if_a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        AvgPool2d(name="pool", inputs=("sa",), output="p", kernel=(3, 3), stride=(1, 1), padding=(1, 1, 1, 1)),
+        Conv2d(
+            name="conv2",
+            inputs=("sa",),
+            output="c2",
+            weight=rng.normal(size=(3, 2, 3, 3)).astype(np.float32),
+            bias=np.full(3, 0.1, np.float32),
+            padding=(1, 1, 1, 1),
+        ),
+        Concat(name="cat", inputs=("p", "c2"), output="cat_out", axis=0),
+        IF(name="if_d", inputs=("cat_out",), output="sd", threshold=np.float32(0.8)),
+        Reshape(name="flat", inputs=("sd",), output="f", shape=(5 * 36,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=rng.normal(size=(2, 5 * 36)).astype(np.float32)),
+    ]
+    graph = Graph("concat_into_neurons", {"x": TensorType((1, 6, 6))}, ["y"], ops)
+    graph.verify()
+    return graph
+
+
+def test_neurons_reading_a_concat_directly_run_as_the_float_snn(tmp_path: Path) -> None:
+    """A Concat read by the neurons with no op between (ShuffleNet's join) lowers to one population with a synapse
+    per input, and the integer network fires as the float SNN does (measured on these 32 inputs over 32 steps:
+    14.2 spikes per neuron of IF d, 96% of its counts exact, at most 1 apart, 32 of 32 argmaxes the float SNN's)."""
+    graph = _concat_into_neurons()
+    lowered = lower(graph)
+    joined = next(p for p in lowered.populations if p.name == "if_d")
+    assert len(joined.skips) == 1  # one synapse per Concat input
+    _joined_fires_as_the_float_snn(graph, tmp_path, active=10, apart=1)
