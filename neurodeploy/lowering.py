@@ -630,16 +630,19 @@ def _simplified(ops: list, in_shape: tuple[int, ...]) -> list:
 
 
 def _pooling_list(ops: list, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> SparseSpec | None:
-    """A chain of average pools (global or windowed) over a (C, H, W) map, then a flatten, Scale or Bias, as its
-    list of synapses: the pools' map of one channel (their image of that channel's identity), repeated per
-    channel, times the gain of the ops after them; None for any other chain. What a readout through a global
-    average pool reads (SqueezeNet's end: Conv, ReLU, GlobalAveragePool)."""
+    """A chain of average pools (global or windowed) over a (C, H, W) map, then a flatten, Scale, Bias or a Concat's
+    :class:`_Embed`, as its list of synapses: the pools' map of one channel (their image of that channel's
+    identity), repeated per channel, placed at the Concat's channel offset, times the gain of the ops after them;
+    None for any other chain. What a readout through a global average pool reads (SqueezeNet's end: Conv, ReLU,
+    GlobalAveragePool), and a pooled shortcut joined by a Concat (a ShuffleNet unit's), which composed into one
+    matrix would pass the cap."""
     if len(in_shape) != 3:
         return None
     pools = 0
     while pools < len(ops) and isinstance(ops[pools], (AvgPool2d, GlobalAvgPool)):
         pools += 1
-    if not pools or not all(isinstance(o, (Reshape, Scale, Bias)) for o in ops[pools:]):
+    embeds = [o for o in ops[pools:] if isinstance(o, _Embed)]
+    if not pools or len(embeds) > 1 or not all(isinstance(o, (Reshape, Scale, Bias, _Embed)) for o in ops[pools:]):
         return None
     c, h, w = in_shape
     basis = np.eye(h * w, dtype=np.float32).reshape(h * w, 1, h, w)
@@ -650,7 +653,7 @@ def _pooling_list(ops: list, in_shape: tuple[int, ...], out_shape: tuple[int, ..
     gain = (_apply(rest, np.ones(pooled, np.float32)) - _apply(rest, np.zeros(pooled, np.float32))).reshape(-1)
     cell_in, cell_out = np.nonzero(per_channel)
     channel = np.repeat(np.arange(c, dtype=np.int64), cell_in.size)
-    rows = channel * cells + np.tile(cell_out, c)
+    rows = (channel + (embeds[0].offset if embeds else 0)) * cells + np.tile(cell_out, c)
     cols = channel * (h * w) + np.tile(cell_in, c)
     weight = np.tile(per_channel[cell_in, cell_out], c) * gain[rows]
     order = np.lexsort((cols, rows))
@@ -1127,6 +1130,10 @@ def _hidden(
             spec = _diagonal(ops, shape)  # an identity or Scale skip: one-to-one
         elif ops and isinstance(ops[0], _Embed) and _elementwise(ops[1:]):
             spec = _one_to_one(ops, types[source].shape, shape)  # a Concat's input into its channels, one to one
+        elif isinstance(ops[0], (AvgPool2d, GlobalAvgPool)) and (
+            pooled := _pooling_list(ops, types[source].shape, shape)
+        ):
+            spec = pooled  # spikes through average pools only (a pooled shortcut): their synapses, listed
         elif delay > 0 and not rules.delayed_conv and any(isinstance(o, Conv2d) for o in ops):
             conv, _ = _synapse(ops, types[source].shape, shape, where, rules)
             spec = _delayed_taps(conv, shape, where, rules)  # a delayed conv: its taps
