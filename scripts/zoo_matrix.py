@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/zoo_matrix.py            # print the table
     .venv/bin/python scripts/zoo_matrix.py --write    # and rewrite the table in docs/zoo.md
+    .venv/bin/python scripts/zoo_matrix.py --bigger 8 --only squeezenet   # and on the machine its refusals name
 
 The models: the classic ONNX vision models at opset 9 as the onnx package ships them (its
 ``backend/test/data/light``: the model zoo's architectures, 3 x 224 x 224, their weights made constant), the
@@ -146,7 +147,7 @@ def _input_shape(path: Path) -> tuple[int, ...]:
     return tuple(d.dim_value or 1 for d in first.type.tensor_type.shape.dim)[1:]
 
 
-def compile_one(path: Path, target: str, out: Path) -> Outcome:
+def compile_one(path: Path, target: str, out: Path, options: dict[str, str] | None = None) -> Outcome:
     from neurodeploy.compiler import compile_model
     from neurodeploy.data.calibration import Calibration
     from neurodeploy.errors import NeurodeployError
@@ -154,7 +155,7 @@ def compile_one(path: Path, target: str, out: Path) -> Outcome:
     rng = np.random.default_rng(0)
     calibration = Calibration(rng.random((CALIBRATION_SAMPLES, *_input_shape(path))).astype(np.float32), "random")
     try:
-        artifact = compile_model(path, target, out, calibration=calibration)
+        artifact = compile_model(path, target, out, calibration=calibration, target_options=options)
     except NeurodeployError as exc:
         return Outcome(False, _one_line(f"{type(exc).__name__}: {exc}", path))
     except Exception as exc:  # a crash is a defect of ours: the matrix shows it as one
@@ -172,6 +173,47 @@ def matrix(targets: tuple[str, ...] = TARGETS) -> tuple[list[str], dict[tuple[st
             for target in targets:
                 outcomes[name, target] = compile_one(path, target, Path(tmp) / "out" / f"{len(outcomes)}")
     return [name for name, _ in rows], outcomes
+
+
+MACHINE = re.compile(r"--target-option (chips|boards)=(\d+)")
+"""How a refusal for size names the machine that would hold the network (loihi's chips=, spinnaker's boards=)."""
+
+
+def named_machine(outcome: Outcome, largest: int) -> dict[str, str] | None:
+    """The target option of the machine a refusal names (``chips=3``), where it has at most ``largest`` of them."""
+    found = None if outcome.compiled else MACHINE.search(outcome.text)
+    if found is None or int(found.group(2)) > largest:
+        return None
+    return {found.group(1): found.group(2)}
+
+
+def bigger(
+    names: list[str], outcomes: dict[tuple[str, str], Outcome], largest: int, folder: Path, only: list[str]
+) -> list[str]:
+    """Each pair refused for size, compiled again on the machine its refusal names (at most ``largest`` chips or
+    boards), as lines: what a network that physically fits there does."""
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = dict(models(Path(tmp)))
+        for name in names:
+            if only and not any(o in name for o in only):
+                continue
+            for target in TARGETS:
+                options = named_machine(outcomes[name, target], largest)
+                if options is None:
+                    continue
+                while True:  # placement may name more than the neuron count did
+                    outcome = compile_one(paths[name], target, folder / f"bigger{len(lines)}", options)
+                    more = named_machine(outcome, largest)
+                    if more is None or more == options:
+                        break
+                    options = more
+                ((key, value),) = options.items()
+                verdict = "compiled" if outcome.compiled else "refused"
+                lines.append(
+                    f"{name}, {target}, {key}={value}: {verdict}" + (f": {outcome.text}" if outcome.text else "")
+                )
+    return lines
 
 
 def table(names: list[str], outcomes: dict[tuple[str, str], Outcome], targets: tuple[str, ...] = TARGETS) -> str:
@@ -208,11 +250,24 @@ def documented(doc: Path = DOC) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help=f"rewrite the table in {DOC.relative_to(ROOT)}")
+    parser.add_argument(
+        "--bigger",
+        type=int,
+        metavar="N",
+        help="then compile each pair refused for size again on the chips= or boards= its refusal names, where that "
+        "is at most N (the larger networks take minutes and tens of GB each)",
+    )
+    parser.add_argument("--only", action="append", default=[], help="with --bigger: models whose name holds this")
     args = parser.parse_args(argv)
-    text = table(*matrix())
+    names, outcomes = matrix()
+    text = table(names, outcomes)
     print(text)
     if args.write:
         write(text)
+    if args.bigger:
+        with tempfile.TemporaryDirectory() as tmp:
+            for line in bigger(names, outcomes, args.bigger, Path(tmp), args.only):
+                print(line, flush=True)
     return 0
 
 

@@ -55,3 +55,14 @@ def test_squeezenet_compiles_for_loihi_on_the_chips_its_refusal_names(tmp_path):
     )
     assert artifact.manifest["target"]["board_ready"] in (True, False)
     assert any("have a vth below what their weights allow" in w for w in artifact.manifest["warnings"])
+
+
+def test_bigger_reads_the_machine_a_refusal_names():
+    zoo = load_script("zoo_matrix")
+    loihi = zoo.Outcome(False, "ResourceError: ... compile with --target-option chips=3 or more")
+    spinnaker = zoo.Outcome(False, "ResourceError: ... compile with --target-option boards=13 or more")
+    assert zoo.named_machine(loihi, 8) == {"chips": "3"}
+    assert zoo.named_machine(loihi, 2) is None  # past the largest machine asked for
+    assert zoo.named_machine(spinnaker, 16) == {"boards": "13"}
+    assert zoo.named_machine(zoo.Outcome(True, "compiled with --target-option chips=3"), 8) is None
+    assert zoo.named_machine(zoo.Outcome(False, "LRN has no spiking form"), 8) is None
