@@ -29,6 +29,13 @@ one synapse (a ``Dense`` or ``Conv`` connection) that joins them:
   is composed into one weight matrix by applying the ops to the identity (:class:`DenseSpec`), up to
   ``Rules.max_dense_entries``; the flatten order is the graph's (C, H, W) (a target lays it out in its own
   order, e.g. Lava's (X, Y, C)).
+* **Delayed convolutions**: a branch that arrives before the others at its population (a residual shortcut, a
+  Concat's shallower input) is delayed to meet them. Where the target's convolutions take no delay
+  (``Rules.delayed_conv`` false: Lava's Conv), a delayed convolution is its taps listed with the delay, or, where
+  that list would pass ``Rules.max_dense_entries`` (ResNet-50's projection shortcuts, DenseNet's late Concat
+  inputs), it reads a relay population (:func:`_relay`) that repeats its source's spikes late, one neuron and one
+  synapse per source neuron, and stays one shared-kernel Conv. Exact: each relay neuron fires once per spike it
+  gets, one step after the delay its synapse adds.
 * **Delay** (a network's own delay, NIR's Delay): a Delay op on the ops between two populations commutes with
   them; its steps are added to that synapse's ``delay`` (and recorded as its ``lag``), while depths, which align
   the pipeline, do not count them, so the population receives that input later in the graph's time too. A target
@@ -82,7 +89,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from neurodeploy.errors import ConversionError
+from neurodeploy.errors import ConversionError, ResourceError
 from neurodeploy.ir.graph import Graph, GraphIndex
 from neurodeploy.ir.neurons import IF, LIF, channel_threshold, leaky_refusal
 from neurodeploy.ir.op import Op
@@ -126,6 +133,9 @@ class Rules:
     """Whether the target's convolution synapses store their kernel once (weight sharing): a pooling that is no
     convolution's block before a convolution is then the composed convolution plus a list of its corrections along
     the borders (:class:`_Patched`), not one list of every synapse."""
+    max_neurons: int | None = None
+    """The neurons the target's machine holds, where known: the relay populations a delayed convolution may read
+    (:func:`_relay`) are refused once they and the graph's neurons pass it, before they are all built."""
 
 
 @dataclass
@@ -466,16 +476,19 @@ def _dense(ops: list[Op], in_shape: tuple[int, ...], where: str, rules: Rules) -
 
 
 def _block_pool(op: Op, shape: tuple[int, ...]) -> bool:
-    """An AvgPool2d over disjoint blocks that tile its (C, H, W) input."""
-    return (
+    """An AvgPool2d over disjoint blocks that tile its (C, H, W) input: kernel == stride dividing the map, or one
+    window over the whole map whatever its stride (ResNet-50's 7x7 stride-1 pool of a 7x7 map: a global one)."""
+    if not (
         isinstance(op, AvgPool2d)
         and len(shape) == 3
-        and tuple(op.kernel) == tuple(op.stride)
         and not any(op.padding)
         and tuple(op.dilation) == (1, 1)
         and not op.ceil_mode
-        and shape[1] % op.kernel[0] == 0
-        and shape[2] % op.kernel[1] == 0
+    ):
+        return False
+    whole = tuple(op.kernel) == tuple(shape[1:])
+    return whole or (
+        tuple(op.kernel) == tuple(op.stride) and shape[1] % op.kernel[0] == 0 and shape[2] % op.kernel[1] == 0
     )
 
 
@@ -1121,11 +1134,12 @@ def _hidden(
     depth = max(populations[j].depth for j in sources) + 1  # the pipeline's alignment; a Delay adds to it below
     order = sorted(range(len(branches)), key=lambda i: (sources[i] != main, i))  # the main synapse first
     specs: list[tuple[int, ConvSpec | DenseSpec | SparseSpec, int, list[str], int]] = []
+    relays: dict[tuple[int, int], int] = {}  # (source, delay) -> its relay population (:func:`_relay`)
     for i in order:
         source, ops = branches[i]
         where = _where(op) + (f" (branch from {source!r} through {', '.join(adds)})" if adds else "")
         delay = depth - populations[sources[i]].depth - 1 + asked[i]  # alignment, and the Delay ops' steps
-        spec: ConvSpec | DenseSpec | SparseSpec
+        spec: ConvSpec | DenseSpec | SparseSpec | _Patched
         if adds and all(isinstance(o, Scale) for o in ops) and types[source].shape == shape:
             spec = _diagonal(ops, shape)  # an identity or Scale skip: one-to-one
         elif ops and isinstance(ops[0], _Embed) and _elementwise(ops[1:]):
@@ -1136,7 +1150,17 @@ def _hidden(
             spec = pooled  # spikes through average pools only (a pooled shortcut): their synapses, listed
         elif delay > 0 and not rules.delayed_conv and any(isinstance(o, Conv2d) for o in ops):
             conv, _ = _synapse(ops, types[source].shape, shape, where, rules)
-            spec = _delayed_taps(conv, shape, where, rules)  # a delayed conv: its taps
+            taps = _taps_count(conv.conv if isinstance(conv, _Patched) else conv, shape)
+            if isinstance(conv, ConvSpec | _Patched) and taps > rules.max_dense_entries and not asked[i]:
+                # its taps would pass the cap: a relay population carries the spikes late, the conv reads it
+                key = (sources[i], delay)
+                if key not in relays:
+                    populations.append(_relay(populations, sources[i], delay))
+                    relays[key] = len(populations) - 1
+                    _check_relays(populations, where, taps, rules)
+                sources[i], delay, spec = relays[key], 0, conv
+            else:
+                spec = _delayed_taps(conv, shape, where, rules)  # a delayed conv: its taps
         elif (delay > 0 and not rules.delayed_conv) or (adds and not any(isinstance(o, (Conv2d, Dense)) for o in ops)):
             spec, _ = _dense(ops, types[source].shape, where, rules)  # a delayed Dense, or a reshaping skip
         else:
@@ -1164,7 +1188,53 @@ def _hidden(
         skips=skips,
         adds=adds,
         depth=depth,
-        source=None if main == previous else main,
+        source=None if main == previous and not relays else main,  # relays come between it and ``previous``
+    )
+
+
+def _relay(populations: list[Population], source: int, delay: int) -> Population:
+    """A population that repeats population ``source``'s spikes ``delay`` steps late: one IF neuron per neuron,
+    reading it one to one with weight 1 (one threshold: each spike fires its relay, which keeps v = 0.5), its
+    synapse delayed ``delay - 1`` steps and its own step the last. What a delayed convolution reads on a target
+    whose convolutions take no delay, where listing the convolution's taps would pass the cap: the relay costs a
+    neuron and one synapse per source neuron, the convolution stays one shared-kernel synapse. Its ``value`` is the
+    source's (the same activations), its ``ops`` none of the graph's."""
+    src = populations[source]
+    n = int(np.prod(src.shape))
+    index = np.arange(n, dtype=np.int64)
+    identity = SparseSpec(index, index.copy(), np.ones(n, np.float32), tuple(src.shape), tuple(src.shape))
+    return Population(
+        f"{src.name}_delay{delay}",
+        "hidden",
+        tuple(src.shape),
+        identity,
+        np.zeros(src.shape, np.float32),
+        [],
+        value=src.value,
+        meta={"relay": {"source": src.name, "steps": delay}},
+        delay=delay - 1,
+        depth=src.depth + delay,
+        source=source,
+    )
+
+
+def _check_relays(populations: list[Population], where: str, taps: int, rules: Rules) -> None:
+    """Refuse relays past ``rules.max_neurons``: the populations so far (the graph's neurons yet to come are not
+    counted: the refusal comes early, not late) with their relays (:func:`_relay`)."""
+    if rules.max_neurons is None:
+        return
+    relays = [p for p in populations if "relay" in p.meta]
+    total = sum(int(np.prod(p.shape)) for p in populations if p.role != "readout")
+    if total <= rules.max_neurons:
+        return
+    extra = sum(int(np.prod(p.shape)) for p in relays)
+    raise ResourceError(
+        f"{where}: the target's convolutions take no delay and this branch is delayed; its taps listed would be "
+        f"{taps} synapses, past the {rules.max_dense_entries} the {rules.target} target builds, and the relay "
+        f"populations that repeat delayed spikes instead ({len(relays)} so far, {extra:,} neurons, the latest "
+        f"{relays[-1].name!r}) take the network past the {rules.max_neurons:,} neurons the machine holds; give it "
+        "more chips, or shorten the paths that make branches wait (a Concat of many layers of different depths "
+        "needs a relay per input and delay)"
     )
 
 

@@ -59,12 +59,15 @@ def _input_of(lowered, name: str, maps: dict[str, np.ndarray]) -> np.ndarray:
     return total + pop.bias
 
 
-def vgg_head(pool: bool) -> Graph:
-    """conv -> IF a (4, 8, 8) -> [AvgPool 2x2] -> flatten -> Dense (6) -> IF b -> Dense (3): VGG's fc6 in small."""
+def vgg_head(pool: bool | str) -> Graph:
+    """conv -> IF a (4, 8, 8) -> [AvgPool 2x2, or ``"whole"``: one 8x8 window at stride 1, ResNet-50's global
+    pool] -> flatten -> Dense (6) -> IF b -> Dense (3): VGG's fc6 in small."""
     rng = np.random.default_rng(3)
-    n = 4 * 4 * 4 if pool else 4 * 8 * 8
+    n = 4 if pool == "whole" else 4 * 4 * 4 if pool else 4 * 8 * 8
+    window = (8, 8) if pool == "whole" else (2, 2)
+    step = (1, 1) if pool == "whole" else (2, 2)
     ops = [_conv("c1", "x", "h1", 1, 4, 3, 0), _if("a", "h1", "sa")]
-    ops += [AvgPool2d(name="pool", inputs=("sa",), output="p", kernel=(2, 2), stride=(2, 2))] if pool else []
+    ops += [AvgPool2d(name="pool", inputs=("sa",), output="p", kernel=window, stride=step)] if pool else []
     ops += [
         Reshape(name="flat", inputs=("p" if pool else "sa",), output="f", shape=(n,)),
         Dense(name="fc6", inputs=("f",), output="h2", weight=rng.normal(0, 0.3, (6, n)).astype(F),
@@ -77,9 +80,9 @@ def vgg_head(pool: bool) -> Graph:
     return graph
 
 
-@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("pool", [False, True, "whole"])
 @pytest.mark.parametrize("rules", list(SMALL.values()), ids=list(SMALL))
-def test_a_dense_after_a_flatten_is_its_own_weights_whatever_the_cap(pool: bool, rules: Rules) -> None:
+def test_a_dense_after_a_flatten_is_its_own_weights_whatever_the_cap(pool: bool | str, rules: Rules) -> None:
     graph = vgg_head(pool)
     lowered = lower(graph, rules)
     b = next(p for p in lowered.populations if p.name == "b")

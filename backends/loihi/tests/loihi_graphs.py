@@ -427,3 +427,30 @@ def convert(graph: Graph, calibration: np.ndarray | None = None) -> Graph:
     snn = graph.copy()
     PassManager(build_pipeline(CANONICALIZE + ",convert-to-snn")).run(snn, PassContext(calibration=calibration))
     return snn
+
+
+def relay_block(seed: int = 4) -> Graph:
+    """x (1, 6, 6) -> conv -> IF a -> conv -> IF b -> conv, + a 3x3 conv of a (the shortcut, a step shallower)
+    -> IF d -> flatten -> dense (3): a delayed convolution, listed as taps or read from a relay (test_relay.py)."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name: str, source: str, out: str, c_in: int, scale: float) -> Conv2d:
+        weight = rng.normal(0, scale, (4, c_in, 3, 3)).astype(np.float32)
+        bias = rng.uniform(0.0, 0.15, 4).astype(np.float32)
+        return Conv2d(name=name, inputs=(source,), output=out, weight=weight, bias=bias, padding=(1, 1, 1, 1))
+
+    ops = [
+        conv("conv1", "x", "c1", 1, 1.2),
+        IF(name="if_a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        conv("conv2", "sa", "c2", 4, 0.5),
+        IF(name="if_b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        conv("conv3", "sb", "c3", 4, 0.4),
+        conv("shortcut", "sa", "cs", 4, 0.4),
+        Add(name="join", inputs=("c3", "cs"), output="j"),
+        IF(name="if_d", inputs=("j",), output="sd", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("sd",), output="f", shape=(4 * 36,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=rng.normal(0, 0.3, (3, 4 * 36)).astype(np.float32)),
+    ]
+    graph = Graph("relay_block", {"x": TensorType((1, 6, 6))}, ["y"], ops)
+    graph.verify()
+    return graph

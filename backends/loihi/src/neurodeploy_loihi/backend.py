@@ -34,6 +34,7 @@ from neurodeploy_loihi.lowering import Lowered, lower
 from neurodeploy_loihi.program import Program
 from neurodeploy_loihi.quantize import Options, Quantized, quantize, to_lava
 from neurodeploy_loihi.resources import (
+    NEURONS_PER_CHIP,
     NEURONS_PER_CORE,
     SPEC,
     SYNAPTIC_MEMORY_BYTES,
@@ -265,7 +266,12 @@ class Loihi2Backend(Backend):
         check_neurons(spiking_layers(graph), int(model.target_options.get("chips", 1)), MAX_CHIPS)
         events = model.encoding.kind == "events"  # the frames go to the chip as spikes
         netx = _netx_profile(graph) and not events  # (a .net's Input block is driven by a current)
-        lowered = lower(graph, spike_input=events)
+        chips = int(model.target_options.get("chips", 1))
+        lowered = lower(graph, spike_input=events, max_neurons=chips * NEURONS_PER_CHIP)
+        relays = [p for p in lowered.populations if "relay" in p.meta]
+        if relays:  # they repeat delayed spikes (lowering._relay): neurons the graph's layers do not count
+            sizes = [(p.name, int(np.prod(p.shape))) for p in lowered.populations if p.role != "readout"]
+            check_neurons(sizes, chips, MAX_CHIPS)
         readout_range, source = _readout_range(lowered, graph, model.calibration)
         means = None
         calibration = model.calibration
