@@ -108,3 +108,21 @@ def test_relays_past_the_machines_neurons_are_refused_naming_them(monkeypatch) -
         r"neurons the machine holds",
     ):
         loihi_lowering.lower(relay_block(), max_neurons=300)
+
+
+def test_graded_mode_runs_the_relay_as_its_integer_reference(tmp_path: Path, monkeypatch) -> None:
+    """Graded mode (payloads, one step per layer) with the relay: its outputs equal its own integer forward pass
+    and the listed-taps program's, value for value."""
+    from neurodeploy_loihi.graded import GradedProgram
+
+    graph = relay_block()
+    x = np.random.default_rng(9).random((16, 1, 6, 6)).astype(F)
+    outputs = []
+    for name, cap in (("relay", SMALL_CAP), ("taps", None)):
+        _program(graph, tmp_path / name, x, cap, monkeypatch)
+        graded = GradedProgram.load(tmp_path / name)
+        assert ("if_a_delay1" in graded.names) == (name == "relay")
+        got = graded.run(x, 1).outputs
+        np.testing.assert_array_equal(got, graded.reference(x))
+        outputs.append(got)
+    np.testing.assert_array_equal(*outputs)
