@@ -991,11 +991,15 @@ def _box_composed(pool: AvgPool2d, conv: Conv2d) -> np.ndarray:
     return (out / (ph * pw)).astype(np.float32)
 
 
+def _kernel_of(spec: ConvSpec | _Patched) -> ConvSpec:
+    """A convolution synapse's one shared kernel (a :class:`_Patched` one's composed convolution)."""
+    return spec.conv if isinstance(spec, _Patched) else spec
+
+
 def _listed(spec: ConvSpec | _Patched, shape: tuple[int, ...], where: str, rules: Rules, why: str) -> SparseSpec:
     """A convolution (a :class:`_Patched` one: the composed convolution's taps and its corrections, summed) as its
     list of synapses, refused where the list would exceed what the target builds (``why`` says why it is listed)."""
-    conv = spec.conv if isinstance(spec, _Patched) else spec
-    count = _taps_count(conv, shape)
+    count = _taps_count(_kernel_of(spec), shape)
     if count > rules.max_dense_entries:
         raise ConversionError(
             f"{where}: {why}, so the {rules.target} target lists it tap by tap: up to {count} synapses, above the "
@@ -1144,14 +1148,16 @@ def _hidden(
             spec = _diagonal(ops, shape)  # an identity or Scale skip: one-to-one
         elif ops and isinstance(ops[0], _Embed) and _elementwise(ops[1:]):
             spec = _one_to_one(ops, types[source].shape, shape)  # a Concat's input into its channels, one to one
-        elif isinstance(ops[0], (AvgPool2d, GlobalAvgPool)) and (
-            pooled := _pooling_list(ops, types[source].shape, shape)
+        elif (
+            ops
+            and isinstance(ops[0], (AvgPool2d, GlobalAvgPool))
+            and (pooled := _pooling_list(ops, types[source].shape, shape))
         ):
             spec = pooled  # spikes through average pools only (a pooled shortcut): their synapses, listed
         elif delay > 0 and not rules.delayed_conv and any(isinstance(o, Conv2d) for o in ops):
             conv, _ = _synapse(ops, types[source].shape, shape, where, rules)
-            taps = _taps_count(conv.conv if isinstance(conv, _Patched) else conv, shape)
-            if isinstance(conv, ConvSpec | _Patched) and taps > rules.max_dense_entries and not asked[i]:
+            taps = _taps_count(_kernel_of(conv), shape) if isinstance(conv, ConvSpec | _Patched) else 0
+            if taps > rules.max_dense_entries and not asked[i]:
                 # its taps would pass the cap: a relay population carries the spikes late, the conv reads it
                 key = (sources[i], delay)
                 if key not in relays:

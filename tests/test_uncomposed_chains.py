@@ -210,3 +210,19 @@ def test_a_readout_through_other_ops_still_names_them() -> None:
     graph.verify()
     with pytest.raises(ConversionError, match=r"read from spikes through Reshape 'flat', Reshape 'back'"):
         lower(graph, SMALL["listed"])
+
+
+def test_neurons_reading_neurons_with_no_op_between_are_refused_naming_them() -> None:
+    """IF b reads IF a's spikes directly: no synapse to map, a named refusal (not an index error of the branch
+    checks that look at a chain's first op)."""
+    ops = [
+        _conv("c1", "x", "h1", 1, 2, 1, 0),
+        _if("a", "h1", "sa"),
+        _if("b", "sa", "sb"),
+        Reshape(name="flat", inputs=("sb",), output="f", shape=(8,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, 8), F)),
+    ]
+    graph = Graph(name="if_if", inputs={"x": TensorType((1, 2, 2))}, outputs=["y"], ops=ops)
+    for rules in SMALL.values():
+        with pytest.raises(ConversionError, match=r"IF 'b': no Conv or Dense between two neuron layers"):
+            lower(graph, rules)

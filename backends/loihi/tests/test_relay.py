@@ -82,12 +82,11 @@ def test_the_relay_network_fires_spike_for_spike_as_the_listed_taps(tmp_path: Pa
     assert np.mean(got.outputs.argmax(axis=1) == reference.outputs["y"].argmax(axis=1)) >= 0.9
 
 
-@pytest.mark.parametrize("cap", [SMALL_CAP])
-def test_a_relayed_network_places_the_relay_neurons(tmp_path: Path, monkeypatch, cap: int) -> None:
+def test_a_relayed_network_places_the_relay_neurons(tmp_path: Path, monkeypatch) -> None:
     """The relay's neurons are placed and counted as any population's."""
     graph = relay_block()
     x = np.random.default_rng(9).random((8, 1, 6, 6)).astype(F)
-    monkeypatch.setattr(loihi_lowering, "RULES", dataclasses.replace(loihi_lowering.RULES, max_dense_entries=cap))
+    monkeypatch.setattr(loihi_lowering, "RULES", dataclasses.replace(loihi_lowering.RULES, max_dense_entries=SMALL_CAP))
     emitted = emit_graph(graph, tmp_path, x)
     placed = {entry["layer"] for entry in emitted.report["placement"]}
     assert "if_a_delay1" in placed

@@ -263,10 +263,10 @@ class Loihi2Backend(Backend):
                         "zero (convert with reset=zero, or compile with --target-option profile=exact for Lava's "
                         "CPU simulation)"
                     )
-        check_neurons(spiking_layers(graph), int(model.target_options.get("chips", 1)), MAX_CHIPS)
+        chips = int(model.target_options.get("chips", 1))
+        check_neurons(spiking_layers(graph), chips, MAX_CHIPS)
         events = model.encoding.kind == "events"  # the frames go to the chip as spikes
         netx = _netx_profile(graph) and not events  # (a .net's Input block is driven by a current)
-        chips = int(model.target_options.get("chips", 1))
         lowered = lower(graph, spike_input=events, max_neurons=chips * NEURONS_PER_CHIP)
         relays = [p for p in lowered.populations if "relay" in p.meta]
         if relays:  # they repeat delayed spikes (lowering._relay): neurons the graph's layers do not count

@@ -507,12 +507,13 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
             vth, weight_exp = _scale_for(top_abs, top, conv, where, options.netx, cap)
             if pop.skips:
                 vth, weight_exp, skips = _skip_synapses(pop, lowered, vth, weight_exp, top_abs, top, where, options)
-            own = _scale_for(top_abs, top, conv, where, options.netx)[0] if vth == cap < VTH_MAX else vth
-            if own > vth:
-                entry["vth_lowered_for_bias"] = (
-                    f"vth {vth}, below the {own} its weights allow, so that its bias of "
-                    f"{float(np.abs(pop.bias).max()):.4g} thresholds per step fits: its weights keep fewer bits"
-                )
+            if vth == cap < VTH_MAX:  # the bias may have set vth: what the weights alone allow
+                own = _scale_for(top_abs, top, conv, where, options.netx)[0]
+                if own > vth:
+                    entry["vth_lowered_for_bias"] = (
+                        f"vth {vth}, below the {own} its weights allow, so that its bias of "
+                        f"{float(np.abs(pop.bias).max()):.4g} thresholds per step fits: its weights keep fewer bits"
+                    )
             threshold = fp.effective_threshold(vth)
             scale = float(threshold)
         else:  # readout: as large a scale as readout_steps steps allow, then the weights' exponent
