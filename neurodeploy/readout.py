@@ -61,6 +61,8 @@ class Choice:
     source: str
     agreement: dict[int, dict[int, float]] = field(default_factory=dict)
     samples: int = 0
+    chosen: bool = False
+    """Whether the calibration chose the delay (False: a fixed option, or D = 0 because it could not calibrate)."""
 
     def manifest(self) -> dict[str, Any]:
         """What the manifest records of each output (``outputs[i]["readout_delay"]``)."""

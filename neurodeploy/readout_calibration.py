@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from neurodeploy.encoding import Encoding
@@ -30,14 +32,24 @@ BUDGET = 10**11
 larger network runs fewer samples, and one that cannot run MIN_SAMPLES within it keeps D = 0."""
 
 
+Readout = Callable[[int, int], np.ndarray]
+"""readout(skip, T): the output of a run of T steps that leaves out the first ``skip`` steps, (samples, ...)."""
+Runner = Callable[[np.ndarray, int], Readout]
+"""runner(x, steps): runs the calibration samples x for ``steps`` steps once and returns their :data:`Readout`
+(any T and skip up to ``steps``)."""
+
+
 def choose(
     option: int | str,
     snn: Graph,
     ann: Graph | None,
     calibration: np.ndarray | None,
     encoding: Encoding,
+    runner: Runner | None = None,
+    what: str = "",
 ) -> Choice:
-    """The artifact's readout delay for the target option (``auto`` or steps; see the module)."""
+    """The artifact's readout delay for the target option (``auto`` or steps; see the module). ``runner`` runs
+    what the target runs (default: the float SNN, :func:`float_snn`), ``what`` names it in the choice's source."""
     if option != "auto":
         return Choice(int(option), "target option readout_delay")
     fill = pipeline_fill(snn)
@@ -60,24 +72,34 @@ def choose(
             else f"a network of {macs:,} MACs per step (budget {BUDGET:.0e} for {MIN_SAMPLES} samples of 64 steps)"
         )
         return Choice(0, f"auto: not calibrated ({why}; it needs {MIN_SAMPLES}); set the target option readout_delay=N")
-    return calibrate(snn, ann, calibration[:samples])
+    return calibrate(snn, ann, calibration[:samples], runner, what)
 
 
-def calibrate(snn: Graph, ann: Graph, x: np.ndarray) -> Choice:
-    """The candidate delay whose readout agrees most with the ANN on ``x``, averaged over CALIBRATION_STEPS."""
-    name = next(iter(snn.inputs))
+def float_snn(snn: Graph) -> Runner:
+    """The :data:`Runner` of the float SNN (:func:`neurodeploy.simulate.simulate`), read at the checkpoints every
+    candidate needs."""
+
+    def run(x: np.ndarray, top: int) -> Readout:
+        marks = {readout_skip(d, t) for d in CANDIDATES for t in CALIBRATION_STEPS} | set(CALIBRATION_STEPS)
+        sim = simulate(snn, {next(iter(snn.inputs)): x}, top, checkpoints=tuple(sorted(marks - {0})))
+        out = snn.outputs[0]
+        means = {t: outs[out] for t, outs in sim.checkpoints.items()}
+        means[top] = sim.outputs[out]
+        return lambda skip, t: delayed_mean(means[t], t, skip, means.get(skip))
+
+    return run
+
+
+def calibrate(snn: Graph, ann: Graph, x: np.ndarray, runner: Runner | None = None, what: str = "") -> Choice:
+    """The candidate delay whose readout agrees most with the ANN on ``x``, averaged over CALIBRATION_STEPS, the
+    readout computed by ``runner`` (default: the float SNN)."""
     target = interpret.run(ann, {next(iter(ann.inputs)): x})[ann.outputs[0]].reshape(len(x), -1).argmax(axis=1)
-    top = max(CALIBRATION_STEPS)
-    marks = {readout_skip(d, t) for d in CANDIDATES for t in CALIBRATION_STEPS} | set(CALIBRATION_STEPS)
-    sim = simulate(snn, {name: x}, top, checkpoints=tuple(sorted(marks - {0})))
-    out = snn.outputs[0]
-    means = {t: outs[out] for t, outs in sim.checkpoints.items()}
-    means[top] = sim.outputs[out]
+    readout = (runner or float_snn(snn))(x, max(CALIBRATION_STEPS))
     agreement: dict[int, dict[int, float]] = {}
     for d in CANDIDATES:
         row = {}
         for t in CALIBRATION_STEPS:
-            late = delayed_mean(means[t], t, readout_skip(d, t), means.get(readout_skip(d, t)))
+            late = readout(readout_skip(d, t), t)
             row[t] = 100.0 * float((late.reshape(len(x), -1).argmax(axis=1) == target).mean())
         agreement[d] = row
     # the T at which the SNN works at all: some delay agrees with the ANN on at least USABLE percent of samples
@@ -85,7 +107,7 @@ def calibrate(snn: Graph, ann: Graph, x: np.ndarray) -> Choice:
     if not usable:
         return Choice(
             0,
-            f"auto: calibrated on {len(x)} samples; no delay agrees with the ANN on {USABLE:.0f}% of them at any "
+            f"auto: calibrated on {len(x)} samples{what}; no delay agrees with the ANN on {USABLE:.0f}% of them at any "
             f"T up to {max(CALIBRATION_STEPS)}",
             agreement,
             len(x),
@@ -93,10 +115,10 @@ def calibrate(snn: Graph, ann: Graph, x: np.ndarray) -> Choice:
     best = max(CANDIDATES, key=lambda d: (np.mean([agreement[d][t] for t in usable]), -d))
     mean = float(np.mean([agreement[best][t] for t in usable]))
     source = (
-        f"auto: calibrated on {len(x)} samples (agreement with the ANN over T = "
+        f"auto: calibrated on {len(x)} samples{what} (agreement with the ANN over T = "
         f"{', '.join(map(str, usable))}: {mean:.1f}% on average)"
     )
-    return Choice(best, source, agreement, len(x))
+    return Choice(best, source, agreement, len(x), chosen=True)
 
 
 def delayed_mean(mean: np.ndarray, steps: int, skip: int, early: np.ndarray | None) -> np.ndarray:

@@ -114,7 +114,9 @@ def test_compiling_twice_gives_identical_files(mnist_speck, tmp_path):
 
 def test_events_input_takes_integer_counts(mnist_speck, test_images):
     x = test_images[0][:2]
-    frames = direct_events(x, 6).astype(np.float32)
+    value = json.loads((mnist_speck.root / "speck.json").read_text())["host"]["input"]["event_value"]
+    assert value == 0.5  # two events per unit of a direct input (the input_events option's default)
+    frames = direct_events(x / value, 6).astype(np.float32)
     by_events = emulate_artifact(mnist_speck, frames, steps=6, encoding=Encoding("events"))
     direct = emulate_artifact(mnist_speck, x, steps=6)
     np.testing.assert_array_equal(by_events.outputs, direct.outputs)

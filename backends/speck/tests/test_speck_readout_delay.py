@@ -17,10 +17,11 @@ import pytest
 from neurodeploy_speck.backend import direct_events
 from neurodeploy_speck.emulator import Network
 
-from neurodeploy.artifact import load_artifact
+from neurodeploy.artifact import load_artifact, load_graph
 from neurodeploy.compiler import compile_model, emulate_artifact
 from neurodeploy.data.calibration import load_calibration
 from neurodeploy.errors import DataError
+from neurodeploy.ir import interpret
 from neurodeploy.readout import readout_skip
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -63,14 +64,47 @@ def _rewritten(artifact, copy: Path, document: dict):
     return load_artifact(copy)
 
 
-def test_auto_delay_is_the_cores_on_the_longest_path(artifacts):
+def _frames(document: dict, x: np.ndarray, steps: int) -> np.ndarray:
+    """A direct input's events as the artifact sends them: about x / event_value a step."""
+    return direct_events(x / document["host"]["input"]["event_value"], steps)
+
+
+def test_auto_delay_is_calibrated_on_the_binned_cores(artifacts):
     auto, none, _nodelay = artifacts
-    assert _document(auto)["host"]["output"]["readout_delay"] == 4  # conv, conv, conv, readout: one chain
-    assert _document(none)["host"]["output"]["readout_delay"] == 0
     report = json.loads((auto.root / "report.json").read_text())["target"]["readout_delay"]
-    assert report["steps"] == 4
-    assert "longest path" in report["source"]
+    assert report["source"].startswith("auto: calibrated on 128 samples in the binned mode")
+    table = {row["delay"]: row["percent"] for row in report["calibration"]["agreement_with_ann_percent"]}
+    steps = report["calibration"]["steps"]
+    usable = [i for i, _ in enumerate(steps) if max(row[i] for row in table.values()) >= 50]
+    best = max(table, key=lambda d: (np.mean([table[d][i] for i in usable]), -d))
+    assert report["steps"] == best == _document(auto)["host"]["output"]["readout_delay"]
+    assert best > 0  # the bundled CNN fills for a few steps
+    assert _document(none)["host"]["output"]["readout_delay"] == 0
     assert none.manifest["options"]["target_options"] == {"readout_delay": 0, "readout_floor": None}
+
+
+def test_the_agreement_table_is_the_binned_readout_hand_counted(artifacts):
+    auto, _none, nodelay = artifacts
+    report = json.loads((auto.root / "report.json").read_text())["target"]["readout_delay"]
+    x = load_calibration(str(MNIST / "calibration.npz")).x[:128]
+    graph = load_graph(auto.root, "ann")  # the ANN the compiler calibrated against
+    ann = interpret.run(graph, {next(iter(graph.inputs)): x})[graph.outputs[0]].reshape(len(x), -1).argmax(axis=1)
+    document = _document(nodelay)  # the same cores, counted from step 0
+    network = Network.from_config(document)
+    counts = network.run_binned(_frames(document, x, 64)).counts[network.output_core].reshape(len(x), 64, -1)
+    table = {row["delay"]: row["percent"] for row in report["calibration"]["agreement_with_ann_percent"]}
+    for delay in (0, 4, 16):
+        for i, steps in enumerate(report["calibration"]["steps"]):
+            skip = min(delay, steps // 2)
+            picked = counts[:, skip:steps].sum(axis=1).argmax(axis=1)  # value_per_spike > 0, no host bias here
+            assert table[delay][i] == round(100.0 * float((picked == ann).mean()), 2)
+
+
+def test_without_calibration_data_the_delay_is_the_cores_on_the_longest_path(tmp_path):
+    artifact = compile_model(MNIST / "mnist_cnn.onnx", "speck", tmp_path / "a")
+    assert _document(artifact)["host"]["output"]["readout_delay"] == 4  # conv, conv, conv, readout: one chain
+    report = json.loads((artifact.root / "report.json").read_text())["target"]["readout_delay"]
+    assert report["source"] == "cores on the longest path to the readout (no calibration data)"
 
 
 def test_skip_is_the_delay_at_most_half_the_run():
@@ -84,14 +118,15 @@ def test_outputs_are_the_counts_after_the_delay_hand_computed(artifacts, images,
     x = images[0][:8]
     document = _document(auto)
     network = Network.from_config(document)
-    counts = network.run_binned(direct_events(x, steps)).counts[network.output_core].reshape(len(x), steps, -1)
+    counts = network.run_binned(_frames(document, x, steps)).counts[network.output_core].reshape(len(x), steps, -1)
     value = document["host"]["output"]["value_per_spike"]
-    skip = min(4, steps // 2)
+    delay = document["host"]["output"]["readout_delay"]
+    skip = min(delay, steps // 2)
     expected = (counts[:, skip:].sum(axis=1) * value / (steps - skip)).astype(np.float32)
     result = emulate_artifact(auto, x, steps=steps, checkpoints=(steps // 2,))
     np.testing.assert_array_equal(result.outputs, expected)
     half = steps // 2
-    skip = min(4, half // 2)
+    skip = min(delay, half // 2)
     np.testing.assert_array_equal(
         result.checkpoints[half], (counts[:, skip:half].sum(axis=1) * value / (half - skip)).astype(np.float32)
     )
@@ -194,7 +229,7 @@ def test_a_readout_bias_that_would_zero_its_weights_goes_to_the_host(tmp_path):
     # the output is the counted spikes' value plus the host's bias, by hand from the emulator's record
     steps = 12
     network = Network.from_config(document)
-    counts = network.run_binned(direct_events(x, steps)).counts[network.output_core].reshape(len(x), steps, -1)
+    counts = network.run_binned(_frames(document, x, steps)).counts[network.output_core].reshape(len(x), steps, -1)
     skip = min(document["host"]["output"]["readout_delay"], steps // 2)
     value = document["host"]["output"]["value_per_spike"]
     expected = (counts[:, skip:].sum(axis=1) * value / (steps - skip) + np.asarray(bias)).astype(np.float32)
