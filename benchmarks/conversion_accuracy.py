@@ -26,8 +26,8 @@ smaller T from the emulator's checkpoints):
   (c) nmnist  examples/nmnist/nmnist_cnn.onnx, the 100 N-MNIST test samples as 1 ms event frames over 300 ms
               (events encoding: frame t at step t); the ANN sees the mean frame. Thresholds from the 1000
               training samples' mean frames: largest activation per layer, and 99.9th percentile per channel
-              with IF neurons and with signed neurons (``coding=signed``);
-              T = 1, 2, 4, ..., 256 and 300 (the full window).
+              with IF neurons and with signed neurons (``coding=signed``), and few-spike neurons (``coding=fs``,
+              run past the last frame on empty ones); T = 1, 2, 4, ..., 256 and 300 (the full window).
 
   (f) cifar   examples/cifar10_qcfs/resnet20_qcfs.onnx (QCFS, L = 4, trained λ as thresholds), the first
               ``--cifar-limit`` CIFAR-10 test images (default 1000), direct encoding: windowed neurons
@@ -109,7 +109,10 @@ NMNIST_RUNS = {
     "max, per layer": NORMS["max, per layer"],
     "p99.9, per channel": NORMS["p99.9, per channel"],
     "p99.9, per channel, signed": "convert-to-snn{norm=percentile,percentile=99.9,granularity=channel,coding=signed}",
+    "few-spike (coding=fs)": "convert-to-snn{coding=fs}",
 }
+"""(c)'s conversions. Few-spike networks run T steps after their pipeline has filled, past the recording's last
+frame: the frames after it are empty (``Encoding(pad=True)``)."""
 
 
 def training_seed(model: Path) -> int | None:
@@ -238,7 +241,7 @@ def part_nmnist(args: argparse.Namespace) -> dict[str, Any]:
             args,
             calibration="nmnist",
             pipeline=f"{CANONICALIZE},{convert}",
-            encoding=Encoding("events"),
+            encoding=Encoding("events", pad="coding=fs" in convert),
             data_options=dict(NMNIST_OPTIONS),
         )
     return {"runs": results, "data_options": dict(NMNIST_OPTIONS)}

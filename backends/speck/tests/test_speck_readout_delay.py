@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -234,6 +235,34 @@ def test_a_readout_bias_that_would_zero_its_weights_goes_to_the_host(tmp_path):
     value = document["host"]["output"]["value_per_spike"]
     expected = (counts[:, skip:].sum(axis=1) * value / (steps - skip) + np.asarray(bias)).astype(np.float32)
     np.testing.assert_array_equal(emulate_artifact(artifact, x, steps=steps).outputs, expected)
+
+
+@pytest.mark.parametrize(("rate", "on"), [("4", "chip"), ("64", "host")])
+def test_a_readout_bias_past_one_threshold_a_tick_goes_to_the_host(tmp_path, rate, on):
+    # bias 0.02 next to a readout threshold of about 0.57 / rate: 64 spikes a step leave 0.009 per spike, and one
+    # tick of the bias would be 2.2 thresholds, of which the chip sends one spike
+    from neurodeploy.data.calibration import Calibration
+
+    x = np.random.default_rng(1).random((8, 1, 16, 16)).astype(np.float32)
+    model = _gap_model(tmp_path / "gap.onnx", bias=0.02)
+    target_options = {"readout_rate": rate}
+    artifact = compile_model(
+        model, "speck", tmp_path / "a", calibration=Calibration(x, "random"), target_options=target_options
+    )
+    document = _document(artifact)
+    readout = document["configuration"]["cnn_layers"][document["host"]["output"]["core"]]
+    report = json.loads((artifact.root / "report.json").read_text())["target"]
+    if on == "chip":
+        assert any(readout["biases"])
+        assert "bias" not in document["host"]["output"]
+        assert "readout_bias" not in report
+        return
+    assert not any(readout["biases"])
+    np.testing.assert_allclose(document["host"]["output"]["bias"], [0.02, -0.02, 0.01], rtol=1e-6)
+    assert re.fullmatch(
+        r"one bias tick would add up to 2\.\d+ thresholds, and the chip sends one spike per tick",
+        report["readout_bias"]["why"],
+    )
 
 
 def test_a_hidden_layer_whose_weights_all_round_to_zero_is_refused(tmp_path):

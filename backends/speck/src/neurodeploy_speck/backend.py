@@ -28,7 +28,7 @@ from neurodeploy_speck.config import SCHEMA as CONFIG_SCHEMA
 from neurodeploy_speck.emulator import MODES, Network
 from neurodeploy_speck.lowering import Lowered, limit_spikes_per_event, lower
 from neurodeploy_speck.mapping import place
-from neurodeploy_speck.quantize import BIAS_TO_HOST, bias_to_host, quantize_layer
+from neurodeploy_speck.quantize import bias_to_host, quantize_layer
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +257,23 @@ class SpeckBackend(Backend):
         cores = placement(lowered)
         host_bias = None
         readout = lowered.layers[lowered.readout_layer]
-        if readout.readout and bias_to_host(readout):  # not for a spiking output: its bias shapes its spikes
+        why = bias_to_host(readout) if readout.readout else None  # not for a spiking output: its bias shapes its spikes
+        if why is not None:
             host_bias, readout.bias = readout.bias.copy(), np.zeros_like(readout.bias)
         floor = model.target_options.get("readout_floor", DEFAULT_READOUT_FLOOR)
         quantized = [quantize_layer(layer, floor if layer.readout else None) for layer in lowered.layers]
         option = model.target_options.get("readout_delay", "auto")
         plan = SpeckPlan(
-            model, lowered, cores, quantized, source, limit, scaling, host_bias=host_bias, event_value=event_value
+            model,
+            lowered,
+            cores,
+            quantized,
+            source,
+            limit,
+            scaling,
+            host_bias=host_bias,
+            host_bias_why=why,
+            event_value=event_value,
         )
         if option != "auto":
             plan.readout_delay, plan.delay_source = int(option), "target option"
@@ -400,7 +410,7 @@ class SpeckBackend(Backend):
         if plan.host_bias is not None:
             report["readout_bias"] = {
                 "on": "host",
-                "why": f"on the chip it would shrink the readout's 8-bit weight scale more than {BIAS_TO_HOST:g} times",
+                "why": plan.host_bias_why,
                 "range": [float(plan.host_bias.min()), float(plan.host_bias.max())],
             }
         if plan.scaling is not None:
@@ -593,5 +603,7 @@ class SpeckPlan(Plan):
     """``auto``'s choice on the calibration data, with its table, where it ran."""
     host_bias: np.ndarray | None = None
     """The readout's bias when the host adds it (:func:`neurodeploy_speck.quantize.bias_to_host`)."""
+    host_bias_why: str | None = None
+    """Why the host adds the readout's bias, in words."""
     event_value: float = INPUT_EVENT_VALUE
     """What one input event is worth: 1 / ``input_events`` for a direct input, 1 for events."""

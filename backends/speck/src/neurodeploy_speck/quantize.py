@@ -51,15 +51,24 @@ def shared_scales(layer: Layer) -> dict[str, float]:
     }
 
 
-def bias_to_host(layer: Layer) -> bool:
-    """Whether ``layer`` (the readout) should leave its bias to the host: with the bias, the shared scale would be
-    more than :data:`BIAS_TO_HOST` times smaller than without it (a Dense after a global average pool over 16 x 16
-    has weights 1/256 of the trained ones next to an undivided bias: on the chip they would round to 0)."""
+def bias_to_host(layer: Layer) -> str | None:
+    """Why ``layer`` (the readout) should leave its bias to the host, or None: with the bias, the shared scale would
+    be more than :data:`BIAS_TO_HOST` times smaller than without it (a Dense after a global average pool over
+    16 x 16 has weights 1/256 of the trained ones next to an undivided bias: on the chip they would round to 0), or
+    one bias tick would add more than a threshold (the chip sends one spike per tick, so the readout would count
+    less than its bias; a readout fired several times a step, ``readout_rate``, has a small threshold)."""
     if not np.any(layer.bias):
-        return False
+        return None
     scales = shared_scales(layer)
     others = min(value for what, value in scales.items() if what != "bias")
-    return scales["bias"] * BIAS_TO_HOST < others
+    if scales["bias"] * BIAS_TO_HOST < others:
+        return f"on the chip it would shrink the readout's 8-bit weight scale more than {BIAS_TO_HOST:g} times"
+    if float(np.max(layer.bias)) > layer.threshold:
+        return (
+            f"one bias tick would add up to {float(np.max(layer.bias)) / layer.threshold:.3g} thresholds, and the "
+            "chip sends one spike per tick"
+        )
+    return None
 
 
 @dataclass
