@@ -33,7 +33,9 @@ from neurodeploy_speck.quantize import bias_to_host, quantize_layer
 log = logging.getLogger(__name__)
 
 INPUT_EVENT_VALUE = 1.0
-"""What one input event is worth (float units) where the input arrives as events."""
+"""What one input event is worth in the float network where event counts per step are the input itself (events
+encoding); a direct input x is sent as about K x events per step, each worth 1/K (the ``input_events`` target
+option; see :func:`direct_events`)."""
 DEFAULT_INPUT_EVENTS = 2
 """Events per unit of a direct input and step (``input_events``), each worth 1/2. Measured (first 1000 MNIST test
 images, binned, ``readout_rate`` 4, the calibrated readout delay), accuracy with 1 / 2 / 4 events per unit:
@@ -44,9 +46,6 @@ DEFAULT_READOUT_RATE = 4.0
 """Spikes per step of the winning class on the median calibration sample (``readout_rate``). Measured as above
 with 4 input events per unit, rate 1 / 4: examples/mnist_residual 96.0 / 96.7% at T = 32; the bundled MNIST CNN
 71.8 / 80.8% at T = 8 and 98.4 / 98.9% at T = 16."""
-"""What one input event is worth in the float network: event counts per step are the input itself (events
-encoding), and a direct input x is sent as about K x events per step, each worth 1/K (the ``input_events``
-target option; see :func:`direct_events`)."""
 
 
 def placement(lowered: Lowered) -> dict[int, int]:
