@@ -198,6 +198,83 @@ def test_wide_convolution_sums_and_synapse_runs_give_the_same_result_fused(
     assert all(int(s.sum()) > 0 for s in fast.spikes.values()), fast.spikes
 
 
+GEOMETRIES = {  # input (X, Y, C_in), C_out, kernel, and the ConvSynapse's stride, padding, dilation, groups, pool
+    "pooled, partial blocks": ((5, 7, 3), 4, (3, 3), dict(stride=(2, 2), padding=(2, 0), pool=(2, 2))),
+    "pooled 3 x 1, stride 2 cells": ((7, 4, 2), 3, (2, 3), dict(stride=(6, 2), padding=(3, 1), pool=(3, 1))),
+    "stride 2": ((6, 5, 3), 4, (3, 3), dict(stride=(2, 2), padding=(1, 1))),
+    "two groups": ((4, 4, 4), 6, (3, 3), dict(padding=(1, 1), groups=2)),
+    "dilation 2": ((6, 6, 2), 3, (3, 2), dict(padding=(2, 1), dilation=(2, 1))),
+}
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_convolutions_of_every_geometry_give_the_same_result_fused(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fused run walks a convolution's listed spikes (their cells, then the cells' taps: one run per listed
+    cell where the convolution has one group and unit strides in cells, else each cell's listed channels):
+    pools with blocks left over at the edge (never read), strides, groups and dilations equal the step-by-step
+    path, which sums every input."""
+    shape, c_out, (kx, ky), options = GEOMETRIES[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    conv = ConvSynapse(rng.integers(-256, 256, (c_out, kx, ky, shape[2] // options.get("groups", 1))), shape, **options)
+    out = conv.output_shape
+    network = Network(
+        [
+            Layer(None, Neuron(du=4095, dv=0, vth=100, kind="subtractive"), population_shape=shape),
+            Layer(conv, Neuron(du=4095, dv=0, vth=150, kind="subtractive")),
+            Layer(DenseSynapse(rng.integers(-256, 256, (3, int(np.prod(out))))), Neuron(du=4095, dv=0, vth=10**4)),
+        ]
+    )
+    program = dataclasses.replace(
+        _leaky(tmp_path),
+        network=network,
+        names=["a", "b", "out"],
+        roles=["input", "hidden", "readout"],
+        shapes=[shape[::-1], out[::-1], (3,)],
+        scales=[1.0, 1.0, 100.0],
+        readout={"kind": "membrane", "output": "y", "population": 2, "shape": [3]},
+    )
+    bias = (rng.integers(0, 3000, (4, *shape)), np.zeros((4, *shape), np.int64))  # up to a spike every 2 steps
+    x = np.zeros((4, *program.host.inputs["x"].shape), np.float32)
+    x.reshape(4, -1)[:, 0] = np.arange(4)  # each sample names its bias
+    monkeypatch.setattr(
+        program, "input_bias", lambda x, checked=False: tuple(b[x.reshape(len(x), -1)[:, 0].astype(int)] for b in bias)
+    )
+    fast, slow = both_paths(program, x, 9, monkeypatch, checkpoints=(2, 9), counts=True)
+    assert_same_result(fast, slow)
+    assert fast.spikes["b"].sum() > 20, fast.spikes
+
+
+def test_the_spike_list_holds_every_neuron_that_fired_in_order() -> None:
+    """``_compiled._list`` reads eight flags at a time: rows of every length around a word, from every offset of a
+    longer row (views that start mid-word), dense and sparse, list exactly the indices where a flag is set."""
+    rng = np.random.default_rng(8)
+    listing = _compiled._list
+    for density in (0.0, 0.05, 0.5, 1.0):
+        flags = rng.random(80) < density
+        for start in range(9):
+            for n in (0, 1, 7, 8, 9, 16, 23, 64, 71):
+                row = flags[start : start + n]
+                listed = np.full(n + 1, -1, np.int32)
+                count = listing(row, listed)
+                assert count == row.sum()
+                assert listed[:count].tolist() == np.flatnonzero(row).tolist()
+
+
+def test_a_cell_table_derived_by_hand() -> None:
+    """Input (X 3, Y 2, C 2) under a 2 x 2 pool with padding (0, 2): x 0-1 fall in cell row 0, x 2 in a partial
+    block (-1); y 0-1 in cell column 1 (column 0 is padding), 3 cells wide; then each cell's place in the padded
+    accumulator (Y'' + kY - 1 = 4 wide for a kernel of kY 2) and its channel."""
+    table = fused.cell_table((3, 2, 2), (2, 2), (0, 2), (3, 2))
+    inputs, rest = table[:12], table[12:]
+    cell = [(0 * 3 + 1) * 2 + c for c in (0, 1)]  # cell (0, 1), channels 0 and 1
+    assert inputs.tolist() == [*cell, *cell, *cell, *cell, -1, -1, -1, -1]
+    cells = 1 * 3 * 2  # X'' 1 (a whole block only), Y'' 3, C_in 2
+    assert rest[:cells].tolist() == [0, 0, 1, 1, 2, 2]
+    assert rest[cells:].tolist() == [0, 1, 0, 1, 0, 1]
+
+
 def test_synapse_lists_are_walked_as_their_shape_allows() -> None:
     rng = np.random.default_rng(0)
 

@@ -54,12 +54,15 @@ def _conv_one(s, table, rows, geometry, cells, index, count, acc, vec, out):  # 
     holds the sums (half the memory traffic and twice the lanes of the next). The work is one pass over the
     input plus one add per listed channel, tap and output channel of its group: in proportion to the spikes;
     empty cells cost nothing more."""
-    px, py, pad_x, pad_y, sx, sy, dx, dy, per_group, per_out = geometry
+    _scatter(s, geometry, cells)
+    _conv_cells(table, rows, geometry, cells, index, count, acc, vec, out)
+
+
+def _scatter(s, geometry, cells):  # pragma: no cover - compiled
+    """Step (1) of :func:`_conv_one`: the payloads s (X, Y, C_in) summed into their cells (X'', Y'', C_in)."""
+    px, py, pad_x, pad_y = geometry[0], geometry[1], geometry[2], geometry[3]
     size_x, size_y, channels = s.shape
     cells_x, cells_y = cells.shape[0], cells.shape[1]
-    kx, ky = table.shape[0], table.shape[1]
-    out_x, out_y, c_out = out.shape
-    half, mask = np.int64(1) << 23, (np.int64(1) << 24) - 1
     cells[:] = 0
     for qx in range(cells_x):  # cell by cell (a partial block past the last whole one is never read)
         for a in range(px):
@@ -73,6 +76,72 @@ def _conv_one(s, table, rows, geometry, cells, index, count, acc, vec, out):  # 
                         continue
                     for c in range(channels):
                         cells[qx, qy, c] += s[x, y, c]
+
+
+def _scatter_events(events, n_events, cell_of, cells, entries):  # pragma: no cover - compiled
+    """Step (1) of :func:`_conv_one` for binary spikes given as a list: the first ``n_events`` entries of
+    ``events`` (the spiking neurons' flat indices, X, Y, C_in order) each add 1 to their cell, ``cell_of`` per
+    input neuron (the flat index into ``cells``, (X'', Y'', C_in), or -1 past the last whole pool block): work
+    in proportion to the spikes, where :func:`_scatter` reads every input. ``cells`` must be all zero on entry
+    (the callers zero what they used); the cells that became nonzero are listed in ``entries``, first touch
+    first, and their number is returned."""
+    n = 0
+    for m in range(n_events):
+        j = cell_of[events[m]]
+        if j >= 0:
+            entries[n] = j  # (branch-free: kept where the cell was empty)
+            n += cells[j] == 0
+            cells[j] += 1
+    return n
+
+
+def _conv_entries(rows, grid, cells, entries, n_entries, position, channel, acc, out):  # pragma: no cover
+    """Steps (2) and (3) of :func:`_conv_one` from :func:`_scatter_events`'s list, for one group with stride and
+    dilation 1 in cells (the fast path of :func:`_conv_cells`, without its pass over every cell): each listed
+    cell j (input channel ``channel[j]``, at ``position[j]`` = qx * (cells_y + kY - 1) + qy in the padded
+    accumulator) adds its kX tap rows, each one run of kY * C_out, and goes back to 0. ``grid`` is (cells_x,
+    cells_y, kX, kY). Work: the outputs plus one add per listed cell, tap and output channel."""
+    cells_x, cells_y, kx, ky = grid
+    per_out = out.shape[2]
+    wide = cells_y + ky - 1
+    run = ky * per_out
+    length = kx * run
+    acc[: (cells_x + kx - 1) * wide * per_out] = 0
+    for m in range(n_entries):
+        j = entries[m]
+        p, at, base = cells[j], channel[j] * length, position[j]
+        cells[j] = 0
+        for i in range(kx):
+            kernel = rows[at + i * run : at + i * run + run]
+            start = (base + (kx - 1 - i) * wide) * per_out
+            target = acc[start : start + run]
+            for o in range(run):
+                target[o] += p * kernel[o]
+    _padded_out(acc, kx, ky, wide, out)
+
+
+def _padded_out(acc, kx, ky, wide, out):  # pragma: no cover - compiled
+    """The outputs (X', Y', C_out) of a padded accumulator (see :func:`_conv_cells`), wrapped to 24 bits: output
+    (ox, oy) sums at (ox + kX - 1, oy + kY - 1), so an output row is one run of it."""
+    out_x, out_y, c_out = out.shape
+    half, mask = np.int64(1) << 23, (np.int64(1) << 24) - 1
+    span = out_y * c_out
+    flat = out.reshape(out_x, span)
+    for ox in range(out_x):
+        start = ((ox + kx - 1) * wide + ky - 1) * c_out
+        part = acc[start : start + span]
+        row = flat[ox]
+        for o in range(span):
+            row[o] = ((part[o] + half) & mask) - half  # signed_clamp(x, bits=24)
+
+
+def _conv_cells(table, rows, geometry, cells, index, count, acc, vec, out):  # pragma: no cover - compiled
+    """Steps (2) and (3) of :func:`_conv_one`, from the cells' sums."""
+    sx, sy, dx, dy, per_group, per_out = geometry[4], geometry[5], geometry[6], geometry[7], geometry[8], geometry[9]
+    cells_x, cells_y, channels = cells.shape
+    kx, ky = table.shape[0], table.shape[1]
+    out_x, out_y, c_out = out.shape
+    half, mask = np.int64(1) << 23, (np.int64(1) << 24) - 1
     for qx in range(cells_x):
         for qy in range(cells_y):
             n = 0
@@ -103,14 +172,7 @@ def _conv_one(s, table, rows, geometry, cells, index, count, acc, vec, out):  # 
                         target = acc[start : start + run]
                         for o in range(run):
                             target[o] += p * kernel[o]
-        span = out_y * c_out
-        flat = out.reshape(out_x, span)
-        for ox in range(out_x):  # an output row is one run of the accumulator
-            start = ((ox + kx - 1) * wide + ky - 1) * per_out
-            part = acc[start : start + span]
-            row = flat[ox]
-            for o in range(span):
-                row[o] = ((part[o] + half) & mask) - half  # signed_clamp(x, bits=24)
+        _padded_out(acc, kx, ky, wide, out)
         return
     acc[: out_x * out_y * c_out] = 0  # (X', Y', C_out), flat
     for qx in range(cells_x):
@@ -290,6 +352,7 @@ def _run(
     weights,
     runs,
     run_weights,
+    cell_of,
     fan_out,
     steps_total,
     steps,
@@ -306,6 +369,8 @@ def _run(
     u,
     v,
     fired,
+    listed,
+    n_listed,
     buffers,
     baseline,
     folded,
@@ -344,17 +409,17 @@ def _run(
     before its target (``fused.supported``)."""
     n_layers, batch = layers.shape[0], bias_in.shape[0]
     keep = counts.shape[0] == batch
-    synapses = (tables, channel, dense, indptr, rows, weights, runs, run_weights)
+    synapses = (tables, channel, dense, indptr, rows, weights, runs, run_weights, cell_of)
     work = (cells, index, count, acc16, acc32, acc64, vec16, vec32, vec64)
     network, reading = (layers, edges, bias, bias_in, fan_out), (steps, checkpoints, top)
     outputs = (sums, synops, readout, stats, readout_spikes)
-    state, own = (u, v, fired, buffers), (folded, saturated, message, nothing, baseline)
+    state, own = (u, v, fired, listed, n_listed, buffers), (folded, saturated, message, nothing, baseline)
     shared = progress.shape[0] > 1
     for b in range(batch):
         counted_b = counts[b] if keep else counts[0]
         if not shared:
             for k in range(n_layers):
-                _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted_b)
+                _reset(k, layers, edges, v0, state, baseline, counted_b)
             for t in range(steps_total):
                 for k in range(n_layers):
                     _population(k, t, b, network, synapses, work, reading, counted_b, outputs, state, own)
@@ -366,17 +431,20 @@ def _run(
                 if _claim(progress, at + k) != 0:
                     continue  # the other call has it
                 if phase == 0:
-                    _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted_b)
+                    _reset(k, layers, edges, v0, state, baseline, counted_b)
                 else:
                     _population(k, phase - 1, b, network, synapses, work, reading, counted_b, outputs, state, own)
                 _claim(progress, at + n_layers)
             _wait(progress, at + n_layers, n_layers)
 
 
-def _reset(k, layers, edges, v0, u, v, fired, buffers, baseline, counted):  # pragma: no cover - compiled
+def _reset(k, layers, edges, v0, state, baseline, counted):  # pragma: no cover - compiled
     """Population k at a sample's start: u 0, v at v0, no spikes, empty synapse buffers, no counts, the
     readout's baseline 0."""
+    u, v, fired, _, n_listed, buffers = state
     n, off = layers[k, 0], layers[k, 1]
+    n_listed[0, k] = 0
+    n_listed[1, k] = 0
     for i in range(off, off + n):
         u[i] = 0
         v[i] = v0[i]
@@ -395,7 +463,7 @@ def _population(k, t, b, network, synapses, work, reading, counted_b, outputs, s
     layers, edges, bias, bias_in, fan_out = network
     steps, checkpoints, top = reading
     sums, synops, readout, stats, readout_spikes = outputs
-    u, v, fired, buffers = state
+    u, v, fired, listed, n_listed, buffers = state
     folded, saturated, message, nothing, baseline = own
     n_check, half, mask = checkpoints.shape[0], np.int64(1) << 31, (np.int64(1) << 32) - 1
     step = t + 1
@@ -409,8 +477,10 @@ def _population(k, t, b, network, synapses, work, reading, counted_b, outputs, s
             start = edges[e, 3] + ((t - 1) % (edges[e, 2] + 1)) * n
             slot = buffers[start : start + n]
             if layers[source, 7] <= t <= layers[source, 8]:  # the source ran in step t (outside it sends nothing)
-                spikes = fired[(t - 1) % 2, layers[source, 1] : layers[source, 1] + layers[source, 0]]
-                _send(edges[e], spikes, slot, synapses, work)
+                at, size = layers[source, 1], layers[source, 0]
+                spikes = fired[(t - 1) % 2, at : at + size]
+                events = listed[(t - 1) % 2, at : at + size]
+                _send(edges[e], spikes, events, n_listed[(t - 1) % 2, source], slot, synapses, work)
             else:
                 slot[:] = 0
     if not layers[k, 7] <= step <= layers[k, 8]:
@@ -433,7 +503,10 @@ def _population(k, t, b, network, synapses, work, reading, counted_b, outputs, s
             msg[i] = ((msg[i] + half) & mask) - half
     counting = layers[k, 10] == 0 and 1 <= local <= steps  # a spiking population's spikes count
     counted = counted_b[off : off + n]
-    _neurons_of(k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats, counted, counting)
+    listing = listed[t % 2, off : off + n]
+    n_listed[t % 2, k] = _neurons_of(
+        k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats, counted, counting, listing
+    )
     mark = -1
     for c in range(n_check):
         if checkpoints[c] == local:
@@ -497,10 +570,11 @@ def _bias_row(v, bias, threshold, subtractive, fired, counted=None, count=False)
 
 
 def _neurons_of(
-    k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats, counted, count
+    k, t, b, layers, msg, u, v, bias, bias_in, nothing, row, folded, saturated, stats, counted, count, listed
 ):  # pragma: no cover - compiled
     """Population k's neurons in step t + 1 of sample b (:func:`_neuron_row`), their statistics kept and, where
-    ``count``, their spikes added to ``counted``."""
+    ``count``, their spikes added to ``counted``; the indices of those that fired go to ``listed``, and their
+    number is returned."""
     n, off = layers[k, 0], layers[k, 1]
     if t < layers[k, 6]:  # bias_start
         own = nothing[:n]
@@ -512,7 +586,7 @@ def _neurons_of(
         saturations, v_top = _bias_row(v[off : off + n], own, layers[k, 4], layers[k, 5] != 0, row, counted, count)
         stats[b, k, 1] += saturations
         stats[b, k, 3] = max(stats[b, k, 3], v_top)
-        return
+        return _list(row, listed)
     folds, saturations, u_top, v_top = _neuron_row(
         msg,
         u[off : off + n],
@@ -533,19 +607,50 @@ def _neurons_of(
     stats[b, k, 1] += saturations
     stats[b, k, 2] = max(stats[b, k, 2], u_top)
     stats[b, k, 3] = max(stats[b, k, 3], v_top)
+    return _list(row, listed)
 
 
-def _send(edge, spikes, out, synapses, work):  # pragma: no cover - compiled
-    """One synapse of :func:`_run` accumulates binary ``spikes`` (its source population, flat) into ``out`` (its
-    target's size, flat), with the network's ``synapses`` (tables, channel, dense, indptr, rows, weights, runs,
-    run_weights: ``fused.Packed``) and the scratch arrays ``work`` (cells, index, count, then the sums and a cell's
-    kernels in int16, int32 and int64): a convolution (kind 0, :func:`_conv_one`, wrapped to 24 bits, summed in the type
-    ``edge[6]`` names: 2 int16, 1 int32, 0 int64), a dense matrix (1, stored by input) or a synapse list (2); the
-    last two shifted by 2**weight_exp and wrapped to int32, as Lava's Dense and Sparse. A synapse list is walked
-    as ``edge[13]`` says (see ``fused.sparse_layout``): 1, one synapse per neuron to the same index (an identity
-    or Scale skip), a branch-free pass; 2, each input's synapses as one run of consecutive outputs (a 1x1
-    convolution), a vectorized add per spike; 0, one synapse at a time."""
-    tables, channel, dense, indptr, rows, weights, runs, run_weights = synapses
+def _list(fired, listed):  # pragma: no cover - compiled
+    """The indices i where ``fired`` (bool, (n,)) is true, in order, into ``listed``; returns how many. Eight
+    flags at a time as one 64-bit word (a true flag is the byte 1): a word of quiet neurons costs one test, and
+    each spike one bit found and cleared, so the list costs n / 8 plus the spikes, not n (a separate pass: a
+    store per neuron in the neuron loop would stop it vectorizing)."""
+    n = fired.shape[0]
+    whole = n - n % 8
+    words = fired[:whole].view(np.uint64)
+    m = 0
+    for w in range(whole // 8):
+        word = words[w]
+        while word:
+            listed[m] = w * 8 + (_trailing_zeros(word) >> 3)
+            m += 1
+            word &= word - np.uint64(1)
+    for i in range(whole, n):
+        listed[m] = i
+        m += fired[i]
+    return m
+
+
+def _trailing_zeros(word):  # pragma: no cover - compiled (replaced by LLVM's cttz in kernels())
+    """The number of zero bits below the lowest set bit of ``word`` (nonzero)."""
+    k = 0
+    while not (word >> np.uint64(k)) & np.uint64(1):
+        k += 1
+    return k
+
+
+def _send(edge, spikes, events, n_events, out, synapses, work):  # pragma: no cover - compiled
+    """One synapse of :func:`_run` accumulates binary ``spikes`` (its source population, flat; the first
+    ``n_events`` entries of ``events`` list the neurons that fired) into ``out`` (its target's size, flat), with
+    the network's ``synapses`` (tables, channel, dense, indptr, rows, weights, runs, run_weights, cell_of:
+    ``fused.Packed``) and the scratch arrays ``work`` (cells, index, count, then the sums and a cell's kernels in
+    int16, int32 and int64): a convolution (kind 0, :func:`_conv_one` from the listed spikes, wrapped to 24 bits,
+    summed in the type ``edge[6]`` names: 2 int16, 1 int32, 0 int64), a dense matrix (1, stored by input) or a
+    synapse list (2); the last two shifted by 2**weight_exp and wrapped to int32, as Lava's Dense and Sparse. A
+    synapse list is walked as ``edge[13]`` says (see ``fused.sparse_layout``): 1, one synapse per neuron to the
+    same index (an identity or Scale skip); 2, each input's synapses as one run of consecutive outputs (a 1x1
+    convolution), a vectorized add per spike; 0, one synapse at a time. Every kind walks the listed spikes only."""
+    tables, channel, dense, indptr, rows, weights, runs, run_weights, cell_of = synapses
     cells, index, count, acc16, acc32, acc64, vec16, vec32, vec64 = work
     kind = edge[1]
     if kind == 0:
@@ -556,48 +661,60 @@ def _send(edge, spikes, out, synapses, work):  # pragma: no cover - compiled
         per_channel = channel[edge[4] : edge[4] + size]  # the same weights, one row per input channel
         cell_count = cells_x * cells_y * c_in
         shape = (cells_x, cells_y, c_in)
-        s = spikes.reshape((edge[15], edge[16], c_in))
         target = out.reshape((edge[18], edge[19], edge[20]))
         geometry = edge[21:31]
-        sums, listed = cells[:cell_count].reshape(shape), index[:cell_count].reshape(shape)
+        n_in, flat_cells, at = spikes.shape[0], cells[:cell_count], edge[31]
+        entries = index[:cell_count]
+        n_entries = _scatter_events(events, n_events, cell_of[at : at + n_in], flat_cells, entries)
+        if edge[29] == c_in and edge[25] == 1 and edge[26] == 1 and edge[27] == 1 and edge[28] == 1:
+            position = cell_of[at + n_in : at + n_in + cell_count]  # one group, stride and dilation 1
+            of_channel = cell_of[at + n_in + cell_count : at + n_in + 2 * cell_count]
+            grid = (cells_x, cells_y, kx, ky)
+            if edge[6] == 2:  # (typed apart: one call each)
+                _conv_entries(per_channel, grid, flat_cells, entries, n_entries, position, of_channel, acc16, target)
+            elif edge[6] == 1:
+                _conv_entries(per_channel, grid, flat_cells, entries, n_entries, position, of_channel, acc32, target)
+            else:
+                _conv_entries(per_channel, grid, flat_cells, entries, n_entries, position, of_channel, acc64, target)
+            return
+        sums, listed = flat_cells.reshape(shape), index[:cell_count].reshape(shape)
         counts = count[: cells_x * cells_y].reshape((cells_x, cells_y))
         length = kx * ky * per_out
-        if edge[6] == 2:  # (typed apart: one call each)
-            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc16, vec16[:length], target)
+        if edge[6] == 2:
+            _conv_cells(table, per_channel, geometry, sums, listed, counts, acc16, vec16[:length], target)
         elif edge[6] == 1:
-            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc32, vec32[:length], target)
+            _conv_cells(table, per_channel, geometry, sums, listed, counts, acc32, vec32[:length], target)
         else:
-            _conv_one(s, table, per_channel, geometry, sums, listed, counts, acc64, vec64[:length], target)
+            _conv_cells(table, per_channel, geometry, sums, listed, counts, acc64, vec64[:length], target)
+        flat_cells[:] = 0  # (zero at rest: _scatter_events's contract)
         return
     n_in, n_out = edge[7], edge[8]
+    out[:] = 0
     if kind == 1:
-        out[:] = 0
         at = edge[4]
-        for j in range(n_in):
-            if spikes[j]:
-                row = at + j * n_out  # (an index: a view per spike costs more than a short row's adds)
-                for o in range(n_out):
-                    out[o] += dense[row + o]
+        for m in range(n_events):
+            row = at + events[m] * n_out  # (an index: a view per spike costs more than a short row's adds)
+            for o in range(n_out):
+                out[o] += dense[row + o]
     elif edge[13] == 1:
         diagonal = run_weights[edge[14] : edge[14] + n_in]
-        for j in range(n_in):
-            out[j] = diagonal[j] * spikes[j]
+        for m in range(n_events):
+            j = events[m]
+            out[j] = diagonal[j]
     elif edge[13] == 2:
-        out[:] = 0
         spans = runs[edge[15] : edge[15] + n_in]
-        for j in range(n_in):
-            if spikes[j]:
-                first, length, at = spans[j, 0], spans[j, 1], spans[j, 2]
-                target = out[first : first + length]
-                w = run_weights[at : at + length]
-                for o in range(length):
-                    target[o] += w[o]
+        for m in range(n_events):
+            j = events[m]
+            first, length, at = spans[j, 0], spans[j, 1], spans[j, 2]
+            target = out[first : first + length]
+            w = run_weights[at : at + length]
+            for o in range(length):
+                target[o] += w[o]
     else:
-        out[:] = 0
-        for j in range(n_in):
-            if spikes[j]:
-                for q in range(indptr[edge[4] + j], indptr[edge[4] + j + 1]):
-                    out[rows[q]] += weights[q]
+        for m in range(n_events):
+            j = edge[4] + events[m]
+            for q in range(indptr[j], indptr[j + 1]):
+                out[rows[q]] += weights[q]
     exp = edge[5]
     if exp == 0 and edge[12] != 0:  # no shift, and no sum can leave int32: nothing to do
         return
@@ -691,7 +808,13 @@ def kernels():
             jit = numba.njit(cache=True, nogil=True)
             # the loops below call these: they are compiled first, in their place (numba resolves globals then)
             global _conv_one, _neuron_row, _bias_row, _send, _neurons_of, _reset, _population, _wait, _claim
-            global _split_one
+            global _split_one, _scatter, _scatter_events, _conv_cells, _list, _trailing_zeros, _conv_entries
+            global _padded_out
+            _padded_out = jit(_padded_out)
+            _conv_entries = jit(_conv_entries)
+            _trailing_zeros = _bit_scan(jit)
+            _list = jit(_list)
+            _scatter, _scatter_events, _conv_cells = jit(_scatter), jit(_scatter_events), jit(_conv_cells)
             _conv_one, _neuron_row, _bias_row = jit(_conv_one), jit(_neuron_row), jit(_bias_row)
             _split_one = jit(_split_one)
             _send, _neurons_of, _reset = jit(_send), jit(_neurons_of), jit(_reset)
@@ -701,6 +824,25 @@ def kernels():
             _KERNELS["split_bias"], _KERNELS["input_bias"] = jit(_split_bias), jit(_input_bias)
             _KERNELS["wait"] = _wait
     return _KERNELS or None
+
+
+def _bit_scan(jit):
+    """:func:`_trailing_zeros` as LLVM's ``cttz`` (one instruction)."""
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def cttz(typingctx, word):
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))  # (1: zero in is undefined; never zero)
+
+        return types.uint64(types.uint64), codegen
+
+    def trailing_zeros(word):  # pragma: no cover - compiled
+        return cttz(word)
+
+    return jit(trailing_zeros)
 
 
 def _atomics(jit):

@@ -33,12 +33,12 @@ from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, SparseSynapse
 
-EDGE_COLUMNS = 31
+EDGE_COLUMNS = 32
 """Per synapse (see :func:`_compiled._run` and ``_send``): source, kind, delay, buffer offset, weight offset,
 weight_exp, the convolution's sum type (2 int16, 1 int32, 0 int64), kX | n_in, kY | n_out, C_in, C_out / groups,
 target, whether no dense or sparse sum can leave int32; then for a convolution cells X and Y, input X and Y, C_out,
 output X, Y and C, and the ten numbers of its geometry; for a synapse list, its walk (:func:`sparse_layout`) and
-its offsets into ``run_weights`` and ``runs``."""
+its offsets into ``run_weights`` and ``runs``; last, a convolution's offset into ``cell_of``."""
 LAYER_COLUMNS = 13
 """Per population: size, offset, du + 1, dv, threshold, subtractive, bias_start, first and last step computed,
 depth, role (0 spiking and counted, 1 the readout), first and last synapse (exclusive) into it."""
@@ -66,6 +66,9 @@ class Packed:
     ``run_weights``."""
     run_weights: np.ndarray
     """The weights of the synapse lists walked per neuron or in runs (:func:`sparse_layout`)."""
+    cell_of: np.ndarray
+    """Per convolution and input neuron (int32), its cell: the flat index of the pool block it falls in times
+    C_in plus its channel, or -1 past the last whole block (:func:`cell_table`)."""
     fan_out: np.ndarray
     inbound: list[tuple[int, int]]
     scratch_sizes: tuple[int, int, int, int, int]
@@ -103,6 +106,8 @@ class Scratch:
             np.zeros(neurons, np.int64),  # u
             np.zeros(neurons, np.int64),  # v
             np.zeros((2, neurons), np.bool_),  # spikes of even and odd steps
+            np.zeros((2, neurons), np.int32),  # ... listed: the indices of the neurons that fired
+            np.zeros((2, layers), np.int64),  # ... and how many, per population
             np.zeros(buffer, np.int64),  # the synapses' messages in flight
             np.zeros(widest, np.int64),  # the readout's baseline
         )
@@ -190,6 +195,8 @@ def pack(network: Network) -> Packed:
     offsets = [int(v) for v in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
     edges, tables, channels, dense, indptr, rows, weights, runs, run_weights = [], [], [], [], [], [], [], [], []
     inbound, buffer, table_at, dense_at, indptr_at, nnz, runs_at, run_weights_at = [], 0, 0, 0, 0, 0, 0, 0
+    cells: list[np.ndarray] = []
+    cells_at = 0
     for k, layer in enumerate(layers):
         start = len(edges)
         for source, synapse, delay in layer.inbound(k):
@@ -219,6 +226,9 @@ def pack(network: Network) -> Packed:
                 tables.append(table.reshape(-1))
                 channels.append(per_channel)
                 table_at += table.size
+                row[31] = cells_at
+                cells.append(cell_table((x, y, c_in), (px, py), (pad_x, pad_y), (kx, ky)))
+                cells_at += cells[-1].size
             elif isinstance(synapse, DenseSynapse):
                 matrix = np.ascontiguousarray(synapse.effective_weights.T, np.int64)  # (n_in, n_out): by input
                 row[[1, 4, 5]] = 1, dense_at, int(synapse.weight_exp)
@@ -287,6 +297,7 @@ def pack(network: Network) -> Packed:
         weights=flat(weights, np.int64),
         runs=np.concatenate(runs) if runs else np.zeros((1, 3), np.int64),
         run_weights=flat(run_weights, np.int64),
+        cell_of=flat(cells, np.int32),
         fan_out=flat([f.reshape(-1) for f in fan_out], np.int64),
         inbound=inbound,
         scratch_sizes=scratch_sizes,
@@ -294,6 +305,27 @@ def pack(network: Network) -> Packed:
     )
     network._packed = packed  # type: ignore[attr-defined]
     return packed
+
+
+def cell_table(
+    shape: tuple[int, int, int], pool: tuple[int, int], padding: tuple[int, int], kernel: tuple[int, int]
+) -> np.ndarray:
+    """A convolution's tables for ``_compiled._scatter_events`` and ``_conv_entries``, one int32 array: per input
+    neuron of ``shape`` (X, Y, C_in) in Lava's flat order, with an average pool (px, py) folded in and
+    ``padding`` (in inputs) around it, the flat index of its cell in the cells (X'', Y'', C_in) (pool block
+    (x + pad_x) // px, (y + pad_y) // py), or -1 where that block is past the last whole one (never read); then
+    per cell, its position qx * (Y'' + kY - 1) + qy in the padded accumulator; then per cell, its channel."""
+    (x, y, c_in), (px, py), (pad_x, pad_y), (_, ky) = shape, pool, padding, kernel
+    cells_x, cells_y = (x + 2 * pad_x) // px, (y + 2 * pad_y) // py
+    qx = (np.arange(x) + pad_x) // px
+    qy = (np.arange(y) + pad_y) // py
+    cell = (qx[:, None, None] * cells_y + qy[None, :, None]) * c_in + np.arange(c_in)[None, None, :]
+    read = (qx < cells_x)[:, None, None] & (qy < cells_y)[None, :, None]
+    grid = np.arange(cells_x)[:, None, None] * (cells_y + ky - 1) + np.arange(cells_y)[None, :, None]
+    position = np.broadcast_to(grid, (cells_x, cells_y, c_in))
+    channel = np.broadcast_to(np.arange(c_in), (cells_x, cells_y, c_in))
+    parts = (np.where(read, cell, -1), position, channel)
+    return np.concatenate([np.asarray(a, np.int32).reshape(-1) for a in parts])
 
 
 SHARED_GAIN = 1.25
@@ -405,7 +437,7 @@ def run(
         row = shared.row if counts is None else counts[lo:hi]
         kernel(
             layers, packed.edges, packed.v0, packed.bias, bias, packed.tables, packed.channel, packed.dense,
-            packed.indptr, packed.rows, packed.weights, packed.runs, packed.run_weights, packed.fan_out,
+            packed.indptr, packed.rows, packed.weights, packed.runs, packed.run_weights, packed.cell_of, packed.fan_out,
             int(steps_total), int(steps), marks, int(top), row, *(a[lo:hi] for a in outputs), order, progress,
             *shared.shared, *own.own,
         )  # fmt: skip
