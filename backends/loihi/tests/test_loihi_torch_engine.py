@@ -16,8 +16,9 @@ import pytest
 from loihi_graphs import emit_graph, resnet20
 from loihi_mnist import compiled, mnist_test_images
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip
-from neurodeploy_loihi.graded import GradedProgram
+from neurodeploy_loihi.graded import GradedProgram, GradedRun
 from neurodeploy_loihi.program import Program, RunResult
+from neurodeploy_loihi.sdnn import SdnnProgram
 from test_fused import _equal, assert_same_result
 from test_loihi_events import dense_first, frames
 from test_windows import GRAPHS
@@ -157,10 +158,64 @@ def test_a_random_resnet20_gives_the_same_result(tmp_path: Path) -> None:
     assert sum(int(s.sum()) for s in result.spikes.values()) > 0
 
 
-def test_graded_programs_are_refused_naming_the_numpy_engine() -> None:
+def test_each_mode_s_program_goes_to_its_own_run() -> None:
     graded = object.__new__(GradedProgram)
-    with pytest.raises(NeurodeployError, match="--emulator numpy"):
+    with pytest.raises(NeurodeployError, match="run_graded"):
         torch_engine.run(graded, np.zeros((1, 4), np.float32), 4)
+    with pytest.raises(NeurodeployError, match="--emulator numpy"):
+        torch_engine.run_graded(object.__new__(SdnnProgram), np.zeros((1, 4), np.float32), 4)
+    with pytest.raises(NeurodeployError, match="graded-mode"):
+        torch_engine.run_graded(object.__new__(Program), np.zeros((1, 4), np.float32), 4)
+
+
+def _compare_graded(program: GradedProgram, x: np.ndarray, steps: int, **options) -> GradedRun:
+    checkpoints = options.get("checkpoints", ())
+    reference = program.run(x, steps, checkpoints=checkpoints)
+    engine = torch_engine.run_graded(program, x, steps, device="cpu", **options)
+    for field in dataclasses.fields(GradedRun):
+        _equal(getattr(engine, field.name), getattr(reference, field.name), field.name)
+    return reference
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_graded_programs_of_every_cross_check_graph_give_the_same_result(name: str, tmp_path: Path) -> None:
+    """Graded mode (memoryless graded ReLU neurons, payloads through Dense, Conv and synapse lists, delayed and
+    parallel branches summed at the InPort) on torch equals ``GradedProgram.run``: outputs, checkpoints, payloads
+    sent, SynOps and v saturations, split into passes or not."""
+    graph = GRAPHS[name]()
+    x = np.random.default_rng(6).random((5, *graph.inputs["x"].shape)).astype(np.float32)
+    emit_graph(graph, tmp_path, x)
+    program = GradedProgram.load(tmp_path)
+    for steps in (1, 4, 9):
+        result = _compare_graded(program, x, steps, checkpoints=(1, 2, steps))
+    assert sum(int(s.sum()) for s in result.spikes.values()) > 0
+    _compare_graded(program, x, 5, checkpoints=(3,), batch_size=2)  # three passes
+
+
+def test_the_bundled_model_in_graded_mode_gives_the_same_result() -> None:
+    program = GradedProgram.load(compiled("subtract").root)
+    x = mnist_test_images()[0][:32]
+    result = _compare_graded(program, x, 6, checkpoints=(1, 3))
+    assert (result.outputs.argmax(axis=1) == mnist_test_images()[1][:32]).mean() > 0.9
+
+
+def test_few_spike_programs_give_the_same_result(tmp_path: Path) -> None:
+    """Few-spike populations (window sums, time-varying thresholds, resets and payloads, the pipeline's fill) and
+    the readout's mean over the steps after the fill, at whole and half windows."""
+    from loihi_mnist import CALIBRATION, MODEL
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import load_calibration
+
+    calibration = load_calibration(str(CALIBRATION), 64)
+    artifact = compile_model(
+        MODEL, "loihi", tmp_path / "fs", calibration=calibration, conversion="coding=fs,fs-steps=4"
+    )
+    program = GradedProgram.load(artifact.root)
+    assert program.fs is not None
+    x = mnist_test_images()[0][:8]
+    result = _compare_graded(program, x, 8, checkpoints=(2, 4, 6))
+    assert sum(int(s.sum()) for s in result.spikes.values()) > 0
 
 
 def test_a_missing_cuda_device_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,7 +236,7 @@ def test_cuda_gives_the_same_result(tmp_path: Path) -> None:
     _compare(Program.load(tmp_path), x, 9, device="cuda", checkpoints=(2, 5), counts=True, trim=False)
 
 
-def test_the_backend_runs_the_torch_engine_and_refuses_it_in_graded_mode() -> None:
+def test_the_backend_runs_the_torch_engine_in_both_modes_and_refuses_it_for_sdnn(tmp_path: Path) -> None:
     from neurodeploy.backends.registry import get_backend
     from neurodeploy.errors import DataError
 
@@ -194,6 +249,22 @@ def test_the_backend_runs_the_torch_engine_and_refuses_it_in_graded_mode() -> No
     torch_run = loihi.emulate(artifact, x, **options, engine="torch", device="cpu")
     for field in ("outputs", "checkpoints", "spikes", "synops", "checkpoint_spikes", "checkpoint_synops", "counts"):
         _equal(getattr(torch_run, field), getattr(numpy_run, field), field)
-    graded = compiled("subtract", "loihi")  # the same artifact, run in its graded mode
-    with pytest.raises(DataError, match="--emulator numpy"):
-        loihi.emulate(graded, x[:2], steps=4, mode="graded", engine="torch", device="cpu")
+    graded = {"steps": 4, "checkpoints": (2,), "mode": "graded"}  # the same artifact, run in its graded mode
+    numpy_run = loihi.emulate(artifact, x, **graded)
+    torch_run = loihi.emulate(artifact, x, **graded, engine="torch", device="cpu")
+    for field in ("outputs", "checkpoints", "spikes", "synops", "checkpoint_spikes", "checkpoint_synops"):
+        _equal(getattr(torch_run, field), getattr(numpy_run, field), field)
+    from loihi_mnist import CALIBRATION, MODEL
+
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import load_calibration
+
+    board = compile_model(
+        MODEL,
+        "loihi",
+        tmp_path / "board",
+        calibration=load_calibration(str(CALIBRATION), 64),
+        target_options={"profile": "board"},
+    )
+    with pytest.raises(DataError, match=r"SDNN.*--emulator numpy"):
+        loihi.emulate(board, x[:2], steps=4, mode="graded", engine="torch", device="cpu")

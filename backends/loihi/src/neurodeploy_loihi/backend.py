@@ -530,12 +530,19 @@ class Loihi2Backend(Backend):
 
     def emulate_batch(self, loaded: Program | GradedProgram, inputs: np.ndarray, run: Run) -> EmulationResult:
         if isinstance(loaded, (GradedProgram, SdnnProgram)):  # spikes: nonzero payloads; synops: times fan-out
-            if run.engine != "numpy":
+            if run.engine != "numpy" and isinstance(loaded, SdnnProgram):
                 raise DataError(
-                    f"the {run.engine} emulator engine runs the {self.target} target's binary mode (--mode binary); "
-                    f"run mode {run.mode} with --emulator numpy"
+                    f"the {run.engine} emulator engine runs the {self.target} target's binary mode and the default "
+                    f"profile's graded mode; run the board profile's graded form (SDNN) with --emulator numpy"
                 )
-            done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints)
+            if run.engine == "torch":  # the same integers, batch-first tensors on the run's device
+                from neurodeploy_loihi import torch_engine
+
+                done = torch_engine.run_graded(
+                    loaded, inputs, run.steps, checkpoints=run.checkpoints, device=run.device
+                )
+            else:
+                done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints)
             counts, diagnostics = {}, {}
         else:
             options = {"checkpoints": run.checkpoints, "counts": run.neuron_counts, "readout_delay": run.readout_delay}

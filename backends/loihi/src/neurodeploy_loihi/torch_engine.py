@@ -15,7 +15,10 @@ shift of a negative int64 floors, as numpy's does). The synaptic sums are comput
 are exact, then rounded to int64 and wrapped (see :func:`float_type`). The host's float input stage (the input
 population's bias) runs in numpy, as :meth:`Program.input_bias`, and is moved to the device.
 
-The graded mode (:class:`neurodeploy_loihi.graded.GradedProgram`) is not covered: run it with ``--emulator numpy``.
+The graded mode (:class:`neurodeploy_loihi.graded.GradedProgram`, the default profile's) runs too,
+:func:`run_graded`: :meth:`GradedProgram.run`'s contract, its memoryless graded neurons and few-spike codes in int64,
+its synapses the same exact float products over the payloads. The board profile's graded form (SDNN) is numpy
+only.
 """
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
@@ -29,12 +32,14 @@ import numpy as np
 
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.ir import interpret
+from neurodeploy.metrics import input_synapses
 from neurodeploy.readout import readout_skip
 from neurodeploy.torch_support import exact_floats, import_torch, resolve_device
 from neurodeploy_loihi import fixed_point as fp
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, SparseSynapse
+from neurodeploy_loihi.graded import V_LIMIT, GradedNetwork, GradedProgram, GradedRun, joined_run, wanted_steps
 from neurodeploy_loihi.program import Program, RunResult
-from neurodeploy_loihi.quantize import to_graph
+from neurodeploy_loihi.quantize import to_graph, to_lava
 
 FLOAT32_EXACT = float(1 << 24)
 """Below this magnitude every integer is a float32, so a sum of integer products whose partial sums all stay
@@ -465,8 +470,8 @@ def _input_synops(program: Program, frames: Any, batch: int, wanted: list[int]) 
 def _check(program: Any, steps: int) -> None:
     if not isinstance(program, Program):
         raise NeurodeployError(
-            f"the torch engine runs binary-mode Loihi programs; this is a {type(program).__name__} "
-            "(graded mode): run it with --emulator numpy"
+            f"the torch engine's run() takes binary-mode Loihi programs; this is a {type(program).__name__}: "
+            "run_graded() takes the graded mode's, and the board profile's graded form runs with --emulator numpy"
         )
     if steps < 1:
         raise DataError(f"steps must be >= 1, got {steps}")
@@ -551,3 +556,220 @@ def _result(
         synops=synops[steps],
         checkpoint_synops={c: synops[c] for c in wanted if c in checkpoints},
     )
+
+
+# -- graded mode -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GradedPopulation:
+    """A graded population on the device (:class:`neurodeploy_loihi.graded.GradedNeuron`): its size, ReLU or
+    identity, shift, largest payload, bias (None: zero; the input population's is the sample's payload), few-spike
+    code (None: none), the synapses into it, and each neuron's fan-out (the SynOps of a nonzero payload)."""
+
+    size: int
+    relu: bool
+    shift: int
+    top: int
+    bias: Any
+    code: Any
+    edges: list[Edge]
+    fan_out: Any
+
+
+def graded_plan(network: GradedNetwork, device: Any) -> list[GradedPopulation]:
+    """The graded network's populations on ``device`` (kept per network and device)."""
+    cache = network.__dict__.setdefault("_torch_plans", {})
+    key = str(device)
+    if key not in cache:
+        torch = import_torch()
+        fan_out = network.fan_out()
+        tops = [layer.neuron.top for layer in network.layers]  # a source's payloads lie in 0..top
+        plan = []
+        for k, layer in enumerate(network.layers):
+            n = layer.neuron
+            size = int(np.prod(layer.shape))
+            bias = fp.effective_bias(n.bias_mant, n.bias_exp)
+            edges = [
+                Edge(source, delay, _send(synapse, tops[source], device)) for source, synapse, delay in layer.inbound(k)
+            ]
+            plan.append(
+                GradedPopulation(
+                    size=size,
+                    relu=bool(n.relu),
+                    shift=int(n.shift),
+                    top=int(n.top),
+                    bias=None if not np.any(bias) else torch.as_tensor(_flat(bias, size), device=device),
+                    code=n.fs,
+                    edges=edges,
+                    fan_out=torch.as_tensor(fan_out[k].reshape(-1), dtype=torch.int64, device=device),
+                )
+            )
+        cache[key] = plan
+    return cache[key]
+
+
+def _graded_neurons(q: GradedPopulation, message: Any, bias: Any) -> tuple[Any, Any, Any]:
+    """:func:`neurodeploy_loihi.graded.graded_step`: (v, payload, saturations per sample)."""
+    torch = import_torch()
+    total = message if bias is None else message + bias  # int64: no overflow (an int32 message, a 20-bit bias)
+    v = total.clamp(-V_LIMIT, V_LIMIT)
+    payload = (v >> q.shift).clamp(0, q.top) if q.relu else v
+    return v, payload, (v != total).sum(dim=1, dtype=torch.int64)
+
+
+def _few_spike(code: Any, v: Any, window: Any, rest: Any, local: int) -> Any:
+    """:func:`neurodeploy_loihi.graded.fs_step` on tensors (``window`` and ``rest`` updated in place)."""
+    j = (local - 1) % code.steps
+    fire = rest >= code.thresholds[j]
+    rest -= fire * code.resets[j]
+    window += v
+    if j == code.steps - 1:
+        if local - code.steps >= code.start:
+            rest.copy_(window)
+        else:
+            rest.zero_()
+        window.zero_()
+    return fire * code.payloads[j]
+
+
+@dataclass
+class GradedCount:
+    """What :meth:`GradedProgram.run` counts, per pass: nonzero payloads and SynOps per spiking population, their
+    values at the marks, the readout's value at the marks (a few-spike program's: its sum since the fill), and the
+    v saturations per population (B, L)."""
+
+    sent: dict[int, Any]
+    synops: dict[int, Any]
+    marks: dict[int, dict[int, np.ndarray]]
+    synop_marks: dict[int, dict[int, np.ndarray]]
+    values: dict[int, np.ndarray]
+    saturations: Any
+    sums: Any = None
+
+
+def _graded_pass(program: GradedProgram, plan: list[GradedPopulation], q0: Any, steps: int, wanted: list[int]) -> Any:
+    """One slice of the batch through every Loihi step (:meth:`GradedNetwork.run`: a settled network's steps
+    replayed, not recomputed, unless it has few-spike populations), counted as :meth:`GradedProgram.run` counts:
+    ``q0`` (B, n) the input population's payloads (its bias)."""
+    torch = import_torch()
+    batch, device = q0.shape[0], q0.device
+    fill = int(program.fs["fill"]) if program.fs else 0
+    top = int(program.readout["population"])
+    spiking = [k for k, role in enumerate(program.roles) if role != "readout"]
+    zeros = [torch.zeros((batch, q.size), dtype=torch.int64, device=device) for q in plan]
+    count = GradedCount(
+        sent={k: zeros[0].new_zeros(batch) for k in spiking},
+        synops={k: zeros[0].new_zeros(batch) for k in spiking},
+        marks={c: {} for c in wanted},
+        synop_marks={c: {} for c in wanted},
+        values={},
+        saturations=torch.zeros((batch, len(plan)), dtype=torch.int64, device=device),
+    )
+    windows = {k: zeros[k].clone() for k, q in enumerate(plan) if q.code is not None}
+    rests = {k: zeros[k].clone() for k in windows}
+    queues = [[[None] * (e.delay + 1) for e in q.edges] for q in plan]
+    replay = not windows  # as GradedNetwork.run: once settled for longer than the longest delay, a step repeats
+    settle = 1 + max((e.delay for q in plan for e in q.edges), default=0)
+    unchanged, last = 0, [(zeros[0], zeros[0], zeros[0])] * len(plan)
+    for t in range(fill + steps + program.delay):
+        if replay and unchanged > settle:
+            for k, (v, payload, saturated) in enumerate(last):
+                count.saturations[:, k] += saturated
+                _graded_record(program, count, k, t + 1 - k - fill, steps, payload, v, plan[k].fan_out, top)
+            continue
+        repeated = t > 0
+        sent_now: list[Any] = []
+        for k, q in enumerate(plan):
+            message = _receive(q, queues[k], [sent_now[e.source] for e in q.edges])  # type: ignore[arg-type]
+            bias = q0 if k == 0 else q.bias
+            v, payload, saturated = _graded_neurons(q, zeros[k] if message is None else message, bias)
+            count.saturations[:, k] += saturated
+            if q.code is not None:
+                payload = _few_spike(q.code, v, windows[k], rests[k], t + 1 - q.code.depth)
+            elif replay:
+                repeated = repeated and torch.equal(payload, last[k][1]) and torch.equal(v, last[k][0])
+                last[k] = (v, payload, saturated)
+            sent_now.append(payload)
+            _graded_record(program, count, k, t + 1 - k - fill, steps, payload, v, q.fan_out, top)
+        unchanged = unchanged + 1 if repeated else 0
+    return count
+
+
+def _graded_record(
+    program: GradedProgram,
+    count: GradedCount,
+    k: int,
+    local: int,
+    steps: int,
+    payload: Any,
+    v: Any,
+    fan_out: Any,
+    top: int,
+) -> None:
+    """:meth:`GradedProgram.run`'s ``record`` for population k at graph step ``local``."""
+    fill = int(program.fs["fill"]) if program.fs else 0
+    if not 1 - fill <= local <= steps:
+        return
+    if k in count.sent:
+        messages = payload != 0
+        count.sent[k] += messages.sum(dim=1)
+        count.synops[k] += (messages * fan_out).sum(dim=1)
+        if local in count.marks:
+            count.marks[local][k] = _numpy(count.sent[k]).copy()
+            count.synop_marks[local][k] = _numpy(count.synops[k]).copy()
+    readout = payload if program.readout["kind"] == "spikes" else v
+    if k == top and program.fs and local >= 1:  # the mean over the steps after the fill
+        count.sums = readout.clone() if count.sums is None else count.sums + readout
+        if local in count.marks:
+            count.values[local] = _numpy(count.sums) / local  # (float64 in numpy, as the reference divides)
+    elif k == top and local in count.marks:
+        count.values[local] = _numpy(readout).copy()
+
+
+def run_graded(
+    program: GradedProgram,
+    x: np.ndarray,
+    steps: int,
+    *,
+    checkpoints: tuple[int, ...] = (),
+    device: Any = None,
+    batch_size: int | None = None,
+) -> GradedRun:
+    """:meth:`GradedProgram.run` on torch: the same :class:`GradedRun`, value for value. ``device`` and
+    ``batch_size`` as :func:`run`'s."""
+    if not isinstance(program, GradedProgram):
+        raise NeurodeployError(
+            f"run_graded() takes a graded-mode Loihi program; this is a {type(program).__name__} (the board "
+            "profile's graded form runs with --emulator numpy)"
+        )
+    torch = import_torch()
+    wanted = wanted_steps(steps, checkpoints)
+    device = resolve_device(device)
+    plan = graded_plan(program.network, device)
+    q0 = to_lava(program.input_payload(x), program.shapes[0]).reshape(len(x), -1)
+    batch = len(q0)
+    size = int(batch_size or BATCH.get(device.type, BATCH["cpu"]))
+    parts = []
+    with exact_floats():
+        for lo in range(0, max(batch, 1), size):  # (an empty batch: one empty pass)
+            payloads = torch.as_tensor(np.ascontiguousarray(q0[lo : lo + size], np.int64), device=device)
+            parts.append(_graded_pass(program, plan, payloads, steps, wanted))
+    names, spiking = program.names, list(parts[0].sent) if parts else []
+    fill = int(program.fs["fill"]) if program.fs else 0
+    (input_name,) = program.host.inputs
+    per_step = input_synapses(program.host)
+    marks = {c: {names[k]: np.concatenate([p.marks[c][k] for p in parts]) for k in spiking} for c in wanted}
+    synop_marks = {c: {input_name: np.full(batch, (fill + c) * per_step, np.int64)} for c in wanted}
+    for c in wanted:
+        synop_marks[c].update({names[k]: np.concatenate([p.synop_marks[c][k] for p in parts]) for k in spiking})
+    shape = program.network.layers[int(program.readout["population"])].shape
+    outputs = {c: program._output(np.concatenate([p.values[c] for p in parts]).reshape(batch, *shape)) for c in wanted}
+    counted = {
+        "outputs": outputs,
+        "sent": {k: np.concatenate([_numpy(p.sent[k]) for p in parts]) for k in spiking},
+        "marks": marks,
+        "synop_marks": synop_marks,
+        "v_saturations": np.concatenate([_numpy(p.saturations) for p in parts]),
+    }
+    return joined_run(program, counted, checkpoints)
