@@ -513,9 +513,9 @@ def _add_emulator_options(p: argparse.ArgumentParser) -> None:
         choices=["numpy", "torch"],
         default="numpy",
         help="what the target's emulator computes with: numpy (default), or torch tensors on --device (the "
-        "reference, spinnaker and brainscales2 targets, loihi's binary and graded modes, the speck targets' binned mode; needs "
-        "neurodeploy[torch]): on the chips' targets the same numbers (integers; brainscales2's float64 model op "
-        "for op), on reference the same numbers up to float rounding",
+        "reference, spinnaker and brainscales2 targets, loihi's binary and graded modes, the speck targets' binned "
+        "mode; needs neurodeploy[torch]): on the chips' targets the same numbers (integers; brainscales2's float64 "
+        "model op for op), on reference the same numbers up to float rounding",
     )
     p.add_argument(
         "--device",
