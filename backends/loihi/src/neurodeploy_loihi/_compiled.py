@@ -822,7 +822,6 @@ def kernels():
             _population = jit(_population)
             _KERNELS = {"conv": jit(_conv), "sparse": jit(_sparse), "neurons": jit(_neurons), "run": jit(_run)}
             _KERNELS["split_bias"], _KERNELS["input_bias"] = jit(_split_bias), jit(_input_bias)
-            _KERNELS["wait"] = _wait
     return _KERNELS or None
 
 
