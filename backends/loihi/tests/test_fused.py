@@ -489,3 +489,15 @@ def test_the_work_split_balances_each_step() -> None:
     assert fused.owners(np.array([10.0, 10.0]), [(1, 2), (3, 4)], 4) is None  # never at once: nothing to share
     network = Program.load(compiled("subtract").root).network
     assert len(fused.pack(network).work) == 4
+
+
+def test_quiet_blas_holds_each_blas_library_at_one_thread_and_restores_it() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    if not blas:
+        pytest.skip("numpy's BLAS is not one threadpoolctl finds")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = [lib.num_threads for lib in blas]
+        with fused.quiet_blas():
+            assert [lib.num_threads for lib in blas] == [1] * len(blas)
+        assert [lib.num_threads for lib in blas] == before
