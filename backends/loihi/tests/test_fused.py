@@ -7,6 +7,7 @@ dense skip; the batch split over threads changes nothing, nor does a single samp
 its populations are split between them."""
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -248,10 +249,10 @@ def test_convolutions_of_every_geometry_give_the_same_result_fused(
 
 def test_the_spike_list_holds_every_neuron_that_fired_in_order() -> None:
     """``_compiled._list`` reads eight flags at a time: rows of every length around a word, from every offset of a
-    longer row (views that start mid-word), dense and sparse, list exactly the indices where a flag is set."""
+    longer row (views that start mid-word), dense and sparse, list exactly the indices where a flag is set; so
+    does the flag-by-flag list a big-endian machine uses."""
     rng = np.random.default_rng(8)
-    listing = _compiled._list
-    for density in (0.0, 0.05, 0.5, 1.0):
+    for listing, density in itertools.product((_compiled._list, _compiled._list_each), (0.0, 0.05, 0.5, 1.0)):
         flags = rng.random(80) < density
         for start in range(9):
             for n in (0, 1, 7, 8, 9, 16, 23, 64, 71):

@@ -10,6 +10,8 @@ Importing numba takes a moment, so it happens on the first sparse step, not when
 No ``from __future__ import annotations``: Lava's process-model discovery executes every module of this folder.
 """
 
+import sys
+
 import numpy as np
 
 EVENT_DENSITY = 0.2
@@ -614,7 +616,8 @@ def _list(fired, listed):  # pragma: no cover - compiled
     """The indices i where ``fired`` (bool, (n,)) is true, in order, into ``listed``; returns how many. Eight
     flags at a time as one 64-bit word (a true flag is the byte 1): a word of quiet neurons costs one test, and
     each spike one bit found and cleared, so the list costs n / 8 plus the spikes, not n (a separate pass: a
-    store per neuron in the neuron loop would stop it vectorizing)."""
+    store per neuron in the neuron loop would stop it vectorizing). Flag i of a word is its byte i on a
+    little-endian machine; a big-endian one lists flag by flag (:func:`_list_each`)."""
     n = fired.shape[0]
     whole = n - n % 8
     words = fired[:whole].view(np.uint64)
@@ -626,6 +629,15 @@ def _list(fired, listed):  # pragma: no cover - compiled
             m += 1
             word &= word - np.uint64(1)
     for i in range(whole, n):
+        listed[m] = i
+        m += fired[i]
+    return m
+
+
+def _list_each(fired, listed):  # pragma: no cover - compiled
+    """:func:`_list` one flag at a time (branch-free)."""
+    m = 0
+    for i in range(fired.shape[0]):
         listed[m] = i
         m += fired[i]
     return m
@@ -813,7 +825,7 @@ def kernels():
             _padded_out = jit(_padded_out)
             _conv_entries = jit(_conv_entries)
             _trailing_zeros = _bit_scan(jit)
-            _list = jit(_list)
+            _list = jit(_list if sys.byteorder == "little" else _list_each)
             _scatter, _scatter_events, _conv_cells = jit(_scatter), jit(_scatter_events), jit(_conv_cells)
             _conv_one, _neuron_row, _bias_row = jit(_conv_one), jit(_neuron_row), jit(_bias_row)
             _split_one = jit(_split_one)
