@@ -479,10 +479,9 @@ def _population(k, t, b, network, synapses, work, reading, counted_b, outputs, s
             start = edges[e, 3] + ((t - 1) % (edges[e, 2] + 1)) * n
             slot = buffers[start : start + n]
             if layers[source, 7] <= t <= layers[source, 8]:  # the source ran in step t (outside it sends nothing)
-                at, size = layers[source, 1], layers[source, 0]
-                spikes = fired[(t - 1) % 2, at : at + size]
-                events = listed[(t - 1) % 2, at : at + size]
-                _send(edges[e], spikes, events, n_listed[(t - 1) % 2, source], slot, synapses, work)
+                at = layers[source, 1]
+                events = listed[(t - 1) % 2, at : at + layers[source, 0]]
+                _send(edges[e], events, n_listed[(t - 1) % 2, source], slot, synapses, work)
             else:
                 slot[:] = 0
     if not layers[k, 7] <= step <= layers[k, 8]:
@@ -651,9 +650,9 @@ def _trailing_zeros(word):  # pragma: no cover - compiled (replaced by LLVM's ct
     return k
 
 
-def _send(edge, spikes, events, n_events, out, synapses, work):  # pragma: no cover - compiled
-    """One synapse of :func:`_run` accumulates binary ``spikes`` (its source population, flat; the first
-    ``n_events`` entries of ``events`` list the neurons that fired) into ``out`` (its target's size, flat), with
+def _send(edge, events, n_events, out, synapses, work):  # pragma: no cover - compiled
+    """One synapse of :func:`_run` accumulates its source population's binary spikes (the first ``n_events``
+    entries of ``events``: the flat indices of the neurons that fired) into ``out`` (its target's size, flat), with
     the network's ``synapses`` (tables, channel, dense, indptr, rows, weights, runs, run_weights, cell_of:
     ``fused.Packed``) and the scratch arrays ``work`` (cells, index, count, then the sums and a cell's kernels in
     int16, int32 and int64): a convolution (kind 0, :func:`_conv_one` from the listed spikes, wrapped to 24 bits,
@@ -675,7 +674,7 @@ def _send(edge, spikes, events, n_events, out, synapses, work):  # pragma: no co
         shape = (cells_x, cells_y, c_in)
         target = out.reshape((edge[18], edge[19], edge[20]))
         geometry = edge[21:31]
-        n_in, flat_cells, at = spikes.shape[0], cells[:cell_count], edge[31]
+        n_in, flat_cells, at = edge[15] * edge[16] * c_in, cells[:cell_count], edge[31]
         entries = index[:cell_count]
         n_entries = _scatter_events(events, n_events, cell_of[at : at + n_in], flat_cells, entries)
         if edge[29] == c_in and edge[25] == 1 and edge[26] == 1 and edge[27] == 1 and edge[28] == 1:

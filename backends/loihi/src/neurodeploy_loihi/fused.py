@@ -67,8 +67,8 @@ class Packed:
     run_weights: np.ndarray
     """The weights of the synapse lists walked per neuron or in runs (:func:`sparse_layout`)."""
     cell_of: np.ndarray
-    """Per convolution and input neuron (int32), its cell: the flat index of the pool block it falls in times
-    C_in plus its channel, or -1 past the last whole block (:func:`cell_table`)."""
+    """Per convolution (int32, at its offset, edge column 31), :func:`cell_table`'s tables: each input neuron's
+    cell (or -1), then each cell's place in the padded accumulator and its channel."""
     fan_out: np.ndarray
     inbound: list[tuple[int, int]]
     scratch_sizes: tuple[int, int, int, int, int]

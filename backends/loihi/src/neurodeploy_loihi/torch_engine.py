@@ -637,8 +637,10 @@ def _few_spike(code: Any, v: Any, window: Any, rest: Any, local: int) -> Any:
 class GradedCount:
     """What :meth:`GradedProgram.run` counts, per pass: nonzero payloads and SynOps per spiking population, their
     values at the marks, the readout's value at the marks (a few-spike program's: its sum since the fill), and the
-    v saturations per population (B, L)."""
+    v saturations per population (B, L); ``fill``: the graph steps before the first counted one (a few-spike
+    program's pipeline fill, else 0)."""
 
+    fill: int
     sent: dict[int, Any]
     synops: dict[int, Any]
     marks: dict[int, dict[int, np.ndarray]]
@@ -654,11 +656,12 @@ def _graded_pass(program: GradedProgram, plan: list[GradedPopulation], q0: Any, 
     ``q0`` (B, n) the input population's payloads (its bias)."""
     torch = import_torch()
     batch, device = q0.shape[0], q0.device
-    fill = int(program.fs["fill"]) if program.fs else 0
+    fill = int(program.fs["fill"]) if program.fs else 0  # a few-spike program's pipeline fill runs first
     top = int(program.readout["population"])
     spiking = [k for k, role in enumerate(program.roles) if role != "readout"]
     zeros = [torch.zeros((batch, q.size), dtype=torch.int64, device=device) for q in plan]
     count = GradedCount(
+        fill=fill,
         sent={k: zeros[0].new_zeros(batch) for k in spiking},
         synops={k: zeros[0].new_zeros(batch) for k in spiking},
         marks={c: {} for c in wanted},
@@ -671,10 +674,10 @@ def _graded_pass(program: GradedProgram, plan: list[GradedPopulation], q0: Any, 
     queues = [[[None] * (e.delay + 1) for e in q.edges] for q in plan]
     replay = not windows  # as GradedNetwork.run: once settled for longer than the longest delay, a step repeats
     settle = 1 + max((e.delay for q in plan for e in q.edges), default=0)
-    unchanged, last = 0, [(zeros[0], zeros[0], zeros[0])] * len(plan)
+    unchanged, last = 0, [None] * len(plan)  # per population its last computed (v, payload, saturations)
     for t in range(fill + steps + program.delay):
         if replay and unchanged > settle:
-            for k, (v, payload, saturated) in enumerate(last):
+            for k, (v, payload, saturated) in enumerate(last):  # type: ignore[misc]
                 count.saturations[:, k] += saturated
                 _graded_record(program, count, k, t + 1 - k - fill, steps, payload, v, plan[k].fan_out, top)
             continue
@@ -688,7 +691,8 @@ def _graded_pass(program: GradedProgram, plan: list[GradedPopulation], q0: Any, 
             if q.code is not None:
                 payload = _few_spike(q.code, v, windows[k], rests[k], t + 1 - q.code.depth)
             elif replay:
-                repeated = repeated and torch.equal(payload, last[k][1]) and torch.equal(v, last[k][0])
+                if repeated:  # (t > 0: every population has a last step)
+                    repeated = torch.equal(payload, last[k][1]) and torch.equal(v, last[k][0])  # type: ignore[index]
                 last[k] = (v, payload, saturated)
             sent_now.append(payload)
             _graded_record(program, count, k, t + 1 - k - fill, steps, payload, v, q.fan_out, top)
@@ -708,8 +712,7 @@ def _graded_record(
     top: int,
 ) -> None:
     """:meth:`GradedProgram.run`'s ``record`` for population k at graph step ``local``."""
-    fill = int(program.fs["fill"]) if program.fs else 0
-    if not 1 - fill <= local <= steps:
+    if not 1 - count.fill <= local <= steps:
         return
     if k in count.sent:
         messages = payload != 0
@@ -755,8 +758,7 @@ def run_graded(
         for lo in range(0, max(batch, 1), size):  # (an empty batch: one empty pass)
             payloads = torch.as_tensor(np.ascontiguousarray(q0[lo : lo + size], np.int64), device=device)
             parts.append(_graded_pass(program, plan, payloads, steps, wanted))
-    names, spiking = program.names, list(parts[0].sent) if parts else []
-    fill = int(program.fs["fill"]) if program.fs else 0
+    names, spiking, fill = program.names, list(parts[0].sent), parts[0].fill
     (input_name,) = program.host.inputs
     per_step = input_synapses(program.host)
     marks = {c: {names[k]: np.concatenate([p.marks[c][k] for p in parts]) for k in spiking} for c in wanted}
