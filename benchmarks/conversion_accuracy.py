@@ -38,7 +38,8 @@ smaller T from the emulator's checkpoints):
               12 and 16 steps per layer (``coding=fs,fs-steps=K``; each layer's code fitted at its λ, the 99.9th
               percentile of the first 1024 MNIST training images, over their range); T = K, 2K and 4K (whole
               windows) counted after the fill; each layer's fit errors (in units of λ); spikes per neuron and
-              window at the largest T.
+              window at the largest T; and the same conversion on the loihi target in graded mode (the codes in
+              integers, signed graded spikes).
 
 For each run: the ANN's accuracy (onnxruntime), the SNN's accuracy per T, and the smallest T at which the SNN
 is within 0.5 (and 0.3) points of the ANN. Accuracy differences are in percentage points.
@@ -286,6 +287,10 @@ def silu_fits(k: int) -> dict[str, Any]:
     return dict(ctx.records["convert-to-snn"]["fs_fit"])
 
 
+LOIHI_GRADED = {"target": "loihi", "mode": "graded"}
+"""The loihi target's graded mode, where few-spike codes (fitted ones too) run in integers."""
+
+
 def part_fs_silu(args: argparse.Namespace) -> dict[str, Any]:
     results = {}
     for k in SILU_STEPS:
@@ -304,6 +309,18 @@ def part_fs_silu(args: argparse.Namespace) -> dict[str, Any]:
         result["note"] = (
             f"read after a fill of {fill} steps; {per_window:.3f} spikes per neuron and window of {k} steps (over "
             f"the {last + fill} steps run); fit errors in units of λ: {errors}"
+        )
+        results[name] = result
+        name = f"SiLU CNN, FS K={k}, loihi graded"
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        conversion = f"coding=fs,fs-steps={k}"
+        result = run(SILU_MODEL, "mnist", steps, args, calibration="mnist", conversion=conversion, **LOIHI_GRADED)
+        fill, last, per_window = spikes_per_window(result, k)
+        result["note"] = (
+            f"the same codes in integers on Loihi 2's graded spikes (signed 8-bit payloads, 8-bit weights); read "
+            f"after a fill of {fill} steps; {per_window:.3f} spikes per neuron and window of {k} steps; the 8-bit "
+            f"network's own integer forward pass (evaluate's quantized ANN): "
+            f"{100 * result['evaluation']['quantized_ann_accuracy']:.2f}%"
         )
         results[name] = result
     return {"runs": results}

@@ -454,7 +454,7 @@ class ConvertToSNN(Pass):
             raise ConversionError(
                 f"{layer}: integrate-and-fire neurons (coding={self.coding}) send the rate of a ReLU-like "
                 "activation, and SiLU is negative below 0 and not linear above it; convert with coding=fs "
-                "(few-spike neurons fitted to SiLU; the reference target runs them)"
+                "(few-spike neurons fitted to SiLU; the reference target and the loihi target's graded mode run them)"
             )
         if self.granularity == "channel" and ctx.calibration is not None and self.norm != "weights":
             raise ConversionError(

@@ -47,3 +47,17 @@ def compiled(profile: str, target: str = "loihi") -> Artifact:
 def mnist_test_images() -> tuple[np.ndarray, np.ndarray]:
     data = np.load(TEST_IMAGES)
     return data["x"].astype(np.float32), data["y"]
+
+
+SILU = ROOT / "examples" / "mnist_silu"
+
+
+@cache
+def compiled_silu(steps: int, target: str = "loihi") -> Artifact:
+    """The SiLU example (few-spike codes fitted to SiLU) compiled for ``target`` with ``coding=fs,fs-steps=steps``
+    and 64 of its calibration images."""
+    out = _scratch() / f"{target}-silu-{steps}"
+    calibration = load_calibration(str(SILU / "calibration.npz"), 64)
+    return compile_model(
+        SILU / "mnist_silu.onnx", target, out, calibration=calibration, conversion=f"coding=fs,fs-steps={steps}"
+    )

@@ -1,13 +1,15 @@
 """Few-spike coding (``coding=fs``) on the loihi target, graded mode: the integer few-spike neuron
 (:func:`neurodeploy_loihi.graded.fs_step`) against hand-derived traces, the bundled MNIST model compiled and
-emulated against the 8-bit quantized ANN it computes exactly, and the refusals (binary mode, the board profile,
-the rounded staircase, a code fitted to SiLU)."""
+emulated against the 8-bit quantized ANN it computes exactly, the refusals (binary mode, the board profile,
+the rounded staircase), and codes fitted to SiLU (signed thresholds and payloads, gated windows) against
+hand-derived traces, their integer reference and the reference target's float few-spike SNN."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 from neurodeploy_loihi.graded import FewSpikeCode, GradedLayer, GradedNetwork, GradedNeuron, GradedProgram
+from neurodeploy_loihi.quantize import to_lava
 
 from neurodeploy.backends.registry import get_backend
 from neurodeploy.compiler import compile_model
@@ -130,21 +132,87 @@ def test_few_spike_is_refused_where_graded_mode_cannot_run_it(tmp_path, option, 
         )
 
 
-def test_a_code_fitted_to_silu_is_refused_naming_the_layer_and_why(tmp_path):
-    """A SiLU model's few-spike code is fitted (negative spike values and thresholds, no staircase digits): graded
-    mode's integer few-spike populations send non-negative digits of a staircase only."""
-    example = EXAMPLE.parent / "mnist_silu"
-    calibration = load_calibration(str(example / "calibration.npz"), 64)
-    refusal = (
-        r"few-spike coding \(coding=fs\), layer '/features/features.2/Mul': its code is fitted to SiLU \(.*\), and "
-        r"the loihi target's graded few-spike populations run only the integer digits .* no negative spike .*run it "
-        r"on the reference target"
-    )
-    with pytest.raises(ConversionError, match=refusal):
-        compile_model(
-            example / "mnist_silu.onnx",
-            "loihi",
-            tmp_path / "a",
-            calibration=calibration,
-            conversion="coding=fs,fs-steps=8",
-        )
+def _signed_neuron(level: int, start: int = 0) -> list[int]:
+    """Payloads of one input neuron with a fitted-style code (K = 2: thresholds -2, 3; resets 2, 3; payloads -5, 4)
+    holding v = ``level``, 6 steps."""
+    code = FewSpikeCode(thresholds=(-2, 3), resets=(2, 3), payloads=(-5, 4), start=start)
+    assert code.signed
+    network = GradedNetwork([GradedLayer(None, GradedNeuron(message_bits=4, fs=code), "n", (1,))])
+    return network.run(np.array([[level]]), 6).spikes[0][0, :, 0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("level", "start", "payloads"),
+    [
+        # window 1 sums 2 v; window 2 on: rest 6 >= -2 sends -5 (rest 4), 4 >= 3 sends 4
+        (3, 0, [0, 0, -5, 4, -5, 4]),
+        # rest -2 >= -2 sends -5 (rest -4), -4 < 3
+        (-1, 0, [0, 0, -5, 0, -5, 0]),
+        # rest -4 < -2: nothing (far below 0, as SiLU's zero there)
+        (-2, 0, [0, 0, 0, 0, 0, 0]),
+        # rest 0 >= -2 fires, but only in live windows: window 1 (rest 0 before any sum) sends nothing
+        (0, 0, [0, 0, -5, 0, -5, 0]),
+        # start 2: window 2 sends window 1's sum, which began before the start: nothing until window 3
+        (0, 2, [0, 0, 0, 0, -5, 0]),
+    ],
+)
+def test_signed_few_spike_neuron_matches_a_hand_derived_trace_and_is_gated_before_its_start(level, start, payloads):
+    assert _signed_neuron(level, start) == payloads
+
+
+def test_a_signed_code_needs_a_sign_bit_in_its_payload_width():
+    code = FewSpikeCode(thresholds=(-2, 3), resets=(2, 3), payloads=(-5, 4))
+    GradedNeuron(message_bits=4, fs=code)  # -8..7
+    with pytest.raises(ValueError, match="few-spike payloads"):
+        GradedNeuron(message_bits=3, fs=code)  # -4..3
+
+
+@pytest.fixture(scope="module")
+def silu_artifact():
+    from loihi_mnist import compiled_silu
+
+    return compiled_silu(8)
+
+
+def test_silu_few_spike_graded_equals_its_integer_reference_at_whole_windows(silu_artifact):
+    """The SiLU example's fitted codes (negative thresholds and payloads) as integer few-spike populations: the
+    run read over whole windows equals the window-by-window integer reference, v never saturates, negative
+    payloads are sent, and the payloads fit signed 8-bit messages."""
+    program = GradedProgram.load(silu_artifact.root)
+    assert program.fs == {"steps": 8, "fill": 16}
+    assert program.input_unit is not None
+    assert program.message_bits == 8
+    codes = [layer.neuron.fs for layer in program.network.layers[:-1]]
+    assert all(code is not None and code.signed and min(code.thresholds) < 0 for code in codes)
+    assert max(abs(p) for code in codes for p in code.payloads) <= 127
+    x = np.load(TEST_IMAGES)["x"][:32]
+    run = program.run(x, 16, checkpoints=(8, 12))
+    expected = program.reference(x)
+    np.testing.assert_allclose(run.outputs, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run.checkpoints[8], expected, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(run.checkpoints[12], expected)  # half a window is no whole one
+    assert int(np.sum(run.v_saturations)) == 0
+    q0 = to_lava(program.input_payload(x), program.shapes[0])
+    trace = program.network.run(q0, program.fs["fill"] + 8 + program.delay)
+    negative = [int((spikes < 0).sum()) for spikes in trace.spikes[:-1]]
+    assert all(n > 0 for n in negative)
+    assert silu_artifact.manifest["target"]["board_ready"] is False
+
+
+def test_silu_few_spike_graded_agrees_with_the_float_few_spike_snn(silu_artifact):
+    """The same 256 bundled test images on the reference target's float few-spike SNN and in graded mode on
+    Loihi, both read over the second window after the fill: 98% of the predictions alike, accuracy within 2
+    points."""
+    from loihi_mnist import compiled_silu
+
+    from neurodeploy.compiler import emulate_artifact as emulate
+
+    reference = compiled_silu(8, "reference")
+    data = np.load(TEST_IMAGES)
+    x, y = data["x"], data["y"]
+    ours = emulate(silu_artifact, x, steps=16, mode="graded").outputs
+    theirs = emulate(reference, x, steps=16).outputs
+    (ours,) = ours.values() if isinstance(ours, dict) else (ours,)
+    (theirs,) = theirs.values() if isinstance(theirs, dict) else (theirs,)
+    assert np.mean(ours.argmax(1) == theirs.argmax(1)) >= 0.98
+    assert abs(np.mean(ours.argmax(1) == y) - np.mean(theirs.argmax(1) == y)) <= 0.02

@@ -199,20 +199,27 @@ def test_the_bundled_model_in_graded_mode_gives_the_same_result() -> None:
     assert (result.outputs.argmax(axis=1) == mnist_test_images()[1][:32]).mean() > 0.9
 
 
-def test_few_spike_programs_give_the_same_result(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["relu", "silu"])
+def test_few_spike_programs_give_the_same_result(tmp_path: Path, model: str) -> None:
     """Few-spike populations (window sums, time-varying thresholds, resets and payloads, the pipeline's fill) and
-    the readout's mean over the steps after the fill, at whole and half windows."""
-    from loihi_mnist import CALIBRATION, MODEL
+    the readout's mean over the steps after the fill, at whole and half windows: the staircase's digits of the
+    bundled CNN, and the SiLU example's fitted codes (thresholds and payloads of either sign, gated windows)."""
+    from loihi_mnist import CALIBRATION, MODEL, compiled_silu
 
     from neurodeploy.compiler import compile_model
     from neurodeploy.data.calibration import load_calibration
 
-    calibration = load_calibration(str(CALIBRATION), 64)
-    artifact = compile_model(
-        MODEL, "loihi", tmp_path / "fs", calibration=calibration, conversion="coding=fs,fs-steps=4"
-    )
+    if model == "silu":
+        artifact = compiled_silu(4)
+    else:
+        calibration = load_calibration(str(CALIBRATION), 64)
+        artifact = compile_model(
+            MODEL, "loihi", tmp_path / "fs", calibration=calibration, conversion="coding=fs,fs-steps=4"
+        )
     program = GradedProgram.load(artifact.root)
     assert program.fs is not None
+    codes = [layer.neuron.fs for layer in program.network.layers if layer.neuron.fs is not None]
+    assert any(code.signed for code in codes) == (model == "silu")
     x = mnist_test_images()[0][:8]
     result = _compare_graded(program, x, 8, checkpoints=(2, 4, 6))
     assert sum(int(s.sum()) for s in result.spikes.values()) > 0

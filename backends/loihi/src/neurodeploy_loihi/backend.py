@@ -71,7 +71,7 @@ EVENT_INPUT = (
 FS_BINARY = (
     "few-spike coding (coding=fs): layer {layer!r} is a FewSpike population, whose spikes carry the values d_j of "
     "its code; binary mode sends 1-bit spikes, which cannot carry them. The {target} target runs few-spike neurons "
-    "in graded mode only (--mode graded: Loihi 2's graded spikes carry K c_j), and rate-coded IF neurons "
+    "in graded mode only (--mode graded: Loihi 2's graded spikes carry K d_j), and rate-coded IF neurons "
     "(coding=rate) in binary mode"
 )
 
@@ -79,16 +79,7 @@ FS_BINARY = (
 def fs_digits_of(op: FewSpike, where: str) -> tuple[list[int], float]:
     """The integer digits c_j and the offset φ of a FewSpike op converted with coding=fs: the exact quantizer
     h_j = d_j = c_j / L, T_j = (c_j - φ) / L that graded mode runs in integers; a ConversionError names the layer
-    for any other code."""
-    fit = op.meta.get("fs_fit")
-    if isinstance(fit, dict):
-        raise ConversionError(
-            f"few-spike coding (coding=fs), layer {op.name!r}: its code is fitted to {fit.get('activation')} "
-            "(thresholds, resets and spike values of either sign, not the digits of a staircase), and the loihi "
-            "target's graded few-spike populations run only the integer digits c_j of a ReLU or QCFS staircase: "
-            "thresholds of at least 1 and payloads K c_j of at least 0, so no negative spike and no fitted value; "
-            "run it on the reference target"
-        )
+    for any other code (a fitted one is :func:`_fs_fitted`'s)."""
     levels = op.meta.get("levels")
     code = op.spike_values.astype(np.float64)
     if not isinstance(levels, (int, np.integer)) or levels < 1:
@@ -117,13 +108,30 @@ def _fs_as_if(graph: Graph) -> Graph:
     graded mode (:func:`neurodeploy_loihi.graded.quantize_graded`) turns into integer few-spike populations."""
     graph = graph.copy()
     for i, op in enumerate(graph.ops):
-        if isinstance(op, FewSpike):
+        if isinstance(op, FewSpike) and isinstance(op.meta.get("fs_fit"), dict):
+            meta = {**op.meta, "fs": _fs_fitted(op)}
+            graph.ops[i] = IF(name=op.name, inputs=op.inputs, output=op.output, meta=meta, threshold=op.threshold)
+        elif isinstance(op, FewSpike):
             digits, phi = fs_digits_of(op, f"FewSpike {op.name!r}")
             meta = {**op.meta, "fs": {"digits": digits, "start": int(op.start)}}
             graph.ops[i] = IF(
                 name=op.name, inputs=op.inputs, output=op.output, meta=meta, threshold=op.threshold, initial=phi
             )
     return graph
+
+
+def _fs_fitted(op: FewSpike) -> dict[str, Any]:
+    """A FewSpike op's code fitted to an activation (SiLU), in units of its threshold θ (the lowering's units):
+    what graded mode (:func:`neurodeploy_loihi.graded._fitted_code`) turns into an integer code of either sign."""
+    fit = op.meta["fs_fit"]
+    return {
+        "thresholds": [float(x) for x in op.thresholds],
+        "resets": [float(x) for x in op.resets],
+        "values": [float(x) for x in op.spike_values],
+        "start": int(op.start),
+        "activation": str(fit.get("activation")),
+        "range": [float(x) for x in fit.get("range", (-1.0, 1.0))],
+    }
 
 
 def _netx_profile(graph: Graph) -> bool:
@@ -253,7 +261,7 @@ class Loihi2Backend(Backend):
                 )
         few_spike = [op for op in graph.ops if isinstance(op, FewSpike)]
         if few_spike:
-            self._check_few_spike(model, few_spike[0], profile)
+            self._check_few_spike(model, few_spike, profile)
             graph = _fs_as_if(graph)
         if profile == "board":
             for op in graph.ops:
@@ -289,8 +297,11 @@ class Loihi2Backend(Backend):
         report, cores = resource_report(self.target, q.network, names, op_types, chips)
         return LoihiPlan(model, lowered, q, netx, readout_range, source, report, cores, profile)
 
-    def _check_few_spike(self, model: CompiledModel, op: FewSpike, profile: str) -> None:
-        """Few-spike neurons run in graded mode with our Lava process (profile exact), on analog input."""
+    def _check_few_spike(self, model: CompiledModel, ops: list[FewSpike], profile: str) -> None:
+        """Few-spike neurons run in graded mode with our Lava process (profile exact), on analog input; a
+        staircase's digits need the staircase."""
+        digits = [op for op in ops if "fs_fit" not in op.meta]
+        op = digits[0] if digits else ops[0]
         why = None
         if profile == "board":
             why = (
@@ -299,7 +310,7 @@ class Loihi2Backend(Backend):
             )
         elif model.encoding.kind == "events":
             why = "event input reaches the chip as binary spikes, and graded mode takes analog input; use direct input"
-        elif model.target_options.get("graded_staircase", True) is False:
+        elif model.target_options.get("graded_staircase", True) is False and digits:
             why = "few-spike neurons send the digits of the QCFS staircase: drop graded_staircase=false"
         if why:
             raise ConversionError(f"few-spike coding (coding=fs), layer {op.name!r}: {why}")
@@ -544,6 +555,8 @@ class Loihi2Backend(Backend):
             else:
                 done = loaded.run(inputs, run.steps, checkpoints=run.checkpoints)
             counts, diagnostics = {}, {}
+            fs = getattr(loaded, "fs", None)  # a few-spike program's pipeline fill runs before the counted steps
+            fill = int(fs["fill"]) if fs else 0
         else:
             options = {"checkpoints": run.checkpoints, "counts": run.neuron_counts, "readout_delay": run.readout_delay}
             if run.engine == "torch":  # the same integers, batch-first tensors on the run's device
@@ -553,9 +566,11 @@ class Loihi2Backend(Backend):
             else:
                 done = loaded.run(inputs, run.steps, **options)
             counts, diagnostics = done.counts, {"readout_spikes": int(done.stats["readout_spikes"])}
+            fill = 0
         return EmulationResult(
             outputs=done.outputs,
             steps=run.steps,
+            delay=fill,
             mode=run.mode,
             spikes=done.spikes,
             neurons=done.neurons,

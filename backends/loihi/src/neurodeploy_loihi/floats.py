@@ -3,7 +3,8 @@ correction are measured on (calibration data through the host graph and every po
 
 ``float_forward`` gives each population's activation in lowered units (threshold 1): ReLU, or with ``rates`` the
 rate an IF neuron can reach (clipped at one spike per step), and with ``staircase`` a QCFS population's trained
-clip(floor(z L + φ), 0, L) / L."""
+clip(floor(z L + φ), 0, L) / L; a population with a few-spike code fitted to an activation sends what its code
+sends for a window of constant input."""
 
 # No `from __future__ import annotations`: Lava's process-model discovery executes every module of this folder
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy.conversion.few_spike import few_spike_output
 from neurodeploy.ir import interpret
 from neurodeploy_loihi.lowering import DenseSpec, Lowered, SparseSpec
 
@@ -56,6 +58,10 @@ def float_forward(lowered: Lowered, x: np.ndarray, staircase: bool = False, rate
     current = interpret.run(lowered.host, np.asarray(x, np.float32))[lowered.host.outputs[0]]
 
     def act(pop: Any, z: np.ndarray) -> np.ndarray:
+        fitted = pop.meta.get("fs") if pop.role != "readout" else None
+        if isinstance(fitted, dict) and "values" in fitted:  # a few-spike code fitted to an activation (SiLU)
+            code = (np.asarray(fitted[key], np.float32) for key in ("thresholds", "resets", "values"))
+            return few_spike_output(z, *code).astype(np.float64)
         levels = qcfs_levels(pop) if staircase else 0
         if levels:
             return np.clip(np.floor(z * levels + float(pop.initial)), 0, levels) / levels

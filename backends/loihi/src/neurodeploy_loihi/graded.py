@@ -63,6 +63,20 @@ including the chip's 24-bit saturation and Conv's 24-bit wrap, so it equals the 
 **Time.** Population 0 (the input) has no synapse; population k sees population k - 1's payload one step later.
 So the readout holds the result from Loihi step delay + 1 on, with delay = the number of synapses; T counts after
 the delay (T graph steps take T + delay Loihi steps) and every T >= 1 gives the same output.
+
+**Few-spike populations** (``coding=fs``, :class:`FewSpikeCode`, :func:`fs_step`) sum v over a window of K steps
+and send that sum's code in the next window, at most one payload a step. A staircase's code (ReLU, QCFS) sends the
+digits c_j of the level: payloads K c_j, thresholds and resets K c_j 2**shift. A code fitted to another activation
+(SiLU: thresholds T_j, resets h_j and values d_j of either sign, in lowered units) is carried over as it is: the
+population's payload unit s_k puts its largest K |d_j| at 2**(bits - 1) - 1 (payloads round(K d_j / s_k), signed
+message_bits), v's unit puts its synapse's largest weight at 254 (no shift), thresholds are ceil(K T_j / unit)
+(exact for the integer window sum) and resets round(K h_j / unit); an input population with a fitted code gets
+v = round(current / unit) from the host, its unit putting the fit's range within the 13-bit bias. A window that
+began before the population's ``start`` (or before its input arrived) sends nothing, whatever its code. The
+integer reference of a few-spike program (:meth:`GradedProgram.integer_forward`) is computed a window at a time.
+Measured on ``examples/mnist_silu`` (256 calibration images, the first 1000 MNIST test images, T = 2K after the
+fill): 98.40 / 98.70 / 98.50% at K = 8 / 12 / 16, against 98.20 / 98.70 / 98.60% for the float few-spike SNN of
+the reference target and 98.90% for the ANN; no v saturated.
 """
 
 # No `from __future__ import annotations`: Lava executes every module of this folder when it looks for process
@@ -144,7 +158,9 @@ GRADED_SCHEMA = Dict(
         "format": Str(),
         "version": Int(),
         "message_bits": Int(1, MESSAGE_BITS_MAX),
-        "input": Dict({"host_graph": HOST_STEM}, {"population": Int(0), "scale": POSITIVE, "offset": Number()}),
+        "input": Dict(
+            {"host_graph": HOST_STEM}, {"population": Int(0), "scale": POSITIVE, "offset": Number(), "unit": POSITIVE}
+        ),
         "layers": List(
             Dict(
                 {
@@ -161,9 +177,9 @@ GRADED_SCHEMA = Dict(
                             "levels": Int(0),
                             "fs": Dict(
                                 {
-                                    "thresholds": List(Int(1), min_len=1),
-                                    "resets": List(Int(0), min_len=1),
-                                    "payloads": List(Int(0), min_len=1),
+                                    "thresholds": List(Int(), min_len=1),
+                                    "resets": List(Int(), min_len=1),
+                                    "payloads": List(Int(), min_len=1),
                                     "start": Int(0),
                                     "depth": Int(0),
                                 }
@@ -198,7 +214,10 @@ class FewSpikeCode:
     """The integer few-spike code of a graded population (see the module docstring): K = ``len(thresholds)``;
     per step j of a window the integer threshold, the reset subtracted when it fires and the payload it sends.
     ``start``: windows that begin before this (local) step send nothing; ``depth``: the population's distance in
-    synapses from the input population, so its local step is the Loihi step minus ``depth``."""
+    synapses from the input population, so its local step is the Loihi step minus ``depth``. A staircase's code
+    (its digits) has thresholds of at least 1 and payloads of at least 0; a fitted one (SiLU) has values of
+    either sign: a threshold at or below 0 fires on a rest at or below 0, and a negative payload is a negative
+    graded spike."""
 
     thresholds: tuple[int, ...]
     resets: tuple[int, ...]
@@ -210,9 +229,9 @@ class FewSpikeCode:
         codes = (self.thresholds, self.resets, self.payloads)
         if len({len(c) for c in codes}) != 1 or not 1 <= len(self.thresholds) <= 16:
             raise ValueError("few-spike code: thresholds, resets and payloads must be K = 1..16 values each")
-        fp.check_range("thresholds", np.asarray(self.thresholds), 1, FS_STATE_LIMIT, "few-spike code: ")
-        fp.check_range("resets", np.asarray(self.resets), 0, FS_STATE_LIMIT, "few-spike code: ")
-        fp.check_range("payloads", np.asarray(self.payloads), 0, V_LIMIT, "few-spike code: ")
+        fp.check_range("thresholds", np.asarray(self.thresholds), -FS_STATE_LIMIT, FS_STATE_LIMIT, "few-spike code: ")
+        fp.check_range("resets", np.asarray(self.resets), -FS_STATE_LIMIT, FS_STATE_LIMIT, "few-spike code: ")
+        fp.check_range("payloads", np.asarray(self.payloads), -V_LIMIT, V_LIMIT, "few-spike code: ")
         fp.check_range("start", self.start, 0, FS_STATE_LIMIT, "few-spike code: ")
         fp.check_range("depth", self.depth, 0, FS_STATE_LIMIT, "few-spike code: ")
 
@@ -223,6 +242,18 @@ class FewSpikeCode:
     def ready(self) -> int:
         """The local step after which the population's payloads have settled (:meth:`FewSpike.ready`)."""
         return (-(-self.start // self.steps) + 1) * self.steps
+
+    def live(self, local: int) -> bool:
+        """Whether local step ``local`` (from 1) may send: its window's value was summed in a window that began at
+        ``start`` or later (:meth:`FewSpike.live`; the first window, and every step before the input arrives,
+        has nothing to send)."""
+        t = local - 1
+        return t - t % self.steps - self.steps >= self.start
+
+    @property
+    def signed(self) -> bool:
+        """Whether a payload is negative: the message is then a two's complement integer."""
+        return min(self.payloads) < 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -238,10 +269,12 @@ def fs_step(code: FewSpikeCode, v: np.ndarray, window: np.ndarray, rest: np.ndar
     """One step of a few-spike population at its local step ``local`` (from 1; earlier steps are the pipeline's
     fill before its input arrives): step j = (local - 1) mod K of the FS recursion on ``rest`` (in place), then
     v added to the window's sum ``window`` (in place); at a window's last step the sum becomes the next window's
-    rest (0 for a window that began before ``start``). Returns the payloads (int64)."""
+    rest (0 for a window that began before ``start``). A step that is not :meth:`FewSpikeCode.live` fires
+    nothing (a staircase's rest is 0 there, below its thresholds; a fitted code may fire at 0). Returns the
+    payloads (int64)."""
     steps = code.steps
     j = (local - 1) % steps
-    fire = rest >= code.thresholds[j]
+    fire = (rest >= code.thresholds[j]) & code.live(local)
     rest -= fire * np.int64(code.resets[j])
     window += v
     if j == steps - 1:
@@ -270,7 +303,9 @@ class GradedNeuron:
         if self.fs is not None:
             if not self.relu:
                 raise ValueError("graded neuron: a few-spike population cannot be the identity (a readout)")
-            fp.check_range("few-spike payloads", np.asarray(self.fs.payloads), 0, (1 << int(self.message_bits)) - 1)
+            bits = int(self.message_bits)
+            low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if self.fs.signed else (0, (1 << bits) - 1)
+            fp.check_range("few-spike payloads", np.asarray(self.fs.payloads), low, high)
         fp.check_range("shift", self.shift, 0, SHIFT_MAX, "graded neuron: ")
         fp.check_range("message_bits", self.message_bits, 1, MESSAGE_BITS_MAX, "graded neuron: ")
         fp.check_range("bias_mant", self.bias_mant, BIAS_MANT_MIN, BIAS_MANT_MAX, "graded neuron: ")
@@ -561,6 +596,9 @@ class GradedProgram:
     fs: dict[str, int] | None = None
     """A few-spike program's ``steps`` K and pipeline ``fill`` (graph steps before the readout's input settles,
     :func:`neurodeploy.simulate.readout_delay`); None for the one-step-per-layer program."""
+    input_unit: float | None = None
+    """A fitted few-spike input population's unit of v (float units of the host's current): its payload is
+    round(current / unit) within the 13-bit bias, of either sign, which its code compares as any population's v."""
 
     @property
     def delay(self) -> int:
@@ -570,8 +608,12 @@ class GradedProgram:
     # -- running ----------------------------------------------------------------------------------------------
     def input_payload(self, x: np.ndarray) -> np.ndarray:
         """q_0 (B, *graph shape of population 0): the host's current / s_0, rounded half to even (or floor(current /
-        s_0 + φ) with an ``input_offset`` φ), in [0, top]."""
+        s_0 + φ) with an ``input_offset`` φ), in [0, top]; with an ``input_unit``, current / unit rounded half to
+        even within +-(2**12 - 1)."""
         current = interpret.run(self.host, np.asarray(x, np.float32))[self.host.outputs[0]]
+        if self.input_unit is not None:
+            ratio = np.rint(current.astype(np.float64) / self.input_unit)
+            return np.clip(ratio, -BIAS_MANT_MAX, BIAS_MANT_MAX).astype(np.int64)
         ratio = current.astype(np.float64) / self.scales[0]
         level = np.rint(ratio) if self.input_offset is None else np.floor(ratio + self.input_offset)
         return np.clip(level, 0, self.network.layers[0].neuron.top).astype(np.int64)
@@ -635,24 +677,65 @@ class GradedProgram:
     def integer_forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The quantized ANN as a plain integer forward pass in the graph's layout (ONNX cross-correlation,
         (C, H, W) activations), independent of the emulator's Lava layout: per population, its activations q_k
-        (the readout's: v). Conv sums wrap to 24 bits and Dense sums to 32, v saturates to 24 bits, as on the chip."""
+        (the readout's: v). Conv sums wrap to 24 bits and Dense sums to 32, v saturates to 24 bits, as on the chip.
+
+        A few-spike program is computed a window at a time: a population's window sum of v is its synapse applied
+        to the sum of the payloads its source sent in one window, plus K biases (K v for the input population);
+        its code, run on that sum, gives the sum of its own payloads; the readout's value is its window sum / K.
+        That is the program with its input held, read over whole windows, except where v saturates in a single
+        step (the run counts those)."""
         q = self.input_payload(x)
+        if self.fs:
+            return self._window_forward(q)
         out = [q]
         for k in range(1, len(self.network.layers)):
             layer = self.network.layers[k]
-            parts = [
-                _integer_synapse(synapse, out[source], self.shapes[source], self.shapes[k]).reshape(len(q), -1)
-                for source, synapse, _ in layer.inbound(k)
-            ]
-            acc = parts[0] if len(parts) == 1 else _wrap(sum(parts), fp.PORT_BITS)  # the InPort's int32 sum
-            acc = acc.astype(np.int64).reshape(len(q), *self.shapes[k])
-            bias = to_graph(
-                np.broadcast_to(fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp), (1, *layer.shape)),
-                self.shapes[k],
-            )
-            v = np.clip(acc + bias, -V_LIMIT, V_LIMIT)
+            acc = self._inbound_sum(k, out)
+            v = np.clip(acc + self._graph_bias(k), -V_LIMIT, V_LIMIT)
             q = np.clip(v >> int(layer.neuron.shift), 0, layer.neuron.top) if layer.neuron.relu else v
             out.append(q)
+        return out
+
+    def _inbound_sum(self, k: int, out: list[np.ndarray]) -> np.ndarray:
+        """Population k's synapses applied to the activations ``out`` (graph layout), summed (int64)."""
+        batch = len(out[0])
+        parts = [
+            _integer_synapse(synapse, out[source], self.shapes[source], self.shapes[k]).reshape(batch, -1)
+            for source, synapse, _ in self.network.layers[k].inbound(k)
+        ]
+        acc = parts[0] if len(parts) == 1 else _wrap(sum(parts), fp.PORT_BITS)  # the InPort's int32 sum
+        return acc.astype(np.int64).reshape(batch, *self.shapes[k])
+
+    def _graph_bias(self, k: int) -> np.ndarray:
+        layer = self.network.layers[k]
+        bias = fp.effective_bias(layer.neuron.bias_mant, layer.neuron.bias_exp)
+        return to_graph(np.broadcast_to(bias, (1, *layer.shape)), self.shapes[k])
+
+    def _window_forward(self, q0: np.ndarray) -> list[np.ndarray]:
+        """:meth:`integer_forward` of a few-spike program: per population the sum of its payloads over a window
+        (the readout's: its mean v over a window, float64)."""
+        steps = int(self.fs["steps"])  # type: ignore[index]
+        out: list[np.ndarray] = []
+        for k, layer in enumerate(self.network.layers):
+            code = layer.neuron.fs
+            if k == 0:
+                total = steps * q0
+            else:
+                total = self._inbound_sum(k, out) + steps * self._graph_bias(k)
+            if code is None and layer.neuron.relu:
+                raise ValueError(
+                    f"layer {self.names[k]!r}: a few-spike program's hidden populations are few-spike ones; a graded "
+                    "ReLU population has no window form"
+                )
+            if code is None:
+                out.append(total / steps)
+                continue
+            rest, sent = total.astype(np.int64), np.zeros(total.shape, np.int64)
+            for j in range(steps):
+                fire = rest >= code.thresholds[j]
+                rest = rest - fire * np.int64(code.resets[j])
+                sent += fire * np.int64(code.payloads[j])
+            out.append(sent)
         return out
 
     # -- files ------------------------------------------------------------------------------------------------
@@ -704,7 +787,8 @@ class GradedProgram:
             "delay": self.delay,
             "message_bits": self.message_bits,
             "input": {"host_graph": "host", "population": 0, "scale": self.scales[0]}
-            | ({} if self.input_offset is None else {"offset": self.input_offset}),
+            | ({} if self.input_offset is None else {"offset": self.input_offset})
+            | ({} if self.input_unit is None else {"unit": self.input_unit}),
             "layers": layers,
             "readout": readout,
         }
@@ -772,6 +856,7 @@ class GradedProgram:
                 message_bits=int(doc["message_bits"]),
                 input_offset=doc["input"].get("offset"),
                 fs=doc.get("fs"),
+                input_unit=doc["input"].get("unit"),
             )
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, IRVerificationError) as exc:
             raise ArtifactError(f"{path} does not describe a valid graded Loihi network ({where}): {exc}") from exc
@@ -884,13 +969,24 @@ def quantize_graded(
     scales = [max(r, 1e-12) / (levels[k] or top) for k, r in enumerate(ranges)]
     layers: list[GradedLayer] = []
     report: list[dict[str, Any]] = []
+    input_unit = None
     for k, pop in enumerate(pops):
         where = f"layer {pop.name!r}"
         entry: dict[str, Any] = {"name": pop.name, "role": pop.role, "range": ranges[k]}
         if levels[k]:
             entry["levels"] = levels[k]
         fs = _fs_of(pop, k, levels[k], where)
+        fitted = _fitted_of(pop)
+        if fitted is not None:  # a fitted code's payloads K d_j / s_k, the largest at 2**(bits - 1) - 1: signed bits
+            largest = max(max(abs(d) for d in fitted["values"]), 1e-12)
+            scales[k] = len(fitted["values"]) * largest / ((1 << (bits - 1)) - 1)
+            entry["fit"] = {"activation": fitted.get("activation"), "range": fitted.get("range")}
         if pop.role == "input":
+            if fitted is not None:  # the host sends v = round(current / unit) in the 13-bit bias, of either sign
+                low, high = fitted["range"]
+                input_unit = max(abs(float(low)), abs(float(high)), 1e-12) / BIAS_MANT_MAX
+                fs = _fitted_code(fitted, 0, input_unit, scales[0], where)
+                entry["unit"] = input_unit
             neuron = GradedNeuron(relu=True, shift=0, message_bits=_fs_bits(bits, fs), levels=levels[k], fs=fs(0))
             layers.append(GradedLayer(None, neuron, pop.name, lava_shape(pop.shape)))
             entry |= {"scale": scales[0], "shift": 0}
@@ -905,7 +1001,11 @@ def quantize_graded(
         main = k - 1 if pop.source is None else pop.source
         # every synapse into the population (a residual Add's or a Concat's branches too), on one scale s_k
         branches = [(main, pop.synapse, int(pop.delay)), *((b.source, b.synapse, int(b.delay)) for b in pop.skips)]
-        if not readout:
+        if fitted is not None:  # v's unit: the largest weight at the top of the 8-bit range; no shift
+            unit_v = max(float(np.abs(spec.weight).max(initial=0)) * scales[j] for j, spec, _ in branches) / WEIGHT_TOP
+            unit_v = unit_v or scales[k]
+            fs, shift = _fitted_code(fitted, k, unit_v, scales[k], where), 0
+        if not readout and fitted is None:
             ratio_top = max(
                 float(np.abs(spec.weight).max(initial=0)) * scales[j] / scales[k] for j, spec, _ in branches
             )
@@ -920,17 +1020,21 @@ def quantize_graded(
                 scales[k] = ratio_top * scales[k] / WEIGHT_TOP
                 shift = 0
             shift = min(shift, SHIFT_MAX)
+        if fitted is None:
+            unit_v = scales[k] / 2.0**shift  # float units of one LSB of v
         synapses = []
         for j, spec, _ in branches:
-            unit = scales[j] / scales[k] * 2.0**shift
+            unit = scales[j] / unit_v
             ints = np.clip(2 * np.rint(spec.weight.astype(np.float64) * unit / 2), WEIGHT_BOTTOM, WEIGHT_TOP)
             synapses.append(lava_synapse(spec, ints.astype(np.int64), 0, fp.SignMode.MIXED, pops[j].shape, pop.shape))
-        w_int = np.clip(2 * np.rint(w * scales[main] / scales[k] * 2.0**shift / 2), WEIGHT_BOTTOM, WEIGHT_TOP)
-        if levels[k]:  # the QCFS shift: floor(z L + φ)
+        w_int = np.clip(2 * np.rint(w * scales[main] / unit_v / 2), WEIGHT_BOTTOM, WEIGHT_TOP)
+        if fitted is not None:  # the code compares the window's sum of v itself
+            half = 0
+        elif levels[k]:  # the QCFS shift: floor(z L + φ)
             half = floor(float(pop.initial) * 2.0**shift + 0.5)
         else:  # rounds the floor of >> shift to nearest
             half = (1 << (shift - 1)) if shift > 0 else 0
-        bias_total = np.rint(pop.bias.astype(np.float64) / scales[k] * 2.0**shift) + half
+        bias_total = np.rint(pop.bias.astype(np.float64) / unit_v) + half
         mant, exp = _split_bias(to_lava(bias_total[None], pop.shape)[0], where)
         neuron = GradedNeuron(
             relu=not readout,
@@ -984,12 +1088,15 @@ def quantize_graded(
         report={"scale_source": source, "message_bits": bits, "delay": len(pops) - 1, "layers": report},
         input_offset=float(pops[0].initial) if levels[0] else None,
         fs=fs_note,
+        input_unit=input_unit,
     )
     if fs_note:
         program.report["few_spike"] = {
             **fs_note,
-            "note": "payloads K c_j of the digits c_j of each level; thresholds and resets K c_j 2**shift on the "
-            "window's sum of v, whose bias carries the QCFS offset",
+            "note": "a staircase's code: payloads K c_j of the digits c_j of each level, thresholds and resets K c_j "
+            "2**shift on the window's sum of v, whose bias carries the QCFS offset; a fitted code (SiLU): payloads "
+            "round(K d_j / scale), thresholds ceil(K T_j / unit) and resets round(K h_j / unit) on the window's sum "
+            "of v in units of v's LSB (unit, in the layer's report entry), values of either sign",
         }
     return program
 
@@ -999,7 +1106,7 @@ def _fs_of(pop: Any, k: int, levels: int, where: str) -> Callable[[int], "FewSpi
     that is no few-spike one (its meta has no ``fs``, which the backend sets from a FewSpike op). A FewSpike
     population needs the QCFS staircase of its L levels (levels > 0)."""
     meta = pop.meta.get("fs") if pop.role != "readout" else None
-    if meta is None:
+    if meta is None or "digits" not in meta:  # (a fitted code: _fitted_code)
         return lambda shift: None
     if not levels:
         raise GradedError(
@@ -1021,10 +1128,46 @@ def _fs_of(pop: Any, k: int, levels: int, where: str) -> Callable[[int], "FewSpi
     return code
 
 
+def _fitted_of(pop: Any) -> dict[str, Any] | None:
+    """The float few-spike code fitted to an activation (thresholds T_j, resets h_j, values d_j in lowered units,
+    start, fit range) of a hidden or input population, or None (no few-spike population, or a staircase's)."""
+    meta = pop.meta.get("fs") if pop.role != "readout" else None
+    return meta if isinstance(meta, dict) and "values" in meta else None
+
+
+def _fitted_code(
+    fitted: dict[str, Any], k: int, unit: float, scale: float, where: str
+) -> Callable[[int], "FewSpikeCode | None"]:
+    """Population k's integer code of a fitted few-spike code: its window's sum of v (v in ``unit`` float units)
+    is compared with ceil(K T_j / unit) (exact for an integer sum), resets round(K h_j / unit), payloads
+    round(K d_j / ``scale``) (the population's payload unit). The same code at every shift."""
+    steps = len(fitted["values"])
+    thresholds = np.ceil(steps * np.asarray(fitted["thresholds"], np.float64) / unit)
+    resets = np.rint(steps * np.asarray(fitted["resets"], np.float64) / unit)
+    payloads = np.rint(steps * np.asarray(fitted["values"], np.float64) / scale)
+    if max(np.abs(thresholds).max(), np.abs(resets).max()) > FS_STATE_LIMIT:
+        raise GradedError(
+            f"{where}: its fitted few-spike thresholds and resets K T_j / unit reach "
+            f"{max(np.abs(thresholds).max(), np.abs(resets).max()):.0f}, past the 32-bit window sum's {FS_STATE_LIMIT}"
+        )
+    code = FewSpikeCode(
+        tuple(int(x) for x in thresholds),
+        tuple(int(x) for x in resets),
+        tuple(int(x) for x in payloads),
+        int(fitted["start"]),
+        k,
+    )
+    return lambda shift: code
+
+
 def _fs_bits(bits: int, fs: Callable[[int], "FewSpikeCode | None"]) -> int:
-    """The payload width of a population: ``bits``, or wider for a few-spike one's largest payload K c_1."""
+    """The payload width of a population: ``bits``, or wider for a few-spike one's largest payload K c_1 (with a
+    sign bit where a payload is negative)."""
     code = fs(0)
-    return bits if code is None else max(bits, max(code.payloads).bit_length())
+    if code is None:
+        return bits
+    largest = max(abs(p) for p in code.payloads)
+    return max(bits, largest.bit_length() + int(code.signed))
 
 
 # -- the backend's graded mode -------------------------------------------------------------------------------

@@ -253,7 +253,8 @@ class GradedFewSpike(AbstractProcess):
 
     ```
     u = a_in;   v = clip(u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)
-    z = rest >= thresholds[j];   rest = rest - z * resets[j];   s_out = z * payloads[j]
+    live = l - 1 - j - K >= start   (the window being sent was summed from step start on)
+    z = live and rest >= thresholds[j];   rest = rest - z * resets[j];   s_out = z * payloads[j]
     window = window + v
     at j = K - 1:  rest = window if l - K >= start else 0;   window = 0
     ```
@@ -321,7 +322,8 @@ class PyGradedFewSpikeModelFixed(PyLoihiProcessModel):
         local = int(self.time_step) - int(self.depth.item())
         j = (local - 1) % steps
         rest = self.rest.astype(np.int64)
-        fire = rest >= int(self.thresholds[j])
+        live = local - 1 - j - steps >= int(self.send_from.item())
+        fire = (rest >= int(self.thresholds[j])) & live
         rest = rest - fire * int(self.resets[j])
         window = self.window.astype(np.int64) + v
         if j == steps - 1:

@@ -621,7 +621,7 @@ def _graded_neurons(q: GradedPopulation, message: Any, bias: Any) -> tuple[Any, 
 def _few_spike(code: Any, v: Any, window: Any, rest: Any, local: int) -> Any:
     """:func:`neurodeploy_loihi.graded.fs_step` on tensors (``window`` and ``rest`` updated in place)."""
     j = (local - 1) % code.steps
-    fire = rest >= code.thresholds[j]
+    fire = (rest >= code.thresholds[j]) & code.live(local)
     rest -= fire * code.resets[j]
     window += v
     if j == code.steps - 1:
