@@ -86,7 +86,8 @@ stay within [50, 220] (the span of the calibrated voltage parameters). Its value
 steps (:func:`readout_norm`): a leak-weighted mean of the readout's input, where the float SNN takes the plain
 mean. Cost: the worst case is far from the usual input, so the readout's V moves little (for the MNIST example
 about 0.012 CADC units per output unit and µs) and is the part most sensitive to membrane noise. A spike readout
-counts the last population's spikes.
+counts the last population's spikes. With a readout delay (:func:`membrane_readout`) the host also reads V after
+the s steps left out and takes away what the leak left of it.
 
 **Placement.** 512 neuron circuits in two hemispheres of 256; each hemisphere has 256 synapse rows, one per
 presynaptic source and receptor, which spans the hemisphere's 256 columns (the synapse addresses that let
@@ -115,6 +116,7 @@ from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
 from neurodeploy.lowering import Population, Rules, SparseSpec, spiking_layers, synapse_list
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
+from neurodeploy.readout import readout_skip
 from neurodeploy.schema import Bool, Dict, Int, List, Number, Str
 from neurodeploy_pynn import brainscales2_emulator as emulator
 from neurodeploy_pynn.brainscales2_emulator import RECEPTORS, WEIGHT_MAX, Noise
@@ -205,6 +207,24 @@ def readout_norm(steps: int, tau_m: float = TAU_M, tau_syn: float = TAU_SYN) -> 
     """N_c: V - v_rest (per unit of charge) after ``steps`` µs of a leaky integrator that received a unit charge at
     the start of every step: the sum of the membrane response 1 .. steps µs after a charge."""
     return float(emulator.response(tau_m, tau_syn, np.arange(1, steps + 1) * STEP_US).sum())
+
+
+def membrane_readout(
+    top: PopulationPlan, v_end: np.ndarray, steps: int, v_skip: np.ndarray | None = None, skip: int = 0
+) -> np.ndarray:
+    """A membrane readout's value after ``steps`` steps from its V then (CADC units), float64. Without a delay,
+    (V_c - v_rest) / (Θ_r N_c). With the delay's ``skip`` steps s left out and ``v_skip``, its V after s steps, the
+    part of V_c that inputs up to step s left is taken away as the leak carries it: (V_c - v_rest - e^(-(c - s) /
+    tau_m) (V_s - v_rest)) / (Θ_r N_(c - s)), a leak-weighted mean of the input over steps s + 1 .. c. The chip
+    reads V only: the synaptic current still flowing after step s (tau_syn 0.3 µs; charge of spikes that arrived
+    late in step s) is counted with steps s + 1 .. c."""
+    late = np.asarray(v_end, np.float64) - top.parameters["v_rest"]
+    if skip:
+        if v_skip is None:
+            raise ValueError("a delayed membrane readout needs V after the skipped steps")
+        decay = math.exp(-(steps - skip) * STEP_US / top.parameters["tau_m"])
+        late = late - decay * (np.asarray(v_skip, np.float64) - top.parameters["v_rest"])
+    return late / (top.threshold * readout_norm(steps - skip, top.parameters["tau_m"], top.parameters["tau_syn_E"]))
 
 
 def _saturated_norm(tau_m: float = TAU_M, tau_syn: float = TAU_SYN) -> float:
@@ -1200,13 +1220,17 @@ def run(
     offset: int = 0,
     engine: str = "numpy",
     device: str | None = None,
+    readout_delay: int = 0,
 ) -> dict[str, Any]:
     """Emulate ``steps`` µs steps on analog inputs x (B, *input shape): the outputs after ``steps`` and after each
     checkpoint, the spikes per sample of the input population and every spiking chip population (per neuron when
     ``counts``), SynOps. ``noise`` replaces the netlist's trial-to-trial noise (its mismatch stays the chip's);
     ``offset`` is the index of x's first sample in the data set (it keys the trial-to-trial noise). ``engine``:
     numpy (:mod:`neurodeploy_pynn.brainscales2_emulator`) or torch (:mod:`neurodeploy_pynn.brainscales2_torch`,
-    the same float64 operations on ``device``)."""
+    the same float64 operations on ``device``). ``readout_delay`` D: the output after c steps leaves out the
+    first s = min(D, c // 2) steps (:func:`neurodeploy.readout.readout_skip`): a membrane readout from its V
+    after s and c steps (:func:`membrane_readout`), a spike readout from the spikes of steps s + 1 .. c; the
+    spikes counted are those of every step."""
     if engine not in ("numpy", "torch"):
         raise ValueError(f"engine must be numpy or torch, got {engine!r}")
     if engine == "numpy" and device is not None:
@@ -1226,7 +1250,8 @@ def run(
         """Integration steps after which population p has seen c steps of input (its latency: depth - 1)."""
         return c * substeps + p.depth - 1
 
-    marks = tuple(sorted({mark(p, c) for p in netlist.populations for c in [0, *wanted]}))
+    skip = {c: readout_skip(readout_delay, c) for c in wanted}
+    marks = tuple(sorted({mark(p, c) for p in netlist.populations for c in {0, *wanted, *skip.values()}}))
     chip_noise = noise if noise is not None else netlist.noise
     if engine == "torch":
         from neurodeploy_pynn import brainscales2_torch
@@ -1270,11 +1295,13 @@ def run(
 
     outputs = {}
     for c in wanted:
+        s = skip[c]
         if readout["kind"] == "membrane":
-            v = result.v[mark(top, c)][top.name]
-            value = (v - top.parameters["v_rest"]) / (top.threshold * readout_norm(c))
+            early = result.v[mark(top, s)][top.name] if s else None
+            value = membrane_readout(top, result.v[mark(top, c)][top.name], c, early, s)
         else:
-            value = counted(top.name, c) / c * np.asarray(readout["scale"], np.float64).reshape(-1)
+            late = counted(top.name, c) - counted(top.name, s)
+            value = late / (c - s) * np.asarray(readout["scale"], np.float64).reshape(-1)
         outputs[c] = value.reshape(batch, *readout["shape"]).astype(np.float32)
     return {
         "outputs": outputs[steps],

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurodeploy import readout
 from neurodeploy.backends.base import (
     CompiledModel,
     Emitted,
@@ -46,6 +47,9 @@ OPTIONS = {
     "mismatch_seed": "the chip instance the mismatch is drawn for (default 0)",
     "noise": "trial-to-trial membrane noise, CADC units per sqrt(µs) (default 0: off)",
     "noise_seed": "seed of the trial-to-trial noise (default 0)",
+    "readout_delay": readout.OPTION_HELP
+    + " (a membrane readout: the host reads the readout population's V at that step and at T and takes away what "
+    "the leak left of the first; a spike readout counts the spikes after it)",
 }
 
 
@@ -127,6 +131,7 @@ class BrainScaleS2Backend(NetlistBackend):
     version = "0.1.0"
     fidelity = "statistical"
     modes = ("snn",)
+    delayed_modes = ("snn",)
     default_steps = 64
     spec = SPEC
     target_options: ClassVar[dict[str, str]] = OPTIONS
@@ -138,7 +143,10 @@ class BrainScaleS2Backend(NetlistBackend):
 
     def parse_target_options(self, options: dict[str, str]) -> dict[str, Any]:
         parsed = super().parse_target_options(options)
-        return {key: _number(key, str(value), integer=key.endswith("seed")) for key, value in parsed.items()}
+        return {
+            key: value if key == "readout_delay" else _number(key, str(value), integer=key.endswith("seed"))
+            for key, value in parsed.items()
+        }
 
     def pipeline(self, options: dict[str, Any]) -> str:
         """Convert with reset to zero (the chip's neurons reset to v_reset); another reset is an error."""
@@ -294,4 +302,5 @@ class BrainScaleS2Backend(NetlistBackend):
             offset=run.encoding.offset,
             engine=run.engine,
             device=run.device,
+            readout_delay=run.readout_delay,
         )

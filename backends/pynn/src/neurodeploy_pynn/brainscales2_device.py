@@ -30,7 +30,8 @@ not come back is a lost connection, reopened by the harness), then ``get_data``:
 into steps on the model's time grid (a spike of a population of depth d at t µs is in step floor((t - d x 0.1
 µs) / 1 µs), the model's latency of one 0.1 µs integration step per synapse); spikes outside the sample's window
 are counted (``Observed.stale``), trains not in time order too (``out_of_order``). The readout is computed from
-the membrane at the window's end as ``brainscales2.run`` computes it. SDK errors become board errors by their
+the membrane at the window's end (and, with the artifact's readout delay, after its skipped steps) as
+``brainscales2.run`` computes it. SDK errors become board errors by their
 class names: ``*Timeout*`` -> :class:`BoardTimeout`; a reset, refused or aborted connection, a broken pipe, an
 EOF -> :class:`BoardDisconnected`; anything else while opening -> :class:`BoardUnavailable`, while loading or
 running -> :class:`BoardRejected`.
@@ -88,6 +89,7 @@ from neurodeploy.hil.device import (
     Device,
     Observed,
 )
+from neurodeploy.readout import readout_skip, recorded_delay
 from neurodeploy_pynn import brainscales2 as bss2
 from neurodeploy_pynn import brainscales2_emulator as emulator
 from neurodeploy_pynn import fake_pynn_brainscales, run_pynn_brainscales2
@@ -151,6 +153,7 @@ class BrainScaleS2Device(Device):
         self.sources: dict[str, Any] = {}
         self.doc: dict[str, Any] = {}
         self.membrane = False
+        self.readout_delay = 0
 
     # -- before the board ---------------------------------------------------------------------------------------
     def check(self, artifact: Any, inputs: Any, steps: int, encoding: Any) -> np.ndarray:
@@ -163,6 +166,7 @@ class BrainScaleS2Device(Device):
         backend = BrainScaleS2Backend("brainscales2")
         self.netlist = backend.load(artifact, "snn")  # every loadable netlist fits one chip: it is board-ready
         self.folder = Path(artifact.root)
+        self.readout_delay = recorded_delay(artifact.manifest)
         x = backend.prepare(self.netlist, inputs, steps=steps, encoding=encoding)
         return bss2.input_spikes(self.netlist, x, steps)
 
@@ -237,16 +241,23 @@ class BrainScaleS2Device(Device):
         readout = netlist.readout
         top = netlist.populations[netlist.index(readout["population"])]
         outputs = None
+        skip = readout_skip(self.readout_delay, steps)  # the artifact's readout delay leaves these steps out
         if readout["kind"] == "membrane" and v is not None:
             times, samples = v
-            mark = steps * substeps + top.depth - 1  # integration steps after which the readout saw every step
             grid = np.rint(np.asarray(times, np.float64) / bss2.STEP_US * substeps)
-            before = np.nonzero(grid <= mark)[0]
-            if len(before):
-                value = (samples[before[-1]] - top.parameters["v_rest"]) / (top.threshold * bss2.readout_norm(steps))
+
+            def sample(c: int) -> np.ndarray | None:
+                """The readout's last V sample once it has seen c steps (integration step c substeps + depth - 1)."""
+                before = np.nonzero(grid <= c * substeps + top.depth - 1)[0]
+                return samples[before[-1]] if len(before) else None
+
+            end, early = sample(steps), sample(skip) if skip else None
+            if end is not None and (early is not None or not skip):
+                value = bss2.membrane_readout(top, end, steps, early, skip)
                 outputs = value.reshape(readout["shape"]).astype(np.float32)
         elif readout["kind"] != "membrane":
-            value = layers[top.name].sum(axis=0) / steps * np.asarray(readout["scale"], np.float64).reshape(-1)
+            late = layers[top.name][skip:].sum(axis=0) / (steps - skip)
+            value = late * np.asarray(readout["scale"], np.float64).reshape(-1)
             outputs = value.reshape(readout["shape"]).astype(np.float32)
         watched = {p.name: layers[p.name] for p in self._watched()}
         defaults: dict[str, Any] = {"events": events, "out_of_order": disorder, "stale": off}

@@ -53,10 +53,11 @@ def simulate(
     ``spinnaker`` or a ``brainscales2`` artifact) with ``python``'s PyNN ``simulator``: ``outputs`` (B, *readout
     shape), ``counts`` {population: (B, neurons)} over each population's own ``steps`` steps, and ``seconds``
     {build, run}. ``readout_delay``: a spinnaker readout reads steps min(D, T // 2) + 1 .. T, as the emulator
-    (:func:`neurodeploy_pynn.spinnaker.run`) does; the counts are those of all T steps."""
+    (:func:`neurodeploy_pynn.spinnaker.run`) does, and a brainscales2 membrane readout as
+    :func:`neurodeploy_pynn.brainscales2.run` does; the counts are those of all T steps."""
     folder = Path(folder)
     if (folder / brainscales2.DESCRIPTION).exists():
-        return _simulate_brainscales2(folder, x, steps, python, simulator, timeout)
+        return _simulate_brainscales2(folder, x, steps, python, simulator, timeout, readout_delay)
     netlist = spinnaker.load(folder)
     done = _run(folder, python, simulator, "--currents", spinnaker.input_current(netlist, x), steps, timeout)
     top = netlist.populations[netlist.readout["population"]]
@@ -76,15 +77,18 @@ def simulate(
 
 
 def _simulate_brainscales2(
-    folder: Path, x: np.ndarray, steps: int, python: str, simulator: str, timeout: float
+    folder: Path, x: np.ndarray, steps: int, python: str, simulator: str, timeout: float, readout_delay: int = 0
 ) -> dict[str, Any]:
     netlist = brainscales2.load(folder)
     spikes = brainscales2.input_spikes(netlist, x, steps)
     done = _run(folder, python, simulator, "--spikes", spikes, None, timeout)
     top = netlist.populations[netlist.index(netlist.readout["population"])]
+    skip = readout_skip(readout_delay, steps)
     if netlist.readout["kind"] == "membrane":
-        v = done[f"v/{top.name}"][:, steps]
-        value = (v - top.parameters["v_rest"]) / (top.threshold * brainscales2.readout_norm(steps))
+        v = done[f"v/{top.name}"]
+        value = brainscales2.membrane_readout(top, v[:, steps], steps, v[:, skip], skip)
+    elif skip:
+        raise DataError("a delayed spike readout needs the readout's spikes per step, which run_pynn.py does not keep")
     else:
         value = done[f"counts/{top.name}"] / steps * np.asarray(netlist.readout["scale"], np.float64).reshape(-1)
     counts = {netlist.sources[0].name: spikes.sum(axis=1, dtype=np.int64)}
