@@ -810,24 +810,29 @@ class _PooledConv:
 
     def composed(self) -> ConvSpec | None:
         """The convolution over the input whose pooling windows are all full, where its output is the population's
-        shape and its padding symmetric (a chip's Conv); None where not."""
+        shape and its padding symmetric (a chip's Conv); None where not. Where the pooling pads one side more than
+        the other (a pool padded at the end only, as a ceil-mode pool exports), the kernel gets leading rows or
+        columns of zeros and the padding grows by as many on both sides: each output still reads its own window,
+        and the far side's padding reaches as far as the pooling's."""
         _, h, w = self.in_shape
         span = (len(self.pairs[0]), len(self.pairs[1]))
         (top, left), conv = self.padding, self.conv
-        if (h + 2 * top - span[0]) // self.stride[0] + 1 != self.out_shape[1]:
-            return None
-        if (w + 2 * left - span[1]) // self.stride[1] + 1 != self.out_shape[2]:
-            return None
-        weight = np.zeros((*conv.weight.shape[:2], *span), np.float64)
+        lead = []
+        for size, pad, stride, taps, out in zip((h, w), (top, left), self.stride, span, self.out_shape[1:]):
+            fits = [e for e in range(2 * stride + 1) if (size + 2 * pad + e - taps) // stride + 1 == out]
+            if not fits:
+                return None
+            lead.append(fits[0])
+        weight = np.zeros((*conv.weight.shape[:2], span[0] + lead[0], span[1] + lead[1]), np.float64)
         for u, taps_h in enumerate(self.pairs[0]):
             for v, taps_w in enumerate(self.pairs[1]):
                 for i in taps_h:
                     for j in taps_w:
-                        weight[:, :, u, v] += conv.weight[:, :, i, j]
+                        weight[:, :, lead[0] + u, lead[1] + v] += conv.weight[:, :, i, j]
         return ConvSpec(
             weight=(weight / self.area).astype(np.float32),
             stride=self.stride,
-            padding=(top, left),
+            padding=(top + lead[0], left + lead[1]),
             dilation=(1, 1),
             groups=int(conv.groups),
             pool=(1, 1),

@@ -154,6 +154,9 @@ POOLED = [
     ((3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False, True, 1, 1, (0, 0, 0, 0), 1, 1),  # ResNet's stem pool
     ((3, 3), (2, 2), (0, 0, 0, 0), (1, 1), True, False, 3, 2, (1, 1, 1, 1), 1, 2),  # ceil mode, grouped
     ((2, 3), (1, 2), (0, 1, 1, 0), (2, 1), False, False, 2, 1, (1, 0, 0, 1), 2, 1),  # everything asymmetric
+    # Inception v2's stem pool (padded at the end only) on an even map, before a 1x1 convolution: no symmetric
+    # padding gives the composed convolution its output's size, a leading row and column of zeros do
+    ((3, 3), (2, 2), (0, 0, 1, 1), (1, 1), False, False, 1, 1, (0, 0, 0, 0), 1, 1, 10),
 ]
 
 
@@ -186,7 +189,8 @@ def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_syn
     dropped."""
     from neurodeploy.ir import AvgPool2d
 
-    (pk, ps, pp, pd, ceil, count_pad, ck, cs, cp, cd, groups) = geometry
+    (pk, ps, pp, pd, ceil, count_pad, ck, cs, cp, cd, groups, *size) = geometry
+    side = size[0] if size else 9  # the input map's height and width
     rng = np.random.default_rng(sum(pk) + 3 * ck + cs)
     pool = AvgPool2d(
         name="pool",
@@ -211,7 +215,7 @@ def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_syn
         dilation=(cd, cd),
         groups=groups,
     )
-    spikes = (rng.random((5, 4, 9, 9)) < 0.4).astype(np.float32)
+    spikes = (rng.random((5, 4, side, side)) < 0.4).astype(np.float32)
     want = conv.forward([pool.forward([spikes])])
     shape = want.shape[1:]
     ops = [
@@ -223,7 +227,7 @@ def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_syn
         Reshape(name="flat", inputs=("sb",), output="f", shape=(int(np.prod(shape)),)),
         Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, int(np.prod(shape))), np.float32), bias=None),
     ]
-    graph = Graph(name="pooled", inputs={"x": TensorType((1, 9, 9))}, outputs=["y"], ops=ops)
+    graph = Graph(name="pooled", inputs={"x": TensorType((1, side, side))}, outputs=["y"], ops=ops)
     graph.verify()
     populations = lower(graph, rules).populations
     b = next(p for p in populations if p.name == "b")
@@ -242,7 +246,7 @@ def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_syn
         assert isinstance(b.synapse, SparseSpec)
         assert not b.skips
         assert b.synapse.shape == shape
-        assert b.synapse.input_shape == (4, 9, 9)
+        assert b.synapse.input_shape == (4, side, side)
         got = _applied(b.synapse, spikes, shape)
     # threshold 2 folded into the synapse, the convolution's bias into the neurons' bias
     bias = np.broadcast_to(np.arange(4, dtype=np.float32).reshape(-1, 1, 1), shape)

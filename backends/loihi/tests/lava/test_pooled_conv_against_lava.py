@@ -24,14 +24,21 @@ STEPS = 10
 SAMPLES = 3
 
 
-@pytest.mark.parametrize(("kernel", "stride"), [((2, 2), (1, 1)), ((3, 3), (2, 2))])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"),
+    [
+        ((2, 2), (1, 1), (0, 0, 0, 0)),  # 8x8 -> 7x7, overlapping windows
+        ((3, 3), (2, 2), (0, 0, 0, 0)),  # 8x8 -> 3x3, a row dropped
+        ((3, 3), (2, 2), (0, 0, 1, 1)),  # 8x8 -> 4x4, padded at the end only: the kernel gets a leading zero row
+    ],
+)
 def test_pooled_convolution_equals_lava_fixed_pt_spike_for_spike_and_state_for_state(
-    tmp_path: Path, kernel: tuple[int, int], stride: tuple[int, int]
+    tmp_path: Path, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, ...]
 ) -> None:
     graph = small_cnn(seed=7)
     ops = {op.name: op for op in graph.ops}
-    ops["pool1"].kernel, ops["pool1"].stride = kernel, stride  # 8x8 -> 7x7 (overlapping) or 3x3 (a row dropped)
-    side = 7 if stride == (1, 1) else 3
+    ops["pool1"].kernel, ops["pool1"].stride, ops["pool1"].padding = kernel, stride, padding
+    side = (8 + padding[2] - kernel[0]) // stride[0] + 1
     pooled = (side - 2) // 2 + 1
     flat = Reshape(name="flat", inputs=("p2",), output="f", shape=(6 * pooled * pooled,))
     graph.ops[graph.ops.index(ops["flat"])] = flat
@@ -45,4 +52,4 @@ def test_pooled_convolution_equals_lava_fixed_pt_spike_for_spike_and_state_for_s
     ((fix,),) = [layer.skips]
     assert isinstance(fix.synapse, SparseSynapse)
     assert (fix.source, fix.delay) == (0, 0)
-    assert_program_equals_lava(program, x, STEPS, f"pool {kernel} stride {stride}")
+    assert_program_equals_lava(program, x, STEPS, f"pool {kernel} stride {stride} padding {padding}")
