@@ -108,7 +108,7 @@ def _fs_as_if(graph: Graph) -> Graph:
     graded mode (:func:`neurodeploy_loihi.graded.quantize_graded`) turns into integer few-spike populations."""
     graph = graph.copy()
     for i, op in enumerate(graph.ops):
-        if isinstance(op, FewSpike) and isinstance(op.meta.get("fs_fit"), dict):
+        if isinstance(op, FewSpike) and _fitted(op):
             meta = {**op.meta, "fs": _fs_fitted(op)}
             graph.ops[i] = IF(name=op.name, inputs=op.inputs, output=op.output, meta=meta, threshold=op.threshold)
         elif isinstance(op, FewSpike):
@@ -118,6 +118,11 @@ def _fs_as_if(graph: Graph) -> Graph:
                 name=op.name, inputs=op.inputs, output=op.output, meta=meta, threshold=op.threshold, initial=phi
             )
     return graph
+
+
+def _fitted(op: FewSpike) -> bool:
+    """Whether a FewSpike op's code was fitted to an activation (SiLU), not a staircase's digits."""
+    return isinstance(op.meta.get("fs_fit"), dict)
 
 
 def _fs_fitted(op: FewSpike) -> dict[str, Any]:
@@ -300,7 +305,7 @@ class Loihi2Backend(Backend):
     def _check_few_spike(self, model: CompiledModel, ops: list[FewSpike], profile: str) -> None:
         """Few-spike neurons run in graded mode with our Lava process (profile exact), on analog input; a
         staircase's digits need the staircase."""
-        digits = [op for op in ops if "fs_fit" not in op.meta]
+        digits = [op for op in ops if not _fitted(op)]
         op = digits[0] if digits else ops[0]
         why = None
         if profile == "board":

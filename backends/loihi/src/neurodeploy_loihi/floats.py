@@ -51,6 +51,13 @@ def qcfs_levels(pop: Any) -> int:
     return int(levels) if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool) else 0
 
 
+def fitted_code(pop: Any) -> dict[str, Any] | None:
+    """The float few-spike code fitted to an activation (thresholds T_j, resets h_j, values d_j in lowered units,
+    start, fit range) of a hidden or input population, or None (no few-spike population, or a staircase's)."""
+    meta = pop.meta.get("fs") if pop.role != "readout" else None
+    return meta if isinstance(meta, dict) and "values" in meta else None
+
+
 def float_forward(lowered: Lowered, x: np.ndarray, staircase: bool = False, rates: bool = False) -> list[np.ndarray]:
     """The lowered network's float activations (graph layout, float64): ReLU everywhere but the readout (``rates``:
     clipped at 1; ``staircase``: a QCFS population's clip(floor(z L + φ), 0, L) / L); a population sums its
@@ -58,8 +65,8 @@ def float_forward(lowered: Lowered, x: np.ndarray, staircase: bool = False, rate
     current = interpret.run(lowered.host, np.asarray(x, np.float32))[lowered.host.outputs[0]]
 
     def act(pop: Any, z: np.ndarray) -> np.ndarray:
-        fitted = pop.meta.get("fs") if pop.role != "readout" else None
-        if isinstance(fitted, dict) and "values" in fitted:  # a few-spike code fitted to an activation (SiLU)
+        fitted = fitted_code(pop)
+        if fitted is not None:  # a few-spike code fitted to an activation (SiLU)
             code = (np.asarray(fitted[key], np.float32) for key in ("thresholds", "resets", "values"))
             return few_spike_output(z, *code).astype(np.float64)
         levels = qcfs_levels(pop) if staircase else 0

@@ -74,9 +74,9 @@ message_bits), v's unit puts its synapse's largest weight at 254 (no shift), thr
 v = round(current / unit) from the host, its unit putting the fit's range within the 13-bit bias. A window that
 began before the population's ``start`` (or before its input arrived) sends nothing, whatever its code. The
 integer reference of a few-spike program (:meth:`GradedProgram.integer_forward`) is computed a window at a time.
-Measured on ``examples/mnist_silu`` (256 calibration images, the first 1000 MNIST test images, T = 2K after the
-fill): 98.40 / 98.70 / 98.50% at K = 8 / 12 / 16, against 98.20 / 98.70 / 98.60% for the float few-spike SNN of
-the reference target and 98.90% for the ANN; no v saturated.
+Measured on ``examples/mnist_silu`` (``benchmarks/conversion_accuracy.py --only fs-silu --limit 1000``: the first
+1000 MNIST test images, every whole window after the fill): 98.30 / 98.80 / 98.40% at K = 8 / 12 / 16, against
+98.20 / 98.90 / 98.70% for the float few-spike SNN of the reference target and 98.90% for the ANN.
 """
 
 # No `from __future__ import annotations`: Lava executes every module of this folder when it looks for process
@@ -106,7 +106,7 @@ from neurodeploy_loihi.emulator import (
     inbound,
     layer_shape,
 )
-from neurodeploy_loihi.floats import conv2d_nchw, qcfs_levels
+from neurodeploy_loihi.floats import conv2d_nchw, fitted_code, qcfs_levels
 from neurodeploy_loihi.floats import float_forward as _float_forward
 from neurodeploy_loihi.lowering import ConvSpec, Lowered
 from neurodeploy_loihi.program import (
@@ -976,7 +976,7 @@ def quantize_graded(
         if levels[k]:
             entry["levels"] = levels[k]
         fs = _fs_of(pop, k, levels[k], where)
-        fitted = _fitted_of(pop)
+        fitted = fitted_code(pop)
         if fitted is not None:  # a fitted code's payloads K d_j / s_k, the largest at 2**(bits - 1) - 1: signed bits
             largest = max(max(abs(d) for d in fitted["values"]), 1e-12)
             scales[k] = len(fitted["values"]) * largest / ((1 << (bits - 1)) - 1)
@@ -1126,13 +1126,6 @@ def _fs_of(pop: Any, k: int, levels: int, where: str) -> Callable[[int], "FewSpi
         )
 
     return code
-
-
-def _fitted_of(pop: Any) -> dict[str, Any] | None:
-    """The float few-spike code fitted to an activation (thresholds T_j, resets h_j, values d_j in lowered units,
-    start, fit range) of a hidden or input population, or None (no few-spike population, or a staircase's)."""
-    meta = pop.meta.get("fs") if pop.role != "readout" else None
-    return meta if isinstance(meta, dict) and "values" in meta else None
 
 
 def _fitted_code(
