@@ -1,6 +1,7 @@
 """Wall time of one ``evaluate`` on the local engine (1 and 2 worker processes) and on a 2-worker Dask
-LocalCluster, side by side in one run; then of the example sweep's four points (examples/sweep/mnist.toml) on the
-local engine, on the cluster point after point, and on the cluster as one flat set of tasks (nothing is asserted
+LocalCluster, side by side in one run; then of the example sweep's four points (examples/sweep/mnist.toml) point
+after point locally (processes started for each point), on local processes started once as one flat set of tasks
+(the local engine's sweep), and on the cluster point after point and as one flat set of tasks (nothing is asserted
 about time).
 
     .venv/bin/python benchmarks/sweep_scaling.py                     # 256 bundled MNIST images, T up to 64
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from neurodeploy.evaluate import evaluate
 from neurodeploy.evaluation.cluster import Cluster, connect
+from neurodeploy.evaluation.local import LocalPool
 from neurodeploy.sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +41,25 @@ def _best(repeats: int, **kwargs) -> tuple[float, dict]:
     return min(times), report
 
 
-def _sweep(repeats: int, limit: int, steps: list[int], batch_size: int, cluster: Cluster | None, flat: bool):
-    """The best wall time of the example sweep (a fresh folder each time: nothing cached) and its rows."""
+def _sweep(repeats: int, limit: int, steps: list[int], batch_size: int, engine: str, cluster: Cluster):
+    """The best wall time of the example sweep (a fresh folder each time: nothing cached) and its rows. ``engine``:
+    ``local`` (point after point, each evaluation starting its two processes: what the local engine did before),
+    ``pool`` (two local processes started once, in the time, and the points' chunks as one flat set of tasks),
+    ``dask`` (point after point, each point's chunks on the cluster) or ``dask-flat`` (one flat set of tasks)."""
     times, rows = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             sweep = load_sweep(SPEC, tmp)
             for point in sweep.points:
                 point.settings.update(limit=limit, steps=steps, workers=2)
-            fn = evaluate if cluster is None or flat else functools.partial(evaluate, cluster=cluster)
             started = time.perf_counter()
-            document = run_sweep(sweep, evaluate_fn=fn, cluster=cluster if flat else None, batch_size=batch_size)
+            if engine == "pool":
+                with LocalPool(2) as pool:
+                    document = run_sweep(sweep, cluster=pool, batch_size=batch_size)
+            else:
+                fn = functools.partial(evaluate, cluster=cluster) if engine == "dask" else evaluate
+                flat = cluster if engine == "dask-flat" else None
+                document = run_sweep(sweep, evaluate_fn=fn, cluster=flat, batch_size=batch_size)
             times.append(time.perf_counter() - started)
             rows = document["rows"]
     return min(times), rows
@@ -71,17 +81,18 @@ def main() -> int:
             _evaluations(args, steps, cluster)
         if args.only != "evaluate":
             rows = []
-            for name, on, flat in (
-                ("local, --workers 2, point after point", None, False),
-                ("dask, 2 workers, point after point", cluster, False),
-                ("dask, 2 workers, one flat set of tasks", cluster, True),
+            for name, engine in (
+                ("local, 2 processes a point, point after point", "local"),
+                ("local, 2 processes, one flat set of tasks", "pool"),
+                ("dask, 2 workers, point after point", "dask"),
+                ("dask, 2 workers, one flat set of tasks", "dask-flat"),
             ):
-                seconds, result = _sweep(args.repeats, args.limit, steps, args.batch_size, on, flat)
+                seconds, result = _sweep(args.repeats, args.limit, steps, args.batch_size, engine, cluster)
                 rows.append((name, seconds, result))
             print(f"sweep: 4 points x {args.limit} samples, steps {args.steps}, batch {args.batch_size}")
-            print(f"{'engine':40} {'wall s':>8} {'vs local':>9}")
+            print(f"{'engine':48} {'wall s':>8} {'vs first':>9}")
             for name, seconds, result in rows:
-                print(f"{name:40} {seconds:8.2f} {rows[0][1] / seconds:8.2f}x")
+                print(f"{name:48} {seconds:8.2f} {rows[0][1] / seconds:8.2f}x")
                 assert result == rows[0][2], f"{name}: the rows differ"
     print(f"(the Dask cluster's start-up, not counted above: {start_up:.2f} s)")
     return 0

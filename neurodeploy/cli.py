@@ -290,13 +290,25 @@ def _evaluate_with(args: argparse.Namespace, evaluate: Any, encoding: Any, optio
 
 
 @contextmanager
-def _engine(args: argparse.Namespace, workers: int | None) -> Iterator[Any]:
+def _engine(args: argparse.Namespace, workers: int | None, sweep: Any = None) -> Iterator[Any]:
     """The Dask cluster of ``--engine dask`` (``--address``, or local worker processes started here), connected
-    before any work and closed afterwards; None for the local engine."""
+    before any work and closed afterwards; for the local engine, None (an evaluation starts its own processes), or
+    for a ``sweep`` its pool of worker processes (None with one worker: its points run here)."""
     if args.engine != "dask":
         if args.address is not None:
             raise DataError("--address names a Dask scheduler; add --engine dask")
-        yield None
+        if sweep is None:
+            yield None
+            return
+        from neurodeploy.evaluation.local import LocalPool
+        from neurodeploy.sweep import local_workers
+
+        count = local_workers(sweep, workers)
+        if count <= 1:
+            yield None
+            return
+        with LocalPool(count) as pool:
+            yield pool
         return
     if args.address is not None and workers is not None:
         raise DataError(f"--workers sets the local engine's processes; the cluster at {args.address} has its own")
@@ -411,7 +423,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.spec, args.output)  # every point checked before any work
     print(f"{len(sweep.points)} point(s); results in {sweep.output}/", flush=True)
-    with _engine(args, None) as cluster:
+    with _engine(args, args.workers, sweep) as cluster:
         document = run_sweep(sweep, progress=lambda line: print(line, flush=True), cluster=cluster)
     failed = [entry for entry in document["points"] if "error" in entry]
     for entry in failed:
@@ -753,6 +765,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help="the sweep's TOML file, e.g. examples/sweep/mnist.toml")
     p.add_argument("-o", "--output", metavar="DIR", help="the sweep's folder (default: the spec's output setting)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="the local engine's worker processes, started once for the sweep, or the local Dask cluster's (default: "
+        "the largest workers setting of the points, else one per CPU; 1: the points run in this process)",
+    )
     _add_engine_options(p)
     p.set_defaults(func=_cmd_sweep)
 

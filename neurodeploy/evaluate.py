@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,12 @@ from neurodeploy.encoding import Encoding
 from neurodeploy.errors import DataError
 from neurodeploy.evaluation.cluster import Cluster
 from neurodeploy.evaluation.data import calibration_for, data_name, load_evaluation_data, parse_steps
+from neurodeploy.evaluation.local import LocalPool
 from neurodeploy.evaluation.plot import plot_accuracy, require_matplotlib
 from neurodeploy.evaluation.raster import spike_raster
 from neurodeploy.evaluation.reference import import_onnxruntime, onnxruntime_outputs
 from neurodeploy.evaluation.report import Evaluation, Run, build_report
-from neurodeploy.evaluation.runner import MAX_WORKERS_PER_CPU, Job, available_cpus, simulate_chunks
+from neurodeploy.evaluation.runner import Job, available_cpus, check_workers, simulate_chunks
 from neurodeploy.evaluation.statistics import Pearson, Sums, spiking_layers
 from neurodeploy.frontend import model_format
 from neurodeploy.ir.graph import Graph
@@ -137,7 +138,7 @@ def evaluate(
         emulator=emulator,
         device=device,
     ) as prepared:
-        totals = _simulate(prepared.job, prepared.tmp, prepared.chunks, workers, progress, cluster)
+        totals = _simulate(prepared.job, prepared.chunks, workers, progress, cluster)
         return prepared.finish(totals)
 
 
@@ -159,8 +160,6 @@ class Prepared:
     def finish(self, totals: Sums) -> Evaluation:
         """The evaluation's report, once ``totals`` holds every chunk's sums (merged in chunk order)."""
         job, x = self.job, self.job.inputs
-        if isinstance(x, Path):
-            raise TypeError("a prepared job carries its inputs as an array")
         summary = inspect.summary(self.artifact, embedded=True) if self.details else None
         raster = spike_raster(self.snn, x[:1], job.steps[-1], job.encoding) if self.details else None
         elapsed = time.perf_counter() - self.started
@@ -264,25 +263,20 @@ def _emulator(target: str, engine: str, device: str | None) -> str | None:
 
 def _simulate(
     job: Job,
-    tmp: Path,
     chunks: list[tuple[int, int]],
     workers: int | None,
     progress: Callable[[int, int], None] | None,
     cluster: Cluster | None = None,
 ) -> Sums:
-    """Run the job's chunks of samples on ``workers`` processes (default: one per CPU, at most one per chunk),
-    which map the inputs from a file in ``tmp`` rather than receive a copy each; or as tasks on ``cluster``, each
-    carrying its chunk."""
-    x = job.inputs
-    if isinstance(x, Path):
-        raise TypeError("the job's inputs are mapped from a file only here")
+    """Run the job's chunks of samples here (one worker), on ``workers`` local processes (default: one per CPU, at
+    most one per chunk) or as tasks on ``cluster``; each task carries its chunk."""
     if cluster is not None:
         return cluster.simulate(job, chunks, progress)
     workers = min(workers if workers is not None else available_cpus(), len(chunks))
-    if workers > 1:
-        np.save(tmp / "inputs.npy", x)
-        job = replace(job, inputs=tmp / "inputs.npy")
-    return simulate_chunks(job, chunks, workers, progress)
+    if workers <= 1:
+        return simulate_chunks(job, chunks, progress)
+    with LocalPool(workers) as pool:
+        return pool.simulate(job, chunks, progress)
 
 
 def _check_arguments(
@@ -295,13 +289,7 @@ def _check_arguments(
     check_steps(steps[-1], "--steps (its largest T)")  # before any data is read or allocated
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
-    if workers is not None and workers < 1:
-        raise DataError(f"--workers must be at least 1, got {workers}")
-    if workers is not None and workers > MAX_WORKERS_PER_CPU * available_cpus():
-        raise DataError(
-            f"--workers {workers:,} is more than {MAX_WORKERS_PER_CPU} processes per CPU ({available_cpus()} "
-            "CPUs here); each worker holds a copy of the network, so more only costs memory"
-        )
+    check_workers(workers)
     if calibration_samples < 1:
         raise DataError(f"calibration needs at least one sample, got --calibration-samples {calibration_samples}")
     if not model.is_file():

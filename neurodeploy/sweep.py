@@ -31,21 +31,24 @@ data, calibration) and the neurodeploy version, so a rerun reuses every point wh
 sweep that was interrupted resumes where it stopped. A point that fails is recorded with its error and the others
 go on.
 
-Locally the points run one after another. With ``--engine dask`` (:mod:`neurodeploy.evaluation.cluster`) the
-pending points' chunks are one flat set of tasks, data shard x point: each point is compiled here in turn (its
-model, data and calibration files are read only here, the ANN reference is measured here) and its chunks are
-submitted at once, while the workers already run the tasks of the points before it, so no worker waits between
-points (at most :data:`POINTS_AHEAD` points out at once). Each point's chunk results are merged in chunk order
-once its last one is in, so its report equals a single-process run's, and it is written to ``DIR/points`` then
-(an interrupted sweep keeps every point that ended).
-A chunk that fails for good fails its point alone (its other tasks are cancelled), with an error naming its samples
-and the cluster; a chunk whose worker died is run again and counted once.
+The pending points' chunks are one flat set of tasks, data shard x point, on the local engine's worker processes
+(:mod:`neurodeploy.evaluation.local`, started once for the whole sweep: ``--workers``, else the largest
+``workers`` a point sets, else one per CPU) or with ``--engine dask`` on a Dask cluster
+(:mod:`neurodeploy.evaluation.cluster`): each point is compiled here in turn (its model, data and calibration
+files are read only here, the ANN reference is measured here) and its chunks are submitted at once, while the
+workers already run the tasks of the points before it, so no worker waits between points (at most
+:data:`POINTS_AHEAD` points out at once). Each point's chunk results are merged in chunk order once its last one is
+in, so its report equals a single-process run's, and it is written to ``DIR/points`` then (an interrupted sweep
+keeps every point that ended). A chunk that fails for good fails its point alone (its other tasks are cancelled),
+with an error naming its samples and the engine; a chunk whose worker died is run again and counted once. With
+one local worker the points run in this process, one after another.
 
 Progress is a line per point as it is found cached, starts running, is done or fails, with the counts of points
-``done`` (run now, its result written), ``cached`` (its result read back), ``failed``, ``running`` and ``left``; on
-a cluster also the tasks done of those submitted. A point is running from the moment its work starts (locally the
-call of :func:`~neurodeploy.evaluate.evaluate`, on a cluster its compile here, before its tasks are submitted)
-until its result is in or it fails; left are the points not yet started (one line, here broken)::
+``done`` (run now, its result written), ``cached`` (its result read back), ``failed``, ``running`` and ``left``.
+A point is running from the moment its work starts (its compile here, before its tasks are submitted; in this
+process, the call of :func:`~neurodeploy.evaluate.evaluate`) until its result is in or it fails; left are the
+points not yet started; on worker processes or a cluster, also the tasks done of those submitted (one line, here
+broken)::
 
     point 3 (target=loihi, conversion=norm=max): running [done 1, cached 0, failed 0, running 2, left 1;
     tasks 3/6 done]
@@ -78,8 +81,10 @@ from neurodeploy.data.datasets import is_dataset
 from neurodeploy.emulation import check_engine
 from neurodeploy.errors import DataError, NeurodeployError
 from neurodeploy.evaluate import Prepared, evaluate, prepare_evaluation
-from neurodeploy.evaluation.cluster import Batch, Cluster
+from neurodeploy.evaluation.cluster import Cluster
+from neurodeploy.evaluation.local import LocalPool
 from neurodeploy.evaluation.plot import plot_sweep, sweep_chart
+from neurodeploy.evaluation.runner import available_cpus, check_workers
 from neurodeploy.fileio import check_output_file, read_regular_file, write_file_atomic
 from neurodeploy.ir.serialize import dumps_json
 from neurodeploy.passes import conversion_pass
@@ -109,10 +114,10 @@ REQUIRED = ("model", "target", "data", "steps")
 FILES = ("model", "data", "calibration")
 """Settings that may name a file, whose contents go into the point's key."""
 POINTS_AHEAD = 4
-"""On a cluster, the points whose tasks may be out at once: the next one is compiled and submitted when one of
-them ends (each holds its compiled artifact and the ANN reference here, its data in its tasks there); enough to
-keep the workers busy across a point's last chunks, few enough that a sweep of hundreds of points does not hold
-them all."""
+"""On worker processes or a cluster, the points whose tasks may be out at once: the next one is compiled and
+submitted when one of them ends (each holds its compiled artifact and the ANN reference here, its data in its tasks
+there); enough to keep the workers busy across a point's last chunks, few enough that a sweep of hundreds of points
+does not hold them all."""
 PLOTTED = (("snn_accuracy", "accuracy"), ("spikes_per_neuron", "spikes"))
 """The plotted columns, against T a line per point, and the names of their files (.svg, and .png)."""
 PLOTS = tuple(f"{name}.{kind}" for _, name in PLOTTED for kind in ("svg", "png"))
@@ -233,6 +238,7 @@ def _validate(point: Point, spec: Path) -> None:
         if "conversion" in s:
             conversion_pass(s["conversion"])
         check_engine(backend.target, backend.engines, s.get("emulator", "numpy"), s.get("device"))
+        check_workers(s.get("workers"), "workers")
     except NeurodeployError as exc:
         raise DataError(f"{where}: {exc}") from None
 
@@ -274,16 +280,17 @@ def run_sweep(
     sweep: Sweep,
     progress: Callable[[str], None] | None = None,
     evaluate_fn: Callable[..., Any] = evaluate,
-    cluster: Cluster | None = None,
+    cluster: Cluster | LocalPool | None = None,
     *,
     prepare_fn: Callable[..., AbstractContextManager[Prepared]] = prepare_evaluation,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Run every point not already in ``sweep.output/points``, then write the results table and plots; return the
     results document. ``progress`` sees a line per point as it is found cached, starts running, is done or fails,
-    with the counts of :class:`Progress`. Without ``cluster`` the points run one after another through
-    ``evaluate_fn``; with one, through ``prepare_fn`` (compiled here one after another) and their chunks as one
-    flat set of tasks on that Dask cluster (the same results). ``batch_size``: the samples per chunk (default
+    with the counts of :class:`Progress`. Without ``cluster`` the points run here one after another through
+    ``evaluate_fn``; with one (a Dask cluster or a :class:`~neurodeploy.evaluation.local.LocalPool`), through
+    ``prepare_fn`` (compiled here one after another) and their chunks as one flat set of tasks on it (the same
+    results). ``batch_size``: the samples per chunk (default
     :func:`~neurodeploy.evaluate.evaluate`'s); not a setting of the spec."""
     say = progress or (lambda line: None)
     folder = sweep.output / "points"
@@ -346,7 +353,7 @@ def run_sweep(
 
 def _run_on_cluster(
     pending: list[Point],
-    cluster: Cluster,
+    cluster: Cluster | LocalPool,
     prepare_fn: Callable[..., AbstractContextManager[Prepared]],
     options: dict[str, Any],
     state: Progress,
@@ -356,7 +363,7 @@ def _run_on_cluster(
     """The pending points' chunks as one flat set of tasks on ``cluster`` (see the module): each point compiled
     here in turn and its tasks submitted at once, while the workers run the tasks of the points before it; each
     point's report made, and written, as soon as its last chunk is in."""
-    batch = Batch(cluster)
+    batch = cluster.batch()
     contexts: dict[int, ExitStack] = {}
     prepared: dict[int, Prepared] = {}
     by_index = {point.index: point for point in pending}
@@ -399,6 +406,16 @@ def _run_on_cluster(
     finally:
         for stack in contexts.values():
             stack.close()
+
+
+def local_workers(sweep: Sweep, workers: int | None = None) -> int:
+    """The local engine's worker processes for ``sweep``: ``workers`` (``--workers``), else the largest ``workers``
+    a point sets, else one per CPU; checked (1: the points run in this process)."""
+    check_workers(workers)  # (each point's setting is checked by load_sweep)
+    if workers is None:
+        asked = [point.settings["workers"] for point in sweep.points if "workers" in point.settings]
+        workers = max(asked) if asked else available_cpus()
+    return workers
 
 
 def _plots(rows: list[dict[str, Any]], sweep: Sweep) -> None:

@@ -6,10 +6,10 @@ one task that every chunk of the job depends on (:func:`artifact`), and is writt
 worker that runs a chunk, so the workers need no shared file system, only neurodeploy and the target's plugin
 installed. The bytes are a task's result, not scattered data: when the last worker holding them dies the scheduler
 rebuilds them from the task, where scattered data would be lost with it and fail the job. The sums come back and are
-merged in chunk order, as :func:`~.runner.simulate_chunks` does, so the numbers equal a single-process run's. A task
-whose worker dies is run again by the scheduler (``distributed.scheduler.allowed-failures``, default 3); a task that
-raises is retried once (``retries=1``); each chunk's result is taken once, from its own future, so a rerun is never
-counted twice.
+merged in chunk order, as :func:`~.runner.simulate_chunks` and the local engine (:mod:`~.local`) do, so the numbers
+equal a single-process run's. A task whose worker dies is run again by the scheduler
+(``distributed.scheduler.allowed-failures``, default 3); a task that raises is retried once (``retries=1``); each
+chunk's result is taken once, from its own future, so a rerun is never counted twice.
 
 A :class:`Batch` holds several jobs' chunks as one flat set of tasks (a sweep's points, data shard x point): each
 job's tasks are submitted as soon as it is compiled, and each job's sums are merged in chunk order once its last
@@ -23,8 +23,7 @@ import hashlib
 import shutil
 import tempfile
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,12 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import ClusterError, NeurodeployError
-from neurodeploy.evaluation.runner import Job, Runner, _single_threaded_blas
+from neurodeploy.evaluation.local import JobBatch, run_batch
+from neurodeploy.evaluation.runner import Job, _single_threaded_blas, cached_runner
 from neurodeploy.evaluation.statistics import Sums
 
 ENGINES = ("local", "dask")
-"""The engines a chunk runs on: local processes (:func:`~.runner.simulate_chunks`) or a Dask cluster."""
+"""The engines a chunk runs on: local processes (:mod:`~.local`) or a Dask cluster."""
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a cluster's scheduler before giving up."""
 INSTALL = "pip install 'neurodeploy[cluster]'"
@@ -83,19 +83,12 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def batch(self, progress: Callable[[Any, int, int], None] | None = None) -> Batch:
+        return Batch(self, progress)
+
     def simulate(self, job: Job, chunks: list[tuple[int, int]], progress: Callable[[int, int], None] | None) -> Sums:
         """Run every chunk of ``job`` as a task and merge the sums in chunk order (see the module)."""
-        batch = Batch(self, None if progress is None else lambda tag, done, n: progress(done, n))
-        try:
-            batch.submit(0, job, chunks)
-            for _, result in batch.results(block=True):
-                if isinstance(result, NeurodeployError):
-                    raise result
-                return result
-        except BaseException:
-            batch.cancel()
-            raise
-        raise AssertionError("the job's tasks ended without a result")  # pragma: no cover
+        return run_batch(self.batch, job, chunks, progress)
 
     def _result(self, future: Any, start: int, stop: int) -> Sums:
         """The chunk's sums; a worker's error names the chunk and the cluster (a NeurodeployError keeps its type)."""
@@ -121,7 +114,7 @@ class _Submitted:
     done: int = 0
 
 
-class Batch:
+class Batch(JobBatch):
     """Several jobs' chunks as one flat set of tasks on a cluster (the points of a sweep). Each job is submitted as
     soon as it is ready, whatever the others are doing, and the scheduler hands the tasks to idle workers in the
     order they were submitted, so no worker waits for a job's last chunk before starting the next job's first.
@@ -133,22 +126,16 @@ class Batch:
     other jobs go on. ``progress(tag, samples done, samples)`` is called as each chunk comes back."""
 
     def __init__(self, cluster: Cluster, progress: Callable[[Any, int, int], None] | None = None) -> None:
-        self.cluster, self.progress = cluster, progress
+        super().__init__(progress)
+        self.cluster = cluster
         self._completed = _import_distributed().as_completed()
-        self._jobs: dict[Any, _Submitted] = {}
         self._owner: dict[str, tuple[Any, int]] = {}
-        self.tasks = 0
-        """The tasks submitted so far."""
-        self.tasks_done = 0
-        """The tasks whose results are in (each chunk once, a rerun one too)."""
 
     def submit(self, tag: Any, job: Job, chunks: list[tuple[int, int]]) -> None:
         """Send the job's artifact to every worker and its chunks as tasks; ``tag`` names the job in :meth:`results`."""
         if tag in self._jobs:
             raise ValueError(f"job {tag!r} is already submitted")
         x = job.inputs
-        if isinstance(x, Path):
-            raise TypeError("a cluster job carries its inputs as an array")
         client = self.cluster.client
         try:
             files = artifact(client, job.artifact)
@@ -170,21 +157,10 @@ class Batch:
         self.tasks += len(futures)
         self._completed.update(futures)
 
-    def running(self) -> list[Any]:
-        """The tags of the jobs submitted whose results are not yet taken, in submission order."""
-        return list(self._jobs)
-
-    def results(self, block: bool, until: int = 0) -> Iterator[tuple[Any, Sums | NeurodeployError]]:
-        """(tag, the job's sums merged in chunk order, or the error of its failed chunk) for each job as it ends:
-        waiting (``block``) until at most ``until`` jobs are still out, or without waiting, those whose tasks are
-        all in already."""
-        while len(self._jobs) > until:
-            if not block and not self._completed.has_ready():
-                return
-            for future in self._completed.next_batch(block=True):
-                ended = self._take(future)
-                if ended is not None:
-                    yield ended
+    def _ready(self, block: bool) -> list[Any]:
+        if not block and not self._completed.has_ready():
+            return []
+        return list(self._completed.next_batch(block=True))
 
     def _take(self, future: Any) -> tuple[Any, Sums | NeurodeployError] | None:
         owner = self._owner.pop(future.key, None)
@@ -201,12 +177,7 @@ class Batch:
             except NeurodeployError as exc:
                 return tag, exc
             return tag, ClusterError(f"samples {start}..{stop - 1} ended as {future.status}")  # pragma: no cover
-        entry.left -= 1
-        entry.done += stop - start
-        self.tasks_done += 1
-        if self.progress is not None:
-            self.progress(tag, entry.done, entry.chunks[-1][1])
-        if entry.left:
+        if not self._counted(tag, entry, stop - start):
             return None
         del self._jobs[tag]
         total = Sums()
@@ -266,12 +237,6 @@ def connect(address: str | None, workers: int | None = None, timeout: float = CO
 
 _FOLDERS: dict[str, Path] = {}
 """The artifacts written on this worker, by digest."""
-_RUNNERS: OrderedDict[tuple[str, str | None], Runner] = OrderedDict()
-"""This worker's runners, by artifact digest and mode, the most recently used last: an artifact is loaded once
-per worker while it is among the last :data:`RUNNERS_KEPT` used."""
-RUNNERS_KEPT = 2
-"""Runners a worker keeps: a flat sweep's worker moves from one point's chunks to the next's, and may take a rerun
-chunk of the one before (a worker died); older networks are not needed again."""
 
 
 def _artifact_folder(files: ArtifactFiles) -> Path:
@@ -290,12 +255,4 @@ def _artifact_folder(files: ArtifactFiles) -> Path:
 def _run_chunk(files: ArtifactFiles, job: Job) -> Sums:
     """A task: the chunk ``job`` carries, on this worker's runner of the artifact."""
     job = replace(job, artifact=_artifact_folder(files))
-    key = (files.digest, job.mode)
-    runner = _RUNNERS.get(key)
-    if runner is None:
-        while len(_RUNNERS) >= RUNNERS_KEPT:
-            _RUNNERS.popitem(last=False)
-        runner = _RUNNERS[key] = Runner(job)
-    _RUNNERS.move_to_end(key)
-    x = np.asarray(job.inputs)
-    return runner.use(job).run((0, len(x)))
+    return cached_runner((files.digest, job.mode), job).run((0, len(np.asarray(job.inputs))))

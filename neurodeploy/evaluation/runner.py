@@ -4,8 +4,8 @@ order."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -18,19 +18,20 @@ from neurodeploy.backends.registry import get_backend
 from neurodeploy.compiler import require_finite_outputs
 from neurodeploy.emulation import Emulation
 from neurodeploy.encoding import Encoding
+from neurodeploy.errors import DataError
 from neurodeploy.evaluation.statistics import Pearson, Sums, spiking_layers
 from neurodeploy.ir import interpret
 
 
 @dataclass(frozen=True)
 class Job:
-    """Everything a chunk's simulation needs, picklable for worker processes: the compiled artifact, the inputs
-    (an array, or an .npy file workers map), labels, steps and encoding. ``offset`` is the index of the first
-    input in the whole data (a cluster task carries its chunk alone; rate spikes are keyed by that index).
+    """Everything a chunk's simulation needs, picklable for worker processes: the compiled artifact, the inputs,
+    labels, steps and encoding. ``offset`` is the index of the first input in the whole data (a task of a worker
+    process or a cluster carries its chunk alone; rate spikes are keyed by that index).
     ``engine`` and ``device``: what the emulator computes with."""
 
     artifact: Path
-    inputs: np.ndarray | Path
+    inputs: np.ndarray
     labels: np.ndarray
     steps: tuple[int, ...]
     encoding: Encoding
@@ -54,12 +55,12 @@ class Runner:
         self.ann = self.artifact.read_graph("ann") if self.artifact.has_ann else None
         self.layers = spiking_layers(snn, self.ann)
         self.inputs = set(snn.inputs)
-        self.x = np.load(job.inputs, mmap_mode="r") if isinstance(job.inputs, Path) else job.inputs
+        self.x = job.inputs
 
     def use(self, job: Job) -> Runner:
         """This runner (its artifact and emulator, loaded once) on ``job``'s data; the artifact and mode stay."""
         self.job = job
-        self.x = np.load(job.inputs, mmap_mode="r") if isinstance(job.inputs, Path) else job.inputs
+        self.x = job.inputs
         return self
 
     def run(self, bounds: tuple[int, int]) -> Sums:
@@ -111,16 +112,23 @@ class Runner:
         return sums
 
 
-_WORKER: dict[str, Runner] = {}
-"""The runner of a worker process, made once by :func:`_start_worker`."""
+_RUNNERS: OrderedDict[tuple[str, str | None], Runner] = OrderedDict()
+"""This worker process's runners, by a key of the job (its artifact) and mode, the most recently used last: an
+artifact is loaded once per worker while it is among the last :data:`RUNNERS_KEPT` used."""
+RUNNERS_KEPT = 2
+"""Runners a worker keeps: a flat sweep's worker moves from one point's chunks to the next's, and may take a rerun
+chunk of the one before (a worker died); older networks are not needed again."""
 
 
-def _start_worker(job: Job) -> None:
-    _WORKER["runner"] = Runner(job)
-
-
-def _run_in_worker(bounds: tuple[int, int]) -> Sums:
-    return _WORKER["runner"].run(bounds)
+def cached_runner(key: tuple[str, str | None], job: Job) -> Runner:
+    """This worker's runner of ``key`` (made from ``job`` the first time), on ``job``'s chunk."""
+    runner = _RUNNERS.get(key)
+    if runner is None:
+        while len(_RUNNERS) >= RUNNERS_KEPT:
+            _RUNNERS.popitem(last=False)
+        runner = _RUNNERS[key] = Runner(job)
+    _RUNNERS.move_to_end(key)
+    return runner.use(job)
 
 
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NEURODEPLOY_EMULATOR_THREADS")
@@ -148,6 +156,17 @@ MAX_WORKERS_PER_CPU = 4
 """``--workers`` above this many per CPU is refused (a typo could otherwise spawn thousands of processes)."""
 
 
+def check_workers(workers: int | None, option: str = "--workers") -> None:
+    """Refuse a count of worker processes below one or above :data:`MAX_WORKERS_PER_CPU` per CPU."""
+    if workers is not None and workers < 1:
+        raise DataError(f"{option} must be at least 1, got {workers}")
+    if workers is not None and workers > MAX_WORKERS_PER_CPU * available_cpus():
+        raise DataError(
+            f"{option} {workers:,} is more than {MAX_WORKERS_PER_CPU} processes per CPU ({available_cpus()} CPUs "
+            "here); each worker holds a copy of the network, so more only costs memory"
+        )
+
+
 def available_cpus() -> int:
     """CPUs this process may run on."""
     try:
@@ -156,29 +175,16 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def simulate_chunks(
-    job: Job, chunks: list[tuple[int, int]], workers: int, progress: Callable[[int, int], None] | None
-) -> Sums:
-    """Run every chunk, in this process (``workers`` <= 1) or in spawned worker processes, and merge the sums in
-    chunk order, so the result does not depend on ``workers``."""
+def simulate_chunks(job: Job, chunks: list[tuple[int, int]], progress: Callable[[int, int], None] | None) -> Sums:
+    """Run every chunk in this process and merge the sums in chunk order (the same numbers as on worker
+    processes, :mod:`~.local`, or a cluster)."""
     total, done = Sums(), 0
     n = chunks[-1][1]
-    if workers <= 1:
-        runner = Runner(job)
-        results: Iterator[Sums] = (runner.run(bounds) for bounds in chunks)
-        pool = None
-    else:
-        with _single_threaded_blas():  # a Pool starts its processes when it is made
-            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(job,))
-        results = pool.imap(_run_in_worker, chunks)
-    try:
-        for sums in results:
-            total.merge(sums)
-            done += sums.samples
-            if progress is not None:
-                progress(done, n)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    runner = Runner(job)
+    for bounds in chunks:
+        sums = runner.run(bounds)
+        total.merge(sums)
+        done += sums.samples
+        if progress is not None:
+            progress(done, n)
     return total
