@@ -136,6 +136,10 @@ class Rules:
     max_neurons: int | None = None
     """The neurons the target's machine holds, where known: the relay populations a delayed convolution may read
     (:func:`_relay`) are refused once they and the graph's neurons pass it, before they are all built."""
+    core: tuple[int, int] | None = None
+    """A core's neurons and listed synapses, where known: a delayed convolution whose taps listed would take more
+    cores than a relay population of its source's size reads a relay (:func:`_relay`); otherwise only taps past
+    ``max_dense_entries`` do."""
 
 
 @dataclass
@@ -584,7 +588,7 @@ def _simplified(ops: list, in_shape: tuple[int, ...]) -> list:
     folded into the convolution before them (or after them, where they add no bias to a padded map). A DenseNet
     transition (Conv 1x1, AvgPool) read by the next block's BatchNorm through its Concat becomes AvgPool, Conv
     1x1 (one convolution over the pool's blocks), a branch into a Concat one convolution. The chain is returned
-    unchanged where it does not become ``[AvgPool2d] Conv2d``."""
+    unchanged where it does not become ``[AvgPool2d [AvgPool2d]] Conv2d``."""
     if len(in_shape) != 3 or not any(isinstance(o, (Conv2d, _Embed)) for o in ops):
         return ops
     items: list = []  # ops, and channel maps as ("map", matrix, bias, name)
@@ -638,8 +642,8 @@ def _simplified(ops: list, in_shape: tuple[int, ...]) -> list:
         else item
         for item in items
     ]
-    one_conv = isinstance(out[-1], Conv2d) and all(isinstance(o, AvgPool2d) for o in out[:-1]) and len(out) <= 2
-    return out if one_conv else ops  # only where the chain becomes one convolution synapse
+    one_conv = isinstance(out[-1], Conv2d) and all(isinstance(o, AvgPool2d) for o in out[:-1]) and len(out) <= 3
+    return out if one_conv else ops  # only where the chain becomes one convolution synapse (or two pools' one)
 
 
 def _pooling_list(ops: list, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> SparseSpec | None:
@@ -776,18 +780,12 @@ class _PooledConv:
     def __init__(self, pool: AvgPool2d, conv: Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
         self.pool, self.conv, self.in_shape, self.out_shape = pool, conv, tuple(in_shape), tuple(out_shape)
         _, h, w = in_shape
-        ones = _apply([pool], np.ones((1, 1, h, w), np.float32))[0, 0].astype(np.float64)
-        self.pooled = ones.shape
         self.area = int(pool.kernel[0] * pool.kernel[1])
         kh, kw = conv.weight.shape[2:]
         cells_h = np.arange(pool.kernel[0]) * pool.dilation[0]  # a window's cells from its first, per axis
         cells_w = np.arange(pool.kernel[1]) * pool.dilation[1]
-        window_y = (np.arange(ones.shape[0]) * pool.stride[0] - pool.padding[0])[:, None] + cells_h
-        window_x = (np.arange(ones.shape[1]) * pool.stride[1] - pool.padding[1])[:, None] + cells_w
-        inside = ((window_y >= 0) & (window_y < h)).sum(1)[:, None] * ((window_x >= 0) & (window_x < w)).sum(1)
-        per_cell = np.divide(ones, inside, out=np.zeros_like(ones), where=inside > 0)
-        full = 1.0 / self.area
-        self.per_cell = np.where(np.isclose(per_cell, full, rtol=1e-6, atol=0.0), full, per_cell)
+        _, _, self.per_cell = _pool_windows(pool, h, w)
+        self.pooled = self.per_cell.shape
         # input cell (first + u, first + v) of an output is reached through kernel tap i and window cell k where
         # u == i * conv dilation * pool stride + k * pool dilation: the taps per offset, per axis
         self.pairs = (
@@ -911,6 +909,98 @@ def _pooled(
             "after fewer channels"
         )
     return geometry.listed()
+
+
+def _pool_windows(pool: AvgPool2d, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An average pool's windows on an h x w map: per output row and column the input rows (and columns) of its
+    window (some outside the map), and per output cell each in-map cell's share of it (1 / the pool's divisor,
+    taken from the pooling itself: its image of ones over the cells inside the window)."""
+    ones = _apply([pool], np.ones((1, 1, h, w), np.float32))[0, 0].astype(np.float64)
+    cells_h = np.arange(pool.kernel[0]) * pool.dilation[0]
+    cells_w = np.arange(pool.kernel[1]) * pool.dilation[1]
+    window_y = (np.arange(ones.shape[0]) * pool.stride[0] - pool.padding[0])[:, None] + cells_h
+    window_x = (np.arange(ones.shape[1]) * pool.stride[1] - pool.padding[1])[:, None] + cells_w
+    inside = ((window_y >= 0) & (window_y < h)).sum(1)[:, None] * ((window_x >= 0) & (window_x < w)).sum(1)
+    per_cell = np.divide(ones, inside, out=np.zeros_like(ones), where=inside > 0)
+    full = 1.0 / int(pool.kernel[0] * pool.kernel[1])
+    return window_y, window_x, np.where(np.isclose(per_cell, full, rtol=1e-6, atol=0.0), full, per_cell)
+
+
+def _through_pool(pool: AvgPool2d, fix: SparseSpec, in_shape: tuple[int, ...]) -> SparseSpec:
+    """Synapses listed on an average pool's output, read through the pool instead: each becomes one synapse per
+    in-map cell of its window, times the cell's share."""
+    _, h, w = in_shape
+    window_y, window_x, per_cell = _pool_windows(pool, h, w)
+    ph, pw = per_cell.shape
+    channel, cell = np.divmod(fix.cols, ph * pw)
+    py, px = np.divmod(cell, pw)
+    rows, cols, values = [], [], []
+    for i in range(window_y.shape[1]):
+        y = window_y[py, i]
+        for j in range(window_x.shape[1]):
+            x = window_x[px, j]
+            keep = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            rows.append(fix.rows[keep])
+            cols.append((channel[keep] * h + y[keep]) * w + x[keep])
+            values.append(fix.weight[keep].astype(np.float64) * per_cell[py[keep], px[keep]])
+    listed = SparseSpec(
+        np.concatenate(rows),
+        np.concatenate(cols),
+        np.concatenate(values).astype(np.float32),
+        tuple(in_shape),
+        fix.shape,
+    )
+    return _summed([listed])
+
+
+def _pooled_twice(
+    first: AvgPool2d,
+    second: AvgPool2d,
+    conv: Conv2d,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    rules: Rules,
+) -> tuple[ConvSpec | SparseSpec | _Patched, np.ndarray] | None:
+    """conv(avgpool(avgpool(x))), an Inception block's pool branch read straight after a pooling (Inception v2's
+    stem), where the target's convolutions share their kernel: the second pool and the convolution compose into
+    one convolution over the first pool's map (and its border corrections), which composes with the first pool as
+    :func:`_conv` composes any pool and convolution; the inner corrections, read through the first pool, join the
+    outer ones. Exact; None where the inner composition is no convolution."""
+    if not rules.shared_kernels:
+        return None
+    mid = tuple(_apply([first], np.zeros((1, *in_shape), np.float32)).shape[1:])
+    inner, bias = _conv(second, conv, mid, out_shape, rules)
+    fixes = []
+    if isinstance(inner, _Patched):
+        fixes.append(_through_pool(first, inner.fix, in_shape))
+        inner = inner.conv
+    if not isinstance(inner, ConvSpec):
+        return None
+    kernel = np.repeat(np.repeat(inner.weight, inner.pool[0], axis=2), inner.pool[1], axis=3)
+    top, left = inner.padding
+    composed = Conv2d(
+        name=conv.name,
+        inputs=conv.inputs,
+        output=conv.output,
+        weight=np.ascontiguousarray(kernel, np.float32),
+        bias=None,
+        stride=(int(inner.stride[0]), int(inner.stride[1])),
+        padding=(top, left, top, left),
+        dilation=(int(inner.dilation[0]), int(inner.dilation[1])),
+        groups=int(inner.groups),
+    )
+    outer, _ = _conv(first, composed, in_shape, out_shape, rules)
+    if isinstance(outer, _Patched):
+        fixes.append(outer.fix)
+        outer = outer.conv
+    if isinstance(outer, SparseSpec):
+        return _summed([outer, *fixes]), bias
+    if not fixes:
+        return outer, bias
+    fix = _summed(fixes)
+    if fix.weight.size > rules.max_dense_entries:
+        return None
+    return _Patched(outer, fix), bias
 
 
 def _conv(
@@ -1043,30 +1133,46 @@ def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...
             isinstance(embed, _Embed)
             and isinstance(last, Conv2d)
             and last.groups == 1
-            and len(before) <= 1
+            and len(before) <= 2
             and all(isinstance(o, AvgPool2d) for o in before)
         ):
             return _dense(ops, in_shape, where, rules)
         c0 = embed.offset
-        ops = [*before, last.copy(weight=last.weight[:, c0 : c0 + in_shape[0]])]
+        sliced = last.copy(weight=last.weight[:, c0 : c0 + in_shape[0]])
+        ops = [*before, sliced]
+        if len(before) == 2:  # an Inception block's pool branch after a pooling, one input of a Concat
+            first, second = before
+            twice = None
+            if isinstance(first, AvgPool2d) and isinstance(second, AvgPool2d) and isinstance(sliced, Conv2d):
+                twice = _pooled_twice(first, second, sliced, in_shape, out_shape, rules)
+            if twice is None:
+                return _dense(ops, in_shape, where, rules)
+            return twice[0], np.broadcast_to(twice[1].reshape(-1, 1, 1), out_shape).astype(np.float32)
     weighted = [op for op in ops if isinstance(op, (Conv2d, Dense))]
     convs = [op for op in ops if isinstance(op, Conv2d)]
     if convs:
         conv = convs[0]
         before = ops[: ops.index(conv)]
-        if (
+        twice = None
+        pair = before if len(before) == 2 and len(convs) == 1 and ops[-1] is conv else []
+        if pair and isinstance(pair[0], AvgPool2d) and isinstance(pair[1], AvgPool2d):
+            twice = _pooled_twice(pair[0], pair[1], conv, in_shape, out_shape, rules)
+        if twice is None and (
             len(convs) > 1
             or ops[-1] is not conv
             or len(before) > 1
             or any(not isinstance(o, AvgPool2d) for o in before)
         ):
             names = ", ".join(_where(o) for o in ops)
+            twice_too = ", AvgPool2d AvgPool2d Conv2d" if rules.shared_kernels else ""
             raise ConversionError(
                 f"{where}: the ops between two neuron layers ({names}) do not map to one synapse; the "
-                f"{rules.target} target maps [AvgPool2d] Conv2d, or linear ops ending in a Dense"
+                f"{rules.target} target maps [AvgPool2d] Conv2d{twice_too}, or linear ops ending in a Dense"
             )
-        pools = [o for o in before if isinstance(o, AvgPool2d)]  # all of them: checked above
-        spec, bias = _conv(pools[0] if pools else None, conv, in_shape, out_shape, rules)
+        if twice is None:
+            pools = [o for o in before if isinstance(o, AvgPool2d)]  # all of them: checked above
+            twice = _conv(pools[0] if pools else None, conv, in_shape, out_shape, rules)
+        spec, bias = twice
         return spec, np.broadcast_to(bias.reshape(-1, 1, 1), out_shape).astype(np.float32)
     if not weighted:
         raise ConversionError(f"{where}: no Conv or Dense between two neuron layers; there is no synapse to map")
@@ -1162,9 +1268,11 @@ def _hidden(
         elif delay > 0 and not rules.delayed_conv and any(isinstance(o, Conv2d) for o in ops):
             conv, _ = _synapse(ops, types[source].shape, shape, where, rules)
             taps = _taps_count(_kernel_of(conv), shape) if isinstance(conv, ConvSpec | _Patched) else 0
-            if taps > rules.max_dense_entries and not asked[i]:
-                # its taps would pass the cap: a relay population carries the spikes late, the conv reads it
-                key = (sources[i], delay)
+            key = (sources[i], delay)
+            relayed = key in relays or _relay_is_smaller(taps, int(np.prod(populations[sources[i]].shape)), rules)
+            if (taps > rules.max_dense_entries or (taps and relayed)) and not asked[i]:
+                # its taps would pass the cap, or cost more than a relay: a relay population carries the spikes
+                # late, the conv reads it
                 if key not in relays:
                     populations.append(_relay(populations, sources[i], delay))
                     relays[key] = len(populations) - 1
@@ -1207,8 +1315,9 @@ def _relay(populations: list[Population], source: int, delay: int) -> Population
     """A population that repeats population ``source``'s spikes ``delay`` steps late: one IF neuron per neuron,
     reading it one to one with weight 1 (one threshold: each spike fires its relay, which keeps v = 0.5), its
     synapse delayed ``delay - 1`` steps and its own step the last. What a delayed convolution reads on a target
-    whose convolutions take no delay, where listing the convolution's taps would pass the cap: the relay costs a
-    neuron and one synapse per source neuron, the convolution stays one shared-kernel synapse. Its ``value`` is the
+    whose convolutions take no delay, where listing the convolution's taps would take more cores than the relay or
+    pass the cap: the relay costs a neuron and one synapse per source neuron, the convolution stays one
+    shared-kernel synapse. Its ``value`` is the
     source's (the same activations), its ``ops`` none of the graph's."""
     src = populations[source]
     n = int(np.prod(src.shape))
@@ -1229,6 +1338,14 @@ def _relay(populations: list[Population], source: int, delay: int) -> Population
     )
 
 
+def _relay_is_smaller(taps: int, neurons: int, rules: Rules) -> bool:
+    """Whether ``taps`` listed synapses take more cores than a relay of ``neurons`` (``rules.core``)."""
+    if rules.core is None:
+        return False
+    per_neurons, per_synapses = rules.core
+    return -(-taps // per_synapses) > -(-neurons // per_neurons)
+
+
 def _check_relays(populations: list[Population], where: str, taps: int, rules: Rules) -> None:
     """Refuse relays past ``rules.max_neurons``: the populations so far (the graph's neurons yet to come are not
     counted: the refusal comes early, not late) with their relays (:func:`_relay`)."""
@@ -1239,13 +1356,17 @@ def _check_relays(populations: list[Population], where: str, taps: int, rules: R
     if total <= rules.max_neurons:
         return
     extra = sum(int(np.prod(p.shape)) for p in relays)
+    why = (
+        f"past the {rules.max_dense_entries:,} the {rules.target} target builds"
+        if taps > rules.max_dense_entries
+        else "more cores than a relay neuron per source neuron"
+    )
     raise ResourceError(
         f"{where}: the target's convolutions take no delay and this branch is delayed; its taps listed would be "
-        f"{taps} synapses, past the {rules.max_dense_entries} the {rules.target} target builds, and the relay "
-        f"populations that repeat delayed spikes instead ({len(relays)} so far, {extra:,} neurons, the latest "
-        f"{relays[-1].name!r}) take the network past the {rules.max_neurons:,} neurons the machine holds; give it "
-        "more chips, or shorten the paths that make branches wait (a Concat of many layers of different depths "
-        "needs a relay per input and delay)"
+        f"{taps:,} synapses, {why}, and the relay populations that repeat delayed spikes instead ({len(relays)} so "
+        f"far, {extra:,} neurons, the latest {relays[-1].name!r}) take the network to {total:,} neurons, past the "
+        f"{rules.max_neurons:,} the machine holds; give it more chips, or shorten the paths that make branches "
+        "wait (a Concat of many layers of different depths needs a relay per input and delay)"
     )
 
 

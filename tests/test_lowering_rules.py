@@ -170,7 +170,8 @@ def _applied(spec, spikes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
     if isinstance(spec, ConvSpec):
         pads = (spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1])
-        got = kernels.conv2d(spikes, spec.weight, None, spec.stride, pads, spec.dilation, spec.groups)
+        kernel = np.repeat(np.repeat(spec.weight, spec.pool[0], axis=2), spec.pool[1], axis=3)  # a block's pool
+        got = kernels.conv2d(spikes, kernel, None, spec.stride, pads, spec.dilation, spec.groups)
         return got.astype(np.float64).reshape(len(spikes), *shape)
     assert len(np.unique(spec.rows * spikes[0].size + spec.cols)) == spec.weight.size  # each pair listed once
     flat = spikes.reshape(len(spikes), -1).astype(np.float64)
@@ -252,6 +253,65 @@ def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_syn
     bias = np.broadcast_to(np.arange(4, dtype=np.float32).reshape(-1, 1, 1), shape)
     np.testing.assert_allclose(got * 2 + bias, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(b.bias * 2, bias, rtol=1e-6)
+
+
+TWICE = [
+    # first pool, second pool (kernel, stride, padding, count pad), conv (kernel, padding), map side
+    (((3, 3), (2, 2), (0, 0, 1, 1), False), ((3, 3), (1, 1), (1, 1, 1, 1), False), (1, 0), 10),  # Inception v2
+    (((2, 2), (2, 2), (0, 0, 0, 0), False), ((3, 3), (1, 1), (1, 1, 1, 1), True), (3, 1), 8),  # block, then padded
+    (((3, 3), (2, 2), (1, 1, 1, 1), True), ((2, 2), (1, 1), (0, 0, 0, 0), False), (3, 1), 9),  # overlapping both
+]
+
+
+@pytest.mark.parametrize("geometry", TWICE, ids=[f"twice{i}" for i in range(len(TWICE))])
+def test_two_pools_before_a_convolution_compose_into_one_shared_kernel_and_its_corrections(geometry):
+    """An Inception block's pool branch read straight after a pooling (Inception v2's stem pool, then the branch's
+    3 x 3 pool and 1 x 1 projection): where kernels are shared, one convolution over the input and its border
+    corrections equal the graph's own two AvgPool2d and Conv2d on random spikes; a target that lists its synapses
+    refuses the chain, naming what it maps."""
+    from neurodeploy.ir import AvgPool2d
+
+    (k1, s1, p1, c1), (k2, s2, p2, c2), (ck, cp), side = geometry
+    rng = np.random.default_rng(side + ck)
+    first = AvgPool2d(name="pool1", inputs=("sa",), output="p1", kernel=k1, stride=s1, padding=p1, count_include_pad=c1)
+    second = AvgPool2d(
+        name="pool2", inputs=("p1",), output="p2", kernel=k2, stride=s2, padding=p2, count_include_pad=c2
+    )
+    conv = Conv2d(
+        name="conv2",
+        inputs=("p2",),
+        output="c2",
+        weight=rng.normal(size=(3, 4, ck, ck)).astype(np.float32),
+        bias=np.arange(3, dtype=np.float32),
+        padding=(cp,) * 4,
+    )
+    spikes = (rng.random((5, 4, side, side)) < 0.4).astype(np.float32)
+    want = conv.forward([second.forward([first.forward([spikes])])])
+    shape = want.shape[1:]
+    ops = [
+        _conv("conv1", "x", "c1", 1, 4, 3, 0),
+        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        first,
+        second,
+        conv,
+        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        Reshape(name="flat", inputs=("sb",), output="f", shape=(int(np.prod(shape)),)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, int(np.prod(shape))), np.float32), bias=None),
+    ]
+    graph = Graph(name="twice", inputs={"x": TensorType((1, side, side))}, outputs=["y"], ops=ops)
+    graph.verify()
+    b = next(p for p in lower(graph, SHARED).populations if p.name == "b")
+    assert isinstance(b.synapse, ConvSpec)
+    got = _applied(b.synapse, spikes, shape)
+    for fix in b.skips:
+        assert isinstance(fix.synapse, SparseSpec)
+        got = got + _applied(fix.synapse, spikes, shape)
+    bias = np.broadcast_to(np.arange(3, dtype=np.float32).reshape(-1, 1, 1), shape)
+    np.testing.assert_allclose(got + bias, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(
+        ConversionError, match=r"do not map to one synapse; the spinnaker target maps \[AvgPool2d\] Conv2d, or"
+    ):
+        lower(graph, SPINNAKER)
 
 
 def test_a_pooled_convolution_too_large_to_list_names_the_limit():

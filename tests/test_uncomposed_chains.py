@@ -226,3 +226,37 @@ def test_neurons_reading_neurons_with_no_op_between_are_refused_naming_them() ->
     for rules in SMALL.values():
         with pytest.raises(ConversionError, match=r"IF 'b': no Conv or Dense between two neuron layers"):
             lower(graph, rules)
+
+
+def test_an_inception_pool_branch_after_a_pooling_through_a_concat_maps_to_one_convolution() -> None:
+    """Inception v2's shape: a Concat of two layers, its stride-2 pool (padded at the end only, as a max pool with
+    ceil mode exports), then the next block's pool branch (3 x 3, stride 1, padded, no count of the padding) and
+    its 1 x 1 projection: each Concat input's synapse is one convolution over that input and its border
+    corrections, under a cap the identity composition exceeds, and the population's input is what the graph's ops
+    compute."""
+    rules = Rules(target="loihi", chip="Loihi", shared_kernels=True, max_dense_entries=20000)
+    ops = [
+        _conv("c0", "x", "h0", 1, 2, 3, 3), _if("z", "h0", "sz"),
+        _conv("c1", "sz", "h1", 2, 4, 3, 0), _if("a", "h1", "sa"),
+        _conv("c2", "sz", "h2", 2, 2, 3, 1), _if("b", "h2", "sb"),
+        Concat(name="cat", inputs=("sa", "sb"), output="cat_out", axis=0),
+        AvgPool2d(name="stem", inputs=("cat_out",), output="p1", kernel=(3, 3), stride=(2, 2), padding=(0, 0, 1, 1)),
+        AvgPool2d(name="branch", inputs=("p1",), output="p2", kernel=(3, 3), stride=(1, 1), padding=(1,) * 4),
+        _conv("proj", "p2", "h3", 6, 3, 1, 2), _if("w", "h3", "sw"),
+        Reshape(name="flat", inputs=("sw",), output="f", shape=(75,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, 75), F), bias=None),
+    ]  # fmt: skip
+    graph = Graph(name="inception", inputs={"x": TensorType((1, 10, 10))}, outputs=["y"], ops=ops)
+    graph.verify()
+    assert 600 * 75 > rules.max_dense_entries  # what composing each input through the identity would take
+    lowered = lower(graph, rules)
+    w = next(k for k, p in enumerate(lowered.populations) if p.name == "w")
+    incoming = lowered.incoming(w)
+    assert sum(isinstance(i.synapse, ConvSpec) for i in incoming) == 2  # one per Concat input, 8 x 8 kernels
+    assert all(isinstance(i.synapse, (ConvSpec, SparseSpec)) for i in incoming)  # and their corrections
+    rng = np.random.default_rng(4)
+    maps = {name: (rng.random((4, c, 10, 10)) < 0.5).astype(F) for name, c in (("a", 4), ("b", 2))}
+    by_name = {op.name: op for op in graph.ops}
+    cat = np.concatenate([maps["a"], maps["b"]], axis=1)
+    want = by_name["proj"].forward([by_name["branch"].forward([by_name["stem"].forward([cat])])])
+    np.testing.assert_allclose(_input_of(lowered, "w", maps), want, rtol=1e-5, atol=1e-5)

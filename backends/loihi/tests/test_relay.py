@@ -102,9 +102,9 @@ def test_relays_past_the_machines_neurons_are_refused_naming_them(monkeypatch) -
     assert len(loihi_lowering.lower(relay_block(), max_neurons=432).populations) == 5  # exactly full: it fits
     with pytest.raises(
         ResourceError,
-        match=r"IF 'if_d' \(branch from 'sa' through join\): .* its taps listed would be 5184 synapses, past the 1000 "
-        r".* relay populations .* \(1 so far, 144 neurons, the latest 'if_a_delay1'\) take the network past the 300 "
-        r"neurons the machine holds",
+        match=r"IF 'if_d' \(branch from 'sa' through join\): .* its taps listed would be 5,184 synapses, past the "
+        r"1,000 the loihi target builds, and the relay populations .* \(1 so far, 144 neurons, the latest "
+        r"'if_a_delay1'\) take the network to 432 neurons, past the 300 the machine holds",
     ):
         loihi_lowering.lower(relay_block(), max_neurons=300)
 
@@ -125,3 +125,24 @@ def test_graded_mode_runs_the_relay_as_its_integer_reference(tmp_path: Path, mon
         np.testing.assert_array_equal(got, graded.reference(x))
         outputs.append(got)
     np.testing.assert_array_equal(*outputs)
+
+
+@pytest.mark.parametrize(
+    ("core", "relayed"),
+    [((8192, 131072), False), ((1000, 1000), True), ((144, 2592), True), ((144, 5184), False)],
+)
+def test_a_relay_replaces_listed_taps_where_they_would_take_more_cores(monkeypatch, core, relayed) -> None:
+    """The shortcut's 5,184 taps (counted before the map's edges clip them) against a relay of its source's 144
+    neurons, in whole cores of ``core`` (neurons, synapses): one Loihi 2 core holds either (listed); cores of 1000
+    and 1000 take 6 cores for the taps against 1 for the relay (relayed); of 144 and 2592, 2 against 1 (relayed); of
+    144 and 5184, 1 against 1 (listed). The refusal past the machine's neurons names the cost."""
+    from neurodeploy.errors import ResourceError
+
+    monkeypatch.setattr(loihi_lowering, "RULES", dataclasses.replace(loihi_lowering.RULES, core=core))
+    names = [p.name for p in loihi_lowering.lower(relay_block()).populations]
+    assert ("if_a_delay1" in names) == relayed
+    if relayed:
+        with pytest.raises(
+            ResourceError, match=r"5,184 synapses, more cores than a relay neuron per source neuron, and"
+        ):
+            loihi_lowering.lower(relay_block(), max_neurons=300)
