@@ -224,7 +224,10 @@ class LocalBatch(JobBatch):
         return list(done)
 
     def _take(self, future: Future) -> tuple[Any, Sums | NeurodeployError] | None:
-        tag, k, start, mark = self._owner.pop(future)
+        owner = self._owner.pop(future, None)
+        if owner is None:
+            return None  # a task of a job that failed while this result was on its way
+        tag, k, start, mark = owner
         started = mark.exists()
         mark.unlink(missing_ok=True)
         entry = self._jobs.get(tag)
