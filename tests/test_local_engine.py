@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 from cli_support import ROOT, run_cli
 
-from neurodeploy.errors import ClusterError
+from neurodeploy.errors import ClusterError, DataError
 from neurodeploy.evaluate import prepare_evaluation
 from neurodeploy.evaluation import local as local_module
-from neurodeploy.evaluation.local import WORKER_DEATHS, LocalPool
+from neurodeploy.evaluation.local import WORKER_DEATHS, LocalBatch, LocalPool
 from neurodeploy.evaluation.runner import simulate_chunks
 from neurodeploy.sweep import load_sweep, run_sweep
 
@@ -146,3 +147,35 @@ def test_the_sweep_command_runs_on_local_processes_and_checks_workers(tmp_path, 
     assert out.code != 0
     assert "workers must be at least 1, got 0" in out.err
     assert not (tmp_path / "none").exists()
+
+
+class _Futures:
+    """A pool stand-in whose tasks are futures the test ends by hand (no processes)."""
+
+    address = "local (a stand-in)"
+    starts = 1
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.futures: list[Future] = []
+        self.folder = tmp_path
+
+    def mark(self) -> Path:
+        return self.folder / f"mark{len(self.futures)}"
+
+    def submit(self, fn, *args):
+        self.futures.append(Future())
+        return self.futures[-1], self.starts
+
+
+def test_results_of_a_job_that_already_failed_are_dropped(prepared, tmp_path) -> None:
+    """Both chunks of a job fail and both are in one wait: the first fails the job, the second is dropped (it was
+    looked up and raised a KeyError), whichever comes first."""
+    pool = _Futures(tmp_path)
+    batch = LocalBatch(pool)  # type: ignore[arg-type]
+    batch.submit("job", prepared.job, [(0, 8), (8, 16)])
+    for future in pool.futures:
+        future.set_exception(DataError("a bad chunk"))
+    (ended,) = batch.results(block=True)
+    assert ended[0] == "job"
+    assert re.fullmatch(r"samples (0\.\.7|8\.\.15) on the local \(a stand-in\) engine: a bad chunk", str(ended[1]))
+    assert list(batch.results(block=False)) == []
