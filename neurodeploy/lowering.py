@@ -1003,6 +1003,16 @@ def _pooled_twice(
     return _Patched(outer, fix), bias
 
 
+def _two_pools(
+    before: list, conv: Op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], rules: Rules
+) -> tuple[ConvSpec | SparseSpec | _Patched, np.ndarray] | None:
+    """:func:`_pooled_twice` where ``before`` is two average pools and ``conv`` a convolution; None otherwise, or
+    where they do not compose."""
+    if len(before) != 2 or not all(isinstance(o, AvgPool2d) for o in before) or not isinstance(conv, Conv2d):
+        return None
+    return _pooled_twice(before[0], before[1], conv, in_shape, out_shape, rules)
+
+
 def _conv(
     pool: AvgPool2d | None, conv: Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...], rules: Rules
 ) -> tuple[ConvSpec | SparseSpec | _Patched, np.ndarray]:
@@ -1141,10 +1151,7 @@ def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...
         sliced = last.copy(weight=last.weight[:, c0 : c0 + in_shape[0]])
         ops = [*before, sliced]
         if len(before) == 2:  # an Inception block's pool branch after a pooling, one input of a Concat
-            first, second = before
-            twice = None
-            if isinstance(first, AvgPool2d) and isinstance(second, AvgPool2d) and isinstance(sliced, Conv2d):
-                twice = _pooled_twice(first, second, sliced, in_shape, out_shape, rules)
+            twice = _two_pools(before, sliced, in_shape, out_shape, rules)
             if twice is None:
                 return _dense(ops, in_shape, where, rules)
             return twice[0], np.broadcast_to(twice[1].reshape(-1, 1, 1), out_shape).astype(np.float32)
@@ -1153,10 +1160,7 @@ def _synapse(ops: list[Op], in_shape: tuple[int, ...], out_shape: tuple[int, ...
     if convs:
         conv = convs[0]
         before = ops[: ops.index(conv)]
-        twice = None
-        pair = before if len(before) == 2 and len(convs) == 1 and ops[-1] is conv else []
-        if pair and isinstance(pair[0], AvgPool2d) and isinstance(pair[1], AvgPool2d):
-            twice = _pooled_twice(pair[0], pair[1], conv, in_shape, out_shape, rules)
+        twice = _two_pools(before, conv, in_shape, out_shape, rules) if len(convs) == 1 and ops[-1] is conv else None
         if twice is None and (
             len(convs) > 1
             or ops[-1] is not conv
@@ -1317,8 +1321,7 @@ def _relay(populations: list[Population], source: int, delay: int) -> Population
     synapse delayed ``delay - 1`` steps and its own step the last. What a delayed convolution reads on a target
     whose convolutions take no delay, where listing the convolution's taps would take more cores than the relay or
     pass the cap: the relay costs a neuron and one synapse per source neuron, the convolution stays one
-    shared-kernel synapse. Its ``value`` is the
-    source's (the same activations), its ``ops`` none of the graph's."""
+    shared-kernel synapse. Its ``value`` is the source's (the same activations), its ``ops`` none of the graph's."""
     src = populations[source]
     n = int(np.prod(src.shape))
     index = np.arange(n, dtype=np.int64)

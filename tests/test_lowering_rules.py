@@ -180,6 +180,22 @@ def _applied(spec, spikes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return got.reshape(len(spikes), *shape)
 
 
+def _between_two_layers(name: str, middle: list, side: int, shape: tuple[int, ...], threshold: float) -> Graph:
+    """conv1 (1 -> 4 channels, 3 x 3) and IF a on a side x side input, the ``middle`` ops from a's spikes ("sa")
+    to "c2" of ``shape``, IF b (``threshold``), a flatten and a Dense readout."""
+    ops = [
+        _conv("conv1", "x", "c1", 1, 4, 3, 0),
+        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        *middle,
+        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(threshold)),
+        Reshape(name="flat", inputs=("sb",), output="f", shape=(int(np.prod(shape)),)),
+        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, int(np.prod(shape))), np.float32), bias=None),
+    ]
+    graph = Graph(name=name, inputs={"x": TensorType((1, side, side))}, outputs=["y"], ops=ops)
+    graph.verify()
+    return graph
+
+
 @pytest.mark.parametrize("geometry", POOLED, ids=[f"pool{i}" for i in range(len(POOLED))])
 @pytest.mark.parametrize("rules", [SPINNAKER, LOIHI_LIKE, SHARED], ids=["listed", "listed-loihi", "shared"])
 def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_synapses(geometry, rules):
@@ -219,17 +235,7 @@ def test_a_pooling_that_is_no_convolution_becomes_the_exact_list_of_composed_syn
     spikes = (rng.random((5, 4, side, side)) < 0.4).astype(np.float32)
     want = conv.forward([pool.forward([spikes])])
     shape = want.shape[1:]
-    ops = [
-        _conv("conv1", "x", "c1", 1, 4, 3, 0),
-        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
-        pool,
-        conv,
-        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(2)),
-        Reshape(name="flat", inputs=("sb",), output="f", shape=(int(np.prod(shape)),)),
-        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, int(np.prod(shape))), np.float32), bias=None),
-    ]
-    graph = Graph(name="pooled", inputs={"x": TensorType((1, side, side))}, outputs=["y"], ops=ops)
-    graph.verify()
+    graph = _between_two_layers("pooled", [pool, conv], side, shape, threshold=2)
     populations = lower(graph, rules).populations
     b = next(p for p in populations if p.name == "b")
     if rules.shared_kernels:
@@ -288,18 +294,7 @@ def test_two_pools_before_a_convolution_compose_into_one_shared_kernel_and_its_c
     spikes = (rng.random((5, 4, side, side)) < 0.4).astype(np.float32)
     want = conv.forward([second.forward([first.forward([spikes])])])
     shape = want.shape[1:]
-    ops = [
-        _conv("conv1", "x", "c1", 1, 4, 3, 0),
-        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
-        first,
-        second,
-        conv,
-        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(1)),
-        Reshape(name="flat", inputs=("sb",), output="f", shape=(int(np.prod(shape)),)),
-        Dense(name="fc", inputs=("f",), output="y", weight=np.ones((2, int(np.prod(shape))), np.float32), bias=None),
-    ]
-    graph = Graph(name="twice", inputs={"x": TensorType((1, side, side))}, outputs=["y"], ops=ops)
-    graph.verify()
+    graph = _between_two_layers("twice", [first, second, conv], side, shape, threshold=1)
     b = next(p for p in lower(graph, SHARED).populations if p.name == "b")
     assert isinstance(b.synapse, ConvSpec)
     got = _applied(b.synapse, spikes, shape)

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -177,16 +177,20 @@ class LocalPool:
 
 @dataclass
 class _Job:
-    """One job's chunks, the jobs that carry them, their sums as they come in and the deaths each was out for."""
+    """One job's chunks, the jobs that carry them, their sums as they come in, the worker deaths each was running
+    at, the chunks still out and the samples done."""
 
     key: str
     chunks: list[tuple[int, int]]
     parts: list[Job]
-    sums: list[Sums | None]
-    deaths: list[int]
-    left: int
+    sums: list[Sums | None] = field(init=False)
+    deaths: list[int] = field(init=False)
+    left: int = field(init=False)
     done: int = 0
     futures: set[Future] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.sums, self.deaths, self.left = [None] * len(self.chunks), [0] * len(self.chunks), len(self.chunks)
 
 
 class LocalBatch(JobBatch):
@@ -206,9 +210,7 @@ class LocalBatch(JobBatch):
             raise ValueError(f"job {tag!r} is already submitted")
         x = job.inputs
         parts = [replace(job, inputs=x[a:b], labels=job.labels[a:b], offset=job.offset + a) for a, b in chunks]
-        entry = self._jobs[tag] = _Job(
-            uuid.uuid4().hex, chunks, parts, [None] * len(chunks), [0] * len(chunks), len(chunks)
-        )
+        entry = self._jobs[tag] = _Job(uuid.uuid4().hex, chunks, parts)
         for k in range(len(chunks)):
             self._send(tag, entry, k)
         self.tasks += len(chunks)
@@ -251,8 +253,6 @@ class LocalBatch(JobBatch):
                 )
             self.pool.restart(start)
             self._send(tag, entry, k)
-            return None
-        except CancelledError:  # pragma: no cover - only a failed job's tasks are cancelled, and they have no owner
             return None
         except NeurodeployError as exc:
             return self._fail(tag, type(exc)(f"{samples} on the {self.pool.address} engine: {exc}"))
