@@ -271,3 +271,71 @@ def test_a_network_over_one_chip_compiles_on_two_with_measured_interchip_traffic
     assert (route["from_chip"], route["to_chip"]) == (0, 1)
     assert route["routes"] == 23 * 8192 + 2032
     assert route["messages_per_sample"] > 0
+
+
+def _links_by_brute_force(network: Network, cores: list) -> tuple[dict, dict, dict]:
+    """Per core its fan-in and fan-out, and per ordered pair of chips the routes and messages, from every
+    synapse's full (n_out, n_in) connectivity and every core's neuron mask: no geometry of the placement's own."""
+    from neurodeploy_loihi.emulator import SparseSynapse
+
+    def connected(synapse) -> np.ndarray:
+        if isinstance(synapse, ConvSynapse):
+            return _connectivity(synapse)
+        if isinstance(synapse, SparseSynapse):
+            out = np.zeros(synapse.shape, bool)
+            out[synapse.rows, synapse.cols] = True
+            return out
+        return np.ones(synapse.weights.shape, bool)
+
+    layers = {layer.name: (k, layer) for k, layer in enumerate(network.layers)}
+    fan_in, fan_out, routes = {c.core: 0 for c in cores}, {c.core: 0 for c in cores}, {}
+    for dst in cores:
+        j, layer = layers[dst.layer]
+        for source, synapse, _ in layer.inbound(j):
+            reads = connected(synapse)[dst.mask(layer.shape).reshape(-1)].any(axis=0)
+            fan_in[dst.core] += int(reads.sum())
+            below = network.layers[source]
+            for src in (c for c in cores if c.layer == below.name):
+                crossing = reads & src.mask(below.shape).reshape(-1)
+                fan_out[src.core] += bool(crossing.any())
+                if crossing.any() and src.chip != dst.chip:
+                    entry = routes.setdefault((src.chip, dst.chip), [0, 0.0])
+                    entry[0] += int(crossing.sum())
+                    entry[1] += float((np.arange(crossing.size) % 7 * 0.25)[crossing].sum())
+    return fan_in, fan_out, routes
+
+
+def test_fan_in_fan_out_and_routes_equal_a_brute_force_count_on_many_small_cores(monkeypatch) -> None:
+    # cores of 40 neurons and chips of 3 cores: an input population (range tiles), a convolution with a listed
+    # skip from it (channel x position tiles), and a listed population reading the convolution (range tiles)
+    import neurodeploy_loihi.resources as resources
+    from neurodeploy_loihi.emulator import Skip, SparseSynapse
+    from neurodeploy_loihi.resources import interchip_routes
+
+    monkeypatch.setattr(resources, "NEURONS_PER_CORE", 40)
+    monkeypatch.setattr(resources, "CORES_PER_CHIP", 3)
+    rng = np.random.default_rng(4)
+
+    def listed(n_out: int, n_in: int, count: int) -> SparseSynapse:
+        pairs = np.unique(rng.integers(0, [n_out, n_in], size=(count, 2)), axis=0)
+        return SparseSynapse(pairs[:, 0], pairs[:, 1], np.ones(len(pairs), np.int64), (n_out, n_in))
+
+    conv = ConvSynapse(np.ones((6, 3, 3, 4), np.int64), (8, 8, 4), padding=(1, 1))
+    network = Network(
+        [
+            Layer(None, IF, "in", population_shape=(8, 8, 4)),
+            Layer(conv, IF, "conv", skips=(Skip(0, listed(384, 256, 300)),)),
+            Layer(listed(90, 384, 500), IF, "list"),
+        ]
+    )
+    cores = place(network, ["in", "conv", "list"])
+    assert {c.layer for c in cores if c.channels is not None} == {"conv"}
+    assert len({c.chip for c in cores}) > 5
+    fan_in, fan_out, routes = _links_by_brute_force(network, cores)
+    assert [c.fan_in for c in cores] == [fan_in[c.core] for c in cores]
+    assert [c.fan_out for c in cores] == [fan_out[c.core] for c in cores]
+    rates = [(np.arange(int(np.prod(layer.shape))) % 7 * 0.25).reshape(layer.shape) for layer in network.layers]
+    assert interchip_routes(network, ["in", "conv", "list"], cores, rates) == [
+        {"from_chip": a, "to_chip": b, "routes": count, "messages_per_sample": round(messages, 3)}
+        for (a, b), (count, messages) in sorted(routes.items())
+    ]

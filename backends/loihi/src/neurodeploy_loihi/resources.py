@@ -28,7 +28,7 @@ spike once per core it reaches, the core fans it out to its synapses).
 # outside sys.modules, where Python 3.10's dataclasses cannot resolve string annotations.
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -174,15 +174,63 @@ def _reads(synapse: ConvSynapse, mask: np.ndarray) -> np.ndarray:
     return reads[:, :, None] & channels[None, None, :]
 
 
-def _input_mask(synapse: DenseSynapse | ConvSynapse, mask: np.ndarray) -> np.ndarray:
-    """The presynaptic neurons the neurons in ``mask`` read, flat, in the source population's Lava order."""
-    if isinstance(synapse, ConvSynapse):
-        return _reads(synapse, mask).reshape(-1)
-    if isinstance(synapse, SparseSynapse):  # the inputs of the synapses into the masked neurons
+class _Reads:
+    """Which presynaptic neurons (boolean, flat, the source population's Lava order) the neurons of one core read
+    through one synapse into the population of Lava shape ``out_shape``. A ``Sparse`` synapse's list is ordered by
+    its target once, so each core walks only its own synapses (masking the whole list per core took minutes on a
+    network of hundreds of cores and millions of listed synapses)."""
+
+    def __init__(self, synapse: DenseSynapse | ConvSynapse | SparseSynapse, out_shape: tuple[int, ...]):
+        self.synapse, self.out_shape = synapse, tuple(out_shape)
+        if isinstance(synapse, SparseSynapse):
+            order = np.argsort(synapse.rows, kind="stable")
+            self.cols = synapse.cols[order]
+            self.pointers = np.concatenate([[0], np.cumsum(np.bincount(synapse.rows, minlength=synapse.shape[0]))])
+
+    def of(self, core: "Core") -> np.ndarray:
+        synapse = self.synapse
+        if isinstance(synapse, ConvSynapse):
+            return _reads(synapse, core.mask(self.out_shape)).reshape(-1)
+        if not isinstance(synapse, SparseSynapse):
+            return np.ones(int(synapse.weights.shape[1]), bool)  # a dense row reads every input
         reads = np.zeros(synapse.shape[1], bool)
-        reads[synapse.cols[mask.reshape(-1)[synapse.rows]]] = True
+        if core.channels is None:  # neurons [start, stop): one run of the ordered list
+            reads[self.cols[self.pointers[core.start] : self.pointers[core.stop]]] = True
+            return reads
+        rows = _flat_neurons(core, self.out_shape)
+        first, count = self.pointers[rows], np.diff(self.pointers)[rows]
+        at = np.repeat(first - np.concatenate([[0], np.cumsum(count)[:-1]]), count) + np.arange(int(count.sum()))
+        reads[self.cols[at]] = True
         return reads
-    return np.ones(int(synapse.weights.shape[1]), bool)  # a dense row reads every input
+
+
+def _flat_neurons(core: "Core", shape: tuple[int, ...]) -> np.ndarray:
+    """The flat indices (Lava order, ascending) of the neurons a core holds."""
+    if core.channels is None:
+        return np.arange(core.start, core.stop)
+    c0, c1 = core.channels
+    return (np.arange(core.start, core.stop)[:, None] * shape[-1] + np.arange(c0, c1)[None, :]).reshape(-1)
+
+
+def _per_core(values: np.ndarray, shape: tuple[int, ...], cores: list["Core"]) -> np.ndarray:
+    """Per core of one population (Lava ``shape``), the sum of the integers ``values`` (flat, Lava order) over the
+    neurons it holds: prefix sums, one lookup per core."""
+    if not cores:
+        return np.zeros(0, np.int64)
+    if cores[0].channels is None:
+        total = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+        return np.array([total[c.stop] - total[c.start] for c in cores], np.int64)
+    table = np.zeros((int(np.prod(shape[:-1])) + 1, shape[-1] + 1), np.int64)
+    table[1:, 1:] = values.reshape(-1, shape[-1]).astype(np.int64).cumsum(axis=0).cumsum(axis=1)
+    return np.array(
+        [
+            table[c.stop, c.channels[1]] - table[c.start, c.channels[1]]
+            - table[c.stop, c.channels[0]] + table[c.start, c.channels[0]]
+            for c in cores
+            if c.channels is not None
+        ],
+        np.int64,
+    )  # fmt: skip
 
 
 def _tiles(k: int, layer: Layer, name: str) -> list[tuple[int, int, tuple[int, int] | None, int]]:
@@ -253,44 +301,40 @@ def place(network: Network, names: list[str]) -> list[Core]:
     and the limit."""
     cores: list[Core] = []
     for k, layer in enumerate(network.layers):
+        readers = [_Reads(synapse, layer.shape) for _, synapse, _ in layer.inbound(k)]
         for start, stop, channels, used in _tiles(k, layer, names[k]):
-            mask = Core(0, names[k], start, stop, used, 0, channels=channels).mask(layer.shape)
-            reads = 0
-            for _, synapse, _ in layer.inbound(k):
-                reads += int(np.count_nonzero(_input_mask(synapse, mask)))
             index = len(cores)
-            cores.append(Core(index, names[k], start, stop, used, reads, 0, channels, index // CORES_PER_CHIP))
+            core = Core(index, names[k], start, stop, used, 0, 0, channels, index // CORES_PER_CHIP)
+            reads = sum(int(np.count_nonzero(reader.of(core))) for reader in readers)
+            cores.append(replace(core, fan_in=reads))
     return _with_fan_out(network, names, cores)
 
 
-def _consumers(network: Network) -> list[tuple[int, int, DenseSynapse | ConvSynapse]]:
-    """(source population, reading population, synapse) for every synapse between two populations of the network
-    (not the first layer's, when it reads the network's input rather than an input population)."""
-    return [
-        (source, j, s) for j, layer in enumerate(network.layers) for source, s, _ in layer.inbound(j) if source >= 0
-    ]
-
-
-def _links(network: Network, names: list[str], cores: list[Core]) -> Iterator[tuple[int, Core, Core, np.ndarray]]:
-    """(source population, source core, destination core, which of the source core's neurons the destination core
-    reads: flat, the source population's Lava order) for every pair of cores a synapse joins."""
-    by_layer = {name: [c for c in cores if c.layer == name] for name in names}
-    for source, j, synapse in _consumers(network):
-        below = network.layers[source].shape
-        for dst in by_layer[names[j]]:
-            reads = _input_mask(synapse, dst.mask(network.layers[j].shape))
-            for src in by_layer[names[source]]:
-                yield source, src, dst, reads & src.mask(below).reshape(-1)
+def _links(network: Network, names: list[str], cores: list[Core]) -> Iterator[tuple[int, Core, Core, int, np.ndarray]]:
+    """(source population, source core, destination core, how many of the source core's neurons the destination
+    core reads, which neurons of the source population it reads: flat, Lava order) for every pair of cores a
+    synapse joins where that count is not 0 (not the first layer's synapse, when it reads the network's input
+    rather than an input population)."""
+    by_layer: dict[str, list[Core]] = {name: [] for name in names}
+    for c in cores:
+        by_layer[c.layer].append(c)
+    for j, layer in enumerate(network.layers):
+        for source, synapse, _ in layer.inbound(j):
+            if source < 0:
+                continue
+            reader, below, sources = _Reads(synapse, layer.shape), network.layers[source].shape, by_layer[names[source]]
+            for dst in by_layer[names[j]]:
+                reads = reader.of(dst)
+                for src, count in zip(sources, _per_core(reads, below, sources)):
+                    if count:
+                        yield source, src, dst, int(count), reads
 
 
 def _with_fan_out(network: Network, names: list[str], cores: list[Core]) -> list[Core]:
     reach = {c.core: 0 for c in cores}
-    for _, src, _, read in _links(network, names, cores):
-        reach[src.core] += bool(read.any())
-    return [
-        Core(c.core, c.layer, c.start, c.stop, c.synapse_bytes, c.fan_in, reach[c.core], c.channels, c.chip)
-        for c in cores
-    ]
+    for _, src, _, _, _ in _links(network, names, cores):
+        reach[src.core] += 1
+    return [replace(c, fan_out=reach[c.core]) for c in cores]
 
 
 def interchip_routes(
@@ -300,13 +344,14 @@ def interchip_routes(
     where ``rates`` (per population, spikes per neuron per sample, its Lava shape) are given, the spike messages
     per sample they carry."""
     routes: dict[tuple[int, int], list[float]] = {}
-    for source, src, dst, crossing in _links(network, names, cores):
+    for source, src, dst, count, reads in _links(network, names, cores):
         if src.chip == dst.chip:
             continue
         entry = routes.setdefault((src.chip, dst.chip), [0, 0.0])
-        entry[0] += int(np.count_nonzero(crossing))
+        entry[0] += count
         if rates is not None:
-            entry[1] += float(np.asarray(rates[source], np.float64).reshape(-1)[crossing].sum())
+            held = _flat_neurons(src, network.layers[source].shape)
+            entry[1] += float(np.asarray(rates[source], np.float64).reshape(-1)[held][reads[held]].sum())
     out = []
     for (a, b), (count, messages) in sorted(routes.items()):
         item: dict[str, Any] = {"from_chip": a, "to_chip": b, "routes": int(count)}
