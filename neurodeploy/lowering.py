@@ -497,11 +497,15 @@ def _block_pool(op: Op, shape: tuple[int, ...]) -> bool:
 
 
 def _direct_dense(ops: list, in_shape: tuple[int, ...], zero: np.ndarray) -> DenseSpec | None:
-    """``[AvgPool2d over blocks] Reshape... Dense (Scale|Bias)...`` as its matrix, built from the Dense's weights
-    (each column repeated over its pool block and divided by the block's area; the Scale's gain per row) without
-    composing the identity, so its cost is the synapses themselves (VGG's fc6: 25088 x 4096); None for any other
-    chain. ``zero`` is the chain's image of zeros."""
-    shape, rest, pool = tuple(in_shape), list(ops), None
+    """``[Concat input] [AvgPool2d over blocks] Reshape... Dense (Scale|Bias)...`` as its matrix, built from the
+    Dense's weights (each column repeated over its pool block and divided by the block's area; the Scale's gain per
+    row; one input of a Concat: its channels' columns) without composing the identity, so its cost is the synapses
+    themselves (VGG's fc6: 25088 x 4096; Inception v2's readout, a Concat's input of 352 x 7 x 7 through the global
+    pool, took 5 GB through the identity); None for any other chain. ``zero`` is the chain's image of zeros."""
+    shape, rest, pool, embed = tuple(in_shape), list(ops), None, None
+    if rest and isinstance(rest[0], _Embed) and tuple(rest[0].shape[1:]) == shape[1:]:
+        embed = rest.pop(0)
+        shape = tuple(embed.shape)  # the rest reads the whole Concat
     if rest and _block_pool(rest[0], shape):
         pool = rest.pop(0)
     while rest and isinstance(rest[0], Reshape):
@@ -513,6 +517,10 @@ def _direct_dense(ops: list, in_shape: tuple[int, ...], zero: np.ndarray) -> Den
     if dense.weight.shape[1] != int(np.prod(pooled)) or zero.ndim != 1:
         return None
     weight = dense.weight
+    if embed is not None:  # the columns of this input's channels (the flatten's order is (C, H, W); a pool keeps C)
+        c0, c1 = embed.offset, embed.offset + in_shape[0]
+        weight = weight.reshape(len(weight), pooled[0], -1)[:, c0:c1].reshape(len(weight), -1)
+        pooled = (in_shape[0], *pooled[1:])
     if pool is not None:
         kh, kw = pool.kernel
         weight = weight.reshape(-1, *pooled)

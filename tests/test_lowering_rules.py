@@ -165,8 +165,13 @@ SHARED = Rules(target="loihi", chip="Loihi", delayed_conv=False, shared_kernels=
 
 def _applied(spec, spikes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A synapse applied to a batch of spike maps, in float64: a convolution by the graph's kernels, a list of
-    synapses one at a time."""
+    synapses one at a time, a Dense as a matrix product."""
     from neurodeploy.ir import kernels
+    from neurodeploy.lowering import DenseSpec
+
+    if isinstance(spec, DenseSpec):
+        flat = spikes.reshape(len(spikes), -1).astype(np.float64)
+        return (flat @ spec.weight.T.astype(np.float64)).reshape(len(spikes), *shape)
 
     if isinstance(spec, ConvSpec):
         pads = (spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1])
@@ -326,3 +331,53 @@ def test_a_pooled_convolution_too_large_to_list_names_the_limit():
     small = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True, max_dense_entries=1000)
     with pytest.raises(ConversionError, match=r"AvgPool2d 'pool' before Conv2d 'conv2'.*up to 19600 .* above the 1000"):
         lower(graph, small)
+
+
+def test_a_readout_through_a_concat_and_a_pool_is_read_from_the_dense_weights(monkeypatch):
+    """Two neuron layers concatenated, a pool over the whole map, a flatten and a Dense (Inception's readout): each
+    input's synapse is its channels' columns of the Dense, repeated over the pool (built from the weights, never by
+    composing the identity through the Concat: 5 GB on Inception v2); together they equal the graph's own ops."""
+    from neurodeploy.ir import AvgPool2d, Concat
+    from neurodeploy.lowering import DenseSpec, _Embed
+
+    side = 4
+    rng = np.random.default_rng(7)
+    weight = rng.normal(size=(3, 7)).astype(np.float32)
+    tail = [
+        Concat(name="cat", inputs=("sa", "sb"), output="j", axis=0),
+        AvgPool2d(name="gap", inputs=("j",), output="p", kernel=(side, side), stride=(1, 1)),
+        Reshape(name="flat", inputs=("p",), output="f", shape=(7,)),
+        Dense(name="fc", inputs=("f",), output="y", weight=weight, bias=np.ones(3, np.float32)),
+    ]
+    ops = [
+        _conv("conv1", "x", "c1", 1, 4, 3, 0),
+        IF(name="a", inputs=("c1",), output="sa", threshold=np.float32(1)),
+        _conv("conv2", "sa", "c2", 4, 3, 3, 1),
+        IF(name="b", inputs=("c2",), output="sb", threshold=np.float32(1)),
+        *tail,
+    ]
+    graph = Graph(name="cat", inputs={"x": TensorType((1, side, side))}, outputs=["y"], ops=ops)
+    graph.verify()
+    composing = _Embed.forward
+
+    def one_at_a_time(self, xs):  # the identity through the Concat would be a batch of every input neuron
+        assert len(xs[0]) == 1, "composed through the identity"
+        return composing(self, xs)
+
+    monkeypatch.setattr(_Embed, "forward", one_at_a_time)
+    populations = lower(graph, LOIHI_LIKE).populations
+    readout = populations[-1]
+    specs = {populations[readout.source if readout.source is not None else -2].name: readout.synapse}
+    specs |= {populations[skip.source].name: skip.synapse for skip in readout.skips}
+    assert sorted(specs) == ["a", "b"]
+    assert all(isinstance(s, DenseSpec) for s in specs.values())
+    a, b = ((rng.random((5, c, side, side)) < 0.5).astype(np.float32) for c in (4, 3))
+    want = _apply_ops(tail, np.concatenate([a, b], axis=1))
+    got = _applied(specs["a"], a, (3,)) + _applied(specs["b"], b, (3,)) + readout.bias
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _apply_ops(ops: list, x: np.ndarray) -> np.ndarray:
+    for op in ops[1:]:
+        x = op.forward([x])
+    return x
