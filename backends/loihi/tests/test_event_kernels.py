@@ -115,6 +115,9 @@ def test_sparse_events_equal_the_sum(monkeypatch, kind, graded):
         weights[::3] = 0
     synapse = SparseSynapse(rows, cols, weights, (n_out, n_in), weight_exp=-1)
     assert synapse._one_to_one == (kind == "one_to_one")
+    # stored narrow (12 bytes a synapse, not 32), the sums below in int64 all the same
+    assert (synapse.rows.dtype, synapse.cols.dtype) == (np.int32, np.int32)
+    assert (synapse.weights.dtype, synapse.effective_weights.dtype) == (np.int16, np.int16)
     spikes = rng.random((4, n_in)) < 0.3
     if graded:
         spikes = spikes * rng.integers(-(1 << 20), 1 << 20, spikes.shape)

@@ -982,13 +982,14 @@ def reach(table: np.ndarray, mixed_signs: bool = False) -> int:
 
 
 def by_column(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n_in: int) -> tuple[np.ndarray, ...]:
-    """(indptr, rows, weights) of a synapse list, compressed by input neuron (zero weights dropped)."""
+    """(indptr, rows, weights) of a synapse list, compressed by input neuron (zero weights dropped); rows and
+    weights keep their (narrow) types."""
     live = weights != 0
     rows, cols, weights = rows[live], cols[live], weights[live]
     order = np.argsort(cols, kind="stable")
     indptr = np.zeros(n_in + 1, np.int64)
     np.cumsum(np.bincount(cols, minlength=n_in), out=indptr[1:])
-    return indptr, np.ascontiguousarray(rows[order]), np.ascontiguousarray(weights[order], np.int64)
+    return indptr, np.ascontiguousarray(rows[order]), np.ascontiguousarray(weights[order])
 
 
 def sparse(s: np.ndarray, compressed: tuple[np.ndarray, ...], n_out: int) -> np.ndarray:

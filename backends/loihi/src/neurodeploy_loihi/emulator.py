@@ -119,8 +119,13 @@ class SparseSynapse:
             raise ValueError("sparse synapse: rows, cols and weights must be 1-D arrays of one length")
         if rows.size and (rows.min() < 0 or rows.max() >= n_out or cols.min() < 0 or cols.max() >= n_in):
             raise ValueError(f"sparse synapse: an index lies outside its ({n_out}, {n_in}) shape")
-        object.__setattr__(self, "rows", rows)
-        object.__setattr__(self, "cols", cols)
+        # stored narrow (a large network lists hundreds of millions of synapses: 12 bytes each instead of 32);
+        # arithmetic on them widens first
+        index = np.int32 if max(n_out, n_in) < 1 << 31 else np.int64
+        object.__setattr__(self, "rows", rows.astype(index))
+        object.__setattr__(self, "cols", cols.astype(index))
+        object.__setattr__(self, "weights", narrow(self.weights))
+        object.__setattr__(self, "effective_weights", narrow(self.effective_weights))
         object.__setattr__(self, "shape", (n_out, n_in))
 
     @property
@@ -164,6 +169,14 @@ class SparseSynapse:
             out = np.rint(np.bincount(index, weights=terms.reshape(-1), minlength=len(s) * n)).astype(np.int64)
             out = out.reshape(len(s), n)
         return fp.wrap(fp.shift(out, int(self.weight_exp)), fp.PORT_BITS)
+
+
+def narrow(values: np.ndarray) -> np.ndarray:
+    """Integer ``values`` as int16 where they all fit (Loihi's weights are 8-bit; 9 bits with a MIXED sign), else
+    int64."""
+    values = np.asarray(values)
+    fits = not values.size or (int(values.min()) >= -(1 << 15) and int(values.max()) < 1 << 15)
+    return values.astype(np.int16 if fits else np.int64)
 
 
 def _check_weights(synapse: DenseSynapse | SparseSynapse, ndim: int, kind: str) -> None:

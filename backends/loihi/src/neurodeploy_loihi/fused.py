@@ -293,10 +293,10 @@ def pack(network: Network) -> Packed:
         channel=flat(channels, np.int16),
         dense=flat(dense, narrowest(dense)),
         indptr=flat(indptr, np.int64),
-        rows=flat(rows, np.int64),
-        weights=flat(weights, np.int64),
+        rows=flat(rows, np.int32 if max(sizes) < 1 << 31 else np.int64),  # (narrow: a large network lists
+        weights=flat(weights, narrowest(weights)),  # hundreds of millions of synapses)
         runs=np.concatenate(runs) if runs else np.zeros((1, 3), np.int64),
-        run_weights=flat(run_weights, np.int64),
+        run_weights=flat(run_weights, narrowest(run_weights)),
         cell_of=flat(cells, np.int32),
         fan_out=flat([f.reshape(-1) for f in fan_out], np.int64),
         inbound=inbound,

@@ -99,6 +99,7 @@ def _merged_dense(
 def _merged_index(index: np.ndarray, shape: tuple[int, ...], batch: int, b: int) -> np.ndarray:
     """Sample b's neuron ``index`` (Lava flat order of ``shape``) in the merged layout of ``batch`` samples:
     (X, Y, B * C) for a conv-shaped population, B blocks of n otherwise."""
+    index = np.asarray(index, np.int64)  # (a synapse list's indices are stored narrow)
     if len(shape) == 3:
         c = shape[2]
         return (index // c) * batch * c + b * c + index % c
@@ -118,7 +119,7 @@ def _sparse_process(
     rows = np.concatenate([_merged_index(synapse.rows[keep], shape, batch, b) for b in range(batch)])
     cols = np.concatenate([_merged_index(synapse.cols[keep], below, batch, b) for b in range(batch)])
     size = (batch * synapse.shape[0], batch * synapse.shape[1])
-    weights = csr_matrix((np.tile(synapse.weights[keep], batch), (rows, cols)), shape=size)
+    weights = csr_matrix((np.tile(synapse.weights[keep].astype(np.int64), batch), (rows, cols)), shape=size)
     extra: dict[str, Any] = {"weight_exp": int(synapse.weight_exp), "num_weight_bits": int(synapse.num_weight_bits)}
     if synapse.sign_mode is not None:
         extra["sign_mode"] = LavaSignMode(int(synapse.sign_mode))

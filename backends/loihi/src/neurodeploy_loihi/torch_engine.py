@@ -178,8 +178,8 @@ def _sparse_send(synapse: SparseSynapse, top: int, device: Any) -> Callable[[Any
     n_out, n_in = synapse.shape
     w = synapse.effective_weights
     exp = int(synapse.weight_exp)
-    rows = torch.as_tensor(synapse.rows, device=device)
-    cols = torch.as_tensor(synapse.cols, device=device)
+    rows = torch.as_tensor(synapse.rows, dtype=torch.int64, device=device)  # (stored narrow: torch indexes in int64)
+    cols = torch.as_tensor(synapse.cols, dtype=torch.int64, device=device)
     if len(np.unique(synapse.rows)) == len(synapse.rows):
         weights = torch.as_tensor(w, dtype=torch.int64, device=device)
 
