@@ -37,7 +37,14 @@ import numpy as np
 
 from neurodeploy.encoding import KINDS
 from neurodeploy.errors import ArtifactError, NeurodeployError
-from neurodeploy.fileio import file_kind, output_mode, read_regular_file, remove_stale, temporary_name
+from neurodeploy.fileio import (
+    file_kind,
+    hash_regular_file,
+    output_mode,
+    read_regular_file,
+    remove_stale,
+    temporary_name,
+)
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.serialize import dumps_json, graph_from_dict, read_npz
 from neurodeploy.readout import MAX_DELAY
@@ -286,6 +293,13 @@ class Artifact(_Files):
         return self.root / MANIFEST
 
     def _read(self, name: str, cap: str) -> bytes:
+        data = self._listed(name, lambda path, **checks: read_regular_file(path, cap=cap, **checks))
+        self._matches(name, hashlib.sha256(data).hexdigest())
+        return data
+
+    def _listed(self, name: str, reader: Callable[..., Any]) -> Any:
+        """``reader`` (:func:`read_regular_file` or :func:`hash_regular_file`) on the listed file ``name``, its
+        recorded size checked; errors worded for the artifact."""
         entry = self.manifest["files"].get(name) if isinstance(name, str) else None
         if entry is None:
             raise ArtifactError(f"artifact {self.root} has no file {name!r} (its manifest does not list it)")
@@ -293,16 +307,18 @@ class Artifact(_Files):
         path = self.root / name
         what = f"artifact file {path}"
         try:
-            data = read_regular_file(path, cap=cap, size=entry["bytes"], error=ArtifactError, what=what)
+            return reader(path, size=entry["bytes"], error=ArtifactError, what=what)
         except FileNotFoundError:
             raise ArtifactError(f"artifact {self.root} is missing {name}; compile again") from None
         except OSError as exc:
             raise ArtifactError(f"cannot read {what}: {exc.strerror or exc}") from None
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+
+    def _matches(self, name: str, digest: str) -> None:
+        if digest != self.manifest["files"][name]["sha256"]:
             raise ArtifactError(
-                f"{what} does not match its checksum in the manifest (edited or corrupted); compile again"
+                f"artifact file {self.root / name} does not match its checksum in the manifest (edited or "
+                "corrupted); compile again"
             )
-        return data
 
     def path(self, name: str) -> Path:
         """The path of the listed file ``name``, for tools that need one (vendor SDKs), after the same checks
@@ -311,9 +327,10 @@ class Artifact(_Files):
         return self.root / name
 
     def check(self) -> None:
-        """Check every listed file (listed, regular, inside, of the recorded size and sha256)."""
+        """Check every listed file (listed, regular, inside, of the recorded size and sha256), hashing each a piece
+        at a time (a large network's weights take gigabytes)."""
         for name in self.manifest["files"]:
-            self._read(name, "max_file_bytes")
+            self._matches(name, self._listed(name, hash_regular_file))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 * :func:`read_regular_file` reads one regular file into memory: opened without following a symbolic link and
   without blocking (a FIFO or a device is refused, never waited on), its size checked against a cap before a
-  byte is read, and the bytes read are exactly the size ``fstat`` gave.
+  byte is read, and the bytes read are exactly the size ``fstat`` gave; :func:`hash_regular_file` hashes one
+  the same way, a piece at a time.
 * :func:`write_file_atomic` replaces an output file whole: the data goes to a new temporary file next to it
   (created exclusively), which is renamed over the destination; a destination that exists and is not a regular
   file (a folder, a symbolic link, a FIFO, a device) is refused, and the temporary file never outlives a failure.
@@ -13,13 +14,15 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,7 +62,47 @@ def read_regular_file(
     but a regular file (checked before opening, and again on the open file), a file of another size than
     ``size`` (when given), and (a :class:`~neurodeploy.errors.LimitError`) one larger than the cap ``cap`` of
     :mod:`neurodeploy.limits`. A missing file raises FileNotFoundError for the caller to word."""
-    path = Path(path)
+    with _checked(Path(path), cap, size, error, what) as (f, n, what):
+        data = _read_exactly(f, n)
+        if len(data) != n or f.read(1):
+            raise error(f"{what} changed size while it was read")
+    return data
+
+
+def hash_regular_file(
+    path: str | os.PathLike,
+    *,
+    cap: str = "max_file_bytes",
+    size: int | None = None,
+    error: type[NeurodeployError] = DataError,
+    what: str | None = None,
+) -> str:
+    """The sha256 (hex) of the regular file ``path``, read in pieces (an artifact's file may take gigabytes), with
+    :func:`read_regular_file`'s checks."""
+    digest = hashlib.sha256()
+    with _checked(Path(path), cap, size, error, what) as (f, n, what):
+        left = n
+        while left > 0:
+            piece = f.read(min(left, HASH_PIECE))
+            if not piece:
+                break
+            digest.update(piece)
+            left -= len(piece)
+        if left or f.read(1):
+            raise error(f"{what} changed size while it was read")
+    return digest.hexdigest()
+
+
+HASH_PIECE = 1 << 24
+"""Bytes read at a time by :func:`hash_regular_file`."""
+
+
+@contextmanager
+def _checked(
+    path: Path, cap: str, size: int | None, error: type[NeurodeployError], what: str | None
+) -> Iterator[tuple[BinaryIO, int, str]]:
+    """The regular file ``path`` opened unbuffered, with its size (checked against ``size`` and the cap) and the
+    words naming it: the checks of :func:`read_regular_file`."""
     what = what or str(path)
     before = os.lstat(path)  # FileNotFoundError / NotADirectoryError go to the caller
     if not stat.S_ISREG(before.st_mode):
@@ -80,22 +123,23 @@ def read_regular_file(
                 f"{size:,}: edited or corrupted); compile again"
             )
         limits.check(cap, info.st_size, what, "bytes")
-        data = _read_exactly(f, info.st_size)
-        if len(data) != info.st_size or f.read(1):
-            raise error(f"{what} changed size while it was read")
-    return data
+        yield f, info.st_size, what
 
 
 def _read_exactly(f: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes of ``f`` (fewer only at the end of the file)."""
-    chunks, left = [], n
-    while left > 0:
-        chunk = f.read(min(left, 1 << 30))
-        if not chunk:
+    """Up to ``n`` bytes of ``f`` (fewer only at the end of the file), read into one buffer (joining pieces would
+    hold the file twice)."""
+    buffer = bytearray(n)
+    view, got = memoryview(buffer), 0
+    while got < n:
+        count = f.readinto(view[got : got + (1 << 30)])  # type: ignore[attr-defined]
+        if not count:
             break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        got += count
+    view.release()
+    if got < n:
+        del buffer[got:]
+    return buffer  # (a bytearray: bytes would copy it once more)
 
 
 def open_regular_file(path: str | os.PathLike, *, error: type[NeurodeployError] = DataError) -> BinaryIO:

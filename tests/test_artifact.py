@@ -305,3 +305,18 @@ def test_emulate_artifact_by_path_runs_what_was_written(tmp_path, calibration):
     result = emulate_artifact(tmp_path / "art", x[:32], mode="ann")
     assert result.outputs.shape == (32, 10)
     assert (result.predictions == y[:32]).mean() >= 0.96  # measured 1.0 (32/32); the floor allows one image fewer
+
+
+def test_load_artifact_hashes_files_in_pieces_and_finds_one_changed_byte(tiny_artifact, monkeypatch):
+    """The check reads each file a piece at a time (an artifact's weights can take gigabytes): with pieces of 7
+    bytes every file still verifies, and one byte changed in the middle of a file (same size) is refused."""
+    from neurodeploy import fileio
+
+    monkeypatch.setattr(fileio, "HASH_PIECE", 7)
+    load_artifact(tiny_artifact)
+    path = tiny_artifact / "snn.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"snn\.npz does not match its checksum in the manifest"):
+        load_artifact(tiny_artifact)
