@@ -312,3 +312,22 @@ def test_input_bias_compiled_equals_numpy_at_every_rounding_edge(fixed_exp: int 
         mant, exp = input_bias(x, (4, 5, 6), 1, clip, fixed_exp)
     np.testing.assert_array_equal(mant, want_mant)
     np.testing.assert_array_equal(exp, want_exp)
+
+
+@pytest.mark.parametrize("terms", [1, 7, 1 << 24])
+def test_a_listed_float_synapse_is_summed_a_piece_at_a_time_to_the_same_sums(monkeypatch, terms: int) -> None:
+    """The float model's synapse list (calibration rates, bias correction, graded ranges) is summed a piece of the
+    list at a time (a large network's terms took 24 GB at once): pieces of 1 and 7 terms per sample, or the whole
+    list, give the matrix product of the same synapses."""
+    from neurodeploy_loihi import floats
+
+    from neurodeploy.lowering import SparseSpec
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 12, 90), rng.integers(0, 2 * 3 * 3, 90)
+    spec = SparseSpec(rows, cols, rng.normal(size=90).astype(np.float32), (2, 3, 3), (12,))
+    a = rng.random((5, 2, 3, 3))
+    matrix = np.zeros((12, 18))
+    np.add.at(matrix, (rows, cols), spec.weight.astype(np.float64))
+    monkeypatch.setattr(floats, "SPARSE_TERMS", terms)
+    np.testing.assert_allclose(floats.float_synapse(spec, a), a.reshape(5, -1) @ matrix.T, rtol=1e-12, atol=1e-12)

@@ -85,16 +85,27 @@ def float_forward(lowered: Lowered, x: np.ndarray, staircase: bool = False, rate
     return out
 
 
+SPARSE_TERMS = 1 << 24
+"""At most this many terms (batch x listed synapses) at once in :func:`float_synapse` (Inception v2 lists 23
+million synapses into one population from one source: a batch of 64 calibration samples, 64 x 23 million x 16
+bytes, would take 24 GB at once)."""
+
+
 def float_synapse(spec: Any, a: np.ndarray) -> np.ndarray:
     """A float synapse (lowering spec) applied to activations a (B, *graph shape): (B, n_out) flat."""
     batch = len(a)
     if isinstance(spec, DenseSpec):
         return a.reshape(batch, -1) @ spec.weight.astype(np.float64).T
-    if isinstance(spec, SparseSpec):
-        n = int(np.prod(spec.shape))
-        terms = a.reshape(batch, -1)[:, spec.cols] * spec.weight.astype(np.float64)
-        index = (spec.rows[None, :] + n * np.arange(batch)[:, None]).reshape(-1)
-        return np.bincount(index, weights=terms.reshape(-1), minlength=batch * n).reshape(batch, n)
+    if isinstance(spec, SparseSpec):  # a piece of the list at a time: its terms take batch x synapses x 16 bytes
+        n, flat = int(np.prod(spec.shape)), a.reshape(batch, -1)
+        out = np.zeros(batch * n, np.float64)
+        step = max(1, SPARSE_TERMS // max(batch, 1))
+        for lo in range(0, spec.weight.size, step):
+            rows, cols = spec.rows[lo : lo + step], spec.cols[lo : lo + step]
+            terms = flat[:, cols] * spec.weight[lo : lo + step].astype(np.float64)
+            index = (rows[None, :] + n * np.arange(batch)[:, None]).reshape(-1)
+            out += np.bincount(index, weights=terms.reshape(-1), minlength=batch * n)
+        return out.reshape(batch, n)
     kernel = np.repeat(np.repeat(spec.weight.astype(np.float64), spec.pool[0], axis=2), spec.pool[1], axis=3)
     return conv2d_nchw(a, kernel, spec.stride, spec.padding, spec.dilation, spec.groups).reshape(batch, -1)
 
