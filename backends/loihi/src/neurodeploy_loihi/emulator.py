@@ -124,8 +124,6 @@ class SparseSynapse:
         index = np.int32 if max(n_out, n_in) < 1 << 31 else np.int64
         object.__setattr__(self, "rows", rows.astype(index))
         object.__setattr__(self, "cols", cols.astype(index))
-        object.__setattr__(self, "weights", narrow(self.weights))
-        object.__setattr__(self, "effective_weights", narrow(self.effective_weights))
         object.__setattr__(self, "shape", (n_out, n_in))
 
     @property
@@ -189,9 +187,22 @@ def _check_weights(synapse: DenseSynapse | SparseSynapse, ndim: int, kind: str) 
         raise ValueError(f"{kind} synapse: weight_exp must be an int, got {synapse.weight_exp!r}")
     if synapse.sign_mode is not None:
         object.__setattr__(synapse, "sign_mode", fp.SignMode(synapse.sign_mode))
-    object.__setattr__(synapse, "weights", w.astype(np.int64))
-    weights = fp.dense_weights(synapse.weights, synapse.sign_mode, int(synapse.num_weight_bits))
-    object.__setattr__(synapse, "effective_weights", weights)
+    # stored narrow (int16 where the given weights fit; the effective ones always do), computed a piece at a time:
+    # VGG-19's fc6 read through its last pool is 411 million weights
+    stored = narrow(w)
+    mode = fp.determine_sign_mode(stored) if synapse.sign_mode is None and stored.size else synapse.sign_mode
+    effective = np.empty(stored.shape, np.int16)
+    given, out = stored.reshape(-1), effective.reshape(-1)
+    for lo in range(0, given.size, WEIGHT_PIECE):
+        out[lo : lo + WEIGHT_PIECE] = fp.dense_weights(
+            given[lo : lo + WEIGHT_PIECE], mode, int(synapse.num_weight_bits)
+        )
+    object.__setattr__(synapse, "weights", stored)
+    object.__setattr__(synapse, "effective_weights", effective)
+
+
+WEIGHT_PIECE = 1 << 22
+"""Weights made effective at a time by :func:`_check_weights` (its int64 steps hold a few copies of a piece)."""
 
 
 @dataclass(frozen=True, eq=False)

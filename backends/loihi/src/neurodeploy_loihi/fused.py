@@ -230,7 +230,7 @@ def pack(network: Network) -> Packed:
                 cells.append(cell_table((x, y, c_in), (px, py), (pad_x, pad_y), (kx, ky)))
                 cells_at += cells[-1].size
             elif isinstance(synapse, DenseSynapse):
-                matrix = np.ascontiguousarray(synapse.effective_weights.T, np.int64)  # (n_in, n_out): by input
+                matrix = np.ascontiguousarray(synapse.effective_weights.T)  # (n_in, n_out): by input (int16)
                 row[[1, 4, 5]] = 1, dense_at, int(synapse.weight_exp)
                 row[7:9] = matrix.shape
                 row[12] = int(np.abs(matrix).sum(axis=0).max(initial=0)) < 1 << 31  # no int32 wrap possible

@@ -197,17 +197,29 @@ def max_bias(fixed_exp: int | None) -> int:
     return MANT_MAX << (EXP_MAX if fixed_exp is None else fixed_exp)
 
 
-def _grid(values: np.ndarray, sign_mode: fp.SignMode) -> tuple[np.ndarray, int]:
-    """Round float weights (already in integer units) onto the sign mode's 8-bit grid; count the clipped ones."""
-    if sign_mode == fp.SignMode.MIXED:
-        w = 2 * np.rint(values / 2)  # even integers: Lava drops a MIXED weight's lowest bit
-        low, high = -MIXED_TOP - 2, MIXED_TOP
-    elif sign_mode == fp.SignMode.EXCITATORY:
-        w, low, high = np.rint(values), 0, ONE_SIGNED_TOP
-    else:
-        w, low, high = np.rint(values), -ONE_SIGNED_TOP, 0
-    clipped = int(np.count_nonzero((w < low) | (w > high)))
-    return np.clip(w, low, high).astype(np.int64), clipped  # clip, as Lava's clip_weights
+def _grid(weight: np.ndarray, unit: float, sign_mode: fp.SignMode) -> tuple[np.ndarray, int]:
+    """Round float weights times ``unit`` (integer units per float unit) onto the sign mode's 8-bit grid, int16 (the
+    grid is 9-bit at most), a piece at a time (VGG-19's fc6 read through its last pool is 411 million weights, whose
+    float64 and int64 copies took the machine's memory); count the clipped ones."""
+    flat = np.asarray(weight).reshape(-1)
+    out = np.empty(flat.size, np.int16)
+    clipped = 0
+    for lo in range(0, flat.size, GRID_PIECE):
+        values = flat[lo : lo + GRID_PIECE].astype(np.float64) * unit
+        if sign_mode == fp.SignMode.MIXED:
+            w = 2 * np.rint(values / 2)  # even integers: Lava drops a MIXED weight's lowest bit
+            low, high = -MIXED_TOP - 2, MIXED_TOP
+        elif sign_mode == fp.SignMode.EXCITATORY:
+            w, low, high = np.rint(values), 0, ONE_SIGNED_TOP
+        else:
+            w, low, high = np.rint(values), -ONE_SIGNED_TOP, 0
+        clipped += int(np.count_nonzero((w < low) | (w > high)))
+        out[lo : lo + GRID_PIECE] = np.clip(w, low, high)  # clip, as Lava's clip_weights
+    return out.reshape(np.shape(weight)), clipped
+
+
+GRID_PIECE = 1 << 22
+"""Weights rounded at a time by :func:`_grid`."""
 
 
 def _sign_mode(weight: np.ndarray, conv: bool) -> fp.SignMode:
@@ -295,7 +307,7 @@ def lava_synapse(
         )
     if isinstance(spec, ConvSpec):
         return ConvSynapse(
-            fp.conv_weight_from_oihw(weight),  # (O, kW, kH, C / groups): flipped and transposed, as netx
+            fp.conv_weight_from_oihw(np.asarray(weight, np.int64)),  # (O, kW, kH, C / groups): flipped, as netx
             lava_shape(spec.input_shape),
             stride=spec.stride[::-1],  # (H, W) -> (X, Y)
             padding=spec.padding[::-1],
@@ -530,8 +542,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
                 weight_exp = max(weight_exp, WEIGHT_EXP_RANGE[0])
                 scale = top * 64.0 * 2.0**weight_exp / top_abs
         unit = scale / (1 << fp.ACT_SHIFT) / 2.0**weight_exp  # integer weight per float weight
-        scaled = weight.astype(np.float64) * unit
-        w_int, clipped = _grid(scaled, sign_mode)
+        w_int, clipped = _grid(weight, unit, sign_mode)
         main = depth - 1 if pop.source is None else pop.source
         below = input_shape(lowered) if depth == 0 else lowered.populations[main].shape  # 0: it reads the input
         synapse = lava_synapse(spec, w_int, weight_exp, sign_mode, below, pop.shape)
@@ -539,7 +550,7 @@ def quantize(lowered: Lowered, readout_range: float, options: Options) -> Quanti
         skip_reports = []
         for source, s_spec, s_exp, s_mode, delay, lag in skips:
             s_unit = scale / (1 << fp.ACT_SHIFT) / 2.0**s_exp
-            s_int, s_clipped = _grid(s_spec.weight.astype(np.float64) * s_unit, s_mode)
+            s_int, s_clipped = _grid(s_spec.weight, s_unit, s_mode)
             s_syn = lava_synapse(s_spec, s_int, s_exp, s_mode, lowered.populations[source].shape, pop.shape)
             skip_reports.append((Skip(source, s_syn, delay, lag), s_spec, s_int, s_clipped, s_exp, s_mode))
             rounded.append((source, s_spec, s_int, s_unit))
