@@ -331,3 +331,37 @@ def test_a_listed_float_synapse_is_summed_a_piece_at_a_time_to_the_same_sums(mon
     np.add.at(matrix, (rows, cols), spec.weight.astype(np.float64))
     monkeypatch.setattr(floats, "SPARSE_TERMS", terms)
     np.testing.assert_allclose(floats.float_synapse(spec, a), a.reshape(5, -1) @ matrix.T, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("piece", [1, 5, 1 << 22])
+def test_weights_rounded_and_made_effective_a_piece_at_a_time_equal_the_whole(monkeypatch, piece: int) -> None:
+    """Quantization rounds a Dense's weights onto the grid a piece at a time, and the emulator's Dense makes them
+    Lava's effective weights a piece at a time (411 million weights into VGG-19's fc6), stored int16: the same
+    integers as the whole array at once, for each sign mode and for a sign mode Lava determines itself."""
+    from neurodeploy_loihi import emulator, quantize
+    from neurodeploy_loihi import fixed_point as fp
+    from neurodeploy_loihi.emulator import DenseSynapse
+
+    monkeypatch.setattr(quantize, "GRID_PIECE", piece)
+    monkeypatch.setattr(emulator, "WEIGHT_PIECE", piece)
+    rng = np.random.default_rng(9)
+    weight = rng.normal(size=(6, 7)).astype(np.float32)
+    for mode, values in (
+        (fp.SignMode.MIXED, weight),
+        (fp.SignMode.EXCITATORY, np.abs(weight)),
+        (fp.SignMode.INHIBITORY, -np.abs(weight)),
+    ):
+        w_int, clipped = quantize._grid(values, 90.0, mode)
+        assert w_int.dtype == np.int16
+        top = quantize.MIXED_TOP if mode == fp.SignMode.MIXED else quantize.ONE_SIGNED_TOP
+        scaled = values.astype(np.float64) * 90.0
+        whole = 2 * np.rint(scaled / 2) if mode == fp.SignMode.MIXED else np.rint(scaled)
+        low, high = (
+            (-top - 2, top) if mode == fp.SignMode.MIXED else (0, top) if mode == fp.SignMode.EXCITATORY else (-top, 0)
+        )
+        np.testing.assert_array_equal(w_int, np.clip(whole, low, high))
+        assert clipped == int(np.count_nonzero((whole < low) | (whole > high)))
+        for given in (mode, None):
+            synapse = DenseSynapse(w_int, num_weight_bits=6, sign_mode=given)
+            assert synapse.effective_weights.dtype == np.int16
+            np.testing.assert_array_equal(synapse.effective_weights, fp.dense_weights(w_int.astype(np.int64), given, 6))
