@@ -169,12 +169,13 @@ class SparseSynapse:
         return fp.wrap(fp.shift(out, int(self.weight_exp)), fp.PORT_BITS)
 
 
-def narrow(values: np.ndarray) -> np.ndarray:
-    """Integer ``values`` as int16 where they all fit (Loihi's weights are 8-bit; 9 bits with a MIXED sign), else
+def narrow_type(*arrays: np.ndarray) -> type:
+    """int16 where every integer of ``arrays`` fits it (Loihi's weights are 8-bit; 9 bits with a MIXED sign), else
     int64."""
-    values = np.asarray(values)
-    fits = not values.size or (int(values.min()) >= -(1 << 15) and int(values.max()) < 1 << 15)
-    return values.astype(np.int16 if fits else np.int64)
+    fits = all(
+        not np.size(a) or (int(np.min(a)) >= -(1 << 15) and int(np.max(a)) < 1 << 15) for a in arrays
+    )  # fmt: skip
+    return np.int16 if fits else np.int64
 
 
 def _check_weights(synapse: DenseSynapse | SparseSynapse, ndim: int, kind: str) -> None:
@@ -189,7 +190,7 @@ def _check_weights(synapse: DenseSynapse | SparseSynapse, ndim: int, kind: str) 
         object.__setattr__(synapse, "sign_mode", fp.SignMode(synapse.sign_mode))
     # stored narrow (int16 where the given weights fit; the effective ones always do), computed a piece at a time:
     # VGG-19's fc6 read through its last pool is 411 million weights
-    stored = narrow(w)
+    stored = w.astype(narrow_type(w))
     mode = fp.determine_sign_mode(stored) if synapse.sign_mode is None and stored.size else synapse.sign_mode
     effective = np.empty(stored.shape, np.int16)
     given, out = stored.reshape(-1), effective.reshape(-1)

@@ -31,7 +31,7 @@ from neurodeploy.errors import DataError
 from neurodeploy.evaluation.runner import available_cpus
 from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
-from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, SparseSynapse
+from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Network, SparseSynapse, narrow_type
 
 EDGE_COLUMNS = 32
 """Per synapse (see :func:`_compiled._run` and ``_send``): source, kind, delay, buffer offset, weight offset,
@@ -272,11 +272,6 @@ def pack(network: Network) -> Packed:
     def flat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(1), dtype)
 
-    def narrowest(parts: list[np.ndarray]) -> type:
-        """int16 where every weight fits (Loihi's are 8-bit): a quarter of int64's bytes."""
-        top = max((int(np.abs(p).max(initial=0)) for p in parts), default=0)
-        return np.int16 if top < 1 << 15 else np.int64
-
     packed = Packed(
         edges=np.array(edges, np.int64).reshape(-1, EDGE_COLUMNS),
         offsets=offsets,
@@ -291,12 +286,12 @@ def pack(network: Network) -> Packed:
         ),
         tables=flat(tables, np.int32),
         channel=flat(channels, np.int16),
-        dense=flat(dense, narrowest(dense)),
+        dense=flat(dense, narrow_type(*dense)),  # (int16: Loihi's weights are 8-bit)
         indptr=flat(indptr, np.int64),
         rows=flat(rows, np.int32 if max(sizes) < 1 << 31 else np.int64),  # (narrow: a large network lists
-        weights=flat(weights, narrowest(weights)),  # hundreds of millions of synapses)
+        weights=flat(weights, narrow_type(*weights)),  # hundreds of millions of synapses)
         runs=np.concatenate(runs) if runs else np.zeros((1, 3), np.int64),
-        run_weights=flat(run_weights, narrowest(run_weights)),
+        run_weights=flat(run_weights, narrow_type(*run_weights)),
         cell_of=flat(cells, np.int32),
         fan_out=flat([f.reshape(-1) for f in fan_out], np.int64),
         inbound=inbound,

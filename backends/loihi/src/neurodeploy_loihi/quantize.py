@@ -307,7 +307,7 @@ def lava_synapse(
         )
     if isinstance(spec, ConvSpec):
         return ConvSynapse(
-            fp.conv_weight_from_oihw(np.asarray(weight, np.int64)),  # (O, kW, kH, C / groups): flipped, as netx
+            fp.conv_weight_from_oihw(np.asarray(weight, np.int64)),  # (O, kW, kH, C / groups): flipped and transposed
             lava_shape(spec.input_shape),
             stride=spec.stride[::-1],  # (H, W) -> (X, Y)
             padding=spec.padding[::-1],
