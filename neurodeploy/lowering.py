@@ -613,7 +613,11 @@ def _simplified(ops: list, in_shape: tuple[int, ...]) -> list:
     changed = True
     while changed:
         changed = False
-        for i in range(len(items) - 1):
+        # Two maps become one first: a branch read through a Concat in each of a DenseNet block's layers is a chain
+        # of one embedding per layer, multiplied as a narrow product (C_k x the branch's channels), not each into
+        # the convolution's kernel, which grows with every embedding (minutes on DenseNet-121).
+        pairs = [i for i in range(len(items) - 1) if isinstance(items[i], tuple) and isinstance(items[i + 1], tuple)]
+        for i in pairs[:1] or range(len(items) - 1):
             a, b = items[i], items[i + 1]
             if isinstance(a, tuple) and isinstance(b, tuple):  # two maps: one
                 items[i : i + 2] = [("map", b[1] @ a[1], b[1] @ a[2] + b[2], b[3])]
@@ -631,14 +635,14 @@ def _simplified(ops: list, in_shape: tuple[int, ...]) -> list:
                     a.copy(weight=weight.astype(np.float32), bias=(gain * bias + b[2]).astype(np.float32))
                 ]
             elif isinstance(a, Conv2d) and isinstance(b, tuple):  # a convolution, then a map: one convolution
-                weight = np.einsum("oc,cikl->oikl", b[1], _full_weight(a))
+                weight = np.tensordot(b[1], _full_weight(a), axes=1)  # (O, C) x (C, I, kH, kW)
                 bias = b[1] @ (np.zeros(a.out_channels, np.float32) if a.bias is None else a.bias) + b[2]
                 items[i : i + 2] = [a.copy(weight=weight.astype(np.float32), bias=bias.astype(np.float32), groups=1)]
             elif isinstance(a, tuple) and isinstance(b, Conv2d) and (not np.any(a[2]) or not any(b.padding)):
                 weight = _full_weight(b)  # a map, then a convolution: one convolution
                 bias = np.zeros(b.out_channels, np.float32) if b.bias is None else b.bias
                 bias = bias + np.einsum("oikl,i->o", weight, a[2])
-                weight = np.einsum("oikl,ic->ockl", weight, a[1])
+                weight = np.moveaxis(np.tensordot(weight, a[1], axes=([1], [0])), 3, 1)  # (O, I, kH, kW) x (I, C)
                 items[i : i + 2] = [b.copy(weight=weight.astype(np.float32), bias=bias.astype(np.float32), groups=1)]
             else:
                 continue

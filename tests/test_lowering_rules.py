@@ -381,3 +381,41 @@ def _apply_ops(ops: list, x: np.ndarray) -> np.ndarray:
     for op in ops[1:]:
         x = op.forward([x])
     return x
+
+
+def test_a_branch_through_many_concats_multiplies_its_embeddings_before_the_kernel(monkeypatch):
+    """A DenseNet block's branch: a convolution read through one Concat per later layer, then a BatchNorm. The
+    embeddings are multiplied together first (a product as narrow as the branch) and the kernel once with their
+    product; multiplied into the kernel one by one, it grew with every Concat (374 s of DenseNet-121's lowering).
+    The one convolution equals the chain's own ops."""
+    from neurodeploy.ir import Bias, Scale
+    from neurodeploy.lowering import _Embed, _simplified
+
+    rng = np.random.default_rng(3)
+    conv = _conv("conv", "x", "c", 2, 3, 3, 1)
+    ops, channels = [conv], 3
+    for k in range(6):  # each layer's Concat puts the branch's channels after 2 new ones
+        channels += 2
+        ops.append(_Embed(f"cat{k}", 2, (channels, 5, 5)))
+    ops += [
+        Scale(name="s", inputs=("a",), output="b", value=rng.uniform(0.5, 1.5, (channels, 1, 1)).astype(np.float32)),
+        Bias(name="t", inputs=("b",), output="y", value=rng.uniform(-1, 1, (channels, 1, 1)).astype(np.float32)),
+    ]
+    products = []
+    tensordot = np.tensordot
+
+    def counted(a, b, axes=2):
+        products.append((np.shape(a), np.shape(b)))
+        return tensordot(a, b, axes)
+
+    monkeypatch.setattr(np, "tensordot", counted)
+    (one,) = _simplified(ops, (2, 5, 5))
+    monkeypatch.undo()
+    assert isinstance(one, Conv2d)
+    assert one.weight.shape == (channels, 2, 3, 3)
+    assert len([p for p in products if len(p[1]) == 4]) == 1  # the kernel, multiplied once
+    x = rng.random((4, 2, 5, 5)).astype(np.float32)
+    want = x
+    for op in ops:
+        want = op.forward([want])
+    np.testing.assert_allclose(one.forward([x]), want, rtol=1e-5, atol=1e-5)
