@@ -108,7 +108,20 @@ def test_a_tile_reads_exactly_the_inputs_its_neurons_connect_to(groups: int) -> 
     for tile in [Core(0, "c", 0, 5, 0, 0, channels=(0, 2)), Core(0, "c", 7, 20, 0, 0, channels=(3, 4))]:
         mask = tile.mask(shape)
         expected = connected[mask.reshape(-1)].any(axis=0).reshape(conv.input_shape)
-        np.testing.assert_array_equal(_reads(conv, mask), expected)
+        np.testing.assert_array_equal(_reads(conv, tile), expected)
+
+
+def test_a_cores_tile_is_its_mask_projected_on_positions_and_channels() -> None:
+    from neurodeploy_loihi.resources import Core
+
+    shape = (3, 5, 4)
+    cores = [Core(0, "c", a, b, 0, 0) for a, b in [(0, 1), (3, 6), (7, 20), (2, 60), (59, 60), (4, 4)]]
+    cores += [Core(0, "c", a, b, 0, 0, channels=ch) for a, b, ch in [(0, 15, (0, 4)), (7, 9, (1, 3))]]
+    for core in cores:
+        mask = core.mask(shape)
+        positions, held = core.tile(shape[2])
+        np.testing.assert_array_equal(positions, np.flatnonzero(mask.any(axis=2)))
+        np.testing.assert_array_equal(held, mask.any(axis=(0, 1)))
 
 
 def test_a_neuron_whose_synapses_exceed_a_core_names_the_layer_and_the_limit() -> None:

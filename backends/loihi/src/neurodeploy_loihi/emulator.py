@@ -269,10 +269,15 @@ class ConvSynapse:
         return np.repeat(np.repeat(self.weights, self.pool[0], axis=1), self.pool[1], axis=2)
 
     @property
+    def kernel(self) -> tuple[int, int]:
+        """(kX, kY) of :attr:`lava_weights`, without building it."""
+        return self.weights.shape[1] * self.pool[0], self.weights.shape[2] * self.pool[1]
+
+    @property
     def output_shape(self) -> tuple[int, int, int]:
-        w = self.weights
-        kernel = (w.shape[1] * self.pool[0], w.shape[2] * self.pool[1])
-        return fp.conv_output_shape(self.input_shape, w.shape[0], kernel, self.stride, self.padding, self.dilation)
+        return fp.conv_output_shape(
+            self.input_shape, self.weights.shape[0], self.kernel, self.stride, self.padding, self.dilation
+        )
 
     @property
     def fan_out(self) -> np.ndarray:

@@ -109,6 +109,18 @@ class Core:
         channels[self.channels[0] : self.channels[1]] = True
         return positions.reshape(x, y)[:, :, None] & channels[None, None, :]
 
+    def tile(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """The positions (x * Y + y, ascending) at which this core holds a neuron of a population of ``channels``
+        channels, and which channels (boolean) it holds at some position: :meth:`mask` projected on each axis."""
+        held = np.zeros(channels, bool)
+        if self.channels is not None:
+            held[self.channels[0] : self.channels[1]] = True
+            return np.arange(self.start, self.stop), held
+        if self.stop <= self.start:
+            return np.zeros(0, np.int64), held
+        held[np.arange(self.start, min(self.stop, self.start + channels)) % channels] = True
+        return np.arange(self.start // channels, (self.stop - 1) // channels + 1), held
+
 
 def check_neurons(layers: list[tuple[str, int]], chips: int, most: int) -> None:
     """Refuse a network whose spiking neurons alone (``layers``: name and size of each, before any lowering) exceed
@@ -134,12 +146,12 @@ def fan_in_per_neuron(synapse: DenseSynapse | ConvSynapse | None) -> np.ndarray:
         return np.full(n_out, n_in, np.int64)
     if isinstance(synapse, SparseSynapse):  # the synapses listed into each neuron
         return np.bincount(synapse.rows, minlength=synapse.shape[0]).astype(np.int64)
-    w = synapse.lava_weights
+    kx, ky = synapse.kernel
     x_out, y_out, c_out = synapse.output_shape
     x_in, y_in, c_in = synapse.input_shape
     # per output position along each axis, how many kernel taps fall inside the input (not on padding)
-    tx = kernel_taps(x_in, x_out, w.shape[1], synapse.stride[0], synapse.padding[0], synapse.dilation[0]).sum((1, 2))
-    ty = kernel_taps(y_in, y_out, w.shape[2], synapse.stride[1], synapse.padding[1], synapse.dilation[1]).sum((1, 2))
+    tx = kernel_taps(x_in, x_out, kx, synapse.stride[0], synapse.padding[0], synapse.dilation[0]).sum((1, 2))
+    ty = kernel_taps(y_in, y_out, ky, synapse.stride[1], synapse.padding[1], synapse.dilation[1]).sum((1, 2))
     per_position = tx[:, None] * ty[None, :] * (c_in // synapse.groups)
     return np.repeat(per_position.reshape(-1), c_out).astype(np.int64)
 
@@ -152,21 +164,22 @@ def layer_fan_in(layer: Layer) -> np.ndarray:
     return total
 
 
-def _reads(synapse: ConvSynapse, mask: np.ndarray) -> np.ndarray:
-    """The input neurons (Lava layout, boolean (X, Y, C)) that the output neurons in ``mask`` (boolean, the
-    synapse's output shape) read. ``mask`` is a tile (positions x channels), so positions and channels separate."""
+def _reads(synapse: ConvSynapse, core: "Core") -> np.ndarray:
+    """The input neurons (Lava layout, boolean (X, Y, C)) that the output neurons a core holds read. A core's
+    neurons are a tile (positions x channels), so positions and channels separate (:meth:`Core.tile`)."""
     x_in, y_in, c_in = synapse.input_shape
-    c_out = synapse.output_shape[2]
-    w = synapse.lava_weights
+    _, y_out, c_out = synapse.output_shape
     reads = np.zeros((x_in, y_in), bool)
-    xs, ys = np.nonzero(mask.any(axis=2))
-    for i in range(w.shape[1]):
-        for j in range(w.shape[2]):
+    positions, held = core.tile(c_out)
+    xs, ys = np.divmod(positions, y_out)
+    kx, ky = synapse.kernel
+    for i in range(kx):
+        for j in range(ky):
             px = xs * synapse.stride[0] - synapse.padding[0] + i * synapse.dilation[0]
             py = ys * synapse.stride[1] - synapse.padding[1] + j * synapse.dilation[1]
             ok = (px >= 0) & (px < x_in) & (py >= 0) & (py < y_in)
             reads[px[ok], py[ok]] = True
-    groups = np.unique(np.nonzero(mask.any(axis=(0, 1)))[0] // (c_out // synapse.groups))
+    groups = np.unique(np.nonzero(held)[0] // (c_out // synapse.groups))
     per_group = c_in // synapse.groups
     channels = np.zeros(c_in, bool)
     for g in groups:
@@ -190,7 +203,7 @@ class _Reads:
     def of(self, core: "Core") -> np.ndarray:
         synapse = self.synapse
         if isinstance(synapse, ConvSynapse):
-            return _reads(synapse, core.mask(self.out_shape)).reshape(-1)
+            return _reads(synapse, core).reshape(-1)
         if not isinstance(synapse, SparseSynapse):
             return np.ones(int(synapse.weights.shape[1]), bool)  # a dense row reads every input
         reads = np.zeros(synapse.shape[1], bool)
@@ -256,7 +269,7 @@ def _tiles(k: int, layer: Layer, name: str) -> list[tuple[int, int, tuple[int, i
             start = stop
         return out
     x, y, c = layer.shape
-    per_channel = sum(int(np.prod(s.lava_weights.shape[1:])) for s in convs) * WEIGHT_BYTES  # kX * kY * C_in/groups
+    per_channel = sum(int(np.prod(s.kernel)) * s.weights.shape[3] for s in convs) * WEIGHT_BYTES  # kX kY C_in/groups
     # dense rows and sparse lists into the same population (a residual branch, a pooling's border corrections):
     # the weights each neuron stores, (positions, channels) in Lava's flat order
     others = [s for _, s, _ in inbound if not isinstance(s, ConvSynapse)]
