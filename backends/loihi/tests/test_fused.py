@@ -19,7 +19,7 @@ from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network
 from neurodeploy_loihi.program import Program, RunResult
 from test_windows import GRAPHS
 
-from neurodeploy.errors import DataError
+from neurodeploy.errors import DataError, ResourceError
 
 pytestmark = pytest.mark.skipif(_compiled.kernels() is None, reason="numba is not installed: there is no fused run")
 
@@ -315,6 +315,49 @@ def test_the_batch_split_over_threads_changes_nothing(tmp_path: Path) -> None:
         for field in ("counts", "sums", "synops", "readout", "stats", "readout_spikes"):
             np.testing.assert_array_equal(getattr(other, field), getattr(runs[0], field), err_msg=field)
     assert runs[0].counts.any()
+
+
+def test_threads_take_only_the_scratch_sets_the_available_memory_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread's scratch set (the state, the messages in flight) takes gigabytes on a network of tens of millions of
+    neurons: a run starts as many threads as half the available memory holds sets (one at least, and the sets kept
+    from earlier runs count as free), with the same result."""
+    graph = GRAPHS["residual-identity"]()
+    x = np.random.default_rng(4).random((6, *graph.inputs["x"].shape)).astype(np.float32)
+    emit_graph(graph, tmp_path, x)
+    program = Program.load(tmp_path)
+    bias = np.left_shift(*program.input_bias(x))
+    network, total = program.network, 6 + program.delay
+    windows = network.windows(total, [d + 6 for d in network.depths])
+    roles = [role == "readout" for role in program.roles]
+    packed = fused.pack(network)
+    one = fused.Scratch.size(len(packed.v0), len(packed.sizes), *packed.scratch_sizes)
+    made = fused.Scratch.new(len(packed.v0), len(packed.sizes), *packed.scratch_sizes)
+    assert one == sum(a.nbytes for a in (*made.shared, *made.own, made.row))
+    results, pools = {}, []
+    executor = fused.ThreadPoolExecutor
+    monkeypatch.setattr(fused, "ThreadPoolExecutor", lambda workers: pools.append(workers) or executor(workers))
+    for sets in (1, 3):
+        packed.pool.clear()
+        monkeypatch.setattr(fused, "available_memory", lambda sets=sets: 2 * sets * one + 1)
+        results[sets] = fused.run(
+            network, lambda lo, hi: bias[lo:hi], 6, total, 6, windows, [6], len(roles) - 1, roles, threads=4
+        )
+    assert pools == [3]  # one thread without a pool, then three
+    packed.pool[:] = [made] * 3
+    monkeypatch.setattr(fused, "available_memory", lambda: 0)
+    assert packed.affordable(4) == 3  # the kept sets
+    assert packed.affordable(5) == 3
+    packed.pool.clear()
+    monkeypatch.setattr(fused, "available_memory", lambda: 2 * one)
+    assert packed.affordable(4) == 1
+    for field in ("counts", "sums", "synops", "readout", "stats", "readout_spikes"):
+        np.testing.assert_array_equal(getattr(results[1], field), getattr(results[3], field), err_msg=field)
+    monkeypatch.setattr(fused, "available_memory", lambda: one)  # not even one set and the counts: refused
+    with pytest.raises(ResourceError, match=r"GB of memory available: run it on a machine with more memory"):
+        fused.run(network, lambda lo, hi: bias[lo:hi], 6, total, 6, windows, [6], len(roles) - 1, roles)
+    assert not packed.pool
 
 
 def test_kept_run_plans_serve_only_their_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from neurodeploy.backends.base import (
 )
 from neurodeploy.emulation import Run
 from neurodeploy.encoding import Encoding
-from neurodeploy.errors import ConversionError, DataError
+from neurodeploy.errors import ConversionError, DataError, ResourceError
 from neurodeploy.ir import IF, LIF, Delay, FewSpike, interpret
 from neurodeploy.ir.graph import Graph
 from neurodeploy.lowering import spiking_layers
@@ -486,7 +486,10 @@ class Loihi2Backend(Backend):
             return [{"note": "no calibration data"} for _ in program.names], None
         if program.network.input_bits:  # calibration data are analog inputs, this program takes event frames
             return [{"note": "event input: not measured on the (analog) calibration data"} for _ in program.names], None
-        run = program.run(np.asarray(calibration[:HEADROOM_SAMPLES], np.float32), HEADROOM_STEPS, counts=True)
+        try:
+            run = program.run(np.asarray(calibration[:HEADROOM_SAMPLES], np.float32), HEADROOM_STEPS, counts=True)
+        except ResourceError as exc:  # the emulator's run does not fit this machine's memory: nothing measured
+            return [{"note": f"not measured: {exc}"} for _ in program.names], None
         rates = [
             to_lava(run.counts[name].mean(axis=0, keepdims=True), shape)[0]
             if name in run.counts

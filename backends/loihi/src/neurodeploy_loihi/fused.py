@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.errors import DataError
+from neurodeploy.errors import DataError, ResourceError
 from neurodeploy.evaluation.runner import available_cpus
 from neurodeploy_loihi import _compiled
 from neurodeploy_loihi import fixed_point as fp
@@ -87,6 +87,26 @@ class Packed:
         with self.lock:
             self.pool.append(scratch)
 
+    def affordable(self, wanted: int, extra: int = 0) -> int:
+        """How many of ``wanted`` threads (1 at least) can each hold a scratch set: those kept, and as many new
+        ones as fit in half the memory the system has available (on a network of tens of millions of neurons a set
+        takes gigabytes, most of it the synapses' messages in flight). Raise ResourceError, before anything is
+        allocated, where not even one set and ``extra`` bytes (the run's outputs) fit in 80% of it: a run the
+        system would kill for memory."""
+        ready = len(self.pool)
+        available = available_memory()
+        if wanted <= ready or available is None:
+            return max(1, wanted)
+        one = Scratch.size(len(self.v0), len(self.sizes), *self.scratch_sizes)
+        if not ready and one + extra > 0.8 * available:
+            raise ResourceError(
+                f"emulating this network ({len(self.v0):,} neurons in {len(self.sizes)} populations) takes "
+                f"{one / 1e9:.1f} GB for its state and the synapses' messages in flight, and {extra / 1e9:.1f} GB "
+                f"for the run's counts; this system has {available / 1e9:.1f} GB of memory available: run it on a "
+                "machine with more memory, or with fewer samples per call"
+            )
+        return max(1, min(wanted, ready + available // 2 // one))
+
 
 @dataclass
 class Scratch:
@@ -99,6 +119,11 @@ class Scratch:
     """Each thread's own working arrays."""
     row: np.ndarray
     """(1, N) int32: the spike counts of one sample, when the caller does not keep every sample's."""
+
+    @staticmethod
+    def size(neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int, kernel: int) -> int:
+        """The bytes :meth:`new` allocates."""
+        return 30 * neurons + 16 * layers + 8 * buffer + 26 * widest + 16 * cells + 14 * (acc + kernel)
 
     @classmethod
     def new(cls, neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int, kernel: int) -> "Scratch":
@@ -418,6 +443,8 @@ def run(
     layers, marks, sharing = _plan(
         network, packed, steps_total, windows, checkpoints, readout_roles, batch == 1 and cpus >= 2
     )
+    extra = 4 * batch * len(packed.v0) if keep_counts else 0  # (the counts)
+    workers = packed.affordable(max(1, min(batch, cpus)), extra)  # (raises before anything is allocated)
     counts = np.zeros((batch, len(packed.v0)), np.int32) if keep_counts else None
     sums = np.zeros((batch, n_layers, n_check), np.int64)
     synops = np.zeros((batch, n_layers, n_check), np.int64)
@@ -448,7 +475,7 @@ def run(
             packed.give(scratch)
 
     started = time.perf_counter()
-    if sharing is not None and sharing.share():  # two threads, claiming the populations phase by phase
+    if sharing is not None and sharing.share() and packed.affordable(2, extra) == 2:  # two threads, per phase
         # The host's part first, then the partner: woken before it, the partner's Python start (the call into the
         # kernel) took the GIL from this thread's and made it twice as slow (86 -> 170 us on the MNIST model); woken
         # after, it starts while this thread computes outside the GIL, and joins the phases not yet claimed.
@@ -466,7 +493,6 @@ def run(
                 packed.give(scratch)
         sharing.record(True, time.perf_counter() - started)
         return FusedRun(packed, counts, sums, synops, readout, stats, readout_spikes)
-    workers = max(1, min(batch, cpus))
     bounds = [batch * i // workers for i in range(workers + 1)]
     if workers == 1:
         part(0, batch)
@@ -593,6 +619,18 @@ _PARTNER_LOCK = threading.Lock()
 THREADS_VARIABLE = "NEURODEPLOY_EMULATOR_THREADS"
 """How many threads a run may use (default: one per CPU this process may run on). ``neurodeploy evaluate``'s
 worker processes, one per CPU already, set it to 1."""
+
+
+def available_memory() -> int | None:
+    """The bytes of memory the system has available (``MemAvailable`` of ``/proc/meminfo``), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def default_threads() -> int:
