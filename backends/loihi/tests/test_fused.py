@@ -8,12 +8,13 @@ its populations are split between them."""
 
 import dataclasses
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from loihi_graphs import emit_graph
-from loihi_mnist import compiled, mnist_test_images
+from loihi_mnist import CALIBRATION, MODEL, compiled, mnist_test_images
 from neurodeploy_loihi import _compiled, fused
 from neurodeploy_loihi.emulator import ConvSynapse, DenseSynapse, Layer, Network, Neuron, Skip, SparseSynapse
 from neurodeploy_loihi.program import Program, RunResult
@@ -358,6 +359,24 @@ def test_threads_take_only_the_scratch_sets_the_available_memory_holds(
     with pytest.raises(ResourceError, match=r"GB of memory available: run it on a machine with more memory"):
         fused.run(network, lambda lo, hi: bias[lo:hi], 6, total, 6, windows, [6], len(roles) - 1, roles)
     assert not packed.pool
+
+
+def test_a_headroom_run_the_memory_cannot_hold_is_noted_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compile's headroom run (the emitted program on calibration samples) is skipped, with the reason in the
+    report, where the emulator's state would not fit the memory available; the artifact is written and runs."""
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.data.calibration import load_calibration
+
+    monkeypatch.setattr(fused, "available_memory", lambda: 1000)
+    artifact = compile_model(MODEL, "loihi", tmp_path / "a", calibration=load_calibration(str(CALIBRATION)))
+    report = json.loads((artifact.root / "report.json").read_text())["target"]
+    notes = {entry["measured"].get("note", "") for entry in report["quantization"]}
+    assert len(notes) == 1
+    assert notes.pop().startswith("not measured: emulating this network (21,962 neurons in 4 populations) takes")
+    monkeypatch.undo()
+    assert Program.load(artifact.root).run(mnist_test_images()[0][:2], 4).outputs.shape == (2, 10)
 
 
 def test_kept_run_plans_serve_only_their_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -110,23 +110,3 @@ def test_a_damaged_description_is_an_artifact_error_naming_the_file_layer_and_li
     (tmp_path / "loihi.json").write_text(json.dumps(doc))
     with pytest.raises(ArtifactError, match=r"Relu'\): neuron: vth must be integers in \[0, 131071\], got 131072"):
         Program.load(tmp_path)
-
-
-def test_a_headroom_run_the_memory_cannot_hold_is_noted_not_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The compile's headroom run (the emitted program on calibration samples) is skipped, with the reason in the
-    report, where the emulator's state would not fit the memory available; the artifact is written and runs."""
-    from neurodeploy_loihi import fused
-
-    from neurodeploy.compiler import compile_model
-    from neurodeploy.data.calibration import load_calibration
-
-    monkeypatch.setattr(fused, "available_memory", lambda: 1000)
-    artifact = compile_model(MODEL, "loihi", tmp_path / "a", calibration=load_calibration(str(CALIBRATION)))
-    report = json.loads((artifact.root / "report.json").read_text())["target"]
-    notes = {entry["measured"].get("note", "") for entry in report["quantization"]}
-    assert len(notes) == 1
-    assert notes.pop().startswith("not measured: emulating this network (21,962 neurons in 4 populations) takes")
-    monkeypatch.undo()
-    assert Program.load(artifact.root).run(mnist_test_images()[0][:2], 4).outputs.shape == (2, 10)
