@@ -94,8 +94,10 @@ class Packed:
         allocated, where not even one set and ``extra`` bytes (the run's outputs) fit in 80% of it: a run the
         system would kill for memory."""
         ready = len(self.pool)
+        if wanted <= ready:  # (a repeated call: no file read on the way)
+            return max(1, wanted)
         available = available_memory()
-        if wanted <= ready or available is None:
+        if available is None:
             return max(1, wanted)
         one = Scratch.size(len(self.v0), len(self.sizes), *self.scratch_sizes)
         if not ready and one + extra > 0.8 * available:
@@ -121,37 +123,51 @@ class Scratch:
     """(1, N) int32: the spike counts of one sample, when the caller does not keep every sample's."""
 
     @staticmethod
-    def size(neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int, kernel: int) -> int:
-        """The bytes :meth:`new` allocates."""
-        return 30 * neurons + 16 * layers + 8 * buffer + 26 * widest + 16 * cells + 14 * (acc + kernel)
+    def layout(
+        neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int, kernel: int
+    ) -> tuple[list[tuple[Any, type]], list[tuple[Any, type]]]:
+        """(shape, dtype) of each shared and each own array of a set (see :meth:`new`); the row is (1, neurons)."""
+        shared = [
+            (neurons, np.int64),  # u
+            (neurons, np.int64),  # v
+            ((2, neurons), np.bool_),  # spikes of even and odd steps
+            ((2, neurons), np.int32),  # ... listed: the indices of the neurons that fired
+            ((2, layers), np.int64),  # ... and how many, per population
+            (buffer, np.int64),  # the synapses' messages in flight
+            (widest, np.int64),  # the readout's baseline
+        ]
+        own = [
+            (widest, np.bool_),  # folded
+            (widest, np.bool_),  # saturated
+            (widest, np.int64),  # message
+            (widest, np.int64),  # nothing (stays 0)
+            (cells, np.int32),  # conv cells
+            (cells, np.int32),  # conv listed channels
+            (cells, np.int64),  # conv counts per cell
+            (acc, np.int16),  # conv sums, in the type that holds them
+            (acc, np.int32),
+            (acc, np.int64),
+            (kernel, np.int16),  # one cell's kernels, summed, likewise
+            (kernel, np.int32),
+            (kernel, np.int64),
+        ]
+        return shared, own
+
+    @staticmethod
+    def size(*sizes: int) -> int:
+        """The bytes :meth:`new` allocates for these sizes."""
+        shared, own = Scratch.layout(*sizes)
+        arrays = [*shared, *own, ((1, sizes[0]), np.int32)]
+        return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in arrays)
 
     @classmethod
     def new(cls, neurons: int, layers: int, widest: int, buffer: int, cells: int, acc: int, kernel: int) -> "Scratch":
-        shared = (
-            np.zeros(neurons, np.int64),  # u
-            np.zeros(neurons, np.int64),  # v
-            np.zeros((2, neurons), np.bool_),  # spikes of even and odd steps
-            np.zeros((2, neurons), np.int32),  # ... listed: the indices of the neurons that fired
-            np.zeros((2, layers), np.int64),  # ... and how many, per population
-            np.zeros(buffer, np.int64),  # the synapses' messages in flight
-            np.zeros(widest, np.int64),  # the readout's baseline
+        shared, own = cls.layout(neurons, layers, widest, buffer, cells, acc, kernel)
+        return cls(
+            tuple(np.zeros(shape, dtype) for shape, dtype in shared),
+            tuple(np.zeros(shape, dtype) for shape, dtype in own),
+            np.zeros((1, neurons), np.int32),
         )
-        own = (
-            np.zeros(widest, np.bool_),  # folded
-            np.zeros(widest, np.bool_),  # saturated
-            np.zeros(widest, np.int64),  # message
-            np.zeros(widest, np.int64),  # nothing (stays 0)
-            np.zeros(cells, np.int32),  # conv cells
-            np.zeros(cells, np.int32),  # conv listed channels
-            np.zeros(cells, np.int64),  # conv counts per cell
-            np.zeros(acc, np.int16),  # conv sums, in the type that holds them
-            np.zeros(acc, np.int32),
-            np.zeros(acc, np.int64),
-            np.zeros(kernel, np.int16),  # one cell's kernels, summed, likewise
-            np.zeros(kernel, np.int32),
-            np.zeros(kernel, np.int64),
-        )
-        return cls(shared, own, np.zeros((1, neurons), np.int32))
 
 
 def supported(network: Network) -> bool:
