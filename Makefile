@@ -46,7 +46,14 @@ $(STAMP): Makefile pyproject.toml $(PLUGIN_FILES)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh examples/mnist/demo.sh
 
-test: lint test-main test-compat test-lava
+# The three suites run side by side after lint (each is mostly one process, and this machine class has two cores
+# and memory to spare): the whole run takes about as long as its longest suite rather than their sum. Each suite's
+# output is printed as one block when it ends (--output-sync), with its slowest tests (--durations) to show where
+# the time goes.
+test: lint
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-compat test-lava
+
+DURATIONS := --durations=15
 
 # The SpiNNaker emulator is compared with sPyNNaker's tick written in C on GCC's fixed-point `accum` type,
 # compiled for ARM and run under qemu (backends/pynn/tests/test_spinnaker_arm.py): Debian's gcc-arm-linux-gnueabihf
@@ -68,7 +75,7 @@ arm-tools:
 # Every artifact's report.html is opened in headless Chromium (tests/headless_chromium.py: console errors, images
 # that do not load, a screenshot), as a person would open it: Debian's chromium, installed here when it is missing
 # (apt-get as root, else through sudo).
-browser-tools:
+browser-tools: | arm-tools
 	@if ! command -v chromium >/dev/null; then \
 		as_root=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$as_root apt-get update -q && \
@@ -91,7 +98,7 @@ $(PYNN_ENV)/.installed: Makefile
 test-main: $(STAMP) arm-tools browser-tools $(PYNN_ENV)/.installed
 	NEURODEPLOY_REQUIRE_SINABS=1 NEURODEPLOY_REQUIRE_NUMBA=1 NEURODEPLOY_REQUIRE_ARM=1 NEURODEPLOY_REQUIRE_CHROMIUM=1 \
 		NEURODEPLOY_REQUIRE_PYNN=1 NEURODEPLOY_REQUIRE_SNNTORCH=1 NEURODEPLOY_REQUIRE_DASK=1 NEURODEPLOY_REQUIRE_TORCH=1 \
-		NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest
+		NEURODEPLOY_PYNN_PYTHON=$(CURDIR)/$(PYNN_ENV)/bin/python $(BIN)/python -m pytest $(DURATIONS)
 
 $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	@test -n "$(PY310)" || { echo "error: no Python 3.10 found (looked on PATH and in pyenv); install it or set PY310=/path/to/python3.10"; exit 1; }
@@ -104,7 +111,7 @@ $(COMPAT)/.installed: Makefile pyproject.toml $(PLUGIN_FILES)
 	touch $@
 
 test-compat: $(COMPAT)/.installed
-	$(COMPAT)/bin/python -m pytest -q -p no:cacheprovider
+	$(COMPAT)/bin/python -m pytest -q -p no:cacheprovider $(DURATIONS)
 
 # lava-dl 0.6.0 (its netx reads the .net files the Loihi backend writes) pins torch 2.3, a CUDA build: it goes in
 # with --no-deps, beside the CPU torch==2.13.0 and the torchvision of that torch, and the packages its imports need
@@ -126,7 +133,7 @@ $(LAVA)/.installed: Makefile pyproject.toml backends/loihi/pyproject.toml
 	touch $@
 
 test-lava: $(LAVA)/.installed
-	NEURODEPLOY_REQUIRE_LAVA=1 $(LAVA)/bin/python -m pytest -q -p no:cacheprovider backends/loihi/tests/lava
+	NEURODEPLOY_REQUIRE_LAVA=1 $(LAVA)/bin/python -m pytest -q -p no:cacheprovider $(DURATIONS) backends/loihi/tests/lava
 
 # mypy type-checks the core (neurodeploy/; settings in pyproject.toml).
 lint: $(STAMP)
