@@ -91,6 +91,7 @@ import numpy as np
 
 from neurodeploy.errors import ConversionError, ResourceError
 from neurodeploy.ir.graph import Graph, GraphIndex
+from neurodeploy.ir.kernels import kernel_taps
 from neurodeploy.ir.neurons import IF, LIF, channel_threshold, leaky_refusal
 from neurodeploy.ir.op import Op
 from neurodeploy.ir.ops import (
@@ -470,7 +471,7 @@ def _dense(ops: list[Op], in_shape: tuple[int, ...], where: str, rules: Rules) -
     if n_in * zero.size > rules.max_dense_entries:
         raise ConversionError(
             f"{where}: the ops between the two layers ({', '.join(_where(o) for o in ops if isinstance(o, Op))}) "
-            f"compose into {n_in} x {zero.size} synapses, above the {rules.max_dense_entries} the {rules.target} "
+            f"compose into {n_in:,} x {zero.size:,} synapses, above the {rules.max_dense_entries:,} the {rules.target} "
             "target composes into one Dense; end the chain in a Dense read through a flatten (and at most an "
             "AvgPool whose kernel == stride), or use a convolution (AvgPool then Conv folds into one Conv)"
         )
@@ -716,6 +717,23 @@ def synapse_list(spec: ConvSpec | DenseSpec | SparseSpec, shape: tuple[int, ...]
     )
 
 
+def listed_count(spec: ConvSpec | DenseSpec | SparseSpec, shape: tuple[int, ...]) -> int:
+    """How many synapses :func:`synapse_list` lists for ``spec`` into a population of ``shape``, without listing
+    them: a convolution's taps that land inside the input, per axis (each tap's live output channels times the
+    output rows and columns it reads the input from), a Dense's nonzero entries, a list's length."""
+    if isinstance(spec, SparseSpec):
+        return int(spec.rows.size)
+    if not isinstance(spec, ConvSpec):
+        return int(np.count_nonzero(spec.weight))
+    _, h, w = spec.input_shape
+    _, oh, ow = shape
+    live = np.repeat(np.repeat(spec.weight != 0, spec.pool[0], axis=2), spec.pool[1], axis=3).sum(axis=0)
+    kh, kw = live.shape[1:]
+    rows = kernel_taps(h, oh, kh, spec.stride[0], spec.padding[0], spec.dilation[0]).sum(axis=(0, 2))
+    cols = kernel_taps(w, ow, kw, spec.stride[1], spec.padding[1], spec.dilation[1]).sum(axis=(0, 2))
+    return int(np.einsum("cij,i,j->", live.astype(np.int64), rows, cols))
+
+
 def _taps_count(spec: ConvSpec, shape: tuple[int, ...]) -> int:
     """At most how many synapses a convolution synapse lists (every output neuron times its kernel's taps)."""
     positions = int(np.prod(shape[1:]))
@@ -916,8 +934,8 @@ def _pooled(
         raise ConversionError(
             f"{_where(pool)} before {_where(conv)}: this pooling (kernel {tuple(pool.kernel)}, stride "
             f"{tuple(pool.stride)}, padding {tuple(pool.padding)} on a {h}x{w} map) is no convolution's block, so "
-            f"the {rules.target} target lists the composed synapses one by one: up to {count} of them, above the "
-            f"{rules.max_dense_entries} it builds; pool with kernel == stride on a map the kernel divides, or pool "
+            f"the {rules.target} target lists the composed synapses one by one: up to {count:,} of them, above the "
+            f"{rules.max_dense_entries:,} it builds; pool with kernel == stride on a map the kernel divides, or pool "
             "after fewer channels"
         )
     return geometry.listed()
@@ -1119,8 +1137,8 @@ def _listed(spec: ConvSpec | _Patched, shape: tuple[int, ...], where: str, rules
     count = _taps_count(_kernel_of(spec), shape)
     if count > rules.max_dense_entries:
         raise ConversionError(
-            f"{where}: {why}, so the {rules.target} target lists it tap by tap: up to {count} synapses, above the "
-            f"{rules.max_dense_entries} it builds; use fewer channels there, or a shorter path to it"
+            f"{where}: {why}, so the {rules.target} target lists it tap by tap: up to {count:,} synapses, above the "
+            f"{rules.max_dense_entries:,} it builds; use fewer channels there, or a shorter path to it"
         )
     return spec.listed() if isinstance(spec, _Patched) else _taps(spec, shape)
 

@@ -329,7 +329,9 @@ def test_a_pooled_convolution_too_large_to_list_names_the_limit():
     graph = Graph(name="box", inputs={"x": TensorType((1, 9, 9))}, outputs=["y"], ops=ops)
     graph.verify()
     small = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True, max_dense_entries=1000)
-    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool' before Conv2d 'conv2'.*up to 19600 .* above the 1000"):
+    with pytest.raises(
+        ConversionError, match=r"AvgPool2d 'pool' before Conv2d 'conv2'.*up to 19,600 .* above the 1,000"
+    ):
         lower(graph, small)
 
 
@@ -419,3 +421,31 @@ def test_a_branch_through_many_concats_multiplies_its_embeddings_before_the_kern
     for op in ops:
         want = op.forward([want])
     np.testing.assert_allclose(one.forward([x]), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "k", "stride", "padding", "dilation", "groups", "pool", "size"),
+    [
+        (3, 4, 3, (1, 1), (1, 1), (1, 1), 1, (1, 1), (7, 7)),
+        (4, 6, 3, (2, 1), (0, 2), (1, 2), 2, (1, 1), (9, 8)),
+        (2, 2, 1, (2, 2), (0, 0), (1, 1), 2, (2, 2), (8, 8)),
+        (3, 5, 5, (1, 2), (2, 1), (1, 1), 1, (1, 1), (6, 10)),
+    ],
+)
+def test_a_synapse_list_is_counted_without_listing_it(c_in, c_out, k, stride, padding, dilation, groups, pool, size):
+    """:func:`listed_count` (per axis, no list) equals the length of :func:`synapse_list`'s list (every tap
+    enumerated), with zero weights, strides, padding, dilation, groups and a pooled kernel; a Dense and a list too."""
+    from neurodeploy.lowering import DenseSpec, listed_count, synapse_list
+
+    rng = np.random.default_rng(c_in * 7 + k)
+    weight = rng.normal(size=(c_out, c_in // groups, k, k)).astype(np.float32)
+    weight[rng.random(weight.shape) < 0.3] = 0  # zero weights list nothing
+    spec = ConvSpec(weight, stride, padding, dilation, groups, pool, (c_in, *size))
+    span = [dilation[a] * (k * pool[a] - 1) + 1 for a in (0, 1)]
+    out = (c_out, *[(size[a] + 2 * padding[a] - span[a]) // stride[a] + 1 for a in (0, 1)])
+    listed = synapse_list(spec, out)
+    assert listed.rows.size > 0
+    assert listed_count(spec, out) == listed.rows.size
+    dense = DenseSpec(weight.reshape(c_out, -1), (c_in // groups * k * k,))
+    assert listed_count(dense, (c_out,)) == synapse_list(dense, (c_out,)).rows.size == np.count_nonzero(weight)
+    assert listed_count(listed, out) == listed.rows.size

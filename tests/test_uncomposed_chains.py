@@ -109,7 +109,7 @@ def test_a_chain_composed_through_the_identity_past_the_cap_names_its_ops_and_th
     ]
     graph = Graph(name="g", inputs={"x": TensorType((1, 8, 8))}, outputs=["y"], ops=ops)
     graph.verify()
-    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool', Reshape 'flat', Dense 'fc'.*256 x 6.*1000 the"):
+    with pytest.raises(ConversionError, match=r"AvgPool2d 'pool', Reshape 'flat', Dense 'fc'.*256 x 6.*1,000 the"):
         lower(graph, SMALL["listed"])
 
 

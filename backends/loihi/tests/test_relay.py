@@ -93,9 +93,9 @@ def test_a_relayed_network_places_the_relay_neurons(tmp_path: Path, monkeypatch)
 
 
 def test_relays_past_the_machines_neurons_are_refused_naming_them(monkeypatch) -> None:
-    """IF a, IF b and the relay hold 3 x 144 neurons: a machine of 300 refuses the relay as it is made, naming the
-    branch, the taps it would list instead, the relays and the limit (DenseNet-121 on 16 chips stops so, at its
-    19th relay, not after building hundreds)."""
+    """IF a, IF b and the relay hold 3 x 144 neurons: lowering for a machine of 300 refuses the relay as it is made,
+    naming the branch, the taps it would list instead, the relays and the limit (the backend lowers for the largest
+    system, so that a runaway stops early, not after building millions of relay neurons)."""
     from neurodeploy.errors import ResourceError
 
     monkeypatch.setattr(loihi_lowering, "RULES", dataclasses.replace(loihi_lowering.RULES, max_dense_entries=SMALL_CAP))
@@ -146,3 +146,25 @@ def test_a_relay_replaces_listed_taps_where_they_would_take_more_cores(monkeypat
             ResourceError, match=r"5,184 synapses, more cores than a relay neuron per source neuron, and"
         ):
             loihi_lowering.lower(relay_block(), max_neurons=300)
+
+
+def test_a_compile_whose_relays_pass_its_chips_names_the_chips_the_whole_count_needs(tmp_path: Path, monkeypatch):
+    """Chips of 500 neurons: the graph's 432 spiking neurons fit one, and with the relay's 144 they need two. The
+    compile is refused after lowering (every relay counted, not at the first past the limit), naming the total, the
+    relays and chips=2 (DenseNet-121 on 16 chips was refused so at its 22nd relay with no chip count)."""
+    from neurodeploy_loihi import backend, resources
+
+    from neurodeploy.errors import ResourceError
+
+    monkeypatch.setattr(loihi_lowering, "RULES", dataclasses.replace(loihi_lowering.RULES, max_dense_entries=SMALL_CAP))
+    monkeypatch.setattr(resources, "NEURONS_PER_CHIP", 500)
+    monkeypatch.setattr(backend, "NEURONS_PER_CHIP", 500)
+    x = np.random.default_rng(9).random((4, 1, 6, 6)).astype(F)
+    with pytest.raises(
+        ResourceError,
+        match=r"the network has 576 spiking neurons \(largest layers .* and 144 more in 1 relay population\(s\), "
+        r"which repeat .*\); 1 Loihi 2 chip\(s\) hold at most 500 .*--target-option chips=2 or more .*placement "
+        r"then counts the cores",
+    ):
+        emit_graph(relay_block(), tmp_path, x)
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -52,3 +52,37 @@ def test_the_boards_option_is_checked_and_reported(tmp_path) -> None:
     artifact = compile_model(model, "spinnaker", tmp_path / "a", target_options={"boards": "2"})
     report = json.loads((artifact.root / "report.json").read_text())
     assert any("machine: 2 SpiNN-5 board(s), 96 chips, 1614 cores" in note for note in report["resources"]["notes"])
+
+
+def test_a_network_with_more_synapses_than_the_target_lists_is_refused_before_listing_them(monkeypatch) -> None:
+    """The same plan with the cap at exactly its synapses and one below: the count (per axis, nothing listed) is the
+    length of the lists the plan builds, and past the cap the refusal names the total, the most into one
+    population, the bytes and the cap (VGG-19 on the 72 boards its neurons need lists 28.5 billion)."""
+    from neurodeploy.lowering import lower, synapse_list
+
+    weight = np.random.default_rng(1).normal(size=(4, 2, 3, 3)).astype(np.float32)
+    weight[0, 0] = 0  # zero weights list nothing
+    ops = [
+        Conv2d(name="conv0", inputs=("x",), output="c0", weight=np.ones((2, 1, 1, 1), np.float32)),
+        IF(name="in", inputs=("c0",), output="s0", threshold=np.float32(1), reset="zero"),  # (driven by the host)
+        Conv2d(name="conv", inputs=("s0",), output="c", weight=weight, padding=(1,) * 4, stride=(2, 2)),
+        IF(name="a", inputs=("c",), output="s", threshold=np.float32(1), reset="zero"),
+    ]
+    graph = Graph("g", {"x": TensorType((1, 9, 7))}, ["s"], ops)
+    graph.verify()
+    lowered = lower(graph, spinnaker.RULES)
+    total = sum(
+        synapse_list(i.synapse, p.shape).rows.size
+        for k, p in enumerate(lowered.populations)
+        for i in lowered.incoming(k)
+    )
+    assert total > 0
+    monkeypatch.setattr(spinnaker, "MAX_LISTED", total)
+    spinnaker.plan(graph)
+    monkeypatch.setattr(spinnaker, "MAX_LISTED", total - 1)
+    with pytest.raises(
+        ResourceError,
+        match=rf"the network has {total:,} synapses \(the most into 'a': {total:,}\); the spinnaker target lists each "
+        rf"one \(PyNN's FromListConnector: .* GB in the artifact, .*\), at most {total - 1:,}: use a smaller input",
+    ):
+        spinnaker.plan(graph)

@@ -122,18 +122,29 @@ class Core:
         return np.arange(self.start // channels, (self.stop - 1) // channels + 1), held
 
 
-def check_neurons(layers: list[tuple[str, int]], chips: int, most: int) -> None:
-    """Refuse a network whose spiking neurons alone (``layers``: name and size of each, before any lowering) exceed
-    what ``chips`` chips hold, naming the largest layers and the chips it needs (at most ``most`` in a system)."""
-    total = sum(n for _, n in layers)
+def check_neurons(
+    layers: list[tuple[str, int]], chips: int, most: int, relays: list[tuple[str, int]] | None = None
+) -> None:
+    """Refuse a network whose spiking neurons (``layers``: name and size of each, before any lowering, then again
+    with the ``relays`` lowering added, :func:`neurodeploy.lowering._relay`) exceed what ``chips`` chips hold,
+    naming the largest layers and the chips it needs (at most ``most`` in a system)."""
+    relays = relays or []
+    total = sum(n for _, n in layers) + sum(n for _, n in relays)
     if total <= chips * NEURONS_PER_CHIP:
         return
     need = -(-total // NEURONS_PER_CHIP)
     largest = largest_layers(layers)
     advice = machine_advice("chips", need, most, f"Kapoho Point has 8 chips, the largest system {most}")
+    extra = ""
+    if relays:
+        extra = (
+            f" and {sum(n for _, n in relays):,} more in {len(relays)} relay population(s), which repeat a delayed "
+            "branch's spikes for a convolution (Loihi 2's convolution synapses take no delay)"
+        )
     raise ResourceError(
-        f"the network has {total:,} spiking neurons (largest layers {largest}); {chips} Loihi 2 chip(s) hold at most "
-        f"{chips * NEURONS_PER_CHIP:,} ({CORES_PER_CHIP} cores of {NEURONS_PER_CORE:,} neurons each): {advice}"
+        f"the network has {total:,} spiking neurons (largest layers {largest}{extra}); {chips} Loihi 2 chip(s) hold at "
+        f"most {chips * NEURONS_PER_CHIP:,} ({CORES_PER_CHIP} cores of {NEURONS_PER_CORE:,} neurons each): {advice}"
+        + ("; placement then counts the cores their synapses take, which may ask for more" if relays else "")
     )
 
 

@@ -63,14 +63,33 @@ from neurodeploy.errors import ArtifactError, ConversionError, ResourceError
 from neurodeploy.ir.graph import Graph
 from neurodeploy.ir.neurons import LIF, describe_leaky
 from neurodeploy.ir.serialize import dumps_json, save_graph, write_npz
-from neurodeploy.lowering import Population, Rules, largest_layers, leaky_problem, machine_advice, synapse_list
+from neurodeploy.lowering import (
+    Population,
+    Rules,
+    largest_layers,
+    leaky_problem,
+    listed_count,
+    machine_advice,
+    synapse_list,
+)
 from neurodeploy.lowering import lower as lower_graph
 from neurodeploy.metrics import input_synapses
 from neurodeploy.readout import readout_skip
 from neurodeploy.schema import Bool, Dict, Int, List, Number, Str
 from neurodeploy_pynn import s1615
 
-RULES = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True, leaky=True)
+MAX_LISTED = 1 << 29
+"""The most synapses the spinnaker target lists (536,870,912). Each synapse is a row of PyNN's FromListConnector:
+10 bytes in the artifact (pre and post int32, the weight word uint16), four float64 columns (32 bytes) in
+run_pynn.py before sPyNNaker copies them, and about 23 bytes on the compiling machine (measured: SqueezeNet's
+381.6 million synapses on 13 boards compiled in 8.9 GB resident at most). VGG-19's 28.5 billion would need hundreds
+of GB: refused before they are listed."""
+MAX_COMPOSED = 1 << 27
+"""The most synapses one chain of ops composed in lowering may list (134,217,728; a pooling that is no
+convolution's block before a convolution: ResNet-50's and ShuffleNet's stems list 115.6 and 75.9 million). Lowering
+builds such a list at once, before the whole network is counted against :data:`MAX_LISTED`, with a few times its
+size in temporaries: with the whole cap here, ResNet-50 on 47 boards ran out of 16 GB in lowering."""
+RULES = Rules(target="spinnaker", chip="SpiNNaker", delayed_conv=True, leaky=True, max_dense_entries=MAX_COMPOSED)
 """Every synapse becomes a connection list, so a convolution takes a delay like any other; sPyNNaker's neurons leak
 and have exponential synapses, so leaky neurons of a spiking import map (see "Leaky neurons")."""
 
@@ -128,6 +147,20 @@ def check_machine(layers: list[tuple[str, int]], boards: int) -> None:
         f"the network has {sum(n for _, n in layers):,} spiking neurons (largest layers {largest}), {cores:,} cores "
         f"of {NEURONS_PER_CORE}; {boards} SpiNN-5 board(s) have {boards * per_board:,} for neurons ({CHIPS_PER_BOARD} "
         f"chips a board, less sPyNNaker's monitors): {advice}"
+    )
+
+
+def check_listed(counts: list[tuple[str, int]]) -> None:
+    """Refuse a network whose synapses (``counts``: each population's incoming synapses, counted without listing
+    them, :func:`neurodeploy.lowering.listed_count`) pass :data:`MAX_LISTED`, naming the largest and the bytes."""
+    total = sum(n for _, n in counts)
+    if total <= MAX_LISTED:
+        return
+    most = largest_layers([c for c in counts if c[1]])
+    raise ResourceError(
+        f"the network has {total:,} synapses (the most into {most}); the spinnaker target lists "
+        f"each one (PyNN's FromListConnector: {10 * total / 1e9:,.1f} GB in the artifact, {32 * total / 1e9:,.1f} GB "
+        f"of rows in run_pynn.py), at most {MAX_LISTED:,}: use a smaller input or fewer channels"
     )
 
 
@@ -369,6 +402,12 @@ def plan(graph: Graph) -> Netlist:
                 numbers += f" (v_reset {_span(op.v_reset)}, threshold {_span(op.threshold)})"
             raise ConversionError(f"LIF '{op.name}': {problem}; the spinnaker target does not run it ({numbers})")
     lowered = lower_graph(graph, RULES)
+    check_listed(
+        [
+            (pop.name, sum(listed_count(i.synapse, pop.shape) for i in lowered.incoming(k)))
+            for k, pop in enumerate(lowered.populations)
+        ]
+    )
     populations: list[PopulationPlan] = []
     projections: list[ProjectionPlan] = []
     for k, pop in enumerate(lowered.populations):
