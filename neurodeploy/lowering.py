@@ -135,8 +135,9 @@ class Rules:
     convolution's block before a convolution is then the composed convolution plus a list of its corrections along
     the borders (:class:`_Patched`), not one list of every synapse."""
     max_neurons: int | None = None
-    """The neurons the target's machine holds, where known: the relay populations a delayed convolution may read
-    (:func:`_relay`) are refused once they and the graph's neurons pass it, before they are all built."""
+    """The most neurons the target builds, where known (the loihi target: its largest system's, so that a runaway
+    stops early; it names the chips a network needs after lowering): the relay populations a delayed convolution
+    may read (:func:`_relay`) are refused once they and the graph's neurons pass it, before they are all built."""
     core: tuple[int, int] | None = None
     """A core's neurons and listed synapses, where known: a delayed convolution whose taps listed would take more
     cores than a relay population of its source's size reads a relay (:func:`_relay`); otherwise only taps past

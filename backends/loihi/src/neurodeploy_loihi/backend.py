@@ -283,10 +283,14 @@ class Loihi2Backend(Backend):
         # Lowering builds relays up to the largest system's neurons only (a runaway stops early); past the chips
         # asked for, the whole count names the chips it needs
         lowered = lower(graph, spike_input=events, max_neurons=MAX_CHIPS * NEURONS_PER_CHIP)
-        relays = [(p.name, int(np.prod(p.shape))) for p in lowered.populations if "relay" in p.meta]
-        if relays:  # they repeat delayed spikes (lowering._relay): neurons the graph's layers do not count
-            sizes = [(p.name, int(np.prod(p.shape))) for p in lowered.populations if p.role != "readout"]
-            check_neurons([s for s in sizes if s not in relays], chips, MAX_CHIPS, relays)
+        # the graph's populations, and the relays (they repeat delayed spikes, lowering._relay: neurons the graph's
+        # layers do not count)
+        sizes: dict[bool, list[tuple[str, int]]] = {False: [], True: []}
+        for p in lowered.populations:
+            if p.role != "readout":
+                sizes["relay" in p.meta].append((p.name, int(np.prod(p.shape))))
+        if sizes[True]:
+            check_neurons(sizes[False], chips, MAX_CHIPS, sizes[True])
         readout_range, source = _readout_range(lowered, graph, model.calibration)
         means = None
         calibration = model.calibration

@@ -129,7 +129,8 @@ def check_neurons(
     with the ``relays`` lowering added, :func:`neurodeploy.lowering._relay`) exceed what ``chips`` chips hold,
     naming the largest layers and the chips it needs (at most ``most`` in a system)."""
     relays = relays or []
-    total = sum(n for _, n in layers) + sum(n for _, n in relays)
+    relayed = sum(n for _, n in relays)
+    total = sum(n for _, n in layers) + relayed
     if total <= chips * NEURONS_PER_CHIP:
         return
     need = -(-total // NEURONS_PER_CHIP)
@@ -138,7 +139,7 @@ def check_neurons(
     extra = ""
     if relays:
         extra = (
-            f" and {sum(n for _, n in relays):,} more in {len(relays)} relay population(s), which repeat a delayed "
+            f" and {relayed:,} more in {len(relays)} relay population(s), which repeat a delayed "
             "branch's spikes for a convolution (Loihi 2's convolution synapses take no delay)"
         )
     raise ResourceError(
