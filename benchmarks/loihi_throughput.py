@@ -35,7 +35,10 @@ outputs (checked). What is timed:
   Dense and grouped Conv, which shares Lava's per-step overhead between samples).
 
 The ratios are per sample and Loihi step: Lava's best (the faster of its two batch sizes) against the emulator at
-batch 1 and at ``--batch``.
+batch 1 and at ``--batch``. With numba, the run also prints the floor of one vector addition per synapse: the
+synaptic additions per sample on the chip (spikes times fan-out) at this machine's rate of the fused
+convolution's inner loop, measured in the same run on one thread and on two, next to the emulator's batch-1 time
+and what the goal asks at batch 1.
 """
 
 from __future__ import annotations
@@ -104,12 +107,57 @@ def _compiled(args, tmp: Path, compile_model, load_calibration):
     return Program.load(tmp / "a0"), x, times, f"{args.network} (random weights)", len(calibration)
 
 
-def _input_density(program, x: np.ndarray, steps: int) -> float:
-    """Spikes per neuron and Loihi step over the spiking populations (what an event-driven step walks)."""
+def _input_density(program, x: np.ndarray, steps: int) -> tuple[float, float]:
+    """Spikes per neuron and Loihi step over the spiking populations (what an event-driven step walks), and the
+    synaptic additions per sample on the chip: every spike times its neuron's fan-out, summed over the spiking
+    populations (the host's dense input, computed before the chip's steps, left out)."""
     result = program.run(x, steps)
     neurons = sum(result.neurons.values())
     spikes = sum(int(v.sum()) for v in result.spikes.values())
-    return spikes / max(1, neurons * len(x) * steps)
+    (host_input,) = program.host.inputs
+    adds = sum(float(v.sum()) for name, v in result.synops.items() if name != host_input) / len(x)
+    return spikes / max(1, neurons * len(x) * steps), adds
+
+
+ADD_RUN = 192
+"""The length of the runs the add-rate probe adds: a convolution's tap row (kY x C_out: 3 x 64 on the MNIST CNN)."""
+
+
+def _add_rate() -> tuple[float, float]:
+    """This machine's rate of vector multiply-adds, additions per ns: int16 runs of :data:`ADD_RUN` (p * kernel
+    row into a cache-resident accumulator at a moving offset), the fused convolution's inner loop in the
+    narrowest sum type it uses, on one thread and on two at once (best of 5): the floor of one addition per
+    synapse, against which the emulator's batch-1 time is read."""
+    import threading
+
+    import numba
+
+    @numba.njit(nogil=True, cache=False)
+    def adds(acc, kernel, reps):  # pragma: no cover - compiled
+        span = acc.shape[0] - kernel.shape[0]
+        for r in range(reps):
+            at = (r * 37) % span
+            target = acc[at : at + kernel.shape[0]]
+            p = (r & 3) + 1
+            for o in range(kernel.shape[0]):
+                target[o] += p * kernel[o]
+
+    reps = 200_000
+    arrays = [(np.zeros(8192, np.int16), np.arange(ADD_RUN, dtype=np.int16)) for _ in range(2)]
+    adds(*arrays[0], 10)
+    rates = []
+    for threads in (1, 2):
+        best = float("inf")
+        for _ in range(5):
+            workers = [threading.Thread(target=adds, args=(*arrays[i], reps)) for i in range(threads)]
+            start = time.perf_counter()
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            best = min(best, time.perf_counter() - start)
+        rates.append(threads * reps * ADD_RUN / best / 1e9)
+    return rates[0], rates[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     windows = program.network.windows(total, [d + steps for d in program.network.depths])
     computed = sum(int(np.prod(layer.shape)) * (b - a + 1) for layer, (a, b) in zip(program.network.layers, windows))
     emu_1, emu_b = emulators[fastest]
-    density = _input_density(program, x[: args.batch], steps)
+    density, adds = _input_density(program, x[: args.batch], steps)
     lava_1: dict[str, float] = {}
     lava_b: dict[str, float] = {}
     run_1 = run_program_in_lava(program, x[:1], steps, record_all=False, timings=lava_1)
@@ -205,6 +253,19 @@ def main(argv: list[str] | None = None) -> int:
         ratio = lava_best / ours
         verdict = "goal met" if ratio >= GOAL else f"goal ({GOAL:.0f}x) missed by {GOAL / ratio:.1f}x"
         print(f"emulator ({fastest}) at {at} vs Lava's best per sample: {ratio:.1f}x faster ({verdict})")
+    if compiled:  # how far batch 1 is from one vector addition per synapse, and what the goal asks at batch 1
+        one, two = _add_rate()
+        print(
+            f"synaptic additions per sample on the chip (spikes x fan-out, the host's input left out): {adds:,.0f}; "
+            f"this machine's int16 multiply-adds in runs of {ADD_RUN}: {one:.1f} per ns on one thread, {two:.1f} "
+            f"on two at once"
+        )
+        floor_1, floor_2 = per(adds / one / 1e9, 1), per(adds / two / 1e9, 1)
+        print(
+            f"one addition per synapse at that rate: {floor_1:.4f} ms per sample and step on one thread, "
+            f"{floor_2:.4f} on two; the emulator at batch 1: {per(emu_1, 1):.4f} ({per(emu_1, 1) / floor_2:.1f}x "
+            f"the two-thread floor); the goal at batch 1 asks for {lava_best / GOAL:.4f}"
+        )
     print(f"outputs identical in both simulators: {same}")
     print(
         f"compile time (loihi target, {label}, {samples} calibration samples): median "
