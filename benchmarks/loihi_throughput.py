@@ -107,7 +107,7 @@ def _compiled(args, tmp: Path, compile_model, load_calibration):
     return Program.load(tmp / "a0"), x, times, f"{args.network} (random weights)", len(calibration)
 
 
-def _input_density(program, x: np.ndarray, steps: int) -> tuple[float, float]:
+def _spike_work(program, x: np.ndarray, steps: int) -> tuple[float, float]:
     """Spikes per neuron and Loihi step over the spiking populations (what an event-driven step walks), and the
     synaptic additions per sample on the chip: every spike times its neuron's fan-out, summed over the spiking
     populations (the host's dense input, computed before the chip's steps, left out)."""
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     windows = program.network.windows(total, [d + steps for d in program.network.depths])
     computed = sum(int(np.prod(layer.shape)) * (b - a + 1) for layer, (a, b) in zip(program.network.layers, windows))
     emu_1, emu_b = emulators[fastest]
-    density, adds = _input_density(program, x[: args.batch], steps)
+    density, adds = _spike_work(program, x[: args.batch], steps)
     lava_1: dict[str, float] = {}
     lava_b: dict[str, float] = {}
     run_1 = run_program_in_lava(program, x[:1], steps, record_all=False, timings=lava_1)
